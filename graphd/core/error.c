@@ -1,0 +1,61 @@
+#include "core/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+  const char *desc;
+  int status;
+} gd__errtab[GD_E__COUNT] = {
+#define XX(name, status, desc) [GD_E##name] = {desc, status},
+    GD_ERRNO_MAP(XX)
+#undef XX
+};
+
+const char *gd_strerror(int code) {
+  if (code < 0 || code >= GD_E__COUNT)
+    return "unknown error";
+  return gd__errtab[code].desc;
+}
+
+int gd_err_grpc_status(int code) {
+  if (code < 0 || code >= GD_E__COUNT)
+    return 13; /* INTERNAL */
+  return gd__errtab[code].status;
+}
+
+int gd_err_set(gd_err *err, int code, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    err->code = code;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+int gd_err_prefix(gd_err *err, const char *fmt, ...) {
+  char prefix[128], old[GD_ERR_MSG_MAX];
+  va_list ap;
+  if (!err)
+    return GD_EINTERNAL;
+  va_start(ap, fmt);
+  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  va_end(ap);
+  memcpy(old, err->msg, sizeof old);
+  size_t n = strnlen(prefix, sizeof prefix);
+  if (n + 2 < sizeof err->msg) {
+    memcpy(err->msg, prefix, n);
+    memcpy(err->msg + n, ": ", 2);
+    snprintf(err->msg + n + 2, sizeof err->msg - n - 2, "%s", old);
+  }
+  return err->code;
+}
+
+void gd_err_clear(gd_err *err) {
+  if (err) {
+    err->code = GD_OK;
+    err->msg[0] = '\0';
+  }
+}

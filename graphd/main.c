@@ -1,0 +1,245 @@
+/*
+ * graphd: the seller graph daemon.
+ *
+ * main() owns start-up and shutdown order: block the termination signals
+ * before any thread exists (gRPC starts threads in grpc_init), open the
+ * store, start the writer, start the server, print the listening line,
+ * then wait in sigtimedwait(). On SIGTERM/SIGINT: health goes NOT_SERVING,
+ * the server drains (in-flight calls finish, including writes waiting for
+ * their commit), the writer commits what is queued and stops, the store
+ * closes, and the process exits 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <grpc/grpc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "rpc/rpc.h"
+#include "server/server.h"
+#include "store/store.h"
+#include "store/writer.h"
+
+typedef struct config {
+  const char *data;
+  const char *listen;
+  unsigned threads;
+  uint64_t map_size_mb, map_size_max_mb;
+  long max_message_bytes;
+  long max_batch_items;
+  long result_cap;
+  long default_deadline_ms, max_deadline_ms;
+  long grace_ms;
+  long max_streams;
+  bool verbose;
+} config;
+
+static void usage(FILE *f) {
+  fputs("usage: graphd --data DIR [options]\n"
+        "\n"
+        "Serves the seller graph stored in DIR (created if missing) over gRPC.\n"
+        "Prints 'listening on HOST:PORT' on stdout once serving.\n"
+        "\n"
+        "options:\n"
+        "  --data DIR               LMDB environment directory (required)\n"
+        "  --listen HOST:PORT       address to serve on; port 0 = any free port\n"
+        "                           (default 127.0.0.1:7419)\n"
+        "  --threads N              gRPC handler threads (default: number of cores)\n"
+        "  --map-size-mb N          initial LMDB map size (default 1024); grows x2 when full\n"
+        "  --map-size-max-mb N      map growth limit (default 1048576)\n"
+        "  --max-message-bytes N    largest request or reply message (default 4194304)\n"
+        "  --max-batch-items N      entities plus links per UpsertRequest (default 100000)\n"
+        "  --result-cap N           largest 'limit' a read accepts (default 10000)\n"
+        "  --default-deadline-ms N  deadline for calls that carry none (default 60000)\n"
+        "  --max-deadline-ms N      clamp on every call's deadline (default 3600000)\n"
+        "  --grace-ms N             shutdown drain period (default 10000)\n"
+        "  --max-streams N          concurrent streams per connection (default 1000)\n"
+        "  -v, --verbose            debug logging\n"
+        "  -h, --help               this text\n"
+        "\n"
+        "Signals: SIGTERM or SIGINT drain and exit 0.\n"
+        "Exit codes: 0 clean shutdown; 1 cannot start (the log says why); 2 usage.\n",
+        f);
+}
+
+static bool parse_long(const char *s, long min, long max, long *ret) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || end == s || v < min || v > max)
+    return false;
+  *ret = v;
+  return true;
+}
+
+static int parse_args(int argc, char **argv, config *c) {
+  enum {
+    O_DATA = 256, O_LISTEN, O_THREADS, O_MAP, O_MAPMAX, O_MSG, O_BATCH, O_CAP, O_DDL, O_MDL,
+    O_GRACE, O_STREAMS,
+  };
+  static const struct option opts[] = {
+      {"data", required_argument, NULL, O_DATA},
+      {"listen", required_argument, NULL, O_LISTEN},
+      {"threads", required_argument, NULL, O_THREADS},
+      {"map-size-mb", required_argument, NULL, O_MAP},
+      {"map-size-max-mb", required_argument, NULL, O_MAPMAX},
+      {"max-message-bytes", required_argument, NULL, O_MSG},
+      {"max-batch-items", required_argument, NULL, O_BATCH},
+      {"result-cap", required_argument, NULL, O_CAP},
+      {"default-deadline-ms", required_argument, NULL, O_DDL},
+      {"max-deadline-ms", required_argument, NULL, O_MDL},
+      {"grace-ms", required_argument, NULL, O_GRACE},
+      {"max-streams", required_argument, NULL, O_STREAMS},
+      {"verbose", no_argument, NULL, 'v'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  *c = (config){
+      .listen = "127.0.0.1:7419",
+      .map_size_mb = 1024,
+      .map_size_max_mb = 1048576,
+      .max_message_bytes = 4 << 20,
+      .max_batch_items = 100000,
+      .result_cap = 10000,
+      .default_deadline_ms = 60000,
+      .max_deadline_ms = 3600000,
+      .grace_ms = 10000,
+      .max_streams = 1000,
+  };
+  int ch;
+  long v;
+  while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+    const char *name = NULL;
+    bool ok = true;
+    switch (ch) {
+    case O_DATA: c->data = optarg; break;
+    case O_LISTEN: c->listen = optarg; break;
+    case O_THREADS: ok = parse_long(optarg, 1, 256, &v); c->threads = (unsigned)v; name = "--threads"; break;
+    case O_MAP: ok = parse_long(optarg, 1, 1L << 30, &v); c->map_size_mb = (uint64_t)v; name = "--map-size-mb"; break;
+    case O_MAPMAX: ok = parse_long(optarg, 1, 1L << 30, &v); c->map_size_max_mb = (uint64_t)v; name = "--map-size-max-mb"; break;
+    case O_MSG: ok = parse_long(optarg, 1024, 1L << 30, &c->max_message_bytes); name = "--max-message-bytes"; break;
+    case O_BATCH: ok = parse_long(optarg, 1, 10000000, &c->max_batch_items); name = "--max-batch-items"; break;
+    case O_CAP: ok = parse_long(optarg, 1, 10000000, &c->result_cap); name = "--result-cap"; break;
+    case O_DDL: ok = parse_long(optarg, 1, 86400000L * 365, &c->default_deadline_ms); name = "--default-deadline-ms"; break;
+    case O_MDL: ok = parse_long(optarg, 1, 86400000L * 365, &c->max_deadline_ms); name = "--max-deadline-ms"; break;
+    case O_GRACE: ok = parse_long(optarg, 0, 3600000, &c->grace_ms); name = "--grace-ms"; break;
+    case O_STREAMS: ok = parse_long(optarg, 1, 1000000, &c->max_streams); name = "--max-streams"; break;
+    case 'v': c->verbose = true; break;
+    case 'h': usage(stdout); exit(0);
+    default: usage(stderr); return 2;
+    }
+    if (!ok) {
+      fprintf(stderr, "graphd: %s: invalid value '%s'\n", name, optarg);
+      return 2;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "graphd: unexpected argument '%s'\n", argv[optind]);
+    return 2;
+  }
+  if (!c->data) {
+    fprintf(stderr, "graphd: --data DIR is required\n");
+    usage(stderr);
+    return 2;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  config cfg;
+  gd_store *store = NULL;
+  gd_writer *writer = NULL;
+  gd_server *server = NULL;
+  gd_err err;
+  int port, rc;
+
+  if ((rc = parse_args(argc, argv, &cfg)))
+    return rc;
+  if (cfg.verbose)
+    gd_log_set_level(GD_LOG_DEBUG);
+
+  /* Before any thread exists: every thread inherits the mask, and main
+   * takes the signals synchronously. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  gd_store_opts so = {
+      .path = cfg.data,
+      .map_size = cfg.map_size_mb << 20,
+      .map_size_max = cfg.map_size_max_mb << 20,
+  };
+  if (gd_store_open(&so, &store, &err)) {
+    gd_error("%s", err.msg);
+    return 1;
+  }
+  if (gd_writer_start(store, 0, &writer, &err)) {
+    gd_error("%s", err.msg);
+    gd_store_close(store);
+    return 1;
+  }
+  gd_rpc_limits lim = {
+      .max_batch_items = (size_t)cfg.max_batch_items,
+      .result_cap = (size_t)cfg.result_cap,
+      .ingest_inflight = 4,
+  };
+  size_t nmethods;
+  const gd_method *methods = gd_rpc_methods(store, writer, &lim, &nmethods);
+
+  grpc_init();
+  gd_server_opts sv = {
+      .listen = cfg.listen,
+      .threads = cfg.threads,
+      .max_recv_bytes = (int)cfg.max_message_bytes,
+      .max_send_bytes = (int)cfg.max_message_bytes,
+      .default_deadline_ms = cfg.default_deadline_ms,
+      .max_deadline_ms = cfg.max_deadline_ms,
+      .max_concurrent_streams = (int)cfg.max_streams,
+  };
+  if (gd_server_start(&sv, methods, nmethods, &server, &port, &err)) {
+    gd_error("%s", err.msg);
+    gd_writer_stop(writer);
+    gd_store_close(store);
+    grpc_shutdown_blocking();
+    return 1;
+  }
+
+  /* HOST part as given, real port. */
+  const char *colon = strrchr(cfg.listen, ':');
+  int hostlen = colon ? (int)(colon - cfg.listen) : (int)strlen(cfg.listen);
+  printf("listening on %.*s:%d\n", hostlen, cfg.listen, port);
+  fflush(stdout);
+  gd_info("serving %s on port %d", cfg.data, port);
+
+  /* Wait for a termination signal; clear dead readers now and then. */
+  int64_t last_check = gd_now_ns();
+  for (;;) {
+    struct timespec ts = {1, 0};
+    int sig = sigtimedwait(&sigs, NULL, &ts);
+    if (sig == SIGTERM || sig == SIGINT) {
+      gd_info("signal %d: draining", sig);
+      break;
+    }
+    if (gd_now_ns() - last_check > 60LL * 1000000000) {
+      int dead = gd_store_reader_check(store);
+      if (dead)
+        gd_info("cleared %d stale reader slot(s)", dead);
+      last_check = gd_now_ns();
+    }
+  }
+
+  gd_rpc_set_serving(0);
+  gd_server_shutdown(server, cfg.grace_ms);
+  gd_writer_stop(writer);
+  gd_store_close(store);
+  grpc_shutdown_blocking();
+  gd_info("stopped");
+  return 0;
+}

@@ -1,0 +1,712 @@
+/*
+ * graphd.v1.SellerGraph handlers.
+ *
+ * Reads run on the handler thread inside one pooled read transaction and
+ * answer before returning. Writes are queued to the group-commit writer as
+ * gd_write_op structs and answered from the writer thread once durable.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/log.h"
+#include "health.pb-c.h"
+#include "rpc/convert.h"
+#include "rpc/rpc.h"
+
+static struct {
+  gd_store *store;
+  gd_writer *writer;
+  gd_rpc_limits lim;
+  atomic_int serving;
+} env = {.serving = 1};
+
+void gd_rpc_set_serving(int serving) { atomic_store(&env.serving, serving); }
+
+/* ---- helpers ---------------------------------------------------------- */
+
+/* Ends a call with an error; logs server-side faults once, here. */
+static void fail(gd_call *c, const gd_err *err) {
+  int code = err->code ? err->code : GD_EINTERNAL;
+  if (code == GD_EINTERNAL || code == GD_EIO)
+    gd_error("%s: %s", gd_call_method(c)->path, err->msg);
+  gd_call_finish(c, code, err->msg[0] ? err->msg : gd_strerror(code), NULL, 0);
+}
+
+static void fail_code(gd_call *c, int code, const char *msg) {
+  gd_err e;
+  gd_err_set(&e, code, "%s", msg);
+  fail(c, &e);
+}
+
+/* Packs and sends a reply message. */
+static void reply(gd_call *c, const ProtobufCMessage *m) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  uint8_t stackbuf[4096], *buf = n <= sizeof stackbuf ? stackbuf : malloc(n);
+  if (!buf) {
+    fail_code(c, GD_ENOMEM, "out of memory packing the reply");
+    return;
+  }
+  protobuf_c_message_pack(m, buf);
+  gd_call_finish(c, GD_OK, NULL, buf, n);
+  if (buf != stackbuf)
+    free(buf);
+}
+
+/*
+ * Unpacks a request; on failure answers the call and returns NULL. protobuf-c
+ * returns NULL for truncated or malformed wire data; a unary call with no
+ * message at all is refused too.
+ */
+static ProtobufCMessage *unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
+                                const uint8_t *msg, size_t len, bool has_msg) {
+  char m[200];
+  if (!has_msg) {
+    snprintf(m, sizeof m, "no request message: %s expected", d->name);
+    fail_code(c, GD_EINVALID, m);
+    return NULL;
+  }
+  ProtobufCMessage *req = protobuf_c_message_unpack(d, NULL, len, msg);
+  if (!req) {
+    snprintf(m, sizeof m, "request is not a valid %s message", d->name);
+    fail_code(c, GD_EINVALID, m);
+  }
+  return req;
+}
+
+/* ---- Health/Check --------------------------------------------------------- */
+
+static void h_health_check(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Grpc__Health__V1__HealthCheckRequest *req = (Grpc__Health__V1__HealthCheckRequest *)unpack(
+      c, &grpc__health__v1__health_check_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  if (req->service[0] && strcmp(req->service, "graphd.v1.SellerGraph") != 0) {
+    char m[300];
+    snprintf(m, sizeof m, "unknown service '%.200s'", req->service);
+    fail_code(c, GD_ENOTFOUND, m);
+  } else {
+    Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    r.status = atomic_load(&env.serving)
+                   ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                   : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    reply(c, &r.base);
+  }
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ---- writes: the op shared by Upsert, Ingest, SetLabels, DeleteEntity ---- */
+
+typedef struct ingest ingest;
+
+typedef struct upsert_op {
+  gd_write_op op;
+  gd_call *call;        /* Upsert: the call to answer */
+  ingest *stream;       /* Ingest: the stream it belongs to */
+  uint64_t index;       /* Ingest: message index */
+  ProtobufCMessage *req; /* owns the strings gd_upsert points to */
+  gd_arena *arena;
+  gd_upsert u;
+  gd_upsert_result res;
+} upsert_op;
+
+static void upsert_op_free(upsert_op *op) {
+  if (op->req)
+    protobuf_c_message_free_unpacked(op->req, NULL);
+  gd_arena_free(op->arena);
+  free(op);
+}
+
+/* Builds an op from a packed UpsertRequest. On failure fills err. */
+static upsert_op *upsert_op_new(const uint8_t *msg, size_t len, gd_err *err) {
+  upsert_op *op = calloc(1, sizeof *op);
+  if (!op) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
+  }
+  op->req = protobuf_c_message_unpack(&graphd__v1__upsert_request__descriptor, NULL, len, msg);
+  if (!op->req) {
+    gd_err_set(err, GD_EINVALID, "request is not a valid graphd.v1.UpsertRequest message");
+    upsert_op_free(op);
+    return NULL;
+  }
+  if (gd_pb_upsert((Graphd__V1__UpsertRequest *)op->req, env.lim.max_batch_items, &op->arena,
+                   &op->u, err)) {
+    upsert_op_free(op);
+    return NULL;
+  }
+  return op;
+}
+
+static void totals_to_pb(const gd_totals *t, Graphd__V1__WriteTotals *out) {
+  graphd__v1__write_totals__init(out);
+  out->entities_created = t->entities_created;
+  out->entities_updated = t->entities_updated;
+  out->links_created = t->links_created;
+  out->links_updated = t->links_updated;
+}
+
+/* ---- Upsert ---------------------------------------------------------------- */
+
+static int upsert_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
+  upsert_op *op = (upsert_op *)wop;
+  return gd_store_upsert(t, &op->u, &op->res, err);
+}
+
+static void upsert_done(gd_write_op *wop, const gd_err *err) {
+  upsert_op *op = (upsert_op *)wop;
+  if (err->code) {
+    fail(op->call, err);
+  } else {
+    Graphd__V1__UpsertReply r = GRAPHD__V1__UPSERT_REPLY__INIT;
+    Graphd__V1__WriteTotals t;
+    totals_to_pb(&op->res.totals, &t);
+    r.totals = &t;
+    r.duplicate = op->res.duplicate;
+    r.committed_at = op->res.committed_at;
+    reply(op->call, &r.base);
+  }
+  upsert_op_free(op);
+}
+
+static void h_upsert(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  gd_err err;
+  if (!has_msg) {
+    fail_code(c, GD_EINVALID, "no request message: graphd.v1.UpsertRequest expected");
+    return;
+  }
+  upsert_op *op = upsert_op_new(msg, len, &err);
+  if (!op) {
+    fail(c, &err);
+    return;
+  }
+  op->call = c;
+  op->op.apply = upsert_apply;
+  op->op.done = upsert_done;
+  gd_writer_submit(env.writer, &op->op);
+}
+
+/* ---- Ingest (client stream) ------------------------------------------------ */
+
+/*
+ * Messages are validated on the handler thread and queued to the writer,
+ * at most lim.ingest_inflight at a time per stream (reading pauses when the
+ * window is full: backpressure on the client). The writer applies them in
+ * order; once one fails, `failed` makes the writer skip every later one, so
+ * "messages before the bad one are durable, none after it" holds even with
+ * several in flight. The call is finished when nothing is in flight and the
+ * client half-closed or something failed; the state is freed when, in
+ * addition, no read is outstanding.
+ */
+struct ingest {
+  gd_call *call;
+  pthread_mutex_t mu;
+  uint64_t received; /* messages read */
+  uint64_t committed, duplicates;
+  gd_totals totals;
+  unsigned inflight;
+  bool reading, paused, ended, finished;
+  atomic_bool failed;
+  gd_err err; /* first error */
+};
+
+static void ingest_set_error(ingest *s, const gd_err *e, uint64_t index) {
+  if (s->err.code)
+    return;
+  s->err.code = e->code;
+  snprintf(s->err.msg, sizeof s->err.msg, "message %llu: %.200s (%llu earlier message(s) committed)",
+           (unsigned long long)index, e->msg, (unsigned long long)s->committed);
+  atomic_store(&s->failed, true);
+}
+
+/* Called with s->mu held; releases it. Finishes and/or frees as due. */
+static void ingest_step_locked(ingest *s) {
+  bool finish_now = !s->finished && s->inflight == 0 && (s->ended || s->err.code);
+  if (finish_now)
+    s->finished = true;
+  bool free_now = s->finished && s->inflight == 0 && !s->reading;
+  gd_err e = s->err;
+  Graphd__V1__IngestReply r = GRAPHD__V1__INGEST_REPLY__INIT;
+  Graphd__V1__WriteTotals t;
+  if (finish_now && !e.code) {
+    totals_to_pb(&s->totals, &t);
+    r.messages = s->committed;
+    r.duplicates = s->duplicates;
+    r.totals = &t;
+  }
+  bool read_more = !s->finished && s->paused && s->inflight < env.lim.ingest_inflight;
+  if (read_more) {
+    s->paused = false;
+    s->reading = true;
+  }
+  pthread_mutex_unlock(&s->mu);
+
+  if (finish_now) {
+    if (e.code)
+      fail(s->call, &e);
+    else
+      reply(s->call, &r.base);
+  }
+  if (read_more)
+    gd_call_read_next(s->call);
+  if (free_now) {
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+  }
+}
+
+static int ingest_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
+  upsert_op *op = (upsert_op *)wop;
+  if (atomic_load(&op->stream->failed))
+    return gd_err_set(err, GD_ECANCELLED, "skipped after an earlier message failed");
+  int rc = gd_store_upsert(t, &op->u, &op->res, err);
+  /* Stop later messages of this stream in the same group, too. */
+  if (rc && rc != GD_EMAPFULL)
+    atomic_store(&op->stream->failed, true);
+  return rc;
+}
+
+static void ingest_done(gd_write_op *wop, const gd_err *err) {
+  upsert_op *op = (upsert_op *)wop;
+  ingest *s = op->stream;
+  pthread_mutex_lock(&s->mu);
+  s->inflight--;
+  if (err->code) {
+    ingest_set_error(s, err, op->index);
+  } else {
+    s->committed++;
+    s->duplicates += op->res.duplicate;
+    s->totals.entities_created += op->res.totals.entities_created;
+    s->totals.entities_updated += op->res.totals.entities_updated;
+    s->totals.links_created += op->res.totals.links_created;
+    s->totals.links_updated += op->res.totals.links_updated;
+  }
+  upsert_op_free(op);
+  ingest_step_locked(s);
+}
+
+static void h_ingest_read(gd_call *c, gd_read_result rr, const uint8_t *msg, size_t len) {
+  ingest *s = gd_call_user(c);
+  if (!s) {
+    s = calloc(1, sizeof *s);
+    if (!s) {
+      /* Nothing read yet: answer now (a pending read may still come back,
+       * and finds no state: handled below). */
+      if (rr == GD_READ_MESSAGE)
+        fail_code(c, GD_ENOMEM, "out of memory");
+      else
+        gd_call_finish(c, GD_ENOMEM, "out of memory", NULL, 0);
+      return;
+    }
+    s->call = c;
+    pthread_mutex_init(&s->mu, NULL);
+    gd_call_set_user(c, s);
+  }
+  pthread_mutex_lock(&s->mu);
+  s->reading = false;
+  if (rr == GD_READ_END || rr == GD_READ_FAILED) {
+    s->ended = true;
+    if (rr == GD_READ_FAILED && !s->err.code) {
+      gd_err e;
+      gd_err_set(&e, GD_ECANCELLED, "stream broken by the client");
+      ingest_set_error(s, &e, s->received);
+    }
+    ingest_step_locked(s);
+    return;
+  }
+  uint64_t index = s->received++;
+  if (s->finished || s->err.code) {
+    ingest_step_locked(s); /* a read that was outstanding when we failed */
+    return;
+  }
+  pthread_mutex_unlock(&s->mu);
+
+  gd_err err;
+  upsert_op *op = upsert_op_new(msg, len, &err);
+  pthread_mutex_lock(&s->mu);
+  if (!op) {
+    ingest_set_error(s, &err, index);
+    ingest_step_locked(s);
+    return;
+  }
+  op->stream = s;
+  op->index = index;
+  op->op.apply = ingest_apply;
+  op->op.done = ingest_done;
+  s->inflight++;
+  if (s->inflight < env.lim.ingest_inflight)
+    s->reading = true;
+  else
+    s->paused = true;
+  bool read_more = s->reading;
+  pthread_mutex_unlock(&s->mu);
+  gd_writer_submit(env.writer, &op->op);
+  if (read_more)
+    gd_call_read_next(c);
+}
+
+/* ---- GetEntity ---------------------------------------------------------------- */
+
+static void h_get_entity(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__GetEntityRequest *req = (Graphd__V1__GetEntityRequest *)unpack(
+      c, &graphd__v1__get_entity_request__descriptor, msg, len, has_msg);
+  gd_arena *a = NULL;
+  gd_rtxn *r = NULL;
+  gd_ref ref;
+  gd_entity_view v;
+  gd_err err;
+  if (!req)
+    return;
+  if (gd_pb_ref(req->ref, &a, &ref, &err, "ref") || gd_store_read_begin(env.store, &r, &err) ||
+      gd_store_get(r, &ref, &v, &err)) {
+    fail(c, &err);
+  } else {
+    Graphd__V1__GetEntityReply rep = GRAPHD__V1__GET_ENTITY_REPLY__INIT;
+    Graphd__V1__Entity e;
+    if (gd_pb_entity(&v, true, &a, &e)) {
+      fail_code(c, GD_ENOMEM, "out of memory");
+    } else {
+      rep.entity = &e;
+      reply(c, &rep.base);
+    }
+  }
+  gd_store_read_end(r);
+  gd_arena_free(a);
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ---- Neighbors ---------------------------------------------------------------- */
+
+/* Page tokens: "n" + 16 hex digits of the last row's position. */
+static int parse_page_token(const char *tok, gd_adj_pos *ret, gd_err *err) {
+  *ret = 0;
+  if (!tok[0])
+    return GD_OK;
+  if (strlen(tok) != 17 || tok[0] != 'n')
+    return gd_err_set(err, GD_EINVALID, "page_token: not a token issued by this server");
+  uint64_t v = 0;
+  for (int i = 1; i < 17; i++) {
+    char ch = tok[i];
+    int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+    if (d < 0)
+      return gd_err_set(err, GD_EINVALID, "page_token: not a token issued by this server");
+    v = (v << 4) | (uint64_t)d;
+  }
+  if (!GD_TYPE_VALID((int)(v >> 56)))
+    return gd_err_set(err, GD_EINVALID, "page_token: not a token issued by this server");
+  *ret = v;
+  return GD_OK;
+}
+
+static void h_neighbors(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__NeighborsRequest *req = (Graphd__V1__NeighborsRequest *)unpack(
+      c, &graphd__v1__neighbors_request__descriptor, msg, len, has_msg);
+  gd_arena *a = NULL;
+  gd_rtxn *r = NULL;
+  gd_link *links = NULL;
+  gd_ref ref;
+  gd_adj_query q = {0};
+  gd_err err;
+  uint64_t id;
+  size_t n = 0;
+  bool more;
+  char tok[20];
+  if (!req)
+    return;
+  gd_err_clear(&err);
+  if (gd_pb_ref(req->ref, &a, &ref, &err, "ref") ||
+      gd_pb_window(req->window, &q.since, &q.until, &err, "window") ||
+      parse_page_token(req->page_token, &q.after, &err))
+    goto fail;
+  for (size_t i = 0; i < req->n_types; i++) {
+    if (!GD_TYPE_VALID((int)req->types[i])) {
+      gd_err_set(&err, GD_EINVALID, "types[%zu]: unknown entity type %d", i, (int)req->types[i]);
+      goto fail;
+    }
+    q.type_mask |= 1u << req->types[i];
+  }
+  q.limit = req->limit ? req->limit : 100;
+  if (q.limit > env.lim.result_cap) {
+    gd_err_set(&err, GD_EINVALID, "limit: %u is over the server's result cap of %zu (--result-cap)",
+               req->limit, env.lim.result_cap);
+    goto fail;
+  }
+  if (!(links = malloc(q.limit * sizeof *links))) {
+    gd_err_set(&err, GD_ENOMEM, "out of memory");
+    goto fail;
+  }
+  if (gd_store_read_begin(env.store, &r, &err) || gd_store_lookup(r, &ref, &id, &err) ||
+      gd_store_links(r, id, &q, links, &n, &more, &err))
+    goto fail;
+
+  Graphd__V1__NeighborsReply rep = GRAPHD__V1__NEIGHBORS_REPLY__INIT;
+  Graphd__V1__Neighbor *nb = gd_arena_alloc(&a, (n + 1) * sizeof *nb);
+  Graphd__V1__Entity *ents = gd_arena_alloc(&a, (n + 1) * sizeof *ents);
+  Graphd__V1__Link *lk = gd_arena_alloc(&a, (n + 1) * sizeof *lk);
+  rep.neighbors = gd_arena_alloc(&a, (n + 1) * sizeof *rep.neighbors);
+  if (!nb || !ents || !lk || !rep.neighbors) {
+    gd_err_set(&err, GD_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (size_t i = 0; i < n; i++) {
+    gd_ref nref = {links[i].nbr, 0, GD_STR_NULL};
+    gd_entity_view v;
+    if (gd_store_get(r, &nref, &v, &err)) {
+      /* An adjacency row without its entity is corruption, not "not found". */
+      gd_err_set(&err, GD_EINTERNAL, "entity %llu: neighbour %llu has no record",
+                 (unsigned long long)id, (unsigned long long)links[i].nbr);
+      goto fail;
+    }
+    if (gd_pb_entity(&v, false, &a, &ents[i])) {
+      gd_err_set(&err, GD_ENOMEM, "out of memory");
+      goto fail;
+    }
+    graphd__v1__neighbor__init(&nb[i]);
+    graphd__v1__link__init(&lk[i]);
+    lk[i].first_seen = links[i].first_seen;
+    lk[i].last_seen = links[i].last_seen;
+    lk[i].count = links[i].count;
+    nb[i].entity = &ents[i];
+    nb[i].link = &lk[i];
+    rep.neighbors[i] = &nb[i];
+  }
+  rep.n_neighbors = n;
+  rep.next_page_token = (char *)"";
+  if (more && n) {
+    snprintf(tok, sizeof tok, "n%016llx",
+             (unsigned long long)GD_ADJ_POS(links[n - 1].nbr_type, links[n - 1].nbr));
+    rep.next_page_token = tok;
+  }
+  reply(c, &rep.base);
+  goto out;
+fail:
+  fail(c, &err);
+out:
+  gd_store_read_end(r);
+  free(links);
+  gd_arena_free(a);
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ---- SetLabels ---------------------------------------------------------------- */
+
+typedef struct labels_op {
+  gd_write_op op;
+  gd_call *call;
+  Graphd__V1__SetLabelsRequest *req;
+  gd_arena *arena;
+  gd_ref ref;
+  gd_str *add, *remove;
+  char **labels;
+  size_t nlabels;
+} labels_op;
+
+static int labels_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
+  labels_op *op = (labels_op *)wop;
+  free(op->labels);
+  op->labels = NULL;
+  return gd_store_set_labels(t, &op->ref, op->add, op->req->n_add, op->remove,
+                             op->req->n_remove, &op->labels, &op->nlabels, err);
+}
+
+static void labels_done(gd_write_op *wop, const gd_err *err) {
+  labels_op *op = (labels_op *)wop;
+  if (err->code) {
+    fail(op->call, err);
+  } else {
+    Graphd__V1__SetLabelsReply r = GRAPHD__V1__SET_LABELS_REPLY__INIT;
+    r.labels = op->labels;
+    r.n_labels = op->nlabels;
+    reply(op->call, &r.base);
+  }
+  free(op->labels);
+  gd_arena_free(op->arena);
+  protobuf_c_message_free_unpacked(&op->req->base, NULL);
+  free(op);
+}
+
+static void h_set_labels(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__SetLabelsRequest *req = (Graphd__V1__SetLabelsRequest *)unpack(
+      c, &graphd__v1__set_labels_request__descriptor, msg, len, has_msg);
+  labels_op *op;
+  gd_err err;
+  char f[48];
+  if (!req)
+    return;
+  if (!(op = calloc(1, sizeof *op))) {
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    fail_code(c, GD_ENOMEM, "out of memory");
+    return;
+  }
+  op->req = req;
+  op->call = c;
+  if (gd_pb_ref(req->ref, &op->arena, &op->ref, &err, "ref"))
+    goto fail;
+  if (req->n_add > GD_LABELS_MAX || req->n_remove > GD_LABELS_MAX) {
+    gd_err_set(&err, GD_EINVALID, "%s: over the limit of %d labels",
+               req->n_add > GD_LABELS_MAX ? "add" : "remove", GD_LABELS_MAX);
+    goto fail;
+  }
+  op->add = gd_arena_alloc(&op->arena, (req->n_add + 1) * sizeof *op->add);
+  op->remove = gd_arena_alloc(&op->arena, (req->n_remove + 1) * sizeof *op->remove);
+  if (!op->add || !op->remove) {
+    gd_err_set(&err, GD_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (size_t i = 0; i < req->n_add; i++) {
+    snprintf(f, sizeof f, "add[%zu]", i);
+    if (gd_pb_check_label(req->add[i], &err, f))
+      goto fail;
+    op->add[i] = gd_str_c(req->add[i]);
+  }
+  for (size_t i = 0; i < req->n_remove; i++) {
+    snprintf(f, sizeof f, "remove[%zu]", i);
+    if (gd_pb_check_label(req->remove[i], &err, f))
+      goto fail;
+    op->remove[i] = gd_str_c(req->remove[i]);
+  }
+  op->op.apply = labels_apply;
+  op->op.done = labels_done;
+  gd_writer_submit(env.writer, &op->op);
+  return;
+fail:
+  labels_done(&op->op, &err);
+}
+
+/* ---- DeleteEntity -------------------------------------------------------------- */
+
+typedef struct delete_op {
+  gd_write_op op;
+  gd_call *call;
+  gd_arena *arena;
+  gd_ref ref;
+  uint64_t removed;
+} delete_op;
+
+static int delete_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
+  delete_op *op = (delete_op *)wop;
+  return gd_store_delete(t, &op->ref, &op->removed, err);
+}
+
+static void delete_done(gd_write_op *wop, const gd_err *err) {
+  delete_op *op = (delete_op *)wop;
+  if (err->code) {
+    fail(op->call, err);
+  } else {
+    Graphd__V1__DeleteEntityReply r = GRAPHD__V1__DELETE_ENTITY_REPLY__INIT;
+    r.links_removed = op->removed;
+    reply(op->call, &r.base);
+  }
+  gd_arena_free(op->arena);
+  free(op);
+}
+
+static void h_delete_entity(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__DeleteEntityRequest *req = (Graphd__V1__DeleteEntityRequest *)unpack(
+      c, &graphd__v1__delete_entity_request__descriptor, msg, len, has_msg);
+  delete_op *op;
+  gd_err err;
+  if (!req)
+    return;
+  if (!(op = calloc(1, sizeof *op))) {
+    fail_code(c, GD_ENOMEM, "out of memory");
+  } else {
+    op->call = c;
+    op->op.apply = delete_apply;
+    op->op.done = delete_done;
+    /* The ref's key is copied into the arena by normalisation. */
+    if (gd_pb_ref(req->ref, &op->arena, &op->ref, &err, "ref"))
+      delete_done(&op->op, &err);
+    else
+      gd_writer_submit(env.writer, &op->op);
+  }
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ---- Stats -------------------------------------------------------------------- */
+
+static void h_stats(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  ProtobufCMessage *req = unpack(c, &graphd__v1__stats_request__descriptor, msg, len, has_msg);
+  gd_rtxn *r = NULL;
+  gd_stats st;
+  gd_err err;
+  if (!req)
+    return;
+  if (gd_store_read_begin(env.store, &r, &err) || gd_store_stats(r, &st, &err)) {
+    fail(c, &err);
+  } else {
+    Graphd__V1__StatsReply rep = GRAPHD__V1__STATS_REPLY__INIT;
+    Graphd__V1__TypeCount tc[GD_TYPE_MAX];
+    Graphd__V1__TypeCount *tcp[GD_TYPE_MAX];
+    gd_writer_stats ws;
+    for (int t = GD_TYPE_MIN; t <= GD_TYPE_MAX; t++) {
+      graphd__v1__type_count__init(&tc[t - 1]);
+      tc[t - 1].type = (Graphd__V1__EntityType)t;
+      tc[t - 1].count = st.entities[t];
+      tcp[t - 1] = &tc[t - 1];
+    }
+    gd_writer_stats_get(env.writer, &ws);
+    rep.entities = tcp;
+    rep.n_entities = GD_TYPE_MAX;
+    rep.entities_total = st.entities_total;
+    rep.links = st.links;
+    rep.labels = st.labels;
+    rep.lmdb_size_bytes = st.file_bytes;
+    rep.map_size_bytes = st.map_bytes;
+    rep.schema_version = st.schema_version;
+    rep.commits = ws.commits;
+    rep.committed_requests = ws.requests;
+    rep.readers_used = st.readers_used;
+    rep.readers_max = st.readers_max;
+    reply(c, &rep.base);
+  }
+  gd_store_read_end(r);
+  protobuf_c_message_free_unpacked(req, NULL);
+}
+
+/* ---- the method table ------------------------------------------------------- */
+
+#define SVC "/graphd.v1.SellerGraph/"
+#define UNARY(name, fn) {SVC name, GD_RPC_UNARY, fn, NULL, NULL, NULL}
+#define SSTREAM(name) {SVC name, GD_RPC_SERVER_STREAM, NULL, NULL, NULL, NULL}
+
+/* One row per rpc: path, kind, handler. A NULL handler answers
+ * UNIMPLEMENTED with the method's name. */
+static const gd_method methods[] = {
+    UNARY("Upsert", h_upsert),
+    {SVC "Ingest", GD_RPC_CLIENT_STREAM, NULL, h_ingest_read, NULL, NULL},
+    UNARY("GetEntity", h_get_entity),
+    UNARY("Neighbors", h_neighbors),
+    UNARY("SetLabels", h_set_labels),
+    UNARY("DeleteEntity", h_delete_entity),
+    UNARY("Stats", h_stats),
+    UNARY("LinkedSellers", NULL),
+    UNARY("FindPaths", NULL),
+    UNARY("RankSuspects", NULL),
+    UNARY("StartClustering", NULL),
+    UNARY("GetJob", NULL),
+    SSTREAM("WatchJob"),
+    UNARY("CancelJob", NULL),
+    UNARY("ListSnapshots", NULL),
+    UNARY("GetSnapshot", NULL),
+    UNARY("DeleteSnapshot", NULL),
+    UNARY("ListClusters", NULL),
+    UNARY("GetCluster", NULL),
+    SSTREAM("StreamAssignments"),
+    SSTREAM("DiffSnapshots"),
+    UNARY("Backup", NULL),
+    UNARY("ListAudit", NULL),
+    {"/grpc.health.v1.Health/Check", GD_RPC_UNARY, h_health_check, NULL, NULL, NULL},
+};
+
+const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim,
+                                size_t *ret_n) {
+  env.store = store;
+  env.writer = writer;
+  env.lim = *lim;
+  if (env.lim.ingest_inflight == 0)
+    env.lim.ingest_inflight = 4;
+  *ret_n = sizeof methods / sizeof methods[0];
+  return methods;
+}

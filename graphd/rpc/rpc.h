@@ -1,0 +1,36 @@
+/*
+ * rpc: graphd.v1 handlers. The only layer that touches protobuf-c types.
+ *
+ * Each handler decodes and validates its request (every rejected field is
+ * named in the status text), calls one store function (reads directly on
+ * the handler thread, writes through the group-commit writer), and encodes
+ * the reply. Errors become statuses in exactly one place: gd_call_finish()
+ * maps the gd_errno through core/error.h's table.
+ */
+#ifndef GD_RPC_RPC_H
+#define GD_RPC_RPC_H
+
+#include <stddef.h>
+
+#include "server/server.h"
+#include "store/store.h"
+#include "store/writer.h"
+
+typedef struct gd_rpc_limits {
+  size_t max_batch_items; /* entities + links per UpsertRequest */
+  size_t result_cap;      /* rows per reply (Neighbors limit) */
+  unsigned ingest_inflight; /* Ingest messages queued to the writer per stream */
+} gd_rpc_limits;
+
+/*
+ * Binds the handlers to a store and its writer (both must outlive every
+ * call) and returns the method table: data, one row per rpc of
+ * graphd.v1.SellerGraph plus grpc.health.v1.Health/Check.
+ */
+const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim,
+                                size_t *ret_n);
+
+/* Health: SERVING until this is called, NOT_SERVING after (drain). */
+void gd_rpc_set_serving(int serving);
+
+#endif

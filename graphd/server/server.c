@@ -1,0 +1,680 @@
+/*
+ * The gRPC core server.
+ *
+ * How it works. One completion queue (CQ) is shared by N handler threads,
+ * each blocked in grpc_completion_queue_next(). For every registered method
+ * a few request slots are kept posted; when core matches an incoming call
+ * to a slot, the slot's tag comes back, a fresh slot is posted at once, and
+ * the call is handed to the method. Unknown paths land in generic slots and
+ * are answered UNIMPLEMENTED (without those slots such calls would hang
+ * until their deadline).
+ *
+ * Every batch started on a call holds one reference on our call context,
+ * and the method holds one until gd_call_finish(); the context is freed when
+ * the count reaches zero, which is the only moment it is safe (core may
+ * still hand back a tag before that). A per-call mutex serialises batches
+ * started from different threads (handler threads and the writer).
+ *
+ * Unary calls send their reply, status and RECV_CLOSE_ON_SERVER in one
+ * batch: two CQ events per call. Streaming calls start RECV_CLOSE at once so
+ * that cancellation is seen while they run.
+ *
+ * Deadlines: core enforces the client's deadline. Calls with none get the
+ * server's default, and every call is clamped to the maximum; a reaper
+ * thread cancels calls past that with DEADLINE_EXCEEDED.
+ *
+ * Shutdown follows the order core requires: stop posting slots (flag under
+ * the slot mutex), grpc_server_shutdown_and_notify, wait for its tag for the
+ * grace period, cancel all calls, wait for every call context to be freed,
+ * destroy the server, shut the CQ down and join the threads.
+ */
+#include "server/server.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#define SLOTS_PER_METHOD 4
+#define GENERIC_SLOTS 4
+
+enum tag_kind { TAG_NEW, TAG_CLOSE, TAG_READ, TAG_WRITE, TAG_FINAL, TAG_SHUTDOWN };
+
+typedef struct tag {
+  enum tag_kind kind;
+  gd_call *call;
+} tag;
+
+struct gd_call {
+  gd_server *srv;
+  const gd_method *m; /* NULL for a generic (unknown-method) slot */
+  size_t midx;
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array md;
+  grpc_call_details details; /* generic slots only */
+  grpc_byte_buffer *payload; /* registered unary/server-stream request */
+  grpc_byte_buffer *recv_buf;
+  grpc_byte_buffer *send_buf;
+  grpc_byte_buffer *final_buf;
+  int close_cancelled;
+  pthread_mutex_t mu;
+  int refs;
+  bool owned;      /* the method holds it */
+  bool md_sent;    /* initial metadata sent */
+  bool close_started;
+  bool dead;       /* cancelled or past deadline */
+  bool cancel_notified;
+  bool reaped;     /* the reaper cancelled it */
+  int64_t deadline_ns; /* effective (clamped) deadline, monotonic */
+  void *user;
+  tag t_new, t_close, t_read, t_write, t_final;
+  gd_call *prev, *next; /* active list */
+};
+
+struct gd_server {
+  grpc_server *server;
+  grpc_completion_queue *cq;
+  const gd_method *methods;
+  size_t nmethods;
+  void **handles; /* registered method handles */
+  pthread_t *threads;
+  unsigned nthreads;
+  pthread_t reaper;
+  gd_server_opts opts;
+
+  pthread_mutex_t mu; /* slots, active list, shutdown state */
+  pthread_cond_t cv;
+  bool shutting_down;
+  bool shutdown_done;
+  bool reaper_stop;
+  gd_call *active;
+  uint64_t nactive;
+  tag t_shutdown;
+};
+
+static void call_unref(gd_call *c);
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void start_batch(gd_call *c, const grpc_op *ops, size_t n, tag *t) {
+  grpc_call_error e = grpc_call_start_batch(c->call, ops, n, t, NULL);
+  if (e != GRPC_CALL_OK) {
+    /* A broken precondition is a bug in this file: fail loudly. */
+    gd_error("grpc_call_start_batch: %s", grpc_call_error_to_string(e));
+    abort();
+  }
+  c->refs++;
+}
+
+static gd_call *call_new(gd_server *s, const gd_method *m, size_t midx) {
+  gd_call *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  c->srv = s;
+  c->m = m;
+  c->midx = midx;
+  grpc_metadata_array_init(&c->md);
+  grpc_call_details_init(&c->details);
+  pthread_mutex_init(&c->mu, NULL);
+  c->t_new = (tag){TAG_NEW, c};
+  c->t_close = (tag){TAG_CLOSE, c};
+  c->t_read = (tag){TAG_READ, c};
+  c->t_write = (tag){TAG_WRITE, c};
+  c->t_final = (tag){TAG_FINAL, c};
+  return c;
+}
+
+/* Frees a context that never became a call (its slot failed at shutdown). */
+static void call_free_slot(gd_call *c) {
+  grpc_metadata_array_destroy(&c->md);
+  grpc_call_details_destroy(&c->details);
+  if (c->payload)
+    grpc_byte_buffer_destroy(c->payload);
+  pthread_mutex_destroy(&c->mu);
+  free(c);
+}
+
+/* Posts one request slot; false when the server is shutting down. Called
+ * with s->mu held so the check and the post are atomic with shutdown. */
+static bool post_slot_locked(gd_server *s, const gd_method *m, size_t midx) {
+  if (s->shutting_down)
+    return false;
+  gd_call *c = call_new(s, m, midx);
+  if (!c) {
+    gd_error("out of memory posting a request slot");
+    return false;
+  }
+  grpc_call_error e;
+  if (m) {
+    bool with_payload = m->kind != GD_RPC_CLIENT_STREAM;
+    e = grpc_server_request_registered_call(s->server, s->handles[midx], &c->call, &c->deadline,
+                                            &c->md, with_payload ? &c->payload : NULL, s->cq,
+                                            s->cq, &c->t_new);
+  } else {
+    e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq,
+                                 &c->t_new);
+  }
+  if (e != GRPC_CALL_OK) {
+    gd_error("request slot: %s", grpc_call_error_to_string(e));
+    call_free_slot(c);
+    return false;
+  }
+  return true;
+}
+
+static void post_slot(gd_server *s, const gd_method *m, size_t midx) {
+  pthread_mutex_lock(&s->mu);
+  post_slot_locked(s, m, midx);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static int64_t timespec_to_mono_ns(gpr_timespec t) {
+  if (gpr_time_cmp(t, gpr_inf_future(t.clock_type)) == 0)
+    return INT64_MAX;
+  gpr_timespec m = gpr_convert_clock_type(t, GPR_CLOCK_MONOTONIC);
+  gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+  int64_t left_ns = (m.tv_sec - now.tv_sec) * 1000000000LL + (m.tv_nsec - now.tv_nsec);
+  return gd_now_ns() + left_ns;
+}
+
+static void activate(gd_call *c) {
+  gd_server *s = c->srv;
+  int64_t now = gd_now_ns();
+  int64_t client = timespec_to_mono_ns(c->deadline);
+  int64_t dflt = s->opts.default_deadline_ms * 1000000LL;
+  int64_t max = s->opts.max_deadline_ms * 1000000LL;
+  c->deadline_ns = client == INT64_MAX ? now + dflt : client;
+  if (c->deadline_ns > now + max)
+    c->deadline_ns = now + max;
+  c->owned = true;
+  c->refs = 1; /* the method's reference */
+  pthread_mutex_lock(&s->mu);
+  c->next = s->active;
+  if (s->active)
+    s->active->prev = c;
+  s->active = c;
+  s->nactive++;
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* Called with c->mu held; drops one reference and frees at zero (the lock
+ * is released in every case). */
+static void call_unref_locked(gd_call *c) {
+  if (--c->refs > 0) {
+    pthread_mutex_unlock(&c->mu);
+    return;
+  }
+  pthread_mutex_unlock(&c->mu);
+  gd_server *s = c->srv;
+  pthread_mutex_lock(&s->mu);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->active = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  s->nactive--;
+  if (s->nactive == 0)
+    pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+
+  grpc_call_unref(c->call);
+  if (c->recv_buf)
+    grpc_byte_buffer_destroy(c->recv_buf);
+  if (c->send_buf)
+    grpc_byte_buffer_destroy(c->send_buf);
+  if (c->final_buf)
+    grpc_byte_buffer_destroy(c->final_buf);
+  c->call = NULL;
+  call_free_slot(c);
+}
+
+static void call_unref(gd_call *c) {
+  pthread_mutex_lock(&c->mu);
+  call_unref_locked(c);
+}
+
+static grpc_byte_buffer *make_buffer(const uint8_t *p, size_t n) {
+  grpc_slice sl = grpc_slice_from_copied_buffer((const char *)p, n);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+  grpc_slice_unref(sl);
+  return bb;
+}
+
+/* Reads a whole byte buffer into one slice. */
+static grpc_slice read_all(grpc_byte_buffer *bb) {
+  grpc_byte_buffer_reader rd;
+  grpc_slice sl;
+  if (!grpc_byte_buffer_reader_init(&rd, bb))
+    return grpc_empty_slice();
+  sl = grpc_byte_buffer_reader_readall(&rd);
+  grpc_byte_buffer_reader_destroy(&rd);
+  return sl;
+}
+
+/* ---- the public per-call API --------------------------------------------- */
+
+void gd_call_set_user(gd_call *c, void *user) { c->user = user; }
+void *gd_call_user(gd_call *c) { return c->user; }
+const gd_method *gd_call_method(gd_call *c) { return c->m; }
+
+bool gd_call_expired(gd_call *c) {
+  pthread_mutex_lock(&c->mu);
+  bool dead = c->dead || gd_now_ns() > c->deadline_ns;
+  pthread_mutex_unlock(&c->mu);
+  return dead;
+}
+
+gd_str gd_call_metadata(gd_call *c, const char *key) {
+  for (size_t i = 0; i < c->md.count; i++)
+    if (grpc_slice_str_cmp(c->md.metadata[i].key, key) == 0)
+      return (gd_str){(const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value),
+                      GRPC_SLICE_LENGTH(c->md.metadata[i].value)};
+  return (gd_str){"", 0};
+}
+
+void gd_call_read_next(gd_call *c) {
+  grpc_op op = {0};
+  pthread_mutex_lock(&c->mu);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &c->recv_buf;
+  start_batch(c, &op, 1, &c->t_read);
+  pthread_mutex_unlock(&c->mu);
+}
+
+void gd_call_write(gd_call *c, const uint8_t *msg, size_t len, bool buffer_hint) {
+  grpc_op ops[2];
+  size_t n = 0;
+  memset(ops, 0, sizeof ops);
+  pthread_mutex_lock(&c->mu);
+  if (!c->md_sent) {
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    c->md_sent = true;
+    buffer_hint = false; /* a hint on the batch with metadata stalls the stream */
+  }
+  if (c->send_buf)
+    grpc_byte_buffer_destroy(c->send_buf);
+  c->send_buf = make_buffer(msg, len);
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n].flags = buffer_hint ? GRPC_WRITE_BUFFER_HINT : 0;
+  ops[n++].data.send_message.send_message = c->send_buf;
+  start_batch(c, ops, n, &c->t_write);
+  pthread_mutex_unlock(&c->mu);
+}
+
+void gd_call_finish_status(gd_call *c, int grpc_status, const char *msg) {
+  gd_call_finish(c, -grpc_status - 1, msg, NULL, 0);
+}
+
+void gd_call_finish(gd_call *c, int code, const char *msg, const uint8_t *reply, size_t len) {
+  grpc_op ops[4];
+  size_t n = 0;
+  /* code < 0 carries a raw gRPC status (gd_call_finish_status). */
+  int status = code < 0 ? -code - 1 : gd_err_grpc_status(code);
+  grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
+
+  memset(ops, 0, sizeof ops);
+  pthread_mutex_lock(&c->mu);
+  if (!c->owned) {
+    gd_error("gd_call_finish called twice on %s", c->m ? c->m->path : "a generic call");
+    abort();
+  }
+  c->owned = false;
+  if (!c->md_sent) {
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    c->md_sent = true;
+  }
+  if (status == 0 && reply) {
+    c->final_buf = make_buffer(reply, len);
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = c->final_buf;
+  }
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = (grpc_status_code)status;
+  ops[n++].data.send_status_from_server.status_details = msg ? &details : NULL;
+  if (!c->close_started) {
+    c->close_started = true;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->close_cancelled;
+  }
+  start_batch(c, ops, n, &c->t_final);
+  grpc_slice_unref(details);
+  call_unref_locked(c); /* the method's reference */
+}
+
+/* ---- event handling ----------------------------------------------------- */
+
+static void start_close(gd_call *c) {
+  grpc_op op = {0};
+  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+  c->close_started = true;
+  start_batch(c, &op, 1, &c->t_close);
+}
+
+static void on_new_call(gd_call *c, bool ok) {
+  gd_server *s = c->srv;
+  const gd_method *m = c->m;
+
+  /* Re-post first, so the method never runs out of slots. */
+  post_slot(s, m, c->midx);
+  if (!ok) {
+    call_free_slot(c);
+    return;
+  }
+  activate(c);
+
+  if (!m) {
+    char msg[300];
+    char *path = grpc_slice_to_c_string(c->details.method);
+    snprintf(msg, sizeof msg, "unknown method %s", path);
+    gpr_free(path);
+    gd_call_finish_status(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+    return;
+  }
+  if (m->kind == GD_RPC_CLIENT_STREAM ? !m->on_read : !m->on_request) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s is not implemented in this version", m->path);
+    gd_call_finish_status(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+    return;
+  }
+  switch (m->kind) {
+  case GD_RPC_CLIENT_STREAM:
+    pthread_mutex_lock(&c->mu);
+    start_close(c);
+    pthread_mutex_unlock(&c->mu);
+    gd_call_read_next(c);
+    return;
+  case GD_RPC_SERVER_STREAM:
+    pthread_mutex_lock(&c->mu);
+    start_close(c);
+    pthread_mutex_unlock(&c->mu);
+    /* fall through */
+  case GD_RPC_UNARY:
+    if (c->payload) {
+      grpc_slice sl = read_all(c->payload);
+      grpc_byte_buffer_destroy(c->payload);
+      c->payload = NULL;
+      m->on_request(c, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), true);
+      grpc_slice_unref(sl);
+    } else {
+      m->on_request(c, NULL, 0, false);
+    }
+    return;
+  }
+}
+
+static void on_read_done(gd_call *c, bool ok) {
+  grpc_byte_buffer *bb;
+  pthread_mutex_lock(&c->mu);
+  bb = c->recv_buf;
+  c->recv_buf = NULL;
+  pthread_mutex_unlock(&c->mu);
+  if (!ok) {
+    if (bb)
+      grpc_byte_buffer_destroy(bb);
+    c->m->on_read(c, GD_READ_FAILED, NULL, 0);
+  } else if (!bb) {
+    c->m->on_read(c, GD_READ_END, NULL, 0);
+  } else {
+    grpc_slice sl = read_all(bb);
+    grpc_byte_buffer_destroy(bb);
+    c->m->on_read(c, GD_READ_MESSAGE, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl));
+    grpc_slice_unref(sl);
+  }
+  call_unref(c);
+}
+
+static void on_close_done(gd_call *c) {
+  bool notify = false;
+  pthread_mutex_lock(&c->mu);
+  if (c->close_cancelled) {
+    c->dead = true;
+    if (c->owned && !c->cancel_notified && c->m && c->m->on_cancel) {
+      c->cancel_notified = true;
+      notify = true;
+      c->refs++; /* keep it alive across the callback */
+    }
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (notify) {
+    c->m->on_cancel(c);
+    call_unref(c);
+  }
+  call_unref(c);
+}
+
+static void *handler_main(void *arg) {
+  gd_server *s = arg;
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN)
+      break;
+    if (ev.type != GRPC_OP_COMPLETE)
+      continue;
+    tag *t = ev.tag;
+    gd_call *c = t->call;
+    switch (t->kind) {
+    case TAG_NEW:
+      on_new_call(c, ev.success);
+      break;
+    case TAG_READ:
+      on_read_done(c, ev.success);
+      break;
+    case TAG_WRITE:
+      c->m->on_written(c, ev.success);
+      call_unref(c);
+      break;
+    case TAG_CLOSE:
+      on_close_done(c);
+      break;
+    case TAG_FINAL:
+      call_unref(c);
+      break;
+    case TAG_SHUTDOWN:
+      pthread_mutex_lock(&s->mu);
+      s->shutdown_done = true;
+      pthread_cond_broadcast(&s->cv);
+      pthread_mutex_unlock(&s->mu);
+      break;
+    }
+  }
+  return NULL;
+}
+
+/* Cancels calls past their clamped deadline (core only enforces the
+ * client's own deadline). */
+static void *reaper_main(void *arg) {
+  gd_server *s = arg;
+  pthread_mutex_lock(&s->mu);
+  while (!s->reaper_stop) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    int64_t now = gd_now_ns();
+    for (gd_call *c = s->active; c; c = c->next) {
+      if (c->reaped || c->deadline_ns > now)
+        continue;
+      c->reaped = true;
+      /* grpc_call_cancel_with_status is thread-safe; the call stays valid
+       * while it is on the active list (we hold s->mu). */
+      grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED,
+                                   "deadline exceeded (server deadline clamp)", NULL);
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+int gd_server_start(const gd_server_opts *o, const gd_method *methods, size_t nmethods,
+                    gd_server **ret, int *ret_port, gd_err *err) {
+  gd_server *s = calloc(1, sizeof *s);
+  if (!s)
+    return gd_err_set(err, GD_ENOMEM, "server: out of memory");
+  s->opts = *o;
+  s->methods = methods;
+  s->nmethods = nmethods;
+  s->nthreads = o->threads ? o->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+  if (s->nthreads < 1)
+    s->nthreads = 1;
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  s->t_shutdown = (tag){TAG_SHUTDOWN, NULL};
+
+  grpc_arg args[] = {
+      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = o->max_recv_bytes}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = o->max_send_bytes}},
+      /* A stale server must not silently share our port. */
+      {GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = o->max_concurrent_streams}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 60000}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 20000}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, {.integer = 10000}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
+  };
+  grpc_channel_args cargs = {sizeof args / sizeof args[0], args};
+  s->server = grpc_server_create(&cargs, NULL);
+  s->cq = grpc_completion_queue_create_for_next(NULL);
+  grpc_server_register_completion_queue(s->server, s->cq, NULL);
+
+  s->handles = calloc(nmethods ? nmethods : 1, sizeof *s->handles);
+  s->threads = calloc(s->nthreads, sizeof *s->threads);
+  if (!s->handles || !s->threads) {
+    gd_err_set(err, GD_ENOMEM, "server: out of memory");
+    goto fail;
+  }
+  for (size_t i = 0; i < nmethods; i++) {
+    grpc_server_register_method_payload_handling mode =
+        methods[i].kind == GD_RPC_CLIENT_STREAM ? GRPC_SRM_PAYLOAD_NONE
+                                                : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER;
+    s->handles[i] = grpc_server_register_method(s->server, methods[i].path, NULL, mode, 0);
+    if (!s->handles[i]) {
+      gd_err_set(err, GD_EINVALID, "cannot register method %s", methods[i].path);
+      goto fail;
+    }
+  }
+  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  int port = grpc_server_add_http2_port(s->server, o->listen, creds);
+  grpc_server_credentials_release(creds);
+  if (port == 0) {
+    gd_err_set(err, GD_EIO, "cannot listen on %s (address in use or not valid)", o->listen);
+    goto fail;
+  }
+  grpc_server_start(s->server);
+
+  pthread_mutex_lock(&s->mu);
+  for (size_t i = 0; i < nmethods; i++)
+    for (int k = 0; k < SLOTS_PER_METHOD; k++)
+      post_slot_locked(s, &methods[i], i);
+  for (int k = 0; k < GENERIC_SLOTS; k++)
+    post_slot_locked(s, NULL, 0);
+  pthread_mutex_unlock(&s->mu);
+
+  for (unsigned i = 0; i < s->nthreads; i++)
+    pthread_create(&s->threads[i], NULL, handler_main, s);
+  pthread_create(&s->reaper, NULL, reaper_main, s);
+  *ret = s;
+  *ret_port = port;
+  return GD_OK;
+
+fail:
+  grpc_server_destroy(s->server);
+  grpc_completion_queue_shutdown(s->cq);
+  while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN)
+    ;
+  grpc_completion_queue_destroy(s->cq);
+  free(s->handles);
+  free(s->threads);
+  free(s);
+  return err ? err->code : GD_EIO;
+}
+
+uint64_t gd_server_active_calls(gd_server *s) {
+  pthread_mutex_lock(&s->mu);
+  uint64_t n = s->nactive;
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
+
+static bool wait_until(gd_server *s, bool *flag, int64_t deadline_ns) {
+  while (!*flag) {
+    int64_t left = deadline_ns - gd_now_ns();
+    if (left <= 0)
+      return false;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t step = left < 100000000 ? left : 100000000;
+    ts.tv_nsec += step;
+    while (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+  }
+  return true;
+}
+
+void gd_server_shutdown(gd_server *s, int64_t grace_ms) {
+  if (!s)
+    return;
+  pthread_mutex_lock(&s->mu);
+  s->shutting_down = true;
+  pthread_mutex_unlock(&s->mu);
+
+  grpc_server_shutdown_and_notify(s->server, s->cq, &s->t_shutdown);
+  pthread_mutex_lock(&s->mu);
+  int64_t deadline = gd_now_ns() + grace_ms * 1000000LL;
+  bool drained = wait_until(s, &s->shutdown_done, deadline);
+  if (drained) {
+    /* Listener closed; also wait for our own call contexts (calls still
+     * waiting on the writer, streams being finished). */
+    while (s->nactive > 0 && gd_now_ns() < deadline) {
+      bool never = false;
+      wait_until(s, &never, gd_now_ns() + 100000000);
+    }
+  }
+  if (!drained || s->nactive > 0) {
+    gd_warn("shutdown: grace period over, cancelling %llu call(s)",
+            (unsigned long long)s->nactive);
+    pthread_mutex_unlock(&s->mu);
+    grpc_server_cancel_all_calls(s->server);
+    pthread_mutex_lock(&s->mu);
+    wait_until(s, &s->shutdown_done, INT64_MAX);
+  }
+  /* Every method finishes its calls (the writer is still running), so the
+   * count reaches zero. */
+  while (s->nactive > 0)
+    pthread_cond_wait(&s->cv, &s->mu);
+  s->reaper_stop = true;
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->reaper, NULL);
+
+  grpc_server_destroy(s->server);
+  grpc_completion_queue_shutdown(s->cq);
+  for (unsigned i = 0; i < s->nthreads; i++)
+    pthread_join(s->threads[i], NULL);
+  grpc_completion_queue_destroy(s->cq);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
+  free(s->handles);
+  free(s->threads);
+  free(s);
+}

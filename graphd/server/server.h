@@ -1,0 +1,130 @@
+/*
+ * server: gRPC plumbing over the C core API.
+ *
+ * The server knows nothing of graphd's messages. It accepts calls for the
+ * methods of a table (gd_method, data owned by rpc/), hands each call's
+ * request bytes to the method's callbacks, and sends what they answer. It
+ * owns the completion queue, the handler threads, the call state machines
+ * (unary, client streaming, server streaming), unknown-method answers,
+ * deadlines and the shutdown drain.
+ *
+ * The one rule for methods: every call handed to a method callback belongs
+ * to the method until it calls gd_call_finish() exactly once, from any
+ * thread, even if the call was cancelled meanwhile. The server frees the
+ * call after that and after core has returned every batch.
+ *
+ * Threads: callbacks run on handler threads. gd_call_* functions may be
+ * called from any thread (the writer thread finishes write calls); they
+ * serialise on the call's own lock.
+ */
+#ifndef GD_SERVER_SERVER_H
+#define GD_SERVER_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/util.h"
+
+typedef struct gd_server gd_server;
+typedef struct gd_call gd_call;
+
+typedef enum {
+  GD_RPC_UNARY,
+  GD_RPC_CLIENT_STREAM,
+  GD_RPC_SERVER_STREAM,
+} gd_rpc_kind;
+
+/* What a client-stream read produced. */
+typedef enum {
+  GD_READ_MESSAGE, /* a message: bytes valid during the callback only */
+  GD_READ_END,     /* the client half-closed: no more messages */
+  GD_READ_FAILED,  /* the call is dead (cancelled, deadline, peer gone) */
+} gd_read_result;
+
+typedef struct gd_method {
+  const char *path; /* "/graphd.v1.SellerGraph/Upsert" */
+  gd_rpc_kind kind;
+  /*
+   * UNARY and SERVER_STREAM: the request. has_msg is false when the client
+   * sent no message at all. NULL = answer UNIMPLEMENTED.
+   */
+  void (*on_request)(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+  /* CLIENT_STREAM: called once per gd_call_read_next() (the first read is
+   * started by the server). */
+  void (*on_read)(gd_call *c, gd_read_result r, const uint8_t *msg, size_t len);
+  /* SERVER_STREAM: the last gd_call_write() completed; ok is false when the
+   * call died (stop writing and finish). */
+  void (*on_written)(gd_call *c, bool ok);
+  /* Optional: the call died while the method held it. Any thread; once. The
+   * method must still call gd_call_finish(). */
+  void (*on_cancel)(gd_call *c);
+} gd_method;
+
+typedef struct gd_server_opts {
+  const char *listen;         /* "HOST:PORT"; port 0 = a free port */
+  unsigned threads;           /* handler threads; 0 = number of cores */
+  int max_recv_bytes;         /* largest request message */
+  int max_send_bytes;         /* largest reply message */
+  int64_t default_deadline_ms; /* for calls that carry none */
+  int64_t max_deadline_ms;     /* clamp on every call */
+  int max_concurrent_streams; /* per connection */
+} gd_server_opts;
+
+/*
+ * Creates the server, registers every method of the table (which must
+ * outlive the server), binds the port and starts serving. *ret_port is the
+ * bound port. Errors: GD_EIO (cannot bind: the message says why),
+ * GD_EINVALID (bad table), GD_ENOMEM.
+ */
+int gd_server_start(const gd_server_opts *opts, const gd_method *methods, size_t nmethods,
+                    gd_server **ret, int *ret_port, gd_err *err);
+
+/*
+ * Drains: stops accepting calls (new ones get UNAVAILABLE), lets calls in
+ * flight finish for up to grace_ms, then cancels the rest, waits for every
+ * call to be finished and freed, stops the threads and frees the server.
+ */
+void gd_server_shutdown(gd_server *s, int64_t grace_ms);
+
+/* Calls in flight (accepted and not yet freed). */
+uint64_t gd_server_active_calls(gd_server *s);
+
+/* ---- per call ---- */
+
+/* The method-owned pointer attached to a call (initially NULL). */
+void gd_call_set_user(gd_call *c, void *user);
+void *gd_call_user(gd_call *c);
+
+/* The method's table entry. */
+const gd_method *gd_call_method(gd_call *c);
+
+/* True once the call is known to be dead or past its (clamped) deadline:
+ * check before expensive steps. */
+bool gd_call_expired(gd_call *c);
+
+/* The value of request metadata `key` (lower-case), or an empty string. The
+ * view lives as long as the call. */
+gd_str gd_call_metadata(gd_call *c, const char *key);
+
+/* CLIENT_STREAM: starts the next read; on_read follows. One at a time. */
+void gd_call_read_next(gd_call *c);
+
+/* SERVER_STREAM: sends one message (the bytes are copied); on_written
+ * follows. One at a time. buffer_hint lets core coalesce it with the next. */
+void gd_call_write(gd_call *c, const uint8_t *msg, size_t len, bool buffer_hint);
+
+/*
+ * Ends the call with a status: code is a gd_errno (mapped to a gRPC status
+ * through gd_err_grpc_status, the one mapping), msg the status text (NULL
+ * = none), and for GD_OK an optional reply message (copied). Must not be
+ * called while a gd_call_write() is outstanding. The call belongs to the
+ * server afterwards.
+ */
+void gd_call_finish(gd_call *c, int code, const char *msg, const uint8_t *reply, size_t len);
+
+/* The same for a raw gRPC status code (UNIMPLEMENTED for unknown methods). */
+void gd_call_finish_status(gd_call *c, int grpc_status, const char *msg);
+
+#endif

@@ -1,0 +1,403 @@
+/*
+ * The LMDB environment: open/close, read transaction pool, the group write
+ * transaction with nested per-request transactions, counters and map growth.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "store/store_int.h"
+
+#define GD__GIB (UINT64_C(1) << 30)
+
+int gd__mdb_err(int rc, gd_err *err, const char *what) {
+  switch (rc) {
+  case MDB_SUCCESS:
+    return GD_OK;
+  case MDB_NOTFOUND:
+    return gd_err_set(err, GD_ENOTFOUND, "%s: not found", what);
+  case MDB_MAP_FULL:
+    return gd_err_set(err, GD_EMAPFULL, "%s: storage map full", what);
+  case MDB_READERS_FULL:
+    return gd_err_set(err, GD_ERESOURCE, "%s: no free LMDB reader slot", what);
+  case MDB_TXN_FULL:
+    return gd_err_set(err, GD_ERESOURCE, "%s: transaction too large", what);
+  case ENOMEM:
+    return gd_err_set(err, GD_ENOMEM, "%s: out of memory", what);
+  case MDB_CORRUPTED:
+  case MDB_PAGE_NOTFOUND:
+  case MDB_INVALID:
+  case MDB_VERSION_MISMATCH:
+    return gd_err_set(err, GD_EINTERNAL, "%s: %s", what, mdb_strerror(rc));
+  default:
+    return gd_err_set(err, GD_EIO, "%s: %s", what, mdb_strerror(rc));
+  }
+}
+
+/* ---- meta ------------------------------------------------------------ */
+
+static int meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *ret) {
+  MDB_val k = {strlen(name), (void *)name}, v;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  if (rc == MDB_NOTFOUND) {
+    *ret = 0;
+    return MDB_SUCCESS;
+  }
+  if (rc == MDB_SUCCESS) {
+    if (v.mv_size != 8)
+      return MDB_CORRUPTED;
+    *ret = gd_be64_get(v.mv_data);
+  }
+  return rc;
+}
+
+static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t val) {
+  uint8_t buf[8];
+  MDB_val k = {strlen(name), (void *)name}, v = {8, buf};
+  gd_be64_put(buf, val);
+  return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+static const char *const counter_names[GD_TYPE_MAX + 1] = {
+    "count.?", "count.seller", "count.address", "count.payment_account",
+    "count.device", "count.phone", "count.email", "count.ip",
+};
+
+static int counters_load(MDB_txn *txn, gd_store *s, gd__counters *c) {
+  int rc = meta_get_u64(txn, s->meta, "next_id", &c->next_id);
+  if (!rc && c->next_id == 0)
+    c->next_id = 1;
+  for (int t = GD_TYPE_MIN; !rc && t <= GD_TYPE_MAX; t++)
+    rc = meta_get_u64(txn, s->meta, counter_names[t], &c->entities[t]);
+  if (!rc)
+    rc = meta_get_u64(txn, s->meta, "count.links", &c->links);
+  if (!rc)
+    rc = meta_get_u64(txn, s->meta, "count.labels", &c->labels);
+  return rc;
+}
+
+static int counters_store(MDB_txn *txn, gd_store *s, const gd__counters *c) {
+  int rc = meta_put_u64(txn, s->meta, "next_id", c->next_id);
+  for (int t = GD_TYPE_MIN; !rc && t <= GD_TYPE_MAX; t++)
+    rc = meta_put_u64(txn, s->meta, counter_names[t], c->entities[t]);
+  if (!rc)
+    rc = meta_put_u64(txn, s->meta, "count.links", c->links);
+  if (!rc)
+    rc = meta_put_u64(txn, s->meta, "count.labels", c->labels);
+  return rc;
+}
+
+/* Dupsort compare for `adj`: rows sort by their 8-byte (type, id) prefix
+ * only, so a row's count and times can be replaced in place (MDB_CURRENT)
+ * and a lookup by prefix is an exact match. */
+static int adj_cmp(const MDB_val *a, const MDB_val *b) {
+  return memcmp(a->mv_data, b->mv_data, 8);
+}
+
+/* ---- open / close ----------------------------------------------------- */
+
+static int open_dbis(gd_store *s, gd_err *err) {
+  MDB_txn *txn;
+  uint64_t version = 0;
+  int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+  if (rc)
+    return gd__mdb_err(rc, err, "begin");
+  struct {
+    const char *name;
+    unsigned flags;
+    MDB_dbi *dbi;
+  } t[] = {
+      {"meta", 0, &s->meta},
+      {"ekey", 0, &s->ekey},
+      {"entity", 0, &s->entity},
+      {"adj", MDB_DUPSORT | MDB_DUPFIXED, &s->adj},
+      {"label", MDB_DUPSORT | MDB_DUPFIXED, &s->label},
+      {"request", 0, &s->request},
+  };
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    rc = mdb_dbi_open(txn, t[i].name, t[i].flags | MDB_CREATE, t[i].dbi);
+    if (rc) {
+      mdb_txn_abort(txn);
+      return gd__mdb_err(rc, err, t[i].name);
+    }
+  }
+  mdb_set_dupsort(txn, s->adj, adj_cmp);
+  rc = meta_get_u64(txn, s->meta, "schema_version", &version);
+  if (!rc && version > GD_SCHEMA_VERSION) {
+    mdb_txn_abort(txn);
+    return gd_err_set(err, GD_EPRECONDITION,
+                      "data schema version %llu is newer than this build (%d)",
+                      (unsigned long long)version, GD_SCHEMA_VERSION);
+  }
+  if (!rc && version == 0)
+    rc = meta_put_u64(txn, s->meta, "schema_version", GD_SCHEMA_VERSION);
+  if (rc) {
+    mdb_txn_abort(txn);
+    return gd__mdb_err(rc, err, "meta");
+  }
+  rc = mdb_txn_commit(txn);
+  return rc ? gd__mdb_err(rc, err, "commit") : GD_OK;
+}
+
+int gd_store_open(const gd_store_opts *o, gd_store **ret, gd_err *err) {
+  gd_store *s = calloc(1, sizeof *s);
+  MDB_envinfo info;
+  int rc, dead;
+
+  if (!s)
+    return gd_err_set(err, GD_ENOMEM, "store: out of memory");
+  s->map_size = o->map_size ? o->map_size : GD__GIB;
+  s->map_size_max = o->map_size_max ? o->map_size_max : 1024 * GD__GIB;
+  if (s->map_size > s->map_size_max)
+    s->map_size_max = s->map_size;
+  pthread_rwlockattr_t ra;
+  pthread_rwlockattr_init(&ra);
+  /* Growth must not starve behind a stream of readers. */
+  pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(&s->resize_lock, &ra);
+  pthread_rwlockattr_destroy(&ra);
+  pthread_mutex_init(&s->pool_mu, NULL);
+
+  if (mkdir(o->path, 0750) != 0 && errno != EEXIST) {
+    gd_err_set(err, GD_EIO, "cannot create data directory %s: %s", o->path, strerror(errno));
+    goto fail;
+  }
+  if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 16)) ||
+      (rc = mdb_env_set_maxreaders(s->env, o->max_readers ? o->max_readers : 510))) {
+    gd__mdb_err(rc, err, "env");
+    goto fail;
+  }
+  rc = mdb_env_open(s->env, o->path, MDB_NOTLS | MDB_NORDAHEAD, 0640);
+  if (rc) {
+    gd_err_set(err, GD_EIO, "cannot open LMDB environment in %s: %s", o->path,
+               mdb_strerror(rc));
+    goto fail;
+  }
+  /* Keep a larger map that an earlier run (or another process) grew to. */
+  mdb_env_info(s->env, &info);
+  if (info.me_mapsize > s->map_size)
+    s->map_size = info.me_mapsize;
+  if ((rc = mdb_env_set_mapsize(s->env, s->map_size))) {
+    gd__mdb_err(rc, err, "mapsize");
+    goto fail;
+  }
+  mdb_reader_check(s->env, &dead);
+  if (open_dbis(s, err))
+    goto fail;
+  *ret = s;
+  return GD_OK;
+
+fail:
+  gd_store_close(s);
+  return err ? err->code : GD_EIO;
+}
+
+void gd_store_close(gd_store *s) {
+  if (!s)
+    return;
+  for (int i = 0; i < s->npool; i++) {
+    mdb_txn_abort(s->pool[i]->txn);
+    free(s->pool[i]);
+  }
+  if (s->env)
+    mdb_env_close(s->env);
+  pthread_rwlock_destroy(&s->resize_lock);
+  pthread_mutex_destroy(&s->pool_mu);
+  free(s);
+}
+
+int gd_store_reader_check(gd_store *s) {
+  int dead = 0;
+  mdb_reader_check(s->env, &dead);
+  return dead;
+}
+
+/* Adopts a map size grown by another process (MDB_MAP_RESIZED). */
+static void adopt_map_size(gd_store *s) {
+  MDB_envinfo info;
+  pthread_rwlock_wrlock(&s->resize_lock);
+  mdb_env_set_mapsize(s->env, 0);
+  mdb_env_info(s->env, &info);
+  s->map_size = info.me_mapsize;
+  pthread_rwlock_unlock(&s->resize_lock);
+}
+
+/* ---- reads -------------------------------------------------------------- */
+
+int gd_store_read_begin(gd_store *s, gd_rtxn **ret, gd_err *err) {
+  gd_rtxn *r = NULL;
+  int rc;
+
+  for (int attempt = 0;; attempt++) {
+    pthread_rwlock_rdlock(&s->resize_lock);
+    pthread_mutex_lock(&s->pool_mu);
+    if (!r && s->npool > 0)
+      r = s->pool[--s->npool];
+    pthread_mutex_unlock(&s->pool_mu);
+    if (r) {
+      rc = mdb_txn_renew(r->txn);
+    } else {
+      if (!(r = calloc(1, sizeof *r))) {
+        pthread_rwlock_unlock(&s->resize_lock);
+        return gd_err_set(err, GD_ENOMEM, "read: out of memory");
+      }
+      r->s = s;
+      rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
+      if (rc)
+        r->txn = NULL;
+    }
+    if (rc == MDB_SUCCESS) {
+      *ret = r;
+      return GD_OK;
+    }
+    pthread_rwlock_unlock(&s->resize_lock);
+    if (r->txn) {
+      mdb_txn_abort(r->txn);
+      r->txn = NULL;
+    }
+    free(r);
+    r = NULL;
+    if (rc != MDB_MAP_RESIZED || attempt > 2)
+      return gd__mdb_err(rc, err, "read transaction");
+    adopt_map_size(s);
+  }
+}
+
+void gd_store_read_end(gd_rtxn *r) {
+  if (!r)
+    return;
+  gd_store *s = r->s;
+  mdb_txn_reset(r->txn);
+  pthread_mutex_lock(&s->pool_mu);
+  if (s->npool < GD__RTXN_POOL) {
+    s->pool[s->npool++] = r;
+    r = NULL;
+  }
+  pthread_mutex_unlock(&s->pool_mu);
+  if (r) {
+    mdb_txn_abort(r->txn);
+    free(r);
+  }
+  pthread_rwlock_unlock(&s->resize_lock);
+}
+
+int gd_store_stats(gd_rtxn *r, gd_stats *st, gd_err *err) {
+  gd_store *s = r->s;
+  gd__counters c;
+  MDB_envinfo info;
+  MDB_stat ms;
+  uint64_t version = 0;
+  int rc;
+
+  memset(st, 0, sizeof *st);
+  if ((rc = counters_load(r->txn, s, &c)) ||
+      (rc = meta_get_u64(r->txn, s->meta, "schema_version", &version)))
+    return gd__mdb_err(rc, err, "stats");
+  for (int t = GD_TYPE_MIN; t <= GD_TYPE_MAX; t++) {
+    st->entities[t] = c.entities[t];
+    st->entities_total += c.entities[t];
+  }
+  st->links = c.links;
+  st->labels = c.labels;
+  st->schema_version = (uint32_t)version;
+  mdb_env_info(s->env, &info);
+  mdb_env_stat(s->env, &ms);
+  st->file_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+  st->map_bytes = info.me_mapsize;
+  st->readers_used = info.me_numreaders;
+  st->readers_max = info.me_maxreaders;
+  return GD_OK;
+}
+
+/* ---- writes ------------------------------------------------------------- */
+
+int64_t gd_wtxn_now(const gd_wtxn *t) { return t->now; }
+
+int gd__wtxn_begin(gd_store *s, gd_wtxn **ret, gd_err *err) {
+  gd_wtxn *t = calloc(1, sizeof *t);
+  int rc;
+  if (!t)
+    return gd_err_set(err, GD_ENOMEM, "write: out of memory");
+  t->s = s;
+  for (int attempt = 0;; attempt++) {
+    rc = mdb_txn_begin(s->env, NULL, 0, &t->root);
+    if (rc != MDB_MAP_RESIZED || attempt > 2)
+      break;
+    adopt_map_size(s);
+  }
+  if (rc) {
+    free(t);
+    return gd__mdb_err(rc, err, "write transaction");
+  }
+  mdb_set_dupsort(t->root, s->adj, adj_cmp);
+  if ((rc = counters_load(t->root, s, &t->c))) {
+    mdb_txn_abort(t->root);
+    free(t);
+    return gd__mdb_err(rc, err, "counters");
+  }
+  t->txn = t->root;
+  t->now = gd_now_unix();
+  *ret = t;
+  return GD_OK;
+}
+
+int gd__wtxn_nest(gd_wtxn *t, gd_err *err) {
+  MDB_txn *child;
+  int rc = mdb_txn_begin(t->s->env, t->root, 0, &child);
+  if (rc)
+    return gd__mdb_err(rc, err, "nested transaction");
+  t->saved = t->c;
+  t->txn = child;
+  return GD_OK;
+}
+
+int gd__wtxn_unnest(gd_wtxn *t, bool commit, gd_err *err) {
+  MDB_txn *child = t->txn;
+  int rc = MDB_SUCCESS;
+  t->txn = t->root;
+  if (commit) {
+    rc = mdb_txn_commit(child);
+  } else {
+    mdb_txn_abort(child);
+  }
+  if (!commit || rc)
+    t->c = t->saved;
+  return rc ? gd__mdb_err(rc, err, "nested commit") : GD_OK;
+}
+
+int gd__wtxn_commit(gd_wtxn *t, gd_err *err) {
+  int rc = counters_store(t->root, t->s, &t->c);
+  if (rc) {
+    mdb_txn_abort(t->root);
+  } else {
+    rc = mdb_txn_commit(t->root);
+  }
+  free(t);
+  return rc ? gd__mdb_err(rc, err, "commit") : GD_OK;
+}
+
+void gd__wtxn_abort(gd_wtxn *t) {
+  if (!t)
+    return;
+  if (t->txn != t->root)
+    mdb_txn_abort(t->txn);
+  mdb_txn_abort(t->root);
+  free(t);
+}
+
+int gd__store_grow(gd_store *s, gd_err *err) {
+  int rc;
+  if (s->map_size >= s->map_size_max)
+    return gd_err_set(err, GD_ERESOURCE,
+                      "storage map is at its maximum of %llu MiB (--map-size-max-mb)",
+                      (unsigned long long)(s->map_size_max >> 20));
+  uint64_t next = s->map_size * 2;
+  if (next > s->map_size_max)
+    next = s->map_size_max;
+  pthread_rwlock_wrlock(&s->resize_lock);
+  rc = mdb_env_set_mapsize(s->env, next);
+  if (rc == MDB_SUCCESS)
+    s->map_size = next;
+  pthread_rwlock_unlock(&s->resize_lock);
+  return rc ? gd__mdb_err(rc, err, "grow map") : GD_OK;
+}

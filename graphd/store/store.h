@@ -1,0 +1,281 @@
+/*
+ * store: the seller graph in LMDB.
+ *
+ * The only layer that includes lmdb.h. It owns the environment, the key
+ * encoding (store/ENCODING comment in keys.c) and every table:
+ *
+ *   meta     name -> value            schema version, next id, counters
+ *   ekey     type byte + normalised key (or type|0x80 + SHA-256 of it)
+ *                                      -> entity id (u64 BE)
+ *   entity   id (u64 BE)              -> entity record (record.c)
+ *   adj      id (u64 BE)              -> dupsort, dupfixed 32-byte link rows
+ *                                        sorted by (neighbour type, id)
+ *   label    label                     -> dupsort entity ids (u64 BE)
+ *   request  request id                -> commit time + totals
+ *
+ * Threads. Reads run on any thread through gd_rtxn handles (MDB_NOTLS, so a
+ * read transaction is reset and renewed from a pool). Writes run only on the
+ * single writer thread (writer.h) through gd_wtxn handles: the writer opens
+ * one LMDB write transaction per group of requests and one nested
+ * transaction per request, so each request is atomic and the group shares a
+ * single durable commit.
+ *
+ * Errors. Every function returns GD_OK or a gd_errno code and fills `err`
+ * (may be NULL) with a message naming the field or the limit. Functions
+ * never log above debug.
+ *
+ * Lifetime. Anything called *_view points into LMDB's map and is valid only
+ * until the transaction it came from ends.
+ */
+#ifndef GD_STORE_STORE_H
+#define GD_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/util.h"
+
+/* Entity types; numbers match graphd.v1.EntityType. */
+typedef enum {
+  GD_TYPE_SELLER = 1,
+  GD_TYPE_ADDRESS = 2,
+  GD_TYPE_PAYMENT_ACCOUNT = 3,
+  GD_TYPE_DEVICE = 4,
+  GD_TYPE_PHONE = 5,
+  GD_TYPE_EMAIL = 6,
+  GD_TYPE_IP = 7,
+} gd_etype;
+
+#define GD_TYPE_MIN 1
+#define GD_TYPE_MAX 7
+#define GD_TYPE_VALID(t) ((t) >= GD_TYPE_MIN && (t) <= GD_TYPE_MAX)
+
+/* Lower-case name of a type ("payment_account"), or "unknown". */
+const char *gd_type_name(int type);
+/* Parses a lower-case or upper-case type name; returns 0 if unknown. */
+int gd_type_parse(const char *name, size_t n);
+
+/* Limits on what the store accepts. */
+#define GD_KEY_MAX 4096        /* bytes of a key before normalisation */
+#define GD_ATTR_NAME_MAX 128   /* bytes of an attribute name */
+#define GD_ATTR_VALUE_MAX 4096 /* bytes of an attribute value */
+#define GD_LABEL_MAX 128       /* bytes of a label */
+#define GD_ATTRS_MAX 64        /* attributes per entity */
+#define GD_LABELS_MAX 64       /* labels per entity */
+#define GD_REQUEST_ID_MAX 128  /* bytes of a request id */
+#define GD_SCHEMA_VERSION 1
+
+/*
+ * Normalises `key` for `type` into `out` (capacity at least key.n bytes;
+ * normalisation never lengthens a key): ASCII white space trimmed and inner
+ * runs folded to one space, ASCII letters lower-cased; PHONE keeps only
+ * digits and one leading '+'. Sets *ret_n to the new length.
+ * Errors: GD_EINVALID if the key is empty (before or after normalisation),
+ * longer than GD_KEY_MAX, or not valid UTF-8. Messages name no field: the
+ * caller prefixes the field path.
+ */
+int gd_key_normalize(int type, gd_str key, char *out, size_t *ret_n, gd_err *err);
+
+/* ------------------------------------------------------------------ */
+/* Environment                                                         */
+
+typedef struct gd_store gd_store;
+
+typedef struct gd_store_opts {
+  const char *path;       /* directory; created if missing */
+  uint64_t map_size;      /* initial map size in bytes; 0 = 1 GiB */
+  uint64_t map_size_max;  /* growth stops here (RESOURCE_EXHAUSTED); 0 = 1 TiB */
+  unsigned max_readers;   /* 0 = 510 */
+} gd_store_opts;
+
+/*
+ * Opens (creating if needed) the environment at opts->path, checks or writes
+ * the schema version and clears stale reader slots. On success *ret owns the
+ * store; close it with gd_store_close().
+ * Errors: GD_EIO (cannot create or open, with the path and reason),
+ * GD_EPRECONDITION (schema version newer than this build knows).
+ */
+int gd_store_open(const gd_store_opts *opts, gd_store **ret, gd_err *err);
+
+/* Closes the environment. No transaction may be open. Accepts NULL. */
+void gd_store_close(gd_store *s);
+
+/* Clears reader slots left by dead processes; returns how many. */
+int gd_store_reader_check(gd_store *s);
+
+/* ------------------------------------------------------------------ */
+/* Reads                                                               */
+
+typedef struct gd_rtxn gd_rtxn;
+
+/*
+ * Starts a read transaction: a consistent snapshot of the last commit. Any
+ * thread may use it, one thread at a time. End it with gd_store_read_end()
+ * on every path. Errors: GD_EIO, GD_ERESOURCE (no free reader slot).
+ */
+int gd_store_read_begin(gd_store *s, gd_rtxn **ret, gd_err *err);
+void gd_store_read_end(gd_rtxn *r);
+
+/* A reference to an entity: by id when id != 0, else by (type, key). The
+ * key must already be normalised. */
+typedef struct gd_ref {
+  uint64_t id;
+  int type;
+  gd_str key;
+} gd_ref;
+
+/* A decoded entity record; the gd_str fields are views. */
+typedef struct gd_entity_view {
+  uint64_t id;
+  int type;
+  gd_str key;
+  int64_t first_seen, last_seen;
+  uint64_t degree;       /* distinct linked entities */
+  uint64_t seller_count; /* distinct linked sellers */
+  size_t nattrs, nlabels;
+  const uint8_t *attrs_raw;  /* use gd_entity_attr() */
+  const uint8_t *labels_raw; /* use gd_entity_label() */
+} gd_entity_view;
+
+/* The i-th attribute (sorted by name) / label (sorted). Views. */
+void gd_entity_attr(const gd_entity_view *e, size_t i, gd_str *ret_name, gd_str *ret_value);
+gd_str gd_entity_label(const gd_entity_view *e, size_t i);
+
+/* Resolves ref to an entity id. Errors: GD_ENOTFOUND. */
+int gd_store_lookup(gd_rtxn *r, const gd_ref *ref, uint64_t *ret_id, gd_err *err);
+
+/* Reads an entity. Errors: GD_ENOTFOUND, GD_EINTERNAL (corrupt record). */
+int gd_store_get(gd_rtxn *r, const gd_ref *ref, gd_entity_view *ret, gd_err *err);
+
+/* One row of an adjacency list. */
+typedef struct gd_link {
+  uint64_t nbr;   /* neighbour id */
+  int nbr_type;   /* neighbour type */
+  uint32_t count; /* observations */
+  int64_t first_seen, last_seen;
+} gd_link;
+
+/* Opaque position in an adjacency list for paging: (type << 56) | id. */
+typedef uint64_t gd_adj_pos;
+#define GD_ADJ_POS(type, id) (((uint64_t)(type) << 56) | (id))
+
+typedef struct gd_adj_query {
+  uint32_t type_mask;  /* bit t set = include type t; 0 = all */
+  int64_t since, until; /* 0 = open */
+  gd_adj_pos after;    /* rows strictly after this position; 0 = from start */
+  size_t limit;        /* at most this many rows */
+} gd_adj_query;
+
+/*
+ * Reads up to q->limit links of entity `id` that pass the filters, in
+ * (type, id) order, into ret_links (capacity q->limit). *ret_n is the
+ * number written; *ret_more is true if more matching rows may follow the
+ * last one returned. Errors: GD_ENOTFOUND (no such entity).
+ */
+int gd_store_links(gd_rtxn *r, uint64_t id, const gd_adj_query *q, gd_link *ret_links,
+                   size_t *ret_n, bool *ret_more, gd_err *err);
+
+typedef struct gd_stats {
+  uint64_t entities[GD_TYPE_MAX + 1]; /* by type; [0] unused */
+  uint64_t entities_total;
+  uint64_t links;
+  uint64_t labels;
+  uint64_t file_bytes, map_bytes;
+  uint32_t schema_version;
+  uint32_t readers_used, readers_max;
+} gd_stats;
+
+int gd_store_stats(gd_rtxn *r, gd_stats *ret, gd_err *err);
+
+/* ------------------------------------------------------------------ */
+/* Writes (writer thread only; see writer.h)                           */
+
+typedef struct gd_wtxn gd_wtxn;
+
+/* Commit time of the transaction being built (unix seconds). */
+int64_t gd_wtxn_now(const gd_wtxn *t);
+
+typedef struct gd_attr_in {
+  gd_str name, value;
+} gd_attr_in;
+
+/* Keys must be normalised and every string validated by the caller. */
+typedef struct gd_entity_in {
+  int type;
+  gd_str key;
+  const gd_attr_in *attrs;
+  size_t nattrs;
+  const gd_str *labels;
+  size_t nlabels;
+  int64_t seen; /* 0 = commit time */
+} gd_entity_in;
+
+typedef struct gd_link_in {
+  gd_ref a, b;
+  int64_t seen; /* 0 = commit time */
+} gd_link_in;
+
+typedef struct gd_upsert {
+  gd_str request_id; /* empty = none */
+  const gd_entity_in *entities;
+  size_t nentities;
+  const gd_link_in *links;
+  size_t nlinks;
+} gd_upsert;
+
+typedef struct gd_totals {
+  uint64_t entities_created, entities_updated;
+  uint64_t links_created, links_updated;
+} gd_totals;
+
+typedef struct gd_upsert_result {
+  gd_totals totals;
+  bool duplicate;       /* request_id committed before; nothing written */
+  int64_t committed_at; /* of the original when duplicate */
+} gd_upsert_result;
+
+/*
+ * Applies one upsert. On error the caller must abort the (nested)
+ * transaction: partial writes are possible.
+ * Errors: GD_EINVALID (a link joins an entity to itself, named by index;
+ * too many attributes or labels), GD_ENOTFOUND (an endpoint given by id is
+ * missing), GD_EMAPFULL (grow and retry), GD_EIO.
+ */
+int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_err *err);
+
+/*
+ * Adds then removes labels. On success *ret_labels is the entity's sorted
+ * label list, malloc'd as one block (free() it; strings are NUL-terminated)
+ * and *ret_n its length.
+ * Errors: GD_ENOTFOUND, GD_EINVALID (over GD_LABELS_MAX), GD_EMAPFULL, GD_EIO.
+ */
+int gd_store_set_labels(gd_wtxn *t, const gd_ref *ref, const gd_str *add, size_t nadd,
+                        const gd_str *remove, size_t nremove, char ***ret_labels,
+                        size_t *ret_n, gd_err *err);
+
+/*
+ * Deletes an entity, its labels and its links on both sides.
+ * Errors: GD_ENOTFOUND, GD_EMAPFULL, GD_EIO.
+ */
+int gd_store_delete(gd_wtxn *t, const gd_ref *ref, uint64_t *ret_links_removed, gd_err *err);
+
+/* ------------------------------------------------------------------ */
+/* Transaction plumbing for the writer (writer.c)                     */
+
+/* Begins the group transaction. Errors: GD_EIO, GD_EMAPFULL. */
+int gd__wtxn_begin(gd_store *s, gd_wtxn **ret, gd_err *err);
+/* Begins / ends the nested transaction of one request. */
+int gd__wtxn_nest(gd_wtxn *t, gd_err *err);
+int gd__wtxn_unnest(gd_wtxn *t, bool commit, gd_err *err);
+/* Writes counters and commits durably; frees t in every case.
+ * Errors: GD_EMAPFULL (nothing committed: grow and retry), GD_EIO. */
+int gd__wtxn_commit(gd_wtxn *t, gd_err *err);
+/* Aborts and frees t. Accepts NULL. */
+void gd__wtxn_abort(gd_wtxn *t);
+/* Grows the map (x2, up to map_size_max) while no transaction is open.
+ * Errors: GD_ERESOURCE (at the maximum), GD_EIO. */
+int gd__store_grow(gd_store *s, gd_err *err);
+
+#endif

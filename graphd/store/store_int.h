@@ -1,0 +1,87 @@
+/*
+ * Internals shared by the store's files. Nothing outside graphd/store/
+ * includes this header.
+ */
+#ifndef GD_STORE_STORE_INT_H
+#define GD_STORE_STORE_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+
+#include "store/store.h"
+
+#define GD__RTXN_POOL 64
+
+struct gd_rtxn {
+  gd_store *s;
+  MDB_txn *txn;
+};
+
+struct gd_store {
+  MDB_env *env;
+  MDB_dbi meta, ekey, entity, adj, label, request;
+  uint64_t map_size, map_size_max;
+  /* Readers hold it shared for the life of a read txn; map growth takes it
+   * exclusive, because mdb_env_set_mapsize needs no txn open in the process. */
+  pthread_rwlock_t resize_lock;
+  pthread_mutex_t pool_mu;
+  gd_rtxn *pool[GD__RTXN_POOL];
+  int npool;
+};
+
+/* Counters kept in `meta`, loaded at the start of a group transaction and
+ * written just before its commit. */
+typedef struct gd__counters {
+  uint64_t next_id;
+  uint64_t entities[GD_TYPE_MAX + 1];
+  uint64_t links;
+  uint64_t labels;
+} gd__counters;
+
+struct gd_wtxn {
+  gd_store *s;
+  MDB_txn *root;   /* the group transaction */
+  MDB_txn *txn;    /* the current request's nested txn, or root */
+  gd__counters c;  /* current values */
+  gd__counters saved; /* values at gd__wtxn_nest, restored on abort */
+  int64_t now;
+};
+
+/* Maps an LMDB return code to a gd_errno and fills err. */
+int gd__mdb_err(int rc, gd_err *err, const char *what);
+
+/* ekey encoding (keys.c). `buf` must hold GD__EKEY_MAX bytes. */
+#define GD__EKEY_INLINE_MAX 480
+#define GD__EKEY_MAX (1 + GD__EKEY_INLINE_MAX)
+size_t gd__ekey_encode(int type, gd_str key, uint8_t *buf);
+
+/* The 8-byte big-endian sort prefix of an adjacency row. */
+#define GD__ADJ_ROW 32
+typedef struct gd__adj_row {
+  uint8_t prefix[8]; /* (type << 56 | id), big endian */
+  uint32_t count;
+  uint32_t reserved;
+  int64_t first_seen;
+  int64_t last_seen;
+} gd__adj_row;
+_Static_assert(sizeof(gd__adj_row) == GD__ADJ_ROW, "adjacency row is 32 bytes");
+
+void gd__adj_row_decode(const void *raw, gd_link *ret);
+
+/* Entity records (record.c). */
+#define GD__REC_HDR 48
+int gd__rec_decode(const void *raw, size_t len, uint64_t id, gd_entity_view *ret);
+/* Encodes into a malloc'd buffer; returns NULL on allocation failure. */
+uint8_t *gd__rec_encode(const gd_entity_view *e, const gd_str *attr_names,
+                        const gd_str *attr_values, const gd_str *labels, size_t *ret_len);
+/* Patches the fixed header fields of an encoded record in place. */
+void gd__rec_patch(uint8_t *rec, int64_t first, int64_t last, uint64_t degree,
+                   uint64_t seller_count);
+
+static inline void gd__id_key(uint64_t id, uint8_t buf[8], MDB_val *v) {
+  gd_be64_put(buf, id);
+  v->mv_data = buf;
+  v->mv_size = 8;
+}
+
+#endif

@@ -1,0 +1,160 @@
+#include "store/writer.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+struct gd_writer {
+  gd_store *s;
+  unsigned max_group;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  gd_write_op *head, *tail; /* FIFO */
+  bool stopping;
+  atomic_uint_fast64_t pending, commits, requests, grows;
+};
+
+/* Applies a group: returns GD_OK when committed (individual ops may have
+ * failed, with their error in op->err), GD_EMAPFULL when the caller must
+ * grow and retry, or another error that fails every op. */
+static int apply_group(gd_writer *w, gd_write_op *ops, gd_err *err) {
+  gd_wtxn *t;
+  int rc = gd__wtxn_begin(w->s, &t, err);
+  if (rc)
+    return rc;
+  for (gd_write_op *op = ops; op; op = op->next) {
+    gd_err_clear(&op->err);
+    if ((rc = gd__wtxn_nest(t, err))) {
+      gd__wtxn_abort(t);
+      return rc;
+    }
+    rc = op->apply(t, op, &op->err);
+    if (rc == GD_OK) {
+      rc = gd__wtxn_unnest(t, true, &op->err);
+    } else {
+      if (op->err.code != rc)
+        gd_err_set(&op->err, rc, "%s", gd_strerror(rc));
+      gd__wtxn_unnest(t, false, NULL);
+    }
+    /* A full map poisons the whole transaction (MDB_BAD_TXN after it). */
+    if (rc == GD_EMAPFULL || rc == GD_EIO || rc == GD_ENOMEM) {
+      *err = op->err;
+      gd__wtxn_abort(t);
+      return rc;
+    }
+  }
+  return gd__wtxn_commit(t, err);
+}
+
+static void run_group(gd_writer *w, gd_write_op *ops, size_t n) {
+  gd_err err;
+  int rc;
+  gd_err_clear(&err);
+  for (;;) {
+    rc = apply_group(w, ops, &err);
+    if (rc != GD_EMAPFULL)
+      break;
+    rc = gd__store_grow(w->s, &err);
+    if (rc)
+      break;
+    atomic_fetch_add(&w->grows, 1);
+  }
+  if (rc == GD_OK) {
+    atomic_fetch_add(&w->commits, 1);
+    atomic_fetch_add(&w->requests, n);
+  }
+  for (gd_write_op *op = ops, *next; op; op = next) {
+    next = op->next;
+    op->next = NULL;
+    const gd_err *e = rc ? &err : &op->err;
+    atomic_fetch_sub(&w->pending, 1);
+    op->done(op, e);
+  }
+}
+
+static void *writer_main(void *arg) {
+  gd_writer *w = arg;
+  pthread_mutex_lock(&w->mu);
+  for (;;) {
+    while (!w->head && !w->stopping)
+      pthread_cond_wait(&w->cv, &w->mu);
+    if (!w->head && w->stopping)
+      break;
+    /* Take up to max_group ops off the queue. */
+    gd_write_op *ops = w->head, *last = ops;
+    size_t n = 1;
+    while (last->next && n < w->max_group) {
+      last = last->next;
+      n++;
+    }
+    w->head = last->next;
+    if (!w->head)
+      w->tail = NULL;
+    last->next = NULL;
+    pthread_mutex_unlock(&w->mu);
+    run_group(w, ops, n);
+    pthread_mutex_lock(&w->mu);
+  }
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
+}
+
+int gd_writer_start(gd_store *s, unsigned max_group, gd_writer **ret, gd_err *err) {
+  gd_writer *w = calloc(1, sizeof *w);
+  if (!w)
+    return gd_err_set(err, GD_ENOMEM, "writer: out of memory");
+  w->s = s;
+  w->max_group = max_group ? max_group : 1024;
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+    return gd_err_set(err, GD_EIO, "writer: cannot start thread");
+  }
+  *ret = w;
+  return GD_OK;
+}
+
+void gd_writer_submit(gd_writer *w, gd_write_op *op) {
+  op->next = NULL;
+  pthread_mutex_lock(&w->mu);
+  if (w->stopping) {
+    pthread_mutex_unlock(&w->mu);
+    gd_err e;
+    gd_err_set(&e, GD_EUNAVAILABLE, "server is shutting down");
+    op->done(op, &e);
+    return;
+  }
+  atomic_fetch_add(&w->pending, 1);
+  if (w->tail)
+    w->tail->next = op;
+  else
+    w->head = op;
+  w->tail = op;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+}
+
+uint64_t gd_writer_pending(gd_writer *w) { return atomic_load(&w->pending); }
+
+void gd_writer_stats_get(gd_writer *w, gd_writer_stats *ret) {
+  ret->commits = atomic_load(&w->commits);
+  ret->requests = atomic_load(&w->requests);
+  ret->grows = atomic_load(&w->grows);
+}
+
+void gd_writer_stop(gd_writer *w) {
+  if (!w)
+    return;
+  pthread_mutex_lock(&w->mu);
+  w->stopping = true;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  pthread_join(w->thread, NULL);
+  pthread_mutex_destroy(&w->mu);
+  pthread_cond_destroy(&w->cv);
+  free(w);
+}

@@ -1,0 +1,70 @@
+/*
+ * writer: the single write path, with group commit.
+ *
+ * A durable LMDB commit costs one fsync (milliseconds), so one commit per
+ * request would cap the server at a few hundred writes a second. Every
+ * write is instead queued to one writer thread, which takes everything
+ * queued, applies each op in its own nested transaction (so each stays
+ * atomic on its own), commits the group once, and only then calls each op's
+ * done callback. A done callback with code GD_OK therefore always means
+ * "durable".
+ *
+ * On MDB_MAP_FULL the group is aborted, the map grown and the whole group
+ * applied again, so apply callbacks must be repeatable: they may run more
+ * than once, each time on a fresh transaction, and must reset any result
+ * they fill.
+ */
+#ifndef GD_STORE_WRITER_H
+#define GD_STORE_WRITER_H
+
+#include <stdint.h>
+
+#include "store/store.h"
+
+typedef struct gd_write_op gd_write_op;
+
+struct gd_write_op {
+  /* Applies the op inside its nested transaction. Returns GD_OK, or an error
+   * (the nested transaction is then aborted and done() gets the error). */
+  int (*apply)(gd_wtxn *t, gd_write_op *op, gd_err *err);
+  /* Called once on the writer thread after the group commit, or on failure.
+   * err->code == GD_OK means the op is durable. The op may be freed here. */
+  void (*done)(gd_write_op *op, const gd_err *err);
+  /* Private to the writer. */
+  gd_write_op *next;
+  gd_err err;
+};
+
+typedef struct gd_writer gd_writer;
+
+typedef struct gd_writer_stats {
+  uint64_t commits;   /* durable group commits */
+  uint64_t requests;  /* ops committed (successfully or not) */
+  uint64_t grows;     /* map growths */
+} gd_writer_stats;
+
+/*
+ * Starts the writer thread on s. max_group bounds how many ops share one
+ * commit (0 = 1024). Errors: GD_ENOMEM, GD_EIO (thread creation).
+ */
+int gd_writer_start(gd_store *s, unsigned max_group, gd_writer **ret, gd_err *err);
+
+/*
+ * Queues op. Never blocks on I/O. After gd_writer_stop() has begun, op->done
+ * is called at once with GD_EUNAVAILABLE. Thread-safe.
+ */
+void gd_writer_submit(gd_writer *w, gd_write_op *op);
+
+/* Number of ops queued or being applied. Thread-safe. */
+uint64_t gd_writer_pending(gd_writer *w);
+
+void gd_writer_stats_get(gd_writer *w, gd_writer_stats *ret);
+
+/*
+ * Commits everything queued, stops the thread and frees w. Accepts NULL.
+ * Ops submitted afterwards fail with GD_EUNAVAILABLE; none may be submitted
+ * after this returns.
+ */
+void gd_writer_stop(gd_writer *w);
+
+#endif

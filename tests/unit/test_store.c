@@ -1,0 +1,526 @@
+/*
+ * Unit tests for graphd/store: key normalisation, the write path through
+ * the group-commit writer, reads, paging, deletes, map growth, reopen.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "store/writer.h"
+#include "tap.h"
+
+/* ---- fixtures ---- */
+
+static char tmpdir[256];
+
+static gd_store *open_store(uint64_t map_size) {
+  gd_store_opts o = {.path = tmpdir, .map_size = map_size};
+  gd_store *s = NULL;
+  gd_err e;
+  int rc = gd_store_open(&o, &s, &e);
+  if (rc)
+    fprintf(stderr, "open: %s\n", e.msg);
+  CHECK(rc == GD_OK);
+  return s;
+}
+
+static void fresh_dir(void) {
+  char cmd[300];
+  if (tmpdir[0]) {
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0)
+      abort();
+  }
+  strcpy(tmpdir, "/tmp/gd-test-store-XXXXXX");
+  if (!mkdtemp(tmpdir))
+    abort();
+}
+
+/* A synchronous op: an upsert, a label change or a delete. */
+typedef struct sync_op {
+  gd_write_op op;
+  int kind; /* 0 upsert, 1 labels, 2 delete */
+  gd_upsert u;
+  gd_upsert_result res;
+  gd_ref ref;
+  const gd_str *add, *rem;
+  size_t nadd, nrem;
+  char **labels;
+  size_t nlabels;
+  uint64_t removed;
+  int code;
+  char msg[GD_ERR_MSG_MAX];
+  int done;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} sync_op;
+
+static int sync_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
+  sync_op *s = (sync_op *)op;
+  switch (s->kind) {
+  case 0:
+    return gd_store_upsert(t, &s->u, &s->res, err);
+  case 1:
+    free(s->labels);
+    s->labels = NULL;
+    return gd_store_set_labels(t, &s->ref, s->add, s->nadd, s->rem, s->nrem, &s->labels,
+                               &s->nlabels, err);
+  default:
+    return gd_store_delete(t, &s->ref, &s->removed, err);
+  }
+}
+
+static void sync_done(gd_write_op *op, const gd_err *err) {
+  sync_op *s = (sync_op *)op;
+  pthread_mutex_lock(&s->mu);
+  s->code = err->code;
+  snprintf(s->msg, sizeof s->msg, "%s", err->msg);
+  s->done = 1;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void sync_init(sync_op *s, int kind) {
+  memset(s, 0, sizeof *s);
+  s->kind = kind;
+  s->op.apply = sync_apply;
+  s->op.done = sync_done;
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+}
+
+static int sync_run(gd_writer *w, sync_op *s) {
+  gd_writer_submit(w, &s->op);
+  pthread_mutex_lock(&s->mu);
+  while (!s->done)
+    pthread_cond_wait(&s->cv, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+  return s->code;
+}
+
+static gd_ref R(int type, const char *key) { return (gd_ref){0, type, gd_str_c(key)}; }
+
+static int upsert_links(gd_writer *w, const gd_link_in *links, size_t n, gd_upsert_result *ret) {
+  sync_op s;
+  sync_init(&s, 0);
+  s.u.links = links;
+  s.u.nlinks = n;
+  int rc = sync_run(w, &s);
+  if (ret)
+    *ret = s.res;
+  if (rc)
+    fprintf(stderr, "  (upsert: %s)\n", s.msg);
+  return rc;
+}
+
+static int get(gd_store *st, gd_ref ref, gd_entity_view *ret) {
+  gd_rtxn *r;
+  gd_err e;
+  CHECK(gd_store_read_begin(st, &r, &e) == GD_OK);
+  int rc = gd_store_get(r, &ref, ret, &e);
+  gd_store_read_end(r); /* views are not used after this in the tests below
+                           except the scalar fields, which were copied */
+  return rc;
+}
+
+/* ---- tests ---- */
+
+static void test_normalize(void) {
+  char out[64];
+  size_t n;
+  gd_err e;
+  CHECK(gd_key_normalize(GD_TYPE_SELLER, gd_str_c("  Acme \t Shop "), out, &n, &e) == 0);
+  CHECK(n == 9 && memcmp(out, "acme shop", 9) == 0);
+  CHECK(gd_key_normalize(GD_TYPE_PHONE, gd_str_c("+49 (30) 123-45"), out, &n, &e) == 0);
+  CHECK(n == 10 && memcmp(out, "+493012345", 10) == 0);
+  CHECK(gd_key_normalize(GD_TYPE_PHONE, gd_str_c("0049+30"), out, &n, &e) == 0);
+  CHECK(n == 6 && memcmp(out, "004930", 6) == 0);
+  CHECK(gd_key_normalize(GD_TYPE_EMAIL, gd_str_c("Bob@Example.COM"), out, &n, &e) == 0);
+  CHECK(memcmp(out, "bob@example.com", n) == 0);
+  CHECK(gd_key_normalize(GD_TYPE_SELLER, gd_str_c(""), out, &n, &e) == GD_EINVALID);
+  CHECK(gd_key_normalize(GD_TYPE_SELLER, gd_str_c("   "), out, &n, &e) == GD_EINVALID);
+  CHECK(gd_key_normalize(GD_TYPE_PHONE, gd_str_c("call me"), out, &n, &e) == GD_EINVALID);
+  CHECK(gd_key_normalize(GD_TYPE_SELLER, (gd_str){"a\xff", 2}, out, &n, &e) == GD_EINVALID);
+  CHECK_STR(e.msg, "key is not valid UTF-8");
+  CHECK(gd_type_parse("payment_account", 15) == GD_TYPE_PAYMENT_ACCOUNT);
+  CHECK(gd_type_parse("ENTITY_TYPE_IP", 14) == GD_TYPE_IP);
+  CHECK(gd_type_parse("Seller", 6) == GD_TYPE_SELLER);
+  CHECK(gd_type_parse("vehicle", 7) == 0);
+}
+
+static void test_upsert_and_read(void) {
+  fresh_dir();
+  gd_store *st = open_store(0);
+  gd_writer *w;
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+
+  gd_link_in links[] = {
+      {R(GD_TYPE_SELLER, "s1"), R(GD_TYPE_DEVICE, "d1"), 100},
+      {R(GD_TYPE_SELLER, "s2"), R(GD_TYPE_DEVICE, "d1"), 200},
+      {R(GD_TYPE_SELLER, "s1"), R(GD_TYPE_ADDRESS, "a1"), 150},
+      {R(GD_TYPE_SELLER, "s1"), R(GD_TYPE_SELLER, "s2"), 120},
+  };
+  gd_upsert_result res;
+  CHECK(upsert_links(w, links, 4, &res) == GD_OK);
+  CHECK_EQ_U(res.totals.entities_created, 4);
+  CHECK_EQ_U(res.totals.links_created, 4);
+  CHECK_EQ_U(res.totals.links_updated, 0);
+
+  /* Observe s1-d1 again, earlier and later. */
+  gd_link_in again[] = {
+      {R(GD_TYPE_DEVICE, "d1"), R(GD_TYPE_SELLER, "s1"), 50},
+      {R(GD_TYPE_SELLER, "s1"), R(GD_TYPE_DEVICE, "d1"), 300},
+  };
+  CHECK(upsert_links(w, again, 2, &res) == GD_OK);
+  CHECK_EQ_U(res.totals.links_created, 0);
+  CHECK_EQ_U(res.totals.links_updated, 1);
+  CHECK_EQ_U(res.totals.entities_created, 0);
+
+  gd_entity_view v;
+  CHECK(get(st, R(GD_TYPE_SELLER, "s1"), &v) == GD_OK);
+  CHECK_EQ_U(v.degree, 3);
+  CHECK_EQ_U(v.seller_count, 1);
+  CHECK_EQ_U(v.first_seen, 50);
+  CHECK_EQ_U(v.last_seen, 300);
+  CHECK(get(st, R(GD_TYPE_DEVICE, "d1"), &v) == GD_OK);
+  CHECK_EQ_U(v.degree, 2);
+  CHECK_EQ_U(v.seller_count, 2);
+  uint64_t d1 = v.id;
+
+  /* Adjacency is symmetric and carries counts and times. */
+  gd_rtxn *r;
+  gd_link out[8];
+  size_t n;
+  bool more;
+  gd_adj_query q = {.limit = 8};
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_links(r, d1, &q, out, &n, &more, NULL) == GD_OK);
+  CHECK_EQ_U(n, 2);
+  CHECK(!more);
+  CHECK_EQ_U(out[0].nbr_type, GD_TYPE_SELLER);
+  CHECK_EQ_U(out[0].count, 3);
+  CHECK_EQ_U(out[0].first_seen, 50);
+  CHECK_EQ_U(out[0].last_seen, 300);
+  gd_link back[8];
+  CHECK(gd_store_links(r, out[0].nbr, &q, back, &n, &more, NULL) == GD_OK);
+  int found = 0;
+  for (size_t i = 0; i < n; i++)
+    if (back[i].nbr == d1) {
+      found = 1;
+      CHECK_EQ_U(back[i].count, 3);
+      CHECK_EQ_U(back[i].nbr_type, GD_TYPE_DEVICE);
+    }
+  CHECK(found);
+
+  /* Stats. */
+  gd_stats stt;
+  CHECK(gd_store_stats(r, &stt, NULL) == GD_OK);
+  CHECK_EQ_U(stt.entities[GD_TYPE_SELLER], 2);
+  CHECK_EQ_U(stt.entities[GD_TYPE_DEVICE], 1);
+  CHECK_EQ_U(stt.entities_total, 4);
+  CHECK_EQ_U(stt.links, 4);
+  CHECK_EQ_U(stt.schema_version, GD_SCHEMA_VERSION);
+  gd_store_read_end(r);
+
+  gd_writer_stop(w);
+  gd_store_close(st);
+
+  /* Everything survives a reopen. */
+  st = open_store(0);
+  CHECK(get(st, R(GD_TYPE_SELLER, "s2"), &v) == GD_OK);
+  CHECK_EQ_U(v.degree, 2);
+  gd_store_close(st);
+}
+
+static void test_atomic_and_errors(void) {
+  fresh_dir();
+  gd_store *st = open_store(0);
+  gd_writer *w;
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+
+  /* A self-link at the end rolls back the whole request. */
+  gd_link_in bad[] = {
+      {R(GD_TYPE_SELLER, "x1"), R(GD_TYPE_DEVICE, "dx"), 1},
+      {R(GD_TYPE_SELLER, "x2"), R(GD_TYPE_SELLER, "x2"), 1},
+  };
+  sync_op s;
+  sync_init(&s, 0);
+  s.u.links = bad;
+  s.u.nlinks = 2;
+  CHECK(sync_run(w, &s) == GD_EINVALID);
+  CHECK(strstr(s.msg, "links[1]") != NULL);
+  gd_entity_view v;
+  CHECK(get(st, R(GD_TYPE_SELLER, "x1"), &v) == GD_ENOTFOUND);
+
+  /* A link to a missing id. */
+  gd_link_in byid[] = {{R(GD_TYPE_SELLER, "x1"), {12345, 0, GD_STR_NULL}, 1}};
+  sync_init(&s, 0);
+  s.u.links = byid;
+  s.u.nlinks = 1;
+  CHECK(sync_run(w, &s) == GD_ENOTFOUND);
+  CHECK(strstr(s.msg, "links[0].b") != NULL);
+  CHECK(get(st, R(GD_TYPE_SELLER, "x1"), &v) == GD_ENOTFOUND);
+
+  /* request_id: the retry is a no-op that says so. */
+  gd_link_in one[] = {{R(GD_TYPE_SELLER, "y1"), R(GD_TYPE_PHONE, "+1555"), 7}};
+  sync_init(&s, 0);
+  s.u.links = one;
+  s.u.nlinks = 1;
+  s.u.request_id = gd_str_c("req-1");
+  CHECK(sync_run(w, &s) == GD_OK);
+  CHECK(!s.res.duplicate);
+  CHECK_EQ_U(s.res.totals.links_created, 1);
+  sync_init(&s, 0);
+  s.u.links = one;
+  s.u.nlinks = 1;
+  s.u.request_id = gd_str_c("req-1");
+  CHECK(sync_run(w, &s) == GD_OK);
+  CHECK(s.res.duplicate);
+  CHECK_EQ_U(s.res.totals.links_created + s.res.totals.links_updated, 0);
+  CHECK(get(st, R(GD_TYPE_SELLER, "y1"), &v) == GD_OK);
+  gd_rtxn *r;
+  gd_link out[4];
+  size_t n;
+  bool more;
+  gd_adj_query q = {.limit = 4};
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_links(r, v.id, &q, out, &n, &more, NULL) == GD_OK);
+  CHECK_EQ_U(n, 1);
+  CHECK_EQ_U(out[0].count, 1);
+  gd_store_read_end(r);
+
+  gd_writer_stop(w);
+  gd_store_close(st);
+}
+
+static void test_entities_labels_delete(void) {
+  fresh_dir();
+  gd_store *st = open_store(0);
+  gd_writer *w;
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+
+  /* A 600-byte key is stored by hash and found again. */
+  char longkey[601];
+  memset(longkey, 'k', 600);
+  longkey[600] = '\0';
+  gd_attr_in attrs[] = {{gd_str_c("name"), gd_str_c("Acme")}, {gd_str_c("country"), gd_str_c("DE")}};
+  gd_str labels[] = {gd_str_c("counterfeit")};
+  gd_entity_in ents[] = {
+      {GD_TYPE_SELLER, gd_str_c("s1"), attrs, 2, labels, 1, 10},
+      {GD_TYPE_ADDRESS, gd_str_c(longkey), NULL, 0, NULL, 0, 10},
+  };
+  sync_op s;
+  sync_init(&s, 0);
+  s.u.entities = ents;
+  s.u.nentities = 2;
+  CHECK(sync_run(w, &s) == GD_OK);
+  CHECK_EQ_U(s.res.totals.entities_created, 2);
+
+  gd_link_in links[] = {
+      {R(GD_TYPE_SELLER, "s1"), R(GD_TYPE_ADDRESS, longkey), 20},
+      {R(GD_TYPE_SELLER, "s2"), R(GD_TYPE_ADDRESS, longkey), 20},
+      {R(GD_TYPE_SELLER, "s1"), R(GD_TYPE_DEVICE, "d"), 20},
+  };
+  CHECK(upsert_links(w, links, 3, NULL) == GD_OK);
+
+  gd_rtxn *r;
+  gd_entity_view v;
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  gd_ref ref = R(GD_TYPE_SELLER, "s1");
+  CHECK(gd_store_get(r, &ref, &v, NULL) == GD_OK);
+  CHECK_EQ_U(v.nattrs, 2);
+  gd_str an, av;
+  gd_entity_attr(&v, 0, &an, &av);
+  CHECK(gd_str_eq(an, gd_str_c("country")) && gd_str_eq(av, gd_str_c("DE")));
+  CHECK_EQ_U(v.nlabels, 1);
+  CHECK(gd_str_eq(gd_entity_label(&v, 0), gd_str_c("counterfeit")));
+  ref = R(GD_TYPE_ADDRESS, longkey);
+  CHECK(gd_store_get(r, &ref, &v, NULL) == GD_OK);
+  CHECK_EQ_U(v.key.n, 600);
+  CHECK_EQ_U(v.seller_count, 2);
+  gd_store_read_end(r);
+
+  /* Labels: add two, remove one. */
+  gd_str add[] = {gd_str_c("complaint:brand"), gd_str_c("cleared")};
+  gd_str rem[] = {gd_str_c("counterfeit"), gd_str_c("absent")};
+  sync_init(&s, 1);
+  s.ref = R(GD_TYPE_SELLER, "s1");
+  s.add = add;
+  s.nadd = 2;
+  s.rem = rem;
+  s.nrem = 2;
+  CHECK(sync_run(w, &s) == GD_OK);
+  CHECK_EQ_U(s.nlabels, 2);
+  if (s.nlabels == 2) {
+    CHECK_STR(s.labels[0], "cleared");
+    CHECK_STR(s.labels[1], "complaint:brand");
+  }
+  free(s.labels);
+
+  /* Delete s1: links gone on both sides. */
+  sync_init(&s, 2);
+  s.ref = R(GD_TYPE_SELLER, "s1");
+  CHECK(sync_run(w, &s) == GD_OK);
+  CHECK_EQ_U(s.removed, 2);
+  CHECK(get(st, R(GD_TYPE_SELLER, "s1"), &v) == GD_ENOTFOUND);
+  CHECK(get(st, R(GD_TYPE_DEVICE, "d"), &v) == GD_OK);
+  CHECK_EQ_U(v.degree, 0);
+  CHECK(get(st, R(GD_TYPE_ADDRESS, longkey), &v) == GD_OK);
+  CHECK_EQ_U(v.degree, 1);
+  CHECK_EQ_U(v.seller_count, 1);
+  gd_stats stt;
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_stats(r, &stt, NULL) == GD_OK);
+  CHECK_EQ_U(stt.links, 1);
+  CHECK_EQ_U(stt.labels, 0);
+  CHECK_EQ_U(stt.entities[GD_TYPE_SELLER], 1);
+  gd_store_read_end(r);
+
+  gd_writer_stop(w);
+  gd_store_close(st);
+}
+
+static void test_links_paging_filters(void) {
+  fresh_dir();
+  gd_store *st = open_store(0);
+  gd_writer *w;
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+  /* A hub address linked to 50 sellers, 10 devices and 5 phones. */
+  gd_link_in links[65];
+  char keys[65][16];
+  for (int i = 0; i < 65; i++) {
+    int type = i < 50 ? GD_TYPE_SELLER : i < 60 ? GD_TYPE_DEVICE : GD_TYPE_PHONE;
+    snprintf(keys[i], sizeof keys[i], "%d", 1000 + i);
+    links[i] = (gd_link_in){R(GD_TYPE_ADDRESS, "hub"), R(type, keys[i]), 100 + i};
+  }
+  CHECK(upsert_links(w, links, 65, NULL) == GD_OK);
+
+  gd_rtxn *r;
+  gd_entity_view v;
+  gd_ref hub = R(GD_TYPE_ADDRESS, "hub");
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_get(r, &hub, &v, NULL) == GD_OK);
+  CHECK_EQ_U(v.seller_count, 50);
+  CHECK_EQ_U(v.degree, 65);
+
+  gd_link out[20];
+  size_t n, total = 0;
+  bool more = true;
+  gd_adj_query q = {.limit = 20};
+  uint64_t prev = 0;
+  while (more) {
+    CHECK(gd_store_links(r, v.id, &q, out, &n, &more, NULL) == GD_OK);
+    for (size_t i = 0; i < n; i++) {
+      uint64_t pos = GD_ADJ_POS(out[i].nbr_type, out[i].nbr);
+      CHECK(pos > prev);
+      prev = pos;
+    }
+    total += n;
+    if (n)
+      q.after = GD_ADJ_POS(out[n - 1].nbr_type, out[n - 1].nbr);
+  }
+  CHECK_EQ_U(total, 65);
+
+  /* Type filter: devices and phones only. */
+  q = (gd_adj_query){.limit = 20, .type_mask = (1u << GD_TYPE_DEVICE) | (1u << GD_TYPE_PHONE)};
+  CHECK(gd_store_links(r, v.id, &q, out, &n, &more, NULL) == GD_OK);
+  CHECK_EQ_U(n, 15);
+  CHECK(!more);
+  CHECK_EQ_U(out[0].nbr_type, GD_TYPE_DEVICE);
+  CHECK_EQ_U(out[14].nbr_type, GD_TYPE_PHONE);
+
+  /* Time window: observations at 100+i; [155, 158] holds i = 55..58. */
+  q = (gd_adj_query){.limit = 20, .since = 155, .until = 158};
+  CHECK(gd_store_links(r, v.id, &q, out, &n, &more, NULL) == GD_OK);
+  CHECK_EQ_U(n, 4);
+  gd_store_read_end(r);
+  gd_writer_stop(w);
+  gd_store_close(st);
+}
+
+static void test_map_growth(void) {
+  fresh_dir();
+  /* A 1 MiB map fills after a few thousand links; the writer must grow it
+   * and retry the whole group without losing or duplicating anything. */
+  gd_store *st = open_store(1 << 20);
+  gd_writer *w;
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+  enum { N = 4000 };
+  static gd_link_in links[N];
+  static char sk[N][16], dk[N][16];
+  for (int i = 0; i < N; i++) {
+    snprintf(sk[i], 16, "s%d", i);
+    snprintf(dk[i], 16, "d%d", i / 2);
+    links[i] = (gd_link_in){R(GD_TYPE_SELLER, sk[i]), R(GD_TYPE_DEVICE, dk[i]), 5};
+  }
+  for (int b = 0; b < 10; b++)
+    CHECK(upsert_links(w, links + b * (N / 10), N / 10, NULL) == GD_OK);
+  gd_writer_stats ws;
+  gd_writer_stats_get(w, &ws);
+  CHECK(ws.grows >= 1);
+  gd_rtxn *r;
+  gd_stats stt;
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_stats(r, &stt, NULL) == GD_OK);
+  CHECK_EQ_U(stt.links, N);
+  CHECK_EQ_U(stt.entities[GD_TYPE_SELLER], N);
+  CHECK_EQ_U(stt.entities[GD_TYPE_DEVICE], N / 2);
+  CHECK(stt.map_bytes > (1 << 20));
+  gd_store_read_end(r);
+  gd_writer_stop(w);
+  gd_store_close(st);
+}
+
+/* Many concurrent submitters share commits. */
+typedef struct {
+  gd_writer *w;
+  int id;
+} thr_arg;
+
+static void *submitter(void *p) {
+  thr_arg *a = p;
+  for (int i = 0; i < 20; i++) {
+    char sk[32], dk[32];
+    snprintf(sk, sizeof sk, "t%d-%d", a->id, i);
+    snprintf(dk, sizeof dk, "dev%d", i);
+    gd_link_in l = {R(GD_TYPE_SELLER, sk), R(GD_TYPE_DEVICE, dk), 1};
+    if (upsert_links(a->w, &l, 1, NULL) != GD_OK)
+      return (void *)1;
+  }
+  return NULL;
+}
+
+static void test_group_commit(void) {
+  fresh_dir();
+  gd_store *st = open_store(0);
+  gd_writer *w;
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+  pthread_t th[16];
+  thr_arg args[16];
+  for (int i = 0; i < 16; i++) {
+    args[i] = (thr_arg){w, i};
+    pthread_create(&th[i], NULL, submitter, &args[i]);
+  }
+  for (int i = 0; i < 16; i++) {
+    void *rv;
+    pthread_join(th[i], &rv);
+    CHECK(rv == NULL);
+  }
+  gd_writer_stats ws;
+  gd_writer_stats_get(w, &ws);
+  CHECK_EQ_U(ws.requests, 320);
+  CHECK(ws.commits < ws.requests);
+  printf("# group commit: %llu requests in %llu commits\n", (unsigned long long)ws.requests,
+         (unsigned long long)ws.commits);
+  gd_writer_stop(w);
+  gd_store_close(st);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+  if (system(cmd) != 0)
+    abort();
+}
+
+TAP_MAIN(T(test_normalize), T(test_upsert_and_read), T(test_atomic_and_errors),
+         T(test_entities_labels_delete), T(test_links_paging_filters), T(test_map_growth),
+         T(test_group_commit))

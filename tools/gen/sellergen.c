@@ -1,0 +1,1070 @@
+/*
+ * sellergen: deterministic synthetic seller network for graphd.
+ *
+ * Writes a graph of marketplace sellers and the entities they share, with
+ * known counterfeit rings hidden inside, so that ingest, traversal and
+ * clustering can be tested and benchmarked against ground truth. The same
+ * seed and options always give byte-identical files, on any platform: all
+ * randomness comes from our own splitmix64/xoshiro256** generators, and each
+ * seller draws from a stream seeded by (seed, seller index) alone.
+ *
+ * Model
+ *   Sellers s1..sN. Every seller has own entities that nobody else uses:
+ *   1-2 devices, a payment account, an address, a phone, an e-mail and
+ *   sometimes an IP.
+ *   Families (about 8% of honest sellers): one owner running 2-5 shops;
+ *     members share a phone, e-mail and/or payment account (a non-empty
+ *     subset) and some have a direct seller-seller link to the first shop.
+ *     Not counterfeit: a false-positive trap for naive "shares X" rules.
+ *   Hub addresses: logistics parks and fulfilment centres. 2+sqrt(N)/40 of
+ *     them, used by ~20% of honest sellers (x --hub-scale), so each is
+ *     shared by hundreds (N=2k) to thousands (N=200k+) of sellers.
+ *   Hub IPs: carrier-grade NAT addresses, N/2000 of them, used by ~25% of
+ *     sellers (x --hub-scale): hundreds of sellers each.
+ *   Rings (--ring-fraction of sellers, default 2%): groups of 5-100 sellers
+ *     (skewed towards small) that onboard within a few weeks of each other
+ *     and share a pool of 1-8 devices (every member uses one, some two),
+ *     1-6 mule payment accounts (each used by a subset) and one warehouse
+ *     address used by 85-95% of the members. Members still have some own
+ *     entities, sometimes use a hub, and ~10% share an own entity of (or
+ *     link directly to) a random honest seller as camouflage.
+ *   Labels: each ring member is labelled "counterfeit" with probability
+ *     --label-fraction (some also get "complaint:<brand>"); honest sellers
+ *     get "complaint:<brand>" with probability --noise-fraction as noise.
+ *   Times: each seller onboards at some moment in [--since, --until); its
+ *     link observations are spread between then and --until. ~4% of links
+ *     are observed a second time (the store merges repeated pairs).
+ *
+ * Keys are lower-case (graphd case-folds keys, so truth.csv must match what
+ * the store holds) and are scrambled with a seed-keyed bijection, so they
+ * are unique but reveal nothing about an entity's role:
+ *   seller s17   address addr-3fa9c21b   payment_account pa-0c7d1e55
+ *   device d-9f2a03bc   phone +4915123456789   email u1b2c3d4e@mail.example
+ *   ip 83.12.200.7
+ *
+ * Output files (in --out, created if missing):
+ *   links.csv     a_type,a_key,b_type,b_key,seen   one link observation a
+ *                 line; a is always a seller; never a link to itself.
+ *   entities.csv  type,key,labels   labelled sellers only; labels sorted,
+ *                 ';'-separated.
+ *   (--format jsonl writes links.jsonl and entities.jsonl instead, one
+ *    object a line with the same field names; labels is an array.)
+ *   truth.csv     seller_key,ring,warehouse_key,labelled   every seller;
+ *                 ring 0 = honest, rings numbered from 1.
+ *   rings.csv     ring,size,warehouse_key,devices,mule_accounts   the last
+ *                 two ';'-separated.
+ *   hubs.csv      type,key,sellers   hub addresses and IPs with the number
+ *                 of distinct sellers linked to each.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Keys pack a class in the top 4 bits of a 28-bit counter (see make_key),
+ * and own phones are numbered by seller index below 10^8; both cap N. */
+#define MAX_SELLERS 100000000ULL
+#define DAY 86400LL
+#define RING_MIN 5
+#define RING_MAX 100
+#define RING_MAX_DEVICES 8
+#define RING_MAX_MULES 6
+
+/* Behaviour probabilities: chosen to give a realistic-looking mix, not
+ * fitted to any real data. */
+static const double FAMILY_FRACTION = 0.08;
+static const double P_SECOND_DEVICE = 0.3;
+static const double P_HUB_ADDR_HONEST = 0.20;
+static const double P_HUB_ADDR_RING = 0.10;
+static const double P_NAT_IP = 0.25;
+static const double P_OWN_IP = 0.20;
+static const double P_FAMILY_DIRECT = 0.3;
+static const double P_DUPLICATE = 0.04;
+static const double P_RING_SECOND_DEVICE = 0.4;
+static const double P_RING_MULE = 0.7;
+static const double P_RING_OWN_DEVICE = 0.5;
+static const double P_RING_OWN_PAYMENT = 0.5;
+static const double P_RING_OWN_ADDRESS = 0.3;
+static const double P_CAMOUFLAGE = 0.10;
+static const double P_LABELLED_COMPLAINT = 0.25;
+
+static const char *const BRANDS[] = {
+	"aurelia", "bluepeak", "corvane", "deltora", "evershine",
+	"fjordline", "granton", "helixa", "ironvale", "junipro",
+};
+#define NBRANDS (sizeof BRANDS / sizeof BRANDS[0])
+
+enum etype { T_SELLER, T_ADDRESS, T_PAYMENT, T_DEVICE, T_PHONE, T_EMAIL,
+	     T_IP, T_COUNT };
+
+static const char *const TYPE_NAME[T_COUNT] = {
+	"seller", "address", "payment_account", "device", "phone", "email",
+	"ip",
+};
+
+/* Key classes: disjoint counter ranges per type, so that own, family, hub
+ * and ring entities can never collide after scrambling. */
+enum { C_OWN = 0, C_FAMILY = 1, C_HUB = 2, C_RING = 3 };
+
+/* Bits of family.share and of the own-entity mask. */
+enum { E_PHONE = 1, E_EMAIL = 2, E_PAYMENT = 4 };
+
+struct opts {
+	uint64_t sellers;
+	uint64_t seed;
+	const char *out;
+	bool jsonl;
+	double ring_fraction;
+	double label_fraction;
+	double noise_fraction;
+	double hub_scale;
+	int64_t since;
+	int64_t until;
+};
+
+typedef struct {
+	uint64_t s[4];
+} rng_t;
+
+struct ring {
+	uint32_t size;
+	uint32_t wh_count; /* members with pos < wh_count use the warehouse */
+	uint32_t ndev;
+	uint32_t nmule;
+	int64_t start;     /* onboarding burst start */
+};
+
+struct family {
+	uint32_t head; /* seller index of the first shop */
+	uint8_t size;
+	uint8_t share; /* E_* bits shared by all members */
+};
+
+/* Hubs are picked with fixed random weights so that sizes vary ~1:5. */
+struct hubset {
+	uint32_t n;
+	double *cum;
+	uint64_t *sellers;
+};
+
+struct ekey {
+	enum etype type;
+	char s[40];
+};
+
+struct gen {
+	struct opts o;
+	uint64_t keyseed[T_COUNT];
+	uint32_t *grp; /* 0 honest, 1..nrings ring, then families */
+	uint8_t *pos;  /* position inside the ring or family */
+	struct ring *rings;
+	uint32_t nrings;
+	struct family *fams;
+	uint32_t nfams;
+	struct hubset hub_addr;
+	struct hubset hub_ip;
+	FILE *links;
+	FILE *ents;
+	FILE *truth;
+	uint64_t nlinks;
+	uint64_t nents;
+	uint64_t nring_sellers;
+	uint64_t nlabelled;
+};
+
+/* ---- randomness ------------------------------------------------------- */
+
+static uint64_t mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static uint64_t splitmix64(uint64_t *x)
+{
+	*x += 0x9e3779b97f4a7c15ULL;
+	return mix64(*x);
+}
+
+/* Independent stream per (seed, domain, index): a seller's draws do not
+ * depend on how many numbers earlier sellers consumed. */
+static void rng_seed(rng_t *r, uint64_t seed, uint64_t domain, uint64_t idx)
+{
+	uint64_t x = mix64(seed ^ mix64(domain * 0x9e3779b97f4a7c15ULL + idx));
+
+	for (int k = 0; k < 4; k++)
+		r->s[k] = splitmix64(&x);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(rng_t *r)
+{
+	uint64_t *s = r->s;
+	uint64_t result = rotl(s[1] * 5, 7) * 9;
+	uint64_t t = s[1] << 17;
+
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = rotl(s[3], 45);
+	return result;
+}
+
+static double rng_unit(rng_t *r)
+{
+	return (double)(rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+/* Uniform in [0, n); the modulo bias is < n / 2^64, far below noticeable. */
+static uint64_t rng_below(rng_t *r, uint64_t n)
+{
+	return n ? rng_next(r) % n : 0;
+}
+
+static bool rng_chance(rng_t *r, double p)
+{
+	return rng_unit(r) < p;
+}
+
+/* ---- keys ------------------------------------------------------------- */
+
+/* Balanced Feistel network on 2*half bits: a keyed bijection, so distinct
+ * counters give distinct, random-looking keys. */
+static uint32_t feistel(uint32_t x, unsigned half, uint64_t key)
+{
+	uint32_t mask = (1u << half) - 1;
+	uint32_t l = x >> half, r = x & mask;
+
+	for (uint64_t round = 0; round < 4; round++) {
+		uint32_t f = (uint32_t)mix64(key + round * 0x632be59bd9b4e019ULL +
+					     r) & mask;
+		uint32_t t = r;
+		r = l ^ f;
+		l = t;
+	}
+	return (l << half) | r;
+}
+
+/* Bijection on [0, 10^9) by cycle walking a 30-bit Feistel permutation. */
+static uint32_t scramble_dec9(uint32_t x, uint64_t key)
+{
+	do
+		x = feistel(x, 15, key);
+	while (x >= 1000000000u);
+	return x;
+}
+
+/* Key of the n-th entity of class cls (n-th seller for T_SELLER). The
+ * class goes above a 28-bit counter (below 10^8 for phones): MAX_SELLERS
+ * and the ring-fraction cap keep every counter in range. */
+static void make_key(struct ekey *k, const struct gen *g, enum etype t,
+		     unsigned cls, uint64_t n)
+{
+	uint64_t key = g->keyseed[t];
+	uint32_t v = 0;
+
+	k->type = t;
+	if (t == T_SELLER) {
+		snprintf(k->s, sizeof k->s, "s%" PRIu64, n + 1);
+		return;
+	}
+	if (t != T_PHONE)
+		v = feistel((uint32_t)((uint64_t)cls << 28 | n), 16, key);
+	switch (t) {
+	case T_ADDRESS:
+		snprintf(k->s, sizeof k->s, "addr-%08" PRIx32, v);
+		break;
+	case T_PAYMENT:
+		snprintf(k->s, sizeof k->s, "pa-%08" PRIx32, v);
+		break;
+	case T_DEVICE:
+		snprintf(k->s, sizeof k->s, "d-%08" PRIx32, v);
+		break;
+	case T_PHONE:
+		v = scramble_dec9((uint32_t)(cls * 100000000u + n), key);
+		snprintf(k->s, sizeof k->s, "+4915%09" PRIu32, v);
+		break;
+	case T_EMAIL:
+		snprintf(k->s, sizeof k->s, "u%08" PRIx32 "@mail.example", v);
+		break;
+	case T_IP:
+		snprintf(k->s, sizeof k->s, "%u.%u.%u.%u", v >> 24,
+			 (v >> 16) & 255, (v >> 8) & 255, v & 255);
+		break;
+	case T_SELLER:
+	case T_COUNT:
+		break;
+	}
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+static void write_link(struct gen *g, const struct ekey *a,
+		       const struct ekey *b, int64_t seen)
+{
+	if (g->o.jsonl)
+		fprintf(g->links,
+			"{\"a_type\":\"%s\",\"a_key\":\"%s\",\"b_type\":\"%s\","
+			"\"b_key\":\"%s\",\"seen\":%" PRId64 "}\n",
+			TYPE_NAME[a->type], a->s, TYPE_NAME[b->type], b->s,
+			seen);
+	else
+		fprintf(g->links, "%s,%s,%s,%s,%" PRId64 "\n",
+			TYPE_NAME[a->type], a->s, TYPE_NAME[b->type], b->s,
+			seen);
+	g->nlinks++;
+}
+
+/* An observation time between the seller's onboarding and --until. */
+static int64_t seen_after(const struct gen *g, rng_t *r, int64_t t0)
+{
+	return t0 + (int64_t)rng_below(r, (uint64_t)(g->o.until - t0));
+}
+
+/* One link, sometimes observed twice, as real event streams repeat. */
+static void add_link(struct gen *g, rng_t *r, int64_t t0, const struct ekey *a,
+		 const struct ekey *b)
+{
+	if (a->type == b->type && strcmp(a->s, b->s) == 0)
+		return; /* never a self-link */
+	write_link(g, a, b, seen_after(g, r, t0));
+	if (rng_chance(r, P_DUPLICATE))
+		write_link(g, a, b, seen_after(g, r, t0));
+}
+
+/* Link seller s to entity (t, cls, n). */
+static void link_to(struct gen *g, rng_t *r, int64_t t0, const struct ekey *s,
+		    enum etype t, unsigned cls, uint64_t n)
+{
+	struct ekey e;
+
+	make_key(&e, g, t, cls, n);
+	add_link(g, r, t0, s, &e);
+}
+
+static void write_labels(struct gen *g, const struct ekey *s, bool cf,
+			 int brand)
+{
+	if (!cf && brand < 0)
+		return;
+	if (g->o.jsonl) {
+		fprintf(g->ents, "{\"type\":\"seller\",\"key\":\"%s\",\"labels\":[",
+			s->s);
+		if (brand >= 0)
+			fprintf(g->ents, "\"complaint:%s\"%s", BRANDS[brand],
+				cf ? "," : "");
+		fprintf(g->ents, "%s]}\n", cf ? "\"counterfeit\"" : "");
+	} else {
+		fprintf(g->ents, "seller,%s,", s->s);
+		/* sorted: "complaint:" < "counterfeit" */
+		if (brand >= 0)
+			fprintf(g->ents, "complaint:%s%s", BRANDS[brand],
+				cf ? ";" : "");
+		fprintf(g->ents, "%s\n", cf ? "counterfeit" : "");
+	}
+}
+
+static void write_truth(struct gen *g, const struct ekey *s, uint32_t ring,
+			bool labelled)
+{
+	struct ekey wh = { .s = "" };
+
+	if (ring)
+		make_key(&wh, g, T_ADDRESS, C_RING, ring);
+	fprintf(g->truth, "%s,%" PRIu32 ",%s,%d\n", s->s, ring, wh.s,
+		labelled ? 1 : 0);
+}
+
+/* ---- planning ---------------------------------------------------------- */
+
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+
+	if (!p) {
+		fprintf(stderr, "sellergen: out of memory\n");
+		exit(1);
+	}
+	return p;
+}
+
+static void hubset_init(struct hubset *h, uint32_t n, rng_t *r)
+{
+	double sum = 0;
+
+	h->n = n;
+	h->cum = xcalloc(n, sizeof *h->cum);
+	h->sellers = xcalloc(n, sizeof *h->sellers);
+	for (uint32_t k = 0; k < n; k++) {
+		sum += 1.0 + 4.0 * rng_unit(r);
+		h->cum[k] = sum;
+	}
+	for (uint32_t k = 0; k < n; k++)
+		h->cum[k] /= sum;
+}
+
+/* Picks a hub by weight and counts the seller on it. */
+static uint32_t hubset_pick(struct hubset *h, rng_t *r)
+{
+	double u = rng_unit(r);
+	uint32_t lo = 0, hi = h->n - 1;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (h->cum[mid] > u)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	h->sellers[lo]++;
+	return lo;
+}
+
+/* Skewed towards small rings: most rings are 5-30, a few near 100. */
+static uint32_t ring_size(rng_t *r)
+{
+	double u = rng_unit(r);
+
+	return RING_MIN + (uint32_t)((RING_MAX - RING_MIN + 1) * u * u * u);
+}
+
+/* Splits `total` sellers into rings; returns the ring count. */
+static uint32_t plan_ring_sizes(struct gen *g, rng_t *r, uint64_t total)
+{
+	uint64_t left = total;
+	uint32_t n = 0;
+
+	g->rings = xcalloc(total / RING_MIN + 1, sizeof *g->rings);
+	while (left >= RING_MIN) {
+		uint64_t k = ring_size(r);
+		if (k > left)
+			k = left;
+		if (left - k < RING_MIN && left <= RING_MAX)
+			k = left; /* absorb a too-small tail */
+		g->rings[n++].size = (uint32_t)k;
+		left -= k;
+	}
+	return n;
+}
+
+/* Ring members onboard within this window after the ring's start: a
+ * burst of new accounts is itself a ring signal. */
+static int64_t ring_window(const struct gen *g)
+{
+	int64_t len = g->o.until - g->o.since;
+
+	return len / 4 < 45 * DAY ? len / 4 : 45 * DAY;
+}
+
+static void plan_ring(struct gen *g, struct ring *rg, rng_t *r)
+{
+	int64_t len = g->o.until - g->o.since;
+	int64_t window = ring_window(g);
+
+	rg->wh_count = (uint32_t)ceil(rg->size * (0.85 + 0.10 * rng_unit(r)));
+	rg->ndev = 1 + rg->size / 12;
+	if (rg->ndev > RING_MAX_DEVICES)
+		rg->ndev = RING_MAX_DEVICES;
+	rg->nmule = 1 + rg->size / 20;
+	if (rg->nmule > RING_MAX_MULES)
+		rg->nmule = RING_MAX_MULES;
+	rg->start = g->o.since + (int64_t)rng_below(r, (uint64_t)(len - window));
+}
+
+/* Partial Fisher-Yates: the first m entries of perm become a uniform random
+ * sample of sellers, in random order. */
+static uint32_t *sample_sellers(uint64_t n, uint64_t m, rng_t *r)
+{
+	uint32_t *perm = xcalloc(n, sizeof *perm);
+
+	for (uint64_t i = 0; i < n; i++)
+		perm[i] = (uint32_t)i;
+	for (uint64_t i = 0; i < m; i++) {
+		uint64_t j = i + rng_below(r, n - i);
+		uint32_t t = perm[i];
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	return perm;
+}
+
+static uint32_t plan_families(struct gen *g, rng_t *r, uint64_t honest)
+{
+	uint64_t left = (uint64_t)(honest * FAMILY_FRACTION);
+	uint32_t n = 0;
+
+	g->fams = xcalloc(left / 2 + 1, sizeof *g->fams);
+	while (left >= 2) {
+		uint64_t k = 2 + rng_below(r, 4);
+		if (k > left)
+			k = left;
+		g->fams[n].size = (uint8_t)k;
+		g->fams[n].share = (uint8_t)(1 + rng_below(r, 7));
+		n++;
+		left -= k;
+	}
+	return n;
+}
+
+/* Places rings, then families, on a random sample of sellers. */
+static void assign_groups(struct gen *g, const uint32_t *perm)
+{
+	uint64_t p = 0;
+
+	for (uint32_t k = 0; k < g->nrings; k++)
+		for (uint32_t m = 0; m < g->rings[k].size; m++, p++) {
+			g->grp[perm[p]] = k + 1;
+			g->pos[perm[p]] = (uint8_t)m;
+		}
+	for (uint32_t f = 0; f < g->nfams; f++) {
+		g->fams[f].head = perm[p];
+		for (uint32_t m = 0; m < g->fams[f].size; m++, p++) {
+			g->grp[perm[p]] = g->nrings + 1 + f;
+			g->pos[perm[p]] = (uint8_t)m;
+		}
+	}
+}
+
+static void plan(struct gen *g)
+{
+	uint64_t n = g->o.sellers;
+	uint64_t ring_target = (uint64_t)(n * g->o.ring_fraction + 0.5);
+	uint64_t fam_sellers = 0;
+	rng_t r;
+
+	rng_seed(&r, g->o.seed, 1, 0);
+	for (int t = 0; t < T_COUNT; t++)
+		g->keyseed[t] = rng_next(&r);
+	g->nrings = plan_ring_sizes(g, &r, ring_target);
+	for (uint32_t k = 0; k < g->nrings; k++) {
+		plan_ring(g, &g->rings[k], &r);
+		g->nring_sellers += g->rings[k].size;
+	}
+	g->nfams = plan_families(g, &r, n - g->nring_sellers);
+	for (uint32_t f = 0; f < g->nfams; f++)
+		fam_sellers += g->fams[f].size;
+
+	g->grp = xcalloc(n, sizeof *g->grp);
+	g->pos = xcalloc(n, sizeof *g->pos);
+	uint32_t *perm = sample_sellers(n, g->nring_sellers + fam_sellers, &r);
+	assign_groups(g, perm);
+	free(perm);
+
+	hubset_init(&g->hub_addr, 2 + (uint32_t)(sqrt((double)n) / 40), &r);
+	hubset_init(&g->hub_ip, n / 2000 ? (uint32_t)(n / 2000) : 1, &r);
+}
+
+/* ---- sellers ----------------------------------------------------------- */
+
+/* Own, unshared entities; `skip` names E_* kinds the seller shares instead.
+ * Device slot 0 and the address always exist (camouflage relies on it). */
+static void own_entities(struct gen *g, rng_t *r, uint64_t i, int64_t t0,
+			 const struct ekey *s, unsigned skip)
+{
+	link_to(g, r, t0, s, T_DEVICE, C_OWN, 2 * i);
+	g->nents += 2; /* device 0, address */
+	if (rng_chance(r, P_SECOND_DEVICE)) {
+		link_to(g, r, t0, s, T_DEVICE, C_OWN, 2 * i + 1);
+		g->nents++;
+	}
+	link_to(g, r, t0, s, T_ADDRESS, C_OWN, i);
+	if (!(skip & E_PAYMENT)) {
+		link_to(g, r, t0, s, T_PAYMENT, C_OWN, i);
+		g->nents++;
+	}
+	if (!(skip & E_PHONE)) {
+		link_to(g, r, t0, s, T_PHONE, C_OWN, i);
+		g->nents++;
+	}
+	if (!(skip & E_EMAIL)) {
+		link_to(g, r, t0, s, T_EMAIL, C_OWN, i);
+		g->nents++;
+	}
+}
+
+/* Either a carrier NAT address shared by hundreds, or (less often) an own
+ * IP, or none. */
+static void maybe_ip(struct gen *g, rng_t *r, uint64_t i, int64_t t0,
+		     const struct ekey *s)
+{
+	if (rng_chance(r, P_NAT_IP * g->o.hub_scale)) {
+		link_to(g, r, t0, s, T_IP, C_HUB, hubset_pick(&g->hub_ip, r));
+	} else if (rng_chance(r, P_OWN_IP)) {
+		link_to(g, r, t0, s, T_IP, C_OWN, i);
+		g->nents++;
+	}
+}
+
+static void maybe_hub_address(struct gen *g, rng_t *r, int64_t t0,
+			      const struct ekey *s, double p)
+{
+	if (rng_chance(r, p * g->o.hub_scale))
+		link_to(g, r, t0, s, T_ADDRESS, C_HUB,
+			hubset_pick(&g->hub_addr, r));
+}
+
+static int maybe_complaint(rng_t *r, double p)
+{
+	return rng_chance(r, p) ? (int)rng_below(r, NBRANDS) : -1;
+}
+
+static void gen_family_member(struct gen *g, rng_t *r, uint64_t i,
+			      int64_t t0, const struct ekey *s, uint32_t f)
+{
+	const struct family *fam = &g->fams[f];
+
+	own_entities(g, r, i, t0, s, fam->share);
+	if (fam->share & E_PHONE)
+		link_to(g, r, t0, s, T_PHONE, C_FAMILY, f);
+	if (fam->share & E_EMAIL)
+		link_to(g, r, t0, s, T_EMAIL, C_FAMILY, f);
+	if (fam->share & E_PAYMENT)
+		link_to(g, r, t0, s, T_PAYMENT, C_FAMILY, f);
+	if (g->pos[i] > 0 && rng_chance(r, P_FAMILY_DIRECT))
+		link_to(g, r, t0, s, T_SELLER, 0, fam->head);
+}
+
+static void gen_honest(struct gen *g, rng_t *r, uint64_t i,
+		       const struct ekey *s)
+{
+	int64_t t0 = g->o.since +
+		     (int64_t)rng_below(r, (uint64_t)(g->o.until - g->o.since));
+	uint32_t grp = g->grp[i];
+
+	if (grp)
+		gen_family_member(g, r, i, t0, s, grp - g->nrings - 1);
+	else
+		own_entities(g, r, i, t0, s, 0);
+	maybe_hub_address(g, r, t0, s, P_HUB_ADDR_HONEST);
+	maybe_ip(g, r, i, t0, s);
+	write_labels(g, s, false, maybe_complaint(r, g->o.noise_fraction));
+	write_truth(g, s, 0, false);
+}
+
+/* Ties a ring member to a random honest seller: shares that seller's
+ * address or device, or links to the seller directly. */
+static void camouflage(struct gen *g, rng_t *r, uint64_t i, int64_t t0,
+		       const struct ekey *s)
+{
+	uint64_t j = i;
+
+	for (int tries = 0; tries < 16 && (j == i || g->grp[j] != 0); tries++)
+		j = rng_below(r, g->o.sellers);
+	if (j == i || g->grp[j] != 0)
+		return; /* almost everyone is honest; give up quietly */
+	double u = rng_unit(r);
+	if (u < 0.4)
+		link_to(g, r, t0, s, T_ADDRESS, C_OWN, j);
+	else if (u < 0.7)
+		link_to(g, r, t0, s, T_DEVICE, C_OWN, 2 * j);
+	else
+		link_to(g, r, t0, s, T_SELLER, 0, j);
+}
+
+static void ring_shared(struct gen *g, rng_t *r, uint32_t ring, unsigned pos,
+			int64_t t0, const struct ekey *s)
+{
+	const struct ring *rg = &g->rings[ring - 1];
+	uint64_t base = (uint64_t)ring * 16;
+	uint32_t dev = pos % rg->ndev;
+
+	/* pos % n guarantees every pool device and mule has a user */
+	link_to(g, r, t0, s, T_DEVICE, C_RING, base + dev);
+	if (rg->ndev > 1 && rng_chance(r, P_RING_SECOND_DEVICE))
+		link_to(g, r, t0, s, T_DEVICE, C_RING,
+			base + (dev + 1 + rng_below(r, rg->ndev - 1)) %
+				       rg->ndev);
+	if (pos < rg->nmule)
+		link_to(g, r, t0, s, T_PAYMENT, C_RING, base + pos);
+	else if (rng_chance(r, P_RING_MULE))
+		link_to(g, r, t0, s, T_PAYMENT, C_RING,
+			base + rng_below(r, rg->nmule));
+	if (pos < rg->wh_count)
+		link_to(g, r, t0, s, T_ADDRESS, C_RING, ring);
+}
+
+static void ring_own(struct gen *g, rng_t *r, uint64_t i, int64_t t0,
+		     const struct ekey *s)
+{
+	link_to(g, r, t0, s, T_PHONE, C_OWN, i);
+	link_to(g, r, t0, s, T_EMAIL, C_OWN, i);
+	g->nents += 2;
+	if (rng_chance(r, P_RING_OWN_DEVICE)) {
+		link_to(g, r, t0, s, T_DEVICE, C_OWN, 2 * i);
+		g->nents++;
+	}
+	if (rng_chance(r, P_RING_OWN_PAYMENT)) {
+		link_to(g, r, t0, s, T_PAYMENT, C_OWN, i);
+		g->nents++;
+	}
+	if (rng_chance(r, P_RING_OWN_ADDRESS)) {
+		link_to(g, r, t0, s, T_ADDRESS, C_OWN, i);
+		g->nents++;
+	}
+}
+
+static void gen_ring_member(struct gen *g, rng_t *r, uint64_t i,
+			    const struct ekey *s)
+{
+	uint32_t ring = g->grp[i];
+	const struct ring *rg = &g->rings[ring - 1];
+	int64_t t0 = rg->start + (int64_t)rng_below(r, (uint64_t)ring_window(g));
+	ring_shared(g, r, ring, g->pos[i], t0, s);
+	ring_own(g, r, i, t0, s);
+	maybe_hub_address(g, r, t0, s, P_HUB_ADDR_RING);
+	maybe_ip(g, r, i, t0, s);
+	if (rng_chance(r, P_CAMOUFLAGE))
+		camouflage(g, r, i, t0, s);
+
+	bool cf = rng_chance(r, g->o.label_fraction);
+	int brand = cf ? maybe_complaint(r, P_LABELLED_COMPLAINT) : -1;
+	write_labels(g, s, cf, brand);
+	write_truth(g, s, ring, cf);
+	g->nlabelled += cf;
+}
+
+static void gen_sellers(struct gen *g)
+{
+	for (uint64_t i = 0; i < g->o.sellers; i++) {
+		struct ekey s;
+		rng_t r;
+
+		rng_seed(&r, g->o.seed, 2, i);
+		make_key(&s, g, T_SELLER, 0, i);
+		if (g->grp[i] >= 1 && g->grp[i] <= g->nrings)
+			gen_ring_member(g, &r, i, &s);
+		else
+			gen_honest(g, &r, i, &s);
+	}
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+static FILE *open_out(const struct gen *g, const char *name)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/%s", g->o.out, name);
+	f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "sellergen: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	setvbuf(f, NULL, _IOFBF, 1 << 20);
+	return f;
+}
+
+static void close_out(FILE *f, const char *name)
+{
+	if (ferror(f) | fclose(f)) {
+		fprintf(stderr, "sellergen: writing %s failed: %s\n", name,
+			strerror(errno));
+		exit(1);
+	}
+}
+
+/* mkdir -p */
+static void make_dirs(const char *dir)
+{
+	char path[4096];
+	size_t len = strlen(dir);
+
+	if (len == 0 || len >= sizeof path) {
+		fprintf(stderr, "sellergen: bad --out directory\n");
+		exit(2);
+	}
+	memcpy(path, dir, len + 1);
+	for (size_t k = 1; k <= len; k++) {
+		if (path[k] != '/' && path[k] != '\0')
+			continue;
+		char c = path[k];
+		path[k] = '\0';
+		if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+			fprintf(stderr, "sellergen: mkdir %s: %s\n", path,
+				strerror(errno));
+			exit(1);
+		}
+		path[k] = c;
+	}
+}
+
+static void write_rings(struct gen *g)
+{
+	FILE *f = open_out(g, "rings.csv");
+	struct ekey k;
+
+	fprintf(f, "ring,size,warehouse_key,devices,mule_accounts\n");
+	for (uint32_t ring = 1; ring <= g->nrings; ring++) {
+		const struct ring *rg = &g->rings[ring - 1];
+		make_key(&k, g, T_ADDRESS, C_RING, ring);
+		fprintf(f, "%" PRIu32 ",%" PRIu32 ",%s,", ring, rg->size, k.s);
+		for (uint32_t d = 0; d < rg->ndev; d++) {
+			make_key(&k, g, T_DEVICE, C_RING, ring * 16ULL + d);
+			fprintf(f, "%s%s", d ? ";" : "", k.s);
+		}
+		fputc(',', f);
+		for (uint32_t m = 0; m < rg->nmule; m++) {
+			make_key(&k, g, T_PAYMENT, C_RING, ring * 16ULL + m);
+			fprintf(f, "%s%s", m ? ";" : "", k.s);
+		}
+		fputc('\n', f);
+		g->nents += 1 + rg->ndev + rg->nmule;
+	}
+	close_out(f, "rings.csv");
+}
+
+static uint32_t write_hubset(struct gen *g, FILE *f, struct hubset *h,
+			     enum etype t)
+{
+	struct ekey k;
+	uint32_t used = 0;
+
+	for (uint32_t n = 0; n < h->n; n++) {
+		if (!h->sellers[n])
+			continue; /* never linked, so not in the graph */
+		make_key(&k, g, t, C_HUB, n);
+		fprintf(f, "%s,%s,%" PRIu64 "\n", TYPE_NAME[t], k.s,
+			h->sellers[n]);
+		used++;
+	}
+	g->nents += used;
+	return used;
+}
+
+static void write_hubs(struct gen *g, uint32_t *naddr, uint32_t *nip)
+{
+	FILE *f = open_out(g, "hubs.csv");
+
+	fprintf(f, "type,key,sellers\n");
+	*naddr = write_hubset(g, f, &g->hub_addr, T_ADDRESS);
+	*nip = write_hubset(g, f, &g->hub_ip, T_IP);
+	close_out(f, "hubs.csv");
+}
+
+static unsigned popcount3(unsigned x)
+{
+	return (x & 1) + ((x >> 1) & 1) + ((x >> 2) & 1);
+}
+
+static void run(struct gen *g)
+{
+	const char *ext = g->o.jsonl ? "jsonl" : "csv";
+	char lname[32], ename[32];
+	uint32_t naddr, nip;
+
+	plan(g);
+	make_dirs(g->o.out);
+	snprintf(lname, sizeof lname, "links.%s", ext);
+	snprintf(ename, sizeof ename, "entities.%s", ext);
+	g->links = open_out(g, lname);
+	g->ents = open_out(g, ename);
+	g->truth = open_out(g, "truth.csv");
+	if (!g->o.jsonl) {
+		fprintf(g->links, "a_type,a_key,b_type,b_key,seen\n");
+		fprintf(g->ents, "type,key,labels\n");
+	}
+	fprintf(g->truth, "seller_key,ring,warehouse_key,labelled\n");
+	gen_sellers(g);
+	close_out(g->links, lname);
+	close_out(g->ents, ename);
+	close_out(g->truth, "truth.csv");
+	write_rings(g);
+	write_hubs(g, &naddr, &nip);
+
+	g->nents += g->o.sellers;
+	for (uint32_t f = 0; f < g->nfams; f++)
+		g->nents += popcount3(g->fams[f].share);
+	fprintf(stderr,
+		"sellergen: %" PRIu64 " sellers, %" PRIu64 " entities, %" PRIu64
+		" links, %" PRIu32 " rings (%" PRIu64 " ring sellers, %" PRIu64
+		" labelled), %" PRIu32 " families, %" PRIu32
+		" hub addresses, %" PRIu32 " hub ips -> %s\n",
+		g->o.sellers, g->nents, g->nlinks, g->nrings,
+		g->nring_sellers, g->nlabelled, g->nfams, naddr, nip, g->o.out);
+}
+
+/* ---- options ----------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: sellergen [OPTION]...\n"
+"Write a deterministic synthetic seller network with hidden counterfeit\n"
+"rings: links, labels, ground truth, rings and hubs (see below).\n"
+"\n"
+"  -n, --sellers N         number of sellers, 1..100000000 (default 1000)\n"
+"  -s, --seed S            random seed, unsigned 64-bit (default 1)\n"
+"  -o, --out DIR           output directory, created if missing\n"
+"                          (default sellergen-out)\n"
+"  -f, --format FMT        csv or jsonl for links and entities (default csv)\n"
+"      --ring-fraction F   fraction of sellers in rings, 0..0.5 (default 0.02)\n"
+"      --label-fraction F  fraction of ring sellers labelled counterfeit,\n"
+"                          0..1 (default 0.3)\n"
+"      --noise-fraction F  fraction of honest sellers with a complaint:<brand>\n"
+"                          label, 0..1 (default 0.002)\n"
+"      --hub-scale F       multiplies the share of sellers using hub addresses\n"
+"                          and NAT IPs, 0..4 (default 1)\n"
+"      --since T           first observation time, unix seconds\n"
+"                          (default 1735689600 = 2025-01-01T00:00:00Z)\n"
+"      --until T           end of observations, exclusive\n"
+"                          (default 1767225600 = 2026-01-01T00:00:00Z)\n"
+"  -h, --help              show this help and exit\n"
+"\n"
+"Files in DIR: links.csv (a_type,a_key,b_type,b_key,seen), entities.csv\n"
+"(type,key,labels; ';'-separated labels), or links.jsonl/entities.jsonl with\n"
+"--format jsonl; always truth.csv (seller_key,ring,warehouse_key,labelled),\n"
+"rings.csv (ring,size,warehouse_key,devices,mule_accounts) and hubs.csv\n"
+"(type,key,sellers). Same seed and options give byte-identical files.\n");
+}
+
+static bool parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+
+	if (*s == '-' || *s == '\0')
+		return false;
+	errno = 0;
+	*v = strtoull(s, &end, 10);
+	return errno == 0 && *end == '\0';
+}
+
+static bool parse_i64(const char *s, int64_t *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtoll(s, &end, 10);
+	return errno == 0 && *s != '\0' && *end == '\0';
+}
+
+static bool parse_frac(const char *s, double lo, double hi, double *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtod(s, &end);
+	return errno == 0 && *s != '\0' && *end == '\0' && *v >= lo &&
+	       *v <= hi;
+}
+
+static void die_usage(const char *opt, const char *arg)
+{
+	fprintf(stderr, "sellergen: bad value for --%s: '%s'\n"
+			"Try 'sellergen --help'.\n", opt, arg);
+	exit(2);
+}
+
+enum { O_RING = 256, O_LABEL, O_NOISE, O_HUB, O_SINCE, O_UNTIL };
+
+static const struct option LONGOPTS[] = {
+	{ "sellers", required_argument, NULL, 'n' },
+	{ "seed", required_argument, NULL, 's' },
+	{ "out", required_argument, NULL, 'o' },
+	{ "format", required_argument, NULL, 'f' },
+	{ "ring-fraction", required_argument, NULL, O_RING },
+	{ "label-fraction", required_argument, NULL, O_LABEL },
+	{ "noise-fraction", required_argument, NULL, O_NOISE },
+	{ "hub-scale", required_argument, NULL, O_HUB },
+	{ "since", required_argument, NULL, O_SINCE },
+	{ "until", required_argument, NULL, O_UNTIL },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Returns the long name of option code c, for error messages. */
+static const char *opt_name(int c)
+{
+	for (const struct option *o = LONGOPTS; o->name; o++)
+		if (o->val == c)
+			return o->name;
+	return "?";
+}
+
+static bool parse_one(struct opts *o, int c, const char *arg)
+{
+	switch (c) {
+	case 'n':
+		return parse_u64(arg, &o->sellers) && o->sellers >= 1 &&
+		       o->sellers <= MAX_SELLERS;
+	case 's':
+		return parse_u64(arg, &o->seed);
+	case 'o':
+		o->out = arg;
+		return *arg != '\0';
+	case 'f':
+		o->jsonl = strcmp(arg, "jsonl") == 0;
+		return o->jsonl || strcmp(arg, "csv") == 0;
+	case O_RING:
+		return parse_frac(arg, 0, 0.5, &o->ring_fraction);
+	case O_LABEL:
+		return parse_frac(arg, 0, 1, &o->label_fraction);
+	case O_NOISE:
+		return parse_frac(arg, 0, 1, &o->noise_fraction);
+	case O_HUB:
+		return parse_frac(arg, 0, 4, &o->hub_scale);
+	case O_SINCE:
+		return parse_i64(arg, &o->since);
+	case O_UNTIL:
+		return parse_i64(arg, &o->until);
+	}
+	return false;
+}
+
+static void parse_args(int argc, char **argv, struct opts *o)
+{
+	int c;
+
+	*o = (struct opts){
+		.sellers = 1000, .seed = 1, .out = "sellergen-out",
+		.ring_fraction = 0.02, .label_fraction = 0.3,
+		.noise_fraction = 0.002, .hub_scale = 1.0,
+		.since = 1735689600, .until = 1767225600,
+	};
+	while ((c = getopt_long(argc, argv, "n:s:o:f:h", LONGOPTS, NULL)) !=
+	       -1) {
+		if (c == 'h') {
+			usage(stdout);
+			exit(0);
+		}
+		if (c == '?') {
+			fprintf(stderr, "Try 'sellergen --help'.\n");
+			exit(2);
+		}
+		if (!parse_one(o, c, optarg))
+			die_usage(opt_name(c), optarg);
+	}
+	if (optind < argc) {
+		fprintf(stderr, "sellergen: unexpected argument '%s'\n",
+			argv[optind]);
+		exit(2);
+	}
+	/* a period shorter than a day leaves no room for a ring's burst */
+	if (o->until - o->since < DAY) {
+		fprintf(stderr, "sellergen: --until must be at least a day "
+				"after --since\n");
+		exit(2);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct gen g = { 0 };
+
+	parse_args(argc, argv, &g.o);
+	run(&g);
+	return 0;
+}
