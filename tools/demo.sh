@@ -1,0 +1,53 @@
+#!/bin/sh
+# Builds graphd and runs it on the embedded default data directory
+# (var/demo), loading a generated demo seller network the first time.
+# Safe to run again: the build is incremental and the data is loaded once.
+#
+#   tools/demo.sh                     serve on 127.0.0.1:7419
+#   GRAPHD_LISTEN=127.0.0.1:9000 tools/demo.sh
+#   GRAPHD_DATA=/srv/graphd tools/demo.sh
+set -eu
+cd "$(dirname "$0")/.."
+root=$PWD
+
+tools/deps.sh
+[ -f build/build.ninja ] || meson setup build
+ninja -C build >/dev/null
+
+data=${GRAPHD_DATA:-$root/var/demo}
+listen=${GRAPHD_LISTEN:-127.0.0.1:7419}
+graphd=build/graphd/graphd
+graphctl=build/tools/graphctl/graphctl
+
+if [ ! -f "$data/.demo-loaded" ]; then
+  echo "loading the demo data set into $data ..."
+  input=$root/var/demo-input
+  build/tools/gen/sellergen --sellers 5000 --seed 1 --out "$input"
+  mkdir -p "$data"
+  log=$root/var/demo-load.log
+  "$graphd" --data "$data" --listen 127.0.0.1:0 >"$root/var/demo-load.out" 2>"$log" &
+  pid=$!
+  addr=""
+  for _ in $(seq 1 100); do
+    addr=$(sed -n 's/^listening on //p' "$root/var/demo-load.out" 2>/dev/null || true)
+    [ -n "$addr" ] && break
+    sleep 0.1
+  done
+  if [ -z "$addr" ]; then
+    echo "graphd did not start; see $log" >&2
+    kill "$pid" 2>/dev/null || true
+    exit 1
+  fi
+  "$graphctl" --addr "$addr" ingest "$input/entities.csv" "$input/links.csv"
+  kill -TERM "$pid"
+  wait "$pid"
+  touch "$data/.demo-loaded"
+fi
+
+cat <<MSG
+graphd: serving $data on $listen (Ctrl-C stops it cleanly). Try, from another terminal:
+  $graphctl --addr $listen stats
+  $graphctl --addr $listen get seller \$(awk -F, 'NR==2{print \$1}' var/demo-input/truth.csv)
+  $graphctl --addr $listen neighbors seller \$(awk -F, 'NR==2{print \$1}' var/demo-input/truth.csv)
+MSG
+exec "$graphd" --data "$data" --listen "$listen"
