@@ -24,10 +24,12 @@ typedef struct ent {
   int64_t first, last;
   uint64_t degree, seller_count;
   bool dirty;
+  bool created; /* by this request */
 } ent;
 
 typedef struct ecache {
   ent **slots; /* open addressing on id */
+  ent **kslots; /* open addressing on (type, key); same capacity */
   size_t cap;
   ent **list; /* insertion order, for flushing */
   size_t n, list_cap;
@@ -40,12 +42,20 @@ static uint64_t mix64(uint64_t x) {
   return x;
 }
 
+static uint64_t key_hash(int type, gd_str key) {
+  uint64_t h = UINT64_C(1469598103934665603) ^ (uint64_t)type;
+  for (size_t i = 0; i < key.n; i++)
+    h = (h ^ (uint8_t)key.p[i]) * UINT64_C(1099511628211);
+  return mix64(h);
+}
+
 static void ecache_free(ecache *c) {
   for (size_t i = 0; i < c->n; i++) {
     free(c->list[i]->rec);
     free(c->list[i]);
   }
   free(c->slots);
+  free(c->kslots);
   free(c->list);
   memset(c, 0, sizeof *c);
 }
@@ -61,20 +71,44 @@ static ent *ecache_find(ecache *c, uint64_t id) {
   }
 }
 
+static ent *ecache_find_key(ecache *c, int type, gd_str key) {
+  if (!c->cap)
+    return NULL;
+  for (size_t i = key_hash(type, key) & (c->cap - 1);; i = (i + 1) & (c->cap - 1)) {
+    ent *e = c->kslots[i];
+    if (!e)
+      return NULL;
+    if (e->v.type == type && gd_str_eq(e->v.key, key))
+      return e;
+  }
+}
+
+static void slots_put(ent **slots, ent **kslots, size_t cap, ent *e) {
+  size_t i = mix64(e->id) & (cap - 1);
+  while (slots[i])
+    i = (i + 1) & (cap - 1);
+  slots[i] = e;
+  i = key_hash(e->v.type, e->v.key) & (cap - 1);
+  while (kslots[i])
+    i = (i + 1) & (cap - 1);
+  kslots[i] = e;
+}
+
 static int ecache_add(ecache *c, ent *e) {
   if ((c->n + 1) * 2 > c->cap) {
     size_t ncap = c->cap ? c->cap * 2 : 64;
-    ent **ns = calloc(ncap, sizeof *ns);
-    if (!ns)
+    ent **ns = calloc(ncap, sizeof *ns), **nk = calloc(ncap, sizeof *nk);
+    if (!ns || !nk) {
+      free(ns);
+      free(nk);
       return GD_ENOMEM;
-    for (size_t k = 0; k < c->n; k++) {
-      size_t i = mix64(c->list[k]->id) & (ncap - 1);
-      while (ns[i])
-        i = (i + 1) & (ncap - 1);
-      ns[i] = c->list[k];
     }
+    for (size_t k = 0; k < c->n; k++)
+      slots_put(ns, nk, ncap, c->list[k]);
     free(c->slots);
+    free(c->kslots);
     c->slots = ns;
+    c->kslots = nk;
     c->cap = ncap;
   }
   if (c->n == c->list_cap) {
@@ -85,10 +119,7 @@ static int ecache_add(ecache *c, ent *e) {
     c->list = nl;
     c->list_cap = ncap;
   }
-  size_t i = mix64(e->id) & (c->cap - 1);
-  while (c->slots[i])
-    i = (i + 1) & (c->cap - 1);
-  c->slots[i] = e;
+  slots_put(c->slots, c->kslots, c->cap, e);
   c->list[c->n++] = e;
   return GD_OK;
 }
@@ -214,6 +245,8 @@ static int resolve(gd_wtxn *t, ecache *c, const gd_ref *ref, bool create, int64_
   *ret_created = false;
   if (ref->id)
     return ent_load(t, c, ref->id, ret, err);
+  if ((*ret = ecache_find_key(c, ref->type, ref->key)))
+    return GD_OK;
 
   k.mv_size = gd__ekey_encode(ref->type, ref->key, kb);
   k.mv_data = kb;
@@ -253,6 +286,7 @@ static int resolve(gd_wtxn *t, ecache *c, const gd_ref *ref, bool create, int64_
   if ((rc = ent_adopt(c, id, rec, len, ret, err)))
     return rc;
   (*ret)->dirty = true;
+  (*ret)->created = true;
   t->c.entities[ref->type]++;
   *ret_created = true;
   return GD_OK;
@@ -437,7 +471,7 @@ static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *to
         h.last = hs[i].last;
       i++;
     }
-    bool created;
+    bool created = false;
     if ((rc = adj_apply(t, cur, &h, &created, err)))
       break;
     uint64_t dst = h.prefix & ((UINT64_C(1) << 56) - 1);
@@ -467,6 +501,57 @@ typedef struct req_rec {
   gd_totals totals;
 } req_rec;
 
+static int cmp_ref(const void *a, const void *b) {
+  const gd_ref *x = *(const gd_ref *const *)a, *y = *(const gd_ref *const *)b;
+  if (x->type != y->type)
+    return x->type - y->type;
+  size_t n = x->key.n < y->key.n ? x->key.n : y->key.n;
+  int r = memcmp(x->key.p, y->key.p, n);
+  return r ? r : (x->key.n > y->key.n) - (x->key.n < y->key.n);
+}
+
+/*
+ * Resolves every (type, key) of the request once, in key order, creating
+ * what is missing: the ekey lookups and inserts then walk the B-tree
+ * sequentially instead of jumping across it once per link endpoint, and
+ * later lookups of the same key hit the cache.
+ */
+static int preresolve(gd_wtxn *t, ecache *c, const gd_upsert *u, uint64_t *ret_created,
+                      gd_err *err) {
+  size_t n = 0;
+  gd_ref *erefs = malloc((u->nentities + 1) * sizeof *erefs);
+  const gd_ref **refs = malloc((u->nentities + 2 * u->nlinks + 1) * sizeof *refs);
+  int rc = GD_OK;
+  if (!erefs || !refs) {
+    rc = gd_err_set(err, GD_ENOMEM, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < u->nentities; i++) {
+    erefs[i] = (gd_ref){0, u->entities[i].type, u->entities[i].key};
+    refs[n++] = &erefs[i];
+  }
+  for (size_t i = 0; i < u->nlinks; i++) {
+    if (!u->links[i].a.id)
+      refs[n++] = &u->links[i].a;
+    if (!u->links[i].b.id)
+      refs[n++] = &u->links[i].b;
+  }
+  qsort(refs, n, sizeof *refs, cmp_ref);
+  for (size_t i = 0; i < n; i++) {
+    ent *e;
+    bool created;
+    if (i > 0 && cmp_ref(&refs[i - 1], &refs[i]) == 0)
+      continue;
+    if ((rc = resolve(t, c, refs[i], true, 0, &e, &created, err)))
+      break;
+    *ret_created += created;
+  }
+out:
+  free(erefs);
+  free(refs);
+  return rc;
+}
+
 int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_err *err) {
   ecache c = {0};
   half *hs = NULL;
@@ -487,6 +572,9 @@ int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_er
       return gd__mdb_err(rc, err, "request index");
   }
 
+  if ((rc = preresolve(t, &c, u, &ret->totals.entities_created, err)))
+    goto out;
+
   for (size_t i = 0; i < u->nentities; i++) {
     const gd_entity_in *in = &u->entities[i];
     gd_ref ref = {0, in->type, in->key};
@@ -499,9 +587,7 @@ int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_er
       goto out;
     }
     ent_seen(e, seen);
-    if (created)
-      ret->totals.entities_created++;
-    else
+    if (!e->created)
       ret->totals.entities_updated++;
   }
 
@@ -531,7 +617,6 @@ int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_er
                       (unsigned long long)a->id);
       goto out;
     }
-    ret->totals.entities_created += ca + cb;
     ent_seen(a, seen);
     ent_seen(b, seen);
     hs[2 * i] = (half){a->id, GD_ADJ_POS(b->v.type, b->id), seen, seen, 1};
