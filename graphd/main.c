@@ -188,7 +188,8 @@ int main(int argc, char **argv) {
   gd_rpc_limits lim = {
       .max_batch_items = (size_t)cfg.max_batch_items,
       .result_cap = (size_t)cfg.result_cap,
-      .ingest_inflight = 4,
+      .ingest_inflight = 256,
+      .ingest_window_bytes = 16 << 20,
   };
   size_t nmethods;
   const gd_method *methods = gd_rpc_methods(store, writer, &lim, &nmethods);

@@ -105,6 +105,7 @@ typedef struct upsert_op {
   gd_call *call;        /* Upsert: the call to answer */
   ingest *stream;       /* Ingest: the stream it belongs to */
   uint64_t index;       /* Ingest: message index */
+  size_t bytes;         /* Ingest: packed size */
   ProtobufCMessage *req; /* owns the strings gd_upsert points to */
   gd_arena *arena;
   gd_upsert u;
@@ -191,8 +192,10 @@ static void h_upsert(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
 
 /*
  * Messages are validated on the handler thread and queued to the writer,
- * at most lim.ingest_inflight at a time per stream (reading pauses when the
- * window is full: backpressure on the client). The writer applies them in
+ * at most lim.ingest_inflight messages and lim.ingest_window_bytes bytes at
+ * a time per stream (reading pauses when the window is full: backpressure
+ * on the client). A wide window matters for small messages: everything in
+ * flight can share one group commit (one fsync). The writer applies them in
  * order; once one fails, `failed` makes the writer skip every later one, so
  * "messages before the bad one are durable, none after it" holds even with
  * several in flight. The call is finished when nothing is in flight and the
@@ -206,6 +209,7 @@ struct ingest {
   uint64_t committed, duplicates;
   gd_totals totals;
   unsigned inflight;
+  size_t inflight_bytes;
   bool reading, paused, ended, finished;
   atomic_bool failed;
   gd_err err; /* first error */
@@ -218,6 +222,10 @@ static void ingest_set_error(ingest *s, const gd_err *e, uint64_t index) {
   snprintf(s->err.msg, sizeof s->err.msg, "message %llu: %.200s (%llu earlier message(s) committed)",
            (unsigned long long)index, e->msg, (unsigned long long)s->committed);
   atomic_store(&s->failed, true);
+}
+
+static bool window_open(const ingest *s) {
+  return s->inflight < env.lim.ingest_inflight && s->inflight_bytes < env.lim.ingest_window_bytes;
 }
 
 /* Called with s->mu held; releases it. Finishes and/or frees as due. */
@@ -235,7 +243,7 @@ static void ingest_step_locked(ingest *s) {
     r.duplicates = s->duplicates;
     r.totals = &t;
   }
-  bool read_more = !s->finished && s->paused && s->inflight < env.lim.ingest_inflight;
+  bool read_more = !s->finished && s->paused && window_open(s);
   if (read_more) {
     s->paused = false;
     s->reading = true;
@@ -272,6 +280,7 @@ static void ingest_done(gd_write_op *wop, const gd_err *err) {
   ingest *s = op->stream;
   pthread_mutex_lock(&s->mu);
   s->inflight--;
+  s->inflight_bytes -= op->bytes;
   if (err->code) {
     ingest_set_error(s, err, op->index);
   } else {
@@ -332,10 +341,12 @@ static void h_ingest_read(gd_call *c, gd_read_result rr, const uint8_t *msg, siz
   }
   op->stream = s;
   op->index = index;
+  op->bytes = len;
+  s->inflight_bytes += len;
   op->op.apply = ingest_apply;
   op->op.done = ingest_done;
   s->inflight++;
-  if (s->inflight < env.lim.ingest_inflight)
+  if (window_open(s))
     s->reading = true;
   else
     s->paused = true;
@@ -706,7 +717,9 @@ const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc
   env.writer = writer;
   env.lim = *lim;
   if (env.lim.ingest_inflight == 0)
-    env.lim.ingest_inflight = 4;
+    env.lim.ingest_inflight = 256;
+  if (env.lim.ingest_window_bytes == 0)
+    env.lim.ingest_window_bytes = 16 << 20;
   *ret_n = sizeof methods / sizeof methods[0];
   return methods;
 }

@@ -19,7 +19,8 @@
 typedef struct gd_rpc_limits {
   size_t max_batch_items; /* entities + links per UpsertRequest */
   size_t result_cap;      /* rows per reply (Neighbors limit) */
-  unsigned ingest_inflight; /* Ingest messages queued to the writer per stream */
+  unsigned ingest_inflight;    /* Ingest messages queued to the writer per stream */
+  size_t ingest_window_bytes;  /* ... and their bytes */
 } gd_rpc_limits;
 
 /*

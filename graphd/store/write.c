@@ -476,6 +476,9 @@ static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *to
       break;
     uint64_t dst = h.prefix & ((UINT64_C(1) << 56) - 1);
     bool counted = h.src < dst; /* count each undirected link once */
+    /* Totals count observations, so they do not depend on how a load is
+     * cut into requests: the first observation of a new link creates it,
+     * every other one updates it. */
     if (created) {
       ent *e = ecache_find(c, h.src);
       e->degree++;
@@ -484,10 +487,11 @@ static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *to
       e->dirty = true;
       if (counted) {
         tot->links_created++;
+        tot->links_updated += h.count - 1;
         t->c.links++;
       }
     } else if (counted) {
-      tot->links_updated++;
+      tot->links_updated += h.count;
     }
   }
   mdb_cursor_close(cur);

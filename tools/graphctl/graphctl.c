@@ -1,0 +1,1764 @@
+/*
+ * graphctl: command-line client of graphd.
+ *
+ * Talks gRPC like any other client (tools/common/client.h), parses ingest
+ * files with tools/common/ingest.h, and prints either readable text or,
+ * with --json, one JSON document per command on stdout (json-c). Errors go
+ * to stderr as "graphctl: ..." lines; the exit status says what kind of
+ * failure it was (see main_help below: scripts rely on it).
+ *
+ * Layout of this file: exit codes and small output helpers; argument
+ * parsing (options may appear anywhere on the line; a table per command);
+ * one run_xxx function per command; main.
+ */
+#include "client.h"
+#include "graphd.pb-c.h"
+#include "health.pb-c.h"
+#include "ingest.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The ingest parser's type numbers are the proto's. */
+_Static_assert((int)GC_TYPE_SELLER == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER, "type");
+_Static_assert((int)GC_TYPE_ADDRESS == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_ADDRESS, "type");
+_Static_assert((int)GC_TYPE_PAYMENT_ACCOUNT == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_PAYMENT_ACCOUNT, "type");
+_Static_assert((int)GC_TYPE_DEVICE == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_DEVICE, "type");
+_Static_assert((int)GC_TYPE_PHONE == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_PHONE, "type");
+_Static_assert((int)GC_TYPE_EMAIL == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_EMAIL, "type");
+_Static_assert((int)GC_TYPE_IP == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_IP, "type");
+
+/* Exit codes (documented in main_help). */
+enum {
+  EXIT_OK = 0,
+  EXIT_RPC = 1,                 /* the server answered with an error status */
+  EXIT_USAGE = 2,               /* bad command line */
+  EXIT_DATAERR = EX_DATAERR,    /* 65: bad input file */
+  EXIT_NOINPUT = EX_NOINPUT,    /* 66: input file cannot be opened/read */
+  EXIT_UNAVAILABLE = EX_UNAVAILABLE, /* 69: cannot reach the server */
+  EXIT_SOFTWARE = EX_SOFTWARE,  /* 70: internal error (out of memory) */
+};
+
+#define SVC "/graphd.v1.SellerGraph/"
+#define M_INGEST SVC "Ingest"
+#define M_GET SVC "GetEntity"
+#define M_NEIGHBORS SVC "Neighbors"
+#define M_SET_LABELS SVC "SetLabels"
+#define M_DELETE SVC "DeleteEntity"
+#define M_STATS SVC "Stats"
+#define M_HEALTH "/grpc.health.v1.Health/Check"
+
+#define DEFAULT_ADDR "127.0.0.1:7419"
+#define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_BATCH 10000
+#define MAX_BATCH 100000 /* the server's limit of items per UpsertRequest */
+/* Default cap on one UpsertRequest's size: under gRPC's (and graphd's)
+ * default 4 MiB maximum message, with room to spare. */
+#define DEFAULT_BATCH_BYTES (3L * 1024 * 1024)
+
+static const char *const main_help =
+    "usage: graphctl [OPTIONS] COMMAND [ARGS...]\n"
+    "\n"
+    "Command-line client of graphd, the seller graph service.\n"
+    "\n"
+    "Commands:\n"
+    "  ingest FILE...             load links and entities from CSV or JSON Lines\n"
+    "  get TYPE KEY | --id N      show one entity\n"
+    "  neighbors TYPE KEY         list an entity's direct links\n"
+    "  label TYPE KEY [+L] [-L]   add or remove labels, print the result\n"
+    "  delete TYPE KEY            delete an entity with its labels and links\n"
+    "  stats                      counts and sizes\n"
+    "  health                     check that the server is serving\n"
+    "  help [COMMAND]             this text, or a command's help\n"
+    "\n"
+    "Options (before or after the command):\n"
+    "  --addr HOST:PORT   server address (default: $GRAPHD_ADDR, else " DEFAULT_ADDR ")\n"
+    "  --json             machine-readable output: one JSON document on stdout\n"
+    "  --timeout MS       deadline of each rpc in milliseconds (default 10000;\n"
+    "                     0 = none); ingest: see graphctl ingest --help\n"
+    "  -h, --help         help (graphctl COMMAND --help for a command)\n"
+    "\n"
+    "TYPE is one of seller, address, payment_account, device, phone, email, ip\n"
+    "(any case; ENTITY_TYPE_SELLER etc. also work). Times are unix seconds or\n"
+    "ISO-8601 in UTC: 2025-03-01, 2025-03-01T12:00:00Z, 2025-03-01T14:00+02:00.\n"
+    "A KEY that starts with '-' goes after '--': graphctl get phone -- -1.\n"
+    "\n"
+    "Exit status:\n"
+    "   0  success\n"
+    "   1  the server answered with an error status; stderr has\n"
+    "      \"graphctl: CODE: message\" (e.g. NOT_FOUND: no such entity);\n"
+    "      also health when the server is not SERVING\n"
+    "   2  usage error (bad command line)\n"
+    "  65  bad input file (ingest): the message names file:line and field\n"
+    "  66  an input file cannot be opened or read (ingest)\n"
+    "  69  cannot reach the server: UNAVAILABLE, or DEADLINE_EXCEEDED before\n"
+    "      a connection was made\n"
+    "  70  internal error (out of memory)\n";
+
+/* ------------------------------------------------------------------ */
+/* Output helpers                                                       */
+
+static void die_nomem(void) {
+  fprintf(stderr, "graphctl: out of memory\n");
+  exit(EXIT_SOFTWARE);
+}
+
+static void *xcalloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (!p)
+    die_nomem();
+  return p;
+}
+
+static char *xstrdup(const char *s) {
+  char *p = strdup(s);
+  if (!p)
+    die_nomem();
+  return p;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Prints a JSON document on stdout and drops it. */
+static void print_json(json_object *o) {
+  puts(json_object_to_json_string_ext(
+      o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+  json_object_put(o);
+}
+
+static json_object *jstr(const char *s) {
+  json_object *o = json_object_new_string(s ? s : "");
+  if (!o)
+    die_nomem();
+  return o;
+}
+
+static void jset(json_object *o, const char *key, json_object *v) {
+  if (!v)
+    die_nomem();
+  json_object_object_add(o, key, v);
+}
+
+static json_object *jobj(void) {
+  json_object *o = json_object_new_object();
+  if (!o)
+    die_nomem();
+  return o;
+}
+
+static json_object *jarr(void) {
+  json_object *o = json_object_new_array();
+  if (!o)
+    die_nomem();
+  return o;
+}
+
+/* Copies s into buf for display on a terminal: control characters become
+ * \n, \t, \xNN. Returns buf. */
+static const char *safe(const char *s, char *buf, size_t size) {
+  size_t o = 0;
+  for (; *s && o + 5 < size; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '\n') {
+      buf[o++] = '\\';
+      buf[o++] = 'n';
+    } else if (c == '\t') {
+      buf[o++] = '\\';
+      buf[o++] = 't';
+    } else if (c < 0x20 || c == 0x7f) {
+      o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
+    } else {
+      buf[o++] = (char)c;
+    }
+  }
+  buf[o] = '\0';
+  return buf;
+}
+
+/* Display width of UTF-8 text (code points; good enough for a table). */
+static size_t text_width(const char *s) {
+  size_t w = 0;
+  for (; *s; s++)
+    if (((unsigned char)*s & 0xc0) != 0x80)
+      w++;
+  return w;
+}
+
+static void print_padded(const char *s, size_t width, bool right, bool last) {
+  size_t w = text_width(s);
+  size_t pad = w < width ? width - w : 0;
+  if (right)
+    printf("%*s%s", (int)pad, "", s);
+  else if (last)
+    fputs(s, stdout);
+  else
+    printf("%s%*s", s, (int)pad, "");
+}
+
+/* "1.5 MiB (1572864 bytes)" style sizes. */
+static const char *human_bytes(uint64_t n, char *buf, size_t size) {
+  static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+  if (n < 1024) {
+    snprintf(buf, size, "%" PRIu64 " B", n);
+    return buf;
+  }
+  double v = (double)n / 1024;
+  size_t u = 0;
+  while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+    v /= 1024;
+    u++;
+  }
+  snprintf(buf, size, "%.1f %s", v, units[u]);
+  return buf;
+}
+
+/* ------------------------------------------------------------------ */
+/* Status reporting                                                     */
+
+typedef struct ctl {
+  const char *addr;
+  bool json;
+  int timeout_ms;
+  gc_client *client;
+} ctl;
+
+static int exit_code_for(const gc_status *st) {
+  if (st->code == 0)
+    return EXIT_OK;
+  if (st->code == 14 /* UNAVAILABLE */ ||
+      (st->code == 4 /* DEADLINE_EXCEEDED */ && st->connect_failed))
+    return EXIT_UNAVAILABLE;
+  if (st->code == 8 && strcmp(st->message, "client: out of memory") == 0)
+    return EXIT_SOFTWARE;
+  return EXIT_RPC;
+}
+
+/* Prints "graphctl: CODE: message"; returns the exit code. */
+static int report_status(const ctl *c, const gc_status *st) {
+  fprintf(stderr, "graphctl: %s: %s\n", gc_status_code_name(st->code),
+          st->message[0] ? st->message : "(no message)");
+  int rc = exit_code_for(st);
+  if (rc == EXIT_UNAVAILABLE)
+    fprintf(stderr,
+            "graphctl: cannot reach graphd at %s (set --addr or GRAPHD_ADDR)\n",
+            c->addr);
+  return rc;
+}
+
+static int rpc(const ctl *c, const char *method, const ProtobufCMessage *req,
+               const ProtobufCMessageDescriptor *desc, ProtobufCMessage **ret) {
+  gc_status st;
+  if (gc_unary(c->client, method, req, desc, ret, &st, c->timeout_ms) != 0)
+    return report_status(c, &st);
+  return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Arguments                                                            */
+
+enum {
+  O_ADDR = 1,
+  O_JSON,
+  O_TIMEOUT,
+  O_HELP,
+  O_FORMAT,
+  O_BATCH,
+  O_BATCH_BYTES,
+  O_NO_PROGRESS,
+  O_REQUEST_ID,
+  O_ID,
+  O_TYPE,
+  O_SINCE,
+  O_UNTIL,
+  O_LIMIT,
+  O_ALL,
+  O_PAGE_TOKEN,
+  O_ADD,
+  O_REMOVE,
+  O_SERVICE,
+};
+
+typedef struct optspec {
+  const char *name;
+  bool has_arg;
+  int id;
+} optspec;
+
+typedef struct args {
+  char **pos;
+  int npos;
+  const char *addr;
+  bool json;
+  long timeout_ms;
+  bool timeout_set;
+  bool help;
+  /* ingest */
+  gc_ingest_format format;
+  bool have_format;
+  long batch;
+  long batch_bytes;
+  bool no_progress;
+  const char *request_id_prefix;
+  /* entity refs */
+  bool have_id;
+  uint64_t id;
+  /* neighbors */
+  Graphd__V1__EntityType *types;
+  size_t ntypes, types_cap;
+  bool have_since, have_until;
+  int64_t since, until;
+  long limit;
+  bool all;
+  const char *page_token;
+  /* label */
+  char **add, **remove;
+  size_t nadd, nremove;
+  /* health */
+  const char *service;
+} args;
+
+struct command;
+typedef int (*run_fn)(ctl *c, const struct command *cmd, args *a);
+
+typedef struct command {
+  const char *name;
+  const optspec *opts;
+  run_fn run;
+  bool dash_positionals; /* "-x" is an argument, not an option (label) */
+  const char *help;
+} command;
+
+static const optspec global_opts[] = {
+    {"addr", true, O_ADDR},
+    {"json", false, O_JSON},
+    {"timeout", true, O_TIMEOUT},
+    {"help", false, O_HELP},
+    {NULL, false, 0},
+};
+
+static int usage_error(const command *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const command *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("graphctl: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  if (cmd)
+    fprintf(stderr, "Try 'graphctl %s --help'.\n", cmd->name);
+  else
+    fprintf(stderr, "Try 'graphctl --help'.\n");
+  return EXIT_USAGE;
+}
+
+static int parse_long(const command *cmd, const char *opt, const char *v,
+                      long min, long max, long *ret) {
+  char *end;
+  errno = 0;
+  long x = strtol(v, &end, 10);
+  if (errno || end == v || *end || x < min || x > max)
+    return usage_error(cmd, "%s: expected a whole number in %ld..%ld, got '%s'",
+                       opt, min, max, v);
+  *ret = x;
+  return 0;
+}
+
+static int parse_time_opt(const command *cmd, const char *opt, const char *v,
+                          int64_t *ret) {
+  if (gc_time_parse(v, ret) != 0)
+    return usage_error(cmd,
+                       "%s: expected unix seconds or an ISO-8601 date/time "
+                       "(2025-03-01, 2025-03-01T12:00:00Z), got '%s'",
+                       opt, v);
+  return 0;
+}
+
+static int add_types(const command *cmd, args *a, const char *v) {
+  char *copy = xstrdup(v);
+  int rc = 0;
+  for (char *save = NULL, *t = strtok_r(copy, ",", &save); t;
+       t = strtok_r(NULL, ",", &save)) {
+    gc_entity_type et;
+    if (gc_entity_type_parse(t, &et) != 0) {
+      rc = usage_error(cmd,
+                       "--type: unknown entity type '%s' (expected seller, "
+                       "address, payment_account, device, phone, email or ip)",
+                       t);
+      break;
+    }
+    if (a->ntypes == a->types_cap) {
+      a->types_cap = a->types_cap ? a->types_cap * 2 : 8;
+      a->types = realloc(a->types, a->types_cap * sizeof *a->types);
+      if (!a->types)
+        die_nomem();
+    }
+    a->types[a->ntypes++] = (Graphd__V1__EntityType)et;
+  }
+  free(copy);
+  return rc;
+}
+
+static int set_option(const command *cmd, args *a, const optspec *o,
+                      const char *v) {
+  char opt[64];
+  snprintf(opt, sizeof opt, "--%s", o->name);
+  switch (o->id) {
+  case O_ADDR:
+    if (!*v)
+      return usage_error(cmd, "--addr: empty address");
+    a->addr = v;
+    return 0;
+  case O_JSON:
+    a->json = true;
+    return 0;
+  case O_TIMEOUT:
+    a->timeout_set = true;
+    return parse_long(cmd, opt, v, 0, INT_MAX, &a->timeout_ms);
+  case O_HELP:
+    a->help = true;
+    return 0;
+  case O_FORMAT:
+    if (gc_ingest_format_parse(v, &a->format) != 0)
+      return usage_error(cmd, "--format: expected csv or jsonl, got '%s'", v);
+    a->have_format = true;
+    return 0;
+  case O_BATCH:
+    return parse_long(cmd, opt, v, 1, MAX_BATCH, &a->batch);
+  case O_BATCH_BYTES:
+    return parse_long(cmd, opt, v, 4096, 1L << 30, &a->batch_bytes);
+  case O_NO_PROGRESS:
+    a->no_progress = true;
+    return 0;
+  case O_REQUEST_ID:
+    if (!*v || strlen(v) > 100)
+      return usage_error(cmd, "--request-id-prefix: expected 1..100 bytes");
+    a->request_id_prefix = v;
+    return 0;
+  case O_ID: {
+    char *end;
+    errno = 0;
+    unsigned long long id = strtoull(v, &end, 10);
+    if (errno || end == v || *end || id == 0 || v[0] == '-')
+      return usage_error(cmd, "--id: expected an entity id (1 or more), got '%s'",
+                         v);
+    a->have_id = true;
+    a->id = id;
+    return 0;
+  }
+  case O_TYPE:
+    return add_types(cmd, a, v);
+  case O_SINCE:
+    a->have_since = true;
+    return parse_time_opt(cmd, opt, v, &a->since);
+  case O_UNTIL:
+    a->have_until = true;
+    return parse_time_opt(cmd, opt, v, &a->until);
+  case O_LIMIT:
+    return parse_long(cmd, opt, v, 1, (long)UINT32_MAX, &a->limit);
+  case O_ALL:
+    a->all = true;
+    return 0;
+  case O_PAGE_TOKEN:
+    a->page_token = v;
+    return 0;
+  case O_ADD:
+    a->add[a->nadd++] = (char *)v;
+    return 0;
+  case O_REMOVE:
+    a->remove[a->nremove++] = (char *)v;
+    return 0;
+  case O_SERVICE:
+    a->service = v;
+    return 0;
+  }
+  return usage_error(cmd, "internal: unhandled option %s", opt);
+}
+
+static const optspec *find_opt(const optspec *table, const char *name,
+                               size_t len) {
+  for (; table && table->name; table++)
+    if (strlen(table->name) == len && strncmp(table->name, name, len) == 0)
+      return table;
+  return NULL;
+}
+
+/* Command table */
+
+static int run_ingest(ctl *c, const command *cmd, args *a);
+static int run_get(ctl *c, const command *cmd, args *a);
+static int run_neighbors(ctl *c, const command *cmd, args *a);
+static int run_label(ctl *c, const command *cmd, args *a);
+static int run_delete(ctl *c, const command *cmd, args *a);
+static int run_stats(ctl *c, const command *cmd, args *a);
+static int run_health(ctl *c, const command *cmd, args *a);
+static int run_help(ctl *c, const command *cmd, args *a);
+
+static const optspec ingest_opts[] = {
+    {"format", true, O_FORMAT},
+    {"batch", true, O_BATCH},
+    {"batch-bytes", true, O_BATCH_BYTES},
+    {"no-progress", false, O_NO_PROGRESS},
+    {"request-id-prefix", true, O_REQUEST_ID},
+    {NULL, false, 0},
+};
+static const optspec id_opts[] = {{"id", true, O_ID}, {NULL, false, 0}};
+static const optspec neighbors_opts[] = {
+    {"id", true, O_ID},       {"type", true, O_TYPE},
+    {"since", true, O_SINCE}, {"until", true, O_UNTIL},
+    {"limit", true, O_LIMIT}, {"all", false, O_ALL},
+    {"page-token", true, O_PAGE_TOKEN}, {NULL, false, 0},
+};
+static const optspec label_opts[] = {
+    {"id", true, O_ID},
+    {"add", true, O_ADD},
+    {"remove", true, O_REMOVE},
+    {NULL, false, 0},
+};
+static const optspec health_opts[] = {{"service", true, O_SERVICE},
+                                      {NULL, false, 0}};
+
+static const command commands[] = {
+    {"ingest", ingest_opts, run_ingest, false,
+     "usage: graphctl ingest [--format csv|jsonl] [--batch N] FILE...\n"
+     "\n"
+     "Streams links and entities from the files, in order, through one Ingest\n"
+     "rpc, in messages of up to N records (each message is committed\n"
+     "atomically and durably by the server). FILE '-' is stdin.\n"
+     "\n"
+     "Formats (picked by extension .csv / .jsonl / .ndjson, else by the first\n"
+     "line: '{' means JSON Lines, anything else a CSV header):\n"
+     "  links CSV     a_type,a_key,b_type,b_key[,seen]\n"
+     "  entities CSV  type,key[,labels][,seen][,ATTRIBUTE...]: labels are\n"
+     "                ';'-separated, each further column is an attribute named\n"
+     "                by its header (empty cells are left out)\n"
+     "  JSON Lines    {\"a_type\":..,\"a_key\":..,\"b_type\":..,\"b_key\":..,\"seen\":..}\n"
+     "                {\"type\":..,\"key\":..,\"labels\":[..],\"attributes\":{..},\"seen\":..}\n"
+     "CSV may be quoted as in RFC 4180. seen is unix seconds or ISO-8601; empty\n"
+     "or absent = the commit time. Blank lines are ignored.\n"
+     "\n"
+     "Options:\n"
+     "  --format csv|jsonl         format of every FILE (needed for stdin only\n"
+     "                             when the first line does not tell)\n"
+     "  --batch N                  records per message (default 10000, max 100000)\n"
+     "  --batch-bytes N            also end a message before it exceeds about N\n"
+     "                             bytes (default 3145728)\n"
+     "  --request-id-prefix P      give message i the request id P-i, so that\n"
+     "                             re-running the same load (same files, same\n"
+     "                             --batch) skips messages already committed\n"
+     "  --no-progress              no progress bar (drawn on stderr when it is\n"
+     "                             a terminal)\n"
+     "  --timeout MS               cancel when one message is not accepted, or\n"
+     "                             a call's reply does not come, within MS\n"
+     "                             (default for ingest: 120000; 0 = no limit)\n"
+     "\n"
+     "The records go out on one Ingest call for about 30 s at a time; then\n"
+     "graphctl waits for that call's reply (so everything sent on it is\n"
+     "committed) and goes on with a new call.\n"
+     "\n"
+     "At the end prints: ingested N links, M entities in T s (R links/s):\n"
+     "entities created X, updated Y; links created Z, updated W\n"
+     "(--json: one object with these numbers).\n"
+     "\n"
+     "A bad record stops the load with file:line: field: reason and exit 65.\n"
+     "Nothing from the message holding the bad record on is sent; the messages\n"
+     "before it are committed, and graphctl says how many records that was and\n"
+     "up to which line. A file that cannot be opened: exit 66, nothing sent.\n"},
+    {"get", id_opts, run_get, false,
+     "usage: graphctl get TYPE KEY\n"
+     "       graphctl get --id N\n"
+     "\n"
+     "Shows one entity: id, type, key, degree (distinct neighbours), seller\n"
+     "count, first and last seen (ISO-8601 UTC), labels and attributes.\n"
+     "With --json: one object (times as unix seconds). NOT_FOUND: exit 1.\n"},
+    {"neighbors", neighbors_opts, run_neighbors, false,
+     "usage: graphctl neighbors TYPE KEY [OPTIONS]\n"
+     "       graphctl neighbors --id N [OPTIONS]\n"
+     "\n"
+     "Lists the entity's direct links as a table: TYPE, KEY, ID, COUNT (link\n"
+     "observations), FIRST SEEN, LAST SEEN (of the link), LABELS; ordered by\n"
+     "type, then id.\n"
+     "\n"
+     "Options:\n"
+     "  --type T          only neighbours of type T (repeat, or T1,T2)\n"
+     "  --since T         only links last seen at or after T\n"
+     "  --until T         only links first seen at or before T\n"
+     "  --limit N         results per page (server default 100)\n"
+     "  --all             follow the pages to the end\n"
+     "  --page-token TOK  start at this page (printed when more results exist)\n"
+     "\n"
+     "With --json: {\"neighbors\":[{\"entity\":{..},\"link\":{..}},..]} plus\n"
+     "\"next_page_token\" when there are more results and --all was not given.\n"},
+    {"label", label_opts, run_label, true,
+     "usage: graphctl label TYPE KEY [+LABEL...] [-LABEL...]\n"
+     "       graphctl label TYPE KEY [--add LABEL...] [--remove LABEL...]\n"
+     "       graphctl label --id N [+LABEL...] [-LABEL...]\n"
+     "\n"
+     "Adds the +LABELs and removes the -LABELs in one durable change, then\n"
+     "prints the entity's labels, one per line (with --json: {\"labels\":[..]}).\n"
+     "With no change given, just prints the labels. Removing an absent label\n"
+     "is not an error. (-h is help; use --remove h for a label called h.)\n"},
+    {"delete", id_opts, run_delete, false,
+     "usage: graphctl delete TYPE KEY\n"
+     "       graphctl delete --id N\n"
+     "\n"
+     "Deletes the entity with its labels and links (durable), and prints how\n"
+     "many links were removed (--json: {\"deleted\":true,\"links_removed\":N}).\n"},
+    {"stats", NULL, run_stats, false,
+     "usage: graphctl stats\n"
+     "\n"
+     "Prints entity counts per type, links, labels, the LMDB data size and map\n"
+     "size, commits since the server started, schema version and reader\n"
+     "slots. With --json: one object with the raw numbers.\n"},
+    {"health", health_opts, run_health, false,
+     "usage: graphctl health [--service NAME]\n"
+     "\n"
+     "Calls grpc.health.v1.Health/Check and prints the status (SERVING,\n"
+     "NOT_SERVING, ...). Exit 0 iff SERVING, 1 otherwise, 69 when the server\n"
+     "cannot be reached.\n"},
+    {"help", NULL, run_help, false,
+     "usage: graphctl help [COMMAND]\n"},
+};
+static const size_t n_commands = sizeof commands / sizeof commands[0];
+
+
+static const command *find_command(const char *name) {
+  for (size_t i = 0; i < n_commands; i++)
+    if (strcmp(commands[i].name, name) == 0)
+      return &commands[i];
+  return NULL;
+}
+
+/* Parses argv into a and *ret_cmd (NULL when no command was given).
+ * Returns 0 or EXIT_USAGE (the message printed). */
+static int parse_args(int argc, char **argv, args *a, const command **ret_cmd) {
+  const command *cmd = NULL;
+  bool dashdash = false;
+  for (int i = 1; i < argc; i++) {
+    char *s = argv[i];
+    bool positional = dashdash || s[0] != '-' || s[1] == '\0';
+    if (!positional && strcmp(s, "--") == 0) {
+      dashdash = true;
+      continue;
+    }
+    if (!positional && s[1] != '-') {
+      if (strcmp(s, "-h") == 0) {
+        a->help = true;
+        continue;
+      }
+      if (cmd && cmd->dash_positionals)
+        positional = true;
+      else
+        return usage_error(cmd, "unknown option '%s'", s);
+    }
+    if (positional) {
+      if (!cmd) {
+        cmd = find_command(s);
+        if (!cmd)
+          return usage_error(NULL, "unknown command '%s'", s);
+      } else {
+        a->pos[a->npos++] = s;
+      }
+      continue;
+    }
+    const char *name = s + 2;
+    const char *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    const optspec *o = find_opt(global_opts, name, len);
+    if (!o && cmd)
+      o = find_opt(cmd->opts, name, len);
+    if (!o) {
+      if (!cmd)
+        return usage_error(NULL,
+                           "unknown option '%.*s' (command options go after "
+                           "the command)",
+                           (int)(len + 2), s);
+      return usage_error(cmd, "unknown option '%.*s' for %s", (int)(len + 2), s,
+                         cmd->name);
+    }
+    const char *v = NULL;
+    if (o->has_arg) {
+      if (eq)
+        v = eq + 1;
+      else if (i + 1 < argc)
+        v = argv[++i];
+      else
+        return usage_error(cmd, "option --%s needs a value", o->name);
+    } else if (eq) {
+      return usage_error(cmd, "option --%s takes no value", o->name);
+    }
+    int rc = set_option(cmd, a, o, v);
+    if (rc)
+      return rc;
+  }
+  *ret_cmd = cmd;
+  return 0;
+}
+
+/* The entity named on the command line: TYPE KEY positionals, or --id.
+ * Sets *consumed to the number of positionals used. */
+static int make_ref(const command *cmd, const args *a,
+                    Graphd__V1__EntityRef *ref, int *consumed) {
+  if (a->have_id) {
+    ref->id = a->id;
+    *consumed = 0;
+    return 0;
+  }
+  if (a->npos < 2)
+    return usage_error(cmd, "%s needs TYPE KEY or --id N", cmd->name);
+  gc_entity_type t;
+  if (gc_entity_type_parse(a->pos[0], &t) != 0)
+    return usage_error(cmd,
+                       "unknown entity type '%s' (expected seller, address, "
+                       "payment_account, device, phone, email or ip)",
+                       a->pos[0]);
+  ref->type = (Graphd__V1__EntityType)t;
+  ref->key = a->pos[1];
+  *consumed = 2;
+  return 0;
+}
+
+static int no_more_args(const command *cmd, const args *a, int used) {
+  if (a->npos > used)
+    return usage_error(cmd, "unexpected argument '%s'", a->pos[used]);
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Entities                                                             */
+
+static json_object *labels_json(char **labels, size_t n) {
+  json_object *arr = jarr();
+  for (size_t i = 0; i < n; i++)
+    json_object_array_add(arr, jstr(labels[i]));
+  return arr;
+}
+
+static json_object *entity_json(const Graphd__V1__Entity *e, bool attrs) {
+  json_object *o = jobj();
+  jset(o, "id", json_object_new_uint64(e->id));
+  jset(o, "type", jstr(gc_entity_type_name((int)e->type)));
+  jset(o, "key", jstr(e->key));
+  jset(o, "degree", json_object_new_uint64(e->degree));
+  jset(o, "seller_count", json_object_new_uint64(e->seller_count));
+  jset(o, "first_seen", json_object_new_int64(e->first_seen));
+  jset(o, "last_seen", json_object_new_int64(e->last_seen));
+  jset(o, "labels", labels_json(e->labels, e->n_labels));
+  if (attrs) {
+    json_object *a = jobj();
+    for (size_t i = 0; i < e->n_attributes; i++)
+      jset(a, e->attributes[i]->name, jstr(e->attributes[i]->value));
+    jset(o, "attributes", a);
+  }
+  jset(o, "over_hub_cap", json_object_new_boolean(e->over_hub_cap));
+  jset(o, "cluster_id", json_object_new_uint64(e->cluster_id));
+  jset(o, "cluster_snapshot_id", json_object_new_uint64(e->cluster_snapshot_id));
+  return o;
+}
+
+static void print_entity(const Graphd__V1__Entity *e) {
+  char b1[8192], t[40];
+  printf("%-12s %" PRIu64 "\n", "id", e->id);
+  printf("%-12s %s\n", "type", gc_entity_type_name((int)e->type));
+  printf("%-12s %s\n", "key", safe(e->key, b1, sizeof b1));
+  printf("%-12s %" PRIu64 "\n", "degree", e->degree);
+  printf("%-12s %" PRIu64 "%s\n", "sellers", e->seller_count,
+         e->over_hub_cap ? " (over the hub cap)" : "");
+  printf("%-12s %s\n", "first seen", gc_time_format(e->first_seen, t, sizeof t));
+  printf("%-12s %s\n", "last seen", gc_time_format(e->last_seen, t, sizeof t));
+  printf("%-12s ", "labels");
+  if (e->n_labels == 0)
+    printf("-");
+  for (size_t i = 0; i < e->n_labels; i++)
+    printf("%s%s", i ? ", " : "", safe(e->labels[i], b1, sizeof b1));
+  printf("\n");
+  if (e->cluster_id)
+    printf("%-12s %" PRIu64 " (snapshot %" PRIu64 ")\n", "cluster",
+           e->cluster_id, e->cluster_snapshot_id);
+  printf("%-12s", "attributes");
+  if (e->n_attributes == 0)
+    printf(" -\n");
+  size_t w = 0;
+  for (size_t i = 0; i < e->n_attributes; i++) {
+    size_t tw = text_width(e->attributes[i]->name);
+    if (tw > w)
+      w = tw;
+  }
+  if (w > 32)
+    w = 32;
+  for (size_t i = 0; i < e->n_attributes; i++) {
+    printf(i ? "%-12s " : " ", "");
+    print_padded(safe(e->attributes[i]->name, b1, sizeof b1), w, false, false);
+    printf("  %s\n", safe(e->attributes[i]->value, b1, sizeof b1));
+  }
+}
+
+static int run_get(ctl *c, const command *cmd, args *a) {
+  Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
+  int used, rc;
+  if ((rc = make_ref(cmd, a, &ref, &used)) || (rc = no_more_args(cmd, a, used)))
+    return rc;
+  Graphd__V1__GetEntityRequest req = GRAPHD__V1__GET_ENTITY_REQUEST__INIT;
+  req.ref = &ref;
+  Graphd__V1__GetEntityReply *rep = NULL;
+  if ((rc = rpc(c, M_GET, &req.base, &graphd__v1__get_entity_reply__descriptor,
+                (ProtobufCMessage **)&rep)))
+    return rc;
+  if (!rep->entity) {
+    fprintf(stderr, "graphctl: INTERNAL: the reply has no entity\n");
+    rc = EXIT_RPC;
+  } else if (c->json) {
+    print_json(entity_json(rep->entity, true));
+  } else {
+    print_entity(rep->entity);
+  }
+  graphd__v1__get_entity_reply__free_unpacked(rep, NULL);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* neighbors                                                            */
+
+enum { NCOL = 7 };
+
+static void print_neighbor_table(Graphd__V1__NeighborsReply **pages,
+                                 size_t npages) {
+  static const char *const head[NCOL] = {"TYPE",       "KEY",       "ID",
+                                         "COUNT",      "FIRST SEEN", "LAST SEEN",
+                                         "LABELS"};
+  static const bool right[NCOL] = {false, false, true, true, false, false, false};
+  size_t w[NCOL];
+  for (int k = 0; k < NCOL; k++)
+    w[k] = strlen(head[k]);
+  char cell[NCOL][4200];
+  /* Two passes: widths, then output. */
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1) {
+      if (w[1] > 48)
+        w[1] = 48;
+      for (int k = 0; k < NCOL; k++) {
+        print_padded(head[k], w[k], right[k], k == NCOL - 1);
+        fputs(k == NCOL - 1 ? "\n" : "  ", stdout);
+      }
+    }
+    for (size_t p = 0; p < npages; p++) {
+      for (size_t i = 0; i < pages[p]->n_neighbors; i++) {
+        const Graphd__V1__Neighbor *nb = pages[p]->neighbors[i];
+        const Graphd__V1__Entity *e = nb->entity;
+        const Graphd__V1__Link *l = nb->link;
+        if (!e)
+          continue;
+        snprintf(cell[0], sizeof cell[0], "%s", gc_entity_type_name((int)e->type));
+        safe(e->key, cell[1], sizeof cell[1]);
+        snprintf(cell[2], sizeof cell[2], "%" PRIu64, e->id);
+        snprintf(cell[3], sizeof cell[3], "%" PRIu64, l ? l->count : 0);
+        gc_time_format(l ? l->first_seen : 0, cell[4], sizeof cell[4]);
+        gc_time_format(l ? l->last_seen : 0, cell[5], sizeof cell[5]);
+        size_t o = 0;
+        snprintf(cell[6], sizeof cell[6], "%s", e->n_labels ? "" : "-");
+        for (size_t j = 0; j < e->n_labels && o + 2 < sizeof cell[6]; j++) {
+          char lb[600];
+          o += (size_t)snprintf(cell[6] + o, sizeof cell[6] - o, "%s%s",
+                                j ? "," : "", safe(e->labels[j], lb, sizeof lb));
+          if (o >= sizeof cell[6])
+            o = sizeof cell[6] - 1;
+        }
+        for (int k = 0; k < NCOL; k++) {
+          if (pass == 0) {
+            size_t tw = text_width(cell[k]);
+            if (tw > w[k])
+              w[k] = tw;
+          } else {
+            print_padded(cell[k], w[k], right[k], k == NCOL - 1);
+            fputs(k == NCOL - 1 ? "\n" : "  ", stdout);
+          }
+        }
+      }
+    }
+  }
+}
+
+static json_object *neighbor_json(const Graphd__V1__Neighbor *nb) {
+  json_object *o = jobj();
+  if (nb->entity)
+    jset(o, "entity", entity_json(nb->entity, false));
+  json_object *l = jobj();
+  jset(l, "count", json_object_new_uint64(nb->link ? nb->link->count : 0));
+  jset(l, "first_seen", json_object_new_int64(nb->link ? nb->link->first_seen : 0));
+  jset(l, "last_seen", json_object_new_int64(nb->link ? nb->link->last_seen : 0));
+  jset(o, "link", l);
+  return o;
+}
+
+static int run_neighbors(ctl *c, const command *cmd, args *a) {
+  Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
+  int used, rc;
+  if ((rc = make_ref(cmd, a, &ref, &used)) || (rc = no_more_args(cmd, a, used)))
+    return rc;
+  if (a->have_since && a->have_until && a->since > a->until)
+    return usage_error(cmd, "--since is after --until");
+
+  Graphd__V1__NeighborsRequest req = GRAPHD__V1__NEIGHBORS_REQUEST__INIT;
+  Graphd__V1__TimeWindow win = GRAPHD__V1__TIME_WINDOW__INIT;
+  req.ref = &ref;
+  req.n_types = a->ntypes;
+  req.types = a->types;
+  if (a->have_since || a->have_until) {
+    win.since = a->have_since ? a->since : 0;
+    win.until = a->have_until ? a->until : 0;
+    req.window = &win;
+  }
+  req.limit = (uint32_t)a->limit;
+  char *token = xstrdup(a->page_token ? a->page_token : "");
+
+  Graphd__V1__NeighborsReply **pages = NULL;
+  size_t npages = 0;
+  json_object *list = c->json ? jarr() : NULL;
+  char *next = NULL;
+  for (;;) {
+    req.page_token = token;
+    Graphd__V1__NeighborsReply *rep = NULL;
+    if ((rc = rpc(c, M_NEIGHBORS, &req.base,
+                  &graphd__v1__neighbors_reply__descriptor,
+                  (ProtobufCMessage **)&rep)))
+      break;
+    free(next);
+    next = xstrdup(rep->next_page_token);
+    if (c->json) {
+      for (size_t i = 0; i < rep->n_neighbors; i++)
+        json_object_array_add(list, neighbor_json(rep->neighbors[i]));
+      graphd__v1__neighbors_reply__free_unpacked(rep, NULL);
+    } else {
+      Graphd__V1__NeighborsReply **np =
+          realloc(pages, (npages + 1) * sizeof *pages);
+      if (!np)
+        die_nomem();
+      pages = np;
+      pages[npages++] = rep;
+    }
+    if (!a->all || !next[0])
+      break;
+    if (strcmp(next, token) == 0) {
+      fprintf(stderr, "graphctl: the server returned the same page token "
+                      "twice; stopping\n");
+      rc = EXIT_RPC;
+      break;
+    }
+    free(token);
+    token = xstrdup(next);
+  }
+  if (rc == EXIT_OK) {
+    if (c->json) {
+      json_object *o = jobj();
+      jset(o, "neighbors", list);
+      list = NULL;
+      if (next && next[0])
+        jset(o, "next_page_token", jstr(next));
+      print_json(o);
+    } else {
+      print_neighbor_table(pages, npages);
+      if (next && next[0])
+        fprintf(stderr,
+                "graphctl: more results: repeat with --page-token %s, or use "
+                "--all\n",
+                next);
+    }
+  }
+  if (list)
+    json_object_put(list);
+  for (size_t i = 0; i < npages; i++)
+    graphd__v1__neighbors_reply__free_unpacked(pages[i], NULL);
+  free(pages);
+  free(token);
+  free(next);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* label, delete                                                        */
+
+static void print_labels(const ctl *c, char **labels, size_t n) {
+  if (c->json) {
+    json_object *o = jobj();
+    jset(o, "labels", labels_json(labels, n));
+    print_json(o);
+    return;
+  }
+  char b[600];
+  if (n == 0)
+    printf("(no labels)\n");
+  for (size_t i = 0; i < n; i++)
+    printf("%s\n", safe(labels[i], b, sizeof b));
+}
+
+static int run_label(ctl *c, const command *cmd, args *a) {
+  Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
+  int used, rc;
+  if ((rc = make_ref(cmd, a, &ref, &used)))
+    return rc;
+  for (int i = used; i < a->npos; i++) {
+    char *s = a->pos[i];
+    if ((s[0] != '+' && s[0] != '-') || s[1] == '\0')
+      return usage_error(cmd,
+                         "'%s': a label change is +LABEL or -LABEL (or use "
+                         "--add/--remove)",
+                         s);
+    if (s[0] == '+')
+      a->add[a->nadd++] = s + 1;
+    else
+      a->remove[a->nremove++] = s + 1;
+  }
+  if (a->nadd == 0 && a->nremove == 0) {
+    /* Nothing to change: show the labels. */
+    Graphd__V1__GetEntityRequest req = GRAPHD__V1__GET_ENTITY_REQUEST__INIT;
+    req.ref = &ref;
+    Graphd__V1__GetEntityReply *rep = NULL;
+    if ((rc = rpc(c, M_GET, &req.base, &graphd__v1__get_entity_reply__descriptor,
+                  (ProtobufCMessage **)&rep)))
+      return rc;
+    if (rep->entity)
+      print_labels(c, rep->entity->labels, rep->entity->n_labels);
+    else
+      print_labels(c, NULL, 0);
+    graphd__v1__get_entity_reply__free_unpacked(rep, NULL);
+    return EXIT_OK;
+  }
+  Graphd__V1__SetLabelsRequest req = GRAPHD__V1__SET_LABELS_REQUEST__INIT;
+  req.ref = &ref;
+  req.n_add = a->nadd;
+  req.add = a->add;
+  req.n_remove = a->nremove;
+  req.remove = a->remove;
+  Graphd__V1__SetLabelsReply *rep = NULL;
+  if ((rc = rpc(c, M_SET_LABELS, &req.base,
+                &graphd__v1__set_labels_reply__descriptor,
+                (ProtobufCMessage **)&rep)))
+    return rc;
+  print_labels(c, rep->labels, rep->n_labels);
+  graphd__v1__set_labels_reply__free_unpacked(rep, NULL);
+  return EXIT_OK;
+}
+
+static int run_delete(ctl *c, const command *cmd, args *a) {
+  Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
+  int used, rc;
+  if ((rc = make_ref(cmd, a, &ref, &used)) || (rc = no_more_args(cmd, a, used)))
+    return rc;
+  Graphd__V1__DeleteEntityRequest req = GRAPHD__V1__DELETE_ENTITY_REQUEST__INIT;
+  req.ref = &ref;
+  Graphd__V1__DeleteEntityReply *rep = NULL;
+  if ((rc = rpc(c, M_DELETE, &req.base,
+                &graphd__v1__delete_entity_reply__descriptor,
+                (ProtobufCMessage **)&rep)))
+    return rc;
+  if (c->json) {
+    json_object *o = jobj();
+    jset(o, "deleted", json_object_new_boolean(1));
+    jset(o, "links_removed", json_object_new_uint64(rep->links_removed));
+    print_json(o);
+  } else {
+    char b[8192];
+    if (ref.id)
+      printf("deleted entity %" PRIu64, ref.id);
+    else
+      printf("deleted %s %s", gc_entity_type_name((int)ref.type),
+             safe(ref.key, b, sizeof b));
+    printf(" (%" PRIu64 " link%s removed)\n", rep->links_removed,
+           rep->links_removed == 1 ? "" : "s");
+  }
+  graphd__v1__delete_entity_reply__free_unpacked(rep, NULL);
+  return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* stats, health                                                        */
+
+static int run_stats(ctl *c, const command *cmd, args *a) {
+  int rc;
+  if ((rc = no_more_args(cmd, a, 0)))
+    return rc;
+  Graphd__V1__StatsRequest req = GRAPHD__V1__STATS_REQUEST__INIT;
+  Graphd__V1__StatsReply *r = NULL;
+  if ((rc = rpc(c, M_STATS, &req.base, &graphd__v1__stats_reply__descriptor,
+                (ProtobufCMessage **)&r)))
+    return rc;
+  if (c->json) {
+    json_object *o = jobj(), *ents = jobj();
+    for (size_t i = 0; i < r->n_entities; i++)
+      jset(ents, gc_entity_type_name((int)r->entities[i]->type),
+           json_object_new_uint64(r->entities[i]->count));
+    jset(o, "entities", ents);
+    jset(o, "entities_total", json_object_new_uint64(r->entities_total));
+    jset(o, "links", json_object_new_uint64(r->links));
+    jset(o, "labels", json_object_new_uint64(r->labels));
+    jset(o, "lmdb_size_bytes", json_object_new_uint64(r->lmdb_size_bytes));
+    jset(o, "map_size_bytes", json_object_new_uint64(r->map_size_bytes));
+    jset(o, "schema_version", json_object_new_uint64(r->schema_version));
+    jset(o, "commits", json_object_new_uint64(r->commits));
+    jset(o, "committed_requests", json_object_new_uint64(r->committed_requests));
+    jset(o, "readers_used", json_object_new_uint64(r->readers_used));
+    jset(o, "readers_max", json_object_new_uint64(r->readers_max));
+    print_json(o);
+  } else {
+    char b1[32], b2[32];
+    printf("%-16s %14s\n", "TYPE", "ENTITIES");
+    for (size_t i = 0; i < r->n_entities; i++)
+      printf("%-16s %14" PRIu64 "\n",
+             gc_entity_type_name((int)r->entities[i]->type),
+             r->entities[i]->count);
+    printf("%-16s %14" PRIu64 "\n", "total", r->entities_total);
+    printf("\n");
+    printf("%-16s %14" PRIu64 "\n", "links", r->links);
+    printf("%-16s %14" PRIu64 "\n", "labels", r->labels);
+    printf("%-16s %14s  (%" PRIu64 " bytes)\n", "lmdb size",
+           human_bytes(r->lmdb_size_bytes, b1, sizeof b1), r->lmdb_size_bytes);
+    printf("%-16s %14s  (%" PRIu64 " bytes)\n", "map size",
+           human_bytes(r->map_size_bytes, b2, sizeof b2), r->map_size_bytes);
+    printf("%-16s %14" PRIu64 "  (%" PRIu64 " requests)\n", "commits",
+           r->commits, r->committed_requests);
+    printf("%-16s %14" PRIu32 "\n", "schema version", r->schema_version);
+    snprintf(b1, sizeof b1, "%" PRIu32 "/%" PRIu32, r->readers_used,
+             r->readers_max);
+    printf("%-16s %14s\n", "readers", b1);
+  }
+  graphd__v1__stats_reply__free_unpacked(r, NULL);
+  return EXIT_OK;
+}
+
+static int run_health(ctl *c, const command *cmd, args *a) {
+  int rc;
+  if ((rc = no_more_args(cmd, a, 0)))
+    return rc;
+  Grpc__Health__V1__HealthCheckRequest req =
+      GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  req.service = (char *)(a->service ? a->service : "");
+  Grpc__Health__V1__HealthCheckResponse *r = NULL;
+  if ((rc = rpc(c, M_HEALTH, &req.base,
+                &grpc__health__v1__health_check_response__descriptor,
+                (ProtobufCMessage **)&r)))
+    return rc;
+  const char *name;
+  switch (r->status) {
+  case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING:
+    name = "SERVING";
+    break;
+  case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING:
+    name = "NOT_SERVING";
+    break;
+  case GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN:
+    name = "SERVICE_UNKNOWN";
+    break;
+  default:
+    name = "UNKNOWN";
+    break;
+  }
+  bool serving =
+      r->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+  if (c->json) {
+    json_object *o = jobj();
+    jset(o, "status", jstr(name));
+    print_json(o);
+  } else {
+    printf("%s\n", name);
+  }
+  grpc__health__v1__health_check_response__free_unpacked(r, NULL);
+  return serving ? EXIT_OK : EXIT_RPC;
+}
+
+/* ------------------------------------------------------------------ */
+/* ingest                                                               */
+
+/* A bump allocator for one UpsertRequest: every message, pointer array
+ * entry and string of the batch lives here, and one reset frees it all. */
+typedef struct arena_block {
+  struct arena_block *next;
+  size_t used, size;
+  max_align_t data[];
+} arena_block;
+
+typedef struct arena {
+  arena_block *head;
+} arena;
+
+static void *arena_alloc(arena *a, size_t n) {
+  n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+  arena_block *b = a->head;
+  if (!b || b->size - b->used < n) {
+    size_t size = n > (1u << 20) ? n : (1u << 20);
+    b = malloc(sizeof *b + size);
+    if (!b)
+      die_nomem();
+    b->size = size;
+    b->used = 0;
+    b->next = a->head;
+    a->head = b;
+  }
+  void *p = (char *)b->data + b->used;
+  b->used += n;
+  return p;
+}
+
+static char *arena_strdup(arena *a, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = arena_alloc(a, n);
+  memcpy(p, s, n);
+  return p;
+}
+
+/* Keeps the newest block, frees the rest. */
+static void arena_reset(arena *a) {
+  if (!a->head)
+    return;
+  arena_block *b = a->head->next;
+  while (b) {
+    arena_block *next = b->next;
+    free(b);
+    b = next;
+  }
+  a->head->next = NULL;
+  a->head->used = 0;
+}
+
+static void arena_free(arena *a) {
+  arena_reset(a);
+  free(a->head);
+  a->head = NULL;
+}
+
+/* Ingest sends for at most this long on one Ingest call, then finishes it
+ * (its reply confirms what was committed) and goes on with a new call: the
+ * server bounds every call by a deadline (60 s by default when the client
+ * sends none, at most 1 h), and a load may take longer than that. */
+#define INGEST_ROTATE_S 30.0
+/* Deadline sent with each Ingest call: generous, since a call lasts about
+ * INGEST_ROTATE_S plus the commit of what was sent. */
+#define INGEST_CALL_DEADLINE_MS (10 * 60 * 1000)
+/* Default longest wait for one message to be accepted, or for a call's
+ * reply (unless --timeout is given). Not the 10 s of other commands: gRPC's
+ * flow-control windows can hold several MB, so the client may run that far
+ * ahead of the server's commits and then wait until the server catches up
+ * (with tiny messages, seen: 6 MB = 99000 messages, 20 s). */
+#define INGEST_STEP_TIMEOUT_MS (120 * 1000)
+
+typedef struct ingest {
+  ctl *c;
+  args *a;
+  gc_stream *stream; /* the current Ingest call, NULL between calls */
+  gc_status st;      /* why the load failed on the server's side */
+
+  /* The batch being filled. */
+  arena mem;
+  Graphd__V1__LinkInput **links;
+  Graphd__V1__EntityInput **ents;
+  size_t nlinks, nents, cap;
+  size_t bytes; /* estimated packed size */
+  const char *b_file;
+  unsigned long b_line; /* of the batch's last record */
+
+  /* Sent on the current call. */
+  uint64_t s_msgs, s_links, s_ents;
+  double s_t0;
+  /* Committed: confirmed by the replies of finished calls. */
+  uint64_t c_msgs, c_links, c_ents, c_dups;
+  uint64_t ent_created, ent_updated, link_created, link_updated;
+  /* The last record sent. */
+  char last_file[512];
+  unsigned long last_line;
+
+  /* Progress. */
+  const char *file; /* being read */
+  bool progress;
+  uint64_t bytes_read, bytes_total;
+  bool total_known;
+  uint64_t records;
+  double t0, last_draw;
+} ingest;
+
+static size_t varint_size(size_t n) {
+  size_t s = 1;
+  while (n >= 0x80) {
+    n >>= 7;
+    s++;
+  }
+  return s;
+}
+
+static void progress_draw(ingest *g, bool force) {
+  if (!g->progress)
+    return;
+  double t = now_s();
+  if (!force && t - g->last_draw < 0.2)
+    return;
+  g->last_draw = t;
+  double el = t - g->t0 > 1e-6 ? t - g->t0 : 1e-6;
+  char b1[32], b2[32], b3[32];
+  human_bytes(g->bytes_read, b1, sizeof b1);
+  human_bytes((uint64_t)((double)g->bytes_read / el), b3, sizeof b3);
+  if (g->total_known && g->bytes_total > 0) {
+    int pct = (int)(g->bytes_read * 100 / g->bytes_total);
+    if (pct > 100)
+      pct = 100;
+    char bar[26];
+    int fill = pct / 4;
+    for (int i = 0; i < 25; i++)
+      bar[i] = i < fill ? '#' : (i == fill ? '>' : '.');
+    bar[25] = '\0';
+    human_bytes(g->bytes_total, b2, sizeof b2);
+    fprintf(stderr, "\r[%s] %3d%%  %s / %s  %s/s  %" PRIu64 " records\033[K",
+            bar, pct, b1, b2, b3, g->records);
+  } else {
+    fprintf(stderr, "\r%s  %s/s  %" PRIu64 " records\033[K", b1, b3,
+            g->records);
+  }
+}
+
+static void progress_clear(ingest *g) {
+  if (g->progress)
+    fprintf(stderr, "\r\033[K");
+}
+
+static void batch_reset(ingest *g) {
+  arena_reset(&g->mem);
+  g->nlinks = g->nents = 0;
+  g->bytes = 0;
+}
+
+static int call_open(ingest *g) {
+  gc_stream_opts so = {0};
+  so.deadline_ms = INGEST_CALL_DEADLINE_MS;
+  so.step_timeout_ms =
+      g->a->timeout_set ? (int)g->a->timeout_ms : INGEST_STEP_TIMEOUT_MS;
+  if (gc_stream_open(g->c->client, M_INGEST, &so, &g->stream, &g->st) != 0)
+    return -1;
+  g->s_msgs = g->s_links = g->s_ents = 0;
+  g->s_t0 = now_s();
+  return 0;
+}
+
+/* Half-closes the current call and waits for its reply: everything sent
+ * on it is then committed. Returns 0, or -1 with g->st set (the stream is
+ * kept for gc_stream_free). */
+static int call_finish(ingest *g) {
+  if (!g->stream)
+    return 0;
+  Graphd__V1__IngestReply *rep = NULL;
+  if (gc_stream_finish(g->stream, &graphd__v1__ingest_reply__descriptor,
+                       (ProtobufCMessage **)&rep, &g->st) != 0)
+    return -1;
+  if (rep->messages != g->s_msgs)
+    fprintf(stderr,
+            "graphctl: warning: %" PRIu64 " messages sent but the server "
+            "reports %" PRIu64 " committed\n",
+            g->s_msgs, rep->messages);
+  g->c_msgs += rep->messages;
+  g->c_dups += rep->duplicates;
+  g->c_links += g->s_links;
+  g->c_ents += g->s_ents;
+  if (rep->totals) {
+    g->ent_created += rep->totals->entities_created;
+    g->ent_updated += rep->totals->entities_updated;
+    g->link_created += rep->totals->links_created;
+    g->link_updated += rep->totals->links_updated;
+  }
+  graphd__v1__ingest_reply__free_unpacked(rep, NULL);
+  gc_stream_free(g->stream);
+  g->stream = NULL;
+  g->s_msgs = g->s_links = g->s_ents = 0;
+  return 0;
+}
+
+/* Sends the batch as one UpsertRequest. Returns 0, or -1 when the load
+ * failed on the server's side (g->st says why). */
+static int flush_batch(ingest *g) {
+  if (g->nlinks == 0 && g->nents == 0)
+    return 0;
+  if (g->stream && now_s() - g->s_t0 >= INGEST_ROTATE_S && call_finish(g))
+    return -1;
+  if (!g->stream && call_open(g))
+    return -1;
+  Graphd__V1__UpsertRequest req = GRAPHD__V1__UPSERT_REQUEST__INIT;
+  char rid[160];
+  if (g->a->request_id_prefix) {
+    snprintf(rid, sizeof rid, "%s-%" PRIu64, g->a->request_id_prefix,
+             g->c_msgs + g->s_msgs + 1);
+    req.request_id = rid;
+  }
+  req.n_links = g->nlinks;
+  req.links = g->links;
+  req.n_entities = g->nents;
+  req.entities = g->ents;
+  if (gc_stream_send(g->stream, &req.base, &g->st) != 0)
+    return -1;
+  g->s_msgs++;
+  g->s_links += g->nlinks;
+  g->s_ents += g->nents;
+  snprintf(g->last_file, sizeof g->last_file, "%s", g->b_file);
+  g->last_line = g->b_line;
+  batch_reset(g);
+  return 0;
+}
+
+static void grow_batch(ingest *g) {
+  if (g->nlinks < g->cap && g->nents < g->cap)
+    return;
+  size_t cap = g->cap ? g->cap * 2 : 1024;
+  Graphd__V1__LinkInput **nl = realloc(g->links, cap * sizeof *nl);
+  if (nl)
+    g->links = nl;
+  Graphd__V1__EntityInput **ne = realloc(g->ents, cap * sizeof *ne);
+  if (ne)
+    g->ents = ne;
+  if (!nl || !ne)
+    die_nomem();
+  g->cap = cap;
+}
+
+static Graphd__V1__EntityRef *new_ref(arena *m, gc_entity_type t,
+                                      const char *key) {
+  Graphd__V1__EntityRef *r = arena_alloc(m, sizeof *r);
+  *r = (Graphd__V1__EntityRef)GRAPHD__V1__ENTITY_REF__INIT;
+  r->type = (Graphd__V1__EntityType)t;
+  r->key = arena_strdup(m, key);
+  return r;
+}
+
+/* Parser callback: adds the record to the batch, sends full batches.
+ * Returns non-zero (stopping the parser) when sending failed. */
+static int on_record(void *ud, const gc_ingest_record *rec) {
+  ingest *g = ud;
+  grow_batch(g);
+  size_t sz;
+  if (rec->kind == GC_INGEST_LINK) {
+    Graphd__V1__LinkInput *l = arena_alloc(&g->mem, sizeof *l);
+    *l = (Graphd__V1__LinkInput)GRAPHD__V1__LINK_INPUT__INIT;
+    l->a = new_ref(&g->mem, rec->link.a_type, rec->link.a_key);
+    l->b = new_ref(&g->mem, rec->link.b_type, rec->link.b_key);
+    l->seen = rec->link.seen;
+    g->links[g->nlinks++] = l;
+    sz = protobuf_c_message_get_packed_size(&l->base);
+  } else {
+    Graphd__V1__EntityInput *e = arena_alloc(&g->mem, sizeof *e);
+    *e = (Graphd__V1__EntityInput)GRAPHD__V1__ENTITY_INPUT__INIT;
+    e->type = (Graphd__V1__EntityType)rec->entity.type;
+    e->key = arena_strdup(&g->mem, rec->entity.key);
+    e->seen = rec->entity.seen;
+    if (rec->entity.n_labels) {
+      e->labels = arena_alloc(&g->mem, rec->entity.n_labels * sizeof(char *));
+      for (size_t i = 0; i < rec->entity.n_labels; i++)
+        e->labels[i] = arena_strdup(&g->mem, rec->entity.labels[i]);
+      e->n_labels = rec->entity.n_labels;
+    }
+    if (rec->entity.n_attrs) {
+      e->attributes = arena_alloc(
+          &g->mem, rec->entity.n_attrs * sizeof(Graphd__V1__Attribute *));
+      for (size_t i = 0; i < rec->entity.n_attrs; i++) {
+        Graphd__V1__Attribute *at = arena_alloc(&g->mem, sizeof *at);
+        *at = (Graphd__V1__Attribute)GRAPHD__V1__ATTRIBUTE__INIT;
+        at->name = arena_strdup(&g->mem, rec->entity.attrs[i].name);
+        at->value = arena_strdup(&g->mem, rec->entity.attrs[i].value);
+        e->attributes[i] = at;
+      }
+      e->n_attributes = rec->entity.n_attrs;
+    }
+    g->ents[g->nents++] = e;
+    sz = protobuf_c_message_get_packed_size(&e->base);
+  }
+  g->bytes += 1 + varint_size(sz) + sz;
+  g->b_file = g->file;
+  g->b_line = rec->line;
+  g->records++;
+  if (g->nlinks + g->nents >= (size_t)g->a->batch ||
+      g->bytes >= (size_t)g->a->batch_bytes)
+    return flush_batch(g) != 0;
+  return 0;
+}
+
+/* After a failure on our side (bad input, read error): the batch being
+ * filled is dropped, the current call is finished so that what was sent
+ * is committed, and graphctl says how much that was (stderr; also stdout
+ * as one object with --json). */
+static void ingest_abort_report(ingest *g, const char *why) {
+  progress_clear(g);
+  bool known = call_finish(g) == 0;
+  if (!known)
+    fprintf(stderr,
+            "graphctl: ending the load failed: %s: %s\n"
+            "graphctl: committed for sure: %" PRIu64 " links, %" PRIu64
+            " entities (%" PRIu64 " messages). Sent on the failed call: %" PRIu64
+            " more messages (%" PRIu64 " links, %" PRIu64 " entities), of "
+            "which the server committed those before the one that failed\n",
+            gc_status_code_name(g->st.code), g->st.message, g->c_links,
+            g->c_ents, g->c_msgs, g->s_msgs, g->s_links, g->s_ents);
+  else if (g->c_msgs == 0)
+    fprintf(stderr, "graphctl: nothing was committed\n");
+  else
+    fprintf(stderr,
+            "graphctl: committed %" PRIu64 " links and %" PRIu64
+            " entities (%" PRIu64 " messages), up to %s:%lu; nothing after "
+            "that was sent\n",
+            g->c_links, g->c_ents, g->c_msgs, g->last_file, g->last_line);
+  if (g->c->json) {
+    json_object *o = jobj();
+    jset(o, "error", jstr(why));
+    jset(o, "committed_known", json_object_new_boolean(known));
+    jset(o, "committed_messages", json_object_new_uint64(g->c_msgs));
+    jset(o, "committed_links", json_object_new_uint64(g->c_links));
+    jset(o, "committed_entities", json_object_new_uint64(g->c_ents));
+    if (known && g->c_msgs) {
+      char where[600];
+      snprintf(where, sizeof where, "%s:%lu", g->last_file, g->last_line);
+      jset(o, "committed_through", jstr(where));
+    }
+    print_json(o);
+  }
+}
+
+/* After the server ended the load with an error status. */
+static int ingest_stream_failed(ingest *g) {
+  progress_clear(g);
+  int rc = report_status(g->c, &g->st);
+  if (g->c_msgs > 0 || g->s_msgs > 0)
+    fprintf(stderr,
+            "graphctl: the load stopped. Committed for sure: %" PRIu64
+            " links, %" PRIu64 " entities (%" PRIu64 " messages). Sent on the "
+            "failed call: %" PRIu64 " more messages (%" PRIu64 " links, %" PRIu64
+            " entities), of which the server committed those before the one "
+            "that failed (its message above may say how many)\n",
+            g->c_links, g->c_ents, g->c_msgs, g->s_msgs, g->s_links, g->s_ents);
+  return rc;
+}
+
+typedef struct input {
+  const char *path; /* as given; "-" = stdin */
+  const char *name; /* for messages */
+  int fd;
+} input;
+
+/* Opens every input first, so that a missing file fails before anything
+ * is sent. Returns EXIT_OK or EXIT_NOINPUT (message printed). */
+static int open_inputs(ingest *g, input *in, int n) {
+  g->total_known = true;
+  for (int i = 0; i < n; i++)
+    in[i].fd = -1;
+  for (int i = 0; i < n; i++) {
+    bool is_stdin = strcmp(in[i].path, "-") == 0;
+    in[i].name = is_stdin ? "<stdin>" : in[i].path;
+    in[i].fd = is_stdin ? STDIN_FILENO : open(in[i].path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (in[i].fd < 0 || fstat(in[i].fd, &sb) != 0) {
+      fprintf(stderr, "graphctl: %s: %s\n", in[i].path, strerror(errno));
+      return EXIT_NOINPUT;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+      fprintf(stderr, "graphctl: %s: is a directory\n", in[i].path);
+      return EXIT_NOINPUT;
+    }
+    if (S_ISREG(sb.st_mode))
+      g->bytes_total += (uint64_t)sb.st_size;
+    else
+      g->total_known = false;
+  }
+  return EXIT_OK;
+}
+
+/* Parses one input into batches. Returns EXIT_OK or the exit code of the
+ * failure (reported). */
+static int ingest_file(ingest *g, const input *in, char *buf, size_t bufsize) {
+  const args *a = g->a;
+  gc_ingest_format fmt =
+      a->have_format ? a->format : gc_ingest_format_for_path(in->path);
+  gc_ingest_parser *p = gc_ingest_parser_new(in->name, fmt, on_record, g);
+  if (!p)
+    die_nomem();
+  g->file = in->name;
+  int rc = EXIT_OK, prc = GC_INGEST_OK;
+  for (;;) {
+    ssize_t n = read(in->fd, buf, bufsize);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      char why[700];
+      snprintf(why, sizeof why, "%s: read error: %s", in->name,
+               strerror(errno));
+      progress_clear(g);
+      fprintf(stderr, "graphctl: %s\n", why);
+      ingest_abort_report(g, why);
+      rc = EXIT_NOINPUT;
+      break;
+    }
+    prc = n == 0 ? gc_ingest_parser_finish(p)
+                 : gc_ingest_parser_feed(p, buf, (size_t)n);
+    g->bytes_read += (uint64_t)n;
+    progress_draw(g, false);
+    if (prc != GC_INGEST_OK || n == 0)
+      break;
+  }
+  if (rc == EXIT_OK && prc == GC_INGEST_EDATA) {
+    progress_clear(g);
+    fprintf(stderr, "graphctl: %s\n", gc_ingest_parser_error(p));
+    ingest_abort_report(g, gc_ingest_parser_error(p));
+    rc = EXIT_DATAERR;
+  } else if (rc == EXIT_OK && prc == GC_INGEST_ENOMEM) {
+    die_nomem();
+  } else if (rc == EXIT_OK && prc == GC_INGEST_ESTOPPED) {
+    rc = ingest_stream_failed(g); /* sending failed */
+  }
+  gc_ingest_parser_free(p);
+  return rc;
+}
+
+static void ingest_summary(ingest *g) {
+  double el = now_s() - g->t0;
+  double lps = el > 0 ? (double)g->c_links / el : 0;
+  if (g->c->json) {
+    json_object *o = jobj();
+    jset(o, "links", json_object_new_uint64(g->c_links));
+    jset(o, "entities", json_object_new_uint64(g->c_ents));
+    jset(o, "messages", json_object_new_uint64(g->c_msgs));
+    jset(o, "duplicates", json_object_new_uint64(g->c_dups));
+    jset(o, "seconds", json_object_new_double(el));
+    jset(o, "links_per_second", json_object_new_double(lps));
+    jset(o, "entities_created", json_object_new_uint64(g->ent_created));
+    jset(o, "entities_updated", json_object_new_uint64(g->ent_updated));
+    jset(o, "links_created", json_object_new_uint64(g->link_created));
+    jset(o, "links_updated", json_object_new_uint64(g->link_updated));
+    print_json(o);
+    return;
+  }
+  printf("ingested %" PRIu64 " links, %" PRIu64 " entities in %.2f s "
+         "(%.0f links/s): entities created %" PRIu64 ", updated %" PRIu64
+         "; links created %" PRIu64 ", updated %" PRIu64 "\n",
+         g->c_links, g->c_ents, el, lps, g->ent_created, g->ent_updated,
+         g->link_created, g->link_updated);
+  if (g->c_dups)
+    printf("(%" PRIu64 " of %" PRIu64 " messages had a request id that was "
+           "already committed and were skipped)\n",
+           g->c_dups, g->c_msgs);
+}
+
+static int run_ingest(ctl *c, const command *cmd, args *a) {
+  if (a->npos == 0)
+    return usage_error(cmd, "ingest needs at least one FILE (- = stdin)");
+  int nstdin = 0;
+  for (int i = 0; i < a->npos; i++)
+    nstdin += strcmp(a->pos[i], "-") == 0;
+  if (nstdin > 1)
+    return usage_error(cmd, "stdin ('-') can be read only once");
+
+  ingest g;
+  memset(&g, 0, sizeof g);
+  g.c = c;
+  g.a = a;
+  g.progress = !a->no_progress && isatty(STDERR_FILENO);
+
+  input *in = xcalloc((size_t)a->npos, sizeof *in);
+  for (int i = 0; i < a->npos; i++)
+    in[i].path = a->pos[i];
+  int rc = open_inputs(&g, in, a->npos);
+
+  size_t bufsize = 256 * 1024;
+  char *buf = malloc(bufsize);
+  if (!buf)
+    die_nomem();
+  g.t0 = now_s();
+  for (int i = 0; rc == EXIT_OK && i < a->npos; i++)
+    rc = ingest_file(&g, &in[i], buf, bufsize);
+  free(buf);
+  for (int i = 0; i < a->npos; i++)
+    if (in[i].fd > STDIN_FILENO)
+      close(in[i].fd);
+  free(in);
+
+  if (rc == EXIT_OK && flush_batch(&g) != 0)
+    rc = ingest_stream_failed(&g);
+  /* With nothing to send, still make one call, so that an unreachable
+   * server is reported as such. */
+  if (rc == EXIT_OK && g.c_msgs == 0 && !g.stream && call_open(&g) != 0)
+    rc = ingest_stream_failed(&g);
+  if (rc == EXIT_OK && call_finish(&g) != 0)
+    rc = ingest_stream_failed(&g);
+  if (rc == EXIT_OK) {
+    progress_draw(&g, true);
+    progress_clear(&g);
+    ingest_summary(&g);
+  }
+  gc_stream_free(g.stream);
+  arena_free(&g.mem);
+  free(g.links);
+  free(g.ents);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* help and main                                                        */
+
+
+static int run_help(ctl *c, const command *cmd, args *a) {
+  if (a->npos == 0) {
+    fputs(main_help, stdout);
+    return EXIT_OK;
+  }
+  const command *h = find_command(a->pos[0]);
+  if (!h || a->npos > 1)
+    return usage_error(cmd, "help: unknown command '%s'", a->pos[0]);
+  fputs(h->help, stdout);
+  return EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+  args a;
+  memset(&a, 0, sizeof a);
+  a.timeout_ms = DEFAULT_TIMEOUT_MS;
+  a.batch = DEFAULT_BATCH;
+  a.batch_bytes = DEFAULT_BATCH_BYTES;
+  a.pos = xcalloc((size_t)argc, sizeof *a.pos);
+  a.add = xcalloc((size_t)argc, sizeof *a.add);
+  a.remove = xcalloc((size_t)argc, sizeof *a.remove);
+  const char *env = getenv("GRAPHD_ADDR");
+  a.addr = env && *env ? env : DEFAULT_ADDR;
+
+  const command *cmd = NULL;
+  int rc = parse_args(argc, argv, &a, &cmd);
+  if (rc == EXIT_OK && !cmd) {
+    if (a.help)
+      fputs(main_help, stdout);
+    else
+      rc = usage_error(NULL, "no command given");
+  } else if (rc == EXIT_OK && a.help) {
+    fputs(cmd->help, stdout);
+  } else if (rc == EXIT_OK && cmd->run == run_help) {
+    rc = run_help(NULL, cmd, &a);
+  } else if (rc == EXIT_OK) {
+    ctl c = {a.addr, a.json, (int)a.timeout_ms, NULL};
+    gc_status st;
+    if (gc_client_open(a.addr, NULL, &c.client, &st) != 0) {
+      fprintf(stderr, "graphctl: %s\n", st.message);
+      rc = st.code == 3 /* INVALID_ARGUMENT */ ? EXIT_USAGE : EXIT_SOFTWARE;
+    } else {
+      rc = cmd->run(&c, cmd, &a);
+      gc_client_close(c.client);
+    }
+  }
+  free(a.pos);
+  free(a.add);
+  free(a.remove);
+  free(a.types);
+  return rc;
+}
