@@ -1060,11 +1060,24 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	}
 }
 
+static void gen_free(struct gen *g)
+{
+	free(g->grp);
+	free(g->pos);
+	free(g->rings);
+	free(g->fams);
+	free(g->hub_addr.cum);
+	free(g->hub_addr.sellers);
+	free(g->hub_ip.cum);
+	free(g->hub_ip.sellers);
+}
+
 int main(int argc, char **argv)
 {
 	struct gen g = { 0 };
 
 	parse_args(argc, argv, &g.o);
 	run(&g);
+	gen_free(&g);
 	return 0;
 }

@@ -1,0 +1,2469 @@
+/*
+ * graphd-bench: measures graphd against references taken in the same run.
+ *
+ * The machines this runs on are small (2 cores), shared and noisy, so every
+ * figure is the median over --repeat interleaved runs, and each graphd
+ * figure is paired with a reference measured right next to it; ratios are
+ * the median of the per-repeat ratios (paired, so slow drift of the machine
+ * cancels out), with the ratio of the medians also in the JSON.
+ *
+ * Usage
+ *   graphd-bench ingest (--links FILE.csv | --sellers N [--seed S])
+ *                [--repeat 3] [--batch 10000] [--keep]
+ *   graphd-bench read (--addr HOST:PORT | --data DIR) --keys-from FILE.csv
+ *                [--concurrency 16] [--duration 5] [--repeat 3] [--sample 10000]
+ *                [--limit 100] [--conn own|shared]
+ *   graphd-bench all --sellers N [--seed S] [ingest and read options]
+ *   Common: --graphd PATH --sellergen PATH --workdir DIR --graphd-arg ARG
+ *           (repeatable, passed to every spawned daemon) --quick --keep
+ *   --quick: 5000 sellers, batch 2000, 1 repeat, 1 s per read measurement
+ *   (any of these given explicitly wins).
+ *
+ * Ingest
+ *   The links file is parsed once (tools/common ingest parser), every key
+ *   interned, and the batches built twice up front: as UpsertRequest
+ *   messages for gRPC and as gd_upsert structs (keys normalised with
+ *   gd_key_normalize) for the store. Each repeat then runs, in alternating
+ *   order (reference first in repeats 1, 3, ..., graphd first in 2, 4, ...):
+ *   (a) REFERENCE: a fresh store in a temp dir, gd_store_open +
+ *       gd_writer_start, one gd_write_op per batch calling gd_store_upsert,
+ *       all submitted at once; timed from the first submit to the last done
+ *       callback. This is the store's durable write rate for the same data,
+ *       without gRPC, protobuf or validation. Submitted at once, the ops
+ *       usually share one commit; --ref-window N keeps at most N queued
+ *       (refilled from the done callbacks) to mimic graphd's Ingest window
+ *       and see how much of a gap is commit grouping. The CPU time of this
+ *       process over the timed part (the writer thread) is reported too.
+ *   (b) GRAPHD: `graphd --data TMP --listen 127.0.0.1:0`, all batches
+ *       streamed through Ingest with gc_stream (write coalescing on), timed
+ *       from the first send to the reply (which means durable). The reply is
+ *       checked: messages == batches, duplicates == 0, links_created ==
+ *       distinct links (unordered pairs after key normalisation),
+ *       links_created + links_updated == link records sent (graphd.proto,
+ *       WriteTotals), entities_created == distinct entities, and all equal
+ *       to the reference's totals; Stats must count the same links. Then
+ *       VmHWM is read from /proc, the daemon gets SIGTERM and must exit 0.
+ *   Daemon start-up and shutdown are timed but not part of the rate.
+ *
+ * Read
+ *   Seller keys are sampled (seeded by --seed) from the links file. Each
+ *   repeat measures, in this order, Health/Check (the floor: a gRPC round
+ *   trip that touches no data), GetEntity(SELLER, key) and Neighbors(SELLER,
+ *   key, limit). A measurement is C threads in closed loops for the
+ *   duration, each picking a random sampled key per call; every latency is
+ *   recorded, and QPS, p50, p99, p99.9 come from all of them. Before the
+ *   timed part every thread connects and makes 20 untimed calls.
+ *   Client CPU is getrusage(RUSAGE_SELF) over the timed part; the daemon's
+ *   CPU is utime+stime from /proc/PID/stat (only when this tool spawned it).
+ *
+ *   Connections: --conn shared (the default) makes all threads share one
+ *   gc_client, so every call is an HTTP/2 stream on one TCP connection.
+ *   --conn own gives every thread its own gc_client with own_connection =
+ *   true: C TCP connections, like C independent callers. Both were measured
+ *   on the 2-core box (200k sellers, 16 threads, 3 s, two alternating
+ *   pairs): shared gave 16.1k/17.2k Health QPS and 16.0k/13.8k GetEntity QPS
+ *   against 12.5k/12.7k and 8.7k/10.8k with own connections, at lower p50
+ *   and p99, and with less client CPU per call (~40 us against ~54 us).
+ *   Client and server share the two cores, so the client's cost per call
+ *   caps what can be seen of the server; the cheaper client shows more of
+ *   the server, hence the default. Use --conn own to see the cost of many
+ *   connections.
+ *
+ * Output: the exact command line and the machine first, then readable
+ * tables on stdout, progress on stderr, and as the last stdout line one JSON
+ * object {"bench": {...}} with every figure. Exit status 0 when every check
+ * passed, 1 when any failed (the report is still printed: see "anomalies"),
+ * 2 on usage errors.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <grpc/grpc.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/types.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "graphd.pb-c.h"
+#include "health.pb-c.h"
+#include "ingest.h"
+#include "store/store.h"
+#include "store/writer.h"
+
+#ifndef GD_BENCH_GRAPHD
+#define GD_BENCH_GRAPHD "graphd"
+#endif
+#ifndef GD_BENCH_SELLERGEN
+#define GD_BENCH_SELLERGEN "sellergen"
+#endif
+#ifndef GD_BENCH_SRCDIR
+#define GD_BENCH_SRCDIR "."
+#endif
+
+#define SVC "/graphd.v1.SellerGraph/"
+#define MAX_DAEMONS 8
+#define MAX_GRAPHD_ARGS 32
+#define MAX_REPEAT 100
+#define WARMUP_CALLS 20
+
+/* ==================================================================== */
+/* Small helpers                                                          */
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void *xmalloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p)
+    die("out of memory (%zu bytes)", n);
+  return p;
+}
+
+static void *xcalloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (!p)
+    die("out of memory (%zu x %zu bytes)", n, size);
+  return p;
+}
+
+static void *xrealloc(void *p, size_t n) {
+  void *q = realloc(p, n ? n : 1);
+  if (!q)
+    die("out of memory (%zu bytes)", n);
+  return q;
+}
+
+static char *xstrdup(const char *s) {
+  char *p = strdup(s);
+  if (!p)
+    die("out of memory");
+  return p;
+}
+
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...) {
+  va_list ap;
+  char *s;
+  va_start(ap, fmt);
+  int rc = vasprintf(&s, fmt, ap);
+  va_end(ap);
+  if (rc < 0)
+    die("out of memory");
+  return s;
+}
+
+/* splitmix64: seeds and hashes. */
+static uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+/* xorshift64*: per-thread key choice. */
+static uint64_t rng_next(uint64_t *s) {
+  uint64_t x = *s;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *s = x;
+  return x * 0x2545f4914f6cdd1dULL;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Median of the finite values of v (a failed run gives NAN); NAN if none. */
+static double median(const double *v, int n) {
+  double tmp[MAX_REPEAT];
+  int m = 0;
+  for (int i = 0; i < n && i < MAX_REPEAT; i++)
+    if (isfinite(v[i]))
+      tmp[m++] = v[i];
+  n = m;
+  if (n <= 0)
+    return NAN;
+  qsort(tmp, (size_t)n, sizeof *tmp, cmp_double);
+  return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+}
+
+/* Nearest-rank percentile of a sorted array. */
+static uint64_t percentile(const uint64_t *v, size_t n, double q) {
+  if (n == 0)
+    return 0;
+  size_t rank = (size_t)ceil(q * (double)n);
+  if (rank < 1)
+    rank = 1;
+  if (rank > n)
+    rank = n;
+  return v[rank - 1];
+}
+
+/* 1234567 -> "1,234,567" */
+static const char *fmt_count(char *buf, size_t size, double v) {
+  if (!isfinite(v)) {
+    snprintf(buf, size, "-");
+    return buf;
+  }
+  char tmp[64];
+  snprintf(tmp, sizeof tmp, "%.0f", v);
+  size_t len = strlen(tmp), o = 0, start = tmp[0] == '-';
+  for (size_t i = 0; i < len && o + 2 < size; i++) {
+    if (i > start && (len - i) % 3 == 0)
+      buf[o++] = ',';
+    buf[o++] = tmp[i];
+  }
+  buf[o] = '\0';
+  return buf;
+}
+
+static const char *fmt_bytes(char *buf, size_t size, double b) {
+  if (!isfinite(b) || b < 0)
+    snprintf(buf, size, "-");
+  else if (b >= 1024.0 * 1024 * 1024)
+    snprintf(buf, size, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+  else if (b >= 1024.0 * 1024)
+    snprintf(buf, size, "%.1f MiB", b / (1024.0 * 1024));
+  else
+    snprintf(buf, size, "%.1f KiB", b / 1024.0);
+  return buf;
+}
+
+/* ==================================================================== */
+/* Child processes, anomalies, clean-up                                   */
+
+static pid_t g_children[MAX_DAEMONS];
+
+static void children_add(pid_t pid) {
+  for (int i = 0; i < MAX_DAEMONS; i++)
+    if (!g_children[i]) {
+      g_children[i] = pid;
+      return;
+    }
+}
+
+static void children_remove(pid_t pid) {
+  for (int i = 0; i < MAX_DAEMONS; i++)
+    if (g_children[i] == pid)
+      g_children[i] = 0;
+}
+
+/* Kills what we spawned and still runs; used on fatal errors and signals. */
+static void children_kill(void) {
+  for (int i = 0; i < MAX_DAEMONS; i++)
+    if (g_children[i] > 0) {
+      kill(g_children[i], SIGKILL);
+      waitpid(g_children[i], NULL, 0);
+      g_children[i] = 0;
+    }
+}
+
+static void on_fatal_signal(int sig) {
+  for (int i = 0; i < MAX_DAEMONS; i++)
+    if (g_children[i] > 0)
+      kill(g_children[i], SIGKILL);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void die(const char *fmt, ...) {
+  va_list ap;
+  fputs("graphd-bench: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  children_kill();
+  exit(1);
+}
+
+static json_object *g_anomalies; /* array of strings */
+
+static void anomaly(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void anomaly(const char *fmt, ...) {
+  char buf[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "graphd-bench: ANOMALY: %s\n", buf);
+  json_object_array_add(g_anomalies, json_object_new_string(buf));
+}
+
+/* ---- directories ---- */
+
+static uint64_t g_du_apparent, g_du_alloc;
+
+static int du_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)path;
+  (void)ftw;
+  if (flag == FTW_F) {
+    g_du_apparent += (uint64_t)sb->st_size;
+    g_du_alloc += (uint64_t)sb->st_blocks * 512;
+  }
+  return 0;
+}
+
+/* Bytes of the files under dir: apparent size and allocated blocks. */
+static void dir_bytes(const char *dir, uint64_t *ret_apparent, uint64_t *ret_alloc) {
+  g_du_apparent = g_du_alloc = 0;
+  nftw(dir, du_cb, 16, FTW_PHYS);
+  *ret_apparent = g_du_apparent;
+  *ret_alloc = g_du_alloc;
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  if (remove(path) != 0)
+    fprintf(stderr, "graphd-bench: cannot remove %s: %s\n", path, strerror(errno));
+  return 0;
+}
+
+static void rm_rf(const char *dir) {
+  if (dir && *dir)
+    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Makes a fresh directory under parent; returns its malloc'd path. */
+static char *make_temp_dir(const char *parent, const char *prefix) {
+  char *tmpl = xasprintf("%s/%s.XXXXXX", parent, prefix);
+  if (!mkdtemp(tmpl))
+    die("cannot create a directory in %s: %s", parent, strerror(errno));
+  return tmpl;
+}
+
+/* ---- /proc ---- */
+
+/* A "Name:  123 kB" line of /proc/PID/status, in bytes; -1 if absent. */
+static int64_t proc_status_kb(pid_t pid, const char *name) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return -1;
+  size_t nlen = strlen(name);
+  int64_t v = -1;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, name, nlen) == 0 && line[nlen] == ':') {
+      long long kb;
+      if (sscanf(line + nlen + 1, "%lld", &kb) == 1)
+        v = kb * 1024;
+      break;
+    }
+  }
+  fclose(f);
+  return v;
+}
+
+/* utime + stime of a process, in seconds; NAN if unreadable. */
+static double proc_cpu_s(pid_t pid) {
+  char path[64], buf[4096];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return NAN;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');
+  if (!p)
+    return NAN;
+  /* Fields after the comm: 3 state ... 14 utime 15 stime. */
+  unsigned long long ut = 0, stt = 0;
+  int field = 2;
+  char *save = NULL;
+  for (char *tok = strtok_r(p + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+    field++;
+    if (field == 14)
+      ut = strtoull(tok, NULL, 10);
+    else if (field == 15) {
+      stt = strtoull(tok, NULL, 10);
+      break;
+    }
+  }
+  if (field < 15)
+    return NAN;
+  return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ==================================================================== */
+/* Configuration                                                          */
+
+typedef enum { CMD_INGEST = 1, CMD_READ, CMD_ALL } bench_cmd;
+typedef enum { CONN_OWN = 0, CONN_SHARED = 1 } conn_mode;
+
+typedef struct bench_cfg {
+  bench_cmd cmd;
+  const char *cmd_name;
+  const char *links, *keys_from;
+  uint64_t sellers;
+  uint64_t seed;
+  const char *sellergen, *graphd;
+  const char *addr, *data;
+  const char *workdir;
+  int repeat;
+  size_t batch;
+  int ref_window; /* 0 = submit every reference op at once */
+  int concurrency;
+  double duration;
+  size_t sample;
+  unsigned limit;
+  conn_mode conn;
+  bool quick, keep;
+  const char *graphd_args[MAX_GRAPHD_ARGS];
+  int n_graphd_args;
+  int call_timeout_ms, step_timeout_ms, start_timeout_ms, stop_timeout_ms;
+} bench_cfg;
+
+static void usage(FILE *f) {
+  fputs(
+      "usage: graphd-bench ingest (--links FILE.csv | --sellers N [--seed S]) [options]\n"
+      "       graphd-bench read (--addr HOST:PORT | --data DIR) --keys-from FILE.csv [options]\n"
+      "       graphd-bench all --sellers N [--seed S] [options]\n"
+      "\n"
+      "ingest: durable bulk load through graphd's Ingest rpc vs the same batches\n"
+      "        written in-process through the store's group-commit writer.\n"
+      "read:   GetEntity and Neighbors of sampled sellers vs Health/Check (the\n"
+      "        gRPC floor), C threads in closed loops.\n"
+      "all:    generate with sellergen, ingest, then read the loaded data.\n"
+      "\n"
+      "options:\n"
+      "  --links FILE           links CSV / JSON Lines to load (ingest)\n"
+      "  --sellers N            generate N sellers with sellergen instead\n"
+      "  --seed S               sellergen seed, also seeds the key sample (default 1)\n"
+      "  --batch N              links per UpsertRequest (default 10000)\n"
+      "  --ref-window N         reference: at most N batches queued to the writer at\n"
+      "                         once (graphd's Ingest queues up to 256 messages / 16 MiB\n"
+      "                         per stream); 0 = all at once (default)\n"
+      "  --repeat N             interleaved repeats; medians are reported (default 3)\n"
+      "  --addr HOST:PORT       read: a running server\n"
+      "  --data DIR             read: spawn graphd on this (loaded) data directory\n"
+      "  --keys-from FILE       read: links file to take seller keys from\n"
+      "  --sample N             read: seller keys sampled (default 10000)\n"
+      "  --concurrency C        read: client threads (default 16)\n"
+      "  --duration SECONDS     read: per measurement (default 5)\n"
+      "  --limit N              read: Neighbors limit (default 100)\n"
+      "  --conn shared|own      read: one connection for all threads (default) or one\n"
+      "                         per thread\n"
+      "  --graphd PATH          daemon binary (default: the one built with this tool)\n"
+      "  --sellergen PATH       generator binary (default: the one built with this tool)\n"
+      "  --graphd-arg ARG       extra argument for every spawned graphd (repeatable)\n"
+      "  --workdir DIR          where temp dirs go (default $TMPDIR or /tmp)\n"
+      "  --keep                 keep the temp dirs (data dirs, generated files, logs)\n"
+      "  --quick                smoke test: 5000 sellers, batch 2000, 1 repeat, 1 s\n"
+      "  --call-timeout-ms N    per read call deadline (default 10000)\n"
+      "  --step-timeout-ms N    per Ingest send/finish step (default 600000)\n"
+      "  -h, --help             this text\n"
+      "\n"
+      "Prints tables, then one JSON line {\"bench\":{...}}. Exit 0 when every\n"
+      "check passed, 1 otherwise, 2 on usage errors.\n",
+      f);
+}
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void usage_error(const char *fmt, ...) {
+  va_list ap;
+  fputs("graphd-bench: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputs("\nTry 'graphd-bench --help'.\n", stderr);
+  exit(2);
+}
+
+static uint64_t parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || end == s || s[0] == '-' || v < min || v > max)
+    usage_error("%s: invalid value '%s' (%" PRIu64 "..%" PRIu64 ")", opt, s, min, max);
+  return v;
+}
+
+static void parse_args(int argc, char **argv, bench_cfg *c) {
+  enum {
+    O_LINKS = 256, O_SELLERS, O_SEED, O_BATCH, O_REPEAT, O_ADDR, O_DATA, O_KEYS, O_SAMPLE,
+    O_CONC, O_DUR, O_LIMIT, O_CONN, O_GRAPHD, O_SELLERGEN, O_GARG, O_WORKDIR, O_KEEP, O_QUICK,
+    O_CALLTO, O_STEPTO, O_REFWIN,
+  };
+  static const struct option opts[] = {
+      {"links", required_argument, NULL, O_LINKS},
+      {"sellers", required_argument, NULL, O_SELLERS},
+      {"seed", required_argument, NULL, O_SEED},
+      {"batch", required_argument, NULL, O_BATCH},
+      {"repeat", required_argument, NULL, O_REPEAT},
+      {"addr", required_argument, NULL, O_ADDR},
+      {"data", required_argument, NULL, O_DATA},
+      {"keys-from", required_argument, NULL, O_KEYS},
+      {"sample", required_argument, NULL, O_SAMPLE},
+      {"concurrency", required_argument, NULL, O_CONC},
+      {"duration", required_argument, NULL, O_DUR},
+      {"limit", required_argument, NULL, O_LIMIT},
+      {"conn", required_argument, NULL, O_CONN},
+      {"graphd", required_argument, NULL, O_GRAPHD},
+      {"sellergen", required_argument, NULL, O_SELLERGEN},
+      {"graphd-arg", required_argument, NULL, O_GARG},
+      {"workdir", required_argument, NULL, O_WORKDIR},
+      {"keep", no_argument, NULL, O_KEEP},
+      {"quick", no_argument, NULL, O_QUICK},
+      {"call-timeout-ms", required_argument, NULL, O_CALLTO},
+      {"step-timeout-ms", required_argument, NULL, O_STEPTO},
+      {"ref-window", required_argument, NULL, O_REFWIN},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  if (argc < 2)
+    usage_error("a subcommand is required: ingest, read or all");
+  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    usage(stdout);
+    exit(0);
+  }
+  *c = (bench_cfg){
+      .seed = 1,
+      .sellergen = GD_BENCH_SELLERGEN,
+      .graphd = GD_BENCH_GRAPHD,
+      .limit = 100,
+      .conn = CONN_SHARED,
+      .call_timeout_ms = 10000,
+      .step_timeout_ms = 600000,
+      .start_timeout_ms = 60000,
+      .stop_timeout_ms = 120000,
+  };
+  c->cmd_name = argv[1];
+  if (!strcmp(argv[1], "ingest"))
+    c->cmd = CMD_INGEST;
+  else if (!strcmp(argv[1], "read"))
+    c->cmd = CMD_READ;
+  else if (!strcmp(argv[1], "all"))
+    c->cmd = CMD_ALL;
+  else
+    usage_error("unknown subcommand '%s' (ingest, read or all)", argv[1]);
+
+  int ch;
+  optind = 2;
+  while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (ch) {
+    case O_LINKS: c->links = optarg; break;
+    case O_SELLERS: c->sellers = parse_u64("--sellers", optarg, 1, 100000000); break;
+    case O_SEED: c->seed = parse_u64("--seed", optarg, 0, UINT64_MAX); break;
+    case O_BATCH: c->batch = parse_u64("--batch", optarg, 1, 10000000); break;
+    case O_REPEAT: c->repeat = (int)parse_u64("--repeat", optarg, 1, MAX_REPEAT); break;
+    case O_ADDR: c->addr = optarg; break;
+    case O_DATA: c->data = optarg; break;
+    case O_KEYS: c->keys_from = optarg; break;
+    case O_SAMPLE: c->sample = parse_u64("--sample", optarg, 1, 100000000); break;
+    case O_CONC: c->concurrency = (int)parse_u64("--concurrency", optarg, 1, 4096); break;
+    case O_DUR: {
+      char *end;
+      double d = strtod(optarg, &end);
+      if (*end || end == optarg || !(d > 0) || d > 86400)
+        usage_error("--duration: invalid value '%s' (seconds, > 0)", optarg);
+      c->duration = d;
+      break;
+    }
+    case O_LIMIT: c->limit = (unsigned)parse_u64("--limit", optarg, 1, 10000000); break;
+    case O_CONN:
+      if (!strcmp(optarg, "own"))
+        c->conn = CONN_OWN;
+      else if (!strcmp(optarg, "shared"))
+        c->conn = CONN_SHARED;
+      else
+        usage_error("--conn: 'own' or 'shared', not '%s'", optarg);
+      break;
+    case O_GRAPHD: c->graphd = optarg; break;
+    case O_SELLERGEN: c->sellergen = optarg; break;
+    case O_GARG:
+      if (c->n_graphd_args >= MAX_GRAPHD_ARGS)
+        usage_error("too many --graphd-arg (at most %d)", MAX_GRAPHD_ARGS);
+      c->graphd_args[c->n_graphd_args++] = optarg;
+      break;
+    case O_WORKDIR: c->workdir = optarg; break;
+    case O_KEEP: c->keep = true; break;
+    case O_QUICK: c->quick = true; break;
+    case O_CALLTO: c->call_timeout_ms = (int)parse_u64("--call-timeout-ms", optarg, 1, 86400000); break;
+    case O_REFWIN: c->ref_window = (int)parse_u64("--ref-window", optarg, 0, 1000000); break;
+    case O_STEPTO: c->step_timeout_ms = (int)parse_u64("--step-timeout-ms", optarg, 1, 86400000); break;
+    case 'h': usage(stdout); exit(0);
+    default: usage_error("bad option");
+    }
+  }
+  if (optind < argc)
+    usage_error("unexpected argument '%s'", argv[optind]);
+
+  /* Defaults, --quick ones where not given. */
+  if (!c->repeat)
+    c->repeat = c->quick ? 1 : 3;
+  if (!c->batch)
+    c->batch = c->quick ? 2000 : 10000;
+  if (!c->concurrency)
+    c->concurrency = 16;
+  if (!(c->duration > 0))
+    c->duration = c->quick ? 1.0 : 5.0;
+  if (!c->sample)
+    c->sample = 10000;
+  if (!c->workdir) {
+    const char *t = getenv("TMPDIR");
+    c->workdir = t && *t ? t : "/tmp";
+  }
+
+  switch (c->cmd) {
+  case CMD_INGEST:
+    if (!c->links && !c->sellers && c->quick)
+      c->sellers = 5000;
+    if (!!c->links == !!c->sellers)
+      usage_error("ingest: give exactly one of --links FILE and --sellers N");
+    if (c->addr || c->data || c->keys_from)
+      usage_error("ingest: --addr, --data and --keys-from belong to read");
+    break;
+  case CMD_READ:
+    if (!!c->addr == !!c->data)
+      usage_error("read: give exactly one of --addr HOST:PORT and --data DIR");
+    if (!c->keys_from)
+      usage_error("read: --keys-from FILE.csv is required");
+    if (c->links || c->sellers)
+      usage_error("read: --links and --sellers belong to ingest and all");
+    break;
+  case CMD_ALL:
+    if (!c->sellers && c->quick)
+      c->sellers = 5000;
+    if (!c->sellers)
+      usage_error("all: --sellers N is required");
+    if (c->links || c->addr || c->data || c->keys_from)
+      usage_error("all: --links, --addr, --data and --keys-from do not apply");
+    break;
+  }
+}
+
+/* ==================================================================== */
+/* Machine and command line                                               */
+
+static char *read_cmd_line(const char *cmd) {
+  FILE *p = popen(cmd, "r");
+  if (!p)
+    return NULL;
+  char buf[4096];
+  size_t n = fread(buf, 1, sizeof buf - 1, p);
+  int rc = pclose(p);
+  buf[n] = '\0';
+  while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+    buf[--n] = '\0';
+  if (rc != 0 || n == 0)
+    return NULL;
+  return xstrdup(buf);
+}
+
+static const char *fs_name(long type) {
+  switch ((unsigned long)type) {
+  case 0xEF53: return "ext4";
+  case 0x01021994: return "tmpfs";
+  case 0x58465342: return "xfs";
+  case 0x9123683E: return "btrfs";
+  case 0x794c7630: return "overlayfs";
+  case 0x6969: return "nfs";
+  case 0x2FC12FC1: return "zfs";
+  default: return "other";
+  }
+}
+
+static void loadavg(double ret[3]) {
+  ret[0] = ret[1] = ret[2] = NAN;
+  FILE *f = fopen("/proc/loadavg", "r");
+  if (f) {
+    if (fscanf(f, "%lf %lf %lf", &ret[0], &ret[1], &ret[2]) != 3)
+      ret[0] = ret[1] = ret[2] = NAN;
+    fclose(f);
+  }
+}
+
+static json_object *machine_info(const bench_cfg *cfg) {
+  json_object *m = json_object_new_object();
+  long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+  char cpu[256] = "unknown", line[512];
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (f) {
+    while (fgets(line, sizeof line, f))
+      if (!strncmp(line, "model name", 10)) {
+        char *v = strchr(line, ':');
+        if (v) {
+          v++;
+          while (*v == ' ' || *v == '\t')
+            v++;
+          v[strcspn(v, "\n")] = '\0';
+          snprintf(cpu, sizeof cpu, "%s", v);
+        }
+        break;
+      }
+    fclose(f);
+  }
+  struct utsname u;
+  uname(&u);
+  long long memkb = 0;
+  f = fopen("/proc/meminfo", "r");
+  if (f) {
+    while (fgets(line, sizeof line, f))
+      if (sscanf(line, "MemTotal: %lld kB", &memkb) == 1)
+        break;
+    fclose(f);
+  }
+  char *cmd = xasprintf("git -C '%s' describe --always --tags 2>/dev/null", GD_BENCH_SRCDIR);
+  char *git = read_cmd_line(cmd);
+  free(cmd);
+  /* --no-optional-locks: status must not rewrite the index. */
+  cmd = xasprintf("git -C '%s' --no-optional-locks status --porcelain --untracked-files=no "
+                  "2>/dev/null | wc -l",
+                  GD_BENCH_SRCDIR);
+  char *dirty = read_cmd_line(cmd);
+  free(cmd);
+  struct statfs sfs;
+  const char *fs = statfs(cfg->workdir, &sfs) == 0 ? fs_name((long)sfs.f_type) : "unknown";
+  double la[3];
+  loadavg(la);
+
+  json_object_object_add(m, "nproc", json_object_new_int64(nproc));
+  json_object_object_add(m, "cpu", json_object_new_string(cpu));
+  json_object_object_add(m, "mem_bytes", json_object_new_int64(memkb * 1024));
+  json_object_object_add(m, "kernel", json_object_new_string(u.release));
+  json_object_object_add(m, "hostname", json_object_new_string(u.nodename));
+  json_object_object_add(m, "git", git ? json_object_new_string(git) : NULL);
+  json_object_object_add(m, "git_modified_tracked_files",
+                         dirty ? json_object_new_int64(atoll(dirty)) : NULL);
+  json_object_object_add(m, "workdir", json_object_new_string(cfg->workdir));
+  json_object_object_add(m, "workdir_fs", json_object_new_string(fs));
+  json_object *jla = json_object_new_array();
+  for (int i = 0; i < 3; i++)
+    json_object_array_add(jla, json_object_new_double(la[i]));
+  json_object_object_add(m, "loadavg_start", jla);
+
+  printf("machine: nproc=%ld cpu=\"%s\" mem=%.1f GiB kernel=%s\n", nproc, cpu,
+         (double)memkb / (1024.0 * 1024), u.release);
+  printf("source:  git %s (%s tracked file(s) modified) at %s\n", git ? git : "unknown",
+         dirty ? dirty : "?", GD_BENCH_SRCDIR);
+  printf("workdir: %s (%s)  loadavg at start: %.2f %.2f %.2f\n", cfg->workdir, fs, la[0], la[1],
+         la[2]);
+  if (!strcmp(fs, "tmpfs"))
+    printf("WARNING: the workdir is on tmpfs: fsync is free, durable figures mean little\n");
+  free(git);
+  free(dirty);
+  return m;
+}
+
+static char *command_line(int argc, char **argv) {
+  size_t cap = 64, n = 0;
+  char *s = xmalloc(cap);
+  s[0] = '\0';
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    bool quote = !*a || strpbrk(a, " \t\n'\"\\$`*?;&|<>()") != NULL;
+    size_t need = strlen(a) * 4 + 4;
+    if (n + need + 1 > cap) {
+      cap = (n + need + 1) * 2;
+      s = xrealloc(s, cap);
+    }
+    if (i)
+      s[n++] = ' ';
+    if (quote) {
+      s[n++] = '\'';
+      for (const char *p = a; *p; p++) {
+        if (*p == '\'') {
+          memcpy(s + n, "'\\''", 4);
+          n += 4;
+        } else {
+          s[n++] = *p;
+        }
+      }
+      s[n++] = '\'';
+    } else {
+      memcpy(s + n, a, strlen(a));
+      n += strlen(a);
+    }
+    s[n] = '\0';
+  }
+  return s;
+}
+
+/* ==================================================================== */
+/* The data set: links file loaded once, keys interned                    */
+
+typedef struct kitem {
+  uint64_t hash;
+  size_t off; /* into the pool; NUL-terminated */
+  uint32_t len;
+  uint8_t type;
+} kitem;
+
+/* Interns (type, bytes) -> dense id; strings live in one pool. */
+typedef struct keytab {
+  char *pool;
+  size_t pool_n, pool_cap;
+  kitem *items;
+  size_t n, cap;
+  uint32_t *slots; /* id + 1; 0 = empty */
+  size_t nslots;   /* power of two */
+} keytab;
+
+static uint64_t key_hash(int type, const char *p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)type;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return mix64(h);
+}
+
+static void keytab_rehash(keytab *t, size_t nslots) {
+  free(t->slots);
+  t->slots = xcalloc(nslots, sizeof *t->slots);
+  t->nslots = nslots;
+  for (size_t i = 0; i < t->n; i++) {
+    size_t j = t->items[i].hash & (nslots - 1);
+    while (t->slots[j])
+      j = (j + 1) & (nslots - 1);
+    t->slots[j] = (uint32_t)i + 1;
+  }
+}
+
+static uint32_t keytab_intern(keytab *t, int type, const char *p, size_t n, bool *ret_new) {
+  if ((t->n + 1) * 2 > t->nslots)
+    keytab_rehash(t, t->nslots ? t->nslots * 2 : 1024);
+  uint64_t h = key_hash(type, p, n);
+  size_t j = h & (t->nslots - 1);
+  for (; t->slots[j]; j = (j + 1) & (t->nslots - 1)) {
+    const kitem *it = &t->items[t->slots[j] - 1];
+    if (it->hash == h && it->type == type && it->len == n && !memcmp(t->pool + it->off, p, n)) {
+      if (ret_new)
+        *ret_new = false;
+      return t->slots[j] - 1;
+    }
+  }
+  if (t->n >= UINT32_MAX - 1)
+    die("too many distinct keys");
+  if (t->pool_n + n + 1 > t->pool_cap) {
+    t->pool_cap = (t->pool_n + n + 1) * 2;
+    t->pool = xrealloc(t->pool, t->pool_cap);
+  }
+  memcpy(t->pool + t->pool_n, p, n);
+  t->pool[t->pool_n + n] = '\0';
+  if (t->n == t->cap) {
+    t->cap = t->cap ? t->cap * 2 : 1024;
+    t->items = xrealloc(t->items, t->cap * sizeof *t->items);
+  }
+  t->items[t->n] = (kitem){h, t->pool_n, (uint32_t)n, (uint8_t)type};
+  t->pool_n += n + 1;
+  t->slots[j] = (uint32_t)t->n + 1;
+  if (ret_new)
+    *ret_new = true;
+  return (uint32_t)t->n++;
+}
+
+static const char *keytab_str(const keytab *t, uint32_t id) { return t->pool + t->items[id].off; }
+
+static void keytab_free(keytab *t) {
+  free(t->pool);
+  free(t->items);
+  free(t->slots);
+  memset(t, 0, sizeof *t);
+}
+
+/* A set of non-zero uint64 values. */
+typedef struct u64set {
+  uint64_t *slots;
+  size_t n, nslots;
+} u64set;
+
+static bool u64set_add(u64set *s, uint64_t v) {
+  if ((s->n + 1) * 2 > s->nslots) {
+    size_t ns = s->nslots ? s->nslots * 2 : 4096;
+    uint64_t *old = s->slots;
+    size_t oldn = s->nslots;
+    s->slots = xcalloc(ns, sizeof *s->slots);
+    s->nslots = ns;
+    for (size_t i = 0; i < oldn; i++)
+      if (old[i]) {
+        size_t j = mix64(old[i]) & (ns - 1);
+        while (s->slots[j])
+          j = (j + 1) & (ns - 1);
+        s->slots[j] = old[i];
+      }
+    free(old);
+  }
+  size_t j = mix64(v) & (s->nslots - 1);
+  for (; s->slots[j]; j = (j + 1) & (s->nslots - 1))
+    if (s->slots[j] == v)
+      return false;
+  s->slots[j] = v;
+  s->n++;
+  return true;
+}
+
+typedef struct lrec {
+  uint32_t a, b; /* raw key ids */
+  int64_t seen;
+} lrec;
+
+typedef struct dataset {
+  char *path;
+  keytab raw;        /* (type, key as written) */
+  uint32_t *raw_ent; /* raw id -> entity id */
+  size_t raw_ent_cap;
+  keytab ent;        /* (type, key normalised as the server does) */
+  lrec *links;
+  size_t nlinks, links_cap;
+  uint64_t distinct_links;
+  uint64_t entity_records; /* entity records in the file: ignored */
+  uint64_t file_bytes;
+  double load_s;
+  char *norm_buf;
+  size_t norm_cap;
+  u64set pairs;
+} dataset;
+
+static uint32_t dataset_key(dataset *d, int type, const char *key) {
+  size_t n = strlen(key);
+  bool is_new;
+  uint32_t id = keytab_intern(&d->raw, type, key, n, &is_new);
+  if (is_new) {
+    if (n + 1 > d->norm_cap) {
+      d->norm_cap = (n + 1) * 2;
+      d->norm_buf = xrealloc(d->norm_buf, d->norm_cap);
+    }
+    size_t nn = gc_key_normalize((gc_entity_type)type, key, n, d->norm_buf);
+    uint32_t eid = keytab_intern(&d->ent, type, d->norm_buf, nn, NULL);
+    if (id >= d->raw_ent_cap) {
+      d->raw_ent_cap = d->raw_ent_cap ? d->raw_ent_cap * 2 : 1024;
+      d->raw_ent = xrealloc(d->raw_ent, d->raw_ent_cap * sizeof *d->raw_ent);
+    }
+    d->raw_ent[id] = eid;
+  }
+  return id;
+}
+
+static int dataset_on_record(void *ud, const gc_ingest_record *rec) {
+  dataset *d = ud;
+  if (rec->kind != GC_INGEST_LINK) {
+    d->entity_records++;
+    return 0;
+  }
+  uint32_t a = dataset_key(d, rec->link.a_type, rec->link.a_key);
+  uint32_t b = dataset_key(d, rec->link.b_type, rec->link.b_key);
+  if (d->nlinks == d->links_cap) {
+    d->links_cap = d->links_cap ? d->links_cap * 2 : 65536;
+    d->links = xrealloc(d->links, d->links_cap * sizeof *d->links);
+  }
+  d->links[d->nlinks++] = (lrec){a, b, rec->link.seen};
+  uint64_t ea = d->raw_ent[a], eb = d->raw_ent[b];
+  uint64_t pair = ea < eb ? (ea << 32 | eb) : (eb << 32 | ea);
+  if (u64set_add(&d->pairs, pair + 1))
+    d->distinct_links++;
+  return 0;
+}
+
+static void dataset_load(dataset *d, const char *path) {
+  memset(d, 0, sizeof *d);
+  d->path = xstrdup(path);
+  int64_t t0 = now_ns();
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    die("cannot open %s: %s", path, strerror(errno));
+  gc_ingest_parser *p =
+      gc_ingest_parser_new(path, gc_ingest_format_for_path(path), dataset_on_record, d);
+  if (!p)
+    die("out of memory");
+  size_t cap = 1 << 20;
+  char *buf = xmalloc(cap);
+  int rc = GC_INGEST_OK;
+  size_t n;
+  while (rc == GC_INGEST_OK && (n = fread(buf, 1, cap, f)) > 0) {
+    d->file_bytes += n;
+    rc = gc_ingest_parser_feed(p, buf, n);
+  }
+  if (ferror(f))
+    die("cannot read %s: %s", path, strerror(errno));
+  if (rc == GC_INGEST_OK)
+    rc = gc_ingest_parser_finish(p);
+  if (rc != GC_INGEST_OK)
+    die("%s", rc == GC_INGEST_EDATA ? gc_ingest_parser_error(p) : "parser failed (out of memory)");
+  gc_ingest_parser_free(p);
+  free(buf);
+  fclose(f);
+  free(d->pairs.slots);
+  d->pairs = (u64set){0};
+  free(d->norm_buf);
+  d->norm_buf = NULL;
+  d->load_s = (double)(now_ns() - t0) / 1e9;
+  if (d->nlinks == 0)
+    die("%s: no links", path);
+}
+
+static void dataset_free(dataset *d) {
+  keytab_free(&d->raw);
+  keytab_free(&d->ent);
+  free(d->raw_ent);
+  free(d->links);
+  free(d->path);
+  memset(d, 0, sizeof *d);
+}
+
+/* ---- batches for gRPC ---- */
+
+typedef struct pb_batches {
+  size_t n;
+  Graphd__V1__UpsertRequest *reqs;
+  Graphd__V1__LinkInput *lin;
+  Graphd__V1__LinkInput **lptr;
+  Graphd__V1__EntityRef *refs;
+} pb_batches;
+
+static void pb_batches_build(const dataset *d, size_t batch, pb_batches *ret) {
+  pb_batches b = {0};
+  b.n = (d->nlinks + batch - 1) / batch;
+  b.reqs = xcalloc(b.n, sizeof *b.reqs);
+  b.lin = xcalloc(d->nlinks, sizeof *b.lin);
+  b.lptr = xcalloc(d->nlinks, sizeof *b.lptr);
+  b.refs = xcalloc(2 * d->nlinks, sizeof *b.refs);
+  for (size_t i = 0; i < d->nlinks; i++) {
+    const lrec *l = &d->links[i];
+    Graphd__V1__EntityRef *ra = &b.refs[2 * i], *rb = &b.refs[2 * i + 1];
+    graphd__v1__entity_ref__init(ra);
+    graphd__v1__entity_ref__init(rb);
+    ra->type = (Graphd__V1__EntityType)d->raw.items[l->a].type;
+    ra->key = (char *)keytab_str(&d->raw, l->a);
+    rb->type = (Graphd__V1__EntityType)d->raw.items[l->b].type;
+    rb->key = (char *)keytab_str(&d->raw, l->b);
+    graphd__v1__link_input__init(&b.lin[i]);
+    b.lin[i].a = ra;
+    b.lin[i].b = rb;
+    b.lin[i].seen = l->seen;
+    b.lptr[i] = &b.lin[i];
+  }
+  for (size_t k = 0; k < b.n; k++) {
+    size_t first = k * batch, cnt = d->nlinks - first < batch ? d->nlinks - first : batch;
+    graphd__v1__upsert_request__init(&b.reqs[k]);
+    b.reqs[k].links = &b.lptr[first];
+    b.reqs[k].n_links = cnt;
+  }
+  *ret = b;
+}
+
+static void pb_batches_free(pb_batches *b) {
+  free(b->reqs);
+  free(b->lin);
+  free(b->lptr);
+  free(b->refs);
+  memset(b, 0, sizeof *b);
+}
+
+/* ---- batches for the store ---- */
+
+typedef struct store_batches {
+  size_t n;
+  gd_upsert *ups;
+  gd_link_in *links;
+  char *pool; /* keys normalised by gd_key_normalize, per raw key */
+  size_t *off;
+  uint32_t *len;
+  uint64_t norm_mismatches; /* gd_key_normalize != gc_key_normalize */
+} store_batches;
+
+static void store_batches_build(const dataset *d, size_t batch, store_batches *ret) {
+  store_batches s = {0};
+  size_t nraw = d->raw.n;
+  s.off = xcalloc(nraw, sizeof *s.off);
+  s.len = xcalloc(nraw, sizeof *s.len);
+  s.pool = xmalloc(d->raw.pool_n + 1);
+  size_t used = 0;
+  for (uint32_t i = 0; i < nraw; i++) {
+    const kitem *it = &d->raw.items[i];
+    size_t n = 0;
+    gd_err err;
+    if (gd_key_normalize(it->type, (gd_str){d->raw.pool + it->off, it->len}, s.pool + used, &n,
+                         &err))
+      die("gd_key_normalize(%s '%s'): %s", gd_type_name(it->type), d->raw.pool + it->off,
+          err.msg);
+    s.off[i] = used;
+    s.len[i] = (uint32_t)n;
+    used += n;
+    const kitem *e = &d->ent.items[d->raw_ent[i]];
+    if (e->len != n || memcmp(d->ent.pool + e->off, s.pool + s.off[i], n))
+      s.norm_mismatches++;
+  }
+  s.links = xcalloc(d->nlinks, sizeof *s.links);
+  for (size_t i = 0; i < d->nlinks; i++) {
+    const lrec *l = &d->links[i];
+    s.links[i].a = (gd_ref){0, d->raw.items[l->a].type, {s.pool + s.off[l->a], s.len[l->a]}};
+    s.links[i].b = (gd_ref){0, d->raw.items[l->b].type, {s.pool + s.off[l->b], s.len[l->b]}};
+    s.links[i].seen = l->seen;
+  }
+  s.n = (d->nlinks + batch - 1) / batch;
+  s.ups = xcalloc(s.n, sizeof *s.ups);
+  for (size_t k = 0; k < s.n; k++) {
+    size_t first = k * batch, cnt = d->nlinks - first < batch ? d->nlinks - first : batch;
+    s.ups[k] = (gd_upsert){.links = &s.links[first], .nlinks = cnt};
+  }
+  *ret = s;
+}
+
+static void store_batches_free(store_batches *s) {
+  free(s->ups);
+  free(s->links);
+  free(s->pool);
+  free(s->off);
+  free(s->len);
+  memset(s, 0, sizeof *s);
+}
+
+/* ==================================================================== */
+/* Spawning processes                                                      */
+
+typedef struct daemon_proc {
+  pid_t pid;
+  int out_fd;
+  char addr[160];
+  char *log_path;
+  double start_s; /* spawn to listening line */
+} daemon_proc;
+
+typedef struct daemon_exit {
+  bool exited_ok;     /* exit status 0 */
+  bool hung;          /* did not exit within the stop timeout: killed */
+  int status;         /* waitpid status */
+  double stop_s;      /* SIGTERM to exit */
+  char desc[128];
+} daemon_exit;
+
+static void describe_status(int status, char *buf, size_t size) {
+  if (WIFEXITED(status))
+    snprintf(buf, size, "exit %d", WEXITSTATUS(status));
+  else if (WIFSIGNALED(status))
+    snprintf(buf, size, "killed by signal %d (%s)%s", WTERMSIG(status), strsignal(WTERMSIG(status)),
+             WCOREDUMP(status) ? ", core dumped" : "");
+  else
+    snprintf(buf, size, "status 0x%x", status);
+}
+
+static void print_log_tail(const char *path) {
+  FILE *f = path ? fopen(path, "r") : NULL;
+  if (!f)
+    return;
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  fseek(f, size > 4000 ? size - 4000 : 0, SEEK_SET);
+  char buf[4001];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  fprintf(stderr, "---- last lines of %s ----\n%s---- end ----\n", path, buf);
+}
+
+/* Runs sellergen; dies when it fails. */
+static void run_sellergen(const bench_cfg *cfg, const char *outdir) {
+  char sellers[32], seed[32];
+  snprintf(sellers, sizeof sellers, "%" PRIu64, cfg->sellers);
+  snprintf(seed, sizeof seed, "%" PRIu64, cfg->seed);
+  fprintf(stderr, "graphd-bench: %s --sellers %s --seed %s --out %s\n", cfg->sellergen, sellers,
+          seed, outdir);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0)
+    die("fork: %s", strerror(errno));
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0)
+      dup2(devnull, 1);
+    execl(cfg->sellergen, cfg->sellergen, "--sellers", sellers, "--seed", seed, "--out", outdir,
+          (char *)NULL);
+    fprintf(stderr, "graphd-bench: cannot run %s: %s\n", cfg->sellergen, strerror(errno));
+    _exit(127);
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    char d[128];
+    describe_status(status, d, sizeof d);
+    die("sellergen failed (%s)", d);
+  }
+}
+
+/*
+ * Starts graphd on data_dir, listening on a free loopback port, and waits
+ * for its "listening on HOST:PORT" line. Its stderr goes to log_path.
+ * Returns false (with an anomaly recorded) when it does not come up.
+ */
+static bool daemon_start(const bench_cfg *cfg, const char *data_dir, const char *log_path,
+                         daemon_proc *d) {
+  memset(d, 0, sizeof *d);
+  d->log_path = xstrdup(log_path);
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) != 0)
+    die("pipe: %s", strerror(errno));
+  int logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (logfd < 0)
+    die("cannot create %s: %s", log_path, strerror(errno));
+  const char *argv[MAX_GRAPHD_ARGS + 8];
+  int n = 0;
+  argv[n++] = cfg->graphd;
+  argv[n++] = "--data";
+  argv[n++] = data_dir;
+  argv[n++] = "--listen";
+  argv[n++] = "127.0.0.1:0";
+  for (int i = 0; i < cfg->n_graphd_args; i++)
+    argv[n++] = cfg->graphd_args[i];
+  argv[n] = NULL;
+
+  int64_t t0 = now_ns();
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0)
+    die("fork: %s", strerror(errno));
+  if (pid == 0) {
+    dup2(pfd[1], 1);
+    dup2(logfd, 2);
+    signal(SIGPIPE, SIG_DFL);
+    execv(cfg->graphd, (char *const *)argv);
+    fprintf(stderr, "graphd-bench: cannot run %s: %s\n", cfg->graphd, strerror(errno));
+    _exit(127);
+  }
+  children_add(pid);
+  close(pfd[1]);
+  close(logfd);
+  d->pid = pid;
+  d->out_fd = pfd[0];
+
+  char line[512];
+  size_t got = 0;
+  int64_t deadline = t0 + (int64_t)cfg->start_timeout_ms * 1000000;
+  for (;;) {
+    int64_t left = (deadline - now_ns()) / 1000000;
+    if (left <= 0) {
+      anomaly("graphd (pid %d) printed no listening line within %d ms; see %s", (int)pid,
+              cfg->start_timeout_ms, log_path);
+      break;
+    }
+    struct pollfd p = {d->out_fd, POLLIN, 0};
+    int rc = poll(&p, 1, (int)(left > 1000 ? 1000 : left));
+    if (rc < 0 && errno == EINTR)
+      continue;
+    if (rc == 0)
+      continue;
+    ssize_t r = read(d->out_fd, line + got, sizeof line - 1 - got);
+    if (r <= 0) {
+      int status = 0;
+      char desc[128] = "still running";
+      for (int tries = 0; tries < 200; tries++) { /* it is probably exiting */
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+          children_remove(pid);
+          d->pid = 0;
+          describe_status(status, desc, sizeof desc);
+          break;
+        }
+        usleep(10000);
+      }
+      anomaly("graphd closed stdout before its listening line (%s); see %s", desc, log_path);
+      print_log_tail(log_path);
+      break;
+    }
+    got += (size_t)r;
+    line[got] = '\0';
+    char *nl = strchr(line, '\n');
+    if (nl) {
+      *nl = '\0';
+      if (sscanf(line, "listening on %159s", d->addr) == 1) {
+        d->start_s = (double)(now_ns() - t0) / 1e9;
+        return true;
+      }
+      anomaly("graphd printed '%s' instead of 'listening on HOST:PORT'", line);
+      break;
+    }
+    if (got == sizeof line - 1) {
+      anomaly("graphd printed an overlong first line");
+      break;
+    }
+  }
+  if (d->pid) {
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, NULL, 0);
+    children_remove(d->pid);
+    d->pid = 0;
+  }
+  close(d->out_fd);
+  d->out_fd = -1;
+  return false;
+}
+
+/* SIGTERM, then waits for the exit; SIGKILL after the stop timeout. */
+static void daemon_stop(const bench_cfg *cfg, daemon_proc *d, daemon_exit *ret) {
+  memset(ret, 0, sizeof *ret);
+  if (!d->pid)
+    return;
+  int64_t t0 = now_ns();
+  kill(d->pid, SIGTERM);
+  int status = 0;
+  for (;;) {
+    pid_t w = waitpid(d->pid, &status, WNOHANG);
+    if (w == d->pid)
+      break;
+    if (w < 0 && errno != EINTR)
+      die("waitpid: %s", strerror(errno));
+    if (now_ns() - t0 > (int64_t)cfg->stop_timeout_ms * 1000000) {
+      ret->hung = true;
+      anomaly("graphd (pid %d) did not exit within %d ms of SIGTERM: killed; see %s",
+              (int)d->pid, cfg->stop_timeout_ms, d->log_path);
+      kill(d->pid, SIGKILL);
+      waitpid(d->pid, &status, 0);
+      break;
+    }
+    usleep(5000);
+  }
+  ret->stop_s = (double)(now_ns() - t0) / 1e9;
+  ret->status = status;
+  describe_status(status, ret->desc, sizeof ret->desc);
+  ret->exited_ok = !ret->hung && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (!ret->exited_ok && !ret->hung) {
+    anomaly("graphd (pid %d) ended with %s after SIGTERM (expected exit 0); see %s", (int)d->pid,
+            ret->desc, d->log_path);
+    print_log_tail(d->log_path);
+  }
+  children_remove(d->pid);
+  d->pid = 0;
+  if (d->out_fd >= 0)
+    close(d->out_fd);
+  d->out_fd = -1;
+}
+
+/* Checks that a daemon we talk to is still alive; records an anomaly. */
+static bool daemon_alive(daemon_proc *d, const char *when) {
+  if (!d->pid)
+    return false;
+  int status;
+  if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+    char desc[128];
+    describe_status(status, desc, sizeof desc);
+    anomaly("graphd (pid %d) died %s: %s; see %s", (int)d->pid, when, desc, d->log_path);
+    print_log_tail(d->log_path);
+    children_remove(d->pid);
+    d->pid = 0;
+    return false;
+  }
+  return true;
+}
+
+static void daemon_free(daemon_proc *d) {
+  free(d->log_path);
+  d->log_path = NULL;
+}
+
+/* ==================================================================== */
+/* Ingest                                                                  */
+
+typedef struct ref_ctx {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  size_t remaining;
+  int64_t t_done;
+  gd_totals totals;
+  uint64_t failed;
+  gd_err first_err;
+  /* --ref-window: ops still to submit, from the done callbacks */
+  gd_writer *w;
+  struct ref_op *ops;
+  size_t next, n;
+  bool windowed;
+} ref_ctx;
+
+typedef struct ref_op {
+  gd_write_op op;
+  ref_ctx *ctx;
+  const gd_upsert *u;
+  gd_upsert_result res;
+} ref_op;
+
+static int ref_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
+  ref_op *o = (ref_op *)wop;
+  memset(&o->res, 0, sizeof o->res); /* the writer may apply an op twice */
+  return gd_store_upsert(t, o->u, &o->res, err);
+}
+
+static void ref_done(gd_write_op *wop, const gd_err *err) {
+  ref_op *o = (ref_op *)wop;
+  ref_ctx *c = o->ctx;
+  pthread_mutex_lock(&c->mu);
+  if (err->code) {
+    if (!c->failed++)
+      c->first_err = *err;
+  } else {
+    c->totals.entities_created += o->res.totals.entities_created;
+    c->totals.entities_updated += o->res.totals.entities_updated;
+    c->totals.links_created += o->res.totals.links_created;
+    c->totals.links_updated += o->res.totals.links_updated;
+  }
+  if (--c->remaining == 0) {
+    c->t_done = now_ns();
+    pthread_cond_signal(&c->cv);
+  }
+  struct ref_op *more = c->windowed && c->next < c->n ? &c->ops[c->next++] : NULL;
+  pthread_mutex_unlock(&c->mu);
+  /* The writer calls done() without its lock held, so submitting is fine. */
+  if (more)
+    gd_writer_submit(c->w, &more->op);
+}
+
+typedef struct ref_result {
+  double seconds, links_per_s;
+  gd_totals totals;
+  uint64_t commits, grows;
+  uint64_t dir_apparent, dir_alloc;
+  double open_s, close_s;
+  double cpu_s; /* this process, over the timed part: the writer's work */
+  bool ok;
+} ref_result;
+
+static void run_reference(const bench_cfg *cfg, const char *run_dir, const dataset *d,
+                          const store_batches *sb, ref_result *ret) {
+  memset(ret, 0, sizeof *ret);
+  char *dir = xasprintf("%s/ref-data", run_dir);
+  gd_store_opts so = {.path = dir};
+  gd_store *store = NULL;
+  gd_writer *w = NULL;
+  gd_err err;
+  int64_t t_open = now_ns();
+  if (gd_store_open(&so, &store, &err))
+    die("reference: gd_store_open(%s): %s", dir, err.msg);
+  if (gd_writer_start(store, 0, &w, &err))
+    die("reference: gd_writer_start: %s", err.msg);
+  ret->open_s = (double)(now_ns() - t_open) / 1e9;
+
+  ref_ctx ctx = {.remaining = sb->n, .w = w, .n = sb->n, .windowed = cfg->ref_window > 0};
+  pthread_mutex_init(&ctx.mu, NULL);
+  pthread_cond_init(&ctx.cv, NULL);
+  ref_op *ops = xcalloc(sb->n, sizeof *ops);
+  for (size_t i = 0; i < sb->n; i++) {
+    ops[i].op.apply = ref_apply;
+    ops[i].op.done = ref_done;
+    ops[i].ctx = &ctx;
+    ops[i].u = &sb->ups[i];
+  }
+  ctx.ops = ops;
+  size_t first = ctx.windowed && (size_t)cfg->ref_window < sb->n ? (size_t)cfg->ref_window : sb->n;
+  double cpu0 = self_cpu_s();
+  int64_t t0 = now_ns();
+  pthread_mutex_lock(&ctx.mu);
+  ctx.next = first; /* done callbacks may run before this loop ends */
+  pthread_mutex_unlock(&ctx.mu);
+  for (size_t i = 0; i < first; i++)
+    gd_writer_submit(w, &ops[i].op);
+  pthread_mutex_lock(&ctx.mu);
+  while (ctx.remaining)
+    pthread_cond_wait(&ctx.cv, &ctx.mu);
+  pthread_mutex_unlock(&ctx.mu);
+  ret->cpu_s = self_cpu_s() - cpu0;
+  ret->seconds = (double)(ctx.t_done - t0) / 1e9;
+  ret->links_per_s = (double)d->nlinks / ret->seconds;
+  ret->totals = ctx.totals;
+
+  gd_writer_stats ws;
+  gd_writer_stats_get(w, &ws);
+  ret->commits = ws.commits;
+  ret->grows = ws.grows;
+  int64_t t_close = now_ns();
+  gd_writer_stop(w);
+  gd_store_close(store);
+  ret->close_s = (double)(now_ns() - t_close) / 1e9;
+  dir_bytes(dir, &ret->dir_apparent, &ret->dir_alloc);
+  ret->ok = ctx.failed == 0;
+  if (ctx.failed)
+    anomaly("reference: %" PRIu64 " of %zu batches failed; first: %s", ctx.failed, sb->n,
+            ctx.first_err.msg);
+  pthread_mutex_destroy(&ctx.mu);
+  pthread_cond_destroy(&ctx.cv);
+  free(ops);
+  if (!cfg->keep)
+    rm_rf(dir);
+  free(dir);
+}
+
+typedef struct graphd_result {
+  double seconds, links_per_s;
+  gd_totals totals;
+  uint64_t messages, duplicates;
+  uint64_t stats_links, stats_commits, stats_requests, stats_lmdb_bytes;
+  bool stats_ok;
+  int64_t peak_rss, rss_end;
+  double daemon_cpu_s, client_cpu_s;
+  double start_s;
+  daemon_exit exit;
+  uint64_t dir_apparent, dir_alloc;
+  bool ok; /* the rpc succeeded and every check passed */
+  int code;
+  char message[GC_STATUS_MSG_MAX];
+} graphd_result;
+
+static bool check_eq(const char *what, uint64_t got, uint64_t want) {
+  if (got == want)
+    return true;
+  anomaly("graphd Ingest: %s is %" PRIu64 ", expected %" PRIu64, what, got, want);
+  return false;
+}
+
+/*
+ * One graphd ingest run into data_dir (fresh). The daemon is stopped at
+ * the end in every case.
+ */
+static void run_graphd_ingest(const bench_cfg *cfg, const char *run_dir, const char *data_dir,
+                              const dataset *d, const pb_batches *pb, graphd_result *ret) {
+  memset(ret, 0, sizeof *ret);
+  ret->peak_rss = -1;
+  ret->daemon_cpu_s = NAN;
+  char *log = xasprintf("%s/graphd-ingest.log", run_dir);
+  daemon_proc dp;
+  if (!daemon_start(cfg, data_dir, log, &dp)) {
+    free(log);
+    daemon_free(&dp);
+    ret->code = GRPC_STATUS_UNAVAILABLE;
+    snprintf(ret->message, sizeof ret->message, "graphd did not start");
+    return;
+  }
+  free(log);
+  ret->start_s = dp.start_s;
+
+  gc_client *c = NULL;
+  gc_status st;
+  gc_client_opts co = {.own_connection = true};
+  if (gc_client_open(dp.addr, &co, &c, &st) || gc_client_wait_ready(c, 10000, &st)) {
+    anomaly("graphd Ingest: cannot connect to %s: %s", dp.addr, st.message);
+    ret->code = st.code;
+    snprintf(ret->message, sizeof ret->message, "%s", st.message);
+    goto stop;
+  }
+  gc_stream_opts sopts = {.step_timeout_ms = cfg->step_timeout_ms};
+  gc_stream *s = NULL;
+  if (gc_stream_open(c, SVC "Ingest", &sopts, &s, &st))
+    die("gc_stream_open: %s", st.message);
+
+  double cpu0 = self_cpu_s(), dcpu0 = proc_cpu_s(dp.pid);
+  int64_t t0 = now_ns();
+  int code = GRPC_STATUS_OK;
+  size_t i;
+  for (i = 0; i < pb->n && code == GRPC_STATUS_OK; i++)
+    code = gc_stream_send(s, &pb->reqs[i].base, &st);
+  Graphd__V1__IngestReply *rep = NULL;
+  if (code == GRPC_STATUS_OK)
+    code = gc_stream_finish(s, &graphd__v1__ingest_reply__descriptor, (ProtobufCMessage **)&rep,
+                            &st);
+  int64_t t1 = now_ns();
+  ret->client_cpu_s = self_cpu_s() - cpu0;
+  ret->daemon_cpu_s = proc_cpu_s(dp.pid) - dcpu0;
+  uint64_t accepted = gc_stream_messages_sent(s);
+  gc_stream_free(s);
+  ret->code = code;
+  snprintf(ret->message, sizeof ret->message, "%s", code ? st.message : "");
+  if (code) {
+    anomaly("graphd Ingest failed (%" PRIu64 " of %zu messages accepted by the client "
+            "library): %s: %s",
+            accepted, pb->n, gc_status_code_name(code), st.message);
+    daemon_alive(&dp, "during Ingest");
+  } else {
+    ret->seconds = (double)(t1 - t0) / 1e9;
+    ret->links_per_s = (double)d->nlinks / ret->seconds;
+    ret->messages = rep->messages;
+    ret->duplicates = rep->duplicates;
+    if (rep->totals) {
+      ret->totals.entities_created = rep->totals->entities_created;
+      ret->totals.entities_updated = rep->totals->entities_updated;
+      ret->totals.links_created = rep->totals->links_created;
+      ret->totals.links_updated = rep->totals->links_updated;
+    }
+    bool ok = rep->totals != NULL;
+    if (!ok)
+      anomaly("graphd Ingest: the reply has no totals");
+    ok &= check_eq("messages", rep->messages, pb->n);
+    ok &= check_eq("duplicates", rep->duplicates, 0);
+    ok &= check_eq("links_created (distinct links)", ret->totals.links_created, d->distinct_links);
+    ok &= check_eq("links_created + links_updated (link records sent)",
+                   ret->totals.links_created + ret->totals.links_updated, d->nlinks);
+    ok &= check_eq("entities_created (distinct entities)", ret->totals.entities_created,
+                   d->ent.n);
+    ret->ok = ok;
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+
+    /* Stats, outside the timing: the link count and the commit grouping. */
+    Graphd__V1__StatsRequest sreq = GRAPHD__V1__STATS_REQUEST__INIT;
+    Graphd__V1__StatsReply *srep = NULL;
+    if (gc_unary(c, SVC "Stats", &sreq.base, &graphd__v1__stats_reply__descriptor,
+                 (ProtobufCMessage **)&srep, &st, cfg->call_timeout_ms) == GRPC_STATUS_OK) {
+      ret->stats_ok = true;
+      ret->stats_links = srep->links;
+      ret->stats_commits = srep->commits;
+      ret->stats_requests = srep->committed_requests;
+      ret->stats_lmdb_bytes = srep->lmdb_size_bytes;
+      ret->ok &= check_eq("Stats.links", srep->links, d->distinct_links);
+      protobuf_c_message_free_unpacked(&srep->base, NULL);
+    } else {
+      anomaly("graphd Stats after Ingest failed: %s: %s", gc_status_code_name(st.code),
+              st.message);
+      ret->ok = false;
+    }
+  }
+stop:
+  gc_client_close(c);
+  if (dp.pid && daemon_alive(&dp, "after Ingest")) {
+    ret->peak_rss = proc_status_kb(dp.pid, "VmHWM");
+    ret->rss_end = proc_status_kb(dp.pid, "VmRSS");
+  }
+  daemon_stop(cfg, &dp, &ret->exit);
+  if (!ret->exit.exited_ok)
+    ret->ok = false;
+  daemon_free(&dp);
+  dir_bytes(data_dir, &ret->dir_apparent, &ret->dir_alloc);
+}
+
+typedef struct ingest_report {
+  int repeats;
+  ref_result ref[MAX_REPEAT];
+  graphd_result gd[MAX_REPEAT];
+  double ratio[MAX_REPEAT];
+  bool ok;
+} ingest_report;
+
+static json_object *jtotals(const gd_totals *t) {
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "entities_created", json_object_new_uint64(t->entities_created));
+  json_object_object_add(o, "entities_updated", json_object_new_uint64(t->entities_updated));
+  json_object_object_add(o, "links_created", json_object_new_uint64(t->links_created));
+  json_object_object_add(o, "links_updated", json_object_new_uint64(t->links_updated));
+  return o;
+}
+
+static json_object *jdouble_array(const double *v, int n) {
+  json_object *a = json_object_new_array();
+  for (int i = 0; i < n; i++)
+    json_object_array_add(a, json_object_new_double(v[i]));
+  return a;
+}
+
+/*
+ * Runs the ingest comparison. When keep_dir is not NULL, the data dir of
+ * the last graphd run is kept and its path returned there.
+ */
+static json_object *bench_ingest(const bench_cfg *cfg, const char *workroot, const dataset *d,
+                                 ingest_report *rep, char **keep_dir) {
+  memset(rep, 0, sizeof *rep);
+  rep->repeats = cfg->repeat;
+  pb_batches pb;
+  store_batches sb;
+  int64_t t0 = now_ns();
+  pb_batches_build(d, cfg->batch, &pb);
+  store_batches_build(d, cfg->batch, &sb);
+  double build_s = (double)(now_ns() - t0) / 1e9;
+  if (sb.norm_mismatches)
+    anomaly("%" PRIu64 " key(s) normalise differently with the client's gc_key_normalize and the "
+            "store's gd_key_normalize",
+            sb.norm_mismatches);
+  fprintf(stderr, "graphd-bench: %zu links in %zu batches of %zu built in %.2f s\n", d->nlinks,
+          pb.n, cfg->batch, build_s);
+
+  rep->ok = true;
+  for (int r = 0; r < cfg->repeat; r++) {
+    char name[32];
+    snprintf(name, sizeof name, "ingest-%d", r + 1);
+    char *run_dir = xasprintf("%s/%s", workroot, name);
+    if (mkdir(run_dir, 0755) != 0)
+      die("mkdir %s: %s", run_dir, strerror(errno));
+    char *gdir = xasprintf("%s/graphd-data", run_dir);
+    bool ref_first = r % 2 == 0;
+    for (int step = 0; step < 2; step++) {
+      if ((step == 0) == ref_first) {
+        fprintf(stderr, "graphd-bench: ingest %d/%d: reference (store + writer, in-process)...\n",
+                r + 1, cfg->repeat);
+        run_reference(cfg, run_dir, d, &sb, &rep->ref[r]);
+        fprintf(stderr, "graphd-bench:   reference %.0f links/s (%.3f s, %" PRIu64 " commits)\n",
+                rep->ref[r].links_per_s, rep->ref[r].seconds, rep->ref[r].commits);
+      } else {
+        fprintf(stderr, "graphd-bench: ingest %d/%d: graphd Ingest rpc...\n", r + 1, cfg->repeat);
+        run_graphd_ingest(cfg, run_dir, gdir, d, &pb, &rep->gd[r]);
+        fprintf(stderr, "graphd-bench:   graphd %.0f links/s (%.3f s)%s\n",
+                rep->gd[r].links_per_s, rep->gd[r].seconds, rep->gd[r].ok ? "" : " FAILED");
+      }
+    }
+    const graphd_result *g = &rep->gd[r];
+    const ref_result *f = &rep->ref[r];
+    rep->ratio[r] = g->code == 0 ? g->links_per_s / f->links_per_s : NAN;
+    if (g->code == 0 && f->ok &&
+        (g->totals.entities_created != f->totals.entities_created ||
+         g->totals.links_created != f->totals.links_created ||
+         g->totals.links_updated != f->totals.links_updated ||
+         g->totals.entities_updated != f->totals.entities_updated)) {
+      anomaly("ingest %d: graphd totals (entities %" PRIu64 "+%" PRIu64 ", links %" PRIu64
+              "+%" PRIu64 ") differ from the reference's (entities %" PRIu64 "+%" PRIu64
+              ", links %" PRIu64 "+%" PRIu64 ")",
+              r + 1, g->totals.entities_created, g->totals.entities_updated,
+              g->totals.links_created, g->totals.links_updated, f->totals.entities_created,
+              f->totals.entities_updated, f->totals.links_created, f->totals.links_updated);
+      rep->gd[r].ok = false;
+    }
+    rep->ok &= rep->gd[r].ok && f->ok;
+    bool last = r == cfg->repeat - 1;
+    if (last && keep_dir && g->code == 0) {
+      *keep_dir = gdir;
+    } else {
+      if (!cfg->keep)
+        rm_rf(gdir);
+      free(gdir);
+    }
+    free(run_dir);
+  }
+
+  /* Figures. */
+  int n = cfg->repeat;
+  double ref_lps[MAX_REPEAT], gd_lps[MAX_REPEAT], ref_s[MAX_REPEAT], gd_s[MAX_REPEAT];
+  double rss[MAX_REPEAT], gbytes[MAX_REPEAT], galloc[MAX_REPEAT], rbytes[MAX_REPEAT];
+  double dcpu[MAX_REPEAT], ccpu[MAX_REPEAT], rcommits[MAX_REPEAT], gcommits[MAX_REPEAT];
+  double gstart[MAX_REPEAT], gstop[MAX_REPEAT], rcpu[MAX_REPEAT];
+  for (int r = 0; r < n; r++) {
+    ref_lps[r] = rep->ref[r].links_per_s;
+    ref_s[r] = rep->ref[r].seconds;
+    gd_lps[r] = rep->gd[r].code == 0 ? rep->gd[r].links_per_s : NAN;
+    gd_s[r] = rep->gd[r].code == 0 ? rep->gd[r].seconds : NAN;
+    rss[r] = (double)rep->gd[r].peak_rss;
+    gbytes[r] = (double)rep->gd[r].dir_apparent;
+    galloc[r] = (double)rep->gd[r].dir_alloc;
+    rbytes[r] = (double)rep->ref[r].dir_apparent;
+    dcpu[r] = rep->gd[r].daemon_cpu_s;
+    ccpu[r] = rep->gd[r].client_cpu_s;
+    rcommits[r] = (double)rep->ref[r].commits;
+    gcommits[r] = (double)rep->gd[r].stats_commits;
+    gstart[r] = rep->gd[r].start_s;
+    rcpu[r] = rep->ref[r].cpu_s;
+    gstop[r] = rep->gd[r].exit.stop_s;
+  }
+  double m_ref = median(ref_lps, n), m_gd = median(gd_lps, n);
+  double m_ratio = median(rep->ratio, n);
+
+  char b1[64], b2[64], b3[64], b4[64];
+  printf("\nINGEST  %zu link records (%" PRIu64 " distinct links, %zu distinct entities), "
+         "%zu batches of %zu, durable; median of %d interleaved repeat(s)\n",
+         d->nlinks, d->distinct_links, d->ent.n, pb.n, cfg->batch, n);
+  printf("  %-26s %14s %10s %10s %12s\n", "", "links/s", "seconds", "commits", "data dir");
+  printf("  %-26s %14s %10.3f %10.0f %12s\n", "reference (store, in-proc)",
+         fmt_count(b1, sizeof b1, m_ref), median(ref_s, n), median(rcommits, n),
+         fmt_bytes(b2, sizeof b2, median(rbytes, n)));
+  printf("  %-26s %14s %10.3f %10.0f %12s\n", "graphd Ingest rpc", fmt_count(b3, sizeof b3, m_gd),
+         median(gd_s, n), median(gcommits, n), fmt_bytes(b4, sizeof b4, median(gbytes, n)));
+  printf("  %-26s %14.3f   (median of per-repeat ratios; ratio of medians %.3f)\n",
+         "ratio graphd/reference", m_ratio, m_gd / m_ref);
+  printf("  per repeat links/s:  ref");
+  for (int r = 0; r < n; r++)
+    printf(" %s", fmt_count(b1, sizeof b1, ref_lps[r]));
+  printf("   graphd");
+  for (int r = 0; r < n; r++)
+    printf(" %s", fmt_count(b1, sizeof b1, gd_lps[r]));
+  printf("\n");
+  printf("  reference: CPU %.2f s (the writer thread; %s)\n", median(rcpu, n),
+         cfg->ref_window ? "windowed" : "all batches queued at once");
+  printf("  graphd: peak RSS (VmHWM) %s, data dir %s (%s allocated), daemon CPU %.2f s, "
+         "client CPU %.2f s,\n          start %.3f s, SIGTERM->exit %.3f s, exit: %s\n",
+         fmt_bytes(b1, sizeof b1, median(rss, n)), fmt_bytes(b2, sizeof b2, median(gbytes, n)),
+         fmt_bytes(b3, sizeof b3, median(galloc, n)), median(dcpu, n), median(ccpu, n),
+         median(gstart, n), median(gstop, n), rep->gd[n - 1].exit.desc[0] ? rep->gd[n - 1].exit.desc : "-");
+  printf("  expected totals: entities %zu created, links %" PRIu64 " created + %" PRIu64
+         " updated = %zu link records\n",
+         d->ent.n, d->distinct_links, (uint64_t)d->nlinks - d->distinct_links, d->nlinks);
+  printf("  totals (graphd, last repeat): entities %" PRIu64 " created / %" PRIu64
+         " updated, links %" PRIu64 " created / %" PRIu64 " updated: %s\n",
+         rep->gd[n - 1].totals.entities_created, rep->gd[n - 1].totals.entities_updated,
+         rep->gd[n - 1].totals.links_created, rep->gd[n - 1].totals.links_updated,
+         rep->ok ? "checks passed" : "CHECKS FAILED (see anomalies)");
+
+  json_object *j = json_object_new_object();
+  json_object_object_add(j, "repeats", json_object_new_int(n));
+  json_object_object_add(j, "batch", json_object_new_uint64(cfg->batch));
+  json_object_object_add(j, "batches", json_object_new_uint64(pb.n));
+  json_object_object_add(j, "order", json_object_new_string("alternating: ref first on odd-numbered repeats"));
+  json_object_object_add(j, "build_seconds", json_object_new_double(build_s));
+  json_object_object_add(j, "ok", json_object_new_boolean(rep->ok));
+  json_object_object_add(j, "key_normalisation_mismatches", json_object_new_uint64(sb.norm_mismatches));
+
+  json_object *jr = json_object_new_object();
+  json_object_object_add(jr, "what", json_object_new_string(
+      "gd_store_open + gd_writer_start, one gd_write_op per batch (gd_store_upsert), all "
+      "submitted at once; first submit to last done callback"));
+  json_object_object_add(jr, "links_per_s_median", json_object_new_double(m_ref));
+  json_object_object_add(jr, "links_per_s", jdouble_array(ref_lps, n));
+  json_object_object_add(jr, "seconds", jdouble_array(ref_s, n));
+  json_object_object_add(jr, "commits", jdouble_array(rcommits, n));
+  json_object_object_add(jr, "cpu_s", jdouble_array(rcpu, n));
+  json_object_object_add(jr, "window", json_object_new_int(cfg->ref_window));
+  json_object_object_add(jr, "data_dir_bytes", jdouble_array(rbytes, n));
+  json_object_object_add(jr, "totals", jtotals(&rep->ref[n - 1].totals));
+  json_object_object_add(j, "reference", jr);
+
+  json_object *jg = json_object_new_object();
+  json_object_object_add(jg, "what", json_object_new_string(
+      "graphd --listen 127.0.0.1:0, all batches through one Ingest stream (gc_stream, "
+      "coalescing on); first send to reply"));
+  json_object_object_add(jg, "links_per_s_median", json_object_new_double(m_gd));
+  json_object_object_add(jg, "links_per_s", jdouble_array(gd_lps, n));
+  json_object_object_add(jg, "seconds", jdouble_array(gd_s, n));
+  json_object_object_add(jg, "commits", jdouble_array(gcommits, n));
+  json_object_object_add(jg, "peak_rss_bytes_median", json_object_new_double(median(rss, n)));
+  json_object_object_add(jg, "peak_rss_bytes", jdouble_array(rss, n));
+  json_object_object_add(jg, "data_dir_bytes_median", json_object_new_double(median(gbytes, n)));
+  json_object_object_add(jg, "data_dir_bytes", jdouble_array(gbytes, n));
+  json_object_object_add(jg, "data_dir_alloc_bytes", jdouble_array(galloc, n));
+  json_object_object_add(jg, "daemon_cpu_s", jdouble_array(dcpu, n));
+  json_object_object_add(jg, "client_cpu_s", jdouble_array(ccpu, n));
+  json_object_object_add(jg, "start_s", jdouble_array(gstart, n));
+  json_object_object_add(jg, "stop_s", jdouble_array(gstop, n));
+  json_object *jexit = json_object_new_array();
+  for (int r = 0; r < n; r++)
+    json_object_array_add(jexit, json_object_new_string(rep->gd[r].exit.desc[0] ? rep->gd[r].exit.desc : "-"));
+  json_object_object_add(jg, "exit", jexit);
+  json_object_object_add(jg, "totals", jtotals(&rep->gd[n - 1].totals));
+  json_object_object_add(jg, "messages", json_object_new_uint64(rep->gd[n - 1].messages));
+  json_object_object_add(jg, "stats_links", json_object_new_uint64(rep->gd[n - 1].stats_links));
+  json_object_object_add(jg, "stats_committed_requests", json_object_new_uint64(rep->gd[n - 1].stats_requests));
+  json_object_object_add(jg, "stats_lmdb_size_bytes", json_object_new_uint64(rep->gd[n - 1].stats_lmdb_bytes));
+  json_object_object_add(j, "graphd", jg);
+  json_object_object_add(j, "ratio_graphd_over_reference", json_object_new_double(m_ratio));
+  json_object_object_add(j, "ratio_per_repeat", jdouble_array(rep->ratio, n));
+  json_object_object_add(j, "ratio_of_medians", json_object_new_double(m_gd / m_ref));
+
+  pb_batches_free(&pb);
+  store_batches_free(&sb);
+  return j;
+}
+
+/* ==================================================================== */
+/* Read                                                                    */
+
+typedef enum { RPC_HEALTH = 0, RPC_GET = 1, RPC_NEIGHBORS = 2, RPC__COUNT } rpc_kind;
+
+static const char *const rpc_names[RPC__COUNT] = {"Health/Check", "GetEntity", "Neighbors"};
+static const char *const rpc_json_names[RPC__COUNT] = {"health", "get_entity", "neighbors"};
+
+typedef struct read_keys {
+  size_t n;
+  Graphd__V1__EntityRef *refs;
+  Graphd__V1__GetEntityRequest *get;
+  Graphd__V1__NeighborsRequest *nbr;
+  char **keys;
+} read_keys;
+
+/* Samples up to `sample` distinct seller keys (normalised) from d. */
+static void read_keys_build(const dataset *d, size_t sample, uint64_t seed, unsigned limit,
+                            read_keys *ret) {
+  size_t ns = 0;
+  uint32_t *ids = xmalloc(d->ent.n * sizeof *ids);
+  for (uint32_t i = 0; i < d->ent.n; i++)
+    if (d->ent.items[i].type == GD_TYPE_SELLER)
+      ids[ns++] = i;
+  if (ns == 0)
+    die("%s: no seller keys", d->path);
+  size_t k = sample < ns ? sample : ns;
+  uint64_t rs = mix64(seed ^ 0x5ea11e55ULL) | 1;
+  for (size_t i = 0; i < k; i++) { /* partial Fisher-Yates */
+    size_t j = i + (size_t)(rng_next(&rs) % (ns - i));
+    uint32_t t = ids[i];
+    ids[i] = ids[j];
+    ids[j] = t;
+  }
+  read_keys r = {.n = k};
+  r.refs = xcalloc(k, sizeof *r.refs);
+  r.get = xcalloc(k, sizeof *r.get);
+  r.nbr = xcalloc(k, sizeof *r.nbr);
+  r.keys = xcalloc(k, sizeof *r.keys);
+  for (size_t i = 0; i < k; i++) {
+    r.keys[i] = xstrdup(keytab_str(&d->ent, ids[i]));
+    graphd__v1__entity_ref__init(&r.refs[i]);
+    r.refs[i].type = GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER;
+    r.refs[i].key = r.keys[i];
+    graphd__v1__get_entity_request__init(&r.get[i]);
+    r.get[i].ref = &r.refs[i];
+    graphd__v1__neighbors_request__init(&r.nbr[i]);
+    r.nbr[i].ref = &r.refs[i];
+    r.nbr[i].limit = limit;
+  }
+  free(ids);
+  *ret = r;
+}
+
+static void read_keys_free(read_keys *r) {
+  for (size_t i = 0; i < r->n; i++)
+    free(r->keys[i]);
+  free(r->keys);
+  free(r->refs);
+  free(r->get);
+  free(r->nbr);
+  memset(r, 0, sizeof *r);
+}
+
+typedef struct read_shared {
+  const bench_cfg *cfg;
+  const char *addr;
+  const read_keys *keys;
+  rpc_kind kind;
+  gc_client *shared_client;
+  pthread_barrier_t start, stop;
+  int64_t duration_ns;
+} read_shared;
+
+typedef struct read_thread {
+  pthread_t th;
+  int idx;
+  read_shared *sh;
+  uint64_t *lat;
+  size_t n, cap;
+  uint64_t errors, items;
+  int64_t t_end;
+  int first_code;
+  char first_err[256];
+  bool setup_failed;
+} read_thread;
+
+/* One call of the measured kind; returns the status code. */
+static int read_call(read_shared *sh, gc_client *c, size_t key, uint64_t *items, gc_status *st) {
+  ProtobufCMessage *rep = NULL;
+  int code;
+  switch (sh->kind) {
+  case RPC_HEALTH: {
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    code = gc_unary(c, "/grpc.health.v1.Health/Check", &req.base,
+                    &grpc__health__v1__health_check_response__descriptor, &rep, st,
+                    sh->cfg->call_timeout_ms);
+    break;
+  }
+  case RPC_GET:
+    code = gc_unary(c, SVC "GetEntity", &sh->keys->get[key].base,
+                    &graphd__v1__get_entity_reply__descriptor, &rep, st,
+                    sh->cfg->call_timeout_ms);
+    if (code == 0)
+      *items += ((Graphd__V1__GetEntityReply *)rep)->entity != NULL;
+    break;
+  default:
+    code = gc_unary(c, SVC "Neighbors", &sh->keys->nbr[key].base,
+                    &graphd__v1__neighbors_reply__descriptor, &rep, st,
+                    sh->cfg->call_timeout_ms);
+    if (code == 0)
+      *items += ((Graphd__V1__NeighborsReply *)rep)->n_neighbors;
+    break;
+  }
+  if (rep)
+    protobuf_c_message_free_unpacked(rep, NULL);
+  return code;
+}
+
+static void *read_thread_main(void *arg) {
+  read_thread *t = arg;
+  read_shared *sh = t->sh;
+  gc_client *c = sh->shared_client;
+  gc_status st;
+  uint64_t rs = mix64(sh->cfg->seed * 1000003ULL + (uint64_t)t->idx * 7919ULL + sh->kind) | 1;
+  uint64_t scratch = 0;
+
+  if (!c) {
+    gc_client_opts o = {.own_connection = true};
+    if (gc_client_open(sh->addr, &o, &c, &st) || gc_client_wait_ready(c, 10000, &st)) {
+      t->setup_failed = true;
+      snprintf(t->first_err, sizeof t->first_err, "connect: %.200s", st.message);
+    }
+  }
+  for (int i = 0; i < WARMUP_CALLS && !t->setup_failed; i++)
+    read_call(sh, c, (size_t)(rng_next(&rs) % sh->keys->n), &scratch, &st);
+
+  pthread_barrier_wait(&sh->start);
+  if (!t->setup_failed) {
+    int64_t start = now_ns(), end = start + sh->duration_ns, t1 = start;
+    while (t1 < end) {
+      size_t key = (size_t)(rng_next(&rs) % sh->keys->n);
+      int64_t t0 = now_ns();
+      int code = read_call(sh, c, key, &t->items, &st);
+      t1 = now_ns();
+      if (code) {
+        if (!t->errors++) {
+          t->first_code = code;
+          snprintf(t->first_err, sizeof t->first_err, "%s: %.160s (key '%.40s')",
+                   gc_status_code_name(code), st.message, sh->keys->keys[key]);
+        }
+        continue;
+      }
+      if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 65536;
+        t->lat = xrealloc(t->lat, t->cap * sizeof *t->lat);
+      }
+      t->lat[t->n++] = (uint64_t)(t1 - t0);
+    }
+    t->t_end = t1;
+  }
+  pthread_barrier_wait(&sh->stop);
+  if (c && c != sh->shared_client)
+    gc_client_close(c);
+  return NULL;
+}
+
+typedef struct read_result {
+  uint64_t calls, errors;
+  double elapsed_s, qps;
+  double p50_us, p90_us, p99_us, p999_us, mean_us, max_us;
+  double client_cpu_s, server_cpu_s; /* over the timed part */
+  double items_per_call;
+  char first_err[300];
+} read_result;
+
+static void read_measure(const bench_cfg *cfg, const char *addr, pid_t daemon_pid,
+                         const read_keys *keys, rpc_kind kind, read_result *ret) {
+  memset(ret, 0, sizeof *ret);
+  int C = cfg->concurrency;
+  read_shared sh = {
+      .cfg = cfg, .addr = addr, .keys = keys, .kind = kind,
+      .duration_ns = (int64_t)(cfg->duration * 1e9),
+  };
+  gc_status st;
+  if (cfg->conn == CONN_SHARED) {
+    if (gc_client_open(addr, NULL, &sh.shared_client, &st) ||
+        gc_client_wait_ready(sh.shared_client, 10000, &st))
+      die("cannot connect to %s: %s", addr, st.message);
+  }
+  pthread_barrier_init(&sh.start, NULL, (unsigned)C + 1);
+  pthread_barrier_init(&sh.stop, NULL, (unsigned)C + 1);
+  read_thread *th = xcalloc((size_t)C, sizeof *th);
+  for (int i = 0; i < C; i++) {
+    th[i].idx = i;
+    th[i].sh = &sh;
+    if (pthread_create(&th[i].th, NULL, read_thread_main, &th[i]) != 0)
+      die("pthread_create: %s", strerror(errno));
+  }
+  pthread_barrier_wait(&sh.start);
+  int64_t t0 = now_ns();
+  double cpu0 = self_cpu_s(), dcpu0 = daemon_pid ? proc_cpu_s(daemon_pid) : NAN;
+  pthread_barrier_wait(&sh.stop);
+  int64_t t_last = t0;
+  double cpu1 = self_cpu_s(), dcpu1 = daemon_pid ? proc_cpu_s(daemon_pid) : NAN;
+  for (int i = 0; i < C; i++)
+    pthread_join(th[i].th, NULL);
+  if (sh.shared_client)
+    gc_client_close(sh.shared_client);
+  pthread_barrier_destroy(&sh.start);
+  pthread_barrier_destroy(&sh.stop);
+
+  size_t total = 0;
+  for (int i = 0; i < C; i++) {
+    total += th[i].n;
+    ret->errors += th[i].errors;
+    ret->items_per_call += (double)th[i].items;
+    if (th[i].t_end > t_last)
+      t_last = th[i].t_end;
+    if (!ret->first_err[0] && (th[i].errors || th[i].setup_failed))
+      snprintf(ret->first_err, sizeof ret->first_err, "%s", th[i].first_err);
+  }
+  uint64_t *all = xmalloc(total * sizeof *all);
+  size_t o = 0;
+  double sum = 0;
+  for (int i = 0; i < C; i++) {
+    memcpy(all + o, th[i].lat, th[i].n * sizeof *all);
+    o += th[i].n;
+    free(th[i].lat);
+  }
+  for (size_t i = 0; i < total; i++)
+    sum += (double)all[i];
+  qsort(all, total, sizeof *all, cmp_u64);
+  ret->calls = total;
+  ret->elapsed_s = (double)(t_last - t0) / 1e9;
+  ret->qps = ret->elapsed_s > 0 ? (double)total / ret->elapsed_s : 0;
+  ret->p50_us = (double)percentile(all, total, 0.50) / 1e3;
+  ret->p90_us = (double)percentile(all, total, 0.90) / 1e3;
+  ret->p99_us = (double)percentile(all, total, 0.99) / 1e3;
+  ret->p999_us = (double)percentile(all, total, 0.999) / 1e3;
+  ret->max_us = total ? (double)all[total - 1] / 1e3 : 0;
+  ret->mean_us = total ? sum / (double)total / 1e3 : 0;
+  ret->items_per_call = total ? ret->items_per_call / (double)total : 0;
+  ret->client_cpu_s = cpu1 - cpu0;
+  ret->server_cpu_s = dcpu1 - dcpu0;
+  free(all);
+  free(th);
+}
+
+typedef struct read_report {
+  int repeats;
+  read_result res[MAX_REPEAT][RPC__COUNT];
+} read_report;
+
+static double read_field(const read_result *r, int f) {
+  switch (f) {
+  case 0: return r->qps;
+  case 1: return r->p50_us;
+  case 2: return r->p90_us;
+  case 3: return r->p99_us;
+  case 4: return r->p999_us;
+  case 5: return r->mean_us;
+  case 6: return r->max_us;
+  case 7: return r->elapsed_s > 0 ? r->client_cpu_s / r->elapsed_s : NAN;
+  case 8: return r->elapsed_s > 0 ? r->server_cpu_s / r->elapsed_s : NAN;
+  case 9: return r->calls ? r->client_cpu_s / (double)r->calls * 1e6 : NAN;
+  case 10: return r->calls ? r->server_cpu_s / (double)r->calls * 1e6 : NAN;
+  case 11: return r->items_per_call;
+  case 12: return (double)r->calls;
+  case 13: return (double)r->errors;
+  default: return NAN;
+  }
+}
+
+static const char *const read_field_names[] = {
+    "qps", "p50_us", "p90_us", "p99_us", "p999_us", "mean_us", "max_us",
+    "client_cpu_cores", "server_cpu_cores", "client_cpu_us_per_call", "server_cpu_us_per_call",
+    "items_per_call", "calls", "errors",
+};
+#define READ_NFIELDS ((int)(sizeof read_field_names / sizeof read_field_names[0]))
+
+static double read_med(const read_report *rep, rpc_kind k, int f) {
+  double v[MAX_REPEAT];
+  for (int r = 0; r < rep->repeats; r++)
+    v[r] = read_field(&rep->res[r][k], f);
+  return median(v, rep->repeats);
+}
+
+/* Median over repeats of (kind's field / health's field) in the same repeat. */
+static double read_ratio(const read_report *rep, rpc_kind k, int f) {
+  double v[MAX_REPEAT];
+  for (int r = 0; r < rep->repeats; r++)
+    v[r] = read_field(&rep->res[r][k], f) / read_field(&rep->res[r][RPC_HEALTH], f);
+  return median(v, rep->repeats);
+}
+
+/*
+ * Runs the read measurements against addr (a daemon we spawned when
+ * daemon_pid != 0).
+ */
+static json_object *bench_read(const bench_cfg *cfg, const char *addr, pid_t daemon_pid,
+                               const read_keys *keys, read_report *rep, bool *ret_ok) {
+  memset(rep, 0, sizeof *rep);
+  rep->repeats = cfg->repeat;
+  bool ok = true;
+  for (int r = 0; r < cfg->repeat; r++) {
+    for (int k = 0; k < RPC__COUNT; k++) {
+      fprintf(stderr, "graphd-bench: read %d/%d: %s, %d threads, %.1f s...\n", r + 1,
+              cfg->repeat, rpc_names[k], cfg->concurrency, cfg->duration);
+      read_result *res = &rep->res[r][k];
+      read_measure(cfg, addr, daemon_pid, keys, (rpc_kind)k, res);
+      fprintf(stderr, "graphd-bench:   %.0f QPS, p50 %.0f us, p99 %.0f us, p99.9 %.0f us, %" PRIu64
+                      " errors\n",
+              res->qps, res->p50_us, res->p99_us, res->p999_us, res->errors);
+      if (res->errors || res->calls == 0) {
+        anomaly("read %d: %s: %" PRIu64 " error(s) in %" PRIu64 " calls; first: %s", r + 1,
+                rpc_names[k], res->errors, res->calls + res->errors,
+                res->first_err[0] ? res->first_err : "(no calls completed)");
+        ok = false;
+      }
+      if (k == RPC_NEIGHBORS && res->calls && res->items_per_call == 0) {
+        anomaly("read %d: Neighbors returned no neighbours at all", r + 1);
+        ok = false;
+      }
+    }
+  }
+
+  char b1[64];
+  printf("\nREAD  %d threads (%s), %.1f s per measurement, %zu sampled seller keys, "
+         "Neighbors limit %u;\n      medians of %d interleaved repeat(s); ratios are medians of "
+         "per-repeat ratios to Health/Check\n",
+         cfg->concurrency,
+         cfg->conn == CONN_OWN ? "one connection per thread" : "one shared connection",
+         cfg->duration, keys->n, cfg->limit, cfg->repeat);
+  printf("  %-13s %10s %9s %9s %9s %9s %8s %8s %7s %7s %7s %7s\n", "rpc", "QPS", "p50 us",
+         "p99 us", "p99.9 us", "mean us", "QPS/hc", "p50/hc", "cli cpu", "srv cpu", "items",
+         "errors");
+  for (int k = 0; k < RPC__COUNT; k++) {
+    printf("  %-13s %10s %9.1f %9.1f %9.1f %9.1f %8.3f %8.3f %7.2f %7.2f %7.1f %7.0f\n",
+           rpc_names[k], fmt_count(b1, sizeof b1, read_med(rep, k, 0)), read_med(rep, k, 1),
+           read_med(rep, k, 3), read_med(rep, k, 4), read_med(rep, k, 5), read_ratio(rep, k, 0),
+           read_ratio(rep, k, 1), read_med(rep, k, 7), read_med(rep, k, 8),
+           read_med(rep, k, 11), read_med(rep, k, 13));
+  }
+  printf("  (cli/srv cpu = cores busy in this client / in the daemon during the timed part;\n"
+         "   items = entities (GetEntity) or neighbours (Neighbors) per reply)\n");
+  printf("  per repeat QPS:");
+  for (int k = 0; k < RPC__COUNT; k++) {
+    printf("  %s", rpc_names[k]);
+    for (int r = 0; r < rep->repeats; r++)
+      printf(" %s", fmt_count(b1, sizeof b1, rep->res[r][k].qps));
+  }
+  printf("\n");
+
+  json_object *j = json_object_new_object();
+  json_object_object_add(j, "concurrency", json_object_new_int(cfg->concurrency));
+  json_object_object_add(j, "duration_s", json_object_new_double(cfg->duration));
+  json_object_object_add(j, "repeats", json_object_new_int(cfg->repeat));
+  json_object_object_add(j, "conn", json_object_new_string(cfg->conn == CONN_OWN ? "own" : "shared"));
+  json_object_object_add(j, "keys", json_object_new_uint64(keys->n));
+  json_object_object_add(j, "neighbors_limit", json_object_new_int64(cfg->limit));
+  json_object_object_add(j, "target", json_object_new_string(addr));
+  json_object_object_add(j, "spawned", json_object_new_boolean(daemon_pid != 0));
+  json_object_object_add(j, "ok", json_object_new_boolean(ok));
+  for (int k = 0; k < RPC__COUNT; k++) {
+    json_object *jk = json_object_new_object();
+    for (int f = 0; f < READ_NFIELDS; f++)
+      json_object_object_add(jk, read_field_names[f], json_object_new_double(read_med(rep, k, f)));
+    if (k != RPC_HEALTH) {
+      json_object_object_add(jk, "qps_ratio_to_health", json_object_new_double(read_ratio(rep, k, 0)));
+      json_object_object_add(jk, "p50_ratio_to_health", json_object_new_double(read_ratio(rep, k, 1)));
+      json_object_object_add(jk, "p99_ratio_to_health", json_object_new_double(read_ratio(rep, k, 3)));
+      json_object_object_add(jk, "p999_ratio_to_health", json_object_new_double(read_ratio(rep, k, 4)));
+    }
+    json_object *per = json_object_new_array();
+    for (int r = 0; r < rep->repeats; r++) {
+      json_object *jr = json_object_new_object();
+      for (int f = 0; f < READ_NFIELDS; f++)
+        json_object_object_add(jr, read_field_names[f],
+                               json_object_new_double(read_field(&rep->res[r][k], f)));
+      json_object_object_add(jr, "elapsed_s", json_object_new_double(rep->res[r][k].elapsed_s));
+      if (rep->res[r][k].first_err[0])
+        json_object_object_add(jr, "first_error", json_object_new_string(rep->res[r][k].first_err));
+      json_object_array_add(per, jr);
+    }
+    json_object_object_add(jk, "per_repeat", per);
+    json_object_object_add(j, rpc_json_names[k], jk);
+  }
+  *ret_ok = ok;
+  return j;
+}
+
+/* Read phase with a daemon we spawn on data_dir (or an existing addr). */
+static json_object *read_phase(const bench_cfg *cfg, const char *workroot, const char *data_dir,
+                               const char *addr, const dataset *keys_ds, bool *ret_ok) {
+  read_keys keys;
+  read_keys_build(keys_ds, cfg->sample, cfg->seed, cfg->limit, &keys);
+  read_report *rep = xcalloc(1, sizeof *rep);
+  json_object *j = NULL;
+  *ret_ok = false;
+  if (addr) {
+    j = bench_read(cfg, addr, 0, &keys, rep, ret_ok);
+  } else {
+    char *log = xasprintf("%s/graphd-read.log", workroot);
+    daemon_proc dp;
+    if (daemon_start(cfg, data_dir, log, &dp)) {
+      fprintf(stderr, "graphd-bench: graphd (pid %d) serving %s on %s\n", (int)dp.pid, data_dir,
+              dp.addr);
+      j = bench_read(cfg, dp.addr, dp.pid, &keys, rep, ret_ok);
+      int64_t rss = -1;
+      if (daemon_alive(&dp, "during the read benchmark"))
+        rss = proc_status_kb(dp.pid, "VmHWM");
+      else
+        *ret_ok = false;
+      daemon_exit ex;
+      daemon_stop(cfg, &dp, &ex);
+      if (!ex.exited_ok)
+        *ret_ok = false;
+      char b1[64];
+      printf("  graphd (read phase): peak RSS (VmHWM) %s, SIGTERM->exit %.3f s, exit: %s\n",
+             fmt_bytes(b1, sizeof b1, (double)rss), ex.stop_s, ex.desc);
+      json_object_object_add(j, "daemon_peak_rss_bytes", json_object_new_int64(rss));
+      json_object_object_add(j, "daemon_exit", json_object_new_string(ex.desc));
+      json_object_object_add(j, "data_dir", json_object_new_string(data_dir));
+    } else {
+      j = json_object_new_object();
+      json_object_object_add(j, "ok", json_object_new_boolean(false));
+    }
+    daemon_free(&dp);
+    free(log);
+  }
+  free(rep);
+  read_keys_free(&keys);
+  return j;
+}
+
+/* ==================================================================== */
+/* main                                                                    */
+
+static json_object *data_json(const dataset *d) {
+  json_object *j = json_object_new_object();
+  size_t sellers = 0;
+  for (size_t i = 0; i < d->ent.n; i++)
+    sellers += d->ent.items[i].type == GD_TYPE_SELLER;
+  json_object_object_add(j, "links_file", json_object_new_string(d->path));
+  json_object_object_add(j, "file_bytes", json_object_new_uint64(d->file_bytes));
+  json_object_object_add(j, "link_records", json_object_new_uint64(d->nlinks));
+  json_object_object_add(j, "distinct_links", json_object_new_uint64(d->distinct_links));
+  json_object_object_add(j, "distinct_entities", json_object_new_uint64(d->ent.n));
+  json_object_object_add(j, "sellers", json_object_new_uint64(sellers));
+  json_object_object_add(j, "entity_records_ignored", json_object_new_uint64(d->entity_records));
+  json_object_object_add(j, "load_seconds", json_object_new_double(d->load_s));
+  printf("data:    %s: %zu link records, %" PRIu64 " distinct links, %zu entities (%zu sellers), "
+         "parsed in %.2f s\n",
+         d->path, d->nlinks, d->distinct_links, d->ent.n, sellers, d->load_s);
+  if (d->entity_records)
+    printf("         (%" PRIu64 " entity records in the file ignored)\n", d->entity_records);
+  return j;
+}
+
+static json_object *config_json(const bench_cfg *c) {
+  json_object *j = json_object_new_object();
+  json_object_object_add(j, "quick", json_object_new_boolean(c->quick));
+  json_object_object_add(j, "sellers", json_object_new_uint64(c->sellers));
+  json_object_object_add(j, "seed", json_object_new_uint64(c->seed));
+  json_object_object_add(j, "repeat", json_object_new_int(c->repeat));
+  json_object_object_add(j, "batch", json_object_new_uint64(c->batch));
+  json_object_object_add(j, "ref_window", json_object_new_int(c->ref_window));
+  json_object_object_add(j, "concurrency", json_object_new_int(c->concurrency));
+  json_object_object_add(j, "duration_s", json_object_new_double(c->duration));
+  json_object_object_add(j, "sample", json_object_new_uint64(c->sample));
+  json_object_object_add(j, "limit", json_object_new_int64(c->limit));
+  json_object_object_add(j, "conn", json_object_new_string(c->conn == CONN_OWN ? "own" : "shared"));
+  json_object_object_add(j, "graphd", json_object_new_string(c->graphd));
+  json_object_object_add(j, "sellergen", json_object_new_string(c->sellergen));
+  json_object *ga = json_object_new_array();
+  for (int i = 0; i < c->n_graphd_args; i++)
+    json_object_array_add(ga, json_object_new_string(c->graphd_args[i]));
+  json_object_object_add(j, "graphd_args", ga);
+  return j;
+}
+
+int main(int argc, char **argv) {
+  bench_cfg cfg;
+  parse_args(argc, argv, &cfg);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGINT, on_fatal_signal);
+  signal(SIGTERM, on_fatal_signal);
+  g_anomalies = json_object_new_array();
+  int64_t t_start = now_ns();
+
+  /* One gRPC reference for the whole run, so that closing the last client
+   * between measurements does not shut gRPC down and start it again. */
+  grpc_init();
+
+  char *cmdline = command_line(argc, argv);
+  printf("graphd-bench %s\ncommand: %s\n", cfg.cmd_name, cmdline);
+  json_object *root = json_object_new_object();
+  json_object *b = json_object_new_object();
+  json_object_object_add(root, "bench", b);
+  json_object_object_add(b, "tool", json_object_new_string("graphd-bench"));
+  json_object_object_add(b, "mode", json_object_new_string(cfg.cmd_name));
+  json_object_object_add(b, "command", json_object_new_string(cmdline));
+  json_object_object_add(b, "machine", machine_info(&cfg));
+  json_object_object_add(b, "config", config_json(&cfg));
+
+  char *workroot = make_temp_dir(cfg.workdir, "graphd-bench");
+  fprintf(stderr, "graphd-bench: working in %s\n", workroot);
+  bool ok = true;
+  dataset d;
+  char *links_path = NULL;
+
+  if (cfg.cmd == CMD_INGEST || cfg.cmd == CMD_ALL) {
+    if (cfg.sellers) {
+      char *gen = xasprintf("%s/gen", workroot);
+      run_sellergen(&cfg, gen);
+      links_path = xasprintf("%s/links.csv", gen);
+      free(gen);
+    } else {
+      links_path = xstrdup(cfg.links);
+    }
+    fprintf(stderr, "graphd-bench: loading %s...\n", links_path);
+    dataset_load(&d, links_path);
+    json_object_object_add(b, "data", data_json(&d));
+
+    ingest_report *irep = xcalloc(1, sizeof *irep);
+    char *kept = NULL;
+    json_object_object_add(b, "ingest",
+                           bench_ingest(&cfg, workroot, &d, irep, cfg.cmd == CMD_ALL ? &kept : NULL));
+    ok &= irep->ok;
+    free(irep);
+    if (cfg.cmd == CMD_ALL) {
+      if (kept) {
+        bool rok;
+        json_object_object_add(b, "read", read_phase(&cfg, workroot, kept, NULL, &d, &rok));
+        ok &= rok;
+        if (!cfg.keep)
+          rm_rf(kept);
+        free(kept);
+      } else {
+        anomaly("no graphd data dir to read from: the last graphd ingest failed");
+        ok = false;
+      }
+    }
+    dataset_free(&d);
+  } else {
+    fprintf(stderr, "graphd-bench: loading keys from %s...\n", cfg.keys_from);
+    dataset_load(&d, cfg.keys_from);
+    json_object_object_add(b, "data", data_json(&d));
+    bool rok;
+    json_object_object_add(b, "read", read_phase(&cfg, workroot, cfg.data, cfg.addr, &d, &rok));
+    ok &= rok;
+    dataset_free(&d);
+  }
+
+  double la[3];
+  loadavg(la);
+  json_object *m = json_object_object_get(b, "machine");
+  json_object *jla = json_object_new_array();
+  for (int i = 0; i < 3; i++)
+    json_object_array_add(jla, json_object_new_double(la[i]));
+  json_object_object_add(m, "loadavg_end", jla);
+  ok &= json_object_array_length(g_anomalies) == 0;
+  json_object_object_add(b, "ok", json_object_new_boolean(ok));
+  json_object_object_add(b, "anomalies", g_anomalies);
+  double total_s = (double)(now_ns() - t_start) / 1e9;
+  json_object_object_add(b, "wall_seconds", json_object_new_double(total_s));
+
+  printf("\n%s: %zu anomal%s; loadavg at end %.2f %.2f %.2f; %.1f s in all\n",
+         ok ? "OK" : "FAILED", json_object_array_length(g_anomalies),
+         json_object_array_length(g_anomalies) == 1 ? "y" : "ies", la[0], la[1], la[2], total_s);
+  for (size_t i = 0; i < json_object_array_length(g_anomalies); i++)
+    printf("  anomaly: %s\n", json_object_get_string(json_object_array_get_idx(g_anomalies, i)));
+  if (cfg.keep) {
+    printf("kept: %s\n", workroot);
+  } else if (!ok) {
+    /* Keep the daemon logs the anomalies point to; drop the bulk. */
+    char *gen = xasprintf("%s/gen", workroot);
+    rm_rf(gen);
+    free(gen);
+    printf("kept for inspection (logs): %s\n", workroot);
+  } else {
+    rm_rf(workroot);
+  }
+  printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
+                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
+  json_object_put(root);
+  free(workroot);
+  free(links_path);
+  free(cmdline);
+  grpc_shutdown_blocking();
+  return ok ? 0 : 1;
+}
