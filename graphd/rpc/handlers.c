@@ -196,9 +196,9 @@ static void h_upsert(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
  * a time per stream (reading pauses when the window is full: backpressure
  * on the client). A wide window matters for small messages: everything in
  * flight can share one group commit (one fsync). The writer applies them in
- * order; once one fails, `failed` makes the writer skip every later one, so
- * "messages before the bad one are durable, none after it" holds even with
- * several in flight. The call is finished when nothing is in flight and the
+ * order; once one fails, `fail_from` makes the writer skip every later one
+ * (and only those), so "messages before the bad one are durable, none after
+ * it" holds even with several in flight. The call is finished when nothing is in flight and the
  * client half-closed or something failed; the state is freed when, in
  * addition, no read is outstanding.
  */
@@ -211,17 +211,18 @@ struct ingest {
   unsigned inflight;
   size_t inflight_bytes;
   bool reading, paused, ended, finished;
-  atomic_bool failed;
-  gd_err err; /* first error */
+  /* Index of the first failed message; later ones are skipped. */
+  atomic_uint_fast64_t fail_from;
+  gd_err err; /* the first error, without the index */
 };
 
+/* Records the first error; the status text is composed when the call is
+ * finished, once the messages before it have all committed. */
 static void ingest_set_error(ingest *s, const gd_err *e, uint64_t index) {
-  if (s->err.code)
+  if (s->err.code && index >= atomic_load(&s->fail_from))
     return;
-  s->err.code = e->code;
-  snprintf(s->err.msg, sizeof s->err.msg, "message %llu: %.200s (%llu earlier message(s) committed)",
-           (unsigned long long)index, e->msg, (unsigned long long)s->committed);
-  atomic_store(&s->failed, true);
+  s->err = *e;
+  atomic_store(&s->fail_from, index);
 }
 
 static bool window_open(const ingest *s) {
@@ -235,6 +236,10 @@ static void ingest_step_locked(ingest *s) {
     s->finished = true;
   bool free_now = s->finished && s->inflight == 0 && !s->reading;
   gd_err e = s->err;
+  if (finish_now && e.code)
+    snprintf(e.msg, sizeof e.msg, "message %llu: %.180s (%llu earlier message(s) committed)",
+             (unsigned long long)atomic_load(&s->fail_from), s->err.msg,
+             (unsigned long long)s->committed);
   Graphd__V1__IngestReply r = GRAPHD__V1__INGEST_REPLY__INIT;
   Graphd__V1__WriteTotals t;
   if (finish_now && !e.code) {
@@ -266,12 +271,13 @@ static void ingest_step_locked(ingest *s) {
 
 static int ingest_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   upsert_op *op = (upsert_op *)wop;
-  if (atomic_load(&op->stream->failed))
+  if (op->index > atomic_load(&op->stream->fail_from))
     return gd_err_set(err, GD_ECANCELLED, "skipped after an earlier message failed");
   int rc = gd_store_upsert(t, &op->u, &op->res, err);
-  /* Stop later messages of this stream in the same group, too. */
-  if (rc && rc != GD_EMAPFULL)
-    atomic_store(&op->stream->failed, true);
+  /* Stop later messages of this stream in the same group, too. (A full map
+   * is not a failure of the message: the group is retried.) */
+  if (rc && rc != GD_EMAPFULL && op->index < atomic_load(&op->stream->fail_from))
+    atomic_store(&op->stream->fail_from, op->index);
   return rc;
 }
 
@@ -309,6 +315,7 @@ static void h_ingest_read(gd_call *c, gd_read_result rr, const uint8_t *msg, siz
       return;
     }
     s->call = c;
+    atomic_init(&s->fail_from, UINT64_MAX);
     pthread_mutex_init(&s->mu, NULL);
     gd_call_set_user(c, s);
   }

@@ -639,25 +639,22 @@ void gd_server_shutdown(gd_server *s, int64_t grace_ms) {
   pthread_mutex_unlock(&s->mu);
 
   grpc_server_shutdown_and_notify(s->server, s->cq, &s->t_shutdown);
+  /* Let calls in flight finish (writes still commit) for the grace period. */
   pthread_mutex_lock(&s->mu);
   int64_t deadline = gd_now_ns() + grace_ms * 1000000LL;
-  bool drained = wait_until(s, &s->shutdown_done, deadline);
-  if (drained) {
-    /* Listener closed; also wait for our own call contexts (calls still
-     * waiting on the writer, streams being finished). */
-    while (s->nactive > 0 && gd_now_ns() < deadline) {
-      bool never = false;
-      wait_until(s, &never, gd_now_ns() + 100000000);
-    }
+  while (s->nactive > 0 && gd_now_ns() < deadline) {
+    bool never = false;
+    wait_until(s, &never, gd_now_ns() + 50000000);
   }
-  if (!drained || s->nactive > 0) {
+  if (s->nactive > 0)
     gd_warn("shutdown: grace period over, cancelling %llu call(s)",
             (unsigned long long)s->nactive);
-    pthread_mutex_unlock(&s->mu);
-    grpc_server_cancel_all_calls(s->server);
-    pthread_mutex_lock(&s->mu);
-    wait_until(s, &s->shutdown_done, INT64_MAX);
-  }
+  /* Cancel what is left. With nothing left this still matters: core's
+   * shutdown otherwise waits for idle client connections to go away. */
+  pthread_mutex_unlock(&s->mu);
+  grpc_server_cancel_all_calls(s->server);
+  pthread_mutex_lock(&s->mu);
+  wait_until(s, &s->shutdown_done, INT64_MAX);
   /* Every method finishes its calls (the writer is still running), so the
    * count reaches zero. */
   while (s->nactive > 0)
