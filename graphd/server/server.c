@@ -74,6 +74,7 @@ struct gd_call {
   bool dead;       /* cancelled or past deadline */
   bool cancel_notified;
   bool reaped;     /* the reaper cancelled it */
+  bool clamped;    /* deadline_ns is ours, not the client's */
   int64_t deadline_ns; /* effective (clamped) deadline, monotonic */
   void *user;
   tag t_new, t_close, t_read, t_write, t_final;
@@ -189,12 +190,16 @@ static int64_t timespec_to_mono_ns(gpr_timespec t) {
 static void activate(gd_call *c) {
   gd_server *s = c->srv;
   int64_t now = gd_now_ns();
-  int64_t client = timespec_to_mono_ns(c->deadline);
+  /* Generic slots get the deadline in the call details. */
+  int64_t client = timespec_to_mono_ns(c->m ? c->deadline : c->details.deadline);
   int64_t dflt = s->opts.default_deadline_ms * 1000000LL;
   int64_t max = s->opts.max_deadline_ms * 1000000LL;
   c->deadline_ns = client == INT64_MAX ? now + dflt : client;
-  if (c->deadline_ns > now + max)
+  c->clamped = client == INT64_MAX;
+  if (c->deadline_ns > now + max) {
     c->deadline_ns = now + max;
+    c->clamped = true;
+  }
   c->owned = true;
   c->refs = 1; /* the method's reference */
   pthread_mutex_lock(&s->mu);
@@ -491,8 +496,9 @@ static void *handler_main(void *arg) {
   return NULL;
 }
 
-/* Cancels calls past their clamped deadline (core only enforces the
- * client's own deadline). */
+/* Cancels calls past the server's default or maximum deadline. Core
+ * enforces the client's own deadline, so calls whose binding deadline is
+ * the client's are left to it. */
 static void *reaper_main(void *arg) {
   gd_server *s = arg;
   pthread_mutex_lock(&s->mu);
@@ -507,7 +513,7 @@ static void *reaper_main(void *arg) {
     pthread_cond_timedwait(&s->cv, &s->mu, &ts);
     int64_t now = gd_now_ns();
     for (gd_call *c = s->active; c; c = c->next) {
-      if (c->reaped || c->deadline_ns > now)
+      if (c->reaped || !c->clamped || c->deadline_ns > now)
         continue;
       c->reaped = true;
       /* grpc_call_cancel_with_status is thread-safe; the call stays valid
