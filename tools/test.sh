@@ -5,17 +5,19 @@
 #      graphctl) in a normal build (build/);
 #   2. the same again under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (build-asan/);
-#   3. the benchmark tool's quick smoke run.
+#   3. the black-box suite again with the daemon under valgrind memcheck
+#      (any definite leak or memory error fails the daemon's exit code);
+#   4. the benchmark tool's quick smoke run (with step 1).
 # Installs missing Debian packages first. Safe to run twice.
 # Ends with one line: "N passed, N failed".
 #
 #   tools/test.sh            everything above
-#   tools/test.sh --no-asan  skip the sanitizer build
+#   tools/test.sh --quick    only step 1
 set -u
 cd "$(dirname "$0")/.."
 
-asan=1
-[ "${1:-}" = "--no-asan" ] && asan=0
+full=1
+[ "${1:-}" = "--quick" ] && full=0
 
 tools/deps.sh --test || { echo "0 passed, 1 failed"; exit 1; }
 
@@ -64,7 +66,13 @@ run_suites() {
 setup build
 run_suites build unit blackbox bench
 
-if [ "$asan" = 1 ]; then
+if [ "$full" = 1 ]; then
+  export GRAPHD_WRAPPER="valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9"
+  run_suites build blackbox
+  unset GRAPHD_WRAPPER
+fi
+
+if [ "$full" = 1 ]; then
   setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
   export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}"
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
