@@ -1,40 +1,11 @@
 #include "rpc/convert.h"
 
+#include <pthread.h>
+
+#include "evidence.h"
+
 #include <stdio.h>
 #include <stdlib.h>
-
-/* ---- arena ------------------------------------------------------------- */
-
-struct gd_arena {
-  gd_arena *next;
-  size_t used, cap;
-  max_align_t data[];
-};
-
-void *gd_arena_alloc(gd_arena **a, size_t n) {
-  n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-  if (!*a || (*a)->cap - (*a)->used < n) {
-    size_t cap = n > 16384 ? n : 16384;
-    gd_arena *b = malloc(sizeof *b + cap);
-    if (!b)
-      return NULL;
-    b->next = *a;
-    b->used = 0;
-    b->cap = cap;
-    *a = b;
-  }
-  void *p = (char *)(*a)->data + (*a)->used;
-  (*a)->used += n;
-  return p;
-}
-
-void gd_arena_free(gd_arena *a) {
-  while (a) {
-    gd_arena *next = a->next;
-    free(a);
-    a = next;
-  }
-}
 
 /* ---- validation -------------------------------------------------------- */
 
@@ -215,6 +186,11 @@ int gd_pb_upsert(const Graphd__V1__UpsertRequest *in, size_t max_items, gd_arena
 
 /* ---- replies ------------------------------------------------------------- */
 
+/* The default hub caps, for Entity.over_hub_cap. */
+static gd_evidence_params default_ev;
+static pthread_once_t default_ev_once = PTHREAD_ONCE_INIT;
+static void default_ev_init(void) { gd_evidence_defaults(&default_ev); }
+
 /* Copies a view into arena memory as a C string (protobuf-c wants NUL). */
 static char *cstr(gd_arena **a, gd_str s) {
   char *p = gd_arena_alloc(a, s.n + 1);
@@ -227,6 +203,7 @@ static char *cstr(gd_arena **a, gd_str s) {
 
 int gd_pb_entity(const gd_entity_view *v, bool with_attrs, gd_arena **a,
                  Graphd__V1__Entity *out) {
+  pthread_once(&default_ev_once, default_ev_init);
   graphd__v1__entity__init(out);
   out->id = v->id;
   out->type = (Graphd__V1__EntityType)v->type;
@@ -235,6 +212,7 @@ int gd_pb_entity(const gd_entity_view *v, bool with_attrs, gd_arena **a,
   out->first_seen = v->first_seen;
   out->last_seen = v->last_seen;
   out->seller_count = v->seller_count;
+  out->over_hub_cap = v->type != GD_TYPE_SELLER && gd_is_hub(&default_ev, v->type, v->seller_count);
   if (!out->key)
     return GD_ENOMEM;
   if (v->nlabels) {

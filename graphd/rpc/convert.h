@@ -5,13 +5,10 @@
 #ifndef GD_RPC_CONVERT_H
 #define GD_RPC_CONVERT_H
 
+#include "core/arena.h"
 #include "graphd.pb-c.h"
 #include "store/store.h"
 
-/* A bump allocator for building replies and normalised keys; freed whole. */
-typedef struct gd_arena gd_arena;
-void *gd_arena_alloc(gd_arena **a, size_t n); /* NULL on out of memory */
-void gd_arena_free(gd_arena *a);
 
 /*
  * Validates a ProtobufC string field (protobuf-c 1.4 checks no UTF-8):

@@ -13,39 +13,34 @@
 #include "core/log.h"
 #include "health.pb-c.h"
 #include "rpc/convert.h"
-#include "rpc/rpc.h"
+#include "rpc/rpc_int.h"
 
-static struct {
-  gd_store *store;
-  gd_writer *writer;
-  gd_rpc_limits lim;
-  atomic_int serving;
-} env = {.serving = 1};
+gd__rpc_env env = {.serving = 1};
 
 void gd_rpc_set_serving(int serving) { atomic_store(&env.serving, serving); }
 
 /* ---- helpers ---------------------------------------------------------- */
 
 /* Ends a call with an error; logs server-side faults once, here. */
-static void fail(gd_call *c, const gd_err *err) {
+void rpc_fail(gd_call *c, const gd_err *err) {
   int code = err->code ? err->code : GD_EINTERNAL;
   if (code == GD_EINTERNAL || code == GD_EIO)
     gd_error("%s: %s", gd_call_method(c)->path, err->msg);
   gd_call_finish(c, code, err->msg[0] ? err->msg : gd_strerror(code), NULL, 0);
 }
 
-static void fail_code(gd_call *c, int code, const char *msg) {
+void rpc_fail_code(gd_call *c, int code, const char *msg) {
   gd_err e;
   gd_err_set(&e, code, "%s", msg);
-  fail(c, &e);
+  rpc_fail(c, &e);
 }
 
 /* Packs and sends a reply message. */
-static void reply(gd_call *c, const ProtobufCMessage *m) {
+void rpc_reply(gd_call *c, const ProtobufCMessage *m) {
   size_t n = protobuf_c_message_get_packed_size(m);
   uint8_t stackbuf[4096], *buf = n <= sizeof stackbuf ? stackbuf : malloc(n);
   if (!buf) {
-    fail_code(c, GD_ENOMEM, "out of memory packing the reply");
+    rpc_fail_code(c, GD_ENOMEM, "out of memory packing the reply");
     return;
   }
   protobuf_c_message_pack(m, buf);
@@ -59,18 +54,18 @@ static void reply(gd_call *c, const ProtobufCMessage *m) {
  * returns NULL for truncated or malformed wire data; a unary call with no
  * message at all is refused too.
  */
-static ProtobufCMessage *unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
-                                const uint8_t *msg, size_t len, bool has_msg) {
+ProtobufCMessage *rpc_unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
+                             const uint8_t *msg, size_t len, bool has_msg) {
   char m[200];
   if (!has_msg) {
     snprintf(m, sizeof m, "no request message: %s expected", d->name);
-    fail_code(c, GD_EINVALID, m);
+    rpc_fail_code(c, GD_EINVALID, m);
     return NULL;
   }
   ProtobufCMessage *req = protobuf_c_message_unpack(d, NULL, len, msg);
   if (!req) {
     snprintf(m, sizeof m, "request is not a valid %s message", d->name);
-    fail_code(c, GD_EINVALID, m);
+    rpc_fail_code(c, GD_EINVALID, m);
   }
   return req;
 }
@@ -78,20 +73,20 @@ static ProtobufCMessage *unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
 /* ---- Health/Check --------------------------------------------------------- */
 
 static void h_health_check(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
-  Grpc__Health__V1__HealthCheckRequest *req = (Grpc__Health__V1__HealthCheckRequest *)unpack(
+  Grpc__Health__V1__HealthCheckRequest *req = (Grpc__Health__V1__HealthCheckRequest *)rpc_unpack(
       c, &grpc__health__v1__health_check_request__descriptor, msg, len, has_msg);
   if (!req)
     return;
   if (req->service[0] && strcmp(req->service, "graphd.v1.SellerGraph") != 0) {
     char m[300];
     snprintf(m, sizeof m, "unknown service '%.200s'", req->service);
-    fail_code(c, GD_ENOTFOUND, m);
+    rpc_fail_code(c, GD_ENOTFOUND, m);
   } else {
     Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
     r.status = atomic_load(&env.serving)
                    ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
                    : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
-    reply(c, &r.base);
+    rpc_reply(c, &r.base);
   }
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
@@ -158,7 +153,7 @@ static int upsert_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
 static void upsert_done(gd_write_op *wop, const gd_err *err) {
   upsert_op *op = (upsert_op *)wop;
   if (err->code) {
-    fail(op->call, err);
+    rpc_fail(op->call, err);
   } else {
     Graphd__V1__UpsertReply r = GRAPHD__V1__UPSERT_REPLY__INIT;
     Graphd__V1__WriteTotals t;
@@ -166,7 +161,7 @@ static void upsert_done(gd_write_op *wop, const gd_err *err) {
     r.totals = &t;
     r.duplicate = op->res.duplicate;
     r.committed_at = op->res.committed_at;
-    reply(op->call, &r.base);
+    rpc_reply(op->call, &r.base);
   }
   upsert_op_free(op);
 }
@@ -174,12 +169,12 @@ static void upsert_done(gd_write_op *wop, const gd_err *err) {
 static void h_upsert(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   gd_err err;
   if (!has_msg) {
-    fail_code(c, GD_EINVALID, "no request message: graphd.v1.UpsertRequest expected");
+    rpc_fail_code(c, GD_EINVALID, "no request message: graphd.v1.UpsertRequest expected");
     return;
   }
   upsert_op *op = upsert_op_new(msg, len, &err);
   if (!op) {
-    fail(c, &err);
+    rpc_fail(c, &err);
     return;
   }
   op->call = c;
@@ -257,9 +252,9 @@ static void ingest_step_locked(ingest *s) {
 
   if (finish_now) {
     if (e.code)
-      fail(s->call, &e);
+      rpc_fail(s->call, &e);
     else
-      reply(s->call, &r.base);
+      rpc_reply(s->call, &r.base);
   }
   if (read_more)
     gd_call_read_next(s->call);
@@ -309,7 +304,7 @@ static void h_ingest_read(gd_call *c, gd_read_result rr, const uint8_t *msg, siz
       /* Nothing read yet: answer now (a pending read may still come back,
        * and finds no state: handled below). */
       if (rr == GD_READ_MESSAGE)
-        fail_code(c, GD_ENOMEM, "out of memory");
+        rpc_fail_code(c, GD_ENOMEM, "out of memory");
       else
         gd_call_finish(c, GD_ENOMEM, "out of memory", NULL, 0);
       return;
@@ -367,7 +362,7 @@ static void h_ingest_read(gd_call *c, gd_read_result rr, const uint8_t *msg, siz
 /* ---- GetEntity ---------------------------------------------------------------- */
 
 static void h_get_entity(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
-  Graphd__V1__GetEntityRequest *req = (Graphd__V1__GetEntityRequest *)unpack(
+  Graphd__V1__GetEntityRequest *req = (Graphd__V1__GetEntityRequest *)rpc_unpack(
       c, &graphd__v1__get_entity_request__descriptor, msg, len, has_msg);
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
@@ -378,15 +373,15 @@ static void h_get_entity(gd_call *c, const uint8_t *msg, size_t len, bool has_ms
     return;
   if (gd_pb_ref(req->ref, &a, &ref, &err, "ref") || gd_store_read_begin(env.store, &r, &err) ||
       gd_store_get(r, &ref, &v, &err)) {
-    fail(c, &err);
+    rpc_fail(c, &err);
   } else {
     Graphd__V1__GetEntityReply rep = GRAPHD__V1__GET_ENTITY_REPLY__INIT;
     Graphd__V1__Entity e;
     if (gd_pb_entity(&v, true, &a, &e)) {
-      fail_code(c, GD_ENOMEM, "out of memory");
+      rpc_fail_code(c, GD_ENOMEM, "out of memory");
     } else {
       rep.entity = &e;
-      reply(c, &rep.base);
+      rpc_reply(c, &rep.base);
     }
   }
   gd_store_read_end(r);
@@ -418,7 +413,7 @@ static int parse_page_token(const char *tok, gd_adj_pos *ret, gd_err *err) {
 }
 
 static void h_neighbors(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
-  Graphd__V1__NeighborsRequest *req = (Graphd__V1__NeighborsRequest *)unpack(
+  Graphd__V1__NeighborsRequest *req = (Graphd__V1__NeighborsRequest *)rpc_unpack(
       c, &graphd__v1__neighbors_request__descriptor, msg, len, has_msg);
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
@@ -496,10 +491,10 @@ static void h_neighbors(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
              (unsigned long long)GD_ADJ_POS(links[n - 1].nbr_type, links[n - 1].nbr));
     rep.next_page_token = tok;
   }
-  reply(c, &rep.base);
+  rpc_reply(c, &rep.base);
   goto out;
 fail:
-  fail(c, &err);
+  rpc_fail(c, &err);
 out:
   gd_store_read_end(r);
   free(links);
@@ -531,12 +526,12 @@ static int labels_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
 static void labels_done(gd_write_op *wop, const gd_err *err) {
   labels_op *op = (labels_op *)wop;
   if (err->code) {
-    fail(op->call, err);
+    rpc_fail(op->call, err);
   } else {
     Graphd__V1__SetLabelsReply r = GRAPHD__V1__SET_LABELS_REPLY__INIT;
     r.labels = op->labels;
     r.n_labels = op->nlabels;
-    reply(op->call, &r.base);
+    rpc_reply(op->call, &r.base);
   }
   free(op->labels);
   gd_arena_free(op->arena);
@@ -545,7 +540,7 @@ static void labels_done(gd_write_op *wop, const gd_err *err) {
 }
 
 static void h_set_labels(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
-  Graphd__V1__SetLabelsRequest *req = (Graphd__V1__SetLabelsRequest *)unpack(
+  Graphd__V1__SetLabelsRequest *req = (Graphd__V1__SetLabelsRequest *)rpc_unpack(
       c, &graphd__v1__set_labels_request__descriptor, msg, len, has_msg);
   labels_op *op;
   gd_err err;
@@ -554,7 +549,7 @@ static void h_set_labels(gd_call *c, const uint8_t *msg, size_t len, bool has_ms
     return;
   if (!(op = calloc(1, sizeof *op))) {
     protobuf_c_message_free_unpacked(&req->base, NULL);
-    fail_code(c, GD_ENOMEM, "out of memory");
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
     return;
   }
   op->req = req;
@@ -610,25 +605,25 @@ static int delete_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
 static void delete_done(gd_write_op *wop, const gd_err *err) {
   delete_op *op = (delete_op *)wop;
   if (err->code) {
-    fail(op->call, err);
+    rpc_fail(op->call, err);
   } else {
     Graphd__V1__DeleteEntityReply r = GRAPHD__V1__DELETE_ENTITY_REPLY__INIT;
     r.links_removed = op->removed;
-    reply(op->call, &r.base);
+    rpc_reply(op->call, &r.base);
   }
   gd_arena_free(op->arena);
   free(op);
 }
 
 static void h_delete_entity(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
-  Graphd__V1__DeleteEntityRequest *req = (Graphd__V1__DeleteEntityRequest *)unpack(
+  Graphd__V1__DeleteEntityRequest *req = (Graphd__V1__DeleteEntityRequest *)rpc_unpack(
       c, &graphd__v1__delete_entity_request__descriptor, msg, len, has_msg);
   delete_op *op;
   gd_err err;
   if (!req)
     return;
   if (!(op = calloc(1, sizeof *op))) {
-    fail_code(c, GD_ENOMEM, "out of memory");
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
   } else {
     op->call = c;
     op->op.apply = delete_apply;
@@ -645,14 +640,14 @@ static void h_delete_entity(gd_call *c, const uint8_t *msg, size_t len, bool has
 /* ---- Stats -------------------------------------------------------------------- */
 
 static void h_stats(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
-  ProtobufCMessage *req = unpack(c, &graphd__v1__stats_request__descriptor, msg, len, has_msg);
+  ProtobufCMessage *req = rpc_unpack(c, &graphd__v1__stats_request__descriptor, msg, len, has_msg);
   gd_rtxn *r = NULL;
   gd_stats st;
   gd_err err;
   if (!req)
     return;
   if (gd_store_read_begin(env.store, &r, &err) || gd_store_stats(r, &st, &err)) {
-    fail(c, &err);
+    rpc_fail(c, &err);
   } else {
     Graphd__V1__StatsReply rep = GRAPHD__V1__STATS_REPLY__INIT;
     Graphd__V1__TypeCount tc[GD_TYPE_MAX];
@@ -677,7 +672,7 @@ static void h_stats(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     rep.committed_requests = ws.requests;
     rep.readers_used = st.readers_used;
     rep.readers_max = st.readers_max;
-    reply(c, &rep.base);
+    rpc_reply(c, &rep.base);
   }
   gd_store_read_end(r);
   protobuf_c_message_free_unpacked(req, NULL);
@@ -699,9 +694,9 @@ static const gd_method methods[] = {
     UNARY("SetLabels", h_set_labels),
     UNARY("DeleteEntity", h_delete_entity),
     UNARY("Stats", h_stats),
-    UNARY("LinkedSellers", NULL),
-    UNARY("FindPaths", NULL),
-    UNARY("RankSuspects", NULL),
+    UNARY("LinkedSellers", rpc_linked_sellers),
+    UNARY("FindPaths", rpc_find_paths),
+    UNARY("RankSuspects", rpc_rank_suspects),
     UNARY("StartClustering", NULL),
     UNARY("GetJob", NULL),
     SSTREAM("WatchJob"),

@@ -1,6 +1,8 @@
 /*
  * Reads: entity lookup and adjacency scans, inside one read transaction.
  */
+#include <stdlib.h>
+
 #include "store/store_int.h"
 
 int gd_store_lookup(gd_rtxn *r, const gd_ref *ref, uint64_t *ret_id, gd_err *err) {
@@ -125,5 +127,89 @@ done:
   mdb_cursor_close(cur);
   *ret_n = n;
   *ret_more = more;
+  return GD_OK;
+}
+
+int gd_store_visit_links(gd_rtxn *r, uint64_t id, uint32_t type_mask, int64_t since,
+                         int64_t until, gd_link_fn fn, void *ctx, uint64_t *touched,
+                         gd_err *err) {
+  uint8_t kb[8], pb[GD__ADJ_ROW] = {0};
+  MDB_cursor *cur;
+  MDB_val k, v;
+  uint32_t mask = type_mask ? type_mask : ~0u;
+  uint64_t rows = 0;
+  int rc, t = next_type(mask, GD_TYPE_MIN);
+
+  if (t == 0)
+    return GD_OK;
+  if ((rc = mdb_cursor_open(r->txn, r->s->adj, &cur)))
+    return gd__mdb_err(rc, err, "adjacency cursor");
+  gd__id_key(id, kb, &k);
+  gd_be64_put(pb, GD_ADJ_POS(t, 0));
+  v.mv_size = sizeof pb;
+  v.mv_data = pb;
+  rc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+  while (rc == MDB_SUCCESS) {
+    gd_link l;
+    gd__adj_row_decode(v.mv_data, &l);
+    rows++;
+    if (!(mask & (1u << l.nbr_type))) {
+      int nt = next_type(mask, l.nbr_type + 1);
+      if (nt == 0)
+        break;
+      gd_be64_put(pb, GD_ADJ_POS(nt, 0));
+      v.mv_size = sizeof pb;
+      v.mv_data = pb;
+      rc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+      continue;
+    }
+    if (in_window(&l, since, until) && fn(ctx, &l))
+      break;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
+  }
+  mdb_cursor_close(cur);
+  if (touched)
+    *touched += rows;
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, "adjacency");
+  return GD_OK;
+}
+
+int gd_store_label_members(gd_rtxn *r, gd_str label, uint64_t **ret_ids, size_t *ret_n,
+                           gd_err *err) {
+  MDB_cursor *cur;
+  MDB_val k = {label.n, (void *)label.p}, v;
+  uint64_t *ids = NULL;
+  size_t n = 0, cap = 0;
+  int rc;
+
+  *ret_ids = NULL;
+  *ret_n = 0;
+  if (label.n == 0 || label.n > GD_LABEL_MAX)
+    return GD_OK;
+  if ((rc = mdb_cursor_open(r->txn, r->s->label, &cur)))
+    return gd__mdb_err(rc, err, "label cursor");
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
+    if (n == cap) {
+      size_t ncap = cap ? cap * 2 : 256;
+      uint64_t *nids = realloc(ids, ncap * sizeof *nids);
+      if (!nids) {
+        free(ids);
+        mdb_cursor_close(cur);
+        return gd_err_set(err, GD_ENOMEM, "out of memory");
+      }
+      ids = nids;
+      cap = ncap;
+    }
+    ids[n++] = gd_be64_get(v.mv_data);
+  }
+  mdb_cursor_close(cur);
+  if (rc != MDB_NOTFOUND) {
+    free(ids);
+    return gd__mdb_err(rc, err, "label index");
+  }
+  *ret_ids = ids;
+  *ret_n = n;
   return GD_OK;
 }

@@ -139,6 +139,26 @@ typedef struct gd_adj_query {
 int gd_store_links(gd_rtxn *r, uint64_t id, const gd_adj_query *q, gd_link *ret_links,
                    size_t *ret_n, bool *ret_more, gd_err *err);
 
+/*
+ * Calls fn for each link of entity `id` whose neighbour type is in
+ * type_mask (bit t = type t; 0 = all) and whose [first_seen, last_seen]
+ * overlaps [since, until] (0 = open), in (type, id) order, until fn returns
+ * non-zero. Adds the rows read to *touched. Does not check that the entity
+ * exists (an entity with no links and a missing one both visit nothing).
+ * Errors: GD_EIO, GD_EINTERNAL.
+ */
+typedef int (*gd_link_fn)(void *ctx, const gd_link *l);
+int gd_store_visit_links(gd_rtxn *r, uint64_t id, uint32_t type_mask, int64_t since,
+                         int64_t until, gd_link_fn fn, void *ctx, uint64_t *touched,
+                         gd_err *err);
+
+/*
+ * The ids of the entities carrying `label`, ascending, as a malloc'd array
+ * (free() it; NULL when empty). Errors: GD_ENOMEM, GD_EIO.
+ */
+int gd_store_label_members(gd_rtxn *r, gd_str label, uint64_t **ret_ids, size_t *ret_n,
+                           gd_err *err);
+
 typedef struct gd_stats {
   uint64_t entities[GD_TYPE_MAX + 1]; /* by type; [0] unused */
   uint64_t entities_total;

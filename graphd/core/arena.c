@@ -1,0 +1,34 @@
+#include "core/arena.h"
+
+#include <stdlib.h>
+
+struct gd_arena {
+  gd_arena *next;
+  size_t used, cap;
+  max_align_t data[];
+};
+
+void *gd_arena_alloc(gd_arena **a, size_t n) {
+  n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+  if (!*a || (*a)->cap - (*a)->used < n) {
+    size_t cap = n > 16384 ? n : 16384;
+    gd_arena *b = malloc(sizeof *b + cap);
+    if (!b)
+      return NULL;
+    b->next = *a;
+    b->used = 0;
+    b->cap = cap;
+    *a = b;
+  }
+  void *p = (char *)(*a)->data + (*a)->used;
+  (*a)->used += n;
+  return p;
+}
+
+void gd_arena_free(gd_arena *a) {
+  while (a) {
+    gd_arena *next = a->next;
+    free(a);
+    a = next;
+  }
+}

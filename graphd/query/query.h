@@ -1,0 +1,152 @@
+/*
+ * query: investigator reads over one read transaction.
+ *
+ * Three questions an investigator asks about a flagged seller:
+ *   gd_query_linked    who is linked to it, through what, how strongly;
+ *   gd_query_paths     how two entities are connected;
+ *   gd_query_suspects  which unlabelled sellers sit closest to labelled ones.
+ * All three weigh shared entities with algorithms/evidence.h (rarity
+ * weights and hub caps, the same implementation clustering uses), honour a
+ * time window on links, and stop at a work bound (rows of adjacency read,
+ * or pushes) with what they found, marked truncated: no query runs
+ * unbounded.
+ *
+ * Results live in an arena owned by the result; free it with the matching
+ * *_free function. Entity ids in results are plain ids: the caller reads
+ * the entities it wants to show (inside the same read transaction).
+ *
+ * Errors: GD_ENOTFOUND (a start entity is missing), GD_EINVALID (a seller
+ * is required and the entity is not one; from == to), GD_EPRECONDITION
+ * (no seed), GD_ENOMEM, GD_EIO, GD_EINTERNAL. Messages name the field.
+ */
+#ifndef GD_QUERY_QUERY_H
+#define GD_QUERY_QUERY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "evidence.h"
+#include "store/store.h"
+
+typedef struct gd_query_params {
+  gd_evidence_params ev;  /* hub caps and type weights */
+  uint32_t type_mask;     /* types followed (bit t); 0 = all */
+  int64_t since, until;   /* link window; 0 = open */
+  uint64_t max_touched;   /* work bound; 0 = no bound */
+} gd_query_params;
+
+/* Fills p with the defaults: evidence defaults, every type, no window. */
+void gd_query_params_default(gd_query_params *p);
+
+/* A hub met and skipped. */
+typedef struct gd_hub {
+  uint64_t entity;
+  int type;
+  uint64_t sellers, cap;
+} gd_hub;
+
+/* ---- LinkedSellers ---- */
+
+typedef struct gd_shared {
+  uint64_t entity;
+  int type;
+  uint64_t sellers;       /* the entity's seller count */
+  int64_t first, last;    /* later first_seen / later last_seen of the two links */
+  double weight;          /* w(type) * r(sellers) */
+} gd_shared;
+
+typedef struct gd_step {
+  uint64_t from, to;
+  double tie;
+  gd_shared *shared; /* strongest first */
+  size_t nshared;
+} gd_step;
+
+typedef struct gd_linked {
+  uint64_t seller;
+  unsigned hops;
+  double score; /* 1 / sum of 1/tie over the steps */
+  gd_step *steps; /* hops entries, from the query seller */
+} gd_linked;
+
+typedef struct gd_linked_result {
+  gd_linked *sellers; /* by score desc, then id */
+  size_t n;
+  gd_hub *hubs; /* by sellers desc, then id */
+  size_t nhubs;
+  bool truncated;
+  uint64_t touched;
+  gd_arena *arena;
+} gd_linked_result;
+
+/*
+ * Sellers reachable from `seller` through shared entities within max_hops
+ * (1..3) seller-to-seller steps, each with its best path (highest score)
+ * and the evidence of every step. At most `limit` results with score >=
+ * min_score. Time: O(touched), bounded by p->max_touched.
+ */
+int gd_query_linked(gd_rtxn *r, uint64_t seller, unsigned max_hops, const gd_query_params *p,
+                    size_t limit, double min_score, gd_linked_result *ret, gd_err *err);
+void gd_linked_result_free(gd_linked_result *res);
+
+/* ---- FindPaths ---- */
+
+typedef struct gd_path {
+  uint64_t *ids;  /* len + 1 entities */
+  gd_link *links; /* len links; links[i] joins ids[i] and ids[i+1] */
+  size_t len;
+} gd_path;
+
+typedef struct gd_paths_result {
+  gd_path *paths; /* shortest first, then lexicographic by (type, id) */
+  size_t n;
+  gd_hub *hubs;
+  size_t nhubs;
+  bool truncated;
+  uint64_t touched;
+  gd_arena *arena;
+} gd_paths_result;
+
+/*
+ * Up to k shortest simple paths of at most max_hops links between two
+ * entities, with no hub inside a path. Bidirectional breadth-first search
+ * for distances, then a depth-first enumeration pruned by them, by
+ * increasing length. No path is not an error (n = 0).
+ */
+int gd_query_paths(gd_rtxn *r, uint64_t from, uint64_t to, size_t k, unsigned max_hops,
+                   const gd_query_params *p, gd_paths_result *ret, gd_err *err);
+void gd_paths_result_free(gd_paths_result *res);
+
+/* ---- RankSuspects ---- */
+
+typedef struct gd_suspect {
+  uint64_t seller;
+  double score;
+  gd_linked *nearest; /* labelled sellers within 2 steps, best first */
+  size_t nnearest;
+} gd_suspect;
+
+typedef struct gd_suspects_result {
+  gd_suspect *suspects; /* by score desc, then id */
+  size_t n;
+  uint64_t seeds;
+  bool truncated;
+  uint64_t touched; /* pushes */
+  gd_arena *arena;
+} gd_suspects_result;
+
+/*
+ * Personalised PageRank from the sellers carrying any of `labels`, by
+ * local push (Andersen, Chung, Lang, FOCS 2006) on the seller-entity graph
+ * with rarity weights (query.h's file comment in suspects.c gives the walk).
+ * Returns the `limit` unlabelled sellers with the most mass, each with up
+ * to max_nearest labelled sellers linked within 2 steps. Time:
+ * O(pushes x degree), bounded by p->max_touched pushes.
+ */
+int gd_query_suspects(gd_rtxn *r, const gd_str *labels, size_t nlabels, double alpha,
+                      double epsilon, size_t limit, size_t max_nearest,
+                      const gd_query_params *p, gd_suspects_result *ret, gd_err *err);
+void gd_suspects_result_free(gd_suspects_result *res);
+
+#endif

@@ -1,0 +1,84 @@
+/* Internals shared by the query files. */
+#ifndef GD_QUERY_QUERY_INT_H
+#define GD_QUERY_QUERY_INT_H
+
+#include <stdlib.h>
+
+#include "query/query.h"
+
+/* An open-addressing map from u64 keys (never 0) to u32 values. */
+typedef struct qmap {
+  uint64_t *keys;
+  uint32_t *vals;
+  size_t cap, n;
+} qmap;
+
+/* Returns a pointer to the value of key, inserting (with *ret_new = true and
+ * value 0) when absent; NULL on out of memory. Pointers die at the next
+ * insert. */
+uint32_t *qmap_put(qmap *m, uint64_t key, bool *ret_new);
+/* The value of key, or NULL. */
+uint32_t *qmap_get(const qmap *m, uint64_t key);
+void qmap_free(qmap *m);
+
+/* What the queries need to know about an entity, read once per query. */
+typedef struct qinfo {
+  uint64_t id;
+  int type;
+  uint64_t sellers;
+  uint64_t degree;
+  bool hub;
+  uint64_t cap;
+} qinfo;
+
+typedef struct qctx {
+  gd_rtxn *r;
+  const gd_query_params *p;
+  uint64_t touched;
+  bool truncated;
+  qmap info_idx; /* id -> index + 1 into infos */
+  qinfo *infos;
+  size_t ninfo, capinfo;
+  gd_arena **arena; /* the result's */
+  gd_hub *hubs;     /* hubs met (malloc'd while running) */
+  size_t nhubs, caphubs;
+  qmap hub_idx;
+} qctx;
+
+void qctx_init(qctx *q, gd_rtxn *r, const gd_query_params *p, gd_arena **arena);
+void qctx_free(qctx *q);
+
+/* Reads (once) and returns the entity's info; NULL with err set if it is
+ * missing or on error. The pointer dies at the next qctx_info call. */
+const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err);
+
+/* Records a hub met (once per entity). */
+int qctx_hub(qctx *q, const qinfo *in, gd_err *err);
+
+/* Copies the hubs met into the arena, sorted; sets *ret / *ret_n. */
+int qctx_hubs_out(qctx *q, gd_hub **ret, size_t *ret_n, gd_err *err);
+
+/* True (and marks truncated) once the work bound is passed. */
+static inline bool qctx_over(qctx *q) {
+  if (q->p->max_touched && q->touched > q->p->max_touched)
+    q->truncated = true;
+  return q->truncated;
+}
+
+/* A growable array of links, for collecting an entity's rows. */
+typedef struct qlinks {
+  gd_link *v;
+  size_t n, cap;
+  bool oom;
+} qlinks;
+
+/* Reads the links of id passing the type mask and the window into *out
+ * (reset first). */
+int qctx_links(qctx *q, uint64_t id, uint32_t type_mask, qlinks *out, gd_err *err);
+
+/* gd_query_linked with results allocated in *arena (ret->arena untouched). */
+int gd__query_linked_in(gd_rtxn *r, uint64_t seller, unsigned max_hops,
+                        const gd_query_params *p, size_t limit, double min_score,
+                        gd_arena **arena, gd_linked_result *ret, gd_err *err);
+
+#endif

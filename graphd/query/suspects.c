@@ -1,0 +1,327 @@
+/*
+ * RankSuspects: personalised PageRank from labelled sellers, by local push.
+ *
+ * The walk runs on the seller-entity graph, hubs removed. From a seller it
+ * moves to one of its entities e with probability proportional to
+ * w(type) * r(n_e) (to a directly linked seller with weight w(seller));
+ * from an entity it moves to one of its sellers, uniformly. With
+ * probability alpha it jumps back to a seed (uniform over the seeds).
+ * Local push (Andersen, Chung, Lang, "Local graph partitioning using
+ * PageRank vectors", FOCS 2006) keeps an estimate p and a residual r per
+ * node and repeatedly pushes a node whose residual is at least epsilon per
+ * neighbour: p += alpha * r, and (1 - alpha) * r is spread over its
+ * neighbours by the walk's probabilities. It touches only the part of the
+ * graph near the seeds, and every push is counted against the work bound.
+ *
+ * Suspects are the unlabelled sellers with the most mass; for each, the
+ * labelled sellers linked to it within two steps are found with
+ * LinkedSellers (a small work bound each) as its evidence.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "query/query_int.h"
+
+#define NEAREST_TOUCH_BOUND 20000
+
+typedef struct wnbr {
+  uint64_t id;
+  double w;
+} wnbr;
+
+typedef struct rnode {
+  uint64_t id;
+  int type;
+  double p, r;
+  double deg;        /* sum of out weights */
+  double threshold;  /* push when r >= threshold */
+  wnbr *out;         /* malloc'd; NULL until loaded */
+  size_t nout;
+  bool loaded, queued, seed;
+} rnode;
+
+typedef struct rstate {
+  qctx q;
+  rnode *nodes;
+  size_t nnodes, capnodes;
+  qmap idx;
+  qlinks tmp;
+  uint64_t *queue; /* ring buffer of ids */
+  size_t qhead, qlen, qcap;
+  double eps;
+} rstate;
+
+static rnode *rnode_get(rstate *s, uint64_t id, gd_err *err) {
+  bool fresh;
+  uint32_t *slot = qmap_put(&s->idx, id, &fresh);
+  if (!slot) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
+  }
+  if (!fresh)
+    return &s->nodes[*slot - 1];
+  const qinfo *in = qctx_info(&s->q, id, err);
+  if (!in)
+    return NULL;
+  if (s->nnodes == s->capnodes) {
+    size_t ncap = s->capnodes ? s->capnodes * 2 : 1024;
+    rnode *nn = realloc(s->nodes, ncap * sizeof *nn);
+    if (!nn) {
+      gd_err_set(err, GD_ENOMEM, "out of memory");
+      return NULL;
+    }
+    s->nodes = nn;
+    s->capnodes = ncap;
+  }
+  rnode *n = &s->nodes[s->nnodes++];
+  memset(n, 0, sizeof *n);
+  n->id = id;
+  n->type = in->type;
+  /* Residual per neighbour, with the stored degree as the neighbour count. */
+  n->threshold = s->eps * (double)(in->degree ? in->degree : 1);
+  *slot = (uint32_t)s->nnodes;
+  return n;
+}
+
+/* Loads the walk's out-edges of node id. Returns it (the array may move). */
+static rnode *rnode_load(rstate *s, uint64_t id, gd_err *err) {
+  rnode *n = rnode_get(s, id, err);
+  if (!n || n->loaded)
+    return n;
+  const gd_evidence_params *ev = &s->q.p->ev;
+  bool seller = n->type == GD_TYPE_SELLER;
+  uint32_t mask = seller ? s->q.p->type_mask : (1u << GD_TYPE_SELLER);
+  if (qctx_links(&s->q, id, mask, &s->tmp, err))
+    return NULL;
+  wnbr *out = malloc((s->tmp.n ? s->tmp.n : 1) * sizeof *out);
+  if (!out) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
+  }
+  size_t m = 0;
+  double deg = 0;
+  for (size_t i = 0; i < s->tmp.n; i++) {
+    const gd_link *l = &s->tmp.v[i];
+    double w;
+    if (!seller || l->nbr_type == GD_TYPE_SELLER) {
+      w = seller ? ev->type_weight[GD_TYPE_SELLER] : 1.0;
+    } else {
+      const qinfo *ei = qctx_info(&s->q, l->nbr, err);
+      if (!ei) {
+        free(out);
+        return NULL;
+      }
+      w = ei->hub ? 0 : gd_evidence_weight(ev, ei->type, ei->sellers);
+    }
+    if (w <= 0)
+      continue;
+    out[m++] = (wnbr){l->nbr, w};
+    deg += w;
+  }
+  n = &s->nodes[*qmap_get(&s->idx, id) - 1];
+  n->out = out;
+  n->nout = m;
+  n->deg = deg;
+  n->loaded = true;
+  return n;
+}
+
+static int enqueue(rstate *s, rnode *n, gd_err *err) {
+  if (n->queued)
+    return GD_OK;
+  if (s->qlen == s->qcap) {
+    size_t ncap = s->qcap ? s->qcap * 2 : 1024;
+    uint64_t *nq = malloc(ncap * sizeof *nq);
+    if (!nq)
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+    for (size_t i = 0; i < s->qlen; i++)
+      nq[i] = s->queue[(s->qhead + i) % s->qcap];
+    free(s->queue);
+    s->queue = nq;
+    s->qhead = 0;
+    s->qcap = ncap;
+  }
+  s->queue[(s->qhead + s->qlen++) % s->qcap] = n->id;
+  n->queued = true;
+  return GD_OK;
+}
+
+static int push_all(rstate *s, double alpha, uint64_t max_pushes, gd_err *err) {
+  uint64_t pushes = 0;
+  while (s->qlen) {
+    if (max_pushes && pushes >= max_pushes) {
+      s->q.truncated = true;
+      break;
+    }
+    uint64_t id = s->queue[s->qhead];
+    s->qhead = (s->qhead + 1) % s->qcap;
+    s->qlen--;
+    rnode *x = rnode_load(s, id, err);
+    if (!x)
+      return err->code;
+    x->queued = false;
+    double rx = x->r;
+    if (rx < x->threshold)
+      continue;
+    pushes++;
+    x->p += alpha * rx;
+    x->r = 0;
+    if (x->deg <= 0)
+      continue; /* dangling: its walk ends here */
+    double mass = (1 - alpha) * rx / x->deg;
+    size_t nout = x->nout;
+    wnbr *out = x->out;
+    for (size_t i = 0; i < nout; i++) {
+      rnode *y = rnode_get(s, out[i].id, err);
+      if (!y)
+        return err->code;
+      y->r += mass * out[i].w;
+      if (y->r >= y->threshold && enqueue(s, y, err))
+        return err->code;
+    }
+  }
+  s->q.touched = pushes;
+  return GD_OK;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return (x > y) - (x < y);
+}
+
+static int cmp_suspect(const void *a, const void *b) {
+  const gd_suspect *x = a, *y = b;
+  if (x->score != y->score)
+    return x->score > y->score ? -1 : 1;
+  return (x->seller > y->seller) - (x->seller < y->seller);
+}
+
+int gd_query_suspects(gd_rtxn *r, const gd_str *labels, size_t nlabels, double alpha,
+                      double epsilon, size_t limit, size_t max_nearest,
+                      const gd_query_params *p, gd_suspects_result *ret, gd_err *err) {
+  rstate s;
+  uint64_t *seeds = NULL;
+  size_t nseeds = 0;
+  int rc = GD_OK;
+
+  memset(ret, 0, sizeof *ret);
+  memset(&s, 0, sizeof s);
+  /* The walk's own bound is pushes; row reads are not bounded here. */
+  gd_query_params walk = *p;
+  walk.max_touched = 0;
+  qctx_init(&s.q, r, &walk, &ret->arena);
+  s.eps = epsilon;
+
+  /* Seeds: sellers carrying any of the labels. */
+  for (size_t i = 0; i < nlabels; i++) {
+    uint64_t *ids;
+    size_t n;
+    if ((rc = gd_store_label_members(r, labels[i], &ids, &n, err)))
+      goto out;
+    uint64_t *ns = realloc(seeds, (nseeds + n + 1) * sizeof *ns);
+    if (!ns) {
+      free(ids);
+      rc = gd_err_set(err, GD_ENOMEM, "out of memory");
+      goto out;
+    }
+    seeds = ns;
+    if (n)
+      memcpy(seeds + nseeds, ids, n * sizeof *ids);
+    nseeds += n;
+    free(ids);
+  }
+  qsort(seeds, nseeds, sizeof *seeds, cmp_u64);
+  size_t m = 0;
+  for (size_t i = 0; i < nseeds; i++) {
+    if (m && seeds[m - 1] == seeds[i])
+      continue;
+    const qinfo *in = qctx_info(&s.q, seeds[i], err);
+    if (!in) {
+      rc = err->code;
+      goto out;
+    }
+    if (in->type == GD_TYPE_SELLER)
+      seeds[m++] = seeds[i];
+  }
+  nseeds = m;
+  if (nseeds == 0) {
+    rc = gd_err_set(err, GD_EPRECONDITION, "seed_labels: no seller carries any of them");
+    goto out;
+  }
+  for (size_t i = 0; i < nseeds; i++) {
+    rnode *n = rnode_get(&s, seeds[i], err);
+    if (!n) {
+      rc = err->code;
+      goto out;
+    }
+    n->seed = true;
+    n->r = 1.0 / (double)nseeds;
+    if ((rc = enqueue(&s, n, err)))
+      goto out;
+  }
+  if ((rc = push_all(&s, alpha, p->max_touched, err)))
+    goto out;
+
+  /* Rank the unlabelled sellers. */
+  gd_suspect *sus = gd_arena_alloc(&ret->arena, (s.nnodes + 1) * sizeof *sus);
+  if (!sus) {
+    rc = gd_err_set(err, GD_ENOMEM, "out of memory");
+    goto out;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < s.nnodes; i++) {
+    rnode *x = &s.nodes[i];
+    if (x->type == GD_TYPE_SELLER && !x->seed && x->p > 0)
+      sus[n++] = (gd_suspect){x->id, x->p, NULL, 0};
+  }
+  qsort(sus, n, sizeof *sus, cmp_suspect);
+  if (n > limit)
+    n = limit;
+
+  /* Evidence: labelled sellers within two steps of each suspect. */
+  gd_query_params near = *p;
+  near.max_touched = NEAREST_TOUCH_BOUND;
+  for (size_t i = 0; i < n && max_nearest; i++) {
+    gd_linked_result lr;
+    if ((rc = gd__query_linked_in(r, sus[i].seller, 2, &near, SIZE_MAX, 0, &ret->arena, &lr,
+                                  err)))
+      goto out;
+    gd_linked *best = gd_arena_alloc(&ret->arena, max_nearest * sizeof *best);
+    if (!best) {
+      rc = gd_err_set(err, GD_ENOMEM, "out of memory");
+      goto out;
+    }
+    size_t k = 0;
+    for (size_t j = 0; j < lr.n && k < max_nearest; j++)
+      if (bsearch(&lr.sellers[j].seller, seeds, nseeds, sizeof *seeds, cmp_u64))
+        best[k++] = lr.sellers[j];
+    sus[i].nearest = best;
+    sus[i].nnearest = k;
+  }
+  ret->suspects = sus;
+  ret->n = n;
+  ret->seeds = nseeds;
+  ret->truncated = s.q.truncated;
+  ret->touched = s.q.touched;
+out:
+  for (size_t i = 0; i < s.nnodes; i++)
+    free(s.nodes[i].out);
+  free(s.nodes);
+  free(s.tmp.v);
+  free(s.queue);
+  free(seeds);
+  qmap_free(&s.idx);
+  qctx_free(&s.q);
+  if (rc) {
+    gd_arena_free(ret->arena);
+    memset(ret, 0, sizeof *ret);
+  }
+  return rc;
+}
+
+void gd_suspects_result_free(gd_suspects_result *res) {
+  if (res) {
+    gd_arena_free(res->arena);
+    memset(res, 0, sizeof *res);
+  }
+}

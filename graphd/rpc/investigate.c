@@ -1,0 +1,403 @@
+/*
+ * Investigation handlers: LinkedSellers, FindPaths, RankSuspects.
+ *
+ * Each validates its request into gd_query_params, runs one query inside
+ * one read transaction, and builds the reply (entities read in the same
+ * transaction, strings in an arena) before the transaction ends.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "query/query.h"
+#include "rpc/rpc_int.h"
+
+#define MAX_HOPS_LINKED 3
+#define MAX_HOPS_PATHS 8
+#define MAX_K 20
+#define MAX_NEAREST 20
+#define DEFAULT_TOUCH_ROWS 200000
+#define MAX_TOUCH_ROWS 10000000
+#define DEFAULT_PUSHES 1000000
+#define MAX_PUSHES 100000000
+
+/* ---- request parts ------------------------------------------------------ */
+
+static int conv_caps(Graphd__V1__HubCap **caps, size_t n, gd_query_params *p, gd_err *err) {
+  for (size_t i = 0; i < n; i++) {
+    if (!caps[i])
+      return gd_err_set(err, GD_EINVALID, "hub_caps[%zu]: missing", i);
+    if (!GD_TYPE_VALID((int)caps[i]->type))
+      return gd_err_set(err, GD_EINVALID, "hub_caps[%zu].type: unknown entity type %d", i,
+                        (int)caps[i]->type);
+    if (caps[i]->max_sellers < 1)
+      return gd_err_set(err, GD_EINVALID, "hub_caps[%zu].max_sellers: must be at least 1", i);
+    p->ev.hub_cap[caps[i]->type] = caps[i]->max_sellers;
+  }
+  return GD_OK;
+}
+
+static int conv_bound(uint64_t v, uint64_t dflt, uint64_t max, const char *field,
+                      uint64_t *ret, gd_err *err) {
+  if (v > max)
+    return gd_err_set(err, GD_EINVALID, "%s: %llu is over the maximum of %llu", field,
+                      (unsigned long long)v, (unsigned long long)max);
+  *ret = v ? v : dflt;
+  return GD_OK;
+}
+
+static int conv_limit(uint32_t limit, const char *field, size_t *ret, gd_err *err) {
+  size_t v = limit ? limit : 100;
+  if (v > env.lim.result_cap)
+    return gd_err_set(err, GD_EINVALID,
+                      "%s: %u is over the server's result cap of %zu (--result-cap)", field, limit,
+                      env.lim.result_cap);
+  *ret = v;
+  return GD_OK;
+}
+
+/* Resolves a ref to an id inside the read transaction. */
+static int resolve(gd_rtxn *r, const Graphd__V1__EntityRef *in, gd_arena **a, const char *field,
+                   uint64_t *ret, gd_err *err) {
+  gd_ref ref;
+  if (gd_pb_ref(in, a, &ref, err, field))
+    return err->code;
+  if (gd_store_lookup(r, &ref, ret, err))
+    return gd_err_prefix(err, "%s", field);
+  return GD_OK;
+}
+
+/* ---- reply parts ---------------------------------------------------------- */
+
+/* A brief Entity (no attributes) for id, in arena memory. */
+static Graphd__V1__Entity *entity_pb(gd_rtxn *r, uint64_t id, gd_arena **a, gd_err *err) {
+  gd_ref ref = {id, 0, GD_STR_NULL};
+  gd_entity_view v;
+  Graphd__V1__Entity *e = gd_arena_alloc(a, sizeof *e);
+  if (!e) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
+  }
+  if (gd_store_get(r, &ref, &v, err))
+    return NULL;
+  if (gd_pb_entity(&v, false, a, e)) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
+  }
+  return e;
+}
+
+static Graphd__V1__SkippedHub **hubs_pb(gd_rtxn *r, const gd_hub *h, size_t n, gd_arena **a,
+                                        gd_err *err) {
+  Graphd__V1__SkippedHub **out = gd_arena_alloc(a, (n + 1) * sizeof *out);
+  Graphd__V1__SkippedHub *hs = gd_arena_alloc(a, (n + 1) * sizeof *hs);
+  if (!out || !hs) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    graphd__v1__skipped_hub__init(&hs[i]);
+    if (!(hs[i].entity = entity_pb(r, h[i].entity, a, err)))
+      return NULL;
+    hs[i].seller_count = h[i].sellers;
+    hs[i].hub_cap = h[i].cap;
+    out[i] = &hs[i];
+  }
+  return out;
+}
+
+static Graphd__V1__LinkedSeller *linked_pb(gd_rtxn *r, const gd_linked *l, gd_arena **a,
+                                           gd_err *err) {
+  Graphd__V1__LinkedSeller *ls = gd_arena_alloc(a, sizeof *ls);
+  Graphd__V1__EvidenceStep **steps = gd_arena_alloc(a, (l->hops + 1) * sizeof *steps);
+  Graphd__V1__EvidenceStep *st = gd_arena_alloc(a, (l->hops + 1) * sizeof *st);
+  if (!ls || !steps || !st) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
+  }
+  graphd__v1__linked_seller__init(ls);
+  if (!(ls->seller = entity_pb(r, l->seller, a, err)))
+    return NULL;
+  ls->hops = l->hops;
+  ls->score = l->score;
+  for (unsigned i = 0; i < l->hops; i++) {
+    const gd_step *s = &l->steps[i];
+    graphd__v1__evidence_step__init(&st[i]);
+    st[i].from_seller_id = s->from;
+    st[i].to_seller_id = s->to;
+    st[i].tie = s->tie;
+    st[i].shared = gd_arena_alloc(a, (s->nshared + 1) * sizeof *st[i].shared);
+    Graphd__V1__SharedEntity *se = gd_arena_alloc(a, (s->nshared + 1) * sizeof *se);
+    if (!st[i].shared || !se) {
+      gd_err_set(err, GD_ENOMEM, "out of memory");
+      return NULL;
+    }
+    for (size_t k = 0; k < s->nshared; k++) {
+      graphd__v1__shared_entity__init(&se[k]);
+      if (!(se[k].entity = entity_pb(r, s->shared[k].entity, a, err)))
+        return NULL;
+      se[k].first_seen = s->shared[k].first;
+      se[k].last_seen = s->shared[k].last;
+      se[k].weight = s->shared[k].weight;
+      st[i].shared[k] = &se[k];
+    }
+    st[i].n_shared = s->nshared;
+    steps[i] = &st[i];
+  }
+  ls->evidence = steps;
+  ls->n_evidence = l->hops;
+  return ls;
+}
+
+/* ---- LinkedSellers ------------------------------------------------------------ */
+
+void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__LinkedSellersRequest *req = (Graphd__V1__LinkedSellersRequest *)rpc_unpack(
+      c, &graphd__v1__linked_sellers_request__descriptor, msg, len, has_msg);
+  gd_arena *a = NULL;
+  gd_rtxn *r = NULL;
+  gd_linked_result res = {0};
+  gd_query_params p;
+  gd_err err;
+  uint64_t seller;
+  size_t limit = 0;
+  if (!req)
+    return;
+  gd_err_clear(&err);
+  gd_query_params_default(&p);
+  unsigned hops = req->max_hops ? req->max_hops : 1;
+  if (hops > MAX_HOPS_LINKED) {
+    gd_err_set(&err, GD_EINVALID, "max_hops: %u is over the maximum of %d", req->max_hops,
+               MAX_HOPS_LINKED);
+    goto fail;
+  }
+  for (size_t i = 0; i < req->n_via_types; i++) {
+    if (!GD_TYPE_VALID((int)req->via_types[i])) {
+      gd_err_set(&err, GD_EINVALID, "via_types[%zu]: unknown entity type %d", i,
+                 (int)req->via_types[i]);
+      goto fail;
+    }
+    p.type_mask |= 1u << req->via_types[i];
+  }
+  if (!isfinite(req->min_score)) {
+    gd_err_set(&err, GD_EINVALID, "min_score: not a finite number");
+    goto fail;
+  }
+  if (gd_pb_window(req->window, &p.since, &p.until, &err, "window") ||
+      conv_caps(req->hub_caps, req->n_hub_caps, &p, &err) ||
+      conv_limit(req->limit, "limit", &limit, &err) ||
+      conv_bound(req->max_touched, DEFAULT_TOUCH_ROWS, MAX_TOUCH_ROWS, "max_touched",
+                 &p.max_touched, &err) ||
+      gd_store_read_begin(env.store, &r, &err) ||
+      resolve(r, req->seller, &a, "seller", &seller, &err) ||
+      gd_query_linked(r, seller, hops, &p, limit, req->min_score, &res, &err))
+    goto fail;
+
+  Graphd__V1__LinkedSellersReply rep = GRAPHD__V1__LINKED_SELLERS_REPLY__INIT;
+  rep.sellers = gd_arena_alloc(&a, (res.n + 1) * sizeof *rep.sellers);
+  if (!rep.sellers) {
+    gd_err_set(&err, GD_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (size_t i = 0; i < res.n; i++)
+    if (!(rep.sellers[i] = linked_pb(r, &res.sellers[i], &a, &err)))
+      goto fail;
+  rep.n_sellers = res.n;
+  if (!(rep.skipped_hubs = hubs_pb(r, res.hubs, res.nhubs, &a, &err)))
+    goto fail;
+  rep.n_skipped_hubs = res.nhubs;
+  rep.truncated = res.truncated;
+  rep.touched = res.touched;
+  rpc_reply(c, &rep.base);
+  goto out;
+fail:
+  rpc_fail(c, &err);
+out:
+  gd_linked_result_free(&res);
+  gd_store_read_end(r);
+  gd_arena_free(a);
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ---- FindPaths ------------------------------------------------------------------ */
+
+void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__FindPathsRequest *req = (Graphd__V1__FindPathsRequest *)rpc_unpack(
+      c, &graphd__v1__find_paths_request__descriptor, msg, len, has_msg);
+  gd_arena *a = NULL;
+  gd_rtxn *r = NULL;
+  gd_paths_result res = {0};
+  gd_query_params p;
+  gd_err err;
+  uint64_t from, to;
+  if (!req)
+    return;
+  gd_err_clear(&err);
+  gd_query_params_default(&p);
+  size_t k = req->k ? req->k : 3;
+  unsigned hops = req->max_hops ? req->max_hops : 4;
+  if (k > MAX_K) {
+    gd_err_set(&err, GD_EINVALID, "k: %u is over the maximum of %d", req->k, MAX_K);
+    goto fail;
+  }
+  if (hops > MAX_HOPS_PATHS) {
+    gd_err_set(&err, GD_EINVALID, "max_hops: %u is over the maximum of %d", req->max_hops,
+               MAX_HOPS_PATHS);
+    goto fail;
+  }
+  if (gd_pb_window(req->window, &p.since, &p.until, &err, "window") ||
+      conv_caps(req->hub_caps, req->n_hub_caps, &p, &err) ||
+      conv_bound(req->max_touched, DEFAULT_TOUCH_ROWS, MAX_TOUCH_ROWS, "max_touched",
+                 &p.max_touched, &err) ||
+      gd_store_read_begin(env.store, &r, &err) ||
+      resolve(r, req->from, &a, "from", &from, &err) ||
+      resolve(r, req->to, &a, "to", &to, &err))
+    goto fail;
+  if (from == to) {
+    gd_err_set(&err, GD_EINVALID, "to: the same entity as from");
+    goto fail;
+  }
+  if (gd_query_paths(r, from, to, k, hops, &p, &res, &err))
+    goto fail;
+
+  Graphd__V1__FindPathsReply rep = GRAPHD__V1__FIND_PATHS_REPLY__INIT;
+  rep.paths = gd_arena_alloc(&a, (res.n + 1) * sizeof *rep.paths);
+  Graphd__V1__Path *ps = gd_arena_alloc(&a, (res.n + 1) * sizeof *ps);
+  if (!rep.paths || !ps) {
+    gd_err_set(&err, GD_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (size_t i = 0; i < res.n; i++) {
+    const gd_path *gp = &res.paths[i];
+    graphd__v1__path__init(&ps[i]);
+    ps[i].entities = gd_arena_alloc(&a, (gp->len + 1) * sizeof *ps[i].entities);
+    ps[i].links = gd_arena_alloc(&a, (gp->len + 1) * sizeof *ps[i].links);
+    Graphd__V1__Link *lk = gd_arena_alloc(&a, (gp->len + 1) * sizeof *lk);
+    if (!ps[i].entities || !ps[i].links || !lk) {
+      gd_err_set(&err, GD_ENOMEM, "out of memory");
+      goto fail;
+    }
+    for (size_t j = 0; j <= gp->len; j++)
+      if (!(ps[i].entities[j] = entity_pb(r, gp->ids[j], &a, &err)))
+        goto fail;
+    for (size_t j = 0; j < gp->len; j++) {
+      graphd__v1__link__init(&lk[j]);
+      lk[j].first_seen = gp->links[j].first_seen;
+      lk[j].last_seen = gp->links[j].last_seen;
+      lk[j].count = gp->links[j].count;
+      ps[i].links[j] = &lk[j];
+    }
+    ps[i].n_entities = gp->len + 1;
+    ps[i].n_links = gp->len;
+    rep.paths[i] = &ps[i];
+  }
+  rep.n_paths = res.n;
+  if (!(rep.skipped_hubs = hubs_pb(r, res.hubs, res.nhubs, &a, &err)))
+    goto fail;
+  rep.n_skipped_hubs = res.nhubs;
+  rep.truncated = res.truncated;
+  rep.touched = res.touched;
+  rpc_reply(c, &rep.base);
+  goto out;
+fail:
+  rpc_fail(c, &err);
+out:
+  gd_paths_result_free(&res);
+  gd_store_read_end(r);
+  gd_arena_free(a);
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ---- RankSuspects ---------------------------------------------------------------- */
+
+void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__RankSuspectsRequest *req = (Graphd__V1__RankSuspectsRequest *)rpc_unpack(
+      c, &graphd__v1__rank_suspects_request__descriptor, msg, len, has_msg);
+  gd_arena *a = NULL;
+  gd_rtxn *r = NULL;
+  gd_suspects_result res = {0};
+  gd_query_params p;
+  gd_err err;
+  size_t limit = 0;
+  char f[32];
+  if (!req)
+    return;
+  gd_err_clear(&err);
+  gd_query_params_default(&p);
+  double alpha = req->alpha == 0 ? 0.15 : req->alpha;
+  double eps = req->epsilon == 0 ? 1e-7 : req->epsilon;
+  size_t nearest = req->max_nearest ? req->max_nearest : 3;
+  if (!(alpha > 0 && alpha < 1)) {
+    gd_err_set(&err, GD_EINVALID, "alpha: must be in (0, 1)");
+    goto fail;
+  }
+  if (!(eps > 0 && eps <= 0.01)) {
+    gd_err_set(&err, GD_EINVALID, "epsilon: must be in (0, 0.01]");
+    goto fail;
+  }
+  if (nearest > MAX_NEAREST) {
+    gd_err_set(&err, GD_EINVALID, "max_nearest: %u is over the maximum of %d",
+               req->max_nearest, MAX_NEAREST);
+    goto fail;
+  }
+  size_t nlabels = req->n_seed_labels ? req->n_seed_labels : 1;
+  if (nlabels > GD_LABELS_MAX) {
+    gd_err_set(&err, GD_EINVALID, "seed_labels: over the limit of %d labels", GD_LABELS_MAX);
+    goto fail;
+  }
+  gd_str labels[GD_LABELS_MAX];
+  if (req->n_seed_labels == 0)
+    labels[0] = gd_str_c("counterfeit");
+  for (size_t i = 0; i < req->n_seed_labels; i++) {
+    snprintf(f, sizeof f, "seed_labels[%zu]", i);
+    if (gd_pb_check_label(req->seed_labels[i], &err, f))
+      goto fail;
+    labels[i] = gd_str_c(req->seed_labels[i]);
+  }
+  if (gd_pb_window(req->window, &p.since, &p.until, &err, "window") ||
+      conv_caps(req->hub_caps, req->n_hub_caps, &p, &err) ||
+      conv_limit(req->limit, "limit", &limit, &err) ||
+      conv_bound(req->max_touched, DEFAULT_PUSHES, MAX_PUSHES, "max_touched", &p.max_touched,
+                 &err) ||
+      gd_store_read_begin(env.store, &r, &err) ||
+      gd_query_suspects(r, labels, nlabels, alpha, eps, limit, nearest, &p, &res, &err))
+    goto fail;
+
+  Graphd__V1__RankSuspectsReply rep = GRAPHD__V1__RANK_SUSPECTS_REPLY__INIT;
+  rep.suspects = gd_arena_alloc(&a, (res.n + 1) * sizeof *rep.suspects);
+  Graphd__V1__Suspect *ss = gd_arena_alloc(&a, (res.n + 1) * sizeof *ss);
+  if (!rep.suspects || !ss) {
+    gd_err_set(&err, GD_ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (size_t i = 0; i < res.n; i++) {
+    const gd_suspect *s = &res.suspects[i];
+    graphd__v1__suspect__init(&ss[i]);
+    if (!(ss[i].seller = entity_pb(r, s->seller, &a, &err)))
+      goto fail;
+    ss[i].score = s->score;
+    ss[i].nearest_labelled = gd_arena_alloc(&a, (s->nnearest + 1) * sizeof(void *));
+    if (!ss[i].nearest_labelled) {
+      gd_err_set(&err, GD_ENOMEM, "out of memory");
+      goto fail;
+    }
+    for (size_t j = 0; j < s->nnearest; j++)
+      if (!(ss[i].nearest_labelled[j] = linked_pb(r, &s->nearest[j], &a, &err)))
+        goto fail;
+    ss[i].n_nearest_labelled = s->nnearest;
+    rep.suspects[i] = &ss[i];
+  }
+  rep.n_suspects = res.n;
+  rep.truncated = res.truncated;
+  rep.touched = res.touched;
+  rep.seeds = res.seeds;
+  rpc_reply(c, &rep.base);
+  goto out;
+fail:
+  rpc_fail(c, &err);
+out:
+  gd_suspects_result_free(&res);
+  gd_store_read_end(r);
+  gd_arena_free(a);
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
