@@ -1,0 +1,253 @@
+/*
+ * Unit tests for graphd/query on a small hand-made graph:
+ *
+ *   ring sellers r1..r4 share device D (4 sellers) and warehouse W (4);
+ *   r1 and r2 also share mule account M (2 sellers);
+ *   hub address H is shared by r1 and 600 honest sellers h0..h599;
+ *   x1 is linked to r4 through phone P (2 sellers): two steps from r1;
+ *   iso1 has its own device, nothing shared.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "query/query.h"
+#include "store/writer.h"
+#include "tap.h"
+
+static char dir[64];
+static gd_store *st;
+
+typedef struct {
+  gd_write_op op;
+  gd_upsert u;
+  gd_upsert_result res;
+  int done, code;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} wop;
+
+static int wapply(gd_wtxn *t, gd_write_op *o, gd_err *e) {
+  return gd_store_upsert(t, &((wop *)o)->u, &((wop *)o)->res, e);
+}
+static void wdone(gd_write_op *o, const gd_err *e) {
+  wop *w = (wop *)o;
+  pthread_mutex_lock(&w->mu);
+  w->code = e->code;
+  w->done = 1;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+}
+
+static gd_ref R(int t, const char *k) { return (gd_ref){0, t, gd_str_c(k)}; }
+
+static void build(void) {
+  static char hk[600][8];
+  static gd_link_in L[700];
+  static gd_entity_in E[2];
+  static gd_str lab = {"counterfeit", 11};
+  size_t n = 0;
+  const char *ring[] = {"r1", "r2", "r3", "r4"};
+  for (int i = 0; i < 4; i++) {
+    L[n++] = (gd_link_in){R(GD_TYPE_SELLER, ring[i]), R(GD_TYPE_DEVICE, "D"), 100 + i};
+    L[n++] = (gd_link_in){R(GD_TYPE_SELLER, ring[i]), R(GD_TYPE_ADDRESS, "W"), 100 + i};
+  }
+  L[n++] = (gd_link_in){R(GD_TYPE_SELLER, "r1"), R(GD_TYPE_PAYMENT_ACCOUNT, "M"), 50};
+  L[n++] = (gd_link_in){R(GD_TYPE_SELLER, "r2"), R(GD_TYPE_PAYMENT_ACCOUNT, "M"), 60};
+  L[n++] = (gd_link_in){R(GD_TYPE_SELLER, "r1"), R(GD_TYPE_ADDRESS, "H"), 10};
+  for (int i = 0; i < 600; i++) {
+    snprintf(hk[i], sizeof hk[i], "h%d", i);
+    L[n++] = (gd_link_in){R(GD_TYPE_SELLER, hk[i]), R(GD_TYPE_ADDRESS, "H"), 10};
+  }
+  L[n++] = (gd_link_in){R(GD_TYPE_SELLER, "r4"), R(GD_TYPE_PHONE, "+1"), 70};
+  L[n++] = (gd_link_in){R(GD_TYPE_SELLER, "x1"), R(GD_TYPE_PHONE, "+1"), 70};
+  L[n++] = (gd_link_in){R(GD_TYPE_SELLER, "iso1"), R(GD_TYPE_DEVICE, "Diso"), 70};
+  E[0] = (gd_entity_in){GD_TYPE_SELLER, gd_str_c("r1"), NULL, 0, &lab, 1, 1};
+  E[1] = (gd_entity_in){GD_TYPE_SELLER, gd_str_c("r2"), NULL, 0, &lab, 1, 1};
+
+  strcpy(dir, "/tmp/gd-test-query-XXXXXX");
+  if (!mkdtemp(dir))
+    abort();
+  gd_store_opts o = {.path = dir};
+  CHECK(gd_store_open(&o, &st, NULL) == GD_OK);
+  gd_writer *w;
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+  wop x = {.op = {.apply = wapply, .done = wdone}, .u = {.links = L, .nlinks = n, .entities = E,
+                                                      .nentities = 2}};
+  pthread_mutex_init(&x.mu, NULL);
+  pthread_cond_init(&x.cv, NULL);
+  gd_writer_submit(w, &x.op);
+  pthread_mutex_lock(&x.mu);
+  while (!x.done)
+    pthread_cond_wait(&x.cv, &x.mu);
+  pthread_mutex_unlock(&x.mu);
+  CHECK(x.code == GD_OK);
+  gd_writer_stop(w);
+}
+
+static uint64_t id_of(gd_rtxn *r, int t, const char *k) {
+  gd_ref ref = R(t, k);
+  uint64_t id = 0;
+  CHECK(gd_store_lookup(r, &ref, &id, NULL) == GD_OK);
+  return id;
+}
+
+static const gd_linked *find(const gd_linked_result *res, uint64_t id) {
+  for (size_t i = 0; i < res->n; i++)
+    if (res->sellers[i].seller == id)
+      return &res->sellers[i];
+  return NULL;
+}
+
+static void test_linked(void) {
+  gd_rtxn *r;
+  gd_query_params p;
+  gd_linked_result res;
+  gd_err err;
+  gd_query_params_default(&p);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  uint64_t r1 = id_of(r, GD_TYPE_SELLER, "r1"), r2 = id_of(r, GD_TYPE_SELLER, "r2");
+  uint64_t r4 = id_of(r, GD_TYPE_SELLER, "r4"), x1 = id_of(r, GD_TYPE_SELLER, "x1");
+  uint64_t hub = id_of(r, GD_TYPE_ADDRESS, "H");
+
+  /* One hop: r2, r3, r4; r2 strongest (it also shares M). */
+  CHECK(gd_query_linked(r, r1, 1, &p, 100, 0, &res, &err) == GD_OK);
+  CHECK_EQ_U(res.n, 3);
+  CHECK_EQ_U(res.sellers[0].seller, r2);
+  const gd_linked *l2 = find(&res, r2);
+  double wd = 1.0 / log2(5.0), ww = 0.8 / log2(5.0), wm = 1.0 / log2(3.0);
+  CHECK(l2 && l2->hops == 1 && l2->steps[0].nshared == 3);
+  CHECK(l2 && fabs(l2->score - (wd + ww + wm)) < 1e-9);
+  /* Strongest evidence first: M (2 sellers), then D, then W. */
+  CHECK(l2 && l2->steps[0].shared[0].type == GD_TYPE_PAYMENT_ACCOUNT);
+  CHECK(l2 && l2->steps[0].shared[0].sellers == 2);
+  const gd_linked *l4 = find(&res, r4);
+  CHECK(l4 && fabs(l4->score - (wd + ww)) < 1e-9);
+  /* The hub is skipped and reported, never evidence. */
+  CHECK_EQ_U(res.nhubs, 1);
+  CHECK_EQ_U(res.hubs[0].entity, hub);
+  CHECK_EQ_U(res.hubs[0].sellers, 601);
+  CHECK_EQ_U(res.hubs[0].cap, 500);
+  gd_linked_result_free(&res);
+
+  /* Two hops reach x1 through r4, with both steps as evidence. */
+  CHECK(gd_query_linked(r, r1, 2, &p, 100, 0, &res, &err) == GD_OK);
+  const gd_linked *lx = find(&res, x1);
+  CHECK(lx && lx->hops == 2);
+  if (lx) {
+    CHECK_EQ_U(lx->steps[0].from, r1);
+    CHECK_EQ_U(lx->steps[0].to, r4);
+    CHECK_EQ_U(lx->steps[1].from, r4);
+    CHECK_EQ_U(lx->steps[1].to, x1);
+    double t1 = lx->steps[0].tie, t2 = lx->steps[1].tie;
+    CHECK(fabs(lx->score - 1.0 / (1.0 / t1 + 1.0 / t2)) < 1e-9);
+    CHECK(lx->score < t1 && lx->score < t2);
+  }
+  gd_linked_result_free(&res);
+
+  /* Raising the address cap turns the hub into (weak) evidence. */
+  p.ev.hub_cap[GD_TYPE_ADDRESS] = 1000;
+  CHECK(gd_query_linked(r, r1, 1, &p, 1000, 0, &res, &err) == GD_OK);
+  CHECK_EQ_U(res.n, 603);
+  CHECK_EQ_U(res.nhubs, 0);
+  gd_linked_result_free(&res);
+
+  /* The work bound truncates. */
+  gd_query_params_default(&p);
+  p.max_touched = 5;
+  CHECK(gd_query_linked(r, r1, 2, &p, 100, 0, &res, &err) == GD_OK);
+  CHECK(res.truncated);
+  gd_linked_result_free(&res);
+
+  /* Not a seller. */
+  gd_query_params_default(&p);
+  CHECK(gd_query_linked(r, hub, 1, &p, 100, 0, &res, &err) == GD_EINVALID);
+  gd_store_read_end(r);
+}
+
+static void test_paths(void) {
+  gd_rtxn *r;
+  gd_query_params p;
+  gd_paths_result res;
+  gd_err err;
+  gd_query_params_default(&p);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  uint64_t r1 = id_of(r, GD_TYPE_SELLER, "r1"), r2 = id_of(r, GD_TYPE_SELLER, "r2");
+  uint64_t x1 = id_of(r, GD_TYPE_SELLER, "x1"), h0 = id_of(r, GD_TYPE_SELLER, "h0");
+  uint64_t iso = id_of(r, GD_TYPE_SELLER, "iso1");
+
+  /* r1 - r2: three 2-link paths (D, W, M), shortest first. */
+  CHECK(gd_query_paths(r, r1, r2, 5, 4, &p, &res, &err) == GD_OK);
+  CHECK(res.n >= 3);
+  for (size_t i = 0; i < 3 && i < res.n; i++) {
+    CHECK_EQ_U(res.paths[i].len, 2);
+    CHECK_EQ_U(res.paths[i].ids[0], r1);
+    CHECK_EQ_U(res.paths[i].ids[2], r2);
+  }
+  for (size_t i = 1; i < res.n; i++)
+    CHECK(res.paths[i].len >= res.paths[i - 1].len);
+  gd_paths_result_free(&res);
+
+  /* r1 - x1: 4 links through r4 and the phone. */
+  CHECK(gd_query_paths(r, r1, x1, 1, 4, &p, &res, &err) == GD_OK);
+  CHECK_EQ_U(res.n, 1);
+  if (res.n)
+    CHECK_EQ_U(res.paths[0].len, 4);
+  gd_paths_result_free(&res);
+  CHECK(gd_query_paths(r, r1, x1, 1, 3, &p, &res, &err) == GD_OK);
+  CHECK_EQ_U(res.n, 0);
+  gd_paths_result_free(&res);
+
+  /* r1 - h0 only through the hub: no path (and the hub is reported). */
+  CHECK(gd_query_paths(r, r1, h0, 3, 6, &p, &res, &err) == GD_OK);
+  CHECK_EQ_U(res.n, 0);
+  CHECK(res.nhubs >= 1);
+  gd_paths_result_free(&res);
+
+  /* Unconnected. */
+  CHECK(gd_query_paths(r, r1, iso, 3, 8, &p, &res, &err) == GD_OK);
+  CHECK_EQ_U(res.n, 0);
+  gd_paths_result_free(&res);
+  gd_store_read_end(r);
+}
+
+static void test_suspects(void) {
+  gd_rtxn *r;
+  gd_query_params p;
+  gd_suspects_result res;
+  gd_err err;
+  gd_str lab = gd_str_c("counterfeit"), none = gd_str_c("nobody");
+  gd_query_params_default(&p);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  uint64_t r1 = id_of(r, GD_TYPE_SELLER, "r1"), r2 = id_of(r, GD_TYPE_SELLER, "r2");
+  uint64_t r3 = id_of(r, GD_TYPE_SELLER, "r3"), r4 = id_of(r, GD_TYPE_SELLER, "r4");
+  CHECK(gd_query_suspects(r, &lab, 1, 0.15, 1e-7, 100, 2, &p, &res, &err) == GD_OK);
+  CHECK_EQ_U(res.seeds, 2);
+  CHECK(res.n >= 2);
+  /* The unlabelled ring members come first; the seeds never appear. */
+  if (res.n >= 2) {
+    CHECK(res.suspects[0].seller == r3 || res.suspects[0].seller == r4);
+    CHECK(res.suspects[1].seller == r3 || res.suspects[1].seller == r4);
+    CHECK(res.suspects[0].nnearest >= 1);
+  }
+  for (size_t i = 0; i < res.n; i++)
+    CHECK(res.suspects[i].seller != r1 && res.suspects[i].seller != r2);
+  for (size_t i = 1; i < res.n; i++)
+    CHECK(res.suspects[i].score <= res.suspects[i - 1].score);
+  gd_suspects_result_free(&res);
+  CHECK(gd_query_suspects(r, &none, 1, 0.15, 1e-7, 100, 2, &p, &res, &err) == GD_EPRECONDITION);
+  gd_store_read_end(r);
+}
+
+static void teardown(void) {
+  char cmd[128];
+  gd_store_close(st);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0)
+    abort();
+}
+
+static void test_setup(void) { build(); }
+
+TAP_MAIN(T(test_setup), T(test_linked), T(test_paths), T(test_suspects), T(teardown))
