@@ -11,8 +11,9 @@
  *   graphd-bench ingest (--links FILE.csv | --sellers N [--seed S])
  *                [--repeat 3] [--batch 10000] [--keep]
  *   graphd-bench read (--addr HOST:PORT | --data DIR) --keys-from FILE.csv
- *                [--concurrency 16] [--duration 5] [--repeat 3] [--sample 10000]
- *                [--limit 100] [--conn own|shared]
+ *                [--client async|sync|both] [--client-threads 1]
+ *                [--concurrency-list 1,16 | --concurrency C] [--duration 5]
+ *                [--repeat 3] [--sample 10000] [--limit 100] [--conn own|shared]
  *   graphd-bench all --sellers N [--seed S] [ingest and read options]
  *   Common: --graphd PATH --sellergen PATH --workdir DIR --graphd-arg ARG
  *           (repeatable, passed to every spawned daemon) --quick --keep
@@ -46,28 +47,62 @@
  *   Daemon start-up and shutdown are timed but not part of the rate.
  *
  * Read
- *   Seller keys are sampled (seeded by --seed) from the links file. Each
- *   repeat measures, in this order, Health/Check (the floor: a gRPC round
- *   trip that touches no data), GetEntity(SELLER, key) and Neighbors(SELLER,
- *   key, limit). A measurement is C threads in closed loops for the
- *   duration, each picking a random sampled key per call; every latency is
- *   recorded, and QPS, p50, p99, p99.9 come from all of them. Before the
- *   timed part every thread connects and makes 20 untimed calls.
- *   Client CPU is getrusage(RUSAGE_SELF) over the timed part; the daemon's
- *   CPU is utime+stime from /proc/PID/stat (only when this tool spawned it).
+ *   Seller keys are sampled (seeded by --seed) from the links file. A
+ *   measurement point is a client mode at a number of calls in flight (each
+ *   --client mode at each --concurrency-list value, default 1 and 16: the
+ *   latency of a lone caller and the throughput under load). Each repeat
+ *   measures every point, and at each point, in this order, Health/Check
+ *   (the floor: a gRPC round trip that touches no data), GetEntity(SELLER,
+ *   key) and Neighbors(SELLER, key, limit), each call with a random sampled
+ *   key. Every latency is recorded (from creating the call to its
+ *   completion), and QPS, p50, p99, p99.9 come from all of them; the ratios
+ *   to Health/Check pair the measurements of the same point and repeat.
+ *   Client CPU is getrusage(RUSAGE_SELF) over the timed part (all of this
+ *   process, gRPC's own threads included); the daemon's CPU is utime+stime
+ *   from /proc/PID/stat (only when this tool spawned it). Both are also
+ *   given per call. The whole machine's busy time (/proc/stat) minus both
+ *   is reported as "other" cores: load from other tenants, which on a
+ *   shared 2-core box explains most run-to-run spread (tick-based, so it
+ *   reads a few hundredths negative on a quiet machine).
  *
- *   Connections: --conn shared (the default) makes all threads share one
- *   gc_client, so every call is an HTTP/2 stream on one TCP connection.
- *   --conn own gives every thread its own gc_client with own_connection =
- *   true: C TCP connections, like C independent callers. Both were measured
- *   on the 2-core box (200k sellers, 16 threads, 3 s, two alternating
- *   pairs): shared gave 16.1k/17.2k Health QPS and 16.0k/13.8k GetEntity QPS
- *   against 12.5k/12.7k and 8.7k/10.8k with own connections, at lower p50
- *   and p99, and with less client CPU per call (~40 us against ~54 us).
- *   Client and server share the two cores, so the client's cost per call
- *   caps what can be seen of the server; the cheaper client shows more of
- *   the server, hence the default. Use --conn own to see the cost of many
- *   connections.
+ *   Clients. The client shares the machine with the daemon, so what it
+ *   costs per call comes off what the daemon can show.
+ *   --client async (the default): --client-threads T (default 1) threads,
+ *   each with its own completion queue (grpc_completion_queue_create_for_next)
+ *   and its share of C call slots. A slot starts one batch
+ *   [SEND_INITIAL_METADATA + SEND_MESSAGE + SEND_CLOSE_FROM_CLIENT +
+ *   RECV_INITIAL_METADATA + RECV_MESSAGE + RECV_STATUS_ON_CLIENT] on a call
+ *   from grpc_channel_create_call; when the tag completes it records the
+ *   latency, checks the status is OK and the reply parses (else counts an
+ *   error), frees the call and starts the slot's next call, until the
+ *   duration ends; then the calls in flight drain (and count). The
+ *   requests are packed once, before any measurement (a slice per key and
+ *   rpc); a call only wraps its slice in a byte buffer. Before the timed
+ *   part every slot makes 20 untimed calls (the first ones wait for the
+ *   connection), and the queue drains.
+ *   --client sync: C threads in closed loops, each making blocking gc_unary
+ *   calls (tools/common/client.h: a pluck completion queue created and
+ *   destroyed per call, the request packed and the reply unpacked per
+ *   call); each thread makes 20 untimed calls first. This is how a simple
+ *   threaded caller behaves. Measured on the 2-core box (200k sellers,
+ *   `read --client both --concurrency-list 1,4,16,32`, 3 x 5 s): at 16 in
+ *   flight sync cost 52-58 us of client CPU per call against 17 for async,
+ *   and showed 17k Health/Check and 15k GetEntity QPS against 38k and 39k;
+ *   at 1 in flight the two clients gave the same latency (p50 75-90 us).
+ *   The async client finds ready completions first and then starts the
+ *   freed slots' next calls together, which gave a lower p50 at 16-32 in
+ *   flight than restarting each slot at once.
+ *   --client both measures both, async first at each repeat.
+ *
+ *   Connections: --conn shared (the default) gives each measurement one
+ *   channel (one TCP connection; the async client opens it with a local
+ *   subchannel pool so it is its own) shared by all client threads, every
+ *   call an HTTP/2 stream on it. --conn own gives every client thread its
+ *   own connection (sync: a gc_client with own_connection = true each).
+ *   With the sync client at 16 threads shared was measured faster than own
+ *   (16.1k/17.2k against 12.5k/12.7k Health QPS, ~40 against ~54 us of
+ *   client CPU per call), hence the default. Use --conn own to see the
+ *   cost of many connections.
  *
  * Output: the exact command line and the machine first, then readable
  * tables on stdout, progress on stderr, and as the last stdout line one JSON
@@ -79,7 +114,12 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/time.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <limits.h>
@@ -124,7 +164,8 @@
 #define MAX_DAEMONS 8
 #define MAX_GRAPHD_ARGS 32
 #define MAX_REPEAT 100
-#define WARMUP_CALLS 20
+#define WARMUP_CALLS 20 /* untimed calls per client thread (sync) or call slot (async) */
+#define MAX_CONC 8       /* values in --concurrency-list */
 
 /* ==================================================================== */
 /* Small helpers                                                          */
@@ -420,6 +461,23 @@ static double proc_cpu_s(pid_t pid) {
   return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* CPU time all CPUs of the machine spent busy (everything but idle and
+ * iowait), from the first line of /proc/stat, in seconds; NAN if unreadable. */
+static double machine_busy_s(void) {
+  FILE *f = fopen("/proc/stat", "r");
+  if (!f)
+    return NAN;
+  unsigned long long v[8] = {0};
+  int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                 &v[4], &v[5], &v[6], &v[7]);
+  fclose(f);
+  if (n < 4)
+    return NAN;
+  /* user nice system idle iowait irq softirq steal */
+  unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+  return (double)busy / (double)sysconf(_SC_CLK_TCK);
+}
+
 static double self_cpu_s(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -432,6 +490,8 @@ static double self_cpu_s(void) {
 
 typedef enum { CMD_INGEST = 1, CMD_READ, CMD_ALL } bench_cmd;
 typedef enum { CONN_OWN = 0, CONN_SHARED = 1 } conn_mode;
+typedef enum { CLIENT_ASYNC = 0, CLIENT_SYNC = 1 } client_mode;
+static const char *const client_names[] = {"async", "sync"};
 
 typedef struct bench_cfg {
   bench_cmd cmd;
@@ -445,7 +505,11 @@ typedef struct bench_cfg {
   int repeat;
   size_t batch;
   int ref_window; /* 0 = submit every reference op at once */
-  int concurrency;
+  int conc[MAX_CONC]; /* calls in flight, one measurement point each */
+  int n_conc;
+  client_mode clients[2]; /* --client: async, sync or both (async first) */
+  int n_clients;
+  int client_threads; /* async client threads */
   double duration;
   size_t sample;
   unsigned limit;
@@ -465,7 +529,7 @@ static void usage(FILE *f) {
       "ingest: durable bulk load through graphd's Ingest rpc vs the same batches\n"
       "        written in-process through the store's group-commit writer.\n"
       "read:   GetEntity and Neighbors of sampled sellers vs Health/Check (the\n"
-      "        gRPC floor), C threads in closed loops.\n"
+      "        gRPC floor), with C calls in flight for each C of the list.\n"
       "all:    generate with sellergen, ingest, then read the loaded data.\n"
       "\n"
       "options:\n"
@@ -481,11 +545,19 @@ static void usage(FILE *f) {
       "  --data DIR             read: spawn graphd on this (loaded) data directory\n"
       "  --keys-from FILE       read: links file to take seller keys from\n"
       "  --sample N             read: seller keys sampled (default 10000)\n"
-      "  --concurrency C        read: client threads (default 16)\n"
+      "  --client async|sync|both\n"
+      "                         read: the load generator (default async): async keeps C\n"
+      "                         calls in flight on a completion queue per client thread\n"
+      "                         with pre-packed requests; sync runs C threads, each making\n"
+      "                         blocking gc_unary calls; both measures both, interleaved\n"
+      "  --client-threads N     read, async: client threads sharing the C calls (default 1)\n"
+      "  --concurrency C        read: calls in flight (sync: threads); same as a list of one\n"
+      "  --concurrency-list C1,C2,...\n"
+      "                         read: measure at each (default 1,16; at most 8 values)\n"
       "  --duration SECONDS     read: per measurement (default 5)\n"
       "  --limit N              read: Neighbors limit (default 100)\n"
-      "  --conn shared|own      read: one connection for all threads (default) or one\n"
-      "                         per thread\n"
+      "  --conn shared|own      read: one connection for all client threads (default) or\n"
+      "                         one per client thread\n"
       "  --graphd PATH          daemon binary (default: the one built with this tool)\n"
       "  --sellergen PATH       generator binary (default: the one built with this tool)\n"
       "  --graphd-arg ARG       extra argument for every spawned graphd (repeatable)\n"
@@ -525,7 +597,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
   enum {
     O_LINKS = 256, O_SELLERS, O_SEED, O_BATCH, O_REPEAT, O_ADDR, O_DATA, O_KEYS, O_SAMPLE,
     O_CONC, O_DUR, O_LIMIT, O_CONN, O_GRAPHD, O_SELLERGEN, O_GARG, O_WORKDIR, O_KEEP, O_QUICK,
-    O_CALLTO, O_STEPTO, O_REFWIN,
+    O_CALLTO, O_STEPTO, O_REFWIN, O_CLIENT, O_CTHREADS, O_CLIST,
   };
   static const struct option opts[] = {
       {"links", required_argument, NULL, O_LINKS},
@@ -538,6 +610,9 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       {"keys-from", required_argument, NULL, O_KEYS},
       {"sample", required_argument, NULL, O_SAMPLE},
       {"concurrency", required_argument, NULL, O_CONC},
+      {"concurrency-list", required_argument, NULL, O_CLIST},
+      {"client", required_argument, NULL, O_CLIENT},
+      {"client-threads", required_argument, NULL, O_CTHREADS},
       {"duration", required_argument, NULL, O_DUR},
       {"limit", required_argument, NULL, O_LIMIT},
       {"conn", required_argument, NULL, O_CONN},
@@ -593,7 +668,41 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     case O_DATA: c->data = optarg; break;
     case O_KEYS: c->keys_from = optarg; break;
     case O_SAMPLE: c->sample = parse_u64("--sample", optarg, 1, 100000000); break;
-    case O_CONC: c->concurrency = (int)parse_u64("--concurrency", optarg, 1, 4096); break;
+    case O_CONC:
+      if (c->n_conc)
+        usage_error("--concurrency and --concurrency-list given together (or twice)");
+      c->conc[c->n_conc++] = (int)parse_u64("--concurrency", optarg, 1, 4096);
+      break;
+    case O_CLIST: {
+      if (c->n_conc)
+        usage_error("--concurrency and --concurrency-list given together (or twice)");
+      char *list = xstrdup(optarg), *save = NULL;
+      for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (c->n_conc == MAX_CONC)
+          usage_error("--concurrency-list: at most %d values", MAX_CONC);
+        c->conc[c->n_conc++] = (int)parse_u64("--concurrency-list", tok, 1, 4096);
+      }
+      free(list);
+      if (!c->n_conc)
+        usage_error("--concurrency-list: no values in '%s'", optarg);
+      break;
+    }
+    case O_CLIENT:
+      if (!strcmp(optarg, "async")) {
+        c->clients[0] = CLIENT_ASYNC;
+        c->n_clients = 1;
+      } else if (!strcmp(optarg, "sync")) {
+        c->clients[0] = CLIENT_SYNC;
+        c->n_clients = 1;
+      } else if (!strcmp(optarg, "both")) {
+        c->clients[0] = CLIENT_ASYNC;
+        c->clients[1] = CLIENT_SYNC;
+        c->n_clients = 2;
+      } else {
+        usage_error("--client: 'async', 'sync' or 'both', not '%s'", optarg);
+      }
+      break;
+    case O_CTHREADS: c->client_threads = (int)parse_u64("--client-threads", optarg, 1, 256); break;
     case O_DUR: {
       char *end;
       double d = strtod(optarg, &end);
@@ -636,8 +745,14 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     c->repeat = c->quick ? 1 : 3;
   if (!c->batch)
     c->batch = c->quick ? 2000 : 10000;
-  if (!c->concurrency)
-    c->concurrency = 16;
+  if (!c->n_conc) {
+    c->conc[c->n_conc++] = 1;
+    c->conc[c->n_conc++] = 16;
+  }
+  if (!c->n_clients)
+    c->clients[c->n_clients++] = CLIENT_ASYNC;
+  if (!c->client_threads)
+    c->client_threads = 1;
   if (!(c->duration > 0))
     c->duration = c->quick ? 1.0 : 5.0;
   if (!c->sample)
@@ -1880,14 +1995,31 @@ typedef enum { RPC_HEALTH = 0, RPC_GET = 1, RPC_NEIGHBORS = 2, RPC__COUNT } rpc_
 
 static const char *const rpc_names[RPC__COUNT] = {"Health/Check", "GetEntity", "Neighbors"};
 static const char *const rpc_json_names[RPC__COUNT] = {"health", "get_entity", "neighbors"};
+static const char *const rpc_methods[RPC__COUNT] = {
+    "/grpc.health.v1.Health/Check", SVC "GetEntity", SVC "Neighbors"};
 
+/*
+ * The sampled keys, as protobuf-c requests (for the sync client, which
+ * packs per call) and pre-packed into slices (for the async client, which
+ * only wraps a slice in a byte buffer per call: a reference, no packing).
+ */
 typedef struct read_keys {
   size_t n;
   Graphd__V1__EntityRef *refs;
   Graphd__V1__GetEntityRequest *get;
   Graphd__V1__NeighborsRequest *nbr;
   char **keys;
+  grpc_slice health_packed;
+  grpc_slice *get_packed, *nbr_packed;
 } read_keys;
+
+static grpc_slice pack_slice(const ProtobufCMessage *m) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  grpc_slice s = grpc_slice_malloc(n);
+  if (protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s)) != n)
+    die("cannot pack a %s", m->descriptor->name);
+  return s;
+}
 
 /* Samples up to `sample` distinct seller keys (normalised) from d. */
 static void read_keys_build(const dataset *d, size_t sample, uint64_t seed, unsigned limit,
@@ -1912,6 +2044,8 @@ static void read_keys_build(const dataset *d, size_t sample, uint64_t seed, unsi
   r.get = xcalloc(k, sizeof *r.get);
   r.nbr = xcalloc(k, sizeof *r.nbr);
   r.keys = xcalloc(k, sizeof *r.keys);
+  r.get_packed = xcalloc(k, sizeof *r.get_packed);
+  r.nbr_packed = xcalloc(k, sizeof *r.nbr_packed);
   for (size_t i = 0; i < k; i++) {
     r.keys[i] = xstrdup(keytab_str(&d->ent, ids[i]));
     graphd__v1__entity_ref__init(&r.refs[i]);
@@ -1922,22 +2056,83 @@ static void read_keys_build(const dataset *d, size_t sample, uint64_t seed, unsi
     graphd__v1__neighbors_request__init(&r.nbr[i]);
     r.nbr[i].ref = &r.refs[i];
     r.nbr[i].limit = limit;
+    r.get_packed[i] = pack_slice(&r.get[i].base);
+    r.nbr_packed[i] = pack_slice(&r.nbr[i].base);
   }
+  Grpc__Health__V1__HealthCheckRequest hreq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  r.health_packed = pack_slice(&hreq.base);
   free(ids);
   *ret = r;
 }
 
 static void read_keys_free(read_keys *r) {
-  for (size_t i = 0; i < r->n; i++)
+  for (size_t i = 0; i < r->n; i++) {
     free(r->keys[i]);
+    grpc_slice_unref(r->get_packed[i]);
+    grpc_slice_unref(r->nbr_packed[i]);
+  }
+  grpc_slice_unref(r->health_packed);
   free(r->keys);
   free(r->refs);
   free(r->get);
   free(r->nbr);
+  free(r->get_packed);
+  free(r->nbr_packed);
   memset(r, 0, sizeof *r);
 }
 
-typedef struct read_shared {
+/* What one client thread saw in the timed part. */
+typedef struct read_tally {
+  uint64_t *lat; /* ns, successful calls only */
+  size_t n, cap;
+  uint64_t errors, items;
+  int64_t t_end; /* when its last call completed */
+  char first_err[256];
+  bool setup_failed;
+} read_tally;
+
+static void tally_add(read_tally *t, uint64_t ns) {
+  if (t->n == t->cap) {
+    t->cap = t->cap ? t->cap * 2 : 65536;
+    t->lat = xrealloc(t->lat, t->cap * sizeof *t->lat);
+  }
+  t->lat[t->n++] = ns;
+}
+
+/* The main thread's view of a measurement: the timed part starts when every
+ * client thread has warmed up and ends when every one has drained. */
+typedef struct read_window {
+  int64_t t0;
+  double cpu0, cpu1, dcpu0, dcpu1, mcpu0, mcpu1;
+} read_window;
+
+static void read_window_run(pthread_barrier_t *start, pthread_barrier_t *stop, pid_t daemon_pid,
+                            read_window *w) {
+  pthread_barrier_wait(start);
+  w->t0 = now_ns();
+  w->cpu0 = self_cpu_s();
+  w->dcpu0 = daemon_pid ? proc_cpu_s(daemon_pid) : NAN;
+  w->mcpu0 = machine_busy_s();
+  pthread_barrier_wait(stop);
+  w->mcpu1 = machine_busy_s();
+  w->cpu1 = self_cpu_s();
+  w->dcpu1 = daemon_pid ? proc_cpu_s(daemon_pid) : NAN;
+}
+
+/* One measurement point: a client mode at a number of calls in flight. */
+typedef struct read_point {
+  client_mode client;
+  int conc;    /* calls in flight (sync: threads) */
+  int threads; /* client threads */
+} read_point;
+
+static void read_point_name(const read_point *p, char *buf, size_t size) {
+  snprintf(buf, size, "%s/%d", client_names[p->client], p->conc);
+}
+
+/* ---- sync client: C threads, each one blocking gc_unary call at a time ---- */
+
+typedef struct sync_shared {
   const bench_cfg *cfg;
   const char *addr;
   const read_keys *keys;
@@ -1945,42 +2140,36 @@ typedef struct read_shared {
   gc_client *shared_client;
   pthread_barrier_t start, stop;
   int64_t duration_ns;
-} read_shared;
+} sync_shared;
 
-typedef struct read_thread {
+typedef struct sync_thread {
   pthread_t th;
   int idx;
-  read_shared *sh;
-  uint64_t *lat;
-  size_t n, cap;
-  uint64_t errors, items;
-  int64_t t_end;
-  int first_code;
-  char first_err[256];
-  bool setup_failed;
-} read_thread;
+  sync_shared *sh;
+  read_tally *tally;
+} sync_thread;
 
 /* One call of the measured kind; returns the status code. */
-static int read_call(read_shared *sh, gc_client *c, size_t key, uint64_t *items, gc_status *st) {
+static int sync_call(sync_shared *sh, gc_client *c, size_t key, uint64_t *items, gc_status *st) {
   ProtobufCMessage *rep = NULL;
   int code;
   switch (sh->kind) {
   case RPC_HEALTH: {
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-    code = gc_unary(c, "/grpc.health.v1.Health/Check", &req.base,
+    code = gc_unary(c, rpc_methods[RPC_HEALTH], &req.base,
                     &grpc__health__v1__health_check_response__descriptor, &rep, st,
                     sh->cfg->call_timeout_ms);
     break;
   }
   case RPC_GET:
-    code = gc_unary(c, SVC "GetEntity", &sh->keys->get[key].base,
+    code = gc_unary(c, rpc_methods[RPC_GET], &sh->keys->get[key].base,
                     &graphd__v1__get_entity_reply__descriptor, &rep, st,
                     sh->cfg->call_timeout_ms);
     if (code == 0)
       *items += ((Graphd__V1__GetEntityReply *)rep)->entity != NULL;
     break;
   default:
-    code = gc_unary(c, SVC "Neighbors", &sh->keys->nbr[key].base,
+    code = gc_unary(c, rpc_methods[RPC_NEIGHBORS], &sh->keys->nbr[key].base,
                     &graphd__v1__neighbors_reply__descriptor, &rep, st,
                     sh->cfg->call_timeout_ms);
     if (code == 0)
@@ -1992,9 +2181,10 @@ static int read_call(read_shared *sh, gc_client *c, size_t key, uint64_t *items,
   return code;
 }
 
-static void *read_thread_main(void *arg) {
-  read_thread *t = arg;
-  read_shared *sh = t->sh;
+static void *sync_thread_main(void *arg) {
+  sync_thread *t = arg;
+  sync_shared *sh = t->sh;
+  read_tally *ta = t->tally;
   gc_client *c = sh->shared_client;
   gc_status st;
   uint64_t rs = mix64(sh->cfg->seed * 1000003ULL + (uint64_t)t->idx * 7919ULL + sh->kind) | 1;
@@ -2003,36 +2193,30 @@ static void *read_thread_main(void *arg) {
   if (!c) {
     gc_client_opts o = {.own_connection = true};
     if (gc_client_open(sh->addr, &o, &c, &st) || gc_client_wait_ready(c, 10000, &st)) {
-      t->setup_failed = true;
-      snprintf(t->first_err, sizeof t->first_err, "connect: %.200s", st.message);
+      ta->setup_failed = true;
+      snprintf(ta->first_err, sizeof ta->first_err, "connect: %.200s", st.message);
     }
   }
-  for (int i = 0; i < WARMUP_CALLS && !t->setup_failed; i++)
-    read_call(sh, c, (size_t)(rng_next(&rs) % sh->keys->n), &scratch, &st);
+  for (int i = 0; i < WARMUP_CALLS && !ta->setup_failed; i++)
+    sync_call(sh, c, (size_t)(rng_next(&rs) % sh->keys->n), &scratch, &st);
 
   pthread_barrier_wait(&sh->start);
-  if (!t->setup_failed) {
+  if (!ta->setup_failed) {
     int64_t start = now_ns(), end = start + sh->duration_ns, t1 = start;
     while (t1 < end) {
       size_t key = (size_t)(rng_next(&rs) % sh->keys->n);
       int64_t t0 = now_ns();
-      int code = read_call(sh, c, key, &t->items, &st);
+      int code = sync_call(sh, c, key, &ta->items, &st);
       t1 = now_ns();
       if (code) {
-        if (!t->errors++) {
-          t->first_code = code;
-          snprintf(t->first_err, sizeof t->first_err, "%s: %.160s (key '%.40s')",
+        if (!ta->errors++)
+          snprintf(ta->first_err, sizeof ta->first_err, "%s: %.160s (key '%.40s')",
                    gc_status_code_name(code), st.message, sh->keys->keys[key]);
-        }
         continue;
       }
-      if (t->n == t->cap) {
-        t->cap = t->cap ? t->cap * 2 : 65536;
-        t->lat = xrealloc(t->lat, t->cap * sizeof *t->lat);
-      }
-      t->lat[t->n++] = (uint64_t)(t1 - t0);
+      tally_add(ta, (uint64_t)(t1 - t0));
     }
-    t->t_end = t1;
+    ta->t_end = t1;
   }
   pthread_barrier_wait(&sh->stop);
   if (c && c != sh->shared_client)
@@ -2040,20 +2224,11 @@ static void *read_thread_main(void *arg) {
   return NULL;
 }
 
-typedef struct read_result {
-  uint64_t calls, errors;
-  double elapsed_s, qps;
-  double p50_us, p90_us, p99_us, p999_us, mean_us, max_us;
-  double client_cpu_s, server_cpu_s; /* over the timed part */
-  double items_per_call;
-  char first_err[300];
-} read_result;
-
-static void read_measure(const bench_cfg *cfg, const char *addr, pid_t daemon_pid,
-                         const read_keys *keys, rpc_kind kind, read_result *ret) {
-  memset(ret, 0, sizeof *ret);
-  int C = cfg->concurrency;
-  read_shared sh = {
+static void sync_run(const bench_cfg *cfg, const char *addr, pid_t daemon_pid,
+                     const read_keys *keys, rpc_kind kind, const read_point *pt, read_tally *tl,
+                     read_window *w) {
+  int C = pt->threads;
+  sync_shared sh = {
       .cfg = cfg, .addr = addr, .keys = keys, .kind = kind,
       .duration_ns = (int64_t)(cfg->duration * 1e9),
   };
@@ -2065,49 +2240,378 @@ static void read_measure(const bench_cfg *cfg, const char *addr, pid_t daemon_pi
   }
   pthread_barrier_init(&sh.start, NULL, (unsigned)C + 1);
   pthread_barrier_init(&sh.stop, NULL, (unsigned)C + 1);
-  read_thread *th = xcalloc((size_t)C, sizeof *th);
+  sync_thread *th = xcalloc((size_t)C, sizeof *th);
   for (int i = 0; i < C; i++) {
-    th[i].idx = i;
-    th[i].sh = &sh;
-    if (pthread_create(&th[i].th, NULL, read_thread_main, &th[i]) != 0)
+    th[i] = (sync_thread){.idx = i, .sh = &sh, .tally = &tl[i]};
+    if (pthread_create(&th[i].th, NULL, sync_thread_main, &th[i]) != 0)
       die("pthread_create: %s", strerror(errno));
   }
-  pthread_barrier_wait(&sh.start);
-  int64_t t0 = now_ns();
-  double cpu0 = self_cpu_s(), dcpu0 = daemon_pid ? proc_cpu_s(daemon_pid) : NAN;
-  pthread_barrier_wait(&sh.stop);
-  int64_t t_last = t0;
-  double cpu1 = self_cpu_s(), dcpu1 = daemon_pid ? proc_cpu_s(daemon_pid) : NAN;
+  read_window_run(&sh.start, &sh.stop, daemon_pid, w);
   for (int i = 0; i < C; i++)
     pthread_join(th[i].th, NULL);
   if (sh.shared_client)
     gc_client_close(sh.shared_client);
   pthread_barrier_destroy(&sh.start);
   pthread_barrier_destroy(&sh.stop);
+  free(th);
+}
+
+/* ---- async client: call slots on a completion queue per client thread ---- */
+
+typedef struct async_shared {
+  const bench_cfg *cfg;
+  const char *addr;
+  const read_keys *keys;
+  rpc_kind kind;
+  grpc_channel *shared_channel; /* NULL with --conn own: a channel per thread */
+  grpc_slice method;
+  pthread_barrier_t start, stop;
+  int64_t duration_ns;
+} async_shared;
+
+struct async_thread;
+
+/* One call in flight. Only one batch is ever pending on a slot, so a slot
+ * is touched by one thread at a time: the one draining its queue. */
+typedef struct async_slot {
+  struct async_thread *t;
+  grpc_call *call;
+  grpc_byte_buffer *send, *recv;
+  grpc_metadata_array md_initial, md_trailing;
+  grpc_status_code status;
+  grpc_slice details;
+  int64_t t0;
+  size_t key;
+} async_slot;
+
+typedef struct async_thread {
+  pthread_t th;
+  int idx, nslots;
+  async_shared *sh;
+  async_slot *slots;
+  grpc_channel *ch;
+  grpc_completion_queue *cq;
+  uint64_t rs;
+  read_tally *tally;
+} async_thread;
+
+/* A channel with a connection of its own (not shared through gRPC's global
+ * subchannel pool with an earlier measurement's channel). */
+static grpc_channel *bench_channel_create(const char *addr) {
+  grpc_arg args[2];
+  memset(args, 0, sizeof args);
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
+  args[0].value.integer = 1;
+  args[1].type = GRPC_ARG_INTEGER;
+  args[1].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[1].value.integer = 64 << 20; /* as gc_client's default */
+  grpc_channel_args ca = {2, args};
+  grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+  grpc_channel *ch = grpc_channel_create(addr, cr, &ca);
+  grpc_channel_credentials_release(cr);
+  if (!ch)
+    die("grpc_channel_create(%s) failed", addr);
+  return ch;
+}
+
+/* Starts the slot's next call: one batch with every op of a unary call. */
+static void async_start(async_thread *t, async_slot *s, bool wait_ready) {
+  async_shared *sh = t->sh;
+  const read_keys *k = sh->keys;
+  s->key = (size_t)(rng_next(&t->rs) % k->n);
+  grpc_slice req = sh->kind == RPC_HEALTH ? k->health_packed
+                   : sh->kind == RPC_GET  ? k->get_packed[s->key]
+                                          : k->nbr_packed[s->key];
+  s->t0 = now_ns();
+  gpr_timespec deadline =
+      gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                   gpr_time_from_millis(sh->cfg->call_timeout_ms, GPR_TIMESPAN));
+  s->call = grpc_channel_create_call(t->ch, NULL, GRPC_PROPAGATE_DEFAULTS, t->cq, sh->method,
+                                     NULL, deadline, NULL);
+  if (!s->call)
+    die("grpc_channel_create_call failed");
+  s->send = grpc_raw_byte_buffer_create(&req, 1); /* takes a reference */
+  s->recv = NULL;
+  grpc_metadata_array_init(&s->md_initial);
+  grpc_metadata_array_init(&s->md_trailing);
+  s->status = GRPC_STATUS_UNKNOWN;
+  s->details = grpc_empty_slice();
+
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  /* Warm-up calls wait for the connection instead of failing fast. */
+  ops[0].flags = wait_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY |
+                                  GRPC_INITIAL_METADATA_WAIT_FOR_READY_EXPLICITLY_SET
+                            : 0;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = s->send;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->md_initial;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &s->recv;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &s->md_trailing;
+  ops[5].data.recv_status_on_client.status = &s->status;
+  ops[5].data.recv_status_on_client.status_details = &s->details;
+  grpc_call_error e = grpc_call_start_batch(s->call, ops, 6, s, NULL);
+  if (e != GRPC_CALL_OK)
+    die("grpc_call_start_batch: %s", grpc_call_error_to_string(e));
+}
+
+/*
+ * The slot's call completed at t1: checks the status and the reply, frees
+ * the call, and (record) adds the latency or the error to the tally.
+ * Returns true when the call succeeded; err (size 256) gets the error.
+ */
+static bool async_finish(async_thread *t, async_slot *s, bool success, int64_t t1, bool record,
+                         char *err) {
+  static const ProtobufCMessageDescriptor *const reply_desc[RPC__COUNT] = {
+      &grpc__health__v1__health_check_response__descriptor,
+      &graphd__v1__get_entity_reply__descriptor,
+      &graphd__v1__neighbors_reply__descriptor,
+  };
+  async_shared *sh = t->sh;
+  uint64_t items = 0;
+  bool ok = false;
+  err[0] = '\0';
+  if (!success) {
+    snprintf(err, 256, "client: the call's batch failed");
+  } else if (s->status != GRPC_STATUS_OK) {
+    snprintf(err, 256, "%s: %.*s", gc_status_code_name((int)s->status),
+             (int)(GRPC_SLICE_LENGTH(s->details) > 160 ? 160 : GRPC_SLICE_LENGTH(s->details)),
+             (const char *)GRPC_SLICE_START_PTR(s->details));
+  } else if (!s->recv) {
+    snprintf(err, 256, "client: OK status without a reply message");
+  } else {
+    /* One uncompressed slice (the usual case) parses in place. */
+    grpc_slice flat;
+    if (s->recv->type == GRPC_BB_RAW && s->recv->data.raw.compression == GRPC_COMPRESS_NONE &&
+        s->recv->data.raw.slice_buffer.count == 1) {
+      flat = grpc_slice_ref(s->recv->data.raw.slice_buffer.slices[0]);
+    } else {
+      grpc_byte_buffer_reader r;
+      if (!grpc_byte_buffer_reader_init(&r, s->recv))
+        die("grpc_byte_buffer_reader_init failed");
+      flat = grpc_byte_buffer_reader_readall(&r);
+      grpc_byte_buffer_reader_destroy(&r);
+    }
+    ProtobufCMessage *m = protobuf_c_message_unpack(
+        reply_desc[sh->kind], NULL, GRPC_SLICE_LENGTH(flat), GRPC_SLICE_START_PTR(flat));
+    grpc_slice_unref(flat);
+    if (!m) {
+      snprintf(err, 256, "client: the reply does not parse as %s", reply_desc[sh->kind]->name);
+    } else {
+      if (sh->kind == RPC_GET)
+        items = ((Graphd__V1__GetEntityReply *)m)->entity != NULL;
+      else if (sh->kind == RPC_NEIGHBORS)
+        items = ((Graphd__V1__NeighborsReply *)m)->n_neighbors;
+      protobuf_c_message_free_unpacked(m, NULL);
+      ok = true;
+    }
+  }
+  grpc_byte_buffer_destroy(s->send);
+  if (s->recv)
+    grpc_byte_buffer_destroy(s->recv);
+  grpc_metadata_array_destroy(&s->md_initial);
+  grpc_metadata_array_destroy(&s->md_trailing);
+  grpc_slice_unref(s->details);
+  grpc_call_unref(s->call);
+  s->call = NULL;
+  s->send = s->recv = NULL;
+  if (record) {
+    read_tally *ta = t->tally;
+    if (ok) {
+      tally_add(ta, (uint64_t)(t1 - s->t0));
+      ta->items += items;
+    } else if (!ta->errors++) {
+      snprintf(ta->first_err, sizeof ta->first_err, "%.200s (key '%.40s')", err,
+               sh->keys->keys[s->key]);
+    }
+  }
+  return ok;
+}
+
+/* The next completion; with block false, NULL when none is ready. */
+static async_slot *async_next(async_thread *t, bool *ret_success, bool block) {
+  grpc_event ev = grpc_completion_queue_next(
+      t->cq, block ? gpr_inf_future(GPR_CLOCK_REALTIME) : gpr_inf_past(GPR_CLOCK_REALTIME), NULL);
+  if (!block && ev.type == GRPC_QUEUE_TIMEOUT)
+    return NULL;
+  if (ev.type != GRPC_OP_COMPLETE)
+    die("completion queue: unexpected event type %d", (int)ev.type);
+  *ret_success = ev.success != 0;
+  return ev.tag;
+}
+
+static void *async_thread_main(void *arg) {
+  async_thread *t = arg;
+  async_shared *sh = t->sh;
+  read_tally *ta = t->tally;
+  char err[256];
+  t->cq = grpc_completion_queue_create_for_next(NULL);
+  t->ch = sh->shared_channel ? sh->shared_channel : bench_channel_create(sh->addr);
+  for (int i = 0; i < t->nslots; i++)
+    t->slots[i].t = t;
+
+  /* Warm-up, untimed: connect (waiting for the channel to be ready) and
+   * make WARMUP_CALLS calls per slot, then drain, so that the timed part
+   * starts from a connected channel and no call in flight. */
+  int target = WARMUP_CALLS * t->nslots, started = 0, inflight = 0, good = 0;
+  for (int i = 0; i < t->nslots; i++, started++, inflight++)
+    async_start(t, &t->slots[i], true);
+  while (inflight) {
+    bool success;
+    async_slot *s = async_next(t, &success, true);
+    inflight--;
+    if (async_finish(t, s, success, now_ns(), false, err)) {
+      good++;
+    } else {
+      if (!ta->first_err[0])
+        snprintf(ta->first_err, sizeof ta->first_err, "warm-up: %.200s", err);
+      if (!good)
+        started = target; /* nothing works yet: do not wait out more deadlines */
+    }
+    if (started < target) {
+      async_start(t, s, true);
+      started++;
+      inflight++;
+    }
+  }
+  if (!good)
+    ta->setup_failed = true;
+  else
+    ta->first_err[0] = '\0';
+
+  pthread_barrier_wait(&sh->start);
+  if (!ta->setup_failed) {
+    int64_t end = now_ns() + sh->duration_ns;
+    for (int i = 0; i < t->nslots; i++, inflight++)
+      async_start(t, &t->slots[i], false);
+    /* Take every completion that is ready, then start the slots' next
+     * calls together: the new streams then tend to share writes, and the
+     * daemon reads several calls per wake-up (lower p50 at 16-32 in flight
+     * than restarting each slot at once, at the same client CPU). */
+    async_slot **ready = xcalloc((size_t)t->nslots, sizeof *ready);
+    while (inflight) {
+      int nready = 0;
+      bool success;
+      for (async_slot *s = async_next(t, &success, true); s;
+           s = async_next(t, &success, false)) {
+        int64_t t1 = now_ns();
+        inflight--;
+        async_finish(t, s, success, t1, true, err);
+        if (t1 > ta->t_end)
+          ta->t_end = t1;
+        if (t1 < end)
+          ready[nready++] = s;
+      }
+      for (int i = 0; i < nready; i++, inflight++)
+        async_start(t, ready[i], false);
+    }
+    free(ready);
+  }
+  pthread_barrier_wait(&sh->stop);
+
+  grpc_completion_queue_shutdown(t->cq);
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(t->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN)
+      break;
+  }
+  grpc_completion_queue_destroy(t->cq);
+  if (t->ch != sh->shared_channel)
+    grpc_channel_destroy(t->ch);
+  return NULL;
+}
+
+static void async_run(const bench_cfg *cfg, const char *addr, pid_t daemon_pid,
+                      const read_keys *keys, rpc_kind kind, const read_point *pt, read_tally *tl,
+                      read_window *w) {
+  int T = pt->threads;
+  async_shared sh = {
+      .cfg = cfg, .addr = addr, .keys = keys, .kind = kind,
+      .method = grpc_slice_from_static_string(rpc_methods[kind]),
+      .duration_ns = (int64_t)(cfg->duration * 1e9),
+  };
+  if (cfg->conn == CONN_SHARED)
+    sh.shared_channel = bench_channel_create(addr);
+  pthread_barrier_init(&sh.start, NULL, (unsigned)T + 1);
+  pthread_barrier_init(&sh.stop, NULL, (unsigned)T + 1);
+  async_thread *th = xcalloc((size_t)T, sizeof *th);
+  async_slot *slots = xcalloc((size_t)pt->conc, sizeof *slots);
+  for (int i = 0, first = 0; i < T; i++) {
+    th[i].idx = i;
+    th[i].sh = &sh;
+    th[i].tally = &tl[i];
+    th[i].nslots = pt->conc / T + (i < pt->conc % T);
+    th[i].slots = slots + first;
+    first += th[i].nslots;
+    th[i].rs = mix64(cfg->seed * 1000003ULL + (uint64_t)i * 7919ULL + kind) | 1;
+    if (pthread_create(&th[i].th, NULL, async_thread_main, &th[i]) != 0)
+      die("pthread_create: %s", strerror(errno));
+  }
+  read_window_run(&sh.start, &sh.stop, daemon_pid, w);
+  for (int i = 0; i < T; i++)
+    pthread_join(th[i].th, NULL);
+  if (sh.shared_channel)
+    grpc_channel_destroy(sh.shared_channel);
+  pthread_barrier_destroy(&sh.start);
+  pthread_barrier_destroy(&sh.stop);
+  free(slots);
+  free(th);
+}
+
+/* ---- one measurement, both clients ---- */
+
+typedef struct read_result {
+  uint64_t calls, errors;
+  double elapsed_s, qps;
+  double p50_us, p90_us, p99_us, p999_us, mean_us, max_us;
+  double client_cpu_s, server_cpu_s; /* over the timed part */
+  double machine_cpu_s;              /* all CPUs busy, anyone's */
+  double items_per_call;
+  char first_err[300];
+} read_result;
+
+static void read_measure(const bench_cfg *cfg, const char *addr, pid_t daemon_pid,
+                         const read_keys *keys, const read_point *pt, rpc_kind kind,
+                         read_result *ret) {
+  memset(ret, 0, sizeof *ret);
+  int T = pt->threads;
+  read_tally *tl = xcalloc((size_t)T, sizeof *tl);
+  read_window w;
+  if (pt->client == CLIENT_ASYNC)
+    async_run(cfg, addr, daemon_pid, keys, kind, pt, tl, &w);
+  else
+    sync_run(cfg, addr, daemon_pid, keys, kind, pt, tl, &w);
 
   size_t total = 0;
-  for (int i = 0; i < C; i++) {
-    total += th[i].n;
-    ret->errors += th[i].errors;
-    ret->items_per_call += (double)th[i].items;
-    if (th[i].t_end > t_last)
-      t_last = th[i].t_end;
-    if (!ret->first_err[0] && (th[i].errors || th[i].setup_failed))
-      snprintf(ret->first_err, sizeof ret->first_err, "%s", th[i].first_err);
+  int64_t t_last = w.t0;
+  for (int i = 0; i < T; i++) {
+    total += tl[i].n;
+    ret->errors += tl[i].errors;
+    ret->items_per_call += (double)tl[i].items;
+    if (tl[i].t_end > t_last)
+      t_last = tl[i].t_end;
+    if (!ret->first_err[0] && (tl[i].errors || tl[i].setup_failed))
+      snprintf(ret->first_err, sizeof ret->first_err, "%s", tl[i].first_err);
   }
   uint64_t *all = xmalloc(total * sizeof *all);
   size_t o = 0;
   double sum = 0;
-  for (int i = 0; i < C; i++) {
-    memcpy(all + o, th[i].lat, th[i].n * sizeof *all);
-    o += th[i].n;
-    free(th[i].lat);
+  for (int i = 0; i < T; i++) {
+    memcpy(all + o, tl[i].lat, tl[i].n * sizeof *all);
+    o += tl[i].n;
+    free(tl[i].lat);
   }
   for (size_t i = 0; i < total; i++)
     sum += (double)all[i];
   qsort(all, total, sizeof *all, cmp_u64);
   ret->calls = total;
-  ret->elapsed_s = (double)(t_last - t0) / 1e9;
+  ret->elapsed_s = (double)(t_last - w.t0) / 1e9;
   ret->qps = ret->elapsed_s > 0 ? (double)total / ret->elapsed_s : 0;
   ret->p50_us = (double)percentile(all, total, 0.50) / 1e3;
   ret->p90_us = (double)percentile(all, total, 0.90) / 1e3;
@@ -2116,15 +2620,19 @@ static void read_measure(const bench_cfg *cfg, const char *addr, pid_t daemon_pi
   ret->max_us = total ? (double)all[total - 1] / 1e3 : 0;
   ret->mean_us = total ? sum / (double)total / 1e3 : 0;
   ret->items_per_call = total ? ret->items_per_call / (double)total : 0;
-  ret->client_cpu_s = cpu1 - cpu0;
-  ret->server_cpu_s = dcpu1 - dcpu0;
+  ret->client_cpu_s = w.cpu1 - w.cpu0;
+  ret->server_cpu_s = w.dcpu1 - w.dcpu0;
+  ret->machine_cpu_s = w.mcpu1 - w.mcpu0;
   free(all);
-  free(th);
+  free(tl);
 }
 
+#define MAX_POINTS (2 * MAX_CONC)
+
 typedef struct read_report {
-  int repeats;
-  read_result res[MAX_REPEAT][RPC__COUNT];
+  int repeats, npoints;
+  read_point pt[MAX_POINTS];
+  read_result res[MAX_REPEAT][MAX_POINTS][RPC__COUNT];
 } read_report;
 
 static double read_field(const read_result *r, int f) {
@@ -2143,6 +2651,10 @@ static double read_field(const read_result *r, int f) {
   case 11: return r->items_per_call;
   case 12: return (double)r->calls;
   case 13: return (double)r->errors;
+  case 14: return r->elapsed_s > 0 ? r->machine_cpu_s / r->elapsed_s : NAN;
+  case 15: /* what neither this client nor the daemon used: other tenants */
+    return r->elapsed_s > 0 ? (r->machine_cpu_s - r->client_cpu_s - r->server_cpu_s) / r->elapsed_s
+                            : NAN;
   default: return NAN;
   }
 }
@@ -2150,23 +2662,79 @@ static double read_field(const read_result *r, int f) {
 static const char *const read_field_names[] = {
     "qps", "p50_us", "p90_us", "p99_us", "p999_us", "mean_us", "max_us",
     "client_cpu_cores", "server_cpu_cores", "client_cpu_us_per_call", "server_cpu_us_per_call",
-    "items_per_call", "calls", "errors",
+    "items_per_call", "calls", "errors", "machine_cpu_cores", "other_cpu_cores",
 };
 #define READ_NFIELDS ((int)(sizeof read_field_names / sizeof read_field_names[0]))
 
-static double read_med(const read_report *rep, rpc_kind k, int f) {
+static double read_med(const read_report *rep, int p, rpc_kind k, int f) {
   double v[MAX_REPEAT];
   for (int r = 0; r < rep->repeats; r++)
-    v[r] = read_field(&rep->res[r][k], f);
+    v[r] = read_field(&rep->res[r][p][k], f);
   return median(v, rep->repeats);
 }
 
-/* Median over repeats of (kind's field / health's field) in the same repeat. */
-static double read_ratio(const read_report *rep, rpc_kind k, int f) {
+/* Median over repeats of (kind's field / health's field) at the same point
+ * in the same repeat. */
+static double read_ratio(const read_report *rep, int p, rpc_kind k, int f) {
   double v[MAX_REPEAT];
   for (int r = 0; r < rep->repeats; r++)
-    v[r] = read_field(&rep->res[r][k], f) / read_field(&rep->res[r][RPC_HEALTH], f);
+    v[r] = read_field(&rep->res[r][p][k], f) / read_field(&rep->res[r][p][RPC_HEALTH], f);
   return median(v, rep->repeats);
+}
+
+/* The points of a run: each client mode (in --client order) at each
+ * concurrency (in --concurrency-list order). */
+static void read_points(const bench_cfg *cfg, read_report *rep) {
+  rep->npoints = 0;
+  for (int c = 0; c < cfg->n_clients; c++)
+    for (int i = 0; i < cfg->n_conc; i++) {
+      read_point *p = &rep->pt[rep->npoints++];
+      p->client = cfg->clients[c];
+      p->conc = cfg->conc[i];
+      p->threads = p->client == CLIENT_SYNC ? p->conc
+                   : cfg->client_threads < p->conc ? cfg->client_threads
+                                                   : p->conc;
+    }
+}
+
+static json_object *read_point_json(const bench_cfg *cfg, const read_report *rep, int p) {
+  const read_point *pt = &rep->pt[p];
+  json_object *j = json_object_new_object();
+  json_object_object_add(j, "client", json_object_new_string(client_names[pt->client]));
+  json_object_object_add(j, "concurrency", json_object_new_int(pt->conc));
+  json_object_object_add(j, "client_threads", json_object_new_int(pt->threads));
+  json_object_object_add(j, "connections",
+                         json_object_new_int(cfg->conn == CONN_OWN ? pt->threads : 1));
+  for (int k = 0; k < RPC__COUNT; k++) {
+    json_object *jk = json_object_new_object();
+    for (int f = 0; f < READ_NFIELDS; f++)
+      json_object_object_add(jk, read_field_names[f],
+                             json_object_new_double(read_med(rep, p, k, f)));
+    if (k != RPC_HEALTH) {
+      json_object_object_add(jk, "qps_ratio_to_health",
+                             json_object_new_double(read_ratio(rep, p, k, 0)));
+      json_object_object_add(jk, "p50_ratio_to_health",
+                             json_object_new_double(read_ratio(rep, p, k, 1)));
+      json_object_object_add(jk, "p99_ratio_to_health",
+                             json_object_new_double(read_ratio(rep, p, k, 3)));
+      json_object_object_add(jk, "p999_ratio_to_health",
+                             json_object_new_double(read_ratio(rep, p, k, 4)));
+    }
+    json_object *per = json_object_new_array();
+    for (int r = 0; r < rep->repeats; r++) {
+      const read_result *res = &rep->res[r][p][k];
+      json_object *jr = json_object_new_object();
+      for (int f = 0; f < READ_NFIELDS; f++)
+        json_object_object_add(jr, read_field_names[f], json_object_new_double(read_field(res, f)));
+      json_object_object_add(jr, "elapsed_s", json_object_new_double(res->elapsed_s));
+      if (res->first_err[0])
+        json_object_object_add(jr, "first_error", json_object_new_string(res->first_err));
+      json_object_array_add(per, jr);
+    }
+    json_object_object_add(jk, "per_repeat", per);
+    json_object_object_add(j, rpc_json_names[k], jk);
+  }
+  return j;
 }
 
 /*
@@ -2177,90 +2745,117 @@ static json_object *bench_read(const bench_cfg *cfg, const char *addr, pid_t dae
                                const read_keys *keys, read_report *rep, bool *ret_ok) {
   memset(rep, 0, sizeof *rep);
   rep->repeats = cfg->repeat;
+  read_points(cfg, rep);
   bool ok = true;
+  char pname[64];
   for (int r = 0; r < cfg->repeat; r++) {
-    for (int k = 0; k < RPC__COUNT; k++) {
-      fprintf(stderr, "graphd-bench: read %d/%d: %s, %d threads, %.1f s...\n", r + 1,
-              cfg->repeat, rpc_names[k], cfg->concurrency, cfg->duration);
-      read_result *res = &rep->res[r][k];
-      read_measure(cfg, addr, daemon_pid, keys, (rpc_kind)k, res);
-      fprintf(stderr, "graphd-bench:   %.0f QPS, p50 %.0f us, p99 %.0f us, p99.9 %.0f us, %" PRIu64
-                      " errors\n",
-              res->qps, res->p50_us, res->p99_us, res->p999_us, res->errors);
-      if (res->errors || res->calls == 0) {
-        anomaly("read %d: %s: %" PRIu64 " error(s) in %" PRIu64 " calls; first: %s", r + 1,
-                rpc_names[k], res->errors, res->calls + res->errors,
-                res->first_err[0] ? res->first_err : "(no calls completed)");
-        ok = false;
-      }
-      if (k == RPC_NEIGHBORS && res->calls && res->items_per_call == 0) {
-        anomaly("read %d: Neighbors returned no neighbours at all", r + 1);
-        ok = false;
+    for (int p = 0; p < rep->npoints; p++) {
+      const read_point *pt = &rep->pt[p];
+      read_point_name(pt, pname, sizeof pname);
+      for (int k = 0; k < RPC__COUNT; k++) {
+        fprintf(stderr, "graphd-bench: read %d/%d: %s client, %d in flight (%d thread%s): %s, "
+                        "%.1f s...\n",
+                r + 1, cfg->repeat, client_names[pt->client], pt->conc, pt->threads,
+                pt->threads == 1 ? "" : "s", rpc_names[k], cfg->duration);
+        read_result *res = &rep->res[r][p][k];
+        read_measure(cfg, addr, daemon_pid, keys, pt, (rpc_kind)k, res);
+        fprintf(stderr, "graphd-bench:   %.0f QPS, p50 %.0f us, p99 %.0f us, p99.9 %.0f us, "
+                        "client %.1f us/call, %" PRIu64 " errors\n",
+                res->qps, res->p50_us, res->p99_us, res->p999_us, read_field(res, 9),
+                res->errors);
+        if (res->errors || res->calls == 0) {
+          anomaly("read %d (%s): %s: %" PRIu64 " error(s) in %" PRIu64 " calls; first: %s", r + 1,
+                  pname, rpc_names[k], res->errors, res->calls + res->errors,
+                  res->first_err[0] ? res->first_err : "(no calls completed)");
+          ok = false;
+        }
+        if (k == RPC_NEIGHBORS && res->calls && res->items_per_call == 0) {
+          anomaly("read %d (%s): Neighbors returned no neighbours at all", r + 1, pname);
+          ok = false;
+        }
       }
     }
   }
 
   char b1[64];
-  printf("\nREAD  %d threads (%s), %.1f s per measurement, %zu sampled seller keys, "
-         "Neighbors limit %u;\n      medians of %d interleaved repeat(s); ratios are medians of "
-         "per-repeat ratios to Health/Check\n",
-         cfg->concurrency,
-         cfg->conn == CONN_OWN ? "one connection per thread" : "one shared connection",
-         cfg->duration, keys->n, cfg->limit, cfg->repeat);
-  printf("  %-13s %10s %9s %9s %9s %9s %8s %8s %7s %7s %7s %7s\n", "rpc", "QPS", "p50 us",
-         "p99 us", "p99.9 us", "mean us", "QPS/hc", "p50/hc", "cli cpu", "srv cpu", "items",
-         "errors");
-  for (int k = 0; k < RPC__COUNT; k++) {
-    printf("  %-13s %10s %9.1f %9.1f %9.1f %9.1f %8.3f %8.3f %7.2f %7.2f %7.1f %7.0f\n",
-           rpc_names[k], fmt_count(b1, sizeof b1, read_med(rep, k, 0)), read_med(rep, k, 1),
-           read_med(rep, k, 3), read_med(rep, k, 4), read_med(rep, k, 5), read_ratio(rep, k, 0),
-           read_ratio(rep, k, 1), read_med(rep, k, 7), read_med(rep, k, 8),
-           read_med(rep, k, 11), read_med(rep, k, 13));
+  printf("\nREAD  %.1f s per measurement, %zu sampled seller keys, Neighbors limit %u, %s;\n"
+         "      medians of %d interleaved repeat(s); x/hc = median of per-repeat ratios to "
+         "Health/Check at the same point\n",
+         cfg->duration, keys->n, cfg->limit,
+         cfg->conn == CONN_OWN ? "one connection per client thread" : "one shared connection",
+         cfg->repeat);
+  printf("      clients: async = call slots on a completion queue per client thread, requests "
+         "pre-packed;\n               sync = one thread per call in flight, blocking gc_unary\n");
+  printf("  %-6s %4s %3s %-12s %9s %8s %8s %9s %7s %7s %7s %8s %8s %5s %5s %5s %6s %6s\n", "client",
+         "infl", "thr", "rpc", "QPS", "p50 us", "p99 us", "p99.9 us", "QPS/hc", "p50/hc", "p99/hc",
+         "cli us/c", "srv us/c", "cli", "srv", "oth", "items", "errors");
+  for (int p = 0; p < rep->npoints; p++) {
+    const read_point *pt = &rep->pt[p];
+    for (int k = 0; k < RPC__COUNT; k++)
+      printf("  %-6s %4d %3d %-12s %9s %8.1f %8.1f %9.1f %7.3f %7.3f %7.3f %8.1f %8.1f %5.2f %5.2f "
+             "%5.2f %6.1f %6.0f\n",
+             client_names[pt->client], pt->conc, pt->threads, rpc_names[k],
+             fmt_count(b1, sizeof b1, read_med(rep, p, k, 0)), read_med(rep, p, k, 1),
+             read_med(rep, p, k, 3), read_med(rep, p, k, 4), read_ratio(rep, p, k, 0),
+             read_ratio(rep, p, k, 1), read_ratio(rep, p, k, 3), read_med(rep, p, k, 9),
+             read_med(rep, p, k, 10), read_med(rep, p, k, 7), read_med(rep, p, k, 8),
+             read_med(rep, p, k, 15), read_med(rep, p, k, 11), read_med(rep, p, k, 13));
   }
-  printf("  (cli/srv cpu = cores busy in this client / in the daemon during the timed part;\n"
-         "   items = entities (GetEntity) or neighbours (Neighbors) per reply)\n");
-  printf("  per repeat QPS:");
-  for (int k = 0; k < RPC__COUNT; k++) {
-    printf("  %s", rpc_names[k]);
-    for (int r = 0; r < rep->repeats; r++)
-      printf(" %s", fmt_count(b1, sizeof b1, rep->res[r][k].qps));
+  printf("  (infl = calls in flight, thr = client threads; cli/srv us/c = CPU time per call in "
+         "this\n   client / in the daemon; cli/srv/oth = cores busy in this client / the daemon / "
+         "the rest of\n   the machine (/proc/stat: other tenants); items = entities (GetEntity) or "
+         "neighbours\n   (Neighbors) per reply)\n");
+  printf("  per repeat QPS:\n");
+  for (int p = 0; p < rep->npoints; p++) {
+    read_point_name(&rep->pt[p], pname, sizeof pname);
+    printf("    %-10s", pname);
+    for (int k = 0; k < RPC__COUNT; k++) {
+      printf("  %s", rpc_names[k]);
+      for (int r = 0; r < rep->repeats; r++)
+        printf(" %s", fmt_count(b1, sizeof b1, rep->res[r][p][k].qps));
+    }
+    printf("\n");
   }
-  printf("\n");
+
+  /* The headline point (also copied to the top level of the JSON, as
+   * before the sweep existed): the first client mode at its highest
+   * concurrency. */
+  int head = 0;
+  for (int p = 0; p < rep->npoints; p++)
+    if (rep->pt[p].client == rep->pt[0].client && rep->pt[p].conc > rep->pt[head].conc)
+      head = p;
 
   json_object *j = json_object_new_object();
-  json_object_object_add(j, "concurrency", json_object_new_int(cfg->concurrency));
+  json_object_object_add(j, "client", json_object_new_string(client_names[rep->pt[head].client]));
+  json_object_object_add(j, "concurrency", json_object_new_int(rep->pt[head].conc));
+  json_object_object_add(j, "client_threads", json_object_new_int(rep->pt[head].threads));
+  json_object *jcl = json_object_new_array();
+  for (int c = 0; c < cfg->n_clients; c++)
+    json_object_array_add(jcl, json_object_new_string(client_names[cfg->clients[c]]));
+  json_object_object_add(j, "clients", jcl);
+  json_object *jcc = json_object_new_array();
+  for (int i = 0; i < cfg->n_conc; i++)
+    json_object_array_add(jcc, json_object_new_int(cfg->conc[i]));
+  json_object_object_add(j, "concurrency_list", jcc);
+  json_object_object_add(j, "async_client_threads", json_object_new_int(cfg->client_threads));
   json_object_object_add(j, "duration_s", json_object_new_double(cfg->duration));
   json_object_object_add(j, "repeats", json_object_new_int(cfg->repeat));
   json_object_object_add(j, "conn", json_object_new_string(cfg->conn == CONN_OWN ? "own" : "shared"));
   json_object_object_add(j, "keys", json_object_new_uint64(keys->n));
   json_object_object_add(j, "neighbors_limit", json_object_new_int64(cfg->limit));
+  json_object_object_add(j, "call_timeout_ms", json_object_new_int(cfg->call_timeout_ms));
   json_object_object_add(j, "target", json_object_new_string(addr));
   json_object_object_add(j, "spawned", json_object_new_boolean(daemon_pid != 0));
   json_object_object_add(j, "ok", json_object_new_boolean(ok));
-  for (int k = 0; k < RPC__COUNT; k++) {
-    json_object *jk = json_object_new_object();
-    for (int f = 0; f < READ_NFIELDS; f++)
-      json_object_object_add(jk, read_field_names[f], json_object_new_double(read_med(rep, k, f)));
-    if (k != RPC_HEALTH) {
-      json_object_object_add(jk, "qps_ratio_to_health", json_object_new_double(read_ratio(rep, k, 0)));
-      json_object_object_add(jk, "p50_ratio_to_health", json_object_new_double(read_ratio(rep, k, 1)));
-      json_object_object_add(jk, "p99_ratio_to_health", json_object_new_double(read_ratio(rep, k, 3)));
-      json_object_object_add(jk, "p999_ratio_to_health", json_object_new_double(read_ratio(rep, k, 4)));
-    }
-    json_object *per = json_object_new_array();
-    for (int r = 0; r < rep->repeats; r++) {
-      json_object *jr = json_object_new_object();
-      for (int f = 0; f < READ_NFIELDS; f++)
-        json_object_object_add(jr, read_field_names[f],
-                               json_object_new_double(read_field(&rep->res[r][k], f)));
-      json_object_object_add(jr, "elapsed_s", json_object_new_double(rep->res[r][k].elapsed_s));
-      if (rep->res[r][k].first_err[0])
-        json_object_object_add(jr, "first_error", json_object_new_string(rep->res[r][k].first_err));
-      json_object_array_add(per, jr);
-    }
-    json_object_object_add(jk, "per_repeat", per);
-    json_object_object_add(j, rpc_json_names[k], jk);
-  }
+  json_object *head_j = read_point_json(cfg, rep, head);
+  for (int k = 0; k < RPC__COUNT; k++)
+    json_object_object_add(j, rpc_json_names[k],
+                           json_object_get(json_object_object_get(head_j, rpc_json_names[k])));
+  json_object_put(head_j);
+  json_object *pts = json_object_new_array();
+  for (int p = 0; p < rep->npoints; p++)
+    json_object_array_add(pts, read_point_json(cfg, rep, p));
+  json_object_object_add(j, "points", pts);
   *ret_ok = ok;
   return j;
 }
@@ -2341,7 +2936,15 @@ static json_object *config_json(const bench_cfg *c) {
   json_object_object_add(j, "repeat", json_object_new_int(c->repeat));
   json_object_object_add(j, "batch", json_object_new_uint64(c->batch));
   json_object_object_add(j, "ref_window", json_object_new_int(c->ref_window));
-  json_object_object_add(j, "concurrency", json_object_new_int(c->concurrency));
+  json_object *cl = json_object_new_array();
+  for (int i = 0; i < c->n_clients; i++)
+    json_object_array_add(cl, json_object_new_string(client_names[c->clients[i]]));
+  json_object_object_add(j, "clients", cl);
+  json_object_object_add(j, "client_threads", json_object_new_int(c->client_threads));
+  json_object *cc = json_object_new_array();
+  for (int i = 0; i < c->n_conc; i++)
+    json_object_array_add(cc, json_object_new_int(c->conc[i]));
+  json_object_object_add(j, "concurrency_list", cc);
   json_object_object_add(j, "duration_s", json_object_new_double(c->duration));
   json_object_object_add(j, "sample", json_object_new_uint64(c->sample));
   json_object_object_add(j, "limit", json_object_new_int64(c->limit));
