@@ -65,6 +65,19 @@ void qmap_free(qmap *m) {
   memset(m, 0, sizeof *m);
 }
 
+bool qgrow(void *arrp, size_t *cap, size_t n, size_t elem) {
+  void *old, *nv;
+  if (n < *cap)
+    return true;
+  size_t ncap = *cap ? *cap * 2 : 64;
+  memcpy(&old, arrp, sizeof old);
+  if (!(nv = realloc(old, ncap * elem)))
+    return false;
+  memcpy(arrp, &nv, sizeof nv);
+  *cap = ncap;
+  return true;
+}
+
 void gd_query_params_default(gd_query_params *p) {
   memset(p, 0, sizeof *p);
   gd_evidence_defaults(&p->ev);
@@ -98,15 +111,9 @@ const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
   /* Errors end the whole query, so the half-made slot is never read. */
   if (gd_store_get(q->r, &ref, &v, err))
     return NULL;
-  if (q->ninfo == q->capinfo) {
-    size_t ncap = q->capinfo ? q->capinfo * 2 : 256;
-    qinfo *ni = realloc(q->infos, ncap * sizeof *ni);
-    if (!ni) {
-      gd_err_set(err, GD_ENOMEM, "out of memory");
-      return NULL;
-    }
-    q->infos = ni;
-    q->capinfo = ncap;
+  if (!qgrow(&q->infos, &q->capinfo, q->ninfo, sizeof *q->infos)) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
   }
   qinfo *in = &q->infos[q->ninfo++];
   in->id = id;
@@ -127,14 +134,8 @@ int qctx_hub(qctx *q, const qinfo *in, gd_err *err) {
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   if (!fresh)
     return GD_OK;
-  if (q->nhubs == q->caphubs) {
-    size_t ncap = q->caphubs ? q->caphubs * 2 : 16;
-    gd_hub *nh = realloc(q->hubs, ncap * sizeof *nh);
-    if (!nh)
-      return gd_err_set(err, GD_ENOMEM, "out of memory");
-    q->hubs = nh;
-    q->caphubs = ncap;
-  }
+  if (!qgrow(&q->hubs, &q->caphubs, q->nhubs, sizeof *q->hubs))
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
   q->hubs[q->nhubs++] = (gd_hub){in->id, in->type, in->sellers, in->cap};
   return GD_OK;
 }
@@ -163,15 +164,9 @@ int qctx_hubs_out(qctx *q, gd_hub **ret, size_t *ret_n, gd_err *err) {
 
 static int collect(void *ctx, const gd_link *l) {
   qlinks *out = ctx;
-  if (out->n == out->cap) {
-    size_t ncap = out->cap ? out->cap * 2 : 64;
-    gd_link *nv = realloc(out->v, ncap * sizeof *nv);
-    if (!nv) {
-      out->oom = true;
-      return -1;
-    }
-    out->v = nv;
-    out->cap = ncap;
+  if (!qgrow(&out->v, &out->cap, out->n, sizeof *out->v)) {
+    out->oom = true;
+    return -1;
   }
   out->v[out->n++] = *l;
   return 0;

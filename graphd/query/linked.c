@@ -63,14 +63,8 @@ static lnode *node_get(lstate *s, uint64_t id, bool *ret_new) {
     return NULL;
   if (!*ret_new)
     return &s->nodes[*slot - 1];
-  if (s->nnodes == s->capnodes) {
-    size_t ncap = s->capnodes ? s->capnodes * 2 : 256;
-    lnode *nn = realloc(s->nodes, ncap * sizeof *nn);
-    if (!nn)
-      return NULL;
-    s->nodes = nn;
-    s->capnodes = ncap;
-  }
+  if (!qgrow(&s->nodes, &s->capnodes, s->nnodes, sizeof *s->nodes))
+    return NULL;
   lnode *n = &s->nodes[s->nnodes++];
   memset(n, 0, sizeof *n);
   n->id = id;
@@ -85,25 +79,13 @@ static int add_shared(lstate *s, uint64_t v, const gd_shared *sh, gd_err *err) {
   if (!slot)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   if (fresh) {
-    if (s->naccs == s->capaccs) {
-      size_t ncap = s->capaccs ? s->capaccs * 2 : 64;
-      acc *na = realloc(s->accs, ncap * sizeof *na);
-      if (!na)
-        return gd_err_set(err, GD_ENOMEM, "out of memory");
-      s->accs = na;
-      s->capaccs = ncap;
-    }
+    if (!qgrow(&s->accs, &s->capaccs, s->naccs, sizeof *s->accs))
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
     s->accs[s->naccs] = (acc){v, 0, -1, -1, 0};
     *slot = (uint32_t)++s->naccs;
   }
-  if (s->npool == s->cappool) {
-    size_t ncap = s->cappool ? s->cappool * 2 : 256;
-    sh_item *np = realloc(s->pool, ncap * sizeof *np);
-    if (!np)
-      return gd_err_set(err, GD_ENOMEM, "out of memory");
-    s->pool = np;
-    s->cappool = ncap;
-  }
+  if (!qgrow(&s->pool, &s->cappool, s->npool, sizeof *s->pool))
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
   acc *a = &s->accs[*slot - 1];
   int32_t idx = (int32_t)s->npool++;
   s->pool[idx] = (sh_item){*sh, -1};
@@ -208,14 +190,8 @@ static int relax(lstate *s, size_t ui, uint64_t **next, size_t *nnext, size_t *c
     n->hops = uhops + 1;
     n->steps = steps;
     if (!n->queued) {
-      if (*nnext == *capnext) {
-        size_t ncap = *capnext ? *capnext * 2 : 64;
-        uint64_t *nn = realloc(*next, ncap * sizeof *nn);
-        if (!nn)
-          return gd_err_set(err, GD_ENOMEM, "out of memory");
-        *next = nn;
-        *capnext = ncap;
-      }
+      if (!qgrow(next, capnext, *nnext, sizeof **next))
+        return gd_err_set(err, GD_ENOMEM, "out of memory");
       (*next)[(*nnext)++] = a->v;
       n->queued = true;
     }

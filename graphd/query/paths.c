@@ -54,15 +54,9 @@ static pnode *pnode_get(pstate *s, uint64_t id, gd_err *err) {
   bool hub = in->hub && id != s->from && id != s->to;
   if (hub && qctx_hub(&s->q, in, err))
     return NULL;
-  if (s->nnodes == s->capnodes) {
-    size_t ncap = s->capnodes ? s->capnodes * 2 : 256;
-    pnode *nn = realloc(s->nodes, ncap * sizeof *nn);
-    if (!nn) {
-      gd_err_set(err, GD_ENOMEM, "out of memory");
-      return NULL;
-    }
-    s->nodes = nn;
-    s->capnodes = ncap;
+  if (!qgrow(&s->nodes, &s->capnodes, s->nnodes, sizeof *s->nodes)) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
   }
   pnode *n = &s->nodes[s->nnodes++];
   *n = (pnode){id, -1, hub, false, false, NULL, 0};
@@ -123,15 +117,9 @@ static int bfs(pstate *s, uint64_t src, unsigned depth, gd_err *err) {
         if (y->dist_t >= 0)
           continue;
         y->dist_t = (int)d + 1;
-        if (nnext == capnext) {
-          size_t ncap = capnext ? capnext * 2 : 64;
-          uint64_t *nn = realloc(next, ncap * sizeof *nn);
-          if (!nn) {
-            rc = gd_err_set(err, GD_ENOMEM, "out of memory");
-            goto out;
-          }
-          next = nn;
-          capnext = ncap;
+        if (!qgrow(&next, &capnext, nnext, sizeof *next)) {
+          rc = gd_err_set(err, GD_ENOMEM, "out of memory");
+          goto out;
         }
         next[nnext++] = adj[j].nbr;
       }

@@ -21,6 +21,13 @@ uint32_t *qmap_put(qmap *m, uint64_t key, bool *ret_new);
 uint32_t *qmap_get(const qmap *m, uint64_t key);
 void qmap_free(qmap *m);
 
+/*
+ * Makes room for element n of the growable array whose address is arrp
+ * (a T **), of *cap elements of elem bytes, doubling it when full. Returns
+ * false on out of memory, leaving the array as it was.
+ */
+bool qgrow(void *arrp, size_t *cap, size_t n, size_t elem);
+
 /* What the queries need to know about an entity, read once per query. */
 typedef struct qinfo {
   uint64_t id;

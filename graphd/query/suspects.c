@@ -63,15 +63,9 @@ static rnode *rnode_get(rstate *s, uint64_t id, gd_err *err) {
   const qinfo *in = qctx_info(&s->q, id, err);
   if (!in)
     return NULL;
-  if (s->nnodes == s->capnodes) {
-    size_t ncap = s->capnodes ? s->capnodes * 2 : 1024;
-    rnode *nn = realloc(s->nodes, ncap * sizeof *nn);
-    if (!nn) {
-      gd_err_set(err, GD_ENOMEM, "out of memory");
-      return NULL;
-    }
-    s->nodes = nn;
-    s->capnodes = ncap;
+  if (!qgrow(&s->nodes, &s->capnodes, s->nnodes, sizeof *s->nodes)) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
   }
   rnode *n = &s->nodes[s->nnodes++];
   memset(n, 0, sizeof *n);
