@@ -14,6 +14,7 @@
  *                [--client async|sync|both] [--client-threads 1]
  *                [--concurrency-list 1,16 | --concurrency C] [--duration 5]
  *                [--repeat 3] [--sample 10000] [--limit 100] [--conn own|shared]
+ *                [--rpcs health,get,neighbors,linked1,linked2,paths] [--truth FILE|none]
  *   graphd-bench all --sellers N [--seed S] [ingest and read options]
  *   Common: --graphd PATH --sellergen PATH --workdir DIR --graphd-arg ARG
  *           (repeatable, passed to every spawned daemon) --quick --keep
@@ -51,12 +52,34 @@
  *   measurement point is a client mode at a number of calls in flight (each
  *   --client mode at each --concurrency-list value, default 1 and 16: the
  *   latency of a lone caller and the throughput under load). Each repeat
- *   measures every point, and at each point, in this order, Health/Check
- *   (the floor: a gRPC round trip that touches no data), GetEntity(SELLER,
- *   key) and Neighbors(SELLER, key, limit), each call with a random sampled
- *   key. Every latency is recorded (from creating the call to its
- *   completion), and QPS, p50, p99, p99.9 come from all of them; the ratios
- *   to Health/Check pair the measurements of the same point and repeat.
+ *   measures every point, and at each point, in this order, the rpcs of
+ *   --rpcs (default all):
+ *     health     Health/Check, the floor: a gRPC round trip touching no data
+ *     get        GetEntity(SELLER, key): the reference for single-row reads
+ *     neighbors  Neighbors(SELLER, key, limit)
+ *     linked1    LinkedSellers(seller, max_hops 1), other options default
+ *     linked2    LinkedSellers(seller, max_hops 2), other options default
+ *     paths      FindPaths(seller, seller, k 3, max_hops 4), others default
+ *   each call with a request drawn at random from that rpc's sample:
+ *     get, neighbors: --sample distinct random sellers of the links file.
+ *     linked1/2 (the same keys for both): when ring truth is at hand
+ *       (--truth FILE, by default sellergen's truth.csv next to the links
+ *       file; `--truth none` ignores it), equal numbers of distinct ring
+ *       members and random sellers (the first of the random sample),
+ *       min(--sample / 2, ring members) each, so half the calls start
+ *       inside a counterfeit ring; without truth, the random sellers.
+ *     paths: --sample pairs. With ring truth: a random ring member and
+ *       another random member of the same ring. Without: two distinct
+ *       sellers linked to the same non-seller entity that is not a hub
+ *       under graphd's default hub caps (2..cap sellers in the links file),
+ *       the entity drawn uniformly among such entities.
+ *   Every latency is recorded (from creating the call to its completion),
+ *   and QPS, p50, p99, p99.9 come from all of them; the ratios to
+ *   Health/Check and to GetEntity pair the measurements of the same point
+ *   and repeat (and are absent when that rpc is not measured). Per rpc the
+ *   mean items per reply are reported (entities, neighbours, sellers for
+ *   LinkedSellers, paths for FindPaths), and for the investigator rpcs the
+ *   share of replies with `truncated` set and the mean `touched`.
  *   Client CPU is getrusage(RUSAGE_SELF) over the timed part (all of this
  *   process, gRPC's own threads included); the daemon's CPU is utime+stime
  *   from /proc/PID/stat (only when this tool spawned it). Both are also
@@ -493,6 +516,28 @@ typedef enum { CONN_OWN = 0, CONN_SHARED = 1 } conn_mode;
 typedef enum { CLIENT_ASYNC = 0, CLIENT_SYNC = 1 } client_mode;
 static const char *const client_names[] = {"async", "sync"};
 
+/* The rpcs the read benchmark can measure, in the order measured. */
+typedef enum {
+  RPC_HEALTH = 0, RPC_GET, RPC_NEIGHBORS, RPC_LINKED1, RPC_LINKED2, RPC_PATHS, RPC__COUNT
+} rpc_kind;
+
+#define RPC_INVESTIGATE(k) ((k) >= RPC_LINKED1) /* replies with truncated / touched */
+#define RPC_ALL ((1u << RPC__COUNT) - 1)
+
+static const char *const rpc_names[RPC__COUNT] = {"Health/Check", "GetEntity",   "Neighbors",
+                                                  "Linked/1hop",  "Linked/2hop", "FindPaths"};
+static const char *const rpc_opt_names[RPC__COUNT] = {"health",  "get",     "neighbors",
+                                                      "linked1", "linked2", "paths"};
+static const char *const rpc_json_names[RPC__COUNT] = {
+    "health", "get_entity", "neighbors", "linked_sellers_1hop", "linked_sellers_2hop",
+    "find_paths"};
+static const char *const rpc_methods[RPC__COUNT] = {
+    "/grpc.health.v1.Health/Check", SVC "GetEntity",     SVC "Neighbors",
+    SVC "LinkedSellers",            SVC "LinkedSellers", SVC "FindPaths"};
+
+#define PATHS_K 3        /* FindPaths k */
+#define PATHS_MAX_HOPS 4 /* FindPaths max_hops */
+
 typedef struct bench_cfg {
   bench_cmd cmd;
   const char *cmd_name;
@@ -513,6 +558,8 @@ typedef struct bench_cfg {
   double duration;
   size_t sample;
   unsigned limit;
+  unsigned rpcs;     /* --rpcs: bit (1 << rpc_kind) per rpc measured */
+  const char *truth; /* --truth: ring membership file; NULL = next to the links file */
   conn_mode conn;
   bool quick, keep;
   const char *graphd_args[MAX_GRAPHD_ARGS];
@@ -528,8 +575,9 @@ static void usage(FILE *f) {
       "\n"
       "ingest: durable bulk load through graphd's Ingest rpc vs the same batches\n"
       "        written in-process through the store's group-commit writer.\n"
-      "read:   GetEntity and Neighbors of sampled sellers vs Health/Check (the\n"
-      "        gRPC floor), with C calls in flight for each C of the list.\n"
+      "read:   GetEntity, Neighbors, LinkedSellers (1 and 2 hops) and FindPaths of\n"
+      "        sampled sellers vs Health/Check (the gRPC floor) and GetEntity, with C\n"
+      "        calls in flight for each C of the list.\n"
       "all:    generate with sellergen, ingest, then read the loaded data.\n"
       "\n"
       "options:\n"
@@ -544,7 +592,8 @@ static void usage(FILE *f) {
       "  --addr HOST:PORT       read: a running server\n"
       "  --data DIR             read: spawn graphd on this (loaded) data directory\n"
       "  --keys-from FILE       read: links file to take seller keys from\n"
-      "  --sample N             read: seller keys sampled (default 10000)\n"
+      "  --sample N             read: seller keys sampled, and FindPaths pairs (default\n"
+      "                         10000)\n"
       "  --client async|sync|both\n"
       "                         read: the load generator (default async): async keeps C\n"
       "                         calls in flight on a completion queue per client thread\n"
@@ -556,6 +605,11 @@ static void usage(FILE *f) {
       "                         read: measure at each (default 1,16; at most 8 values)\n"
       "  --duration SECONDS     read: per measurement (default 5)\n"
       "  --limit N              read: Neighbors limit (default 100)\n"
+      "  --rpcs LIST            read: rpcs to measure, of health,get,neighbors,linked1,\n"
+      "                         linked2,paths (default: all)\n"
+      "  --truth FILE|none      read: sellergen's truth.csv (ring membership) for the\n"
+      "                         LinkedSellers keys and FindPaths pairs (default: truth.csv\n"
+      "                         next to the links file, when there is one)\n"
       "  --conn shared|own      read: one connection for all client threads (default) or\n"
       "                         one per client thread\n"
       "  --graphd PATH          daemon binary (default: the one built with this tool)\n"
@@ -597,7 +651,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
   enum {
     O_LINKS = 256, O_SELLERS, O_SEED, O_BATCH, O_REPEAT, O_ADDR, O_DATA, O_KEYS, O_SAMPLE,
     O_CONC, O_DUR, O_LIMIT, O_CONN, O_GRAPHD, O_SELLERGEN, O_GARG, O_WORKDIR, O_KEEP, O_QUICK,
-    O_CALLTO, O_STEPTO, O_REFWIN, O_CLIENT, O_CTHREADS, O_CLIST,
+    O_CALLTO, O_STEPTO, O_REFWIN, O_CLIENT, O_CTHREADS, O_CLIST, O_RPCS, O_TRUTH,
   };
   static const struct option opts[] = {
       {"links", required_argument, NULL, O_LINKS},
@@ -615,6 +669,8 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       {"client-threads", required_argument, NULL, O_CTHREADS},
       {"duration", required_argument, NULL, O_DUR},
       {"limit", required_argument, NULL, O_LIMIT},
+      {"rpcs", required_argument, NULL, O_RPCS},
+      {"truth", required_argument, NULL, O_TRUTH},
       {"conn", required_argument, NULL, O_CONN},
       {"graphd", required_argument, NULL, O_GRAPHD},
       {"sellergen", required_argument, NULL, O_SELLERGEN},
@@ -712,6 +768,29 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       break;
     }
     case O_LIMIT: c->limit = (unsigned)parse_u64("--limit", optarg, 1, 10000000); break;
+    case O_RPCS: {
+      char *list = xstrdup(optarg), *save = NULL;
+      c->rpcs = 0;
+      for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int k = 0;
+        if (!strcmp(tok, "all")) {
+          c->rpcs = RPC_ALL;
+          continue;
+        }
+        while (k < RPC__COUNT && strcmp(tok, rpc_opt_names[k]))
+          k++;
+        if (k == RPC__COUNT)
+          usage_error("--rpcs: unknown rpc '%s' (health, get, neighbors, linked1, linked2, "
+                      "paths or all)",
+                      tok);
+        c->rpcs |= 1u << k;
+      }
+      free(list);
+      if (!c->rpcs)
+        usage_error("--rpcs: no rpc in '%s'", optarg);
+      break;
+    }
+    case O_TRUTH: c->truth = optarg; break;
     case O_CONN:
       if (!strcmp(optarg, "own"))
         c->conn = CONN_OWN;
@@ -757,6 +836,8 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     c->duration = c->quick ? 1.0 : 5.0;
   if (!c->sample)
     c->sample = 10000;
+  if (!c->rpcs)
+    c->rpcs = RPC_ALL;
   if (!c->workdir) {
     const char *t = getenv("TMPDIR");
     c->workdir = t && *t ? t : "/tmp";
@@ -1991,27 +2072,45 @@ static json_object *bench_ingest(const bench_cfg *cfg, const char *workroot, con
 /* ==================================================================== */
 /* Read                                                                    */
 
-typedef enum { RPC_HEALTH = 0, RPC_GET = 1, RPC_NEIGHBORS = 2, RPC__COUNT } rpc_kind;
-
-static const char *const rpc_names[RPC__COUNT] = {"Health/Check", "GetEntity", "Neighbors"};
-static const char *const rpc_json_names[RPC__COUNT] = {"health", "get_entity", "neighbors"};
-static const char *const rpc_methods[RPC__COUNT] = {
-    "/grpc.health.v1.Health/Check", SVC "GetEntity", SVC "Neighbors"};
 
 /*
- * The sampled keys, as protobuf-c requests (for the sync client, which
- * packs per call) and pre-packed into slices (for the async client, which
- * only wraps a slice in a byte buffer per call: a reference, no packing).
+ * The requests of each rpc, built and packed once before any measurement:
+ * protobuf-c messages (for the sync client, which packs per call) and
+ * packed slices (for the async client, which only wraps a slice in a byte
+ * buffer per call: a reference, no packing). A call takes one of its rpc's
+ * requests at random.
  */
-typedef struct read_keys {
+typedef struct rpc_reqs {
   size_t n;
-  Graphd__V1__EntityRef *refs;
-  Graphd__V1__GetEntityRequest *get;
-  Graphd__V1__NeighborsRequest *nbr;
-  char **keys;
-  grpc_slice health_packed;
-  grpc_slice *get_packed, *nbr_packed;
+  ProtobufCMessage **msg;
+  grpc_slice *packed;
+  const char **desc; /* the key(s), for error messages */
+} rpc_reqs;
+
+typedef struct read_keys {
+  size_t n;       /* random seller keys sampled */
+  unsigned rpcs;  /* rpcs measured: cfg->rpcs less those without requests */
+  rpc_reqs rq[RPC__COUNT];
+  void **owned;   /* freed with the keys */
+  size_t nowned, owned_cap;
+  /* How the investigator requests were chosen (printed and in the JSON). */
+  const char *truth_path; /* NULL: none used */
+  size_t truth_members;   /* ring members in the truth file found in the links file */
+  size_t truth_missing;   /* truth rows whose seller is not in the links file */
+  size_t rings;           /* rings with at least 2 members found */
+  size_t linked_ring, linked_random;
+  const char *pairs_source; /* "same_ring" or "shared_entity" */
+  size_t pair_entities;     /* shared_entity: non-hub entities with >= 2 sellers */
 } read_keys;
+
+static void *keys_own(read_keys *r, void *p) {
+  if (r->nowned == r->owned_cap) {
+    r->owned_cap = r->owned_cap ? r->owned_cap * 2 : 1024;
+    r->owned = xrealloc(r->owned, r->owned_cap * sizeof *r->owned);
+  }
+  r->owned[r->nowned++] = p;
+  return p;
+}
 
 static grpc_slice pack_slice(const ProtobufCMessage *m) {
   size_t n = protobuf_c_message_get_packed_size(m);
@@ -2021,9 +2120,173 @@ static grpc_slice pack_slice(const ProtobufCMessage *m) {
   return s;
 }
 
-/* Samples up to `sample` distinct seller keys (normalised) from d. */
-static void read_keys_build(const dataset *d, size_t sample, uint64_t seed, unsigned limit,
-                            read_keys *ret) {
+static void reqs_alloc(rpc_reqs *q, size_t n) {
+  q->n = 0;
+  q->msg = xcalloc(n, sizeof *q->msg);
+  q->packed = xcalloc(n, sizeof *q->packed);
+  q->desc = xcalloc(n, sizeof *q->desc);
+}
+
+static void reqs_add(rpc_reqs *q, ProtobufCMessage *m, const char *desc) {
+  q->msg[q->n] = m;
+  q->packed[q->n] = pack_slice(m);
+  q->desc[q->n] = desc;
+  q->n++;
+}
+
+/* A seller ref; key points into the data set (which outlives the keys). */
+static Graphd__V1__EntityRef *seller_ref(read_keys *r, const char *key) {
+  Graphd__V1__EntityRef *ref = keys_own(r, xcalloc(1, sizeof *ref));
+  graphd__v1__entity_ref__init(ref);
+  ref->type = GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER;
+  ref->key = (char *)key;
+  return ref;
+}
+
+/* Entity id of a (normalised) key in d, or UINT32_MAX. */
+static uint32_t keytab_find(const keytab *t, int type, const char *p, size_t n) {
+  if (!t->nslots)
+    return UINT32_MAX;
+  uint64_t h = key_hash(type, p, n);
+  for (size_t j = h & (t->nslots - 1); t->slots[j]; j = (j + 1) & (t->nslots - 1)) {
+    const kitem *it = &t->items[t->slots[j] - 1];
+    if (it->hash == h && it->type == type && it->len == n && !memcmp(t->pool + it->off, p, n))
+      return t->slots[j] - 1;
+  }
+  return UINT32_MAX;
+}
+
+typedef struct member {
+  uint32_t ring, id; /* id: entity id in the data set */
+} member;
+
+static int cmp_member(const void *a, const void *b) {
+  const member *x = a, *y = b;
+  if (x->ring != y->ring)
+    return x->ring < y->ring ? -1 : 1;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/*
+ * Ring members from sellergen's truth.csv (seller_key,ring,warehouse_key,
+ * labelled; ring 0 = no ring), keys normalised as the server does, those
+ * not in the links file left out (counted). Sorted by ring. Returns the
+ * count; *ret NULL when there are none.
+ */
+static size_t truth_load(const dataset *d, const char *path, member **ret, size_t *ret_missing) {
+  FILE *f = fopen(path, "r");
+  if (!f)
+    die("cannot open %s: %s", path, strerror(errno));
+  char line[1024], norm[1024];
+  size_t n = 0, cap = 0, lineno = 0;
+  member *m = NULL;
+  *ret_missing = 0;
+  while (fgets(line, sizeof line, f)) {
+    lineno++;
+    line[strcspn(line, "\r\n")] = '\0';
+    if (lineno == 1 && !strncmp(line, "seller_key,", 11))
+      continue;
+    if (!line[0])
+      continue;
+    char *comma = strchr(line, ',');
+    if (!comma)
+      die("%s:%zu: expected seller_key,ring,...", path, lineno);
+    *comma = '\0';
+    char *end;
+    errno = 0;
+    unsigned long ring = strtoul(comma + 1, &end, 10);
+    if (errno || end == comma + 1 || (*end && *end != ',') || ring > UINT32_MAX)
+      die("%s:%zu: bad ring number", path, lineno);
+    if (ring == 0)
+      continue;
+    size_t nn = gc_key_normalize((gc_entity_type)GD_TYPE_SELLER, line, strlen(line), norm);
+    uint32_t id = keytab_find(&d->ent, GD_TYPE_SELLER, norm, nn);
+    if (id == UINT32_MAX) {
+      ++*ret_missing;
+      continue;
+    }
+    if (n == cap) {
+      cap = cap ? cap * 2 : 1024;
+      m = xrealloc(m, cap * sizeof *m);
+    }
+    m[n++] = (member){(uint32_t)ring, id};
+  }
+  if (ferror(f))
+    die("cannot read %s: %s", path, strerror(errno));
+  fclose(f);
+  qsort(m, n, sizeof *m, cmp_member);
+  *ret = m;
+  return n;
+}
+
+/* The hub caps graphd applies by default (graphd.proto, "Investigation"). */
+static uint64_t default_hub_cap(int type) {
+  switch (type) {
+  case GD_TYPE_SELLER: return 1000;
+  case GD_TYPE_ADDRESS: return 500;
+  case GD_TYPE_PAYMENT_ACCOUNT:
+  case GD_TYPE_DEVICE: return 200;
+  default: return 100;
+  }
+}
+
+/*
+ * FindPaths pairs without ring truth: two distinct sellers linked to the
+ * same non-seller entity that is not a hub under the default caps (2 <=
+ * sellers <= cap), the entity drawn uniformly among such entities.
+ * Fills pairs[2 * i], pairs[2 * i + 1]; returns the number of eligible
+ * entities (0: no pairs).
+ */
+static size_t shared_entity_pairs(const dataset *d, size_t npairs, uint64_t *rs, uint32_t *pairs) {
+  uint64_t *es = xmalloc(d->nlinks * sizeof *es);
+  size_t n = 0;
+  for (size_t i = 0; i < d->nlinks; i++) {
+    uint32_t a = d->raw_ent[d->links[i].a], b = d->raw_ent[d->links[i].b];
+    bool sa = d->ent.items[a].type == GD_TYPE_SELLER, sb = d->ent.items[b].type == GD_TYPE_SELLER;
+    if (sa != sb)
+      es[n++] = sa ? (uint64_t)b << 32 | a : (uint64_t)a << 32 | b; /* entity, seller */
+  }
+  qsort(es, n, sizeof *es, cmp_u64);
+  size_t u = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!u || es[i] != es[u - 1])
+      es[u++] = es[i];
+  size_t *start = xmalloc((u + 1) * sizeof *start), ne = 0;
+  for (size_t i = 0, j; i < u; i = j) {
+    for (j = i + 1; j < u && es[j] >> 32 == es[i] >> 32; j++) {
+    }
+    uint64_t ns = j - i;
+    if (ns >= 2 && ns <= default_hub_cap(d->ent.items[es[i] >> 32].type))
+      start[ne++] = i;
+  }
+  for (size_t p = 0; ne && p < npairs; p++) {
+    size_t g = start[rng_next(rs) % ne], ng = 1;
+    while (g + ng < u && es[g + ng] >> 32 == es[g] >> 32)
+      ng++;
+    size_t x = rng_next(rs) % ng, y = rng_next(rs) % (ng - 1);
+    if (y >= x)
+      y++;
+    pairs[2 * p] = (uint32_t)es[g + x];
+    pairs[2 * p + 1] = (uint32_t)es[g + y];
+  }
+  free(start);
+  free(es);
+  return ne;
+}
+
+/*
+ * Samples the requests. Health/Check: one (empty) request. GetEntity and
+ * Neighbors: up to `sample` distinct random seller keys (normalised) from d,
+ * drawn as before the investigator rpcs were added (same seed, same keys).
+ * LinkedSellers (1 and 2 hops, the same keys): with ring truth, equal
+ * numbers of distinct ring members and random sellers (the first keys of
+ * the random sample), min(sample / 2, members) each; without it the random
+ * sample. FindPaths: `sample` pairs, with ring truth a random ring member
+ * and another member of the same ring, without it two sellers sharing a
+ * non-hub entity (shared_entity_pairs).
+ */
+static void read_keys_build(const bench_cfg *cfg, const dataset *d, read_keys *ret) {
+  read_keys r = {.rpcs = cfg->rpcs};
   size_t ns = 0;
   uint32_t *ids = xmalloc(d->ent.n * sizeof *ids);
   for (uint32_t i = 0; i < d->ent.n; i++)
@@ -2031,61 +2294,182 @@ static void read_keys_build(const dataset *d, size_t sample, uint64_t seed, unsi
       ids[ns++] = i;
   if (ns == 0)
     die("%s: no seller keys", d->path);
-  size_t k = sample < ns ? sample : ns;
-  uint64_t rs = mix64(seed ^ 0x5ea11e55ULL) | 1;
+  size_t k = cfg->sample < ns ? cfg->sample : ns;
+  uint64_t rs = mix64(cfg->seed ^ 0x5ea11e55ULL) | 1;
   for (size_t i = 0; i < k; i++) { /* partial Fisher-Yates */
     size_t j = i + (size_t)(rng_next(&rs) % (ns - i));
     uint32_t t = ids[i];
     ids[i] = ids[j];
     ids[j] = t;
   }
-  read_keys r = {.n = k};
-  r.refs = xcalloc(k, sizeof *r.refs);
-  r.get = xcalloc(k, sizeof *r.get);
-  r.nbr = xcalloc(k, sizeof *r.nbr);
-  r.keys = xcalloc(k, sizeof *r.keys);
-  r.get_packed = xcalloc(k, sizeof *r.get_packed);
-  r.nbr_packed = xcalloc(k, sizeof *r.nbr_packed);
-  for (size_t i = 0; i < k; i++) {
-    r.keys[i] = xstrdup(keytab_str(&d->ent, ids[i]));
-    graphd__v1__entity_ref__init(&r.refs[i]);
-    r.refs[i].type = GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER;
-    r.refs[i].key = r.keys[i];
-    graphd__v1__get_entity_request__init(&r.get[i]);
-    r.get[i].ref = &r.refs[i];
-    graphd__v1__neighbors_request__init(&r.nbr[i]);
-    r.nbr[i].ref = &r.refs[i];
-    r.nbr[i].limit = limit;
-    r.get_packed[i] = pack_slice(&r.get[i].base);
-    r.nbr_packed[i] = pack_slice(&r.nbr[i].base);
+  r.n = k;
+
+  /* Ring truth: --truth, else truth.csv next to the links file. */
+  member *mem = NULL;
+  size_t nmem = 0;
+  char *auto_truth = NULL;
+  const char *truth = cfg->truth;
+  if (!truth) {
+    const char *slash = strrchr(d->path, '/');
+    auto_truth = slash ? xasprintf("%.*s/truth.csv", (int)(slash - d->path), d->path)
+                       : xstrdup("truth.csv");
+    if (access(auto_truth, R_OK) == 0)
+      truth = auto_truth;
+  } else if (!strcmp(truth, "none")) {
+    truth = NULL;
   }
-  Grpc__Health__V1__HealthCheckRequest hreq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-  r.health_packed = pack_slice(&hreq.base);
+  if (truth) {
+    nmem = truth_load(d, truth, &mem, &r.truth_missing);
+    r.truth_path = keys_own(&r, xstrdup(truth));
+    r.truth_members = nmem;
+    fprintf(stderr, "graphd-bench: %s: %zu ring members in the links file (%zu rows not)\n",
+            truth, nmem, r.truth_missing);
+  }
+  free(auto_truth);
+  /* Members of rings with >= 2 members found: mem[rstart[i]..rend) */
+  size_t *in_ring2 = xmalloc((nmem + 1) * sizeof *in_ring2), n2 = 0;
+  for (size_t i = 0, j; i < nmem; i = j) {
+    for (j = i + 1; j < nmem && mem[j].ring == mem[i].ring; j++) {
+    }
+    if (j - i >= 2) {
+      r.rings++;
+      for (size_t x = i; x < j; x++)
+        in_ring2[n2++] = x;
+    }
+  }
+
+  for (int q = 0; q < RPC__COUNT; q++)
+    reqs_alloc(&r.rq[q], q == RPC_HEALTH ? 1 : q == RPC_LINKED1 || q == RPC_LINKED2 ? 2 * k : k);
+
+  Grpc__Health__V1__HealthCheckRequest *h = keys_own(&r, xmalloc(sizeof *h));
+  grpc__health__v1__health_check_request__init(h);
+  reqs_add(&r.rq[RPC_HEALTH], &h->base, "-");
+
+  uint64_t rs2 = mix64(cfg->seed ^ 0x1cbe5e11ULL) | 1;
+  for (size_t i = 0; i < k; i++) {
+    const char *key = keytab_str(&d->ent, ids[i]);
+    Graphd__V1__EntityRef *ref = seller_ref(&r, key);
+    Graphd__V1__GetEntityRequest *g = keys_own(&r, xmalloc(sizeof *g));
+    graphd__v1__get_entity_request__init(g);
+    g->ref = ref;
+    reqs_add(&r.rq[RPC_GET], &g->base, key);
+    Graphd__V1__NeighborsRequest *nb = keys_own(&r, xmalloc(sizeof *nb));
+    graphd__v1__neighbors_request__init(nb);
+    nb->ref = ref;
+    nb->limit = cfg->limit;
+    reqs_add(&r.rq[RPC_NEIGHBORS], &nb->base, key);
+  }
+
+  /* LinkedSellers keys. */
+  uint32_t *lk = xmalloc(2 * k * sizeof *lk);
+  size_t nlk = 0;
+  if (nmem) {
+    size_t half = k / 2 ? k / 2 : 1;
+    r.linked_ring = half < nmem ? half : nmem;
+    r.linked_random = r.linked_ring < k ? r.linked_ring : k;
+    member *tmp = xmalloc(nmem * sizeof *tmp);
+    memcpy(tmp, mem, nmem * sizeof *tmp);
+    for (size_t i = 0; i < r.linked_ring; i++) {
+      size_t j = i + (size_t)(rng_next(&rs2) % (nmem - i));
+      member t = tmp[i];
+      tmp[i] = tmp[j];
+      tmp[j] = t;
+      lk[nlk++] = tmp[i].id;
+    }
+    free(tmp);
+  } else {
+    r.linked_random = k;
+  }
+  for (size_t i = 0; i < r.linked_random; i++)
+    lk[nlk++] = ids[i];
+  for (size_t i = 0; i < nlk; i++) {
+    const char *key = keytab_str(&d->ent, lk[i]);
+    Graphd__V1__EntityRef *ref = seller_ref(&r, key);
+    for (unsigned hops = 1; hops <= 2; hops++) {
+      Graphd__V1__LinkedSellersRequest *l = keys_own(&r, xmalloc(sizeof *l));
+      graphd__v1__linked_sellers_request__init(l);
+      l->seller = ref;
+      l->max_hops = hops;
+      reqs_add(&r.rq[hops == 1 ? RPC_LINKED1 : RPC_LINKED2], &l->base, key);
+    }
+  }
+  free(lk);
+
+  /* FindPaths pairs. */
+  uint32_t *pairs = xmalloc(2 * k * sizeof *pairs);
+  size_t npairs = 0;
+  if (n2) {
+    r.pairs_source = "same_ring";
+    for (; npairs < k; npairs++) {
+      size_t x = in_ring2[rng_next(&rs2) % n2], lo = x, hi = x + 1;
+      while (lo > 0 && mem[lo - 1].ring == mem[x].ring)
+        lo--;
+      while (hi < nmem && mem[hi].ring == mem[x].ring)
+        hi++;
+      size_t y = lo + (size_t)(rng_next(&rs2) % (hi - lo - 1));
+      if (y >= x)
+        y++;
+      pairs[2 * npairs] = mem[x].id;
+      pairs[2 * npairs + 1] = mem[y].id;
+    }
+  } else if (r.rpcs & 1u << RPC_PATHS) {
+    r.pairs_source = "shared_entity";
+    r.pair_entities = shared_entity_pairs(d, k, &rs2, pairs);
+    npairs = r.pair_entities ? k : 0;
+  }
+  for (size_t i = 0; i < npairs; i++) {
+    const char *ka = keytab_str(&d->ent, pairs[2 * i]), *kb = keytab_str(&d->ent, pairs[2 * i + 1]);
+    Graphd__V1__FindPathsRequest *fp = keys_own(&r, xmalloc(sizeof *fp));
+    graphd__v1__find_paths_request__init(fp);
+    fp->from = seller_ref(&r, ka);
+    fp->to = seller_ref(&r, kb);
+    fp->k = PATHS_K;
+    fp->max_hops = PATHS_MAX_HOPS;
+    reqs_add(&r.rq[RPC_PATHS], &fp->base, keys_own(&r, xasprintf("%s -> %s", ka, kb)));
+  }
+  free(pairs);
+  if ((r.rpcs & 1u << RPC_PATHS) && !npairs) {
+    fprintf(stderr, "graphd-bench: no seller pairs for FindPaths (no ring truth, no non-hub "
+                    "entity shared by two sellers): FindPaths not measured\n");
+    r.rpcs &= ~(1u << RPC_PATHS);
+  }
+  free(in_ring2);
+  free(mem);
   free(ids);
   *ret = r;
 }
 
 static void read_keys_free(read_keys *r) {
-  for (size_t i = 0; i < r->n; i++) {
-    free(r->keys[i]);
-    grpc_slice_unref(r->get_packed[i]);
-    grpc_slice_unref(r->nbr_packed[i]);
+  for (int q = 0; q < RPC__COUNT; q++) {
+    for (size_t i = 0; i < r->rq[q].n; i++)
+      grpc_slice_unref(r->rq[q].packed[i]);
+    free(r->rq[q].msg);
+    free(r->rq[q].packed);
+    free(r->rq[q].desc);
   }
-  grpc_slice_unref(r->health_packed);
-  free(r->keys);
-  free(r->refs);
-  free(r->get);
-  free(r->nbr);
-  free(r->get_packed);
-  free(r->nbr_packed);
+  for (size_t i = 0; i < r->nowned; i++)
+    free(r->owned[i]);
+  free(r->owned);
   memset(r, 0, sizeof *r);
 }
+
+/* ---- replies ---- */
+
+static const ProtobufCMessageDescriptor *const reply_desc[RPC__COUNT] = {
+    &grpc__health__v1__health_check_response__descriptor,
+    &graphd__v1__get_entity_reply__descriptor,
+    &graphd__v1__neighbors_reply__descriptor,
+    &graphd__v1__linked_sellers_reply__descriptor,
+    &graphd__v1__linked_sellers_reply__descriptor,
+    &graphd__v1__find_paths_reply__descriptor,
+};
 
 /* What one client thread saw in the timed part. */
 typedef struct read_tally {
   uint64_t *lat; /* ns, successful calls only */
   size_t n, cap;
   uint64_t errors, items;
+  uint64_t truncated, touched; /* investigator rpcs: replies with truncated set, sum of touched */
   int64_t t_end; /* when its last call completed */
   char first_err[256];
   bool setup_failed;
@@ -2097,6 +2481,31 @@ static void tally_add(read_tally *t, uint64_t ns) {
     t->lat = xrealloc(t->lat, t->cap * sizeof *t->lat);
   }
   t->lat[t->n++] = ns;
+}
+
+/* Counts what a successful reply holds: items are entities (GetEntity),
+ * neighbours, sellers (LinkedSellers) or paths (FindPaths). */
+static void tally_reply(read_tally *t, rpc_kind kind, const ProtobufCMessage *m) {
+  switch (kind) {
+  case RPC_GET: t->items += ((const Graphd__V1__GetEntityReply *)m)->entity != NULL; break;
+  case RPC_NEIGHBORS: t->items += ((const Graphd__V1__NeighborsReply *)m)->n_neighbors; break;
+  case RPC_LINKED1:
+  case RPC_LINKED2: {
+    const Graphd__V1__LinkedSellersReply *r = (const Graphd__V1__LinkedSellersReply *)m;
+    t->items += r->n_sellers;
+    t->truncated += r->truncated;
+    t->touched += r->touched;
+    break;
+  }
+  case RPC_PATHS: {
+    const Graphd__V1__FindPathsReply *r = (const Graphd__V1__FindPathsReply *)m;
+    t->items += r->n_paths;
+    t->truncated += r->truncated;
+    t->touched += r->touched;
+    break;
+  }
+  default: break;
+  }
 }
 
 /* The main thread's view of a measurement: the timed part starts when every
@@ -2149,33 +2558,14 @@ typedef struct sync_thread {
   read_tally *tally;
 } sync_thread;
 
-/* One call of the measured kind; returns the status code. */
-static int sync_call(sync_shared *sh, gc_client *c, size_t key, uint64_t *items, gc_status *st) {
+/* One call of the measured kind with request `key`; returns the status
+ * code. A successful reply is counted in ta (unless NULL: warm-up). */
+static int sync_call(sync_shared *sh, gc_client *c, size_t key, read_tally *ta, gc_status *st) {
   ProtobufCMessage *rep = NULL;
-  int code;
-  switch (sh->kind) {
-  case RPC_HEALTH: {
-    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-    code = gc_unary(c, rpc_methods[RPC_HEALTH], &req.base,
-                    &grpc__health__v1__health_check_response__descriptor, &rep, st,
-                    sh->cfg->call_timeout_ms);
-    break;
-  }
-  case RPC_GET:
-    code = gc_unary(c, rpc_methods[RPC_GET], &sh->keys->get[key].base,
-                    &graphd__v1__get_entity_reply__descriptor, &rep, st,
-                    sh->cfg->call_timeout_ms);
-    if (code == 0)
-      *items += ((Graphd__V1__GetEntityReply *)rep)->entity != NULL;
-    break;
-  default:
-    code = gc_unary(c, rpc_methods[RPC_NEIGHBORS], &sh->keys->nbr[key].base,
-                    &graphd__v1__neighbors_reply__descriptor, &rep, st,
-                    sh->cfg->call_timeout_ms);
-    if (code == 0)
-      *items += ((Graphd__V1__NeighborsReply *)rep)->n_neighbors;
-    break;
-  }
+  int code = gc_unary(c, rpc_methods[sh->kind], sh->keys->rq[sh->kind].msg[key],
+                      reply_desc[sh->kind], &rep, st, sh->cfg->call_timeout_ms);
+  if (code == 0 && ta && rep)
+    tally_reply(ta, sh->kind, rep);
   if (rep)
     protobuf_c_message_free_unpacked(rep, NULL);
   return code;
@@ -2188,7 +2578,7 @@ static void *sync_thread_main(void *arg) {
   gc_client *c = sh->shared_client;
   gc_status st;
   uint64_t rs = mix64(sh->cfg->seed * 1000003ULL + (uint64_t)t->idx * 7919ULL + sh->kind) | 1;
-  uint64_t scratch = 0;
+  size_t nreq = sh->keys->rq[sh->kind].n;
 
   if (!c) {
     gc_client_opts o = {.own_connection = true};
@@ -2198,20 +2588,20 @@ static void *sync_thread_main(void *arg) {
     }
   }
   for (int i = 0; i < WARMUP_CALLS && !ta->setup_failed; i++)
-    sync_call(sh, c, (size_t)(rng_next(&rs) % sh->keys->n), &scratch, &st);
+    sync_call(sh, c, (size_t)(rng_next(&rs) % nreq), NULL, &st);
 
   pthread_barrier_wait(&sh->start);
   if (!ta->setup_failed) {
     int64_t start = now_ns(), end = start + sh->duration_ns, t1 = start;
     while (t1 < end) {
-      size_t key = (size_t)(rng_next(&rs) % sh->keys->n);
+      size_t key = (size_t)(rng_next(&rs) % nreq);
       int64_t t0 = now_ns();
-      int code = sync_call(sh, c, key, &ta->items, &st);
+      int code = sync_call(sh, c, key, ta, &st);
       t1 = now_ns();
       if (code) {
         if (!ta->errors++)
           snprintf(ta->first_err, sizeof ta->first_err, "%s: %.160s (key '%.40s')",
-                   gc_status_code_name(code), st.message, sh->keys->keys[key]);
+                   gc_status_code_name(code), st.message, sh->keys->rq[sh->kind].desc[key]);
         continue;
       }
       tally_add(ta, (uint64_t)(t1 - t0));
@@ -2318,11 +2708,9 @@ static grpc_channel *bench_channel_create(const char *addr) {
 /* Starts the slot's next call: one batch with every op of a unary call. */
 static void async_start(async_thread *t, async_slot *s, bool wait_ready) {
   async_shared *sh = t->sh;
-  const read_keys *k = sh->keys;
-  s->key = (size_t)(rng_next(&t->rs) % k->n);
-  grpc_slice req = sh->kind == RPC_HEALTH ? k->health_packed
-                   : sh->kind == RPC_GET  ? k->get_packed[s->key]
-                                          : k->nbr_packed[s->key];
+  const rpc_reqs *q = &sh->keys->rq[sh->kind];
+  s->key = (size_t)(rng_next(&t->rs) % q->n);
+  grpc_slice req = q->packed[s->key];
   s->t0 = now_ns();
   gpr_timespec deadline =
       gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
@@ -2368,13 +2756,7 @@ static void async_start(async_thread *t, async_slot *s, bool wait_ready) {
  */
 static bool async_finish(async_thread *t, async_slot *s, bool success, int64_t t1, bool record,
                          char *err) {
-  static const ProtobufCMessageDescriptor *const reply_desc[RPC__COUNT] = {
-      &grpc__health__v1__health_check_response__descriptor,
-      &graphd__v1__get_entity_reply__descriptor,
-      &graphd__v1__neighbors_reply__descriptor,
-  };
   async_shared *sh = t->sh;
-  uint64_t items = 0;
   bool ok = false;
   err[0] = '\0';
   if (!success) {
@@ -2404,10 +2786,8 @@ static bool async_finish(async_thread *t, async_slot *s, bool success, int64_t t
     if (!m) {
       snprintf(err, 256, "client: the reply does not parse as %s", reply_desc[sh->kind]->name);
     } else {
-      if (sh->kind == RPC_GET)
-        items = ((Graphd__V1__GetEntityReply *)m)->entity != NULL;
-      else if (sh->kind == RPC_NEIGHBORS)
-        items = ((Graphd__V1__NeighborsReply *)m)->n_neighbors;
+      if (record)
+        tally_reply(t->tally, sh->kind, m);
       protobuf_c_message_free_unpacked(m, NULL);
       ok = true;
     }
@@ -2425,10 +2805,9 @@ static bool async_finish(async_thread *t, async_slot *s, bool success, int64_t t
     read_tally *ta = t->tally;
     if (ok) {
       tally_add(ta, (uint64_t)(t1 - s->t0));
-      ta->items += items;
     } else if (!ta->errors++) {
       snprintf(ta->first_err, sizeof ta->first_err, "%.200s (key '%.40s')", err,
-               sh->keys->keys[s->key]);
+               sh->keys->rq[sh->kind].desc[s->key]);
     }
   }
   return ok;
@@ -2573,6 +2952,8 @@ typedef struct read_result {
   double client_cpu_s, server_cpu_s; /* over the timed part */
   double machine_cpu_s;              /* all CPUs busy, anyone's */
   double items_per_call;
+  uint64_t truncated; /* replies with truncated set (investigator rpcs) */
+  double touched_per_call;
   char first_err[300];
 } read_result;
 
@@ -2594,6 +2975,8 @@ static void read_measure(const bench_cfg *cfg, const char *addr, pid_t daemon_pi
     total += tl[i].n;
     ret->errors += tl[i].errors;
     ret->items_per_call += (double)tl[i].items;
+    ret->truncated += tl[i].truncated;
+    ret->touched_per_call += (double)tl[i].touched;
     if (tl[i].t_end > t_last)
       t_last = tl[i].t_end;
     if (!ret->first_err[0] && (tl[i].errors || tl[i].setup_failed))
@@ -2620,6 +3003,7 @@ static void read_measure(const bench_cfg *cfg, const char *addr, pid_t daemon_pi
   ret->max_us = total ? (double)all[total - 1] / 1e3 : 0;
   ret->mean_us = total ? sum / (double)total / 1e3 : 0;
   ret->items_per_call = total ? ret->items_per_call / (double)total : 0;
+  ret->touched_per_call = total ? ret->touched_per_call / (double)total : 0;
   ret->client_cpu_s = w.cpu1 - w.cpu0;
   ret->server_cpu_s = w.dcpu1 - w.dcpu0;
   ret->machine_cpu_s = w.mcpu1 - w.mcpu0;
@@ -2631,6 +3015,7 @@ static void read_measure(const bench_cfg *cfg, const char *addr, pid_t daemon_pi
 
 typedef struct read_report {
   int repeats, npoints;
+  unsigned rpcs; /* bit (1 << rpc_kind) per rpc measured */
   read_point pt[MAX_POINTS];
   read_result res[MAX_REPEAT][MAX_POINTS][RPC__COUNT];
 } read_report;
@@ -2655,6 +3040,8 @@ static double read_field(const read_result *r, int f) {
   case 15: /* what neither this client nor the daemon used: other tenants */
     return r->elapsed_s > 0 ? (r->machine_cpu_s - r->client_cpu_s - r->server_cpu_s) / r->elapsed_s
                             : NAN;
+  case 16: return r->calls ? (double)r->truncated / (double)r->calls : NAN;
+  case 17: return r->touched_per_call;
   default: return NAN;
   }
 }
@@ -2663,7 +3050,9 @@ static const char *const read_field_names[] = {
     "qps", "p50_us", "p90_us", "p99_us", "p999_us", "mean_us", "max_us",
     "client_cpu_cores", "server_cpu_cores", "client_cpu_us_per_call", "server_cpu_us_per_call",
     "items_per_call", "calls", "errors", "machine_cpu_cores", "other_cpu_cores",
+    "truncated_frac", "touched_per_call", /* investigator rpcs only */
 };
+#define F_INVESTIGATE_FIRST 16
 #define READ_NFIELDS ((int)(sizeof read_field_names / sizeof read_field_names[0]))
 
 static double read_med(const read_report *rep, int p, rpc_kind k, int f) {
@@ -2673,13 +3062,27 @@ static double read_med(const read_report *rep, int p, rpc_kind k, int f) {
   return median(v, rep->repeats);
 }
 
-/* Median over repeats of (kind's field / health's field) at the same point
- * in the same repeat. */
-static double read_ratio(const read_report *rep, int p, rpc_kind k, int f) {
+/* Median over repeats of (kind's field / base's field) at the same point
+ * in the same repeat; NAN when base was not measured. */
+static double read_ratio(const read_report *rep, int p, rpc_kind k, int f, rpc_kind base) {
   double v[MAX_REPEAT];
+  if (!(rep->rpcs & 1u << base))
+    return NAN;
   for (int r = 0; r < rep->repeats; r++)
-    v[r] = read_field(&rep->res[r][p][k], f) / read_field(&rep->res[r][p][RPC_HEALTH], f);
+    v[r] = read_field(&rep->res[r][p][k], f) / read_field(&rep->res[r][p][base], f);
   return median(v, rep->repeats);
+}
+
+/* A JSON number, or null when not finite (JSON has no NaN). */
+static json_object *jnum(double v) { return isfinite(v) ? json_object_new_double(v) : NULL; }
+
+/* v with prec decimals, or "-" when not finite. */
+static const char *fmtf(char *buf, size_t size, int prec, double v) {
+  if (isfinite(v))
+    snprintf(buf, size, "%.*f", prec, v);
+  else
+    snprintf(buf, size, "-");
+  return buf;
 }
 
 /* The points of a run: each client mode (in --client order) at each
@@ -2698,6 +3101,10 @@ static void read_points(const bench_cfg *cfg, read_report *rep) {
 }
 
 static json_object *read_point_json(const bench_cfg *cfg, const read_report *rep, int p) {
+  static const struct {
+    int f;
+    const char *name;
+  } ratios[] = {{0, "qps"}, {1, "p50"}, {3, "p99"}, {4, "p999"}};
   const read_point *pt = &rep->pt[p];
   json_object *j = json_object_new_object();
   json_object_object_add(j, "client", json_object_new_string(client_names[pt->client]));
@@ -2706,27 +3113,32 @@ static json_object *read_point_json(const bench_cfg *cfg, const read_report *rep
   json_object_object_add(j, "connections",
                          json_object_new_int(cfg->conn == CONN_OWN ? pt->threads : 1));
   for (int k = 0; k < RPC__COUNT; k++) {
+    if (!(rep->rpcs & 1u << k))
+      continue;
+    int nf = RPC_INVESTIGATE(k) ? READ_NFIELDS : F_INVESTIGATE_FIRST;
     json_object *jk = json_object_new_object();
-    for (int f = 0; f < READ_NFIELDS; f++)
-      json_object_object_add(jk, read_field_names[f],
-                             json_object_new_double(read_med(rep, p, k, f)));
-    if (k != RPC_HEALTH) {
-      json_object_object_add(jk, "qps_ratio_to_health",
-                             json_object_new_double(read_ratio(rep, p, k, 0)));
-      json_object_object_add(jk, "p50_ratio_to_health",
-                             json_object_new_double(read_ratio(rep, p, k, 1)));
-      json_object_object_add(jk, "p99_ratio_to_health",
-                             json_object_new_double(read_ratio(rep, p, k, 3)));
-      json_object_object_add(jk, "p999_ratio_to_health",
-                             json_object_new_double(read_ratio(rep, p, k, 4)));
+    for (int f = 0; f < nf; f++)
+      json_object_object_add(jk, read_field_names[f], jnum(read_med(rep, p, k, f)));
+    char name[64];
+    for (size_t i = 0; i < sizeof ratios / sizeof ratios[0]; i++) {
+      if (k != RPC_HEALTH && (rep->rpcs & 1u << RPC_HEALTH)) {
+        snprintf(name, sizeof name, "%s_ratio_to_health", ratios[i].name);
+        json_object_object_add(jk, name, jnum(read_ratio(rep, p, k, ratios[i].f, RPC_HEALTH)));
+      }
+      if (k > RPC_GET && (rep->rpcs & 1u << RPC_GET)) {
+        snprintf(name, sizeof name, "%s_ratio_to_get_entity", ratios[i].name);
+        json_object_object_add(jk, name, jnum(read_ratio(rep, p, k, ratios[i].f, RPC_GET)));
+      }
     }
     json_object *per = json_object_new_array();
     for (int r = 0; r < rep->repeats; r++) {
       const read_result *res = &rep->res[r][p][k];
       json_object *jr = json_object_new_object();
-      for (int f = 0; f < READ_NFIELDS; f++)
-        json_object_object_add(jr, read_field_names[f], json_object_new_double(read_field(res, f)));
-      json_object_object_add(jr, "elapsed_s", json_object_new_double(res->elapsed_s));
+      for (int f = 0; f < nf; f++)
+        json_object_object_add(jr, read_field_names[f], jnum(read_field(res, f)));
+      json_object_object_add(jr, "elapsed_s", jnum(res->elapsed_s));
+      if (RPC_INVESTIGATE(k))
+        json_object_object_add(jr, "truncated", json_object_new_uint64(res->truncated));
       if (res->first_err[0])
         json_object_object_add(jr, "first_error", json_object_new_string(res->first_err));
       json_object_array_add(per, jr);
@@ -2734,6 +3146,37 @@ static json_object *read_point_json(const bench_cfg *cfg, const read_report *rep
     json_object_object_add(jk, "per_repeat", per);
     json_object_object_add(j, rpc_json_names[k], jk);
   }
+  return j;
+}
+
+/* How the requests were sampled, for the JSON. */
+static json_object *read_sample_json(const bench_cfg *cfg, const read_keys *keys) {
+  json_object *j = json_object_new_object();
+  json_object_object_add(j, "random_sellers", json_object_new_uint64(keys->n));
+  json_object_object_add(j, "truth_file",
+                         keys->truth_path ? json_object_new_string(keys->truth_path) : NULL);
+  json_object_object_add(j, "truth_ring_members", json_object_new_uint64(keys->truth_members));
+  json_object_object_add(j, "truth_rows_not_in_links", json_object_new_uint64(keys->truth_missing));
+  json_object_object_add(j, "rings", json_object_new_uint64(keys->rings));
+  json_object *jl = json_object_new_object();
+  json_object_object_add(jl, "ring_members", json_object_new_uint64(keys->linked_ring));
+  json_object_object_add(jl, "random_sellers", json_object_new_uint64(keys->linked_random));
+  json_object_object_add(jl, "max_hops", json_object_new_string("1 (linked_sellers_1hop), "
+                                                                "2 (linked_sellers_2hop)"));
+  json_object_object_add(jl, "options", json_object_new_string("default"));
+  json_object_object_add(j, "linked_sellers", jl);
+  json_object *jp = json_object_new_object();
+  json_object_object_add(jp, "pairs", json_object_new_uint64(keys->rq[RPC_PATHS].n));
+  json_object_object_add(jp, "source", keys->pairs_source && keys->rq[RPC_PATHS].n
+                                           ? json_object_new_string(keys->pairs_source)
+                                           : NULL);
+  if (keys->pairs_source && !strcmp(keys->pairs_source, "shared_entity"))
+    json_object_object_add(jp, "non_hub_shared_entities",
+                           json_object_new_uint64(keys->pair_entities));
+  json_object_object_add(jp, "k", json_object_new_int(PATHS_K));
+  json_object_object_add(jp, "max_hops", json_object_new_int(PATHS_MAX_HOPS));
+  json_object_object_add(j, "find_paths", jp);
+  json_object_object_add(j, "neighbors_limit", json_object_new_int64(cfg->limit));
   return j;
 }
 
@@ -2745,6 +3188,7 @@ static json_object *bench_read(const bench_cfg *cfg, const char *addr, pid_t dae
                                const read_keys *keys, read_report *rep, bool *ret_ok) {
   memset(rep, 0, sizeof *rep);
   rep->repeats = cfg->repeat;
+  rep->rpcs = keys->rpcs;
   read_points(cfg, rep);
   bool ok = true;
   char pname[64];
@@ -2753,6 +3197,8 @@ static json_object *bench_read(const bench_cfg *cfg, const char *addr, pid_t dae
       const read_point *pt = &rep->pt[p];
       read_point_name(pt, pname, sizeof pname);
       for (int k = 0; k < RPC__COUNT; k++) {
+        if (!(rep->rpcs & 1u << k))
+          continue;
         fprintf(stderr, "graphd-bench: read %d/%d: %s client, %d in flight (%d thread%s): %s, "
                         "%.1f s...\n",
                 r + 1, cfg->repeat, client_names[pt->client], pt->conc, pt->threads,
@@ -2760,56 +3206,97 @@ static json_object *bench_read(const bench_cfg *cfg, const char *addr, pid_t dae
         read_result *res = &rep->res[r][p][k];
         read_measure(cfg, addr, daemon_pid, keys, pt, (rpc_kind)k, res);
         fprintf(stderr, "graphd-bench:   %.0f QPS, p50 %.0f us, p99 %.0f us, p99.9 %.0f us, "
-                        "client %.1f us/call, %" PRIu64 " errors\n",
+                        "client %.1f us/call, %.1f items/reply, %" PRIu64 " truncated, %" PRIu64
+                        " errors\n",
                 res->qps, res->p50_us, res->p99_us, res->p999_us, read_field(res, 9),
-                res->errors);
+                res->items_per_call, res->truncated, res->errors);
         if (res->errors || res->calls == 0) {
           anomaly("read %d (%s): %s: %" PRIu64 " error(s) in %" PRIu64 " calls; first: %s", r + 1,
                   pname, rpc_names[k], res->errors, res->calls + res->errors,
                   res->first_err[0] ? res->first_err : "(no calls completed)");
           ok = false;
         }
-        if (k == RPC_NEIGHBORS && res->calls && res->items_per_call == 0) {
-          anomaly("read %d (%s): Neighbors returned no neighbours at all", r + 1, pname);
+        if (k >= RPC_NEIGHBORS && res->calls && res->items_per_call == 0) {
+          anomaly("read %d (%s): %s returned no %s at all", r + 1, pname, rpc_names[k],
+                  k == RPC_NEIGHBORS ? "neighbours" : k == RPC_PATHS ? "paths" : "sellers");
           ok = false;
         }
       }
     }
   }
 
-  char b1[64];
-  printf("\nREAD  %.1f s per measurement, %zu sampled seller keys, Neighbors limit %u, %s;\n"
-         "      medians of %d interleaved repeat(s); x/hc = median of per-repeat ratios to "
-         "Health/Check at the same point\n",
-         cfg->duration, keys->n, cfg->limit,
+  char b1[64], b[12][32];
+  printf("\nREAD  %.1f s per measurement, %s; medians of %d interleaved repeat(s)\n",
+         cfg->duration,
          cfg->conn == CONN_OWN ? "one connection per client thread" : "one shared connection",
          cfg->repeat);
+  printf("      GetEntity, Neighbors (limit %u): %zu random sellers\n", cfg->limit, keys->n);
+  if (rep->rpcs & (1u << RPC_LINKED1 | 1u << RPC_LINKED2)) {
+    if (keys->linked_ring)
+      printf("      LinkedSellers (max_hops 1 / 2, default options): %zu ring members (from %s)"
+             " + %zu random sellers\n",
+             keys->linked_ring, keys->truth_path, keys->linked_random);
+    else
+      printf("      LinkedSellers (max_hops 1 / 2, default options): %zu random sellers (no ring "
+             "truth)\n",
+             keys->linked_random);
+  }
+  if (rep->rpcs & 1u << RPC_PATHS) {
+    if (!strcmp(keys->pairs_source, "same_ring"))
+      printf("      FindPaths (k %d, max_hops %d): %zu pairs of members of the same ring (%zu "
+             "rings)\n",
+             PATHS_K, PATHS_MAX_HOPS, keys->rq[RPC_PATHS].n, keys->rings);
+    else
+      printf("      FindPaths (k %d, max_hops %d): %zu pairs of sellers linked to the same non-hub "
+             "entity (%zu such entities)\n",
+             PATHS_K, PATHS_MAX_HOPS, keys->rq[RPC_PATHS].n, keys->pair_entities);
+  }
+  printf("      x/hc, x/get = median of per-repeat ratios to Health/Check, GetEntity at the same "
+         "point\n");
   printf("      clients: async = call slots on a completion queue per client thread, requests "
          "pre-packed;\n               sync = one thread per call in flight, blocking gc_unary\n");
-  printf("  %-6s %4s %3s %-12s %9s %8s %8s %9s %7s %7s %7s %8s %8s %5s %5s %5s %6s %6s\n", "client",
-         "infl", "thr", "rpc", "QPS", "p50 us", "p99 us", "p99.9 us", "QPS/hc", "p50/hc", "p99/hc",
-         "cli us/c", "srv us/c", "cli", "srv", "oth", "items", "errors");
+  printf("  %-6s %4s %3s %-12s %9s %8s %8s %9s %7s %7s %7s %7s %7s %7s %8s %8s %5s %5s %5s %6s "
+         "%6s %6s\n",
+         "client", "infl", "thr", "rpc", "QPS", "p50 us", "p99 us", "p99.9 us", "QPS/hc",
+         "p50/hc", "p99/hc", "QPS/get", "p50/get", "p99/get", "cli us/c", "srv us/c", "cli", "srv",
+         "oth", "items", "trunc%", "errors");
   for (int p = 0; p < rep->npoints; p++) {
     const read_point *pt = &rep->pt[p];
-    for (int k = 0; k < RPC__COUNT; k++)
-      printf("  %-6s %4d %3d %-12s %9s %8.1f %8.1f %9.1f %7.3f %7.3f %7.3f %8.1f %8.1f %5.2f %5.2f "
-             "%5.2f %6.1f %6.0f\n",
+    for (int k = 0; k < RPC__COUNT; k++) {
+      if (!(rep->rpcs & 1u << k))
+        continue;
+      printf("  %-6s %4d %3d %-12s %9s %8.1f %8.1f %9.1f %7s %7s %7s %7s %7s %7s %8s %8s %5s %5s "
+             "%5s %6.1f %6s %6.0f\n",
              client_names[pt->client], pt->conc, pt->threads, rpc_names[k],
              fmt_count(b1, sizeof b1, read_med(rep, p, k, 0)), read_med(rep, p, k, 1),
-             read_med(rep, p, k, 3), read_med(rep, p, k, 4), read_ratio(rep, p, k, 0),
-             read_ratio(rep, p, k, 1), read_ratio(rep, p, k, 3), read_med(rep, p, k, 9),
-             read_med(rep, p, k, 10), read_med(rep, p, k, 7), read_med(rep, p, k, 8),
-             read_med(rep, p, k, 15), read_med(rep, p, k, 11), read_med(rep, p, k, 13));
+             read_med(rep, p, k, 3), read_med(rep, p, k, 4),
+             fmtf(b[0], 32, 3, k == RPC_HEALTH ? NAN : read_ratio(rep, p, k, 0, RPC_HEALTH)),
+             fmtf(b[1], 32, 3, k == RPC_HEALTH ? NAN : read_ratio(rep, p, k, 1, RPC_HEALTH)),
+             fmtf(b[2], 32, 3, k == RPC_HEALTH ? NAN : read_ratio(rep, p, k, 3, RPC_HEALTH)),
+             fmtf(b[3], 32, 3, k <= RPC_GET ? NAN : read_ratio(rep, p, k, 0, RPC_GET)),
+             fmtf(b[4], 32, 3, k <= RPC_GET ? NAN : read_ratio(rep, p, k, 1, RPC_GET)),
+             fmtf(b[5], 32, 3, k <= RPC_GET ? NAN : read_ratio(rep, p, k, 3, RPC_GET)),
+             fmtf(b[6], 32, 1, read_med(rep, p, k, 9)),
+             fmtf(b[7], 32, 1, read_med(rep, p, k, 10)),
+             fmtf(b[8], 32, 2, read_med(rep, p, k, 7)),
+             fmtf(b[9], 32, 2, read_med(rep, p, k, 8)),
+             fmtf(b[11], 32, 2, read_med(rep, p, k, 15)), read_med(rep, p, k, 11),
+             fmtf(b[10], 32, 1, RPC_INVESTIGATE(k) ? 100 * read_med(rep, p, k, 16) : NAN),
+             read_med(rep, p, k, 13));
+    }
   }
   printf("  (infl = calls in flight, thr = client threads; cli/srv us/c = CPU time per call in "
          "this\n   client / in the daemon; cli/srv/oth = cores busy in this client / the daemon / "
-         "the rest of\n   the machine (/proc/stat: other tenants); items = entities (GetEntity) or "
-         "neighbours\n   (Neighbors) per reply)\n");
+         "the rest of\n   the machine (/proc/stat: other tenants); items = entities (GetEntity), "
+         "neighbours\n   (Neighbors), sellers (LinkedSellers) or paths (FindPaths) per reply; "
+         "trunc%% = replies\n   with truncated set (the max_touched work bound was reached))\n");
   printf("  per repeat QPS:\n");
   for (int p = 0; p < rep->npoints; p++) {
     read_point_name(&rep->pt[p], pname, sizeof pname);
     printf("    %-10s", pname);
     for (int k = 0; k < RPC__COUNT; k++) {
+      if (!(rep->rpcs & 1u << k))
+        continue;
       printf("  %s", rpc_names[k]);
       for (int r = 0; r < rep->repeats; r++)
         printf(" %s", fmt_count(b1, sizeof b1, rep->res[r][p][k].qps));
@@ -2841,16 +3328,23 @@ static json_object *bench_read(const bench_cfg *cfg, const char *addr, pid_t dae
   json_object_object_add(j, "duration_s", json_object_new_double(cfg->duration));
   json_object_object_add(j, "repeats", json_object_new_int(cfg->repeat));
   json_object_object_add(j, "conn", json_object_new_string(cfg->conn == CONN_OWN ? "own" : "shared"));
+  json_object *jr = json_object_new_array();
+  for (int k = 0; k < RPC__COUNT; k++)
+    if (rep->rpcs & 1u << k)
+      json_object_array_add(jr, json_object_new_string(rpc_json_names[k]));
+  json_object_object_add(j, "rpcs", jr);
   json_object_object_add(j, "keys", json_object_new_uint64(keys->n));
   json_object_object_add(j, "neighbors_limit", json_object_new_int64(cfg->limit));
+  json_object_object_add(j, "sample", read_sample_json(cfg, keys));
   json_object_object_add(j, "call_timeout_ms", json_object_new_int(cfg->call_timeout_ms));
   json_object_object_add(j, "target", json_object_new_string(addr));
   json_object_object_add(j, "spawned", json_object_new_boolean(daemon_pid != 0));
   json_object_object_add(j, "ok", json_object_new_boolean(ok));
   json_object *head_j = read_point_json(cfg, rep, head);
   for (int k = 0; k < RPC__COUNT; k++)
-    json_object_object_add(j, rpc_json_names[k],
-                           json_object_get(json_object_object_get(head_j, rpc_json_names[k])));
+    if (rep->rpcs & 1u << k)
+      json_object_object_add(j, rpc_json_names[k],
+                             json_object_get(json_object_object_get(head_j, rpc_json_names[k])));
   json_object_put(head_j);
   json_object *pts = json_object_new_array();
   for (int p = 0; p < rep->npoints; p++)
@@ -2864,7 +3358,7 @@ static json_object *bench_read(const bench_cfg *cfg, const char *addr, pid_t dae
 static json_object *read_phase(const bench_cfg *cfg, const char *workroot, const char *data_dir,
                                const char *addr, const dataset *keys_ds, bool *ret_ok) {
   read_keys keys;
-  read_keys_build(keys_ds, cfg->sample, cfg->seed, cfg->limit, &keys);
+  read_keys_build(cfg, keys_ds, &keys);
   read_report *rep = xcalloc(1, sizeof *rep);
   json_object *j = NULL;
   *ret_ok = false;
@@ -2948,6 +3442,12 @@ static json_object *config_json(const bench_cfg *c) {
   json_object_object_add(j, "duration_s", json_object_new_double(c->duration));
   json_object_object_add(j, "sample", json_object_new_uint64(c->sample));
   json_object_object_add(j, "limit", json_object_new_int64(c->limit));
+  json_object *jr = json_object_new_array();
+  for (int k = 0; k < RPC__COUNT; k++)
+    if (c->rpcs & 1u << k)
+      json_object_array_add(jr, json_object_new_string(rpc_opt_names[k]));
+  json_object_object_add(j, "rpcs", jr);
+  json_object_object_add(j, "truth", c->truth ? json_object_new_string(c->truth) : NULL);
   json_object_object_add(j, "conn", json_object_new_string(c->conn == CONN_OWN ? "own" : "shared"));
   json_object_object_add(j, "graphd", json_object_new_string(c->graphd));
   json_object_object_add(j, "sellergen", json_object_new_string(c->sellergen));
