@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "query/query.h"
 #include "rpc/rpc_int.h"
@@ -69,12 +70,64 @@ static int resolve(gd_rtxn *r, const Graphd__V1__EntityRef *in, gd_arena **a, co
 
 /* ---- reply parts ---------------------------------------------------------- */
 
-/* A brief Entity (no attributes) for id, in arena memory. */
-static Graphd__V1__Entity *entity_pb(gd_rtxn *r, uint64_t id, gd_arena **a, gd_err *err) {
+/*
+ * Replies name the same entities many times (a ring's warehouse is evidence
+ * on every step), so each entity is read and converted once per reply: a
+ * small open-addressing cache of id -> message, in arena memory. protobuf-c
+ * packs a message reached through several pointers once per pointer, which
+ * is what the reply means.
+ */
+typedef struct ecache {
+  uint64_t *ids;
+  Graphd__V1__Entity **msgs;
+  size_t cap, n;
+} ecache;
+
+static Graphd__V1__Entity **ecache_slot(ecache *c, gd_arena **a, uint64_t id) {
+  if ((c->n + 1) * 2 > c->cap) {
+    size_t ncap = c->cap ? c->cap * 2 : 256;
+    uint64_t *ids = gd_arena_alloc(a, ncap * sizeof *ids);
+    Graphd__V1__Entity **msgs = gd_arena_alloc(a, ncap * sizeof *msgs);
+    if (!ids || !msgs)
+      return NULL;
+    memset(ids, 0, ncap * sizeof *ids);
+    for (size_t i = 0; i < c->cap; i++) {
+      if (!c->ids[i])
+        continue;
+      size_t j = (c->ids[i] * UINT64_C(0x9e3779b97f4a7c15)) >> 40 & (ncap - 1);
+      while (ids[j])
+        j = (j + 1) & (ncap - 1);
+      ids[j] = c->ids[i];
+      msgs[j] = c->msgs[i];
+    }
+    c->ids = ids;
+    c->msgs = msgs;
+    c->cap = ncap;
+  }
+  size_t j = (id * UINT64_C(0x9e3779b97f4a7c15)) >> 40 & (c->cap - 1);
+  while (c->ids[j] && c->ids[j] != id)
+    j = (j + 1) & (c->cap - 1);
+  if (!c->ids[j]) {
+    c->ids[j] = id;
+    c->msgs[j] = NULL;
+    c->n++;
+  }
+  return &c->msgs[j];
+}
+
+/* A brief Entity (no attributes) for id, read once per reply. */
+static Graphd__V1__Entity *entity_pb(gd_rtxn *r, ecache *c, uint64_t id, gd_arena **a,
+                                     gd_err *err) {
   gd_ref ref = {id, 0, GD_STR_NULL};
   gd_entity_view v;
-  Graphd__V1__Entity *e = gd_arena_alloc(a, sizeof *e);
-  if (!e) {
+  Graphd__V1__Entity **slot = ecache_slot(c, a, id), *e;
+  if (!slot) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
+  }
+  if (*slot)
+    return *slot;
+  if (!(e = gd_arena_alloc(a, sizeof *e))) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
@@ -84,11 +137,11 @@ static Graphd__V1__Entity *entity_pb(gd_rtxn *r, uint64_t id, gd_arena **a, gd_e
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
-  return e;
+  return *slot = e;
 }
 
-static Graphd__V1__SkippedHub **hubs_pb(gd_rtxn *r, const gd_hub *h, size_t n, gd_arena **a,
-                                        gd_err *err) {
+static Graphd__V1__SkippedHub **hubs_pb(gd_rtxn *r, ecache *ec, const gd_hub *h, size_t n,
+                                        gd_arena **a, gd_err *err) {
   Graphd__V1__SkippedHub **out = gd_arena_alloc(a, (n + 1) * sizeof *out);
   Graphd__V1__SkippedHub *hs = gd_arena_alloc(a, (n + 1) * sizeof *hs);
   if (!out || !hs) {
@@ -97,7 +150,7 @@ static Graphd__V1__SkippedHub **hubs_pb(gd_rtxn *r, const gd_hub *h, size_t n, g
   }
   for (size_t i = 0; i < n; i++) {
     graphd__v1__skipped_hub__init(&hs[i]);
-    if (!(hs[i].entity = entity_pb(r, h[i].entity, a, err)))
+    if (!(hs[i].entity = entity_pb(r, ec, h[i].entity, a, err)))
       return NULL;
     hs[i].seller_count = h[i].sellers;
     hs[i].hub_cap = h[i].cap;
@@ -106,8 +159,8 @@ static Graphd__V1__SkippedHub **hubs_pb(gd_rtxn *r, const gd_hub *h, size_t n, g
   return out;
 }
 
-static Graphd__V1__LinkedSeller *linked_pb(gd_rtxn *r, const gd_linked *l, gd_arena **a,
-                                           gd_err *err) {
+static Graphd__V1__LinkedSeller *linked_pb(gd_rtxn *r, ecache *ec, const gd_linked *l,
+                                           gd_arena **a, gd_err *err) {
   Graphd__V1__LinkedSeller *ls = gd_arena_alloc(a, sizeof *ls);
   Graphd__V1__EvidenceStep **steps = gd_arena_alloc(a, (l->hops + 1) * sizeof *steps);
   Graphd__V1__EvidenceStep *st = gd_arena_alloc(a, (l->hops + 1) * sizeof *st);
@@ -116,7 +169,7 @@ static Graphd__V1__LinkedSeller *linked_pb(gd_rtxn *r, const gd_linked *l, gd_ar
     return NULL;
   }
   graphd__v1__linked_seller__init(ls);
-  if (!(ls->seller = entity_pb(r, l->seller, a, err)))
+  if (!(ls->seller = entity_pb(r, ec, l->seller, a, err)))
     return NULL;
   ls->hops = l->hops;
   ls->score = l->score;
@@ -134,7 +187,7 @@ static Graphd__V1__LinkedSeller *linked_pb(gd_rtxn *r, const gd_linked *l, gd_ar
     }
     for (size_t k = 0; k < s->nshared; k++) {
       graphd__v1__shared_entity__init(&se[k]);
-      if (!(se[k].entity = entity_pb(r, s->shared[k].entity, a, err)))
+      if (!(se[k].entity = entity_pb(r, ec, s->shared[k].entity, a, err)))
         return NULL;
       se[k].first_seen = s->shared[k].first;
       se[k].last_seen = s->shared[k].last;
@@ -156,6 +209,7 @@ void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
       c, &graphd__v1__linked_sellers_request__descriptor, msg, len, has_msg);
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
+  ecache ec = {0};
   gd_linked_result res = {0};
   gd_query_params p;
   gd_err err;
@@ -200,10 +254,10 @@ void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
     goto fail;
   }
   for (size_t i = 0; i < res.n; i++)
-    if (!(rep.sellers[i] = linked_pb(r, &res.sellers[i], &a, &err)))
+    if (!(rep.sellers[i] = linked_pb(r, &ec, &res.sellers[i], &a, &err)))
       goto fail;
   rep.n_sellers = res.n;
-  if (!(rep.skipped_hubs = hubs_pb(r, res.hubs, res.nhubs, &a, &err)))
+  if (!(rep.skipped_hubs = hubs_pb(r, &ec, res.hubs, res.nhubs, &a, &err)))
     goto fail;
   rep.n_skipped_hubs = res.nhubs;
   rep.truncated = res.truncated;
@@ -226,6 +280,7 @@ void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
       c, &graphd__v1__find_paths_request__descriptor, msg, len, has_msg);
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
+  ecache ec = {0};
   gd_paths_result res = {0};
   gd_query_params p;
   gd_err err;
@@ -278,7 +333,7 @@ void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
       goto fail;
     }
     for (size_t j = 0; j <= gp->len; j++)
-      if (!(ps[i].entities[j] = entity_pb(r, gp->ids[j], &a, &err)))
+      if (!(ps[i].entities[j] = entity_pb(r, &ec, gp->ids[j], &a, &err)))
         goto fail;
     for (size_t j = 0; j < gp->len; j++) {
       graphd__v1__link__init(&lk[j]);
@@ -292,7 +347,7 @@ void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     rep.paths[i] = &ps[i];
   }
   rep.n_paths = res.n;
-  if (!(rep.skipped_hubs = hubs_pb(r, res.hubs, res.nhubs, &a, &err)))
+  if (!(rep.skipped_hubs = hubs_pb(r, &ec, res.hubs, res.nhubs, &a, &err)))
     goto fail;
   rep.n_skipped_hubs = res.nhubs;
   rep.truncated = res.truncated;
@@ -315,6 +370,7 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
       c, &graphd__v1__rank_suspects_request__descriptor, msg, len, has_msg);
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
+  ecache ec = {0};
   gd_suspects_result res = {0};
   gd_query_params p;
   gd_err err;
@@ -373,7 +429,7 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
   for (size_t i = 0; i < res.n; i++) {
     const gd_suspect *s = &res.suspects[i];
     graphd__v1__suspect__init(&ss[i]);
-    if (!(ss[i].seller = entity_pb(r, s->seller, &a, &err)))
+    if (!(ss[i].seller = entity_pb(r, &ec, s->seller, &a, &err)))
       goto fail;
     ss[i].score = s->score;
     ss[i].nearest_labelled = gd_arena_alloc(&a, (s->nnearest + 1) * sizeof(void *));
@@ -382,7 +438,7 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
       goto fail;
     }
     for (size_t j = 0; j < s->nnearest; j++)
-      if (!(ss[i].nearest_labelled[j] = linked_pb(r, &s->nearest[j], &a, &err)))
+      if (!(ss[i].nearest_labelled[j] = linked_pb(r, &ec, &s->nearest[j], &a, &err)))
         goto fail;
     ss[i].n_nearest_labelled = s->nnearest;
     rep.suspects[i] = &ss[i];
