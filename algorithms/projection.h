@@ -1,0 +1,106 @@
+/*
+ * The evidence projection (DESIGN §5.1): from sellers and the entities
+ * they share to a weighted seller-seller graph. This is the one
+ * implementation of it; the clustering worker and the benchmarks call it.
+ *
+ * Two sellers a and b are tied with weight
+ *
+ *   tie(a, b) = sum over non-hub entities e shared by a and b of
+ *                 gd_evidence_weight(params, type(e), n_e)      [= w(type) r(n_e)]
+ *             + type_weight[SELLER] for each direct a-b link
+ *
+ * where n_e is the number of sellers of e. Entities over their type's hub
+ * cap contribute nothing and are counted in the stats; so are entities of
+ * an unknown type or a zero type weight. Ties lighter than a minimum
+ * weight are dropped.
+ *
+ * No LMDB, no igraph: plain arrays in, a gd_csr out.
+ */
+#ifndef GD_ALGORITHMS_PROJECTION_H
+#define GD_ALGORITHMS_PROJECTION_H
+
+#include <stdint.h>
+
+#include "alg_common.h"
+#include "csr.h"
+#include "evidence.h"
+
+/* The entity type of direct seller-seller links (graphd.v1 ENTITY_TYPE_SELLER). */
+#define GD_PROJ_SELLER_TYPE 1
+
+/*
+ * The bipartite seller-entity incidence plus direct links. Sellers are
+ * numbered 0..n_sellers-1 (the caller keeps the map to store ids), entities
+ * 0..n_entities-1.
+ *
+ * Entity e's sellers are ent_sellers[ent_off[e] .. ent_off[e + 1]); a
+ * seller listed twice for one entity counts once. ent_type[e] is its
+ * graphd.v1 EntityType number (2 = ADDRESS ... 7 = IP).
+ *
+ * ent_n (optional) gives each entity's seller count n_e for rarity and the
+ * hub test, when it differs from the listed sellers: e.g. the store's count
+ * over all time while the lists hold only the sellers active in a time
+ * window, or a sample. NULL: n_e = number of distinct listed sellers.
+ *
+ * link_a[i], link_b[i] (i < n_links) are direct seller-seller links; each
+ * listed link adds type_weight[SELLER] once (list a link once even if it
+ * was observed many times). Self-links are ignored.
+ */
+typedef struct gd_projection_input {
+  int64_t n_sellers;
+  int64_t n_entities;
+  const uint8_t *ent_type;
+  const int64_t *ent_off;
+  const int64_t *ent_sellers;
+  const uint64_t *ent_n;
+  int64_t n_links;
+  const int64_t *link_a;
+  const int64_t *link_b;
+} gd_projection_input;
+
+/* What the projection kept and skipped, for the snapshot manifest. */
+typedef struct gd_projection_stats {
+  int64_t entities;              /* entities in the input */
+  int64_t entities_used;         /* contributed ties: not a hub, weight > 0, >= 2 sellers */
+  int64_t entities_single;       /* fewer than 2 listed sellers: no tie to make */
+  int64_t entities_zero_weight;  /* unknown type or zero type weight */
+  int64_t hubs_skipped;          /* over their type's hub cap */
+  int64_t hubs_skipped_by_type[GD_EV_TYPES];
+  int64_t hub_incidences_skipped; /* sum of listed sellers over skipped hubs */
+  int64_t links_used;            /* direct links that added weight (self-links excluded) */
+  int64_t pair_visits;           /* sum over used entities of n_e (n_e - 1): the work done */
+  int64_t ties;                  /* seller-seller edges in the result */
+  int64_t ties_filtered;         /* ties dropped for weighing less than min_tie_weight */
+} gd_projection_stats;
+
+/*
+ * Builds the seller-seller evidence graph.
+ *
+ * params: hub caps and type weights (gd_evidence_defaults() for the
+ *   defaults). min_tie_weight: ties with weight < min_tie_weight are
+ *   dropped (0 keeps all; must be finite and >= 0).
+ * ret_graph: on success, n_sellers vertices; free with gd_csr_free.
+ * ret_stats: may be NULL; written on success only.
+ *
+ * Deterministic: each tie is summed in ascending entity order, then its
+ * direct links in input order, from both ends, so both halves of an edge
+ * are the same double and the same input always gives the same bytes.
+ *
+ * Cost: O(S + L + sum over used entities of n_e^2 + sum over sellers of
+ * d log d) time, where S is the number of listed incidences, L the number
+ * of links and d a seller's number of ties (each row is sorted once). The
+ * n_e^2 term dominates: a seller's row is built by walking every used
+ * entity of the seller, so an entity with n_e sellers is walked n_e times;
+ * hub caps bound it. Memory O(n_sellers + S + L + ties): the row is
+ * accumulated in a dense n_sellers scratch, so no pair list is ever
+ * materialised, unlike a naive pair-emitting projection whose memory grows
+ * with sum n_e^2.
+ *
+ * Errors: INVALID (bad sizes or offsets, a seller index out of range, a
+ * bad min_tie_weight; the message names the entity or link), NOMEM.
+ */
+gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_evidence_params *params,
+                                  double min_tie_weight, gd_csr *ret_graph,
+                                  gd_projection_stats *ret_stats, gd_alg_error *err);
+
+#endif
