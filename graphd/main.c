@@ -196,6 +196,7 @@ int main(int argc, char **argv) {
   gd_rpc_limits lim = {
       .max_batch_items = (size_t)cfg.max_batch_items,
       .result_cap = (size_t)cfg.result_cap,
+      .max_reply_bytes = (size_t)cfg.max_message_bytes,
       .ingest_inflight = 256,
       .ingest_window_bytes = 16 << 20,
   };

@@ -13,9 +13,10 @@
  * neighbours by the walk's probabilities. It touches only the part of the
  * graph near the seeds, and every push is counted against the work bound.
  *
- * Suspects are the unlabelled sellers with the most mass; for each, the
- * labelled sellers linked to it within two steps are found with
- * LinkedSellers (a small work bound each) as its evidence.
+ * Suspects are the unlabelled sellers with the most mass; for each of the
+ * first NEAREST_SUSPECTS, the labelled sellers linked to it within two
+ * steps are found with LinkedSellers (a small work bound and a scratch
+ * arena each) as its evidence.
  */
 #include <math.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "query/query_int.h"
 
 #define NEAREST_TOUCH_BOUND 20000
+#define NEAREST_SUSPECTS 100
 
 typedef struct wnbr {
   uint64_t id;
@@ -178,6 +180,23 @@ static int push_all(rstate *s, double alpha, uint64_t max_pushes, gd_err *err) {
   return GD_OK;
 }
 
+/* Deep-copies a linked seller (its steps and their evidence) into arena. */
+static int linked_copy(gd_arena **arena, const gd_linked *src, gd_linked *dst) {
+  *dst = *src;
+  dst->steps = gd_arena_alloc(arena, src->hops * sizeof *dst->steps);
+  if (!dst->steps)
+    return GD_ENOMEM;
+  for (unsigned h = 0; h < src->hops; h++) {
+    const gd_step *st = &src->steps[h];
+    dst->steps[h] = *st;
+    dst->steps[h].shared = gd_arena_alloc(arena, (st->nshared + 1) * sizeof *st->shared);
+    if (!dst->steps[h].shared)
+      return GD_ENOMEM;
+    memcpy(dst->steps[h].shared, st->shared, st->nshared * sizeof *st->shared);
+  }
+  return GD_OK;
+}
+
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return (x > y) - (x < y);
@@ -272,23 +291,35 @@ int gd_query_suspects(gd_rtxn *r, const gd_str *labels, size_t nlabels, double a
   if (n > limit)
     n = limit;
 
-  /* Evidence: labelled sellers within two steps of each suspect. */
+  /* Evidence: labelled sellers within two steps of each of the first
+   * NEAREST_SUSPECTS suspects. Each search runs in a scratch arena with a
+   * small work bound; only the few labelled results are copied out. */
   gd_query_params near = *p;
   near.max_touched = NEAREST_TOUCH_BOUND;
-  for (size_t i = 0; i < n && max_nearest; i++) {
+  for (size_t i = 0; i < n && i < NEAREST_SUSPECTS && max_nearest; i++) {
+    gd_arena *scratch = NULL;
     gd_linked_result lr;
-    if ((rc = gd__query_linked_in(r, sus[i].seller, 2, &near, SIZE_MAX, 0, &ret->arena, &lr,
-                                  err)))
+    if ((rc = gd__query_linked_in(r, sus[i].seller, 2, &near, SIZE_MAX, 0, &scratch, &lr,
+                                  err))) {
+      gd_arena_free(scratch);
       goto out;
+    }
     gd_linked *best = gd_arena_alloc(&ret->arena, max_nearest * sizeof *best);
-    if (!best) {
+    size_t k = 0;
+    bool oom = !best;
+    for (size_t j = 0; !oom && j < lr.n && k < max_nearest; j++) {
+      if (!bsearch(&lr.sellers[j].seller, seeds, nseeds, sizeof *seeds, cmp_u64))
+        continue;
+      if (linked_copy(&ret->arena, &lr.sellers[j], &best[k]))
+        oom = true;
+      else
+        k++;
+    }
+    gd_arena_free(scratch);
+    if (oom) {
       rc = gd_err_set(err, GD_ENOMEM, "out of memory");
       goto out;
     }
-    size_t k = 0;
-    for (size_t j = 0; j < lr.n && k < max_nearest; j++)
-      if (bsearch(&lr.sellers[j].seller, seeds, nseeds, sizeof *seeds, cmp_u64))
-        best[k++] = lr.sellers[j];
     sus[i].nearest = best;
     sus[i].nnearest = k;
   }

@@ -38,6 +38,15 @@ void rpc_fail_code(gd_call *c, int code, const char *msg) {
 /* Packs and sends a reply message. */
 void rpc_reply(gd_call *c, const ProtobufCMessage *m) {
   size_t n = protobuf_c_message_get_packed_size(m);
+  if (n > env.lim.max_reply_bytes) {
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "reply of %zu bytes is over the server's maximum message size of %zu bytes "
+             "(--max-message-bytes): ask for fewer results (limit)",
+             n, env.lim.max_reply_bytes);
+    rpc_fail_code(c, GD_ERESOURCE, msg);
+    return;
+  }
   uint8_t stackbuf[4096], *buf = n <= sizeof stackbuf ? stackbuf : malloc(n);
   if (!buf) {
     rpc_fail_code(c, GD_ENOMEM, "out of memory packing the reply");
@@ -720,6 +729,8 @@ const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc
   env.lim = *lim;
   if (env.lim.ingest_inflight == 0)
     env.lim.ingest_inflight = 256;
+  if (env.lim.max_reply_bytes == 0)
+    env.lim.max_reply_bytes = 4 << 20;
   if (env.lim.ingest_window_bytes == 0)
     env.lim.ingest_window_bytes = 16 << 20;
   *ret_n = sizeof methods / sizeof methods[0];

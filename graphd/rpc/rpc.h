@@ -19,6 +19,7 @@
 typedef struct gd_rpc_limits {
   size_t max_batch_items; /* entities + links per UpsertRequest */
   size_t result_cap;      /* rows per reply (Neighbors limit) */
+  size_t max_reply_bytes; /* largest reply; larger ones fail RESOURCE_EXHAUSTED */
   unsigned ingest_inflight;    /* Ingest messages queued to the writer per stream */
   size_t ingest_window_bytes;  /* ... and their bytes */
 } gd_rpc_limits;

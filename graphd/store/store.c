@@ -113,6 +113,9 @@ static int open_dbis(gd_store *s, gd_err *err) {
       {"adj", MDB_DUPSORT | MDB_DUPFIXED, &s->adj},
       {"label", MDB_DUPSORT | MDB_DUPFIXED, &s->label},
       {"request", 0, &s->request},
+      {"snap", 0, &s->snap},
+      {"snap_assign", MDB_DUPSORT | MDB_DUPFIXED, &s->snap_assign},
+      {"snap_cluster", 0, &s->snap_cluster},
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
     rc = mdb_dbi_open(txn, t[i].name, t[i].flags | MDB_CREATE, t[i].dbi);

@@ -11,8 +11,9 @@ from bbutil import (ADDRESS, ALL_TYPES, DEVICE, EMAIL, IP, PAYMENT, PHONE, SELLE
                     neighbors_all, pb, ref, stats, type_counts, upsert)
 from grpc.health.v1 import health_pb2
 
-IMPLEMENTED = ["Upsert", "Ingest", "GetEntity", "Neighbors", "SetLabels", "DeleteEntity", "Stats"]
-UNIMPLEMENTED = ["LinkedSellers", "FindPaths", "RankSuspects", "StartClustering", "GetJob",
+IMPLEMENTED = ["Upsert", "Ingest", "GetEntity", "Neighbors", "SetLabels", "DeleteEntity", "Stats",
+               "LinkedSellers", "FindPaths", "RankSuspects"]
+UNIMPLEMENTED = ["StartClustering", "GetJob",
                  "WatchJob", "CancelJob", "ListSnapshots", "GetSnapshot", "DeleteSnapshot",
                  "ListClusters", "GetCluster", "StreamAssignments", "DiffSnapshots", "Backup",
                  "ListAudit"]

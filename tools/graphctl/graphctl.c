@@ -58,6 +58,9 @@ enum {
 #define M_SET_LABELS SVC "SetLabels"
 #define M_DELETE SVC "DeleteEntity"
 #define M_STATS SVC "Stats"
+#define M_LINKED SVC "LinkedSellers"
+#define M_PATHS SVC "FindPaths"
+#define M_SUSPECTS SVC "RankSuspects"
 #define M_HEALTH "/grpc.health.v1.Health/Check"
 
 #define DEFAULT_ADDR "127.0.0.1:7419"
@@ -80,6 +83,10 @@ static const char *const main_help =
     "  label TYPE KEY [+L] [-L]   add or remove labels, print the result\n"
     "  delete TYPE KEY            delete an entity with its labels and links\n"
     "  stats                      counts and sizes\n"
+    "  linked TYPE KEY | --id N   sellers linked to a seller, with the evidence\n"
+    "  paths TYPE KEY TYPE KEY    shortest evidence paths between two entities\n"
+    "  suspects [--label L]       unlabelled sellers ranked by closeness to\n"
+    "                             labelled ones\n"
     "  health                     check that the server is serving\n"
     "  help [COMMAND]             this text, or a command's help\n"
     "\n"
@@ -292,6 +299,19 @@ enum {
   O_ADD,
   O_REMOVE,
   O_SERVICE,
+  O_HOPS,
+  O_VIA,
+  O_CAP,
+  O_MIN_SCORE,
+  O_MAX_TOUCHED,
+  O_K,
+  O_MAX_HOPS,
+  O_FROM_ID,
+  O_TO_ID,
+  O_LABEL,
+  O_ALPHA,
+  O_EPSILON,
+  O_NEAREST,
 };
 
 typedef struct optspec {
@@ -331,6 +351,18 @@ typedef struct args {
   size_t nadd, nremove;
   /* health */
   const char *service;
+  /* investigation: linked, paths, suspects */
+  long hops, k, max_hops, nearest;
+  Graphd__V1__HubCap *caps;
+  size_t ncaps, caps_cap;
+  bool have_min_score;
+  double min_score;
+  uint64_t max_touched;
+  bool have_from_id, have_to_id;
+  uint64_t from_id, to_id;
+  char **labels;
+  size_t nlabels;
+  double alpha, epsilon;
 } args;
 
 struct command;
@@ -391,7 +423,8 @@ static int parse_time_opt(const command *cmd, const char *opt, const char *v,
   return 0;
 }
 
-static int add_types(const command *cmd, args *a, const char *v) {
+static int add_types(const command *cmd, args *a, const char *opt,
+                     const char *v) {
   char *copy = xstrdup(v);
   int rc = 0;
   for (char *save = NULL, *t = strtok_r(copy, ",", &save); t;
@@ -399,9 +432,9 @@ static int add_types(const command *cmd, args *a, const char *v) {
     gc_entity_type et;
     if (gc_entity_type_parse(t, &et) != 0) {
       rc = usage_error(cmd,
-                       "--type: unknown entity type '%s' (expected seller, "
+                       "%s: unknown entity type '%s' (expected seller, "
                        "address, payment_account, device, phone, email or ip)",
-                       t);
+                       opt, t);
       break;
     }
     if (a->ntypes == a->types_cap) {
@@ -414,6 +447,76 @@ static int add_types(const command *cmd, args *a, const char *v) {
   }
   free(copy);
   return rc;
+}
+
+/* A whole number in 1..UINT64_MAX (no sign). */
+static int parse_u64(const command *cmd, const char *opt, const char *v,
+                     uint64_t *ret) {
+  char *end;
+  errno = 0;
+  unsigned long long x = strtoull(v, &end, 10);
+  if (errno || end == v || *end || x == 0 || v[0] == '-' || v[0] == '+' ||
+      v[0] == ' ')
+    return usage_error(cmd, "%s: expected a whole number of 1 or more, got '%s'",
+                       opt, v);
+  *ret = (uint64_t)x;
+  return 0;
+}
+
+/* A finite number; with positive, also > 0 (0 would silently mean the
+ * server's default). */
+static int parse_double(const command *cmd, const char *opt, const char *v,
+                        bool positive, double *ret) {
+  char *end;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (errno || end == v || *end || x != x || x > 1e308 || x < -1e308 ||
+      (positive && !(x > 0)))
+    return usage_error(cmd, "%s: expected a %snumber, got '%s'", opt,
+                       positive ? "positive " : "", v);
+  *ret = x;
+  return 0;
+}
+
+/* --cap TYPE=N: a per-type hub cap (repeatable; a later one for the same
+ * type replaces the earlier one). */
+static int add_cap(const command *cmd, args *a, const char *v) {
+  const char *eq = strchr(v, '=');
+  if (!eq || eq == v || !eq[1])
+    return usage_error(cmd, "--cap: expected TYPE=N (e.g. address=1000), got '%s'",
+                       v);
+  char tname[64];
+  size_t tl = (size_t)(eq - v);
+  if (tl >= sizeof tname)
+    tl = sizeof tname - 1;
+  memcpy(tname, v, tl);
+  tname[tl] = '\0';
+  gc_entity_type et;
+  if (gc_entity_type_parse(tname, &et) != 0)
+    return usage_error(cmd,
+                       "--cap: unknown entity type '%s' (expected seller, "
+                       "address, payment_account, device, phone, email or ip)",
+                       tname);
+  uint64_t n;
+  int rc = parse_u64(cmd, "--cap", eq + 1, &n);
+  if (rc)
+    return rc;
+  for (size_t i = 0; i < a->ncaps; i++)
+    if ((int)a->caps[i].type == (int)et) {
+      a->caps[i].max_sellers = n;
+      return 0;
+    }
+  if (a->ncaps == a->caps_cap) {
+    a->caps_cap = a->caps_cap ? a->caps_cap * 2 : 8;
+    a->caps = realloc(a->caps, a->caps_cap * sizeof *a->caps);
+    if (!a->caps)
+      die_nomem();
+  }
+  Graphd__V1__HubCap hc = GRAPHD__V1__HUB_CAP__INIT;
+  hc.type = (Graphd__V1__EntityType)et;
+  hc.max_sellers = n;
+  a->caps[a->ncaps++] = hc;
+  return 0;
 }
 
 static int set_option(const command *cmd, args *a, const optspec *o,
@@ -464,7 +567,8 @@ static int set_option(const command *cmd, args *a, const optspec *o,
     return 0;
   }
   case O_TYPE:
-    return add_types(cmd, a, v);
+  case O_VIA:
+    return add_types(cmd, a, opt, v);
   case O_SINCE:
     a->have_since = true;
     return parse_time_opt(cmd, opt, v, &a->since);
@@ -488,6 +592,36 @@ static int set_option(const command *cmd, args *a, const optspec *o,
   case O_SERVICE:
     a->service = v;
     return 0;
+  case O_HOPS:
+    return parse_long(cmd, opt, v, 1, (long)UINT32_MAX, &a->hops);
+  case O_MAX_HOPS:
+    return parse_long(cmd, opt, v, 1, (long)UINT32_MAX, &a->max_hops);
+  case O_K:
+    return parse_long(cmd, opt, v, 1, (long)UINT32_MAX, &a->k);
+  case O_NEAREST:
+    return parse_long(cmd, opt, v, 1, (long)UINT32_MAX, &a->nearest);
+  case O_CAP:
+    return add_cap(cmd, a, v);
+  case O_MIN_SCORE:
+    a->have_min_score = true;
+    return parse_double(cmd, opt, v, false, &a->min_score);
+  case O_MAX_TOUCHED:
+    return parse_u64(cmd, opt, v, &a->max_touched);
+  case O_FROM_ID:
+    a->have_from_id = true;
+    return parse_u64(cmd, opt, v, &a->from_id);
+  case O_TO_ID:
+    a->have_to_id = true;
+    return parse_u64(cmd, opt, v, &a->to_id);
+  case O_LABEL:
+    if (!*v)
+      return usage_error(cmd, "--label: empty label");
+    a->labels[a->nlabels++] = (char *)v;
+    return 0;
+  case O_ALPHA:
+    return parse_double(cmd, opt, v, true, &a->alpha);
+  case O_EPSILON:
+    return parse_double(cmd, opt, v, true, &a->epsilon);
   }
   return usage_error(cmd, "internal: unhandled option %s", opt);
 }
@@ -509,6 +643,9 @@ static int run_label(ctl *c, const command *cmd, args *a);
 static int run_delete(ctl *c, const command *cmd, args *a);
 static int run_stats(ctl *c, const command *cmd, args *a);
 static int run_health(ctl *c, const command *cmd, args *a);
+static int run_linked(ctl *c, const command *cmd, args *a);
+static int run_paths(ctl *c, const command *cmd, args *a);
+static int run_suspects(ctl *c, const command *cmd, args *a);
 static int run_help(ctl *c, const command *cmd, args *a);
 
 static const optspec ingest_opts[] = {
@@ -534,6 +671,41 @@ static const optspec label_opts[] = {
 };
 static const optspec health_opts[] = {{"service", true, O_SERVICE},
                                       {NULL, false, 0}};
+static const optspec linked_opts[] = {
+    {"id", true, O_ID},
+    {"hops", true, O_HOPS},
+    {"via", true, O_VIA},
+    {"since", true, O_SINCE},
+    {"until", true, O_UNTIL},
+    {"cap", true, O_CAP},
+    {"limit", true, O_LIMIT},
+    {"min-score", true, O_MIN_SCORE},
+    {"max-touched", true, O_MAX_TOUCHED},
+    {NULL, false, 0},
+};
+static const optspec paths_opts[] = {
+    {"from-id", true, O_FROM_ID},
+    {"to-id", true, O_TO_ID},
+    {"k", true, O_K},
+    {"max-hops", true, O_MAX_HOPS},
+    {"since", true, O_SINCE},
+    {"until", true, O_UNTIL},
+    {"cap", true, O_CAP},
+    {"max-touched", true, O_MAX_TOUCHED},
+    {NULL, false, 0},
+};
+static const optspec suspects_opts[] = {
+    {"label", true, O_LABEL},
+    {"limit", true, O_LIMIT},
+    {"alpha", true, O_ALPHA},
+    {"epsilon", true, O_EPSILON},
+    {"nearest", true, O_NEAREST},
+    {"since", true, O_SINCE},
+    {"until", true, O_UNTIL},
+    {"cap", true, O_CAP},
+    {"max-touched", true, O_MAX_TOUCHED},
+    {NULL, false, 0},
+};
 
 static const command commands[] = {
     {"ingest", ingest_opts, run_ingest, false,
@@ -633,6 +805,97 @@ static const command commands[] = {
      "Calls grpc.health.v1.Health/Check and prints the status (SERVING,\n"
      "NOT_SERVING, ...). Exit 0 iff SERVING, 1 otherwise, 69 when the server\n"
      "cannot be reached.\n"},
+    {"linked", linked_opts, run_linked, false,
+     "usage: graphctl linked seller KEY [OPTIONS]\n"
+     "       graphctl linked --id N [OPTIONS]\n"
+     "\n"
+     "Sellers linked to the seller through shared entities (LinkedSellers),\n"
+     "strongest first, as a tree: one line per linked seller (SCORE, HOPS,\n"
+     "seller key, labels), under it the steps of its best evidence path\n"
+     "  via FROM → TO  tie T\n"
+     "and under each step the entities the two sellers share, with how many\n"
+     "sellers share each (rarer = stronger), its weight in the tie, and when\n"
+     "the sharing began and was last seen (a direct seller-seller link shows\n"
+     "as such). Then the hubs that were skipped (entities shared by more\n"
+     "sellers than their type's cap) and a notice when the work bound cut\n"
+     "the search short.\n"
+     "\n"
+     "A tie is the sum of the shared entities' weights w(type) / log2(1 + n);\n"
+     "a path's score combines its ties like conductances in series.\n"
+     "\n"
+     "Options:\n"
+     "  --hops N          seller-to-seller steps, 1..3 (server default 1)\n"
+     "  --via T           follow only entities of type T (repeat, or T1,T2;\n"
+     "                    seller = direct seller-seller links); default all\n"
+     "  --since T         only links last seen at or after T\n"
+     "  --until T         only links first seen at or before T\n"
+     "  --cap TYPE=N      entities of TYPE shared by more than N sellers are\n"
+     "                    hubs (repeat per type; server defaults: seller 1000,\n"
+     "                    address 500, payment_account 200, device 200,\n"
+     "                    phone, email, ip 100)\n"
+     "  --limit N         at most N sellers (server default 100)\n"
+     "  --min-score X     only sellers scoring at least X\n"
+     "  --max-touched N   work bound: adjacency rows read (server default\n"
+     "                    200000); when reached the result is partial\n"
+     "\n"
+     "With --json: {\"sellers\":[{\"seller\":{..},\"hops\":..,\"score\":..,\n"
+     "\"evidence\":[{\"from_seller_id\":..,\"to_seller_id\":..,\"tie\":..,\n"
+     "\"shared\":[{\"entity\":{..},\"first_seen\":..,\"last_seen\":..,\"weight\":..}]}]}],\n"
+     "\"skipped_hubs\":[{\"entity\":{..},\"seller_count\":..,\"hub_cap\":..}],\n"
+     "\"truncated\":..,\"touched\":..} (times as unix seconds).\n"
+     "NOT_FOUND (no such seller), INVALID_ARGUMENT (not a seller, an option\n"
+     "over the server's limit): exit 1.\n"},
+    {"paths", paths_opts, run_paths, false,
+     "usage: graphctl paths TYPE KEY TYPE KEY [OPTIONS]\n"
+     "       graphctl paths --from-id N --to-id M [OPTIONS]\n"
+     "\n"
+     "Up to K shortest evidence paths between two entities (FindPaths),\n"
+     "avoiding hubs, one line per path:\n"
+     "  seller s1 —[2025-03-01..2025-05-02 ×3]— device d-1 —[..]— seller s2\n"
+     "where each link shows its first and last observation day and, when it\n"
+     "was observed more than once, the number of observations. --from-id\n"
+     "replaces the first TYPE KEY, --to-id the second.\n"
+     "\n"
+     "Options:\n"
+     "  --k N             paths wanted, 1..20 (server default 3)\n"
+     "  --max-hops N      links per path, 1..8 (server default 4)\n"
+     "  --since T         only links last seen at or after T\n"
+     "  --until T         only links first seen at or before T\n"
+     "  --cap TYPE=N      hub cap per type (see graphctl linked --help)\n"
+     "  --max-touched N   work bound: adjacency rows read (server default\n"
+     "                    200000)\n"
+     "\n"
+     "Prints \"no path within N links\" when there is none (exit 0).\n"
+     "With --json: {\"paths\":[{\"entities\":[{..}],\"links\":[{\"first_seen\":..,\n"
+     "\"last_seen\":..,\"count\":..}]}],\"skipped_hubs\":[..],\"truncated\":..,\n"
+     "\"touched\":..}.\n"},
+    {"suspects", suspects_opts, run_suspects, false,
+     "usage: graphctl suspects [--label L]... [OPTIONS]\n"
+     "\n"
+     "Unlabelled sellers ranked by their closeness to the sellers carrying\n"
+     "any of the labels L (RankSuspects: personalised PageRank from those\n"
+     "seeds over the seller-entity graph, rare shared entities weighing\n"
+     "more, hubs skipped). Prints a table RANK, SCORE, SELLER, LABELS and\n"
+     "under each suspect its nearest labelled sellers, compactly:\n"
+     "  ← s251 [counterfeit]  0.912, 1 hop: device d-1f2e (4 sellers), ...\n"
+     "\n"
+     "Options:\n"
+     "  --label L         seed label (repeat; server default counterfeit)\n"
+     "  --limit N         at most N suspects (server default 100)\n"
+     "  --alpha X         restart probability, in (0, 1) (server default 0.15)\n"
+     "  --epsilon X       push threshold, in (0, 0.01] (server default 1e-7)\n"
+     "  --nearest N       nearest labelled sellers per suspect, 1..20 (server\n"
+     "                    default 3)\n"
+     "  --since T         only links last seen at or after T\n"
+     "  --until T         only links first seen at or before T\n"
+     "  --cap TYPE=N      hub cap per type (see graphctl linked --help)\n"
+     "  --max-touched N   work bound: push operations (server default\n"
+     "                    1000000); when reached the ranking is partial\n"
+     "\n"
+     "FAILED_PRECONDITION (no seller carries a seed label): exit 1.\n"
+     "With --json: {\"suspects\":[{\"seller\":{..},\"score\":..,\n"
+     "\"nearest_labelled\":[{as in linked --json}]}],\"seeds\":..,\n"
+     "\"truncated\":..,\"touched\":..}.\n"},
     {"help", NULL, run_help, false,
      "usage: graphctl help [COMMAND]\n"},
 };
@@ -1707,6 +1970,594 @@ static int run_ingest(ctl *c, const command *cmd, args *a) {
 }
 
 /* ------------------------------------------------------------------ */
+/* Investigation: linked, paths, suspects                               */
+
+/* "2025-03-01" (the UTC day) into buf; "-" for 0. */
+static const char *day_format(int64_t t, char *buf, size_t size) {
+  if (t == 0) {
+    snprintf(buf, size, "-");
+    return buf;
+  }
+  time_t tt = (time_t)t;
+  struct tm tm;
+  if (!gmtime_r(&tt, &tm) || strftime(buf, size, "%Y-%m-%d", &tm) == 0)
+    snprintf(buf, size, "%lld", (long long)t);
+  return buf;
+}
+
+/* Seller id -> key. Evidence steps name sellers by id only; the keys come
+ * from the entities elsewhere in the same reply. */
+typedef struct idkey {
+  uint64_t id;
+  const char *key;
+} idkey;
+
+typedef struct idmap {
+  idkey *v;
+  size_t n, cap;
+} idmap;
+
+static void idmap_add(idmap *m, uint64_t id, const char *key) {
+  if (id == 0 || !key || !key[0])
+    return;
+  if (m->n == m->cap) {
+    m->cap = m->cap ? m->cap * 2 : 64;
+    m->v = realloc(m->v, m->cap * sizeof *m->v);
+    if (!m->v)
+      die_nomem();
+  }
+  m->v[m->n].id = id;
+  m->v[m->n].key = key;
+  m->n++;
+}
+
+static void idmap_add_entity(idmap *m, const Graphd__V1__Entity *e) {
+  if (e)
+    idmap_add(m, e->id, e->key);
+}
+
+static int idkey_cmp(const void *x, const void *y) {
+  const idkey *a = x, *b = y;
+  return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static void idmap_sort(idmap *m) {
+  if (m->n > 1)
+    qsort(m->v, m->n, sizeof *m->v, idkey_cmp);
+}
+
+/* The display name of seller id: its key, or "#id" when the reply does
+ * not say. */
+static const char *seller_name(const idmap *m, uint64_t id, char *buf,
+                               size_t size) {
+  idkey probe = {id, NULL};
+  const idkey *k =
+      m->n ? bsearch(&probe, m->v, m->n, sizeof *m->v, idkey_cmp) : NULL;
+  if (k)
+    return safe(k->key, buf, size);
+  snprintf(buf, size, "#%" PRIu64, id);
+  return buf;
+}
+
+/* "a, b" (or "" without labels) into buf. */
+static const char *labels_text(const Graphd__V1__Entity *e, char *buf,
+                               size_t size) {
+  size_t o = 0;
+  buf[0] = '\0';
+  for (size_t j = 0; e && j < e->n_labels && o + 2 < size; j++) {
+    char lb[600];
+    o += (size_t)snprintf(buf + o, size - o, "%s%s", j ? ", " : "",
+                          safe(e->labels[j], lb, sizeof lb));
+    if (o >= size)
+      o = size - 1;
+  }
+  return buf;
+}
+
+/* "device d-1f2e" */
+static const char *entity_text(const Graphd__V1__Entity *e, char *buf,
+                               size_t size) {
+  char kb[8192];
+  if (!e) {
+    snprintf(buf, size, "?");
+    return buf;
+  }
+  snprintf(buf, size, "%s %s", gc_entity_type_name((int)e->type),
+           safe(e->key, kb, sizeof kb));
+  return buf;
+}
+
+/* The time window of --since/--until into *win; *ret = win, or NULL when
+ * neither was given. */
+static int make_window(const command *cmd, const args *a,
+                       Graphd__V1__TimeWindow *win,
+                       Graphd__V1__TimeWindow **ret) {
+  *ret = NULL;
+  if (a->have_since && a->have_until && a->since > a->until)
+    return usage_error(cmd, "--since is after --until");
+  if (a->have_since || a->have_until) {
+    win->since = a->have_since ? a->since : 0;
+    win->until = a->have_until ? a->until : 0;
+    *ret = win;
+  }
+  return 0;
+}
+
+/* Pointers to a->caps, for the request's repeated HubCap. */
+static Graphd__V1__HubCap **make_caps(const args *a) {
+  Graphd__V1__HubCap **p = xcalloc(a->ncaps, sizeof *p);
+  for (size_t i = 0; i < a->ncaps; i++)
+    p[i] = &a->caps[i];
+  return p;
+}
+
+static json_object *shared_json(const Graphd__V1__SharedEntity *se) {
+  json_object *o = jobj();
+  if (se->entity)
+    jset(o, "entity", entity_json(se->entity, false));
+  jset(o, "first_seen", json_object_new_int64(se->first_seen));
+  jset(o, "last_seen", json_object_new_int64(se->last_seen));
+  jset(o, "weight", json_object_new_double(se->weight));
+  return o;
+}
+
+static json_object *linked_seller_json(const Graphd__V1__LinkedSeller *ls) {
+  json_object *o = jobj();
+  if (ls->seller)
+    jset(o, "seller", entity_json(ls->seller, false));
+  jset(o, "hops", json_object_new_uint64(ls->hops));
+  jset(o, "score", json_object_new_double(ls->score));
+  json_object *ev = jarr();
+  for (size_t i = 0; i < ls->n_evidence; i++) {
+    const Graphd__V1__EvidenceStep *st = ls->evidence[i];
+    json_object *so = jobj();
+    jset(so, "from_seller_id", json_object_new_uint64(st->from_seller_id));
+    jset(so, "to_seller_id", json_object_new_uint64(st->to_seller_id));
+    jset(so, "tie", json_object_new_double(st->tie));
+    json_object *sh = jarr();
+    for (size_t j = 0; j < st->n_shared; j++)
+      json_object_array_add(sh, shared_json(st->shared[j]));
+    jset(so, "shared", sh);
+    json_object_array_add(ev, so);
+  }
+  jset(o, "evidence", ev);
+  return o;
+}
+
+static json_object *hubs_json(Graphd__V1__SkippedHub **h, size_t n) {
+  json_object *arr = jarr();
+  for (size_t i = 0; i < n; i++) {
+    json_object *o = jobj();
+    if (h[i]->entity)
+      jset(o, "entity", entity_json(h[i]->entity, false));
+    jset(o, "seller_count", json_object_new_uint64(h[i]->seller_count));
+    jset(o, "hub_cap", json_object_new_uint64(h[i]->hub_cap));
+    json_object_array_add(arr, o);
+  }
+  return arr;
+}
+
+static void print_skipped_hubs(Graphd__V1__SkippedHub **h, size_t n) {
+  if (n == 0)
+    return;
+  char eb[8300];
+  printf("\nskipped hubs (shared by more sellers than their type's cap; not "
+         "followed):\n");
+  for (size_t i = 0; i < n; i++)
+    printf("  %s shared by %" PRIu64 " seller%s (cap %" PRIu64 ")\n",
+           entity_text(h[i]->entity, eb, sizeof eb), h[i]->seller_count,
+           h[i]->seller_count == 1 ? "" : "s", h[i]->hub_cap);
+}
+
+static void print_truncated(bool truncated, uint64_t touched, const char *what) {
+  if (truncated)
+    printf("\ntruncated: the work bound was reached after %" PRIu64
+           " %s; the result is partial (raise --max-touched)\n",
+           touched, what);
+}
+
+/* The steps of one evidence path, as a tree below a seller line. */
+static void print_evidence(const idmap *m, Graphd__V1__EvidenceStep **ev,
+                           size_t n, const char *indent) {
+  char fb[8192], tb[8192], eb[8300], d1[32], d2[32];
+  for (size_t i = 0; i < n; i++) {
+    const Graphd__V1__EvidenceStep *st = ev[i];
+    printf("%svia %s → %s  tie %.2f\n", indent,
+           seller_name(m, st->from_seller_id, fb, sizeof fb),
+           seller_name(m, st->to_seller_id, tb, sizeof tb), st->tie);
+    for (size_t j = 0; j < st->n_shared; j++) {
+      const Graphd__V1__SharedEntity *se = st->shared[j];
+      uint64_t sc = se->entity ? se->entity->seller_count : 0;
+      day_format(se->first_seen, d1, sizeof d1);
+      day_format(se->last_seen, d2, sizeof d2);
+      if (se->entity && se->entity->type == GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER)
+        printf("%s    direct seller-seller link  (weight %.2f, since %s, last "
+               "%s)\n",
+               indent, se->weight, d1, d2);
+      else
+        printf("%s    %s  (shared by %" PRIu64 " seller%s, weight %.2f, since "
+               "%s, last %s)\n",
+               indent, entity_text(se->entity, eb, sizeof eb), sc,
+               sc == 1 ? "" : "s", se->weight, d1, d2);
+    }
+  }
+}
+
+static int run_linked(ctl *c, const command *cmd, args *a) {
+  Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
+  Graphd__V1__TimeWindow win = GRAPHD__V1__TIME_WINDOW__INIT;
+  Graphd__V1__LinkedSellersRequest req =
+      GRAPHD__V1__LINKED_SELLERS_REQUEST__INIT;
+  int used, rc;
+  if ((rc = make_ref(cmd, a, &ref, &used)) ||
+      (rc = no_more_args(cmd, a, used)) ||
+      (rc = make_window(cmd, a, &win, &req.window)))
+    return rc;
+  req.seller = &ref;
+  req.max_hops = (uint32_t)a->hops;
+  req.n_via_types = a->ntypes;
+  req.via_types = a->types;
+  req.n_hub_caps = a->ncaps;
+  req.hub_caps = make_caps(a);
+  req.limit = (uint32_t)a->limit;
+  req.min_score = a->have_min_score ? a->min_score : 0;
+  req.max_touched = a->max_touched;
+  Graphd__V1__LinkedSellersReply *rep = NULL;
+  rc = rpc(c, M_LINKED, &req.base, &graphd__v1__linked_sellers_reply__descriptor,
+           (ProtobufCMessage **)&rep);
+  free(req.hub_caps);
+  if (rc)
+    return rc;
+
+  if (c->json) {
+    json_object *o = jobj(), *arr = jarr();
+    for (size_t i = 0; i < rep->n_sellers; i++)
+      json_object_array_add(arr, linked_seller_json(rep->sellers[i]));
+    jset(o, "sellers", arr);
+    jset(o, "skipped_hubs", hubs_json(rep->skipped_hubs, rep->n_skipped_hubs));
+    jset(o, "truncated", json_object_new_boolean(rep->truncated));
+    jset(o, "touched", json_object_new_uint64(rep->touched));
+    print_json(o);
+    graphd__v1__linked_sellers_reply__free_unpacked(rep, NULL);
+    return EXIT_OK;
+  }
+
+  /* The query seller's own key (the reply names it by id only). */
+  Graphd__V1__GetEntityRequest greq = GRAPHD__V1__GET_ENTITY_REQUEST__INIT;
+  greq.ref = &ref;
+  Graphd__V1__GetEntityReply *grep = NULL;
+  gc_status gst;
+  if (gc_unary(c->client, M_GET, &greq.base,
+               &graphd__v1__get_entity_reply__descriptor,
+               (ProtobufCMessage **)&grep, &gst, c->timeout_ms) != 0)
+    grep = NULL;
+  const Graphd__V1__Entity *self = grep ? grep->entity : NULL;
+
+  idmap m = {0};
+  idmap_add_entity(&m, self);
+  for (size_t i = 0; i < rep->n_sellers; i++)
+    idmap_add_entity(&m, rep->sellers[i]->seller);
+  idmap_sort(&m);
+
+  char kb[8192], lb[4200], sb[64];
+  if (self)
+    printf("seller %s (id %" PRIu64 "): ", safe(self->key, kb, sizeof kb),
+           self->id);
+  else if (ref.id)
+    printf("seller #%" PRIu64 ": ", ref.id);
+  else
+    printf("seller %s: ", safe(ref.key, kb, sizeof kb));
+  long hops = a->hops ? a->hops : 1;
+  printf("%zu linked seller%s within %ld hop%s\n", rep->n_sellers,
+         rep->n_sellers == 1 ? "" : "s", hops, hops == 1 ? "" : "s");
+
+  if (rep->n_sellers) {
+    size_t ws = strlen("SCORE"), wk = strlen("SELLER");
+    for (size_t i = 0; i < rep->n_sellers; i++) {
+      const Graphd__V1__LinkedSeller *ls = rep->sellers[i];
+      snprintf(sb, sizeof sb, "%.3f", ls->score);
+      if (strlen(sb) > ws)
+        ws = strlen(sb);
+      size_t tw = ls->seller ? text_width(safe(ls->seller->key, kb, sizeof kb)) : 1;
+      if (tw > wk)
+        wk = tw;
+    }
+    if (wk > 40)
+      wk = 40;
+    printf("\n");
+    print_padded("SCORE", ws, true, false);
+    printf("  HOPS  ");
+    print_padded("SELLER", wk, false, false);
+    printf("  LABELS\n");
+    for (size_t i = 0; i < rep->n_sellers; i++) {
+      const Graphd__V1__LinkedSeller *ls = rep->sellers[i];
+      snprintf(sb, sizeof sb, "%.3f", ls->score);
+      print_padded(sb, ws, true, false);
+      printf("  %4" PRIu32 "  ", ls->hops);
+      labels_text(ls->seller, lb, sizeof lb);
+      print_padded(ls->seller ? safe(ls->seller->key, kb, sizeof kb) : "?", wk,
+                   false, !lb[0]);
+      if (lb[0])
+        printf("  %s", lb);
+      printf("\n");
+      print_evidence(&m, ls->evidence, ls->n_evidence, "    ");
+    }
+  }
+  print_skipped_hubs(rep->skipped_hubs, rep->n_skipped_hubs);
+  print_truncated(rep->truncated, rep->touched, "adjacency rows");
+  free(m.v);
+  if (grep)
+    graphd__v1__get_entity_reply__free_unpacked(grep, NULL);
+  graphd__v1__linked_sellers_reply__free_unpacked(rep, NULL);
+  return EXIT_OK;
+}
+
+/* The two entities of `paths`: TYPE KEY each, or --from-id / --to-id. */
+static int make_path_refs(const command *cmd, const args *a,
+                          Graphd__V1__EntityRef *from,
+                          Graphd__V1__EntityRef *to) {
+  int p = 0;
+  Graphd__V1__EntityRef *refs[2] = {from, to};
+  bool by_id[2] = {a->have_from_id, a->have_to_id};
+  uint64_t ids[2] = {a->from_id, a->to_id};
+  for (int i = 0; i < 2; i++) {
+    if (by_id[i]) {
+      refs[i]->id = ids[i];
+      continue;
+    }
+    if (a->npos < p + 2)
+      return usage_error(cmd, "paths needs two entities: TYPE KEY TYPE KEY "
+                              "(or --from-id N / --to-id N)");
+    gc_entity_type t;
+    if (gc_entity_type_parse(a->pos[p], &t) != 0)
+      return usage_error(cmd,
+                         "unknown entity type '%s' (expected seller, address, "
+                         "payment_account, device, phone, email or ip)",
+                         a->pos[p]);
+    refs[i]->type = (Graphd__V1__EntityType)t;
+    refs[i]->key = a->pos[p + 1];
+    p += 2;
+  }
+  return no_more_args(cmd, a, p);
+}
+
+static json_object *path_json(const Graphd__V1__Path *p) {
+  json_object *o = jobj(), *ents = jarr(), *links = jarr();
+  for (size_t i = 0; i < p->n_entities; i++)
+    json_object_array_add(ents, entity_json(p->entities[i], false));
+  for (size_t i = 0; i < p->n_links; i++) {
+    json_object *l = jobj();
+    jset(l, "first_seen", json_object_new_int64(p->links[i]->first_seen));
+    jset(l, "last_seen", json_object_new_int64(p->links[i]->last_seen));
+    jset(l, "count", json_object_new_uint64(p->links[i]->count));
+    json_object_array_add(links, l);
+  }
+  jset(o, "entities", ents);
+  jset(o, "links", links);
+  return o;
+}
+
+/* "—[2025-03-01..2025-05-02 ×3]—" */
+static void print_path_link(const Graphd__V1__Link *l) {
+  char d1[32], d2[32];
+  if (!l) {
+    printf(" —— ");
+    return;
+  }
+  day_format(l->first_seen, d1, sizeof d1);
+  day_format(l->last_seen, d2, sizeof d2);
+  printf(" —[%s", d1);
+  if (strcmp(d1, d2) != 0)
+    printf("..%s", d2);
+  if (l->count > 1)
+    printf(" ×%" PRIu64, l->count);
+  printf("]— ");
+}
+
+static int run_paths(ctl *c, const command *cmd, args *a) {
+  Graphd__V1__EntityRef from = GRAPHD__V1__ENTITY_REF__INIT;
+  Graphd__V1__EntityRef to = GRAPHD__V1__ENTITY_REF__INIT;
+  Graphd__V1__TimeWindow win = GRAPHD__V1__TIME_WINDOW__INIT;
+  Graphd__V1__FindPathsRequest req = GRAPHD__V1__FIND_PATHS_REQUEST__INIT;
+  int rc;
+  if ((rc = make_path_refs(cmd, a, &from, &to)) ||
+      (rc = make_window(cmd, a, &win, &req.window)))
+    return rc;
+  req.from = &from;
+  req.to = &to;
+  req.k = (uint32_t)a->k;
+  req.max_hops = (uint32_t)a->max_hops;
+  req.n_hub_caps = a->ncaps;
+  req.hub_caps = make_caps(a);
+  req.max_touched = a->max_touched;
+  Graphd__V1__FindPathsReply *rep = NULL;
+  rc = rpc(c, M_PATHS, &req.base, &graphd__v1__find_paths_reply__descriptor,
+           (ProtobufCMessage **)&rep);
+  free(req.hub_caps);
+  if (rc)
+    return rc;
+
+  if (c->json) {
+    json_object *o = jobj(), *arr = jarr();
+    for (size_t i = 0; i < rep->n_paths; i++)
+      json_object_array_add(arr, path_json(rep->paths[i]));
+    jset(o, "paths", arr);
+    jset(o, "skipped_hubs", hubs_json(rep->skipped_hubs, rep->n_skipped_hubs));
+    jset(o, "truncated", json_object_new_boolean(rep->truncated));
+    jset(o, "touched", json_object_new_uint64(rep->touched));
+    print_json(o);
+    graphd__v1__find_paths_reply__free_unpacked(rep, NULL);
+    return EXIT_OK;
+  }
+
+  long max_hops = a->max_hops ? a->max_hops : 4;
+  char eb[8300];
+  if (rep->n_paths == 0) {
+    printf("no path within %ld link%s\n", max_hops, max_hops == 1 ? "" : "s");
+  } else {
+    const Graphd__V1__Path *p0 = rep->paths[0];
+    if (p0->n_entities >= 2) {
+      printf("%zu path%s from %s", rep->n_paths, rep->n_paths == 1 ? "" : "s",
+             entity_text(p0->entities[0], eb, sizeof eb));
+      printf(" to %s (shortest first):\n",
+             entity_text(p0->entities[p0->n_entities - 1], eb, sizeof eb));
+    }
+    for (size_t i = 0; i < rep->n_paths; i++) {
+      const Graphd__V1__Path *p = rep->paths[i];
+      printf("%zu. ", i + 1);
+      for (size_t j = 0; j < p->n_entities; j++) {
+        if (j)
+          print_path_link(j - 1 < p->n_links ? p->links[j - 1] : NULL);
+        fputs(entity_text(p->entities[j], eb, sizeof eb), stdout);
+      }
+      printf("\n");
+    }
+  }
+  print_skipped_hubs(rep->skipped_hubs, rep->n_skipped_hubs);
+  print_truncated(rep->truncated, rep->touched, "adjacency rows");
+  graphd__v1__find_paths_reply__free_unpacked(rep, NULL);
+  return EXIT_OK;
+}
+
+/* One nearest labelled seller, on one line: who, how strong, through what. */
+static void print_nearest(const idmap *m, const Graphd__V1__LinkedSeller *ls) {
+  char kb[8192], lb[4200], fb[8192], tb[8192], eb[8300];
+  printf("        ← %s", ls->seller ? safe(ls->seller->key, kb, sizeof kb) : "?");
+  labels_text(ls->seller, lb, sizeof lb);
+  if (lb[0])
+    printf(" [%s]", lb);
+  printf("  %.3f, %" PRIu32 " hop%s:", ls->score, ls->hops,
+         ls->hops == 1 ? "" : "s");
+  for (size_t i = 0; i < ls->n_evidence; i++) {
+    const Graphd__V1__EvidenceStep *st = ls->evidence[i];
+    if (ls->n_evidence > 1)
+      printf("%s %s → %s:", i ? ";" : "",
+             seller_name(m, st->from_seller_id, fb, sizeof fb),
+             seller_name(m, st->to_seller_id, tb, sizeof tb));
+    for (size_t j = 0; j < st->n_shared; j++) {
+      const Graphd__V1__SharedEntity *se = st->shared[j];
+      uint64_t sc = se->entity ? se->entity->seller_count : 0;
+      if (se->entity && se->entity->type == GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER)
+        printf("%s direct link", j ? "," : "");
+      else
+        printf("%s %s (%" PRIu64 " seller%s)", j ? "," : "",
+               entity_text(se->entity, eb, sizeof eb), sc, sc == 1 ? "" : "s");
+    }
+  }
+  printf("\n");
+}
+
+static int run_suspects(ctl *c, const command *cmd, args *a) {
+  Graphd__V1__TimeWindow win = GRAPHD__V1__TIME_WINDOW__INIT;
+  Graphd__V1__RankSuspectsRequest req =
+      GRAPHD__V1__RANK_SUSPECTS_REQUEST__INIT;
+  int rc;
+  if ((rc = no_more_args(cmd, a, 0)) ||
+      (rc = make_window(cmd, a, &win, &req.window)))
+    return rc;
+  req.n_seed_labels = a->nlabels;
+  req.seed_labels = a->labels;
+  req.limit = (uint32_t)a->limit;
+  req.max_touched = a->max_touched;
+  req.n_hub_caps = a->ncaps;
+  req.hub_caps = make_caps(a);
+  req.alpha = a->alpha;
+  req.epsilon = a->epsilon;
+  req.max_nearest = (uint32_t)a->nearest;
+  Graphd__V1__RankSuspectsReply *rep = NULL;
+  rc = rpc(c, M_SUSPECTS, &req.base, &graphd__v1__rank_suspects_reply__descriptor,
+           (ProtobufCMessage **)&rep);
+  free(req.hub_caps);
+  if (rc)
+    return rc;
+
+  if (c->json) {
+    json_object *o = jobj(), *arr = jarr();
+    for (size_t i = 0; i < rep->n_suspects; i++) {
+      const Graphd__V1__Suspect *s = rep->suspects[i];
+      json_object *so = jobj(), *near = jarr();
+      if (s->seller)
+        jset(so, "seller", entity_json(s->seller, false));
+      jset(so, "score", json_object_new_double(s->score));
+      for (size_t j = 0; j < s->n_nearest_labelled; j++)
+        json_object_array_add(near, linked_seller_json(s->nearest_labelled[j]));
+      jset(so, "nearest_labelled", near);
+      json_object_array_add(arr, so);
+    }
+    jset(o, "suspects", arr);
+    jset(o, "seeds", json_object_new_uint64(rep->seeds));
+    jset(o, "truncated", json_object_new_boolean(rep->truncated));
+    jset(o, "touched", json_object_new_uint64(rep->touched));
+    print_json(o);
+    graphd__v1__rank_suspects_reply__free_unpacked(rep, NULL);
+    return EXIT_OK;
+  }
+
+  idmap m = {0};
+  for (size_t i = 0; i < rep->n_suspects; i++) {
+    idmap_add_entity(&m, rep->suspects[i]->seller);
+    for (size_t j = 0; j < rep->suspects[i]->n_nearest_labelled; j++)
+      idmap_add_entity(&m, rep->suspects[i]->nearest_labelled[j]->seller);
+  }
+  idmap_sort(&m);
+
+  char kb[8192], lb[4200], sb[64], rb[32];
+  printf("%zu suspect%s from %" PRIu64 " seed seller%s (labels: ",
+         rep->n_suspects, rep->n_suspects == 1 ? "" : "s", rep->seeds,
+         rep->seeds == 1 ? "" : "s");
+  if (a->nlabels == 0)
+    printf("counterfeit");
+  for (size_t i = 0; i < a->nlabels; i++)
+    printf("%s%s", i ? ", " : "", safe(a->labels[i], kb, sizeof kb));
+  printf(")\n");
+  if (rep->n_suspects) {
+    size_t wr = strlen("RANK"), ws = strlen("SCORE"), wk = strlen("SELLER");
+    for (size_t i = 0; i < rep->n_suspects; i++) {
+      const Graphd__V1__Suspect *s = rep->suspects[i];
+      snprintf(rb, sizeof rb, "%zu", i + 1);
+      snprintf(sb, sizeof sb, "%.4g", s->score);
+      if (strlen(rb) > wr)
+        wr = strlen(rb);
+      if (strlen(sb) > ws)
+        ws = strlen(sb);
+      size_t tw = s->seller ? text_width(safe(s->seller->key, kb, sizeof kb)) : 1;
+      if (tw > wk)
+        wk = tw;
+    }
+    if (wk > 40)
+      wk = 40;
+    printf("\n");
+    print_padded("RANK", wr, true, false);
+    printf("  ");
+    print_padded("SCORE", ws, true, false);
+    printf("  ");
+    print_padded("SELLER", wk, false, false);
+    printf("  LABELS\n");
+    for (size_t i = 0; i < rep->n_suspects; i++) {
+      const Graphd__V1__Suspect *s = rep->suspects[i];
+      snprintf(rb, sizeof rb, "%zu", i + 1);
+      snprintf(sb, sizeof sb, "%.4g", s->score);
+      print_padded(rb, wr, true, false);
+      printf("  ");
+      print_padded(sb, ws, true, false);
+      printf("  ");
+      labels_text(s->seller, lb, sizeof lb);
+      print_padded(s->seller ? safe(s->seller->key, kb, sizeof kb) : "?", wk,
+                   false, !lb[0]);
+      if (lb[0])
+        printf("  %s", lb);
+      printf("\n");
+      for (size_t j = 0; j < s->n_nearest_labelled; j++)
+        print_nearest(&m, s->nearest_labelled[j]);
+    }
+  }
+  print_truncated(rep->truncated, rep->touched, "push operations");
+  free(m.v);
+  graphd__v1__rank_suspects_reply__free_unpacked(rep, NULL);
+  return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ */
 /* help and main                                                        */
 
 
@@ -1731,6 +2582,7 @@ int main(int argc, char **argv) {
   a.pos = xcalloc((size_t)argc, sizeof *a.pos);
   a.add = xcalloc((size_t)argc, sizeof *a.add);
   a.remove = xcalloc((size_t)argc, sizeof *a.remove);
+  a.labels = xcalloc((size_t)argc, sizeof *a.labels);
   const char *env = getenv("GRAPHD_ADDR");
   a.addr = env && *env ? env : DEFAULT_ADDR;
 
@@ -1760,5 +2612,7 @@ int main(int argc, char **argv) {
   free(a.add);
   free(a.remove);
   free(a.types);
+  free(a.caps);
+  free(a.labels);
   return rc;
 }

@@ -1,0 +1,250 @@
+/*
+ * store/snapshot: what clustering reads from the store and what it writes
+ * back (DESIGN §3, §5).
+ *
+ * 1. gd_store_export_graph: one consistent read of everything clustering
+ *    needs, as plain arrays laid out exactly like gd_projection_input
+ *    (algorithms/projection.h), so the worker hands them over without a
+ *    copy. The store does not depend on algorithms/: the types simply match.
+ *
+ * 2. Snapshot tables. A snapshot is a manifest, every seller's cluster id,
+ *    and one summary per cluster. Manifests and summaries are opaque byte
+ *    blobs to the store; the worker encodes them (graphd/worker/snapfmt.h
+ *    documents both formats) and the rpc layer decodes them.
+ *
+ *      snap          id (u64 BE)                 -> 32-byte header + manifest
+ *      snap_assign   id (u64 BE)                 -> dupsort, dupfixed 16-byte rows:
+ *                                                   seller id (u64 BE), cluster id (u64 BE)
+ *      snap_cluster  id (u64 BE) + cluster (u64 BE) -> summary blob
+ *
+ *    Why assignments are dupsort rows under the snapshot id rather than one
+ *    key per (snapshot, seller): rows are 16 bytes with no per-key node
+ *    overhead (~2x smaller), a whole page of them comes back in one
+ *    MDB_GET_MULTIPLE (StreamAssignments, DESIGN §7: >= 5M/s), deleting a
+ *    snapshot's assignments is one mdb_del of the key, and since a seller
+ *    has one row per snapshot, memcmp order of (seller, cluster) is seller
+ *    order: a point lookup is one MDB_GET_BOTH_RANGE on (seller, 0).
+ *
+ *    The snap header (little-endian): u32 format (1), u32 reserved,
+ *    u64 assignments, u64 clusters, i64 commit time (unix seconds); the
+ *    manifest follows. Counts live there so listing needs no scan.
+ *
+ *    Snapshot ids come from the meta counter "snap.next_id" (first id 1)
+ *    and are never reused, so "latest" is the largest id.
+ *
+ * Errors and lifetime follow store.h: every function returns GD_OK or a
+ * gd_errno code and fills err (may be NULL); *_view data points into the
+ * map and is valid only until the transaction ends. Writes run in the
+ * caller's write transaction (gd_wtxn): the writer thread's, or the
+ * clustering worker's own (gd__wtxn_begin / gd__wtxn_commit).
+ */
+#ifndef GD_STORE_SNAPSHOT_H
+#define GD_STORE_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+/* ------------------------------------------------------------------ */
+/* Graph export                                                        */
+
+/*
+ * Everything clustering reads, as malloc'd arrays (free with
+ * gd_graph_export_free). Sellers are numbered 0..n_sellers-1 in ascending
+ * store id; entities 0..n_entities-1 in ascending store id.
+ *
+ * - sellers: every seller entity whose [first_seen, last_seen] overlaps
+ *   [since, until] (0 = open; with both open, every seller), linked or
+ *   not: a snapshot assigns every seller.
+ * - entities: the non-seller entities with at least one seller link in
+ *   the window. Entity e's sellers are ent_sellers[ent_off[e] ..
+ *   ent_off[e + 1]), ascending seller indices, each once. ent_n[e] is the
+ *   entity's all-time seller count from its record (rarity and hub tests
+ *   use it, so a windowed run weighs an entity as the store knows it).
+ * - links: direct seller-seller links in the window between exported
+ *   sellers, each undirected link once, link_a[i] < link_b[i], sorted by
+ *   (link_b, link_a).
+ * A link row is in the window when its [first_seen, last_seen] overlaps
+ * [since, until] (0 = open), as for gd_store_visit_links.
+ *
+ * checksum: SHA-256 (lower-case hex) over, in order: the ASCII tag
+ * "graphd-export-1", since, until, n_sellers, n_entities, n_links (each
+ * i64), then seller_ids, ent_ids, ent_type, ent_off, ent_sellers, ent_n,
+ * link_a, link_b, every integer little-endian at its array's width. Equal
+ * checksums mean equal clustering input.
+ */
+typedef struct gd_graph_export {
+  int64_t since, until;     /* the window it was read with */
+  int64_t n_sellers;
+  uint64_t *seller_ids;     /* n_sellers, ascending */
+  int64_t n_entities;
+  uint64_t *ent_ids;        /* n_entities, ascending */
+  uint8_t *ent_type;        /* n_entities, graphd.v1 EntityType (2..7) */
+  int64_t *ent_off;         /* n_entities + 1 */
+  int64_t *ent_sellers;     /* ent_off[n_entities] seller indices */
+  uint64_t *ent_n;          /* n_entities */
+  int64_t n_incidences;     /* == ent_off[n_entities] */
+  int64_t n_links;
+  int64_t *link_a, *link_b; /* n_links seller indices each */
+  /* Work done, for the manifest: entity records and adjacency rows read. */
+  uint64_t records_read, rows_read;
+  char checksum[65];
+} gd_graph_export;
+
+/*
+ * Reads the graph in one pass of the read transaction r: a cursor on
+ * `entity` and a cursor on `adj` walk the tables side by side in key order
+ * (a merge join on id); adjacency rows come a page at a time
+ * (MDB_GET_MULTIPLE / MDB_NEXT_MULTIPLE), and since rows sort by
+ * (neighbour type, id) and SELLER is the smallest type, only the seller
+ * prefix of each list is read: an entity's sellers, a seller's direct
+ * links. Incidences are collected as seller ids and turned into indices at
+ * the end through a dense id -> index map.
+ *
+ * Time: O(E + I + L + P) where E is the number of entity records, I the
+ * seller rows of non-seller entities (the incidences), L the seller rows of
+ * sellers (twice the direct links) and P the adjacency pages touched (at
+ * most one per seller or entity beyond those rows); no sort, no hash.
+ * Memory: O(S + N + I + L) for the result (S sellers, N entities) plus a
+ * 4-byte map entry per entity id up to the largest id (ids are dense:
+ * they come from one counter). Nothing else is materialised.
+ *
+ * since, until: the time window (unix seconds; 0 = open; since <= until
+ * when both are set). On success *ret owns the arrays; on failure *ret is
+ * zeroed. The arrays never point into the map: they outlive r.
+ *
+ * Errors: GD_EINVALID (since > until, negative times), GD_ERESOURCE (more
+ * than 2^31 - 1 sellers), GD_ENOMEM, GD_EINTERNAL (a corrupt record or
+ * row), GD_EIO.
+ */
+int gd_store_export_graph(gd_rtxn *r, int64_t since, int64_t until, gd_graph_export *ret,
+                          gd_err *err);
+
+/* Frees x's arrays and zeroes it. Accepts NULL and a zeroed export. */
+void gd_graph_export_free(gd_graph_export *x);
+
+/* ------------------------------------------------------------------ */
+/* Snapshot writes (write transaction)                                 */
+
+/*
+ * Allocates the next snapshot id (meta "snap.next_id"; the first is 1) in
+ * t. The id is used up only if t commits. Errors: GD_EMAPFULL, GD_EIO.
+ */
+int gd_store_snapshot_next_id(gd_wtxn *t, uint64_t *ret_id, gd_err *err);
+
+/* What gd_store_snapshot_put writes. Arrays are not owned. */
+typedef struct gd_snapshot_in {
+  const void *manifest;      /* opaque; may be empty */
+  size_t manifest_len;
+  /* Assignments: seller ids strictly ascending, one cluster id each. */
+  size_t n_assign;
+  const uint64_t *sellers;
+  const uint64_t *clusters;
+  /* Cluster summaries: ids strictly ascending; summary i is
+   * summary_data[summary_off[i] .. summary_off[i + 1]) (n_clusters + 1
+   * offsets), each at least 1 byte. */
+  size_t n_clusters;
+  const uint64_t *cluster_ids;
+  const uint8_t *summary_data;
+  const size_t *summary_off;
+} gd_snapshot_in;
+
+/*
+ * Writes snapshot `id` (from gd_store_snapshot_next_id) in t: header and
+ * manifest, every assignment, every summary. Rows are appended in key
+ * order (MDB_APPEND/MDB_APPENDDUP when id is the newest), so a million
+ * assignments cost a few thousand page writes. On error abort t: partial
+ * writes are possible.
+ *
+ * Cost: O(n_assign + n_clusters) puts; the transaction dirties about
+ * (16 n_assign + summary bytes) / 4096 pages, which LMDB caps at 128k
+ * pages per transaction (GD_ERESOURCE beyond, at several million
+ * clusters).
+ *
+ * Errors: GD_EINVALID (id 0, ids not strictly ascending, an empty summary,
+ * a manifest over 64 MiB), GD_EEXISTS (snapshot id exists),
+ * GD_EMAPFULL (abort, grow, retry), GD_ERESOURCE (transaction too large),
+ * GD_EIO.
+ */
+int gd_store_snapshot_put(gd_wtxn *t, uint64_t id, const gd_snapshot_in *in, gd_err *err);
+
+/*
+ * Deletes snapshot id: header and manifest, assignments and summaries.
+ * Errors: GD_ENOTFOUND (no such snapshot), GD_EMAPFULL, GD_EIO.
+ */
+int gd_store_snapshot_delete(gd_wtxn *t, uint64_t id, gd_err *err);
+
+/* ------------------------------------------------------------------ */
+/* Snapshot reads (read transaction)                                   */
+
+/* A snapshot's header and manifest. manifest is a view. */
+typedef struct gd_snapshot_view {
+  uint64_t id;
+  int64_t created_at;   /* commit time of the snapshot, unix seconds */
+  uint64_t n_assignments;
+  uint64_t n_clusters;
+  const void *manifest; /* view */
+  size_t manifest_len;
+} gd_snapshot_view;
+
+/*
+ * Reads snapshot id, or the latest one when id is 0.
+ * Errors: GD_ENOTFOUND (no snapshot id), GD_EPRECONDITION (id 0 and no
+ * snapshot exists yet), GD_EINTERNAL (corrupt header), GD_EIO.
+ */
+int gd_store_snapshot_get(gd_rtxn *r, uint64_t id, gd_snapshot_view *ret, gd_err *err);
+
+/*
+ * Lists snapshots newest first: those with id < before (0 = from the
+ * newest), at most limit of them, into ret (capacity limit). *ret_n is the
+ * number written; *ret_more is true if older ones follow (page on with
+ * before = ret[*ret_n - 1].id). Views. Errors: GD_EINTERNAL, GD_EIO.
+ */
+int gd_store_snapshot_list(gd_rtxn *r, uint64_t before, size_t limit, gd_snapshot_view *ret,
+                           size_t *ret_n, bool *ret_more, gd_err *err);
+
+/*
+ * The cluster of `seller` in snapshot snap (0 = latest). O(log n).
+ * Errors: GD_ENOTFOUND (no such snapshot, or the seller is not in it: the
+ * message says which), GD_EPRECONDITION (snap 0 and no snapshot), GD_EIO.
+ */
+int gd_store_assignment_get(gd_rtxn *r, uint64_t snap, uint64_t seller, uint64_t *ret_cluster,
+                            gd_err *err);
+
+/*
+ * Calls fn with the assignments of snapshot snap (0 = latest) whose seller
+ * id is > after_seller, in ascending seller order, in batches of up to
+ * GD_ASSIGN_BATCH (sellers[i] -> clusters[i]; the arrays are the store's
+ * scratch, valid during the call), until fn returns non-zero or the
+ * snapshot ends. Reads a page of rows per step (MDB_GET_MULTIPLE).
+ * *ret_snap (may be NULL) gets the snapshot id actually read.
+ * Errors: GD_ENOTFOUND, GD_EPRECONDITION (snap 0 and no snapshot),
+ * GD_EINTERNAL, GD_EIO.
+ */
+#define GD_ASSIGN_BATCH 256
+typedef int (*gd_assign_fn)(void *ctx, const uint64_t *sellers, const uint64_t *clusters,
+                            size_t n);
+int gd_store_assignments_visit(gd_rtxn *r, uint64_t snap, uint64_t after_seller,
+                               gd_assign_fn fn, void *ctx, uint64_t *ret_snap, gd_err *err);
+
+/*
+ * The summary of cluster `cluster` in snapshot snap (0 = latest), as a
+ * view. Errors: GD_ENOTFOUND (no such snapshot or cluster),
+ * GD_EPRECONDITION (snap 0 and no snapshot), GD_EIO.
+ */
+int gd_store_cluster_get(gd_rtxn *r, uint64_t snap, uint64_t cluster, const void **ret_summary,
+                         size_t *ret_len, gd_err *err);
+
+/*
+ * Calls fn for each cluster of snapshot snap (0 = latest) with id >
+ * after_cluster, in ascending cluster id, with its summary (a view), until
+ * fn returns non-zero. *ret_snap (may be NULL) gets the snapshot id read.
+ * Errors: GD_ENOTFOUND, GD_EPRECONDITION, GD_EINTERNAL, GD_EIO.
+ */
+typedef int (*gd_cluster_fn)(void *ctx, uint64_t cluster, const void *summary, size_t len);
+int gd_store_clusters_visit(gd_rtxn *r, uint64_t snap, uint64_t after_cluster, gd_cluster_fn fn,
+                            void *ctx, uint64_t *ret_snap, gd_err *err);
+
+#endif
