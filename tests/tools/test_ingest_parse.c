@@ -64,11 +64,11 @@ static int on_record(void *ud, const gc_ingest_record *r) {
   out *o = ud;
   if (r->kind == GC_INGEST_LINK) {
     outf(o, "%lu L %s:%s %s:%s %lld\n", r->line,
-         gc_entity_type_name(r->link.a_type), r->link.a_key,
-         gc_entity_type_name(r->link.b_type), r->link.b_key,
+         gd_type_name(r->link.a_type), r->link.a_key,
+         gd_type_name(r->link.b_type), r->link.b_key,
          (long long)r->link.seen);
   } else {
-    outf(o, "%lu E %s:%s [", r->line, gc_entity_type_name(r->entity.type),
+    outf(o, "%lu E %s:%s [", r->line, gd_type_name(r->entity.type),
          r->entity.key);
     for (size_t i = 0; i < r->entity.n_labels; i++)
       outf(o, "%s%s", i ? "|" : "", r->entity.labels[i]);
@@ -513,16 +513,16 @@ static void test_stop_and_sticky_error(void) {
 }
 
 static void test_types_and_times(void) {
-  gc_entity_type t = GC_TYPE_UNSPECIFIED;
-  CHECK(gc_entity_type_parse("Payment_Account", &t) == 0 &&
-        t == GC_TYPE_PAYMENT_ACCOUNT);
-  CHECK(gc_entity_type_parse("ENTITY_TYPE_IP", &t) == 0 && t == GC_TYPE_IP);
-  CHECK(gc_entity_type_parse("entity_type_unspecified", &t) == -1);
-  CHECK(gc_entity_type_parse("unspecified", &t) == -1);
-  CHECK(gc_entity_type_parse("", &t) == -1);
-  CHECK(gc_entity_type_parse(NULL, &t) == -1);
-  CHECK_STR(gc_entity_type_name(GC_TYPE_EMAIL), "email");
-  CHECK_STR(gc_entity_type_name(99), "unknown");
+  gd_etype t = 0;
+  CHECK(gc_type_parse("Payment_Account", &t) == 0 &&
+        t == GD_TYPE_PAYMENT_ACCOUNT);
+  CHECK(gc_type_parse("ENTITY_TYPE_IP", &t) == 0 && t == GD_TYPE_IP);
+  CHECK(gc_type_parse("entity_type_unspecified", &t) == -1);
+  CHECK(gc_type_parse("unspecified", &t) == -1);
+  CHECK(gc_type_parse("", &t) == -1);
+  CHECK(gc_type_parse(NULL, &t) == -1);
+  CHECK_STR(gd_type_name(GD_TYPE_EMAIL), "email");
+  CHECK_STR(gd_type_name(99), "unknown");
 
   int64_t v = -1;
   CHECK(gc_time_parse("0", &v) == 0 && v == 0);
@@ -552,11 +552,11 @@ static void test_types_and_times(void) {
   CHECK_STR(gc_time_format(0, buf, sizeof buf), "-");
 
   char norm[64];
-  CHECK(gc_key_normalize(GC_TYPE_SELLER, "  Acme \t GmbH ", 14, norm) == 9);
+  CHECK(gc_key_normalize(GD_TYPE_SELLER, "  Acme \t GmbH ", 14, norm) == 9);
   CHECK_STR(norm, "acme gmbh");
-  CHECK(gc_key_normalize(GC_TYPE_PHONE, " +49 (30) 12-34 ", 16, norm) == 9);
+  CHECK(gc_key_normalize(GD_TYPE_PHONE, " +49 (30) 12-34 ", 16, norm) == 9);
   CHECK_STR(norm, "+49301234");
-  CHECK(gc_key_normalize(GC_TYPE_PHONE, "+", 1, norm) == 0);
+  CHECK(gc_key_normalize(GD_TYPE_PHONE, "+", 1, norm) == 0);
 
   CHECK(gc_utf8_valid("h\xc3\xa9llo", 6));
   CHECK(!gc_utf8_valid("\xc0\xaf", 2));         /* overlong */

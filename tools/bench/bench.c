@@ -1163,7 +1163,7 @@ static uint32_t dataset_key(dataset *d, int type, const char *key) {
       d->norm_cap = (n + 1) * 2;
       d->norm_buf = xrealloc(d->norm_buf, d->norm_cap);
     }
-    size_t nn = gc_key_normalize((gc_entity_type)type, key, n, d->norm_buf);
+    size_t nn = gc_key_normalize((gd_etype)type, key, n, d->norm_buf);
     uint32_t eid = keytab_intern(&d->ent, type, d->norm_buf, nn, NULL);
     if (id >= d->raw_ent_cap) {
       d->raw_ent_cap = d->raw_ent_cap ? d->raw_ent_cap * 2 : 1024;
@@ -2199,7 +2199,7 @@ static size_t truth_load(const dataset *d, const char *path, member **ret, size_
       die("%s:%zu: bad ring number", path, lineno);
     if (ring == 0)
       continue;
-    size_t nn = gc_key_normalize((gc_entity_type)GD_TYPE_SELLER, line, strlen(line), norm);
+    size_t nn = gc_key_normalize((gd_etype)GD_TYPE_SELLER, line, strlen(line), norm);
     uint32_t id = keytab_find(&d->ent, GD_TYPE_SELLER, norm, nn);
     if (id == UINT32_MAX) {
       ++*ret_missing;

@@ -96,17 +96,16 @@ static bool has_control_char(const char *str, size_t len) {
 /* Types and keys are the server's own definitions (core/entity.h): the
  * parser must accept and reject exactly what graphd does. */
 
-int gc_entity_type_parse(const char *s, gc_entity_type *ret_type) {
+int gc_type_parse(const char *s, gd_etype *ret_type) {
   int t = s ? gd_type_parse(s, strlen(s)) : 0;
   if (t == 0)
     return -1;
-  *ret_type = (gc_entity_type)t;
+  *ret_type = (gd_etype)t;
   return 0;
 }
 
-const char *gc_entity_type_name(int type) { return gd_type_name(type); }
 
-size_t gc_key_normalize(gc_entity_type type, const char *key, size_t len, char *buf) {
+size_t gc_key_normalize(gd_etype type, const char *key, size_t len, char *buf) {
   size_t n = 0;
   if (gd_key_normalize((int)type, (gd_str){key, len}, buf, &n, NULL) != GD_OK)
     n = 0;
@@ -346,8 +345,8 @@ struct gc_ingest_parser {
   size_t labels_cap;
   gc_ingest_attr *attrs;
   size_t attrs_cap;
-  char norm_a[GC_KEY_MAX + 1];
-  char norm_b[GC_KEY_MAX + 1];
+  char norm_a[GD_KEY_MAX + 1];
+  char norm_b[GD_KEY_MAX + 1];
 
   json_tokener *tok;
 
@@ -491,11 +490,11 @@ static int push_attr(gc_ingest_parser *p, size_t *n, const char *name,
 /* ---- value checks shared by CSV and JSON (field names the column) ---- */
 
 static int check_type(gc_ingest_parser *p, unsigned long line,
-                      const char *field, const char *s, gc_entity_type *ret) {
+                      const char *field, const char *s, gd_etype *ret) {
   char q[160];
   if (!*s)
     return perr(p, line, field, "missing entity type");
-  if (gc_entity_type_parse(s, ret) != 0)
+  if (gc_type_parse(s, ret) != 0)
     return perr(p, line, field,
                 "unknown entity type %s (expected seller, address, "
                 "payment_account, device, phone, email or ip)",
@@ -503,18 +502,18 @@ static int check_type(gc_ingest_parser *p, unsigned long line,
   return 0;
 }
 
-/* Checks a key; writes its normalised form to norm (GC_KEY_MAX + 1). */
+/* Checks a key; writes its normalised form to norm (GD_KEY_MAX + 1). */
 static int check_key(gc_ingest_parser *p, unsigned long line,
-                     const char *field, gc_entity_type type, const char *s,
+                     const char *field, gd_etype type, const char *s,
                      size_t len, char *norm) {
-  if (len > GC_KEY_MAX)
-    return perr(p, line, field, "key longer than %d bytes (%zu)", GC_KEY_MAX,
+  if (len > GD_KEY_MAX)
+    return perr(p, line, field, "key longer than %d bytes (%zu)", GD_KEY_MAX,
                 len);
   if (!gc_utf8_valid(s, len))
     return perr(p, line, field, "key is not valid UTF-8");
   if (gc_key_normalize(type, s, len, norm) == 0) {
     char q[160];
-    if (type == GC_TYPE_PHONE && len > 0)
+    if (type == GD_TYPE_PHONE && len > 0)
       return perr(p, line, field, "phone key %s has no digits",
                   quote_value(q, sizeof q, s, len));
     return perr(p, line, field, "empty key");
@@ -526,9 +525,9 @@ static int check_label(gc_ingest_parser *p, unsigned long line,
                        const char *field, const char *s, size_t len) {
   if (len == 0)
     return perr(p, line, field, "empty label");
-  if (len > GC_LABEL_MAX)
+  if (len > GD_LABEL_MAX)
     return perr(p, line, field, "label longer than %d bytes (%zu)",
-                GC_LABEL_MAX, len);
+                GD_LABEL_MAX, len);
   if (!gc_utf8_valid(s, len))
     return perr(p, line, field, "label is not valid UTF-8");
   if (has_control_char(s, len))
@@ -538,9 +537,9 @@ static int check_label(gc_ingest_parser *p, unsigned long line,
 
 static int check_attr_value(gc_ingest_parser *p, unsigned long line,
                             const char *field, const char *s, size_t len) {
-  if (len > GC_ATTR_VALUE_MAX)
+  if (len > GD_ATTR_VALUE_MAX)
     return perr(p, line, field, "attribute value longer than %d bytes (%zu)",
-                GC_ATTR_VALUE_MAX, len);
+                GD_ATTR_VALUE_MAX, len);
   if (!gc_utf8_valid(s, len))
     return perr(p, line, field, "attribute value is not valid UTF-8");
   return 0;
@@ -550,9 +549,9 @@ static int check_attr_name(gc_ingest_parser *p, unsigned long line,
                            const char *field, const char *s, size_t len) {
   if (len == 0)
     return perr(p, line, field, "empty attribute name");
-  if (len > GC_ATTR_NAME_MAX)
+  if (len > GD_ATTR_NAME_MAX)
     return perr(p, line, field, "attribute name longer than %d bytes (%zu)",
-                GC_ATTR_NAME_MAX, len);
+                GD_ATTR_NAME_MAX, len);
   if (!gc_utf8_valid(s, len))
     return perr(p, line, field, "attribute name is not valid UTF-8");
   if (has_control_char(s, len))
@@ -576,7 +575,7 @@ static int check_self_link(gc_ingest_parser *p, const gc_ingest_record *r) {
       strcmp(p->norm_a, p->norm_b) == 0) {
     char q[160];
     return perr(p, r->line, NULL, "link joins %s %s to itself",
-                gc_entity_type_name(r->link.a_type),
+                gd_type_name(r->link.a_type),
                 quote_value(q, sizeof q, r->link.a_key, strlen(r->link.a_key)));
   }
   return 0;
@@ -881,7 +880,7 @@ static int json_string(gc_ingest_parser *p, unsigned long line,
 
 static int json_type_member(gc_ingest_parser *p, unsigned long line,
                             const char *field, json_object *v,
-                            gc_entity_type *ret) {
+                            gd_etype *ret) {
   const char *s;
   size_t len;
   if (json_string(p, line, field, v, false, &s, &len))

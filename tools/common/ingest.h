@@ -44,7 +44,7 @@
  *
  * Validation done here, so that a bad record is reported with its file and
  * line instead of failing a whole server message mid-stream: entity types
- * (see gc_entity_type_parse); keys 1..4096 bytes of UTF-8, not empty after
+ * (see gc_type_parse); keys 1..4096 bytes of UTF-8, not empty after
  * the server's normalisation (gc_key_normalize); a link may not join an
  * entity to itself (compared after normalisation); labels 1..128 bytes of
  * UTF-8 without control characters; attribute names 1..128 bytes, values
@@ -70,25 +70,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Entity types. The values equal graphd.v1.EntityType's. */
-typedef enum gc_entity_type {
-  GC_TYPE_UNSPECIFIED = 0,
-  GC_TYPE_SELLER = 1,
-  GC_TYPE_ADDRESS = 2,
-  GC_TYPE_PAYMENT_ACCOUNT = 3,
-  GC_TYPE_DEVICE = 4,
-  GC_TYPE_PHONE = 5,
-  GC_TYPE_EMAIL = 6,
-  GC_TYPE_IP = 7,
-} gc_entity_type;
+#include "core/entity.h"
 
-#define GC_TYPE_MAX GC_TYPE_IP
-
-/* Limits checked by the parser (they are the server's, see graphd.proto). */
-#define GC_KEY_MAX 4096
-#define GC_LABEL_MAX 128
-#define GC_ATTR_NAME_MAX 128
-#define GC_ATTR_VALUE_MAX 4096
+/* Entity types (gd_etype, GD_TYPE_*) and the limits the parser checks
+ * (GD_KEY_MAX, GD_LABEL_MAX, GD_ATTR_NAME_MAX, GD_ATTR_VALUE_MAX) are the
+ * server's own definitions. */
 /* Largest accepted time: 9999-12-31T23:59:59Z. */
 #define GC_TIME_MAX INT64_C(253402300799)
 /* Longest physical line (bytes, without the line break). */
@@ -100,11 +86,7 @@ typedef enum gc_entity_type {
  * (any case). Leading/trailing spaces are not allowed (trim first).
  * Returns 0 and sets *ret_type, or -1 if s is not a type name (NULL-safe).
  */
-int gc_entity_type_parse(const char *s, gc_entity_type *ret_type);
-
-/* Lower-case short name ("payment_account"); "unspecified" for 0 and
- * "unknown" for values out of range. Never NULL, static storage. */
-const char *gc_entity_type_name(int type);
+int gc_type_parse(const char *s, gd_etype *ret_type);
 
 /*
  * Parses a time: unix seconds ("1735689600") or ISO-8601 in UTC:
@@ -129,7 +111,7 @@ char *gc_time_format(int64_t t, char *buf, size_t size);
  * digits and one leading '+'. Returns the normalised length (0 = the server
  * would reject the key as empty).
  */
-size_t gc_key_normalize(gc_entity_type type, const char *key, size_t len,
+size_t gc_key_normalize(gd_etype type, const char *key, size_t len,
                         char *buf);
 
 /* Returns true when s[0..len) is valid UTF-8 (no overlongs, no surrogates,
@@ -156,8 +138,8 @@ typedef enum gc_ingest_kind {
 } gc_ingest_kind;
 
 typedef struct gc_ingest_attr {
-  const char *name;  /* 1..GC_ATTR_NAME_MAX bytes, NUL-terminated */
-  const char *value; /* 0..GC_ATTR_VALUE_MAX bytes, NUL-terminated */
+  const char *name;  /* 1..GD_ATTR_NAME_MAX bytes, NUL-terminated */
+  const char *value; /* 0..GD_ATTR_VALUE_MAX bytes, NUL-terminated */
 } gc_ingest_attr;
 
 /*
@@ -170,14 +152,14 @@ typedef struct gc_ingest_record {
   gc_ingest_kind kind;
   unsigned long line; /* physical line (1-based) where the record starts */
   struct {
-    gc_entity_type a_type;
+    gd_etype a_type;
     const char *a_key;
-    gc_entity_type b_type;
+    gd_etype b_type;
     const char *b_key;
     int64_t seen; /* 0 = not given */
   } link;         /* valid when kind == GC_INGEST_LINK */
   struct {
-    gc_entity_type type;
+    gd_etype type;
     const char *key;
     const char *const *labels; /* n_labels entries */
     size_t n_labels;

@@ -32,13 +32,13 @@
 #include <unistd.h>
 
 /* The ingest parser's type numbers are the proto's. */
-_Static_assert((int)GC_TYPE_SELLER == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER, "type");
-_Static_assert((int)GC_TYPE_ADDRESS == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_ADDRESS, "type");
-_Static_assert((int)GC_TYPE_PAYMENT_ACCOUNT == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_PAYMENT_ACCOUNT, "type");
-_Static_assert((int)GC_TYPE_DEVICE == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_DEVICE, "type");
-_Static_assert((int)GC_TYPE_PHONE == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_PHONE, "type");
-_Static_assert((int)GC_TYPE_EMAIL == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_EMAIL, "type");
-_Static_assert((int)GC_TYPE_IP == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_IP, "type");
+_Static_assert((int)GD_TYPE_SELLER == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER, "type");
+_Static_assert((int)GD_TYPE_ADDRESS == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_ADDRESS, "type");
+_Static_assert((int)GD_TYPE_PAYMENT_ACCOUNT == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_PAYMENT_ACCOUNT, "type");
+_Static_assert((int)GD_TYPE_DEVICE == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_DEVICE, "type");
+_Static_assert((int)GD_TYPE_PHONE == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_PHONE, "type");
+_Static_assert((int)GD_TYPE_EMAIL == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_EMAIL, "type");
+_Static_assert((int)GD_TYPE_IP == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_IP, "type");
 
 /* Exit codes (documented in main_help). */
 enum {
@@ -429,8 +429,8 @@ static int add_types(const command *cmd, args *a, const char *opt,
   int rc = 0;
   for (char *save = NULL, *t = strtok_r(copy, ",", &save); t;
        t = strtok_r(NULL, ",", &save)) {
-    gc_entity_type et;
-    if (gc_entity_type_parse(t, &et) != 0) {
+    gd_etype et;
+    if (gc_type_parse(t, &et) != 0) {
       rc = usage_error(cmd,
                        "%s: unknown entity type '%s' (expected seller, "
                        "address, payment_account, device, phone, email or ip)",
@@ -491,8 +491,8 @@ static int add_cap(const command *cmd, args *a, const char *v) {
     tl = sizeof tname - 1;
   memcpy(tname, v, tl);
   tname[tl] = '\0';
-  gc_entity_type et;
-  if (gc_entity_type_parse(tname, &et) != 0)
+  gd_etype et;
+  if (gc_type_parse(tname, &et) != 0)
     return usage_error(cmd,
                        "--cap: unknown entity type '%s' (expected seller, "
                        "address, payment_account, device, phone, email or ip)",
@@ -986,8 +986,8 @@ static int make_ref(const command *cmd, const args *a,
   }
   if (a->npos < 2)
     return usage_error(cmd, "%s needs TYPE KEY or --id N", cmd->name);
-  gc_entity_type t;
-  if (gc_entity_type_parse(a->pos[0], &t) != 0)
+  gd_etype t;
+  if (gc_type_parse(a->pos[0], &t) != 0)
     return usage_error(cmd,
                        "unknown entity type '%s' (expected seller, address, "
                        "payment_account, device, phone, email or ip)",
@@ -1017,7 +1017,7 @@ static json_object *labels_json(char **labels, size_t n) {
 static json_object *entity_json(const Graphd__V1__Entity *e, bool attrs) {
   json_object *o = jobj();
   jset(o, "id", json_object_new_uint64(e->id));
-  jset(o, "type", jstr(gc_entity_type_name((int)e->type)));
+  jset(o, "type", jstr(gd_type_name((int)e->type)));
   jset(o, "key", jstr(e->key));
   jset(o, "degree", json_object_new_uint64(e->degree));
   jset(o, "seller_count", json_object_new_uint64(e->seller_count));
@@ -1039,7 +1039,7 @@ static json_object *entity_json(const Graphd__V1__Entity *e, bool attrs) {
 static void print_entity(const Graphd__V1__Entity *e) {
   char b1[8192], t[40];
   printf("%-12s %" PRIu64 "\n", "id", e->id);
-  printf("%-12s %s\n", "type", gc_entity_type_name((int)e->type));
+  printf("%-12s %s\n", "type", gd_type_name((int)e->type));
   printf("%-12s %s\n", "key", safe(e->key, b1, sizeof b1));
   printf("%-12s %" PRIu64 "\n", "degree", e->degree);
   printf("%-12s %" PRIu64 "%s\n", "sellers", e->seller_count,
@@ -1128,7 +1128,7 @@ static void print_neighbor_table(Graphd__V1__NeighborsReply **pages,
         const Graphd__V1__Link *l = nb->link;
         if (!e)
           continue;
-        snprintf(cell[0], sizeof cell[0], "%s", gc_entity_type_name((int)e->type));
+        snprintf(cell[0], sizeof cell[0], "%s", gd_type_name((int)e->type));
         safe(e->key, cell[1], sizeof cell[1]);
         snprintf(cell[2], sizeof cell[2], "%" PRIu64, e->id);
         snprintf(cell[3], sizeof cell[3], "%" PRIu64, l ? l->count : 0);
@@ -1341,7 +1341,7 @@ static int run_delete(ctl *c, const command *cmd, args *a) {
     if (ref.id)
       printf("deleted entity %" PRIu64, ref.id);
     else
-      printf("deleted %s %s", gc_entity_type_name((int)ref.type),
+      printf("deleted %s %s", gd_type_name((int)ref.type),
              safe(ref.key, b, sizeof b));
     printf(" (%" PRIu64 " link%s removed)\n", rep->links_removed,
            rep->links_removed == 1 ? "" : "s");
@@ -1365,7 +1365,7 @@ static int run_stats(ctl *c, const command *cmd, args *a) {
   if (c->json) {
     json_object *o = jobj(), *ents = jobj();
     for (size_t i = 0; i < r->n_entities; i++)
-      jset(ents, gc_entity_type_name((int)r->entities[i]->type),
+      jset(ents, gd_type_name((int)r->entities[i]->type),
            json_object_new_uint64(r->entities[i]->count));
     jset(o, "entities", ents);
     jset(o, "entities_total", json_object_new_uint64(r->entities_total));
@@ -1384,7 +1384,7 @@ static int run_stats(ctl *c, const command *cmd, args *a) {
     printf("%-16s %14s\n", "TYPE", "ENTITIES");
     for (size_t i = 0; i < r->n_entities; i++)
       printf("%-16s %14" PRIu64 "\n",
-             gc_entity_type_name((int)r->entities[i]->type),
+             gd_type_name((int)r->entities[i]->type),
              r->entities[i]->count);
     printf("%-16s %14" PRIu64 "\n", "total", r->entities_total);
     printf("\n");
@@ -1693,7 +1693,7 @@ static void grow_batch(ingest *g) {
   g->cap = cap;
 }
 
-static Graphd__V1__EntityRef *new_ref(arena *m, gc_entity_type t,
+static Graphd__V1__EntityRef *new_ref(arena *m, gd_etype t,
                                       const char *key) {
   Graphd__V1__EntityRef *r = arena_alloc(m, sizeof *r);
   *r = (Graphd__V1__EntityRef)GRAPHD__V1__ENTITY_REF__INIT;
@@ -2062,7 +2062,7 @@ static const char *entity_text(const Graphd__V1__Entity *e, char *buf,
     snprintf(buf, size, "?");
     return buf;
   }
-  snprintf(buf, size, "%s %s", gc_entity_type_name((int)e->type),
+  snprintf(buf, size, "%s %s", gd_type_name((int)e->type),
            safe(e->key, kb, sizeof kb));
   return buf;
 }
@@ -2308,8 +2308,8 @@ static int make_path_refs(const command *cmd, const args *a,
     if (a->npos < p + 2)
       return usage_error(cmd, "paths needs two entities: TYPE KEY TYPE KEY "
                               "(or --from-id N / --to-id N)");
-    gc_entity_type t;
-    if (gc_entity_type_parse(a->pos[p], &t) != 0)
+    gd_etype t;
+    if (gc_type_parse(a->pos[p], &t) != 0)
       return usage_error(cmd,
                          "unknown entity type '%s' (expected seller, address, "
                          "payment_account, device, phone, email or ip)",
