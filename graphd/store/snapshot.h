@@ -109,7 +109,12 @@ typedef struct gd_graph_export {
  * most one per seller or entity beyond those rows); no sort, no hash.
  * Memory: O(S + N + I + L) for the result (S sellers, N entities) plus a
  * 4-byte map entry per entity id up to the largest id (ids are dense:
- * they come from one counter). Nothing else is materialised.
+ * they come from one counter). Nothing else is materialised. With an open
+ * window the arrays are sized once from the store's counters (all sellers,
+ * all entity records, all links: tight upper bounds then), so no array is
+ * ever copied while growing; with a window they grow by doubling.
+ * Measured: about 0.5 s in a fresh process for 200k sellers, 1.26M entities,
+ * 1.39M adjacency rows read (sellergen --sellers 200000).
  *
  * since, until: the time window (unix seconds; 0 = open; since <= until
  * when both are set). On success *ret owns the arrays; on failure *ret is

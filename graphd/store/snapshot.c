@@ -1,0 +1,804 @@
+/*
+ * The graph export for clustering and the snapshot tables (snapshot.h).
+ *
+ * Export. `entity` and `adj` are both keyed by the entity id (u64 BE), so
+ * one cursor on each, advanced together, visits every entity with its
+ * adjacency list in one sequential pass: a merge join, no random lookups.
+ * Adjacency rows sort by (neighbour type << 56 | id) and SELLER is type 1,
+ * so the rows that matter (an entity's sellers, a seller's direct links)
+ * are the prefix of each list; the scan stops at the first other row and
+ * jumps to the next key. Rows are read a leaf page at a time with
+ * MDB_GET_MULTIPLE / MDB_NEXT_MULTIPLE (the table is DUPFIXED).
+ *
+ * Two LMDB details the loops rely on:
+ * - MDB_GET_MULTIPLE returns the whole leaf page the duplicate cursor is
+ *   on, from its first row, and leaves `data` untouched when the key has a
+ *   single row (no duplicate sub-database); the caller then still holds
+ *   that row from the positioning call. Scans that start in the middle of
+ *   a page (GET_BOTH_RANGE) skip the rows before their start themselves.
+ * - Direct links are taken from the larger endpoint's list (neighbour id <
+ *   own id), where the smaller endpoint's index is already known, so each
+ *   undirected link is emitted once without a set.
+ */
+#include <openssl/evp.h>
+#include <stdlib.h>
+
+#include "store/snapshot.h"
+#include "store/store_int.h"
+
+#define ID_MASK ((UINT64_C(1) << 56) - 1)
+
+static inline int64_t rd_i64(const uint8_t *p) {
+  int64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
+static bool in_window(int64_t first, int64_t last, int64_t since, int64_t until) {
+  return (since == 0 || last >= since) && (until == 0 || first <= until);
+}
+
+/*
+ * Grows parallel arrays (up to three; unused ones NULL) to hold at least
+ * `need` elements, doubling. *cap changes only when every array grew; an
+ * array that grew before a failure simply stays larger.
+ */
+static int grow(size_t *cap, size_t need, void *pa, size_t sa, void *pb, size_t sb, void *pc,
+                size_t sc) {
+  void **arr[3] = {pa, pb, pc};
+  size_t size[3] = {sa, sb, sc};
+  if (need <= *cap)
+    return 0;
+  size_t nc = *cap ? *cap : 1024;
+  while (nc < need)
+    nc *= 2;
+  for (int i = 0; i < 3; i++) {
+    if (!arr[i])
+      continue;
+    if (nc > SIZE_MAX / size[i])
+      return -1;
+    void *np = realloc(*arr[i], nc * size[i]);
+    if (!np)
+      return -1;
+    *arr[i] = np;
+  }
+  *cap = nc;
+  return 0;
+}
+
+void gd_graph_export_free(gd_graph_export *x) {
+  if (!x)
+    return;
+  free(x->seller_ids);
+  free(x->ent_ids);
+  free(x->ent_type);
+  free(x->ent_off);
+  free(x->ent_sellers);
+  free(x->ent_n);
+  free(x->link_a);
+  free(x->link_b);
+  memset(x, 0, sizeof *x);
+}
+
+/* ---- checksum ----------------------------------------------------------- */
+
+static int hash_ints(EVP_MD_CTX *md, const void *a, size_t n, size_t width) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  return n ? EVP_DigestUpdate(md, a, n * width) : 1;
+#else
+  uint8_t buf[4096];
+  const uint8_t *p = a;
+  size_t per = sizeof buf / width;
+  while (n) {
+    size_t k = n < per ? n : per;
+    for (size_t i = 0; i < k; i++)
+      for (size_t b = 0; b < width; b++)
+        buf[i * width + b] = p[i * width + (width - 1 - b)];
+    if (!EVP_DigestUpdate(md, buf, k * width))
+      return 0;
+    p += k * width;
+    n -= k;
+  }
+  return 1;
+#endif
+}
+
+static int export_checksum(gd_graph_export *x) {
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  unsigned char dig[32];
+  unsigned int dlen = 0;
+  int64_t hdr[5] = {x->since, x->until, x->n_sellers, x->n_entities, x->n_links};
+  size_t ns = (size_t)x->n_sellers, ne = (size_t)x->n_entities, nl = (size_t)x->n_links;
+  int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
+           EVP_DigestUpdate(md, "graphd-export-1", 15) && hash_ints(md, hdr, 5, 8) &&
+           hash_ints(md, x->seller_ids, ns, 8) && hash_ints(md, x->ent_ids, ne, 8) &&
+           hash_ints(md, x->ent_type, ne, 1) && hash_ints(md, x->ent_off, ne + 1, 8) &&
+           hash_ints(md, x->ent_sellers, (size_t)x->n_incidences, 8) &&
+           hash_ints(md, x->ent_n, ne, 8) && hash_ints(md, x->link_a, nl, 8) &&
+           hash_ints(md, x->link_b, nl, 8) && EVP_DigestFinal_ex(md, dig, &dlen) && dlen == 32;
+  EVP_MD_CTX_free(md);
+  if (!ok)
+    return -1;
+  for (int i = 0; i < 32; i++)
+    snprintf(x->checksum + 2 * i, 3, "%02x", dig[i]);
+  return 0;
+}
+
+/* ---- export ------------------------------------------------------------- */
+
+/* A u64 counter from `meta` (0 when absent). */
+static int meta_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *ret) {
+  MDB_val k = {strlen(name), (void *)name}, v;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  *ret = 0;
+  if (rc == MDB_NOTFOUND)
+    return MDB_SUCCESS;
+  if (rc == MDB_SUCCESS && v.mv_size == 8)
+    *ret = gd_be64_get(v.mv_data);
+  return rc;
+}
+
+typedef struct exporter {
+  gd_graph_export x;
+  size_t cap_s, cap_e, cap_off, cap_i, cap_l;
+  int32_t *map; /* entity id -> seller index, -1 if not an exported seller */
+  uint64_t max_id;
+} exporter;
+
+/*
+ * Scans the seller-typed prefix of the adjacency list the cursor is on;
+ * `first` is the row the positioning call returned. For a seller (self >=
+ * 0, its index; id its store id) emits links to sellers with a smaller id;
+ * for an entity appends the ids of its sellers to the incidences.
+ * Returns an MDB code or -1 for out of memory; *ret_n counts what was
+ * added.
+ */
+static int scan_sellers(exporter *ex, MDB_cursor *ac, MDB_val first, uint64_t id, int64_t self,
+                        size_t *ret_n) {
+  gd_graph_export *x = &ex->x;
+  MDB_val k, page = first;
+  size_t added = 0;
+  int rc = mdb_cursor_get(ac, &k, &page, MDB_GET_MULTIPLE);
+  while (rc == MDB_SUCCESS) {
+    if (page.mv_size % GD__ADJ_ROW)
+      return MDB_CORRUPTED;
+    const uint8_t *p = page.mv_data;
+    size_t nrows = page.mv_size / GD__ADJ_ROW;
+    for (size_t i = 0; i < nrows; i++, p += GD__ADJ_ROW) {
+      uint64_t prefix = gd_be64_get(p);
+      uint64_t nbr = prefix & ID_MASK;
+      x->rows_read++;
+      if ((int)(prefix >> 56) != GD_TYPE_SELLER || (self >= 0 && nbr >= id))
+        goto out;
+      if (!in_window(rd_i64(p + 16), rd_i64(p + 24), x->since, x->until))
+        continue;
+      if (self >= 0) {
+        int32_t j = nbr <= ex->max_id ? ex->map[nbr] : -1;
+        if (j < 0)
+          continue;
+        size_t n = (size_t)x->n_links;
+        if (grow(&ex->cap_l, n + 1, &x->link_a, sizeof *x->link_a, &x->link_b,
+                 sizeof *x->link_b, NULL, 0))
+          return -1;
+        x->link_a[n] = j;
+        x->link_b[n] = self;
+        x->n_links++;
+      } else {
+        size_t n = (size_t)x->n_incidences;
+        if (grow(&ex->cap_i, n + 1, &x->ent_sellers, sizeof *x->ent_sellers, NULL, 0, NULL, 0))
+          return -1;
+        x->ent_sellers[n] = (int64_t)nbr; /* an id until the end of the walk */
+        x->n_incidences++;
+      }
+      added++;
+    }
+    rc = mdb_cursor_get(ac, &k, &page, MDB_NEXT_MULTIPLE);
+  }
+  if (rc != MDB_NOTFOUND)
+    return rc;
+out:
+  *ret_n = added;
+  return MDB_SUCCESS;
+}
+
+static int export_fail(exporter *ex, int rc, gd_err *err, const char *what) {
+  free(ex->map);
+  gd_graph_export_free(&ex->x);
+  if (rc == -1)
+    return gd_err_set(err, GD_ENOMEM, "export: out of memory (%s)", what);
+  return gd__mdb_err(rc, err, what);
+}
+
+int gd_store_export_graph(gd_rtxn *r, int64_t since, int64_t until, gd_graph_export *ret,
+                          gd_err *err) {
+  exporter ex;
+  gd_graph_export *x = &ex.x;
+  MDB_cursor *ec = NULL, *ac = NULL;
+  MDB_val ek, ev, ak, av;
+  int rc, arc;
+
+  memset(ret, 0, sizeof *ret);
+  if (since < 0 || until < 0 || (since && until && since > until))
+    return gd_err_set(err, GD_EINVALID, "export: bad time window [%lld, %lld]", (long long)since,
+                      (long long)until);
+  memset(&ex, 0, sizeof ex);
+  x->since = since;
+  x->until = until;
+  if ((rc = mdb_cursor_open(r->txn, r->s->entity, &ec)) ||
+      (rc = mdb_cursor_open(r->txn, r->s->adj, &ac))) {
+    if (ec)
+      mdb_cursor_close(ec);
+    return gd__mdb_err(rc, err, "export cursor");
+  }
+
+  /* The dense id -> seller index map spans ids 0..largest. */
+  rc = mdb_cursor_get(ec, &ek, &ev, MDB_LAST);
+  if (rc == MDB_SUCCESS) {
+    if (ek.mv_size != 8) {
+      rc = MDB_CORRUPTED;
+      goto fail;
+    }
+    ex.max_id = gd_be64_get(ek.mv_data);
+    if (ex.max_id >= SIZE_MAX / sizeof(int32_t) - 1 || ex.max_id > ID_MASK ||
+        !(ex.map = malloc((size_t)(ex.max_id + 1) * sizeof *ex.map))) {
+      rc = -1;
+      goto fail;
+    }
+    memset(ex.map, 0xff, (size_t)(ex.max_id + 1) * sizeof *ex.map);
+  } else if (rc != MDB_NOTFOUND) {
+    goto fail;
+  }
+  /* With an open window, size the arrays up front from the store's
+   * counters (sellers, links, entity records: tight upper bounds then), so
+   * the walk never copies a grown array (that was 15% of the export). With
+   * a window they may be far too large: grow as needed instead. */
+  if (since == 0 && until == 0) {
+    MDB_stat es;
+    uint64_t n_sel = 0, n_links = 0;
+    if ((rc = mdb_stat(r->txn, r->s->entity, &es)) ||
+        (rc = meta_u64(r->txn, r->s->meta, "count.seller", &n_sel)) ||
+        (rc = meta_u64(r->txn, r->s->meta, "count.links", &n_links)))
+      goto fail;
+    size_t n_ent = es.ms_entries > n_sel ? (size_t)(es.ms_entries - n_sel) : 0;
+    if (grow(&ex.cap_s, (size_t)n_sel + 1, &x->seller_ids, sizeof *x->seller_ids, NULL, 0,
+             NULL, 0) ||
+        grow(&ex.cap_e, n_ent + 1, &x->ent_ids, sizeof *x->ent_ids, &x->ent_type,
+             sizeof *x->ent_type, &x->ent_n, sizeof *x->ent_n) ||
+        grow(&ex.cap_off, n_ent + 2, &x->ent_off, sizeof *x->ent_off, NULL, 0, NULL, 0) ||
+        grow(&ex.cap_i, (size_t)n_links + 1, &x->ent_sellers, sizeof *x->ent_sellers, NULL, 0,
+             NULL, 0)) {
+      rc = -1;
+      goto fail;
+    }
+  }
+  if (grow(&ex.cap_off, 1, &x->ent_off, sizeof *x->ent_off, NULL, 0, NULL, 0)) {
+    rc = -1;
+    goto fail;
+  }
+  x->ent_off[0] = 0;
+
+  arc = mdb_cursor_get(ac, &ak, &av, MDB_FIRST);
+  for (rc = mdb_cursor_get(ec, &ek, &ev, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(ec, &ek, &ev, MDB_NEXT)) {
+    gd_entity_view e;
+    if (ek.mv_size != 8) {
+      rc = MDB_CORRUPTED;
+      goto fail;
+    }
+    uint64_t id = gd_be64_get(ek.mv_data);
+    if (gd__rec_decode(ev.mv_data, ev.mv_size, id, &e)) {
+      rc = MDB_CORRUPTED;
+      goto fail;
+    }
+    x->records_read++;
+    /* Bring the adjacency cursor to this id (rows of a missing entity,
+     * which the write path never leaves, are skipped). */
+    while (arc == MDB_SUCCESS && (ak.mv_size != 8 || gd_be64_get(ak.mv_data) < id))
+      arc = mdb_cursor_get(ac, &ak, &av, MDB_NEXT_NODUP);
+    if (arc != MDB_SUCCESS && arc != MDB_NOTFOUND) {
+      rc = arc;
+      goto fail;
+    }
+    bool has_adj = arc == MDB_SUCCESS && gd_be64_get(ak.mv_data) == id;
+    size_t added = 0;
+
+    if (e.type == GD_TYPE_SELLER) {
+      if (!in_window(e.first_seen, e.last_seen, since, until))
+        goto next;
+      if (x->n_sellers >= INT32_MAX) {
+        free(ex.map);
+        gd_graph_export_free(x);
+        mdb_cursor_close(ec);
+        mdb_cursor_close(ac);
+        return gd_err_set(err, GD_ERESOURCE, "export: more than %d sellers", INT32_MAX);
+      }
+      int64_t idx = x->n_sellers;
+      if (grow(&ex.cap_s, (size_t)idx + 1, &x->seller_ids, sizeof *x->seller_ids, NULL, 0, NULL,
+               0)) {
+        rc = -1;
+        goto fail;
+      }
+      x->seller_ids[idx] = id;
+      ex.map[id] = (int32_t)idx;
+      x->n_sellers++;
+      if (has_adj && (rc = scan_sellers(&ex, ac, av, id, idx, &added)))
+        goto fail;
+    } else if (GD_TYPE_VALID(e.type) && has_adj) {
+      if ((rc = scan_sellers(&ex, ac, av, id, -1, &added)))
+        goto fail;
+      if (added) {
+        size_t n = (size_t)x->n_entities;
+        if (grow(&ex.cap_e, n + 1, &x->ent_ids, sizeof *x->ent_ids, &x->ent_type,
+                 sizeof *x->ent_type, &x->ent_n, sizeof *x->ent_n) ||
+            grow(&ex.cap_off, n + 2, &x->ent_off, sizeof *x->ent_off, NULL, 0, NULL, 0)) {
+          rc = -1;
+          goto fail;
+        }
+        x->ent_ids[n] = id;
+        x->ent_type[n] = (uint8_t)e.type;
+        x->ent_n[n] = e.seller_count;
+        x->ent_off[n + 1] = x->n_incidences;
+        x->n_entities++;
+      }
+    }
+  next:
+    if (has_adj)
+      arc = mdb_cursor_get(ac, &ak, &av, MDB_NEXT_NODUP);
+  }
+  if (rc != MDB_NOTFOUND)
+    goto fail;
+  mdb_cursor_close(ec);
+  mdb_cursor_close(ac);
+  ec = ac = NULL;
+
+  /* Seller ids -> indices. Drop sellers outside the export (a link row in
+   * the window always has its seller in the window, since a link's times
+   * are folded into both endpoints' records; this is the safety net) and
+   * entities left with none. */
+  {
+    int64_t w = 0, ne = 0;
+    for (int64_t e = 0; e < x->n_entities; e++) {
+      int64_t start = x->ent_off[e], end = x->ent_off[e + 1];
+      x->ent_off[ne] = w;
+      for (int64_t i = start; i < end; i++) {
+        uint64_t sid = (uint64_t)x->ent_sellers[i];
+        int32_t j = sid <= ex.max_id ? ex.map[sid] : -1;
+        if (j >= 0)
+          x->ent_sellers[w++] = j;
+      }
+      if (w > x->ent_off[ne]) {
+        x->ent_ids[ne] = x->ent_ids[e];
+        x->ent_type[ne] = x->ent_type[e];
+        x->ent_n[ne] = x->ent_n[e];
+        ne++;
+      }
+    }
+    x->ent_off[ne] = w;
+    x->n_entities = ne;
+    x->n_incidences = w;
+  }
+  free(ex.map);
+  ex.map = NULL;
+
+  /* Every array non-NULL, even when empty, like gd_csr. */
+  if ((!x->seller_ids && !(x->seller_ids = malloc(8))) ||
+      (!x->ent_ids && !(x->ent_ids = malloc(8))) || (!x->ent_type && !(x->ent_type = malloc(8))) ||
+      (!x->ent_n && !(x->ent_n = malloc(8))) ||
+      (!x->ent_sellers && !(x->ent_sellers = malloc(8))) ||
+      (!x->link_a && !(x->link_a = malloc(8))) || (!x->link_b && !(x->link_b = malloc(8)))) {
+    gd_graph_export_free(x);
+    return gd_err_set(err, GD_ENOMEM, "export: out of memory");
+  }
+  if (export_checksum(x)) {
+    gd_graph_export_free(x);
+    return gd_err_set(err, GD_EINTERNAL, "export: SHA-256 failed");
+  }
+  *ret = *x;
+  return GD_OK;
+
+fail:
+  if (ec)
+    mdb_cursor_close(ec);
+  if (ac)
+    mdb_cursor_close(ac);
+  return export_fail(&ex, rc, err, rc == MDB_CORRUPTED ? "export: corrupt record" : "export");
+}
+
+/* ---- snapshot tables -------------------------------------------------- */
+
+#define SNAP_FORMAT 1
+#define SNAP_HDR 32
+#define ASSIGN_ROW 16
+#define MANIFEST_MAX (64u << 20)
+
+static inline void wr_le64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint64_t rd_le64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+static int snap_decode(const MDB_val *k, const MDB_val *v, gd_snapshot_view *ret) {
+  const uint8_t *p = v->mv_data;
+  if (k->mv_size != 8 || v->mv_size < SNAP_HDR || rd_le64(p) != SNAP_FORMAT)
+    return -1;
+  ret->id = gd_be64_get(k->mv_data);
+  ret->n_assignments = rd_le64(p + 8);
+  ret->n_clusters = rd_le64(p + 16);
+  ret->created_at = (int64_t)rd_le64(p + 24);
+  ret->manifest = p + SNAP_HDR;
+  ret->manifest_len = v->mv_size - SNAP_HDR;
+  return 0;
+}
+
+/* Finds snapshot `snap` (0 = latest); fills *ret (may be NULL). */
+static int snap_find(MDB_txn *txn, gd_store *s, uint64_t snap, gd_snapshot_view *ret,
+                     gd_err *err) {
+  gd_snapshot_view tmp;
+  uint8_t kb[8];
+  MDB_val k, v;
+  int rc;
+  if (!ret)
+    ret = &tmp;
+  if (snap == 0) {
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(txn, s->snap, &c)))
+      return gd__mdb_err(rc, err, "snapshot cursor");
+    rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND)
+      return gd_err_set(err, GD_EPRECONDITION, "no snapshot exists yet");
+  } else {
+    gd__id_key(snap, kb, &k);
+    rc = mdb_get(txn, s->snap, &k, &v);
+    if (rc == MDB_NOTFOUND)
+      return gd_err_set(err, GD_ENOTFOUND, "no snapshot %llu", (unsigned long long)snap);
+  }
+  if (rc)
+    return gd__mdb_err(rc, err, "snapshot");
+  if (snap_decode(&k, &v, ret))
+    return gd_err_set(err, GD_EINTERNAL, "snapshot %llu: corrupt header",
+                      (unsigned long long)gd_be64_get(k.mv_data));
+  return GD_OK;
+}
+
+int gd_store_snapshot_next_id(gd_wtxn *t, uint64_t *ret_id, gd_err *err) {
+  static const char name[] = "snap.next_id";
+  MDB_val k = {sizeof name - 1, (void *)name}, v;
+  uint8_t buf[8];
+  uint64_t id = 1;
+  int rc = mdb_get(t->txn, t->s->meta, &k, &v);
+  if (rc == MDB_SUCCESS) {
+    if (v.mv_size != 8)
+      return gd_err_set(err, GD_EINTERNAL, "meta %s: corrupt", name);
+    id = gd_be64_get(v.mv_data);
+    if (id == 0)
+      id = 1;
+  } else if (rc != MDB_NOTFOUND) {
+    return gd__mdb_err(rc, err, "meta");
+  }
+  gd_be64_put(buf, id + 1);
+  v.mv_size = 8;
+  v.mv_data = buf;
+  if ((rc = mdb_put(t->txn, t->s->meta, &k, &v, 0)))
+    return gd__mdb_err(rc, err, "meta");
+  *ret_id = id;
+  return GD_OK;
+}
+
+/* True if every key of dbi is below (id) / (id, *): rows for id append. */
+static int appends_after(MDB_txn *txn, MDB_dbi dbi, uint64_t id, bool *ret) {
+  MDB_cursor *c;
+  MDB_val k, v;
+  int rc = mdb_cursor_open(txn, dbi, &c);
+  if (rc)
+    return rc;
+  rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+  mdb_cursor_close(c);
+  if (rc == MDB_NOTFOUND) {
+    *ret = true;
+    return MDB_SUCCESS;
+  }
+  if (rc)
+    return rc;
+  *ret = k.mv_size >= 8 && gd_be64_get(k.mv_data) < id;
+  return MDB_SUCCESS;
+}
+
+int gd_store_snapshot_put(gd_wtxn *t, uint64_t id, const gd_snapshot_in *in, gd_err *err) {
+  MDB_txn *txn = t->txn;
+  gd_store *s = t->s;
+  uint8_t kb[16], row[ASSIGN_ROW];
+  MDB_val k, v;
+  MDB_cursor *cur = NULL;
+  bool append;
+  int rc;
+
+  if (id == 0)
+    return gd_err_set(err, GD_EINVALID, "snapshot id 0");
+  if (in->manifest_len > MANIFEST_MAX)
+    return gd_err_set(err, GD_EINVALID, "manifest of %zu bytes is over %u", in->manifest_len,
+                      MANIFEST_MAX);
+  if ((in->n_assign && (!in->sellers || !in->clusters)) ||
+      (in->n_clusters && (!in->cluster_ids || !in->summary_data || !in->summary_off)))
+    return gd_err_set(err, GD_EINVALID, "snapshot: missing arrays");
+  for (size_t i = 1; i < in->n_assign; i++)
+    if (in->sellers[i] <= in->sellers[i - 1])
+      return gd_err_set(err, GD_EINVALID, "assignments[%zu]: seller ids not strictly ascending",
+                        i);
+  for (size_t i = 0; i < in->n_clusters; i++) {
+    if (i > 0 && in->cluster_ids[i] <= in->cluster_ids[i - 1])
+      return gd_err_set(err, GD_EINVALID, "clusters[%zu]: ids not strictly ascending", i);
+    if (in->summary_off[i + 1] <= in->summary_off[i])
+      return gd_err_set(err, GD_EINVALID, "clusters[%zu]: empty summary", i);
+  }
+
+  gd__id_key(id, kb, &k);
+  rc = mdb_get(txn, s->snap, &k, &v);
+  if (rc == MDB_SUCCESS)
+    return gd_err_set(err, GD_EEXISTS, "snapshot %llu exists", (unsigned long long)id);
+  if (rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, "snapshot");
+  rc = mdb_get(txn, s->snap_assign, &k, &v);
+  if (rc == MDB_SUCCESS)
+    return gd_err_set(err, GD_EEXISTS, "snapshot %llu has assignments already",
+                      (unsigned long long)id);
+  if (rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, "snapshot assignments");
+
+  /* Header + manifest, written in place. */
+  v.mv_size = SNAP_HDR + in->manifest_len;
+  v.mv_data = NULL;
+  if ((rc = mdb_put(txn, s->snap, &k, &v, MDB_RESERVE)))
+    return gd__mdb_err(rc, err, "snapshot");
+  uint8_t *p = v.mv_data;
+  wr_le64(p, SNAP_FORMAT);
+  wr_le64(p + 8, in->n_assign);
+  wr_le64(p + 16, in->n_clusters);
+  wr_le64(p + 24, (uint64_t)gd_wtxn_now(t));
+  if (in->manifest_len)
+    memcpy(p + SNAP_HDR, in->manifest, in->manifest_len);
+
+  /* Assignments: the dup list of a new key, appended in seller order. */
+  if (in->n_assign) {
+    if ((rc = mdb_cursor_open(txn, s->snap_assign, &cur)))
+      return gd__mdb_err(rc, err, "snapshot assignments");
+    for (size_t i = 0; i < in->n_assign; i++) {
+      gd_be64_put(row, in->sellers[i]);
+      gd_be64_put(row + 8, in->clusters[i]);
+      gd__id_key(id, kb, &k);
+      v.mv_size = ASSIGN_ROW;
+      v.mv_data = row;
+      if ((rc = mdb_cursor_put(cur, &k, &v, MDB_APPENDDUP))) {
+        mdb_cursor_close(cur);
+        return gd__mdb_err(rc, err, "snapshot assignments");
+      }
+    }
+    mdb_cursor_close(cur);
+  }
+
+  /* Summaries, appended when this is the newest snapshot. */
+  if ((rc = appends_after(txn, s->snap_cluster, id, &append)))
+    return gd__mdb_err(rc, err, "snapshot clusters");
+  for (size_t i = 0; i < in->n_clusters; i++) {
+    gd_be64_put(kb, id);
+    gd_be64_put(kb + 8, in->cluster_ids[i]);
+    k.mv_size = 16;
+    k.mv_data = kb;
+    v.mv_size = in->summary_off[i + 1] - in->summary_off[i];
+    v.mv_data = (void *)(in->summary_data + in->summary_off[i]);
+    if ((rc = mdb_put(txn, s->snap_cluster, &k, &v, append ? MDB_APPEND : 0)))
+      return gd__mdb_err(rc, err, "snapshot clusters");
+  }
+  return GD_OK;
+}
+
+int gd_store_snapshot_delete(gd_wtxn *t, uint64_t id, gd_err *err) {
+  MDB_txn *txn = t->txn;
+  gd_store *s = t->s;
+  uint8_t kb[16];
+  MDB_val k, v;
+  MDB_cursor *cur;
+  int rc;
+
+  if (id == 0)
+    return gd_err_set(err, GD_ENOTFOUND, "no snapshot 0");
+  if ((rc = snap_find(txn, s, id, NULL, err)))
+    return rc;
+  gd__id_key(id, kb, &k);
+  if ((rc = mdb_del(txn, s->snap, &k, NULL)))
+    return gd__mdb_err(rc, err, "snapshot");
+  rc = mdb_del(txn, s->snap_assign, &k, NULL);
+  if (rc && rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, "snapshot assignments");
+
+  if ((rc = mdb_cursor_open(txn, s->snap_cluster, &cur)))
+    return gd__mdb_err(rc, err, "snapshot clusters");
+  gd_be64_put(kb, id);
+  gd_be64_put(kb + 8, 0);
+  k.mv_size = 16;
+  k.mv_data = kb;
+  /* After mdb_cursor_del the cursor already sits on the next row; LMDB's
+   * MDB_NEXT then returns that row instead of skipping it. */
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+       rc == MDB_SUCCESS && k.mv_size == 16 && gd_be64_get(k.mv_data) == id;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    if ((rc = mdb_cursor_del(cur, 0)))
+      break;
+  }
+  mdb_cursor_close(cur);
+  if (rc && rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, "snapshot clusters");
+  return GD_OK;
+}
+
+int gd_store_snapshot_get(gd_rtxn *r, uint64_t id, gd_snapshot_view *ret, gd_err *err) {
+  return snap_find(r->txn, r->s, id, ret, err);
+}
+
+int gd_store_snapshot_list(gd_rtxn *r, uint64_t before, size_t limit, gd_snapshot_view *ret,
+                           size_t *ret_n, bool *ret_more, gd_err *err) {
+  MDB_cursor *cur;
+  MDB_val k, v;
+  uint8_t kb[8];
+  size_t n = 0;
+  int rc = mdb_cursor_open(r->txn, r->s->snap, &cur);
+  if (rc)
+    return gd__mdb_err(rc, err, "snapshot cursor");
+  if (before == 0) {
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+  } else {
+    gd__id_key(before, kb, &k);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    rc = rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
+                            : rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_PREV);
+  }
+  for (; rc == MDB_SUCCESS && n < limit; rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+    if (snap_decode(&k, &v, &ret[n])) {
+      mdb_cursor_close(cur);
+      return gd_err_set(err, GD_EINTERNAL, "snapshot: corrupt header");
+    }
+    n++;
+  }
+  mdb_cursor_close(cur);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, "snapshot list");
+  *ret_n = n;
+  *ret_more = rc == MDB_SUCCESS;
+  return GD_OK;
+}
+
+int gd_store_assignment_get(gd_rtxn *r, uint64_t snap, uint64_t seller, uint64_t *ret_cluster,
+                            gd_err *err) {
+  gd_snapshot_view sv;
+  MDB_cursor *cur;
+  uint8_t kb[8], row[ASSIGN_ROW] = {0};
+  MDB_val k, v;
+  int rc = snap_find(r->txn, r->s, snap, &sv, err);
+  if (rc)
+    return rc;
+  if ((rc = mdb_cursor_open(r->txn, r->s->snap_assign, &cur)))
+    return gd__mdb_err(rc, err, "assignment cursor");
+  gd__id_key(sv.id, kb, &k);
+  gd_be64_put(row, seller);
+  v.mv_size = ASSIGN_ROW;
+  v.mv_data = row;
+  rc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+  if (rc == MDB_SUCCESS && (v.mv_size != ASSIGN_ROW || gd_be64_get(v.mv_data) != seller))
+    rc = MDB_NOTFOUND;
+  if (rc == MDB_SUCCESS)
+    *ret_cluster = gd_be64_get((const uint8_t *)v.mv_data + 8);
+  mdb_cursor_close(cur);
+  if (rc == MDB_NOTFOUND)
+    return gd_err_set(err, GD_ENOTFOUND, "seller %llu is not in snapshot %llu",
+                      (unsigned long long)seller, (unsigned long long)sv.id);
+  return rc ? gd__mdb_err(rc, err, "assignments") : GD_OK;
+}
+
+int gd_store_assignments_visit(gd_rtxn *r, uint64_t snap, uint64_t after_seller,
+                               gd_assign_fn fn, void *ctx, uint64_t *ret_snap, gd_err *err) {
+  gd_snapshot_view sv;
+  MDB_cursor *cur;
+  uint8_t kb[8], row[ASSIGN_ROW] = {0};
+  uint64_t sellers[GD_ASSIGN_BATCH], clusters[GD_ASSIGN_BATCH];
+  size_t nb = 0;
+  MDB_val k, v;
+  int rc = snap_find(r->txn, r->s, snap, &sv, err);
+  if (rc)
+    return rc;
+  if (ret_snap)
+    *ret_snap = sv.id;
+  if (after_seller == UINT64_MAX)
+    return GD_OK;
+  if ((rc = mdb_cursor_open(r->txn, r->s->snap_assign, &cur)))
+    return gd__mdb_err(rc, err, "assignment cursor");
+  gd__id_key(sv.id, kb, &k);
+  gd_be64_put(row, after_seller + 1);
+  v.mv_size = ASSIGN_ROW;
+  v.mv_data = row;
+  rc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+  if (rc == MDB_SUCCESS)
+    rc = mdb_cursor_get(cur, &k, &v, MDB_GET_MULTIPLE);
+  bool stop = false;
+  while (rc == MDB_SUCCESS && !stop) {
+    if (v.mv_size % ASSIGN_ROW) {
+      rc = MDB_CORRUPTED;
+      break;
+    }
+    const uint8_t *p = v.mv_data;
+    for (size_t i = 0; i < v.mv_size / ASSIGN_ROW && !stop; i++, p += ASSIGN_ROW) {
+      uint64_t sid = gd_be64_get(p);
+      if (sid <= after_seller) /* the page's rows before our start */
+        continue;
+      sellers[nb] = sid;
+      clusters[nb] = gd_be64_get(p + 8);
+      if (++nb == GD_ASSIGN_BATCH) {
+        stop = fn(ctx, sellers, clusters, nb) != 0;
+        nb = 0;
+      }
+    }
+    if (!stop)
+      rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_MULTIPLE);
+  }
+  mdb_cursor_close(cur);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return rc == MDB_CORRUPTED ? gd_err_set(err, GD_EINTERNAL, "assignments: corrupt row")
+                               : gd__mdb_err(rc, err, "assignments");
+  if (!stop && nb)
+    fn(ctx, sellers, clusters, nb);
+  return GD_OK;
+}
+
+int gd_store_cluster_get(gd_rtxn *r, uint64_t snap, uint64_t cluster, const void **ret_summary,
+                         size_t *ret_len, gd_err *err) {
+  gd_snapshot_view sv;
+  uint8_t kb[16];
+  MDB_val k = {16, kb}, v;
+  int rc = snap_find(r->txn, r->s, snap, &sv, err);
+  if (rc)
+    return rc;
+  gd_be64_put(kb, sv.id);
+  gd_be64_put(kb + 8, cluster);
+  rc = mdb_get(r->txn, r->s->snap_cluster, &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return gd_err_set(err, GD_ENOTFOUND, "no cluster %llu in snapshot %llu",
+                      (unsigned long long)cluster, (unsigned long long)sv.id);
+  if (rc)
+    return gd__mdb_err(rc, err, "cluster");
+  *ret_summary = v.mv_data;
+  *ret_len = v.mv_size;
+  return GD_OK;
+}
+
+int gd_store_clusters_visit(gd_rtxn *r, uint64_t snap, uint64_t after_cluster, gd_cluster_fn fn,
+                            void *ctx, uint64_t *ret_snap, gd_err *err) {
+  gd_snapshot_view sv;
+  MDB_cursor *cur;
+  uint8_t kb[16];
+  MDB_val k = {16, kb}, v;
+  int rc = snap_find(r->txn, r->s, snap, &sv, err);
+  if (rc)
+    return rc;
+  if (ret_snap)
+    *ret_snap = sv.id;
+  if (after_cluster == UINT64_MAX)
+    return GD_OK;
+  if ((rc = mdb_cursor_open(r->txn, r->s->snap_cluster, &cur)))
+    return gd__mdb_err(rc, err, "cluster cursor");
+  gd_be64_put(kb, sv.id);
+  gd_be64_put(kb + 8, after_cluster + 1);
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+       rc == MDB_SUCCESS && k.mv_size == 16 && gd_be64_get(k.mv_data) == sv.id;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    if (fn(ctx, gd_be64_get((const uint8_t *)k.mv_data + 8), v.mv_data, v.mv_size))
+      break;
+  }
+  mdb_cursor_close(cur);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, "clusters");
+  return GD_OK;
+}

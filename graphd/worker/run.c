@@ -1,0 +1,754 @@
+/*
+ * The clustering job, stage by stage (worker.h):
+ *
+ *   open       own LMDB environment, stale reader slots cleared
+ *   read       one read transaction: the graph export, the flagged sellers,
+ *              the previous snapshot's assignments; then the txn ends, so
+ *              the long computation pins no pages
+ *   project    the evidence graph (algorithms/projection.h), tie cap
+ *   cluster    gd_comm_run, seeded, with the cancel flag
+ *   match      stable ids against the previous snapshot
+ *   summarize  per cluster: size, flagged, risk, cohesion, supply sources
+ *   write      one write transaction: id, manifest, assignments, summaries;
+ *              durable commit; map growth and retry on MDB_MAP_FULL
+ *
+ * Nothing is written before the last stage, so any failure or cancel
+ * leaves the store as it was.
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "igraph_bridge.h"
+#include "match.h"
+#include "projection.h"
+#include "store/snapshot.h"
+#include "worker/snapfmt.h"
+#include "worker/worker.h"
+
+#ifndef GD_VERSION
+#define GD_VERSION "unknown"
+#endif
+
+enum { ST_OPEN, ST_READ, ST_PROJECT, ST_CLUSTER, ST_MATCH, ST_SUMMARIZE, ST_WRITE, ST__COUNT };
+static const char *const stage_names[ST__COUNT] = {"open",  "read",      "project", "cluster",
+                                                   "match", "summarize", "write"};
+/* Rough share of a job done when each stage starts (Leiden dominates). */
+static const double stage_start[ST__COUNT] = {0.0, 0.02, 0.2, 0.35, 0.85, 0.88, 0.94};
+
+typedef struct top_ent {
+  double score;
+  uint64_t users;
+  int64_t ent; /* export index */
+} top_ent;
+
+typedef struct job {
+  const gd_worker_opts *o;
+  const gd_worker_spec *spec;
+  gd_store *store;
+  gd_graph_export x;
+  uint8_t *flagged; /* per seller */
+  int64_t flagged_total;
+  int64_t *prev;    /* per seller: previous cluster id, -1 none; NULL without previous */
+  uint64_t prev_snap;
+  int64_t next_cluster_id;
+  int64_t stale_readers;
+  gd_csr g;
+  gd_projection_stats ps;
+  gd_comm_result cr;
+  gd_match_result mr;
+  bool have_match;
+  /* Output, in the order the store wants. */
+  uint64_t *assign;       /* per seller: stable cluster id */
+  uint64_t *cluster_ids;  /* ascending */
+  uint8_t *sum_data;
+  size_t *sum_off;
+  size_t n_clusters;
+  int64_t singletons, largest;
+  double t_ms[ST__COUNT];
+  int64_t t0, t_stage;
+  int stage;
+} job;
+
+/* ---- progress ------------------------------------------------------------ */
+
+void gd_worker_progress(int fd, atomic_int *cancel, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  if (fd < 0)
+    return;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  if ((size_t)n > sizeof buf - 2)
+    n = (int)sizeof buf - 2;
+  for (int i = 0; i < n; i++)
+    if (buf[i] == '\n' || buf[i] == '\r')
+      buf[i] = ' ';
+  buf[n++] = '\n';
+  for (int off = 0; off < n;) {
+    ssize_t w = write(fd, buf + off, (size_t)(n - off));
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0) {
+      if (errno == EPIPE && cancel)
+        atomic_store(cancel, 1);
+      return;
+    }
+    off += (int)w;
+  }
+}
+
+static bool cancelled(const job *j) {
+  return j->o->cancel && atomic_load(j->o->cancel) != 0;
+}
+
+static void stage_begin(job *j, int st) {
+  j->stage = st;
+  j->t_stage = gd_now_ns();
+  gd_worker_progress(j->o->progress_fd, j->o->cancel, "stage %s %.2f", stage_names[st],
+                     stage_start[st]);
+}
+
+/* Ends the current stage; GD_ECANCELLED if a cancel arrived meanwhile. */
+static int stage_end(job *j, gd_err *err) {
+  double ms = (double)(gd_now_ns() - j->t_stage) / 1e6;
+  j->t_ms[j->stage] = ms;
+  gd_worker_progress(j->o->progress_fd, j->o->cancel, "timing %s %.3f", stage_names[j->stage],
+                     ms / 1e3);
+  if (j->stage != ST_WRITE && cancelled(j))
+    return gd_err_set(err, GD_ECANCELLED, "cancelled during %s", stage_names[j->stage]);
+  return GD_OK;
+}
+
+static void info(job *j, const char *key, long long v) {
+  gd_worker_progress(j->o->progress_fd, j->o->cancel, "info %s %lld", key, v);
+}
+
+static int alg_err(const gd_alg_error *e, gd_alg_status st, gd_err *err, const char *what) {
+  static const int map[GD_ALG__COUNT] = {
+#define XX(name, desc, gd) [GD_ALG_##name] = gd,
+      GD_ALG_STATUS_MAP(XX)
+#undef XX
+  };
+  int code = st >= 0 && st < GD_ALG__COUNT ? map[st] : GD_EINTERNAL;
+  if (code == GD_ECANCELLED)
+    return gd_err_set(err, code, "cancelled during %s", what);
+  return gd_err_set(err, code, "%s: %s", what, e->msg[0] ? e->msg : gd_alg_strerror(st));
+}
+
+/* ---- stages ------------------------------------------------------------- */
+
+static int do_open(job *j, gd_err *err) {
+  char path[4096];
+  struct stat sb;
+  snprintf(path, sizeof path, "%s/data.mdb", j->o->data_dir);
+  if (stat(path, &sb) != 0)
+    return gd_err_set(err, GD_ENOTFOUND, "no graphd data in %s (%s)", j->o->data_dir,
+                      strerror(errno));
+  gd_store_opts so = {.path = j->o->data_dir, .map_size_max = j->o->map_size_max};
+  int rc = gd_store_open(&so, &j->store, err);
+  if (rc)
+    return rc;
+  /* gd_store_open cleared dead readers once; count any left for the log. */
+  j->stale_readers = gd_store_reader_check(j->store);
+  info(j, "stale_readers", j->stale_readers);
+  return GD_OK;
+}
+
+static int64_t seller_index(const gd_graph_export *x, uint64_t id) {
+  int64_t lo = 0, hi = x->n_sellers;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (x->seller_ids[mid] < id)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < x->n_sellers && x->seller_ids[lo] == id ? lo : -1;
+}
+
+typedef struct prev_ctx {
+  job *j;
+  int64_t pos;
+  bool bad;
+} prev_ctx;
+
+/* Aligns previous assignments (ascending seller ids) with the export's
+ * sellers (ascending): a merge. */
+static int prev_visit(void *ctx, const uint64_t *sellers, const uint64_t *clusters, size_t n) {
+  prev_ctx *c = ctx;
+  const gd_graph_export *x = &c->j->x;
+  for (size_t i = 0; i < n; i++) {
+    while (c->pos < x->n_sellers && x->seller_ids[c->pos] < sellers[i])
+      c->pos++;
+    if (c->pos == x->n_sellers)
+      return 1;
+    if (x->seller_ids[c->pos] == sellers[i]) {
+      if (clusters[i] > INT64_MAX) {
+        c->bad = true;
+        return 1;
+      }
+      c->j->prev[c->pos] = (int64_t)clusters[i];
+    }
+  }
+  return 0;
+}
+
+static int read_previous(job *j, gd_rtxn *r, gd_err *err) {
+  gd_snapshot_view sv;
+  int64_t want = j->spec->previous;
+  if (want < 0)
+    return GD_OK;
+  int rc = gd_store_snapshot_get(r, (uint64_t)want, &sv, err);
+  if (rc == GD_EPRECONDITION && want == 0)
+    return GD_OK; /* "latest" and there is none: a first snapshot */
+  if (rc)
+    return gd_err_prefix(err, "previous snapshot");
+  j->prev_snap = sv.id;
+
+  /* Fresh ids continue from the previous manifest's counter, so an id is
+   * never reused, even one whose cluster has since dissolved. */
+  json_tokener *tok = json_tokener_new();
+  if (!tok)
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
+  json_object *m =
+      sv.manifest_len <= INT32_MAX
+          ? json_tokener_parse_ex(tok, (const char *)sv.manifest, (int)sv.manifest_len)
+          : NULL;
+  json_tokener_free(tok);
+  json_object *st, *nid;
+  if (m && json_object_object_get_ex(m, "stable_ids", &st) &&
+      json_object_object_get_ex(st, "next_cluster_id", &nid))
+    j->next_cluster_id = json_object_get_int64(nid);
+  json_object_put(m);
+
+  if (!(j->prev = malloc((size_t)(j->x.n_sellers ? j->x.n_sellers : 1) * sizeof *j->prev)))
+    return gd_err_set(err, GD_ENOMEM, "out of memory for previous assignments");
+  for (int64_t i = 0; i < j->x.n_sellers; i++)
+    j->prev[i] = -1;
+  prev_ctx c = {j, 0, false};
+  if ((rc = gd_store_assignments_visit(r, sv.id, 0, prev_visit, &c, NULL, err)))
+    return gd_err_prefix(err, "previous snapshot %llu", (unsigned long long)sv.id);
+  if (c.bad)
+    return gd_err_set(err, GD_EINTERNAL, "previous snapshot %llu: cluster id out of range",
+                      (unsigned long long)sv.id);
+  return GD_OK;
+}
+
+static int do_read(job *j, gd_err *err) {
+  gd_rtxn *r;
+  const gd_worker_spec *s = j->spec;
+  int rc = gd_store_read_begin(j->store, &r, err);
+  if (rc)
+    return rc;
+  if ((rc = gd_store_export_graph(r, s->since, s->until, &j->x, err)))
+    goto out;
+  info(j, "sellers", j->x.n_sellers);
+  info(j, "entities", j->x.n_entities);
+  info(j, "links", j->x.n_links);
+  if ((uint64_t)j->x.n_sellers > j->o->max_sellers) {
+    rc = gd_err_set(err, GD_ERESOURCE, "%lld sellers exceed the limit of %llu (--max-sellers)",
+                    (long long)j->x.n_sellers, (unsigned long long)j->o->max_sellers);
+    goto out;
+  }
+  if (!(j->flagged = calloc((size_t)(j->x.n_sellers ? j->x.n_sellers : 1), 1))) {
+    rc = gd_err_set(err, GD_ENOMEM, "out of memory");
+    goto out;
+  }
+  for (size_t l = 0; l < s->n_flagged; l++) {
+    uint64_t *ids;
+    size_t n;
+    if ((rc = gd_store_label_members(r, gd_str_c(s->flagged[l]), &ids, &n, err)))
+      goto out;
+    for (size_t i = 0; i < n; i++) {
+      int64_t k = seller_index(&j->x, ids[i]);
+      if (k >= 0 && !j->flagged[k]) {
+        j->flagged[k] = 1;
+        j->flagged_total++;
+      }
+    }
+    free(ids);
+  }
+  rc = read_previous(j, r, err);
+  if (!rc && j->prev_snap)
+    info(j, "previous_snapshot", (long long)j->prev_snap);
+out:
+  gd_store_read_end(r);
+  return rc;
+}
+
+static int do_project(job *j, gd_err *err) {
+  const gd_graph_export *x = &j->x;
+  gd_projection_input in = {
+      .n_sellers = x->n_sellers,
+      .n_entities = x->n_entities,
+      .ent_type = x->ent_type,
+      .ent_off = x->ent_off,
+      .ent_sellers = x->ent_sellers,
+      .ent_n = x->ent_n,
+      .n_links = x->n_links,
+      .link_a = x->link_a,
+      .link_b = x->link_b,
+  };
+  gd_alg_error ae = {0};
+  gd_alg_status st =
+      gd_projection_build(&in, &j->spec->ev, j->spec->min_tie_weight, &j->g, &j->ps, &ae);
+  if (st != GD_ALG_OK)
+    return alg_err(&ae, st, err, "projection");
+  /* Direct links are in the graph now; summaries need the rest. */
+  free(j->x.link_a);
+  free(j->x.link_b);
+  j->x.link_a = j->x.link_b = NULL;
+  info(j, "ties", j->g.m);
+  info(j, "hubs_skipped", j->ps.hubs_skipped);
+  if ((uint64_t)j->g.m > j->o->max_ties)
+    return gd_err_set(err, GD_ERESOURCE, "%lld ties exceed the limit of %llu (--max-ties)",
+                      (long long)j->g.m, (unsigned long long)j->o->max_ties);
+  return GD_OK;
+}
+
+static int do_cluster(job *j, gd_err *err) {
+  if (j->g.n == 0) { /* empty graph: nothing for igraph to do */
+    j->cr.n = 0;
+    j->cr.membership = malloc(sizeof *j->cr.membership);
+    j->cr.quality = j->cr.modularity = NAN;
+    return j->cr.membership ? GD_OK : gd_err_set(err, GD_ENOMEM, "out of memory");
+  }
+  gd_alg_ctl ctl = {.seed = j->spec->seed, .cancel = j->o->cancel};
+  gd_alg_error ae = {0};
+  gd_alg_status st = gd_comm_run(&j->g, &j->spec->comm, &ctl, &j->cr, &ae);
+  if (st != GD_ALG_OK)
+    return alg_err(&ae, st, err, gd_comm_algo_name(j->spec->comm.algo));
+  info(j, "clusters", j->cr.n_clusters);
+  return GD_OK;
+}
+
+static int do_match(job *j, gd_err *err) {
+  int64_t next = j->next_cluster_id > 1 ? j->next_cluster_id : 1;
+  gd_alg_error ae = {0};
+  if (j->x.n_sellers == 0) {
+    j->next_cluster_id = next;
+    return GD_OK;
+  }
+  gd_alg_status st = gd_match_snapshots(j->x.n_sellers, j->prev, j->cr.membership,
+                                        GD_MATCH_MIN_PART_SIZE, &next, &j->mr, &ae);
+  if (st != GD_ALG_OK)
+    return alg_err(&ae, st, err, "stable ids");
+  j->have_match = true;
+  j->next_cluster_id = next;
+  return GD_OK;
+}
+
+/* Better supply source first: score, then users, then the smaller id
+ * (entities are offered in ascending id order, so "not better" keeps the
+ * earlier one ahead on a full tie). */
+static bool top_better(const top_ent *a, const top_ent *b) {
+  if (a->score != b->score)
+    return a->score > b->score;
+  return a->users > b->users;
+}
+
+static void top_insert(top_ent *t, uint8_t *n, const top_ent *e) {
+  int k = *n;
+  if (k == GD_SUMMARY_TOP && !top_better(e, &t[k - 1]))
+    return;
+  int i = k < GD_SUMMARY_TOP ? k : GD_SUMMARY_TOP - 1;
+  while (i > 0 && top_better(e, &t[i - 1])) {
+    t[i] = t[i - 1];
+    i--;
+  }
+  t[i] = *e;
+  if (k < GD_SUMMARY_TOP)
+    (*n)++;
+}
+
+typedef struct idpair {
+  uint64_t id;
+  int64_t c;
+} idpair;
+
+static int cmp_idpair(const void *a, const void *b) {
+  uint64_t x = ((const idpair *)a)->id, y = ((const idpair *)b)->id;
+  return (x > y) - (x < y);
+}
+
+static int do_summarize(job *j, gd_err *err) {
+  const gd_graph_export *x = &j->x;
+  const int64_t n = x->n_sellers, k = j->cr.n_clusters;
+  const int64_t *mem = j->cr.membership;
+  int rc = GD_OK;
+  int64_t *size = NULL, *flg = NULL, *slot = NULL, *cnt = NULL, *touched = NULL;
+  double *win = NULL, *wout = NULL;
+  top_ent *top = NULL;
+  uint8_t *ntop = NULL;
+  idpair *order = NULL;
+  size_t kk = (size_t)(k ? k : 1);
+
+  if (n == 0)
+    goto done_empty;
+  size = calloc(kk, sizeof *size);
+  flg = calloc(kk, sizeof *flg);
+  slot = malloc(kk * sizeof *slot);
+  cnt = calloc(kk, sizeof *cnt);
+  touched = malloc(kk * sizeof *touched);
+  win = calloc(kk, sizeof *win);
+  wout = calloc(kk, sizeof *wout);
+  order = malloc(kk * sizeof *order);
+  j->assign = malloc((size_t)n * sizeof *j->assign);
+  if (!size || !flg || !slot || !cnt || !touched || !win || !wout || !order || !j->assign)
+    goto nomem;
+
+  for (int64_t s = 0; s < n; s++) {
+    size[mem[s]]++;
+    flg[mem[s]] += j->flagged[s];
+    j->assign[s] = (uint64_t)j->mr.new_id[mem[s]];
+  }
+  /* Tie weight inside and across, from the evidence graph, in CSR order
+   * (deterministic sums): an inner edge once (u < v), a crossing edge
+   * once for each side's cluster. */
+  for (int64_t v = 0; v < n; v++) {
+    for (int64_t p = j->g.off[v]; p < j->g.off[v + 1]; p++) {
+      int64_t u = j->g.nbr[p];
+      if (mem[u] == mem[v]) {
+        if (u > v)
+          win[mem[v]] += j->g.w[p];
+      } else {
+        wout[mem[v]] += j->g.w[p];
+      }
+    }
+  }
+  /* Supply sources only for clusters that can share one (>= 2 sellers). */
+  int64_t nslots = 0;
+  j->singletons = 0;
+  j->largest = 0;
+  for (int64_t c = 0; c < k; c++) {
+    slot[c] = size[c] >= 2 ? nslots++ : -1;
+    j->singletons += size[c] == 1;
+    if (size[c] > j->largest)
+      j->largest = size[c];
+  }
+  top = malloc((size_t)(nslots ? nslots : 1) * GD_SUMMARY_TOP * sizeof *top);
+  ntop = calloc((size_t)(nslots ? nslots : 1), 1);
+  if (!top || !ntop)
+    goto nomem;
+  for (int64_t e = 0; e < x->n_entities; e++) {
+    int64_t nt = 0;
+    if ((e & 0xffff) == 0 && cancelled(j)) {
+      rc = gd_err_set(err, GD_ECANCELLED, "cancelled during summarize");
+      goto out;
+    }
+    for (int64_t i = x->ent_off[e]; i < x->ent_off[e + 1]; i++) {
+      int64_t c = mem[x->ent_sellers[i]];
+      if (slot[c] < 0)
+        continue;
+      if (cnt[c]++ == 0)
+        touched[nt++] = c;
+    }
+    for (int64_t t = 0; t < nt; t++) {
+      int64_t c = touched[t];
+      uint64_t users = (uint64_t)cnt[c];
+      cnt[c] = 0;
+      if (users < 2)
+        continue;
+      top_ent te = {gd_summary_score(users, x->ent_n[e]), users, e};
+      top_insert(top + slot[c] * GD_SUMMARY_TOP, &ntop[slot[c]], &te);
+    }
+  }
+
+  /* Encode in stable-id order, the order the store appends in. */
+  for (int64_t c = 0; c < k; c++)
+    order[c] = (idpair){(uint64_t)j->mr.new_id[c], c};
+  qsort(order, (size_t)k, sizeof *order, cmp_idpair);
+  j->n_clusters = (size_t)k;
+  j->cluster_ids = malloc(kk * sizeof *j->cluster_ids);
+  j->sum_off = malloc((kk + 1) * sizeof *j->sum_off);
+  j->sum_data = malloc(kk * GD_SUMMARY_HDR + (size_t)nslots * GD_SUMMARY_TOP * GD_SUMMARY_ENTITY);
+  if (!j->cluster_ids || !j->sum_off || !j->sum_data)
+    goto nomem;
+  size_t off = 0;
+  for (int64_t i = 0; i < k; i++) {
+    int64_t c = order[i].c;
+    gd_cluster_summary cs = {
+        .size = (uint64_t)size[c],
+        .flagged = (uint64_t)flg[c],
+        .risk = gd_summary_risk((uint64_t)flg[c], (uint64_t)size[c]),
+        .internal = win[c],
+        .boundary = wout[c],
+    };
+    cs.cohesion = win[c] + wout[c] > 0 ? win[c] / (win[c] + wout[c]) : 0.0;
+    if (slot[c] >= 0) {
+      const top_ent *t = top + slot[c] * GD_SUMMARY_TOP;
+      cs.n_top = ntop[slot[c]];
+      for (int q = 0; q < cs.n_top; q++)
+        cs.top[q] = (gd_summary_entity){x->ent_ids[t[q].ent], x->ent_type[t[q].ent], t[q].users,
+                                        x->ent_n[t[q].ent] < t[q].users ? t[q].users
+                                                                        : x->ent_n[t[q].ent]};
+    }
+    j->cluster_ids[i] = order[i].id;
+    j->sum_off[i] = off;
+    off += gd_summary_encode(&cs, j->sum_data + off);
+  }
+  j->sum_off[k] = off;
+  goto out;
+
+done_empty:
+  j->n_clusters = 0;
+  if (!(j->assign = malloc(8)) || !(j->cluster_ids = malloc(8)) ||
+      !(j->sum_off = calloc(1, sizeof *j->sum_off)) || !(j->sum_data = malloc(8)))
+    goto nomem;
+  goto out;
+nomem:
+  rc = gd_err_set(err, GD_ENOMEM, "out of memory for cluster summaries");
+out:
+  free(size);
+  free(flg);
+  free(slot);
+  free(cnt);
+  free(touched);
+  free(win);
+  free(wout);
+  free(top);
+  free(ntop);
+  free(order);
+  return rc;
+}
+
+/* ---- manifest ----------------------------------------------------------- */
+
+static void jadd(json_object *o, const char *k, json_object *v) { json_object_object_add(o, k, v); }
+static json_object *jnum(double d) { return isfinite(d) ? json_object_new_double(d) : NULL; }
+static json_object *jint(int64_t v) { return json_object_new_int64(v); }
+
+static json_object *spec_json(const gd_worker_spec *s) {
+  json_object *o = json_object_new_object(), *fl = json_object_new_array();
+  json_object *caps = json_object_new_object(), *w = json_object_new_object();
+  jadd(o, "algorithm", json_object_new_string(gd_worker_algo_name(s->comm.algo)));
+  jadd(o, "resolution", jnum(s->comm.resolution));
+  jadd(o, "beta", jnum(s->comm.beta));
+  jadd(o, "iterations", jint(s->comm.iterations));
+  jadd(o, "threshold", jnum(s->comm.threshold));
+  jadd(o, "seed", json_object_new_uint64(s->seed));
+  jadd(o, "min_tie_weight", jnum(s->min_tie_weight));
+  jadd(o, "since", jint(s->since));
+  jadd(o, "until", jint(s->until));
+  for (size_t i = 0; i < s->n_flagged; i++)
+    json_object_array_add(fl, json_object_new_string(s->flagged[i]));
+  jadd(o, "flagged_labels", fl);
+  for (int t = GD_TYPE_MIN; t <= GD_TYPE_MAX && t < GD_EV_TYPES; t++) {
+    if (t != GD_TYPE_SELLER)
+      jadd(caps, gd_type_name(t), json_object_new_uint64(s->ev.hub_cap[t]));
+    jadd(w, gd_type_name(t), jnum(s->ev.type_weight[t]));
+  }
+  jadd(o, "hub_caps", caps);
+  jadd(o, "type_weights", w);
+  jadd(o, "name", json_object_new_string(s->name));
+  jadd(o, "previous", jint(s->previous));
+  return o;
+}
+
+static int64_t peak_rss_bytes(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0)
+    return 0;
+  return (int64_t)ru.ru_maxrss * 1024; /* KiB on Linux */
+}
+
+/* The manifest as a malloc'd string (NULL when out of memory). */
+static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
+  const gd_graph_export *x = &j->x;
+  const gd_match_summary *ms = &j->mr.summary;
+  json_object *m = json_object_new_object();
+  if (!m)
+    return NULL;
+  jadd(m, "format", jint(GD_MANIFEST_FORMAT));
+  jadd(m, "snapshot_id", json_object_new_uint64(id));
+  jadd(m, "name", json_object_new_string(j->spec->name));
+  jadd(m, "created_at", jint(gd_now_unix()));
+  jadd(m, "previous_snapshot_id", j->prev_snap ? json_object_new_uint64(j->prev_snap) : NULL);
+  jadd(m, "spec", spec_json(j->spec));
+
+  json_object *in = json_object_new_object();
+  jadd(in, "checksum", json_object_new_string(x->checksum));
+  jadd(in, "sellers", jint(x->n_sellers));
+  jadd(in, "entities", jint(x->n_entities));
+  jadd(in, "incidences", jint(x->n_incidences));
+  jadd(in, "links", jint(x->n_links));
+  jadd(in, "records_read", json_object_new_uint64(x->records_read));
+  jadd(in, "rows_read", json_object_new_uint64(x->rows_read));
+  jadd(m, "input", in);
+
+  json_object *pj = json_object_new_object(), *hb = json_object_new_object();
+  jadd(pj, "entities_used", jint(j->ps.entities_used));
+  jadd(pj, "entities_single", jint(j->ps.entities_single));
+  jadd(pj, "entities_zero_weight", jint(j->ps.entities_zero_weight));
+  jadd(pj, "hubs_skipped", jint(j->ps.hubs_skipped));
+  for (int t = GD_TYPE_MIN + 1; t <= GD_TYPE_MAX && t < GD_EV_TYPES; t++)
+    jadd(hb, gd_type_name(t), jint(j->ps.hubs_skipped_by_type[t]));
+  jadd(pj, "hubs_skipped_by_type", hb);
+  jadd(pj, "hub_incidences_skipped", jint(j->ps.hub_incidences_skipped));
+  jadd(pj, "links_used", jint(j->ps.links_used));
+  jadd(pj, "pair_visits", jint(j->ps.pair_visits));
+  jadd(pj, "ties", jint(j->ps.ties));
+  jadd(pj, "ties_filtered", jint(j->ps.ties_filtered));
+  jadd(m, "projection", pj);
+
+  json_object *res = json_object_new_object();
+  jadd(res, "clusters", jint((int64_t)j->n_clusters));
+  jadd(res, "singletons", jint(j->singletons));
+  jadd(res, "largest_cluster", jint(j->largest));
+  jadd(res, "flagged_sellers", jint(j->flagged_total));
+  jadd(res, "objective", jnum(j->cr.quality));
+  jadd(res, "modularity", jnum(j->cr.modularity));
+  jadd(res, "iterations", jint(j->cr.iterations));
+  jadd(res, "igraph_warnings", jint(j->cr.warnings));
+  jadd(m, "result", res);
+
+  json_object *si = json_object_new_object();
+  jadd(si, "next_cluster_id", jint(j->next_cluster_id));
+  jadd(si, "inherited", jint(ms->ids_inherited));
+  jadd(si, "fresh", jint(ms->ids_fresh));
+  jadd(si, "sellers_stayed", jint(ms->sellers_stayed));
+  jadd(si, "sellers_moved", jint(ms->sellers_moved));
+  jadd(si, "sellers_added", jint(ms->sellers_added));
+  jadd(si, "sellers_removed", jint(ms->sellers_removed));
+  jadd(si, "continued", jint(ms->continued));
+  jadd(si, "merged", jint(ms->merged));
+  jadd(si, "split", jint(ms->split));
+  jadd(si, "born", jint(ms->born));
+  jadd(si, "dissolved", jint(ms->dissolved));
+  jadd(m, "stable_ids", si);
+
+  json_object *lim = json_object_new_object();
+  jadd(lim, "max_sellers", json_object_new_uint64(j->o->max_sellers));
+  jadd(lim, "max_ties", json_object_new_uint64(j->o->max_ties));
+  jadd(m, "limits", lim);
+
+  json_object *tm = json_object_new_object();
+  for (int st = 0; st < ST_WRITE; st++)
+    jadd(tm, stage_names[st], jnum(j->t_ms[st]));
+  jadd(tm, "total", jnum((double)(gd_now_ns() - j->t0) / 1e6));
+  jadd(m, "timings_ms", tm);
+  jadd(m, "peak_rss_bytes", jint(peak_rss_bytes()));
+
+  json_object *ver = json_object_new_object();
+  jadd(ver, "graphd", json_object_new_string(GD_VERSION));
+  jadd(ver, "igraph", json_object_new_string(gd_ig_version()));
+  jadd(m, "versions", ver);
+
+  size_t len = 0;
+  const char *s = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN, &len);
+  char *out = s ? malloc(len + 1) : NULL;
+  if (out) {
+    memcpy(out, s, len + 1);
+    *ret_len = len;
+  }
+  json_object_put(m);
+  return out;
+}
+
+static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
+  for (int attempt = 0;; attempt++) {
+    gd_wtxn *t = NULL;
+    uint64_t id = 0;
+    size_t mlen = 0;
+    char *man = NULL;
+    int rc = gd__wtxn_begin(j->store, &t, err);
+    if (!rc)
+      rc = gd_store_snapshot_next_id(t, &id, err);
+    if (!rc && !(man = manifest_encode(j, id, &mlen)))
+      rc = gd_err_set(err, GD_ENOMEM, "out of memory for the manifest");
+    if (!rc) {
+      gd_snapshot_in in = {
+          .manifest = man,
+          .manifest_len = mlen,
+          .n_assign = (size_t)j->x.n_sellers,
+          .sellers = j->x.seller_ids,
+          .clusters = j->assign,
+          .n_clusters = j->n_clusters,
+          .cluster_ids = j->cluster_ids,
+          .summary_data = j->sum_data,
+          .summary_off = j->sum_off,
+      };
+      rc = gd_store_snapshot_put(t, id, &in, err);
+    }
+    free(man);
+    if (!rc) {
+      rc = gd__wtxn_commit(t, err); /* frees t */
+      t = NULL;
+    }
+    gd__wtxn_abort(t);
+    if (rc == GD_OK) {
+      *ret_id = id;
+      return GD_OK;
+    }
+    if (rc != GD_EMAPFULL || attempt >= 40)
+      return rc;
+    if ((rc = gd__store_grow(j->store, err)))
+      return rc;
+  }
+}
+
+/* ---- the job ------------------------------------------------------------ */
+
+static void job_free(job *j) {
+  gd_graph_export_free(&j->x);
+  free(j->flagged);
+  free(j->prev);
+  gd_csr_free(&j->g);
+  gd_comm_result_free(&j->cr);
+  gd_match_result_free(&j->mr);
+  free(j->assign);
+  free(j->cluster_ids);
+  free(j->sum_data);
+  free(j->sum_off);
+  gd_store_close(j->store);
+}
+
+int gd_worker_run(const gd_worker_opts *o, const gd_worker_spec *spec, uint64_t *ret_snapshot,
+                  gd_err *err) {
+  job j;
+  int rc;
+  memset(&j, 0, sizeof j);
+  j.o = o;
+  j.spec = spec;
+  j.t0 = gd_now_ns();
+
+  static int (*const steps[])(job *, gd_err *) = {do_open,  do_read,  do_project,
+                                                  do_cluster, do_match, do_summarize};
+  for (int st = 0; st < ST_WRITE; st++) {
+    if (cancelled(&j)) {
+      rc = gd_err_set(err, GD_ECANCELLED, "cancelled before %s", stage_names[st]);
+      goto out;
+    }
+    stage_begin(&j, st);
+    if ((rc = steps[st](&j, err)) || (rc = stage_end(&j, err)))
+      goto out;
+  }
+  /* Past this point a cancel is ignored: the snapshot commits whole. */
+  if (o->committing)
+    atomic_store(o->committing, 1);
+  if (cancelled(&j)) {
+    if (o->committing)
+      atomic_store(o->committing, 0);
+    rc = gd_err_set(err, GD_ECANCELLED, "cancelled before write");
+    goto out;
+  }
+  stage_begin(&j, ST_WRITE);
+  uint64_t id;
+  if ((rc = do_write(&j, &id, err)))
+    goto out;
+  stage_end(&j, err);
+  *ret_snapshot = id;
+out:
+  job_free(&j);
+  return rc;
+}

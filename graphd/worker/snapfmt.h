@@ -1,0 +1,121 @@
+/*
+ * Snapshot formats: what the clustering worker writes into the opaque
+ * blobs of the snapshot tables (store/snapshot.h), so that the rpc layer
+ * can read them back. Depends on core/ only (library gd_snapfmt).
+ *
+ * ---- Cluster summary (table snap_cluster), binary, little-endian ----
+ *
+ *   off  size
+ *    0    1   format (GD_SUMMARY_FORMAT = 1)
+ *    1    1   n_top: number of top entities that follow (0..5)
+ *    2    6   reserved, 0
+ *    8    8   size: sellers in the cluster (u64)
+ *   16    8   flagged: sellers carrying any of the spec's flagged labels (u64)
+ *   24    8   risk (f64): (flagged + 1) / (size + 2)
+ *   32    8   cohesion (f64): internal / (internal + boundary); 0 if both are 0
+ *   40    8   internal (f64): summed weight of the ties inside the cluster
+ *   48    8   boundary (f64): summed weight of the ties leaving it
+ *   56   24n  top entities, best first, each:
+ *               u64 (type << 56 | entity id)   (as the store's adjacency prefix)
+ *               u64 users: sellers of the cluster linked to it (in the window)
+ *               u64 total: the entity's seller count (all time, from its record)
+ *
+ * Decoders accept trailing bytes (later fields are appended, the format
+ * number stays) and reject a larger format number (incompatible change).
+ *
+ * Meaning (DESIGN §5.3):
+ * - risk is the posterior mean of the flagged share under a uniform
+ *   Beta(1, 1) prior (Laplace's rule of succession): it never says 0 or 1
+ *   from a handful of sellers, and a cluster with 30 flagged of 90 scores
+ *   about the same as 1 of 1. Rank by risk and size together.
+ * - cohesion: 1 = no evidence leaves the cluster; near 0 = the cluster is
+ *   mostly tied to the outside (or, for a singleton, has no tie inside).
+ *   Weights are those of the projection (hubs excluded).
+ * - top entities ("supply sources") are ranked over all of the cluster's
+ *   links, hubs included, by score = users * (users / total): sellers of
+ *   the cluster using it times the share of its sellers that are in the
+ *   cluster (a warehouse used by 85 of 90 members outranks a logistics park
+ *   used by 5 members and 3,000 others). Ties: more users first, then the
+ *   smaller entity id. Only entities used by at least 2 sellers of the
+ *   cluster are listed ("shared"), so singletons list none.
+ *
+ * ---- Manifest (table snap), JSON object, UTF-8 ----
+ *
+ * Written by graphd-worker (worker.h), format 1. Fields (all present
+ * unless noted; figures that are undefined, e.g. the modularity of a graph
+ * without ties, are null):
+ *
+ *   format            1
+ *   snapshot_id       this snapshot's id
+ *   name              the spec's name ("" if none)
+ *   created_at        unix seconds when the worker encoded it
+ *   previous_snapshot_id   the snapshot stable ids were matched against, or null
+ *   spec              the effective spec (defaults filled in): algorithm,
+ *                     resolution, beta, iterations, threshold, seed,
+ *                     min_tie_weight, since, until, flagged_labels [..],
+ *                     hub_caps {type: n}, type_weights {type: w},
+ *                     previous (as given: -1 none, 0 latest, or an id)
+ *   input             checksum (SHA-256 hex of the exported arrays,
+ *                     store/snapshot.h), sellers, entities, incidences,
+ *                     links, records_read, rows_read
+ *   projection        entities_used, entities_single, entities_zero_weight,
+ *                     hubs_skipped, hubs_skipped_by_type {type: n},
+ *                     hub_incidences_skipped, links_used, pair_visits, ties,
+ *                     ties_filtered
+ *   result            clusters, singletons, largest_cluster, flagged_sellers,
+ *                     objective (the algorithm's own), modularity,
+ *                     iterations, igraph_warnings
+ *   stable_ids        next_cluster_id (fresh ids of the next run start
+ *                     here), inherited, fresh, sellers_stayed,
+ *                     sellers_moved, sellers_added, sellers_removed,
+ *                     continued, merged, split, born, dissolved
+ *                     (gd_match_summary, algorithms/match.h)
+ *   limits            max_sellers, max_ties
+ *   timings_ms        open, read, project, cluster, match, summarize,
+ *                     total (up to the write, which is not included)
+ *   peak_rss_bytes    getrusage ru_maxrss before the write
+ *   versions          graphd, igraph
+ */
+#ifndef GD_WORKER_SNAPFMT_H
+#define GD_WORKER_SNAPFMT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define GD_MANIFEST_FORMAT 1
+
+#define GD_SUMMARY_FORMAT 1
+#define GD_SUMMARY_TOP 5
+#define GD_SUMMARY_HDR 56
+#define GD_SUMMARY_ENTITY 24
+#define GD_SUMMARY_MAX (GD_SUMMARY_HDR + GD_SUMMARY_TOP * GD_SUMMARY_ENTITY)
+
+typedef struct gd_summary_entity {
+  uint64_t id;
+  int type;
+  uint64_t users, total;
+} gd_summary_entity;
+
+typedef struct gd_cluster_summary {
+  uint64_t size, flagged;
+  double risk, cohesion, internal, boundary;
+  int n_top;
+  gd_summary_entity top[GD_SUMMARY_TOP];
+} gd_cluster_summary;
+
+/* (flagged + 1) / (size + 2). */
+double gd_summary_risk(uint64_t flagged, uint64_t size);
+
+/* users * users / max(total, users): the supply-source score. */
+double gd_summary_score(uint64_t users, uint64_t total);
+
+/* Encodes s into buf (GD_SUMMARY_MAX bytes); returns the length. */
+size_t gd_summary_encode(const gd_cluster_summary *s, uint8_t *buf);
+
+/* Decodes a summary. Errors: GD_EINTERNAL (too short, unknown format, an
+ * n_top over GD_SUMMARY_TOP). */
+int gd_summary_decode(const void *raw, size_t len, gd_cluster_summary *ret, gd_err *err);
+
+#endif

@@ -1,0 +1,182 @@
+/*
+ * graphd-worker: the clustering worker process (DESIGN §2, §5).
+ *
+ * The daemon starts one per clustering job with posix_spawn; it is a
+ * separate process because igraph is not thread-safe, aborts on internal
+ * errors and is only safely interruptible with care: in a child, a crash
+ * fails one job, and cancel is a signal. It opens its own LMDB environment
+ * (never one inherited across fork), reads the graph in one read
+ * transaction, clusters it, and writes the whole snapshot in one durable
+ * write transaction at the very end: a run that fails or is cancelled
+ * writes nothing.
+ *
+ * ---- Command line ----
+ *
+ *   graphd-worker --data DIR [--spec FILE] [--progress-fd N]
+ *                 [--max-sellers N] [--max-ties N]
+ *                 [--map-size-max-mb N] [--max-memory-mb N]
+ *
+ *   --data DIR          the graphd data directory (must hold data.mdb)
+ *   --spec FILE         the job spec (below); "-" or absent: read stdin
+ *                       (the daemon writes the spec into a pipe, so no
+ *                       temporary file is needed). At most 64 KiB.
+ *   --progress-fd N     where progress lines go (default 1, stdout)
+ *   --max-sellers N     refuse graphs with more sellers (default 20000000)
+ *   --max-ties N        refuse evidence graphs with more ties (default
+ *                       200000000); both are checked before igraph runs
+ *   --map-size-max-mb N the map may grow up to this when the snapshot is
+ *                       written (default 1 TiB, as the store's default)
+ *   --max-memory-mb N   RLIMIT_AS for the process (default: none). The
+ *                       LMDB map counts: give map size + working memory.
+ *
+ * ---- Spec (text, one key=value a line) ----
+ *
+ * Blank lines and lines starting with '#' are ignored; spaces around keys
+ * and values are trimmed; every key at most once; unknown keys are errors.
+ * Errors name the line and the key: "spec line 3: resolution: 'abc' is not
+ * a number".
+ *
+ *   algorithm        leiden_cpm (default) | leiden_modularity | louvain |
+ *                    label_propagation | components | infomap
+ *                    ('-' may replace '_')
+ *   resolution       number >= 0; default per algorithm (community.h:
+ *                    0.1 for CPM, 1 for modularity/Louvain)
+ *   beta             Leiden refinement randomness, > 0 (default 0.01)
+ *   iterations       Leiden: > 0, or -1 = until stable (default);
+ *                    Infomap: trials > 0 (default 10); others ignore it
+ *   threshold        components: minimum tie weight (default 0.5)
+ *   seed             unsigned 64-bit integer (default 1)
+ *   min_tie_weight   number >= 0: lighter ties are dropped from the
+ *                    evidence graph (default 0)
+ *   since, until     unix seconds, 0 = open (default 0): only sellers and
+ *                    links seen in the window (store/snapshot.h)
+ *   flagged_labels   comma-separated labels that make a seller "flagged"
+ *                    for cluster risk (default "counterfeit"; empty = none)
+ *   hub_cap.TYPE     an entity of TYPE (address, payment_account, device,
+ *                    phone, email, ip) with more sellers is a hub: left
+ *                    out of the projection (evidence.c has the defaults)
+ *   weight.TYPE      type weight >= 0; weight.seller weighs direct
+ *                    seller-seller links
+ *   name             free text, at most 128 bytes of UTF-8
+ *   previous         snapshot to match cluster ids against: an id, 0 =
+ *                    the latest (default; none if there is none yet), -1 =
+ *                    none (every cluster gets a fresh id)
+ *
+ * ---- Progress (one ASCII line each, on --progress-fd) ----
+ *
+ *   stage NAME FRACTION   a stage starts; FRACTION (0..1) is a rough share
+ *                         of the job done. NAMEs in order: open, read,
+ *                         project, cluster, match, summarize, write
+ *   timing NAME SECONDS   the stage ended
+ *   info KEY VALUE        figures as they become known: stale_readers,
+ *                         sellers, entities, links, ties, hubs_skipped,
+ *                         clusters, previous_snapshot
+ *   done ID               the snapshot is committed (durable); exit 0
+ *   cancelled             cancelled; nothing written
+ *   error MESSAGE         failed; nothing written. MESSAGE starts with the
+ *                         graphd error description ("invalid argument: ...")
+ *
+ * If writing a progress line fails with EPIPE (the daemon is gone), the
+ * job cancels itself.
+ *
+ * ---- Cancel ----
+ *
+ * SIGTERM or SIGINT sets an atomic flag. igraph sees it at its next
+ * interruption check (Leiden about every 10,000 node moves); the worker
+ * checks it between stages and inside its own loops, frees everything and
+ * prints "cancelled". Some steps cannot be interrupted (the projection,
+ * igraph's graph conversion, Leiden's set-up: about a second each at 2M
+ * ties), so the first signal also arms a one-second alarm: if the job is
+ * still running then, or on a second signal, the worker prints "cancelled"
+ * and _exits at once. That is safe because nothing is written before the
+ * final transaction (a read transaction left open becomes a stale reader
+ * slot, which mdb_reader_check clears). Cancel latency is therefore at most
+ * about one second plus process exit. Once the write stage has begun,
+ * signals are ignored: the snapshot commits whole or not at all, and a job
+ * that committed reports done.
+ *
+ * ---- Empty graph ----
+ *
+ * A store (or window) with no seller gives a valid empty snapshot: no
+ * assignments, no clusters, igraph not called, objective and modularity
+ * null in the manifest.
+ */
+#ifndef GD_WORKER_WORKER_H
+#define GD_WORKER_WORKER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "community.h"
+#include "core/error.h"
+#include "evidence.h"
+
+/* Exit codes: one per outcome the daemon tells apart. A worker killed by a
+ * signal (a crash, or the watchdog) is seen by the daemon as such. */
+#define GD_WORKER_EXIT_OK 0
+#define GD_WORKER_EXIT_FAILED 1       /* INTERNAL, I/O: FAILED / INTERNAL */
+#define GD_WORKER_EXIT_INVALID 2      /* command line or spec: INVALID_ARGUMENT */
+#define GD_WORKER_EXIT_NOTFOUND 3     /* data dir or previous snapshot: NOT_FOUND */
+#define GD_WORKER_EXIT_RESOURCE 4     /* caps, memory, map at maximum: RESOURCE_EXHAUSTED */
+#define GD_WORKER_EXIT_CANCELLED 5    /* SIGTERM/SIGINT: CANCELLED */
+#define GD_WORKER_EXIT_PRECONDITION 6 /* e.g. data schema newer: FAILED_PRECONDITION */
+
+/* The exit code for a graphd error code. */
+int gd_worker_exit_code(int gd_code);
+
+#define GD_WORKER_SPEC_MAX (64 * 1024)
+#define GD_WORKER_NAME_MAX 128
+#define GD_WORKER_FLAGGED_MAX 64
+
+typedef struct gd_worker_spec {
+  gd_comm_params comm; /* algo and its parameters, defaults filled in */
+  uint64_t seed;
+  double min_tie_weight;
+  int64_t since, until;
+  char **flagged; /* n_flagged labels, owned */
+  size_t n_flagged;
+  gd_evidence_params ev;
+  char *name;       /* owned; "" if none */
+  int64_t previous; /* -1 none, 0 latest, > 0 an id */
+} gd_worker_spec;
+
+/*
+ * Parses a spec (format above) into *ret. On success free it with
+ * gd_worker_spec_free. Errors: GD_EINVALID naming the line and key,
+ * GD_ENOMEM.
+ */
+int gd_worker_spec_parse(const char *text, size_t len, gd_worker_spec *ret, gd_err *err);
+void gd_worker_spec_free(gd_worker_spec *s);
+
+/* The spec's algorithm name as written in specs ("leiden_cpm"). */
+const char *gd_worker_algo_name(gd_comm_algo algo);
+
+typedef struct gd_worker_opts {
+  const char *data_dir;
+  uint64_t max_sellers, max_ties;
+  uint64_t map_size_max; /* bytes; 0 = the store's default */
+  int progress_fd;       /* < 0: no progress */
+  atomic_int *cancel;    /* set by signals; the worker sets it on EPIPE */
+  atomic_int *committing; /* may be NULL; set to 1 just before the write
+                           * transaction begins: from then on, cancel is
+                           * ignored (signal handlers must not exit) */
+} gd_worker_opts;
+
+/*
+ * Runs the whole job: open, read, project, cluster, match, summarize,
+ * write. Progress goes to o->progress_fd as it happens, except the final
+ * "done" / "error" / "cancelled" line, which the caller prints. On success
+ * *ret_snapshot is the committed snapshot id.
+ * Errors: GD_ECANCELLED, GD_EINVALID, GD_ENOTFOUND, GD_ERESOURCE,
+ * GD_ENOMEM, GD_EMAPFULL, GD_EPRECONDITION, GD_EIO, GD_EINTERNAL.
+ */
+int gd_worker_run(const gd_worker_opts *o, const gd_worker_spec *spec, uint64_t *ret_snapshot,
+                  gd_err *err);
+
+/* Writes one progress line (printf-style, '\n' added) to fd; on EPIPE sets
+ * *cancel. Async-signal-safe it is not; call it from the main flow only. */
+void gd_worker_progress(int fd, atomic_int *cancel, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif
