@@ -3,11 +3,13 @@
  *
  * main() owns start-up and shutdown order: block the termination signals
  * before any thread exists (gRPC starts threads in grpc_init), open the
- * store, start the writer, start the server, print the listening line,
- * then wait in sigtimedwait(). On SIGTERM/SIGINT: health goes NOT_SERVING,
- * the server drains (in-flight calls finish, including writes waiting for
- * their commit), the writer commits what is queued and stops, the store
- * closes, and the process exits 0.
+ * store, start the writer and the job manager, start the server, print
+ * the listening line, then wait in sigtimedwait(). On SIGTERM/SIGINT:
+ * health goes NOT_SERVING, clustering jobs stop (queued ones cancelled,
+ * the running graphd-worker signalled and reaped), the server drains
+ * (in-flight calls finish, including writes waiting for their commit),
+ * the writer commits what is queued and stops, the store closes, and the
+ * process exits 0.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,8 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
+#include "jobs/jobs.h"
 #include "rpc/rpc.h"
 #include "server/server.h"
 #include "store/store.h"
@@ -27,6 +31,7 @@
 typedef struct config {
   const char *data;
   const char *listen;
+  const char *worker;
   unsigned threads;
   uint64_t map_size_mb, map_size_max_mb;
   long max_message_bytes;
@@ -58,6 +63,7 @@ static void usage(FILE *f) {
         "  --max-deadline-ms N      clamp on every call's deadline (default 3600000)\n"
         "  --grace-ms N             shutdown drain period (default 10000)\n"
         "  --max-streams N          concurrent streams per connection (default 1000)\n"
+        "  --worker PATH            the graphd-worker executable (default: next to graphd)\n"
         "  -v, --verbose            debug logging\n"
         "  -h, --help               this text\n"
         "\n"
@@ -79,7 +85,7 @@ static bool parse_long(const char *s, long min, long max, long *ret) {
 static int parse_args(int argc, char **argv, config *c) {
   enum {
     O_DATA = 256, O_LISTEN, O_THREADS, O_MAP, O_MAPMAX, O_MSG, O_BATCH, O_CAP, O_DDL, O_MDL,
-    O_GRACE, O_STREAMS,
+    O_GRACE, O_STREAMS, O_WORKER,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
@@ -94,6 +100,7 @@ static int parse_args(int argc, char **argv, config *c) {
       {"max-deadline-ms", required_argument, NULL, O_MDL},
       {"grace-ms", required_argument, NULL, O_GRACE},
       {"max-streams", required_argument, NULL, O_STREAMS},
+      {"worker", required_argument, NULL, O_WORKER},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
@@ -128,6 +135,7 @@ static int parse_args(int argc, char **argv, config *c) {
     case O_MDL: ok = parse_long(optarg, 1, 86400000L * 365, &c->max_deadline_ms); name = "--max-deadline-ms"; break;
     case O_GRACE: ok = parse_long(optarg, 0, 3600000, &c->grace_ms); name = "--grace-ms"; break;
     case O_STREAMS: ok = parse_long(optarg, 1, 1000000, &c->max_streams); name = "--max-streams"; break;
+    case O_WORKER: c->worker = optarg; break;
     case 'v': c->verbose = true; break;
     case 'h': usage(stdout); exit(0);
     default: usage(stderr); return 2;
@@ -200,8 +208,32 @@ int main(int argc, char **argv) {
       .ingest_inflight = 256,
       .ingest_window_bytes = 16 << 20,
   };
+  /* The clustering worker: --worker, or graphd-worker next to graphd. */
+  char worker_path[4096];
+  if (cfg.worker) {
+    snprintf(worker_path, sizeof worker_path, "%s", cfg.worker);
+  } else {
+    ssize_t n = readlink("/proc/self/exe", worker_path, sizeof worker_path - 32);
+    if (n < 0)
+      n = 0;
+    worker_path[n] = 0;
+    char *slash = strrchr(worker_path, '/');
+    snprintf(slash ? slash + 1 : worker_path,
+             sizeof worker_path - (size_t)(slash ? slash + 1 - worker_path : 0), "%s",
+             "graphd-worker");
+  }
+  if (access(worker_path, X_OK) != 0)
+    gd_warn("worker %s: %s (clustering jobs will fail)", worker_path, strerror(errno));
+  gd_jobs *jobs = NULL;
+  if (gd_jobs_start(worker_path, cfg.data, &jobs, &err)) {
+    gd_error("%s", err.msg);
+    gd_writer_stop(writer);
+    gd_store_close(store);
+    return 1;
+  }
   size_t nmethods;
   const gd_method *methods = gd_rpc_methods(store, writer, &lim, &nmethods);
+  gd_rpc_set_jobs(jobs);
 
   grpc_init();
   gd_server_opts sv = {
@@ -215,6 +247,8 @@ int main(int argc, char **argv) {
   };
   if (gd_server_start(&sv, methods, nmethods, &server, &port, &err)) {
     gd_error("%s", err.msg);
+    gd_jobs_stop(jobs);
+    gd_jobs_free(jobs);
     gd_writer_stop(writer);
     gd_store_close(store);
     grpc_shutdown_blocking();
@@ -246,8 +280,13 @@ int main(int argc, char **argv) {
   }
 
   gd_rpc_set_serving(0);
+  /* Jobs first: queued ones are cancelled, the running worker is signalled
+   * and reaped (so job watchers see their job end and the drain is not held
+   * by them), before the server drains and the store closes. */
+  gd_jobs_stop(jobs);
   gd_server_shutdown(server, cfg.grace_ms);
   gd_writer_stop(writer);
+  gd_jobs_free(jobs);
   gd_store_close(store);
   grpc_shutdown_blocking();
   gd_info("stopped");

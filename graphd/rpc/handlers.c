@@ -389,6 +389,7 @@ static void h_get_entity(gd_call *c, const uint8_t *msg, size_t len, bool has_ms
     if (gd_pb_entity(&v, true, &a, &e)) {
       rpc_fail_code(c, GD_ENOMEM, "out of memory");
     } else {
+      rpc_entity_cluster(r, &e);
       rep.entity = &e;
       rpc_reply(c, &rep.base);
     }
@@ -706,16 +707,17 @@ static const gd_method methods[] = {
     UNARY("LinkedSellers", rpc_linked_sellers),
     UNARY("FindPaths", rpc_find_paths),
     UNARY("RankSuspects", rpc_rank_suspects),
-    UNARY("StartClustering", NULL),
-    UNARY("GetJob", NULL),
-    SSTREAM("WatchJob"),
-    UNARY("CancelJob", NULL),
-    UNARY("ListSnapshots", NULL),
-    UNARY("GetSnapshot", NULL),
-    UNARY("DeleteSnapshot", NULL),
-    UNARY("ListClusters", NULL),
-    UNARY("GetCluster", NULL),
-    SSTREAM("StreamAssignments"),
+    UNARY("StartClustering", rpc_start_clustering),
+    UNARY("GetJob", rpc_get_job),
+    {SVC "WatchJob", GD_RPC_SERVER_STREAM, rpc_watch_job, NULL, rpc_watch_written, rpc_watch_cancel},
+    UNARY("CancelJob", rpc_cancel_job),
+    UNARY("ListSnapshots", rpc_list_snapshots),
+    UNARY("GetSnapshot", rpc_get_snapshot),
+    UNARY("DeleteSnapshot", rpc_delete_snapshot),
+    UNARY("ListClusters", rpc_list_clusters),
+    UNARY("GetCluster", rpc_get_cluster),
+    {SVC "StreamAssignments", GD_RPC_SERVER_STREAM, rpc_stream_assignments, NULL,
+     rpc_assign_written, NULL},
     SSTREAM("DiffSnapshots"),
     UNARY("Backup", NULL),
     UNARY("ListAudit", NULL),

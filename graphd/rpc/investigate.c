@@ -375,7 +375,7 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
   gd_query_params p;
   gd_err err;
   size_t limit = 0;
-  char f[32];
+  char f[48];
   if (!req)
     return;
   gd_err_clear(&err);

@@ -32,6 +32,11 @@ typedef struct gd_rpc_limits {
 const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim,
                                 size_t *ret_n);
 
+/* Binds the analytics handlers to the job manager (must outlive every
+ * call). Without it they answer UNAVAILABLE. */
+typedef struct gd_jobs gd_jobs;
+void gd_rpc_set_jobs(gd_jobs *jobs);
+
 /* Health: SERVING until this is called, NOT_SERVING after (drain). */
 void gd_rpc_set_serving(int serving);
 

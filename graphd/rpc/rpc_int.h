@@ -31,4 +31,23 @@ void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
 void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 
+/* Analytics handlers (analytics.c). */
+void rpc_start_clustering(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_get_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_cancel_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_list_snapshots(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_get_snapshot(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_delete_snapshot(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_list_clusters(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+/* Server streams: on_request, on_written, on_cancel. */
+void rpc_watch_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_watch_written(gd_call *c, bool ok);
+void rpc_watch_cancel(gd_call *c);
+void rpc_stream_assignments(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_assign_written(gd_call *c, bool ok);
+/* Sets e's cluster_id / cluster_snapshot_id from the latest snapshot
+ * (sellers only; left 0 when there is none). */
+void rpc_entity_cluster(gd_rtxn *r, Graphd__V1__Entity *e);
+
 #endif

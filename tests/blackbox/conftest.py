@@ -9,6 +9,8 @@ Environment:
   GRAPHD_BIN         daemon binary (required; tests are skipped without it)
   GRAPHCTL_BIN       graphctl binary (optional; graphctl tests skip without it)
   SELLERGEN_BIN      sellergen binary (optional)
+  GRAPHD_WORKER_BIN  graphd-worker binary; test_analytics passes it as
+                     --worker (optional: graphd looks next to itself)
   PROTO_ROOT         proto root (default: <repo>/proto)
   HEALTH_PROTO_ROOT  root holding grpc/health/v1/health.proto
                      (default: /usr/share/grpc-proto)

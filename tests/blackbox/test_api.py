@@ -12,11 +12,10 @@ from bbutil import (ADDRESS, ALL_TYPES, DEVICE, EMAIL, IP, PAYMENT, PHONE, SELLE
 from grpc.health.v1 import health_pb2
 
 IMPLEMENTED = ["Upsert", "Ingest", "GetEntity", "Neighbors", "SetLabels", "DeleteEntity", "Stats",
-               "LinkedSellers", "FindPaths", "RankSuspects"]
-UNIMPLEMENTED = ["StartClustering", "GetJob",
-                 "WatchJob", "CancelJob", "ListSnapshots", "GetSnapshot", "DeleteSnapshot",
-                 "ListClusters", "GetCluster", "StreamAssignments", "DiffSnapshots", "Backup",
-                 "ListAudit"]
+               "LinkedSellers", "FindPaths", "RankSuspects", "StartClustering", "GetJob",
+               "WatchJob", "CancelJob", "ListSnapshots", "GetSnapshot", "DeleteSnapshot",
+               "ListClusters", "GetCluster", "StreamAssignments"]
+UNIMPLEMENTED = ["DiffSnapshots", "Backup", "ListAudit"]
 
 # ---------------------------------------------------------------- health
 

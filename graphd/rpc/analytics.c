@@ -1,0 +1,1138 @@
+/*
+ * Analytics handlers: clustering jobs (jobs/jobs.h) and snapshot reads
+ * (store/snapshot.h, blobs decoded with worker/snapfmt.h).
+ *
+ * Jobs are in memory only (jobs.h): a daemon restart forgets queued and
+ * running jobs; committed snapshots stay.
+ */
+#include <json-c/json.h>
+#include <math.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/entity.h"
+#include "jobs/jobs.h"
+#include "rpc/rpc_int.h"
+#include "store/snapshot.h"
+#include "worker/snapfmt.h"
+
+static gd_jobs *jobs;
+
+void gd_rpc_set_jobs(gd_jobs *j) { jobs = j; }
+
+static bool have_jobs(gd_call *c) {
+  if (!jobs)
+    rpc_fail_code(c, GD_EUNAVAILABLE, "clustering jobs are not available");
+  return jobs != NULL;
+}
+
+/* ---- spec -> worker spec text ----------------------------------------- */
+
+typedef struct sbuf {
+  char *p;
+  size_t n, cap;
+  bool oom;
+} sbuf;
+
+__attribute__((format(printf, 2, 3))) static void sb_add(sbuf *b, const char *fmt, ...) {
+  va_list ap;
+  for (;;) {
+    size_t room = b->cap - b->n;
+    va_start(ap, fmt);
+    int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? room : 0, fmt, ap);
+    va_end(ap);
+    if (k < 0) {
+      b->oom = true;
+      return;
+    }
+    if (b->p && (size_t)k < room) {
+      b->n += (size_t)k;
+      return;
+    }
+    size_t nc = (b->cap ? b->cap : 256) * 2 + (size_t)k;
+    char *np = realloc(b->p, nc);
+    if (!np) {
+      b->oom = true;
+      return;
+    }
+    b->p = np;
+    b->cap = nc;
+  }
+}
+
+static const char *algo_names[] = {
+    NULL, "leiden_cpm", "leiden_modularity", "louvain", "label_propagation", "components",
+    "infomap",
+};
+
+static bool finite_nonneg(double x) { return isfinite(x) && x >= 0; }
+
+static bool has_ctl(const char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || *s == 0x7f)
+      return true;
+  return false;
+}
+
+/* Validates the spec and writes the worker's spec text (worker.h). */
+static int spec_text(const Graphd__V1__ClusteringSpec *s, sbuf *b, gd_err *err) {
+  if (!s)
+    return GD_OK; /* all defaults */
+  if (gd_pb_check_str(s->name, 128, false, err, "spec.name"))
+    return err->code;
+  if (has_ctl(s->name))
+    return gd_err_set(err, GD_EINVALID, "spec.name: control characters");
+  if (s->algorithm < 0 || s->algorithm > 6)
+    return gd_err_set(err, GD_EINVALID, "spec.algorithm: unknown algorithm %d", s->algorithm);
+  if (!finite_nonneg(s->resolution))
+    return gd_err_set(err, GD_EINVALID, "spec.resolution: must be a finite number >= 0");
+  if (s->iterations > 1000000)
+    return gd_err_set(err, GD_EINVALID, "spec.iterations: at most 1000000");
+  if (!finite_nonneg(s->min_tie_weight))
+    return gd_err_set(err, GD_EINVALID, "spec.min_tie_weight: must be a finite number >= 0");
+  int64_t since = 0, until = 0;
+  if (gd_pb_window(s->window, &since, &until, err, "spec.window"))
+    return err->code;
+  if (s->n_flagged_labels > 64)
+    return gd_err_set(err, GD_EINVALID, "spec.flagged_labels: at most 64");
+  for (size_t i = 0; i < s->n_flagged_labels; i++) {
+    char f[48];
+    snprintf(f, sizeof f, "spec.flagged_labels[%zu]", i);
+    if (gd_pb_check_label(s->flagged_labels[i], err, f))
+      return err->code;
+    if (strchr(s->flagged_labels[i], ','))
+      return gd_err_set(err, GD_EINVALID, "%s: contains ','", f);
+  }
+  sb_add(b, "name=%s\n", s->name);
+  if (s->algorithm)
+    sb_add(b, "algorithm=%s\n", algo_names[s->algorithm]);
+  if (s->resolution > 0)
+    sb_add(b, "resolution=%.17g\n", s->resolution);
+  if (s->iterations) {
+    if (s->algorithm == GRAPHD__V1__ALGORITHM__ALGORITHM_CONNECTED_COMPONENTS ||
+        s->algorithm == GRAPHD__V1__ALGORITHM__ALGORITHM_LOUVAIN ||
+        s->algorithm == GRAPHD__V1__ALGORITHM__ALGORITHM_LABEL_PROPAGATION)
+      ; /* ignored by these algorithms */
+    else
+      sb_add(b, "iterations=%u\n", s->iterations);
+  }
+  if (s->seed)
+    sb_add(b, "seed=%llu\n", (unsigned long long)s->seed);
+  if (s->min_tie_weight > 0)
+    sb_add(b, "min_tie_weight=%.17g\n", s->min_tie_weight);
+  if (since)
+    sb_add(b, "since=%lld\n", (long long)since);
+  if (until)
+    sb_add(b, "until=%lld\n", (long long)until);
+  if (s->n_flagged_labels) {
+    sb_add(b, "flagged_labels=");
+    for (size_t i = 0; i < s->n_flagged_labels; i++)
+      sb_add(b, "%s%s", i ? "," : "", s->flagged_labels[i]);
+    sb_add(b, "\n");
+  }
+  bool seen_w[GD_TYPE_MAX + 1] = {0}, seen_h[GD_TYPE_MAX + 1] = {0};
+  for (size_t i = 0; i < s->n_type_weights; i++) {
+    const Graphd__V1__TypeWeight *w = s->type_weights[i];
+    int t = (int)w->type;
+    if (!GD_TYPE_VALID(t))
+      return gd_err_set(err, GD_EINVALID, "spec.type_weights[%zu].type: unknown type", i);
+    if (seen_w[t])
+      return gd_err_set(err, GD_EINVALID, "spec.type_weights[%zu].type: %s given twice", i,
+                        gd_type_name(t));
+    seen_w[t] = true;
+    if (!finite_nonneg(w->weight))
+      return gd_err_set(err, GD_EINVALID,
+                        "spec.type_weights[%zu].weight: must be a finite number >= 0", i);
+    sb_add(b, "weight.%s=%.17g\n", gd_type_name(t), w->weight);
+  }
+  for (size_t i = 0; i < s->n_hub_caps; i++) {
+    const Graphd__V1__HubCap *h = s->hub_caps[i];
+    int t = (int)h->type;
+    if (!GD_TYPE_VALID(t) || t == GD_TYPE_SELLER)
+      return gd_err_set(err, GD_EINVALID,
+                        "spec.hub_caps[%zu].type: must be a non-seller entity type", i);
+    if (seen_h[t])
+      return gd_err_set(err, GD_EINVALID, "spec.hub_caps[%zu].type: %s given twice", i,
+                        gd_type_name(t));
+    seen_h[t] = true;
+    if (h->max_sellers < 1)
+      return gd_err_set(err, GD_EINVALID, "spec.hub_caps[%zu].max_sellers: must be >= 1", i);
+    sb_add(b, "hub_cap.%s=%llu\n", gd_type_name(t), (unsigned long long)h->max_sellers);
+  }
+  if (b->oom)
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
+  return GD_OK;
+}
+
+/* ---- Job messages ------------------------------------------------------ */
+
+/* Packs a job; *ret is malloc'd. */
+static int pack_job(const gd_job_info *ji, uint8_t **ret, size_t *ret_len) {
+  Graphd__V1__Job m = GRAPHD__V1__JOB__INIT;
+  Graphd__V1__ClusteringSpec *spec = NULL;
+  if (ji->spec_len)
+    spec = graphd__v1__clustering_spec__unpack(NULL, ji->spec_len, ji->spec);
+  m.id = ji->id;
+  m.spec = spec;
+  m.state = (Graphd__V1__JobState)ji->state;
+  m.stage = (char *)ji->stage;
+  m.progress = ji->progress;
+  m.reason = (char *)ji->reason;
+  m.snapshot_id = ji->snapshot_id;
+  m.created_at = ji->created_at;
+  m.started_at = ji->started_at;
+  m.ended_at = ji->ended_at;
+  size_t n = protobuf_c_message_get_packed_size(&m.base);
+  uint8_t *buf = malloc(n ? n : 1);
+  if (buf)
+    protobuf_c_message_pack(&m.base, buf);
+  if (spec)
+    graphd__v1__clustering_spec__free_unpacked(spec, NULL);
+  *ret = buf;
+  *ret_len = n;
+  return buf ? GD_OK : GD_ENOMEM;
+}
+
+static void reply_job(gd_call *c, const gd_job_info *ji) {
+  uint8_t *buf;
+  size_t n;
+  if (pack_job(ji, &buf, &n)) {
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    return;
+  }
+  gd_call_finish(c, GD_OK, NULL, buf, n);
+  free(buf);
+}
+
+/* ---- StartClustering / GetJob / CancelJob ----------------------------- */
+
+void rpc_start_clustering(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__StartClusteringRequest *req = (Graphd__V1__StartClusteringRequest *)rpc_unpack(
+      c, &graphd__v1__start_clustering_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  sbuf b = {0};
+  gd_err err = {0};
+  gd_job_info ji = {0};
+  uint8_t *blob = NULL;
+  size_t blob_len = 0;
+  sb_add(&b, "# StartClustering\n");
+  if (!have_jobs(c))
+    goto out;
+  if (b.oom || spec_text(req->spec, &b, &err)) {
+    if (b.oom && !err.code)
+      gd_err_set(&err, GD_ENOMEM, "out of memory");
+    rpc_fail(c, &err);
+    goto out;
+  }
+  if (req->spec) {
+    blob_len = protobuf_c_message_get_packed_size(&req->spec->base);
+    blob = malloc(blob_len ? blob_len : 1);
+    if (!blob) {
+      rpc_fail_code(c, GD_ENOMEM, "out of memory");
+      goto out;
+    }
+    protobuf_c_message_pack(&req->spec->base, blob);
+  }
+  if (gd_jobs_submit(jobs, b.p, blob, blob_len, &ji, &err))
+    rpc_fail(c, &err);
+  else
+    reply_job(c, &ji);
+  gd_job_info_free(&ji);
+out:
+  free(blob);
+  free(b.p);
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void job_call(gd_call *c, const uint8_t *msg, size_t len, bool has_msg, bool cancel) {
+  Graphd__V1__JobRequest *req = (Graphd__V1__JobRequest *)rpc_unpack(
+      c, &graphd__v1__job_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  gd_err err = {0};
+  gd_job_info ji = {0};
+  if (have_jobs(c)) {
+    int rc = cancel ? gd_jobs_cancel(jobs, req->job_id, &ji, &err)
+                    : gd_jobs_get(jobs, req->job_id, &ji, &err);
+    if (rc)
+      rpc_fail(c, &err);
+    else
+      reply_job(c, &ji);
+    gd_job_info_free(&ji);
+  }
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+void rpc_get_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  job_call(c, msg, len, has_msg, false);
+}
+
+void rpc_cancel_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  job_call(c, msg, len, has_msg, true);
+}
+
+/* ---- WatchJob ------------------------------------------------------------ */
+
+/*
+ * One message per change of the job (state, stage, progress), the first at
+ * once, until the job has ended; then OK. A listener on the job manager
+ * wakes the call; at most one write is outstanding, changes meanwhile are
+ * folded into the next message.
+ */
+typedef struct watch {
+  pthread_mutex_t mu;
+  int refs; /* under watch_mu: the call's, plus one per on_cancel in flight */
+  uint64_t job_id, handle;
+  bool writing, pending, done, finished, sent_final, sent_any;
+  gd_job_state last_state;
+  char last_stage[GD_JOB_STAGE_MAX];
+  double last_progress;
+  gd_call *call;
+} watch;
+
+/* With w->mu held. */
+static void watch_send(watch *w) {
+  gd_job_info ji = {0};
+  gd_err err;
+  if (gd_jobs_get(jobs, w->job_id, &ji, &err))
+    return; /* dropped from memory: cannot happen while not final */
+  if (w->sent_any && ji.state == w->last_state && ji.progress == w->last_progress &&
+      strcmp(ji.stage, w->last_stage) == 0) {
+    gd_job_info_free(&ji);
+    return;
+  }
+  uint8_t *buf;
+  size_t n;
+  if (pack_job(&ji, &buf, &n) == GD_OK) {
+    w->sent_any = true;
+    w->last_state = ji.state;
+    w->last_progress = ji.progress;
+    memcpy(w->last_stage, ji.stage, sizeof w->last_stage);
+    w->sent_final = gd_job_state_final(ji.state);
+    w->writing = true;
+    gd_call_write(w->call, buf, n, false);
+    free(buf);
+  }
+  gd_job_info_free(&ji);
+}
+
+/*
+ * The server may call on_cancel on another thread while this call is being
+ * finished; watch_mu and refs keep w alive for it (the call itself is kept
+ * alive by the server during on_cancel).
+ */
+static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void watch_unref(watch *w) {
+  pthread_mutex_lock(&watch_mu);
+  bool last = --w->refs == 0;
+  pthread_mutex_unlock(&watch_mu);
+  if (last) {
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+  }
+}
+
+static void watch_end(watch *w, bool ok) {
+  gd_jobs_unlisten(jobs, w->handle);
+  pthread_mutex_lock(&watch_mu);
+  gd_call_set_user(w->call, NULL);
+  pthread_mutex_unlock(&watch_mu);
+  if (ok)
+    gd_call_finish(w->call, GD_OK, NULL, NULL, 0);
+  else
+    gd_call_finish(w->call, GD_ECANCELLED, "call cancelled", NULL, 0);
+  watch_unref(w);
+}
+
+static void watch_changed(void *ctx) {
+  watch *w = ctx;
+  pthread_mutex_lock(&w->mu);
+  if (!w->done) {
+    if (w->writing)
+      w->pending = true;
+    else
+      watch_send(w);
+  }
+  pthread_mutex_unlock(&w->mu);
+}
+
+void rpc_watch_written(gd_call *c, bool ok) {
+  watch *w = gd_call_user(c);
+  pthread_mutex_lock(&w->mu);
+  w->writing = false;
+  bool end = !ok || w->sent_final || w->done;
+  if (!end && w->pending) {
+    w->pending = false;
+    watch_send(w);
+  }
+  if (end && !w->finished) {
+    w->done = w->finished = true;
+  } else {
+    end = false;
+  }
+  pthread_mutex_unlock(&w->mu);
+  if (end)
+    watch_end(w, ok && w->sent_final);
+}
+
+void rpc_watch_cancel(gd_call *c) {
+  pthread_mutex_lock(&watch_mu);
+  watch *w = gd_call_user(c);
+  if (w)
+    w->refs++;
+  pthread_mutex_unlock(&watch_mu);
+  if (!w)
+    return;
+  pthread_mutex_lock(&w->mu);
+  w->done = true;
+  bool fin = !w->writing && !w->finished;
+  if (fin)
+    w->finished = true;
+  pthread_mutex_unlock(&w->mu);
+  if (fin)
+    watch_end(w, false);
+  watch_unref(w);
+}
+
+void rpc_watch_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__JobRequest *req = (Graphd__V1__JobRequest *)rpc_unpack(
+      c, &graphd__v1__job_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  uint64_t id = req->job_id;
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+  if (!have_jobs(c))
+    return;
+  gd_job_info ji = {0};
+  gd_err err;
+  if (gd_jobs_get(jobs, id, &ji, &err)) {
+    rpc_fail(c, &err);
+    return;
+  }
+  gd_job_info_free(&ji);
+  watch *w = calloc(1, sizeof *w);
+  if (!w) {
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    return;
+  }
+  pthread_mutex_init(&w->mu, NULL);
+  w->refs = 1;
+  w->job_id = id;
+  w->call = c;
+  pthread_mutex_lock(&w->mu);
+  w->handle = gd_jobs_listen(jobs, watch_changed, w);
+  if (!w->handle) {
+    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    return;
+  }
+  pthread_mutex_lock(&watch_mu);
+  gd_call_set_user(c, w);
+  pthread_mutex_unlock(&watch_mu);
+  watch_send(w);
+  pthread_mutex_unlock(&w->mu);
+}
+
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+static int64_t jint(json_object *o, const char *k) {
+  json_object *v;
+  return json_object_object_get_ex(o, k, &v) && v ? json_object_get_int64(v) : 0;
+}
+
+static double jdbl(json_object *o, const char *k) {
+  json_object *v;
+  return json_object_object_get_ex(o, k, &v) && v ? json_object_get_double(v) : 0;
+}
+
+static json_object *jobj(json_object *o, const char *k) {
+  json_object *v;
+  return o && json_object_object_get_ex(o, k, &v) ? v : NULL;
+}
+
+/* Everything a SnapshotManifest points to, in one arena-like holder. */
+typedef struct manifest_pb {
+  Graphd__V1__SnapshotManifest m;
+  Graphd__V1__ClusteringSpec spec;
+  Graphd__V1__TimeWindow window;
+  Graphd__V1__StageTiming timings[8];
+  Graphd__V1__StageTiming *timing_p[8];
+  Graphd__V1__TypeWeight tw[GD_TYPE_MAX + 1];
+  Graphd__V1__TypeWeight *tw_p[GD_TYPE_MAX + 1];
+  Graphd__V1__HubCap hc[GD_TYPE_MAX + 1];
+  Graphd__V1__HubCap *hc_p[GD_TYPE_MAX + 1];
+  char **labels;
+  json_object *root; /* strings point into it */
+} manifest_pb;
+
+static void manifest_free(manifest_pb *p) {
+  free(p->labels);
+  if (p->root)
+    json_object_put(p->root);
+}
+
+static void manifest_fill(const gd_snapshot_view *v, manifest_pb *p) {
+  memset(p, 0, sizeof *p);
+  graphd__v1__snapshot_manifest__init(&p->m);
+  graphd__v1__clustering_spec__init(&p->spec);
+  graphd__v1__time_window__init(&p->window);
+  p->m.id = v->id;
+  p->m.created_at = v->created_at;
+  p->m.clusters = v->n_clusters;
+  p->m.sellers = v->n_assignments;
+  p->m.spec = &p->spec;
+  struct json_tokener *tok = json_tokener_new();
+  if (tok) {
+    p->root = json_tokener_parse_ex(tok, v->manifest, (int)v->manifest_len);
+    json_tokener_free(tok);
+  }
+  json_object *r = p->root;
+  if (!r || !json_object_is_type(r, json_type_object))
+    return;
+  json_object *name = jobj(r, "name");
+  if (name)
+    p->spec.name = (char *)json_object_get_string(name);
+  p->m.previous_snapshot_id = (uint64_t)jint(r, "previous_snapshot_id");
+  json_object *spec = jobj(r, "spec");
+  if (spec) {
+    json_object *algo = jobj(spec, "algorithm");
+    const char *an = algo ? json_object_get_string(algo) : "";
+    for (int i = 1; i <= 6; i++)
+      if (an && strcmp(an, algo_names[i]) == 0)
+        p->spec.algorithm = (Graphd__V1__Algorithm)i;
+    p->spec.resolution = jdbl(spec, "resolution");
+    int64_t it = jint(spec, "iterations");
+    p->spec.iterations = it > 0 ? (uint32_t)it : 0;
+    p->spec.seed = (uint64_t)jint(spec, "seed");
+    p->m.seed = p->spec.seed;
+    p->spec.min_tie_weight = jdbl(spec, "min_tie_weight");
+    p->window.since = jint(spec, "since");
+    p->window.until = jint(spec, "until");
+    if (p->window.since || p->window.until)
+      p->spec.window = &p->window;
+    json_object *fl = jobj(spec, "flagged_labels");
+    if (fl && json_object_is_type(fl, json_type_array)) {
+      size_t n = json_object_array_length(fl);
+      p->labels = calloc(n ? n : 1, sizeof *p->labels);
+      if (p->labels) {
+        for (size_t i = 0; i < n; i++)
+          p->labels[i] = (char *)json_object_get_string(json_object_array_get_idx(fl, i));
+        p->spec.flagged_labels = p->labels;
+        p->spec.n_flagged_labels = n;
+      }
+    }
+    json_object *hc = jobj(spec, "hub_caps"), *tw = jobj(spec, "type_weights");
+    for (int t = GD_TYPE_MIN; t <= GD_TYPE_MAX; t++) {
+      json_object *x;
+      if (hc && json_object_object_get_ex(hc, gd_type_name(t), &x) && x) {
+        Graphd__V1__HubCap *h = &p->hc[p->spec.n_hub_caps];
+        graphd__v1__hub_cap__init(h);
+        h->type = (Graphd__V1__EntityType)t;
+        h->max_sellers = (uint64_t)json_object_get_int64(x);
+        p->hc_p[p->spec.n_hub_caps++] = h;
+      }
+      if (tw && json_object_object_get_ex(tw, gd_type_name(t), &x) && x) {
+        Graphd__V1__TypeWeight *w = &p->tw[p->spec.n_type_weights];
+        graphd__v1__type_weight__init(w);
+        w->type = (Graphd__V1__EntityType)t;
+        w->weight = json_object_get_double(x);
+        p->tw_p[p->spec.n_type_weights++] = w;
+      }
+    }
+    p->spec.hub_caps = p->hc_p;
+    p->spec.type_weights = p->tw_p;
+  }
+  json_object *in = jobj(r, "input");
+  if (in) {
+    json_object *ck = jobj(in, "checksum");
+    if (ck)
+      p->m.input_checksum = (char *)json_object_get_string(ck);
+    p->m.sellers = (uint64_t)jint(in, "sellers");
+  }
+  json_object *pr = jobj(r, "projection");
+  if (pr) {
+    p->m.ties = (uint64_t)jint(pr, "ties");
+    p->m.hubs_skipped = (uint64_t)jint(pr, "hubs_skipped");
+  }
+  json_object *res = jobj(r, "result");
+  if (res) {
+    p->m.objective = jdbl(res, "objective");
+    p->m.modularity = jdbl(res, "modularity");
+  }
+  static const char *stages[] = {"open", "read", "project", "cluster", "match", "summarize",
+                                 "total"};
+  json_object *tm = jobj(r, "timings_ms");
+  for (size_t i = 0; tm && i < sizeof stages / sizeof *stages; i++) {
+    json_object *x;
+    if (!json_object_object_get_ex(tm, stages[i], &x) || !x)
+      continue;
+    Graphd__V1__StageTiming *st = &p->timings[p->m.n_timings];
+    graphd__v1__stage_timing__init(st);
+    st->stage = (char *)stages[i];
+    st->seconds = json_object_get_double(x) / 1000.0;
+    p->timing_p[p->m.n_timings++] = st;
+  }
+  p->m.timings = p->timing_p;
+  p->m.peak_rss_bytes = (uint64_t)jint(r, "peak_rss_bytes");
+  if (p->spec.name == NULL)
+    p->spec.name = (char *)"";
+}
+
+void rpc_get_snapshot(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__SnapshotRequest *req = (Graphd__V1__SnapshotRequest *)rpc_unpack(
+      c, &graphd__v1__snapshot_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  gd_rtxn *r = NULL;
+  gd_snapshot_view v;
+  gd_err err;
+  if (gd_store_read_begin(env.store, &r, &err) ||
+      gd_store_snapshot_get(r, req->snapshot_id, &v, &err)) {
+    rpc_fail(c, &err);
+  } else {
+    manifest_pb p;
+    manifest_fill(&v, &p);
+    rpc_reply(c, &p.m.base);
+    manifest_free(&p);
+  }
+  gd_store_read_end(r);
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* Page tokens "s<id>" / "c<offset>". */
+static int parse_tok(const char *tok, char kind, uint64_t *ret, gd_err *err) {
+  *ret = 0;
+  if (!tok[0])
+    return GD_OK;
+  char *end;
+  if (tok[0] != kind || !tok[1] || tok[1] == '-')
+    return gd_err_set(err, GD_EINVALID, "page_token: not a token issued by this server");
+  unsigned long long v = strtoull(tok + 1, &end, 10);
+  if (*end)
+    return gd_err_set(err, GD_EINVALID, "page_token: not a token issued by this server");
+  *ret = v;
+  return GD_OK;
+}
+
+void rpc_list_snapshots(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__ListSnapshotsRequest *req = (Graphd__V1__ListSnapshotsRequest *)rpc_unpack(
+      c, &graphd__v1__list_snapshots_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  gd_rtxn *r = NULL;
+  gd_err err;
+  uint64_t before;
+  size_t limit = req->limit ? req->limit : 100, n = 0;
+  bool more = false;
+  gd_snapshot_view *vs = NULL;
+  manifest_pb *ps = NULL;
+  if (limit > env.lim.result_cap) {
+    gd_err_set(&err, GD_EINVALID, "limit: at most %zu", env.lim.result_cap);
+    rpc_fail(c, &err);
+    goto out;
+  }
+  if (parse_tok(req->page_token, 's', &before, &err)) {
+    rpc_fail(c, &err);
+    goto out;
+  }
+  vs = calloc(limit, sizeof *vs);
+  if (!vs) {
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    goto out;
+  }
+  if (gd_store_read_begin(env.store, &r, &err) ||
+      gd_store_snapshot_list(r, before, limit, vs, &n, &more, &err)) {
+    rpc_fail(c, &err);
+    goto out;
+  }
+  ps = calloc(n ? n : 1, sizeof *ps);
+  Graphd__V1__SnapshotManifest **mp = calloc(n ? n : 1, sizeof *mp);
+  if (!ps || !mp) {
+    free(mp);
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    manifest_fill(&vs[i], &ps[i]);
+    mp[i] = &ps[i].m;
+  }
+  Graphd__V1__ListSnapshotsReply rep = GRAPHD__V1__LIST_SNAPSHOTS_REPLY__INIT;
+  char tok[32] = "";
+  rep.snapshots = mp;
+  rep.n_snapshots = n;
+  if (more && n)
+    snprintf(tok, sizeof tok, "s%llu", (unsigned long long)vs[n - 1].id);
+  rep.next_page_token = tok;
+  rpc_reply(c, &rep.base);
+  for (size_t i = 0; i < n; i++)
+    manifest_free(&ps[i]);
+  free(mp);
+out:
+  free(ps);
+  free(vs);
+  gd_store_read_end(r);
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* DeleteSnapshot: through the writer. */
+typedef struct del_op {
+  gd_write_op op;
+  gd_call *call;
+  uint64_t id;
+} del_op;
+
+static int del_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
+  return gd_store_snapshot_delete(t, ((del_op *)op)->id, err);
+}
+
+static void del_done(gd_write_op *op, const gd_err *err) {
+  del_op *d = (del_op *)op;
+  if (err->code) {
+    rpc_fail(d->call, err);
+  } else {
+    Graphd__V1__DeleteSnapshotReply rep = GRAPHD__V1__DELETE_SNAPSHOT_REPLY__INIT;
+    rpc_reply(d->call, &rep.base);
+  }
+  free(d);
+}
+
+void rpc_delete_snapshot(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__SnapshotRequest *req = (Graphd__V1__SnapshotRequest *)rpc_unpack(
+      c, &graphd__v1__snapshot_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  uint64_t id = req->snapshot_id;
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+  if (!id) {
+    rpc_fail_code(c, GD_EINVALID, "snapshot_id: required (0 is not accepted for deletes)");
+    return;
+  }
+  del_op *d = calloc(1, sizeof *d);
+  if (!d) {
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    return;
+  }
+  d->op.apply = del_apply;
+  d->op.done = del_done;
+  d->call = c;
+  d->id = id;
+  gd_writer_submit(env.writer, &d->op);
+}
+
+/* ---- clusters ------------------------------------------------------------- */
+
+typedef struct cl_row {
+  uint64_t id;
+  gd_cluster_summary s;
+} cl_row;
+
+typedef struct cl_collect {
+  cl_row *rows;
+  size_t n, cap;
+  uint64_t min_size;
+  gd_err *err;
+} cl_collect;
+
+static int cl_visit(void *ctx, uint64_t cluster, const void *summary, size_t len) {
+  cl_collect *cc = ctx;
+  gd_cluster_summary s;
+  if (gd_summary_decode(summary, len, &s, cc->err))
+    return -1;
+  if (s.size < cc->min_size)
+    return 0;
+  if (cc->n == cc->cap) {
+    size_t nc = cc->cap ? cc->cap * 2 : 256;
+    cl_row *nr = realloc(cc->rows, nc * sizeof *nr);
+    if (!nr) {
+      gd_err_set(cc->err, GD_ENOMEM, "out of memory");
+      return -1;
+    }
+    cc->rows = nr;
+    cc->cap = nc;
+  }
+  cc->rows[cc->n++] = (cl_row){cluster, s};
+  return 0;
+}
+
+static int by_risk(const void *pa, const void *pb) {
+  const cl_row *a = pa, *b = pb;
+  if (a->s.risk != b->s.risk)
+    return a->s.risk > b->s.risk ? -1 : 1;
+  if (a->s.size != b->s.size)
+    return a->s.size > b->s.size ? -1 : 1;
+  return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static int by_size(const void *pa, const void *pb) {
+  const cl_row *a = pa, *b = pb;
+  if (a->s.size != b->s.size)
+    return a->s.size > b->s.size ? -1 : 1;
+  if (a->s.risk != b->s.risk)
+    return a->s.risk > b->s.risk ? -1 : 1;
+  return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* A summary as a ClusterSummary; top entities are read in r (Entity
+ * strings point into the read transaction: pack before it ends). */
+typedef struct cl_pb {
+  Graphd__V1__ClusterSummary m;
+  Graphd__V1__SupplySource src[GD_SUMMARY_TOP];
+  Graphd__V1__SupplySource *src_p[GD_SUMMARY_TOP];
+  Graphd__V1__Entity ent[GD_SUMMARY_TOP];
+} cl_pb;
+
+static int cl_fill(gd_rtxn *r, uint64_t id, const gd_cluster_summary *s, gd_arena **a, cl_pb *p,
+                   gd_err *err) {
+  graphd__v1__cluster_summary__init(&p->m);
+  p->m.id = id;
+  p->m.size = s->size;
+  p->m.flagged = s->flagged;
+  p->m.risk = s->risk;
+  p->m.cohesion = s->cohesion;
+  p->m.top_shared = p->src_p;
+  for (int i = 0; i < s->n_top; i++) {
+    gd_ref ref = {.id = s->top[i].id};
+    gd_entity_view v;
+    Graphd__V1__SupplySource *src = &p->src[p->m.n_top_shared];
+    graphd__v1__supply_source__init(src);
+    int rc = gd_store_get(r, &ref, &v, err);
+    if (rc == GD_ENOTFOUND)
+      continue; /* deleted since the snapshot */
+    if (rc)
+      return rc;
+    if (gd_pb_entity(&v, false, a, &p->ent[p->m.n_top_shared]))
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+    src->entity = &p->ent[p->m.n_top_shared];
+    src->cluster_sellers = s->top[i].users;
+    src->total_sellers = s->top[i].total;
+    src->score = gd_summary_score(s->top[i].users, s->top[i].total);
+    p->src_p[p->m.n_top_shared++] = src;
+  }
+  return GD_OK;
+}
+
+void rpc_list_clusters(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__ListClustersRequest *req = (Graphd__V1__ListClustersRequest *)rpc_unpack(
+      c, &graphd__v1__list_clusters_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  gd_rtxn *r = NULL;
+  gd_err err = {0};
+  gd_arena *a = NULL;
+  uint64_t off;
+  size_t limit = req->limit ? req->limit : 100;
+  cl_collect cc = {.min_size = req->min_size, .err = &err};
+  cl_pb *ps = NULL;
+  Graphd__V1__ClusterSummary **mp = NULL;
+  if (req->order < 0 || req->order > 2) {
+    rpc_fail_code(c, GD_EINVALID, "order: unknown order");
+    goto out;
+  }
+  if (limit > env.lim.result_cap) {
+    gd_err_set(&err, GD_EINVALID, "limit: at most %zu", env.lim.result_cap);
+    rpc_fail(c, &err);
+    goto out;
+  }
+  if (parse_tok(req->page_token, 'c', &off, &err) ||
+      gd_store_read_begin(env.store, &r, &err) ||
+      gd_store_clusters_visit(r, req->snapshot_id, 0, cl_visit, &cc, NULL, &err)) {
+    rpc_fail(c, &err);
+    goto out;
+  }
+  qsort(cc.rows, cc.n, sizeof *cc.rows,
+        req->order == GRAPHD__V1__CLUSTER_ORDER__CLUSTER_ORDER_SIZE ? by_size : by_risk);
+  size_t start = off < cc.n ? (size_t)off : cc.n;
+  size_t n = cc.n - start < limit ? cc.n - start : limit;
+  ps = calloc(n ? n : 1, sizeof *ps);
+  mp = calloc(n ? n : 1, sizeof *mp);
+  if (!ps || !mp) {
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (cl_fill(r, cc.rows[start + i].id, &cc.rows[start + i].s, &a, &ps[i], &err)) {
+      rpc_fail(c, &err);
+      goto out;
+    }
+    mp[i] = &ps[i].m;
+  }
+  Graphd__V1__ListClustersReply rep = GRAPHD__V1__LIST_CLUSTERS_REPLY__INIT;
+  char tok[32] = "";
+  rep.clusters = mp;
+  rep.n_clusters = n;
+  if (start + n < cc.n)
+    snprintf(tok, sizeof tok, "c%zu", start + n);
+  rep.next_page_token = tok;
+  rpc_reply(c, &rep.base);
+out:
+  gd_store_read_end(r);
+  gd_arena_free(a);
+  free(ps);
+  free(mp);
+  free(cc.rows);
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+typedef struct mem_collect {
+  uint64_t cluster;
+  uint64_t *ids;
+  size_t n, max;
+} mem_collect;
+
+static int mem_visit(void *ctx, const uint64_t *sellers, const uint64_t *clusters, size_t n) {
+  mem_collect *m = ctx;
+  for (size_t i = 0; i < n; i++)
+    if (clusters[i] == m->cluster) {
+      if (m->n == m->max)
+        return 1;
+      m->ids[m->n++] = sellers[i];
+    }
+  return 0;
+}
+
+/*
+ * GetCluster: the summary, up to max_members members (default 100, at most
+ * the result cap; members are found by a scan of the snapshot's
+ * assignments, O(sellers)), and no ties (the evidence graph is not stored
+ * with the snapshot: `ties` is always empty).
+ */
+void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__GetClusterRequest *req = (Graphd__V1__GetClusterRequest *)rpc_unpack(
+      c, &graphd__v1__get_cluster_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  gd_rtxn *r = NULL;
+  gd_err err = {0};
+  gd_arena *a = NULL;
+  const void *raw;
+  size_t raw_len;
+  gd_cluster_summary s;
+  uint64_t snap = req->snapshot_id;
+  size_t max = req->max_members ? req->max_members : 100;
+  mem_collect mc = {.cluster = req->cluster_id};
+  Graphd__V1__Entity *ents = NULL, **ep = NULL;
+  cl_pb p;
+  if (max > env.lim.result_cap) {
+    gd_err_set(&err, GD_EINVALID, "max_members: at most %zu", env.lim.result_cap);
+    rpc_fail(c, &err);
+    goto out;
+  }
+  if (!req->cluster_id) {
+    rpc_fail_code(c, GD_EINVALID, "cluster_id: required");
+    goto out;
+  }
+  mc.max = max;
+  mc.ids = calloc(max, sizeof *mc.ids);
+  ents = calloc(max, sizeof *ents);
+  ep = calloc(max, sizeof *ep);
+  if (!mc.ids || !ents || !ep) {
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    goto out;
+  }
+  if (gd_store_read_begin(env.store, &r, &err)) {
+    rpc_fail(c, &err);
+    goto out;
+  }
+  if (!snap) {
+    gd_snapshot_view v;
+    if (gd_store_snapshot_get(r, 0, &v, &err)) {
+      rpc_fail(c, &err);
+      goto out;
+    }
+    snap = v.id;
+  }
+  if (gd_store_cluster_get(r, snap, req->cluster_id, &raw, &raw_len, &err) ||
+      gd_summary_decode(raw, raw_len, &s, &err) || cl_fill(r, req->cluster_id, &s, &a, &p, &err) ||
+      gd_store_assignments_visit(r, snap, 0, mem_visit, &mc, NULL, &err)) {
+    rpc_fail(c, &err);
+    goto out;
+  }
+  Graphd__V1__GetClusterReply rep = GRAPHD__V1__GET_CLUSTER_REPLY__INIT;
+  rep.cluster = &p.m;
+  for (size_t i = 0; i < mc.n; i++) {
+    gd_ref ref = {.id = mc.ids[i]};
+    gd_entity_view v;
+    int rc = gd_store_get(r, &ref, &v, &err);
+    if (rc == GD_ENOTFOUND)
+      continue;
+    if (rc) {
+      rpc_fail(c, &err);
+      goto out;
+    }
+    if (gd_pb_entity(&v, false, &a, &ents[rep.n_members])) {
+      rpc_fail_code(c, GD_ENOMEM, "out of memory");
+      goto out;
+    }
+    ents[rep.n_members].cluster_id = req->cluster_id;
+    ents[rep.n_members].cluster_snapshot_id = snap;
+    ep[rep.n_members] = &ents[rep.n_members];
+    rep.n_members++;
+  }
+  rep.members = ep;
+  rpc_reply(c, &rep.base);
+out:
+  gd_store_read_end(r);
+  gd_arena_free(a);
+  free(mc.ids);
+  free(ents);
+  free(ep);
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ---- StreamAssignments ------------------------------------------------------ */
+
+/*
+ * Batches of up to ASSIGN_BATCH pairs in seller order. Each batch is read
+ * in its own short read transaction, from after the last seller sent, so a
+ * slow client holds no reader; a snapshot deleted meanwhile ends the
+ * stream NOT_FOUND. Writes carry the buffer hint (coalesced), the status
+ * flushes the last.
+ */
+#define ASSIGN_BATCH 4096
+
+typedef struct astream {
+  uint64_t snap, after;
+  uint64_t sellers[ASSIGN_BATCH], clusters[ASSIGN_BATCH];
+  size_t n;
+  bool end;
+  uint8_t *buf;
+  size_t cap;
+} astream;
+
+static int as_visit(void *ctx, const uint64_t *sellers, const uint64_t *clusters, size_t n) {
+  astream *s = ctx;
+  size_t k = ASSIGN_BATCH - s->n < n ? ASSIGN_BATCH - s->n : n;
+  memcpy(s->sellers + s->n, sellers, k * sizeof *sellers);
+  memcpy(s->clusters + s->n, clusters, k * sizeof *clusters);
+  s->n += k;
+  return s->n == ASSIGN_BATCH;
+}
+
+static void as_free(astream *s) {
+  if (s) {
+    free(s->buf);
+    free(s);
+  }
+}
+
+/* Reads and sends the next batch, or finishes the call. */
+static void as_next(gd_call *c, astream *s) {
+  gd_rtxn *r = NULL;
+  gd_err err = {0};
+  if (s->end || gd_call_expired(c)) {
+    gd_call_set_user(c, NULL);
+    bool expired = !s->end;
+    as_free(s);
+    if (expired)
+      gd_call_finish(c, GD_EDEADLINE, "call expired", NULL, 0);
+    else
+      gd_call_finish(c, GD_OK, NULL, NULL, 0);
+    return;
+  }
+  s->n = 0;
+  int rc = gd_store_read_begin(env.store, &r, &err);
+  if (!rc)
+    rc = gd_store_assignments_visit(r, s->snap, s->after, as_visit, s, &s->snap, &err);
+  gd_store_read_end(r);
+  if (rc) {
+    gd_call_set_user(c, NULL);
+    as_free(s);
+    rpc_fail(c, &err);
+    return;
+  }
+  if (s->n < ASSIGN_BATCH)
+    s->end = true;
+  if (s->n == 0) {
+    as_next(c, s);
+    return;
+  }
+  s->after = s->sellers[s->n - 1];
+  Graphd__V1__AssignmentBatch m = GRAPHD__V1__ASSIGNMENT_BATCH__INIT;
+  m.seller_ids = s->sellers;
+  m.n_seller_ids = s->n;
+  m.cluster_ids = s->clusters;
+  m.n_cluster_ids = s->n;
+  size_t n = protobuf_c_message_get_packed_size(&m.base);
+  if (n > s->cap) {
+    uint8_t *nb = realloc(s->buf, n);
+    if (!nb) {
+      gd_call_set_user(c, NULL);
+      as_free(s);
+      rpc_fail_code(c, GD_ENOMEM, "out of memory");
+      return;
+    }
+    s->buf = nb;
+    s->cap = n;
+  }
+  protobuf_c_message_pack(&m.base, s->buf);
+  gd_call_write(c, s->buf, n, !s->end);
+}
+
+void rpc_assign_written(gd_call *c, bool ok) {
+  astream *s = gd_call_user(c);
+  if (!ok) {
+    gd_call_set_user(c, NULL);
+    as_free(s);
+    gd_call_finish(c, GD_ECANCELLED, "call cancelled", NULL, 0);
+    return;
+  }
+  as_next(c, s);
+}
+
+void rpc_stream_assignments(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__StreamAssignmentsRequest *req =
+      (Graphd__V1__StreamAssignmentsRequest *)rpc_unpack(
+          c, &graphd__v1__stream_assignments_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  uint64_t snap = req->snapshot_id;
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+  astream *s = calloc(1, sizeof *s);
+  if (!s) {
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    return;
+  }
+  s->snap = snap;
+  /* Pin "latest" to one snapshot for the whole stream. */
+  if (!snap) {
+    gd_rtxn *r = NULL;
+    gd_err err;
+    gd_snapshot_view v;
+    int rc = gd_store_read_begin(env.store, &r, &err);
+    if (!rc)
+      rc = gd_store_snapshot_get(r, 0, &v, &err);
+    gd_store_read_end(r);
+    if (rc) {
+      free(s);
+      rpc_fail(c, &err);
+      return;
+    }
+    s->snap = v.id;
+  }
+  gd_call_set_user(c, s);
+  as_next(c, s);
+}
+
+
+/* ---- GetEntity's cluster ------------------------------------------------------ */
+
+void rpc_entity_cluster(gd_rtxn *r, Graphd__V1__Entity *e) {
+  if (e->type != GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER)
+    return;
+  gd_snapshot_view v;
+  gd_err err;
+  uint64_t cl;
+  if (gd_store_snapshot_get(r, 0, &v, &err) ||
+      gd_store_assignment_get(r, v.id, e->id, &cl, &err))
+    return;
+  e->cluster_id = cl;
+  e->cluster_snapshot_id = v.id;
+}

@@ -1,0 +1,362 @@
+"""Analytics rpcs: clustering jobs (StartClustering, GetJob, WatchJob,
+CancelJob) and snapshot reads (ListSnapshots, GetSnapshot, DeleteSnapshot,
+ListClusters, GetCluster, StreamAssignments, GetEntity's cluster).
+
+The daemon finds graphd-worker next to its own binary (GRAPHD_BIN's
+directory); GRAPHD_WORKER_BIN, when set, is passed as --worker.
+
+Data: a sellergen network (SELLERGEN_BIN; skipped without it), 3000
+sellers, seed 5, loaded through Ingest into one module-scoped daemon.
+"""
+
+import os
+import subprocess
+import time
+
+import grpc
+import pytest
+
+from bbutil import SELLER, T, expect_status, pb, ref
+from conftest import Daemon, _graphd_bin
+from test_investigate import Net, ingest
+
+GEN_ARGS = ["--sellers", "3000", "--seed", "5"]
+FINAL = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
+
+
+def worker_args():
+    w = os.environ.get("GRAPHD_WORKER_BIN")
+    return ["--worker", w] if w else []
+
+
+def start_daemon(tmp_path_factory, name):
+    base = tmp_path_factory.mktemp(name)
+    os.makedirs(base / "data")
+    os.makedirs(base / "logs")
+    return Daemon(_graphd_bin(), base / "data", base / "logs", worker_args(),
+                  os.environ.get("GRAPHD_WRAPPER")).start()
+
+
+def watch(stub, job_id, timeout=None):
+    """WatchJob to the end: the list of Job messages."""
+    return list(stub.WatchJob(pb.JobRequest(job_id=job_id), timeout=timeout or T(120)))
+
+
+def run_job(stub, **spec):
+    job = stub.StartClustering(pb.StartClusteringRequest(spec=pb.ClusteringSpec(**spec)),
+                               timeout=T())
+    seen = watch(stub, job.id)
+    assert seen, "WatchJob sent nothing"
+    return job, seen
+
+
+@pytest.fixture(scope="module")
+def net(sellergen_bin, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sellergen")
+    subprocess.run([sellergen_bin] + GEN_ARGS + ["--out", str(out)], check=True,
+                   capture_output=True, timeout=T(60))
+    return Net(str(out))
+
+
+@pytest.fixture(scope="module")
+def an(net, tmp_path_factory):
+    dm = start_daemon(tmp_path_factory, "analytics")
+    try:
+        ingest(dm.stub, net.link_rows, net.entity_rows)
+        yield dm
+    except BaseException:
+        print("graphd stderr tail:\n" + dm.log_tail())
+        raise
+    finally:
+        rc = dm.terminate()
+        assert rc == 0, "graphd exit code %r\n%s" % (rc, dm.log_tail())
+
+
+def n_sellers(stub):
+    st = stub.Stats(pb.StatsRequest(), timeout=T())
+    return {tc.type: tc.count for tc in st.entities}[SELLER]
+
+
+@pytest.fixture(scope="module")
+def snap(an):
+    """One successful clustering run: (job, watched messages)."""
+    job, seen = run_job(an.stub, name="first", algorithm=pb.ALGORITHM_LEIDEN_CPM,
+                        flagged_labels=["counterfeit"])
+    return job, seen
+
+
+# ------------------------------------------------------------ before any snapshot
+
+
+def test_no_snapshot_yet(daemon):
+    s = daemon.stub
+    FP = grpc.StatusCode.FAILED_PRECONDITION
+    expect_status(FP, s.GetSnapshot, pb.SnapshotRequest(), timeout=T())
+    expect_status(FP, s.ListClusters, pb.ListClustersRequest(), timeout=T())
+    expect_status(FP, s.GetCluster, pb.GetClusterRequest(cluster_id=1), timeout=T())
+    expect_status(FP, s.StreamAssignments, pb.StreamAssignmentsRequest(), timeout=T())
+    assert list(s.ListSnapshots(pb.ListSnapshotsRequest(), timeout=T()).snapshots) == []
+
+
+def test_unknown_ids_not_found(daemon):
+    s = daemon.stub
+    NF = grpc.StatusCode.NOT_FOUND
+    for fn in (s.GetJob, s.CancelJob, s.WatchJob):
+        expect_status(NF, fn, pb.JobRequest(job_id=12345), timeout=T(), fields=["job_id"])
+    expect_status(NF, s.GetSnapshot, pb.SnapshotRequest(snapshot_id=77), timeout=T())
+    expect_status(NF, s.DeleteSnapshot, pb.SnapshotRequest(snapshot_id=77), timeout=T())
+
+
+@pytest.mark.parametrize("spec,field", [
+    (dict(algorithm=99), "spec.algorithm"),
+    (dict(resolution=-1.0), "spec.resolution"),
+    (dict(resolution=float("nan")), "spec.resolution"),
+    (dict(iterations=2000000), "spec.iterations"),
+    (dict(min_tie_weight=-0.5), "spec.min_tie_weight"),
+    (dict(window=pb.TimeWindow(since=200, until=100)), "spec.window"),
+    (dict(flagged_labels=[""]), "spec.flagged_labels[0]"),
+    (dict(flagged_labels=["a,b"]), "spec.flagged_labels[0]"),
+    (dict(hub_caps=[pb.HubCap(type=SELLER, max_sellers=5)]), "spec.hub_caps[0].type"),
+    (dict(hub_caps=[pb.HubCap(type=pb.ENTITY_TYPE_ADDRESS, max_sellers=0)]),
+     "spec.hub_caps[0].max_sellers"),
+    (dict(type_weights=[pb.TypeWeight(type=pb.ENTITY_TYPE_DEVICE, weight=-1)]),
+     "spec.type_weights[0].weight"),
+    (dict(type_weights=[pb.TypeWeight(type=0, weight=1)]), "spec.type_weights[0].type"),
+    (dict(name="x" * 200), "spec.name"),
+    (dict(name="a\nalgorithm=louvain"), "spec.name"),
+])
+def test_bad_spec_invalid_argument(daemon, spec, field):
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT, daemon.stub.StartClustering,
+                  pb.StartClusteringRequest(spec=pb.ClusteringSpec(**spec)), timeout=T(),
+                  fields=[field])
+
+
+# ------------------------------------------------------------ a full run
+
+
+def test_job_succeeds(an, snap):
+    job, seen = snap
+    assert job.state in (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING)
+    assert job.spec.name == "first"
+    last = seen[-1]
+    assert last.state == pb.JOB_STATE_SUCCEEDED, last.reason
+    assert last.snapshot_id > 0 and last.progress == 1.0
+    assert last.ended_at >= last.started_at >= last.created_at > 0
+    assert all(m.id == job.id for m in seen)
+    # states only move forward
+    states = [m.state for m in seen]
+    assert states == sorted(states)
+    got = an.stub.GetJob(pb.JobRequest(job_id=job.id), timeout=T())
+    assert got.state == pb.JOB_STATE_SUCCEEDED and got.snapshot_id == last.snapshot_id
+    # WatchJob of a finished job: one message, then OK
+    again = watch(an.stub, job.id)
+    assert len(again) == 1 and again[0].state == pb.JOB_STATE_SUCCEEDED
+
+
+def test_snapshot_manifest(an, snap):
+    sid = snap[1][-1].snapshot_id
+    m = an.stub.GetSnapshot(pb.SnapshotRequest(), timeout=T())
+    assert m.id == sid
+    assert m.sellers == n_sellers(an.stub)
+    assert m.clusters > 0
+    assert m.spec.name == "first" and m.spec.algorithm == pb.ALGORITHM_LEIDEN_CPM
+    assert list(m.spec.flagged_labels) == ["counterfeit"]
+    assert len(m.input_checksum) == 64
+    assert m.created_at > 0
+    assert any(t.stage == "cluster" for t in m.timings)
+    assert an.stub.GetSnapshot(pb.SnapshotRequest(snapshot_id=sid), timeout=T()).id == sid
+    ls = an.stub.ListSnapshots(pb.ListSnapshotsRequest(), timeout=T())
+    assert sid in [x.id for x in ls.snapshots]
+
+
+def test_list_clusters_by_risk(an, snap):
+    s = an.stub
+    rep = s.ListClusters(pb.ListClustersRequest(order=pb.CLUSTER_ORDER_RISK, min_size=2,
+                                                limit=50), timeout=T())
+    cl = list(rep.clusters)
+    assert cl and all(c.size >= 2 for c in cl)
+    keys = [(-c.risk, -c.size, c.id) for c in cl]
+    assert keys == sorted(keys)
+    top = cl[0]
+    assert top.flagged > 0
+    assert abs(top.risk - (top.flagged + 1) / (top.size + 2)) < 1e-9
+    assert top.top_shared and top.top_shared[0].entity.id > 0
+    assert top.top_shared[0].cluster_sellers >= 2
+    # paging covers every cluster once
+    ids, tok = [], ""
+    while True:
+        r = s.ListClusters(pb.ListClustersRequest(order=pb.CLUSTER_ORDER_SIZE, limit=100,
+                                                  page_token=tok), timeout=T())
+        ids += [c.id for c in r.clusters]
+        tok = r.next_page_token
+        if not tok:
+            break
+    snapm = s.GetSnapshot(pb.SnapshotRequest(), timeout=T())
+    assert len(ids) == len(set(ids)) == snapm.clusters
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT, s.ListClusters,
+                  pb.ListClustersRequest(page_token="junk"), timeout=T(), fields=["page_token"])
+
+
+def test_get_cluster_riskiest(an, snap):
+    s = an.stub
+    top = s.ListClusters(pb.ListClustersRequest(order=pb.CLUSTER_ORDER_RISK, min_size=2,
+                                                limit=1), timeout=T()).clusters[0]
+    rep = s.GetCluster(pb.GetClusterRequest(cluster_id=top.id), timeout=T())
+    assert rep.cluster.id == top.id and rep.cluster.size == top.size
+    assert len(rep.members) == min(top.size, 100)
+    sid = snap[1][-1].snapshot_id
+    for m in rep.members:
+        assert m.type == SELLER
+        e = s.GetEntity(pb.GetEntityRequest(ref=ref(0, id=m.id)), timeout=T()).entity
+        assert e.cluster_id == top.id and e.cluster_snapshot_id == sid
+    expect_status(grpc.StatusCode.NOT_FOUND, s.GetCluster,
+                  pb.GetClusterRequest(cluster_id=1 << 60), timeout=T())
+
+
+def test_stream_assignments(an, snap):
+    total, sellers = 0, set()
+    batches = 0
+    for b in an.stub.StreamAssignments(pb.StreamAssignmentsRequest(), timeout=T(60)):
+        assert len(b.seller_ids) == len(b.cluster_ids)
+        total += len(b.seller_ids)
+        sellers.update(b.seller_ids)
+        assert all(c > 0 for c in b.cluster_ids)
+        batches += 1
+    assert total == len(sellers) == n_sellers(an.stub)
+    assert batches >= 1
+
+
+def test_get_entity_shows_cluster(an, snap, net):
+    key = sorted(net.truth)[0]
+    e = an.stub.GetEntity(pb.GetEntityRequest(ref=ref(SELLER, key)), timeout=T()).entity
+    assert e.cluster_id > 0 and e.cluster_snapshot_id == snap[1][-1].snapshot_id
+
+
+def test_cancel_queued_and_running(an, snap):
+    s = an.stub
+    before = {x.id for x in s.ListSnapshots(pb.ListSnapshotsRequest(), timeout=T()).snapshots}
+    slow = pb.ClusteringSpec(name="slow", algorithm=pb.ALGORITHM_INFOMAP, iterations=100000)
+    j1 = s.StartClustering(pb.StartClusteringRequest(spec=slow), timeout=T())
+    j2 = s.StartClustering(pb.StartClusteringRequest(spec=slow), timeout=T())
+    # j2 waits behind j1: cancelled at once
+    c2 = s.CancelJob(pb.JobRequest(job_id=j2.id), timeout=T())
+    assert c2.state == pb.JOB_STATE_CANCELLED
+    # j1: wait until the worker is clustering, then cancel
+    deadline = time.monotonic() + T(30)
+    while True:
+        g = s.GetJob(pb.JobRequest(job_id=j1.id), timeout=T())
+        assert g.state in (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING), (g.state, g.reason)
+        if g.stage == "cluster":
+            assert g.state == pb.JOB_STATE_RUNNING and 0 < g.progress < 1
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    s.CancelJob(pb.JobRequest(job_id=j1.id), timeout=T())
+    last = watch(s, j1.id, timeout=T(30))[-1]
+    assert last.state == pb.JOB_STATE_CANCELLED, (last.state, last.reason)
+    assert time.monotonic() - t0 < T(5), "cancel took too long"
+    assert last.snapshot_id == 0
+    after = {x.id for x in s.ListSnapshots(pb.ListSnapshotsRequest(), timeout=T()).snapshots}
+    assert after == before
+    # cancel of a finished job is a no-op
+    assert s.CancelJob(pb.JobRequest(job_id=j1.id), timeout=T()).state == pb.JOB_STATE_CANCELLED
+
+
+def test_second_run_and_delete(an, snap):
+    s = an.stub
+    first = snap[1][-1].snapshot_id
+    job, seen = run_job(s, name="second", algorithm=pb.ALGORITHM_CONNECTED_COMPONENTS)
+    sid = seen[-1].snapshot_id
+    assert seen[-1].state == pb.JOB_STATE_SUCCEEDED and sid > first
+    m = s.GetSnapshot(pb.SnapshotRequest(), timeout=T())
+    assert m.id == sid and m.previous_snapshot_id == first
+    ls = s.ListSnapshots(pb.ListSnapshotsRequest(limit=1), timeout=T())
+    assert [x.id for x in ls.snapshots] == [sid] and ls.next_page_token
+    s.DeleteSnapshot(pb.SnapshotRequest(snapshot_id=sid), timeout=T())
+    expect_status(grpc.StatusCode.NOT_FOUND, s.GetSnapshot, pb.SnapshotRequest(snapshot_id=sid),
+                  timeout=T())
+    assert s.GetSnapshot(pb.SnapshotRequest(), timeout=T()).id == first
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT, s.DeleteSnapshot, pb.SnapshotRequest(),
+                  timeout=T(), fields=["snapshot_id"])
+
+
+# ------------------------------------------------------------ bigger graph, restart
+
+
+def test_many_batches_shutdown_and_restart(sellergen_bin, tmp_path_factory):
+    """10000 sellers: StreamAssignments sends several batches; SIGTERM with a
+    job running cancels it and exits 0; after a restart the job is gone (jobs
+    live in memory) and the snapshot is kept."""
+    out = tmp_path_factory.mktemp("sellergen10k")
+    subprocess.run([sellergen_bin, "--sellers", "10000", "--seed", "7", "--out", str(out)],
+                   check=True, capture_output=True, timeout=T(60))
+    net10 = Net(str(out))
+    dm = start_daemon(tmp_path_factory, "analytics10k")
+    try:
+        s = dm.stub
+        ingest(s, net10.link_rows, net10.entity_rows)
+        job, seen = run_job(s, algorithm=pb.ALGORITHM_CONNECTED_COMPONENTS)
+        assert seen[-1].state == pb.JOB_STATE_SUCCEEDED, seen[-1].reason
+        sid = seen[-1].snapshot_id
+        batches = list(s.StreamAssignments(pb.StreamAssignmentsRequest(snapshot_id=sid),
+                                           timeout=T(60)))
+        assert len(batches) >= 2
+        ids = [x for b in batches for x in b.seller_ids]
+        assert len(ids) == n_sellers(s) and ids == sorted(ids)
+        # a watcher that goes away early does not disturb the daemon
+        slow = pb.ClusteringSpec(algorithm=pb.ALGORITHM_INFOMAP, iterations=100000)
+        j = s.StartClustering(pb.StartClusteringRequest(spec=slow), timeout=T())
+        it = s.WatchJob(pb.JobRequest(job_id=j.id), timeout=T(60))
+        next(it)
+        it.cancel()
+        deadline = time.monotonic() + T(30)
+        while s.GetJob(pb.JobRequest(job_id=j.id), timeout=T()).state != pb.JOB_STATE_RUNNING:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        rc = dm.terminate()
+        assert rc == 0, dm.log_tail()
+        assert time.monotonic() - t0 < T(10)
+        dm.start()
+        s = dm.stub
+        expect_status(grpc.StatusCode.NOT_FOUND, s.GetJob, pb.JobRequest(job_id=j.id),
+                      timeout=T())
+        assert s.GetSnapshot(pb.SnapshotRequest(), timeout=T()).id == sid
+    finally:
+        if dm.running():
+            dm.terminate()
+
+
+# ------------------------------------------------------------ worker outcomes (fake workers)
+
+
+def fake_worker(tmp_path, body):
+    p = tmp_path / "fake-worker.sh"
+    p.write_text("#!/bin/sh\ncat >/dev/null\n" + body + "\n")
+    p.chmod(0o755)
+    return str(p)
+
+
+@pytest.mark.parametrize("body,state,reason", [
+    ("kill -9 $$", pb.JOB_STATE_FAILED, "worker killed by signal 9"),
+    ("echo 'stage read 0.1' >&3; echo 'error invalid argument: spec line 2: x' >&3; exit 2",
+     pb.JOB_STATE_FAILED, "invalid argument: spec line 2: x"),
+    ("exit 1", pb.JOB_STATE_FAILED, "worker exited with code 1"),
+    ("echo cancelled >&3; exit 5", pb.JOB_STATE_CANCELLED, "cancelled"),
+])
+def test_worker_outcomes(daemon_factory, tmp_path, body, state, reason):
+    dm = daemon_factory("--worker", fake_worker(tmp_path, body))
+    job, seen = run_job(dm.stub, name="fake")
+    last = seen[-1]
+    assert last.state == state and reason in last.reason, (last.state, last.reason)
+    assert last.snapshot_id == 0
+
+
+def test_missing_worker_fails_job(daemon_factory, tmp_path):
+    dm = daemon_factory("--worker", str(tmp_path / "no-such-worker"))
+    job, seen = run_job(dm.stub)
+    assert seen[-1].state == pb.JOB_STATE_FAILED and "no-such-worker" in seen[-1].reason
+    # the queue goes on: the next job is handled too
+    job2, seen2 = run_job(dm.stub)
+    assert seen2[-1].state == pb.JOB_STATE_FAILED and job2.id == job.id + 1
