@@ -264,6 +264,11 @@ static void run_job(gd_jobs *j, job *jb) {
     } else {
       if (err_line[0])
         snprintf(reason, sizeof reason, "%s", err_line);
+      else if (code == 127)
+        /* The shell convention for "could not exec": some posix_spawn
+         * implementations (valgrind's, for one) report a failed exec this
+         * way instead of returning an error. */
+        snprintf(reason, sizeof reason, "cannot run worker %.200s (exit code 127)", j->worker);
       else
         snprintf(reason, sizeof reason, "worker exited with code %d", code);
       finish(j, jb, GD_JOB_FAILED, reason);
