@@ -77,7 +77,8 @@ static pnode *pnode_load(pstate *s, uint64_t id, gd_err *err) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
-  memcpy(n->adj, s->tmp.v, s->tmp.n * sizeof *n->adj);
+  if (s->tmp.n)
+    memcpy(n->adj, s->tmp.v, s->tmp.n * sizeof *n->adj);
   n->nadj = s->tmp.n;
   n->loaded = true;
   return n;
