@@ -49,6 +49,17 @@ static int64_t *map_slot(i64map *m, int64_t key, int *created) {
   return &m->vals[i];
 }
 
+/* The value of key, or NULL. */
+static int64_t *map_find(const i64map *m, int64_t key) {
+  uint64_t i = mix64((uint64_t)key) & m->mask;
+  while (m->keys[i] != -1) {
+    if (m->keys[i] == key)
+      return &m->vals[i];
+    i = (i + 1) & m->mask;
+  }
+  return NULL;
+}
+
 /* ---- sorting helpers ----------------------------------------------------- */
 
 typedef struct {
@@ -120,9 +131,16 @@ static void *alloc_n(int64_t count, size_t size) {
   return malloc((size_t)(count ? count : 1) * size);
 }
 
-gd_alg_status gd_match_snapshots(int64_t n, const int64_t *prev_id, const int64_t *cur,
-                                 int64_t min_part_size, int64_t *next_id, gd_match_result *ret,
-                                 gd_alg_error *err) {
+/*
+ * The match and the diff. fixed == NULL: new clusters inherit ids by the
+ * matching rule and fresh ids come from *next_id (gd_match_snapshots).
+ * fixed != NULL: new cluster b already has id fixed[b] (ascending in b,
+ * distinct); b "continues" the old cluster with that id if they share a
+ * seller, and next_id is untouched (gd_match_diff).
+ */
+static gd_alg_status match_core(int64_t n, const int64_t *prev_id, const int64_t *cur,
+                                const int64_t *fixed, int64_t min_part_size, int64_t *next_id,
+                                gd_match_result *ret, gd_alg_error *err) {
   if (n < 0 || n > INT32_MAX || (n > 0 && !cur) || !next_id || !ret || min_part_size < 1)
     return gd_alg_error_set(err, GD_ALG_INVALID, "match: bad arguments (n = %lld)", (long long)n);
   int64_t k = 0;
@@ -217,7 +235,21 @@ gd_alg_status gd_match_snapshots(int64_t n, const int64_t *prev_id, const int64_
   qsort(cands, (size_t)nc, sizeof *cands, cmp_cand);
   for (int64_t b = 0; b < k; b++)
     r.new_id[b] = -1;
-  for (int64_t i = 0; i < nc; i++) {
+  if (fixed) {
+    /* Ids are given: a pair continues when both sides carry the same id. */
+    for (int64_t i = 0; i < np; i++) {
+      int64_t a = pairs[i].old, b = pairs[i].neu;
+      if (old_ids[a] != fixed[b])
+        continue;
+      old_taken[a] = 1;
+      if (old_size[a] >= min_part_size || new_size[b] >= min_part_size)
+        r.continued[r.n_continued++] =
+            (gd_match_continued){old_ids[a], old_size[a], new_size[b], pairs[i].inter};
+    }
+    for (int64_t b = 0; b < k; b++)
+      r.new_id[b] = fixed[b];
+  }
+  for (int64_t i = 0; i < nc && !fixed; i++) {
     int64_t a = cands[i].old, b = cands[i].neu;
     if (old_taken[a] || r.new_id[b] >= 0)
       continue;
@@ -236,7 +268,19 @@ gd_alg_status gd_match_snapshots(int64_t n, const int64_t *prev_id, const int64_
   if (!r.born)
     goto nomem;
   for (int64_t b = 0; b < k; b++) {
-    if (new_size[b] == 0 || r.new_id[b] >= 0)
+    if (new_size[b] == 0)
+      continue;
+    if (fixed) { /* born: no old cluster carries its id */
+      if (map_find(&oldmap, fixed[b])) {
+        r.summary.ids_inherited++;
+      } else {
+        r.summary.ids_fresh++;
+        if (new_size[b] >= min_part_size)
+          r.born[r.n_born++] = r.new_id[b];
+      }
+      continue;
+    }
+    if (r.new_id[b] >= 0)
       continue;
     r.new_id[b] = fresh++;
     r.summary.ids_fresh++;
@@ -327,7 +371,8 @@ gd_alg_status gd_match_snapshots(int64_t n, const int64_t *prev_id, const int64_
   r.summary.split = r.n_splits;
   r.summary.born = r.n_born;
   r.summary.dissolved = r.n_dissolved;
-  *next_id = fresh;
+  if (!fixed)
+    *next_id = fresh;
   *ret = r;
   memset(&r, 0, sizeof r);
   goto done;
@@ -340,5 +385,49 @@ done:
   map_free(&pairmap);
   free(old_ids), free(old_size), free(new_size), free(seller_rank), free(pairs), free(cands),
       free(old_taken);
+  return rc;
+}
+
+gd_alg_status gd_match_snapshots(int64_t n, const int64_t *prev_id, const int64_t *cur,
+                                 int64_t min_part_size, int64_t *next_id, gd_match_result *ret,
+                                 gd_alg_error *err) {
+  return match_core(n, prev_id, cur, NULL, min_part_size, next_id, ret, err);
+}
+
+gd_alg_status gd_match_diff(int64_t n, const int64_t *old_id, const int64_t *new_id,
+                            int64_t min_part_size, gd_match_result *ret, gd_alg_error *err) {
+  if (n < 0 || n > INT32_MAX || (n > 0 && (!old_id || !new_id)) || !ret)
+    return gd_alg_error_set(err, GD_ALG_INVALID, "diff: bad arguments (n = %lld)", (long long)n);
+  /* New ids -> dense indices in ascending id order. */
+  int64_t *ids = alloc_n(n, sizeof *ids), *cur = alloc_n(n, sizeof *cur), k = 0;
+  i64map m = {0};
+  gd_alg_status rc = GD_ALG_OK;
+  if (!ids || !cur || map_init(&m, n) != 0) {
+    rc = gd_alg_error_set(err, GD_ALG_NOMEM, "diff: out of memory (%lld sellers)", (long long)n);
+    goto out;
+  }
+  for (int64_t s = 0; s < n; s++) {
+    int created;
+    if (new_id[s] >= 0) {
+      map_slot(&m, new_id[s], &created);
+      if (created)
+        ids[k++] = new_id[s];
+    }
+  }
+  qsort(ids, (size_t)k, sizeof *ids, cmp_i64);
+  for (int64_t i = 0; i < k; i++) {
+    int created;
+    *map_slot(&m, ids[i], &created) = i;
+  }
+  for (int64_t s = 0; s < n; s++) {
+    int created;
+    cur[s] = new_id[s] >= 0 ? *map_slot(&m, new_id[s], &created) : -1;
+  }
+  int64_t unused = 0;
+  rc = match_core(n, old_id, cur, ids, min_part_size, &unused, ret, err);
+out:
+  map_free(&m);
+  free(ids);
+  free(cur);
   return rc;
 }

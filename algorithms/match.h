@@ -141,6 +141,24 @@ gd_alg_status gd_match_snapshots(int64_t n, const int64_t *prev_id, const int64_
                                  int64_t min_part_size, int64_t *next_id, gd_match_result *ret,
                                  gd_alg_error *err);
 
+/*
+ * Diffs two stored snapshots whose ids are already assigned (DiffSnapshots):
+ * the same definitions as above, except that nothing is matched: a new
+ * cluster "continues" the old cluster with the same id when the two share
+ * at least one seller, is born when no old cluster has its id, and an old
+ * id no new cluster carries (with a shared seller) is dissolved. For a
+ * snapshot and the one it was matched against, the events equal those of
+ * gd_match_snapshots, up to sellers present in only one of the two.
+ *
+ * n: sellers in either snapshot, numbered alike. old_id[s], new_id[s]:
+ *   s's cluster id in each (>= 0), or negative if absent from it.
+ * ret->new_id lists the new ids (ascending; new index i has id new_id[i]).
+ * Cost: as gd_match_snapshots plus O(c log c) for the new ids.
+ * Errors: INVALID (NULL arrays, min_part_size < 1), NOMEM.
+ */
+gd_alg_status gd_match_diff(int64_t n, const int64_t *old_id, const int64_t *new_id,
+                            int64_t min_part_size, gd_match_result *ret, gd_alg_error *err);
+
 /* Frees everything in r and resets it. NULL-safe. */
 void gd_match_result_free(gd_match_result *r);
 

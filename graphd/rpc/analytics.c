@@ -16,6 +16,7 @@
 #include "core/entity.h"
 #include "jobs/jobs.h"
 #include "rpc/rpc_int.h"
+#include "match.h"
 #include "store/snapshot.h"
 #include "worker/snapfmt.h"
 
@@ -1135,4 +1136,285 @@ void rpc_entity_cluster(gd_rtxn *r, Graphd__V1__Entity *e) {
     return;
   e->cluster_id = cl;
   e->cluster_snapshot_id = v.id;
+}
+
+/* ---- DiffSnapshots ----------------------------------------------------------- */
+
+/*
+ * The diff is computed when the call starts (both snapshots' assignments
+ * read in one read transaction, aligned by seller id, then gd_match_diff),
+ * and streamed one event per message in DiffEvent's order. Memory: about
+ * 40 bytes per seller for the alignment plus the match result, freed at
+ * the end of the call.
+ */
+typedef struct assign_buf {
+  uint64_t *sellers, *clusters;
+  size_t n, cap;
+  bool oom;
+} assign_buf;
+
+static int ab_visit(void *ctx, const uint64_t *sellers, const uint64_t *clusters, size_t n) {
+  assign_buf *b = ctx;
+  if (b->n + n > b->cap) {
+    size_t nc = (b->cap ? b->cap * 2 : 4096) + n;
+    uint64_t *ns = realloc(b->sellers, nc * sizeof *ns);
+    if (ns)
+      b->sellers = ns;
+    uint64_t *ncl = realloc(b->clusters, nc * sizeof *ncl);
+    if (ncl)
+      b->clusters = ncl;
+    if (!ns || !ncl) {
+      b->oom = true;
+      return 1;
+    }
+    b->cap = nc;
+  }
+  memcpy(b->sellers + b->n, sellers, n * sizeof *sellers);
+  memcpy(b->clusters + b->n, clusters, n * sizeof *clusters);
+  b->n += n;
+  return 0;
+}
+
+enum { D_SUMMARY, D_CONTINUED, D_MERGED, D_SPLIT, D_BORN, D_DISSOLVED, D_MOVED, D_END };
+
+typedef struct dstream {
+  gd_match_result r;
+  uint64_t *sellers; /* store id of seller index s */
+  uint64_t from, to;
+  int phase;
+  int64_t i; /* position in the phase's list */
+  uint8_t *buf;
+  size_t cap;
+} dstream;
+
+static void ds_free(dstream *d) {
+  if (d) {
+    gd_match_result_free(&d->r);
+    free(d->sellers);
+    free(d->buf);
+    free(d);
+  }
+}
+
+/* Reads snapshots from and to (0 = latest) in one transaction and diffs them. */
+static int ds_compute(dstream *d, uint64_t from, uint64_t to, int64_t min_part, gd_err *err) {
+  gd_rtxn *r = NULL;
+  assign_buf a = {0}, b = {0};
+  int64_t *old_id = NULL, *new_id = NULL;
+  gd_snapshot_view v;
+  int rc = gd_store_read_begin(env.store, &r, err);
+  if (!rc && (rc = gd_store_snapshot_get(r, from, &v, err)) == GD_ENOTFOUND)
+    gd_err_set(err, rc, "from_snapshot_id: no snapshot %llu", (unsigned long long)from);
+  if (!rc && (rc = gd_store_snapshot_get(r, to, &v, err)) == GD_ENOTFOUND)
+    gd_err_set(err, rc, "to_snapshot_id: no snapshot %llu", (unsigned long long)to);
+  if (!rc) {
+    d->from = from;
+    d->to = v.id;
+  }
+  if (!rc)
+    rc = gd_store_assignments_visit(r, d->from, 0, ab_visit, &a, NULL, err);
+  if (!rc)
+    rc = gd_store_assignments_visit(r, d->to, 0, ab_visit, &b, NULL, err);
+  gd_store_read_end(r);
+  if (!rc && (a.oom || b.oom || a.n + b.n > INT32_MAX))
+    rc = gd_err_set(err, GD_ENOMEM, "out of memory (%zu + %zu assignments)", a.n, b.n);
+  size_t n = 0, cap = a.n + b.n;
+  if (!rc) {
+    d->sellers = malloc((cap ? cap : 1) * sizeof *d->sellers);
+    old_id = malloc((cap ? cap : 1) * sizeof *old_id);
+    new_id = malloc((cap ? cap : 1) * sizeof *new_id);
+    if (!d->sellers || !old_id || !new_id)
+      rc = gd_err_set(err, GD_ENOMEM, "out of memory (%zu sellers)", cap);
+  }
+  /* Merge join: both lists ascend by seller id. */
+  for (size_t i = 0, j = 0; !rc && (i < a.n || j < b.n); n++) {
+    uint64_t sa = i < a.n ? a.sellers[i] : UINT64_MAX, sb = j < b.n ? b.sellers[j] : UINT64_MAX;
+    uint64_t s = sa < sb ? sa : sb;
+    d->sellers[n] = s;
+    old_id[n] = sa == s ? (int64_t)a.clusters[i++] : -1;
+    new_id[n] = sb == s ? (int64_t)b.clusters[j++] : -1;
+  }
+  free(a.sellers), free(a.clusters), free(b.sellers), free(b.clusters);
+  if (!rc) {
+    gd_alg_error ae = {0};
+    if (gd_match_diff((int64_t)n, old_id, new_id, min_part, &d->r, &ae) != GD_ALG_OK)
+      rc = gd_err_set(err, ae.code == GD_ALG_NOMEM ? GD_ENOMEM : GD_EINTERNAL, "diff: %s",
+                      ae.msg);
+  }
+  free(old_id);
+  free(new_id);
+  return rc;
+}
+
+static void ds_ids(uint64_t *dst, const int64_t *src, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    dst[i] = (uint64_t)src[i];
+}
+
+/* Writes the next event, or finishes the call. */
+static void ds_next(gd_call *c, dstream *d) {
+  Graphd__V1__DiffEvent e = GRAPHD__V1__DIFF_EVENT__INIT;
+  Graphd__V1__DiffSummary sum = GRAPHD__V1__DIFF_SUMMARY__INIT;
+  const gd_match_result *r = &d->r;
+  uint64_t one_from, one_to, *parts = NULL;
+  char text[320];
+  /* Skip empty phases. */
+  static const int kinds[] = {
+      [D_SUMMARY] = GRAPHD__V1__DIFF_EVENT__KIND__KIND_SUMMARY,
+      [D_CONTINUED] = GRAPHD__V1__DIFF_EVENT__KIND__KIND_CONTINUED,
+      [D_MERGED] = GRAPHD__V1__DIFF_EVENT__KIND__KIND_MERGED,
+      [D_SPLIT] = GRAPHD__V1__DIFF_EVENT__KIND__KIND_SPLIT,
+      [D_BORN] = GRAPHD__V1__DIFF_EVENT__KIND__KIND_BORN,
+      [D_DISSOLVED] = GRAPHD__V1__DIFF_EVENT__KIND__KIND_DISSOLVED,
+      [D_MOVED] = GRAPHD__V1__DIFF_EVENT__KIND__KIND_MOVED};
+  const int64_t lens[] = {1, r->n_continued, r->n_merges, r->n_splits,
+                          r->n_born, r->n_dissolved, r->n_moves};
+  while (d->phase < D_END && d->i >= lens[d->phase]) {
+    d->phase++;
+    d->i = 0;
+  }
+  if (d->phase == D_END || gd_call_expired(c)) {
+    bool expired = d->phase != D_END;
+    gd_call_set_user(c, NULL);
+    ds_free(d);
+    if (expired)
+      gd_call_finish(c, GD_EDEADLINE, "call expired", NULL, 0);
+    else
+      gd_call_finish(c, GD_OK, NULL, NULL, 0);
+    return;
+  }
+  int64_t i = d->i++;
+  e.kind = kinds[d->phase];
+  switch (d->phase) {
+  case D_SUMMARY: {
+    const gd_match_summary *m = &r->summary;
+    sum.from_snapshot_id = d->from;
+    sum.to_snapshot_id = d->to;
+    sum.sellers = (uint64_t)m->sellers;
+    sum.sellers_stayed = (uint64_t)m->sellers_stayed;
+    sum.sellers_moved = (uint64_t)m->sellers_moved;
+    sum.sellers_added = (uint64_t)m->sellers_added;
+    sum.sellers_removed = (uint64_t)m->sellers_removed;
+    sum.clusters_from = (uint64_t)m->clusters_old;
+    sum.clusters_to = (uint64_t)m->clusters_new;
+    sum.continued = (uint64_t)m->continued;
+    sum.merged = (uint64_t)m->merged;
+    sum.split = (uint64_t)m->split;
+    sum.born = (uint64_t)m->born;
+    sum.dissolved = (uint64_t)m->dissolved;
+    snprintf(text, sizeof text,
+             "snapshot %llu -> %llu: %lld sellers (%lld stayed, %lld moved, %lld added, %lld "
+             "removed); clusters %lld -> %lld: %lld continued, %lld merged, %lld split, %lld "
+             "born, %lld dissolved",
+             (unsigned long long)d->from, (unsigned long long)d->to, (long long)m->sellers,
+             (long long)m->sellers_stayed, (long long)m->sellers_moved,
+             (long long)m->sellers_added, (long long)m->sellers_removed,
+             (long long)m->clusters_old, (long long)m->clusters_new, (long long)m->continued,
+             (long long)m->merged, (long long)m->split, (long long)m->born,
+             (long long)m->dissolved);
+    e.summary = text;
+    e.counts = &sum;
+    break;
+  }
+  case D_CONTINUED:
+    one_from = one_to = (uint64_t)r->continued[i].id;
+    e.from_clusters = &one_from, e.n_from_clusters = 1;
+    e.to_clusters = &one_to, e.n_to_clusters = 1;
+    break;
+  case D_MERGED:
+  case D_SPLIT: {
+    const gd_match_group *g = d->phase == D_MERGED ? &r->merges[i] : &r->splits[i];
+    parts = malloc((size_t)g->n_parts * sizeof *parts);
+    if (!parts) {
+      gd_call_set_user(c, NULL);
+      ds_free(d);
+      rpc_fail_code(c, GD_ENOMEM, "out of memory");
+      return;
+    }
+    ds_ids(parts, g->parts, g->n_parts);
+    one_from = one_to = (uint64_t)g->id;
+    if (d->phase == D_MERGED) {
+      e.from_clusters = parts, e.n_from_clusters = (size_t)g->n_parts;
+      e.to_clusters = &one_to, e.n_to_clusters = 1;
+    } else {
+      e.from_clusters = &one_from, e.n_from_clusters = 1;
+      e.to_clusters = parts, e.n_to_clusters = (size_t)g->n_parts;
+    }
+    break;
+  }
+  case D_BORN:
+    one_to = (uint64_t)r->born[i];
+    e.to_clusters = &one_to, e.n_to_clusters = 1;
+    break;
+  case D_DISSOLVED:
+    one_from = (uint64_t)r->dissolved[i];
+    e.from_clusters = &one_from, e.n_from_clusters = 1;
+    break;
+  default: /* D_MOVED */
+    e.seller_id = d->sellers[r->moves[i].seller];
+    one_from = (uint64_t)r->moves[i].from;
+    one_to = (uint64_t)r->moves[i].to;
+    e.from_clusters = &one_from, e.n_from_clusters = 1;
+    e.to_clusters = &one_to, e.n_to_clusters = 1;
+    break;
+  }
+  size_t n = protobuf_c_message_get_packed_size(&e.base);
+  if (n > d->cap) {
+    uint8_t *nb = realloc(d->buf, n);
+    if (!nb) {
+      free(parts);
+      gd_call_set_user(c, NULL);
+      ds_free(d);
+      rpc_fail_code(c, GD_ENOMEM, "out of memory");
+      return;
+    }
+    d->buf = nb;
+    d->cap = n;
+  }
+  protobuf_c_message_pack(&e.base, d->buf);
+  free(parts);
+  bool last = d->phase == D_MOVED && d->i == r->n_moves;
+  gd_call_write(c, d->buf, n, !last);
+}
+
+void rpc_diff_written(gd_call *c, bool ok) {
+  dstream *d = gd_call_user(c);
+  if (!ok) {
+    gd_call_set_user(c, NULL);
+    ds_free(d);
+    gd_call_finish(c, GD_ECANCELLED, "call cancelled", NULL, 0);
+    return;
+  }
+  ds_next(c, d);
+}
+
+void rpc_diff_snapshots(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__DiffSnapshotsRequest *req = (Graphd__V1__DiffSnapshotsRequest *)rpc_unpack(
+      c, &graphd__v1__diff_snapshots_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  uint64_t from = req->from_snapshot_id, to = req->to_snapshot_id;
+  uint32_t min_part = req->min_part_size ? req->min_part_size : GD_MATCH_MIN_PART_SIZE;
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+  if (!from) {
+    rpc_fail_code(c, GD_EINVALID, "from_snapshot_id: required (0 is not a snapshot)");
+    return;
+  }
+  if (min_part > 1000000) {
+    rpc_fail_code(c, GD_EINVALID, "min_part_size: at most 1000000");
+    return;
+  }
+  dstream *d = calloc(1, sizeof *d);
+  gd_err err = {0};
+  if (!d) {
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    return;
+  }
+  if (ds_compute(d, from, to, min_part, &err)) {
+    ds_free(d);
+    rpc_fail(c, &err);
+    return;
+  }
+  gd_call_set_user(c, d);
+  ds_next(c, d);
 }

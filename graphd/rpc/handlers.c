@@ -692,7 +692,6 @@ static void h_stats(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
 
 #define SVC "/graphd.v1.SellerGraph/"
 #define UNARY(name, fn) {SVC name, GD_RPC_UNARY, fn, NULL, NULL, NULL}
-#define SSTREAM(name) {SVC name, GD_RPC_SERVER_STREAM, NULL, NULL, NULL, NULL}
 
 /* One row per rpc: path, kind, handler. A NULL handler answers
  * UNIMPLEMENTED with the method's name. */
@@ -718,7 +717,8 @@ static const gd_method methods[] = {
     UNARY("GetCluster", rpc_get_cluster),
     {SVC "StreamAssignments", GD_RPC_SERVER_STREAM, rpc_stream_assignments, NULL,
      rpc_assign_written, NULL},
-    SSTREAM("DiffSnapshots"),
+    {SVC "DiffSnapshots", GD_RPC_SERVER_STREAM, rpc_diff_snapshots, NULL, rpc_diff_written,
+     NULL},
     UNARY("Backup", NULL),
     UNARY("ListAudit", NULL),
     {"/grpc.health.v1.Health/Check", GD_RPC_UNARY, h_health_check, NULL, NULL, NULL},

@@ -14,8 +14,8 @@ from grpc.health.v1 import health_pb2
 IMPLEMENTED = ["Upsert", "Ingest", "GetEntity", "Neighbors", "SetLabels", "DeleteEntity", "Stats",
                "LinkedSellers", "FindPaths", "RankSuspects", "StartClustering", "GetJob",
                "WatchJob", "CancelJob", "ListSnapshots", "GetSnapshot", "DeleteSnapshot",
-               "ListClusters", "GetCluster", "StreamAssignments"]
-UNIMPLEMENTED = ["DiffSnapshots", "Backup", "ListAudit"]
+               "ListClusters", "GetCluster", "StreamAssignments", "DiffSnapshots"]
+UNIMPLEMENTED = ["Backup", "ListAudit"]
 
 # ---------------------------------------------------------------- health
 

@@ -893,6 +893,60 @@ static void test_match_planted_split(void) {
   gd_match_result_free(&r);
 }
 
+/* gd_match_diff on stored ids: the planted merge and split again, with the
+ * new ids the match gave; the events are the match's. Plus a diff between
+ * unrelated ids: everything born and dissolved. */
+static void test_match_diff(void) {
+  enum { N = 25 };
+  int64_t prev[N], cur[N], ids[N];
+  for (int s = 0; s < N; s++) {
+    prev[s] = s < 10 ? 10 : s < 20 ? 20 : s < 22 ? 30 : s == 22 ? 40 : s == 24 ? 50 : -1;
+    cur[s] = s < 20 ? 0 : s < 22 ? 1 : s == 22 ? 2 : s == 23 ? 3 : -1;
+  }
+  int64_t next_id = 0;
+  gd_match_result m, d;
+  CHECK_OK(gd_match_snapshots(N, prev, cur, 1, &next_id, &m, NULL));
+  for (int s = 0; s < N; s++)
+    ids[s] = cur[s] >= 0 ? m.new_id[cur[s]] : -1;
+  CHECK_OK(gd_match_diff(N, prev, ids, 1, &d, NULL));
+  CHECK_EQ_U(d.n_moves, m.n_moves);
+  CHECK_EQ_U(d.n_continued, m.n_continued);
+  CHECK_EQ_U(d.n_merges, 1);
+  CHECK(d.n_merges == 1 && d.merges[0].id == 10 && d.merges[0].n_parts == 2 &&
+        d.merges[0].parts[0] == 10 && d.merges[0].parts[1] == 20);
+  CHECK(d.n_born == 1 && d.born[0] == 51);
+  CHECK(d.n_dissolved == 2 && d.dissolved[0] == 20 && d.dissolved[1] == 50);
+  CHECK(d.n_new == 4 && d.new_id[0] == 10 && d.new_id[1] == 30 && d.new_id[2] == 40 &&
+        d.new_id[3] == 51);
+  CHECK_EQ_U(d.summary.ids_inherited, 3);
+  CHECK_EQ_U(d.summary.ids_fresh, 1);
+  CHECK_EQ_U(d.summary.sellers_stayed, m.summary.sellers_stayed);
+  gd_match_result_free(&m);
+  gd_match_result_free(&d);
+
+  /* Split: 5 = 0..11 becomes {5: 0..7, 100: 8..11 + 6's 12..14}. */
+  int64_t p2[15], n2[15];
+  for (int s = 0; s < 15; s++) {
+    p2[s] = s < 12 ? 5 : 6;
+    n2[s] = s < 8 ? 5 : 100;
+  }
+  CHECK_OK(gd_match_diff(15, p2, n2, 2, &d, NULL));
+  CHECK(d.n_splits == 1 && d.splits[0].id == 5 && d.splits[0].n_parts == 2 &&
+        d.splits[0].parts[0] == 5 && d.splits[0].parts[1] == 100);
+  CHECK(d.n_born == 1 && d.born[0] == 100 && d.n_dissolved == 1 && d.dissolved[0] == 6);
+  CHECK(d.n_continued == 1 && d.continued[0].id == 5 && d.continued[0].overlap == 8);
+  CHECK_EQ_U(d.n_moves, 7);
+  gd_match_result_free(&d);
+
+  /* Disjoint ids: nothing continues. */
+  for (int s = 0; s < 15; s++)
+    n2[s] = s < 8 ? 1000 : 1001;
+  CHECK_OK(gd_match_diff(15, p2, n2, 2, &d, NULL));
+  CHECK(d.n_continued == 0 && d.n_born == 2 && d.n_dissolved == 2 && d.n_moves == 15);
+  gd_match_result_free(&d);
+  CHECK(gd_match_diff(15, NULL, n2, 2, &d, NULL) == GD_ALG_INVALID);
+}
+
 /* Two Leiden runs of email-eu-core with different seeds, matched: the
  * accounting adds up and most sellers keep their id. */
 static void test_match_real(void) {
@@ -928,4 +982,4 @@ TAP_MAIN(T(test_csr_merge), T(test_membership_canonical), T(test_projection_exac
          T(test_errors), T(test_algorithms_on_reference_graphs), T(test_determinism),
          T(test_golden_football), T(test_quality_gate_email), T(test_quality_gate_football),
          T(test_interrupt), T(test_match_planted_merge), T(test_match_planted_split),
-         T(test_match_real))
+         T(test_match_diff), T(test_match_real))
