@@ -567,6 +567,8 @@ static void manifest_fill(const gd_snapshot_view *v, manifest_pb *p) {
   if (res) {
     p->m.objective = jdbl(res, "objective");
     p->m.modularity = jdbl(res, "modularity");
+    p->m.flagged_sellers = (uint64_t)jint(res, "flagged_sellers");
+    p->m.risk_base_rate = jdbl(res, "risk_base_rate");
   }
   static const char *stages[] = {"open", "read", "project", "cluster", "match", "summarize",
                                  "total"};

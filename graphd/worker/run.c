@@ -55,6 +55,7 @@ typedef struct job {
   gd_graph_export x;
   uint8_t *flagged; /* per seller */
   int64_t flagged_total;
+  double base_rate; /* flagged_total / sellers: the risk prior */
   int64_t *prev;    /* per seller: previous cluster id, -1 none; NULL without previous */
   uint64_t prev_snap;
   int64_t next_cluster_id;
@@ -412,6 +413,7 @@ static int do_summarize(job *j, gd_err *err) {
     flg[mem[s]] += j->flagged[s];
     j->assign[s] = (uint64_t)j->mr.new_id[mem[s]];
   }
+  j->base_rate = n ? (double)j->flagged_total / (double)n : 0.0;
   /* Tie weight inside and across, from the evidence graph, in CSR order
    * (deterministic sums): an inner edge once (u < v), a crossing edge
    * once for each side's cluster. */
@@ -480,7 +482,7 @@ static int do_summarize(job *j, gd_err *err) {
     gd_cluster_summary cs = {
         .size = (uint64_t)size[c],
         .flagged = (uint64_t)flg[c],
-        .risk = gd_summary_risk((uint64_t)flg[c], (uint64_t)size[c]),
+        .risk = gd_summary_risk((uint64_t)flg[c], (uint64_t)size[c], j->base_rate),
         .internal = win[c],
         .boundary = wout[c],
     };
@@ -608,6 +610,7 @@ static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
   jadd(res, "flagged_sellers", jint(j->flagged_total));
   jadd(res, "objective", jnum(j->cr.quality));
   jadd(res, "modularity", jnum(j->cr.modularity));
+  jadd(res, "risk_base_rate", jnum(j->base_rate));
   jadd(res, "iterations", jint(j->cr.iterations));
   jadd(res, "igraph_warnings", jint(j->cr.warnings));
   jadd(m, "result", res);

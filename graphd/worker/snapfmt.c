@@ -25,8 +25,8 @@ static double rdf(const uint8_t *p) {
   return d;
 }
 
-double gd_summary_risk(uint64_t flagged, uint64_t size) {
-  return ((double)flagged + 1.0) / ((double)size + 2.0);
+double gd_summary_risk(uint64_t flagged, uint64_t size, double base_rate) {
+  return ((double)flagged + GD_RISK_PRIOR * base_rate) / ((double)size + GD_RISK_PRIOR);
 }
 
 double gd_summary_score(uint64_t users, uint64_t total) {

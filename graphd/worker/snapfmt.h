@@ -105,8 +105,16 @@ typedef struct gd_cluster_summary {
   gd_summary_entity top[GD_SUMMARY_TOP];
 } gd_cluster_summary;
 
-/* (flagged + 1) / (size + 2). */
-double gd_summary_risk(uint64_t flagged, uint64_t size);
+/*
+ * Risk: the share flagged, smoothed towards the snapshot's base rate p (all
+ * flagged sellers / all sellers) with GD_RISK_PRIOR pseudo-sellers:
+ *   risk = (flagged + GD_RISK_PRIOR * p) / (size + GD_RISK_PRIOR).
+ * An unflagged singleton scores about p; a cluster needs several flagged
+ * members to score high, so ranking by risk puts flagged rings before
+ * lone flagged sellers and far before unflagged ones.
+ */
+#define GD_RISK_PRIOR 5.0
+double gd_summary_risk(uint64_t flagged, uint64_t size, double base_rate);
 
 /* users * users / max(total, users): the supply-source score. */
 double gd_summary_score(uint64_t users, uint64_t total);

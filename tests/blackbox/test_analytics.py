@@ -9,6 +9,7 @@ Data: a sellergen network (SELLERGEN_BIN; skipped without it), 3000
 sellers, seed 5, loaded through Ingest into one module-scoped daemon.
 """
 
+import json
 import os
 import subprocess
 import time
@@ -179,7 +180,19 @@ def test_list_clusters_by_risk(an, snap):
     assert keys == sorted(keys)
     top = cl[0]
     assert top.flagged > 0
-    assert abs(top.risk - (top.flagged + 1) / (top.size + 2)) < 1e-9
+    m = s.GetSnapshot(pb.SnapshotRequest(), timeout=T())
+    assert m.flagged_sellers > 0
+    assert abs(m.risk_base_rate - m.flagged_sellers / m.sellers) < 1e-12
+    p = m.risk_base_rate
+    assert abs(top.risk - (top.flagged + 5 * p) / (top.size + 5)) < 1e-9
+    # Without a size floor, flagged clusters still come before every
+    # unflagged one, singletons included.
+    allc = s.ListClusters(pb.ListClustersRequest(order=pb.CLUSTER_ORDER_RISK, limit=200),
+                          timeout=T()).clusters
+    seen_unflagged = False
+    for c in allc:
+        seen_unflagged |= c.flagged == 0
+        assert not (seen_unflagged and c.flagged > 0 and c.size > 1), "unflagged ranked first"
     assert top.top_shared and top.top_shared[0].entity.id > 0
     assert top.top_shared[0].cluster_sellers >= 2
     # paging covers every cluster once
@@ -360,3 +373,79 @@ def test_missing_worker_fails_job(daemon_factory, tmp_path):
     # the queue goes on: the next job is handled too
     job2, seen2 = run_job(dm.stub)
     assert seen2[-1].state == pb.JOB_STATE_FAILED and job2.id == job.id + 1
+
+
+# ------------------------------------------------------------ graphctl
+
+
+def test_graphctl_analytics(an, snap, graphctl_bin, tmp_path):
+    """cluster (job to the end), job, snapshots, clusters, cluster ID,
+    assignments (CSV and JSON Lines, to a file), diff A B."""
+    from test_graphctl import js, run
+
+    def ctl(*args, **kw):
+        return run(graphctl_bin, an.addr, *args, **kw)
+
+    p = ctl("cluster", "--algorithm", "louvain", "--name", "from-graphctl", "--seed", "3",
+            "--label", "counterfeit", check=0)
+    job = js(p)
+    assert job["state"] == "SUCCEEDED" and job["algorithm"] == "louvain"
+    sid = job["snapshot_id"]
+    assert sid > 0
+    text = ctl("cluster", "--name", "text", json_out=False, check=0).stdout
+    assert "SUCCEEDED" in text and "snapshot" in text
+    assert js(ctl("job", job["id"], check=0))["snapshot_id"] == sid
+
+    snaps = js(ctl("snapshots", check=0))["snapshots"]
+    assert sid in [x["id"] for x in snaps]
+    assert any(x["name"] == "from-graphctl" for x in snaps)
+    table = ctl("snapshots", json_out=False, check=0).stdout
+    assert table.startswith("ID") and "from-graphctl" in table
+
+    cl = js(ctl("clusters", "--snapshot", sid, "--min-size", "2", "--limit", "5", check=0))
+    assert 0 < len(cl["clusters"]) <= 5 and cl["next_page_token"]
+    risks = [c["risk"] for c in cl["clusters"]]
+    assert risks == sorted(risks, reverse=True)
+    table = ctl("clusters", "--snapshot", sid, "--limit", "3", json_out=False, check=0).stdout
+    assert table.splitlines()[0].split()[:4] == ["ID", "SIZE", "FLAGGED", "RISK"]
+
+    top = cl["clusters"][0]
+    one = js(ctl("cluster", top["id"], "--snapshot", sid, "--max-members", "3", check=0))
+    assert one["cluster"]["id"] == top["id"] and 0 < len(one["members"]) <= 3
+    text = ctl("cluster", top["id"], "--snapshot", sid, json_out=False, check=0).stdout
+    assert "top shared entities" in text
+
+    out = tmp_path / "a.csv"
+    p = ctl("assignments", "--snapshot", sid, "--out", out, json_out=False, check=0)
+    rows = out.read_text().splitlines()
+    assert rows[0] == "seller_id,cluster_id" and len(rows) == n_sellers(an.stub) + 1
+    assert "assignments" in p.stderr
+    streamed = []
+    for b in an.stub.StreamAssignments(pb.StreamAssignmentsRequest(snapshot_id=sid), timeout=T()):
+        streamed.extend(zip(b.seller_ids, b.cluster_ids))
+    assert [tuple(map(int, r.split(","))) for r in rows[1:]] == streamed
+    jl = ctl("assignments", "--snapshot", sid, "--format", "jsonl", json_out=False,
+             check=0).stdout.splitlines()
+    assert json.loads(jl[0]) == {"seller_id": streamed[0][0], "cluster_id": streamed[0][1]}
+
+    first = snap[1][-1].snapshot_id
+    d = js(ctl("diff", first, sid, check=0))
+    assert d["summary"]["from_snapshot_id"] == first and d["summary"]["to_snapshot_id"] == sid
+    moved = [e for e in d["events"] if e["kind"] == "moved"]
+    assert len(moved) == d["summary"]["sellers_moved"]
+    nm = js(ctl("diff", first, "latest", "--no-moves", check=0))
+    assert not [e for e in nm["events"] if e["kind"] == "moved"]
+    text = ctl("diff", first, sid, json_out=False, check=0).stdout
+    assert text.startswith("snapshot %d -> %d:" % (first, sid))
+
+    # Errors: exit 1 with the server's status, 2 for usage.
+    p = ctl("diff", first, 999999, check=1)
+    assert "NOT_FOUND" in p.stderr and "to_snapshot_id" in p.stderr
+    ctl("diff", first, check=2)
+    ctl("cluster", "--algorithm", "nope", check=2)
+    p = ctl("cluster", "999999999", "--snapshot", sid, check=1)
+    assert "NOT_FOUND" in p.stderr
+    p = ctl("job", "999999", check=1)
+    assert "NOT_FOUND" in p.stderr
+    p = ctl("assignments", "--snapshot", "999999", "--out", tmp_path / "x.csv", check=1)
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.csv.tmp").exists()

@@ -673,7 +673,7 @@ static const char *SPEC = "# the test spec\n"
                           "previous = -1\n";
 
 static void check_summary(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t size,
-                          uint64_t flagged, uint64_t warehouse) {
+                          uint64_t flagged, uint64_t warehouse, double base_rate) {
   const void *raw;
   size_t len;
   gd_cluster_summary cs;
@@ -681,7 +681,8 @@ static void check_summary(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t 
   CHECK(gd_summary_decode(raw, len, &cs, NULL) == GD_OK);
   CHECK_EQ_U(cs.size, size);
   CHECK_EQ_U(cs.flagged, flagged);
-  CHECK(fabs(cs.risk - ((double)flagged + 1) / ((double)size + 2)) < 1e-12);
+  CHECK(fabs(cs.risk - ((double)flagged + GD_RISK_PRIOR * base_rate) /
+                           ((double)size + GD_RISK_PRIOR)) < 1e-12);
   /* ra0 / rb0 also use the 402-seller hub: its weak ties are boundary. */
   CHECK(cs.internal > 0 && cs.boundary > 0);
   CHECK(fabs(cs.cohesion - cs.internal / (cs.internal + cs.boundary)) < 1e-12);
@@ -750,8 +751,17 @@ static void test_worker_rings(void) {
   CHECK(gd_store_snapshot_get(r, 0, &v, NULL) == GD_OK);
   CHECK_EQ_U(v.id, snap1);
   CHECK_EQ_U(v.n_assignments, N_RING_SELLERS);
-  check_summary(r, snap1, ca, 12, 3, id_of(rings, GD_TYPE_ADDRESS, "wA"));
-  check_summary(r, snap1, cb, 8, 1, id_of(rings, GD_TYPE_ADDRESS, "wB"));
+  /* The risk prior: flagged sellers / sellers, as the manifest says. */
+  json_object *mroot;
+  manifest(rings, snap1, &mroot);
+  json_object *fs = jget(mroot, "result", "flagged_sellers"),
+              *br = jget(mroot, "result", "risk_base_rate");
+  double base_rate = br ? json_object_get_double(br) : -1;
+  CHECK(fs && br);
+  CHECK(fabs(base_rate - (double)json_object_get_int64(fs) / N_RING_SELLERS) < 1e-12);
+  json_object_put(mroot);
+  check_summary(r, snap1, ca, 12, 3, id_of(rings, GD_TYPE_ADDRESS, "wA"), base_rate);
+  check_summary(r, snap1, cb, 8, 1, id_of(rings, GD_TYPE_ADDRESS, "wB"), base_rate);
   /* A singleton's summary: no shared entity, cohesion 0. */
   const void *raw;
   size_t len;

@@ -633,3 +633,140 @@ void gc_stream_free(gc_stream *s) {
   grpc_completion_queue_destroy(s->cq);
   free(s);
 }
+
+/* ---- server streaming ---- */
+
+struct gc_sstream {
+  gc_client *c;
+  grpc_completion_queue *cq;
+  grpc_call *call;
+  grpc_metadata_array init_md, trail_md;
+  grpc_status_code status;
+  grpc_slice details;
+  bool ended;
+  uint64_t messages, bytes;
+  char tag_start, tag_recv, tag_status;
+};
+
+/* Receives the final status; the stream has ended after this. */
+static int sstream_status(gc_sstream *s, gc_status *st) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  op.data.recv_status_on_client.trailing_metadata = &s->trail_md;
+  op.data.recv_status_on_client.status = &s->status;
+  op.data.recv_status_on_client.status_details = &s->details;
+  s->ended = true;
+  grpc_call_error err = grpc_call_start_batch(s->call, &op, 1, &s->tag_status, NULL);
+  if (err != GRPC_CALL_OK)
+    return st_set(st, GRPC_STATUS_INTERNAL, "client: grpc_call_start_batch: %s",
+                  grpc_call_error_to_string(err));
+  grpc_completion_queue_pluck(s->cq, &s->tag_status, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+  if (s->status == GRPC_STATUS_OK)
+    return st_ok(st);
+  return st_from_call(st, s->c, s->status, s->details);
+}
+
+int gc_sstream_open(gc_client *c, const char *method, const ProtobufCMessage *req,
+                    int timeout_ms, gc_sstream **ret_stream, gc_status *st) {
+  if (ret_stream)
+    *ret_stream = NULL;
+  if (!c || !method || !*method || !req || !ret_stream)
+    return st_set(st, GRPC_STATUS_INVALID_ARGUMENT, "client: gc_sstream_open: missing argument");
+  gc_sstream *s = calloc(1, sizeof *s);
+  if (!s)
+    return st_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "client: out of memory");
+  grpc_byte_buffer *send = pack_message(req);
+  if (!send) {
+    free(s);
+    return st_set(st, GRPC_STATUS_INTERNAL, "client: cannot pack %s", req->descriptor->name);
+  }
+  s->c = c;
+  s->cq = grpc_completion_queue_create_for_pluck(NULL);
+  s->call = create_call(c, s->cq, method, deadline_after(timeout_ms));
+  s->details = grpc_empty_slice();
+  s->status = GRPC_STATUS_UNKNOWN;
+  grpc_metadata_array_init(&s->init_md);
+  grpc_metadata_array_init(&s->trail_md);
+  grpc_op ops[4];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = send;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->init_md;
+  grpc_call_error err = grpc_call_start_batch(s->call, ops, 4, &s->tag_start, NULL);
+  if (err != GRPC_CALL_OK) {
+    grpc_byte_buffer_destroy(send);
+    s->ended = true;
+    gc_sstream_free(s);
+    return st_set(st, GRPC_STATUS_INTERNAL, "client: grpc_call_start_batch: %s",
+                  grpc_call_error_to_string(err));
+  }
+  grpc_event ev =
+      grpc_completion_queue_pluck(s->cq, &s->tag_start, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+  grpc_byte_buffer_destroy(send);
+  if (!ev.success) { /* the call failed before the server answered: get why */
+    int code = sstream_status(s, st);
+    gc_sstream_free(s);
+    return code ? code : st_set(st, GRPC_STATUS_INTERNAL, "client: stream ended at once");
+  }
+  *ret_stream = s;
+  return st_ok(st);
+}
+
+int gc_sstream_next(gc_sstream *s, const ProtobufCMessageDescriptor *desc,
+                    ProtobufCMessage **ret_msg, gc_status *st) {
+  if (ret_msg)
+    *ret_msg = NULL;
+  if (!s || !desc || !ret_msg)
+    return st_set(st, GRPC_STATUS_INVALID_ARGUMENT, "client: gc_sstream_next: missing argument");
+  if (s->ended)
+    return st_set(st, GRPC_STATUS_INVALID_ARGUMENT, "client: gc_sstream_next after the end");
+  grpc_byte_buffer *bb = NULL;
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &bb;
+  grpc_call_error err = grpc_call_start_batch(s->call, &op, 1, &s->tag_recv, NULL);
+  if (err != GRPC_CALL_OK) {
+    grpc_call_cancel(s->call, NULL);
+    sstream_status(s, NULL);
+    return st_set(st, GRPC_STATUS_INTERNAL, "client: grpc_call_start_batch: %s",
+                  grpc_call_error_to_string(err));
+  }
+  grpc_completion_queue_pluck(s->cq, &s->tag_recv, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+  if (!bb)
+    return sstream_status(s, st);
+  s->messages++;
+  s->bytes += grpc_byte_buffer_length(bb);
+  ProtobufCMessage *m = unpack_message(desc, bb);
+  grpc_byte_buffer_destroy(bb);
+  if (!m) {
+    grpc_call_cancel(s->call, NULL);
+    sstream_status(s, NULL);
+    return st_set(st, GRPC_STATUS_INTERNAL, "client: a message does not parse as %s", desc->name);
+  }
+  *ret_msg = m;
+  return st_ok(st);
+}
+
+uint64_t gc_sstream_messages(const gc_sstream *s) { return s ? s->messages : 0; }
+uint64_t gc_sstream_bytes(const gc_sstream *s) { return s ? s->bytes : 0; }
+
+void gc_sstream_free(gc_sstream *s) {
+  if (!s)
+    return;
+  if (!s->ended) {
+    grpc_call_cancel(s->call, NULL);
+    sstream_status(s, NULL);
+  }
+  grpc_call_unref(s->call);
+  grpc_slice_unref(s->details);
+  grpc_metadata_array_destroy(&s->init_md);
+  grpc_metadata_array_destroy(&s->trail_md);
+  grpc_completion_queue_shutdown(s->cq);
+  grpc_completion_queue_destroy(s->cq);
+  free(s);
+}

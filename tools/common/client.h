@@ -219,4 +219,40 @@ uint64_t gc_stream_messages_sent(const gc_stream *s);
  */
 void gc_stream_free(gc_stream *s);
 
+/* ---------------------------------------------------------------- */
+/* Server streaming (WatchJob, StreamAssignments, DiffSnapshots)      */
+
+typedef struct gc_sstream gc_sstream;
+
+/*
+ * Starts a server-streaming call: sends req to method and half-closes.
+ * timeout_ms is the whole call's deadline (<= 0: none). Returns OK and
+ * sets *ret_stream (free with gc_sstream_free), or an error status (then
+ * *ret_stream is NULL): INVALID_ARGUMENT (missing argument), INTERNAL
+ * (req cannot be packed, or grpc_call_start_batch failed), or what the
+ * server or gRPC answered before any message. st may be NULL.
+ * Thread-safe; the stream itself is used by one thread at a time.
+ */
+int gc_sstream_open(gc_client *c, const char *method, const ProtobufCMessage *req,
+                    int timeout_ms, gc_sstream **ret_stream, gc_status *st);
+
+/*
+ * Waits for the next message. Returns OK with *ret_msg set (unpacked with
+ * desc, caller frees) for a message; OK with *ret_msg NULL when the stream
+ * ended with an OK status; otherwise the final error status (the server's,
+ * DEADLINE_EXCEEDED for the call's deadline, or INTERNAL when a message
+ * does not parse as desc; the call is then cancelled). After the end only
+ * gc_sstream_free is allowed. st may be NULL.
+ */
+int gc_sstream_next(gc_sstream *s, const ProtobufCMessageDescriptor *desc,
+                    ProtobufCMessage **ret_msg, gc_status *st);
+
+/* Messages received so far, and their total size in bytes. */
+uint64_t gc_sstream_messages(const gc_sstream *s);
+uint64_t gc_sstream_bytes(const gc_sstream *s);
+
+/* Frees the stream (NULL is fine); a stream not at its end is cancelled
+ * first (the server sees CANCELLED). */
+void gc_sstream_free(gc_sstream *s);
+
 #endif /* GC_CLIENT_H */

@@ -11,10 +11,8 @@
  * parsing (options may appear anywhere on the line; a table per command);
  * one run_xxx function per command; main.
  */
-#include "client.h"
-#include "graphd.pb-c.h"
+#include "graphctl.h"
 #include "health.pb-c.h"
-#include "ingest.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,18 +38,7 @@ _Static_assert((int)GD_TYPE_PHONE == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_P
 _Static_assert((int)GD_TYPE_EMAIL == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_EMAIL, "type");
 _Static_assert((int)GD_TYPE_IP == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_IP, "type");
 
-/* Exit codes (documented in main_help). */
-enum {
-  EXIT_OK = 0,
-  EXIT_RPC = 1,                 /* the server answered with an error status */
-  EXIT_USAGE = 2,               /* bad command line */
-  EXIT_DATAERR = EX_DATAERR,    /* 65: bad input file */
-  EXIT_NOINPUT = EX_NOINPUT,    /* 66: input file cannot be opened/read */
-  EXIT_UNAVAILABLE = EX_UNAVAILABLE, /* 69: cannot reach the server */
-  EXIT_SOFTWARE = EX_SOFTWARE,  /* 70: internal error (out of memory) */
-};
 
-#define SVC "/graphd.v1.SellerGraph/"
 #define M_INGEST SVC "Ingest"
 #define M_GET SVC "GetEntity"
 #define M_NEIGHBORS SVC "Neighbors"
@@ -87,6 +74,13 @@ static const char *const main_help =
     "  paths TYPE KEY TYPE KEY    shortest evidence paths between two entities\n"
     "  suspects [--label L]       unlabelled sellers ranked by closeness to\n"
     "                             labelled ones\n"
+    "  cluster [OPTIONS]          run a clustering job, following its progress\n"
+    "  cluster ID                 one cluster: summary, supply sources, members\n"
+    "  job ID [--cancel]          show (or cancel) a clustering job\n"
+    "  snapshots                  list clustering snapshots\n"
+    "  clusters                   a snapshot's clusters, riskiest first\n"
+    "  assignments                every seller's cluster, as CSV or JSON Lines\n"
+    "  diff A B                   what changed between two snapshots\n"
     "  health                     check that the server is serving\n"
     "  help [COMMAND]             this text, or a command's help\n"
     "\n"
@@ -112,64 +106,66 @@ static const char *const main_help =
     "  66  an input file cannot be opened or read (ingest)\n"
     "  69  cannot reach the server: UNAVAILABLE, or DEADLINE_EXCEEDED before\n"
     "      a connection was made\n"
-    "  70  internal error (out of memory)\n";
+    "  70  internal error (out of memory)\n"
+    "  73  the output file cannot be created (assignments --out)\n"
+    "  74  an output file cannot be written (assignments)\n";
 
 /* ------------------------------------------------------------------ */
 /* Output helpers                                                       */
 
-static void die_nomem(void) {
+_Noreturn void die_nomem(void) {
   fprintf(stderr, "graphctl: out of memory\n");
   exit(EXIT_SOFTWARE);
 }
 
-static void *xcalloc(size_t n, size_t size) {
+void *xcalloc(size_t n, size_t size) {
   void *p = calloc(n ? n : 1, size ? size : 1);
   if (!p)
     die_nomem();
   return p;
 }
 
-static char *xstrdup(const char *s) {
+char *xstrdup(const char *s) {
   char *p = strdup(s);
   if (!p)
     die_nomem();
   return p;
 }
 
-static double now_s(void) {
+double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Prints a JSON document on stdout and drops it. */
-static void print_json(json_object *o) {
+void print_json(json_object *o) {
   puts(json_object_to_json_string_ext(
       o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
   json_object_put(o);
 }
 
-static json_object *jstr(const char *s) {
+json_object *jstr(const char *s) {
   json_object *o = json_object_new_string(s ? s : "");
   if (!o)
     die_nomem();
   return o;
 }
 
-static void jset(json_object *o, const char *key, json_object *v) {
+void jset(json_object *o, const char *key, json_object *v) {
   if (!v)
     die_nomem();
   json_object_object_add(o, key, v);
 }
 
-static json_object *jobj(void) {
+json_object *jobj(void) {
   json_object *o = json_object_new_object();
   if (!o)
     die_nomem();
   return o;
 }
 
-static json_object *jarr(void) {
+json_object *jarr(void) {
   json_object *o = json_object_new_array();
   if (!o)
     die_nomem();
@@ -178,7 +174,7 @@ static json_object *jarr(void) {
 
 /* Copies s into buf for display on a terminal: control characters become
  * \n, \t, \xNN. Returns buf. */
-static const char *safe(const char *s, char *buf, size_t size) {
+const char *safe(const char *s, char *buf, size_t size) {
   size_t o = 0;
   for (; *s && o + 5 < size; s++) {
     unsigned char c = (unsigned char)*s;
@@ -199,7 +195,7 @@ static const char *safe(const char *s, char *buf, size_t size) {
 }
 
 /* Display width of UTF-8 text (code points; good enough for a table). */
-static size_t text_width(const char *s) {
+size_t text_width(const char *s) {
   size_t w = 0;
   for (; *s; s++)
     if (((unsigned char)*s & 0xc0) != 0x80)
@@ -207,7 +203,7 @@ static size_t text_width(const char *s) {
   return w;
 }
 
-static void print_padded(const char *s, size_t width, bool right, bool last) {
+void print_padded(const char *s, size_t width, bool right, bool last) {
   size_t w = text_width(s);
   size_t pad = w < width ? width - w : 0;
   if (right)
@@ -219,7 +215,7 @@ static void print_padded(const char *s, size_t width, bool right, bool last) {
 }
 
 /* "1.5 MiB (1572864 bytes)" style sizes. */
-static const char *human_bytes(uint64_t n, char *buf, size_t size) {
+const char *human_bytes(uint64_t n, char *buf, size_t size) {
   static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
   if (n < 1024) {
     snprintf(buf, size, "%" PRIu64 " B", n);
@@ -238,12 +234,6 @@ static const char *human_bytes(uint64_t n, char *buf, size_t size) {
 /* ------------------------------------------------------------------ */
 /* Status reporting                                                     */
 
-typedef struct ctl {
-  const char *addr;
-  bool json;
-  int timeout_ms;
-  gc_client *client;
-} ctl;
 
 static int exit_code_for(const gc_status *st) {
   if (st->code == 0)
@@ -257,7 +247,7 @@ static int exit_code_for(const gc_status *st) {
 }
 
 /* Prints "graphctl: CODE: message"; returns the exit code. */
-static int report_status(const ctl *c, const gc_status *st) {
+int report_status(const ctl *c, const gc_status *st) {
   fprintf(stderr, "graphctl: %s: %s\n", gc_status_code_name(st->code),
           st->message[0] ? st->message : "(no message)");
   int rc = exit_code_for(st);
@@ -268,7 +258,7 @@ static int report_status(const ctl *c, const gc_status *st) {
   return rc;
 }
 
-static int rpc(const ctl *c, const char *method, const ProtobufCMessage *req,
+int rpc(const ctl *c, const char *method, const ProtobufCMessage *req,
                const ProtobufCMessageDescriptor *desc, ProtobufCMessage **ret) {
   gc_status st;
   if (gc_unary(c->client, method, req, desc, ret, &st, c->timeout_ms) != 0)
@@ -279,102 +269,6 @@ static int rpc(const ctl *c, const char *method, const ProtobufCMessage *req,
 /* ------------------------------------------------------------------ */
 /* Arguments                                                            */
 
-enum {
-  O_ADDR = 1,
-  O_JSON,
-  O_TIMEOUT,
-  O_HELP,
-  O_FORMAT,
-  O_BATCH,
-  O_BATCH_BYTES,
-  O_NO_PROGRESS,
-  O_REQUEST_ID,
-  O_ID,
-  O_TYPE,
-  O_SINCE,
-  O_UNTIL,
-  O_LIMIT,
-  O_ALL,
-  O_PAGE_TOKEN,
-  O_ADD,
-  O_REMOVE,
-  O_SERVICE,
-  O_HOPS,
-  O_VIA,
-  O_CAP,
-  O_MIN_SCORE,
-  O_MAX_TOUCHED,
-  O_K,
-  O_MAX_HOPS,
-  O_FROM_ID,
-  O_TO_ID,
-  O_LABEL,
-  O_ALPHA,
-  O_EPSILON,
-  O_NEAREST,
-};
-
-typedef struct optspec {
-  const char *name;
-  bool has_arg;
-  int id;
-} optspec;
-
-typedef struct args {
-  char **pos;
-  int npos;
-  const char *addr;
-  bool json;
-  long timeout_ms;
-  bool timeout_set;
-  bool help;
-  /* ingest */
-  gc_ingest_format format;
-  bool have_format;
-  long batch;
-  long batch_bytes;
-  bool no_progress;
-  const char *request_id_prefix;
-  /* entity refs */
-  bool have_id;
-  uint64_t id;
-  /* neighbors */
-  Graphd__V1__EntityType *types;
-  size_t ntypes, types_cap;
-  bool have_since, have_until;
-  int64_t since, until;
-  long limit;
-  bool all;
-  const char *page_token;
-  /* label */
-  char **add, **remove;
-  size_t nadd, nremove;
-  /* health */
-  const char *service;
-  /* investigation: linked, paths, suspects */
-  long hops, k, max_hops, nearest;
-  Graphd__V1__HubCap *caps;
-  size_t ncaps, caps_cap;
-  bool have_min_score;
-  double min_score;
-  uint64_t max_touched;
-  bool have_from_id, have_to_id;
-  uint64_t from_id, to_id;
-  char **labels;
-  size_t nlabels;
-  double alpha, epsilon;
-} args;
-
-struct command;
-typedef int (*run_fn)(ctl *c, const struct command *cmd, args *a);
-
-typedef struct command {
-  const char *name;
-  const optspec *opts;
-  run_fn run;
-  bool dash_positionals; /* "-x" is an argument, not an option (label) */
-  const char *help;
-} command;
 
 static const optspec global_opts[] = {
     {"addr", true, O_ADDR},
@@ -384,10 +278,7 @@ static const optspec global_opts[] = {
     {NULL, false, 0},
 };
 
-static int usage_error(const command *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int usage_error(const command *cmd, const char *fmt, ...) {
+int usage_error(const command *cmd, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs("graphctl: ", stderr);
@@ -401,7 +292,7 @@ static int usage_error(const command *cmd, const char *fmt, ...) {
   return EXIT_USAGE;
 }
 
-static int parse_long(const command *cmd, const char *opt, const char *v,
+int parse_long(const command *cmd, const char *opt, const char *v,
                       long min, long max, long *ret) {
   char *end;
   errno = 0;
@@ -413,7 +304,7 @@ static int parse_long(const command *cmd, const char *opt, const char *v,
   return 0;
 }
 
-static int parse_time_opt(const command *cmd, const char *opt, const char *v,
+int parse_time_opt(const command *cmd, const char *opt, const char *v,
                           int64_t *ret) {
   if (gc_time_parse(v, ret) != 0)
     return usage_error(cmd,
@@ -450,7 +341,7 @@ static int add_types(const command *cmd, args *a, const char *opt,
 }
 
 /* A whole number in 1..UINT64_MAX (no sign). */
-static int parse_u64(const command *cmd, const char *opt, const char *v,
+int parse_u64(const command *cmd, const char *opt, const char *v,
                      uint64_t *ret) {
   char *end;
   errno = 0;
@@ -465,7 +356,7 @@ static int parse_u64(const command *cmd, const char *opt, const char *v,
 
 /* A finite number; with positive, also > 0 (0 would silently mean the
  * server's default). */
-static int parse_double(const command *cmd, const char *opt, const char *v,
+int parse_double(const command *cmd, const char *opt, const char *v,
                         bool positive, double *ret) {
   char *end;
   errno = 0;
@@ -623,7 +514,7 @@ static int set_option(const command *cmd, args *a, const optspec *o,
   case O_EPSILON:
     return parse_double(cmd, opt, v, true, &a->epsilon);
   }
-  return usage_error(cmd, "internal: unhandled option %s", opt);
+  return set_analytics_option(cmd, a, o, opt, v);
 }
 
 static const optspec *find_opt(const optspec *table, const char *name,
@@ -896,6 +787,12 @@ static const command commands[] = {
      "With --json: {\"suspects\":[{\"seller\":{..},\"score\":..,\n"
      "\"nearest_labelled\":[{as in linked --json}]}],\"seeds\":..,\n"
      "\"truncated\":..,\"touched\":..}.\n"},
+    {"cluster", cluster_opts, run_cluster, false, cluster_help},
+    {"job", job_opts, run_job, false, job_help},
+    {"snapshots", snapshots_opts, run_snapshots, false, snapshots_help},
+    {"clusters", clusters_opts, run_clusters, false, clusters_help},
+    {"assignments", assignments_opts, run_assignments, false, assignments_help},
+    {"diff", diff_opts, run_diff, false, diff_help},
     {"help", NULL, run_help, false,
      "usage: graphctl help [COMMAND]\n"},
 };
@@ -998,7 +895,7 @@ static int make_ref(const command *cmd, const args *a,
   return 0;
 }
 
-static int no_more_args(const command *cmd, const args *a, int used) {
+int no_more_args(const command *cmd, const args *a, int used) {
   if (a->npos > used)
     return usage_error(cmd, "unexpected argument '%s'", a->pos[used]);
   return 0;
@@ -1007,14 +904,14 @@ static int no_more_args(const command *cmd, const args *a, int used) {
 /* ------------------------------------------------------------------ */
 /* Entities                                                             */
 
-static json_object *labels_json(char **labels, size_t n) {
+json_object *labels_json(char **labels, size_t n) {
   json_object *arr = jarr();
   for (size_t i = 0; i < n; i++)
     json_object_array_add(arr, jstr(labels[i]));
   return arr;
 }
 
-static json_object *entity_json(const Graphd__V1__Entity *e, bool attrs) {
+json_object *entity_json(const Graphd__V1__Entity *e, bool attrs) {
   json_object *o = jobj();
   jset(o, "id", json_object_new_uint64(e->id));
   jset(o, "type", jstr(gd_type_name((int)e->type)));
@@ -1036,7 +933,7 @@ static json_object *entity_json(const Graphd__V1__Entity *e, bool attrs) {
   return o;
 }
 
-static void print_entity(const Graphd__V1__Entity *e) {
+void print_entity(const Graphd__V1__Entity *e) {
   char b1[8192], t[40];
   printf("%-12s %" PRIu64 "\n", "id", e->id);
   printf("%-12s %s\n", "type", gd_type_name((int)e->type));
@@ -2613,6 +2510,7 @@ int main(int argc, char **argv) {
   free(a.remove);
   free(a.types);
   free(a.caps);
+  free(a.weights);
   free(a.labels);
   return rc;
 }

@@ -1,0 +1,881 @@
+/*
+ * graphctl analytics commands: cluster (run a clustering job, or show one
+ * cluster), job, snapshots, clusters, assignments, diff.
+ *
+ * Streams (WatchJob, StreamAssignments, DiffSnapshots) use gc_sstream; a
+ * stream's deadline is --timeout when given, else none (a large snapshot
+ * takes as long as it takes), and a job is watched without a deadline.
+ */
+#include "graphctl.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define M_START SVC "StartClustering"
+#define M_GET_JOB SVC "GetJob"
+#define M_WATCH SVC "WatchJob"
+#define M_CANCEL SVC "CancelJob"
+#define M_SNAPSHOTS SVC "ListSnapshots"
+#define M_SNAPSHOT SVC "GetSnapshot"
+#define M_CLUSTERS SVC "ListClusters"
+#define M_CLUSTER SVC "GetCluster"
+#define M_ASSIGN SVC "StreamAssignments"
+#define M_DIFF SVC "DiffSnapshots"
+
+/* ------------------------------------------------------------------ */
+/* Options and help                                                     */
+
+const optspec cluster_opts[] = {
+    {"algorithm", true, O_ALGORITHM}, {"resolution", true, O_RESOLUTION},
+    {"iterations", true, O_ITERATIONS}, {"seed", true, O_SEED},
+    {"weight", true, O_WEIGHT},       {"cap", true, O_CAP},
+    {"min-tie", true, O_MIN_TIE},     {"since", true, O_SINCE},
+    {"until", true, O_UNTIL},         {"label", true, O_LABEL},
+    {"name", true, O_NAME},           {"no-wait", false, O_NO_WAIT},
+    {"no-progress", false, O_NO_PROGRESS},
+    {"snapshot", true, O_SNAPSHOT},   {"max-members", true, O_MAX_MEMBERS},
+    {NULL, false, 0},
+};
+const optspec job_opts[] = {{"cancel", false, O_CANCEL}, {NULL, false, 0}};
+const optspec snapshots_opts[] = {
+    {"limit", true, O_LIMIT}, {"page-token", true, O_PAGE_TOKEN}, {NULL, false, 0}};
+const optspec clusters_opts[] = {
+    {"snapshot", true, O_SNAPSHOT}, {"order", true, O_ORDER},
+    {"min-size", true, O_MIN_SIZE}, {"limit", true, O_LIMIT},
+    {"page-token", true, O_PAGE_TOKEN}, {NULL, false, 0},
+};
+const optspec assignments_opts[] = {
+    {"snapshot", true, O_SNAPSHOT}, {"format", true, O_FORMAT}, {"out", true, O_OUT},
+    {NULL, false, 0},
+};
+const optspec diff_opts[] = {
+    {"min-part-size", true, O_MIN_PART}, {"no-moves", false, O_NO_MOVES}, {NULL, false, 0}};
+
+const char cluster_help[] =
+    "usage: graphctl cluster [OPTIONS]         run a clustering job\n"
+    "       graphctl cluster ID [--snapshot N] show one cluster\n"
+    "\n"
+    "Without ID: starts a clustering job (StartClustering) and follows it\n"
+    "(WatchJob) with a progress bar on stderr until it ends; prints the job\n"
+    "and the snapshot it wrote. Exit 1 if the job fails or is cancelled;\n"
+    "Ctrl-C stops watching (the job goes on: graphctl job ID --cancel).\n"
+    "  --algorithm A     leiden-cpm (default), leiden-modularity, louvain,\n"
+    "                    label-propagation, components, infomap\n"
+    "  --resolution X    resolution (server default 0.1 for CPM, 1 otherwise)\n"
+    "  --iterations N    Leiden iterations (default: until stable) / Infomap trials\n"
+    "  --seed N          random seed (server default 1)\n"
+    "  --weight TYPE=W   weight of an entity type's evidence (repeat)\n"
+    "  --cap TYPE=N      hub cap per type (repeat)\n"
+    "  --min-tie W       drop seller-seller ties lighter than W\n"
+    "  --since T, --until T  only links seen in this window\n"
+    "  --label L         labels that count as flagged (repeat; default counterfeit)\n"
+    "  --name NAME       a name for the run\n"
+    "  --no-wait         print the queued job and return\n"
+    "  --no-progress     no progress bar (drawn only when stderr is a terminal)\n"
+    "\n"
+    "With ID: the cluster's summary (size, flagged, risk, cohesion), its top\n"
+    "shared entities (the candidate supply sources) and its members.\n"
+    "  --snapshot N      the snapshot (default: the latest)\n"
+    "  --max-members N   members to list (server default 100)\n"
+    "\n"
+    "With --json: the final Job, or {\"cluster\":{..},\"members\":[..]}.\n";
+
+const char job_help[] =
+    "usage: graphctl job ID [--cancel]\n"
+    "\n"
+    "Shows a clustering job (GetJob); with --cancel, cancels it (CancelJob:\n"
+    "a queued job at once, a running one about a second later).\n";
+
+const char snapshots_help[] =
+    "usage: graphctl snapshots [--limit N] [--page-token T]\n"
+    "\n"
+    "Lists snapshots, newest first: ID, CREATED, ALGORITHM, SELLERS, TIES,\n"
+    "CLUSTERS, MODULARITY, NAME. With --json: the ListSnapshotsReply.\n";
+
+const char clusters_help[] =
+    "usage: graphctl clusters [OPTIONS]\n"
+    "\n"
+    "A snapshot's clusters as a table ordered by risk (ID, SIZE, FLAGGED,\n"
+    "RISK, COHESION, TOP SHARED ENTITY).\n"
+    "  --snapshot N     the snapshot (default: the latest)\n"
+    "  --order risk|size  (default risk)\n"
+    "  --min-size N     leave out clusters smaller than N\n"
+    "  --limit N        clusters per page (server default 100)\n"
+    "  --page-token T   the next page (printed after the table)\n";
+
+const char assignments_help[] =
+    "usage: graphctl assignments [--snapshot N] [--format csv|jsonl] [--out FILE]\n"
+    "\n"
+    "Every seller's cluster in a snapshot (StreamAssignments), in ascending\n"
+    "seller id: CSV \"seller_id,cluster_id\" with a header line (default), or\n"
+    "JSON Lines {\"seller_id\":..,\"cluster_id\":..}; to stdout or FILE\n"
+    "(written to FILE.tmp and renamed when complete). A summary line goes to\n"
+    "stderr.\n";
+
+const char diff_help[] =
+    "usage: graphctl diff A B [--min-part-size N] [--no-moves]\n"
+    "\n"
+    "What changed from snapshot A to snapshot B (DiffSnapshots; B may be\n"
+    "'latest'): a summary, then one line per cluster that continued, merged,\n"
+    "split, was born or dissolved, then one line per seller that moved\n"
+    "(leave them out with --no-moves).\n"
+    "  --min-part-size N  clusters smaller than N take no part in cluster\n"
+    "                     events (server default 2)\n"
+    "With --json: {\"summary\":{..},\"events\":[{\"kind\":..,..}]}.\n";
+
+static const struct {
+  const char *name;
+  Graphd__V1__Algorithm algo;
+} algos[] = {
+    {"leiden-cpm", GRAPHD__V1__ALGORITHM__ALGORITHM_LEIDEN_CPM},
+    {"leiden-modularity", GRAPHD__V1__ALGORITHM__ALGORITHM_LEIDEN_MODULARITY},
+    {"louvain", GRAPHD__V1__ALGORITHM__ALGORITHM_LOUVAIN},
+    {"label-propagation", GRAPHD__V1__ALGORITHM__ALGORITHM_LABEL_PROPAGATION},
+    {"components", GRAPHD__V1__ALGORITHM__ALGORITHM_CONNECTED_COMPONENTS},
+    {"infomap", GRAPHD__V1__ALGORITHM__ALGORITHM_INFOMAP},
+};
+#define N_ALGOS (sizeof algos / sizeof algos[0])
+
+static const char *algo_name(Graphd__V1__Algorithm x) {
+  if (x == GRAPHD__V1__ALGORITHM__ALGORITHM_UNSPECIFIED)
+    return "leiden-cpm";
+  for (size_t i = 0; i < N_ALGOS; i++)
+    if (algos[i].algo == x)
+      return algos[i].name;
+  return "?";
+}
+
+/* --weight TYPE=W (repeatable; a later one for a type replaces it). */
+static int add_weight(const command *cmd, args *a, const char *v) {
+  const char *eq = strchr(v, '=');
+  if (!eq || eq == v || !eq[1])
+    return usage_error(cmd, "--weight: expected TYPE=W (e.g. address=0.5), got '%s'", v);
+  char tname[64];
+  size_t tl = (size_t)(eq - v) < sizeof tname - 1 ? (size_t)(eq - v) : sizeof tname - 1;
+  memcpy(tname, v, tl);
+  tname[tl] = '\0';
+  gd_etype et;
+  if (gc_type_parse(tname, &et) != 0)
+    return usage_error(cmd, "--weight: unknown entity type '%s'", tname);
+  double w;
+  int rc = parse_double(cmd, "--weight", eq + 1, false, &w);
+  if (rc)
+    return rc;
+  if (w < 0)
+    return usage_error(cmd, "--weight: expected a weight >= 0, got '%s'", eq + 1);
+  for (size_t i = 0; i < a->nweights; i++)
+    if ((int)a->weights[i].type == (int)et) {
+      a->weights[i].weight = w;
+      return 0;
+    }
+  if (a->nweights == a->weights_cap) {
+    a->weights_cap = a->weights_cap ? a->weights_cap * 2 : 8;
+    a->weights = realloc(a->weights, a->weights_cap * sizeof *a->weights);
+    if (!a->weights)
+      die_nomem();
+  }
+  Graphd__V1__TypeWeight tw = GRAPHD__V1__TYPE_WEIGHT__INIT;
+  tw.type = (Graphd__V1__EntityType)et;
+  tw.weight = w;
+  a->weights[a->nweights++] = tw;
+  return 0;
+}
+
+int set_analytics_option(const command *cmd, args *a, const optspec *o, const char *opt,
+                         const char *v) {
+  switch (o->id) {
+  case O_ALGORITHM:
+    for (size_t i = 0; i < N_ALGOS; i++)
+      if (strcmp(v, algos[i].name) == 0) {
+        a->algorithm = v;
+        return 0;
+      }
+    return usage_error(cmd,
+                       "--algorithm: expected leiden-cpm, leiden-modularity, louvain, "
+                       "label-propagation, components or infomap, got '%s'",
+                       v);
+  case O_RESOLUTION:
+    a->have_resolution = true;
+    return parse_double(cmd, opt, v, true, &a->resolution);
+  case O_ITERATIONS:
+    return parse_long(cmd, opt, v, 1, 1000000, &a->iterations);
+  case O_SEED:
+    return parse_u64(cmd, opt, v, &a->seed);
+  case O_WEIGHT:
+    return add_weight(cmd, a, v);
+  case O_MIN_TIE:
+    a->have_min_tie = true;
+    return parse_double(cmd, opt, v, true, &a->min_tie);
+  case O_NAME:
+    a->name = v;
+    return 0;
+  case O_NO_WAIT:
+    a->no_wait = true;
+    return 0;
+  case O_SNAPSHOT:
+    if (strcmp(v, "latest") == 0) {
+      a->snapshot = 0;
+      return 0;
+    }
+    return parse_u64(cmd, opt, v, &a->snapshot);
+  case O_ORDER:
+    if (strcmp(v, "risk") && strcmp(v, "size"))
+      return usage_error(cmd, "--order: expected risk or size, got '%s'", v);
+    a->order = v;
+    return 0;
+  case O_MIN_SIZE:
+    return parse_u64(cmd, opt, v, &a->min_size);
+  case O_MAX_MEMBERS:
+    return parse_long(cmd, opt, v, 1, (long)UINT32_MAX, &a->max_members);
+  case O_OUT:
+    if (!*v)
+      return usage_error(cmd, "--out: empty file name");
+    a->out = v;
+    return 0;
+  case O_MIN_PART:
+    return parse_long(cmd, opt, v, 1, 1000000, &a->min_part);
+  case O_NO_MOVES:
+    a->no_moves = true;
+    return 0;
+  case O_CANCEL:
+    a->cancel = true;
+    return 0;
+  }
+  return usage_error(cmd, "internal: unhandled option %s", opt);
+}
+
+/* A snapshot or job id positional: a whole number >= 1 (or "latest" when
+ * allowed, giving 0). */
+static int parse_id_arg(const command *cmd, const char *what, const char *v, bool latest,
+                        uint64_t *ret) {
+  if (latest && strcmp(v, "latest") == 0) {
+    *ret = 0;
+    return 0;
+  }
+  char *end;
+  errno = 0;
+  unsigned long long x = strtoull(v, &end, 10);
+  if (errno || end == v || *end || x == 0 || v[0] == '-' || v[0] == '+')
+    return usage_error(cmd, "%s: expected an id (1 or more)%s, got '%s'", what,
+                       latest ? " or 'latest'" : "", v);
+  *ret = x;
+  return 0;
+}
+
+static const char *state_name(Graphd__V1__JobState s) {
+  switch (s) {
+  case GRAPHD__V1__JOB_STATE__JOB_STATE_QUEUED:
+    return "QUEUED";
+  case GRAPHD__V1__JOB_STATE__JOB_STATE_RUNNING:
+    return "RUNNING";
+  case GRAPHD__V1__JOB_STATE__JOB_STATE_SUCCEEDED:
+    return "SUCCEEDED";
+  case GRAPHD__V1__JOB_STATE__JOB_STATE_FAILED:
+    return "FAILED";
+  case GRAPHD__V1__JOB_STATE__JOB_STATE_CANCELLED:
+    return "CANCELLED";
+  default:
+    return "UNSPECIFIED";
+  }
+}
+
+static bool job_final(const Graphd__V1__Job *j) {
+  return j->state == GRAPHD__V1__JOB_STATE__JOB_STATE_SUCCEEDED ||
+         j->state == GRAPHD__V1__JOB_STATE__JOB_STATE_FAILED ||
+         j->state == GRAPHD__V1__JOB_STATE__JOB_STATE_CANCELLED;
+}
+
+static const char *fmt_time(int64_t t, char *buf, size_t size) {
+  if (t <= 0) {
+    snprintf(buf, size, "-");
+    return buf;
+  }
+  time_t tt = (time_t)t;
+  struct tm tm;
+  gmtime_r(&tt, &tm);
+  strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+/* ------------------------------------------------------------------ */
+/* cluster (run a job), job                                             */
+
+static json_object *job_json(const Graphd__V1__Job *j) {
+  json_object *o = jobj();
+  jset(o, "id", json_object_new_uint64(j->id));
+  jset(o, "name", jstr(j->spec ? j->spec->name : ""));
+  jset(o, "algorithm", jstr(algo_name(j->spec ? j->spec->algorithm : 0)));
+  jset(o, "state", jstr(state_name(j->state)));
+  jset(o, "stage", jstr(j->stage));
+  jset(o, "progress", json_object_new_double(j->progress));
+  jset(o, "reason", jstr(j->reason));
+  jset(o, "snapshot_id", json_object_new_uint64(j->snapshot_id));
+  jset(o, "created_at", json_object_new_int64(j->created_at));
+  jset(o, "started_at", json_object_new_int64(j->started_at));
+  jset(o, "ended_at", json_object_new_int64(j->ended_at));
+  return o;
+}
+
+static void print_job(const Graphd__V1__Job *j) {
+  char b[512], t1[32], t2[32];
+  printf("job %" PRIu64 " %s", j->id, state_name(j->state));
+  if (j->spec && j->spec->name[0])
+    printf(" \"%s\"", safe(j->spec->name, b, sizeof b));
+  printf(" (%s)\n", algo_name(j->spec ? j->spec->algorithm : 0));
+  if (!job_final(j))
+    printf("  stage %s, %.0f%%\n", j->stage, 100 * j->progress);
+  if (j->reason[0])
+    printf("  reason: %s\n", safe(j->reason, b, sizeof b));
+  printf("  started %s, ended %s\n", fmt_time(j->started_at, t1, sizeof t1),
+         fmt_time(j->ended_at, t2, sizeof t2));
+  if (j->snapshot_id)
+    printf("  snapshot %" PRIu64 "\n", j->snapshot_id);
+}
+
+static void bar_draw(const Graphd__V1__Job *j, double t0) {
+  int width = 30, fill = (int)(j->progress * width + 0.5);
+  if (fill > width)
+    fill = width;
+  if (fill < 0)
+    fill = 0;
+  fprintf(stderr, "\r\033[Kjob %" PRIu64 " [%.*s%*s] %3.0f%% %-9s %6.1fs", j->id, fill,
+          "##############################", width - fill, "", 100 * j->progress, j->stage,
+          now_s() - t0);
+  fflush(stderr);
+}
+
+static int job_exit(const ctl *c, const Graphd__V1__Job *j) {
+  if (c->json)
+    print_json(job_json(j));
+  else
+    print_job(j);
+  if (j->state == GRAPHD__V1__JOB_STATE__JOB_STATE_SUCCEEDED)
+    return EXIT_OK;
+  if (j->state == GRAPHD__V1__JOB_STATE__JOB_STATE_FAILED ||
+      j->state == GRAPHD__V1__JOB_STATE__JOB_STATE_CANCELLED) {
+    char b[512];
+    fprintf(stderr, "graphctl: job %" PRIu64 " %s: %s\n", j->id, state_name(j->state),
+            safe(j->reason[0] ? j->reason : "(no reason)", b, sizeof b));
+    return EXIT_RPC;
+  }
+  return EXIT_OK;
+}
+
+/* Follows job id to its end; prints it; returns the exit code. */
+static int watch_job(ctl *c, uint64_t id, bool progress) {
+  Graphd__V1__JobRequest req = GRAPHD__V1__JOB_REQUEST__INIT;
+  req.job_id = id;
+  gc_status st;
+  gc_sstream *s = NULL;
+  if (gc_sstream_open(c->client, M_WATCH, &req.base, 0, &s, &st) != 0)
+    return report_status(c, &st);
+  Graphd__V1__Job *last = NULL;
+  double t0 = now_s();
+  int rc = EXIT_OK;
+  for (;;) {
+    ProtobufCMessage *m = NULL;
+    if (gc_sstream_next(s, &graphd__v1__job__descriptor, &m, &st) != 0) {
+      if (progress)
+        fputs("\r\033[K", stderr);
+      rc = report_status(c, &st);
+      break;
+    }
+    if (!m)
+      break;
+    if (last)
+      graphd__v1__job__free_unpacked(last, NULL);
+    last = (Graphd__V1__Job *)m;
+    if (progress)
+      bar_draw(last, t0);
+  }
+  gc_sstream_free(s);
+  if (progress && rc == EXIT_OK)
+    fputs("\r\033[K", stderr);
+  if (rc == EXIT_OK && last)
+    rc = job_exit(c, last);
+  else if (rc == EXIT_OK)
+    rc = report_status(c, &(gc_status){.code = 13, .message = "client: WatchJob sent nothing"});
+  if (last)
+    graphd__v1__job__free_unpacked(last, NULL);
+  return rc;
+}
+
+static int show_cluster(ctl *c, const command *cmd, args *a);
+
+int run_cluster(ctl *c, const command *cmd, args *a) {
+  if (a->npos > 0)
+    return show_cluster(c, cmd, a);
+  Graphd__V1__ClusteringSpec spec = GRAPHD__V1__CLUSTERING_SPEC__INIT;
+  Graphd__V1__TimeWindow win = GRAPHD__V1__TIME_WINDOW__INIT;
+  Graphd__V1__HubCap **caps = NULL;
+  Graphd__V1__TypeWeight **weights = NULL;
+  if (a->algorithm)
+    for (size_t i = 0; i < N_ALGOS; i++)
+      if (strcmp(a->algorithm, algos[i].name) == 0)
+        spec.algorithm = algos[i].algo;
+  spec.name = (char *)(a->name ? a->name : "");
+  spec.resolution = a->have_resolution ? a->resolution : 0;
+  spec.iterations = (uint32_t)a->iterations;
+  spec.seed = a->seed;
+  spec.min_tie_weight = a->have_min_tie ? a->min_tie : 0;
+  if (a->have_since || a->have_until) {
+    win.since = a->since;
+    win.until = a->until;
+    spec.window = &win;
+  }
+  spec.flagged_labels = a->labels;
+  spec.n_flagged_labels = a->nlabels;
+  caps = xcalloc(a->ncaps, sizeof *caps);
+  for (size_t i = 0; i < a->ncaps; i++)
+    caps[i] = &a->caps[i];
+  spec.hub_caps = caps;
+  spec.n_hub_caps = a->ncaps;
+  weights = xcalloc(a->nweights, sizeof *weights);
+  for (size_t i = 0; i < a->nweights; i++)
+    weights[i] = &a->weights[i];
+  spec.type_weights = weights;
+  spec.n_type_weights = a->nweights;
+  Graphd__V1__StartClusteringRequest req = GRAPHD__V1__START_CLUSTERING_REQUEST__INIT;
+  req.spec = &spec;
+  Graphd__V1__Job *job = NULL;
+  int rc = rpc(c, M_START, &req.base, &graphd__v1__job__descriptor, (ProtobufCMessage **)&job);
+  free(caps);
+  free(weights);
+  if (rc)
+    return rc;
+  if (a->no_wait) {
+    rc = job_exit(c, job);
+  } else {
+    uint64_t id = job->id;
+    rc = watch_job(c, id, !a->no_progress && !c->json && isatty(STDERR_FILENO));
+  }
+  graphd__v1__job__free_unpacked(job, NULL);
+  return rc;
+}
+
+int run_job(ctl *c, const command *cmd, args *a) {
+  int rc;
+  uint64_t id;
+  if (a->npos < 1)
+    return usage_error(cmd, "job needs a job ID");
+  if ((rc = parse_id_arg(cmd, "ID", a->pos[0], false, &id)) || (rc = no_more_args(cmd, a, 1)))
+    return rc;
+  Graphd__V1__JobRequest req = GRAPHD__V1__JOB_REQUEST__INIT;
+  req.job_id = id;
+  Graphd__V1__Job *job = NULL;
+  rc = rpc(c, a->cancel ? M_CANCEL : M_GET_JOB, &req.base, &graphd__v1__job__descriptor,
+           (ProtobufCMessage **)&job);
+  if (rc)
+    return rc;
+  if (c->json)
+    print_json(job_json(job));
+  else
+    print_job(job);
+  graphd__v1__job__free_unpacked(job, NULL);
+  return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* snapshots                                                            */
+
+static json_object *manifest_json(const Graphd__V1__SnapshotManifest *m) {
+  json_object *o = jobj();
+  jset(o, "id", json_object_new_uint64(m->id));
+  jset(o, "name", jstr(m->spec ? m->spec->name : ""));
+  jset(o, "algorithm", jstr(algo_name(m->spec ? m->spec->algorithm : 0)));
+  jset(o, "seed", json_object_new_uint64(m->seed));
+  jset(o, "input_checksum", jstr(m->input_checksum));
+  jset(o, "sellers", json_object_new_uint64(m->sellers));
+  jset(o, "ties", json_object_new_uint64(m->ties));
+  jset(o, "hubs_skipped", json_object_new_uint64(m->hubs_skipped));
+  jset(o, "clusters", json_object_new_uint64(m->clusters));
+  jset(o, "objective", json_object_new_double(m->objective));
+  jset(o, "modularity", json_object_new_double(m->modularity));
+  json_object *t = jobj();
+  for (size_t i = 0; i < m->n_timings; i++)
+    jset(t, m->timings[i]->stage, json_object_new_double(m->timings[i]->seconds));
+  jset(o, "timings", t);
+  jset(o, "peak_rss_bytes", json_object_new_uint64(m->peak_rss_bytes));
+  jset(o, "created_at", json_object_new_int64(m->created_at));
+  jset(o, "previous_snapshot_id", json_object_new_uint64(m->previous_snapshot_id));
+  return o;
+}
+
+int run_snapshots(ctl *c, const command *cmd, args *a) {
+  int rc;
+  if ((rc = no_more_args(cmd, a, 0)))
+    return rc;
+  Graphd__V1__ListSnapshotsRequest req = GRAPHD__V1__LIST_SNAPSHOTS_REQUEST__INIT;
+  req.limit = (uint32_t)a->limit;
+  req.page_token = (char *)(a->page_token ? a->page_token : "");
+  Graphd__V1__ListSnapshotsReply *rep = NULL;
+  if ((rc = rpc(c, M_SNAPSHOTS, &req.base, &graphd__v1__list_snapshots_reply__descriptor,
+                (ProtobufCMessage **)&rep)))
+    return rc;
+  if (c->json) {
+    json_object *o = jobj(), *arr = jarr();
+    for (size_t i = 0; i < rep->n_snapshots; i++)
+      json_object_array_add(arr, manifest_json(rep->snapshots[i]));
+    jset(o, "snapshots", arr);
+    jset(o, "next_page_token", jstr(rep->next_page_token));
+    print_json(o);
+  } else if (rep->n_snapshots == 0) {
+    printf("no snapshots\n");
+  } else {
+    printf("%-6s %-20s %-18s %10s %10s %9s %10s  %s\n", "ID", "CREATED", "ALGORITHM", "SELLERS",
+           "TIES", "CLUSTERS", "MODULARITY", "NAME");
+    for (size_t i = 0; i < rep->n_snapshots; i++) {
+      const Graphd__V1__SnapshotManifest *m = rep->snapshots[i];
+      char t[32], nb[256];
+      printf("%-6" PRIu64 " %-20s %-18s %10" PRIu64 " %10" PRIu64 " %9" PRIu64 " %10.4f  %s\n",
+             m->id, fmt_time(m->created_at, t, sizeof t),
+             algo_name(m->spec ? m->spec->algorithm : 0), m->sellers, m->ties, m->clusters,
+             m->modularity, safe(m->spec ? m->spec->name : "", nb, sizeof nb));
+    }
+    if (rep->next_page_token[0])
+      printf("more: --page-token %s\n", rep->next_page_token);
+  }
+  graphd__v1__list_snapshots_reply__free_unpacked(rep, NULL);
+  return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* clusters, cluster ID                                                 */
+
+static json_object *summary_json(const Graphd__V1__ClusterSummary *s) {
+  json_object *o = jobj(), *top = jarr();
+  jset(o, "id", json_object_new_uint64(s->id));
+  jset(o, "size", json_object_new_uint64(s->size));
+  jset(o, "flagged", json_object_new_uint64(s->flagged));
+  jset(o, "risk", json_object_new_double(s->risk));
+  jset(o, "cohesion", json_object_new_double(s->cohesion));
+  for (size_t i = 0; i < s->n_top_shared; i++) {
+    const Graphd__V1__SupplySource *x = s->top_shared[i];
+    json_object *e = jobj();
+    if (x->entity)
+      jset(e, "entity", entity_json(x->entity, false));
+    jset(e, "cluster_sellers", json_object_new_uint64(x->cluster_sellers));
+    jset(e, "total_sellers", json_object_new_uint64(x->total_sellers));
+    jset(e, "score", json_object_new_double(x->score));
+    json_object_array_add(top, e);
+  }
+  jset(o, "top_shared", top);
+  return o;
+}
+
+/* "address addr-3fa9 (12/14)" */
+static const char *source_text(const Graphd__V1__SupplySource *x, char *buf, size_t size) {
+  char kb[256];
+  if (!x->entity) {
+    snprintf(buf, size, "?");
+    return buf;
+  }
+  gd_etype t = (gd_etype)x->entity->type;
+  snprintf(buf, size, "%s %s (%" PRIu64 "/%" PRIu64 ")", gd_type_name(t),
+           safe(x->entity->key, kb, sizeof kb), x->cluster_sellers, x->total_sellers);
+  return buf;
+}
+
+int run_clusters(ctl *c, const command *cmd, args *a) {
+  int rc;
+  if ((rc = no_more_args(cmd, a, 0)))
+    return rc;
+  Graphd__V1__ListClustersRequest req = GRAPHD__V1__LIST_CLUSTERS_REQUEST__INIT;
+  req.snapshot_id = a->snapshot;
+  req.order = a->order && strcmp(a->order, "size") == 0
+                  ? GRAPHD__V1__CLUSTER_ORDER__CLUSTER_ORDER_SIZE
+                  : GRAPHD__V1__CLUSTER_ORDER__CLUSTER_ORDER_RISK;
+  req.min_size = a->min_size;
+  req.limit = (uint32_t)a->limit;
+  req.page_token = (char *)(a->page_token ? a->page_token : "");
+  Graphd__V1__ListClustersReply *rep = NULL;
+  if ((rc = rpc(c, M_CLUSTERS, &req.base, &graphd__v1__list_clusters_reply__descriptor,
+                (ProtobufCMessage **)&rep)))
+    return rc;
+  if (c->json) {
+    json_object *o = jobj(), *arr = jarr();
+    for (size_t i = 0; i < rep->n_clusters; i++)
+      json_object_array_add(arr, summary_json(rep->clusters[i]));
+    jset(o, "clusters", arr);
+    jset(o, "next_page_token", jstr(rep->next_page_token));
+    print_json(o);
+  } else if (rep->n_clusters == 0) {
+    printf("no clusters\n");
+  } else {
+    printf("%-8s %7s %7s %6s %8s  %s\n", "ID", "SIZE", "FLAGGED", "RISK", "COHESION",
+           "TOP SHARED ENTITY");
+    for (size_t i = 0; i < rep->n_clusters; i++) {
+      const Graphd__V1__ClusterSummary *s = rep->clusters[i];
+      char sb[512];
+      printf("%-8" PRIu64 " %7" PRIu64 " %7" PRIu64 " %6.3f %8.3f  %s\n", s->id, s->size,
+             s->flagged, s->risk, s->cohesion,
+             s->n_top_shared ? source_text(s->top_shared[0], sb, sizeof sb) : "-");
+    }
+    if (rep->next_page_token[0])
+      printf("more: --page-token %s\n", rep->next_page_token);
+  }
+  graphd__v1__list_clusters_reply__free_unpacked(rep, NULL);
+  return EXIT_OK;
+}
+
+static int show_cluster(ctl *c, const command *cmd, args *a) {
+  int rc;
+  uint64_t id;
+  if ((rc = parse_id_arg(cmd, "ID", a->pos[0], false, &id)) || (rc = no_more_args(cmd, a, 1)))
+    return rc;
+  Graphd__V1__GetClusterRequest req = GRAPHD__V1__GET_CLUSTER_REQUEST__INIT;
+  req.snapshot_id = a->snapshot;
+  req.cluster_id = id;
+  req.max_members = (uint32_t)a->max_members;
+  Graphd__V1__GetClusterReply *rep = NULL;
+  if ((rc = rpc(c, M_CLUSTER, &req.base, &graphd__v1__get_cluster_reply__descriptor,
+                (ProtobufCMessage **)&rep)))
+    return rc;
+  const Graphd__V1__ClusterSummary *s = rep->cluster;
+  if (c->json) {
+    json_object *o = jobj(), *mem = jarr(), *ties = jarr();
+    jset(o, "cluster", s ? summary_json(s) : json_object_new_null());
+    for (size_t i = 0; i < rep->n_members; i++)
+      json_object_array_add(mem, entity_json(rep->members[i], false));
+    jset(o, "members", mem);
+    for (size_t i = 0; i < rep->n_ties; i++) {
+      json_object *t = jobj();
+      jset(t, "seller_a", json_object_new_uint64(rep->ties[i]->seller_a));
+      jset(t, "seller_b", json_object_new_uint64(rep->ties[i]->seller_b));
+      jset(t, "weight", json_object_new_double(rep->ties[i]->weight));
+      json_object_array_add(ties, t);
+    }
+    jset(o, "ties", ties);
+    print_json(o);
+  } else if (s) {
+    printf("cluster %" PRIu64 ": %" PRIu64 " sellers, %" PRIu64 " flagged, risk %.3f, cohesion "
+           "%.3f\n",
+           s->id, s->size, s->flagged, s->risk, s->cohesion);
+    printf("top shared entities (sellers in cluster / overall):\n");
+    for (size_t i = 0; i < s->n_top_shared; i++) {
+      char sb[512];
+      printf("  %2zu. %s\n", i + 1, source_text(s->top_shared[i], sb, sizeof sb));
+    }
+    printf("members (%zu shown):\n", rep->n_members);
+    for (size_t i = 0; i < rep->n_members; i++) {
+      const Graphd__V1__Entity *e = rep->members[i];
+      char kb[256];
+      printf("  %-10" PRIu64 " %s", e->id, safe(e->key, kb, sizeof kb));
+      for (size_t j = 0; j < e->n_labels; j++)
+        printf("%s%s", j ? ", " : "  [", safe(e->labels[j], kb, sizeof kb));
+      printf("%s\n", e->n_labels ? "]" : "");
+    }
+    if (rep->n_ties)
+      printf("internal ties: %zu\n", rep->n_ties);
+  }
+  graphd__v1__get_cluster_reply__free_unpacked(rep, NULL);
+  return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* assignments                                                          */
+
+int run_assignments(ctl *c, const command *cmd, args *a) {
+  int rc;
+  if ((rc = no_more_args(cmd, a, 0)))
+    return rc;
+  bool jsonl = a->have_format && a->format == GC_INGEST_JSONL;
+  char *tmp = NULL;
+  FILE *out = stdout;
+  if (a->out) {
+    size_t n = strlen(a->out) + 5;
+    tmp = xcalloc(n, 1);
+    snprintf(tmp, n, "%s.tmp", a->out);
+    out = fopen(tmp, "w");
+    if (!out) {
+      fprintf(stderr, "graphctl: %s: %s\n", tmp, strerror(errno));
+      free(tmp);
+      return EX_CANTCREAT;
+    }
+  }
+  Graphd__V1__StreamAssignmentsRequest req = GRAPHD__V1__STREAM_ASSIGNMENTS_REQUEST__INIT;
+  req.snapshot_id = a->snapshot;
+  gc_status st;
+  gc_sstream *s = NULL;
+  uint64_t n = 0;
+  double t0 = now_s();
+  if (gc_sstream_open(c->client, M_ASSIGN, &req.base, a->timeout_set ? c->timeout_ms : 0, &s,
+                      &st) != 0) {
+    rc = report_status(c, &st);
+  } else {
+    if (!jsonl)
+      fputs("seller_id,cluster_id\n", out);
+    for (;;) {
+      ProtobufCMessage *m = NULL;
+      if (gc_sstream_next(s, &graphd__v1__assignment_batch__descriptor, &m, &st) != 0) {
+        rc = report_status(c, &st);
+        break;
+      }
+      if (!m)
+        break;
+      const Graphd__V1__AssignmentBatch *b = (const Graphd__V1__AssignmentBatch *)m;
+      size_t k = b->n_seller_ids < b->n_cluster_ids ? b->n_seller_ids : b->n_cluster_ids;
+      for (size_t i = 0; i < k; i++) {
+        if (jsonl)
+          fprintf(out, "{\"seller_id\":%" PRIu64 ",\"cluster_id\":%" PRIu64 "}\n",
+                  b->seller_ids[i], b->cluster_ids[i]);
+        else
+          fprintf(out, "%" PRIu64 ",%" PRIu64 "\n", b->seller_ids[i], b->cluster_ids[i]);
+      }
+      n += k;
+      protobuf_c_message_free_unpacked(m, NULL);
+    }
+  }
+  gc_sstream_free(s);
+  if (fflush(out) != 0 || ferror(out)) {
+    fprintf(stderr, "graphctl: writing %s: %s\n", tmp ? tmp : "stdout", strerror(errno));
+    if (!rc)
+      rc = EX_IOERR;
+  }
+  if (tmp) {
+    if (fsync(fileno(out)) != 0 && !rc) {
+      fprintf(stderr, "graphctl: fsync %s: %s\n", tmp, strerror(errno));
+      rc = EX_IOERR;
+    }
+    fclose(out);
+    if (!rc && rename(tmp, a->out) != 0) {
+      fprintf(stderr, "graphctl: rename %s: %s\n", tmp, strerror(errno));
+      rc = EX_IOERR;
+    }
+    if (rc)
+      unlink(tmp);
+    free(tmp);
+  }
+  if (!rc) {
+    double dt = now_s() - t0;
+    fprintf(stderr, "graphctl: %" PRIu64 " assignments in %.2f s (%.0f/s)%s%s\n", n, dt,
+            dt > 0 ? (double)n / dt : 0.0, a->out ? " to " : "", a->out ? a->out : "");
+  }
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* diff                                                                 */
+
+static const char *kind_name(Graphd__V1__DiffEvent__Kind k) {
+  switch (k) {
+  case GRAPHD__V1__DIFF_EVENT__KIND__KIND_MOVED:
+    return "moved";
+  case GRAPHD__V1__DIFF_EVENT__KIND__KIND_CONTINUED:
+    return "continued";
+  case GRAPHD__V1__DIFF_EVENT__KIND__KIND_MERGED:
+    return "merged";
+  case GRAPHD__V1__DIFF_EVENT__KIND__KIND_SPLIT:
+    return "split";
+  case GRAPHD__V1__DIFF_EVENT__KIND__KIND_BORN:
+    return "born";
+  case GRAPHD__V1__DIFF_EVENT__KIND__KIND_DISSOLVED:
+    return "dissolved";
+  case GRAPHD__V1__DIFF_EVENT__KIND__KIND_SUMMARY:
+    return "summary";
+  default:
+    return "unknown";
+  }
+}
+
+static json_object *ids_json(const uint64_t *ids, size_t n) {
+  json_object *arr = jarr();
+  for (size_t i = 0; i < n; i++)
+    json_object_array_add(arr, json_object_new_uint64(ids[i]));
+  return arr;
+}
+
+static void print_ids(const uint64_t *ids, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    printf("%s%" PRIu64, i ? "," : "", ids[i]);
+}
+
+static json_object *diff_summary_json(const Graphd__V1__DiffSummary *s) {
+  json_object *o = jobj();
+  jset(o, "from_snapshot_id", json_object_new_uint64(s->from_snapshot_id));
+  jset(o, "to_snapshot_id", json_object_new_uint64(s->to_snapshot_id));
+  jset(o, "sellers", json_object_new_uint64(s->sellers));
+  jset(o, "sellers_stayed", json_object_new_uint64(s->sellers_stayed));
+  jset(o, "sellers_moved", json_object_new_uint64(s->sellers_moved));
+  jset(o, "sellers_added", json_object_new_uint64(s->sellers_added));
+  jset(o, "sellers_removed", json_object_new_uint64(s->sellers_removed));
+  jset(o, "clusters_from", json_object_new_uint64(s->clusters_from));
+  jset(o, "clusters_to", json_object_new_uint64(s->clusters_to));
+  jset(o, "continued", json_object_new_uint64(s->continued));
+  jset(o, "merged", json_object_new_uint64(s->merged));
+  jset(o, "split", json_object_new_uint64(s->split));
+  jset(o, "born", json_object_new_uint64(s->born));
+  jset(o, "dissolved", json_object_new_uint64(s->dissolved));
+  return o;
+}
+
+int run_diff(ctl *c, const command *cmd, args *a) {
+  int rc;
+  uint64_t from, to;
+  if (a->npos < 2)
+    return usage_error(cmd, "diff needs two snapshot ids: A B");
+  if ((rc = parse_id_arg(cmd, "A", a->pos[0], false, &from)) ||
+      (rc = parse_id_arg(cmd, "B", a->pos[1], true, &to)) || (rc = no_more_args(cmd, a, 2)))
+    return rc;
+  Graphd__V1__DiffSnapshotsRequest req = GRAPHD__V1__DIFF_SNAPSHOTS_REQUEST__INIT;
+  req.from_snapshot_id = from;
+  req.to_snapshot_id = to;
+  req.min_part_size = (uint32_t)a->min_part;
+  gc_status st;
+  gc_sstream *s = NULL;
+  if (gc_sstream_open(c->client, M_DIFF, &req.base, a->timeout_set ? c->timeout_ms : 0, &s,
+                      &st) != 0)
+    return report_status(c, &st);
+  json_object *doc = c->json ? jobj() : NULL, *events = c->json ? jarr() : NULL;
+  for (;;) {
+    ProtobufCMessage *m = NULL;
+    if (gc_sstream_next(s, &graphd__v1__diff_event__descriptor, &m, &st) != 0) {
+      rc = report_status(c, &st);
+      break;
+    }
+    if (!m)
+      break;
+    const Graphd__V1__DiffEvent *e = (const Graphd__V1__DiffEvent *)m;
+    bool skip = a->no_moves && e->kind == GRAPHD__V1__DIFF_EVENT__KIND__KIND_MOVED;
+    if (skip) {
+    } else if (e->kind == GRAPHD__V1__DIFF_EVENT__KIND__KIND_SUMMARY) {
+      if (doc && e->counts)
+        jset(doc, "summary", diff_summary_json(e->counts));
+      else if (!doc)
+        printf("%s\n", e->summary);
+    } else if (doc) {
+      json_object *o = jobj();
+      jset(o, "kind", jstr(kind_name(e->kind)));
+      if (e->kind == GRAPHD__V1__DIFF_EVENT__KIND__KIND_MOVED)
+        jset(o, "seller_id", json_object_new_uint64(e->seller_id));
+      jset(o, "from", ids_json(e->from_clusters, e->n_from_clusters));
+      jset(o, "to", ids_json(e->to_clusters, e->n_to_clusters));
+      json_object_array_add(events, o);
+    } else {
+      printf("%-9s ", kind_name(e->kind));
+      if (e->kind == GRAPHD__V1__DIFF_EVENT__KIND__KIND_MOVED)
+        printf("seller %" PRIu64 " ", e->seller_id);
+      print_ids(e->from_clusters, e->n_from_clusters);
+      if (e->n_from_clusters && e->n_to_clusters)
+        printf(" -> ");
+      print_ids(e->to_clusters, e->n_to_clusters);
+      putchar('\n');
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+  }
+  gc_sstream_free(s);
+  if (doc) {
+    jset(doc, "events", events);
+    if (rc == EXIT_OK)
+      print_json(doc);
+    else
+      json_object_put(doc);
+  }
+  return rc;
+}

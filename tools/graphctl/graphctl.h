@@ -1,0 +1,225 @@
+/*
+ * graphctl internals shared by its source files: exit codes, the parsed
+ * command line, the command table's types and the output helpers.
+ *
+ * graphctl.c: helpers, argument parsing, the command table, the data and
+ * investigation commands, main. analytics.c: cluster, job, snapshots,
+ * clusters, assignments, diff.
+ *
+ * Helpers that print report to stderr and return an exit code; helpers
+ * that allocate exit(EXIT_SOFTWARE) on out of memory (die_nomem).
+ */
+#ifndef GRAPHCTL_H
+#define GRAPHCTL_H
+
+#include "client.h"
+#include "graphd.pb-c.h"
+#include "ingest.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sysexits.h>
+
+#define SVC "/graphd.v1.SellerGraph/"
+
+/* Exit codes (documented in main_help). */
+enum {
+  EXIT_OK = 0,
+  EXIT_RPC = 1,                 /* the server answered with an error status */
+  EXIT_USAGE = 2,               /* bad command line */
+  EXIT_DATAERR = EX_DATAERR,    /* 65: bad input file */
+  EXIT_NOINPUT = EX_NOINPUT,    /* 66: input file cannot be opened/read */
+  EXIT_UNAVAILABLE = EX_UNAVAILABLE, /* 69: cannot reach the server */
+  EXIT_SOFTWARE = EX_SOFTWARE,  /* 70: internal error (out of memory) */
+};
+
+typedef struct ctl {
+  const char *addr;
+  bool json;
+  int timeout_ms;
+  gc_client *client;
+} ctl;
+
+enum {
+  O_ADDR = 1,
+  O_JSON,
+  O_TIMEOUT,
+  O_HELP,
+  O_FORMAT,
+  O_BATCH,
+  O_BATCH_BYTES,
+  O_NO_PROGRESS,
+  O_REQUEST_ID,
+  O_ID,
+  O_TYPE,
+  O_SINCE,
+  O_UNTIL,
+  O_LIMIT,
+  O_ALL,
+  O_PAGE_TOKEN,
+  O_ADD,
+  O_REMOVE,
+  O_SERVICE,
+  O_HOPS,
+  O_VIA,
+  O_CAP,
+  O_MIN_SCORE,
+  O_MAX_TOUCHED,
+  O_K,
+  O_MAX_HOPS,
+  O_FROM_ID,
+  O_TO_ID,
+  O_LABEL,
+  O_ALPHA,
+  O_EPSILON,
+  O_NEAREST,
+  /* analytics */
+  O_ALGORITHM,
+  O_RESOLUTION,
+  O_ITERATIONS,
+  O_SEED,
+  O_WEIGHT,
+  O_MIN_TIE,
+  O_NAME,
+  O_NO_WAIT,
+  O_SNAPSHOT,
+  O_ORDER,
+  O_MIN_SIZE,
+  O_MAX_MEMBERS,
+  O_OUT,
+  O_MIN_PART,
+  O_NO_MOVES,
+  O_CANCEL,
+};
+
+typedef struct optspec {
+  const char *name;
+  bool has_arg;
+  int id;
+} optspec;
+
+typedef struct args {
+  char **pos;
+  int npos;
+  const char *addr;
+  bool json;
+  long timeout_ms;
+  bool timeout_set;
+  bool help;
+  /* ingest */
+  gc_ingest_format format;
+  bool have_format;
+  long batch;
+  long batch_bytes;
+  bool no_progress;
+  const char *request_id_prefix;
+  /* entity refs */
+  bool have_id;
+  uint64_t id;
+  /* neighbors */
+  Graphd__V1__EntityType *types;
+  size_t ntypes, types_cap;
+  bool have_since, have_until;
+  int64_t since, until;
+  long limit;
+  bool all;
+  const char *page_token;
+  /* label */
+  char **add, **remove;
+  size_t nadd, nremove;
+  /* health */
+  const char *service;
+  /* investigation: linked, paths, suspects */
+  long hops, k, max_hops, nearest;
+  Graphd__V1__HubCap *caps;
+  size_t ncaps, caps_cap;
+  bool have_min_score;
+  double min_score;
+  uint64_t max_touched;
+  bool have_from_id, have_to_id;
+  uint64_t from_id, to_id;
+  char **labels;
+  size_t nlabels;
+  double alpha, epsilon;
+  /* analytics: cluster, snapshots, clusters, assignments, diff, job */
+  const char *algorithm;
+  bool have_resolution, have_min_tie;
+  double resolution, min_tie;
+  long iterations;
+  uint64_t seed;
+  Graphd__V1__TypeWeight *weights;
+  size_t nweights, weights_cap;
+  const char *name;
+  bool no_wait, no_moves, cancel;
+  uint64_t snapshot;
+  const char *order;
+  uint64_t min_size;
+  long max_members, min_part;
+  const char *out;
+} args;
+
+struct command;
+typedef int (*run_fn)(ctl *c, const struct command *cmd, args *a);
+
+typedef struct command {
+  const char *name;
+  const optspec *opts;
+  run_fn run;
+  bool dash_positionals; /* "-x" is an argument, not an option (label) */
+  const char *help;
+} command;
+
+/* ---- output helpers (graphctl.c) ---- */
+_Noreturn void die_nomem(void);
+void *xcalloc(size_t n, size_t size);
+char *xstrdup(const char *s);
+double now_s(void); /* monotonic seconds */
+/* Prints a JSON document on stdout and drops it. */
+void print_json(json_object *o);
+json_object *jstr(const char *s);
+void jset(json_object *o, const char *key, json_object *v);
+json_object *jobj(void);
+json_object *jarr(void);
+/* Copies s into buf for a terminal (control characters escaped). */
+const char *safe(const char *s, char *buf, size_t size);
+size_t text_width(const char *s);
+void print_padded(const char *s, size_t width, bool right, bool last);
+const char *human_bytes(uint64_t n, char *buf, size_t size);
+json_object *labels_json(char **labels, size_t n);
+json_object *entity_json(const Graphd__V1__Entity *e, bool attrs);
+void print_entity(const Graphd__V1__Entity *e);
+
+/* ---- status and calls ---- */
+/* Prints "graphctl: CODE: message"; returns the exit code. */
+int report_status(const ctl *c, const gc_status *st);
+/* A unary call with the --timeout deadline; errors reported. */
+int rpc(const ctl *c, const char *method, const ProtobufCMessage *req,
+        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **ret);
+
+/* ---- argument helpers: print the usage error, return EXIT_USAGE ---- */
+int usage_error(const command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int parse_long(const command *cmd, const char *opt, const char *v, long min, long max, long *ret);
+int parse_time_opt(const command *cmd, const char *opt, const char *v, int64_t *ret);
+int parse_u64(const command *cmd, const char *opt, const char *v, uint64_t *ret);
+int parse_double(const command *cmd, const char *opt, const char *v, bool positive,
+                 double *ret);
+int no_more_args(const command *cmd, const args *a, int used);
+
+/* ---- analytics commands (analytics.c) ---- */
+extern const optspec cluster_opts[], job_opts[], snapshots_opts[], clusters_opts[],
+    assignments_opts[], diff_opts[];
+extern const char cluster_help[], job_help[], snapshots_help[], clusters_help[],
+    assignments_help[], diff_help[];
+/* Parses an analytics option into a (called by set_option). */
+int set_analytics_option(const command *cmd, args *a, const optspec *o, const char *opt,
+                         const char *v);
+int run_cluster(ctl *c, const command *cmd, args *a);
+int run_job(ctl *c, const command *cmd, args *a);
+int run_snapshots(ctl *c, const command *cmd, args *a);
+int run_clusters(ctl *c, const command *cmd, args *a);
+int run_assignments(ctl *c, const command *cmd, args *a);
+int run_diff(ctl *c, const command *cmd, args *a);
+
+#endif
