@@ -885,27 +885,30 @@ out:
 }
 
 typedef struct mem_collect {
-  uint64_t cluster;
+  uint64_t cluster, after;
   uint64_t *ids;
   size_t n, max;
+  bool more;
 } mem_collect;
 
+/* The scan for snapshots written before snap_member existed. */
 static int mem_visit(void *ctx, const uint64_t *sellers, const uint64_t *clusters, size_t n) {
   mem_collect *m = ctx;
   for (size_t i = 0; i < n; i++)
-    if (clusters[i] == m->cluster) {
-      if (m->n == m->max)
+    if (clusters[i] == m->cluster && sellers[i] > m->after) {
+      if (m->n == m->max) {
+        m->more = true;
         return 1;
+      }
       m->ids[m->n++] = sellers[i];
     }
   return 0;
 }
 
 /*
- * GetCluster: the summary, up to max_members members (default 100, at most
- * the result cap; members are found by a scan of the snapshot's
- * assignments, O(sellers)), and no ties (the evidence graph is not stored
- * with the snapshot: `ties` is always empty).
+ * GetCluster: the summary, members from snap_member (O(log n + members);
+ * a scan of the assignments for older snapshots) and the strongest stored
+ * ties.
  */
 void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   Graphd__V1__GetClusterRequest *req = (Graphd__V1__GetClusterRequest *)rpc_unpack(
@@ -920,11 +923,22 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   gd_cluster_summary s;
   uint64_t snap = req->snapshot_id;
   size_t max = req->max_members ? req->max_members : 100;
-  mem_collect mc = {.cluster = req->cluster_id};
+  size_t max_ties = req->max_ties ? req->max_ties : 100;
+  mem_collect mc = {.cluster = req->cluster_id, .after = req->after_seller};
   Graphd__V1__Entity *ents = NULL, **ep = NULL;
+  Graphd__V1__EvidenceTie *tv = NULL, **tp = NULL;
+  gd_snap_tie *ties = NULL;
+  size_t n_ties = 0;
+  uint64_t ties_total = 0;
+  bool indexed;
   cl_pb p;
   if (max > env.lim.result_cap) {
     gd_err_set(&err, GD_EINVALID, "max_members: at most %zu", env.lim.result_cap);
+    rpc_fail(c, &err);
+    goto out;
+  }
+  if (max_ties > env.lim.result_cap) {
+    gd_err_set(&err, GD_EINVALID, "max_ties: at most %zu", env.lim.result_cap);
     rpc_fail(c, &err);
     goto out;
   }
@@ -936,7 +950,10 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   mc.ids = calloc(max, sizeof *mc.ids);
   ents = calloc(max, sizeof *ents);
   ep = calloc(max, sizeof *ep);
-  if (!mc.ids || !ents || !ep) {
+  ties = calloc(max_ties, sizeof *ties);
+  tv = calloc(max_ties, sizeof *tv);
+  tp = calloc(max_ties, sizeof *tp);
+  if (!mc.ids || !ents || !ep || !ties || !tv || !tp) {
     rpc_fail_code(c, GD_ENOMEM, "out of memory");
     goto out;
   }
@@ -954,7 +971,11 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   }
   if (gd_store_cluster_get(r, snap, req->cluster_id, &raw, &raw_len, &err) ||
       gd_summary_decode(raw, raw_len, &s, &err) || cl_fill(r, req->cluster_id, &s, &a, &p, &err) ||
-      gd_store_assignments_visit(r, snap, 0, mem_visit, &mc, NULL, &err)) {
+      gd_store_cluster_members(r, snap, req->cluster_id, req->after_seller, max, mc.ids, &mc.n,
+                               &mc.more, &indexed, &err) ||
+      (!indexed && gd_store_assignments_visit(r, snap, 0, mem_visit, &mc, NULL, &err)) ||
+      gd_store_cluster_ties(r, snap, req->cluster_id, max_ties, ties, &n_ties, &ties_total,
+                            &err)) {
     rpc_fail(c, &err);
     goto out;
   }
@@ -965,7 +986,7 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     gd_entity_view v;
     int rc = gd_store_get(r, &ref, &v, &err);
     if (rc == GD_ENOTFOUND)
-      continue;
+      continue; /* deleted since the snapshot */
     if (rc) {
       rpc_fail(c, &err);
       goto out;
@@ -980,6 +1001,17 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     rep.n_members++;
   }
   rep.members = ep;
+  rep.more_members = mc.more;
+  for (size_t i = 0; i < n_ties; i++) {
+    graphd__v1__evidence_tie__init(&tv[i]);
+    tv[i].seller_a = ties[i].a;
+    tv[i].seller_b = ties[i].b;
+    tv[i].weight = ties[i].weight;
+    tp[i] = &tv[i];
+  }
+  rep.ties = tp;
+  rep.n_ties = n_ties;
+  rep.ties_stored = ties_total;
   rpc_reply(c, &rep.base);
 out:
   gd_store_read_end(r);
@@ -987,6 +1019,9 @@ out:
   free(mc.ids);
   free(ents);
   free(ep);
+  free(ties);
+  free(tv);
+  free(tp);
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 

@@ -509,6 +509,70 @@ static int appends_after(MDB_txn *txn, MDB_dbi dbi, uint64_t id, bool *ret) {
   return MDB_SUCCESS;
 }
 
+/* Per-cluster rows (members, or ties) of snapshot id: dup lists appended
+ * in value order under (id, cluster) keys. */
+static int put_rows(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const gd_snapshot_in *in,
+                    bool members, gd_err *err) {
+  const char *what = members ? "snapshot members" : "snapshot ties";
+  MDB_cursor *cur;
+  uint8_t kb[16], row[24];
+  MDB_val k = {16, kb}, v;
+  int rc = mdb_cursor_open(txn, dbi, &cur);
+  if (rc)
+    return gd__mdb_err(rc, err, what);
+  gd_be64_put(kb, id);
+  for (size_t i = 0; i < in->n_clusters && !rc; i++) {
+    const size_t *off = members ? in->member_off : in->tie_off;
+    gd_be64_put(kb + 8, in->cluster_ids[i]);
+    for (size_t m = off[i]; m < off[i + 1] && !rc; m++) {
+      if (members) {
+        gd_be64_put(row, in->members[m]);
+        v.mv_size = 8;
+      } else {
+        uint64_t bits;
+        memcpy(&bits, &in->ties[m].weight, 8);
+        gd_be64_put(row, in->ties[m].a);
+        gd_be64_put(row + 8, in->ties[m].b);
+        gd_be64_put(row + 16, bits);
+        v.mv_size = 24;
+      }
+      v.mv_data = row;
+      k.mv_size = 16;
+      k.mv_data = kb;
+      rc = mdb_cursor_put(cur, &k, &v, MDB_APPENDDUP);
+    }
+  }
+  mdb_cursor_close(cur);
+  return rc ? gd__mdb_err(rc, err, what) : GD_OK;
+}
+
+/* Deletes every (id, *) key of dbi (with all its dups). */
+static int del_prefix(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const char *what, gd_err *err) {
+  MDB_cursor *cur;
+  uint8_t kb[16];
+  MDB_val k = {16, kb}, v;
+  int rc = mdb_cursor_open(txn, dbi, &cur);
+  if (rc)
+    return gd__mdb_err(rc, err, what);
+  /* Each round seeks afresh: where a cursor stands after deleting a key
+   * with all its dups is subtle in LMDB, a seek is not. */
+  for (;;) {
+    gd_be64_put(kb, id);
+    gd_be64_put(kb + 8, 0);
+    k.mv_size = 16;
+    k.mv_data = kb;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc || k.mv_size != 16 || gd_be64_get(k.mv_data) != id)
+      break;
+    if ((rc = mdb_cursor_del(cur, MDB_NODUPDATA)))
+      break;
+  }
+  mdb_cursor_close(cur);
+  if (rc && rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, what);
+  return GD_OK;
+}
+
 int gd_store_snapshot_put(gd_wtxn *t, uint64_t id, const gd_snapshot_in *in, gd_err *err) {
   MDB_txn *txn = t->txn;
   gd_store *s = t->s;
@@ -535,6 +599,17 @@ int gd_store_snapshot_put(gd_wtxn *t, uint64_t id, const gd_snapshot_in *in, gd_
       return gd_err_set(err, GD_EINVALID, "clusters[%zu]: ids not strictly ascending", i);
     if (in->summary_off[i + 1] <= in->summary_off[i])
       return gd_err_set(err, GD_EINVALID, "clusters[%zu]: empty summary", i);
+    for (size_t m = in->member_off ? in->member_off[i] + 1 : 1;
+         in->member_off && m < in->member_off[i + 1]; m++)
+      if (in->members[m] <= in->members[m - 1])
+        return gd_err_set(err, GD_EINVALID, "clusters[%zu]: members not strictly ascending", i);
+    for (size_t m = in->tie_off ? in->tie_off[i] : 0; in->tie_off && m < in->tie_off[i + 1];
+         m++) {
+      const gd_snap_tie *x = &in->ties[m];
+      if (x->a >= x->b ||
+          (m > in->tie_off[i] && (x->a < x[-1].a || (x->a == x[-1].a && x->b <= x[-1].b))))
+        return gd_err_set(err, GD_EINVALID, "clusters[%zu]: ties out of order", i);
+    }
   }
 
   gd__id_key(id, kb, &k);
@@ -594,6 +669,10 @@ int gd_store_snapshot_put(gd_wtxn *t, uint64_t id, const gd_snapshot_in *in, gd_
     if ((rc = mdb_put(txn, s->snap_cluster, &k, &v, append ? MDB_APPEND : 0)))
       return gd__mdb_err(rc, err, "snapshot clusters");
   }
+  if (in->member_off && (rc = put_rows(txn, s->snap_member, id, in, true, err)))
+    return rc;
+  if (in->tie_off && (rc = put_rows(txn, s->snap_tie, id, in, false, err)))
+    return rc;
   return GD_OK;
 }
 
@@ -633,6 +712,9 @@ int gd_store_snapshot_delete(gd_wtxn *t, uint64_t id, gd_err *err) {
   mdb_cursor_close(cur);
   if (rc && rc != MDB_NOTFOUND)
     return gd__mdb_err(rc, err, "snapshot clusters");
+  if ((rc = del_prefix(txn, s->snap_member, id, "snapshot members", err)) ||
+      (rc = del_prefix(txn, s->snap_tie, id, "snapshot ties", err)))
+    return rc;
   return GD_OK;
 }
 
@@ -801,4 +883,114 @@ int gd_store_clusters_visit(gd_rtxn *r, uint64_t snap, uint64_t after_cluster, g
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
     return gd__mdb_err(rc, err, "clusters");
   return GD_OK;
+}
+
+int gd_store_cluster_members(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t after,
+                             size_t max, uint64_t *ret, size_t *ret_n, bool *ret_more,
+                             bool *ret_indexed, gd_err *err) {
+  gd_snapshot_view sv;
+  MDB_cursor *cur;
+  uint8_t kb[16], vb[8];
+  MDB_val k = {16, kb}, v = {8, vb};
+  *ret_n = 0;
+  *ret_more = false;
+  *ret_indexed = false;
+  int rc = snap_find(r->txn, r->s, snap, &sv, err);
+  if (rc)
+    return rc;
+  if ((rc = mdb_cursor_open(r->txn, r->s->snap_member, &cur)))
+    return gd__mdb_err(rc, err, "member cursor");
+  gd_be64_put(kb, sv.id);
+  gd_be64_put(kb + 8, cluster);
+  rc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+  if (rc == MDB_SUCCESS) {
+    *ret_indexed = true;
+    k.mv_size = 16;
+    k.mv_data = kb;
+    v.mv_size = 8;
+    v.mv_data = vb;
+    gd_be64_put(vb, after == UINT64_MAX ? after : after + 1);
+    rc = after == UINT64_MAX ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+    for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
+      if (v.mv_size != 8) {
+        mdb_cursor_close(cur);
+        return gd_err_set(err, GD_EINTERNAL, "member row of %zu bytes", v.mv_size);
+      }
+      if (*ret_n == max) {
+        *ret_more = true;
+        break;
+      }
+      ret[(*ret_n)++] = gd_be64_get(v.mv_data);
+    }
+  }
+  mdb_cursor_close(cur);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, "members");
+  return GD_OK;
+}
+
+static int cmp_tie_strongest(const void *pa, const void *pb) {
+  const gd_snap_tie *a = pa, *b = pb;
+  if (a->weight != b->weight)
+    return a->weight > b->weight ? -1 : 1;
+  if (a->a != b->a)
+    return a->a < b->a ? -1 : 1;
+  return (a->b > b->b) - (a->b < b->b);
+}
+
+int gd_store_cluster_ties(gd_rtxn *r, uint64_t snap, uint64_t cluster, size_t max,
+                          gd_snap_tie *ret, size_t *ret_n, uint64_t *ret_total, gd_err *err) {
+  gd_snapshot_view sv;
+  MDB_cursor *cur;
+  uint8_t kb[16];
+  MDB_val k = {16, kb}, v;
+  gd_snap_tie *all = NULL;
+  size_t n = 0, cap = 0;
+  *ret_n = 0;
+  *ret_total = 0;
+  int rc = snap_find(r->txn, r->s, snap, &sv, err);
+  if (rc)
+    return rc;
+  if ((rc = mdb_cursor_open(r->txn, r->s->snap_tie, &cur)))
+    return gd__mdb_err(rc, err, "tie cursor");
+  gd_be64_put(kb, sv.id);
+  gd_be64_put(kb + 8, cluster);
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
+    if (v.mv_size != 24) {
+      rc = gd_err_set(err, GD_EINTERNAL, "tie row of %zu bytes", v.mv_size);
+      goto out;
+    }
+    if (n == cap) {
+      size_t nc = cap ? cap * 2 : 64;
+      gd_snap_tie *na = realloc(all, nc * sizeof *na);
+      if (!na) {
+        rc = gd_err_set(err, GD_ENOMEM, "out of memory for %zu ties", nc);
+        goto out;
+      }
+      all = na;
+      cap = nc;
+    }
+    const uint8_t *p = v.mv_data;
+    uint64_t bits = gd_be64_get(p + 16);
+    all[n].a = gd_be64_get(p);
+    all[n].b = gd_be64_get(p + 8);
+    memcpy(&all[n].weight, &bits, 8);
+    n++;
+  }
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+    rc = gd__mdb_err(rc, err, "ties");
+    goto out;
+  }
+  rc = GD_OK;
+  if (n)
+    qsort(all, n, sizeof *all, cmp_tie_strongest);
+  *ret_total = n;
+  *ret_n = n < max ? n : max;
+  if (*ret_n)
+    memcpy(ret, all, *ret_n * sizeof *ret);
+out:
+  mdb_cursor_close(cur);
+  free(all);
+  return rc;
 }

@@ -16,6 +16,18 @@
  *      snap_assign   id (u64 BE)                 -> dupsort, dupfixed 16-byte rows:
  *                                                   seller id (u64 BE), cluster id (u64 BE)
  *      snap_cluster  id (u64 BE) + cluster (u64 BE) -> summary blob
+ *      snap_member   id (u64 BE) + cluster (u64 BE) -> dupsort, dupfixed 8-byte
+ *                                                   rows: seller id (u64 BE)
+ *      snap_tie      id (u64 BE) + cluster (u64 BE) -> dupsort, dupfixed 24-byte
+ *                                                   rows: seller a, seller b
+ *                                                   (a < b), weight (IEEE-754
+ *                                                   bits), each u64 BE
+ *
+ *    snap_member is the inverse of snap_assign, so a cluster's members are
+ *    one range read instead of a scan of every assignment. snap_tie holds
+ *    the evidence ties that hold each cluster together (the worker stores
+ *    a maximum spanning forest of the cluster's internal ties: at most
+ *    size - 1 rows a cluster, the strongest that connect it).
  *
  *    Why assignments are dupsort rows under the snapshot id rather than one
  *    key per (snapshot, seller): rows are 16 bytes with no per-key node
@@ -154,7 +166,22 @@ typedef struct gd_snapshot_in {
   const uint64_t *cluster_ids;
   const uint8_t *summary_data;
   const size_t *summary_off;
+  /* Members, cluster by cluster in cluster_ids order: cluster i's sellers
+   * are members[member_off[i] .. member_off[i + 1]), strictly ascending
+   * (n_clusters + 1 offsets; NULL member_off = none stored). */
+  const uint64_t *members;
+  const size_t *member_off;
+  /* Ties, likewise: cluster i's are ties[tie_off[i] .. tie_off[i + 1]),
+   * sorted by (a, b), a < b (NULL tie_off = none stored). */
+  const struct gd_snap_tie *ties;
+  const size_t *tie_off;
 } gd_snapshot_in;
+
+/* An evidence tie inside a cluster. */
+typedef struct gd_snap_tie {
+  uint64_t a, b; /* seller ids, a < b */
+  double weight;
+} gd_snap_tie;
 
 /*
  * Writes snapshot `id` (from gd_store_snapshot_next_id) in t: header and
@@ -169,7 +196,8 @@ typedef struct gd_snapshot_in {
  * clusters).
  *
  * Errors: GD_EINVALID (id 0, ids not strictly ascending, an empty summary,
- * a manifest over 64 MiB), GD_EEXISTS (snapshot id exists),
+ * members or ties out of order, a manifest over 64 MiB), GD_EEXISTS
+ * (snapshot id exists),
  * GD_EMAPFULL (abort, grow, retry), GD_ERESOURCE (transaction too large),
  * GD_EIO.
  */
@@ -241,6 +269,28 @@ int gd_store_assignments_visit(gd_rtxn *r, uint64_t snap, uint64_t after_seller,
  */
 int gd_store_cluster_get(gd_rtxn *r, uint64_t snap, uint64_t cluster, const void **ret_summary,
                          size_t *ret_len, gd_err *err);
+
+/*
+ * Members of cluster `cluster` of snapshot snap (0 = latest) with seller
+ * id > after, ascending, at most max of them into ret (capacity max).
+ * *ret_n gets the number written, *ret_more whether more follow.
+ * O(log n + max). A snapshot written before snap_member existed has no
+ * rows: *ret_n is 0 and *ret_indexed false (the caller may scan the
+ * assignments instead); otherwise *ret_indexed is true.
+ * Errors: GD_ENOTFOUND (no such snapshot), GD_EPRECONDITION, GD_EIO.
+ */
+int gd_store_cluster_members(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t after,
+                             size_t max, uint64_t *ret, size_t *ret_n, bool *ret_more,
+                             bool *ret_indexed, gd_err *err);
+
+/*
+ * The stored ties of a cluster, strongest first (ties in weight by (a, b)),
+ * at most max into ret; *ret_total is the number stored. Reads all of
+ * the cluster's rows: O(size log size).
+ * Errors: GD_ENOTFOUND, GD_EPRECONDITION, GD_ENOMEM, GD_EIO.
+ */
+int gd_store_cluster_ties(gd_rtxn *r, uint64_t snap, uint64_t cluster, size_t max,
+                          gd_snap_tie *ret, size_t *ret_n, uint64_t *ret_total, gd_err *err);
 
 /*
  * Calls fn for each cluster of snapshot snap (0 = latest) with id >

@@ -71,6 +71,10 @@ typedef struct job {
   uint8_t *sum_data;
   size_t *sum_off;
   size_t n_clusters;
+  uint64_t *members;      /* cluster by cluster, in cluster_ids order */
+  size_t *member_off;
+  gd_snap_tie *ties;      /* the spanning forest, cluster by cluster */
+  size_t *tie_off;
   int64_t singletons, largest;
   double t_ms[ST__COUNT];
   int64_t t0, t_stage;
@@ -382,6 +386,121 @@ static int cmp_idpair(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+typedef struct itie {
+  int64_t u, v; /* seller indices, u < v */
+  double w;
+} itie;
+
+static int cmp_itie(const void *pa, const void *pb) {
+  const itie *a = pa, *b = pb;
+  if (a->w != b->w)
+    return a->w > b->w ? -1 : 1;
+  if (a->u != b->u)
+    return a->u < b->u ? -1 : 1;
+  return (a->v > b->v) - (a->v < b->v);
+}
+
+static int cmp_itie_uv(const void *pa, const void *pb) {
+  const itie *a = pa, *b = pb;
+  if (a->u != b->u)
+    return a->u < b->u ? -1 : 1;
+  return (a->v > b->v) - (a->v < b->v);
+}
+
+static int64_t uf_find(int64_t *parent, int64_t x) {
+  while (parent[x] != x) {
+    parent[x] = parent[parent[x]];
+    x = parent[x];
+  }
+  return x;
+}
+
+/*
+ * Members and ties of every cluster, for snap_member and snap_tie. pos[c]:
+ * cluster index c's position in cluster_ids order. Members: a stable
+ * counting sort of the sellers (ascending store id) by position. Ties: a
+ * maximum spanning forest of the internal ties (Kruskal: strongest first,
+ * equal weights by seller index; deterministic), so each connected
+ * cluster keeps size - 1 ties, those that hold it together most strongly.
+ * O(n + m log m) for m internal ties.
+ */
+static int do_members_ties(job *j, const int64_t *pos, gd_err *err) {
+  const gd_graph_export *x = &j->x;
+  const int64_t n = x->n_sellers, k = (int64_t)j->n_clusters;
+  const int64_t *mem = j->cr.membership;
+  int64_t *parent = NULL;
+  itie *it = NULL;
+  size_t *fill = NULL;
+  int rc = GD_OK;
+  j->members = malloc((size_t)(n ? n : 1) * sizeof *j->members);
+  j->member_off = calloc((size_t)k + 1, sizeof *j->member_off);
+  j->tie_off = calloc((size_t)k + 1, sizeof *j->tie_off);
+  fill = malloc(((size_t)k + 1) * sizeof *fill);
+  if (!j->members || !j->member_off || !j->tie_off || !fill)
+    goto nomem;
+  for (int64_t s = 0; s < n; s++)
+    j->member_off[pos[mem[s]] + 1]++;
+  for (int64_t i = 0; i < k; i++)
+    j->member_off[i + 1] += j->member_off[i];
+  memcpy(fill, j->member_off, ((size_t)k + 1) * sizeof *fill);
+  for (int64_t s = 0; s < n; s++)
+    j->members[fill[pos[mem[s]]]++] = x->seller_ids[s];
+
+  int64_t m = 0;
+  for (int64_t v = 0; v < n; v++)
+    for (int64_t p = j->g.off[v]; p < j->g.off[v + 1]; p++)
+      m += j->g.nbr[p] > v && mem[j->g.nbr[p]] == mem[v];
+  it = malloc((size_t)(m ? m : 1) * sizeof *it);
+  parent = malloc((size_t)(n ? n : 1) * sizeof *parent);
+  j->ties = malloc((size_t)(n ? n : 1) * sizeof *j->ties);
+  if (!it || !parent || !j->ties)
+    goto nomem;
+  int64_t q = 0;
+  for (int64_t v = 0; v < n; v++)
+    for (int64_t p = j->g.off[v]; p < j->g.off[v + 1]; p++)
+      if (j->g.nbr[p] > v && mem[j->g.nbr[p]] == mem[v])
+        it[q++] = (itie){v, j->g.nbr[p], j->g.w[p]};
+  if (cancelled(j)) {
+    rc = gd_err_set(err, GD_ECANCELLED, "cancelled during summarize");
+    goto out;
+  }
+  qsort(it, (size_t)m, sizeof *it, cmp_itie);
+  for (int64_t s = 0; s < n; s++)
+    parent[s] = s;
+  int64_t kept = 0;
+  for (int64_t i = 0; i < m; i++) {
+    int64_t a = uf_find(parent, it[i].u), b = uf_find(parent, it[i].v);
+    if (a == b)
+      continue;
+    parent[a] = b;
+    it[kept++] = it[i];
+  }
+  /* Group by cluster position, then (u, v) within: the store's row order. */
+  for (int64_t i = 0; i < kept; i++)
+    j->tie_off[pos[mem[it[i].u]] + 1]++;
+  for (int64_t i = 0; i < k; i++)
+    j->tie_off[i + 1] += j->tie_off[i];
+  memcpy(fill, j->tie_off, ((size_t)k + 1) * sizeof *fill);
+  itie *tmp = malloc((size_t)(kept ? kept : 1) * sizeof *tmp);
+  if (!tmp)
+    goto nomem;
+  for (int64_t i = 0; i < kept; i++)
+    tmp[fill[pos[mem[it[i].u]]]++] = it[i];
+  for (int64_t c = 0; c < k; c++)
+    qsort(tmp + j->tie_off[c], j->tie_off[c + 1] - j->tie_off[c], sizeof *tmp, cmp_itie_uv);
+  for (int64_t i = 0; i < kept; i++)
+    j->ties[i] = (gd_snap_tie){x->seller_ids[tmp[i].u], x->seller_ids[tmp[i].v], tmp[i].w};
+  free(tmp);
+  goto out;
+nomem:
+  rc = gd_err_set(err, GD_ENOMEM, "out of memory for cluster members and ties");
+out:
+  free(parent);
+  free(it);
+  free(fill);
+  return rc;
+}
+
 static int do_summarize(job *j, gd_err *err) {
   const gd_graph_export *x = &j->x;
   const int64_t n = x->n_sellers, k = j->cr.n_clusters;
@@ -500,6 +619,9 @@ static int do_summarize(job *j, gd_err *err) {
     off += gd_summary_encode(&cs, j->sum_data + off);
   }
   j->sum_off[k] = off;
+  for (int64_t i = 0; i < k; i++)
+    slot[order[i].c] = i; /* slot is free now: reused as position by cluster index */
+  rc = do_members_ties(j, slot, err);
   goto out;
 
 done_empty:
@@ -680,6 +802,10 @@ static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
           .cluster_ids = j->cluster_ids,
           .summary_data = j->sum_data,
           .summary_off = j->sum_off,
+          .members = j->members,
+          .member_off = j->member_off,
+          .ties = j->ties,
+          .tie_off = j->tie_off,
       };
       rc = gd_store_snapshot_put(t, id, &in, err);
     }
@@ -713,6 +839,10 @@ static void job_free(job *j) {
   free(j->cluster_ids);
   free(j->sum_data);
   free(j->sum_off);
+  free(j->members);
+  free(j->member_off);
+  free(j->ties);
+  free(j->tie_off);
   gd_store_close(j->store);
 }
 

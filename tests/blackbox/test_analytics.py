@@ -224,6 +224,23 @@ def test_get_cluster_riskiest(an, snap):
         assert e.cluster_id == top.id and e.cluster_snapshot_id == sid
     expect_status(grpc.StatusCode.NOT_FOUND, s.GetCluster,
                   pb.GetClusterRequest(cluster_id=1 << 60), timeout=T())
+    # Ties: a spanning forest of the cluster (Leiden clusters are
+    # connected): size - 1 ties between members, strongest first.
+    members = {m.id for m in rep.members}
+    assert rep.ties_stored == top.size - 1 and len(rep.ties) == min(top.size - 1, 100)
+    w = [t.weight for t in rep.ties]
+    assert w == sorted(w, reverse=True) and w[-1] > 0
+    assert all(t.seller_a < t.seller_b and {t.seller_a, t.seller_b} <= members for t in rep.ties)
+    # Members page by after_seller.
+    ids = sorted(members)
+    p1 = s.GetCluster(pb.GetClusterRequest(cluster_id=top.id, max_members=1, max_ties=1),
+                      timeout=T())
+    assert [m.id for m in p1.members] == ids[:1] and p1.more_members and len(p1.ties) == 1
+    p2 = s.GetCluster(pb.GetClusterRequest(cluster_id=top.id, after_seller=ids[0]), timeout=T())
+    assert [m.id for m in p2.members] == ids[1:] and not p2.more_members
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT, s.GetCluster,
+                  pb.GetClusterRequest(cluster_id=top.id, max_ties=1 << 30), timeout=T(),
+                  fields=["max_ties"])
 
 
 def test_stream_assignments(an, snap):

@@ -418,8 +418,25 @@ static void test_snapshot_tables(void) {
     offs[i] = 8 * (size_t)i;
   }
   offs[NC] = 8 * NC;
+  /* Members cluster by cluster; ties: each member to the cluster's first,
+   * weight = its rank in the cluster. */
+  static uint64_t members[NS];
+  static gd_snap_tie ties[NS];
+  static size_t moff[NC + 1], toff[NC + 1];
+  size_t nm = 0, nt = 0;
+  for (int i = 0; i < NC; i++) {
+    moff[i] = nm;
+    toff[i] = nt;
+    for (int j = i, rank = 0; j < NS; j += NC, rank++) {
+      members[nm++] = sellers[j];
+      if (rank)
+        ties[nt++] = (gd_snap_tie){sellers[i], sellers[j], (double)rank};
+    }
+  }
+  moff[NC] = nm;
+  toff[NC] = nt;
   put_ctx p = {.in = {"{\"m\":1}", 7, NS, sellers, clusters, NC, cids, (const uint8_t *)sdata,
-                      offs}};
+                      offs, members, moff, ties, toff}};
   for (int k = 0; k < 3; k++) {
     CHECK(write_sync(w, put_fn, &p, NULL) == GD_OK);
     CHECK_EQ_U(p.id, k + 1);
@@ -435,6 +452,14 @@ static void test_snapshot_tables(void) {
   bad.in.n_assign = 3;
   CHECK(write_sync(w, put_fn, &bad, msg) == GD_EINVALID);
   CHECK(strstr(msg, "assignments[1]") != NULL);
+  bad = p;
+  bad.in.ties = (gd_snap_tie[]){{5, 4, 1.0}};
+  size_t bad_toff[NC + 1] = {0};
+  for (int i = 1; i <= NC; i++)
+    bad_toff[i] = 1;
+  bad.in.tie_off = bad_toff;
+  CHECK(write_sync(w, put_fn, &bad, msg) == GD_EINVALID);
+  CHECK(strstr(msg, "ties out of order") != NULL);
 
   CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
   CHECK(gd_store_snapshot_get(r, 0, &v, NULL) == GD_OK);
@@ -468,6 +493,26 @@ static void test_snapshot_tables(void) {
   cl_ctx cc = {0};
   CHECK(gd_store_clusters_visit(r, 2, 1000, cl_visit, &cc, NULL, NULL) == GD_OK);
   CHECK(cc.n == NC - 901 && cc.first == 1001 && cc.last == 100 + NC - 1 && !cc.bad);
+  /* Members of cluster 107 (sellers 7, 1507, 3007, 4507), two at a time. */
+  uint64_t mb[4];
+  size_t mn;
+  bool mmore, indexed;
+  CHECK(gd_store_cluster_members(r, 0, 107, 0, 2, mb, &mn, &mmore, &indexed, NULL) == GD_OK);
+  CHECK(indexed && mn == 2 && mmore && mb[0] == sellers[7] && mb[1] == sellers[1507]);
+  CHECK(gd_store_cluster_members(r, 0, 107, mb[1], 2, mb, &mn, &mmore, &indexed, NULL) == GD_OK);
+  CHECK(mn == 2 && !mmore && mb[0] == sellers[3007] && mb[1] == sellers[4507]);
+  CHECK(gd_store_cluster_members(r, 0, 107, sellers[4507], 2, mb, &mn, &mmore, &indexed,
+                                 NULL) == GD_OK);
+  CHECK(mn == 0 && !mmore && indexed);
+  CHECK(gd_store_cluster_members(r, 0, 99, 0, 2, mb, &mn, &mmore, &indexed, NULL) == GD_OK);
+  CHECK(mn == 0 && !indexed);
+  /* Ties, strongest first. */
+  gd_snap_tie tb[2];
+  size_t tn;
+  uint64_t ttotal;
+  CHECK(gd_store_cluster_ties(r, 1, 107, 2, tb, &tn, &ttotal, NULL) == GD_OK);
+  CHECK(tn == 2 && ttotal == 3 && tb[0].weight == 3 && tb[0].b == sellers[4507] &&
+        tb[1].weight == 2 && tb[0].a == sellers[7]);
   /* List, newest first, in pages of 2. */
   gd_snapshot_view lv[2];
   size_t n;
@@ -486,7 +531,13 @@ static void test_snapshot_tables(void) {
   CHECK(gd_store_snapshot_get(r, 2, &v, NULL) == GD_ENOTFOUND);
   CHECK(gd_store_assignment_get(r, 2, sellers[0], &c, NULL) == GD_ENOTFOUND);
   CHECK(gd_store_cluster_get(r, 2, 100, &sum, &slen, NULL) == GD_ENOTFOUND);
+  CHECK(gd_store_cluster_members(r, 2, 107, 0, 4, mb, &mn, &mmore, &indexed, &e) ==
+        GD_ENOTFOUND);
   for (uint64_t s = 1; s <= 3; s += 2) {
+    CHECK(gd_store_cluster_members(r, s, 107, 0, 4, mb, &mn, &mmore, &indexed, NULL) == GD_OK);
+    CHECK(mn == 4 && indexed && mb[3] == sellers[4507]);
+    CHECK(gd_store_cluster_ties(r, s, 100 + NC - 1, 2, tb, &tn, &ttotal, NULL) == GD_OK);
+    CHECK(tn == 2 && ttotal == 2);
     cc = (cl_ctx){0};
     CHECK(gd_store_clusters_visit(r, s, 0, cl_visit, &cc, NULL, NULL) == GD_OK);
     CHECK(cc.n == NC && !cc.bad);
@@ -762,6 +813,24 @@ static void test_worker_rings(void) {
   json_object_put(mroot);
   check_summary(r, snap1, ca, 12, 3, id_of(rings, GD_TYPE_ADDRESS, "wA"), base_rate);
   check_summary(r, snap1, cb, 8, 1, id_of(rings, GD_TYPE_ADDRESS, "wB"), base_rate);
+  /* Members come from snap_member and agree with the assignments; the
+   * stored ties span the ring (size - 1, between members, strongest
+   * first). */
+  uint64_t mb[64];
+  size_t mn;
+  bool more, indexed;
+  CHECK(gd_store_cluster_members(r, snap1, ca, 0, 64, mb, &mn, &more, &indexed, NULL) == GD_OK);
+  CHECK(indexed && !more && mn == 12);
+  for (size_t i = 0; i < mn; i++)
+    CHECK(cluster_of(&as, mb[i]) == ca && (i == 0 || mb[i] > mb[i - 1]));
+  gd_snap_tie tb[64];
+  size_t tn;
+  uint64_t ttotal;
+  CHECK(gd_store_cluster_ties(r, snap1, ca, 64, tb, &tn, &ttotal, NULL) == GD_OK);
+  CHECK(tn == 11 && ttotal == 11);
+  for (size_t i = 0; i < tn; i++)
+    CHECK(cluster_of(&as, tb[i].a) == ca && cluster_of(&as, tb[i].b) == ca && tb[i].a < tb[i].b &&
+          tb[i].weight > 0 && (i == 0 || tb[i].weight <= tb[i - 1].weight));
   /* A singleton's summary: no shared entity, cohesion 0. */
   const void *raw;
   size_t len;

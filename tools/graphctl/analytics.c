@@ -80,7 +80,8 @@ const char cluster_help[] =
     "  --no-progress     no progress bar (drawn only when stderr is a terminal)\n"
     "\n"
     "With ID: the cluster's summary (size, flagged, risk, cohesion), its top\n"
-    "shared entities (the candidate supply sources) and its members.\n"
+    "shared entities (the candidate supply sources), its members, and the\n"
+    "strongest evidence ties that hold it together.\n"
     "  --snapshot N      the snapshot (default: the latest)\n"
     "  --max-members N   members to list (server default 100)\n"
     "\n"
@@ -652,6 +653,8 @@ static int show_cluster(ctl *c, const command *cmd, args *a) {
       json_object_array_add(ties, t);
     }
     jset(o, "ties", ties);
+    jset(o, "ties_stored", json_object_new_uint64(rep->ties_stored));
+    jset(o, "more_members", json_object_new_boolean(rep->more_members));
     print_json(o);
   } else if (s) {
     printf("cluster %" PRIu64 ": %" PRIu64 " sellers, %" PRIu64 " flagged, risk %.3f, cohesion "
@@ -671,8 +674,13 @@ static int show_cluster(ctl *c, const command *cmd, args *a) {
         printf("%s%s", j ? ", " : "  [", safe(e->labels[j], kb, sizeof kb));
       printf("%s\n", e->n_labels ? "]" : "");
     }
-    if (rep->n_ties)
-      printf("internal ties: %zu\n", rep->n_ties);
+    if (rep->ties_stored) {
+      printf("ties holding it together (%" PRIu64 " stored, strongest first):\n",
+             rep->ties_stored);
+      for (size_t i = 0; i < rep->n_ties && i < 10; i++)
+        printf("  %" PRIu64 " - %" PRIu64 "  %.3f\n", rep->ties[i]->seller_a,
+               rep->ties[i]->seller_b, rep->ties[i]->weight);
+    }
   }
   graphd__v1__get_cluster_reply__free_unpacked(rep, NULL);
   return EXIT_OK;

@@ -1,0 +1,138 @@
+/*
+ * graphd-bench internals shared by bench.c (ingest, read, main) and
+ * cluster.c (the cluster mode): the configuration, small helpers, anomaly
+ * reporting, and spawning / stopping the daemon. Everything here is
+ * defined in bench.c and documented there.
+ */
+#ifndef GD_BENCH_INT_H
+#define GD_BENCH_INT_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifndef GD_BENCH_GRAPHD
+#define GD_BENCH_GRAPHD "graphd"
+#endif
+#ifndef GD_BENCH_SELLERGEN
+#define GD_BENCH_SELLERGEN "sellergen"
+#endif
+#ifndef GD_BENCH_SRCDIR
+#define GD_BENCH_SRCDIR "."
+#endif
+
+#define SVC "/graphd.v1.SellerGraph/"
+#define MAX_DAEMONS 8
+#define MAX_GRAPHD_ARGS 32
+#define MAX_SELLERGEN_ARGS 32
+#define MAX_REPEAT 100
+#define MAX_CONC 8 /* values in --concurrency-list */
+
+/* ---- configuration ---- */
+
+typedef enum { CMD_INGEST = 1, CMD_READ, CMD_ALL, CMD_CLUSTER } bench_cmd;
+typedef enum { CONN_OWN = 0, CONN_SHARED = 1 } conn_mode;
+typedef enum { CLIENT_ASYNC = 0, CLIENT_SYNC = 1 } client_mode;
+
+typedef struct bench_cfg {
+  bench_cmd cmd;
+  const char *cmd_name;
+  const char *links, *keys_from;
+  uint64_t sellers;
+  uint64_t seed;
+  const char *sellergen, *graphd;
+  const char *addr, *data;
+  const char *workdir;
+  int repeat;
+  size_t batch;
+  int ref_window; /* 0 = submit every reference op at once */
+  int conc[MAX_CONC]; /* calls in flight, one measurement point each */
+  int n_conc;
+  client_mode clients[2]; /* --client: async, sync or both (async first) */
+  int n_clients;
+  int client_threads; /* async client threads */
+  double duration;
+  size_t sample;
+  unsigned limit;
+  unsigned rpcs;     /* --rpcs: bit (1 << rpc_kind) per rpc measured */
+  const char *truth; /* --truth: ring membership file; NULL = next to the links file */
+  conn_mode conn;
+  bool quick, keep;
+  const char *graphd_args[MAX_GRAPHD_ARGS];
+  int n_graphd_args;
+  const char *sellergen_args[MAX_SELLERGEN_ARGS]; /* --sellergen-arg, passed to sellergen */
+  int n_sellergen_args;
+  const char *python, *leiden_ref; /* cluster: the reference's interpreter and script */
+  int call_timeout_ms, step_timeout_ms, start_timeout_ms, stop_timeout_ms;
+  int job_timeout_ms; /* cluster: one clustering job, one reference run */
+} bench_cfg;
+
+/* ---- helpers ---- */
+
+int64_t now_ns(void);
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+uint64_t mix64(uint64_t x);
+/* Median of the finite values of v (NAN if none). */
+double median(const double *v, int n);
+const char *fmt_count(char *buf, size_t size, double v);
+const char *fmt_bytes(char *buf, size_t size, double b);
+json_object *jnum(double v); /* NULL (JSON null) when not finite */
+json_object *jdouble_array(const double *v, int n);
+
+/* Child processes: registered ones are SIGKILLed by die() and fatal signals. */
+void children_add(pid_t pid);
+void children_remove(pid_t pid);
+void describe_status(int status, char *buf, size_t size);
+void print_log_tail(const char *path);
+
+/* Records (and prints) an anomaly: the run then exits 1. */
+void anomaly(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+void rm_rf(const char *dir);
+void dir_bytes(const char *dir, uint64_t *ret_apparent, uint64_t *ret_alloc);
+/* A "Name:  123 kB" line of /proc/PID/status, in bytes; -1 if absent. */
+int64_t proc_status_kb(pid_t pid, const char *name);
+double proc_cpu_s(pid_t pid);
+
+/* ---- the daemon ---- */
+
+typedef struct daemon_proc {
+  pid_t pid;
+  int out_fd;
+  char addr[160];
+  char *log_path;
+  double start_s; /* spawn to listening line */
+} daemon_proc;
+
+typedef struct daemon_exit {
+  bool exited_ok;     /* exit status 0 */
+  bool hung;          /* did not exit within the stop timeout: killed */
+  int status;         /* waitpid status */
+  double stop_s;      /* SIGTERM to exit */
+  char desc[128];
+} daemon_exit;
+
+bool daemon_start(const bench_cfg *cfg, const char *data_dir, const char *log_path,
+                  daemon_proc *d);
+void daemon_stop(const bench_cfg *cfg, daemon_proc *d, daemon_exit *ret);
+bool daemon_alive(daemon_proc *d, const char *when);
+void daemon_free(daemon_proc *d);
+
+/* ---- modes ---- */
+
+/*
+ * The cluster mode (cluster.c) on data_dir, a graphd data dir already
+ * loaded (and not served by any process). Spawns its own daemon, stops it
+ * at the end. Prints its report; *ret_ok is false when a check failed.
+ */
+json_object *bench_cluster(const bench_cfg *cfg, const char *workroot, const char *data_dir,
+                           bool *ret_ok);
+
+#endif
