@@ -224,15 +224,20 @@ int main(int argc, char **argv) {
   }
   if (access(worker_path, X_OK) != 0)
     gd_warn("worker %s: %s (clustering jobs will fail)", worker_path, strerror(errno));
+  size_t nmethods, restored = 0;
+  const gd_method *methods = gd_rpc_methods(store, writer, &lim, &nmethods);
   gd_jobs *jobs = NULL;
-  if (gd_jobs_start(worker_path, cfg.data, &jobs, &err)) {
+  if (gd_jobs_start(worker_path, cfg.data, gd_rpc_jobs_journal(), &jobs, &err) ||
+      gd_rpc_jobs_restore(jobs, &restored, &err)) {
     gd_error("%s", err.msg);
+    gd_jobs_stop(jobs);
+    gd_jobs_free(jobs);
     gd_writer_stop(writer);
     gd_store_close(store);
     return 1;
   }
-  size_t nmethods;
-  const gd_method *methods = gd_rpc_methods(store, writer, &lim, &nmethods);
+  if (restored)
+    gd_info("restored %zu clustering job record(s)", restored);
   gd_rpc_set_jobs(jobs);
 
   grpc_init();

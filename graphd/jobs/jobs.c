@@ -20,6 +20,7 @@ typedef struct job {
   gd_job_info info;
   char *spec_text;
   bool cancel;
+  bool starting; /* picked by the manager, RUNNING record being saved */
 } job;
 
 typedef struct listener {
@@ -39,6 +40,8 @@ struct gd_jobs {
   uint64_t next_id, version;
   pid_t running_pid; /* 0 none */
   job *running;
+  gd_jobs_journal journal; /* save NULL: memory only */
+  bool submitted;          /* a job was submitted: no more restores */
   /* listeners: own lock, held while calling them, so unlisten waits */
   pthread_mutex_t lmu;
   listener *ls;
@@ -126,6 +129,106 @@ static void finish(gd_jobs *j, job *jb, gd_job_state st, const char *reason) {
   changed(j);
 }
 
+/* Saves jb's record through the journal (without j->mu held). */
+static int save(gd_jobs *j, job *jb, gd_err *err) {
+  if (!j->journal.save)
+    return GD_OK;
+  pthread_mutex_lock(&j->mu);
+  gd_job_info copy = jb->info; /* spec blob and spec_text never change */
+  pthread_mutex_unlock(&j->mu);
+  return j->journal.save(j->journal.ctx, &copy, jb->spec_text, err);
+}
+
+/* ---- records -------------------------------------------------------------- */
+
+#define REC_VERSION 1
+#define REC_HDR 72
+
+static void put64(uint8_t *p, uint64_t x) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(x >> (8 * i));
+}
+static uint64_t get64(const uint8_t *p) {
+  uint64_t x = 0;
+  for (int i = 7; i >= 0; i--)
+    x = (x << 8) | p[i];
+  return x;
+}
+
+/*
+ * Layout (little-endian): u64 version, u64 id, u64 state, u64 snapshot_id,
+ * i64 created_at, started_at, ended_at, f64 progress (IEEE bits), u16
+ * stage length, u16 reason length, u32 spec_text length; then stage,
+ * reason, spec_text, and the spec blob (the rest).
+ */
+void *gd_job_encode(const gd_job_info *ji, const char *spec_text, size_t *ret_len) {
+  size_t ls = strnlen(ji->stage, sizeof ji->stage - 1), lr = strnlen(ji->reason, sizeof ji->reason - 1);
+  size_t lt = spec_text ? strlen(spec_text) : 0;
+  if (lt > UINT32_MAX)
+    return NULL;
+  size_t n = REC_HDR + ls + lr + lt + ji->spec_len;
+  uint8_t *p = malloc(n);
+  if (!p)
+    return NULL;
+  uint64_t prog;
+  memcpy(&prog, &ji->progress, 8);
+  put64(p, REC_VERSION);
+  put64(p + 8, ji->id);
+  put64(p + 16, (uint64_t)ji->state);
+  put64(p + 24, ji->snapshot_id);
+  put64(p + 32, (uint64_t)ji->created_at);
+  put64(p + 40, (uint64_t)ji->started_at);
+  put64(p + 48, (uint64_t)ji->ended_at);
+  put64(p + 56, prog);
+  put64(p + 64, (uint64_t)ls | (uint64_t)lr << 16 | (uint64_t)lt << 32);
+  uint8_t *q = p + REC_HDR;
+  memcpy(q, ji->stage, ls);
+  memcpy(q + ls, ji->reason, lr);
+  if (lt)
+    memcpy(q + ls + lr, spec_text, lt);
+  if (ji->spec_len)
+    memcpy(q + ls + lr + lt, ji->spec, ji->spec_len);
+  *ret_len = n;
+  return p;
+}
+
+int gd_job_decode(const void *rec, size_t len, gd_job_info *ret, char **ret_spec_text,
+                  gd_err *err) {
+  const uint8_t *p = rec;
+  memset(ret, 0, sizeof *ret);
+  *ret_spec_text = NULL;
+  if (len < REC_HDR || get64(p) != REC_VERSION)
+    return gd_err_set(err, GD_EINTERNAL, "job record: bad header (%zu bytes)", len);
+  uint64_t lens = get64(p + 64), prog = get64(p + 56), state = get64(p + 16);
+  size_t ls = lens & 0xffff, lr = (lens >> 16) & 0xffff, lt = lens >> 32;
+  if (ls >= sizeof ret->stage || lr >= sizeof ret->reason || REC_HDR + ls + lr + lt > len ||
+      state < GD_JOB_QUEUED || state > GD_JOB_CANCELLED)
+    return gd_err_set(err, GD_EINTERNAL, "job record: bad lengths or state");
+  ret->id = get64(p + 8);
+  ret->state = (gd_job_state)state;
+  ret->snapshot_id = get64(p + 24);
+  ret->created_at = (int64_t)get64(p + 32);
+  ret->started_at = (int64_t)get64(p + 40);
+  ret->ended_at = (int64_t)get64(p + 48);
+  memcpy(&ret->progress, &prog, 8);
+  const uint8_t *q = p + REC_HDR;
+  memcpy(ret->stage, q, ls);
+  memcpy(ret->reason, q + ls, lr);
+  size_t lb = len - REC_HDR - ls - lr - lt;
+  char *text = malloc(lt + 1);
+  if (!text || (lb && !(ret->spec = malloc(lb)))) {
+    free(text);
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
+  }
+  memcpy(text, q + ls + lr, lt);
+  text[lt] = 0;
+  if (lb)
+    memcpy(ret->spec, q + ls + lr + lt, lb);
+  ret->spec_len = lb;
+  *ret_spec_text = text;
+  return GD_OK;
+}
+
 /* Moves fd to a number above 3 (so the child's dup2 to 0 and 3 cannot
  * collide with it), close-on-exec. */
 static int high_fd(int fd) {
@@ -154,7 +257,10 @@ static void run_job(gd_jobs *j, job *jb) {
     snprintf(reason, sizeof reason, "internal error: fcntl: %s", strerror(errno));
     goto fail;
   }
-  char *argv[] = {j->worker, "--data", j->data, "--progress-fd", "3", NULL};
+  char ppid[24];
+  snprintf(ppid, sizeof ppid, "%ld", (long)getpid());
+  char *argv[] = {j->worker, "--data",       j->data, "--progress-fd",
+                  "3",       "--parent-pid", ppid,    NULL};
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, in[0], 0);
   posix_spawn_file_actions_adddup2(&fa, pr[1], 3);
@@ -250,7 +356,7 @@ static void run_job(gd_jobs *j, job *jb) {
   j->running_pid = 0;
   if (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM && jb->cancel) {
     /* cancelled before the worker installed its handler */
-    finish(j, jb, GD_JOB_CANCELLED, "cancelled");
+    finish(j, jb, GD_JOB_CANCELLED, j->stopping ? "daemon shutting down" : "cancelled");
   } else if (WIFSIGNALED(status)) {
     snprintf(reason, sizeof reason, "worker killed by signal %d", WTERMSIG(status));
     finish(j, jb, GD_JOB_FAILED, reason);
@@ -260,7 +366,7 @@ static void run_job(gd_jobs *j, job *jb) {
       jb->info.snapshot_id = done_id;
       finish(j, jb, GD_JOB_SUCCEEDED, "");
     } else if (code == 5 || (got_cancel && code != 0)) {
-      finish(j, jb, GD_JOB_CANCELLED, "cancelled");
+      finish(j, jb, GD_JOB_CANCELLED, j->stopping ? "daemon shutting down" : "cancelled");
     } else {
       if (err_line[0])
         snprintf(reason, sizeof reason, "%s", err_line);
@@ -305,14 +411,46 @@ static void *manager(void *arg) {
       pthread_cond_wait(&j->cv, &j->mu);
       continue;
     }
+    /* RUNNING is saved before anyone sees it; a cancel meanwhile sets
+     * next->cancel (see gd_jobs_cancel), which run_job honours. */
+    next->starting = true;
+    j->running = next;
+    pthread_mutex_unlock(&j->mu);
+    gd_err err = {0};
+    if (j->journal.save) {
+      gd_job_info copy;
+      pthread_mutex_lock(&j->mu);
+      copy = next->info;
+      pthread_mutex_unlock(&j->mu);
+      copy.state = GD_JOB_RUNNING;
+      copy.started_at = now_s();
+      snprintf(copy.stage, sizeof copy.stage, "start");
+      if (j->journal.save(j->journal.ctx, &copy, next->spec_text, &err) != GD_OK) {
+        char reason[GD_JOB_REASON_MAX];
+        snprintf(reason, sizeof reason, "cannot save the job's state: %s", err.msg);
+        pthread_mutex_lock(&j->mu);
+        next->starting = false;
+        j->running = NULL;
+        finish(j, next, GD_JOB_FAILED, reason);
+        pthread_mutex_unlock(&j->mu);
+        notify(j);
+        save(j, next, &err);
+        pthread_mutex_lock(&j->mu);
+        continue;
+      }
+    }
+    pthread_mutex_lock(&j->mu);
+    next->starting = false;
     next->info.state = GD_JOB_RUNNING;
     next->info.started_at = now_s();
     snprintf(next->info.stage, sizeof next->info.stage, "start");
-    j->running = next;
     changed(j);
     pthread_mutex_unlock(&j->mu);
     notify(j);
     run_job(j, next);
+    if (save(j, next, &err) != GD_OK)
+      fprintf(stderr, "graphd: job %llu: cannot save its end: %s\n",
+              (unsigned long long)next->info.id, err.msg);
     pthread_mutex_lock(&j->mu);
     j->running = NULL;
     trim(j);
@@ -321,7 +459,8 @@ static void *manager(void *arg) {
   return NULL;
 }
 
-int gd_jobs_start(const char *worker_path, const char *data_dir, gd_jobs **ret, gd_err *err) {
+int gd_jobs_start(const char *worker_path, const char *data_dir, const gd_jobs_journal *journal,
+                  gd_jobs **ret, gd_err *err) {
   gd_jobs *j = calloc(1, sizeof *j);
   if (!j || !(j->worker = strdup(worker_path)) || !(j->data = strdup(data_dir))) {
     if (j)
@@ -334,6 +473,8 @@ int gd_jobs_start(const char *worker_path, const char *data_dir, gd_jobs **ret, 
   pthread_cond_init(&j->cv, NULL);
   j->next_id = 1;
   j->next_handle = 1;
+  if (journal)
+    j->journal = *journal;
   if (pthread_create(&j->thread, NULL, manager, j)) {
     free(j->worker);
     free(j->data);
@@ -382,6 +523,26 @@ void gd_jobs_free(gd_jobs *j) {
   free(j);
 }
 
+/* Inserts jb in id order; with j->mu held. Errors: GD_ENOMEM. */
+static int insert(gd_jobs *j, job *jb, gd_err *err) {
+  if (j->n == j->cap) {
+    size_t nc = j->cap ? j->cap * 2 : 16;
+    job **nj = realloc(j->jobs, nc * sizeof *nj);
+    if (!nj)
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+    j->jobs = nj;
+    j->cap = nc;
+  }
+  size_t i = j->n;
+  while (i > 0 && j->jobs[i - 1]->info.id > jb->info.id) {
+    j->jobs[i] = j->jobs[i - 1];
+    i--;
+  }
+  j->jobs[i] = jb;
+  j->n++;
+  return GD_OK;
+}
+
 int gd_jobs_submit(gd_jobs *j, const char *spec_text, const void *blob, size_t blob_len,
                    gd_job_info *ret, gd_err *err) {
   job *jb = calloc(1, sizeof *jb);
@@ -402,24 +563,79 @@ int gd_jobs_submit(gd_jobs *j, const char *spec_text, const void *blob, size_t b
     job_free(jb);
     return gd_err_set(err, GD_EUNAVAILABLE, "shutting down");
   }
-  if (j->n == j->cap) {
-    size_t nc = j->cap ? j->cap * 2 : 16;
-    job **nj = realloc(j->jobs, nc * sizeof *nj);
-    if (!nj) {
-      pthread_mutex_unlock(&j->mu);
-      job_free(jb);
-      return gd_err_set(err, GD_ENOMEM, "out of memory");
-    }
-    j->jobs = nj;
-    j->cap = nc;
-  }
   jb->info.id = j->next_id++;
-  j->jobs[j->n++] = jb;
-  int rc = ret ? copy_info(jb, ret, err) : GD_OK;
+  j->submitted = true;
+  pthread_mutex_unlock(&j->mu);
+  /* Durable before anyone can see it (nobody else has jb yet). */
+  int rc = j->journal.save ? j->journal.save(j->journal.ctx, &jb->info, jb->spec_text, err)
+                           : GD_OK;
+  if (rc) {
+    job_free(jb);
+    return rc;
+  }
+  pthread_mutex_lock(&j->mu);
+  rc = insert(j, jb, err);
+  if (rc) {
+    pthread_mutex_unlock(&j->mu);
+    job_free(jb); /* the QUEUED record runs after a restart */
+    return rc;
+  }
+  rc = ret ? copy_info(jb, ret, err) : GD_OK;
   changed(j);
   pthread_mutex_unlock(&j->mu);
   notify(j);
   return rc;
+}
+
+int gd_jobs_restore(gd_jobs *j, const gd_job_info *ji, const char *spec_text, gd_err *err) {
+  job *jb = calloc(1, sizeof *jb);
+  if (!jb || !(jb->spec_text = strdup(spec_text ? spec_text : "")) ||
+      (ji->spec_len && !(jb->info.spec = malloc(ji->spec_len)))) {
+    job_free(jb);
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
+  }
+  void *blob = jb->info.spec;
+  jb->info = *ji;
+  jb->info.spec = blob;
+  if (ji->spec_len)
+    memcpy(blob, ji->spec, ji->spec_len);
+  pthread_mutex_lock(&j->mu);
+  bool ok = !j->submitted && ji->id >= j->next_id && ji->id > 0;
+  if (ok)
+    j->next_id = ji->id + 1;
+  pthread_mutex_unlock(&j->mu);
+  if (!ok) {
+    job_free(jb);
+    return gd_err_set(err, GD_EINVALID, "job %llu: restored out of order or after a submit",
+                      (unsigned long long)ji->id);
+  }
+  int rc = GD_OK;
+  if (jb->info.state == GD_JOB_RUNNING) {
+    jb->info.state = GD_JOB_FAILED;
+    jb->info.ended_at = now_s();
+    snprintf(jb->info.reason, sizeof jb->info.reason, "%s",
+             "interrupted: the daemon stopped while the job was running");
+    rc = j->journal.save ? j->journal.save(j->journal.ctx, &jb->info, jb->spec_text, err)
+                         : GD_OK;
+  } else if (jb->info.state == GD_JOB_QUEUED) {
+    jb->info.progress = 0;
+    jb->info.started_at = jb->info.ended_at = 0;
+    snprintf(jb->info.stage, sizeof jb->info.stage, "queued");
+  }
+  pthread_mutex_lock(&j->mu);
+  if (!rc)
+    rc = insert(j, jb, err);
+  if (!rc) {
+    trim(j);
+    changed(j);
+  }
+  pthread_mutex_unlock(&j->mu);
+  if (rc) {
+    job_free(jb);
+    return rc;
+  }
+  notify(j);
+  return GD_OK;
 }
 
 int gd_jobs_get(gd_jobs *j, uint64_t id, gd_job_info *ret, gd_err *err) {
@@ -433,15 +649,21 @@ int gd_jobs_get(gd_jobs *j, uint64_t id, gd_job_info *ret, gd_err *err) {
 
 int gd_jobs_cancel(gd_jobs *j, uint64_t id, gd_job_info *ret, gd_err *err) {
   bool chg = false;
+  gd_job_info rec = {0}; /* deep copies: the manager may trim jb once unlocked */
+  char *rec_text = NULL;
   pthread_mutex_lock(&j->mu);
   job *jb = find(j, id);
   if (!jb) {
     pthread_mutex_unlock(&j->mu);
     return gd_err_set(err, GD_ENOTFOUND, "job_id: no job %llu", (unsigned long long)id);
   }
-  if (jb->info.state == GD_JOB_QUEUED) {
+  if (jb->info.state == GD_JOB_QUEUED && jb->starting) {
+    jb->cancel = true; /* being started: run_job kills it at once */
+  } else if (jb->info.state == GD_JOB_QUEUED) {
     finish(j, jb, GD_JOB_CANCELLED, "cancelled before it started");
     chg = true;
+    if (j->journal.save && (copy_info(jb, &rec, NULL) || !(rec_text = strdup(jb->spec_text))))
+      chg = false; /* out of memory: the record stays QUEUED */
   } else if (jb->info.state == GD_JOB_RUNNING && !jb->cancel) {
     jb->cancel = true;
     if (j->running == jb && j->running_pid > 0)
@@ -449,8 +671,13 @@ int gd_jobs_cancel(gd_jobs *j, uint64_t id, gd_job_info *ret, gd_err *err) {
   }
   int rc = ret ? copy_info(jb, ret, err) : GD_OK;
   pthread_mutex_unlock(&j->mu);
-  if (chg)
-    notify(j);
+  notify(j);
+  gd_err serr;
+  if (chg && j->journal.save && j->journal.save(j->journal.ctx, &rec, rec_text, &serr) != GD_OK)
+    fprintf(stderr, "graphd: job %llu: cannot save its cancellation: %s\n",
+            (unsigned long long)id, serr.msg); /* the record stays QUEUED */
+  gd_job_info_free(&rec);
+  free(rec_text);
   return rc;
 }
 

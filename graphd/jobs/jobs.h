@@ -20,10 +20,21 @@
  * (the worker stops within about a second and writes nothing). A worker
  * that already began its write stage commits and the job succeeds.
  *
- * Jobs live in memory only: on daemon start there is no queue; jobs of a
- * previous run (queued or running) are gone, snapshots they committed are
- * kept. Finished jobs are kept for the daemon's lifetime (the oldest
- * finished ones are dropped beyond GD_JOBS_KEEP).
+ * Durability: with a journal (gd_jobs_journal), every state change is
+ * saved before anyone can see it: a submit returns only once the QUEUED
+ * record is durable, a job is RUNNING in memory only after that record is
+ * saved, and the end is saved as soon as it is known. On the next start
+ * the daemon feeds the records back (gd_jobs_restore, before serving):
+ *   QUEUED     queued again, in id order (the queue survives a restart);
+ *   RUNNING    FAILED, "interrupted: the daemon stopped while the job was
+ *              running" (a crash or kill: no snapshot was committed, or
+ *              the job would have been saved as SUCCEEDED), and saved;
+ *   finished   kept as history.
+ * Job ids continue after the largest restored. A clean shutdown leaves
+ * queued jobs QUEUED in the journal (they run after the restart) and
+ * saves the running one as CANCELLED "daemon shutting down". Without a
+ * journal, jobs live in memory only. Finished jobs are kept in memory up
+ * to GD_JOBS_KEEP (the oldest dropped first; their records stay).
  *
  * Change notification: every change bumps a version counter and broadcasts
  * a condition (gd_jobs_version reads the counter).
@@ -76,9 +87,41 @@ static inline int gd_job_state_final(gd_job_state s) {
 
 typedef struct gd_jobs gd_jobs;
 
+/*
+ * The journal: save(ctx, job, spec_text, err) makes the job's record
+ * durable (encode it with gd_job_encode) and returns GD_OK or an error.
+ * Called without the manager's lock, at most once at a time per job, from
+ * the thread that made the change (submit, cancel: the caller's; start
+ * and end: the manager's).
+ */
+typedef struct gd_jobs_journal {
+  int (*save)(void *ctx, const gd_job_info *ji, const char *spec_text, gd_err *err);
+  void *ctx;
+} gd_jobs_journal;
+
 /* Starts the manager thread. worker_path: the graphd-worker executable;
- * data_dir: passed as --data. Errors: GD_ENOMEM, GD_EINTERNAL. */
-int gd_jobs_start(const char *worker_path, const char *data_dir, gd_jobs **ret, gd_err *err);
+ * data_dir: passed as --data; journal: NULL = memory only (copied).
+ * Errors: GD_ENOMEM, GD_EINTERNAL. */
+int gd_jobs_start(const char *worker_path, const char *data_dir, const gd_jobs_journal *journal,
+                  gd_jobs **ret, gd_err *err);
+
+/*
+ * Restores a journal record (see "Durability"); records must come in
+ * ascending id order, before the first gd_jobs_submit. Errors:
+ * GD_EINVALID (id not above the last one, or after a submit), GD_ENOMEM,
+ * or the journal's error when a RUNNING record is saved as FAILED.
+ */
+int gd_jobs_restore(gd_jobs *j, const gd_job_info *ji, const char *spec_text, gd_err *err);
+
+/*
+ * A job record: ji (spec blob included) and the worker spec text.
+ * gd_job_encode returns a malloc'd buffer (NULL on ENOMEM) and its length;
+ * gd_job_decode fills *ret (free with gd_job_info_free) and a malloc'd
+ * *ret_spec_text. Decode errors: GD_EINTERNAL (corrupt), GD_ENOMEM.
+ */
+void *gd_job_encode(const gd_job_info *ji, const char *spec_text, size_t *ret_len);
+int gd_job_decode(const void *rec, size_t len, gd_job_info *ret, char **ret_spec_text,
+                  gd_err *err);
 
 /* Cancels queued jobs, SIGTERMs and reaps the running worker, joins the
  * thread. Afterwards reads still work and submits fail UNAVAILABLE.

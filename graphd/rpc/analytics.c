@@ -2,8 +2,8 @@
  * Analytics handlers: clustering jobs (jobs/jobs.h) and snapshot reads
  * (store/snapshot.h, blobs decoded with worker/snapfmt.h).
  *
- * Jobs are in memory only (jobs.h): a daemon restart forgets queued and
- * running jobs; committed snapshots stay.
+ * Jobs are journalled in the store (jobs.h "Durability"; the journal is
+ * below): queued jobs survive a restart, interrupted ones end FAILED.
  */
 #include <json-c/json.h>
 #include <math.h>
@@ -23,6 +23,114 @@
 static gd_jobs *jobs;
 
 void gd_rpc_set_jobs(gd_jobs *j) { jobs = j; }
+
+/* ---- the jobs journal ---------------------------------------------------- */
+
+typedef struct jsave {
+  gd_write_op op;
+  uint64_t id;
+  void *rec;
+  size_t len;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool done;
+  gd_err err;
+} jsave;
+
+static int jsave_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
+  jsave *s = (jsave *)op;
+  return gd_store_job_put(t, s->id, s->rec, s->len, err);
+}
+
+static void jsave_done(gd_write_op *op, const gd_err *err) {
+  jsave *s = (jsave *)op;
+  pthread_mutex_lock(&s->mu);
+  s->err = *err;
+  s->done = true;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static int journal_save(void *ctx, const gd_job_info *ji, const char *spec_text, gd_err *err) {
+  (void)ctx;
+  jsave s = {.op = {.apply = jsave_apply, .done = jsave_done}, .id = ji->id};
+  if (!(s.rec = gd_job_encode(ji, spec_text, &s.len)))
+    return gd_err_set(err, GD_ENOMEM, "out of memory for a job record");
+  pthread_mutex_init(&s.mu, NULL);
+  pthread_cond_init(&s.cv, NULL);
+  gd_writer_submit(env.writer, &s.op);
+  pthread_mutex_lock(&s.mu);
+  while (!s.done)
+    pthread_cond_wait(&s.cv, &s.mu);
+  pthread_mutex_unlock(&s.mu);
+  pthread_mutex_destroy(&s.mu);
+  pthread_cond_destroy(&s.cv);
+  free(s.rec);
+  if (s.err.code && err)
+    *err = s.err;
+  return s.err.code;
+}
+
+static const gd_jobs_journal journal = {.save = journal_save, .ctx = NULL};
+
+const gd_jobs_journal *gd_rpc_jobs_journal(void) { return &journal; }
+
+typedef struct jrec {
+  gd_job_info ji;
+  char *text;
+} jrec;
+
+typedef struct jload {
+  jrec *v;
+  size_t n, cap;
+  gd_err err;
+  int rc;
+} jload;
+
+static int jload_visit(void *ctx, uint64_t id, const void *rec, size_t len) {
+  jload *l = ctx;
+  if (l->n == l->cap) {
+    size_t nc = l->cap ? l->cap * 2 : 64;
+    jrec *nv = realloc(l->v, nc * sizeof *nv);
+    if (!nv) {
+      l->rc = gd_err_set(&l->err, GD_ENOMEM, "out of memory for job records");
+      return 1;
+    }
+    l->v = nv;
+    l->cap = nc;
+  }
+  if ((l->rc = gd_job_decode(rec, len, &l->v[l->n].ji, &l->v[l->n].text, &l->err))) {
+    gd_err_set(&l->err, l->rc, "job record %llu: %s", (unsigned long long)id, l->err.msg);
+    return 1;
+  }
+  l->n++;
+  return 0;
+}
+
+int gd_rpc_jobs_restore(gd_jobs *j, size_t *ret_n, gd_err *err) {
+  jload l = {0};
+  gd_rtxn *r = NULL;
+  int rc = gd_store_read_begin(env.store, &r, err);
+  if (!rc)
+    rc = gd_store_jobs_visit(r, jload_visit, &l, err);
+  gd_store_read_end(r); /* restoring may write: no reader held meanwhile */
+  if (!rc && l.rc) {
+    rc = l.rc;
+    if (err)
+      *err = l.err;
+  }
+  size_t done = 0;
+  for (size_t i = 0; i < l.n; i++) {
+    if (!rc && !(rc = gd_jobs_restore(j, &l.v[i].ji, l.v[i].text, err)))
+      done++;
+    gd_job_info_free(&l.v[i].ji);
+    free(l.v[i].text);
+  }
+  free(l.v);
+  if (ret_n)
+    *ret_n = done;
+  return rc;
+}
 
 static bool have_jobs(gd_call *c) {
   if (!jobs)

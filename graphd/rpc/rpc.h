@@ -37,6 +37,21 @@ const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc
 typedef struct gd_jobs gd_jobs;
 void gd_rpc_set_jobs(gd_jobs *jobs);
 
+/*
+ * The job manager's journal over the store (jobs.h "Durability"): each
+ * save is one write op through the writer, waited for, so it returns once
+ * the record is durable. Valid after gd_rpc_methods (it uses that store
+ * and writer) until the writer stops.
+ */
+typedef struct gd_jobs_journal gd_jobs_journal;
+const gd_jobs_journal *gd_rpc_jobs_journal(void);
+
+/* Feeds every stored job record to gd_jobs_restore, in id order; call it
+ * before serving. *ret_n (may be NULL) gets the number restored. Errors:
+ * GD_EIO, GD_ENOMEM, GD_EINTERNAL (a corrupt record: named), and those of
+ * gd_jobs_restore. */
+int gd_rpc_jobs_restore(gd_jobs *jobs, size_t *ret_n, gd_err *err);
+
 /* Health: SERVING until this is called, NOT_SERVING after (drain). */
 void gd_rpc_set_serving(int serving);
 

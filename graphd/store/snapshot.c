@@ -994,3 +994,35 @@ out:
   free(all);
   return rc;
 }
+
+/* ---- job records ------------------------------------------------------------ */
+
+int gd_store_job_put(gd_wtxn *t, uint64_t id, const void *rec, size_t len, gd_err *err) {
+  uint8_t kb[8];
+  MDB_val k, v = {len, (void *)rec};
+  if (id == 0 || len == 0 || len > (1u << 20))
+    return gd_err_set(err, GD_EINVALID, "job record %llu of %zu bytes", (unsigned long long)id,
+                      len);
+  gd__id_key(id, kb, &k);
+  int rc = mdb_put(t->txn, t->s->job, &k, &v, 0);
+  return rc ? gd__mdb_err(rc, err, "job record") : GD_OK;
+}
+
+int gd_store_jobs_visit(gd_rtxn *r, gd_job_rec_fn fn, void *ctx, gd_err *err) {
+  MDB_cursor *cur;
+  MDB_val k, v;
+  int rc = mdb_cursor_open(r->txn, r->s->job, &cur);
+  if (rc)
+    return gd__mdb_err(rc, err, "job cursor");
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    if (k.mv_size != 8)
+      continue;
+    if (fn(ctx, gd_be64_get(k.mv_data), v.mv_data, v.mv_size))
+      break;
+  }
+  mdb_cursor_close(cur);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, "job records");
+  return GD_OK;
+}

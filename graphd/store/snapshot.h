@@ -302,4 +302,24 @@ typedef int (*gd_cluster_fn)(void *ctx, uint64_t cluster, const void *summary, s
 int gd_store_clusters_visit(gd_rtxn *r, uint64_t snap, uint64_t after_cluster, gd_cluster_fn fn,
                             void *ctx, uint64_t *ret_snap, gd_err *err);
 
+/* ------------------------------------------------------------------ */
+/* Clustering job records                                              */
+
+/*
+ *      job           id (u64 BE) -> record (opaque; jobs/jobs.h encodes it)
+ *
+ * The job manager's journal: one record per job, rewritten on every state
+ * change, so the queue survives a restart (jobs.h says what a restart does
+ * with each state).
+ */
+
+/* Writes (or replaces) job id's record. Errors: GD_EINVALID (id 0, empty or
+ * over 1 MiB), GD_EMAPFULL, GD_EIO. */
+int gd_store_job_put(gd_wtxn *t, uint64_t id, const void *rec, size_t len, gd_err *err);
+
+/* Calls fn for every job record in ascending id (views), until fn returns
+ * non-zero. Errors: GD_EIO. */
+typedef int (*gd_job_rec_fn)(void *ctx, uint64_t id, const void *rec, size_t len);
+int gd_store_jobs_visit(gd_rtxn *r, gd_job_rec_fn fn, void *ctx, gd_err *err);
+
 #endif

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,7 @@ static void on_signal(int sig) {
 static void usage(FILE *f) {
   fputs("usage: graphd-worker --data DIR [--spec FILE|-] [--progress-fd N]\n"
         "                     [--max-sellers N] [--max-ties N]\n"
-        "                     [--map-size-max-mb N] [--max-memory-mb N]\n"
+        "                     [--map-size-max-mb N] [--max-memory-mb N] [--parent-pid PID]\n"
         "Runs one clustering job and writes its snapshot (see graphd/worker/worker.h).\n",
         f);
 }
@@ -116,7 +117,7 @@ static int parse_num(const char *opt, const char *v, uint64_t min, uint64_t *ret
 }
 
 int main(int argc, char **argv) {
-  enum { O_DATA = 1, O_SPEC, O_PROGRESS, O_MAXS, O_MAXT, O_MAPMAX, O_MAXMEM, O_HELP };
+  enum { O_DATA = 1, O_SPEC, O_PROGRESS, O_MAXS, O_MAXT, O_MAPMAX, O_MAXMEM, O_PARENT, O_HELP };
   static const struct option longopts[] = {
       {"data", required_argument, NULL, O_DATA},
       {"spec", required_argument, NULL, O_SPEC},
@@ -125,6 +126,7 @@ int main(int argc, char **argv) {
       {"max-ties", required_argument, NULL, O_MAXT},
       {"map-size-max-mb", required_argument, NULL, O_MAPMAX},
       {"max-memory-mb", required_argument, NULL, O_MAXMEM},
+      {"parent-pid", required_argument, NULL, O_PARENT},
       {"help", no_argument, NULL, O_HELP},
       {NULL, 0, NULL, 0},
   };
@@ -177,6 +179,15 @@ int main(int argc, char **argv) {
       break;
     case O_MAXMEM:
       rc = parse_num("--max-memory-mb", optarg, 1, &max_mem_mb, &err);
+      break;
+    case O_PARENT:
+      /* Die with the daemon: SIGTERM (a cancel) when the parent goes, and
+       * at once if it is gone already. */
+      if (!(rc = parse_num("--parent-pid", optarg, 1, &v, &err))) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if ((uint64_t)getppid() != v)
+          raise(SIGTERM);
+      }
       break;
     case O_HELP:
       usage(stdout);

@@ -314,15 +314,39 @@ def test_second_run_and_delete(an, snap):
 # ------------------------------------------------------------ bigger graph, restart
 
 
+def workers_of(data_dir):
+    """pids of graphd-worker processes running on data_dir."""
+    out = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if argv[0].endswith(b"graphd-worker") and data_dir.encode() in argv:
+            out.append(int(pid))
+    return out
+
+
 def test_many_batches_shutdown_and_restart(sellergen_bin, tmp_path_factory):
-    """10000 sellers: StreamAssignments sends several batches; SIGTERM with a
-    job running cancels it and exits 0; after a restart the job is gone (jobs
-    live in memory) and the snapshot is kept."""
+    """10000 sellers: StreamAssignments sends several batches. The job queue
+    is journalled: SIGTERM with one job running and one queued cancels the
+    running one ("daemon shutting down") and exits 0; after the restart the
+    queued one runs, ids continue, and the snapshot is kept. kill -9 with a
+    job running: after the restart that job is FAILED ("interrupted") and
+    no snapshot was written."""
     out = tmp_path_factory.mktemp("sellergen10k")
     subprocess.run([sellergen_bin, "--sellers", "10000", "--seed", "7", "--out", str(out)],
                    check=True, capture_output=True, timeout=T(60))
     net10 = Net(str(out))
     dm = start_daemon(tmp_path_factory, "analytics10k")
+
+    def wait_running(s, job_id):
+        deadline = time.monotonic() + T(30)
+        while s.GetJob(pb.JobRequest(job_id=job_id), timeout=T()).state != pb.JOB_STATE_RUNNING:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
     try:
         s = dm.stub
         ingest(s, net10.link_rows, net10.entity_rows)
@@ -340,19 +364,41 @@ def test_many_batches_shutdown_and_restart(sellergen_bin, tmp_path_factory):
         it = s.WatchJob(pb.JobRequest(job_id=j.id), timeout=T(60))
         next(it)
         it.cancel()
-        deadline = time.monotonic() + T(30)
-        while s.GetJob(pb.JobRequest(job_id=j.id), timeout=T()).state != pb.JOB_STATE_RUNNING:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        quick = pb.ClusteringSpec(name="queued", algorithm=pb.ALGORITHM_CONNECTED_COMPONENTS)
+        q = s.StartClustering(pb.StartClusteringRequest(spec=quick), timeout=T())
+        wait_running(s, j.id)
+        assert s.GetJob(pb.JobRequest(job_id=q.id), timeout=T()).state == pb.JOB_STATE_QUEUED
         t0 = time.monotonic()
         rc = dm.terminate()
         assert rc == 0, dm.log_tail()
         assert time.monotonic() - t0 < T(10)
+
         dm.start()
         s = dm.stub
-        expect_status(grpc.StatusCode.NOT_FOUND, s.GetJob, pb.JobRequest(job_id=j.id),
-                      timeout=T())
-        assert s.GetSnapshot(pb.SnapshotRequest(), timeout=T()).id == sid
+        g = s.GetJob(pb.JobRequest(job_id=j.id), timeout=T())
+        assert g.state == pb.JOB_STATE_CANCELLED and g.reason == "daemon shutting down"
+        assert g.spec.algorithm == pb.ALGORITHM_INFOMAP
+        done = watch(s, q.id)[-1]
+        assert done.state == pb.JOB_STATE_SUCCEEDED and done.spec.name == "queued", done.reason
+        assert done.snapshot_id > sid
+        assert s.GetSnapshot(pb.SnapshotRequest(snapshot_id=sid), timeout=T()).id == sid
+        n = s.StartClustering(pb.StartClusteringRequest(spec=slow), timeout=T())
+        assert n.id > q.id
+        wait_running(s, n.id)
+        before = {x.id for x in s.ListSnapshots(pb.ListSnapshotsRequest(), timeout=T()).snapshots}
+        dm.kill9()
+        dm.start()
+        s = dm.stub
+        g = s.GetJob(pb.JobRequest(job_id=n.id), timeout=T())
+        assert g.state == pb.JOB_STATE_FAILED and "interrupted" in g.reason, g
+        # The orphaned worker got SIGTERM with its parent (PR_SET_PDEATHSIG):
+        # it cancels instead of committing later.
+        deadline = time.monotonic() + T(15)
+        while workers_of(dm.data_dir):
+            assert time.monotonic() < deadline, "orphaned worker still running"
+            time.sleep(0.1)
+        after = {x.id for x in s.ListSnapshots(pb.ListSnapshotsRequest(), timeout=T()).snapshots}
+        assert after == before
     finally:
         if dm.running():
             dm.terminate()
