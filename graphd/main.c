@@ -40,6 +40,7 @@ typedef struct config {
   long default_deadline_ms, max_deadline_ms;
   long grace_ms;
   long max_streams;
+  long cluster_max_sellers, cluster_max_ties;
   bool verbose;
 } config;
 
@@ -64,6 +65,10 @@ static void usage(FILE *f) {
         "  --grace-ms N             shutdown drain period (default 10000)\n"
         "  --max-streams N          concurrent streams per connection (default 1000)\n"
         "  --worker PATH            the graphd-worker executable (default: next to graphd)\n"
+        "  --cluster-max-sellers N  largest graph a clustering job takes, in sellers\n"
+        "                           (default 20000000; StartClustering checks it first)\n"
+        "  --cluster-max-ties N     ... and in seller-seller ties (default 200000000;\n"
+        "                           checked before igraph is called: the job fails)\n"
         "  -v, --verbose            debug logging\n"
         "  -h, --help               this text\n"
         "\n"
@@ -85,7 +90,7 @@ static bool parse_long(const char *s, long min, long max, long *ret) {
 static int parse_args(int argc, char **argv, config *c) {
   enum {
     O_DATA = 256, O_LISTEN, O_THREADS, O_MAP, O_MAPMAX, O_MSG, O_BATCH, O_CAP, O_DDL, O_MDL,
-    O_GRACE, O_STREAMS, O_WORKER,
+    O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
@@ -101,6 +106,8 @@ static int parse_args(int argc, char **argv, config *c) {
       {"grace-ms", required_argument, NULL, O_GRACE},
       {"max-streams", required_argument, NULL, O_STREAMS},
       {"worker", required_argument, NULL, O_WORKER},
+      {"cluster-max-sellers", required_argument, NULL, O_CMAXS},
+      {"cluster-max-ties", required_argument, NULL, O_CMAXT},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
@@ -116,6 +123,8 @@ static int parse_args(int argc, char **argv, config *c) {
       .max_deadline_ms = 3600000,
       .grace_ms = 10000,
       .max_streams = 1000,
+      .cluster_max_sellers = 20000000,
+      .cluster_max_ties = 200000000,
   };
   int ch;
   long v;
@@ -136,6 +145,8 @@ static int parse_args(int argc, char **argv, config *c) {
     case O_GRACE: ok = parse_long(optarg, 0, 3600000, &c->grace_ms); name = "--grace-ms"; break;
     case O_STREAMS: ok = parse_long(optarg, 1, 1000000, &c->max_streams); name = "--max-streams"; break;
     case O_WORKER: c->worker = optarg; break;
+    case O_CMAXS: ok = parse_long(optarg, 1, 1L << 31, &c->cluster_max_sellers); name = "--cluster-max-sellers"; break;
+    case O_CMAXT: ok = parse_long(optarg, 1, 1L << 40, &c->cluster_max_ties); name = "--cluster-max-ties"; break;
     case 'v': c->verbose = true; break;
     case 'h': usage(stdout); exit(0);
     default: usage(stderr); return 2;
@@ -207,6 +218,7 @@ int main(int argc, char **argv) {
       .max_reply_bytes = (size_t)cfg.max_message_bytes,
       .ingest_inflight = 256,
       .ingest_window_bytes = 16 << 20,
+      .cluster_max_sellers = (uint64_t)cfg.cluster_max_sellers,
   };
   /* The clustering worker: --worker, or graphd-worker next to graphd. */
   char worker_path[4096];
@@ -227,7 +239,14 @@ int main(int argc, char **argv) {
   size_t nmethods, restored = 0;
   const gd_method *methods = gd_rpc_methods(store, writer, &lim, &nmethods);
   gd_jobs *jobs = NULL;
-  if (gd_jobs_start(worker_path, cfg.data, gd_rpc_jobs_journal(), &jobs, &err) ||
+  gd_jobs_opts jo = {
+      .worker_path = worker_path,
+      .data_dir = cfg.data,
+      .journal = gd_rpc_jobs_journal(),
+      .max_sellers = (uint64_t)cfg.cluster_max_sellers,
+      .max_ties = (uint64_t)cfg.cluster_max_ties,
+  };
+  if (gd_jobs_start(&jo, &jobs, &err) ||
       gd_rpc_jobs_restore(jobs, &restored, &err)) {
     gd_error("%s", err.msg);
     gd_jobs_stop(jobs);

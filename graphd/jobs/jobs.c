@@ -41,6 +41,7 @@ struct gd_jobs {
   pid_t running_pid; /* 0 none */
   job *running;
   gd_jobs_journal journal; /* save NULL: memory only */
+  uint64_t max_sellers, max_ties;
   bool submitted;          /* a job was submitted: no more restores */
   /* listeners: own lock, held while calling them, so unlisten waits */
   pthread_mutex_t lmu;
@@ -257,10 +258,21 @@ static void run_job(gd_jobs *j, job *jb) {
     snprintf(reason, sizeof reason, "internal error: fcntl: %s", strerror(errno));
     goto fail;
   }
-  char ppid[24];
+  char ppid[24], maxs[24], maxt[24];
   snprintf(ppid, sizeof ppid, "%ld", (long)getpid());
-  char *argv[] = {j->worker, "--data",       j->data, "--progress-fd",
-                  "3",       "--parent-pid", ppid,    NULL};
+  snprintf(maxs, sizeof maxs, "%llu", (unsigned long long)j->max_sellers);
+  snprintf(maxt, sizeof maxt, "%llu", (unsigned long long)j->max_ties);
+  char *argv[12] = {j->worker, "--data", j->data, "--progress-fd", "3", "--parent-pid", ppid};
+  int argc = 7;
+  if (j->max_sellers) {
+    argv[argc++] = "--max-sellers";
+    argv[argc++] = maxs;
+  }
+  if (j->max_ties) {
+    argv[argc++] = "--max-ties";
+    argv[argc++] = maxt;
+  }
+  argv[argc] = NULL;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, in[0], 0);
   posix_spawn_file_actions_adddup2(&fa, pr[1], 3);
@@ -459,10 +471,9 @@ static void *manager(void *arg) {
   return NULL;
 }
 
-int gd_jobs_start(const char *worker_path, const char *data_dir, const gd_jobs_journal *journal,
-                  gd_jobs **ret, gd_err *err) {
+int gd_jobs_start(const gd_jobs_opts *o, gd_jobs **ret, gd_err *err) {
   gd_jobs *j = calloc(1, sizeof *j);
-  if (!j || !(j->worker = strdup(worker_path)) || !(j->data = strdup(data_dir))) {
+  if (!j || !(j->worker = strdup(o->worker_path)) || !(j->data = strdup(o->data_dir))) {
     if (j)
       free(j->worker);
     free(j);
@@ -473,8 +484,10 @@ int gd_jobs_start(const char *worker_path, const char *data_dir, const gd_jobs_j
   pthread_cond_init(&j->cv, NULL);
   j->next_id = 1;
   j->next_handle = 1;
-  if (journal)
-    j->journal = *journal;
+  if (o->journal)
+    j->journal = *o->journal;
+  j->max_sellers = o->max_sellers;
+  j->max_ties = o->max_ties;
   if (pthread_create(&j->thread, NULL, manager, j)) {
     free(j->worker);
     free(j->data);

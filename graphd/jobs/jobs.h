@@ -99,11 +99,15 @@ typedef struct gd_jobs_journal {
   void *ctx;
 } gd_jobs_journal;
 
-/* Starts the manager thread. worker_path: the graphd-worker executable;
- * data_dir: passed as --data; journal: NULL = memory only (copied).
- * Errors: GD_ENOMEM, GD_EINTERNAL. */
-int gd_jobs_start(const char *worker_path, const char *data_dir, const gd_jobs_journal *journal,
-                  gd_jobs **ret, gd_err *err);
+typedef struct gd_jobs_opts {
+  const char *worker_path;         /* the graphd-worker executable */
+  const char *data_dir;            /* passed as --data */
+  const gd_jobs_journal *journal;  /* NULL = memory only (copied) */
+  uint64_t max_sellers, max_ties;  /* passed as --max-sellers / --max-ties (0 = the worker's) */
+} gd_jobs_opts;
+
+/* Starts the manager thread. Errors: GD_ENOMEM, GD_EINTERNAL. */
+int gd_jobs_start(const gd_jobs_opts *o, gd_jobs **ret, gd_err *err);
 
 /*
  * Restores a journal record (see "Durability"); records must come in

@@ -337,6 +337,24 @@ void rpc_start_clustering(gd_call *c, const uint8_t *msg, size_t len, bool has_m
     rpc_fail(c, &err);
     goto out;
   }
+  if (env.lim.cluster_max_sellers) { /* the cheap check first: counters */
+    gd_rtxn *r = NULL;
+    gd_stats st;
+    int rc = gd_store_read_begin(env.store, &r, &err);
+    if (!rc)
+      rc = gd_store_stats(r, &st, &err);
+    gd_store_read_end(r);
+    if (!rc && st.entities[GD_TYPE_SELLER] > env.lim.cluster_max_sellers)
+      rc = gd_err_set(&err, GD_ERESOURCE,
+                      "the graph has %llu sellers, over the clustering limit of %llu "
+                      "(--cluster-max-sellers)",
+                      (unsigned long long)st.entities[GD_TYPE_SELLER],
+                      (unsigned long long)env.lim.cluster_max_sellers);
+    if (rc) {
+      rpc_fail(c, &err);
+      goto out;
+    }
+  }
   if (req->spec) {
     blob_len = protobuf_c_message_get_packed_size(&req->spec->base);
     blob = malloc(blob_len ? blob_len : 1);

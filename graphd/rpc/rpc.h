@@ -22,6 +22,7 @@ typedef struct gd_rpc_limits {
   size_t max_reply_bytes; /* largest reply; larger ones fail RESOURCE_EXHAUSTED */
   unsigned ingest_inflight;    /* Ingest messages queued to the writer per stream */
   size_t ingest_window_bytes;  /* ... and their bytes */
+  uint64_t cluster_max_sellers; /* StartClustering: RESOURCE_EXHAUSTED above (0 = none) */
 } gd_rpc_limits;
 
 /*

@@ -261,7 +261,7 @@ static int do_read(job *j, gd_err *err) {
   info(j, "entities", j->x.n_entities);
   info(j, "links", j->x.n_links);
   if ((uint64_t)j->x.n_sellers > j->o->max_sellers) {
-    rc = gd_err_set(err, GD_ERESOURCE, "%lld sellers exceed the limit of %llu (--max-sellers)",
+    rc = gd_err_set(err, GD_ERESOURCE, "%lld sellers exceed the limit of %llu (--max-sellers; graphd --cluster-max-sellers)",
                     (long long)j->x.n_sellers, (unsigned long long)j->o->max_sellers);
     goto out;
   }
@@ -316,7 +316,7 @@ static int do_project(job *j, gd_err *err) {
   info(j, "ties", j->g.m);
   info(j, "hubs_skipped", j->ps.hubs_skipped);
   if ((uint64_t)j->g.m > j->o->max_ties)
-    return gd_err_set(err, GD_ERESOURCE, "%lld ties exceed the limit of %llu (--max-ties)",
+    return gd_err_set(err, GD_ERESOURCE, "%lld ties exceed the limit of %llu (--max-ties; graphd --cluster-max-ties)",
                       (long long)j->g.m, (unsigned long long)j->o->max_ties);
   return GD_OK;
 }

@@ -512,3 +512,23 @@ def test_graphctl_analytics(an, snap, graphctl_bin, tmp_path):
     assert "NOT_FOUND" in p.stderr
     p = ctl("assignments", "--snapshot", "999999", "--out", tmp_path / "x.csv", check=1)
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.csv.tmp").exists()
+
+
+def test_graph_over_the_caps(daemon_factory):
+    """--cluster-max-sellers: StartClustering answers RESOURCE_EXHAUSTED at
+    once; --cluster-max-ties: the job fails before igraph is called, its
+    reason names the limit."""
+    from bbutil import DEVICE, link, upsert
+    links = [link(SELLER, "s%d" % i, DEVICE, "d%d" % (i // 3)) for i in range(12)]
+    dm = daemon_factory(*worker_args(), "--cluster-max-sellers", "5")
+    upsert(dm.stub, links=links)
+    expect_status(grpc.StatusCode.RESOURCE_EXHAUSTED, dm.stub.StartClustering,
+                  pb.StartClusteringRequest(), timeout=T(), fields=["--cluster-max-sellers"])
+    dm2 = daemon_factory(*worker_args(), "--cluster-max-ties", "3")
+    upsert(dm2.stub, links=links)
+    _, seen = run_job(dm2.stub)
+    assert seen[-1].state == pb.JOB_STATE_FAILED
+    assert "resource exhausted" in seen[-1].reason and "12 ties" in seen[-1].reason
+    assert "--cluster-max-ties" in seen[-1].reason
+    expect_status(grpc.StatusCode.FAILED_PRECONDITION, dm2.stub.GetSnapshot,
+                  pb.SnapshotRequest(), timeout=T())
