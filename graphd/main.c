@@ -41,6 +41,8 @@ typedef struct config {
   long grace_ms;
   long max_streams;
   long cluster_max_sellers, cluster_max_ties;
+  const char *tokens;
+  bool insecure_no_auth;
   bool verbose;
 } config;
 
@@ -69,10 +71,15 @@ static void usage(FILE *f) {
         "                           (default 20000000; StartClustering checks it first)\n"
         "  --cluster-max-ties N     ... and in seller-seller ties (default 200000000;\n"
         "                           checked before igraph is called: the job fails)\n"
+        "  --tokens FILE            bearer tokens, 'TOKEN ROLE NAME' per line (roles:\n"
+        "                           reader, investigator, writer, admin); reloaded on\n"
+        "                           SIGHUP. Without it every caller is admin, and graphd\n"
+        "                           listens on loopback only unless --insecure-no-auth\n"
+        "  --insecure-no-auth       allow a non-loopback --listen without --tokens\n"
         "  -v, --verbose            debug logging\n"
         "  -h, --help               this text\n"
         "\n"
-        "Signals: SIGTERM or SIGINT drain and exit 0.\n"
+        "Signals: SIGTERM or SIGINT drain and exit 0; SIGHUP reloads --tokens.\n"
         "Exit codes: 0 clean shutdown; 1 cannot start (the log says why); 2 usage.\n",
         f);
 }
@@ -90,7 +97,7 @@ static bool parse_long(const char *s, long min, long max, long *ret) {
 static int parse_args(int argc, char **argv, config *c) {
   enum {
     O_DATA = 256, O_LISTEN, O_THREADS, O_MAP, O_MAPMAX, O_MSG, O_BATCH, O_CAP, O_DDL, O_MDL,
-    O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT,
+    O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT, O_TOKENS, O_INSECURE,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
@@ -108,6 +115,8 @@ static int parse_args(int argc, char **argv, config *c) {
       {"worker", required_argument, NULL, O_WORKER},
       {"cluster-max-sellers", required_argument, NULL, O_CMAXS},
       {"cluster-max-ties", required_argument, NULL, O_CMAXT},
+      {"tokens", required_argument, NULL, O_TOKENS},
+      {"insecure-no-auth", no_argument, NULL, O_INSECURE},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
@@ -146,6 +155,8 @@ static int parse_args(int argc, char **argv, config *c) {
     case O_STREAMS: ok = parse_long(optarg, 1, 1000000, &c->max_streams); name = "--max-streams"; break;
     case O_WORKER: c->worker = optarg; break;
     case O_CMAXS: ok = parse_long(optarg, 1, 1L << 31, &c->cluster_max_sellers); name = "--cluster-max-sellers"; break;
+    case O_TOKENS: c->tokens = optarg; break;
+    case O_INSECURE: c->insecure_no_auth = true; break;
     case O_CMAXT: ok = parse_long(optarg, 1, 1L << 40, &c->cluster_max_ties); name = "--cluster-max-ties"; break;
     case 'v': c->verbose = true; break;
     case 'h': usage(stdout); exit(0);
@@ -166,6 +177,22 @@ static int parse_args(int argc, char **argv, config *c) {
     return 2;
   }
   return 0;
+}
+
+/* Whether HOST:PORT (or a unix: target) can only be reached from this
+ * machine. */
+static bool loopback_only(const char *listen) {
+  if (strncmp(listen, "unix:", 5) == 0)
+    return true;
+  const char *colon = strrchr(listen, ':');
+  size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
+  char host[256];
+  if (n >= sizeof host)
+    return false;
+  memcpy(host, listen, n);
+  host[n] = 0;
+  return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
+         strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
 }
 
 int main(int argc, char **argv) {
@@ -198,6 +225,20 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
+  gd_auth *auth = NULL;
+  if (cfg.tokens) {
+    if (gd_auth_load(cfg.tokens, &auth, &err)) {
+      gd_error("%s", err.msg);
+      return 1;
+    }
+    gd_info("%zu token(s) loaded from %s", gd_auth_count(auth), cfg.tokens);
+  } else if (!loopback_only(cfg.listen) && !cfg.insecure_no_auth) {
+    gd_error("refusing to listen on %s without --tokens: every caller would be admin "
+             "(use a loopback address, give --tokens FILE, or --insecure-no-auth)",
+             cfg.listen);
+    return 1;
+  }
+
   gd_store_opts so = {
       .path = cfg.data,
       .map_size = cfg.map_size_mb << 20,
@@ -205,11 +246,13 @@ int main(int argc, char **argv) {
   };
   if (gd_store_open(&so, &store, &err)) {
     gd_error("%s", err.msg);
+    gd_auth_free(auth);
     return 1;
   }
   if (gd_writer_start(store, 0, &writer, &err)) {
     gd_error("%s", err.msg);
     gd_store_close(store);
+    gd_auth_free(auth);
     return 1;
   }
   gd_rpc_limits lim = {
@@ -253,6 +296,7 @@ int main(int argc, char **argv) {
     gd_jobs_free(jobs);
     gd_writer_stop(writer);
     gd_store_close(store);
+    gd_auth_free(auth);
     return 1;
   }
   if (restored)
@@ -268,6 +312,7 @@ int main(int argc, char **argv) {
       .default_deadline_ms = cfg.default_deadline_ms,
       .max_deadline_ms = cfg.max_deadline_ms,
       .max_concurrent_streams = (int)cfg.max_streams,
+      .auth = auth,
   };
   if (gd_server_start(&sv, methods, nmethods, &server, &port, &err)) {
     gd_error("%s", err.msg);
@@ -276,6 +321,7 @@ int main(int argc, char **argv) {
     gd_writer_stop(writer);
     gd_store_close(store);
     grpc_shutdown_blocking();
+    gd_auth_free(auth);
     return 1;
   }
 
@@ -295,6 +341,13 @@ int main(int argc, char **argv) {
       gd_info("signal %d: draining", sig);
       break;
     }
+    if (sig == SIGHUP && auth) {
+      size_t n;
+      if (gd_auth_reload(auth, &n, &err))
+        gd_error("SIGHUP: tokens not reloaded, the old ones stay in force: %s", err.msg);
+      else
+        gd_info("SIGHUP: %zu token(s) reloaded from %s", n, cfg.tokens);
+    }
     if (gd_now_ns() - last_check > 60LL * 1000000000) {
       int dead = gd_store_reader_check(store);
       if (dead)
@@ -313,6 +366,7 @@ int main(int argc, char **argv) {
   gd_jobs_free(jobs);
   gd_store_close(store);
   grpc_shutdown_blocking();
+  gd_auth_free(auth);
   gd_info("stopped");
   return 0;
 }

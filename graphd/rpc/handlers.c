@@ -691,38 +691,49 @@ static void h_stats(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
 /* ---- the method table ------------------------------------------------------- */
 
 #define SVC "/graphd.v1.SellerGraph/"
-#define UNARY(name, fn) {SVC name, GD_RPC_UNARY, fn, NULL, NULL, NULL}
+#define UNARY(name, fn, role) {SVC name, GD_RPC_UNARY, fn, NULL, NULL, NULL, role}
+#define R GD_ROLE_READER
+#define I GD_ROLE_INVESTIGATOR
+#define W GD_ROLE_WRITER
+#define A GD_ROLE_ADMIN
 
-/* One row per rpc: path, kind, handler. A NULL handler answers
- * UNIMPLEMENTED with the method's name. */
+/* One row per rpc: path, kind, handlers, and the least role it needs
+ * (server/auth.h). A NULL handler answers UNIMPLEMENTED with the method's
+ * name. */
 static const gd_method methods[] = {
-    UNARY("Upsert", h_upsert),
-    {SVC "Ingest", GD_RPC_CLIENT_STREAM, NULL, h_ingest_read, NULL, NULL},
-    UNARY("GetEntity", h_get_entity),
-    UNARY("Neighbors", h_neighbors),
-    UNARY("SetLabels", h_set_labels),
-    UNARY("DeleteEntity", h_delete_entity),
-    UNARY("Stats", h_stats),
-    UNARY("LinkedSellers", rpc_linked_sellers),
-    UNARY("FindPaths", rpc_find_paths),
-    UNARY("RankSuspects", rpc_rank_suspects),
-    UNARY("StartClustering", rpc_start_clustering),
-    UNARY("GetJob", rpc_get_job),
-    {SVC "WatchJob", GD_RPC_SERVER_STREAM, rpc_watch_job, NULL, rpc_watch_written, rpc_watch_cancel},
-    UNARY("CancelJob", rpc_cancel_job),
-    UNARY("ListSnapshots", rpc_list_snapshots),
-    UNARY("GetSnapshot", rpc_get_snapshot),
-    UNARY("DeleteSnapshot", rpc_delete_snapshot),
-    UNARY("ListClusters", rpc_list_clusters),
-    UNARY("GetCluster", rpc_get_cluster),
+    UNARY("Upsert", h_upsert, W),
+    {SVC "Ingest", GD_RPC_CLIENT_STREAM, NULL, h_ingest_read, NULL, NULL, W},
+    UNARY("GetEntity", h_get_entity, R),
+    UNARY("Neighbors", h_neighbors, R),
+    UNARY("SetLabels", h_set_labels, I),
+    UNARY("DeleteEntity", h_delete_entity, W),
+    UNARY("Stats", h_stats, R),
+    UNARY("LinkedSellers", rpc_linked_sellers, R),
+    UNARY("FindPaths", rpc_find_paths, R),
+    UNARY("RankSuspects", rpc_rank_suspects, R),
+    UNARY("StartClustering", rpc_start_clustering, W),
+    UNARY("GetJob", rpc_get_job, R),
+    {SVC "WatchJob", GD_RPC_SERVER_STREAM, rpc_watch_job, NULL, rpc_watch_written, rpc_watch_cancel,
+     R},
+    UNARY("CancelJob", rpc_cancel_job, W),
+    UNARY("ListSnapshots", rpc_list_snapshots, R),
+    UNARY("GetSnapshot", rpc_get_snapshot, R),
+    UNARY("DeleteSnapshot", rpc_delete_snapshot, A),
+    UNARY("ListClusters", rpc_list_clusters, R),
+    UNARY("GetCluster", rpc_get_cluster, R),
     {SVC "StreamAssignments", GD_RPC_SERVER_STREAM, rpc_stream_assignments, NULL,
-     rpc_assign_written, NULL},
+     rpc_assign_written, NULL, R},
     {SVC "DiffSnapshots", GD_RPC_SERVER_STREAM, rpc_diff_snapshots, NULL, rpc_diff_written,
-     NULL},
-    UNARY("Backup", NULL),
-    UNARY("ListAudit", NULL),
-    {"/grpc.health.v1.Health/Check", GD_RPC_UNARY, h_health_check, NULL, NULL, NULL},
+     NULL, R},
+    UNARY("Backup", NULL, A),
+    UNARY("ListAudit", NULL, A),
+    {"/grpc.health.v1.Health/Check", GD_RPC_UNARY, h_health_check, NULL, NULL, NULL,
+     GD_ROLE_NONE},
 };
+#undef R
+#undef I
+#undef W
+#undef A
 
 const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim,
                                 size_t *ret_n) {

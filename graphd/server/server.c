@@ -39,6 +39,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -77,6 +78,8 @@ struct gd_call {
   bool clamped;    /* deadline_ns is ours, not the client's */
   int64_t deadline_ns; /* effective (clamped) deadline, monotonic */
   void *user;
+  gd_role role;
+  char principal[GD_PRINCIPAL_MAX];
   tag t_new, t_close, t_read, t_write, t_final;
   gd_call *prev, *next; /* active list */
 };
@@ -366,6 +369,58 @@ static void start_close(gd_call *c) {
   start_batch(c, &op, 1, &c->t_close);
 }
 
+/* Who the caller is, and whether it may call m. Returns 0, or finishes the
+ * call with UNAUTHENTICATED / PERMISSION_DENIED and returns -1. */
+static int authorize(gd_call *c, const gd_method *m) {
+  gd_auth *auth = c->srv->opts.auth;
+  if (!auth) {
+    c->role = GD_ROLE_ADMIN;
+    snprintf(c->principal, sizeof c->principal, "local");
+    return 0;
+  }
+  const char *tok = NULL;
+  size_t tlen = 0;
+  bool seen = false;
+  for (size_t i = 0; i < c->md.count; i++) {
+    const grpc_metadata *e = &c->md.metadata[i];
+    if (GRPC_SLICE_LENGTH(e->key) != 13 ||
+        memcmp(GRPC_SLICE_START_PTR(e->key), "authorization", 13) != 0)
+      continue;
+    seen = true;
+    const char *v = (const char *)GRPC_SLICE_START_PTR(e->value);
+    size_t n = GRPC_SLICE_LENGTH(e->value);
+    if (n > 7 && strncasecmp(v, "Bearer ", 7) == 0) {
+      tok = v + 7;
+      tlen = n - 7;
+    }
+    break;
+  }
+  if (tok && gd_auth_check(auth, tok, tlen, &c->role, c->principal) != GD_OK)
+    tok = NULL;
+  if (m->role == GD_ROLE_NONE)
+    return 0;
+  if (!tok) {
+    gd_call_finish_status(c, GRPC_STATUS_UNAUTHENTICATED,
+                          !seen ? "missing 'authorization: Bearer TOKEN' metadata"
+                                : "unknown token, or not 'Bearer TOKEN'");
+    return -1;
+  }
+  if (c->role < m->role) {
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s needs role %s; '%s' has role %s", m->path,
+             gd_role_name(m->role), c->principal, gd_role_name(c->role));
+    gd_call_finish_status(c, GRPC_STATUS_PERMISSION_DENIED, msg);
+    return -1;
+  }
+  return 0;
+}
+
+const char *gd_call_principal(gd_call *c, gd_role *ret_role) {
+  if (ret_role)
+    *ret_role = c->role;
+  return c->principal;
+}
+
 static void on_new_call(gd_call *c, bool ok) {
   gd_server *s = c->srv;
   const gd_method *m = c->m;
@@ -386,6 +441,8 @@ static void on_new_call(gd_call *c, bool ok) {
     gd_call_finish_status(c, GRPC_STATUS_UNIMPLEMENTED, msg);
     return;
   }
+  if (authorize(c, m) != 0)
+    return;
   if (m->kind == GD_RPC_CLIENT_STREAM ? !m->on_read : !m->on_request) {
     char msg[300];
     snprintf(msg, sizeof msg, "%s is not implemented in this version", m->path);

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "server/auth.h"
 #include "core/util.h"
 
 typedef struct gd_server gd_server;
@@ -60,6 +61,10 @@ typedef struct gd_method {
   /* Optional: the call died while the method held it. Any thread; once. The
    * method must still call gd_call_finish(). */
   void (*on_cancel)(gd_call *c);
+  /* The least role a caller needs (server/auth.h); GD_ROLE_NONE = anyone,
+   * even without a token. Checked before the method runs, only when the
+   * server has a token table. */
+  gd_role role;
 } gd_method;
 
 typedef struct gd_server_opts {
@@ -70,6 +75,13 @@ typedef struct gd_server_opts {
   int64_t default_deadline_ms; /* for calls that carry none */
   int64_t max_deadline_ms;     /* clamp on every call */
   int max_concurrent_streams; /* per connection */
+  /* Token table (server/auth.h), borrowed; NULL = no authentication:
+   * every caller is admin, principal "local". With a table, a call to a
+   * method that needs a role must carry `authorization: Bearer TOKEN`:
+   * missing or unknown -> UNAUTHENTICATED, a role below the method's ->
+   * PERMISSION_DENIED (the message names the method, the role it needs
+   * and the caller's), before the method runs. */
+  gd_auth *auth;
 } gd_server_opts;
 
 /*
@@ -92,6 +104,11 @@ void gd_server_shutdown(gd_server *s, int64_t grace_ms);
 uint64_t gd_server_active_calls(gd_server *s);
 
 /* ---- per call ---- */
+
+/* Who is calling: the principal name (valid for the call's life; "local"
+ * without authentication, "" for an anonymous call to an open method) and
+ * the role. */
+const char *gd_call_principal(gd_call *c, gd_role *ret_role);
 
 /* The method-owned pointer attached to a call (initially NULL). */
 void gd_call_set_user(gd_call *c, void *user);

@@ -39,7 +39,16 @@
 struct gc_client {
   grpc_channel *channel;
   char *addr;
+  grpc_metadata md[1]; /* sent with every call: authorization */
+  size_t n_md;
 };
+
+/* Points op (SEND_INITIAL_METADATA) at the client's metadata. */
+static void initial_md(const gc_client *c, grpc_op *op) {
+  op->op = GRPC_OP_SEND_INITIAL_METADATA;
+  op->data.send_initial_metadata.count = c->n_md;
+  op->data.send_initial_metadata.metadata = c->n_md ? (grpc_metadata *)c->md : NULL;
+}
 
 static const char *const status_names[] = {
     "OK",
@@ -190,6 +199,8 @@ int gc_client_open(const char *addr, const gc_client_opts *opts,
                   "client: a client certificate needs both the chain and the "
                   "private key");
 
+  if (o->token && (!*o->token || strpbrk(o->token, " \t\r\n")))
+    return st_set(st, GRPC_STATUS_INVALID_ARGUMENT, "client: a token is non-empty, no blanks");
   gc_client *c = calloc(1, sizeof *c);
   if (!c || !(c->addr = strdup(addr))) {
     free(c);
@@ -197,6 +208,21 @@ int gc_client_open(const char *addr, const gc_client_opts *opts,
   }
 
   grpc_init();
+  if (o->token) {
+    size_t n = strlen(o->token) + 8;
+    char *v = malloc(n);
+    if (!v) {
+      free(c->addr);
+      free(c);
+      grpc_shutdown_blocking();
+      return st_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "client: out of memory");
+    }
+    snprintf(v, n, "Bearer %s", o->token);
+    c->md[0].key = grpc_slice_from_static_string("authorization");
+    c->md[0].value = grpc_slice_from_copied_string(v);
+    free(v);
+    c->n_md = 1;
+  }
 
   grpc_channel_credentials *creds;
   if (o->tls) {
@@ -248,6 +274,10 @@ void gc_client_close(gc_client *c) {
   if (!c)
     return;
   grpc_channel_destroy(c->channel);
+  for (size_t i = 0; i < c->n_md; i++) {
+    grpc_slice_unref(c->md[i].key);
+    grpc_slice_unref(c->md[i].value);
+  }
   free(c->addr);
   free(c);
   grpc_shutdown_blocking();
@@ -321,7 +351,7 @@ int gc_unary(gc_client *c, const char *method, const ProtobufCMessage *req,
 
   grpc_op ops[6];
   memset(ops, 0, sizeof ops);
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  initial_md(c, &ops[0]);
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = send;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -505,7 +535,7 @@ int gc_stream_send(gc_stream *s, const ProtobufCMessage *msg, gc_status *st) {
   memset(ops, 0, sizeof ops);
   size_t n = 0;
   if (!s->started) {
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    initial_md(s->c, &ops[n++]);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n].data.send_message.send_message = bb;
     n++; /* no buffer hint on the batch with initial metadata */
@@ -572,7 +602,7 @@ int gc_stream_finish(gc_stream *s, const ProtobufCMessageDescriptor *reply_desc,
     memset(ops, 0, sizeof ops);
     size_t n = 0;
     if (!s->started)
-      ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+      initial_md(s->c, &ops[n++]);
     ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     grpc_call_error err =
         grpc_call_start_batch(s->call, ops, n, &s->tag_send, NULL);
@@ -690,7 +720,7 @@ int gc_sstream_open(gc_client *c, const char *method, const ProtobufCMessage *re
   grpc_metadata_array_init(&s->trail_md);
   grpc_op ops[4];
   memset(ops, 0, sizeof ops);
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  initial_md(c, &ops[0]);
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = send;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

@@ -101,6 +101,10 @@ typedef struct gc_client_opts {
 
   /* Largest reply accepted, in bytes; 0 = 64 MiB; -1 = unlimited. */
   int max_receive_message_bytes;
+
+  /* Bearer token sent with every call as `authorization: Bearer TOKEN`
+   * (NULL = none). Copied. INVALID_ARGUMENT if empty or with blanks. */
+  const char *token;
 } gc_client_opts;
 
 typedef struct gc_client gc_client;

@@ -87,6 +87,8 @@ static const char *const main_help =
     "Options (before or after the command):\n"
     "  --addr HOST:PORT   server address (default: $GRAPHD_ADDR, else " DEFAULT_ADDR ")\n"
     "  --json             machine-readable output: one JSON document on stdout\n"
+    "  --token-file FILE  bearer token for graphd --tokens (first line of FILE;\n"
+    "                     default: $GRAPHD_TOKEN)\n"
     "  --timeout MS       deadline of each rpc in milliseconds (default 10000;\n"
     "                     0 = none); ingest: see graphctl ingest --help\n"
     "  -h, --help         help (graphctl COMMAND --help for a command)\n"
@@ -275,6 +277,7 @@ static const optspec global_opts[] = {
     {"json", false, O_JSON},
     {"timeout", true, O_TIMEOUT},
     {"help", false, O_HELP},
+    {"token-file", true, O_TOKEN_FILE},
     {NULL, false, 0},
 };
 
@@ -426,6 +429,11 @@ static int set_option(const command *cmd, args *a, const optspec *o,
   case O_TIMEOUT:
     a->timeout_set = true;
     return parse_long(cmd, opt, v, 0, INT_MAX, &a->timeout_ms);
+  case O_TOKEN_FILE:
+    if (!*v)
+      return usage_error(cmd, "--token-file: empty file name");
+    a->token_file = v;
+    return 0;
   case O_HELP:
     a->help = true;
     return 0;
@@ -2497,7 +2505,26 @@ int main(int argc, char **argv) {
   } else if (rc == EXIT_OK) {
     ctl c = {a.addr, a.json, (int)a.timeout_ms, NULL};
     gc_status st;
-    if (gc_client_open(a.addr, NULL, &c.client, &st) != 0) {
+    gc_client_opts co = {0};
+    char token[512] = "";
+    const char *envtok = getenv("GRAPHD_TOKEN");
+    if (a.token_file) {
+      FILE *tf = fopen(a.token_file, "r");
+      if (!tf || !fgets(token, sizeof token, tf)) {
+        fprintf(stderr, "graphctl: --token-file %s: %s\n", a.token_file,
+                tf ? "empty" : strerror(errno));
+        if (tf)
+          fclose(tf);
+        free(a.pos), free(a.add), free(a.remove), free(a.labels);
+        return EXIT_NOINPUT;
+      }
+      fclose(tf);
+      token[strcspn(token, "\r\n")] = 0;
+      co.token = token;
+    } else if (envtok && *envtok) {
+      co.token = envtok;
+    }
+    if (gc_client_open(a.addr, &co, &c.client, &st) != 0) {
       fprintf(stderr, "graphctl: %s\n", st.message);
       rc = st.code == 3 /* INVALID_ARGUMENT */ ? EXIT_USAGE : EXIT_SOFTWARE;
     } else {

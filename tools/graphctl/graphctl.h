@@ -47,6 +47,7 @@ enum {
   O_JSON,
   O_TIMEOUT,
   O_HELP,
+  O_TOKEN_FILE,
   O_FORMAT,
   O_BATCH,
   O_BATCH_BYTES,
@@ -108,6 +109,7 @@ typedef struct args {
   long timeout_ms;
   bool timeout_set;
   bool help;
+  const char *token_file;
   /* ingest */
   gc_ingest_format format;
   bool have_format;

@@ -1,0 +1,71 @@
+/*
+ * server/auth: bearer tokens and roles (DESIGN §6).
+ *
+ * Tokens file: one `TOKEN ROLE NAME` per line, fields separated by blanks;
+ * '#' starts a comment line; blank lines are skipped. TOKEN is 16..256
+ * printable ASCII characters without blanks; ROLE is reader, investigator,
+ * writer or admin; NAME (the principal, 1..128 printable bytes, no blanks)
+ * is what logs and the audit trail show. A token may appear once.
+ *
+ * Roles are ordered: each includes the rights of the ones before it.
+ *   reader        reads, investigations, snapshot reads, job status
+ *   investigator  reader + SetLabels
+ *   writer        investigator + Upsert, Ingest, DeleteEntity,
+ *                 StartClustering, CancelJob
+ *   admin         everything: DeleteSnapshot, Backup, ListAudit
+ * The role each rpc needs is data in the method table (gd_method.role).
+ *
+ * Lookup compares SHA-256 digests of the presented token with every
+ * stored digest using CRYPTO_memcmp and no early exit, so the time taken
+ * depends on neither the token nor how much of it matches.
+ *
+ * Threads: gd_auth_check may run on any number of threads at once, also
+ * during gd_auth_reload (which swaps the table under a write lock).
+ */
+#ifndef GD_SERVER_AUTH_H
+#define GD_SERVER_AUTH_H
+
+#include <stddef.h>
+
+#include "core/error.h"
+
+typedef enum gd_role {
+  GD_ROLE_NONE = 0, /* no token needed (health) */
+  GD_ROLE_READER = 1,
+  GD_ROLE_INVESTIGATOR = 2,
+  GD_ROLE_WRITER = 3,
+  GD_ROLE_ADMIN = 4,
+} gd_role;
+
+#define GD_PRINCIPAL_MAX 129 /* NAME plus NUL */
+
+/* "reader" ...; "none" for GD_ROLE_NONE; never NULL. */
+const char *gd_role_name(gd_role r);
+
+typedef struct gd_auth gd_auth;
+
+/*
+ * Loads the tokens file at path (kept for reloads). Errors: GD_EINVALID
+ * ("FILE:LINE: ..." naming the problem: fields, role, token length,
+ * duplicate), GD_ENOTFOUND / GD_EIO (cannot read it), GD_ENOMEM.
+ */
+int gd_auth_load(const char *path, gd_auth **ret, gd_err *err);
+
+/* Re-reads the file; on any error the old table stays in force. *ret_n
+ * (may be NULL) gets the number of tokens now loaded. Errors: as load. */
+int gd_auth_reload(gd_auth *a, size_t *ret_n, gd_err *err);
+
+/* Tokens currently loaded. */
+size_t gd_auth_count(gd_auth *a);
+
+/*
+ * The role and principal name of token (len bytes, not NUL-terminated).
+ * Returns GD_OK, or GD_EUNAUTHENTICATED (no such token; *ret_role is
+ * GD_ROLE_NONE and name empty). name gets at most GD_PRINCIPAL_MAX bytes.
+ */
+int gd_auth_check(gd_auth *a, const char *token, size_t len, gd_role *ret_role,
+                  char name[GD_PRINCIPAL_MAX]);
+
+void gd_auth_free(gd_auth *a);
+
+#endif
