@@ -25,6 +25,8 @@
 #include "jobs/jobs.h"
 #include "rpc/rpc.h"
 #include "server/server.h"
+
+#include <openssl/crypto.h>
 #include "store/store.h"
 #include "store/writer.h"
 
@@ -42,6 +44,7 @@ typedef struct config {
   long max_streams;
   long cluster_max_sellers, cluster_max_ties;
   const char *tokens;
+  const char *tls_cert, *tls_key, *tls_client_ca;
   bool insecure_no_auth;
   bool verbose;
 } config;
@@ -76,6 +79,11 @@ static void usage(FILE *f) {
         "                           SIGHUP. Without it every caller is admin, and graphd\n"
         "                           listens on loopback only unless --insecure-no-auth\n"
         "  --insecure-no-auth       allow a non-loopback --listen without --tokens\n"
+        "  --tls-cert FILE          serve TLS with this PEM certificate chain ...\n"
+        "  --tls-key FILE           ... and this PEM private key\n"
+        "  --tls-client-ca FILE     require client certificates signed by this CA (mTLS);\n"
+        "                           a certificate's CN may stand in for a token\n"
+        "                           ('x509:CN ROLE NAME' in --tokens)\n"
         "  -v, --verbose            debug logging\n"
         "  -h, --help               this text\n"
         "\n"
@@ -97,7 +105,8 @@ static bool parse_long(const char *s, long min, long max, long *ret) {
 static int parse_args(int argc, char **argv, config *c) {
   enum {
     O_DATA = 256, O_LISTEN, O_THREADS, O_MAP, O_MAPMAX, O_MSG, O_BATCH, O_CAP, O_DDL, O_MDL,
-    O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT, O_TOKENS, O_INSECURE,
+    O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT, O_TOKENS, O_INSECURE, O_TLS_CERT,
+    O_TLS_KEY, O_TLS_CA,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
@@ -117,6 +126,9 @@ static int parse_args(int argc, char **argv, config *c) {
       {"cluster-max-ties", required_argument, NULL, O_CMAXT},
       {"tokens", required_argument, NULL, O_TOKENS},
       {"insecure-no-auth", no_argument, NULL, O_INSECURE},
+      {"tls-cert", required_argument, NULL, O_TLS_CERT},
+      {"tls-key", required_argument, NULL, O_TLS_KEY},
+      {"tls-client-ca", required_argument, NULL, O_TLS_CA},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
@@ -157,6 +169,9 @@ static int parse_args(int argc, char **argv, config *c) {
     case O_CMAXS: ok = parse_long(optarg, 1, 1L << 31, &c->cluster_max_sellers); name = "--cluster-max-sellers"; break;
     case O_TOKENS: c->tokens = optarg; break;
     case O_INSECURE: c->insecure_no_auth = true; break;
+    case O_TLS_CERT: c->tls_cert = optarg; break;
+    case O_TLS_KEY: c->tls_key = optarg; break;
+    case O_TLS_CA: c->tls_client_ca = optarg; break;
     case O_CMAXT: ok = parse_long(optarg, 1, 1L << 40, &c->cluster_max_ties); name = "--cluster-max-ties"; break;
     case 'v': c->verbose = true; break;
     case 'h': usage(stdout); exit(0);
@@ -171,12 +186,42 @@ static int parse_args(int argc, char **argv, config *c) {
     fprintf(stderr, "graphd: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
+  if (!c->tls_cert != !c->tls_key) {
+    fprintf(stderr, "graphd: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
+  if (c->tls_client_ca && !c->tls_cert) {
+    fprintf(stderr, "graphd: --tls-client-ca needs --tls-cert and --tls-key\n");
+    return 2;
+  }
   if (!c->data) {
     fprintf(stderr, "graphd: --data DIR is required\n");
     usage(stderr);
     return 2;
   }
   return 0;
+}
+
+/* Reads a whole (PEM) file into a NUL-terminated string; NULL + message. */
+static char *read_pem(const char *flag, const char *path) {
+  FILE *f = fopen(path, "r");
+  char *buf = NULL;
+  size_t n = 0;
+  if (f) {
+    buf = malloc(1 << 20);
+    n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    bool bad = ferror(f) || !feof(f);
+    fclose(f);
+    if (!buf || bad || n == 0) {
+      gd_error("%s %s: %s", flag, path, !buf ? "out of memory" : n == 0 ? "empty" : "over 1 MiB or unreadable");
+      free(buf);
+      return NULL;
+    }
+    buf[n] = 0;
+    return buf;
+  }
+  gd_error("%s %s: %s", flag, path, strerror(errno));
+  return NULL;
 }
 
 /* Whether HOST:PORT (or a unix: target) can only be reached from this
@@ -232,10 +277,20 @@ int main(int argc, char **argv) {
       return 1;
     }
     gd_info("%zu token(s) loaded from %s", gd_auth_count(auth), cfg.tokens);
-  } else if (!loopback_only(cfg.listen) && !cfg.insecure_no_auth) {
+  } else if (!loopback_only(cfg.listen) && !cfg.insecure_no_auth && !cfg.tls_client_ca) {
     gd_error("refusing to listen on %s without --tokens: every caller would be admin "
              "(use a loopback address, give --tokens FILE, or --insecure-no-auth)",
              cfg.listen);
+    return 1;
+  }
+
+  char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
+  if (cfg.tls_cert && (!(tls_cert = read_pem("--tls-cert", cfg.tls_cert)) ||
+                       !(tls_key = read_pem("--tls-key", cfg.tls_key)) ||
+                       (cfg.tls_client_ca &&
+                        !(tls_ca = read_pem("--tls-client-ca", cfg.tls_client_ca))))) {
+    free(tls_cert), free(tls_key), free(tls_ca);
+    gd_auth_free(auth);
     return 1;
   }
 
@@ -313,8 +368,15 @@ int main(int argc, char **argv) {
       .max_deadline_ms = cfg.max_deadline_ms,
       .max_concurrent_streams = (int)cfg.max_streams,
       .auth = auth,
+      .tls_cert_pem = tls_cert,
+      .tls_key_pem = tls_key,
+      .tls_client_ca_pem = tls_ca,
   };
-  if (gd_server_start(&sv, methods, nmethods, &server, &port, &err)) {
+  rc = gd_server_start(&sv, methods, nmethods, &server, &port, &err);
+  if (tls_key)
+    OPENSSL_cleanse(tls_key, strlen(tls_key));
+  free(tls_cert), free(tls_key), free(tls_ca);
+  if (rc) {
     gd_error("%s", err.msg);
     gd_jobs_stop(jobs);
     gd_jobs_free(jobs);

@@ -13,7 +13,7 @@ pkgs="meson ninja-build pkg-config gcc libc6-dev
 if [ "${1:-}" = "--test" ]; then
   pkgs="$pkgs protobuf-compiler protobuf-compiler-grpc python3 python3-grpcio
         python3-protobuf python3-pytest python3-igraph valgrind clang
-        libclang-rt-14-dev"
+        libclang-rt-14-dev openssl"
 fi
 
 missing=""

@@ -15,6 +15,11 @@
  *   admin         everything: DeleteSnapshot, Backup, ListAudit
  * The role each rpc needs is data in the method table (gd_method.role).
  *
+ * Certificate identities: a line whose TOKEN is `x509:CN` (any length)
+ * names a client certificate subject CN instead of a bearer token; with
+ * mTLS such a caller needs no token (gd_auth_check_cert). A bearer token
+ * starting with "x509:" is never accepted.
+ *
  * Lookup compares SHA-256 digests of the presented token with every
  * stored digest using CRYPTO_memcmp and no early exit, so the time taken
  * depends on neither the token nor how much of it matches.
@@ -65,6 +70,11 @@ size_t gd_auth_count(gd_auth *a);
  */
 int gd_auth_check(gd_auth *a, const char *token, size_t len, gd_role *ret_role,
                   char name[GD_PRINCIPAL_MAX]);
+
+/* The role and principal of a verified client certificate's subject CN
+ * (the "x509:CN" line). Errors: GD_EUNAUTHENTICATED. */
+int gd_auth_check_cert(gd_auth *a, const char *cn, size_t len, gd_role *ret_role,
+                       char name[GD_PRINCIPAL_MAX]);
 
 void gd_auth_free(gd_auth *a);
 

@@ -397,6 +397,20 @@ static int authorize(gd_call *c, const gd_method *m) {
   }
   if (tok && gd_auth_check(auth, tok, tlen, &c->role, c->principal) != GD_OK)
     tok = NULL;
+  if (!seen && c->srv->opts.tls_client_ca_pem) {
+    /* No bearer token: the verified client certificate's CN stands in. */
+    grpc_auth_context *ctx = grpc_call_auth_context(c->call);
+    grpc_auth_property_iterator it =
+        ctx ? grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_CN_PROPERTY_NAME)
+            : (grpc_auth_property_iterator){0};
+    const grpc_auth_property *p = ctx ? grpc_auth_property_iterator_next(&it) : NULL;
+    if (p && p->value_length > 0 &&
+        gd_auth_check_cert(auth, p->value, p->value_length, &c->role, c->principal) == GD_OK) {
+      tok = p->value;
+      seen = true;
+    }
+    grpc_auth_context_release(ctx);
+  }
   if (m->role == GD_ROLE_NONE)
     return 0;
   if (!tok) {
@@ -632,7 +646,21 @@ int gd_server_start(const gd_server_opts *o, const gd_method *methods, size_t nm
       goto fail;
     }
   }
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  grpc_server_credentials *creds;
+  if (o->tls_cert_pem && o->tls_key_pem) {
+    grpc_ssl_pem_key_cert_pair pair = {o->tls_key_pem, o->tls_cert_pem}; /* key first */
+    creds = grpc_ssl_server_credentials_create_ex(
+        o->tls_client_ca_pem, &pair, 1,
+        o->tls_client_ca_pem ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                             : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+        NULL);
+  } else {
+    creds = grpc_insecure_server_credentials_create();
+  }
+  if (!creds) {
+    gd_err_set(err, GD_EINVALID, "cannot create TLS credentials from the given PEM files");
+    goto fail;
+  }
   int port = grpc_server_add_http2_port(s->server, o->listen, creds);
   grpc_server_credentials_release(creds);
   if (port == 0) {

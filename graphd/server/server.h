@@ -82,6 +82,13 @@ typedef struct gd_server_opts {
    * PERMISSION_DENIED (the message names the method, the role it needs
    * and the caller's), before the method runs. */
   gd_auth *auth;
+  /* TLS: PEM text (NUL-terminated; only needed during gd_server_start).
+   * With tls_cert_pem and tls_key_pem the port speaks TLS only. With
+   * tls_client_ca_pem too, clients must present a certificate that CA
+   * signed (verified by gRPC); its subject CN is the caller's identity
+   * for the token table ("x509:CN" lines, server/auth.h) when the call
+   * carries no bearer token. */
+  const char *tls_cert_pem, *tls_key_pem, *tls_client_ca_pem;
 } gd_server_opts;
 
 /*

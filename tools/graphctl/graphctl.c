@@ -87,6 +87,10 @@ static const char *const main_help =
     "Options (before or after the command):\n"
     "  --addr HOST:PORT   server address (default: $GRAPHD_ADDR, else " DEFAULT_ADDR ")\n"
     "  --json             machine-readable output: one JSON document on stdout\n"
+    "  --tls              connect with TLS (implied by the --tls-* options)\n"
+    "  --tls-ca FILE      CA certificates to trust (PEM; default: the system's)\n"
+    "  --tls-cert FILE, --tls-key FILE  client certificate and key (mTLS)\n"
+    "  --tls-server-name NAME  name to check the server certificate against\n"
     "  --token-file FILE  bearer token for graphd --tokens (first line of FILE;\n"
     "                     default: $GRAPHD_TOKEN)\n"
     "  --timeout MS       deadline of each rpc in milliseconds (default 10000;\n"
@@ -278,6 +282,11 @@ static const optspec global_opts[] = {
     {"timeout", true, O_TIMEOUT},
     {"help", false, O_HELP},
     {"token-file", true, O_TOKEN_FILE},
+    {"tls", false, O_TLS},
+    {"tls-ca", true, O_TLS_CA},
+    {"tls-cert", true, O_TLS_CERT},
+    {"tls-key", true, O_TLS_KEY},
+    {"tls-server-name", true, O_TLS_NAME},
     {NULL, false, 0},
 };
 
@@ -429,6 +438,25 @@ static int set_option(const command *cmd, args *a, const optspec *o,
   case O_TIMEOUT:
     a->timeout_set = true;
     return parse_long(cmd, opt, v, 0, INT_MAX, &a->timeout_ms);
+  case O_TLS:
+    a->tls = true;
+    return 0;
+  case O_TLS_CA:
+    a->tls = true;
+    a->tls_ca = v;
+    return 0;
+  case O_TLS_CERT:
+    a->tls = true;
+    a->tls_cert = v;
+    return 0;
+  case O_TLS_KEY:
+    a->tls = true;
+    a->tls_key = v;
+    return 0;
+  case O_TLS_NAME:
+    a->tls = true;
+    a->tls_name = v;
+    return 0;
   case O_TOKEN_FILE:
     if (!*v)
       return usage_error(cmd, "--token-file: empty file name");
@@ -2524,7 +2552,36 @@ int main(int argc, char **argv) {
     } else if (envtok && *envtok) {
       co.token = envtok;
     }
-    if (gc_client_open(a.addr, &co, &c.client, &st) != 0) {
+    char *pem[3] = {NULL, NULL, NULL};
+    const char *pem_path[3] = {a.tls_ca, a.tls_cert, a.tls_key};
+    for (int i = 0; i < 3; i++) {
+      if (!pem_path[i])
+        continue;
+      FILE *pf = fopen(pem_path[i], "r");
+      size_t n = 0;
+      pem[i] = xcalloc(1, 1 << 20);
+      if (pf)
+        n = fread(pem[i], 1, (1 << 20) - 1, pf);
+      if (!pf || n == 0) {
+        fprintf(stderr, "graphctl: %s: %s\n", pem_path[i], pf ? "empty" : strerror(errno));
+        if (pf)
+          fclose(pf);
+        for (int k = 0; k < 3; k++)
+          free(pem[k]);
+        free(a.pos), free(a.add), free(a.remove), free(a.labels);
+        return EXIT_NOINPUT;
+      }
+      fclose(pf);
+    }
+    co.tls = a.tls;
+    co.tls_root_certs_pem = pem[0];
+    co.tls_cert_chain_pem = pem[1];
+    co.tls_private_key_pem = pem[2];
+    co.tls_server_name = a.tls_name;
+    int open_rc = gc_client_open(a.addr, &co, &c.client, &st);
+    for (int k = 0; k < 3; k++)
+      free(pem[k]);
+    if (open_rc != 0) {
       fprintf(stderr, "graphctl: %s\n", st.message);
       rc = st.code == 3 /* INVALID_ARGUMENT */ ? EXIT_USAGE : EXIT_SOFTWARE;
     } else {

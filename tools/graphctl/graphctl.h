@@ -48,6 +48,11 @@ enum {
   O_TIMEOUT,
   O_HELP,
   O_TOKEN_FILE,
+  O_TLS,
+  O_TLS_CA,
+  O_TLS_CERT,
+  O_TLS_KEY,
+  O_TLS_NAME,
   O_FORMAT,
   O_BATCH,
   O_BATCH_BYTES,
@@ -110,6 +115,8 @@ typedef struct args {
   bool timeout_set;
   bool help;
   const char *token_file;
+  bool tls;
+  const char *tls_ca, *tls_cert, *tls_key, *tls_name;
   /* ingest */
   gc_ingest_format format;
   bool have_format;
