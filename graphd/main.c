@@ -46,6 +46,7 @@ typedef struct config {
   const char *tokens;
   const char *tls_cert, *tls_key, *tls_client_ca;
   bool insecure_no_auth;
+  bool no_audit;
   bool verbose;
 } config;
 
@@ -79,6 +80,7 @@ static void usage(FILE *f) {
         "                           SIGHUP. Without it every caller is admin, and graphd\n"
         "                           listens on loopback only unless --insecure-no-auth\n"
         "  --insecure-no-auth       allow a non-loopback --listen without --tokens\n"
+        "  --no-audit               keep no audit trail (benchmarks; not for production)\n"
         "  --tls-cert FILE          serve TLS with this PEM certificate chain ...\n"
         "  --tls-key FILE           ... and this PEM private key\n"
         "  --tls-client-ca FILE     require client certificates signed by this CA (mTLS);\n"
@@ -106,7 +108,7 @@ static int parse_args(int argc, char **argv, config *c) {
   enum {
     O_DATA = 256, O_LISTEN, O_THREADS, O_MAP, O_MAPMAX, O_MSG, O_BATCH, O_CAP, O_DDL, O_MDL,
     O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT, O_TOKENS, O_INSECURE, O_TLS_CERT,
-    O_TLS_KEY, O_TLS_CA,
+    O_TLS_KEY, O_TLS_CA, O_NO_AUDIT,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
@@ -126,6 +128,7 @@ static int parse_args(int argc, char **argv, config *c) {
       {"cluster-max-ties", required_argument, NULL, O_CMAXT},
       {"tokens", required_argument, NULL, O_TOKENS},
       {"insecure-no-auth", no_argument, NULL, O_INSECURE},
+      {"no-audit", no_argument, NULL, O_NO_AUDIT},
       {"tls-cert", required_argument, NULL, O_TLS_CERT},
       {"tls-key", required_argument, NULL, O_TLS_KEY},
       {"tls-client-ca", required_argument, NULL, O_TLS_CA},
@@ -169,6 +172,7 @@ static int parse_args(int argc, char **argv, config *c) {
     case O_CMAXS: ok = parse_long(optarg, 1, 1L << 31, &c->cluster_max_sellers); name = "--cluster-max-sellers"; break;
     case O_TOKENS: c->tokens = optarg; break;
     case O_INSECURE: c->insecure_no_auth = true; break;
+    case O_NO_AUDIT: c->no_audit = true; break;
     case O_TLS_CERT: c->tls_cert = optarg; break;
     case O_TLS_KEY: c->tls_key = optarg; break;
     case O_TLS_CA: c->tls_client_ca = optarg; break;
@@ -317,6 +321,7 @@ int main(int argc, char **argv) {
       .ingest_inflight = 256,
       .ingest_window_bytes = 16 << 20,
       .cluster_max_sellers = (uint64_t)cfg.cluster_max_sellers,
+      .audit = !cfg.no_audit,
   };
   /* The clustering worker: --worker, or graphd-worker next to graphd. */
   char worker_path[4096];
@@ -372,6 +377,8 @@ int main(int argc, char **argv) {
       .tls_key_pem = tls_key,
       .tls_client_ca_pem = tls_ca,
   };
+  if (!cfg.no_audit)
+    gd_rpc_audit_hooks(&sv.audit, &sv.audit_ready);
   rc = gd_server_start(&sv, methods, nmethods, &server, &port, &err);
   if (tls_key)
     OPENSSL_cleanse(tls_key, strlen(tls_key));

@@ -819,12 +819,14 @@ typedef struct del_op {
 } del_op;
 
 static int del_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
-  return gd_store_snapshot_delete(t, ((del_op *)op)->id, err);
+  int rc = gd_store_snapshot_delete(t, ((del_op *)op)->id, err);
+  return rc ? rc : rpc_audit_txn(t, ((del_op *)op)->call, err);
 }
 
 static void del_done(gd_write_op *op, const gd_err *err) {
   del_op *d = (del_op *)op;
   if (err->code) {
+    gd_call_mark_audited(d->call, false);
     rpc_fail(d->call, err);
   } else {
     Graphd__V1__DeleteSnapshotReply rep = GRAPHD__V1__DELETE_SNAPSHOT_REPLY__INIT;

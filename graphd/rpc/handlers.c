@@ -75,6 +75,8 @@ ProtobufCMessage *rpc_unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
   if (!req) {
     snprintf(m, sizeof m, "request is not a valid %s message", d->name);
     rpc_fail_code(c, GD_EINVALID, m);
+  } else if (env.audit) {
+    rpc_audit_target(c, req);
   }
   return req;
 }
@@ -156,12 +158,14 @@ static void totals_to_pb(const gd_totals *t, Graphd__V1__WriteTotals *out) {
 
 static int upsert_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   upsert_op *op = (upsert_op *)wop;
-  return gd_store_upsert(t, &op->u, &op->res, err);
+  int rc = gd_store_upsert(t, &op->u, &op->res, err);
+  return rc ? rc : rpc_audit_txn(t, op->call, err); /* same commit as the write */
 }
 
 static void upsert_done(gd_write_op *wop, const gd_err *err) {
   upsert_op *op = (upsert_op *)wop;
   if (err->code) {
+    gd_call_mark_audited(op->call, false);
     rpc_fail(op->call, err);
   } else {
     Graphd__V1__UpsertReply r = GRAPHD__V1__UPSERT_REPLY__INIT;
@@ -189,6 +193,8 @@ static void h_upsert(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   op->call = c;
   op->op.apply = upsert_apply;
   op->op.done = upsert_done;
+  if (env.audit)
+    rpc_audit_target(c, op->req);
   gd_writer_submit(env.writer, &op->op);
 }
 
@@ -278,6 +284,12 @@ static int ingest_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   if (op->index > atomic_load(&op->stream->fail_from))
     return gd_err_set(err, GD_ECANCELLED, "skipped after an earlier message failed");
   int rc = gd_store_upsert(t, &op->u, &op->res, err);
+  if (!rc && env.audit) { /* each message's record in its own commit */
+    char tgt[96];
+    snprintf(tgt, sizeof tgt, "message %llu: %zu entities, %zu links",
+             (unsigned long long)op->index, op->u.nentities, op->u.nlinks);
+    rc = rpc_audit_txn_status(t, op->stream->call, 0, tgt, err);
+  }
   /* Stop later messages of this stream in the same group, too. (A full map
    * is not a failure of the message: the group is retried.) */
   if (rc && rc != GD_EMAPFULL && op->index < atomic_load(&op->stream->fail_from))
@@ -529,13 +541,15 @@ static int labels_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   labels_op *op = (labels_op *)wop;
   free(op->labels);
   op->labels = NULL;
-  return gd_store_set_labels(t, &op->ref, op->add, op->req->n_add, op->remove,
-                             op->req->n_remove, &op->labels, &op->nlabels, err);
+  int rc = gd_store_set_labels(t, &op->ref, op->add, op->req->n_add, op->remove,
+                               op->req->n_remove, &op->labels, &op->nlabels, err);
+  return rc ? rc : rpc_audit_txn(t, op->call, err);
 }
 
 static void labels_done(gd_write_op *wop, const gd_err *err) {
   labels_op *op = (labels_op *)wop;
   if (err->code) {
+    gd_call_mark_audited(op->call, false);
     rpc_fail(op->call, err);
   } else {
     Graphd__V1__SetLabelsReply r = GRAPHD__V1__SET_LABELS_REPLY__INIT;
@@ -609,12 +623,14 @@ typedef struct delete_op {
 
 static int delete_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   delete_op *op = (delete_op *)wop;
-  return gd_store_delete(t, &op->ref, &op->removed, err);
+  int rc = gd_store_delete(t, &op->ref, &op->removed, err);
+  return rc ? rc : rpc_audit_txn(t, op->call, err);
 }
 
 static void delete_done(gd_write_op *wop, const gd_err *err) {
   delete_op *op = (delete_op *)wop;
   if (err->code) {
+    gd_call_mark_audited(op->call, false);
     rpc_fail(op->call, err);
   } else {
     Graphd__V1__DeleteEntityReply r = GRAPHD__V1__DELETE_ENTITY_REPLY__INIT;
@@ -726,7 +742,8 @@ static const gd_method methods[] = {
     {SVC "DiffSnapshots", GD_RPC_SERVER_STREAM, rpc_diff_snapshots, NULL, rpc_diff_written,
      NULL, R},
     UNARY("Backup", NULL, A),
-    UNARY("ListAudit", NULL, A),
+    UNARY("ListAudit", rpc_list_audit, A),
+    UNARY("VerifyAudit", rpc_verify_audit, A),
     {"/grpc.health.v1.Health/Check", GD_RPC_UNARY, h_health_check, NULL, NULL, NULL,
      GD_ROLE_NONE},
 };
@@ -740,6 +757,7 @@ const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc
   env.store = store;
   env.writer = writer;
   env.lim = *lim;
+  env.audit = lim->audit;
   if (env.lim.ingest_inflight == 0)
     env.lim.ingest_inflight = 256;
   if (env.lim.max_reply_bytes == 0)

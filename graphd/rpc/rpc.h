@@ -23,7 +23,17 @@ typedef struct gd_rpc_limits {
   unsigned ingest_inflight;    /* Ingest messages queued to the writer per stream */
   size_t ingest_window_bytes;  /* ... and their bytes */
   uint64_t cluster_max_sellers; /* StartClustering: RESOURCE_EXHAUSTED above (0 = none) */
+  bool audit;                   /* keep the audit trail (gd_rpc_audit_hooks) */
 } gd_rpc_limits;
+
+/* The server's audit hooks (gd_server_opts.audit, .audit_ready) over the
+ * store's audit table: each call's record goes through the writer and the
+ * reply waits for it; a record that cannot be written fails the call
+ * UNAVAILABLE and every later call too (fail closed). Use them exactly
+ * when lim.audit is set. */
+typedef struct gd_call gd_call;
+void gd_rpc_audit_hooks(void (**ret_audit)(void *ctx, gd_call *c, int grpc_status),
+                        bool (**ret_ready)(void *ctx));
 
 /*
  * Binds the handlers to a store and its writer (both must outlive every

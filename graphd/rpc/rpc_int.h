@@ -13,6 +13,7 @@ typedef struct gd__rpc_env {
   gd_writer *writer;
   gd_rpc_limits lim;
   atomic_int serving;
+  bool audit; /* lim.audit: records are written */
 } gd__rpc_env;
 
 extern gd__rpc_env env;
@@ -25,6 +26,20 @@ void rpc_reply(gd_call *c, const ProtobufCMessage *m);
 /* Unpacks a request; on failure answers the call and returns NULL. */
 ProtobufCMessage *rpc_unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
                              const uint8_t *msg, size_t len, bool has_msg);
+
+/* Audit (audit.c). rpc_audit_txn appends the call's record (status OK) in
+ * t, the write's own transaction, and marks the call recorded; when that
+ * write then fails, its done callback unmarks it (gd_call_mark_audited
+ * false) so the server's hook records the failure. rpc_audit_txn_status
+ * appends a record with the given status and target and marks nothing
+ * (Ingest: one record per message). Both do nothing without audit. */
+int rpc_audit_txn(gd_wtxn *t, gd_call *c, gd_err *err);
+int rpc_audit_txn_status(gd_wtxn *t, gd_call *c, int status, const char *target, gd_err *err);
+/* Sets the call's audit target from its request (EntityRef and *_id
+ * fields, counts of repeated messages). */
+void rpc_audit_target(gd_call *c, const ProtobufCMessage *req);
+void rpc_list_audit(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_verify_audit(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 
 /* Investigation handlers (investigate.c). */
 void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -80,6 +81,19 @@ struct gd_call {
   void *user;
   gd_role role;
   char principal[GD_PRINCIPAL_MAX];
+  /* audit */
+  char case_id[GD_CASE_ID_MAX];
+  char *peer;           /* grpc_call_get_peer, gpr_free */
+  char *target;         /* gd_call_set_target, free */
+  char *gpath;          /* an unknown method's path, gpr_free */
+  int64_t start_ms;     /* wall clock at accept */
+  bool audit_started;   /* the hook has the finish */
+  bool audited;         /* recorded in the method's own write transaction */
+  int p_code;           /* the finish waiting for its audit record */
+  char *p_msg;
+  uint8_t *p_reply;
+  size_t p_len;
+  bool p_has_msg, p_has_reply;
   tag t_new, t_close, t_read, t_write, t_final;
   gd_call *prev, *next; /* active list */
 };
@@ -139,6 +153,13 @@ static gd_call *call_new(gd_server *s, const gd_method *m, size_t midx) {
 
 /* Frees a context that never became a call (its slot failed at shutdown). */
 static void call_free_slot(gd_call *c) {
+  if (c->peer)
+    gpr_free(c->peer);
+  if (c->gpath)
+    gpr_free(c->gpath);
+  free(c->target);
+  free(c->p_msg);
+  free(c->p_reply);
   grpc_metadata_array_destroy(&c->md);
   grpc_call_details_destroy(&c->details);
   if (c->payload)
@@ -323,7 +344,72 @@ void gd_call_finish_status(gd_call *c, int grpc_status, const char *msg) {
   gd_call_finish(c, -grpc_status - 1, msg, NULL, 0);
 }
 
+static void finish_now(gd_call *c, int code, const char *msg, const uint8_t *reply, size_t len);
+
 void gd_call_finish(gd_call *c, int code, const char *msg, const uint8_t *reply, size_t len) {
+  gd_server *s = c->srv;
+  if (s->opts.audit && !c->audit_started && !c->audited) {
+    /* Hold the finish until the audit record is durable (or not). */
+    int status = code < 0 ? -code - 1 : gd_err_grpc_status(code);
+    c->audit_started = true;
+    c->p_code = code;
+    c->p_has_msg = msg != NULL;
+    c->p_msg = msg ? strdup(msg) : NULL;
+    c->p_has_reply = reply != NULL;
+    c->p_reply = reply && len ? malloc(len) : NULL;
+    c->p_len = len;
+    if ((msg && !c->p_msg) || (reply && len && !c->p_reply)) {
+      finish_now(c, GD_ENOMEM, "out of memory holding the reply for the audit trail", NULL, 0);
+      return;
+    }
+    if (c->p_reply)
+      memcpy(c->p_reply, reply, len);
+    s->opts.audit(s->opts.audit_ctx, c, status);
+    return;
+  }
+  finish_now(c, code, msg, reply, len);
+}
+
+void gd_call_audit_done(gd_call *c, bool ok, const char *why) {
+  if (!ok) {
+    char m[400];
+    snprintf(m, sizeof m, "audit trail cannot be written (%s): call refused",
+             why ? why : "unknown error");
+    finish_now(c, GD_EUNAVAILABLE, m, NULL, 0);
+    return;
+  }
+  finish_now(c, c->p_code, c->p_has_msg ? (c->p_msg ? c->p_msg : "") : NULL,
+             c->p_has_reply ? (c->p_reply ? c->p_reply : (const uint8_t *)"") : NULL, c->p_len);
+}
+
+void gd_call_mark_audited(gd_call *c, bool yes) { c->audited = yes; }
+
+const char *gd_call_peer(gd_call *c) {
+  if (!c->peer)
+    c->peer = grpc_call_get_peer(c->call);
+  return c->peer ? c->peer : "";
+}
+
+const char *gd_call_case_id(gd_call *c) { return c->case_id; }
+
+int64_t gd_call_start_ms(gd_call *c) { return c->start_ms; }
+
+void gd_call_set_target(gd_call *c, const char *target) {
+  free(c->target);
+  c->target = target ? strdup(target) : NULL;
+}
+
+const char *gd_call_target(gd_call *c) { return c->target ? c->target : ""; }
+
+const char *gd_call_path(gd_call *c) {
+  if (c->m)
+    return c->m->path;
+  if (!c->gpath)
+    c->gpath = grpc_slice_to_c_string(c->details.method);
+  return c->gpath ? c->gpath : "";
+}
+
+static void finish_now(gd_call *c, int code, const char *msg, const uint8_t *reply, size_t len) {
   grpc_op ops[4];
   size_t n = 0;
   /* code < 0 carries a raw gRPC status (gd_call_finish_status). */
@@ -446,6 +532,22 @@ static void on_new_call(gd_call *c, bool ok) {
     return;
   }
   activate(c);
+  {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    c->start_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    for (size_t i = 0; i < c->md.count; i++) {
+      const grpc_metadata *e = &c->md.metadata[i];
+      if (GRPC_SLICE_LENGTH(e->key) == 9 && memcmp(GRPC_SLICE_START_PTR(e->key), "x-case-id", 9) == 0) {
+        size_t n = GRPC_SLICE_LENGTH(e->value);
+        if (n >= sizeof c->case_id)
+          n = sizeof c->case_id - 1;
+        memcpy(c->case_id, GRPC_SLICE_START_PTR(e->value), n);
+        c->case_id[n] = 0;
+        break;
+      }
+    }
+  }
 
   if (!m) {
     char msg[300];
@@ -457,6 +559,11 @@ static void on_new_call(gd_call *c, bool ok) {
   }
   if (authorize(c, m) != 0)
     return;
+  if (s->opts.audit_ready && !s->opts.audit_ready(s->opts.audit_ctx)) {
+    gd_call_finish_status(c, GRPC_STATUS_UNAVAILABLE,
+                          "the audit trail cannot be written: calls are refused until it can");
+    return;
+  }
   if (m->kind == GD_RPC_CLIENT_STREAM ? !m->on_read : !m->on_request) {
     char msg[300];
     snprintf(msg, sizeof msg, "%s is not implemented in this version", m->path);

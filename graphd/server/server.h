@@ -89,6 +89,19 @@ typedef struct gd_server_opts {
    * for the token table ("x509:CN" lines, server/auth.h) when the call
    * carries no bearer token. */
   const char *tls_cert_pem, *tls_key_pem, *tls_client_ca_pem;
+  /*
+   * Audit (NULL = none). Every gd_call_finish (any outcome, refusals
+   * included) is held and handed to audit(ctx, call, grpc_status) instead;
+   * the hook records the call and then calls gd_call_audit_done(): with
+   * ok the held finish goes out, without it the caller gets UNAVAILABLE
+   * (fail closed). Skipped for a call the method marked recorded
+   * (gd_call_mark_audited: it wrote the record in its own transaction).
+   * audit_ready(ctx) is asked when a call starts; false refuses it with
+   * UNAVAILABLE (the trail is known to be broken).
+   */
+  void (*audit)(void *ctx, gd_call *c, int grpc_status);
+  bool (*audit_ready)(void *ctx);
+  void *audit_ctx;
 } gd_server_opts;
 
 /*
@@ -116,6 +129,21 @@ uint64_t gd_server_active_calls(gd_server *s);
  * without authentication, "" for an anonymous call to an open method) and
  * the role. */
 const char *gd_call_principal(gd_call *c, gd_role *ret_role);
+
+/* ---- audit facts (any thread while the call lives) ---- */
+#define GD_CASE_ID_MAX 129
+const char *gd_call_peer(gd_call *c);    /* "ipv4:127.0.0.1:5555" */
+const char *gd_call_case_id(gd_call *c); /* x-case-id metadata, "" if none */
+const char *gd_call_path(gd_call *c);    /* method path, "" for an unknown one */
+int64_t gd_call_start_ms(gd_call *c);    /* wall clock when accepted, unix ms */
+/* What the call touched, as short text (copied; "" until set). */
+void gd_call_set_target(gd_call *c, const char *target);
+const char *gd_call_target(gd_call *c);
+/* The method wrote this call's audit record in its write transaction (or
+ * yes = false: that transaction failed, let the hook record it). */
+void gd_call_mark_audited(gd_call *c, bool yes);
+/* The hook's answer (see gd_server_opts.audit); any thread, once. */
+void gd_call_audit_done(gd_call *c, bool ok, const char *why);
 
 /* The method-owned pointer attached to a call (initially NULL). */
 void gd_call_set_user(gd_call *c, void *user);

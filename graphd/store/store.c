@@ -119,6 +119,7 @@ static int open_dbis(gd_store *s, gd_err *err) {
       {"snap_member", MDB_DUPSORT | MDB_DUPFIXED, &s->snap_member},
       {"snap_tie", MDB_DUPSORT | MDB_DUPFIXED, &s->snap_tie},
       {"job", 0, &s->job},
+      {"audit", 0, &s->audit},
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
     rc = mdb_dbi_open(txn, t[i].name, t[i].flags | MDB_CREATE, t[i].dbi);

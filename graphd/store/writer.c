@@ -1,5 +1,7 @@
 #include "store/writer.h"
 
+#include "store/store_int.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -44,7 +46,16 @@ static int apply_group(gd_writer *w, gd_write_op *ops, gd_err *err) {
       return rc;
     }
   }
-  return gd__wtxn_commit(t, err);
+  bool lazy = true;
+  for (gd_write_op *op = ops; op && lazy; op = op->next)
+    lazy = op->lazy_sync;
+  if (!lazy)
+    return gd__wtxn_commit(t, err);
+  /* Only this thread changes the flag, between its own transactions. */
+  mdb_env_set_flags(w->s->env, MDB_NOMETASYNC, 1);
+  rc = gd__wtxn_commit(t, err);
+  mdb_env_set_flags(w->s->env, MDB_NOMETASYNC, 0);
+  return rc;
 }
 
 static void run_group(gd_writer *w, gd_write_op *ops, size_t n) {

@@ -30,6 +30,13 @@ struct gd_write_op {
   /* Called once on the writer thread after the group commit, or on failure.
    * err->code == GD_OK means the op is durable. The op may be freed here. */
   void (*done)(gd_write_op *op, const gd_err *err);
+  /* Set by the submitter: the op need not survive an OS crash, only a
+   * process crash (audit records of reads). A group made only of such ops
+   * commits with MDB_NOMETASYNC: its data pages are flushed but not the
+   * meta page, one fdatasync instead of two. An OS crash may then roll the
+   * environment back to the previous commit (consistent: LMDB keeps two
+   * meta pages); the next full commit makes it durable. */
+  bool lazy_sync;
   /* Private to the writer. */
   gd_write_op *next;
   gd_err err;

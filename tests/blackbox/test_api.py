@@ -14,8 +14,9 @@ from grpc.health.v1 import health_pb2
 IMPLEMENTED = ["Upsert", "Ingest", "GetEntity", "Neighbors", "SetLabels", "DeleteEntity", "Stats",
                "LinkedSellers", "FindPaths", "RankSuspects", "StartClustering", "GetJob",
                "WatchJob", "CancelJob", "ListSnapshots", "GetSnapshot", "DeleteSnapshot",
-               "ListClusters", "GetCluster", "StreamAssignments", "DiffSnapshots"]
-UNIMPLEMENTED = ["Backup", "ListAudit"]
+               "ListClusters", "GetCluster", "StreamAssignments", "DiffSnapshots", "ListAudit",
+               "VerifyAudit"]
+UNIMPLEMENTED = ["Backup"]
 
 # ---------------------------------------------------------------- health
 

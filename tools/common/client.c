@@ -39,7 +39,7 @@
 struct gc_client {
   grpc_channel *channel;
   char *addr;
-  grpc_metadata md[1]; /* sent with every call: authorization */
+  grpc_metadata md[2]; /* sent with every call: authorization, x-case-id */
   size_t n_md;
 };
 
@@ -222,6 +222,11 @@ int gc_client_open(const char *addr, const gc_client_opts *opts,
     c->md[0].value = grpc_slice_from_copied_string(v);
     free(v);
     c->n_md = 1;
+  }
+  if (o->case_id && *o->case_id) {
+    c->md[c->n_md].key = grpc_slice_from_static_string("x-case-id");
+    c->md[c->n_md].value = grpc_slice_from_copied_string(o->case_id);
+    c->n_md++;
   }
 
   grpc_channel_credentials *creds;

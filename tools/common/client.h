@@ -105,6 +105,10 @@ typedef struct gc_client_opts {
   /* Bearer token sent with every call as `authorization: Bearer TOKEN`
    * (NULL = none). Copied. INVALID_ARGUMENT if empty or with blanks. */
   const char *token;
+
+  /* Sent with every call as `x-case-id` (NULL = none): the investigation
+   * the calls belong to, recorded in graphd's audit trail. Copied. */
+  const char *case_id;
 } gc_client_opts;
 
 typedef struct gc_client gc_client;

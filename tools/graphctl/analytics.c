@@ -27,6 +27,8 @@
 #define M_CLUSTER SVC "GetCluster"
 #define M_ASSIGN SVC "StreamAssignments"
 #define M_DIFF SVC "DiffSnapshots"
+#define M_AUDIT SVC "ListAudit"
+#define M_VERIFY SVC "VerifyAudit"
 
 /* ------------------------------------------------------------------ */
 /* Options and help                                                     */
@@ -246,6 +248,18 @@ int set_analytics_option(const command *cmd, args *a, const optspec *o, const ch
     return 0;
   case O_CANCEL:
     a->cancel = true;
+    return 0;
+  case O_PRINCIPAL:
+    a->principal = v;
+    return 0;
+  case O_CASE:
+    a->case_id = v;
+    return 0;
+  case O_METHOD:
+    a->method = v;
+    return 0;
+  case O_VERIFY:
+    a->verify = true;
     return 0;
   }
   return usage_error(cmd, "internal: unhandled option %s", opt);
@@ -886,4 +900,120 @@ int run_diff(ctl *c, const command *cmd, args *a) {
       json_object_put(doc);
   }
   return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* audit                                                                */
+
+const optspec audit_opts[] = {
+    {"since", true, O_SINCE},         {"until", true, O_UNTIL},
+    {"principal", true, O_PRINCIPAL}, {"case", true, O_CASE},
+    {"method", true, O_METHOD},       {"limit", true, O_LIMIT},
+    {"page-token", true, O_PAGE_TOKEN}, {"verify", false, O_VERIFY},
+    {NULL, false, 0},
+};
+
+const char audit_help[] =
+    "usage: graphctl audit [OPTIONS]      list audit records (admin)\n"
+    "       graphctl audit --verify       check the hash chain\n"
+    "\n"
+    "One record per call, refused ones included: TIME, SEQ, PRINCIPAL, ROLE,\n"
+    "CASE, METHOD, STATUS, TARGET, oldest first.\n"
+    "  --since T, --until T  time window (unix seconds or ISO-8601)\n"
+    "  --principal NAME      only this caller\n"
+    "  --case ID             only calls that sent this x-case-id\n"
+    "  --method NAME         only this rpc (GetEntity or its full path)\n"
+    "  --limit N, --page-token T\n"
+    "--verify walks the whole chain; exit 1 if a record was altered, removed\n"
+    "or reordered (the first bad one is named).\n";
+
+int run_audit(ctl *c, const command *cmd, args *a) {
+  int rc;
+  if ((rc = no_more_args(cmd, a, 0)))
+    return rc;
+  if (a->verify) {
+    Graphd__V1__VerifyAuditRequest req = GRAPHD__V1__VERIFY_AUDIT_REQUEST__INIT;
+    Graphd__V1__VerifyAuditReply *rep = NULL;
+    if ((rc = rpc(c, M_VERIFY, &req.base, &graphd__v1__verify_audit_reply__descriptor,
+                  (ProtobufCMessage **)&rep)))
+      return rc;
+    if (c->json) {
+      json_object *o = jobj();
+      jset(o, "ok", json_object_new_boolean(rep->ok));
+      jset(o, "records", json_object_new_uint64(rep->records));
+      jset(o, "first_bad_seq", json_object_new_uint64(rep->first_bad_seq));
+      jset(o, "problem", jstr(rep->problem));
+      print_json(o);
+    } else if (rep->ok) {
+      printf("audit chain verified: %" PRIu64 " records\n", rep->records);
+    } else {
+      printf("audit chain BROKEN: %s (%" PRIu64 " records verified before it)\n", rep->problem,
+             rep->records);
+    }
+    rc = rep->ok ? EXIT_OK : EXIT_RPC;
+    graphd__v1__verify_audit_reply__free_unpacked(rep, NULL);
+    return rc;
+  }
+  Graphd__V1__ListAuditRequest req = GRAPHD__V1__LIST_AUDIT_REQUEST__INIT;
+  char method[256];
+  req.since = a->have_since ? a->since * 1000 : 0;
+  req.until = a->have_until ? a->until * 1000 + 999 : 0;
+  req.principal = (char *)(a->principal ? a->principal : "");
+  req.case_id = (char *)(a->case_id ? a->case_id : "");
+  if (a->method && a->method[0] != '/')
+    snprintf(method, sizeof method, "%s%s", SVC, a->method);
+  else
+    snprintf(method, sizeof method, "%s", a->method ? a->method : "");
+  req.method = method;
+  req.limit = (uint32_t)a->limit;
+  req.page_token = (char *)(a->page_token ? a->page_token : "");
+  Graphd__V1__ListAuditReply *rep = NULL;
+  if ((rc = rpc(c, M_AUDIT, &req.base, &graphd__v1__list_audit_reply__descriptor,
+                (ProtobufCMessage **)&rep)))
+    return rc;
+  if (c->json) {
+    json_object *o = jobj(), *arr = jarr();
+    for (size_t i = 0; i < rep->n_records; i++) {
+      const Graphd__V1__AuditRecord *r = rep->records[i];
+      json_object *x = jobj();
+      char hex[65];
+      for (size_t k = 0; k < r->hash.len && k < 32; k++)
+        snprintf(hex + 2 * k, 3, "%02x", r->hash.data[k]);
+      hex[r->hash.len < 32 ? 2 * r->hash.len : 64] = 0;
+      jset(x, "time_ms", json_object_new_int64(r->time));
+      jset(x, "seq", json_object_new_uint64(r->seq));
+      jset(x, "principal", jstr(r->principal));
+      jset(x, "role", jstr(r->role));
+      jset(x, "peer", jstr(r->peer));
+      jset(x, "case_id", jstr(r->case_id));
+      jset(x, "method", jstr(r->method));
+      jset(x, "target", jstr(r->target));
+      jset(x, "status", json_object_new_int(r->status));
+      jset(x, "hash", jstr(hex));
+      json_object_array_add(arr, x);
+    }
+    jset(o, "records", arr);
+    jset(o, "next_page_token", jstr(rep->next_page_token));
+    print_json(o);
+  } else {
+    printf("%-24s %6s %-14s %-12s %-10s %-26s %-18s %s\n", "TIME", "SEQ", "PRINCIPAL", "ROLE",
+           "CASE", "METHOD", "STATUS", "TARGET");
+    for (size_t i = 0; i < rep->n_records; i++) {
+      const Graphd__V1__AuditRecord *r = rep->records[i];
+      char t[40], b1[256], b2[256], b3[1100];
+      time_t sec = (time_t)(r->time / 1000);
+      struct tm tm;
+      gmtime_r(&sec, &tm);
+      size_t k = strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm);
+      snprintf(t + k, sizeof t - k, ".%03dZ", (int)(r->time % 1000));
+      const char *m = strrchr(r->method, '/');
+      printf("%-24s %6" PRIu64 " %-14s %-12s %-10s %-26s %-18s %s\n", t, r->seq,
+             safe(r->principal, b1, sizeof b1), r->role, safe(r->case_id, b2, sizeof b2),
+             m ? m + 1 : r->method, gc_status_code_name(r->status), safe(r->target, b3, sizeof b3));
+    }
+    if (rep->next_page_token[0])
+      printf("more: --page-token %s\n", rep->next_page_token);
+  }
+  graphd__v1__list_audit_reply__free_unpacked(rep, NULL);
+  return EXIT_OK;
 }

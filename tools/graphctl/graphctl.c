@@ -81,12 +81,15 @@ static const char *const main_help =
     "  clusters                   a snapshot's clusters, riskiest first\n"
     "  assignments                every seller's cluster, as CSV or JSON Lines\n"
     "  diff A B                   what changed between two snapshots\n"
+    "  audit [--verify]           the audit trail (admin), or check its hash chain\n"
     "  health                     check that the server is serving\n"
     "  help [COMMAND]             this text, or a command's help\n"
     "\n"
     "Options (before or after the command):\n"
     "  --addr HOST:PORT   server address (default: $GRAPHD_ADDR, else " DEFAULT_ADDR ")\n"
     "  --json             machine-readable output: one JSON document on stdout\n"
+    "  --case-id ID       send x-case-id ID with every call (audit trail; default\n"
+    "                     $GRAPHD_CASE_ID)\n"
     "  --tls              connect with TLS (implied by the --tls-* options)\n"
     "  --tls-ca FILE      CA certificates to trust (PEM; default: the system's)\n"
     "  --tls-cert FILE, --tls-key FILE  client certificate and key (mTLS)\n"
@@ -282,6 +285,7 @@ static const optspec global_opts[] = {
     {"timeout", true, O_TIMEOUT},
     {"help", false, O_HELP},
     {"token-file", true, O_TOKEN_FILE},
+    {"case-id", true, O_CASE_ID},
     {"tls", false, O_TLS},
     {"tls-ca", true, O_TLS_CA},
     {"tls-cert", true, O_TLS_CERT},
@@ -456,6 +460,9 @@ static int set_option(const command *cmd, args *a, const optspec *o,
   case O_TLS_NAME:
     a->tls = true;
     a->tls_name = v;
+    return 0;
+  case O_CASE_ID:
+    a->case_id_md = v;
     return 0;
   case O_TOKEN_FILE:
     if (!*v)
@@ -829,6 +836,7 @@ static const command commands[] = {
     {"clusters", clusters_opts, run_clusters, false, clusters_help},
     {"assignments", assignments_opts, run_assignments, false, assignments_help},
     {"diff", diff_opts, run_diff, false, diff_help},
+    {"audit", audit_opts, run_audit, false, audit_help},
     {"help", NULL, run_help, false,
      "usage: graphctl help [COMMAND]\n"},
 };
@@ -2573,6 +2581,7 @@ int main(int argc, char **argv) {
       }
       fclose(pf);
     }
+    co.case_id = a.case_id_md ? a.case_id_md : getenv("GRAPHD_CASE_ID");
     co.tls = a.tls;
     co.tls_root_certs_pem = pem[0];
     co.tls_cert_chain_pem = pem[1];

@@ -98,6 +98,11 @@ enum {
   O_MIN_PART,
   O_NO_MOVES,
   O_CANCEL,
+  O_PRINCIPAL,
+  O_CASE,
+  O_METHOD,
+  O_VERIFY,
+  O_CASE_ID,
 };
 
 typedef struct optspec {
@@ -115,6 +120,7 @@ typedef struct args {
   bool timeout_set;
   bool help;
   const char *token_file;
+  const char *case_id_md;
   bool tls;
   const char *tls_ca, *tls_cert, *tls_key, *tls_name;
   /* ingest */
@@ -167,6 +173,9 @@ typedef struct args {
   uint64_t min_size;
   long max_members, min_part;
   const char *out;
+  /* audit */
+  const char *principal, *case_id, *method;
+  bool verify;
 } args;
 
 struct command;
@@ -218,9 +227,9 @@ int no_more_args(const command *cmd, const args *a, int used);
 
 /* ---- analytics commands (analytics.c) ---- */
 extern const optspec cluster_opts[], job_opts[], snapshots_opts[], clusters_opts[],
-    assignments_opts[], diff_opts[];
+    assignments_opts[], diff_opts[], audit_opts[];
 extern const char cluster_help[], job_help[], snapshots_help[], clusters_help[],
-    assignments_help[], diff_help[];
+    assignments_help[], diff_help[], audit_help[];
 /* Parses an analytics option into a (called by set_option). */
 int set_analytics_option(const command *cmd, args *a, const optspec *o, const char *opt,
                          const char *v);
@@ -230,5 +239,6 @@ int run_snapshots(ctl *c, const command *cmd, args *a);
 int run_clusters(ctl *c, const command *cmd, args *a);
 int run_assignments(ctl *c, const command *cmd, args *a);
 int run_diff(ctl *c, const command *cmd, args *a);
+int run_audit(ctl *c, const command *cmd, args *a);
 
 #endif
