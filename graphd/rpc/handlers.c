@@ -704,6 +704,73 @@ static void h_stats(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   protobuf_c_message_free_unpacked(req, NULL);
 }
 
+/* ---- Backup ---------------------------------------------------------------- */
+
+/* One backup at a time, each on its own thread: a copy of a large
+ * environment takes a while and must not hold a handler thread. */
+static atomic_bool backup_running;
+
+typedef struct backup_job {
+  gd_call *call;
+  char *path;
+} backup_job;
+
+static void *backup_main(void *arg) {
+  backup_job *b = arg;
+  gd_err err = {0};
+  uint64_t bytes = 0;
+  int64_t t0 = gd_now_ns();
+  if (gd_store_backup(env.store, b->path, &bytes, &err)) {
+    rpc_fail(b->call, &err);
+  } else {
+    gd_info("backup to %s: %llu bytes in %.1f s", b->path, (unsigned long long)bytes,
+            (double)(gd_now_ns() - t0) / 1e9);
+    Graphd__V1__BackupReply rep = GRAPHD__V1__BACKUP_REPLY__INIT;
+    rep.bytes = bytes;
+    rpc_reply(b->call, &rep.base);
+  }
+  atomic_store(&backup_running, false);
+  free(b->path);
+  free(b);
+  return NULL;
+}
+
+static void h_backup(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__BackupRequest *req = (Graphd__V1__BackupRequest *)rpc_unpack(
+      c, &graphd__v1__backup_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  char tgt[300];
+  snprintf(tgt, sizeof tgt, "path=%.280s", req->path);
+  gd_call_set_target(c, tgt);
+  if (req->path[0] != '/') {
+    rpc_fail_code(c, GD_EINVALID, "path: must be an absolute path (on the server)");
+  } else if (atomic_exchange(&backup_running, true)) {
+    rpc_fail_code(c, GD_EPRECONDITION, "a backup is already running");
+  } else {
+    backup_job *b = calloc(1, sizeof *b);
+    pthread_t th;
+    pthread_attr_t at;
+    if (!b || !(b->path = strdup(req->path))) {
+      free(b);
+      atomic_store(&backup_running, false);
+      rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    } else {
+      b->call = c;
+      pthread_attr_init(&at);
+      pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+      if (pthread_create(&th, &at, backup_main, b) != 0) {
+        free(b->path);
+        free(b);
+        atomic_store(&backup_running, false);
+        rpc_fail_code(c, GD_EINTERNAL, "cannot start the backup thread");
+      }
+      pthread_attr_destroy(&at);
+    }
+  }
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
 /* ---- the method table ------------------------------------------------------- */
 
 #define SVC "/graphd.v1.SellerGraph/"
@@ -741,7 +808,7 @@ static const gd_method methods[] = {
      rpc_assign_written, NULL, R},
     {SVC "DiffSnapshots", GD_RPC_SERVER_STREAM, rpc_diff_snapshots, NULL, rpc_diff_written,
      NULL, R},
-    UNARY("Backup", NULL, A),
+    UNARY("Backup", h_backup, A),
     UNARY("ListAudit", rpc_list_audit, A),
     UNARY("VerifyAudit", rpc_verify_audit, A),
     {"/grpc.health.v1.Health/Check", GD_RPC_UNARY, h_health_check, NULL, NULL, NULL,

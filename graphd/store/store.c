@@ -2,7 +2,11 @@
  * The LMDB environment: open/close, read transaction pool, the group write
  * transaction with nested per-request transactions, counters and map growth.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -407,4 +411,32 @@ int gd__store_grow(gd_store *s, gd_err *err) {
     s->map_size = next;
   pthread_rwlock_unlock(&s->resize_lock);
   return rc ? gd__mdb_err(rc, err, "grow map") : GD_OK;
+}
+
+int gd_store_backup(gd_store *s, const char *dir, uint64_t *ret_bytes, gd_err *err) {
+  struct stat st;
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    return gd_err_set(err, GD_EINVALID, "path: %s is not an existing directory", dir);
+  DIR *d = opendir(dir);
+  if (!d)
+    return gd_err_set(err, GD_EINVALID, "path: %s: %s", dir, strerror(errno));
+  struct dirent *e;
+  bool empty = true;
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+      empty = false;
+  closedir(d);
+  if (!empty)
+    return gd_err_set(err, GD_EINVALID, "path: %s is not empty", dir);
+  int rc = mdb_env_copy2(s->env, dir, MDB_CP_COMPACT);
+  char file[4096];
+  snprintf(file, sizeof file, "%s/data.mdb", dir);
+  if (rc) {
+    unlink(file);
+    return gd__mdb_err(rc, err, "backup");
+  }
+  if (stat(file, &st) != 0)
+    return gd_err_set(err, GD_EIO, "backup: %s: %s", file, strerror(errno));
+  *ret_bytes = (uint64_t)st.st_size;
+  return GD_OK;
 }

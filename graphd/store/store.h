@@ -67,6 +67,18 @@ void gd_store_close(gd_store *s);
 /* Clears reader slots left by dead processes; returns how many. */
 int gd_store_reader_check(gd_store *s);
 
+/*
+ * Writes a compacted, consistent copy of the environment into dir (an
+ * existing empty directory): mdb_env_copy2 with MDB_CP_COMPACT, which
+ * reads one snapshot in a read transaction while writes go on (free pages
+ * are left out, so the copy is usually smaller). `graphd --data dir`
+ * serves the copy. *ret_bytes gets the copy's size.
+ * Errors: GD_EINVALID (dir missing, not a directory, or not empty),
+ * GD_EIO (the copy failed: the message says why; a partial data.mdb is
+ * removed).
+ */
+int gd_store_backup(gd_store *s, const char *dir, uint64_t *ret_bytes, gd_err *err);
+
 /* ------------------------------------------------------------------ */
 /* Reads                                                               */
 

@@ -15,8 +15,8 @@ IMPLEMENTED = ["Upsert", "Ingest", "GetEntity", "Neighbors", "SetLabels", "Delet
                "LinkedSellers", "FindPaths", "RankSuspects", "StartClustering", "GetJob",
                "WatchJob", "CancelJob", "ListSnapshots", "GetSnapshot", "DeleteSnapshot",
                "ListClusters", "GetCluster", "StreamAssignments", "DiffSnapshots", "ListAudit",
-               "VerifyAudit"]
-UNIMPLEMENTED = ["Backup"]
+               "VerifyAudit", "Backup"]
+UNIMPLEMENTED = []
 
 # ---------------------------------------------------------------- health
 

@@ -82,6 +82,7 @@ static const char *const main_help =
     "  assignments                every seller's cluster, as CSV or JSON Lines\n"
     "  diff A B                   what changed between two snapshots\n"
     "  audit [--verify]           the audit trail (admin), or check its hash chain\n"
+    "  backup DIR                 consistent copy of the store into DIR on the server\n"
     "  health                     check that the server is serving\n"
     "  help [COMMAND]             this text, or a command's help\n"
     "\n"
@@ -837,6 +838,7 @@ static const command commands[] = {
     {"assignments", assignments_opts, run_assignments, false, assignments_help},
     {"diff", diff_opts, run_diff, false, diff_help},
     {"audit", audit_opts, run_audit, false, audit_help},
+    {"backup", NULL, run_backup, false, backup_help},
     {"help", NULL, run_help, false,
      "usage: graphctl help [COMMAND]\n"},
 };

@@ -4,7 +4,7 @@
  *
  * graphctl.c: helpers, argument parsing, the command table, the data and
  * investigation commands, main. analytics.c: cluster, job, snapshots,
- * clusters, assignments, diff.
+ * clusters, assignments, diff, and the admin commands audit and backup.
  *
  * Helpers that print report to stderr and return an exit code; helpers
  * that allocate exit(EXIT_SOFTWARE) on out of memory (die_nomem).
@@ -229,7 +229,7 @@ int no_more_args(const command *cmd, const args *a, int used);
 extern const optspec cluster_opts[], job_opts[], snapshots_opts[], clusters_opts[],
     assignments_opts[], diff_opts[], audit_opts[];
 extern const char cluster_help[], job_help[], snapshots_help[], clusters_help[],
-    assignments_help[], diff_help[], audit_help[];
+    assignments_help[], diff_help[], audit_help[], backup_help[];
 /* Parses an analytics option into a (called by set_option). */
 int set_analytics_option(const command *cmd, args *a, const optspec *o, const char *opt,
                          const char *v);
@@ -240,5 +240,6 @@ int run_clusters(ctl *c, const command *cmd, args *a);
 int run_assignments(ctl *c, const command *cmd, args *a);
 int run_diff(ctl *c, const command *cmd, args *a);
 int run_audit(ctl *c, const command *cmd, args *a);
+int run_backup(ctl *c, const command *cmd, args *a);
 
 #endif
