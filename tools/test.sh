@@ -7,7 +7,10 @@
 #      (build-asan/);
 #   3. the black-box suite again with the daemon under valgrind memcheck
 #      (any definite leak or memory error fails the daemon's exit code);
-#   4. the benchmark tool's quick smoke run (with step 1).
+#   4. the benchmark tool's quick smoke run (with step 1);
+#   5. a short libFuzzer run of each tests/fuzz target (clang build in
+#      build-fuzz/; FUZZ_SECONDS each, default 30), after replaying each
+#      target's corpus of seeds and past crashes.
 # Installs missing Debian packages first. Safe to run twice.
 # Ends with one line: "N passed, N failed".
 #
@@ -78,6 +81,14 @@ if [ "$full" = 1 ]; then
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
   export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}"
   run_suites build-asan unit blackbox
+fi
+
+if [ "$full" = 1 ]; then
+  fout=$(mktemp)
+  tools/fuzz.sh build-fuzz "${FUZZ_SECONDS:-30}" | tee "$fout"
+  passed=$((passed + $(grep -c ' 0 crashes$' "$fout")))
+  failed=$((failed + 2 - $(grep -c ' 0 crashes$' "$fout")))
+  rm -f "$fout"
 fi
 
 echo "$passed passed, $failed failed"

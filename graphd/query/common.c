@@ -156,7 +156,8 @@ int qctx_hubs_out(qctx *q, gd_hub **ret, size_t *ret_n, gd_err *err) {
   if (!h)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   memcpy(h, q->hubs, q->nhubs * sizeof *h);
-  qsort(h, q->nhubs, sizeof *h, cmp_hub);
+  if (q->nhubs > 1)
+    qsort(h, q->nhubs, sizeof *h, cmp_hub);
   *ret = h;
   *ret_n = q->nhubs;
   return GD_OK;

@@ -224,7 +224,8 @@ static int relax(lstate *s, size_t ui, uint64_t **next, size_t *nnext, size_t *c
     size_t m = 0;
     for (int32_t i = a->head; i >= 0; i = s->pool[i].next)
       sh[m++] = s->pool[i].s;
-    qsort(sh, m, sizeof *sh, cmp_shared);
+    if (m > 1)
+      qsort(sh, m, sizeof *sh, cmp_shared);
     steps[uhops] = (gd_step){u->id, a->v, a->tie, sh, m};
     n->res = cand;
     n->hops = uhops + 1;
@@ -296,7 +297,8 @@ int gd__query_linked_in(gd_rtxn *r, uint64_t seller, unsigned max_hops,
   capfront = 1;
 
   for (unsigned h = 1; h <= max_hops && nfront && !qctx_over(&s.q); h++) {
-    qsort(frontier, nfront, sizeof *frontier, cmp_u64);
+    if (nfront > 1)
+      qsort(frontier, nfront, sizeof *frontier, cmp_u64);
     for (size_t i = 0; i < nfront; i++)
       s.nodes[*qmap_get(&s.node_idx, frontier[i]) - 1].queued = false;
     nnext = 0;
@@ -332,7 +334,8 @@ int gd__query_linked_in(gd_rtxn *r, uint64_t seller, unsigned max_hops,
       continue;
     out[n++] = (gd_linked){nd->id, nd->hops, score, nd->steps};
   }
-  qsort(out, n, sizeof *out, cmp_linked);
+  if (n > 1)
+    qsort(out, n, sizeof *out, cmp_linked);
   ret->sellers = out;
   ret->n = n < limit ? n : limit;
   if ((rc = qctx_hubs_out(&s.q, &ret->hubs, &ret->nhubs, err)))

@@ -243,7 +243,8 @@ int gd_query_suspects(gd_rtxn *r, const gd_str *labels, size_t nlabels, double a
     nseeds += n;
     free(ids);
   }
-  qsort(seeds, nseeds, sizeof *seeds, cmp_u64);
+  if (nseeds > 1)
+    qsort(seeds, nseeds, sizeof *seeds, cmp_u64);
   size_t m = 0;
   for (size_t i = 0; i < nseeds; i++) {
     if (m && seeds[m - 1] == seeds[i])
@@ -287,7 +288,8 @@ int gd_query_suspects(gd_rtxn *r, const gd_str *labels, size_t nlabels, double a
     if (x->type == GD_TYPE_SELLER && !x->seed && x->p > 0)
       sus[n++] = (gd_suspect){x->id, x->p, NULL, 0};
   }
-  qsort(sus, n, sizeof *sus, cmp_suspect);
+  if (n > 1)
+    qsort(sus, n, sizeof *sus, cmp_suspect);
   if (n > limit)
     n = limit;
 

@@ -978,7 +978,8 @@ void rpc_list_clusters(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
     rpc_fail(c, &err);
     goto out;
   }
-  qsort(cc.rows, cc.n, sizeof *cc.rows,
+  if (cc.n > 1)
+    qsort(cc.rows, cc.n, sizeof *cc.rows,
         req->order == GRAPHD__V1__CLUSTER_ORDER__CLUSTER_ORDER_SIZE ? by_size : by_risk);
   size_t start = off < cc.n ? (size_t)off : cc.n;
   size_t n = cc.n - start < limit ? cc.n - start : limit;

@@ -211,7 +211,8 @@ static int cmp_ent_id(const void *a, const void *b) {
 }
 
 static int ecache_flush(gd_wtxn *t, ecache *c, gd_err *err) {
-  qsort(c->list, c->n, sizeof *c->list, cmp_ent_id);
+  if (c->n > 1)
+    qsort(c->list, c->n, sizeof *c->list, cmp_ent_id);
   for (size_t i = 0; i < c->n; i++) {
     ent *e = c->list[i];
     uint8_t kb[8];
@@ -388,7 +389,8 @@ static int ent_modify(gd_wtxn *t, ent *e, const gd_attr_in *attrs, size_t nattrs
                     GD_LABELS_MAX);
     goto out;
   }
-  qsort(labels, nl, sizeof *labels, cmp_str);
+  if (nl > 1)
+    qsort(labels, nl, sizeof *labels, cmp_str);
   rc = ent_rewrite(e, names, values, na, labels, nl, err);
 out:
   free(names);
@@ -459,7 +461,8 @@ static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *to
   int rc = mdb_cursor_open(t->txn, t->s->adj, &cur);
   if (rc)
     return gd__mdb_err(rc, err, "adjacency cursor");
-  qsort(hs, n, sizeof *hs, cmp_half);
+  if (n > 1)
+    qsort(hs, n, sizeof *hs, cmp_half);
   for (size_t i = 0; i < n;) {
     /* Merge repeated observations of the same pair. */
     half h = hs[i++];
@@ -540,7 +543,8 @@ static int preresolve(gd_wtxn *t, ecache *c, const gd_upsert *u, uint64_t *ret_c
     if (!u->links[i].b.id)
       refs[n++] = &u->links[i].b;
   }
-  qsort(refs, n, sizeof *refs, cmp_ref);
+  if (n > 1)
+    qsort(refs, n, sizeof *refs, cmp_ref);
   for (size_t i = 0; i < n; i++) {
     ent *e;
     bool created;
