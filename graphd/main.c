@@ -42,6 +42,7 @@ typedef struct config {
   long default_deadline_ms, max_deadline_ms;
   long grace_ms;
   long max_streams;
+  long max_calls, keepalive_time_ms, keepalive_timeout_ms, min_ping_interval_ms;
   long cluster_max_sellers, cluster_max_ties;
   const char *tokens;
   const char *tls_cert, *tls_key, *tls_client_ca;
@@ -70,6 +71,10 @@ static void usage(FILE *f) {
         "  --max-deadline-ms N      clamp on every call's deadline (default 3600000)\n"
         "  --grace-ms N             shutdown drain period (default 10000)\n"
         "  --max-streams N          concurrent streams per connection (default 1000)\n"
+        "  --max-calls N            calls in flight over all connections (default 10000)\n"
+        "  --keepalive-time-ms N    ping an idle connection this often (default 60000)\n"
+        "  --keepalive-timeout-ms N ... and drop it without an answer by then (default 20000)\n"
+        "  --min-ping-interval-ms N clients may ping no more often (default 10000)\n"
         "  --worker PATH            the graphd-worker executable (default: next to graphd)\n"
         "  --cluster-max-sellers N  largest graph a clustering job takes, in sellers\n"
         "                           (default 20000000; StartClustering checks it first)\n"
@@ -108,7 +113,7 @@ static int parse_args(int argc, char **argv, config *c) {
   enum {
     O_DATA = 256, O_LISTEN, O_THREADS, O_MAP, O_MAPMAX, O_MSG, O_BATCH, O_CAP, O_DDL, O_MDL,
     O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT, O_TOKENS, O_INSECURE, O_TLS_CERT,
-    O_TLS_KEY, O_TLS_CA, O_NO_AUDIT,
+    O_TLS_KEY, O_TLS_CA, O_NO_AUDIT, O_MAXCALLS, O_KA_TIME, O_KA_TIMEOUT, O_MIN_PING,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
@@ -129,6 +134,10 @@ static int parse_args(int argc, char **argv, config *c) {
       {"tokens", required_argument, NULL, O_TOKENS},
       {"insecure-no-auth", no_argument, NULL, O_INSECURE},
       {"no-audit", no_argument, NULL, O_NO_AUDIT},
+      {"max-calls", required_argument, NULL, O_MAXCALLS},
+      {"keepalive-time-ms", required_argument, NULL, O_KA_TIME},
+      {"keepalive-timeout-ms", required_argument, NULL, O_KA_TIMEOUT},
+      {"min-ping-interval-ms", required_argument, NULL, O_MIN_PING},
       {"tls-cert", required_argument, NULL, O_TLS_CERT},
       {"tls-key", required_argument, NULL, O_TLS_KEY},
       {"tls-client-ca", required_argument, NULL, O_TLS_CA},
@@ -147,6 +156,10 @@ static int parse_args(int argc, char **argv, config *c) {
       .max_deadline_ms = 3600000,
       .grace_ms = 10000,
       .max_streams = 1000,
+      .max_calls = 10000,
+      .keepalive_time_ms = 60000,
+      .keepalive_timeout_ms = 20000,
+      .min_ping_interval_ms = 10000,
       .cluster_max_sellers = 20000000,
       .cluster_max_ties = 200000000,
   };
@@ -173,6 +186,10 @@ static int parse_args(int argc, char **argv, config *c) {
     case O_TOKENS: c->tokens = optarg; break;
     case O_INSECURE: c->insecure_no_auth = true; break;
     case O_NO_AUDIT: c->no_audit = true; break;
+    case O_MAXCALLS: ok = parse_long(optarg, 1, 10000000, &c->max_calls); name = "--max-calls"; break;
+    case O_KA_TIME: ok = parse_long(optarg, 1000, 86400000, &c->keepalive_time_ms); name = "--keepalive-time-ms"; break;
+    case O_KA_TIMEOUT: ok = parse_long(optarg, 100, 3600000, &c->keepalive_timeout_ms); name = "--keepalive-timeout-ms"; break;
+    case O_MIN_PING: ok = parse_long(optarg, 100, 86400000, &c->min_ping_interval_ms); name = "--min-ping-interval-ms"; break;
     case O_TLS_CERT: c->tls_cert = optarg; break;
     case O_TLS_KEY: c->tls_key = optarg; break;
     case O_TLS_CA: c->tls_client_ca = optarg; break;
@@ -372,6 +389,10 @@ int main(int argc, char **argv) {
       .default_deadline_ms = cfg.default_deadline_ms,
       .max_deadline_ms = cfg.max_deadline_ms,
       .max_concurrent_streams = (int)cfg.max_streams,
+      .max_calls = (unsigned)cfg.max_calls,
+      .keepalive_time_ms = (int)cfg.keepalive_time_ms,
+      .keepalive_timeout_ms = (int)cfg.keepalive_timeout_ms,
+      .min_ping_interval_ms = (int)cfg.min_ping_interval_ms,
       .auth = auth,
       .tls_cert_pem = tls_cert,
       .tls_key_pem = tls_key,

@@ -15,6 +15,7 @@
 
 #include "core/entity.h"
 #include "jobs/jobs.h"
+#include "core/limits.h"
 #include "rpc/rpc_int.h"
 #include "match.h"
 #include "store/snapshot.h"
@@ -764,6 +765,7 @@ void rpc_list_snapshots(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
   gd_snapshot_view *vs = NULL;
   manifest_pb *ps = NULL;
   if (limit > env.lim.result_cap) {
+    gd_limit_hit(GD_LIMIT_RESULT_CAP);
     gd_err_set(&err, GD_EINVALID, "limit: at most %zu", env.lim.result_cap);
     rpc_fail(c, &err);
     goto out;
@@ -968,6 +970,7 @@ void rpc_list_clusters(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
     goto out;
   }
   if (limit > env.lim.result_cap) {
+    gd_limit_hit(GD_LIMIT_RESULT_CAP);
     gd_err_set(&err, GD_EINVALID, "limit: at most %zu", env.lim.result_cap);
     rpc_fail(c, &err);
     goto out;
@@ -1062,11 +1065,13 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   bool indexed;
   cl_pb p;
   if (max > env.lim.result_cap) {
+    gd_limit_hit(GD_LIMIT_RESULT_CAP);
     gd_err_set(&err, GD_EINVALID, "max_members: at most %zu", env.lim.result_cap);
     rpc_fail(c, &err);
     goto out;
   }
   if (max_ties > env.lim.result_cap) {
+    gd_limit_hit(GD_LIMIT_RESULT_CAP);
     gd_err_set(&err, GD_EINVALID, "max_ties: at most %zu", env.lim.result_cap);
     rpc_fail(c, &err);
     goto out;

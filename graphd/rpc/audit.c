@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/limits.h"
 #include "rpc/rpc_int.h"
 #include "store/audit.h"
 
@@ -226,6 +227,7 @@ void rpc_list_audit(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   char tok[32];
   l.limit = q->limit ? q->limit : 100;
   if (l.limit > env.lim.result_cap) {
+    gd_limit_hit(GD_LIMIT_RESULT_CAP);
     gd_err_set(&err, GD_EINVALID, "limit: at most %zu", env.lim.result_cap);
     goto fail;
   }

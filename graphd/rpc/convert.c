@@ -1,3 +1,4 @@
+#include "core/limits.h"
 #include "rpc/convert.h"
 
 #include <pthread.h>
@@ -140,11 +141,13 @@ int gd_pb_upsert(const Graphd__V1__UpsertRequest *in, size_t max_items, gd_arena
   char f[64];
   size_t items = in->n_entities + in->n_links;
   memset(ret, 0, sizeof *ret);
-  if (items > max_items)
+  if (items > max_items) {
+    gd_limit_hit(GD_LIMIT_BATCH_ITEMS);
     return gd_err_set(err, GD_ERESOURCE,
                       "request has %zu entities plus links, over the limit of %zu per request "
                       "(--max-batch-items)",
                       items, max_items);
+  }
   if (gd_pb_check_str(in->request_id, GD_REQUEST_ID_MAX, false, err, "request_id"))
     return GD_EINVALID;
   ret->request_id = gd_str_c(in->request_id);

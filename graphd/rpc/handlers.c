@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "health.pb-c.h"
 #include "rpc/convert.h"
+#include "core/limits.h"
 #include "rpc/rpc_int.h"
 
 gd__rpc_env env = {.serving = 1};
@@ -40,6 +41,7 @@ void rpc_reply(gd_call *c, const ProtobufCMessage *m) {
   size_t n = protobuf_c_message_get_packed_size(m);
   if (n > env.lim.max_reply_bytes) {
     char msg[200];
+    gd_limit_hit(GD_LIMIT_REPLY_BYTES);
     snprintf(msg, sizeof msg,
              "reply of %zu bytes is over the server's maximum message size of %zu bytes "
              "(--max-message-bytes): ask for fewer results (limit)",
@@ -463,6 +465,7 @@ static void h_neighbors(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
   }
   q.limit = req->limit ? req->limit : 100;
   if (q.limit > env.lim.result_cap) {
+    gd_limit_hit(GD_LIMIT_RESULT_CAP);
     gd_err_set(&err, GD_EINVALID, "limit: %u is over the server's result cap of %zu (--result-cap)",
                req->limit, env.lim.result_cap);
     goto fail;
@@ -698,6 +701,15 @@ static void h_stats(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     rep.committed_requests = ws.requests;
     rep.readers_used = st.readers_used;
     rep.readers_max = st.readers_max;
+    Graphd__V1__LimitCount lc[GD_LIMIT__COUNT], *lp[GD_LIMIT__COUNT];
+    for (int i = 0; i < GD_LIMIT__COUNT; i++) {
+      graphd__v1__limit_count__init(&lc[i]);
+      lc[i].limit = (char *)gd_limit_key((gd_limit)i);
+      lc[i].count = gd_limit_count((gd_limit)i);
+      lp[i] = &lc[i];
+    }
+    rep.refused = lp;
+    rep.n_refused = GD_LIMIT__COUNT;
     rpc_reply(c, &rep.base);
   }
   gd_store_read_end(r);

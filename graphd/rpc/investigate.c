@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "query/query.h"
+#include "core/limits.h"
 #include "rpc/rpc_int.h"
 
 #define MAX_HOPS_LINKED 3
@@ -49,10 +50,12 @@ static int conv_bound(uint64_t v, uint64_t dflt, uint64_t max, const char *field
 
 static int conv_limit(uint32_t limit, const char *field, size_t *ret, gd_err *err) {
   size_t v = limit ? limit : 100;
-  if (v > env.lim.result_cap)
+  if (v > env.lim.result_cap) {
+    gd_limit_hit(GD_LIMIT_RESULT_CAP);
     return gd_err_set(err, GD_EINVALID,
                       "%s: %u is over the server's result cap of %zu (--result-cap)", field, limit,
                       env.lim.result_cap);
+  }
   *ret = v;
   return GD_OK;
 }

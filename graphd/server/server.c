@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/limits.h"
 #include "core/log.h"
 
 #define SLOTS_PER_METHOD 4
@@ -220,8 +221,12 @@ static void activate(gd_call *c) {
   int64_t max = s->opts.max_deadline_ms * 1000000LL;
   c->deadline_ns = client == INT64_MAX ? now + dflt : client;
   c->clamped = client == INT64_MAX;
+  if (c->clamped)
+    gd_limit_hit(GD_LIMIT_DEADLINE_DEFAULTED);
   if (c->deadline_ns > now + max) {
     c->deadline_ns = now + max;
+    if (!c->clamped)
+      gd_limit_hit(GD_LIMIT_DEADLINE_CLAMPED);
     c->clamped = true;
   }
   c->owned = true;
@@ -500,6 +505,7 @@ static int authorize(gd_call *c, const gd_method *m) {
   if (m->role == GD_ROLE_NONE)
     return 0;
   if (!tok) {
+    gd_limit_hit(GD_LIMIT_UNAUTHENTICATED);
     gd_call_finish_status(c, GRPC_STATUS_UNAUTHENTICATED,
                           !seen ? "missing 'authorization: Bearer TOKEN' metadata"
                                 : "unknown token, or not 'Bearer TOKEN'");
@@ -507,6 +513,7 @@ static int authorize(gd_call *c, const gd_method *m) {
   }
   if (c->role < m->role) {
     char msg[400];
+    gd_limit_hit(GD_LIMIT_PERMISSION);
     snprintf(msg, sizeof msg, "%s needs role %s; '%s' has role %s", m->path,
              gd_role_name(m->role), c->principal, gd_role_name(c->role));
     gd_call_finish_status(c, GRPC_STATUS_PERMISSION_DENIED, msg);
@@ -559,7 +566,16 @@ static void on_new_call(gd_call *c, bool ok) {
   }
   if (authorize(c, m) != 0)
     return;
+  if (s->opts.max_calls && s->nactive > s->opts.max_calls) { /* racy read: a bound, not a count */
+    char msg[200];
+    snprintf(msg, sizeof msg, "too many calls in flight: more than %u (--max-calls)",
+             s->opts.max_calls);
+    gd_limit_hit(GD_LIMIT_MAX_CALLS);
+    gd_call_finish_status(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+    return;
+  }
   if (s->opts.audit_ready && !s->opts.audit_ready(s->opts.audit_ctx)) {
+    gd_limit_hit(GD_LIMIT_AUDIT);
     gd_call_finish_status(c, GRPC_STATUS_UNAVAILABLE,
                           "the audit trail cannot be written: calls are refused until it can");
     return;
@@ -694,6 +710,7 @@ static void *reaper_main(void *arg) {
       if (c->reaped || !c->clamped || c->deadline_ns > now)
         continue;
       c->reaped = true;
+      gd_limit_hit(GD_LIMIT_DEADLINE_EXPIRED);
       /* grpc_call_cancel_with_status is thread-safe; the call stays valid
        * while it is on the active list (we hold s->mu). */
       grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED,
@@ -727,9 +744,12 @@ int gd_server_start(const gd_server_opts *o, const gd_method *methods, size_t nm
       /* A stale server must not silently share our port. */
       {GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = o->max_concurrent_streams}},
-      {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 60000}},
-      {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 20000}},
-      {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, {.integer = 10000}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS,
+       {.integer = o->keepalive_time_ms ? o->keepalive_time_ms : 60000}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+       {.integer = o->keepalive_timeout_ms ? o->keepalive_timeout_ms : 20000}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+       {.integer = o->min_ping_interval_ms ? o->min_ping_interval_ms : 10000}},
       {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
   };
   grpc_channel_args cargs = {sizeof args / sizeof args[0], args};

@@ -75,6 +75,13 @@ typedef struct gd_server_opts {
   int64_t default_deadline_ms; /* for calls that carry none */
   int64_t max_deadline_ms;     /* clamp on every call */
   int max_concurrent_streams; /* per connection */
+  unsigned max_calls;         /* calls in flight, all connections; 0 = no limit:
+                               * beyond it RESOURCE_EXHAUSTED naming --max-calls */
+  /* Keepalive and ping policy (0 = default): the server pings an idle
+   * connection every keepalive_time_ms and drops it if no answer comes in
+   * keepalive_timeout_ms; a client pinging more often than
+   * min_ping_interval_ms without data is told to go away (GOAWAY). */
+  int keepalive_time_ms, keepalive_timeout_ms, min_ping_interval_ms;
   /* Token table (server/auth.h), borrowed; NULL = no authentication:
    * every caller is admin, principal "local". With a table, a call to a
    * method that needs a role must carry `authorization: Bearer TOKEN`:

@@ -1,0 +1,78 @@
+"""Configured limits: each violation gets a clear status and is counted in
+Stats.refused (result cap, batch items, reply size, calls in flight,
+deadline clamp / default / expiry, auth refusals)."""
+
+import threading
+import time
+
+import grpc
+
+from bbutil import DEVICE, SELLER, T, expect_status, link, pb, ref
+
+
+def refused(stub):
+    return {r.limit: r.count for r in stub.Stats(pb.StatsRequest(), timeout=T()).refused}
+
+
+def test_limits_counted(daemon_factory):
+    d = daemon_factory("--result-cap", "5", "--max-batch-items", "10", "--max-calls", "3",
+                       "--max-deadline-ms", "60000", "--default-deadline-ms", "800",
+                       "--keepalive-time-ms", "30000", "--keepalive-timeout-ms", "5000",
+                       "--min-ping-interval-ms", "5000")
+    s = d.stub
+    r0 = refused(s)
+    assert set(r0) >= {"result_cap", "batch_items", "reply_bytes", "max_calls",
+                       "deadline_clamped", "deadline_defaulted", "deadline_expired",
+                       "unauthenticated", "permission", "audit"}
+    s.Upsert(pb.UpsertRequest(links=[link(SELLER, "s1", DEVICE, "d1")]), timeout=T())
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT, s.Neighbors,
+                  pb.NeighborsRequest(ref=ref(SELLER, "s1"), limit=6), timeout=T(),
+                  fields=["--result-cap"])
+    expect_status(grpc.StatusCode.RESOURCE_EXHAUSTED, s.Upsert, pb.UpsertRequest(
+        links=[link(SELLER, "s%d" % i, DEVICE, "d1") for i in range(11)]), timeout=T(),
+        fields=["--max-batch-items"])
+    # A client deadline beyond --max-deadline-ms is cut (and counted).
+    s.Stats(pb.StatsRequest(), timeout=3600)
+    # No deadline: the default applies; an Ingest left open past it is
+    # cancelled by the server.
+    hold = threading.Event()
+
+    def idle():
+        hold.wait(30)
+        return
+        yield  # a generator that sends nothing until released
+
+    t0 = time.monotonic()
+    try:
+        s.Ingest(idle())
+        assert False, "an idle Ingest without a deadline was not cut"
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e
+    finally:
+        hold.set()
+    assert time.monotonic() - t0 < T(10)
+    # Calls in flight: three idle Ingest streams, then a fourth call.
+    holds = [threading.Event() for _ in range(3)]
+    futs = []
+    for h in holds:
+        def gen(h=h):
+            h.wait(30)
+            return
+            yield
+        futs.append(s.Ingest.future(gen(), timeout=T(30)))
+    time.sleep(0.3)
+    try:
+        expect_status(grpc.StatusCode.RESOURCE_EXHAUSTED, s.Stats, pb.StatsRequest(),
+                      timeout=T(), fields=["--max-calls"])
+    finally:
+        for h in holds:
+            h.set()
+        for f in futs:
+            try:
+                f.result()
+            except grpc.RpcError:
+                pass
+    r1 = refused(s)
+    for k in ("result_cap", "batch_items", "max_calls", "deadline_clamped", "deadline_defaulted",
+              "deadline_expired"):
+        assert r1[k] > r0.get(k, 0), (k, r0, r1)
