@@ -1321,6 +1321,10 @@ static int run_stats(ctl *c, const command *cmd, args *a) {
     jset(o, "committed_requests", json_object_new_uint64(r->committed_requests));
     jset(o, "readers_used", json_object_new_uint64(r->readers_used));
     jset(o, "readers_max", json_object_new_uint64(r->readers_max));
+    json_object *rf = jobj();
+    for (size_t i = 0; i < r->n_refused; i++)
+      jset(rf, r->refused[i]->limit, json_object_new_uint64(r->refused[i]->count));
+    jset(o, "refused", rf);
     print_json(o);
   } else {
     char b1[32], b2[32];
@@ -1343,6 +1347,9 @@ static int run_stats(ctl *c, const command *cmd, args *a) {
     snprintf(b1, sizeof b1, "%" PRIu32 "/%" PRIu32, r->readers_used,
              r->readers_max);
     printf("%-16s %14s\n", "readers", b1);
+    for (size_t i = 0; i < r->n_refused; i++)
+      if (r->refused[i]->count)
+        printf("refused %-8s %14" PRIu64 "\n", r->refused[i]->limit, r->refused[i]->count);
   }
   graphd__v1__stats_reply__free_unpacked(r, NULL);
   return EXIT_OK;
