@@ -34,6 +34,7 @@
   XX(IO, 14, "storage i/o error")                                          \
   XX(NOMEM, 8, "out of memory")                                            \
   XX(MAPFULL, 8, "storage map full")                                       \
+  XX(TXNFULL, 8, "transaction too large")                                  \
   XX(UNAUTHENTICATED, 16, "unauthenticated")
 
 typedef enum {

@@ -25,7 +25,7 @@ int gd__mdb_err(int rc, gd_err *err, const char *what) {
   case MDB_READERS_FULL:
     return gd_err_set(err, GD_ERESOURCE, "%s: no free LMDB reader slot", what);
   case MDB_TXN_FULL:
-    return gd_err_set(err, GD_ERESOURCE, "%s: transaction too large", what);
+    return gd_err_set(err, GD_ETXNFULL, "%s: transaction too large", what);
   case ENOMEM:
     return gd_err_set(err, GD_ENOMEM, "%s: out of memory", what);
   case MDB_CORRUPTED:

@@ -19,13 +19,18 @@ struct gd_writer {
 
 /* Applies a group: returns GD_OK when committed (individual ops may have
  * failed, with their error in op->err), GD_EMAPFULL when the caller must
- * grow and retry, or another error that fails every op. */
-static int apply_group(gd_writer *w, gd_write_op *ops, gd_err *err) {
+ * grow and retry, or another error that fails every op. When an op would
+ * take the transaction past LMDB's size limit (MDB_TXN_FULL) and ops
+ * before it fit, the group is cut there: the ops before it commit, and
+ * *ret_rest gets it and the ops after it, for a group of their own (an op
+ * too large on its own fails alone). */
+static int apply_group(gd_writer *w, gd_write_op *ops, gd_write_op **ret_rest, gd_err *err) {
   gd_wtxn *t;
+  *ret_rest = NULL;
   int rc = gd__wtxn_begin(w->s, &t, err);
   if (rc)
     return rc;
-  for (gd_write_op *op = ops; op; op = op->next) {
+  for (gd_write_op *op = ops, *prev = NULL; op; prev = op, op = op->next) {
     gd_err_clear(&op->err);
     if ((rc = gd__wtxn_nest(t, err))) {
       gd__wtxn_abort(t);
@@ -38,6 +43,11 @@ static int apply_group(gd_writer *w, gd_write_op *ops, gd_err *err) {
       if (op->err.code != rc)
         gd_err_set(&op->err, rc, "%s", gd_strerror(rc));
       gd__wtxn_unnest(t, false, NULL);
+    }
+    if (rc == GD_ETXNFULL && prev) {
+      prev->next = NULL;
+      *ret_rest = op;
+      break;
     }
     /* A full map poisons the whole transaction (MDB_BAD_TXN after it). */
     if (rc == GD_EMAPFULL || rc == GD_EIO || rc == GD_ENOMEM) {
@@ -58,29 +68,43 @@ static int apply_group(gd_writer *w, gd_write_op *ops, gd_err *err) {
   return rc;
 }
 
-static void run_group(gd_writer *w, gd_write_op *ops, size_t n) {
-  gd_err err;
-  int rc;
-  gd_err_clear(&err);
-  for (;;) {
-    rc = apply_group(w, ops, &err);
-    if (rc != GD_EMAPFULL)
-      break;
-    rc = gd__store_grow(w->s, &err);
-    if (rc)
-      break;
-    atomic_fetch_add(&w->grows, 1);
-  }
-  if (rc == GD_OK) {
-    atomic_fetch_add(&w->commits, 1);
-    atomic_fetch_add(&w->requests, n);
-  }
-  for (gd_write_op *op = ops, *next; op; op = next) {
-    next = op->next;
-    op->next = NULL;
-    const gd_err *e = rc ? &err : &op->err;
-    atomic_fetch_sub(&w->pending, 1);
-    op->done(op, e);
+static void run_group(gd_writer *w, gd_write_op *ops) {
+  while (ops) {
+    gd_err err;
+    gd_write_op *rest = NULL, *cut;
+    int rc;
+    gd_err_clear(&err);
+    for (;;) {
+      rc = apply_group(w, ops, &cut, &err);
+      if (cut) { /* cut off (again, on a retry): ahead of what was cut before */
+        gd_write_op *tail = cut;
+        while (tail->next)
+          tail = tail->next;
+        tail->next = rest;
+        rest = cut;
+      }
+      if (rc != GD_EMAPFULL)
+        break;
+      rc = gd__store_grow(w->s, &err);
+      if (rc)
+        break;
+      atomic_fetch_add(&w->grows, 1);
+    }
+    size_t n = 0;
+    for (gd_write_op *op = ops; op; op = op->next)
+      n++;
+    if (rc == GD_OK) {
+      atomic_fetch_add(&w->commits, 1);
+      atomic_fetch_add(&w->requests, n);
+    }
+    for (gd_write_op *op = ops, *next; op; op = next) {
+      next = op->next;
+      op->next = NULL;
+      const gd_err *e = rc ? &err : &op->err;
+      atomic_fetch_sub(&w->pending, 1);
+      op->done(op, e);
+    }
+    ops = rest; /* what did not fit: a group of its own */
   }
 }
 
@@ -104,7 +128,7 @@ static void *writer_main(void *arg) {
       w->tail = NULL;
     last->next = NULL;
     pthread_mutex_unlock(&w->mu);
-    run_group(w, ops, n);
+    run_group(w, ops);
     pthread_mutex_lock(&w->mu);
   }
   pthread_mutex_unlock(&w->mu);

@@ -23,6 +23,7 @@ int gd_worker_exit_code(int code) {
   case GD_ERESOURCE:
   case GD_ENOMEM:
   case GD_EMAPFULL:
+  case GD_ETXNFULL:
     return GD_WORKER_EXIT_RESOURCE;
   case GD_EPRECONDITION:
     return GD_WORKER_EXIT_PRECONDITION;

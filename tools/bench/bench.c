@@ -16,8 +16,13 @@
  *                [--repeat 3] [--sample 10000] [--limit 100] [--conn own|shared]
  *                [--rpcs health,get,neighbors,linked1,linked2,paths] [--truth FILE|none]
  *   graphd-bench all --sellers N [--seed S] [ingest and read options]
+ *   graphd-bench cluster [--sellers N (default 1000000) | --links FILE.csv]
+ *                [--seed S] [--repeat 3] [--python /usr/bin/python3]
+ *                [--leiden-ref PATH] [--job-timeout-ms 3600000]
  *   Common: --graphd PATH --sellergen PATH --workdir DIR --graphd-arg ARG
- *           (repeatable, passed to every spawned daemon) --quick --keep
+ *           (repeatable, passed to every spawned daemon) --sellergen-arg ARG
+ *           (repeatable, passed to sellergen, e.g. --sellergen-arg=--ring-fraction
+ *           --sellergen-arg=0.25) --quick --keep
  *   --quick: 5000 sellers, batch 2000, 1 repeat, 1 s per read measurement
  *   (any of these given explicitly wins).
  *
@@ -127,6 +132,40 @@
  *   client CPU per call), hence the default. Use --conn own to see the
  *   cost of many connections.
  *
+ * Cluster (cluster.c has the details)
+ *   The data is generated (or --links read) and ingested once, as by
+ *   `ingest --repeat 1` (its table is printed too), and the graphd data dir
+ *   kept. A daemon is started on it, and this process opens the same LMDB
+ *   environment next to it, exports the graph and builds the evidence
+ *   projection with the clustering worker's own functions and default
+ *   parameters, and writes the ties to a file. Each repeat then runs, in
+ *   alternating order: (a) GRAPHD: StartClustering with the default spec
+ *   and WatchJob to its end (must be SUCCEEDED), timed from the call to
+ *   the last WatchJob message; GetSnapshot's manifest gives the worker's
+ *   per-stage seconds, peak RSS, sellers, ties (must equal the in-process
+ *   projection's, as must the input checksum), clusters, objective and
+ *   modularity; the daemon's VmHWM from /proc. (b) REFERENCE:
+ *   /usr/bin/python3 leiden_ref.py (python-igraph) on the ties file: only
+ *   its community_leiden calls timed (CPM, resolution 0.1, beta 0.01,
+ *   until stable the worker's way, seed 1; the differences that remain
+ *   are listed in cluster.c). (c) StreamAssignments of the job's snapshot
+ *   through gRPC vs the bare read of the same assignments in-process
+ *   (gd_store_assignments_visit), assignments/s and their ratio; counts
+ *   and contents must agree. Reported: medians of the job wall time, each
+ *   stage, Leiden alone, the ratio job / Leiden (target <= 1.3), worker
+ *   peak RSS (target <= 2.5 GB) and Python's, the daemon's VmHWM, the
+ *   StreamAssignments rate (target >= 5M/s), the bare-read rate and the
+ *   ratio, and both sides' clusters and CPM quality. Targets are marked
+ *   met or MISSED; a missed target is not an anomaly.
+ *   Note: with sellergen's defaults, 1M sellers give only 612,679 ties
+ *   (seed 1: hub addresses and NAT IPs are over the default hub caps, so
+ *   most sellers have no tie); for millions of ties put more of the
+ *   sellers in rings: --sellergen-arg=--ring-fraction --sellergen-arg=0.25
+ *   gave 6,088,634 ties at 1M sellers, seed 1 (0.5 gave 2.4M at 200k).
+ *   The one ingest keeps at most 64 reference batches queued
+ *   (--ref-window 64 unless given): with all 618 batches of 1M sellers
+ *   queued at once the store writer's group overflowed LMDB's transaction.
+ *
  * Output: the exact command line and the machine first, then readable
  * tables on stdout, progress on stderr, and as the last stdout line one JSON
  * object {"bench": {...}} with every figure. Exit status 0 when every check
@@ -166,6 +205,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_int.h"
 #include "client.h"
 #include "graphd.pb-c.h"
 #include "health.pb-c.h"
@@ -173,64 +213,46 @@
 #include "store/store.h"
 #include "store/writer.h"
 
-#ifndef GD_BENCH_GRAPHD
-#define GD_BENCH_GRAPHD "graphd"
-#endif
-#ifndef GD_BENCH_SELLERGEN
-#define GD_BENCH_SELLERGEN "sellergen"
-#endif
-#ifndef GD_BENCH_SRCDIR
-#define GD_BENCH_SRCDIR "."
-#endif
-
-#define SVC "/graphd.v1.SellerGraph/"
-#define MAX_DAEMONS 8
-#define MAX_GRAPHD_ARGS 32
-#define MAX_REPEAT 100
 #define WARMUP_CALLS 20 /* untimed calls per client thread (sync) or call slot (async) */
-#define MAX_CONC 8       /* values in --concurrency-list */
 
 /* ==================================================================== */
 /* Small helpers                                                          */
 
-static int64_t now_ns(void) {
+int64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void *xmalloc(size_t n) {
+void *xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
   if (!p)
     die("out of memory (%zu bytes)", n);
   return p;
 }
 
-static void *xcalloc(size_t n, size_t size) {
+void *xcalloc(size_t n, size_t size) {
   void *p = calloc(n ? n : 1, size ? size : 1);
   if (!p)
     die("out of memory (%zu x %zu bytes)", n, size);
   return p;
 }
 
-static void *xrealloc(void *p, size_t n) {
+void *xrealloc(void *p, size_t n) {
   void *q = realloc(p, n ? n : 1);
   if (!q)
     die("out of memory (%zu bytes)", n);
   return q;
 }
 
-static char *xstrdup(const char *s) {
+char *xstrdup(const char *s) {
   char *p = strdup(s);
   if (!p)
     die("out of memory");
   return p;
 }
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...) {
+char *xasprintf(const char *fmt, ...) {
   va_list ap;
   char *s;
   va_start(ap, fmt);
@@ -242,7 +264,7 @@ static char *xasprintf(const char *fmt, ...) {
 }
 
 /* splitmix64: seeds and hashes. */
-static uint64_t mix64(uint64_t x) {
+uint64_t mix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
@@ -270,7 +292,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Median of the finite values of v (a failed run gives NAN); NAN if none. */
-static double median(const double *v, int n) {
+double median(const double *v, int n) {
   double tmp[MAX_REPEAT];
   int m = 0;
   for (int i = 0; i < n && i < MAX_REPEAT; i++)
@@ -296,7 +318,7 @@ static uint64_t percentile(const uint64_t *v, size_t n, double q) {
 }
 
 /* 1234567 -> "1,234,567" */
-static const char *fmt_count(char *buf, size_t size, double v) {
+const char *fmt_count(char *buf, size_t size, double v) {
   if (!isfinite(v)) {
     snprintf(buf, size, "-");
     return buf;
@@ -313,7 +335,7 @@ static const char *fmt_count(char *buf, size_t size, double v) {
   return buf;
 }
 
-static const char *fmt_bytes(char *buf, size_t size, double b) {
+const char *fmt_bytes(char *buf, size_t size, double b) {
   if (!isfinite(b) || b < 0)
     snprintf(buf, size, "-");
   else if (b >= 1024.0 * 1024 * 1024)
@@ -330,7 +352,7 @@ static const char *fmt_bytes(char *buf, size_t size, double b) {
 
 static pid_t g_children[MAX_DAEMONS];
 
-static void children_add(pid_t pid) {
+void children_add(pid_t pid) {
   for (int i = 0; i < MAX_DAEMONS; i++)
     if (!g_children[i]) {
       g_children[i] = pid;
@@ -338,7 +360,7 @@ static void children_add(pid_t pid) {
     }
 }
 
-static void children_remove(pid_t pid) {
+void children_remove(pid_t pid) {
   for (int i = 0; i < MAX_DAEMONS; i++)
     if (g_children[i] == pid)
       g_children[i] = 0;
@@ -362,7 +384,7 @@ static void on_fatal_signal(int sig) {
   raise(sig);
 }
 
-static void die(const char *fmt, ...) {
+void die(const char *fmt, ...) {
   va_list ap;
   fputs("graphd-bench: ", stderr);
   va_start(ap, fmt);
@@ -375,8 +397,7 @@ static void die(const char *fmt, ...) {
 
 static json_object *g_anomalies; /* array of strings */
 
-static void anomaly(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void anomaly(const char *fmt, ...) {
+void anomaly(const char *fmt, ...) {
   char buf[2048];
   va_list ap;
   va_start(ap, fmt);
@@ -401,7 +422,7 @@ static int du_cb(const char *path, const struct stat *sb, int flag, struct FTW *
 }
 
 /* Bytes of the files under dir: apparent size and allocated blocks. */
-static void dir_bytes(const char *dir, uint64_t *ret_apparent, uint64_t *ret_alloc) {
+void dir_bytes(const char *dir, uint64_t *ret_apparent, uint64_t *ret_alloc) {
   g_du_apparent = g_du_alloc = 0;
   nftw(dir, du_cb, 16, FTW_PHYS);
   *ret_apparent = g_du_apparent;
@@ -417,7 +438,7 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
   return 0;
 }
 
-static void rm_rf(const char *dir) {
+void rm_rf(const char *dir) {
   if (dir && *dir)
     nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -433,7 +454,7 @@ static char *make_temp_dir(const char *parent, const char *prefix) {
 /* ---- /proc ---- */
 
 /* A "Name:  123 kB" line of /proc/PID/status, in bytes; -1 if absent. */
-static int64_t proc_status_kb(pid_t pid, const char *name) {
+int64_t proc_status_kb(pid_t pid, const char *name) {
   char path[64], line[256];
   snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
   FILE *f = fopen(path, "r");
@@ -454,7 +475,7 @@ static int64_t proc_status_kb(pid_t pid, const char *name) {
 }
 
 /* utime + stime of a process, in seconds; NAN if unreadable. */
-static double proc_cpu_s(pid_t pid) {
+double proc_cpu_s(pid_t pid) {
   char path[64], buf[4096];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   FILE *f = fopen(path, "r");
@@ -511,9 +532,6 @@ static double self_cpu_s(void) {
 /* ==================================================================== */
 /* Configuration                                                          */
 
-typedef enum { CMD_INGEST = 1, CMD_READ, CMD_ALL } bench_cmd;
-typedef enum { CONN_OWN = 0, CONN_SHARED = 1 } conn_mode;
-typedef enum { CLIENT_ASYNC = 0, CLIENT_SYNC = 1 } client_mode;
 static const char *const client_names[] = {"async", "sync"};
 
 /* The rpcs the read benchmark can measure, in the order measured. */
@@ -538,40 +556,12 @@ static const char *const rpc_methods[RPC__COUNT] = {
 #define PATHS_K 3        /* FindPaths k */
 #define PATHS_MAX_HOPS 4 /* FindPaths max_hops */
 
-typedef struct bench_cfg {
-  bench_cmd cmd;
-  const char *cmd_name;
-  const char *links, *keys_from;
-  uint64_t sellers;
-  uint64_t seed;
-  const char *sellergen, *graphd;
-  const char *addr, *data;
-  const char *workdir;
-  int repeat;
-  size_t batch;
-  int ref_window; /* 0 = submit every reference op at once */
-  int conc[MAX_CONC]; /* calls in flight, one measurement point each */
-  int n_conc;
-  client_mode clients[2]; /* --client: async, sync or both (async first) */
-  int n_clients;
-  int client_threads; /* async client threads */
-  double duration;
-  size_t sample;
-  unsigned limit;
-  unsigned rpcs;     /* --rpcs: bit (1 << rpc_kind) per rpc measured */
-  const char *truth; /* --truth: ring membership file; NULL = next to the links file */
-  conn_mode conn;
-  bool quick, keep;
-  const char *graphd_args[MAX_GRAPHD_ARGS];
-  int n_graphd_args;
-  int call_timeout_ms, step_timeout_ms, start_timeout_ms, stop_timeout_ms;
-} bench_cfg;
-
 static void usage(FILE *f) {
   fputs(
       "usage: graphd-bench ingest (--links FILE.csv | --sellers N [--seed S]) [options]\n"
       "       graphd-bench read (--addr HOST:PORT | --data DIR) --keys-from FILE.csv [options]\n"
       "       graphd-bench all --sellers N [--seed S] [options]\n"
+      "       graphd-bench cluster [--sellers N | --links FILE.csv] [--seed S] [options]\n"
       "\n"
       "ingest: durable bulk load through graphd's Ingest rpc vs the same batches\n"
       "        written in-process through the store's group-commit writer.\n"
@@ -579,10 +569,17 @@ static void usage(FILE *f) {
       "        sampled sellers vs Health/Check (the gRPC floor) and GetEntity, with C\n"
       "        calls in flight for each C of the list.\n"
       "all:    generate with sellergen, ingest, then read the loaded data.\n"
+      "cluster: generate (default 1000000 sellers) and ingest once, then per repeat a\n"
+      "        clustering job (StartClustering + WatchJob, default spec) vs\n"
+      "        python-igraph's Leiden on the same projected graph, and\n"
+      "        StreamAssignments of its snapshot vs a bare in-process LMDB read.\n"
       "\n"
       "options:\n"
-      "  --links FILE           links CSV / JSON Lines to load (ingest)\n"
-      "  --sellers N            generate N sellers with sellergen instead\n"
+      "  --links FILE           links CSV / JSON Lines to load (ingest, cluster)\n"
+      "  --sellers N            generate N sellers with sellergen instead (cluster:\n"
+      "                         default 1000000)\n"
+      "  --sellergen-arg ARG    extra argument for sellergen (repeatable), e.g.\n"
+      "                         --sellergen-arg=--ring-fraction --sellergen-arg=0.25\n"
       "  --seed S               sellergen seed, also seeds the key sample (default 1)\n"
       "  --batch N              links per UpsertRequest (default 10000)\n"
       "  --ref-window N         reference: at most N batches queued to the writer at\n"
@@ -615,9 +612,16 @@ static void usage(FILE *f) {
       "  --graphd PATH          daemon binary (default: the one built with this tool)\n"
       "  --sellergen PATH       generator binary (default: the one built with this tool)\n"
       "  --graphd-arg ARG       extra argument for every spawned graphd (repeatable)\n"
+      "  --python PATH          cluster: interpreter of the reference (default\n"
+      "                         /usr/bin/python3, which has Debian's python3-igraph)\n"
+      "  --leiden-ref PATH      cluster: the reference script (default: leiden_ref.py\n"
+      "                         of this source tree)\n"
+      "  --job-timeout-ms N     cluster: limit for one clustering job (WatchJob deadline)\n"
+      "                         and one reference run (default 3600000)\n"
       "  --workdir DIR          where temp dirs go (default $TMPDIR or /tmp)\n"
       "  --keep                 keep the temp dirs (data dirs, generated files, logs)\n"
       "  --quick                smoke test: 5000 sellers, batch 2000, 1 repeat, 1 s\n"
+      "                         (cluster: 5000 sellers, 1 repeat)\n"
       "  --call-timeout-ms N    per read call deadline (default 10000)\n"
       "  --step-timeout-ms N    per Ingest send/finish step (default 600000)\n"
       "  -h, --help             this text\n"
@@ -652,6 +656,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     O_LINKS = 256, O_SELLERS, O_SEED, O_BATCH, O_REPEAT, O_ADDR, O_DATA, O_KEYS, O_SAMPLE,
     O_CONC, O_DUR, O_LIMIT, O_CONN, O_GRAPHD, O_SELLERGEN, O_GARG, O_WORKDIR, O_KEEP, O_QUICK,
     O_CALLTO, O_STEPTO, O_REFWIN, O_CLIENT, O_CTHREADS, O_CLIST, O_RPCS, O_TRUTH,
+    O_SGARG, O_PYTHON, O_LEIDENREF, O_JOBTO,
   };
   static const struct option opts[] = {
       {"links", required_argument, NULL, O_LINKS},
@@ -675,6 +680,10 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       {"graphd", required_argument, NULL, O_GRAPHD},
       {"sellergen", required_argument, NULL, O_SELLERGEN},
       {"graphd-arg", required_argument, NULL, O_GARG},
+      {"sellergen-arg", required_argument, NULL, O_SGARG},
+      {"python", required_argument, NULL, O_PYTHON},
+      {"leiden-ref", required_argument, NULL, O_LEIDENREF},
+      {"job-timeout-ms", required_argument, NULL, O_JOBTO},
       {"workdir", required_argument, NULL, O_WORKDIR},
       {"keep", no_argument, NULL, O_KEEP},
       {"quick", no_argument, NULL, O_QUICK},
@@ -685,7 +694,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       {NULL, 0, NULL, 0},
   };
   if (argc < 2)
-    usage_error("a subcommand is required: ingest, read or all");
+    usage_error("a subcommand is required: ingest, read, all or cluster");
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(stdout);
     exit(0);
@@ -700,6 +709,9 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       .step_timeout_ms = 600000,
       .start_timeout_ms = 60000,
       .stop_timeout_ms = 120000,
+      .job_timeout_ms = 3600000,
+      .python = "/usr/bin/python3",
+      .leiden_ref = GD_BENCH_SRCDIR "/tools/bench/leiden_ref.py",
   };
   c->cmd_name = argv[1];
   if (!strcmp(argv[1], "ingest"))
@@ -708,8 +720,10 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     c->cmd = CMD_READ;
   else if (!strcmp(argv[1], "all"))
     c->cmd = CMD_ALL;
+  else if (!strcmp(argv[1], "cluster"))
+    c->cmd = CMD_CLUSTER;
   else
-    usage_error("unknown subcommand '%s' (ingest, read or all)", argv[1]);
+    usage_error("unknown subcommand '%s' (ingest, read, all or cluster)", argv[1]);
 
   int ch;
   optind = 2;
@@ -806,6 +820,14 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
         usage_error("too many --graphd-arg (at most %d)", MAX_GRAPHD_ARGS);
       c->graphd_args[c->n_graphd_args++] = optarg;
       break;
+    case O_SGARG:
+      if (c->n_sellergen_args >= MAX_SELLERGEN_ARGS)
+        usage_error("too many --sellergen-arg (at most %d)", MAX_SELLERGEN_ARGS);
+      c->sellergen_args[c->n_sellergen_args++] = optarg;
+      break;
+    case O_PYTHON: c->python = optarg; break;
+    case O_LEIDENREF: c->leiden_ref = optarg; break;
+    case O_JOBTO: c->job_timeout_ms = (int)parse_u64("--job-timeout-ms", optarg, 1, 86400000); break;
     case O_WORKDIR: c->workdir = optarg; break;
     case O_KEEP: c->keep = true; break;
     case O_QUICK: c->quick = true; break;
@@ -867,6 +889,14 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       usage_error("all: --sellers N is required");
     if (c->links || c->addr || c->data || c->keys_from)
       usage_error("all: --links, --addr, --data and --keys-from do not apply");
+    break;
+  case CMD_CLUSTER:
+    if (!c->links && !c->sellers)
+      c->sellers = c->quick ? 5000 : 1000000;
+    if (c->links && c->sellers)
+      usage_error("cluster: give at most one of --links FILE and --sellers N");
+    if (c->addr || c->data || c->keys_from)
+      usage_error("cluster: --addr, --data and --keys-from do not apply");
     break;
   }
 }
@@ -1347,23 +1377,7 @@ static void store_batches_free(store_batches *s) {
 /* ==================================================================== */
 /* Spawning processes                                                      */
 
-typedef struct daemon_proc {
-  pid_t pid;
-  int out_fd;
-  char addr[160];
-  char *log_path;
-  double start_s; /* spawn to listening line */
-} daemon_proc;
-
-typedef struct daemon_exit {
-  bool exited_ok;     /* exit status 0 */
-  bool hung;          /* did not exit within the stop timeout: killed */
-  int status;         /* waitpid status */
-  double stop_s;      /* SIGTERM to exit */
-  char desc[128];
-} daemon_exit;
-
-static void describe_status(int status, char *buf, size_t size) {
+void describe_status(int status, char *buf, size_t size) {
   if (WIFEXITED(status))
     snprintf(buf, size, "exit %d", WEXITSTATUS(status));
   else if (WIFSIGNALED(status))
@@ -1373,7 +1387,7 @@ static void describe_status(int status, char *buf, size_t size) {
     snprintf(buf, size, "status 0x%x", status);
 }
 
-static void print_log_tail(const char *path) {
+void print_log_tail(const char *path) {
   FILE *f = path ? fopen(path, "r") : NULL;
   if (!f)
     return;
@@ -1392,8 +1406,22 @@ static void run_sellergen(const bench_cfg *cfg, const char *outdir) {
   char sellers[32], seed[32];
   snprintf(sellers, sizeof sellers, "%" PRIu64, cfg->sellers);
   snprintf(seed, sizeof seed, "%" PRIu64, cfg->seed);
-  fprintf(stderr, "graphd-bench: %s --sellers %s --seed %s --out %s\n", cfg->sellergen, sellers,
-          seed, outdir);
+  const char *argv[MAX_SELLERGEN_ARGS + 8];
+  int n = 0;
+  argv[n++] = cfg->sellergen;
+  argv[n++] = "--sellers";
+  argv[n++] = sellers;
+  argv[n++] = "--seed";
+  argv[n++] = seed;
+  argv[n++] = "--out";
+  argv[n++] = outdir;
+  for (int i = 0; i < cfg->n_sellergen_args; i++)
+    argv[n++] = cfg->sellergen_args[i];
+  argv[n] = NULL;
+  fprintf(stderr, "graphd-bench:");
+  for (int i = 0; i < n; i++)
+    fprintf(stderr, " %s", argv[i]);
+  fputc('\n', stderr);
   fflush(stderr);
   pid_t pid = fork();
   if (pid < 0)
@@ -1402,8 +1430,7 @@ static void run_sellergen(const bench_cfg *cfg, const char *outdir) {
     int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0)
       dup2(devnull, 1);
-    execl(cfg->sellergen, cfg->sellergen, "--sellers", sellers, "--seed", seed, "--out", outdir,
-          (char *)NULL);
+    execv(cfg->sellergen, (char *const *)argv);
     fprintf(stderr, "graphd-bench: cannot run %s: %s\n", cfg->sellergen, strerror(errno));
     _exit(127);
   }
@@ -1422,8 +1449,8 @@ static void run_sellergen(const bench_cfg *cfg, const char *outdir) {
  * for its "listening on HOST:PORT" line. Its stderr goes to log_path.
  * Returns false (with an anomaly recorded) when it does not come up.
  */
-static bool daemon_start(const bench_cfg *cfg, const char *data_dir, const char *log_path,
-                         daemon_proc *d) {
+bool daemon_start(const bench_cfg *cfg, const char *data_dir, const char *log_path,
+                  daemon_proc *d) {
   memset(d, 0, sizeof *d);
   d->log_path = xstrdup(log_path);
   int pfd[2];
@@ -1524,7 +1551,7 @@ static bool daemon_start(const bench_cfg *cfg, const char *data_dir, const char 
 }
 
 /* SIGTERM, then waits for the exit; SIGKILL after the stop timeout. */
-static void daemon_stop(const bench_cfg *cfg, daemon_proc *d, daemon_exit *ret) {
+void daemon_stop(const bench_cfg *cfg, daemon_proc *d, daemon_exit *ret) {
   memset(ret, 0, sizeof *ret);
   if (!d->pid)
     return;
@@ -1564,7 +1591,7 @@ static void daemon_stop(const bench_cfg *cfg, daemon_proc *d, daemon_exit *ret) 
 }
 
 /* Checks that a daemon we talk to is still alive; records an anomaly. */
-static bool daemon_alive(daemon_proc *d, const char *when) {
+bool daemon_alive(daemon_proc *d, const char *when) {
   if (!d->pid)
     return false;
   int status;
@@ -1580,7 +1607,7 @@ static bool daemon_alive(daemon_proc *d, const char *when) {
   return true;
 }
 
-static void daemon_free(daemon_proc *d) {
+void daemon_free(daemon_proc *d) {
   free(d->log_path);
   d->log_path = NULL;
 }
@@ -1767,7 +1794,10 @@ static void run_graphd_ingest(const bench_cfg *cfg, const char *run_dir, const c
     snprintf(ret->message, sizeof ret->message, "%s", st.message);
     goto stop;
   }
-  gc_stream_opts sopts = {.step_timeout_ms = cfg->step_timeout_ms};
+  /* An explicit deadline: graphd gives a call without one its
+   * --default-deadline-ms (60 s), which a large load (6M links) exceeds.
+   * One hour is graphd's default --max-deadline-ms clamp. */
+  gc_stream_opts sopts = {.step_timeout_ms = cfg->step_timeout_ms, .deadline_ms = 3600000};
   gc_stream *s = NULL;
   if (gc_stream_open(c, SVC "Ingest", &sopts, &s, &st))
     die("gc_stream_open: %s", st.message);
@@ -1866,7 +1896,7 @@ static json_object *jtotals(const gd_totals *t) {
   return o;
 }
 
-static json_object *jdouble_array(const double *v, int n) {
+json_object *jdouble_array(const double *v, int n) {
   json_object *a = json_object_new_array();
   for (int i = 0; i < n; i++)
     json_object_array_add(a, json_object_new_double(v[i]));
@@ -3065,7 +3095,7 @@ static double read_ratio(const read_report *rep, int p, rpc_kind k, int f, rpc_k
 }
 
 /* A JSON number, or null when not finite (JSON has no NaN). */
-static json_object *jnum(double v) { return isfinite(v) ? json_object_new_double(v) : NULL; }
+json_object *jnum(double v) { return isfinite(v) ? json_object_new_double(v) : NULL; }
 
 /* v with prec decimals, or "-" when not finite. */
 static const char *fmtf(char *buf, size_t size, int prec, double v) {
@@ -3446,6 +3476,15 @@ static json_object *config_json(const bench_cfg *c) {
   for (int i = 0; i < c->n_graphd_args; i++)
     json_object_array_add(ga, json_object_new_string(c->graphd_args[i]));
   json_object_object_add(j, "graphd_args", ga);
+  json_object *sa = json_object_new_array();
+  for (int i = 0; i < c->n_sellergen_args; i++)
+    json_object_array_add(sa, json_object_new_string(c->sellergen_args[i]));
+  json_object_object_add(j, "sellergen_args", sa);
+  if (c->cmd == CMD_CLUSTER) {
+    json_object_object_add(j, "python", json_object_new_string(c->python));
+    json_object_object_add(j, "leiden_ref", json_object_new_string(c->leiden_ref));
+    json_object_object_add(j, "job_timeout_ms", json_object_new_int(c->job_timeout_ms));
+  }
   return j;
 }
 
@@ -3480,7 +3519,7 @@ int main(int argc, char **argv) {
   dataset d;
   char *links_path = NULL;
 
-  if (cfg.cmd == CMD_INGEST || cfg.cmd == CMD_ALL) {
+  if (cfg.cmd == CMD_INGEST || cfg.cmd == CMD_ALL || cfg.cmd == CMD_CLUSTER) {
     if (cfg.sellers) {
       char *gen = xasprintf("%s/gen", workroot);
       run_sellergen(&cfg, gen);
@@ -3495,11 +3534,37 @@ int main(int argc, char **argv) {
 
     ingest_report *irep = xcalloc(1, sizeof *irep);
     char *kept = NULL;
+    /* cluster: one ingest is enough (the data set to cluster, and its
+     * figures for the record); the repeats are for the clustering. */
+    bench_cfg icfg = cfg;
+    if (cfg.cmd == CMD_CLUSTER) {
+      icfg.repeat = 1;
+      /* With every batch queued at once the store writer groups up to 1024
+       * of them in one transaction, and at 1M sellers (618 batches of
+       * 10000 links) LMDB's transaction overflows (MDB_TXN_FULL) after ~250
+       * of them, failing the rest. A window of 64 keeps groups small. */
+      if (!icfg.ref_window)
+        icfg.ref_window = 64;
+    }
     json_object_object_add(b, "ingest",
-                           bench_ingest(&cfg, workroot, &d, irep, cfg.cmd == CMD_ALL ? &kept : NULL));
+                           bench_ingest(&icfg, workroot, &d, irep,
+                                        cfg.cmd != CMD_INGEST ? &kept : NULL));
     ok &= irep->ok;
     free(irep);
-    if (cfg.cmd == CMD_ALL) {
+    if (cfg.cmd == CMD_CLUSTER) {
+      dataset_free(&d); /* not needed any more: free it before measuring */
+      if (kept) {
+        bool cok;
+        json_object_object_add(b, "cluster", bench_cluster(&cfg, workroot, kept, &cok));
+        ok &= cok;
+        if (!cfg.keep)
+          rm_rf(kept);
+        free(kept);
+      } else {
+        anomaly("no graphd data dir to cluster: the graphd ingest failed");
+        ok = false;
+      }
+    } else if (cfg.cmd == CMD_ALL) {
       if (kept) {
         bool rok;
         json_object_object_add(b, "read", read_phase(&cfg, workroot, kept, NULL, &d, &rok));
