@@ -19,12 +19,16 @@
  *   graphd-bench cluster [--sellers N (default 1000000) | --links FILE.csv]
  *                [--seed S] [--repeat 3] [--python /usr/bin/python3]
  *                [--leiden-ref PATH] [--job-timeout-ms 3600000]
+ *   graphd-bench security [--sellers N (default 200000) | --links FILE.csv]
+ *                [--seed S] [--repeat 3] [--duration 5] [--concurrency-list 1,16]
+ *                [--configs plain,tls,auth,auth+audit,tls+auth+audit|all]
+ *                [--rpcs health,get] [--client async|sync|both] [--openssl PATH]
  *   Common: --graphd PATH --sellergen PATH --workdir DIR --graphd-arg ARG
  *           (repeatable, passed to every spawned daemon) --sellergen-arg ARG
  *           (repeatable, passed to sellergen, e.g. --sellergen-arg=--ring-fraction
  *           --sellergen-arg=0.25) --quick --keep
  *   --quick: 5000 sellers, batch 2000, 1 repeat, 1 s per read measurement
- *   (any of these given explicitly wins).
+ *   (also for cluster and security; any of these given explicitly wins).
  *
  * Ingest
  *   The links file is parsed once (tools/common ingest parser), every key
@@ -165,6 +169,28 @@
  *   The one ingest keeps at most 64 reference batches queued
  *   (--ref-window 64 unless given): with all 618 batches of 1M sellers
  *   queued at once the store writer's group overflowed LMDB's transaction.
+ *
+ * Security (security.c has the details)
+ *   The data is generated (or --links read) and ingested once, as for
+ *   cluster, and the read keys sampled as for read. The mode makes a
+ *   self-signed certificate (openssl req -x509, CN and SAN localhost,
+ *   127.0.0.1) and a tokens file with a random reader token, then per
+ *   repeat starts one daemon per configuration on the same data dir, one
+ *   at a time, the order rotating by one each repeat: plain (--no-audit,
+ *   no tokens, plaintext: the reference), tls (--no-audit, --tls-cert/key),
+ *   auth+audit (--tokens, audit on, plaintext), tls+auth+audit, and with
+ *   --configs also auth (--tokens, --no-audit). Each daemon first passes
+ *   checks (tokens required and a wrong one refused, plaintext refused on
+ *   the TLS port), then Health/Check and GetEntity (--rpcs) are measured
+ *   with read's machinery at each --concurrency-list point; the async
+ *   client's channel then has TLS credentials trusting the certificate
+ *   (target-name override "localhost") and every call's initial metadata
+ *   carries `authorization: Bearer TOKEN`. Stats before and after must show
+ *   an audit record committed per call with audit on and nothing committed
+ *   without; the daemon must exit 0 on SIGTERM. Reported per configuration:
+ *   medians of QPS, p50, p99, p99.9, CPU per call, and the QPS / p50 / p99
+ *   ratios to plain (median of per-repeat ratios) with the cost in percent.
+ *   There is no target: nothing is marked met or missed.
  *
  * Output: the exact command line and the machine first, then readable
  * tables on stdout, progress on stderr, and as the last stdout line one JSON
@@ -532,21 +558,18 @@ static double self_cpu_s(void) {
 /* ==================================================================== */
 /* Configuration                                                          */
 
-static const char *const client_names[] = {"async", "sync"};
+const char *const client_names[2] = {"async", "sync"};
 
-/* The rpcs the read benchmark can measure, in the order measured. */
-typedef enum {
-  RPC_HEALTH = 0, RPC_GET, RPC_NEIGHBORS, RPC_LINKED1, RPC_LINKED2, RPC_PATHS, RPC__COUNT
-} rpc_kind;
+/* rpc_kind (bench_int.h): the rpcs the read benchmark can measure. */
 
 #define RPC_INVESTIGATE(k) ((k) >= RPC_LINKED1) /* replies with truncated / touched */
 #define RPC_ALL ((1u << RPC__COUNT) - 1)
 
-static const char *const rpc_names[RPC__COUNT] = {"Health/Check", "GetEntity",   "Neighbors",
+const char *const rpc_names[RPC__COUNT] = {"Health/Check", "GetEntity",   "Neighbors",
                                                   "Linked/1hop",  "Linked/2hop", "FindPaths"};
-static const char *const rpc_opt_names[RPC__COUNT] = {"health",  "get",     "neighbors",
+const char *const rpc_opt_names[RPC__COUNT] = {"health",  "get",     "neighbors",
                                                       "linked1", "linked2", "paths"};
-static const char *const rpc_json_names[RPC__COUNT] = {
+const char *const rpc_json_names[RPC__COUNT] = {
     "health", "get_entity", "neighbors", "linked_sellers_1hop", "linked_sellers_2hop",
     "find_paths"};
 static const char *const rpc_methods[RPC__COUNT] = {
@@ -562,6 +585,7 @@ static void usage(FILE *f) {
       "       graphd-bench read (--addr HOST:PORT | --data DIR) --keys-from FILE.csv [options]\n"
       "       graphd-bench all --sellers N [--seed S] [options]\n"
       "       graphd-bench cluster [--sellers N | --links FILE.csv] [--seed S] [options]\n"
+      "       graphd-bench security [--sellers N | --links FILE.csv] [--seed S] [options]\n"
       "\n"
       "ingest: durable bulk load through graphd's Ingest rpc vs the same batches\n"
       "        written in-process through the store's group-commit writer.\n"
@@ -573,11 +597,16 @@ static void usage(FILE *f) {
       "        clustering job (StartClustering + WatchJob, default spec) vs\n"
       "        python-igraph's Leiden on the same projected graph, and\n"
       "        StreamAssignments of its snapshot vs a bare in-process LMDB read.\n"
+      "security: generate (default 200000 sellers) and ingest once, then per repeat one\n"
+      "        daemon per configuration on that data: plain (plaintext, no tokens,\n"
+      "        --no-audit: the reference), tls, auth+audit (a reader token, audit on)\n"
+      "        and tls+auth+audit; Health/Check and GetEntity at C calls in flight, QPS\n"
+      "        and latency ratios to plain in the same repeat.\n"
       "\n"
       "options:\n"
-      "  --links FILE           links CSV / JSON Lines to load (ingest, cluster)\n"
+      "  --links FILE           links CSV / JSON Lines to load (ingest, cluster, security)\n"
       "  --sellers N            generate N sellers with sellergen instead (cluster:\n"
-      "                         default 1000000)\n"
+      "                         default 1000000; security: default 200000)\n"
       "  --sellergen-arg ARG    extra argument for sellergen (repeatable), e.g.\n"
       "                         --sellergen-arg=--ring-fraction --sellergen-arg=0.25\n"
       "  --seed S               sellergen seed, also seeds the key sample (default 1)\n"
@@ -603,7 +632,7 @@ static void usage(FILE *f) {
       "  --duration SECONDS     read: per measurement (default 5)\n"
       "  --limit N              read: Neighbors limit (default 100)\n"
       "  --rpcs LIST            read: rpcs to measure, of health,get,neighbors,linked1,\n"
-      "                         linked2,paths (default: all)\n"
+      "                         linked2,paths (default: all; security: health,get)\n"
       "  --truth FILE|none      read: sellergen's truth.csv (ring membership) for the\n"
       "                         LinkedSellers keys and FindPaths pairs (default: truth.csv\n"
       "                         next to the links file, when there is one)\n"
@@ -618,10 +647,18 @@ static void usage(FILE *f) {
       "                         of this source tree)\n"
       "  --job-timeout-ms N     cluster: limit for one clustering job (WatchJob deadline)\n"
       "                         and one reference run (default 3600000)\n"
+      "  --configs LIST         security: configurations, of plain,tls,auth,auth+audit,\n"
+      "                         tls+auth+audit, all (default: all but auth, which is\n"
+      "                         tokens without audit; plain is always measured)\n"
+      "  --openssl PATH         security: the openssl command that makes the self-signed\n"
+      "                         certificate (default: openssl from PATH)\n"
+      "                         security also takes read's --client, --client-threads,\n"
+      "                         --concurrency(-list), --duration, --sample, --rpcs, --conn\n"
       "  --workdir DIR          where temp dirs go (default $TMPDIR or /tmp)\n"
       "  --keep                 keep the temp dirs (data dirs, generated files, logs)\n"
       "  --quick                smoke test: 5000 sellers, batch 2000, 1 repeat, 1 s\n"
-      "                         (cluster: 5000 sellers, 1 repeat)\n"
+      "                         (cluster: 5000 sellers, 1 repeat; security: 5000 sellers,\n"
+      "                         1 repeat, 1 s per measurement)\n"
       "  --call-timeout-ms N    per read call deadline (default 10000)\n"
       "  --step-timeout-ms N    per Ingest send/finish step (default 600000)\n"
       "  -h, --help             this text\n"
@@ -656,7 +693,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     O_LINKS = 256, O_SELLERS, O_SEED, O_BATCH, O_REPEAT, O_ADDR, O_DATA, O_KEYS, O_SAMPLE,
     O_CONC, O_DUR, O_LIMIT, O_CONN, O_GRAPHD, O_SELLERGEN, O_GARG, O_WORKDIR, O_KEEP, O_QUICK,
     O_CALLTO, O_STEPTO, O_REFWIN, O_CLIENT, O_CTHREADS, O_CLIST, O_RPCS, O_TRUTH,
-    O_SGARG, O_PYTHON, O_LEIDENREF, O_JOBTO,
+    O_SGARG, O_PYTHON, O_LEIDENREF, O_JOBTO, O_CONFIGS, O_OPENSSL,
   };
   static const struct option opts[] = {
       {"links", required_argument, NULL, O_LINKS},
@@ -684,6 +721,8 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       {"python", required_argument, NULL, O_PYTHON},
       {"leiden-ref", required_argument, NULL, O_LEIDENREF},
       {"job-timeout-ms", required_argument, NULL, O_JOBTO},
+      {"configs", required_argument, NULL, O_CONFIGS},
+      {"openssl", required_argument, NULL, O_OPENSSL},
       {"workdir", required_argument, NULL, O_WORKDIR},
       {"keep", no_argument, NULL, O_KEEP},
       {"quick", no_argument, NULL, O_QUICK},
@@ -694,7 +733,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       {NULL, 0, NULL, 0},
   };
   if (argc < 2)
-    usage_error("a subcommand is required: ingest, read, all or cluster");
+    usage_error("a subcommand is required: ingest, read, all, cluster or security");
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(stdout);
     exit(0);
@@ -712,6 +751,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       .job_timeout_ms = 3600000,
       .python = "/usr/bin/python3",
       .leiden_ref = GD_BENCH_SRCDIR "/tools/bench/leiden_ref.py",
+      .openssl = "openssl",
   };
   c->cmd_name = argv[1];
   if (!strcmp(argv[1], "ingest"))
@@ -722,8 +762,10 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     c->cmd = CMD_ALL;
   else if (!strcmp(argv[1], "cluster"))
     c->cmd = CMD_CLUSTER;
+  else if (!strcmp(argv[1], "security"))
+    c->cmd = CMD_SECURITY;
   else
-    usage_error("unknown subcommand '%s' (ingest, read, all or cluster)", argv[1]);
+    usage_error("unknown subcommand '%s' (ingest, read, all, cluster or security)", argv[1]);
 
   int ch;
   optind = 2;
@@ -805,6 +847,29 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       break;
     }
     case O_TRUTH: c->truth = optarg; break;
+    case O_CONFIGS: {
+      char *list = xstrdup(optarg), *save = NULL;
+      c->sec_configs = 0;
+      for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int k = 0;
+        if (!strcmp(tok, "all")) {
+          c->sec_configs = SEC_ALL;
+          continue;
+        }
+        while (k < SEC__COUNT && strcmp(tok, sec_config_names[k]))
+          k++;
+        if (k == SEC__COUNT)
+          usage_error("--configs: unknown configuration '%s' (plain, tls, auth, auth+audit, "
+                      "tls+auth+audit or all)",
+                      tok);
+        c->sec_configs |= 1u << k;
+      }
+      free(list);
+      if (!c->sec_configs)
+        usage_error("--configs: no configuration in '%s'", optarg);
+      break;
+    }
+    case O_OPENSSL: c->openssl = optarg; break;
     case O_CONN:
       if (!strcmp(optarg, "own"))
         c->conn = CONN_OWN;
@@ -859,7 +924,11 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
   if (!c->sample)
     c->sample = 10000;
   if (!c->rpcs)
-    c->rpcs = RPC_ALL;
+    c->rpcs = c->cmd == CMD_SECURITY ? 1u << RPC_HEALTH | 1u << RPC_GET : RPC_ALL;
+  if (c->sec_configs && c->cmd != CMD_SECURITY)
+    usage_error("--configs belongs to security");
+  /* plain is the reference every ratio is taken to: always measured. */
+  c->sec_configs = (c->sec_configs ? c->sec_configs : SEC_DEFAULT) | 1u << SEC_PLAIN;
   if (!c->workdir) {
     const char *t = getenv("TMPDIR");
     c->workdir = t && *t ? t : "/tmp";
@@ -897,6 +966,15 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       usage_error("cluster: give at most one of --links FILE and --sellers N");
     if (c->addr || c->data || c->keys_from)
       usage_error("cluster: --addr, --data and --keys-from do not apply");
+    break;
+  case CMD_SECURITY:
+    if (!c->links && !c->sellers)
+      c->sellers = c->quick ? 5000 : 200000;
+    if (c->links && c->sellers)
+      usage_error("security: give at most one of --links FILE and --sellers N");
+    if (c->addr || c->data || c->keys_from)
+      usage_error("security: --addr, --data and --keys-from do not apply (it spawns its own "
+                  "daemons)");
     break;
   }
 }
@@ -2108,7 +2186,7 @@ typedef struct rpc_reqs {
   const char **desc; /* the key(s), for error messages */
 } rpc_reqs;
 
-typedef struct read_keys {
+struct read_keys { /* typedef read_keys in bench_int.h */
   size_t n;       /* random seller keys sampled */
   unsigned rpcs;  /* rpcs measured: cfg->rpcs less those without requests */
   rpc_reqs rq[RPC__COUNT];
@@ -2122,7 +2200,10 @@ typedef struct read_keys {
   size_t linked_ring, linked_random;
   const char *pairs_source; /* "same_ring" or "shared_entity" */
   size_t pair_entities;     /* shared_entity: non-hub entities with >= 2 sellers */
-} read_keys;
+};
+
+unsigned read_keys_rpcs(const read_keys *k) { return k->rpcs; }
+size_t read_keys_sellers(const read_keys *k) { return k->n; }
 
 static void *keys_own(read_keys *r, void *p) {
   if (r->nowned == r->owned_cap) {
@@ -2549,12 +2630,7 @@ static void read_window_run(pthread_barrier_t *start, pthread_barrier_t *stop, p
   w->dcpu1 = daemon_pid ? proc_cpu_s(daemon_pid) : NAN;
 }
 
-/* One measurement point: a client mode at a number of calls in flight. */
-typedef struct read_point {
-  client_mode client;
-  int conc;    /* calls in flight (sync: threads) */
-  int threads; /* client threads */
-} read_point;
+/* read_point (bench_int.h): a client mode at a number of calls in flight. */
 
 static void read_point_name(const read_point *p, char *buf, size_t size) {
   snprintf(buf, size, "%s/%d", client_names[p->client], p->conc);
@@ -2567,6 +2643,7 @@ typedef struct sync_shared {
   const char *addr;
   const read_keys *keys;
   rpc_kind kind;
+  const client_sec *sec; /* NULL: plaintext, no token */
   gc_client *shared_client;
   pthread_barrier_t start, stop;
   int64_t duration_ns;
@@ -2578,6 +2655,18 @@ typedef struct sync_thread {
   sync_shared *sh;
   read_tally *tally;
 } sync_thread;
+
+/* gc_client options for sec (TLS, token); NULL sec = plaintext, no token. */
+static gc_client_opts sec_client_opts(const client_sec *sec, bool own_connection) {
+  gc_client_opts o = {.own_connection = own_connection};
+  if (sec) {
+    o.tls = sec->tls;
+    o.tls_root_certs_pem = sec->tls ? sec->root_pem : NULL;
+    o.tls_server_name = sec->tls ? sec->server_name : NULL;
+    o.token = sec->token;
+  }
+  return o;
+}
 
 /* One call of the measured kind with request `key`; returns the status
  * code. A successful reply is counted in ta (unless NULL: warm-up). */
@@ -2602,7 +2691,7 @@ static void *sync_thread_main(void *arg) {
   size_t nreq = sh->keys->rq[sh->kind].n;
 
   if (!c) {
-    gc_client_opts o = {.own_connection = true};
+    gc_client_opts o = sec_client_opts(sh->sec, true);
     if (gc_client_open(sh->addr, &o, &c, &st) || gc_client_wait_ready(c, 10000, &st)) {
       ta->setup_failed = true;
       snprintf(ta->first_err, sizeof ta->first_err, "connect: %.200s", st.message);
@@ -2636,16 +2725,17 @@ static void *sync_thread_main(void *arg) {
 }
 
 static void sync_run(const bench_cfg *cfg, const char *addr, pid_t daemon_pid,
-                     const read_keys *keys, rpc_kind kind, const read_point *pt, read_tally *tl,
-                     read_window *w) {
+                     const read_keys *keys, rpc_kind kind, const read_point *pt,
+                     const client_sec *sec, read_tally *tl, read_window *w) {
   int C = pt->threads;
   sync_shared sh = {
-      .cfg = cfg, .addr = addr, .keys = keys, .kind = kind,
+      .cfg = cfg, .addr = addr, .keys = keys, .kind = kind, .sec = sec,
       .duration_ns = (int64_t)(cfg->duration * 1e9),
   };
   gc_status st;
   if (cfg->conn == CONN_SHARED) {
-    if (gc_client_open(addr, NULL, &sh.shared_client, &st) ||
+    gc_client_opts o = sec_client_opts(sec, false);
+    if (gc_client_open(addr, &o, &sh.shared_client, &st) ||
         gc_client_wait_ready(sh.shared_client, 10000, &st))
       die("cannot connect to %s: %s", addr, st.message);
   }
@@ -2674,8 +2764,14 @@ typedef struct async_shared {
   const char *addr;
   const read_keys *keys;
   rpc_kind kind;
+  const client_sec *sec; /* NULL: plaintext, no token */
   grpc_channel *shared_channel; /* NULL with --conn own: a channel per thread */
   grpc_slice method;
+  /* Initial metadata of every call (sec->token: authorization), built once
+   * per measurement; gRPC takes its own references at grpc_call_start_batch,
+   * as gc_client does with its md array. */
+  grpc_metadata md[1];
+  size_t n_md;
   pthread_barrier_t start, stop;
   int64_t duration_ns;
 } async_shared;
@@ -2707,18 +2803,30 @@ typedef struct async_thread {
 } async_thread;
 
 /* A channel with a connection of its own (not shared through gRPC's global
- * subchannel pool with an earlier measurement's channel). */
-static grpc_channel *bench_channel_create(const char *addr) {
-  grpc_arg args[2];
+ * subchannel pool with an earlier measurement's channel). With sec->tls,
+ * TLS channel credentials trusting sec->root_pem (as gc_client_open makes
+ * them), the certificate checked against sec->server_name when given. */
+static grpc_channel *bench_channel_create(const char *addr, const client_sec *sec) {
+  grpc_arg args[3];
+  size_t n = 0;
   memset(args, 0, sizeof args);
-  args[0].type = GRPC_ARG_INTEGER;
-  args[0].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
-  args[0].value.integer = 1;
-  args[1].type = GRPC_ARG_INTEGER;
-  args[1].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-  args[1].value.integer = 64 << 20; /* as gc_client's default */
-  grpc_channel_args ca = {2, args};
-  grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+  args[n].type = GRPC_ARG_INTEGER;
+  args[n].key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
+  args[n++].value.integer = 1;
+  args[n].type = GRPC_ARG_INTEGER;
+  args[n].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[n++].value.integer = 64 << 20; /* as gc_client's default */
+  bool tls = sec && sec->tls;
+  if (tls && sec->server_name) {
+    args[n].type = GRPC_ARG_STRING;
+    args[n].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+    args[n++].value.string = (char *)sec->server_name;
+  }
+  grpc_channel_args ca = {n, args};
+  grpc_channel_credentials *cr = tls ? grpc_ssl_credentials_create(sec->root_pem, NULL, NULL, NULL)
+                                     : grpc_insecure_credentials_create();
+  if (!cr)
+    die("cannot create the channel credentials for %s", addr);
   grpc_channel *ch = grpc_channel_create(addr, cr, &ca);
   grpc_channel_credentials_release(cr);
   if (!ch)
@@ -2754,6 +2862,8 @@ static void async_start(async_thread *t, async_slot *s, bool wait_ready) {
   ops[0].flags = wait_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY |
                                   GRPC_INITIAL_METADATA_WAIT_FOR_READY_EXPLICITLY_SET
                             : 0;
+  ops[0].data.send_initial_metadata.count = sh->n_md;
+  ops[0].data.send_initial_metadata.metadata = sh->n_md ? sh->md : NULL;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = s->send;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -2852,7 +2962,7 @@ static void *async_thread_main(void *arg) {
   read_tally *ta = t->tally;
   char err[256];
   t->cq = grpc_completion_queue_create_for_next(NULL);
-  t->ch = sh->shared_channel ? sh->shared_channel : bench_channel_create(sh->addr);
+  t->ch = sh->shared_channel ? sh->shared_channel : bench_channel_create(sh->addr, sh->sec);
   for (int i = 0; i < t->nslots; i++)
     t->slots[i].t = t;
 
@@ -2928,16 +3038,23 @@ static void *async_thread_main(void *arg) {
 }
 
 static void async_run(const bench_cfg *cfg, const char *addr, pid_t daemon_pid,
-                      const read_keys *keys, rpc_kind kind, const read_point *pt, read_tally *tl,
-                      read_window *w) {
+                      const read_keys *keys, rpc_kind kind, const read_point *pt,
+                      const client_sec *sec, read_tally *tl, read_window *w) {
   int T = pt->threads;
   async_shared sh = {
-      .cfg = cfg, .addr = addr, .keys = keys, .kind = kind,
+      .cfg = cfg, .addr = addr, .keys = keys, .kind = kind, .sec = sec,
       .method = grpc_slice_from_static_string(rpc_methods[kind]),
       .duration_ns = (int64_t)(cfg->duration * 1e9),
   };
+  if (sec && sec->token) {
+    char *v = xasprintf("Bearer %s", sec->token);
+    sh.md[0].key = grpc_slice_from_static_string("authorization");
+    sh.md[0].value = grpc_slice_from_copied_string(v);
+    sh.n_md = 1;
+    free(v);
+  }
   if (cfg->conn == CONN_SHARED)
-    sh.shared_channel = bench_channel_create(addr);
+    sh.shared_channel = bench_channel_create(addr, sec);
   pthread_barrier_init(&sh.start, NULL, (unsigned)T + 1);
   pthread_barrier_init(&sh.stop, NULL, (unsigned)T + 1);
   async_thread *th = xcalloc((size_t)T, sizeof *th);
@@ -2958,6 +3075,10 @@ static void async_run(const bench_cfg *cfg, const char *addr, pid_t daemon_pid,
     pthread_join(th[i].th, NULL);
   if (sh.shared_channel)
     grpc_channel_destroy(sh.shared_channel);
+  for (size_t i = 0; i < sh.n_md; i++) {
+    grpc_slice_unref(sh.md[i].key);
+    grpc_slice_unref(sh.md[i].value);
+  }
   pthread_barrier_destroy(&sh.start);
   pthread_barrier_destroy(&sh.stop);
   free(slots);
@@ -2966,29 +3087,19 @@ static void async_run(const bench_cfg *cfg, const char *addr, pid_t daemon_pid,
 
 /* ---- one measurement, both clients ---- */
 
-typedef struct read_result {
-  uint64_t calls, errors;
-  double elapsed_s, qps;
-  double p50_us, p90_us, p99_us, p999_us, mean_us, max_us;
-  double client_cpu_s, server_cpu_s; /* over the timed part */
-  double machine_cpu_s;              /* all CPUs busy, anyone's */
-  double items_per_call;
-  uint64_t truncated; /* replies with truncated set (investigator rpcs) */
-  double touched_per_call;
-  char first_err[300];
-} read_result;
+/* read_result (bench_int.h): one measurement, all client threads. */
 
-static void read_measure(const bench_cfg *cfg, const char *addr, pid_t daemon_pid,
-                         const read_keys *keys, const read_point *pt, rpc_kind kind,
-                         read_result *ret) {
+void read_measure(const bench_cfg *cfg, const char *addr, pid_t daemon_pid,
+                  const read_keys *keys, const read_point *pt, rpc_kind kind,
+                  const client_sec *sec, read_result *ret) {
   memset(ret, 0, sizeof *ret);
   int T = pt->threads;
   read_tally *tl = xcalloc((size_t)T, sizeof *tl);
   read_window w;
   if (pt->client == CLIENT_ASYNC)
-    async_run(cfg, addr, daemon_pid, keys, kind, pt, tl, &w);
+    async_run(cfg, addr, daemon_pid, keys, kind, pt, sec, tl, &w);
   else
-    sync_run(cfg, addr, daemon_pid, keys, kind, pt, tl, &w);
+    sync_run(cfg, addr, daemon_pid, keys, kind, pt, sec, tl, &w);
 
   size_t total = 0;
   int64_t t_last = w.t0;
@@ -3041,7 +3152,7 @@ typedef struct read_report {
   read_result res[MAX_REPEAT][MAX_POINTS][RPC__COUNT];
 } read_report;
 
-static double read_field(const read_result *r, int f) {
+double read_field(const read_result *r, int f) {
   switch (f) {
   case 0: return r->qps;
   case 1: return r->p50_us;
@@ -3067,13 +3178,13 @@ static double read_field(const read_result *r, int f) {
   }
 }
 
-static const char *const read_field_names[] = {
+const char *const read_field_names[] = {
     "qps", "p50_us", "p90_us", "p99_us", "p999_us", "mean_us", "max_us",
     "client_cpu_cores", "server_cpu_cores", "client_cpu_us_per_call", "server_cpu_us_per_call",
     "items_per_call", "calls", "errors", "machine_cpu_cores", "other_cpu_cores",
     "truncated_frac", "touched_per_call", /* investigator rpcs only */
 };
-#define F_INVESTIGATE_FIRST 16
+#define F_INVESTIGATE_FIRST RF_COMMON
 #define READ_NFIELDS ((int)(sizeof read_field_names / sizeof read_field_names[0]))
 
 static double read_med(const read_report *rep, int p, rpc_kind k, int f) {
@@ -3098,7 +3209,7 @@ static double read_ratio(const read_report *rep, int p, rpc_kind k, int f, rpc_k
 json_object *jnum(double v) { return isfinite(v) ? json_object_new_double(v) : NULL; }
 
 /* v with prec decimals, or "-" when not finite. */
-static const char *fmtf(char *buf, size_t size, int prec, double v) {
+const char *fmtf(char *buf, size_t size, int prec, double v) {
   if (isfinite(v))
     snprintf(buf, size, "%.*f", prec, v);
   else
@@ -3225,7 +3336,7 @@ static json_object *bench_read(const bench_cfg *cfg, const char *addr, pid_t dae
                 r + 1, cfg->repeat, client_names[pt->client], pt->conc, pt->threads,
                 pt->threads == 1 ? "" : "s", rpc_names[k], cfg->duration);
         read_result *res = &rep->res[r][p][k];
-        read_measure(cfg, addr, daemon_pid, keys, pt, (rpc_kind)k, res);
+        read_measure(cfg, addr, daemon_pid, keys, pt, (rpc_kind)k, NULL, res);
         fprintf(stderr, "graphd-bench:   %.0f QPS, p50 %.0f us, p99 %.0f us, p99.9 %.0f us, "
                         "client %.1f us/call, %.1f items/reply, %" PRIu64 " truncated, %" PRIu64
                         " errors\n",
@@ -3480,6 +3591,14 @@ static json_object *config_json(const bench_cfg *c) {
   for (int i = 0; i < c->n_sellergen_args; i++)
     json_object_array_add(sa, json_object_new_string(c->sellergen_args[i]));
   json_object_object_add(j, "sellergen_args", sa);
+  if (c->cmd == CMD_SECURITY) {
+    json_object *sc = json_object_new_array();
+    for (int k = 0; k < SEC__COUNT; k++)
+      if (c->sec_configs & 1u << k)
+        json_object_array_add(sc, json_object_new_string(sec_config_names[k]));
+    json_object_object_add(j, "configs", sc);
+    json_object_object_add(j, "openssl", json_object_new_string(c->openssl));
+  }
   if (c->cmd == CMD_CLUSTER) {
     json_object_object_add(j, "python", json_object_new_string(c->python));
     json_object_object_add(j, "leiden_ref", json_object_new_string(c->leiden_ref));
@@ -3519,7 +3638,8 @@ int main(int argc, char **argv) {
   dataset d;
   char *links_path = NULL;
 
-  if (cfg.cmd == CMD_INGEST || cfg.cmd == CMD_ALL || cfg.cmd == CMD_CLUSTER) {
+  if (cfg.cmd == CMD_INGEST || cfg.cmd == CMD_ALL || cfg.cmd == CMD_CLUSTER ||
+      cfg.cmd == CMD_SECURITY) {
     if (cfg.sellers) {
       char *gen = xasprintf("%s/gen", workroot);
       run_sellergen(&cfg, gen);
@@ -3534,9 +3654,11 @@ int main(int argc, char **argv) {
 
     ingest_report *irep = xcalloc(1, sizeof *irep);
     char *kept = NULL;
-    /* cluster: one ingest is enough (the data set to cluster, and its
-     * figures for the record); the repeats are for the clustering. */
+    /* cluster, security: one ingest is enough (the data set to measure on,
+     * and its figures for the record); the repeats are for the mode. */
     bench_cfg icfg = cfg;
+    if (cfg.cmd == CMD_SECURITY)
+      icfg.repeat = 1;
     if (cfg.cmd == CMD_CLUSTER) {
       icfg.repeat = 1;
       /* With every batch queued at once the store writer groups up to 1024
@@ -3562,6 +3684,23 @@ int main(int argc, char **argv) {
         free(kept);
       } else {
         anomaly("no graphd data dir to cluster: the graphd ingest failed");
+        ok = false;
+      }
+    } else if (cfg.cmd == CMD_SECURITY) {
+      if (kept) {
+        /* The keys' messages point into d (the sync client packs them per
+         * call): d lives until the end, as for `all`. */
+        read_keys keys;
+        read_keys_build(&cfg, &d, &keys);
+        bool sok;
+        json_object_object_add(b, "security", bench_security(&cfg, workroot, kept, &keys, &sok));
+        ok &= sok;
+        read_keys_free(&keys);
+        if (!cfg.keep)
+          rm_rf(kept);
+        free(kept);
+      } else {
+        anomaly("no graphd data dir to measure on: the graphd ingest failed");
         ok = false;
       }
     } else if (cfg.cmd == CMD_ALL) {

@@ -1,7 +1,8 @@
 /*
- * graphd-bench internals shared by bench.c (ingest, read, main) and
- * cluster.c (the cluster mode): the configuration, small helpers, anomaly
- * reporting, and spawning / stopping the daemon. Everything here is
+ * graphd-bench internals shared by bench.c (ingest, read, main), cluster.c
+ * (the cluster mode) and security.c (the security mode): the
+ * configuration, small helpers, anomaly reporting, spawning / stopping the
+ * daemon, and one read measurement. Everything here but the modes is
  * defined in bench.c and documented there.
  */
 #ifndef GD_BENCH_INT_H
@@ -32,7 +33,7 @@
 
 /* ---- configuration ---- */
 
-typedef enum { CMD_INGEST = 1, CMD_READ, CMD_ALL, CMD_CLUSTER } bench_cmd;
+typedef enum { CMD_INGEST = 1, CMD_READ, CMD_ALL, CMD_CLUSTER, CMD_SECURITY } bench_cmd;
 typedef enum { CONN_OWN = 0, CONN_SHARED = 1 } conn_mode;
 typedef enum { CLIENT_ASYNC = 0, CLIENT_SYNC = 1 } client_mode;
 
@@ -67,6 +68,8 @@ typedef struct bench_cfg {
   const char *python, *leiden_ref; /* cluster: the reference's interpreter and script */
   int call_timeout_ms, step_timeout_ms, start_timeout_ms, stop_timeout_ms;
   int job_timeout_ms; /* cluster: one clustering job, one reference run */
+  unsigned sec_configs; /* security: bit (1 << sec_config) per configuration measured */
+  const char *openssl;  /* security: the openssl command that makes the certificate */
 } bench_cfg;
 
 /* ---- helpers ---- */
@@ -125,6 +128,70 @@ void daemon_stop(const bench_cfg *cfg, daemon_proc *d, daemon_exit *ret);
 bool daemon_alive(daemon_proc *d, const char *when);
 void daemon_free(daemon_proc *d);
 
+/* ---- one read measurement (the read and security modes) ---- */
+
+/* The rpcs the read benchmark can measure, in the order measured. */
+typedef enum {
+  RPC_HEALTH = 0, RPC_GET, RPC_NEIGHBORS, RPC_LINKED1, RPC_LINKED2, RPC_PATHS, RPC__COUNT
+} rpc_kind;
+
+extern const char *const rpc_names[RPC__COUNT];      /* "Health/Check", "GetEntity", ... */
+extern const char *const rpc_opt_names[RPC__COUNT];  /* "health", "get", ... (--rpcs) */
+extern const char *const rpc_json_names[RPC__COUNT]; /* "health", "get_entity", ... */
+extern const char *const client_names[2];            /* "async", "sync" */
+
+/* The sampled requests of every rpc (bench.c: read_keys_build). */
+typedef struct read_keys read_keys;
+unsigned read_keys_rpcs(const read_keys *k); /* bit (1 << rpc_kind) per rpc with requests */
+size_t read_keys_sellers(const read_keys *k); /* random sellers sampled (GetEntity keys) */
+
+/* One measurement point: a client mode at a number of calls in flight. */
+typedef struct read_point {
+  client_mode client;
+  int conc;    /* calls in flight (sync: threads) */
+  int threads; /* client threads */
+} read_point;
+
+/* What the client sends besides the request (NULL = plaintext, no
+ * metadata: what the read mode measures). */
+typedef struct client_sec {
+  bool tls;
+  const char *root_pem;    /* with tls: the CA / self-signed certificate to trust */
+  const char *server_name; /* with tls: name to check the certificate against (NULL: addr) */
+  const char *token;       /* sent as `authorization: Bearer TOKEN` (NULL = none) */
+} client_sec;
+
+typedef struct read_result {
+  uint64_t calls, errors;
+  double elapsed_s, qps;
+  double p50_us, p90_us, p99_us, p999_us, mean_us, max_us;
+  double client_cpu_s, server_cpu_s; /* over the timed part */
+  double machine_cpu_s;              /* all CPUs busy, anyone's */
+  double items_per_call;
+  uint64_t truncated; /* replies with truncated set (investigator rpcs) */
+  double touched_per_call;
+  char first_err[300];
+} read_result;
+
+/* Measures rpc kind at point pt against addr for cfg->duration (daemon_pid:
+ * the daemon's CPU is read from /proc when not 0). */
+void read_measure(const bench_cfg *cfg, const char *addr, pid_t daemon_pid,
+                  const read_keys *keys, const read_point *pt, rpc_kind kind,
+                  const client_sec *sec, read_result *ret);
+
+/* Fields of a read_result (read_field), by index. */
+enum {
+  RF_QPS = 0, RF_P50 = 1, RF_P90 = 2, RF_P99 = 3, RF_P999 = 4, RF_MEAN = 5, RF_MAX = 6,
+  RF_CLI_CORES = 7, RF_SRV_CORES = 8, RF_CLI_US = 9, RF_SRV_US = 10, RF_ITEMS = 11,
+  RF_CALLS = 12, RF_ERRORS = 13, RF_MACHINE_CORES = 14, RF_OTHER_CORES = 15,
+  RF_COMMON = 16 /* fields every rpc has; the investigator ones follow */
+};
+double read_field(const read_result *r, int f);
+extern const char *const read_field_names[]; /* JSON names, by index */
+
+/* v with prec decimals, or "-" when not finite. */
+const char *fmtf(char *buf, size_t size, int prec, double v);
+
 /* ---- modes ---- */
 
 /*
@@ -134,5 +201,24 @@ void daemon_free(daemon_proc *d);
  */
 json_object *bench_cluster(const bench_cfg *cfg, const char *workroot, const char *data_dir,
                            bool *ret_ok);
+
+/* The security configurations (security.c), in the order of their bits:
+ * plain, tls, auth (tokens, no audit; not measured unless asked for),
+ * auth+audit, tls+auth+audit. */
+typedef enum {
+  SEC_PLAIN = 0, SEC_TLS, SEC_AUTH, SEC_AUTH_AUDIT, SEC_TLS_AUTH_AUDIT, SEC__COUNT
+} sec_config;
+#define SEC_ALL ((1u << SEC__COUNT) - 1)
+#define SEC_DEFAULT (SEC_ALL & ~(1u << SEC_AUTH))
+extern const char *const sec_config_names[SEC__COUNT]; /* "plain", "tls", ... (--configs) */
+
+/*
+ * The security mode (security.c) on data_dir, a graphd data dir already
+ * loaded (and not served by any process), with keys sampled from the same
+ * data. Spawns and stops one daemon per configuration and repeat. Prints
+ * its report; *ret_ok is false when a check failed.
+ */
+json_object *bench_security(const bench_cfg *cfg, const char *workroot, const char *data_dir,
+                            const read_keys *keys, bool *ret_ok);
 
 #endif
