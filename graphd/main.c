@@ -48,6 +48,7 @@ typedef struct config {
   const char *tls_cert, *tls_key, *tls_client_ca;
   bool insecure_no_auth;
   bool no_audit;
+  bool audit_reads_sync;
   bool verbose;
 } config;
 
@@ -86,6 +87,9 @@ static void usage(FILE *f) {
         "                           listens on loopback only unless --insecure-no-auth\n"
         "  --insecure-no-auth       allow a non-loopback --listen without --tokens\n"
         "  --no-audit               keep no audit trail (benchmarks; not for production)\n"
+        "  --audit-reads MODE       async (default): a successful read replies at once and\n"
+        "                           its record commits with the next group; sync: it waits\n"
+        "                           for its record to be durable, like writes and refusals\n"
         "  --tls-cert FILE          serve TLS with this PEM certificate chain ...\n"
         "  --tls-key FILE           ... and this PEM private key\n"
         "  --tls-client-ca FILE     require client certificates signed by this CA (mTLS);\n"
@@ -114,6 +118,7 @@ static int parse_args(int argc, char **argv, config *c) {
     O_DATA = 256, O_LISTEN, O_THREADS, O_MAP, O_MAPMAX, O_MSG, O_BATCH, O_CAP, O_DDL, O_MDL,
     O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT, O_TOKENS, O_INSECURE, O_TLS_CERT,
     O_TLS_KEY, O_TLS_CA, O_NO_AUDIT, O_MAXCALLS, O_KA_TIME, O_KA_TIMEOUT, O_MIN_PING,
+    O_AUDIT_READS,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
@@ -134,6 +139,7 @@ static int parse_args(int argc, char **argv, config *c) {
       {"tokens", required_argument, NULL, O_TOKENS},
       {"insecure-no-auth", no_argument, NULL, O_INSECURE},
       {"no-audit", no_argument, NULL, O_NO_AUDIT},
+      {"audit-reads", required_argument, NULL, O_AUDIT_READS},
       {"max-calls", required_argument, NULL, O_MAXCALLS},
       {"keepalive-time-ms", required_argument, NULL, O_KA_TIME},
       {"keepalive-timeout-ms", required_argument, NULL, O_KA_TIMEOUT},
@@ -186,6 +192,11 @@ static int parse_args(int argc, char **argv, config *c) {
     case O_TOKENS: c->tokens = optarg; break;
     case O_INSECURE: c->insecure_no_auth = true; break;
     case O_NO_AUDIT: c->no_audit = true; break;
+    case O_AUDIT_READS:
+      ok = strcmp(optarg, "sync") == 0 || strcmp(optarg, "async") == 0;
+      c->audit_reads_sync = strcmp(optarg, "sync") == 0;
+      name = "--audit-reads";
+      break;
     case O_MAXCALLS: ok = parse_long(optarg, 1, 10000000, &c->max_calls); name = "--max-calls"; break;
     case O_KA_TIME: ok = parse_long(optarg, 1000, 86400000, &c->keepalive_time_ms); name = "--keepalive-time-ms"; break;
     case O_KA_TIMEOUT: ok = parse_long(optarg, 100, 3600000, &c->keepalive_timeout_ms); name = "--keepalive-timeout-ms"; break;
@@ -339,6 +350,7 @@ int main(int argc, char **argv) {
       .ingest_window_bytes = 16 << 20,
       .cluster_max_sellers = (uint64_t)cfg.cluster_max_sellers,
       .audit = !cfg.no_audit,
+      .audit_reads_async = !cfg.audit_reads_sync,
   };
   /* The clustering worker: --worker, or graphd-worker next to graphd. */
   char worker_path[4096];

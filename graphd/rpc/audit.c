@@ -16,6 +16,11 @@
 #include "store/audit.h"
 
 static atomic_bool broken;
+/* Records of reads not yet committed; beyond ASYNC_MAX a read waits for
+ * its record like a write (backpressure: the queue cannot grow without
+ * bound when the disk is slower than the calls). */
+#define ASYNC_MAX 4096
+static atomic_int async_pending;
 
 static void fill(gd_audit_in *in, gd_call *c, int status) {
   gd_role role;
@@ -32,16 +37,27 @@ static void fill(gd_audit_in *in, gd_call *c, int status) {
   };
 }
 
+/*
+ * One record through the writer. Held (call != NULL): the call's reply
+ * waits for the commit, and the record is built from the call in apply.
+ * Not held (a successful read with --audit-reads async): the call has
+ * gone on, so the record's strings were copied into the op (`in`).
+ */
 typedef struct aop {
   gd_write_op op;
   gd_call *call;
   int status;
+  gd_audit_in in;
+  char strings[]; /* the copies behind in's strings */
 } aop;
 
 static int aop_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
   aop *a = (aop *)op;
   gd_audit_in in;
-  fill(&in, a->call, a->status);
+  if (a->call)
+    fill(&in, a->call, a->status);
+  else
+    in = a->in;
   return gd_store_audit_append(t, &in, NULL, err);
 }
 
@@ -50,13 +66,47 @@ static void aop_done(gd_write_op *op, const gd_err *err) {
   bool ok = err->code == GD_OK;
   if (!ok && !atomic_exchange(&broken, true))
     gd_error("audit trail cannot be written, refusing calls from now on: %s", err->msg);
-  gd_call_audit_done(a->call, ok, ok ? NULL : err->msg);
+  if (a->call)
+    gd_call_audit_done(a->call, ok, ok ? NULL : err->msg);
+  else
+    atomic_fetch_sub(&async_pending, 1);
   free(a);
+}
+
+/* A copy of the call's record for an op that outlives the call. */
+static aop *aop_copy(gd_call *c, int status) {
+  gd_audit_in in;
+  fill(&in, c, status);
+  const char *src[5] = {in.principal, in.peer, in.case_id, in.method, in.target};
+  size_t len[5], total = 0;
+  for (int i = 0; i < 5; i++)
+    total += (len[i] = strnlen(src[i], i == 4 ? GD_AUDIT_TARGET_MAX : GD_AUDIT_FIELD_MAX)) + 1;
+  aop *a = calloc(1, sizeof *a + total);
+  if (!a)
+    return NULL;
+  char *p = a->strings, *dst[5];
+  for (int i = 0; i < 5; i++) {
+    memcpy(p, src[i], len[i]);
+    p[len[i]] = 0;
+    dst[i] = p;
+    p += len[i] + 1;
+  }
+  a->in = in;
+  a->in.principal = dst[0], a->in.peer = dst[1], a->in.case_id = dst[2], a->in.method = dst[3],
+  a->in.target = dst[4];
+  return a;
 }
 
 static void hook(void *ctx, gd_call *c, int status) {
   (void)ctx;
-  aop *a = calloc(1, sizeof *a);
+  const gd_method *m = gd_call_method(c);
+  bool async = env.audit_reads_async && status == 0 && m && m->role <= GD_ROLE_READER &&
+               atomic_fetch_add(&async_pending, 1) < ASYNC_MAX;
+  if (!async && env.audit_reads_async && status == 0 && m && m->role <= GD_ROLE_READER)
+    atomic_fetch_sub(&async_pending, 1); /* counted above, but it waits */
+  aop *a = async ? aop_copy(c, status) : calloc(1, sizeof *a);
+  if (!a && async)
+    atomic_fetch_sub(&async_pending, 1);
   if (!a) {
     gd_call_audit_done(c, false, "out of memory");
     return;
@@ -64,9 +114,12 @@ static void hook(void *ctx, gd_call *c, int status) {
   a->op.apply = aop_apply;
   a->op.done = aop_done;
   a->op.lazy_sync = true; /* see writer.h: one fdatasync, never a torn environment */
-  a->call = c;
   a->status = status;
+  if (!async)
+    a->call = c;
   gd_writer_submit(env.writer, &a->op);
+  if (async)
+    gd_call_audit_done(c, true, NULL); /* the reply goes now; the record follows */
 }
 
 static bool ready(void *ctx) {

@@ -837,6 +837,7 @@ const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc
   env.writer = writer;
   env.lim = *lim;
   env.audit = lim->audit;
+  env.audit_reads_async = lim->audit_reads_async;
   if (env.lim.ingest_inflight == 0)
     env.lim.ingest_inflight = 256;
   if (env.lim.max_reply_bytes == 0)

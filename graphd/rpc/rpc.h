@@ -24,6 +24,12 @@ typedef struct gd_rpc_limits {
   size_t ingest_window_bytes;  /* ... and their bytes */
   uint64_t cluster_max_sellers; /* StartClustering: RESOURCE_EXHAUSTED above (0 = none) */
   bool audit;                   /* keep the audit trail (gd_rpc_audit_hooks) */
+  /* Successful read-only calls (role reader or none) reply without
+   * waiting for their record's commit; it follows in the next group
+   * commit (milliseconds). A record that then fails to commit still
+   * breaks the trail: every later call is refused. Writes, refusals and
+   * errors always wait. */
+  bool audit_reads_async;
 } gd_rpc_limits;
 
 /* The server's audit hooks (gd_server_opts.audit, .audit_ready) over the

@@ -14,6 +14,7 @@ typedef struct gd__rpc_env {
   gd_rpc_limits lim;
   atomic_int serving;
   bool audit; /* lim.audit: records are written */
+  bool audit_reads_async; /* lim.audit_reads_async */
 } gd__rpc_env;
 
 extern gd__rpc_env env;

@@ -353,7 +353,9 @@ static void finish_now(gd_call *c, int code, const char *msg, const uint8_t *rep
 
 void gd_call_finish(gd_call *c, int code, const char *msg, const uint8_t *reply, size_t len) {
   gd_server *s = c->srv;
-  if (s->opts.audit && !c->audit_started && !c->audited) {
+  /* Methods open to anyone (health) are not recorded: probes would fill
+   * the trail and wait on its commits. */
+  if (s->opts.audit && !c->audit_started && !c->audited && !(c->m && c->m->role == GD_ROLE_NONE)) {
     /* Hold the finish until the audit record is durable (or not). */
     int status = code < 0 ? -code - 1 : gd_err_grpc_status(code);
     c->audit_started = true;
