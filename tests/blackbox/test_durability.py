@@ -12,7 +12,7 @@ import pytest
 from graphd.v1 import graphd_pb2_grpc
 
 from bbutil import (DEVICE, EMAIL, IP, PHONE, SELLER, T, assert_healthy, ent, exists,
-                    expect_status, get, link, neighbors_all, pb, ref, rpc_error, stats, type_counts,
+                    expect_status, get, link, neighbors_all, pb, ref, stats, type_counts,
                     upsert)
 
 KILL_ROUNDS = int(os.environ.get("GRAPHD_KILL_ROUNDS", "3"))
@@ -232,17 +232,26 @@ def test_sigterm_drains_inflight_ingest(daemon):
     th.start()
     assert started.wait(T(20))
     daemon.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    # A new call during the drain is refused: UNAVAILABLE (also once the
-    # daemon has exited), or CANCELLED when it was caught by the server's
+    # New calls are refused once the drain has begun: UNAVAILABLE (also
+    # once the daemon has exited), or CANCELLED when caught by the server's
     # final cancel of what is left (a new connection racing the shutdown).
+    # The drain begins after the signal is noticed and the jobs stopped, so
+    # ask until refused (slow under valgrind); until then calls are served.
     ch = daemon.new_channel()
     try:
         stub2 = graphd_pb2_grpc.SellerGraphStub(ch)
+        deadline = time.monotonic() + T(10)
         for fn, req in ((stub2.Stats, pb.StatsRequest()),
                         (s.GetEntity, pb.GetEntityRequest(ref=ref(SELLER, "drain-0")))):
-            e = rpc_error(fn, req, timeout=T(5))
-            assert e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), e
+            while True:
+                try:
+                    fn(req, timeout=T(5))
+                except grpc.RpcError as e:
+                    assert e.code() in (grpc.StatusCode.UNAVAILABLE,
+                                        grpc.StatusCode.CANCELLED), e
+                    break
+                assert time.monotonic() < deadline, "calls still served long after SIGTERM"
+                time.sleep(0.05)
     finally:
         ch.close()
     th.join(T(60))
