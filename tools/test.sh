@@ -9,7 +9,7 @@
 #      (any definite leak or memory error fails the daemon's exit code);
 #   4. the benchmark tool's quick smoke run (with step 1);
 #   5. a short libFuzzer run of each tests/fuzz target (clang build in
-#      build-fuzz/; FUZZ_SECONDS each, default 20), after replaying each
+#      build-fuzz/; FUZZ_SECONDS each, default 10), after replaying each
 #      target's corpus of seeds and past crashes.
 # Installs missing Debian packages first. Safe to run twice.
 # Ends with one line: "N passed, N failed".
@@ -85,7 +85,7 @@ fi
 
 if [ "$full" = 1 ]; then
   fout=$(mktemp)
-  tools/fuzz.sh build-fuzz "${FUZZ_SECONDS:-20}" | tee "$fout"
+  tools/fuzz.sh build-fuzz "${FUZZ_SECONDS:-10}" | tee "$fout"
   passed=$((passed + $(grep -c ' 0 crashes$' "$fout")))
   failed=$((failed + 2 - $(grep -c ' 0 crashes$' "$fout")))
   rm -f "$fout"
