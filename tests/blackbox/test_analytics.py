@@ -51,17 +51,17 @@ def run_job(stub, **spec):
     return job, seen
 
 
-@pytest.fixture(scope="module")
-def net(sellergen_bin, tmp_path_factory):
-    out = tmp_path_factory.mktemp("sellergen")
-    subprocess.run([sellergen_bin] + GEN_ARGS + ["--out", str(out)], check=True,
+def generate(sellergen_bin, tmp_path_factory, name, args):
+    """A sellergen network made with args, read back as a Net."""
+    out = tmp_path_factory.mktemp(name)
+    subprocess.run([sellergen_bin] + args + ["--out", str(out)], check=True,
                    capture_output=True, timeout=T(60))
     return Net(str(out))
 
 
-@pytest.fixture(scope="module")
-def an(net, tmp_path_factory):
-    dm = start_daemon(tmp_path_factory, "analytics")
+def loaded_daemon(net, tmp_path_factory, name):
+    """A daemon holding net (a fixture body: yields it, checks exit 0)."""
+    dm = start_daemon(tmp_path_factory, name)
     try:
         ingest(dm.stub, net.link_rows, net.entity_rows)
         yield dm
@@ -71,6 +71,16 @@ def an(net, tmp_path_factory):
     finally:
         rc = dm.terminate()
         assert rc == 0, "graphd exit code %r\n%s" % (rc, dm.log_tail())
+
+
+@pytest.fixture(scope="module")
+def net(sellergen_bin, tmp_path_factory):
+    return generate(sellergen_bin, tmp_path_factory, "sellergen", GEN_ARGS)
+
+
+@pytest.fixture(scope="module")
+def an(net, tmp_path_factory):
+    yield from loaded_daemon(net, tmp_path_factory, "analytics")
 
 
 def n_sellers(stub):

@@ -22,13 +22,12 @@ Gates (thresholds asserted, values printed for the log):
 
 import collections
 import random
-import subprocess
 
 import pytest
 
 from bbutil import ADDRESS, DEVICE, SELLER, T, expect_status, pb, ref
-from test_analytics import run_job, start_daemon
-from test_investigate import Net, ingest, report
+from test_analytics import generate, loaded_daemon, run_job
+from test_investigate import ingest, report
 import grpc
 
 GEN_ARGS = ["--sellers", "10000", "--seed", "21", "--ring-fraction", "0.06"]
@@ -37,24 +36,12 @@ NOW = 1_800_000_000
 
 @pytest.fixture(scope="module")
 def net(sellergen_bin, tmp_path_factory):
-    out = tmp_path_factory.mktemp("sellergen-q")
-    subprocess.run([sellergen_bin] + GEN_ARGS + ["--out", str(out)], check=True,
-                   capture_output=True, timeout=T(60))
-    return Net(str(out))
+    return generate(sellergen_bin, tmp_path_factory, "sellergen-q", GEN_ARGS)
 
 
 @pytest.fixture(scope="module")
 def q(net, tmp_path_factory):
-    dm = start_daemon(tmp_path_factory, "quality")
-    try:
-        ingest(dm.stub, net.link_rows, net.entity_rows)
-        yield dm
-    except BaseException:
-        print("graphd stderr tail:\n" + dm.log_tail())
-        raise
-    finally:
-        rc = dm.terminate()
-        assert rc == 0, "graphd exit code %r\n%s" % (rc, dm.log_tail())
+    yield from loaded_daemon(net, tmp_path_factory, "quality")
 
 
 @pytest.fixture(scope="module")
