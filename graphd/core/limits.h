@@ -19,7 +19,8 @@
   XX(DEADLINE_EXPIRED, "deadline_expired", "a call cancelled at its deadline by the server")  \
   XX(UNAUTHENTICATED, "unauthenticated", "a missing or unknown token")                  \
   XX(PERMISSION, "permission", "a role below the method's")                             \
-  XX(AUDIT, "audit", "a call refused because the audit trail cannot be written")
+  XX(AUDIT, "audit", "a call refused because the audit trail cannot be written")        \
+  XX(ALLOC_BUDGET, "alloc_budget", "a request over --max-request-alloc-bytes to decode")
 
 typedef enum gd_limit {
 #define XX(name, key, desc) GD_LIMIT_##name,

@@ -61,9 +61,55 @@ void rpc_reply(gd_call *c, const ProtobufCMessage *m) {
 }
 
 /*
+ * Request decoding under a byte budget (lim.max_request_alloc): protobuf-c
+ * allocates the decoded tree through this allocator; past the budget an
+ * allocation fails, protobuf-c frees what it built and returns NULL. The
+ * tree is malloc'ed, so protobuf_c_message_free_unpacked(m, NULL) frees it.
+ */
+typedef struct decode_budget {
+  ProtobufCAllocator a;
+  size_t used;
+  bool over;
+} decode_budget;
+
+static void *budget_alloc(void *data, size_t n) {
+  decode_budget *b = data;
+  if (env.lim.max_request_alloc && n > env.lim.max_request_alloc - b->used) {
+    b->over = true;
+    return NULL;
+  }
+  b->used += n;
+  return malloc(n);
+}
+
+static void budget_free(void *data, void *p) { free(p); }
+
+/*
+ * Decodes a d message from msg. NULL with err set: GD_ERESOURCE (over the
+ * budget; counted), GD_EINVALID (truncated or malformed wire data).
+ */
+static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *d, const uint8_t *msg,
+                                size_t len, gd_err *err) {
+  decode_budget b = {.a = {budget_alloc, budget_free, NULL}};
+  b.a.allocator_data = &b;
+  ProtobufCMessage *m = protobuf_c_message_unpack(d, &b.a, len, msg);
+  if (m)
+    return m;
+  if (b.over) {
+    gd_limit_hit(GD_LIMIT_ALLOC_BUDGET);
+    gd_err_set(err, GD_ERESOURCE,
+               "%s of %zu bytes needs more than %zu bytes of memory to decode "
+               "(--max-request-alloc-bytes)", d->name, len, env.lim.max_request_alloc);
+  } else {
+    gd_err_set(err, GD_EINVALID, "request is not a valid %s message", d->name);
+  }
+  return NULL;
+}
+
+/*
  * Unpacks a request; on failure answers the call and returns NULL. protobuf-c
  * returns NULL for truncated or malformed wire data; a unary call with no
- * message at all is refused too.
+ * message at all is refused too, and so is one over the decode budget.
  */
 ProtobufCMessage *rpc_unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
                              const uint8_t *msg, size_t len, bool has_msg) {
@@ -73,10 +119,10 @@ ProtobufCMessage *rpc_unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
     rpc_fail_code(c, GD_EINVALID, m);
     return NULL;
   }
-  ProtobufCMessage *req = protobuf_c_message_unpack(d, NULL, len, msg);
+  gd_err err;
+  ProtobufCMessage *req = decode(d, msg, len, &err);
   if (!req) {
-    snprintf(m, sizeof m, "request is not a valid %s message", d->name);
-    rpc_fail_code(c, GD_EINVALID, m);
+    rpc_fail_code(c, err.code, err.msg);
   } else if (env.audit) {
     rpc_audit_target(c, req);
   }
@@ -134,9 +180,8 @@ static upsert_op *upsert_op_new(const uint8_t *msg, size_t len, gd_err *err) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
-  op->req = protobuf_c_message_unpack(&graphd__v1__upsert_request__descriptor, NULL, len, msg);
+  op->req = decode(&graphd__v1__upsert_request__descriptor, msg, len, err);
   if (!op->req) {
-    gd_err_set(err, GD_EINVALID, "request is not a valid graphd.v1.UpsertRequest message");
     upsert_op_free(op);
     return NULL;
   }

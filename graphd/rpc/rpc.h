@@ -20,6 +20,12 @@ typedef struct gd_rpc_limits {
   size_t max_batch_items; /* entities + links per UpsertRequest */
   size_t result_cap;      /* rows per reply (Neighbors limit) */
   size_t max_reply_bytes; /* largest reply; larger ones fail RESOURCE_EXHAUSTED */
+  /* Bytes one request message may allocate when decoded (protobuf-c
+   * builds a tree of structs: a few bytes on the wire can become tens in
+   * memory). Over it: RESOURCE_EXHAUSTED naming --max-request-alloc-bytes.
+   * 0 = no budget. What a call allocates afterwards is bounded by its work
+   * limits (result cap, max_touched, the reply size). */
+  size_t max_request_alloc;
   unsigned ingest_inflight;    /* Ingest messages queued to the writer per stream */
   size_t ingest_window_bytes;  /* ... and their bytes */
   uint64_t cluster_max_sellers; /* StartClustering: RESOURCE_EXHAUSTED above (0 = none) */

@@ -1,6 +1,6 @@
 """Configured limits: each violation gets a clear status and is counted in
 Stats.refused (result cap, batch items, reply size, calls in flight,
-deadline clamp / default / expiry, auth refusals)."""
+deadline clamp / default / expiry, auth refusals, the decode budget)."""
 
 import threading
 import time
@@ -23,7 +23,7 @@ def test_limits_counted(daemon_factory):
     r0 = refused(s)
     assert set(r0) >= {"result_cap", "batch_items", "reply_bytes", "max_calls",
                        "deadline_clamped", "deadline_defaulted", "deadline_expired",
-                       "unauthenticated", "permission", "audit"}
+                       "unauthenticated", "permission", "audit", "alloc_budget"}
     s.Upsert(pb.UpsertRequest(links=[link(SELLER, "s1", DEVICE, "d1")]), timeout=T())
     expect_status(grpc.StatusCode.INVALID_ARGUMENT, s.Neighbors,
                   pb.NeighborsRequest(ref=ref(SELLER, "s1"), limit=6), timeout=T(),
@@ -85,3 +85,26 @@ def test_limits_counted(daemon_factory):
     for k in ("result_cap", "batch_items", "max_calls", "deadline_clamped", "deadline_defaulted",
               "deadline_expired"):
         assert r1[k] > r0.get(k, 0), (k, r0, r1)
+
+
+def test_request_decode_budget(daemon_factory):
+    """A small message that decodes into a large tree (here 300,000 empty
+    LinkInputs: 0.6 MB on the wire, tens of MB as structs) is refused
+    before it is built; a normal request still passes, on the same stream
+    too."""
+    d = daemon_factory("--max-request-alloc-bytes", str(4 << 20))
+    s = d.stub
+    r0 = refused(s)
+    empty = pb.UpsertRequest()
+    empty.links.extend([pb.LinkInput()] * 300000)
+    assert empty.ByteSize() < 1 << 20
+    expect_status(grpc.StatusCode.RESOURCE_EXHAUSTED, s.Upsert, empty, timeout=T(),
+                  fields=["--max-request-alloc-bytes", "graphd.v1.UpsertRequest"])
+    # The same through Ingest: the stream ends with the same status.
+    expect_status(grpc.StatusCode.RESOURCE_EXHAUSTED, s.Ingest, iter([empty]), timeout=T(),
+                  fields=["--max-request-alloc-bytes"])
+    s.Upsert(pb.UpsertRequest(links=[link(SELLER, "s%d" % i, DEVICE, "d1") for i in range(1000)]),
+             timeout=T())
+    assert s.GetEntity(pb.GetEntityRequest(ref=ref(SELLER, "s999")), timeout=T()).entity.degree == 1
+    r1 = refused(s)
+    assert r1["alloc_budget"] == r0.get("alloc_budget", 0) + 2, (r0, r1)
