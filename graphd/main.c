@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -37,6 +38,7 @@ typedef struct config {
   unsigned threads;
   uint64_t map_size_mb, map_size_max_mb;
   long max_message_bytes;
+  long max_request_alloc;
   long max_batch_items;
   long result_cap;
   long default_deadline_ms, max_deadline_ms;
@@ -50,6 +52,14 @@ typedef struct config {
   bool no_audit;
   bool audit_reads_sync;
   bool verbose;
+  bool check_config;
+  int log_level;
+  bool log_json;
+  /* --config: the file and the settings given (file, then flags; the
+   * last value of a key wins), for --check-config to print. */
+  const char *config_file;
+  int nsettings;
+  const char *setting_key[64], *setting_val[64];
 } config;
 
 static void usage(FILE *f) {
@@ -67,6 +77,8 @@ static void usage(FILE *f) {
         "  --map-size-max-mb N      map growth limit (default 1048576)\n"
         "  --max-message-bytes N    largest request or reply message (default 4194304)\n"
         "  --max-batch-items N      entities plus links per UpsertRequest (default 100000)\n"
+        "  --max-request-alloc-bytes N  memory one request message may take when decoded\n"
+        "                           (default 67108864; 0 = no budget)\n"
         "  --result-cap N           largest 'limit' a read accepts (default 10000)\n"
         "  --default-deadline-ms N  deadline for calls that carry none (default 60000)\n"
         "  --max-deadline-ms N      clamp on every call's deadline (default 3600000)\n"
@@ -95,11 +107,22 @@ static void usage(FILE *f) {
         "  --tls-client-ca FILE     require client certificates signed by this CA (mTLS);\n"
         "                           a certificate's CN may stand in for a token\n"
         "                           ('x509:CN ROLE NAME' in --tokens)\n"
-        "  -v, --verbose            debug logging\n"
+        "  --config FILE            read settings from FILE: 'key = value' lines, a key\n"
+        "                           being any long option's name ('#' comments; true or\n"
+        "                           false for options without a value); flags given on\n"
+        "                           the command line take precedence over the file\n"
+        "  --check-config           validate the settings (file and flags: values, tokens,\n"
+        "                           TLS files, data directory, worker), print them, exit\n"
+        "                           0 if valid, 1 if not\n"
+        "  --log-format FORMAT      text (default) or json (JSON Lines: ts, level, msg)\n"
+        "  --log-level LEVEL        debug, info (default), warn or error\n"
+        "  -v, --verbose            debug logging (--log-level debug)\n"
         "  -h, --help               this text\n"
         "\n"
         "Signals: SIGTERM or SIGINT drain and exit 0; SIGHUP reloads --tokens.\n"
-        "Exit codes: 0 clean shutdown; 1 cannot start (the log says why); 2 usage.\n",
+        "Exit codes: 0 clean shutdown; 1 cannot start (the log says why); 2 usage.\n"
+        "Files: a systemd unit (graphd.service) and an example configuration\n"
+        "(graphd.conf.example) are installed with graphd; see docs/OPERATIONS.md.\n",
         f);
 }
 
@@ -113,12 +136,207 @@ static bool parse_long(const char *s, long min, long max, long *ret) {
   return true;
 }
 
+/* Strings made while reading the arguments live as long as the process;
+ * kept here so they stay reachable. */
+static bool keep_string(char *str) {
+  static char *volatile kept[64]; /* volatile: the stores must stay */
+  static int nkept;
+  if (nkept == 64)
+    return false;
+  kept[nkept++] = str;
+  return kept[nkept - 1] == str;
+}
+
+/* Splits "--key=value" / "--key" into the settings list (last one wins). */
+static void note_setting(config *c, const char *arg, const struct option *opts) {
+  if (strncmp(arg, "--", 2) != 0)
+    return;
+  const char *k = arg + 2, *eq = strchr(k, '=');
+  size_t klen = eq ? (size_t)(eq - k) : strlen(k);
+  for (const struct option *o = opts; o->name; o++) {
+    if (strlen(o->name) != klen || strncmp(o->name, k, klen) != 0)
+      continue;
+    if (!strcmp(o->name, "config") || !strcmp(o->name, "check-config"))
+      return;
+    for (int i = 0; i < c->nsettings; i++)
+      if (strcmp(c->setting_key[i], o->name) == 0) {
+        c->setting_val[i] = eq ? eq + 1 : "true";
+        return;
+      }
+    if (c->nsettings < 64) {
+      c->setting_key[c->nsettings] = o->name;
+      c->setting_val[c->nsettings++] = eq ? eq + 1 : "true";
+    }
+    return;
+  }
+}
+
+/* config_lines[i]: the --config file's line argv[i] came from (0: the
+ * command line). */
+static int *config_lines;
+
+/*
+ * --config FILE: reads FILE's "key = value" lines into "--key=value"
+ * arguments placed before the command line's (which therefore take
+ * precedence: getopt applies the last value). The new argv is kept for the
+ * life of the process (c's strings point into it). Returns 0, or 2 with a
+ * message naming FILE:LINE and the key for an unknown key or a bad line.
+ */
+static int merge_config(int *argc, char ***argv, const struct option *opts, config *c) {
+  const char *path = NULL;
+  int n = *argc;
+  for (int i = 1; i < n; i++) {
+    const char *a = (*argv)[i];
+    if (strcmp(a, "--") == 0)
+      break;
+    if (strcmp(a, "--config") == 0 && i + 1 < n)
+      path = (*argv)[++i];
+    else if (strncmp(a, "--config=", 9) == 0)
+      path = a + 9;
+  }
+  if (!path)
+    goto settings;
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "graphd: --config %s: %s\n", path, strerror(errno));
+    return 2;
+  }
+  c->config_file = path;
+  /* At most one argument per line; the file is small. */
+  static char **nargv;
+  size_t cap = (size_t)n + 64, nargc = 1;
+  nargv = calloc(cap + 1, sizeof *nargv);
+  if (!nargv) {
+    fclose(f);
+    fprintf(stderr, "graphd: out of memory\n");
+    return 2;
+  }
+  nargv[0] = (*argv)[0];
+  config_lines = calloc(cap + 1, sizeof *config_lines);
+  if (!config_lines) {
+    fclose(f);
+    free(nargv);
+    nargv = NULL;
+    fprintf(stderr, "graphd: out of memory\n");
+    return 2;
+  }
+  char line[4096];
+  int lineno = 0, rc = 0;
+  while (!rc && fgets(line, sizeof line, f)) {
+    lineno++;
+    size_t len = strlen(line);
+    if (len == sizeof line - 1 && line[len - 1] != '\n') {
+      fprintf(stderr, "graphd: %s:%d: line over %zu bytes\n", path, lineno, sizeof line - 2);
+      rc = 2;
+      break;
+    }
+    char *p = line, *e = line + len;
+    while (e > p && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+      *--e = 0;
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (!*p || *p == '#')
+      continue;
+    char *eq = strchr(p, '=');
+    if (!eq) {
+      fprintf(stderr, "graphd: %s:%d: expected 'key = value', got '%s'\n", path, lineno, p);
+      rc = 2;
+      break;
+    }
+    char *k = p, *ke = eq, *val = eq + 1;
+    while (ke > k && (ke[-1] == ' ' || ke[-1] == '\t'))
+      *--ke = 0;
+    *eq = 0;
+    while (*val == ' ' || *val == '\t')
+      val++;
+    size_t vlen = strlen(val);
+    if (vlen >= 2 && val[0] == '"' && val[vlen - 1] == '"')
+      val[vlen - 1] = 0, val++;
+    const struct option *o = opts;
+    while (o->name && strcmp(o->name, k) != 0)
+      o++;
+    if (!o->name || !strcmp(k, "config") || !strcmp(k, "check-config") || !strcmp(k, "help")) {
+      fprintf(stderr, "graphd: %s:%d: unknown key '%s' (keys are graphd's long option names; "
+                      "see graphd --help)\n", path, lineno, k);
+      rc = 2;
+      break;
+    }
+    char *arg;
+    if (o->has_arg == no_argument) {
+      if (!strcmp(val, "false") || !strcmp(val, "no") || !strcmp(val, "0"))
+        continue;
+      if (strcmp(val, "true") && strcmp(val, "yes") && strcmp(val, "1")) {
+        fprintf(stderr, "graphd: %s:%d: %s takes true or false, got '%s'\n", path, lineno, k, val);
+        rc = 2;
+        break;
+      }
+      arg = malloc(strlen(k) + 3);
+      if (arg)
+        sprintf(arg, "--%s", k);
+    } else {
+      arg = malloc(strlen(k) + strlen(val) + 4);
+      if (arg)
+        sprintf(arg, "--%s=%s", k, val);
+    }
+    if (!arg || nargc + (size_t)n >= cap) {
+      fprintf(stderr, "graphd: %s:%d: %s\n", path, lineno, arg ? "too many settings" : "out of memory");
+      free(arg);
+      rc = 2;
+      break;
+    }
+    config_lines[nargc] = lineno;
+    nargv[nargc++] = arg;
+  }
+  if (!rc && ferror(f)) {
+    fprintf(stderr, "graphd: --config %s: read error\n", path);
+    rc = 2;
+  }
+  fclose(f);
+  if (rc) {
+    for (size_t i = 1; i < nargc; i++)
+      free(nargv[i]);
+    free(nargv);
+    free(config_lines);
+    nargv = NULL;
+    config_lines = NULL;
+    return rc;
+  }
+  for (int i = 1; i < n; i++)
+    nargv[nargc++] = (*argv)[i];
+  nargv[nargc] = NULL;
+  *argc = (int)nargc;
+  *argv = nargv;
+settings:
+  for (int i = 1; i < *argc; i++) {
+    const char *a = (*argv)[i];
+    /* "--key value": fold into one for the list. */
+    if (strncmp(a, "--", 2) == 0 && !strchr(a, '=') && i + 1 < *argc) {
+      const struct option *o = opts;
+      while (o->name && strcmp(o->name, a + 2) != 0)
+        o++;
+      if (o->name && o->has_arg == required_argument) {
+        char *kv = malloc(strlen(a) + strlen((*argv)[i + 1]) + 2);
+        if (kv && keep_string(kv)) {
+          sprintf(kv, "%s=%s", a, (*argv)[i + 1]);
+          note_setting(c, kv, opts);
+        } else {
+          free(kv); /* only the printed list misses it */
+        }
+        i++;
+        continue;
+      }
+    }
+    note_setting(c, a, opts);
+  }
+  return 0;
+}
+
 static int parse_args(int argc, char **argv, config *c) {
   enum {
     O_DATA = 256, O_LISTEN, O_THREADS, O_MAP, O_MAPMAX, O_MSG, O_BATCH, O_CAP, O_DDL, O_MDL,
     O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT, O_TOKENS, O_INSECURE, O_TLS_CERT,
     O_TLS_KEY, O_TLS_CA, O_NO_AUDIT, O_MAXCALLS, O_KA_TIME, O_KA_TIMEOUT, O_MIN_PING,
-    O_AUDIT_READS,
+    O_AUDIT_READS, O_CONFIG, O_CHECK_CONFIG, O_ALLOC, O_LOG_FORMAT, O_LOG_LEVEL,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
@@ -147,6 +365,11 @@ static int parse_args(int argc, char **argv, config *c) {
       {"tls-cert", required_argument, NULL, O_TLS_CERT},
       {"tls-key", required_argument, NULL, O_TLS_KEY},
       {"tls-client-ca", required_argument, NULL, O_TLS_CA},
+      {"config", required_argument, NULL, O_CONFIG},
+      {"max-request-alloc-bytes", required_argument, NULL, O_ALLOC},
+      {"check-config", no_argument, NULL, O_CHECK_CONFIG},
+      {"log-format", required_argument, NULL, O_LOG_FORMAT},
+      {"log-level", required_argument, NULL, O_LOG_LEVEL},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
@@ -157,6 +380,7 @@ static int parse_args(int argc, char **argv, config *c) {
       .map_size_max_mb = 1048576,
       .max_message_bytes = 4 << 20,
       .max_batch_items = 100000,
+      .max_request_alloc = 64L << 20,
       .result_cap = 10000,
       .default_deadline_ms = 60000,
       .max_deadline_ms = 3600000,
@@ -168,9 +392,14 @@ static int parse_args(int argc, char **argv, config *c) {
       .min_ping_interval_ms = 10000,
       .cluster_max_sellers = 20000000,
       .cluster_max_ties = 200000000,
+      .log_level = GD_LOG_INFO,
   };
-  int ch;
+  int ch, rc;
   long v;
+  /* The file's settings go first, so the command line's come later and
+   * win. */
+  if ((rc = merge_config(&argc, &argv, opts, c)))
+    return rc;
   while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
     const char *name = NULL;
     bool ok = true;
@@ -205,12 +434,30 @@ static int parse_args(int argc, char **argv, config *c) {
     case O_TLS_KEY: c->tls_key = optarg; break;
     case O_TLS_CA: c->tls_client_ca = optarg; break;
     case O_CMAXT: ok = parse_long(optarg, 1, 1L << 40, &c->cluster_max_ties); name = "--cluster-max-ties"; break;
-    case 'v': c->verbose = true; break;
+    case O_CONFIG: break; /* read by merge_config */
+    case O_ALLOC: ok = parse_long(optarg, 0, 1L << 40, &c->max_request_alloc); name = "--max-request-alloc-bytes"; break;
+    case O_CHECK_CONFIG: c->check_config = true; break;
+    case O_LOG_FORMAT:
+      ok = strcmp(optarg, "text") == 0 || strcmp(optarg, "json") == 0;
+      c->log_json = strcmp(optarg, "json") == 0;
+      name = "--log-format";
+      break;
+    case O_LOG_LEVEL:
+      c->log_level = gd_log_level_parse(optarg);
+      ok = c->log_level >= 0;
+      name = "--log-level";
+      break;
+    case 'v': c->verbose = true; c->log_level = GD_LOG_DEBUG; break;
     case 'h': usage(stdout); exit(0);
     default: usage(stderr); return 2;
     }
     if (!ok) {
-      fprintf(stderr, "graphd: %s: invalid value '%s'\n", name, optarg);
+      int at = optind - 1; /* file settings are all "--key=value": one argument */
+      if (config_lines && at > 0 && config_lines[at])
+        fprintf(stderr, "graphd: %s:%d: %s: invalid value '%s'\n", c->config_file,
+                config_lines[at], name + 2, optarg);
+      else
+        fprintf(stderr, "graphd: %s: invalid value '%s'\n", name, optarg);
       return 2;
     }
   }
@@ -256,6 +503,29 @@ static char *read_pem(const char *flag, const char *path) {
   return NULL;
 }
 
+/*
+ * The clustering worker: --worker; else graphd-worker next to graphd (a
+ * build tree); else the installed one (GD_WORKER_INSTALLED, under
+ * libexecdir).
+ */
+static void find_worker(const config *c, char *path, size_t n) {
+  if (c->worker) {
+    snprintf(path, n, "%s", c->worker);
+    return;
+  }
+  ssize_t len = readlink("/proc/self/exe", path, n - 32);
+  if (len < 0)
+    len = 0;
+  path[len] = 0;
+  char *slash = strrchr(path, '/');
+  snprintf(slash ? slash + 1 : path, n - (size_t)(slash ? slash + 1 - path : 0), "%s",
+           "graphd-worker");
+#ifdef GD_WORKER_INSTALLED
+  if (access(path, X_OK) != 0)
+    snprintf(path, n, "%s", GD_WORKER_INSTALLED);
+#endif
+}
+
 /* Whether HOST:PORT (or a unix: target) can only be reached from this
  * machine. */
 static bool loopback_only(const char *listen) {
@@ -270,6 +540,103 @@ static bool loopback_only(const char *listen) {
   host[n] = 0;
   return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
          strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+}
+
+/* Whether the data directory exists and is writable, or can be created. */
+static bool data_dir_usable(const char *dir, char *why, size_t n) {
+  struct stat st;
+  if (stat(dir, &st) == 0) {
+    if (!S_ISDIR(st.st_mode))
+      return snprintf(why, n, "not a directory"), false;
+    if (access(dir, R_OK | W_OK | X_OK) != 0)
+      return snprintf(why, n, "%s", strerror(errno)), false;
+    return true;
+  }
+  if (errno != ENOENT)
+    return snprintf(why, n, "%s", strerror(errno)), false;
+  char parent[4096];
+  snprintf(parent, sizeof parent, "%s", dir);
+  char *slash = strrchr(parent, '/');
+  if (slash == parent)
+    slash[1] = 0;
+  else if (slash)
+    *slash = 0;
+  else
+    snprintf(parent, sizeof parent, ".");
+  if (access(parent, W_OK | X_OK) != 0)
+    return snprintf(why, n, "missing, and cannot be created in %.300s: %s", parent, strerror(errno)), false;
+  return true;
+}
+
+/*
+ * --check-config: everything graphd would check at start without starting
+ * (no store is opened, no port bound). Prints the settings given and one
+ * line per problem; 0 when valid, 1 when not.
+ */
+static int check_config(const config *c) {
+  int bad = 0;
+  char why[512];
+  printf("# graphd %s: settings given%s%s (the rest take their defaults)\n", GD_VERSION,
+         c->config_file ? " in " : "", c->config_file ? c->config_file : "");
+  for (int i = 0; i < c->nsettings; i++)
+    printf("%s = %s\n", c->setting_key[i], c->setting_val[i]);
+  if (!data_dir_usable(c->data, why, sizeof why)) {
+    fprintf(stderr, "graphd: --data %s: %s\n", c->data, why);
+    bad++;
+  }
+  const char *colon = strrchr(c->listen, ':');
+  long port;
+  if (strncmp(c->listen, "unix:", 5) != 0 &&
+      (!colon || colon == c->listen || !parse_long(colon + 1, 0, 65535, &port))) {
+    fprintf(stderr, "graphd: --listen %s: expected HOST:PORT\n", c->listen);
+    bad++;
+  }
+  if (c->tokens) {
+    gd_auth *auth;
+    gd_err err;
+    if (gd_auth_load(c->tokens, &auth, &err)) {
+      fprintf(stderr, "graphd: %s\n", err.msg);
+      bad++;
+    } else {
+      printf("# %zu token(s) in %s\n", gd_auth_count(auth), c->tokens);
+      gd_auth_free(auth);
+    }
+  } else if (!loopback_only(c->listen) && !c->insecure_no_auth && !c->tls_client_ca) {
+    fprintf(stderr, "graphd: --listen %s without --tokens: refused (every caller would be "
+                    "admin; use a loopback address, --tokens FILE, or --insecure-no-auth)\n",
+            c->listen);
+    bad++;
+  }
+  const char *pem_flag[] = {"--tls-cert", "--tls-key", "--tls-client-ca"};
+  const char *pem_path[] = {c->tls_cert, c->tls_key, c->tls_client_ca};
+  for (int i = 0; i < 3; i++) {
+    if (!pem_path[i])
+      continue;
+    char *pem = read_pem(pem_flag[i], pem_path[i]);
+    if (!pem)
+      bad++; /* read_pem logged why */
+    else if (!strstr(pem, "-----BEGIN "))
+      fprintf(stderr, "graphd: %s %s: not PEM\n", pem_flag[i], pem_path[i]), bad++;
+    if (pem)
+      OPENSSL_cleanse(pem, strlen(pem));
+    free(pem);
+  }
+  char worker_path[4096];
+  find_worker(c, worker_path, sizeof worker_path);
+  if (access(worker_path, X_OK) != 0) {
+    fprintf(stderr, "graphd: worker %s: %s (clustering jobs would fail)\n", worker_path,
+            strerror(errno));
+    bad++;
+  }
+  if (c->default_deadline_ms > c->max_deadline_ms)
+    fprintf(stderr, "graphd: note: --default-deadline-ms %ld is over --max-deadline-ms %ld "
+                    "and will be clamped\n", c->default_deadline_ms, c->max_deadline_ms);
+  if (bad) {
+    fprintf(stderr, "graphd: configuration invalid: %d problem(s)\n", bad);
+    return 1;
+  }
+  printf("# configuration OK\n");
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -289,8 +656,10 @@ int main(int argc, char **argv) {
    * LinkedSellers call went to that churn). */
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  if (cfg.verbose)
-    gd_log_set_level(GD_LOG_DEBUG);
+  gd_log_set_level(cfg.log_level);
+  gd_log_set_json(cfg.log_json);
+  if (cfg.check_config)
+    return check_config(&cfg);
 
   /* Before any thread exists: every thread inherits the mask, and main
    * takes the signals synchronously. */
@@ -346,26 +715,15 @@ int main(int argc, char **argv) {
       .max_batch_items = (size_t)cfg.max_batch_items,
       .result_cap = (size_t)cfg.result_cap,
       .max_reply_bytes = (size_t)cfg.max_message_bytes,
+      .max_request_alloc = (size_t)cfg.max_request_alloc,
       .ingest_inflight = 256,
       .ingest_window_bytes = 16 << 20,
       .cluster_max_sellers = (uint64_t)cfg.cluster_max_sellers,
       .audit = !cfg.no_audit,
       .audit_reads_async = !cfg.audit_reads_sync,
   };
-  /* The clustering worker: --worker, or graphd-worker next to graphd. */
   char worker_path[4096];
-  if (cfg.worker) {
-    snprintf(worker_path, sizeof worker_path, "%s", cfg.worker);
-  } else {
-    ssize_t n = readlink("/proc/self/exe", worker_path, sizeof worker_path - 32);
-    if (n < 0)
-      n = 0;
-    worker_path[n] = 0;
-    char *slash = strrchr(worker_path, '/');
-    snprintf(slash ? slash + 1 : worker_path,
-             sizeof worker_path - (size_t)(slash ? slash + 1 - worker_path : 0), "%s",
-             "graphd-worker");
-  }
+  find_worker(&cfg, worker_path, sizeof worker_path);
   if (access(worker_path, X_OK) != 0)
     gd_warn("worker %s: %s (clustering jobs will fail)", worker_path, strerror(errno));
   size_t nmethods, restored = 0;

@@ -1,6 +1,8 @@
 /* The clustering job manager (jobs.h). */
 #include "jobs/jobs.h"
 
+#include "core/log.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -461,7 +463,7 @@ static void *manager(void *arg) {
     notify(j);
     run_job(j, next);
     if (save(j, next, &err) != GD_OK)
-      fprintf(stderr, "graphd: job %llu: cannot save its end: %s\n",
+      gd_error("job %llu: cannot save its end: %s",
               (unsigned long long)next->info.id, err.msg);
     pthread_mutex_lock(&j->mu);
     j->running = NULL;
@@ -687,7 +689,7 @@ int gd_jobs_cancel(gd_jobs *j, uint64_t id, gd_job_info *ret, gd_err *err) {
   notify(j);
   gd_err serr;
   if (chg && j->journal.save && j->journal.save(j->journal.ctx, &rec, rec_text, &serr) != GD_OK)
-    fprintf(stderr, "graphd: job %llu: cannot save its cancellation: %s\n",
+    gd_error("job %llu: cannot save its cancellation: %s",
             (unsigned long long)id, serr.msg); /* the record stays QUEUED */
   gd_job_info_free(&rec);
   free(rec_text);
