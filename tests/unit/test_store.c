@@ -474,6 +474,127 @@ static void test_map_growth(void) {
   gd_store_close(st);
 }
 
+/*
+ * Map full during a put and during a commit. LMDB can report MDB_MAP_FULL
+ * at commit time (saving the freelist and our
+ * counters needs pages) after every put of the transaction succeeded. The
+ * commit must then fail as a whole: nothing of the transaction visible,
+ * the counters matching the data, and the same write succeeding once the
+ * map has grown (never MDB_BAD_TXN). Transactions of k links fill a map
+ * with no room to grow; for some k the first failure comes from the
+ * commit, and that is the case checked.
+ */
+static void test_map_full_at_commit(void) {
+  int commit_failures = 0, put_failures = 0;
+  for (int k = 1; k <= 24; k++) {
+    fresh_dir();
+    gd_store_opts o = {.path = tmpdir, .map_size = 1 << 20, .map_size_max = 1 << 20};
+    gd_store *st = NULL;
+    CHECK(gd_store_open(&o, &st, NULL) == GD_OK);
+    static char sk[64][32], dk[64][32];
+    gd_link_in links[64];
+    uint64_t committed = 0;
+    int rc = GD_OK;
+    gd_err err;
+    for (int round = 0; round < 100000; round++) {
+      for (int i = 0; i < k; i++) {
+        snprintf(sk[i], 32, "seller-%d-%d", round, i);
+        snprintf(dk[i], 32, "device-%d", (round * k + i) / 3);
+        links[i] = (gd_link_in){R(GD_TYPE_SELLER, sk[i]), R(GD_TYPE_DEVICE, dk[i]), 7};
+      }
+      gd_upsert u = {.links = links, .nlinks = (size_t)k};
+      gd_upsert_result res;
+      gd_wtxn *t;
+      CHECK(gd__wtxn_begin(st, &t, &err) == GD_OK);
+      rc = gd_store_upsert(t, &u, &res, &err);
+      if (rc) {
+        gd__wtxn_abort(t);
+        break;
+      }
+      rc = gd__wtxn_commit(t, &err);
+      if (rc)
+        break;
+      committed += (uint64_t)k;
+    }
+    CHECK(rc == GD_EMAPFULL);
+    if (rc == GD_EMAPFULL && strstr(err.msg, "commit")) {
+      commit_failures++;
+      /* Nothing of the failed transaction is visible; counters agree. */
+      gd_rtxn *r;
+      gd_stats stt;
+      CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+      CHECK(gd_store_stats(r, &stt, NULL) == GD_OK);
+      CHECK_EQ_U(stt.links, committed);
+      CHECK_EQ_U(stt.entities[GD_TYPE_SELLER], committed);
+      gd_entity_view v;
+      CHECK(gd_store_get(r, &links[0].a, &v, NULL) == GD_ENOTFOUND);
+      gd_store_read_end(r);
+      /* Room to grow: the same transaction now commits. */
+      st->map_size_max = st->map_size * 4; /* (the store rounds a small map up) */
+      CHECK(gd__store_grow(st, &err) == GD_OK);
+      gd_upsert u = {.links = links, .nlinks = (size_t)k};
+      gd_upsert_result res;
+      gd_wtxn *t;
+      CHECK(gd__wtxn_begin(st, &t, &err) == GD_OK);
+      CHECK(gd_store_upsert(t, &u, &res, &err) == GD_OK);
+      CHECK(gd__wtxn_commit(t, &err) == GD_OK);
+      CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+      CHECK(gd_store_stats(r, &stt, NULL) == GD_OK);
+      CHECK_EQ_U(stt.links, committed + (uint64_t)k);
+      CHECK(gd_store_get(r, &links[0].a, &v, NULL) == GD_OK);
+      gd_store_read_end(r);
+    }
+    gd_store_close(st);
+  }
+  /* One large transaction: the map fills during a put instead. */
+  fresh_dir();
+  gd_store_opts o = {.path = tmpdir, .map_size = 1 << 20, .map_size_max = 1 << 20};
+  gd_store *st = NULL;
+  CHECK(gd_store_open(&o, &st, NULL) == GD_OK);
+  enum { BIG = 20000 };
+  static gd_link_in big[BIG];
+  static char bk[BIG][24];
+  for (int i = 0; i < BIG; i++) {
+    snprintf(bk[i], sizeof bk[i], "big-seller-%d", i);
+    big[i] = (gd_link_in){R(GD_TYPE_SELLER, bk[i]), R(GD_TYPE_DEVICE, "shared-device"), 3};
+  }
+  gd_upsert u = {.links = big, .nlinks = BIG};
+  gd_upsert_result res;
+  gd_wtxn *t;
+  gd_err err;
+  CHECK(gd__wtxn_begin(st, &t, &err) == GD_OK);
+  int rc = gd_store_upsert(t, &u, &res, &err);
+  CHECK(rc == GD_EMAPFULL);
+  if (rc == GD_EMAPFULL)
+    put_failures++;
+  gd__wtxn_abort(t);
+  gd_rtxn *r;
+  gd_stats stt;
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_stats(r, &stt, NULL) == GD_OK);
+  CHECK_EQ_U(stt.links, 0);
+  gd_store_read_end(r);
+  st->map_size_max = 64 << 20;
+  for (int i = 0; i < 6 && rc == GD_EMAPFULL; i++) {
+    CHECK(gd__store_grow(st, &err) == GD_OK);
+    CHECK(gd__wtxn_begin(st, &t, &err) == GD_OK);
+    if ((rc = gd_store_upsert(t, &u, &res, &err)) == GD_OK)
+      rc = gd__wtxn_commit(t, &err);
+    else
+      gd__wtxn_abort(t);
+  }
+  CHECK(rc == GD_OK);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_stats(r, &stt, NULL) == GD_OK);
+  CHECK_EQ_U(stt.links, BIG);
+  gd_store_read_end(r);
+  gd_store_close(st);
+  printf("# map full: %d of 24 fills failed at commit; %d at a put\n", commit_failures,
+         put_failures);
+  CHECK(commit_failures > 0);
+  CHECK(put_failures > 0);
+}
+
 /* Many concurrent submitters share commits. */
 typedef struct {
   gd_writer *w;
@@ -591,4 +712,4 @@ static void test_audit_chain(void) {
 
 TAP_MAIN(T(test_normalize), T(test_upsert_and_read), T(test_atomic_and_errors),
          T(test_entities_labels_delete), T(test_links_paging_filters), T(test_map_growth),
-         T(test_group_commit), T(test_audit_chain))
+         T(test_map_full_at_commit), T(test_group_commit), T(test_audit_chain))
