@@ -119,7 +119,8 @@ static void usage(FILE *f) {
         "  -v, --verbose            debug logging (--log-level debug)\n"
         "  -h, --help               this text\n"
         "\n"
-        "Signals: SIGTERM or SIGINT drain and exit 0; SIGHUP reloads --tokens.\n"
+        "Signals: SIGTERM or SIGINT drain and exit 0; SIGHUP reloads --tokens and\n"
+        "clears the reader slots of dead processes (also done every minute).\n"
         "Exit codes: 0 clean shutdown; 1 cannot start (the log says why); 2 usage.\n"
         "Files: a systemd unit (graphd.service) and an example configuration\n"
         "(graphd.conf.example) are installed with graphd; see docs/OPERATIONS.md.\n",
@@ -808,7 +809,9 @@ int main(int argc, char **argv) {
       else
         gd_info("SIGHUP: %zu token(s) reloaded from %s", n, cfg.tokens);
     }
-    if (gd_now_ns() - last_check > 60LL * 1000000000) {
+    /* Slots of reader processes that died holding a transaction pin old
+     * pages (the file grows): cleared every minute, and on SIGHUP. */
+    if (sig == SIGHUP || gd_now_ns() - last_check > 60LL * 1000000000) {
       int dead = gd_store_reader_check(store);
       if (dead)
         gd_info("cleared %d stale reader slot(s)", dead);

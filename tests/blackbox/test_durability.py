@@ -1,7 +1,9 @@
-"""Crash safety (kill -9 during writes), SIGTERM drain, and map growth."""
+"""Crash safety (kill -9 during writes), SIGTERM drain, map growth, and readers
+killed while holding a transaction."""
 
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -327,3 +329,72 @@ def test_sigterm_with_idle_connected_clients(daemon):
     if took > 3:
         warnings.warn("graphd needed %.1f s to exit on SIGTERM with no call in flight, only idle "
                       "client connections (waits for its grace period)" % took)
+
+
+def _readers(data_dir):
+    """PIDs in the LMDB reader table (mdb_stat -r lists it, clears nothing)."""
+    import subprocess
+    out = subprocess.run(["mdb_stat", "-r", data_dir], capture_output=True, text=True,
+                         timeout=60).stdout
+    pids = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].isdigit() and parts[0] != "0":
+            pids.append(int(parts[0]))
+    return pids
+
+
+def _churn(stub, rounds):
+    """Rewrites the same rows: every commit frees as many pages as it takes,
+    so the file stays put unless a reader pins the old ones."""
+    for r in range(rounds):
+        upsert(stub, [link(SELLER, "churn-%d" % i, DEVICE, "churn-dev-%d" % (i % 50),
+                           seen=1000 + r) for i in range(400)])
+
+
+def test_reader_killed_holding_a_transaction(daemon):
+    """A process killed while it holds a read transaction leaves its reader
+    slot behind; the pages its snapshot pinned cannot be reused and the
+    file grows under rewrites. graphd clears such slots (every minute and on
+    SIGHUP): afterwards the same rewrites reuse pages and the file stops
+    growing, and no data is lost."""
+    import subprocess
+    if not shutil.which("mdb_dump"):
+        pytest.fail("mdb_dump / mdb_stat missing (Debian lmdb-utils)")
+    _churn(daemon.stub, 2)
+    data_file = os.path.join(daemon.data_dir, "data.mdb")
+    # mdb_dump holds one read transaction while it writes the dump; nobody
+    # reads its pipe, so it blocks inside the transaction.
+    dumper = subprocess.Popen(["mdb_dump", "-a", daemon.data_dir], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while dumper.pid not in _readers(daemon.data_dir):
+        assert time.monotonic() < deadline, "mdb_dump never appeared in the reader table"
+        time.sleep(0.05)
+    dumper.kill()
+    dumper.wait()
+    dumper.stdout.close()
+    assert dumper.pid in _readers(daemon.data_dir), "the dead reader's slot should be stale"
+
+    size0 = os.path.getsize(data_file)
+    _churn(daemon.stub, 30)
+    grown_pinned = os.path.getsize(data_file) - size0
+
+    os.kill(daemon.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + T(10)
+    while dumper.pid in _readers(daemon.data_dir):
+        assert time.monotonic() < deadline, "graphd did not clear the dead reader's slot on SIGHUP"
+        time.sleep(0.05)
+    _churn(daemon.stub, 2)  # let the freed pages come back into use
+    size1 = os.path.getsize(data_file)
+    _churn(daemon.stub, 30)
+    grown_cleared = os.path.getsize(data_file) - size1
+    print("file growth over 30 rewrite rounds: %d bytes with the dead reader, %d after clearing"
+          % (grown_pinned, grown_cleared))
+    assert grown_pinned > 0, "rewrites did not grow the file while a dead reader pinned pages"
+    assert grown_cleared < grown_pinned / 4, (grown_pinned, grown_cleared)
+    # Nothing lost; the log names what was cleared.
+    st = stats(daemon.stub)
+    assert st.links >= 400
+    assert exists(daemon.stub, SELLER, "churn-399")
+    assert "cleared 1 stale reader slot" in daemon.log_tail(400)
