@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "store/store_int.h"
 
@@ -376,15 +377,39 @@ int gd__wtxn_unnest(gd_wtxn *t, bool commit, gd_err *err) {
   return rc ? gd__mdb_err(rc, err, "nested commit") : GD_OK;
 }
 
+/*
+ * A commit that failed writing pages: ENOSPC, or EIO, which LMDB reports
+ * for a short write (the disk filled mid-write). When the data file's
+ * filesystem has (almost) no space left, say so: GD_ERESOURCE, not an I/O
+ * fault. The transaction was aborted either way; the meta page was not
+ * written, so the environment still holds the last commit.
+ */
+static int commit_write_err(gd_store *s, int rc, gd_err *err) {
+  mdb_filehandle_t fd;
+  struct statvfs vfs;
+  if ((rc == ENOSPC || rc == EIO) && mdb_env_get_fd(s->env, &fd) == MDB_SUCCESS &&
+      fstatvfs(fd, &vfs) == 0) {
+    uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    if (rc == ENOSPC || avail < (UINT64_C(1) << 20))
+      return gd_err_set(err, GD_ERESOURCE,
+                        "commit: no space left on the data directory's filesystem "
+                        "(%llu KiB free); nothing of this write was kept",
+                        (unsigned long long)(avail >> 10));
+  }
+  return gd__mdb_err(rc, err, "commit");
+}
+
 int gd__wtxn_commit(gd_wtxn *t, gd_err *err) {
-  int rc = counters_store(t->root, t->s, &t->c);
+  gd_store *s = t->s;
+  int rc = counters_store(t->root, s, &t->c);
   if (rc) {
     mdb_txn_abort(t->root);
-  } else {
-    rc = mdb_txn_commit(t->root);
+    free(t);
+    return gd__mdb_err(rc, err, "commit");
   }
+  rc = mdb_txn_commit(t->root);
   free(t);
-  return rc ? gd__mdb_err(rc, err, "commit") : GD_OK;
+  return rc ? commit_write_err(s, rc, err) : GD_OK;
 }
 
 void gd__wtxn_abort(gd_wtxn *t) {

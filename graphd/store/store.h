@@ -264,7 +264,8 @@ int gd__wtxn_begin(gd_store *s, gd_wtxn **ret, gd_err *err);
 int gd__wtxn_nest(gd_wtxn *t, gd_err *err);
 int gd__wtxn_unnest(gd_wtxn *t, bool commit, gd_err *err);
 /* Writes counters and commits durably; frees t in every case.
- * Errors: GD_EMAPFULL (nothing committed: grow and retry), GD_EIO. */
+ * Errors: GD_EMAPFULL (nothing committed: grow and retry), GD_ERESOURCE
+ * (the disk is full: nothing committed), GD_EIO. */
 int gd__wtxn_commit(gd_wtxn *t, gd_err *err);
 /* Aborts and frees t. Accepts NULL. */
 void gd__wtxn_abort(gd_wtxn *t);

@@ -398,3 +398,53 @@ def test_reader_killed_holding_a_transaction(daemon):
     assert st.links >= 400
     assert exists(daemon.stub, SELLER, "churn-399")
     assert "cleared 1 stale reader slot" in daemon.log_tail(400)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs (the disk fills long before LMDB's map does)."""
+    import subprocess
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root): %s" % r.stderr.strip())
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_disk_full(small_disk, daemon_factory):
+    """The disk fills (ENOSPC) while the map has room: the write that does
+    not fit fails with a clear status and nothing of it is kept, every
+    acknowledged write stays readable, reads go on, the daemon drains and
+    exits 0, and after space is freed a restart serves everything."""
+    d = daemon_factory("--map-size-mb", "64", "--no-audit", data_dir=small_disk / "d")
+    s = d.stub
+    acked, failure = [], None
+    for i in range(5000):
+        keys = ["s%d-%d" % (i, k) for k in range(200)]
+        try:
+            upsert(s, [link(SELLER, k, DEVICE, "d-" + k) for k in keys])
+            acked.append(keys)
+        except grpc.RpcError as e:
+            failure = (i, e.code(), e.details())
+            break
+    assert failure, "the disk never filled"
+    print("disk full after %d acknowledged batches: %s %r" % (len(acked), failure[1], failure[2]))
+    assert failure[1] == grpc.StatusCode.RESOURCE_EXHAUSTED, failure
+    assert "space" in failure[2].lower(), failure
+    assert len(acked) > 10
+    # Reads go on; acknowledged writes are all there; the failed one left nothing.
+    assert stats(s).links == 200 * len(acked)
+    for keys in acked[:: max(1, len(acked) // 20)] + [acked[-1]]:
+        assert exists(s, SELLER, keys[0]) and exists(s, SELLER, keys[-1])
+    assert not exists(s, SELLER, "s%d-0" % failure[0])
+    assert d.terminate() == 0
+    # More space (remount bigger), restart: everything acknowledged is served.
+    import subprocess
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    d.start()
+    assert stats(d.stub).links == 200 * len(acked)
+    upsert(d.stub, [link(SELLER, "after", DEVICE, "after-dev")])
+    assert exists(d.stub, SELLER, "after")
