@@ -145,7 +145,7 @@ static const struct {
 };
 #define N_ALGOS (sizeof algos / sizeof algos[0])
 
-static const char *algo_name(Graphd__V1__Algorithm x) {
+const char *algo_name(Graphd__V1__Algorithm x) {
   if (x == GRAPHD__V1__ALGORITHM__ALGORITHM_UNSPECIFIED)
     return "leiden-cpm";
   for (size_t i = 0; i < N_ALGOS; i++)

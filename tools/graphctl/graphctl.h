@@ -264,6 +264,8 @@ extern const optspec cluster_opts[], job_opts[], snapshots_opts[], clusters_opts
     assignments_opts[], diff_opts[], audit_opts[];
 extern const char cluster_help[], job_help[], snapshots_help[], clusters_help[],
     assignments_help[], diff_help[], audit_help[], backup_help[];
+/* "leiden-cpm", "louvain", ... (the --algorithm names); "?" if unknown. */
+const char *algo_name(Graphd__V1__Algorithm x);
 /* Parses an analytics option into a (called by set_option). */
 int set_analytics_option(const command *cmd, args *a, const optspec *o, const char *opt,
                          const char *v);
