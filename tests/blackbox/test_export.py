@@ -81,6 +81,19 @@ def members_of(stub, cid):
     return rep.cluster, {m.id: m for m in rep.members}
 
 
+def check_clusters(dm, g):
+    """Sellers carry their cluster in the latest snapshot, as GetEntity
+    says, and its risk."""
+    risks = {}
+    for sid, v in sellers_of(g).items():
+        e = dm.stub.GetEntity(pb.GetEntityRequest(ref=pb.EntityRef(id=sid)), timeout=T()).entity
+        assert e.cluster_id > 0 and v["cluster_id"] == e.cluster_id, (e.key, v["cluster_id"])
+        if e.cluster_id not in risks:
+            risks[e.cluster_id] = dm.stub.GetCluster(pb.GetClusterRequest(
+                cluster_id=e.cluster_id, max_members=1), timeout=T()).cluster.risk
+        assert v["cluster_risk"] == pytest.approx(risks[e.cluster_id])
+
+
 def check_bipartite_and_links(dm, g, snapshot_sellers):
     """Every "uses" edge joins a seller and an entity, and is that seller's
     link as Neighbors reports it (times, count); every "direct" edge joins
@@ -175,6 +188,7 @@ def test_export_entity_address(dm, ctl, tmp_path, net):
     assert all(v["hops"] == 1 for v in sel.values())
     root = entities_of(g)[wh.id]
     assert root["hops"] == 0 and root["key"] == wh.key and root["users"] == len(users)
+    check_clusters(dm, g)
     check_bipartite_and_links(dm, g, users)
 
 
@@ -194,6 +208,7 @@ def test_export_entity_seller_hops(dm, ctl, tmp_path):
     # clusters of the latest snapshot
     assert sel[seller.id]["cluster_id"] == top.id
     assert sel[seller.id]["cluster_risk"] == pytest.approx(top.risk)
+    check_clusters(dm, g)
     check_bipartite_and_links(dm, g, set(want))
 
 

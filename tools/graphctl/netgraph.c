@@ -333,12 +333,29 @@ static double risk_of(ctl *c, ng_graph *g, uint64_t cluster_id) {
   return r;
 }
 
-/* A seller's cluster in the loaded snapshot, from its Entity fields. */
-static uint64_t cluster_of(const ng_graph *g, const Graphd__V1__Entity *e) {
+/* A seller's cluster in the loaded snapshot (the latest): from its Entity
+ * fields when they hold it (GetEntity fills them; Neighbors and
+ * LinkedSellers do not), else from GetEntity. 0 when unknown. */
+static uint64_t cluster_of(ctl *c, const ng_graph *g, const Graphd__V1__Entity *e) {
   const struct ng_ctx *x = g->ctx;
-  if (!x->manifest || e->cluster_snapshot_id != x->manifest->id)
+  if (!x->manifest)
     return 0;
-  return e->cluster_id;
+  if (e->cluster_snapshot_id)
+    return e->cluster_snapshot_id == x->manifest->id ? e->cluster_id : 0;
+  Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
+  ref.id = e->id;
+  Graphd__V1__GetEntityRequest req = GRAPHD__V1__GET_ENTITY_REQUEST__INIT;
+  req.ref = &ref;
+  Graphd__V1__GetEntityReply *rep = NULL;
+  gc_status st;
+  uint64_t cl = 0;
+  if (gc_unary(c->client, M_GET, &req.base, &graphd__v1__get_entity_reply__descriptor,
+               (ProtobufCMessage **)&rep, &st, c->timeout_ms) == 0) {
+    if (rep->entity && rep->entity->cluster_snapshot_id == x->manifest->id)
+      cl = rep->entity->cluster_id;
+    graphd__v1__get_entity_reply__free_unpacked(rep, NULL);
+  }
+  return cl;
 }
 
 /* ------------------------------------------------------------------ */
@@ -533,7 +550,7 @@ static int add_linked(ctl *c, ng_graph *g, uint64_t id, int hops, int base_hops,
       *ret_cut = true;
       break;
     }
-    uint64_t cl = cluster_of(g, ls->seller);
+    uint64_t cl = cluster_of(c, g, ls->seller);
     bool isnew;
     add_seller(g, ls->seller, cl, risk_of(c, g, cl), base_hops + (int)ls->hops, &isnew);
     (*left)--;
@@ -567,7 +584,7 @@ int ng_fetch_entity(ctl *c, ng_graph *g, const Graphd__V1__EntityRef *ref, int h
   bool cut = false;
   uint32_t left = max;
   if (root->type == GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER) {
-    uint64_t cl = cluster_of(g, root);
+    uint64_t cl = cluster_of(c, g, root);
     bool isnew;
     g->root = (int64_t)add_seller(g, root, cl, risk_of(c, g, cl), 0, &isnew);
     left = max > 1 ? max - 1 : 0;
@@ -599,7 +616,7 @@ int ng_fetch_entity(ctl *c, ng_graph *g, const Graphd__V1__EntityRef *ref, int h
           cut = true;
           break;
         }
-        uint64_t cl = cluster_of(g, e);
+        uint64_t cl = cluster_of(c, g, e);
         bool isnew;
         add_seller(g, e, cl, risk_of(c, g, cl), 1, &isnew);
         left--;

@@ -114,7 +114,7 @@ int ng_layout(const ng_graph *g, unsigned long seed, double *ret_xy, char *err,
   igraph_t ig;
   igraph_matrix_t m;
   igraph_error_t e = igraph_matrix_init(&m, 0, 0);
-  bool have_graph = false;
+  bool have_matrix = e == IGRAPH_SUCCESS, have_graph = false;
   if (e == IGRAPH_SUCCESS) {
     igraph_vector_int_t ev;
     e = igraph_vector_int_init(&ev, (igraph_integer_t)(2 * g->nedges));
@@ -148,7 +148,8 @@ int ng_layout(const ng_graph *g, unsigned long seed, double *ret_xy, char *err,
   }
   if (have_graph)
     igraph_destroy(&ig);
-  igraph_matrix_destroy(&m);
+  if (have_matrix)
+    igraph_matrix_destroy(&m);
   guard_off(gd);
   if (e != IGRAPH_SUCCESS) {
     snprintf(err, errsize, "igraph: %s", igraph_strerror(e));
