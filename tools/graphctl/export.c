@@ -56,7 +56,8 @@ const char export_help[] =
     "cut / cut_note. Vertex attributes: kind (seller|entity), type, key,\n"
     "labels (';'-separated), flagged, cluster_id, cluster_risk, seller_count,\n"
     "hub, evidence_weight, users (sellers of the graph using an entity),\n"
-    "first_seen, last_seen (unix seconds), hops, graphd_id. Edge attributes:\n"
+    "first_seen, last_seen (unix seconds), hops (steps from a neighbourhood's\n"
+    "root; -1 otherwise), graphd_id. Edge attributes:\n"
     "relation, first_seen, last_seen, count, weight (evidence weight of the\n"
     "shared entity: w(type) / log2(1 + sellers), 0 for hubs).\n"
     "Errors from graphd (e.g. NOT_FOUND) are printed with their status: exit 1.\n";
