@@ -7,7 +7,8 @@
 #      (build-asan/);
 #   3. the black-box suite again with the daemon under valgrind memcheck
 #      (any definite leak or memory error fails the daemon's exit code);
-#   4. the benchmark tool's quick smoke run (with step 1);
+#   4. the benchmark tool's quick smoke run and the client tools' tests
+#      (suite tools: graphctl export and report) with step 1;
 #   5. a short libFuzzer run of each tests/fuzz target (clang build in
 #      build-fuzz/; FUZZ_SECONDS each, default 10), after replaying each
 #      target's corpus of seeds and past crashes.

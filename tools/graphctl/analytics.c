@@ -54,7 +54,7 @@ const optspec clusters_opts[] = {
 };
 const optspec assignments_opts[] = {
     {"snapshot", true, O_SNAPSHOT}, {"format", true, O_FORMAT}, {"out", true, O_OUT},
-    {NULL, false, 0},
+    {"o", true, O_OUT}, {NULL, false, 0},
 };
 const optspec diff_opts[] = {
     {"min-part-size", true, O_MIN_PART}, {"no-moves", false, O_NO_MOVES}, {NULL, false, 0}};
@@ -113,13 +113,13 @@ const char clusters_help[] =
     "  --page-token T   the next page (printed after the table)\n";
 
 const char assignments_help[] =
-    "usage: graphctl assignments [--snapshot N] [--format csv|jsonl] [--out FILE]\n"
+    "usage: graphctl assignments [--snapshot N] [--format csv|jsonl] [-o|--out FILE]\n"
     "\n"
     "Every seller's cluster in a snapshot (StreamAssignments), in ascending\n"
     "seller id: CSV \"seller_id,cluster_id\" with a header line (default), or\n"
-    "JSON Lines {\"seller_id\":..,\"cluster_id\":..}; to stdout or FILE\n"
-    "(written to FILE.tmp and renamed when complete). A summary line goes to\n"
-    "stderr.\n";
+    "JSON Lines {\"seller_id\":..,\"cluster_id\":..}; to stdout (no FILE, or\n"
+    "'-') or FILE (written to FILE.tmp and renamed when complete). The CSV\n"
+    "reads as is with pandas.read_csv(FILE). A summary line goes to stderr.\n";
 
 const char diff_help[] =
     "usage: graphctl diff A B [--min-part-size N] [--no-moves]\n"
@@ -145,7 +145,7 @@ static const struct {
 };
 #define N_ALGOS (sizeof algos / sizeof algos[0])
 
-static const char *algo_name(Graphd__V1__Algorithm x) {
+const char *algo_name(Graphd__V1__Algorithm x) {
   if (x == GRAPHD__V1__ALGORITHM__ALGORITHM_UNSPECIFIED)
     return "leiden-cpm";
   for (size_t i = 0; i < N_ALGOS; i++)
@@ -233,6 +233,7 @@ int set_analytics_option(const command *cmd, args *a, const optspec *o, const ch
     a->order = v;
     return 0;
   case O_MIN_SIZE:
+    a->have_min_size = true;
     return parse_u64(cmd, opt, v, &a->min_size);
   case O_MAX_MEMBERS:
     return parse_long(cmd, opt, v, 1, (long)UINT32_MAX, &a->max_members);
@@ -261,6 +262,23 @@ int set_analytics_option(const command *cmd, args *a, const optspec *o, const ch
   case O_VERIFY:
     a->verify = true;
     return 0;
+  case O_MIN_RISK:
+    a->have_min_risk = true;
+    if (parse_double(cmd, opt, v, false, &a->min_risk))
+      return EXIT_USAGE;
+    if (a->min_risk < 0 || a->min_risk > 1)
+      return usage_error(cmd, "%s: expected a risk in 0..1, got '%s'", opt, v);
+    return 0;
+  case O_TOP:
+    return parse_long(cmd, opt, v, 1, 10000, &a->top);
+  case O_MAX_SELLERS:
+    return parse_long(cmd, opt, v, 1, 100000, &a->max_sellers);
+  case O_MAX_LINKS:
+    return parse_long(cmd, opt, v, 1, 1000000, &a->max_links);
+  case O_MAX_NODES:
+    return parse_long(cmd, opt, v, 2, 5000, &a->max_nodes);
+  case O_MAX_CLUSTERS:
+    return parse_long(cmd, opt, v, 1, 100000000, &a->max_clusters);
   }
   return usage_error(cmd, "internal: unhandled option %s", opt);
 }
@@ -708,19 +726,7 @@ int run_assignments(ctl *c, const command *cmd, args *a) {
   if ((rc = no_more_args(cmd, a, 0)))
     return rc;
   bool jsonl = a->have_format && a->format == GC_INGEST_JSONL;
-  char *tmp = NULL;
-  FILE *out = stdout;
-  if (a->out) {
-    size_t n = strlen(a->out) + 5;
-    tmp = xcalloc(n, 1);
-    snprintf(tmp, n, "%s.tmp", a->out);
-    out = fopen(tmp, "w");
-    if (!out) {
-      fprintf(stderr, "graphctl: %s: %s\n", tmp, strerror(errno));
-      free(tmp);
-      return EX_CANTCREAT;
-    }
-  }
+  /* Ask first, so an error (no snapshot, bad id) leaves no file behind. */
   Graphd__V1__StreamAssignmentsRequest req = GRAPHD__V1__STREAM_ASSIGNMENTS_REQUEST__INIT;
   req.snapshot_id = a->snapshot;
   gc_status st;
@@ -728,56 +734,46 @@ int run_assignments(ctl *c, const command *cmd, args *a) {
   uint64_t n = 0;
   double t0 = now_s();
   if (gc_sstream_open(c->client, M_ASSIGN, &req.base, a->timeout_set ? c->timeout_ms : 0, &s,
-                      &st) != 0) {
-    rc = report_status(c, &st);
-  } else {
-    if (!jsonl)
-      fputs("seller_id,cluster_id\n", out);
-    for (;;) {
-      ProtobufCMessage *m = NULL;
-      if (gc_sstream_next(s, &graphd__v1__assignment_batch__descriptor, &m, &st) != 0) {
-        rc = report_status(c, &st);
-        break;
-      }
-      if (!m)
-        break;
-      const Graphd__V1__AssignmentBatch *b = (const Graphd__V1__AssignmentBatch *)m;
-      size_t k = b->n_seller_ids < b->n_cluster_ids ? b->n_seller_ids : b->n_cluster_ids;
-      for (size_t i = 0; i < k; i++) {
-        if (jsonl)
-          fprintf(out, "{\"seller_id\":%" PRIu64 ",\"cluster_id\":%" PRIu64 "}\n",
-                  b->seller_ids[i], b->cluster_ids[i]);
-        else
-          fprintf(out, "%" PRIu64 ",%" PRIu64 "\n", b->seller_ids[i], b->cluster_ids[i]);
-      }
-      n += k;
-      protobuf_c_message_free_unpacked(m, NULL);
+                      &st) != 0)
+    return report_status(c, &st);
+  outfile of;
+  if ((rc = outfile_open(&of, a->out))) {
+    gc_sstream_free(s);
+    return rc;
+  }
+  FILE *out = of.f;
+  /* CSV: a header line, then two unsigned integer columns; no value needs
+   * quoting, so any CSV reader (pandas.read_csv with no options) reads
+   * two int64 columns. */
+  if (!jsonl)
+    fputs("seller_id,cluster_id\n", out);
+  for (;;) {
+    ProtobufCMessage *m = NULL;
+    if (gc_sstream_next(s, &graphd__v1__assignment_batch__descriptor, &m, &st) != 0) {
+      rc = report_status(c, &st);
+      break;
     }
+    if (!m)
+      break;
+    const Graphd__V1__AssignmentBatch *b = (const Graphd__V1__AssignmentBatch *)m;
+    size_t k = b->n_seller_ids < b->n_cluster_ids ? b->n_seller_ids : b->n_cluster_ids;
+    for (size_t i = 0; i < k; i++) {
+      if (jsonl)
+        fprintf(out, "{\"seller_id\":%" PRIu64 ",\"cluster_id\":%" PRIu64 "}\n",
+                b->seller_ids[i], b->cluster_ids[i]);
+      else
+        fprintf(out, "%" PRIu64 ",%" PRIu64 "\n", b->seller_ids[i], b->cluster_ids[i]);
+    }
+    n += k;
+    protobuf_c_message_free_unpacked(m, NULL);
   }
   gc_sstream_free(s);
-  if (fflush(out) != 0 || ferror(out)) {
-    fprintf(stderr, "graphctl: writing %s: %s\n", tmp ? tmp : "stdout", strerror(errno));
-    if (!rc)
-      rc = EX_IOERR;
-  }
-  if (tmp) {
-    if (fsync(fileno(out)) != 0 && !rc) {
-      fprintf(stderr, "graphctl: fsync %s: %s\n", tmp, strerror(errno));
-      rc = EX_IOERR;
-    }
-    fclose(out);
-    if (!rc && rename(tmp, a->out) != 0) {
-      fprintf(stderr, "graphctl: rename %s: %s\n", tmp, strerror(errno));
-      rc = EX_IOERR;
-    }
-    if (rc)
-      unlink(tmp);
-    free(tmp);
-  }
+  rc = outfile_close(&of, rc);
   if (!rc) {
     double dt = now_s() - t0;
+    bool to_file = !outfile_is_stdout(a->out);
     fprintf(stderr, "graphctl: %" PRIu64 " assignments in %.2f s (%.0f/s)%s%s\n", n, dt,
-            dt > 0 ? (double)n / dt : 0.0, a->out ? " to " : "", a->out ? a->out : "");
+            dt > 0 ? (double)n / dt : 0.0, to_file ? " to " : "", to_file ? a->out : "");
   }
   return rc;
 }

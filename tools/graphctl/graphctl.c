@@ -81,6 +81,10 @@ static const char *const main_help =
     "  clusters                   a snapshot's clusters, riskiest first\n"
     "  assignments                every seller's cluster, as CSV or JSON Lines\n"
     "  diff A B                   what changed between two snapshots\n"
+    "  export cluster ID | entity TYPE KEY | snapshot  -o FILE\n"
+    "                             a cluster, an entity's neighbourhood or the\n"
+    "                             riskiest clusters as GraphML (Gephi, yEd)\n"
+    "  report -o FILE.html        a snapshot's clusters as one HTML page\n"
     "  audit [--verify]           the audit trail (admin), or check its hash chain\n"
     "  backup DIR                 consistent copy of the store into DIR on the server\n"
     "  health                     check that the server is serving\n"
@@ -117,8 +121,8 @@ static const char *const main_help =
     "  69  cannot reach the server: UNAVAILABLE, or DEADLINE_EXCEEDED before\n"
     "      a connection was made\n"
     "  70  internal error (out of memory)\n"
-    "  73  the output file cannot be created (assignments --out)\n"
-    "  74  an output file cannot be written (assignments)\n";
+    "  73  the output file cannot be created (assignments, export, report)\n"
+    "  74  an output file cannot be written (assignments, export, report)\n";
 
 /* ------------------------------------------------------------------ */
 /* Output helpers                                                       */
@@ -239,6 +243,63 @@ const char *human_bytes(uint64_t n, char *buf, size_t size) {
   }
   snprintf(buf, size, "%.1f %s", v, units[u]);
   return buf;
+}
+
+/* ------------------------------------------------------------------ */
+/* Output files                                                         */
+
+bool outfile_is_stdout(const char *path) {
+  return !path || strcmp(path, "-") == 0;
+}
+
+int outfile_open(outfile *o, const char *path) {
+  memset(o, 0, sizeof *o);
+  if (outfile_is_stdout(path)) {
+    o->f = stdout;
+    return EXIT_OK;
+  }
+  o->path = path;
+  size_t n = strlen(path) + 5;
+  o->tmp = xcalloc(n, 1);
+  snprintf(o->tmp, n, "%s.tmp", path);
+  o->f = fopen(o->tmp, "w");
+  if (!o->f) {
+    fprintf(stderr, "graphctl: %s: %s\n", o->tmp, strerror(errno));
+    free(o->tmp);
+    o->tmp = NULL;
+    return EX_CANTCREAT;
+  }
+  return EXIT_OK;
+}
+
+int outfile_close(outfile *o, int rc) {
+  if (!o->f)
+    return rc;
+  const char *name = o->tmp ? o->tmp : "stdout";
+  if (fflush(o->f) != 0 || ferror(o->f)) {
+    fprintf(stderr, "graphctl: writing %s: %s\n", name, strerror(errno));
+    if (!rc)
+      rc = EX_IOERR;
+  }
+  if (o->tmp) {
+    if (fsync(fileno(o->f)) != 0 && !rc) {
+      fprintf(stderr, "graphctl: fsync %s: %s\n", name, strerror(errno));
+      rc = EX_IOERR;
+    }
+    if (fclose(o->f) != 0 && !rc) {
+      fprintf(stderr, "graphctl: closing %s: %s\n", name, strerror(errno));
+      rc = EX_IOERR;
+    }
+    if (!rc && rename(o->tmp, o->path) != 0) {
+      fprintf(stderr, "graphctl: rename %s: %s\n", name, strerror(errno));
+      rc = EX_IOERR;
+    }
+    if (rc)
+      unlink(o->tmp);
+    free(o->tmp);
+  }
+  memset(o, 0, sizeof *o);
+  return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -839,6 +900,8 @@ static const command commands[] = {
     {"diff", diff_opts, run_diff, false, diff_help},
     {"audit", audit_opts, run_audit, false, audit_help},
     {"backup", NULL, run_backup, false, backup_help},
+    {"export", export_opts, run_export, false, export_help},
+    {"report", report_opts, run_report, false, report_help},
     {"help", NULL, run_help, false,
      "usage: graphctl help [COMMAND]\n"},
 };
@@ -864,7 +927,10 @@ static int parse_args(int argc, char **argv, args *a, const command **ret_cmd) {
       dashdash = true;
       continue;
     }
-    if (!positional && s[1] != '-') {
+    /* "-o FILE": the one short option with a value (commands that write
+     * a file list it as "o"). */
+    bool short_o = !positional && strcmp(s, "-o") == 0 && cmd && find_opt(cmd->opts, "o", 1);
+    if (!positional && s[1] != '-' && !short_o) {
       if (strcmp(s, "-h") == 0) {
         a->help = true;
         continue;
@@ -884,7 +950,7 @@ static int parse_args(int argc, char **argv, args *a, const command **ret_cmd) {
       }
       continue;
     }
-    const char *name = s + 2;
+    const char *name = short_o ? s + 1 : s + 2;
     const char *eq = strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     const optspec *o = find_opt(global_opts, name, len);

@@ -5,6 +5,8 @@
  * graphctl.c: helpers, argument parsing, the command table, the data and
  * investigation commands, main. analytics.c: cluster, job, snapshots,
  * clusters, assignments, diff, and the admin commands audit and backup.
+ * export.c and report.c: export (GraphML) and report (HTML) over the
+ * network fetcher of netgraph.h.
  *
  * Helpers that print report to stderr and return an exit code; helpers
  * that allocate exit(EXIT_SOFTWARE) on out of memory (die_nomem).
@@ -20,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sysexits.h>
 
 #define SVC "/graphd.v1.SellerGraph/"
@@ -103,6 +106,13 @@ enum {
   O_METHOD,
   O_VERIFY,
   O_CASE_ID,
+  /* export, report */
+  O_MIN_RISK,
+  O_TOP,
+  O_MAX_SELLERS,
+  O_MAX_LINKS,
+  O_MAX_NODES,
+  O_MAX_CLUSTERS,
 };
 
 typedef struct optspec {
@@ -176,6 +186,11 @@ typedef struct args {
   /* audit */
   const char *principal, *case_id, *method;
   bool verify;
+  /* export, report */
+  bool have_min_risk;
+  double min_risk;
+  long top, max_sellers, max_links, max_nodes, max_clusters;
+  bool have_min_size;
 } args;
 
 struct command;
@@ -209,6 +224,25 @@ json_object *labels_json(char **labels, size_t n);
 json_object *entity_json(const Graphd__V1__Entity *e, bool attrs);
 void print_entity(const Graphd__V1__Entity *e);
 
+/* ---- output files ---- */
+/*
+ * An output file written atomically: outfile_open creates PATH.tmp (path
+ * "-" or NULL: stdout, written directly); outfile_close flushes, fsyncs,
+ * closes and renames it to PATH when rc is 0, and removes it otherwise.
+ * Both print their error ("graphctl: FILE: reason") and return an exit
+ * code: outfile_open EX_CANTCREAT (73); outfile_close rc when it is not 0,
+ * else EX_IOERR (74) when writing failed, else 0.
+ */
+typedef struct outfile {
+  FILE *f;
+  const char *path; /* NULL: stdout */
+  char *tmp;
+} outfile;
+int outfile_open(outfile *o, const char *path);
+int outfile_close(outfile *o, int rc);
+/* True for "-" or NULL (stdout). */
+bool outfile_is_stdout(const char *path);
+
 /* ---- status and calls ---- */
 /* Prints "graphctl: CODE: message"; returns the exit code. */
 int report_status(const ctl *c, const gc_status *st);
@@ -230,6 +264,8 @@ extern const optspec cluster_opts[], job_opts[], snapshots_opts[], clusters_opts
     assignments_opts[], diff_opts[], audit_opts[];
 extern const char cluster_help[], job_help[], snapshots_help[], clusters_help[],
     assignments_help[], diff_help[], audit_help[], backup_help[];
+/* "leiden-cpm", "louvain", ... (the --algorithm names); "?" if unknown. */
+const char *algo_name(Graphd__V1__Algorithm x);
 /* Parses an analytics option into a (called by set_option). */
 int set_analytics_option(const command *cmd, args *a, const optspec *o, const char *opt,
                          const char *v);
@@ -241,5 +277,11 @@ int run_assignments(ctl *c, const command *cmd, args *a);
 int run_diff(ctl *c, const command *cmd, args *a);
 int run_audit(ctl *c, const command *cmd, args *a);
 int run_backup(ctl *c, const command *cmd, args *a);
+
+/* ---- export.c, report.c ---- */
+extern const optspec export_opts[], report_opts[];
+extern const char export_help[], report_help[];
+int run_export(ctl *c, const command *cmd, args *a);
+int run_report(ctl *c, const command *cmd, args *a);
 
 #endif

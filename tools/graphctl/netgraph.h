@@ -1,0 +1,168 @@
+/*
+ * graphctl's network fetcher: a cluster, a snapshot's riskiest clusters, or
+ * an entity's neighbourhood, read from graphd over the public rpcs and held
+ * as the bipartite seller–entity graph investigators look at: sellers, the
+ * shared entities that link them (address, payment account, device, phone,
+ * e-mail, ip), and the links between the two, with their times. Used by
+ * `graphctl export` (GraphML) and `graphctl report` (drawings).
+ *
+ * netgraph.c fetches (gRPC only) into the plain ng_graph below;
+ * netgraph_igraph.c is the one graphctl file that includes igraph: it turns
+ * an ng_graph into an igraph_t with attributes (C attribute handler), writes
+ * GraphML and computes layouts.
+ *
+ * What is kept. The sellers are fetched first (GetCluster members, or
+ * LinkedSellers / Neighbors for a neighbourhood), then each seller's links
+ * (Neighbors, paged). A non-seller entity becomes a node when at least two
+ * of the graph's sellers link to it (the root of a neighbourhood always),
+ * so a seller's private phone is left out and the warehouse address of a
+ * ring is in. Hubs (over their hub cap) are kept like any other entity,
+ * marked hub, with evidence weight 0 (investigators and clustering do not
+ * follow them). Direct seller-seller links between two kept sellers are
+ * edges too (relation "direct"); every other edge joins a seller and an
+ * entity (relation "uses").
+ *
+ * Bounds. ng_limits caps sellers per cluster (or neighbourhood), links
+ * read per seller, and nodes in the whole graph; whatever a bound cuts is
+ * said in ng_graph.cut_note (and `cut` is set), never silently dropped.
+ *
+ * Errors: the fetch functions return a graphctl exit code: EXIT_OK, or the
+ * code report_status() returned after printing the daemon's status
+ * ("graphctl: NOT_FOUND: ..."). On error the graph may hold part of the
+ * data; free it with ng_graph_free. Out of memory exits (die_nomem).
+ */
+#ifndef GRAPHCTL_NETGRAPH_H
+#define GRAPHCTL_NETGRAPH_H
+
+#include "graphctl.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct ng_node {
+  uint64_t id;       /* graphd entity id */
+  int type;          /* graphd.v1.EntityType, 1..7 */
+  bool seller;       /* type == SELLER */
+  char *key;         /* normalised key (owned) */
+  char *labels;      /* ';'-joined labels, "" when none (owned) */
+  bool flagged;      /* carries one of the snapshot's flagged labels */
+  uint64_t cluster_id;  /* seller: its cluster (0 = none known); entity:
+                           the cluster most of its sellers here are in */
+  double cluster_risk;  /* risk of cluster_id; NAN when unknown */
+  uint64_t seller_count; /* sellers linked to it in the whole store */
+  bool hub;          /* over its type's hub cap */
+  double weight;     /* entity: evidence weight w(type) r(seller_count),
+                        0 for hubs; seller: 0 */
+  uint32_t users;    /* entity: sellers of this graph linked to it */
+  int64_t first_seen, last_seen;
+  int hops;          /* neighbourhood: seller steps from the root; -1 n/a */
+} ng_node;
+
+typedef struct ng_edge {
+  size_t a, b;       /* node indices; a is a seller */
+  bool direct;       /* seller-seller link (else seller-entity) */
+  int64_t first_seen, last_seen;
+  uint64_t count;    /* observations of the link */
+  double weight;     /* evidence weight of the shared entity (direct links:
+                        the seller type weight) */
+} ng_edge;
+
+typedef struct ng_limits {
+  uint32_t max_sellers; /* per cluster or neighbourhood */
+  uint32_t max_links;   /* links read per seller */
+  uint32_t max_nodes;   /* nodes in the whole graph (0 = no bound) */
+} ng_limits;
+
+#define NG_DEFAULT_MAX_SELLERS 500
+#define NG_DEFAULT_MAX_LINKS 1000
+
+typedef struct ng_pending ng_pending;
+
+typedef struct ng_graph {
+  ng_node *nodes;
+  size_t nnodes, nodes_cap;
+  ng_edge *edges;
+  size_t nedges, edges_cap;
+  /* What this graph shows, e.g. "cluster 904 of snapshot 12". */
+  char source[512];
+  uint64_t snapshot_id; /* 0 when none was used */
+  bool cut;
+  char cut_note[1024]; /* "; "-separated reasons */
+
+  /* Private to netgraph.c. */
+  struct ng_ctx *ctx;
+  ng_pending *pend;
+  size_t npend, pend_cap;
+  void **replies;
+  size_t nreplies, replies_cap;
+  struct ng_map *map;
+  int64_t root;      /* node index of a neighbourhood's root, -1 */
+  uint64_t root_id;
+} ng_graph;
+
+/* An empty graph. The snapshot's manifest is read (GetSnapshot) on the
+ * first fetch that needs it. */
+void ng_graph_init(ng_graph *g);
+void ng_graph_free(ng_graph *g);
+
+/*
+ * Adds cluster cluster_id of snapshot snapshot_id (0 = the latest) to g:
+ * GetSnapshot, GetCluster (members, paged), Neighbors of each member.
+ * Call ng_finish once after the last fetch. Errors: as the rpcs (NOT_FOUND
+ * no such snapshot or cluster, FAILED_PRECONDITION no snapshot yet).
+ */
+int ng_fetch_cluster(ctl *c, ng_graph *g, uint64_t snapshot_id, uint64_t cluster_id,
+                     const ng_limits *lim);
+
+/*
+ * Adds the clusters of a snapshot with risk >= min_risk and size >=
+ * min_size, riskiest first, at most top of them (ListClusters, then as
+ * ng_fetch_cluster for each). Sets *ret_clusters to how many were added.
+ */
+int ng_fetch_snapshot(ctl *c, ng_graph *g, uint64_t snapshot_id, double min_risk,
+                      uint64_t min_size, uint32_t top, const ng_limits *lim,
+                      size_t *ret_clusters);
+
+/*
+ * Adds the neighbourhood of an entity (GetEntity, then the investigator
+ * rpcs): for a seller, itself and the sellers LinkedSellers finds within
+ * hops (1..3) seller-to-seller steps; for any other entity, the sellers
+ * linked to it, and with hops >= 2 the sellers linked to those within
+ * hops - 1 steps. Clusters and risks are those of the latest snapshot
+ * (none when there is no snapshot). Errors: NOT_FOUND (no such entity),
+ * INVALID_ARGUMENT.
+ */
+int ng_fetch_entity(ctl *c, ng_graph *g, const Graphd__V1__EntityRef *ref, int hops,
+                    const ng_limits *lim);
+
+/* Builds the entity nodes and the edges from what was fetched, applying
+ * lim->max_nodes (entities shared by most sellers kept first). Call once. */
+void ng_finish(ng_graph *g, const ng_limits *lim);
+
+/* Appends a reason to g->cut_note and sets g->cut. */
+void ng_note_cut(ng_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- netgraph_igraph.c ---- */
+
+/*
+ * Writes g as GraphML (igraph_write_graph_graphml) to f. Vertex attributes:
+ * kind (seller|entity), type, key, labels, flagged, cluster_id,
+ * cluster_risk, seller_count, hub, evidence_weight, users, first_seen,
+ * last_seen, hops, graphd_id; edge attributes: relation (uses|direct),
+ * first_seen, last_seen, count, weight; graph attributes: source,
+ * snapshot_id, cut, cut_note. Returns 0, or -1 with a message in err
+ * (igraph error; the caller maps it to an exit code).
+ */
+int ng_write_graphml(const ng_graph *g, FILE *f, char *err, size_t errsize);
+
+/*
+ * Fruchterman-Reingold layout of g with igraph's RNG seeded with seed, so
+ * the same graph and seed give the same picture. ret_xy gets 2 * nnodes
+ * doubles (x, y pairs) scaled into [0, 1]. Returns 0 or -1 (err filled).
+ */
+int ng_layout(const ng_graph *g, unsigned long seed, double *ret_xy, char *err,
+              size_t errsize);
+
+#endif
