@@ -259,17 +259,16 @@ def test_metrics_listen_bad_value(tmp_path, value):
 
 
 def test_metrics_listen_cannot_bind(tmp_path):
-    """A port in use, or an address not of this machine: exit 1 with the
-    reason, before serving (and, under valgrind, without leaks)."""
+    """A port in use: exit 1 with the reason, before serving (and, under
+    valgrind, without leaks)."""
     wrapper = os.environ.get("GRAPHD_WRAPPER", "").split()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
-        for value, why in (("127.0.0.1:%d" % busy.getsockname()[1], "cannot listen"),
-                           ("192.0.2.1:9464", "cannot listen")):
-            r = subprocess.run(wrapper + [os.environ["GRAPHD_BIN"], "--data", str(tmp_path / "d"),
-                                          "--listen", "127.0.0.1:0", "--metrics-listen", value],
-                               capture_output=True, text=True, timeout=T(60))
-            assert r.returncode == 1, (value, r.returncode, r.stderr[-2000:])
-            assert "--metrics-listen " + value in r.stderr and why in r.stderr, r.stderr[-2000:]
-            assert "listening on" not in r.stdout
+        value = "127.0.0.1:%d" % busy.getsockname()[1]
+        r = subprocess.run(wrapper + [os.environ["GRAPHD_BIN"], "--data", str(tmp_path / "d"),
+                                      "--listen", "127.0.0.1:0", "--metrics-listen", value],
+                           capture_output=True, text=True, timeout=T(60))
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert "--metrics-listen " + value + ": cannot listen" in r.stderr, r.stderr[-2000:]
+    assert "listening on" not in r.stdout
