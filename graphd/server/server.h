@@ -117,8 +117,8 @@ typedef struct gd_server_opts {
    * method table, or nmethods for an unknown method. grpc_status: what the
    * client sees: the status sent; DEADLINE_EXCEEDED if the call ends past
    * its (clamped) deadline; CANCELLED if it died before (the client went
-   * away). Any thread, with the call's lock held: must be cheap (atomics),
-   * must not block or call into the server.
+   * away). Handler threads or the writer (call_end with the call's lock
+   * held): both must be cheap (atomics), never block or call the server.
    */
   void (*call_begin)(void *ctx, size_t method);
   void (*call_end)(void *ctx, size_t method, int grpc_status, int64_t ns);
