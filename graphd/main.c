@@ -8,8 +8,8 @@
  * health goes NOT_SERVING, clustering jobs stop (queued ones cancelled,
  * the running graphd-worker signalled and reaped), the server drains
  * (in-flight calls finish, including writes waiting for their commit),
- * the writer commits what is queued and stops, the store closes, and the
- * process exits 0.
+ * the metrics endpoint (--metrics-listen) stops, the writer commits what
+ * is queued and stops, the store closes, and the process exits 0.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -24,6 +24,7 @@
 
 #include "core/log.h"
 #include "jobs/jobs.h"
+#include "metrics/metrics.h"
 #include "rpc/rpc.h"
 #include "server/server.h"
 
@@ -31,9 +32,14 @@
 #include "store/store.h"
 #include "store/writer.h"
 
+#ifndef GD_VERSION
+#define GD_VERSION "unknown"
+#endif
+
 typedef struct config {
   const char *data;
   const char *listen;
+  const char *metrics_listen; /* NULL = no metrics endpoint */
   const char *worker;
   unsigned threads;
   uint64_t map_size_mb, map_size_max_mb;
@@ -72,6 +78,10 @@ static void usage(FILE *f) {
         "  --data DIR               LMDB environment directory (required)\n"
         "  --listen HOST:PORT       address to serve on; port 0 = any free port\n"
         "                           (default 127.0.0.1:7419)\n"
+        "  --metrics-listen HOST:PORT\n"
+        "                           serve Prometheus metrics at http://HOST:PORT/metrics\n"
+        "                           (bound to HOST only; port 0 = any free port, logged;\n"
+        "                           no authentication; default: off)\n"
         "  --threads N              gRPC handler threads (default: number of cores)\n"
         "  --map-size-mb N          initial LMDB map size (default 1024); grows x2 when full\n"
         "  --map-size-max-mb N      map growth limit (default 1048576)\n"
@@ -338,10 +348,12 @@ static int parse_args(int argc, char **argv, config *c) {
     O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT, O_TOKENS, O_INSECURE, O_TLS_CERT,
     O_TLS_KEY, O_TLS_CA, O_NO_AUDIT, O_MAXCALLS, O_KA_TIME, O_KA_TIMEOUT, O_MIN_PING,
     O_AUDIT_READS, O_CONFIG, O_CHECK_CONFIG, O_ALLOC, O_LOG_FORMAT, O_LOG_LEVEL,
+    O_METRICS_LISTEN,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
       {"listen", required_argument, NULL, O_LISTEN},
+      {"metrics-listen", required_argument, NULL, O_METRICS_LISTEN},
       {"threads", required_argument, NULL, O_THREADS},
       {"map-size-mb", required_argument, NULL, O_MAP},
       {"map-size-max-mb", required_argument, NULL, O_MAPMAX},
@@ -407,6 +419,17 @@ static int parse_args(int argc, char **argv, config *c) {
     switch (ch) {
     case O_DATA: c->data = optarg; break;
     case O_LISTEN: c->listen = optarg; break;
+    case O_METRICS_LISTEN: {
+      char host[256];
+      int port;
+      gd_err e;
+      if (gd_metrics_parse_listen(optarg, host, sizeof host, &port, &e)) {
+        fprintf(stderr, "graphd: --metrics-listen: %s\n", e.msg);
+        return 2;
+      }
+      c->metrics_listen = optarg;
+      break;
+    }
     case O_THREADS: ok = parse_long(optarg, 1, 256, &v); c->threads = (unsigned)v; name = "--threads"; break;
     case O_MAP: ok = parse_long(optarg, 1, 1L << 30, &v); c->map_size_mb = (uint64_t)v; name = "--map-size-mb"; break;
     case O_MAPMAX: ok = parse_long(optarg, 1, 1L << 30, &v); c->map_size_max_mb = (uint64_t)v; name = "--map-size-max-mb"; break;
@@ -729,6 +752,21 @@ int main(int argc, char **argv) {
     gd_warn("worker %s: %s (clustering jobs will fail)", worker_path, strerror(errno));
   size_t nmethods, restored = 0;
   const gd_method *methods = gd_rpc_methods(store, writer, &lim, &nmethods);
+  /* Metrics: the registry exists before anything reports to it (the job
+   * restore below already commits). */
+  gd_metrics *metrics = NULL;
+  gd_metrics_http *metrics_http = NULL;
+  if (cfg.metrics_listen) {
+    gd_metrics_opts mo = {.methods = methods, .nmethods = nmethods, .version = GD_VERSION};
+    if (gd_metrics_new(&mo, &metrics, &err)) {
+      gd_error("%s", err.msg);
+      gd_writer_stop(writer);
+      gd_store_close(store);
+      gd_auth_free(auth);
+      return 1;
+    }
+    gd_writer_observe(writer, gd_metrics_commit, metrics);
+  }
   gd_jobs *jobs = NULL;
   gd_jobs_opts jo = {
       .worker_path = worker_path,
@@ -736,6 +774,8 @@ int main(int argc, char **argv) {
       .journal = gd_rpc_jobs_journal(),
       .max_sellers = (uint64_t)cfg.cluster_max_sellers,
       .max_ties = (uint64_t)cfg.cluster_max_ties,
+      .stage_done = metrics ? gd_metrics_job_stage : NULL,
+      .stage_ctx = metrics,
   };
   if (gd_jobs_start(&jo, &jobs, &err) ||
       gd_rpc_jobs_restore(jobs, &restored, &err)) {
@@ -744,12 +784,31 @@ int main(int argc, char **argv) {
     gd_jobs_free(jobs);
     gd_writer_stop(writer);
     gd_store_close(store);
+    gd_metrics_free(metrics);
     gd_auth_free(auth);
     return 1;
   }
   if (restored)
     gd_info("restored %zu clustering job record(s)", restored);
   gd_rpc_set_jobs(jobs);
+
+  if (metrics) {
+    int mport;
+    gd_metrics_set_sources(metrics, store, writer, jobs);
+    if (gd_metrics_http_start(metrics, cfg.metrics_listen, &metrics_http, &mport, &err)) {
+      gd_error("%s", err.msg);
+      gd_jobs_stop(jobs);
+      gd_jobs_free(jobs);
+      gd_writer_stop(writer);
+      gd_store_close(store);
+      gd_metrics_free(metrics);
+      gd_auth_free(auth);
+      return 1;
+    }
+    /* HOST part as given, real port. */
+    const char *mc = strrchr(cfg.metrics_listen, ':');
+    gd_info("metrics on %.*s:%d", (int)(mc - cfg.metrics_listen), cfg.metrics_listen, mport);
+  }
 
   grpc_init();
   gd_server_opts sv = {
@@ -769,6 +828,11 @@ int main(int argc, char **argv) {
       .tls_key_pem = tls_key,
       .tls_client_ca_pem = tls_ca,
   };
+  if (metrics) {
+    sv.call_begin = gd_metrics_call_begin;
+    sv.call_end = gd_metrics_call_end;
+    sv.call_ctx = metrics;
+  }
   if (!cfg.no_audit)
     gd_rpc_audit_hooks(&sv.audit, &sv.audit_ready);
   rc = gd_server_start(&sv, methods, nmethods, &server, &port, &err);
@@ -777,10 +841,12 @@ int main(int argc, char **argv) {
   free(tls_cert), free(tls_key), free(tls_ca);
   if (rc) {
     gd_error("%s", err.msg);
+    gd_metrics_http_stop(metrics_http);
     gd_jobs_stop(jobs);
     gd_jobs_free(jobs);
     gd_writer_stop(writer);
     gd_store_close(store);
+    gd_metrics_free(metrics);
     grpc_shutdown_blocking();
     gd_auth_free(auth);
     return 1;
@@ -825,9 +891,13 @@ int main(int argc, char **argv) {
    * by them), before the server drains and the store closes. */
   gd_jobs_stop(jobs);
   gd_server_shutdown(server, cfg.grace_ms);
+  /* Scrapes read the store, the writer and the jobs: stop serving them
+   * first. Every hook user (server, writer, jobs) is done before the free. */
+  gd_metrics_http_stop(metrics_http);
   gd_writer_stop(writer);
   gd_jobs_free(jobs);
   gd_store_close(store);
+  gd_metrics_free(metrics);
   grpc_shutdown_blocking();
   gd_auth_free(auth);
   gd_info("stopped");

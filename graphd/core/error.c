@@ -24,6 +24,17 @@ int gd_err_grpc_status(int code) {
   return gd__errtab[code].status;
 }
 
+const char *gd_grpc_status_name(int status) {
+  /* The names of doc/statuscodes.md, by number. */
+  static const char *const names[GD_GRPC_STATUS_COUNT] = {
+      "OK",       "CANCELLED",        "UNKNOWN",       "INVALID_ARGUMENT",    "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS",  "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",  "OUT_OF_RANGE",     "UNIMPLEMENTED", "INTERNAL",            "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED",
+  };
+  return status >= 0 && status < GD_GRPC_STATUS_COUNT ? names[status] : NULL;
+}
+
 int gd_err_set(gd_err *err, int code, const char *fmt, ...) {
   if (err) {
     va_list ap;

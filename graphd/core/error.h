@@ -65,6 +65,11 @@ const char *gd_strerror(int code);
 /* The gRPC status code for a graphd error code (INTERNAL for unknown codes). */
 int gd_err_grpc_status(int code);
 
+/* The canonical name of a gRPC status code ("OK", "INVALID_ARGUMENT", ...;
+ * codes 0..16), NULL outside that range. */
+#define GD_GRPC_STATUS_COUNT 17
+const char *gd_grpc_status_name(int status);
+
 /*
  * Sets err (if not NULL) to code and a printf-style message; returns code so
  * callers can write `return gd_err_set(err, GD_EINVALID, "x: %s", why);`.

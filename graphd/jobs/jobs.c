@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/util.h"
+
 extern char **environ;
 
 typedef struct job {
@@ -44,6 +46,8 @@ struct gd_jobs {
   job *running;
   gd_jobs_journal journal; /* save NULL: memory only */
   uint64_t max_sellers, max_ties;
+  void (*stage_done)(void *ctx, const char *stage, double seconds);
+  void *stage_ctx;
   bool submitted;          /* a job was submitted: no more restores */
   /* listeners: own lock, held while calling them, so unlisten waits */
   pthread_mutex_t lmu;
@@ -248,6 +252,9 @@ static void run_job(gd_jobs *j, job *jb) {
   char reason[GD_JOB_REASON_MAX] = "";
   posix_spawn_file_actions_t fa;
   pid_t pid = 0;
+  /* The stage being timed (stage_done). */
+  char stage[GD_JOB_STAGE_MAX] = "start";
+  int64_t stage_t0 = gd_now_ns();
   if (pipe2(in, O_CLOEXEC) || pipe2(pr, O_CLOEXEC)) {
     snprintf(reason, sizeof reason, "internal error: pipe: %s", strerror(errno));
     goto fail;
@@ -344,6 +351,12 @@ static void run_job(gd_jobs *j, job *jb) {
     double frac;
     unsigned long long id;
     if (sscanf(line, "stage %31s %lf", name, &frac) == 2) {
+      if (j->stage_done && strcmp(name, stage) != 0) {
+        int64_t t = gd_now_ns();
+        j->stage_done(j->stage_ctx, stage, (double)(t - stage_t0) / 1e9);
+        snprintf(stage, sizeof stage, "%s", name);
+        stage_t0 = t;
+      }
       pthread_mutex_lock(&j->mu);
       snprintf(jb->info.stage, sizeof jb->info.stage, "%s", name);
       if (frac >= 0 && frac <= 1)
@@ -363,6 +376,8 @@ static void run_job(gd_jobs *j, job *jb) {
   free(line);
   if (f)
     fclose(f);
+  if (j->stage_done) /* the worker closed its progress fd: its last stage is over */
+    j->stage_done(j->stage_ctx, stage, (double)(gd_now_ns() - stage_t0) / 1e9);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
     ;
@@ -490,6 +505,8 @@ int gd_jobs_start(const gd_jobs_opts *o, gd_jobs **ret, gd_err *err) {
     j->journal = *o->journal;
   j->max_sellers = o->max_sellers;
   j->max_ties = o->max_ties;
+  j->stage_done = o->stage_done;
+  j->stage_ctx = o->stage_ctx;
   if (pthread_create(&j->thread, NULL, manager, j)) {
     free(j->worker);
     free(j->data);
@@ -694,6 +711,17 @@ int gd_jobs_cancel(gd_jobs *j, uint64_t id, gd_job_info *ret, gd_err *err) {
   gd_job_info_free(&rec);
   free(rec_text);
   return rc;
+}
+
+void gd_jobs_count(gd_jobs *j, uint64_t ret[GD_JOB_CANCELLED + 1]) {
+  memset(ret, 0, (GD_JOB_CANCELLED + 1) * sizeof *ret);
+  pthread_mutex_lock(&j->mu);
+  for (size_t i = 0; i < j->n; i++) {
+    gd_job_state st = j->jobs[i]->info.state;
+    if (st >= GD_JOB_QUEUED && st <= GD_JOB_CANCELLED)
+      ret[st]++;
+  }
+  pthread_mutex_unlock(&j->mu);
 }
 
 uint64_t gd_jobs_version(gd_jobs *j) {

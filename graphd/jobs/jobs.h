@@ -104,6 +104,13 @@ typedef struct gd_jobs_opts {
   const char *data_dir;            /* passed as --data */
   const gd_jobs_journal *journal;  /* NULL = memory only (copied) */
   uint64_t max_sellers, max_ties;  /* passed as --max-sellers / --max-ties (0 = the worker's) */
+  /* Optional (metrics): stage_done(stage_ctx, stage, seconds) each time a
+   * running job leaves a stage: "start" (spawn to the worker's first
+   * stage line), then each stage the worker reports, the last one ending
+   * when the worker closes its progress fd. Manager thread, no lock held;
+   * must be cheap. */
+  void (*stage_done)(void *ctx, const char *stage, double seconds);
+  void *stage_ctx;
 } gd_jobs_opts;
 
 /* Starts the manager thread. Errors: GD_ENOMEM, GD_EINTERNAL. */
@@ -147,6 +154,11 @@ int gd_jobs_get(gd_jobs *j, uint64_t id, gd_job_info *ret, gd_err *err);
  * after the request (a running job is still RUNNING until its worker has
  * left). Errors: GD_ENOTFOUND, GD_ENOMEM. */
 int gd_jobs_cancel(gd_jobs *j, uint64_t id, gd_job_info *ret, gd_err *err);
+
+/* The jobs the manager holds, by state: ret[GD_JOB_QUEUED] ...
+ * ret[GD_JOB_CANCELLED] (ret[0] is 0). Finished jobs count as long as they
+ * are kept (GD_JOBS_KEEP, restored records included). */
+void gd_jobs_count(gd_jobs *j, uint64_t ret[GD_JOB_CANCELLED + 1]);
 
 /* The change counter. */
 uint64_t gd_jobs_version(gd_jobs *j);

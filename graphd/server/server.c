@@ -79,6 +79,7 @@ struct gd_call {
   bool reaped;     /* the reaper cancelled it */
   bool clamped;    /* deadline_ns is ours, not the client's */
   int64_t deadline_ns; /* effective (clamped) deadline, monotonic */
+  int64_t start_ns;    /* accepted, monotonic (call observer) */
   void *user;
   gd_role role;
   char principal[GD_PRINCIPAL_MAX];
@@ -231,6 +232,9 @@ static void activate(gd_call *c) {
   }
   c->owned = true;
   c->refs = 1; /* the method's reference */
+  c->start_ns = now;
+  if (s->opts.call_begin)
+    s->opts.call_begin(s->opts.call_ctx, c->m ? c->midx : s->nmethods);
   pthread_mutex_lock(&s->mu);
   c->next = s->active;
   if (s->active)
@@ -430,6 +434,12 @@ static void finish_now(gd_call *c, int code, const char *msg, const uint8_t *rep
     abort();
   }
   c->owned = false;
+  if (c->srv->opts.call_end) {
+    int64_t now = gd_now_ns();
+    int seen = now > c->deadline_ns ? 4 /* DEADLINE_EXCEEDED */ : c->dead ? 1 /* CANCELLED */ : status;
+    c->srv->opts.call_end(c->srv->opts.call_ctx, c->m ? c->midx : c->srv->nmethods, seen,
+                          now - c->start_ns);
+  }
   if (!c->md_sent) {
     ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     c->md_sent = true;

@@ -109,6 +109,20 @@ typedef struct gd_server_opts {
   void (*audit)(void *ctx, gd_call *c, int grpc_status);
   bool (*audit_ready)(void *ctx);
   void *audit_ctx;
+  /*
+   * Call observer (NULL = none; metrics). call_begin(ctx, method) when a
+   * call is accepted, and call_end(ctx, method, grpc_status, ns) once for
+   * each, when its status goes out (after any audit hold), with the
+   * nanoseconds since it was accepted. method: the call's index in the
+   * method table, or nmethods for an unknown method. grpc_status: what the
+   * client sees: the status sent; DEADLINE_EXCEEDED if the call ends past
+   * its (clamped) deadline; CANCELLED if it died before (the client went
+   * away). Handler threads or the writer (call_end with the call's lock
+   * held): both must be cheap (atomics), never block or call the server.
+   */
+  void (*call_begin)(void *ctx, size_t method);
+  void (*call_end)(void *ctx, size_t method, int grpc_status, int64_t ns);
+  void *call_ctx;
 } gd_server_opts;
 
 /*

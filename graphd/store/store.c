@@ -318,6 +318,7 @@ int gd_store_stats(gd_rtxn *r, gd_stats *st, gd_err *err) {
   st->map_bytes = info.me_mapsize;
   st->readers_used = info.me_numreaders;
   st->readers_max = info.me_maxreaders;
+  st->last_txnid = (uint64_t)info.me_last_txnid;
   return GD_OK;
 }
 

@@ -178,7 +178,8 @@ typedef struct gd_stats {
   uint64_t labels;
   uint64_t file_bytes, map_bytes;
   uint32_t schema_version;
-  uint32_t readers_used, readers_max;
+  uint32_t readers_used, readers_max; /* reader slots used (high-water mark), and the most */
+  uint64_t last_txnid;                /* id of the last committed write transaction */
 } gd_stats;
 
 int gd_store_stats(gd_rtxn *r, gd_stats *ret, gd_err *err);

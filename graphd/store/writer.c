@@ -15,6 +15,8 @@ struct gd_writer {
   gd_write_op *head, *tail; /* FIFO */
   bool stopping;
   atomic_uint_fast64_t pending, commits, requests, grows;
+  void (*observe)(void *ctx, size_t ops, int64_t ns); /* gd_writer_observe */
+  void *observe_ctx;
 };
 
 /* Applies a group: returns GD_OK when committed (individual ops may have
@@ -74,6 +76,7 @@ static void run_group(gd_writer *w, gd_write_op *ops) {
     gd_write_op *rest = NULL, *cut;
     int rc;
     gd_err_clear(&err);
+    int64_t t0 = gd_now_ns();
     for (;;) {
       rc = apply_group(w, ops, &cut, &err);
       if (cut) { /* cut off (again, on a retry): ahead of what was cut before */
@@ -96,6 +99,8 @@ static void run_group(gd_writer *w, gd_write_op *ops) {
     if (rc == GD_OK) {
       atomic_fetch_add(&w->commits, 1);
       atomic_fetch_add(&w->requests, n);
+      if (w->observe)
+        w->observe(w->observe_ctx, n, gd_now_ns() - t0);
     }
     for (gd_write_op *op = ops, *next; op; op = next) {
       next = op->next;
@@ -179,6 +184,14 @@ void gd_writer_stats_get(gd_writer *w, gd_writer_stats *ret) {
   ret->commits = atomic_load(&w->commits);
   ret->requests = atomic_load(&w->requests);
   ret->grows = atomic_load(&w->grows);
+}
+
+void gd_writer_observe(gd_writer *w, void (*fn)(void *ctx, size_t ops, int64_t ns), void *ctx) {
+  /* Read by the writer thread only after a submit, which takes w->mu. */
+  pthread_mutex_lock(&w->mu);
+  w->observe = fn;
+  w->observe_ctx = ctx;
+  pthread_mutex_unlock(&w->mu);
 }
 
 void gd_writer_stop(gd_writer *w) {

@@ -68,6 +68,16 @@ uint64_t gd_writer_pending(gd_writer *w);
 void gd_writer_stats_get(gd_writer *w, gd_writer_stats *ret);
 
 /*
+ * Observes group commits (for metrics; NULL = none): after each durable
+ * group commit, fn(ctx, ops, ns) runs on the writer thread with the number
+ * of ops the group held and the nanoseconds from the group's first
+ * transaction begin to its commit's return (applying, map growth and
+ * retries, fsync), before the ops' done callbacks. fn must be cheap and
+ * must not submit. Set it before the first gd_writer_submit.
+ */
+void gd_writer_observe(gd_writer *w, void (*fn)(void *ctx, size_t ops, int64_t ns), void *ctx);
+
+/*
  * Commits everything queued, stops the thread and frees w. Accepts NULL.
  * Ops submitted afterwards fail with GD_EUNAVAILABLE; none may be submitted
  * after this returns.

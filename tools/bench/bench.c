@@ -23,6 +23,9 @@
  *                [--seed S] [--repeat 3] [--duration 5] [--concurrency-list 1,16]
  *                [--configs plain,tls,auth,auth+audit,tls+auth+audit|all]
  *                [--rpcs health,get] [--client async|sync|both] [--openssl PATH]
+ *   graphd-bench metrics [--sellers N (default 200000) | --links FILE.csv]
+ *                [--seed S] [--repeat 3] [--duration 5] [--concurrency-list 1,16]
+ *                [--rpcs health,get] [--scrape-ms 1000]
  *   Common: --graphd PATH --sellergen PATH --workdir DIR --graphd-arg ARG
  *           (repeatable, passed to every spawned daemon) --sellergen-arg ARG
  *           (repeatable, passed to sellergen, e.g. --sellergen-arg=--ring-fraction
@@ -191,6 +194,16 @@
  *   medians of QPS, p50, p99, p99.9, CPU per call, and the QPS / p50 / p99
  *   ratios to plain (median of per-repeat ratios) with the cost in percent.
  *   There is no target: nothing is marked met or missed.
+ *
+ * Metrics (metrics.c has the details)
+ *   Data and keys as for security; per repeat two daemons on that data,
+ *   one at a time, in alternating order: off (--no-audit, no metrics
+ *   endpoint: the reference) and scraped (--no-audit --metrics-listen
+ *   127.0.0.1:0, GET /metrics with libcurl every --scrape-ms while
+ *   Health/Check and GetEntity are measured as read does). Reported: QPS,
+ *   p50, p99 and daemon CPU per call for both, the scraped/off ratios
+ *   (median of per-repeat ratios) and the scrapes' count, latency and
+ *   size. The last scrape must count every timed GetEntity call.
  *
  * Output: the exact command line and the machine first, then readable
  * tables on stdout, progress on stderr, and as the last stdout line one JSON
@@ -586,6 +599,7 @@ static void usage(FILE *f) {
       "       graphd-bench all --sellers N [--seed S] [options]\n"
       "       graphd-bench cluster [--sellers N | --links FILE.csv] [--seed S] [options]\n"
       "       graphd-bench security [--sellers N | --links FILE.csv] [--seed S] [options]\n"
+      "       graphd-bench metrics [--sellers N | --links FILE.csv] [--seed S] [options]\n"
       "\n"
       "ingest: durable bulk load through graphd's Ingest rpc vs the same batches\n"
       "        written in-process through the store's group-commit writer.\n"
@@ -602,6 +616,9 @@ static void usage(FILE *f) {
       "        --no-audit: the reference), tls, auth+audit (a reader token, audit on)\n"
       "        and tls+auth+audit; Health/Check and GetEntity at C calls in flight, QPS\n"
       "        and latency ratios to plain in the same repeat.\n"
+      "metrics: generate (default 200000 sellers) and ingest once, then per repeat a\n"
+      "        daemon without and one with --metrics-listen, scraped every --scrape-ms,\n"
+      "        alternating; Health/Check and GetEntity QPS and latency ratios.\n"
       "\n"
       "options:\n"
       "  --links FILE           links CSV / JSON Lines to load (ingest, cluster, security)\n"
@@ -652,6 +669,8 @@ static void usage(FILE *f) {
       "                         tokens without audit; plain is always measured)\n"
       "  --openssl PATH         security: the openssl command that makes the self-signed\n"
       "                         certificate (default: openssl from PATH)\n"
+      "  --scrape-ms N          metrics: scrape interval (default 1000); metrics also takes\n"
+      "                         read's --client, --concurrency(-list), --duration, --rpcs\n"
       "                         security also takes read's --client, --client-threads,\n"
       "                         --concurrency(-list), --duration, --sample, --rpcs, --conn\n"
       "  --workdir DIR          where temp dirs go (default $TMPDIR or /tmp)\n"
@@ -693,7 +712,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     O_LINKS = 256, O_SELLERS, O_SEED, O_BATCH, O_REPEAT, O_ADDR, O_DATA, O_KEYS, O_SAMPLE,
     O_CONC, O_DUR, O_LIMIT, O_CONN, O_GRAPHD, O_SELLERGEN, O_GARG, O_WORKDIR, O_KEEP, O_QUICK,
     O_CALLTO, O_STEPTO, O_REFWIN, O_CLIENT, O_CTHREADS, O_CLIST, O_RPCS, O_TRUTH,
-    O_SGARG, O_PYTHON, O_LEIDENREF, O_JOBTO, O_CONFIGS, O_OPENSSL,
+    O_SGARG, O_PYTHON, O_LEIDENREF, O_JOBTO, O_CONFIGS, O_OPENSSL, O_SCRAPE,
   };
   static const struct option opts[] = {
       {"links", required_argument, NULL, O_LINKS},
@@ -723,6 +742,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       {"job-timeout-ms", required_argument, NULL, O_JOBTO},
       {"configs", required_argument, NULL, O_CONFIGS},
       {"openssl", required_argument, NULL, O_OPENSSL},
+      {"scrape-ms", required_argument, NULL, O_SCRAPE},
       {"workdir", required_argument, NULL, O_WORKDIR},
       {"keep", no_argument, NULL, O_KEEP},
       {"quick", no_argument, NULL, O_QUICK},
@@ -733,7 +753,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       {NULL, 0, NULL, 0},
   };
   if (argc < 2)
-    usage_error("a subcommand is required: ingest, read, all, cluster or security");
+    usage_error("a subcommand is required: ingest, read, all, cluster, security or metrics");
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(stdout);
     exit(0);
@@ -764,8 +784,11 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     c->cmd = CMD_CLUSTER;
   else if (!strcmp(argv[1], "security"))
     c->cmd = CMD_SECURITY;
+  else if (!strcmp(argv[1], "metrics"))
+    c->cmd = CMD_METRICS;
   else
-    usage_error("unknown subcommand '%s' (ingest, read, all, cluster or security)", argv[1]);
+    usage_error("unknown subcommand '%s' (ingest, read, all, cluster, security or metrics)",
+                argv[1]);
 
   int ch;
   optind = 2;
@@ -870,6 +893,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       break;
     }
     case O_OPENSSL: c->openssl = optarg; break;
+    case O_SCRAPE: c->scrape_ms = (int)parse_u64("--scrape-ms", optarg, 10, 3600000); break;
     case O_CONN:
       if (!strcmp(optarg, "own"))
         c->conn = CONN_OWN;
@@ -924,7 +948,12 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
   if (!c->sample)
     c->sample = 10000;
   if (!c->rpcs)
-    c->rpcs = c->cmd == CMD_SECURITY ? 1u << RPC_HEALTH | 1u << RPC_GET : RPC_ALL;
+    c->rpcs = c->cmd == CMD_SECURITY || c->cmd == CMD_METRICS ? 1u << RPC_HEALTH | 1u << RPC_GET
+                                                               : RPC_ALL;
+  if (c->scrape_ms && c->cmd != CMD_METRICS)
+    usage_error("--scrape-ms belongs to metrics");
+  if (!c->scrape_ms)
+    c->scrape_ms = 1000;
   if (c->sec_configs && c->cmd != CMD_SECURITY)
     usage_error("--configs belongs to security");
   /* plain is the reference every ratio is taken to: always measured. */
@@ -974,6 +1003,15 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       usage_error("security: give at most one of --links FILE and --sellers N");
     if (c->addr || c->data || c->keys_from)
       usage_error("security: --addr, --data and --keys-from do not apply (it spawns its own "
+                  "daemons)");
+    break;
+  case CMD_METRICS:
+    if (!c->links && !c->sellers)
+      c->sellers = c->quick ? 5000 : 200000;
+    if (c->links && c->sellers)
+      usage_error("metrics: give at most one of --links FILE and --sellers N");
+    if (c->addr || c->data || c->keys_from)
+      usage_error("metrics: --addr, --data and --keys-from do not apply (it spawns its own "
                   "daemons)");
     break;
   }
@@ -3599,6 +3637,8 @@ static json_object *config_json(const bench_cfg *c) {
     json_object_object_add(j, "configs", sc);
     json_object_object_add(j, "openssl", json_object_new_string(c->openssl));
   }
+  if (c->cmd == CMD_METRICS)
+    json_object_object_add(j, "scrape_ms", json_object_new_int(c->scrape_ms));
   if (c->cmd == CMD_CLUSTER) {
     json_object_object_add(j, "python", json_object_new_string(c->python));
     json_object_object_add(j, "leiden_ref", json_object_new_string(c->leiden_ref));
@@ -3639,7 +3679,7 @@ int main(int argc, char **argv) {
   char *links_path = NULL;
 
   if (cfg.cmd == CMD_INGEST || cfg.cmd == CMD_ALL || cfg.cmd == CMD_CLUSTER ||
-      cfg.cmd == CMD_SECURITY) {
+      cfg.cmd == CMD_SECURITY || cfg.cmd == CMD_METRICS) {
     if (cfg.sellers) {
       char *gen = xasprintf("%s/gen", workroot);
       run_sellergen(&cfg, gen);
@@ -3657,7 +3697,7 @@ int main(int argc, char **argv) {
     /* cluster, security: one ingest is enough (the data set to measure on,
      * and its figures for the record); the repeats are for the mode. */
     bench_cfg icfg = cfg;
-    if (cfg.cmd == CMD_SECURITY)
+    if (cfg.cmd == CMD_SECURITY || cfg.cmd == CMD_METRICS)
       icfg.repeat = 1;
     if (cfg.cmd == CMD_CLUSTER) {
       icfg.repeat = 1;
@@ -3686,14 +3726,18 @@ int main(int argc, char **argv) {
         anomaly("no graphd data dir to cluster: the graphd ingest failed");
         ok = false;
       }
-    } else if (cfg.cmd == CMD_SECURITY) {
+    } else if (cfg.cmd == CMD_SECURITY || cfg.cmd == CMD_METRICS) {
       if (kept) {
         /* The keys' messages point into d (the sync client packs them per
          * call): d lives until the end, as for `all`. */
         read_keys keys;
         read_keys_build(&cfg, &d, &keys);
         bool sok;
-        json_object_object_add(b, "security", bench_security(&cfg, workroot, kept, &keys, &sok));
+        if (cfg.cmd == CMD_SECURITY)
+          json_object_object_add(b, "security",
+                                 bench_security(&cfg, workroot, kept, &keys, &sok));
+        else
+          json_object_object_add(b, "metrics", bench_metrics(&cfg, workroot, kept, &keys, &sok));
         ok &= sok;
         read_keys_free(&keys);
         if (!cfg.keep)

@@ -33,7 +33,7 @@
 
 /* ---- configuration ---- */
 
-typedef enum { CMD_INGEST = 1, CMD_READ, CMD_ALL, CMD_CLUSTER, CMD_SECURITY } bench_cmd;
+typedef enum { CMD_INGEST = 1, CMD_READ, CMD_ALL, CMD_CLUSTER, CMD_SECURITY, CMD_METRICS } bench_cmd;
 typedef enum { CONN_OWN = 0, CONN_SHARED = 1 } conn_mode;
 typedef enum { CLIENT_ASYNC = 0, CLIENT_SYNC = 1 } client_mode;
 
@@ -70,6 +70,7 @@ typedef struct bench_cfg {
   int job_timeout_ms; /* cluster: one clustering job, one reference run */
   unsigned sec_configs; /* security: bit (1 << sec_config) per configuration measured */
   const char *openssl;  /* security: the openssl command that makes the certificate */
+  int scrape_ms;        /* metrics: scrape interval */
 } bench_cfg;
 
 /* ---- helpers ---- */
@@ -220,5 +221,15 @@ extern const char *const sec_config_names[SEC__COUNT]; /* "plain", "tls", ... (-
  */
 json_object *bench_security(const bench_cfg *cfg, const char *workroot, const char *data_dir,
                             const read_keys *keys, bool *ret_ok);
+
+/*
+ * The metrics mode (metrics.c) on data_dir, a graphd data dir already
+ * loaded (and not served by any process), with keys sampled from the same
+ * data: per repeat a daemon without the metrics endpoint and one with it,
+ * scraped every cfg->scrape_ms, in alternating order. Prints its report;
+ * *ret_ok is false when a check failed.
+ */
+json_object *bench_metrics(const bench_cfg *cfg, const char *workroot, const char *data_dir,
+                           const read_keys *keys, bool *ret_ok);
 
 #endif
