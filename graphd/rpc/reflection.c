@@ -54,15 +54,15 @@ struct gd_refl_index {
   refl_file *files;
   size_t nfiles;
   refl_sym *by_name; /* the files in name order (kind unused) */
-  refl_sym *syms;  /* in name order */
+  refl_sym *syms;    /* in name order */
   size_t nsyms, cap;
   const char **services;
   size_t nservices;
 };
 
 static const char *kind_name(gd_refl_kind k) {
-  static const char *const names[] = {"service", "method", "message", "field", "enum",
-                                      "enum value"};
+  static const char *const names[] = {"service", "method", "message",
+                                      "field",   "enum",   "enum value"};
   return names[k];
 }
 
@@ -98,8 +98,8 @@ static int add_sym(gd_refl_index *ix, const char *scope, const char *name, size_
   return GD_OK;
 }
 
-static int add_enum(gd_refl_index *ix, const char *scope, const Google__Protobuf__EnumDescriptorProto *e,
-                    size_t file, gd_err *err) {
+static int add_enum(gd_refl_index *ix, const char *scope,
+                    const Google__Protobuf__EnumDescriptorProto *e, size_t file, gd_err *err) {
   int rc = add_sym(ix, scope, e->name, file, GD_REFL_ENUM, NULL, err);
   /* Enum values are scoped like siblings of their enum (C++ rules). */
   for (size_t i = 0; !rc && i < e->n_value; i++)
@@ -174,7 +174,8 @@ int gd_refl_index_build(const uint8_t *set, size_t len, gd_refl_index **ret, gd_
   int rc = GD_OK;
   if (!fs || !ix) {
     rc = !ix ? gd_err_set(err, GD_ENOMEM, "reflection index: out of memory")
-             : gd_err_set(err, GD_EINVALID, "descriptor set: not a google.protobuf.FileDescriptorSet");
+             : gd_err_set(err, GD_EINVALID,
+                          "descriptor set: not a google.protobuf.FileDescriptorSet");
     goto fail;
   }
   ix->nfiles = fs->n_file;
@@ -194,7 +195,8 @@ int gd_refl_index_build(const uint8_t *set, size_t len, gd_refl_index **ret, gd_
       rc = gd_err_set(err, GD_EINVALID, "descriptor set: file %zu has no name", i);
       goto fail;
     }
-    uint8_t *b = gd_arena_alloc(&ix->arena, (rf->len = protobuf_c_message_get_packed_size(&f->base)) + 1);
+    uint8_t *b =
+        gd_arena_alloc(&ix->arena, (rf->len = protobuf_c_message_get_packed_size(&f->base)) + 1);
     rf->name = arena_strdup(&ix->arena, f->name);
     rf->deps = gd_arena_alloc(&ix->arena, (f->n_dependency + 1) * sizeof *rf->deps);
     if (!b || !rf->name || !rf->deps) {
@@ -217,8 +219,9 @@ int gd_refl_index_build(const uint8_t *set, size_t len, gd_refl_index **ret, gd_
     for (size_t k = 0; k < f->n_dependency; k++) {
       size_t d;
       if (!gd_refl_find_file(ix, f->dependency[k], &d)) {
-        rc = gd_err_set(err, GD_EINVALID, "descriptor set: %.100s imports '%.100s', which is not in the set",
-                        f->name, f->dependency[k]);
+        rc = gd_err_set(err, GD_EINVALID,
+                        "descriptor set: %.100s imports '%.100s', which is not in the set", f->name,
+                        f->dependency[k]);
         goto fail;
       }
       ix->files[i].deps[ix->files[i].ndeps++] = d;
@@ -230,9 +233,9 @@ int gd_refl_index_build(const uint8_t *set, size_t len, gd_refl_index **ret, gd_
     qsort(ix->syms, ix->nsyms, sizeof *ix->syms, sym_cmp);
   for (size_t i = 1; i < ix->nsyms; i++)
     if (strcmp(ix->syms[i - 1].name, ix->syms[i].name) == 0) {
-      rc = gd_err_set(err, GD_EINVALID, "descriptor set: symbol '%.150s' defined twice (%.40s, %.40s)",
-                      ix->syms[i].name, ix->files[ix->syms[i - 1].file].name,
-                      ix->files[ix->syms[i].file].name);
+      rc = gd_err_set(
+          err, GD_EINVALID, "descriptor set: symbol '%.150s' defined twice (%.40s, %.40s)",
+          ix->syms[i].name, ix->files[ix->syms[i - 1].file].name, ix->files[ix->syms[i].file].name);
       goto fail;
     }
   google__protobuf__file_descriptor_set__free_unpacked(fs, NULL);
@@ -256,9 +259,7 @@ void gd_refl_index_free(gd_refl_index *ix) {
 
 size_t gd_refl_nfiles(const gd_refl_index *ix) { return ix->nfiles; }
 
-const char *gd_refl_file_name(const gd_refl_index *ix, size_t file) {
-  return ix->files[file].name;
-}
+const char *gd_refl_file_name(const gd_refl_index *ix, size_t file) { return ix->files[file].name; }
 
 const uint8_t *gd_refl_file_bytes(const gd_refl_index *ix, size_t file, size_t *ret_len) {
   *ret_len = ix->files[file].len;
@@ -330,6 +331,9 @@ void gd_rpc_reflection_free(void) {
 
 typedef Grpc__Reflection__V1alpha__ServerReflectionRequest refl_req;
 typedef Grpc__Reflection__V1alpha__ServerReflectionResponse refl_rep;
+/* The oneof cases of request and response. */
+#define REQ_(x) GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_##x
+#define REP_(x) GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_##x
 
 /* Checks one name of request `index`: length cap and UTF-8. */
 static int check_name(const char *s, const char *field, uint64_t index, gd_err *err) {
@@ -348,17 +352,17 @@ static int check_request(const refl_req *q, uint64_t index, gd_err *err) {
   if (rc)
     return rc;
   switch (q->message_request_case) {
-  case GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
+  case REQ_(FILE_BY_FILENAME):
     return check_name(q->file_by_filename, "file_by_filename", index, err);
-  case GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL:
+  case REQ_(FILE_CONTAINING_SYMBOL):
     return check_name(q->file_containing_symbol, "file_containing_symbol", index, err);
-  case GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION:
+  case REQ_(FILE_CONTAINING_EXTENSION):
     return check_name(q->file_containing_extension->containing_type,
                       "file_containing_extension.containing_type", index, err);
-  case GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE:
+  case REQ_(ALL_EXTENSION_NUMBERS_OF_TYPE):
     return check_name(q->all_extension_numbers_of_type, "all_extension_numbers_of_type", index,
                       err);
-  case GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
+  case REQ_(LIST_SERVICES):
     return check_name(q->list_services, "list_services", index, err);
   default:
     return GD_OK;
@@ -384,8 +388,7 @@ static void set_error(refl_rep *r, refl_out *o, int code, const char *fmt, ...) 
   vsnprintf(o->msg, sizeof o->msg, fmt, ap);
   va_end(ap);
   o->error.error_message = o->msg;
-  r->message_response_case =
-      GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE;
+  r->message_response_case = REP_(ERROR_RESPONSE);
   r->error_response = &o->error;
 }
 
@@ -402,8 +405,7 @@ static int set_files(refl_rep *r, refl_out *o, size_t file, gd_arena **a) {
   grpc__reflection__v1alpha__file_descriptor_response__init(&o->files);
   o->files.n_file_descriptor_proto = n;
   o->files.file_descriptor_proto = bd;
-  r->message_response_case =
-      GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
+  r->message_response_case = REP_(FILE_DESCRIPTOR_RESPONSE);
   r->file_descriptor_response = &o->files;
   return GD_OK;
 }
@@ -414,7 +416,7 @@ static int answer(const refl_req *q, refl_rep *r, refl_out *o, gd_arena **a) {
   gd_refl_kind kind;
   const char *name;
   switch (q->message_request_case) {
-  case GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
+  case REQ_(FILE_BY_FILENAME):
     name = q->file_by_filename;
     if (!name[0])
       set_error(r, o, GD_EINVALID, "file_by_filename: empty file name");
@@ -423,7 +425,7 @@ static int answer(const refl_req *q, refl_rep *r, refl_out *o, gd_arena **a) {
     else
       return set_files(r, o, file, a);
     return GD_OK;
-  case GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL:
+  case REQ_(FILE_CONTAINING_SYMBOL):
     name = q->file_containing_symbol;
     if (!name[0])
       set_error(r, o, GD_EINVALID, "file_containing_symbol: empty symbol name");
@@ -432,14 +434,14 @@ static int answer(const refl_req *q, refl_rep *r, refl_out *o, gd_arena **a) {
     else
       return set_files(r, o, file, a);
     return GD_OK;
-  case GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION:
+  case REQ_(FILE_CONTAINING_EXTENSION):
     name = q->file_containing_extension->containing_type;
     if (!name[0])
       set_error(r, o, GD_EINVALID, "file_containing_extension.containing_type: empty type name");
     else
       set_error(r, o, GD_ENOTFOUND, "no extension of '%s' is known (graphd declares none)", name);
     return GD_OK;
-  case GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE:
+  case REQ_(ALL_EXTENSION_NUMBERS_OF_TYPE):
     name = q->all_extension_numbers_of_type;
     if (!name[0]) {
       set_error(r, o, GD_EINVALID, "all_extension_numbers_of_type: empty type name");
@@ -448,12 +450,11 @@ static int answer(const refl_req *q, refl_rep *r, refl_out *o, gd_arena **a) {
     } else {
       grpc__reflection__v1alpha__extension_number_response__init(&o->ext);
       o->ext.base_type_name = (char *)name; /* no extensions: an empty list */
-      r->message_response_case =
-          GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ALL_EXTENSION_NUMBERS_RESPONSE;
+      r->message_response_case = REP_(ALL_EXTENSION_NUMBERS_RESPONSE);
       r->all_extension_numbers_response = &o->ext;
     }
     return GD_OK;
-  case GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES: {
+  case REQ_(LIST_SERVICES): {
     size_t n = gd_refl_nservices(refl);
     Grpc__Reflection__V1alpha__ServiceResponse *sr = gd_arena_alloc(a, (n + 1) * sizeof *sr);
     Grpc__Reflection__V1alpha__ServiceResponse **sp = gd_arena_alloc(a, (n + 1) * sizeof *sp);
@@ -467,8 +468,7 @@ static int answer(const refl_req *q, refl_rep *r, refl_out *o, gd_arena **a) {
     grpc__reflection__v1alpha__list_service_response__init(&o->list);
     o->list.n_service = n;
     o->list.service = sp;
-    r->message_response_case =
-        GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE;
+    r->message_response_case = REP_(LIST_SERVICES_RESPONSE);
     r->list_services_response = &o->list;
     return GD_OK;
   }

@@ -11,8 +11,7 @@
 #include "rpc/rpc.h"
 #include "tap.h"
 
-static bool sym_is(const gd_refl_index *ix, const char *name, const char *file,
-                   gd_refl_kind kind) {
+static bool sym_is(const gd_refl_index *ix, const char *name, const char *file, gd_refl_kind kind) {
   size_t f;
   gd_refl_kind k;
   return gd_refl_find_symbol(ix, name, &f, &k) && k == kind &&
@@ -107,17 +106,20 @@ static void test_synthetic(void) {
    * b.proto: package p; import "a.proto"; message B {}
    * c.proto: (no package) import "b.proto", "a.proto"; message C {}
    *          service S { rpc M(...) } */
-  Google__Protobuf__EnumValueDescriptorProto x = GOOGLE__PROTOBUF__ENUM_VALUE_DESCRIPTOR_PROTO__INIT;
+  Google__Protobuf__EnumValueDescriptorProto x =
+      GOOGLE__PROTOBUF__ENUM_VALUE_DESCRIPTOR_PROTO__INIT;
   Google__Protobuf__EnumValueDescriptorProto *xs[] = {&x};
   Google__Protobuf__EnumDescriptorProto e = GOOGLE__PROTOBUF__ENUM_DESCRIPTOR_PROTO__INIT;
   Google__Protobuf__EnumDescriptorProto *es[] = {&e};
-  msg_pb inner = GOOGLE__PROTOBUF__DESCRIPTOR_PROTO__INIT, outer = GOOGLE__PROTOBUF__DESCRIPTOR_PROTO__INIT;
+  msg_pb inner = GOOGLE__PROTOBUF__DESCRIPTOR_PROTO__INIT,
+         outer = GOOGLE__PROTOBUF__DESCRIPTOR_PROTO__INIT;
   msg_pb *inners[] = {&inner}, *outers[] = {&outer};
   Google__Protobuf__FieldDescriptorProto fld = GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__INIT;
   Google__Protobuf__FieldDescriptorProto *flds[] = {&fld};
   Google__Protobuf__OneofDescriptorProto oo = GOOGLE__PROTOBUF__ONEOF_DESCRIPTOR_PROTO__INIT;
   Google__Protobuf__OneofDescriptorProto *oos[] = {&oo};
-  msg_pb mb = GOOGLE__PROTOBUF__DESCRIPTOR_PROTO__INIT, mc = GOOGLE__PROTOBUF__DESCRIPTOR_PROTO__INIT;
+  msg_pb mb = GOOGLE__PROTOBUF__DESCRIPTOR_PROTO__INIT,
+         mc = GOOGLE__PROTOBUF__DESCRIPTOR_PROTO__INIT;
   msg_pb *mbs[] = {&mb}, *mcs[] = {&mc};
   Google__Protobuf__MethodDescriptorProto meth = GOOGLE__PROTOBUF__METHOD_DESCRIPTOR_PROTO__INIT;
   Google__Protobuf__MethodDescriptorProto *meths[] = {&meth};
@@ -207,8 +209,9 @@ static void test_synthetic(void) {
   CHECK(strstr(err.msg, "no name") != NULL);
   free(set);
 
-  /* Not a FileDescriptorSet at all. */
-  CHECK_EQ_U(gd_refl_index_build((const uint8_t *)"\x0a\x05" "ab", 4, &ix, &err), GD_EINVALID);
+  /* Not a FileDescriptorSet at all (field 1 cut short). */
+  static const uint8_t junk[] = {0x0a, 0x05, 'a', 'b'};
+  CHECK_EQ_U(gd_refl_index_build(junk, sizeof junk, &ix, &err), GD_EINVALID);
   /* An empty set is a valid, empty index. */
   CHECK_EQ_U(gd_refl_index_build((const uint8_t *)"", 0, &ix, &err), GD_OK);
   if (ix) {
