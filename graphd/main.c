@@ -695,6 +695,12 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
+  /* The schema served by reflection (embedded at build time). */
+  if (gd_rpc_reflection_load(&err)) {
+    gd_error("reflection: %s", err.msg);
+    return 1;
+  }
+
   gd_auth *auth = NULL;
   if (cfg.tokens) {
     if (gd_auth_load(cfg.tokens, &auth, &err)) {
@@ -900,6 +906,7 @@ int main(int argc, char **argv) {
   gd_metrics_free(metrics);
   grpc_shutdown_blocking();
   gd_auth_free(auth);
+  gd_rpc_reflection_free();
   gd_info("stopped");
   return 0;
 }

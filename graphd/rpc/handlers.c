@@ -839,7 +839,7 @@ static void h_backup(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
 
 /* One row per rpc: path, kind, handlers, and the least role it needs
  * (server/auth.h). A NULL handler answers UNIMPLEMENTED with the method's
- * name. */
+ * name. New rows go last: the fuzzer's corpus picks methods by row. */
 static const gd_method methods[] = {
     UNARY("Upsert", h_upsert, W),
     {SVC "Ingest", GD_RPC_CLIENT_STREAM, NULL, h_ingest_read, NULL, NULL, W},
@@ -870,6 +870,9 @@ static const gd_method methods[] = {
     UNARY("VerifyAudit", rpc_verify_audit, A),
     {"/grpc.health.v1.Health/Check", GD_RPC_UNARY, h_health_check, NULL, NULL, NULL,
      GD_ROLE_NONE},
+    /* Reveals the schema only. */
+    {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", GD_RPC_BIDI_STREAM, NULL,
+     rpc_reflection_read, rpc_reflection_written, NULL, R},
 };
 #undef R
 #undef I

@@ -50,7 +50,8 @@ void gd_rpc_audit_hooks(void (**ret_audit)(void *ctx, gd_call *c, int grpc_statu
 /*
  * Binds the handlers to a store and its writer (both must outlive every
  * call) and returns the method table: data, one row per rpc of
- * graphd.v1.SellerGraph plus grpc.health.v1.Health/Check.
+ * graphd.v1.SellerGraph plus grpc.health.v1.Health/Check and
+ * grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo.
  */
 const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim,
                                 size_t *ret_n);
@@ -74,6 +75,17 @@ const gd_jobs_journal *gd_rpc_jobs_journal(void);
  * GD_EIO, GD_ENOMEM, GD_EINTERNAL (a corrupt record: named), and those of
  * gd_jobs_restore. */
 int gd_rpc_jobs_restore(gd_jobs *jobs, size_t *ret_n, gd_err *err);
+
+/*
+ * Server reflection (grpc.reflection.v1alpha.ServerReflection in the
+ * method table): parses and indexes the schema embedded at build time
+ * (rpc/reflection.h). Call once before serving; without it the method ends
+ * its calls INTERNAL. Errors: GD_ENOMEM, GD_EINVALID (the embedded set is
+ * broken: a build fault, named). gd_rpc_reflection_free releases the index
+ * once the server is shut down.
+ */
+int gd_rpc_reflection_load(gd_err *err);
+void gd_rpc_reflection_free(void);
 
 /* Health: SERVING until this is called, NOT_SERVING after (drain). */
 void gd_rpc_set_serving(int serving);

@@ -64,6 +64,9 @@ void rpc_stream_assignments(gd_call *c, const uint8_t *msg, size_t len, bool has
 void rpc_assign_written(gd_call *c, bool ok);
 void rpc_diff_snapshots(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_diff_written(gd_call *c, bool ok);
+/* Server reflection (reflection.c): a bidirectional stream. */
+void rpc_reflection_read(gd_call *c, gd_read_result r, const uint8_t *msg, size_t len);
+void rpc_reflection_written(gd_call *c, bool ok);
 /* Sets e's cluster_id / cluster_snapshot_id from the latest snapshot
  * (sellers only; left 0 when there is none). */
 void rpc_entity_cluster(gd_rtxn *r, Graphd__V1__Entity *e);

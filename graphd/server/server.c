@@ -17,7 +17,9 @@
  *
  * Unary calls send their reply, status and RECV_CLOSE_ON_SERVER in one
  * batch: two CQ events per call. Streaming calls start RECV_CLOSE at once so
- * that cancellation is seen while they run.
+ * that cancellation is seen while they run. Bidirectional streams are the
+ * client-stream machine (server-started first read, gd_call_read_next) and
+ * the server-stream one (gd_call_write, on_written) on the same call.
  *
  * Deadlines: core enforces the client's deadline. Calls with none get the
  * server's default, and every call is clamped to the maximum; a reaper
@@ -182,7 +184,7 @@ static bool post_slot_locked(gd_server *s, const gd_method *m, size_t midx) {
   }
   grpc_call_error e;
   if (m) {
-    bool with_payload = m->kind != GD_RPC_CLIENT_STREAM;
+    bool with_payload = m->kind != GD_RPC_CLIENT_STREAM && m->kind != GD_RPC_BIDI_STREAM;
     e = grpc_server_request_registered_call(s->server, s->handles[midx], &c->call, &c->deadline,
                                             &c->md, with_payload ? &c->payload : NULL, s->cq,
                                             s->cq, &c->t_new);
@@ -592,7 +594,9 @@ static void on_new_call(gd_call *c, bool ok) {
                           "the audit trail cannot be written: calls are refused until it can");
     return;
   }
-  if (m->kind == GD_RPC_CLIENT_STREAM ? !m->on_read : !m->on_request) {
+  if (m->kind == GD_RPC_BIDI_STREAM      ? !m->on_read || !m->on_written
+      : m->kind == GD_RPC_CLIENT_STREAM ? !m->on_read
+                                        : !m->on_request) {
     char msg[300];
     snprintf(msg, sizeof msg, "%s is not implemented in this version", m->path);
     gd_call_finish_status(c, GRPC_STATUS_UNIMPLEMENTED, msg);
@@ -600,6 +604,7 @@ static void on_new_call(gd_call *c, bool ok) {
   }
   switch (m->kind) {
   case GD_RPC_CLIENT_STREAM:
+  case GD_RPC_BIDI_STREAM:
     pthread_mutex_lock(&c->mu);
     start_close(c);
     pthread_mutex_unlock(&c->mu);
@@ -777,8 +782,9 @@ int gd_server_start(const gd_server_opts *o, const gd_method *methods, size_t nm
   }
   for (size_t i = 0; i < nmethods; i++) {
     grpc_server_register_method_payload_handling mode =
-        methods[i].kind == GD_RPC_CLIENT_STREAM ? GRPC_SRM_PAYLOAD_NONE
-                                                : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER;
+        methods[i].kind == GD_RPC_CLIENT_STREAM || methods[i].kind == GD_RPC_BIDI_STREAM
+            ? GRPC_SRM_PAYLOAD_NONE
+            : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER;
     s->handles[i] = grpc_server_register_method(s->server, methods[i].path, NULL, mode, 0);
     if (!s->handles[i]) {
       gd_err_set(err, GD_EINVALID, "cannot register method %s", methods[i].path);

@@ -5,13 +5,27 @@
  * methods of a table (gd_method, data owned by rpc/), hands each call's
  * request bytes to the method's callbacks, and sends what they answer. It
  * owns the completion queue, the handler threads, the call state machines
- * (unary, client streaming, server streaming), unknown-method answers,
- * deadlines and the shutdown drain.
+ * (unary, client streaming, server streaming, bidirectional streaming),
+ * unknown-method answers, deadlines and the shutdown drain.
  *
  * The one rule for methods: every call handed to a method callback belongs
  * to the method until it calls gd_call_finish() exactly once, from any
  * thread, even if the call was cancelled meanwhile. The server frees the
  * call after that and after core has returned every batch.
+ *
+ * Bidirectional streams (GD_RPC_BIDI_STREAM) combine the two streaming
+ * kinds: the server starts the first read (on_read follows, as for a client
+ * stream); the method answers with gd_call_write (on_written follows) and
+ * asks for the next message with gd_call_read_next, at most one read and
+ * one write outstanding at a time. The simplest correct protocol is: read a
+ * request, write its answer, read the next; GD_READ_END then finishes the
+ * call with GD_OK and no reply message. A dead call (cancelled, deadline,
+ * peer gone, shutdown past its grace period) completes the outstanding read
+ * (GD_READ_FAILED) or write (ok = false), and a later one fails at once:
+ * the method then finishes the call (the status no longer reaches anyone);
+ * on_cancel is optional. Refusals
+ * (authentication, --max-calls, a broken audit trail) end the call before
+ * the first read, like every other kind.
  *
  * Threads: callbacks run on handler threads. gd_call_* functions may be
  * called from any thread (the writer thread finishes write calls); they
@@ -35,9 +49,10 @@ typedef enum {
   GD_RPC_UNARY,
   GD_RPC_CLIENT_STREAM,
   GD_RPC_SERVER_STREAM,
+  GD_RPC_BIDI_STREAM, /* on_read + on_written (see above) */
 } gd_rpc_kind;
 
-/* What a client-stream read produced. */
+/* What a client-stream (or bidirectional-stream) read produced. */
 typedef enum {
   GD_READ_MESSAGE, /* a message: bytes valid during the callback only */
   GD_READ_END,     /* the client half-closed: no more messages */
@@ -52,11 +67,11 @@ typedef struct gd_method {
    * sent no message at all. NULL = answer UNIMPLEMENTED.
    */
   void (*on_request)(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
-  /* CLIENT_STREAM: called once per gd_call_read_next() (the first read is
-   * started by the server). */
+  /* CLIENT_STREAM and BIDI_STREAM: called once per gd_call_read_next() (the
+   * first read is started by the server). */
   void (*on_read)(gd_call *c, gd_read_result r, const uint8_t *msg, size_t len);
-  /* SERVER_STREAM: the last gd_call_write() completed; ok is false when the
-   * call died (stop writing and finish). */
+  /* SERVER_STREAM and BIDI_STREAM: the last gd_call_write() completed; ok
+   * is false when the call died (stop writing and finish). */
   void (*on_written)(gd_call *c, bool ok);
   /* Optional: the call died while the method held it. Any thread; once. The
    * method must still call gd_call_finish(). */
@@ -181,19 +196,23 @@ bool gd_call_expired(gd_call *c);
  * view lives as long as the call. */
 gd_str gd_call_metadata(gd_call *c, const char *key);
 
-/* CLIENT_STREAM: starts the next read; on_read follows. One at a time. */
+/* CLIENT_STREAM and BIDI_STREAM: starts the next read; on_read follows. One
+ * at a time. */
 void gd_call_read_next(gd_call *c);
 
-/* SERVER_STREAM: sends one message (the bytes are copied); on_written
- * follows. One at a time. buffer_hint lets core coalesce it with the next. */
+/* SERVER_STREAM and BIDI_STREAM: sends one message (the bytes are copied);
+ * on_written follows. One at a time. buffer_hint lets core coalesce it with
+ * the next (a bidirectional stream answering requests one by one passes
+ * false, or the answer may wait for a next one that never comes). */
 void gd_call_write(gd_call *c, const uint8_t *msg, size_t len, bool buffer_hint);
 
 /*
  * Ends the call with a status: code is a gd_errno (mapped to a gRPC status
  * through gd_err_grpc_status, the one mapping), msg the status text (NULL
- * = none), and for GD_OK an optional reply message (copied). Must not be
- * called while a gd_call_write() is outstanding. The call belongs to the
- * server afterwards.
+ * = none), and for GD_OK an optional reply message (copied; streams that
+ * wrote their messages pass NULL). Must not be called while a
+ * gd_call_write() is outstanding. The call belongs to the server
+ * afterwards.
  */
 void gd_call_finish(gd_call *c, int code, const char *msg, const uint8_t *reply, size_t len);
 

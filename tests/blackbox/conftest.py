@@ -12,7 +12,8 @@ Environment:
   GRAPHD_WORKER_BIN  graphd-worker binary; test_analytics passes it as
                      --worker (optional: graphd looks next to itself)
   PROTO_ROOT         proto root (default: <repo>/proto)
-  HEALTH_PROTO_ROOT  root holding grpc/health/v1/health.proto
+  HEALTH_PROTO_ROOT  root holding grpc/health/v1/health.proto and
+                     grpc/reflection/v1alpha/reflection.proto
                      (default: /usr/share/grpc-proto)
   GRAPHD_PY_STUBS    directory to generate stubs into (default: a temp dir)
   GRAPHD_WRAPPER     command prefix for the daemon, e.g.
@@ -42,7 +43,7 @@ _stub_tmp = None
 
 
 def _generate_stubs():
-    """Generate graphd and health stubs and make them importable.
+    """Generate graphd, health and reflection stubs and make them importable.
 
     Runs from pytest_configure so test modules can import the stubs at module
     level (`from graphd.v1 import graphd_pb2`)."""
@@ -60,7 +61,8 @@ def _generate_stubs():
     base = [protoc, "--python_out=" + out, "--grpc_python_out=" + out,
             "--plugin=protoc-gen-grpc_python=" + plugin]
     for args in ([ "-I" + proto_root, "graphd/v1/graphd.proto"],
-                 [ "-I" + health_root, "grpc/health/v1/health.proto"]):
+                 [ "-I" + health_root, "grpc/health/v1/health.proto"],
+                 [ "-I" + health_root, "grpc/reflection/v1alpha/reflection.proto"]):
         r = subprocess.run(base + args, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError("protoc failed (%s): %s" % (" ".join(base + args), r.stderr))

@@ -5,7 +5,7 @@
  * that does not exist, the gRPC server on a free loopback port) and seeds
  * a few entities. Each input is one call: the first byte picks the method
  * (Backup excluded: its path would name real directories), the second,
- * for Ingest, how many messages the rest is cut into; the rest is the raw
+ * for Ingest and reflection, how many messages the rest is cut into; the rest is the raw
  * request bytes. Oracle, besides the sanitizers: the server answers every
  * call with a status that is neither INTERNAL nor UNKNOWN nor (the server
  * being alive) UNAVAILABLE.
@@ -154,6 +154,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   gd_rpc_limits lim = {.max_batch_items = 1000, .result_cap = 1000, .max_reply_bytes = 4 << 20,
                        .ingest_inflight = 16, .ingest_window_bytes = 1 << 20};
   methods = gd_rpc_methods(store, writer, &lim, &nmethods);
+  if (gd_rpc_reflection_load(&e))
+    die("reflection", &e);
   gd_jobs_opts jo = {.worker_path = "/nonexistent/graphd-worker", .data_dir = dir};
   if (gd_jobs_start(&jo, &jobs, &e))
     die("jobs", &e);
@@ -184,7 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t lens[3], n = 1;
   const uint8_t *p = data + 2;
   size_t left = size - 2;
-  if (m->kind == GD_RPC_CLIENT_STREAM) {
+  if (m->kind == GD_RPC_CLIENT_STREAM || m->kind == GD_RPC_BIDI_STREAM) {
     n = 1 + data[1] % 3;
     for (size_t i = 0; i < n; i++) {
       size_t k = i + 1 == n ? left : left / (n - i);
