@@ -67,7 +67,7 @@ run_suites() {
 }
 
 setup build
-run_suites build unit blackbox bench
+run_suites build unit blackbox bench tools
 
 if [ "$full" = 1 ]; then
   export GRAPHD_WRAPPER="valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9"
