@@ -363,5 +363,5 @@ def test_tls(daemon_factory, certs):  # noqa: F811
     # An empty graph gives an empty snapshot; the report says so.
     out = certs / "weekly-out"
     p = weekly(target, out, "--tls-ca", certs / "ca.pem")
-    assert "0 sellers, 0 clusters" in p.stdout
+    assert "0 sellers, 0 clusters, 0 of them" in p.stdout
     assert pd.read_csv(out / "top_clusters.csv").empty

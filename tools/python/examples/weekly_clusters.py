@@ -177,7 +177,7 @@ def write_csv(path, df):
 def top_clusters(pd, clusters, assignments, diff, sid, top, min_size):
     """The report table: the top riskiest clusters with their change since
     the previous snapshot and their supply sources."""
-    cand = clusters[clusters["size"] >= min_size]
+    cand = clusters[clusters["size"] >= min_size]  # (asked for already)
     # The server's risk order: risk, then size, descending; id breaks ties.
     cand = cand.sort_values(["risk", "size", "cluster_id"], ascending=[False, False, True],
                             kind="mergesort").head(top).reset_index(drop=True)
@@ -287,7 +287,9 @@ def main(argv=None):
             sid = job.snapshot_id
             manifest = client.snapshot(sid)
             assignments = client.assignments(sid)
-            clusters = client.clusters(sid)
+            # Only the clusters the report can use: singletons are most
+            # of a snapshot's clusters and none of its risk.
+            clusters = client.clusters(sid, min_size=a.min_size)
             prev = a.previous if a.previous is not None else manifest["previous_snapshot_id"]
             diff = None
             if prev:
@@ -329,8 +331,8 @@ def main(argv=None):
         return EXIT_CANTCREAT
 
     print("snapshot %d (job %d, %s): %d sellers, %d clusters, %d of them with %d+ sellers"
-          % (sid, job.id, name, len(assignments), len(clusters),
-             int((clusters["size"] >= a.min_size).sum()), a.min_size))
+          % (sid, job.id, name, len(assignments), manifest["clusters"], len(clusters),
+             a.min_size))
     print("top %d clusters by risk -> %s" % (len(top), paths["top_clusters.csv"]))
     if diff is not None:
         s = diff.summary
