@@ -297,9 +297,12 @@ def test_errors_carry_the_status(pyd, runs, tmp_path):
 
 
 def test_job_failed_and_cancelled(daemon_factory, tmp_path):
-    """A worker that fails after a second: wait() raises JobError ABORTED
-    with the reason; a job cancelled while queued: JobError CANCELLED."""
-    dm = daemon_factory("--worker", fake_worker(tmp_path, "sleep 1; exit 1"))
+    """A worker that fails after 2 s: wait() raises JobError ABORTED with
+    the reason; a job cancelled while queued: JobError CANCELLED. The
+    daemon cuts every call at 1 s (--max-deadline-ms): wait() watches
+    again instead of giving up."""
+    dm = daemon_factory("--worker", fake_worker(tmp_path, "sleep 2; exit 1"),
+                        "--max-deadline-ms", "1000")
     c = client(dm.addr)
     with pytest.raises(gc.GraphdError) as ei:
         c.clusters()
@@ -318,6 +321,8 @@ def test_job_failed_and_cancelled(daemon_factory, tmp_path):
     assert isinstance(e, gc.GraphdError) and e.code == grpc.StatusCode.ABORTED
     assert e.job.state == "FAILED" and "worker exited with code 1" in e.details
     assert seen and seen[-1] == e.job and e.job.spec["name"] == "fails"
+    # Each watch starts with the job as it is: RUNNING came at least twice.
+    assert sum(j.state == "RUNNING" for j in seen) >= 2, seen
     p = weekly(dm.addr, tmp_path / "out", check=1)
     assert "ABORTED: job" in p.stderr and "FAILED: worker exited with code 1" in p.stderr
 
