@@ -1,0 +1,711 @@
+"""graphd_client: graphd's analytics rpcs from Python, as pandas DataFrames.
+
+A small layer over the grpcio stubs generated from
+proto/graphd/v1/graphd.proto (the reference for every field and status):
+run a clustering job and follow it, then read the snapshot it wrote --
+manifests, every seller's cluster, cluster summaries, one cluster's
+members and evidence, and the diff between two snapshots.
+
+    from graphd_client import Client, GraphdError
+
+    with Client("127.0.0.1:7419", token=None, case_id="case-1234") as c:
+        job = c.run_clustering(name="weekly", progress=print)   # start + wait
+        a = c.assignments(job.snapshot_id)      # DataFrame seller_id, cluster_id
+        cl = c.clusters(job.snapshot_id)        # every cluster, riskiest first
+        d = c.diff(c.snapshot(job.snapshot_id)["previous_snapshot_id"], job.snapshot_id)
+
+Stubs. The module imports `graphd.v1.graphd_pb2` and `graphd_pb2_grpc`,
+looked for in this order: the `stubs_dir` argument of Client (or of
+load_stubs), the directory in $GRAPHD_STUBS, then sys.path as it is
+(PYTHONPATH; `meson install` puts them next to this module). A meson
+build generates them into build/proto (graphd/v1/graphd_pb2.py ...):
+
+    PYTHONPATH=tools/python:build/proto python3 my_job.py
+
+Errors. Every failed rpc raises GraphdError, whose `code` is the
+grpc.StatusCode the server (or grpc itself: UNAVAILABLE when nothing
+listens at the target) answered and `details` its message, e.g.
+NOT_FOUND "snapshot 99: not found". A clustering job that ends FAILED or
+CANCELLED raises JobError (a GraphdError: code ABORTED or CANCELLED, the
+job's reason as details, the final Job in `job`). Bad arguments caught
+before any call (an unknown algorithm or entity type name, a TLS key
+without its certificate) raise ValueError; unreadable files OSError.
+
+Ids are uint64 as in the API; 0 means "not set", and snapshot_id 0 means
+"the latest" (resolved to a concrete id once per method, so paged reads
+never mix two snapshots). Times are Unix seconds (UTC).
+
+A Client holds one grpc channel; it may be shared between threads.
+"""
+
+import contextlib
+import dataclasses
+import datetime
+import os
+import sys
+import time
+
+import grpc
+import numpy as np
+import pandas as pd
+
+__all__ = ["Client", "GraphdError", "JobError", "Job", "ClusterDetail", "SnapshotDiff",
+           "load_stubs", "read_token_file", "ALGORITHMS", "ENTITY_TYPES"]
+
+STUBS_ENV = "GRAPHD_STUBS"
+
+# The names graphctl uses (graphctl cluster --algorithm).
+ALGORITHMS = {
+    "leiden-cpm": "ALGORITHM_LEIDEN_CPM",
+    "leiden-modularity": "ALGORITHM_LEIDEN_MODULARITY",
+    "louvain": "ALGORITHM_LOUVAIN",
+    "label-propagation": "ALGORITHM_LABEL_PROPAGATION",
+    "components": "ALGORITHM_CONNECTED_COMPONENTS",
+    "infomap": "ALGORITHM_INFOMAP",
+}
+ENTITY_TYPES = ("seller", "address", "payment_account", "device", "phone", "email", "ip")
+
+_pb = None
+_pb_grpc = None
+
+
+def load_stubs(stubs_dir=None):
+    """Import the graphd.v1 stubs once and return (graphd_pb2, graphd_pb2_grpc).
+
+    stubs_dir, else $GRAPHD_STUBS, is put first on sys.path when given; it
+    must hold graphd/v1/graphd_pb2.py. Later calls return the modules
+    already imported. Raises ImportError saying where it looked."""
+    global _pb, _pb_grpc
+    if _pb is not None:
+        return _pb, _pb_grpc
+    d = stubs_dir or os.environ.get(STUBS_ENV)
+    if d:
+        d = os.path.abspath(d)
+        if not os.path.isfile(os.path.join(d, "graphd", "v1", "graphd_pb2.py")):
+            raise ImportError("graphd_client: no graphd/v1/graphd_pb2.py under %s (%s)"
+                              % (d, "stubs_dir" if stubs_dir else "$" + STUBS_ENV))
+        if d not in sys.path:
+            sys.path.insert(0, d)
+    try:
+        from graphd.v1 import graphd_pb2, graphd_pb2_grpc
+    except ImportError as e:
+        raise ImportError(
+            "graphd_client: the graphd.v1 Python stubs are not importable (%s). Build them "
+            "(ninja -C build makes build/proto/graphd/v1/graphd_pb2.py) and add build/proto "
+            "to PYTHONPATH, set $%s, or pass stubs_dir" % (e, STUBS_ENV)) from e
+    _pb, _pb_grpc = graphd_pb2, graphd_pb2_grpc
+    return _pb, _pb_grpc
+
+
+def read_token_file(path):
+    """The bearer token in path: its first line, white space stripped (what
+    graphctl --token-file reads). Raises OSError, or ValueError when empty."""
+    with open(path, encoding="utf-8") as f:
+        tok = f.readline().strip()
+    if not tok:
+        raise ValueError("%s: no token on the first line" % path)
+    return tok
+
+
+# ---------------------------------------------------------------- errors
+
+
+class GraphdError(Exception):
+    """A failed rpc (or job). code: grpc.StatusCode; details: the message;
+    method: the rpc name ("ListClusters")."""
+
+    def __init__(self, code, details, method=None):
+        self.code = code
+        self.details = details or ""
+        self.method = method
+        super().__init__(str(self))
+
+    def __str__(self):
+        name = self.code.name if isinstance(self.code, grpc.StatusCode) else str(self.code)
+        s = "%s: %s" % (name, self.details or "(no message)")
+        return s + (" (%s)" % self.method if self.method else "")
+
+    @classmethod
+    def _from_rpc(cls, e, method):
+        code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+        details = e.details() if hasattr(e, "details") else str(e)
+        return cls(code or grpc.StatusCode.UNKNOWN, details, method)
+
+
+class JobError(GraphdError):
+    """A clustering job that ended FAILED (code ABORTED) or CANCELLED
+    (code CANCELLED); job: the final Job."""
+
+    def __init__(self, job):
+        self.job = job
+        code = grpc.StatusCode.CANCELLED if job.state == "CANCELLED" else grpc.StatusCode.ABORTED
+        super().__init__(code, "job %d %s: %s" % (job.id, job.state, job.reason or "(no reason)"),
+                         "WatchJob")
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A clustering job. state: QUEUED, RUNNING, SUCCEEDED, FAILED or
+    CANCELLED; stage: "queued", "start", then the worker's stages (open,
+    read, project, cluster, match, summarize, write); progress 0..1;
+    snapshot_id: the snapshot a SUCCEEDED job wrote; spec: the spec as
+    submitted (see Client.start_clustering)."""
+    id: int
+    state: str
+    stage: str
+    progress: float
+    reason: str
+    snapshot_id: int
+    created_at: int
+    started_at: int
+    ended_at: int
+    spec: dict
+
+    @property
+    def done(self):
+        return self.state in ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+@dataclasses.dataclass
+class ClusterDetail:
+    """One cluster of a snapshot (Client.cluster). summary: as a row of
+    Client.clusters (a dict); members: DataFrame seller_id, key, labels,
+    degree, seller_count, first_seen, last_seen, attributes (all members,
+    ascending seller id); ties: DataFrame seller_a, seller_b, weight (the
+    strongest stored evidence ties); ties_stored: how many the snapshot
+    holds (size - 1 for a connected cluster)."""
+    snapshot_id: int
+    summary: dict
+    members: pd.DataFrame
+    ties: pd.DataFrame
+    ties_stored: int
+
+
+@dataclasses.dataclass
+class SnapshotDiff:
+    """What changed between two snapshots (Client.diff). summary: the
+    DiffSummary counts (from_snapshot_id, to_snapshot_id, sellers,
+    sellers_stayed, sellers_moved, sellers_added, sellers_removed,
+    clusters_from, clusters_to, continued, merged, split, born, dissolved)
+    and text (the server's one-line summary); clusters: DataFrame kind
+    ("continued", "merged", "split", "born", "dissolved"), from_clusters,
+    to_clusters (lists of ids), in the server's order; moves: DataFrame
+    seller_id, from_cluster, to_cluster (empty when moves=False)."""
+    summary: dict
+    clusters: pd.DataFrame
+    moves: pd.DataFrame
+
+    def counts(self, kind):
+        """Events of one kind ("merged" ...) in the clusters table."""
+        return int((self.clusters["kind"] == kind).sum())
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def _etype_name(pb, t):
+    name = pb.EntityType.Name(t) if t in pb.EntityType.values() else "ENTITY_TYPE_%d" % t
+    return name[len("ENTITY_TYPE_"):].lower()
+
+
+def _etype_value(pb, name, what):
+    n = str(name).strip().lower()
+    if n not in ENTITY_TYPES:
+        raise ValueError("%s: unknown entity type %r (expected one of %s)"
+                         % (what, name, ", ".join(ENTITY_TYPES)))
+    return pb.EntityType.Value("ENTITY_TYPE_" + n.upper())
+
+
+def _algo_name(pb, a):
+    if a == 0:
+        return "leiden-cpm"
+    for k, v in ALGORITHMS.items():
+        if pb.Algorithm.Value(v) == a:
+            return k
+    return "algorithm-%d" % a
+
+
+def _unix(x, what):
+    """int seconds, datetime/date (naive = UTC) or ISO 8601 text -> int."""
+    if x is None:
+        return 0
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        return int(x)
+    if isinstance(x, str):
+        try:
+            x = datetime.datetime.fromisoformat(x)
+        except ValueError:
+            raise ValueError("%s: expected Unix seconds or an ISO date, got %r" % (what, x))
+    if isinstance(x, datetime.date) and not isinstance(x, datetime.datetime):
+        x = datetime.datetime(x.year, x.month, x.day)
+    if isinstance(x, datetime.datetime):
+        if x.tzinfo is None:
+            x = x.replace(tzinfo=datetime.timezone.utc)
+        return int(x.timestamp())
+    raise ValueError("%s: expected Unix seconds, a date or an ISO date, got %r" % (what, x))
+
+
+def _spec_dict(pb, s):
+    return {
+        "name": s.name,
+        "algorithm": _algo_name(pb, s.algorithm),
+        "resolution": s.resolution,
+        "iterations": s.iterations,
+        "seed": s.seed,
+        "type_weights": {_etype_name(pb, w.type): w.weight for w in s.type_weights},
+        "hub_caps": {_etype_name(pb, c.type): c.max_sellers for c in s.hub_caps},
+        "min_tie_weight": s.min_tie_weight,
+        "since": s.window.since,
+        "until": s.window.until,
+        "flagged_labels": list(s.flagged_labels),
+    }
+
+
+def _job(pb, j):
+    return Job(id=j.id, state=pb.JobState.Name(j.state)[len("JOB_STATE_"):], stage=j.stage,
+               progress=j.progress, reason=j.reason, snapshot_id=j.snapshot_id,
+               created_at=j.created_at, started_at=j.started_at, ended_at=j.ended_at,
+               spec=_spec_dict(pb, j.spec))
+
+
+MANIFEST_COLUMNS = ["snapshot_id", "created_at", "name", "algorithm", "seed", "sellers", "ties",
+                    "hubs_skipped", "clusters", "flagged_sellers", "risk_base_rate", "objective",
+                    "modularity", "peak_rss_bytes", "previous_snapshot_id", "input_checksum",
+                    "timings", "spec"]
+
+
+def _manifest(pb, m):
+    return {
+        "snapshot_id": m.id, "created_at": m.created_at, "name": m.spec.name,
+        "algorithm": _algo_name(pb, m.spec.algorithm), "seed": m.seed, "sellers": m.sellers,
+        "ties": m.ties, "hubs_skipped": m.hubs_skipped, "clusters": m.clusters,
+        "flagged_sellers": m.flagged_sellers, "risk_base_rate": m.risk_base_rate,
+        "objective": m.objective, "modularity": m.modularity,
+        "peak_rss_bytes": m.peak_rss_bytes, "previous_snapshot_id": m.previous_snapshot_id,
+        "input_checksum": m.input_checksum,
+        "timings": {t.stage: t.seconds for t in m.timings},
+        "spec": _spec_dict(pb, m.spec),
+    }
+
+
+def _source(pb, s):
+    return {"entity_id": s.entity.id, "type": _etype_name(pb, s.entity.type),
+            "key": s.entity.key, "cluster_sellers": s.cluster_sellers,
+            "total_sellers": s.total_sellers, "score": s.score}
+
+
+CLUSTER_COLUMNS = ["cluster_id", "size", "flagged", "risk", "cohesion", "top_shared",
+                   "top_source"]
+
+
+def _summary(pb, c):
+    top = [_source(pb, s) for s in c.top_shared]
+    return {"cluster_id": c.id, "size": c.size, "flagged": c.flagged, "risk": c.risk,
+            "cohesion": c.cohesion, "top_shared": top,
+            "top_source": "%s:%s" % (top[0]["type"], top[0]["key"]) if top else ""}
+
+
+def _too_big(e, field):
+    """Whether GraphdError e refused a page size: over the daemon's
+    --result-cap (INVALID_ARGUMENT "limit: at most N"), or a reply over a
+    maximum message size (RESOURCE_EXHAUSTED, the server's or grpc's)."""
+    if e.code == grpc.StatusCode.INVALID_ARGUMENT:
+        return e.details.startswith(field + ":")
+    return e.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "message" in e.details
+
+
+def _u64(values):
+    """A uint64 array of a list or a repeated field (through the buffer /
+    sequence protocol in C; np.fromiter is several times slower)."""
+    return np.asarray(values, dtype=np.uint64)
+
+
+# ---------------------------------------------------------------- the client
+
+
+class Client:
+    """A connection to graphd.
+
+    target: "HOST:PORT" (or any grpc target, "unix:/path").
+    token: sent as `authorization: Bearer TOKEN` (see read_token_file);
+      None sends none (a daemon without --tokens).
+    case_id: sent as `x-case-id` with every call (the audit trail records it).
+    TLS: when tls is True, or any of tls_ca / tls_cert / tls_key is given,
+      the channel uses TLS: tls_ca a PEM file of the CAs to trust (default:
+      the system's), tls_cert + tls_key the client certificate chain and
+      key for mTLS (both or neither); tls_server_name overrides the name
+      the server's certificate is checked against.
+    timeout: seconds per unary rpc; stream_timeout: seconds per streamed
+      read (StreamAssignments, DiffSnapshots; the server clamps every call
+      to its --max-deadline-ms); watch_chunk: seconds per WatchJob call in
+      wait() (it watches again after each, so waits are not bounded by the
+      server's deadlines).
+    stubs_dir: where the graphd.v1 stubs are (see load_stubs).
+    options: extra grpc channel options [(name, value)].
+
+    Nothing is sent until the first call: a wrong target shows as
+    GraphdError UNAVAILABLE then."""
+
+    def __init__(self, target, token=None, case_id=None, tls_ca=None, tls_cert=None,
+                 tls_key=None, tls=None, tls_server_name=None, timeout=30.0,
+                 stream_timeout=3600.0, watch_chunk=300.0, stubs_dir=None, options=()):
+        self._pb, pb_grpc = load_stubs(stubs_dir)
+        if not target:
+            raise ValueError("target: empty (expected HOST:PORT)")
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key go together (the client certificate "
+                             "chain and its key)")
+        self.target = target
+        self.timeout = timeout
+        self.stream_timeout = stream_timeout
+        self.watch_chunk = watch_chunk
+        md = []
+        if token:
+            md.append(("authorization", "Bearer " + token.strip()))
+        if case_id:
+            md.append(("x-case-id", str(case_id)))
+        self._md = tuple(md)
+        opts = [("grpc.max_receive_message_length", 64 << 20),
+                ("grpc.max_send_message_length", 64 << 20)]
+        if tls_server_name:
+            opts.append(("grpc.ssl_target_name_override", tls_server_name))
+        opts += list(options)
+        if tls or tls_ca or tls_cert:
+            def rd(p):
+                with open(p, "rb") as f:
+                    return f.read()
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=rd(tls_ca) if tls_ca else None,
+                private_key=rd(tls_key) if tls_key else None,
+                certificate_chain=rd(tls_cert) if tls_cert else None)
+            self._channel = grpc.secure_channel(target, creds, options=opts)
+        else:
+            self._channel = grpc.insecure_channel(target, options=opts)
+        self._stub = pb_grpc.SellerGraphStub(self._channel)
+
+    # -- plumbing ----------------------------------------------------------
+
+    def close(self):
+        """Closes the channel (calls in flight are cancelled)."""
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, method, req, timeout=None):
+        try:
+            return getattr(self._stub, method)(req, timeout=timeout or self.timeout,
+                                               metadata=self._md)
+        except grpc.RpcError as e:
+            raise GraphdError._from_rpc(e, method) from None
+
+    def _stream(self, method, req, timeout=None):
+        """Yields a server stream's messages; GraphdError on failure; the
+        call is cancelled when the caller stops early."""
+        call = getattr(self._stub, method)(req, timeout=timeout or self.stream_timeout,
+                                           metadata=self._md)
+        try:
+            for m in call:
+                yield m
+        except grpc.RpcError as e:
+            raise GraphdError._from_rpc(e, method) from None
+        finally:
+            call.cancel()
+
+    def _paged(self, method, make_req, field, page_size):
+        """Every item of a paged list rpc. The page size is halved when the
+        server refuses it (over its --result-cap: INVALID_ARGUMENT naming
+        limit; a reply over its message size: RESOURCE_EXHAUSTED)."""
+        out, token = [], ""
+        while True:
+            try:
+                rep = self._call(method, make_req(page_size, token))
+            except GraphdError as e:
+                if _too_big(e, "limit") and page_size > 1:
+                    page_size //= 2
+                    continue
+                raise
+            out.extend(getattr(rep, field))
+            token = rep.next_page_token
+            if not token:
+                return out
+
+    def _resolve(self, snapshot_id):
+        """snapshot_id, or the latest snapshot's id for 0."""
+        if snapshot_id:
+            return int(snapshot_id)
+        return self._call("GetSnapshot", self._pb.SnapshotRequest(snapshot_id=0)).id
+
+    # -- jobs ---------------------------------------------------------------
+
+    def _spec(self, name, algorithm, resolution, iterations, seed, type_weights, hub_caps,
+              min_tie_weight, since, until, flagged_labels):
+        pb = self._pb
+        s = pb.ClusteringSpec(name=name or "")
+        if algorithm:
+            key = str(algorithm).strip().lower()
+            if key not in ALGORITHMS:
+                raise ValueError("algorithm: unknown %r (expected one of %s)"
+                                 % (algorithm, ", ".join(ALGORITHMS)))
+            s.algorithm = pb.Algorithm.Value(ALGORITHMS[key])
+        s.resolution = float(resolution or 0)
+        s.iterations = int(iterations or 0)
+        s.seed = int(seed or 0)
+        for t, w in (type_weights or {}).items():
+            s.type_weights.add(type=_etype_value(pb, t, "type_weights"), weight=float(w))
+        for t, n in (hub_caps or {}).items():
+            s.hub_caps.add(type=_etype_value(pb, t, "hub_caps"), max_sellers=int(n))
+        s.min_tie_weight = float(min_tie_weight or 0)
+        s.window.since = _unix(since, "since")
+        s.window.until = _unix(until, "until")
+        s.flagged_labels.extend(list(flagged_labels or []))
+        return s
+
+    def start_clustering(self, name=None, algorithm=None, resolution=None, iterations=None,
+                         seed=None, type_weights=None, hub_caps=None, min_tie_weight=None,
+                         since=None, until=None, flagged_labels=None):
+        """Queues a clustering job (StartClustering) and returns it (a Job,
+        QUEUED or already RUNNING). Unset arguments take the server's
+        defaults: algorithm "leiden-cpm" (or "leiden-modularity", "louvain",
+        "label-propagation", "components", "infomap"); resolution 0.1 for
+        CPM, 1 otherwise; Leiden until stable; seed 1; the investigators'
+        type weights and hub caps (type_weights {"ip": 0.2}, hub_caps
+        {"address": 300}, by entity type name); no min_tie_weight; an open
+        window (since / until: Unix seconds, a date or an ISO date, UTC);
+        flagged_labels ["counterfeit"].
+
+        GraphdError: INVALID_ARGUMENT naming the spec field;
+        RESOURCE_EXHAUSTED over the daemon's --cluster-max-sellers;
+        PERMISSION_DENIED below the writer role."""
+        spec = self._spec(name, algorithm, resolution, iterations, seed, type_weights, hub_caps,
+                          min_tie_weight, since, until, flagged_labels)
+        return _job(self._pb, self._call("StartClustering",
+                                         self._pb.StartClusteringRequest(spec=spec)))
+
+    def job(self, job_id):
+        """The job now (GetJob). GraphdError NOT_FOUND for an unknown id."""
+        return _job(self._pb, self._call("GetJob", self._pb.JobRequest(job_id=job_id)))
+
+    def cancel(self, job_id):
+        """Cancels a job (CancelJob): a queued one at once, a running one
+        about a second later (the Job returned may still say RUNNING; wait()
+        then raises JobError CANCELLED). A finished job is left as it is."""
+        return _job(self._pb, self._call("CancelJob", self._pb.JobRequest(job_id=job_id)))
+
+    def wait(self, job_id, progress=None, timeout=None):
+        """Follows a job to its end (WatchJob: the server sends every change
+        of state, stage and progress) and returns the final Job when it
+        SUCCEEDED. progress(job) is called with each Job received.
+        timeout: seconds, None = as long as it takes.
+
+        JobError: the job ended FAILED (code ABORTED) or CANCELLED.
+        GraphdError: DEADLINE_EXCEEDED after timeout (the job goes on:
+        cancel() stops it), NOT_FOUND for an unknown job, or the rpc's
+        failure (UNAVAILABLE when the daemon goes away)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        req = self._pb.JobRequest(job_id=job_id)
+        last = None
+        while last is None or not last.done:
+            chunk = self.watch_chunk
+            if end is not None:
+                chunk = min(chunk, end - time.monotonic())
+                if chunk <= 0:
+                    raise GraphdError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                      "job %d still %s (%s) after %.0f s; it goes on"
+                                      % (job_id, last.state if last else "unknown",
+                                         last.stage if last else "-", timeout), "WatchJob")
+            got = False
+            try:
+                with contextlib.closing(self._stream("WatchJob", req, timeout=chunk)) as st:
+                    for m in st:
+                        got = True
+                        last = _job(self._pb, m)
+                        if progress is not None:
+                            progress(last)
+                        if last.done:
+                            break
+            except GraphdError as e:
+                if e.code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise
+                continue  # watch again (or give up above)
+            if not got or (last is not None and not last.done):
+                raise GraphdError(grpc.StatusCode.UNKNOWN,
+                                  "WatchJob for job %d ended before the job did" % job_id,
+                                  "WatchJob")
+        if last.state != "SUCCEEDED":
+            raise JobError(last)
+        return last
+
+    def run_clustering(self, progress=None, timeout=None, **spec):
+        """start_clustering(**spec), then wait(job.id, progress, timeout)."""
+        job = self.start_clustering(**spec)
+        return self.wait(job.id, progress=progress, timeout=timeout)
+
+    # -- snapshots ------------------------------------------------------------
+
+    def snapshots(self, page_size=100):
+        """Every snapshot's manifest, newest first (ListSnapshots, paged):
+        a DataFrame with columns MANIFEST_COLUMNS (snapshot_id, created_at,
+        name, algorithm, seed, sellers, ties, hubs_skipped, clusters,
+        flagged_sellers, risk_base_rate, objective, modularity,
+        peak_rss_bytes, previous_snapshot_id, input_checksum, timings (dict
+        stage -> seconds), spec (dict)). Empty when there is none."""
+        pb = self._pb
+        rows = self._paged("ListSnapshots",
+                           lambda n, tok: pb.ListSnapshotsRequest(limit=n, page_token=tok),
+                           "snapshots", page_size)
+        return pd.DataFrame([_manifest(pb, m) for m in rows], columns=MANIFEST_COLUMNS)
+
+    def snapshot(self, snapshot_id=0):
+        """One manifest as a dict (keys as in snapshots()); 0 = the latest.
+        GraphdError: NOT_FOUND, or FAILED_PRECONDITION when there is no
+        snapshot yet."""
+        return _manifest(self._pb, self._call("GetSnapshot",
+                                              self._pb.SnapshotRequest(snapshot_id=snapshot_id)))
+
+    def assignments(self, snapshot_id=0):
+        """Every seller's cluster (StreamAssignments): a DataFrame with
+        uint64 columns seller_id, cluster_id, ascending seller id, one row
+        per seller of the snapshot (0 = the latest); attrs["snapshot_id"]
+        names it. Built from the packed batches (4096 pairs each) with
+        numpy, never row by row. GraphdError: NOT_FOUND,
+        FAILED_PRECONDITION (no snapshot)."""
+        sid = self._resolve(snapshot_id)
+        sellers, clusters = [], []
+        for b in self._stream("StreamAssignments",
+                              self._pb.StreamAssignmentsRequest(snapshot_id=sid)):
+            sellers.append(_u64(b.seller_ids))
+            clusters.append(_u64(b.cluster_ids))
+        empty = np.empty(0, dtype=np.uint64)
+        df = pd.DataFrame({"seller_id": np.concatenate(sellers) if sellers else empty,
+                           "cluster_id": np.concatenate(clusters) if clusters else empty})
+        df.attrs["snapshot_id"] = sid
+        return df
+
+    def clusters(self, snapshot_id=0, order="risk", min_size=0, page_size=10000):
+        """Every cluster summary of a snapshot (ListClusters, all pages):
+        a DataFrame with columns cluster_id, size, flagged, risk, cohesion,
+        top_shared (a list of dicts entity_id, type, key, cluster_sellers,
+        total_sellers, score: up to 5 candidate supply sources) and
+        top_source ("type:key" of the first, "" without). order "risk"
+        (risk, then size, descending) or "size"; clusters smaller than
+        min_size are left out. attrs["snapshot_id"] names the snapshot.
+        GraphdError: NOT_FOUND, FAILED_PRECONDITION (no snapshot)."""
+        pb = self._pb
+        orders = {"risk": pb.CLUSTER_ORDER_RISK, "size": pb.CLUSTER_ORDER_SIZE}
+        if order not in orders:
+            raise ValueError("order: expected 'risk' or 'size', got %r" % (order,))
+        sid = self._resolve(snapshot_id)
+        rows = self._paged("ListClusters", lambda n, tok: pb.ListClustersRequest(
+            snapshot_id=sid, order=orders[order], min_size=min_size, limit=n, page_token=tok),
+            "clusters", page_size)
+        n = len(rows)
+        ids, size, flagged = (np.empty(n, dtype=np.uint64) for _ in range(3))
+        risk, cohesion = np.empty(n), np.empty(n)
+        top, first = [None] * n, [""] * n
+        for i, c in enumerate(rows):
+            ids[i], size[i], flagged[i] = c.id, c.size, c.flagged
+            risk[i], cohesion[i] = c.risk, c.cohesion
+            if c.top_shared:
+                t = top[i] = [_source(pb, x) for x in c.top_shared]
+                first[i] = "%s:%s" % (t[0]["type"], t[0]["key"])
+            else:
+                top[i] = []
+        df = pd.DataFrame({"cluster_id": ids, "size": size, "flagged": flagged, "risk": risk,
+                           "cohesion": cohesion, "top_shared": pd.Series(top, dtype=object),
+                           "top_source": pd.Series(first, dtype=object)},
+                          columns=CLUSTER_COLUMNS)
+        df.attrs["snapshot_id"] = sid
+        return df
+
+    def cluster(self, snapshot_id, cluster_id, max_ties=100, page_size=10000):
+        """One cluster (GetCluster) with all its members (paged by seller
+        id) and its strongest max_ties evidence ties: a ClusterDetail.
+        snapshot_id 0 = the latest. GraphdError: NOT_FOUND (no such
+        snapshot or cluster), INVALID_ARGUMENT (cluster_id 0, max_ties over
+        the daemon's --result-cap)."""
+        pb = self._pb
+        sid = self._resolve(snapshot_id)
+        members, after, first = [], 0, None
+        while True:
+            try:
+                rep = self._call("GetCluster", pb.GetClusterRequest(
+                    snapshot_id=sid, cluster_id=cluster_id, max_members=page_size,
+                    max_ties=max_ties if first is None else 1, after_seller=after))
+            except GraphdError as e:
+                if _too_big(e, "max_members") and page_size > 1:
+                    page_size //= 2
+                    continue
+                raise
+            if first is None:
+                first = rep
+            members.extend(rep.members)
+            if not rep.more_members or not rep.members:
+                break
+            after = rep.members[-1].id
+        m = pd.DataFrame({
+            "seller_id": _u64([e.id for e in members]),
+            "key": pd.Series([e.key for e in members], dtype=object),
+            "labels": pd.Series([list(e.labels) for e in members], dtype=object),
+            "degree": _u64([e.degree for e in members]),
+            "seller_count": _u64([e.seller_count for e in members]),
+            "first_seen": np.array([e.first_seen for e in members], dtype=np.int64),
+            "last_seen": np.array([e.last_seen for e in members], dtype=np.int64),
+            "attributes": pd.Series([{a.name: a.value for a in e.attributes} for e in members],
+                                    dtype=object),
+        })
+        ties = pd.DataFrame({
+            "seller_a": _u64([t.seller_a for t in first.ties]),
+            "seller_b": _u64([t.seller_b for t in first.ties]),
+            "weight": np.array([t.weight for t in first.ties], dtype=np.float64),
+        })
+        return ClusterDetail(snapshot_id=sid, summary=_summary(pb, first.cluster), members=m,
+                             ties=ties, ties_stored=first.ties_stored)
+
+    def diff(self, from_id, to_id=0, min_part_size=0, moves=True):
+        """What changed from snapshot from_id to to_id (DiffSnapshots; to_id
+        0 = the latest): a SnapshotDiff. min_part_size (0 = the server's 2):
+        smaller clusters take no part in cluster events. moves=False stops
+        reading at the first moved seller (the counts still hold them).
+        GraphdError: NOT_FOUND naming the missing snapshot, INVALID_ARGUMENT
+        (from_id 0), FAILED_PRECONDITION (to_id 0 and no snapshot)."""
+        pb = self._pb
+        K = pb.DiffEvent
+        kinds = {K.KIND_CONTINUED: "continued", K.KIND_MERGED: "merged", K.KIND_SPLIT: "split",
+                 K.KIND_BORN: "born", K.KIND_DISSOLVED: "dissolved"}
+        summary = None
+        ev_kind, ev_from, ev_to = [], [], []
+        mv_s, mv_f, mv_t = [], [], []
+        req = pb.DiffSnapshotsRequest(from_snapshot_id=from_id, to_snapshot_id=to_id,
+                                      min_part_size=min_part_size)
+        with contextlib.closing(self._stream("DiffSnapshots", req)) as st:
+            for e in st:
+                if e.kind == K.KIND_SUMMARY:
+                    c = e.counts
+                    summary = {f.name: getattr(c, f.name) for f in c.DESCRIPTOR.fields}
+                    summary["text"] = e.summary
+                elif e.kind == K.KIND_MOVED:
+                    if not moves:
+                        break
+                    mv_s.append(e.seller_id)
+                    mv_f.append(e.from_clusters[0] if e.from_clusters else 0)
+                    mv_t.append(e.to_clusters[0] if e.to_clusters else 0)
+                elif e.kind in kinds:
+                    ev_kind.append(kinds[e.kind])
+                    ev_from.append(list(e.from_clusters))
+                    ev_to.append(list(e.to_clusters))
+        if summary is None:
+            raise GraphdError(grpc.StatusCode.UNKNOWN, "DiffSnapshots sent no summary",
+                              "DiffSnapshots")
+        clusters = pd.DataFrame({"kind": pd.Series(ev_kind, dtype=object),
+                                 "from_clusters": pd.Series(ev_from, dtype=object),
+                                 "to_clusters": pd.Series(ev_to, dtype=object)})
+        mv = pd.DataFrame({"seller_id": _u64(mv_s), "from_cluster": _u64(mv_f),
+                           "to_cluster": _u64(mv_t)})
+        return SnapshotDiff(summary=summary, clusters=clusters, moves=mv)
