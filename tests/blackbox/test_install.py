@@ -39,6 +39,19 @@ def test_meson_install_layout_and_programs(tmp_path):
     for f in sorted(files):
         assert os.path.isfile(os.path.join(root, f)), "not installed: " + f
 
+    # The Python client and its stubs, side by side, importable from there.
+    import glob
+    pkg = glob.glob(os.path.join(root, "lib", "python3*", "dist-packages"))
+    assert pkg, "the Python client was not installed (dist-packages missing)"
+    if pkg:
+        assert os.path.isfile(os.path.join(pkg[0], "graphd_client", "__init__.py"))
+        assert os.path.isfile(os.path.join(pkg[0], "graphd", "v1", "graphd_pb2_grpc.py"))
+        r = subprocess.run(["/usr/bin/python3", "-c",
+                            "import graphd_client, graphd.v1.graphd_pb2 as pb; print(pb.DESCRIPTOR.package)"],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, PYTHONPATH=pkg[0]))
+        assert r.returncode == 0 and r.stdout.strip() == "graphd.v1", r.stderr
+
     # Every installed program answers --help.
     for prog in ["bin/graphd", "bin/graphctl", "bin/sellergen",
                  opts["libexecdir"] + "/graphd/graphd-worker"]:
