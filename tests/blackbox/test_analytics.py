@@ -439,6 +439,20 @@ def test_worker_outcomes(daemon_factory, tmp_path, body, state, reason):
     assert last.snapshot_id == 0
 
 
+def test_graphctl_watches_past_the_server_deadline(daemon_factory, tmp_path, graphctl_bin):
+    """graphctl sends no deadline on WatchJob; the server cuts such calls
+    (here after 1 s) while the job runs on (2 s). graphctl watches again and
+    reports the job's real end, not DEADLINE_EXCEEDED."""
+    import subprocess
+    dm = daemon_factory("--worker", fake_worker(tmp_path, "sleep 2; exit 1"),
+                        "--default-deadline-ms", "1000")
+    r = subprocess.run([graphctl_bin, "--addr", dm.addr, "cluster", "--name", "slow", "--no-progress"],
+                       capture_output=True, text=True, timeout=T(60))
+    assert "DEADLINE_EXCEEDED" not in r.stderr, r.stderr
+    assert r.returncode != 0 and "FAILED" in r.stderr and "worker exited with code 1" in r.stderr, \
+        (r.returncode, r.stderr)
+
+
 def test_missing_worker_fails_job(daemon_factory, tmp_path):
     dm = daemon_factory("--worker", str(tmp_path / "no-such-worker"))
     job, seen = run_job(dm.stub)

@@ -9,6 +9,7 @@
 #include "graphctl.h"
 
 #include <errno.h>
+#include <grpc/status.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -400,34 +401,50 @@ static int job_exit(const ctl *c, const Graphd__V1__Job *j) {
   return EXIT_OK;
 }
 
-/* Follows job id to its end; prints it; returns the exit code. */
+/*
+ * Follows job id to its end; prints it; returns the exit code. graphctl
+ * sends no deadline, so the server applies its own (--default-deadline-ms,
+ * clamped by --max-deadline-ms) and ends the watch with DEADLINE_EXCEEDED
+ * while a long job runs on: then it watches again, for as long as the job
+ * takes.
+ */
 static int watch_job(ctl *c, uint64_t id, bool progress) {
   Graphd__V1__JobRequest req = GRAPHD__V1__JOB_REQUEST__INIT;
   req.job_id = id;
   gc_status st;
-  gc_sstream *s = NULL;
-  if (gc_sstream_open(c->client, M_WATCH, &req.base, 0, &s, &st) != 0)
-    return report_status(c, &st);
   Graphd__V1__Job *last = NULL;
   double t0 = now_s();
   int rc = EXIT_OK;
-  for (;;) {
-    ProtobufCMessage *m = NULL;
-    if (gc_sstream_next(s, &graphd__v1__job__descriptor, &m, &st) != 0) {
-      if (progress)
-        fputs("\r\033[K", stderr);
+  bool again = true;
+  while (again) {
+    gc_sstream *s = NULL;
+    again = false;
+    if (gc_sstream_open(c->client, M_WATCH, &req.base, 0, &s, &st) != 0) {
       rc = report_status(c, &st);
       break;
     }
-    if (!m)
-      break;
-    if (last)
-      graphd__v1__job__free_unpacked(last, NULL);
-    last = (Graphd__V1__Job *)m;
-    if (progress)
-      bar_draw(last, t0);
+    for (;;) {
+      ProtobufCMessage *m = NULL;
+      if (gc_sstream_next(s, &graphd__v1__job__descriptor, &m, &st) != 0) {
+        if (st.code == GRPC_STATUS_DEADLINE_EXCEEDED && !(last && job_final(last))) {
+          again = true; /* the server's deadline, not the job's end */
+          break;
+        }
+        if (progress)
+          fputs("\r\033[K", stderr);
+        rc = report_status(c, &st);
+        break;
+      }
+      if (!m)
+        break;
+      if (last)
+        graphd__v1__job__free_unpacked(last, NULL);
+      last = (Graphd__V1__Job *)m;
+      if (progress)
+        bar_draw(last, t0);
+    }
+    gc_sstream_free(s);
   }
-  gc_sstream_free(s);
   if (progress && rc == EXIT_OK)
     fputs("\r\033[K", stderr);
   if (rc == EXIT_OK && last)
