@@ -1,16 +1,16 @@
 #!/bin/sh
 # Builds graphd and runs the whole test suite:
-#   1. unit tests (C, per layer) and black-box tests (the real daemon on a
+#   1. unit tests (C, per layer), black-box tests (the real daemon on a
 #      temporary directory and a free port, driven by Python grpcio and by
-#      graphctl) in a normal build (build/);
-#   2. the same again under AddressSanitizer + UndefinedBehaviorSanitizer
-#      (build-asan/);
+#      graphctl), the benchmark tool's quick smoke run and the client
+#      tools' tests (suite tools: graphctl export and report, the Python
+#      client, meson install) in a normal build (build/);
+#   2. unit and black-box tests again under AddressSanitizer +
+#      UndefinedBehaviorSanitizer (build-asan/);
 #   3. the black-box suite again with the daemon under valgrind memcheck
 #      (any definite leak or memory error fails the daemon's exit code),
-#      side by side with step 2;
-#   4. the benchmark tool's quick smoke run and the client tools' tests
-#      (suite tools: graphctl export and report) with step 1;
-#   5. a short libFuzzer run of each tests/fuzz target (clang build in
+#      in the background from the start, side by side with the rest;
+#   4. a short libFuzzer run of each tests/fuzz target (clang build in
 #      build-fuzz/; FUZZ_SECONDS each, default 10), after replaying each
 #      target's corpus of seeds and past crashes.
 # Installs missing Debian packages first. Safe to run twice.
@@ -40,13 +40,15 @@ setup() {
   fi
 }
 
-# run_suites DIR SUITE...: builds and runs, adds to the totals.
+# run_suites DIR SUITE...: builds and runs, adds to the totals. $LOGBASE
+# names meson's log files (passes that share a build directory run side by
+# side); $NO_BUILD=1 skips the build (already done).
 run_suites() {
   dir=$1
   shift
-  args=""
+  args="--logbase ${LOGBASE:-testlog}"
   for s in "$@"; do args="$args --suite $s"; done
-  if ! ninja -C "$dir" >"$dir/ninja.log" 2>&1; then
+  if [ "${NO_BUILD:-0}" != 1 ] && ! ninja -C "$dir" >"$dir/ninja.log" 2>&1; then
     tail -n 40 "$dir/ninja.log"
     echo "build failed in $dir"
     failed=$((failed + 1))
@@ -68,13 +70,11 @@ run_suites() {
   rm -f "$out"
 }
 
-# show_pass TITLE PREFIX: prints PREFIX.out, adds PREFIX.counts ("P F")
-# to the totals (a pass that left no counts failed).
-show_pass() {
-  echo "==== $1 ===="
-  cat "$2.out"
-  if [ -s "$2.counts" ]; then
-    read -r p f <"$2.counts"
+# add_counts FILE: adds FILE's "PASSED FAILED" to the totals (a pass that
+# left no counts failed).
+add_counts() {
+  if [ -s "$1" ]; then
+    read -r p f <"$1"
     passed=$((passed + p))
     failed=$((failed + f))
   else
@@ -83,37 +83,42 @@ show_pass() {
 }
 
 setup build
-run_suites build unit blackbox bench tools
-
-# Steps 2 and 3 run side by side: the valgrind pass keeps about one core
-# busy (valgrind runs a process's threads one at a time), which leaves the
-# other to build and run the ASan pass. Each writes its output to a file,
-# shown when both are done; the counts come back through files too.
-if [ "$full" = 1 ]; then
+if [ "$full" = 0 ]; then
+  run_suites build unit blackbox bench tools
+else
+  # The black-box suite with the daemon under valgrind runs in the
+  # background from the start, side by side with everything else: it is
+  # the longest pass and keeps about one core busy (valgrind runs a
+  # process's threads one at a time). Its output is shown at the end; its
+  # counts come back through a file.
+  if ! ninja -C build >build/ninja.log 2>&1; then
+    tail -n 40 build/ninja.log
+    echo "0 passed, 1 failed"
+    exit 1
+  fi
   vdir=$(mktemp -d)
   (
     passed=0
     failed=0
     export GRAPHD_WRAPPER="valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9"
-    run_suites build blackbox >"$vdir/valgrind.out" 2>&1
+    NO_BUILD=1 LOGBASE=testlog-valgrind run_suites build blackbox >"$vdir/valgrind.out" 2>&1
     echo "$passed $failed" >"$vdir/valgrind.counts"
   ) &
   vpid=$!
+
+  NO_BUILD=1 run_suites build unit blackbox bench tools
+
+  setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
   (
-    passed=0
-    failed=0
-    setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
     export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}"
     export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
     export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}"
-    run_suites build-asan unit blackbox >"$vdir/asan.out" 2>&1
+    passed=0
+    failed=0
+    run_suites build-asan unit blackbox
     echo "$passed $failed" >"$vdir/asan.counts"
-  ) &
-  apid=$!
-  wait "$vpid" "$apid"
-  show_pass "black-box suite, daemon under valgrind" "$vdir/valgrind"
-  show_pass "ASan + UBSan build: unit and black-box suites" "$vdir/asan"
-  rm -rf "$vdir"
+  )
+  add_counts "$vdir/asan.counts"
 fi
 
 if [ "$full" = 1 ]; then
@@ -122,6 +127,14 @@ if [ "$full" = 1 ]; then
   passed=$((passed + $(grep -c ' 0 crashes$' "$fout")))
   failed=$((failed + 2 - $(grep -c ' 0 crashes$' "$fout")))
   rm -f "$fout"
+fi
+
+if [ "$full" = 1 ]; then
+  wait "$vpid"
+  echo "==== black-box suite, daemon under valgrind ===="
+  cat "$vdir/valgrind.out"
+  add_counts "$vdir/valgrind.counts"
+  rm -rf "$vdir"
 fi
 
 echo "$passed passed, $failed failed"

@@ -438,7 +438,11 @@ static void finish_now(gd_call *c, int code, const char *msg, const uint8_t *rep
   c->owned = false;
   if (c->srv->opts.call_end) {
     int64_t now = gd_now_ns();
-    int seen = now > c->deadline_ns ? 4 /* DEADLINE_EXCEEDED */ : c->dead ? 1 /* CANCELLED */ : status;
+    /* The status the client sees: past the deadline or after the call
+     * died, core reports that, not ours. */
+    int seen = now > c->deadline_ns ? GRPC_STATUS_DEADLINE_EXCEEDED
+               : c->dead            ? GRPC_STATUS_CANCELLED
+                                    : status;
     c->srv->opts.call_end(c->srv->opts.call_ctx, c->m ? c->midx : c->srv->nmethods, seen,
                           now - c->start_ns);
   }

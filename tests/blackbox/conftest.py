@@ -306,6 +306,23 @@ def daemon_factory(tmp_path, request):
     assert not errors, "\n".join(errors)
 
 
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory):
+    """One daemon for a whole test module, for tests that need only a
+    healthy daemon and assume nothing about what other tests wrote (a
+    daemon start costs seconds under valgrind)."""
+    base = tmp_path_factory.mktemp("shared")
+    d, logs = base / "data", base / "logs"
+    os.makedirs(d)
+    os.makedirs(logs)
+    dm = Daemon(_graphd_bin(), d, logs, (), os.environ.get("GRAPHD_WRAPPER"))
+    dm.start()
+    yield dm
+    rc = dm.terminate() if dm.running() else dm.exit_codes[-1:]
+    assert rc == 0, "graphd exit code %r on SIGTERM at teardown (want 0)\n%s" % (rc, dm.log_tail())
+    assert not dm.stdout_extra, dm.stdout_extra
+
+
 @pytest.fixture
 def daemon(daemon_factory, request):
     """A fresh daemon on an empty data directory.
