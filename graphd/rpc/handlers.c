@@ -873,6 +873,10 @@ static const gd_method methods[] = {
     /* Reveals the schema only. */
     {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", GD_RPC_BIDI_STREAM, NULL,
      rpc_reflection_read, rpc_reflection_written, NULL, R},
+    /* The same protocol under its released name (identical messages on
+     * the wire), asked first by current clients. */
+    {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", GD_RPC_BIDI_STREAM, NULL,
+     rpc_reflection_read, rpc_reflection_written, NULL, R},
 };
 #undef R
 #undef I

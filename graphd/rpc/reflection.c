@@ -2,6 +2,9 @@
  * gRPC server reflection: grpc.reflection.v1alpha.ServerReflection/
  * ServerReflectionInfo, so generic tools (grpcurl, grpcio's reflection
  * client) can list and call graphd's services without the .proto files.
+ * grpc.reflection.v1 is the same protocol under its released name, with
+ * messages identical on the wire: both method paths use this code and the
+ * v1alpha message types.
  *
  * The schema is a FileDescriptorSet embedded at build time (proto/
  * meson.build), indexed once at start (gd_refl_index, rpc/reflection.h).
@@ -509,7 +512,7 @@ void rpc_reflection_read(gd_call *c, gd_read_result rr, const uint8_t *msg, size
   refl_req *q = grpc__reflection__v1alpha__server_reflection_request__unpack(NULL, len, msg);
   if (!q) {
     snprintf(err.msg, sizeof err.msg,
-             "request %llu is not a valid grpc.reflection.v1alpha.ServerReflectionRequest message",
+             "request %llu is not a valid ServerReflectionRequest message",
              (unsigned long long)index);
     refl_finish(c, GD_EINVALID, err.msg);
     return;

@@ -22,7 +22,7 @@ from grpc.reflection.v1alpha import reflection_pb2_grpc as rgrpc
 
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 SERVICES = {"graphd.v1.SellerGraph", "grpc.health.v1.Health",
-            "grpc.reflection.v1alpha.ServerReflection"}
+            "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"}
 READER = [("authorization", "Bearer rrrrrrrrrrrrrrrr-reflection-reader")]
 NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -232,7 +232,7 @@ def test_stream_end_cancel_deadline_peer_gone(daemon):
     feed.q.put(None)
     # Still serving, every stream on the server side finished.
     reps = ask_all(daemon.channel, [rpb.ServerReflectionRequest(list_services="")])
-    assert len(reps[0].list_services_response.service) == 3
+    assert len(reps[0].list_services_response.service) == len(SERVICES)
 
 
 def test_tokens_max_calls_drain(daemon_factory, tmp_path):
@@ -258,7 +258,7 @@ def test_tokens_max_calls_drain(daemon_factory, tmp_path):
 
     # A reader may read the schema.
     feed, call, rep = open_when_free()
-    assert len(rep.list_services_response.service) == 3
+    assert len(rep.list_services_response.service) == len(SERVICES)
     # With that stream open, a second call is over --max-calls 1.
     expect_status(grpc.StatusCode.RESOURCE_EXHAUSTED, ask_all, d.channel, [req],
                   metadata=READER, fields=("--max-calls",))
@@ -271,3 +271,18 @@ def test_tokens_max_calls_drain(daemon_factory, tmp_path):
     with pytest.raises(grpc.RpcError):
         next(call)
     feed.q.put(None)
+
+
+def test_v1_name_serves_the_same_protocol(daemon):
+    """grpc.reflection.v1 (asked first by current clients) answers like
+    v1alpha: its messages are the same on the wire."""
+    v1 = daemon.channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=rpb.ServerReflectionRequest.SerializeToString,
+        response_deserializer=rpb.ServerReflectionResponse.FromString)
+    reps = list(v1(iter([rpb.ServerReflectionRequest(list_services=""),
+                         rpb.ServerReflectionRequest(
+                             file_containing_symbol="grpc.reflection.v1.ServerReflection")]),
+                   timeout=T()))
+    assert {s.name for s in reps[0].list_services_response.service} == SERVICES
+    assert file_names(reps[1]) == ["grpc/reflection/v1/reflection.proto"]

@@ -26,8 +26,11 @@ static void test_embedded_set(void) {
   if (!ix)
     return;
   const char *g = "graphd/v1/graphd.proto", *h = "grpc/health/v1/health.proto",
-             *r = "grpc/reflection/v1alpha/reflection.proto";
-  CHECK_EQ_U(gd_refl_nfiles(ix), 3);
+             *r = "grpc/reflection/v1alpha/reflection.proto",
+             *r1 = "grpc/reflection/v1/reflection.proto";
+  CHECK_EQ_U(gd_refl_nfiles(ix), 4);
+  CHECK(gd_refl_find_file(ix, r1, &f));
+  CHECK(sym_is(ix, "grpc.reflection.v1.ServerReflection", r1, GD_REFL_SERVICE));
   CHECK(gd_refl_find_file(ix, g, &f) && strcmp(gd_refl_file_name(ix, f), g) == 0);
   CHECK(gd_refl_find_file(ix, h, &f));
   CHECK(gd_refl_find_file(ix, r, &f));
@@ -51,11 +54,12 @@ static void test_embedded_set(void) {
   CHECK(!gd_refl_find_symbol(ix, "", &f, NULL));
 
   n = gd_refl_nservices(ix);
-  CHECK_EQ_U(n, 3);
-  if (n == 3) {
+  CHECK_EQ_U(n, 4);
+  if (n == 4) {
     CHECK_STR(gd_refl_service(ix, 0), "graphd.v1.SellerGraph");
     CHECK_STR(gd_refl_service(ix, 1), "grpc.health.v1.Health");
     CHECK_STR(gd_refl_service(ix, 2), "grpc.reflection.v1alpha.ServerReflection");
+    CHECK_STR(gd_refl_service(ix, 3), "grpc.reflection.v1.ServerReflection");
   }
 
   /* Every row of the method table is described: "/pkg.Svc/M" -> pkg.Svc.M. */
