@@ -352,8 +352,12 @@ static void render_store(gd_metrics *m, sbuf *b) {
   sb_printf(b, "graphd_lmdb_file_bytes %llu\n", (unsigned long long)st.file_bytes);
   sb_head(b, "graphd_lmdb_map_bytes", "gauge", "LMDB map size (grows x2 when full).");
   sb_printf(b, "graphd_lmdb_map_bytes %llu\n", (unsigned long long)st.map_bytes);
-  sb_head(b, "graphd_lmdb_readers_used", "gauge", "LMDB reader slots used (high-water mark).");
+  sb_head(b, "graphd_lmdb_readers_used", "gauge",
+          "LMDB reader slots taken (live or dead processes; idle pooled slots included).");
   sb_printf(b, "graphd_lmdb_readers_used %u\n", st.readers_used);
+  sb_head(b, "graphd_lmdb_readers_active", "gauge",
+          "LMDB reader slots holding a snapshot now (a stuck value pins pages).");
+  sb_printf(b, "graphd_lmdb_readers_active %u\n", st.readers_active);
   sb_head(b, "graphd_lmdb_readers_max", "gauge", "LMDB reader slots in the lock file.");
   sb_printf(b, "graphd_lmdb_readers_max %u\n", st.readers_max);
   sb_head(b, "graphd_lmdb_last_txn_id", "gauge", "Id of the last committed LMDB write transaction.");

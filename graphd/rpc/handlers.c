@@ -746,6 +746,7 @@ static void h_stats(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     rep.committed_requests = ws.requests;
     rep.readers_used = st.readers_used;
     rep.readers_max = st.readers_max;
+    rep.readers_active = st.readers_active;
     Graphd__V1__LimitCount lc[GD_LIMIT__COUNT], *lp[GD_LIMIT__COUNT];
     for (int i = 0; i < GD_LIMIT__COUNT; i++) {
       graphd__v1__limit_count__init(&lc[i]);

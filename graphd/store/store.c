@@ -293,6 +293,23 @@ void gd_store_read_end(gd_rtxn *r) {
   pthread_rwlock_unlock(&s->resize_lock);
 }
 
+/* mdb_reader_list's lines: a header, then "PID THREAD TXNID" per taken
+ * slot, TXNID "-" when the slot holds no snapshot (a reset transaction). */
+typedef struct reader_slots {
+  uint32_t taken, active;
+} reader_slots;
+
+static int count_reader(const char *line, void *ctx) {
+  reader_slots *rs = ctx;
+  unsigned long long pid;
+  char thread[32], txnid[32];
+  if (sscanf(line, "%llu %31s %31s", &pid, thread, txnid) == 3) {
+    rs->taken++;
+    rs->active += strcmp(txnid, "-") != 0;
+  }
+  return 0;
+}
+
 int gd_store_stats(gd_rtxn *r, gd_stats *st, gd_err *err) {
   gd_store *s = r->s;
   gd__counters c;
@@ -316,7 +333,10 @@ int gd_store_stats(gd_rtxn *r, gd_stats *st, gd_err *err) {
   mdb_env_stat(s->env, &ms);
   st->file_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
   st->map_bytes = info.me_mapsize;
-  st->readers_used = info.me_numreaders;
+  reader_slots rs = {0, 0};
+  mdb_reader_list(s->env, count_reader, &rs);
+  st->readers_used = rs.taken;
+  st->readers_active = rs.active;
   st->readers_max = info.me_maxreaders;
   st->last_txnid = (uint64_t)info.me_last_txnid;
   return GD_OK;

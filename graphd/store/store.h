@@ -178,7 +178,9 @@ typedef struct gd_stats {
   uint64_t labels;
   uint64_t file_bytes, map_bytes;
   uint32_t schema_version;
-  uint32_t readers_used, readers_max; /* reader slots used (high-water mark), and the most */
+  /* Reader slots: taken now (by live or dead processes; graphd's own idle
+   * pooled slots included), of them holding a snapshot now, and the most. */
+  uint32_t readers_used, readers_active, readers_max;
   uint64_t last_txnid;                /* id of the last committed write transaction */
 } gd_stats;
 

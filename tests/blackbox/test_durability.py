@@ -375,6 +375,10 @@ def test_reader_killed_holding_a_transaction(daemon):
     dumper.wait()
     dumper.stdout.close()
     assert dumper.pid in _readers(daemon.data_dir), "the dead reader's slot should be stale"
+    # Stats counts it among the slots holding a snapshot (with the Stats
+    # call's own).
+    pinned_active = stats(daemon.stub).readers_active
+    assert pinned_active >= 2, pinned_active
 
     size0 = os.path.getsize(data_file)
     _churn(daemon.stub, 30)
@@ -385,6 +389,7 @@ def test_reader_killed_holding_a_transaction(daemon):
     while dumper.pid in _readers(daemon.data_dir):
         assert time.monotonic() < deadline, "graphd did not clear the dead reader's slot on SIGHUP"
         time.sleep(0.05)
+    assert stats(daemon.stub).readers_active == pinned_active - 1
     _churn(daemon.stub, 2)  # let the freed pages come back into use
     size1 = os.path.getsize(data_file)
     _churn(daemon.stub, 30)
