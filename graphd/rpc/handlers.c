@@ -84,12 +84,8 @@ static void *budget_alloc(void *data, size_t n) {
 
 static void budget_free(void *data, void *p) { free(p); }
 
-/*
- * Decodes a d message from msg. NULL with err set: GD_ERESOURCE (over the
- * budget; counted), GD_EINVALID (truncated or malformed wire data).
- */
-static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *d, const uint8_t *msg,
-                                size_t len, gd_err *err) {
+ProtobufCMessage *rpc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *msg,
+                             size_t len, gd_err *err) {
   decode_budget b = {.a = {budget_alloc, budget_free, NULL}};
   b.a.allocator_data = &b;
   ProtobufCMessage *m = protobuf_c_message_unpack(d, &b.a, len, msg);
@@ -120,7 +116,7 @@ ProtobufCMessage *rpc_unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
     return NULL;
   }
   gd_err err;
-  ProtobufCMessage *req = decode(d, msg, len, &err);
+  ProtobufCMessage *req = rpc_decode(d, msg, len, &err);
   if (!req) {
     rpc_fail_code(c, err.code, err.msg);
   } else if (env.audit) {
@@ -180,7 +176,7 @@ static upsert_op *upsert_op_new(const uint8_t *msg, size_t len, gd_err *err) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
-  op->req = decode(&graphd__v1__upsert_request__descriptor, msg, len, err);
+  op->req = rpc_decode(&graphd__v1__upsert_request__descriptor, msg, len, err);
   if (!op->req) {
     upsert_op_free(op);
     return NULL;

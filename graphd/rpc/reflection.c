@@ -509,12 +509,12 @@ void rpc_reflection_read(gd_call *c, gd_read_result rr, const uint8_t *msg, size
   }
   uint64_t index = nrequests(c);
   gd_err err;
-  refl_req *q = grpc__reflection__v1alpha__server_reflection_request__unpack(NULL, len, msg);
+  refl_req *q = (refl_req *)rpc_decode(
+      &grpc__reflection__v1alpha__server_reflection_request__descriptor, msg, len, &err);
   if (!q) {
-    snprintf(err.msg, sizeof err.msg,
-             "request %llu is not a valid ServerReflectionRequest message",
-             (unsigned long long)index);
-    refl_finish(c, GD_EINVALID, err.msg);
+    char why[GD_ERR_MSG_MAX];
+    snprintf(why, sizeof why, "request %llu: %.200s", (unsigned long long)index, err.msg);
+    refl_finish(c, err.code, why);
     return;
   }
   if (!refl) {

@@ -24,6 +24,14 @@ void rpc_fail(gd_call *c, const gd_err *err);
 void rpc_fail_code(gd_call *c, int code, const char *msg);
 /* Packs and sends a reply message (OK). */
 void rpc_reply(gd_call *c, const ProtobufCMessage *m);
+/*
+ * Decodes a d message from msg under the request decode budget
+ * (lim.max_request_alloc); free it with protobuf_c_message_free_unpacked(m,
+ * NULL). NULL with err set: GD_ERESOURCE (over the budget; counted as
+ * alloc_budget), GD_EINVALID (truncated or malformed wire data).
+ */
+ProtobufCMessage *rpc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *msg,
+                             size_t len, gd_err *err);
 /* Unpacks a request; on failure answers the call and returns NULL. */
 ProtobufCMessage *rpc_unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
                              const uint8_t *msg, size_t len, bool has_msg);
