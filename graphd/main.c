@@ -663,11 +663,26 @@ static int check_config(const config *c) {
   return 0;
 }
 
+/* Frees the PEM texts, wiping the private key first. */
+static void free_pems(char **cert, char **key, char **ca) {
+  if (*key)
+    OPENSSL_cleanse(*key, strlen(*key));
+  free(*cert), free(*key), free(*ca);
+  *cert = *key = *ca = NULL;
+}
+
 int main(int argc, char **argv) {
   config cfg;
   gd_store *store = NULL;
   gd_writer *writer = NULL;
   gd_server *server = NULL;
+  gd_auth *auth = NULL;
+  gd_jobs *jobs = NULL;
+  gd_metrics *metrics = NULL;
+  gd_metrics_http *metrics_http = NULL;
+  char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
+  bool grpc_up = false;
+  int status = 1; /* until the drain */
   gd_err err;
   int port, rc;
 
@@ -698,48 +713,36 @@ int main(int argc, char **argv) {
   /* The schema served by reflection (embedded at build time). */
   if (gd_rpc_reflection_load(&err)) {
     gd_error("reflection: %s", err.msg);
-    return 1;
+    goto out;
   }
 
-  gd_auth *auth = NULL;
   if (cfg.tokens) {
     if (gd_auth_load(cfg.tokens, &auth, &err)) {
       gd_error("%s", err.msg);
-      return 1;
+      goto out;
     }
     gd_info("%zu token(s) loaded from %s", gd_auth_count(auth), cfg.tokens);
   } else if (!loopback_only(cfg.listen) && !cfg.insecure_no_auth && !cfg.tls_client_ca) {
     gd_error("refusing to listen on %s without --tokens: every caller would be admin "
              "(use a loopback address, give --tokens FILE, or --insecure-no-auth)",
              cfg.listen);
-    return 1;
+    goto out;
   }
 
-  char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
   if (cfg.tls_cert && (!(tls_cert = read_pem("--tls-cert", cfg.tls_cert)) ||
                        !(tls_key = read_pem("--tls-key", cfg.tls_key)) ||
                        (cfg.tls_client_ca &&
-                        !(tls_ca = read_pem("--tls-client-ca", cfg.tls_client_ca))))) {
-    free(tls_cert), free(tls_key), free(tls_ca);
-    gd_auth_free(auth);
-    return 1;
-  }
+                        !(tls_ca = read_pem("--tls-client-ca", cfg.tls_client_ca)))))
+    goto out; /* read_pem logged why */
 
   gd_store_opts so = {
       .path = cfg.data,
       .map_size = cfg.map_size_mb << 20,
       .map_size_max = cfg.map_size_max_mb << 20,
   };
-  if (gd_store_open(&so, &store, &err)) {
+  if (gd_store_open(&so, &store, &err) || gd_writer_start(store, 0, &writer, &err)) {
     gd_error("%s", err.msg);
-    gd_auth_free(auth);
-    return 1;
-  }
-  if (gd_writer_start(store, 0, &writer, &err)) {
-    gd_error("%s", err.msg);
-    gd_store_close(store);
-    gd_auth_free(auth);
-    return 1;
+    goto out;
   }
   gd_rpc_limits lim = {
       .max_batch_items = (size_t)cfg.max_batch_items,
@@ -760,20 +763,14 @@ int main(int argc, char **argv) {
   const gd_method *methods = gd_rpc_methods(store, writer, &lim, &nmethods);
   /* Metrics: the registry exists before anything reports to it (the job
    * restore below already commits). */
-  gd_metrics *metrics = NULL;
-  gd_metrics_http *metrics_http = NULL;
   if (cfg.metrics_listen) {
     gd_metrics_opts mo = {.methods = methods, .nmethods = nmethods, .version = GD_VERSION};
     if (gd_metrics_new(&mo, &metrics, &err)) {
       gd_error("%s", err.msg);
-      gd_writer_stop(writer);
-      gd_store_close(store);
-      gd_auth_free(auth);
-      return 1;
+      goto out;
     }
     gd_writer_observe(writer, gd_metrics_commit, metrics);
   }
-  gd_jobs *jobs = NULL;
   gd_jobs_opts jo = {
       .worker_path = worker_path,
       .data_dir = cfg.data,
@@ -786,13 +783,7 @@ int main(int argc, char **argv) {
   if (gd_jobs_start(&jo, &jobs, &err) ||
       gd_rpc_jobs_restore(jobs, &restored, &err)) {
     gd_error("%s", err.msg);
-    gd_jobs_stop(jobs);
-    gd_jobs_free(jobs);
-    gd_writer_stop(writer);
-    gd_store_close(store);
-    gd_metrics_free(metrics);
-    gd_auth_free(auth);
-    return 1;
+    goto out;
   }
   if (restored)
     gd_info("restored %zu clustering job record(s)", restored);
@@ -803,13 +794,7 @@ int main(int argc, char **argv) {
     gd_metrics_set_sources(metrics, store, writer, jobs);
     if (gd_metrics_http_start(metrics, cfg.metrics_listen, &metrics_http, &mport, &err)) {
       gd_error("%s", err.msg);
-      gd_jobs_stop(jobs);
-      gd_jobs_free(jobs);
-      gd_writer_stop(writer);
-      gd_store_close(store);
-      gd_metrics_free(metrics);
-      gd_auth_free(auth);
-      return 1;
+      goto out;
     }
     /* HOST part as given, real port. */
     const char *mc = strrchr(cfg.metrics_listen, ':');
@@ -817,6 +802,7 @@ int main(int argc, char **argv) {
   }
 
   grpc_init();
+  grpc_up = true;
   gd_server_opts sv = {
       .listen = cfg.listen,
       .threads = cfg.threads,
@@ -842,20 +828,10 @@ int main(int argc, char **argv) {
   if (!cfg.no_audit)
     gd_rpc_audit_hooks(&sv.audit, &sv.audit_ready);
   rc = gd_server_start(&sv, methods, nmethods, &server, &port, &err);
-  if (tls_key)
-    OPENSSL_cleanse(tls_key, strlen(tls_key));
-  free(tls_cert), free(tls_key), free(tls_ca);
+  free_pems(&tls_cert, &tls_key, &tls_ca); /* only needed to start */
   if (rc) {
     gd_error("%s", err.msg);
-    gd_metrics_http_stop(metrics_http);
-    gd_jobs_stop(jobs);
-    gd_jobs_free(jobs);
-    gd_writer_stop(writer);
-    gd_store_close(store);
-    gd_metrics_free(metrics);
-    grpc_shutdown_blocking();
-    gd_auth_free(auth);
-    return 1;
+    goto out;
   }
 
   /* HOST part as given, real port. */
@@ -892,21 +868,30 @@ int main(int argc, char **argv) {
   }
 
   gd_rpc_set_serving(0);
-  /* Jobs first: queued ones are cancelled, the running worker is signalled
-   * and reaped (so job watchers see their job end and the drain is not held
-   * by them), before the server drains and the store closes. */
+  status = 0;
+
+out:
+  /* One teardown, for the drain and for a start that failed part way
+   * (each step accepts what was never made). Jobs first: queued ones are
+   * cancelled, the running worker is signalled and reaped (so job watchers
+   * see their job end and the drain is not held by them), before the server
+   * drains and the store closes. Scrapes read the store, the writer and the
+   * jobs: stop serving them first; every hook user (server, writer, jobs)
+   * is done before the registry is freed. */
   gd_jobs_stop(jobs);
-  gd_server_shutdown(server, cfg.grace_ms);
-  /* Scrapes read the store, the writer and the jobs: stop serving them
-   * first. Every hook user (server, writer, jobs) is done before the free. */
+  if (server)
+    gd_server_shutdown(server, cfg.grace_ms);
   gd_metrics_http_stop(metrics_http);
   gd_writer_stop(writer);
   gd_jobs_free(jobs);
   gd_store_close(store);
   gd_metrics_free(metrics);
-  grpc_shutdown_blocking();
+  if (grpc_up)
+    grpc_shutdown_blocking();
   gd_auth_free(auth);
   gd_rpc_reflection_free();
-  gd_info("stopped");
-  return 0;
+  free_pems(&tls_cert, &tls_key, &tls_ca);
+  if (status == 0)
+    gd_info("stopped");
+  return status;
 }
