@@ -58,17 +58,20 @@ gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_eviden
   st.entities = ne;
 
   int64_t *stamp = NULL, *kcnt = NULL, *kl_off = NULL, *kl = NULL, *se_off = NULL, *se = NULL;
+  int64_t *kent = NULL, *mcnt = NULL, *mtouch = NULL;
   int64_t *lk_off = NULL, *lk = NULL, *touched = NULL, *off = NULL;
   double *kw = NULL, *acc = NULL;
   row_buf out = {0, 0, NULL, NULL};
 
-  /* Pass A: validate, count distinct sellers per entity, classify. */
+  /* Pass A: validate, count distinct sellers per entity, classify. Every
+   * entity that can corroborate (not a hub, a positive type weight, >= 2
+   * sellers) is a candidate; its weight comes after corroboration. */
   if (ne > 0 && (in->ent_off[0] < 0 || (in->ent_off[ne] > 0 && !in->ent_sellers))) {
     rc = gd_alg_error_set(err, GD_ALG_INVALID, "projection: bad entity offsets");
     goto done;
   }
   stamp = alloc_n(n, sizeof *stamp);
-  kcnt = alloc_n(ne, sizeof *kcnt); /* distinct sellers of a used entity, else 0 */
+  kcnt = alloc_n(ne, sizeof *kcnt); /* distinct sellers of a candidate, else 0 */
   kw = alloc_n(ne, sizeof *kw);
   if (!stamp || !kcnt || !kw)
     goto nomem;
@@ -98,33 +101,33 @@ gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_eviden
     }
     int type = in->ent_type[e];
     uint64_t n_e = in->ent_n ? in->ent_n[e] : (uint64_t)cnt;
-    double w = gd_evidence_weight(params, type, n_e);
     kcnt[e] = 0;
-    if (gd_is_hub(params, type, n_e)) {
+    if (in->ent_weight_out)
+      in->ent_weight_out[e] = 0.0;
+    double tw_e = type > GD_PROJ_SELLER_TYPE && type < GD_EV_TYPES ? params->type_weight[type] : 0;
+    if (!(isfinite(tw_e) && tw_e > 0)) {
+      st.entities_zero_weight++; /* unknown type, zero weight (or a seller) */
+    } else if (gd_is_hub(params, type, n_e)) {
       st.hubs_skipped++;
       st.hubs_skipped_by_type[type]++;
       st.hub_incidences_skipped += cnt;
-    } else if (!(w > 0) || !isfinite(w)) {
-      st.entities_zero_weight++;
-    } else if (cnt < 2) {
+    } else if (cnt < 2 || n_e < 2) {
       st.entities_single++;
     } else {
       kcnt[e] = cnt;
-      kw[e] = w;
       kept++;
       kept_inc += cnt;
-      st.pair_visits += cnt * (cnt - 1);
     }
   }
-  st.entities_used = kept;
 
-  /* Used entities as compact lists of distinct sellers (kl), and the
-   * transpose seller -> used entities (se), ascending by entity. */
+  /* Candidates as compact lists of distinct sellers (kl, in listed order),
+   * and the transpose seller -> candidates (se), ascending by candidate. */
   kl_off = alloc_n(kept + 1, sizeof *kl_off);
   kl = alloc_n(kept_inc, sizeof *kl);
+  kent = alloc_n(kept, sizeof *kent);
   se_off = calloc((size_t)n + 2, sizeof *se_off);
   se = alloc_n(kept_inc, sizeof *se);
-  if (!kl_off || !kl || !se_off || !se)
+  if (!kl_off || !kl || !kent || !se_off || !se)
     goto nomem;
   for (int64_t s = 0; s < n; s++)
     stamp[s] = -1;
@@ -141,7 +144,7 @@ gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_eviden
         se_off[s + 2]++;
       }
     }
-    kw[k] = kw[e]; /* k <= e: compact the weights in place */
+    kent[k] = e;
     kl_off[++k] = q;
   }
   for (int64_t s = 0; s < n; s++)
@@ -185,6 +188,67 @@ gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_eviden
     }
   }
 
+  /* Weights: each candidate's corroboration over its first GD_EV_SAMPLE
+   * listed sellers (evidence.h), then the rule. Candidates weighing 0 are
+   * context: they corroborated others but tie nobody. */
+  mcnt = calloc((size_t)(kept ? kept : 1), sizeof *mcnt);
+  mtouch = alloc_n(kept, sizeof *mtouch);
+  if (!mcnt || !mtouch)
+    goto nomem;
+  for (int64_t s = 0; s < n; s++)
+    stamp[s] = -1;
+  const uint64_t population = in->population ? in->population : (uint64_t)n;
+  int64_t used = 0;
+  for (int64_t j = 0; j < kept; j++) {
+    int64_t e = kent[j];
+    int type = in->ent_type[e];
+    uint64_t n_e = in->ent_n ? in->ent_n[e] : (uint64_t)kcnt[e];
+    double c = 0.0;
+    if (gd_evidence_needs_corroboration(params, type, n_e)) {
+      int64_t ks = kl_off[j + 1] - kl_off[j];
+      if (ks > GD_EV_SAMPLE)
+        ks = GD_EV_SAMPLE;
+      const int64_t *smp = kl + kl_off[j];
+      int64_t nt = 0, direct = 0;
+      for (int64_t i = 0; i < ks; i++)
+        stamp[smp[i]] = j;
+      for (int64_t i = 0; i < ks; i++) {
+        int64_t s = smp[i];
+        for (int64_t p = se_off[s]; p < se_off[s + 1]; p++) {
+          int64_t f = se[p];
+          if (f != j && mcnt[f]++ == 0)
+            mtouch[nt++] = f;
+        }
+        for (int64_t p = lk_off[s]; p < lk_off[s + 1]; p++)
+          direct += lk[p] > s && stamp[lk[p]] == j;
+        st.corroboration_visits += (se_off[s + 1] - se_off[s]) + (lk_off[s + 1] - lk_off[s]);
+      }
+      gd_corroboration cb;
+      gd_corroboration_begin(&cb, ks, population);
+      for (int64_t t = 0; t < nt; t++) {
+        int64_t f = mtouch[t], fe = kent[f];
+        uint64_t n_f = in->ent_n ? in->ent_n[fe] : (uint64_t)kcnt[fe];
+        gd_corroboration_add(&cb, params, in->ent_type[fe], n_f, mcnt[f]);
+        mcnt[f] = 0;
+      }
+      gd_corroboration_links(&cb, params, direct);
+      c = gd_corroboration_end(&cb);
+      st.entities_corroborated += c > 0;
+    }
+    double w = gd_evidence_weight(params, type, n_e, c);
+    kw[j] = w;
+    if (in->ent_weight_out)
+      in->ent_weight_out[e] = w;
+    if (w > 0) {
+      int64_t cnt = kl_off[j + 1] - kl_off[j];
+      used++;
+      st.pair_visits += cnt * (cnt - 1);
+    } else {
+      st.entities_context++;
+    }
+  }
+  st.entities_used = used;
+
   /* Rows: accumulate seller a's ties in a dense scratch, then sort. */
   acc = alloc_n(n, sizeof *acc);
   touched = alloc_n(n, sizeof *touched);
@@ -199,6 +263,8 @@ gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_eviden
     for (int64_t p = se_off[a]; p < se_off[a + 1]; p++) {
       int64_t j = se[p];
       double w = kw[j];
+      if (w <= 0)
+        continue;
       for (int64_t r = kl_off[j]; r < kl_off[j + 1]; r++) {
         int64_t b = kl[r];
         if (b == a)
@@ -251,6 +317,7 @@ nomem:
                         (long long)n, (long long)ne);
 done:
   free(stamp), free(kcnt), free(kw), free(kl_off), free(kl), free(se_off), free(se);
+  free(kent), free(mcnt), free(mtouch);
   free(lk_off), free(lk), free(acc), free(touched), free(off), free(out.nbr), free(out.w);
   return rc;
 }

@@ -1,17 +1,21 @@
 /*
- * The evidence projection (DESIGN §5.1): from sellers and the entities
- * they share to a weighted seller-seller graph. This is the one
- * implementation of it; the clustering worker and the benchmarks call it.
+ * The evidence projection (docs/ARCHITECTURE.md, "Evidence weighting"):
+ * from sellers and the entities they share to a weighted seller-seller
+ * graph. This is the one implementation of it; the clustering worker and
+ * the benchmarks call it.
  *
  * Two sellers a and b are tied with weight
  *
- *   tie(a, b) = sum over non-hub entities e shared by a and b of
- *                 gd_evidence_weight(params, type(e), n_e)      [= w(type) r(n_e)]
+ *   tie(a, b) = sum over entities e shared by a and b of
+ *                 gd_evidence_weight(params, type(e), n_e, c_e)
  *             + type_weight[SELLER] for each direct a-b link
  *
- * where n_e is the number of sellers of e. Entities over their type's hub
- * cap contribute nothing and are counted in the stats; so are entities of
- * an unknown type or a zero type weight. Ties lighter than a minimum
+ * where n_e is the number of sellers of e and c_e its corroboration
+ * (evidence.h: computed here over e's first GD_EV_SAMPLE listed sellers,
+ * from the other candidate entities and direct links among them). Entities
+ * over their type's hub cap contribute nothing and are counted in the
+ * stats; so are entities of an unknown type or a zero type weight, and
+ * context entities (weight 0 under the rule). Ties lighter than a minimum
  * weight are dropped.
  *
  * No LMDB, no igraph: plain arrays in, a gd_csr out.
@@ -34,7 +38,10 @@
  * 0..n_entities-1.
  *
  * Entity e's sellers are ent_sellers[ent_off[e] .. ent_off[e + 1]); a
- * seller listed twice for one entity counts once. ent_type[e] is its
+ * seller listed twice for one entity counts once. Corroboration samples
+ * the first GD_EV_SAMPLE distinct sellers listed: list them in ascending
+ * store id (as the store's export does) so that the sample is the one the
+ * queries take (the lowest ids). ent_type[e] is its
  * graphd.v1 EntityType number (2 = ADDRESS ... 7 = IP).
  *
  * ent_n (optional) gives each entity's seller count n_e for rarity and the
@@ -56,12 +63,21 @@ typedef struct gd_projection_input {
   int64_t n_links;
   const int64_t *link_a;
   const int64_t *link_b;
+  /* Sellers in the whole graph, for corroboration's chance term (0: use
+   * n_sellers). */
+  uint64_t population;
+  /* Optional output, n_entities doubles: each entity's weight under the
+   * rule (0 for hubs, context, single-seller and zero-weight entities). */
+  double *ent_weight_out;
 } gd_projection_input;
 
 /* What the projection kept and skipped, for the snapshot manifest. */
 typedef struct gd_projection_stats {
   int64_t entities;              /* entities in the input */
   int64_t entities_used;         /* contributed ties: not a hub, weight > 0, >= 2 sellers */
+  int64_t entities_context;      /* >= 2 sellers, not a hub, but weight 0 under the rule */
+  int64_t entities_corroborated; /* corroboration computed and > 0 */
+  int64_t corroboration_visits;  /* seller-entity rows walked for corroboration */
   int64_t entities_single;       /* fewer than 2 listed sellers: no tie to make */
   int64_t entities_zero_weight;  /* unknown type or zero type weight */
   int64_t hubs_skipped;          /* over their type's hub cap */
@@ -86,9 +102,11 @@ typedef struct gd_projection_stats {
  * direct links in input order, from both ends, so both halves of an edge
  * are the same double and the same input always gives the same bytes.
  *
- * Cost: O(S + L + sum over used entities of n_e^2 + sum over sellers of
- * d log d) time, where S is the number of listed incidences, L the number
- * of links and d a seller's number of ties (each row is sorted once). The
+ * Cost: O(S + L + C + sum over used entities of n_e^2 + sum over sellers
+ * of d log d) time, where S is the number of listed incidences, L the
+ * number of links, C (corroboration_visits) at most GD_EV_SAMPLE times a
+ * seller's candidate degree per candidate entity, and d a seller's number
+ * of ties (each row is sorted once). The
  * n_e^2 term dominates: a seller's row is built by walking every used
  * entity of the seller, so an entity with n_e sellers is walked n_e times;
  * hub caps bound it. Memory O(n_sellers + S + L + ties): the row is

@@ -2,6 +2,7 @@
  * hub bookkeeping and link collection. */
 #include "query/query_int.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static uint64_t mix(uint64_t x) {
@@ -90,7 +91,27 @@ void qctx_init(qctx *q, gd_rtxn *r, const gd_query_params *p, gd_arena **arena) 
   q->arena = arena;
 }
 
+struct qlinks_buf {
+  qlinks sellers, links;
+  qmap count;   /* other entity id -> users among the sample */
+  qmap sample;  /* sampled seller id -> 1 */
+  uint64_t *touched;
+  size_t ntouched, captouched;
+};
+
+static void qlinks_buf_free(qlinks_buf *b) {
+  if (!b)
+    return;
+  free(b->sellers.v);
+  free(b->links.v);
+  qmap_free(&b->count);
+  qmap_free(&b->sample);
+  free(b->touched);
+  free(b);
+}
+
 void qctx_free(qctx *q) {
+  qlinks_buf_free(q->cbuf);
   qmap_free(&q->info_idx);
   qmap_free(&q->hub_idx);
   free(q->infos);
@@ -116,6 +137,7 @@ const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
     return NULL;
   }
   qinfo *in = &q->infos[q->ninfo++];
+  memset(in, 0, sizeof *in);
   in->id = id;
   in->type = v.type;
   in->sellers = v.seller_count;
@@ -127,6 +149,122 @@ const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
   return in;
 }
 
+static void qmap_reset(qmap *m) {
+  if (m->cap)
+    memset(m->keys, 0, m->cap * sizeof *m->keys);
+  m->n = 0;
+}
+
+/* Corroboration of entity id (evidence.h) over its first GD_EV_SAMPLE
+ * sellers in the window. */
+static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
+  const gd_evidence_params *ev = &q->p->ev;
+  int rc;
+  *ret = 0;
+  if (!q->cbuf && !(q->cbuf = calloc(1, sizeof *q->cbuf)))
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
+  qlinks_buf *b = q->cbuf;
+  if (!q->population && (rc = gd_store_count(q->r, GD_TYPE_SELLER, &q->population, err)))
+    return rc;
+  if ((rc = qctx_links(q, id, 1u << GD_TYPE_SELLER, &b->sellers, err)))
+    return rc;
+  qmap_reset(&b->count);
+  qmap_reset(&b->sample);
+  b->ntouched = 0;
+  size_t k = 0;
+  bool fresh;
+  for (size_t i = 0; i < b->sellers.n && k < GD_EV_SAMPLE; i++) {
+    uint32_t *v = qmap_put(&b->sample, b->sellers.v[i].nbr, &fresh);
+    if (!v)
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+    k += fresh;
+  }
+  int64_t direct = 0;
+  for (size_t i = 0, taken = 0; i < b->sellers.n && taken < k; i++) {
+    uint64_t sid = b->sellers.v[i].nbr;
+    uint32_t *mark = qmap_get(&b->sample, sid);
+    if (!mark || *mark)
+      continue; /* a seller listed twice (cannot happen: one row per pair) */
+    *mark = 1;
+    taken++;
+    /* Every type, whatever the query follows: corroboration is a property
+     * of the entity, as in the projection. */
+    qlinks *ls = &b->links;
+    if ((rc = qctx_links(q, sid, 0, ls, err)))
+      return rc;
+    for (size_t j = 0; j < ls->n; j++) {
+      const gd_link *l = &ls->v[j];
+      if (l->nbr == id)
+        continue;
+      if (l->nbr_type == GD_TYPE_SELLER) {
+        direct += l->nbr > sid && qmap_get(&b->sample, l->nbr) != NULL;
+        continue;
+      }
+      uint32_t *c = qmap_put(&b->count, l->nbr, &fresh);
+      if (!c)
+        return gd_err_set(err, GD_ENOMEM, "out of memory");
+      if ((*c)++ == 1) { /* the second user: it may corroborate */
+        if (!qgrow(&b->touched, &b->captouched, b->ntouched, sizeof *b->touched))
+          return gd_err_set(err, GD_ENOMEM, "out of memory");
+        b->touched[b->ntouched++] = l->nbr;
+      }
+    }
+  }
+  gd_corroboration cb;
+  gd_corroboration_begin(&cb, (int64_t)k, q->population);
+  for (size_t t = 0; t < b->ntouched; t++) {
+    uint64_t f = b->touched[t];
+    int64_t m = *qmap_get(&b->count, f);
+    const qinfo *fi = qctx_info(q, f, err);
+    if (!fi)
+      return err->code;
+    gd_corroboration_add(&cb, ev, fi->type, fi->sellers, m);
+  }
+  gd_corroboration_links(&cb, ev, direct);
+  *ret = gd_corroboration_end(&cb);
+  return GD_OK;
+}
+
+int qctx_evidence(qctx *q, uint64_t id, const qinfo **ret, gd_err *err) {
+  const qinfo *in = qctx_info(q, id, err);
+  if (!in)
+    return err->code;
+  if (in->ev_done) {
+    *ret = in;
+    return GD_OK;
+  }
+  const gd_evidence_params *ev = &q->p->ev;
+  size_t idx = (size_t)(in - q->infos);
+  int type = in->type;
+  uint64_t n = in->sellers;
+  double c = 0;
+  if (type != GD_TYPE_SELLER && gd_evidence_needs_corroboration(ev, type, n)) {
+    int rc = corroboration(q, id, &c, err);
+    if (rc)
+      return rc;
+  }
+  qinfo *w = &q->infos[idx]; /* qctx_info may have moved the array */
+  w->corroboration = c;
+  w->weight = gd_evidence_weight(ev, type, n, c);
+  w->context = type != GD_TYPE_SELLER && !w->hub && gd_evidence_is_context(ev, type, n, c);
+  w->ev_done = true;
+  *ret = w;
+  return GD_OK;
+}
+
+int gd_query_evidence(gd_rtxn *r, uint64_t id, const gd_query_params *p, gd_evidence_info *ret,
+                      gd_err *err) {
+  qctx q;
+  const qinfo *in;
+  memset(ret, 0, sizeof *ret);
+  qctx_init(&q, r, p, NULL);
+  int rc = qctx_evidence(&q, id, &in, err);
+  if (rc == GD_OK)
+    *ret = (gd_evidence_info){in->weight, in->corroboration, in->hub, in->context};
+  qctx_free(&q);
+  return rc;
+}
+
 int qctx_hub(qctx *q, const qinfo *in, gd_err *err) {
   bool fresh;
   uint32_t *slot = qmap_put(&q->hub_idx, in->id, &fresh);
@@ -136,7 +274,8 @@ int qctx_hub(qctx *q, const qinfo *in, gd_err *err) {
     return GD_OK;
   if (!qgrow(&q->hubs, &q->caphubs, q->nhubs, sizeof *q->hubs))
     return gd_err_set(err, GD_ENOMEM, "out of memory");
-  q->hubs[q->nhubs++] = (gd_hub){in->id, in->type, in->sellers, in->cap};
+  q->hubs[q->nhubs++] = (gd_hub){in->id,      in->type,    in->sellers,
+                                 in->cap,     in->context, in->context ? in->corroboration : 0};
   return GD_OK;
 }
 

@@ -1,9 +1,10 @@
 /*
  * LinkedSellers: sellers linked to a seller through shared entities.
  *
- * Each seller-to-seller step has a tie: the sum of w(type) * r(n_e) over
- * the non-hub entities the two sellers share (plus w(seller) for a direct
- * link). A path's strength combines its ties like conductances in series,
+ * Each seller-to-seller step has a tie: the sum of the evidence weights
+ * (evidence.h: type weight, seller count, corroboration) of the entities
+ * the two sellers share (plus w(seller) for a direct link). Hubs and
+ * context entities tie nobody and are reported as skipped. A path's strength combines its ties like conductances in series,
  * score = 1 / sum(1 / tie), so we look for the path of least "resistance"
  * sum(1 / tie) with at most max_hops steps: a hop-bounded Bellman-Ford over
  * the sellers met, expanding in round h only the sellers whose best path
@@ -154,21 +155,22 @@ static int gather(lstate *s, uint64_t u, gd_err *err) {
       const qinfo *vi = qctx_info(q, l->nbr, err);
       if (!vi)
         return err->code;
-      gd_shared sh = {l->nbr, GD_TYPE_SELLER, vi->sellers, l->first_seen, l->last_seen,
+      gd_shared sh = {l->nbr,       GD_TYPE_SELLER, vi->sellers,
+                      1.0,          l->first_seen,  l->last_seen,
                       ev->type_weight[GD_TYPE_SELLER]};
       if (sh.weight > 0 && (rc = add_shared(s, l->nbr, &sh, err)))
         return rc;
       continue;
     }
-    const qinfo *ei = qctx_info(q, l->nbr, err);
-    if (!ei)
-      return err->code;
-    if (ei->hub) {
+    const qinfo *ei;
+    if ((rc = qctx_evidence(q, l->nbr, &ei, err)))
+      return rc;
+    if (ei->hub || ei->context) {
       if ((rc = qctx_hub(q, ei, err)))
         return rc;
       continue;
     }
-    double w = gd_evidence_weight(ev, ei->type, ei->sellers);
+    double w = ei->weight, ec = ei->corroboration;
     if (w <= 0)
       continue;
     int etype = ei->type;
@@ -181,9 +183,13 @@ static int gather(lstate *s, uint64_t u, gd_err *err) {
       const gd_link *m = &sellers[j];
       if (m->nbr == u)
         continue;
-      gd_shared sh = {eid, etype, esellers,
+      gd_shared sh = {eid,
+                      etype,
+                      esellers,
+                      ec,
                       l->first_seen > m->first_seen ? l->first_seen : m->first_seen,
-                      l->last_seen > m->last_seen ? l->last_seen : m->last_seen, w};
+                      l->last_seen > m->last_seen ? l->last_seen : m->last_seen,
+                      w};
       if ((rc = add_shared(s, m->nbr, &sh, err)))
         return rc;
     }

@@ -48,10 +48,10 @@ static pnode *pnode_get(pstate *s, uint64_t id, gd_err *err) {
   }
   if (!fresh)
     return &s->nodes[*slot - 1];
-  const qinfo *in = qctx_info(&s->q, id, err);
-  if (!in)
+  const qinfo *in;
+  if (qctx_evidence(&s->q, id, &in, err))
     return NULL;
-  bool hub = in->hub && id != s->from && id != s->to;
+  bool hub = (in->hub || in->context) && id != s->from && id != s->to;
   if (hub && qctx_hub(&s->q, in, err))
     return NULL;
   if (!qgrow(&s->nodes, &s->capnodes, s->nnodes, sizeof *s->nodes)) {

@@ -5,8 +5,9 @@
  *   gd_query_linked    who is linked to it, through what, how strongly;
  *   gd_query_paths     how two entities are connected;
  *   gd_query_suspects  which unlabelled sellers sit closest to labelled ones.
- * All three weigh shared entities with algorithms/evidence.h (rarity
- * weights and hub caps, the same implementation clustering uses), honour a
+ * All three weigh shared entities with algorithms/evidence.h (the
+ * corroborated evidence rule and hub caps, the same implementation
+ * clustering uses; common.c computes corroboration), honour a
  * time window on links, and stop at a work bound (rows of adjacency read,
  * or pushes) with what they found, marked truncated: no query runs
  * unbounded.
@@ -39,12 +40,36 @@ typedef struct gd_query_params {
 /* Fills p with the defaults: evidence defaults, every type, no window. */
 void gd_query_params_default(gd_query_params *p);
 
-/* A hub met and skipped. */
+/* An entity met and not counted as evidence: over its type's hub cap, or
+ * context under the evidence rule (evidence.h: shared by a crowd that
+ * shares nothing else). */
 typedef struct gd_hub {
   uint64_t entity;
   int type;
   uint64_t sellers, cap;
+  bool context;         /* under the cap, but context */
+  double corroboration; /* context only: its corroboration c */
 } gd_hub;
+
+/* ---- One entity under the evidence rule ---- */
+
+typedef struct gd_evidence_info {
+  double weight;        /* what one shared use adds to a tie; 0: not evidence */
+  double corroboration; /* c (evidence.h); 0 when the rule does not need it */
+  bool hub;             /* over its type's hub cap */
+  bool context;         /* under the cap, but weight 0 under the rule */
+} gd_evidence_info;
+
+/*
+ * How p's evidence rule weighs entity id, exactly as LinkedSellers,
+ * FindPaths, RankSuspects and the clustering projection do (evidence.h):
+ * for an entity whose weight depends on its corroboration, reads the links
+ * of its first GD_EV_SAMPLE sellers. A seller gets type_weight[SELLER] (its
+ * weight as a direct link). Time: O(GD_EV_SAMPLE x degree) row reads.
+ * Errors: GD_ENOTFOUND, GD_ENOMEM, GD_EIO.
+ */
+int gd_query_evidence(gd_rtxn *r, uint64_t id, const gd_query_params *p, gd_evidence_info *ret,
+                      gd_err *err);
 
 /* ---- LinkedSellers ---- */
 
@@ -52,6 +77,7 @@ typedef struct gd_shared {
   uint64_t entity;
   int type;
   uint64_t sellers;       /* the entity's seller count */
+  double corroboration;   /* its corroboration c (evidence.h); 1 for a direct link */
   int64_t first, last;    /* later first_seen / later last_seen of the two links */
   double weight;          /* w(type) * r(sellers) */
 } gd_shared;
@@ -125,6 +151,9 @@ typedef struct gd_suspect {
   double score;
   gd_linked *nearest; /* labelled sellers within 2 steps, best first */
   size_t nnearest;
+  /* Score 0, not reached by the walk: its cluster in the latest snapshot
+   * and that cluster's size (>= 2); both 0 for sellers the walk reached. */
+  uint64_t group_cluster, group_size;
 } gd_suspect;
 
 typedef struct gd_suspects_result {
@@ -139,10 +168,15 @@ typedef struct gd_suspects_result {
 /*
  * Personalised PageRank from the sellers carrying any of `labels`, by
  * local push (Andersen, Chung, Lang, FOCS 2006) on the seller-entity graph
- * with rarity weights (query.h's file comment in suspects.c gives the walk).
+ * with the evidence weights (suspects.c's file comment gives the walk).
  * Returns the `limit` unlabelled sellers with the most mass, each with up
- * to max_nearest labelled sellers linked within 2 steps. Time:
- * O(pushes x degree), bounded by p->max_touched pushes.
+ * to max_nearest labelled sellers linked within 2 steps; when fewer than
+ * `limit` have mass, the rest are the unlabelled members of the latest
+ * snapshot's clusters of 2 or more sellers that the walk did not reach
+ * (score 0, group_cluster / group_size set), larger clusters first. Time:
+ * O(pushes x degree), bounded by p->max_touched pushes, plus two passes
+ * over the latest snapshot's assignments when the walk returns fewer than
+ * `limit`.
  */
 int gd_query_suspects(gd_rtxn *r, const gd_str *labels, size_t nlabels, double alpha,
                       double epsilon, size_t limit, size_t max_nearest,

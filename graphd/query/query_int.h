@@ -28,14 +28,29 @@ void qmap_free(qmap *m);
  */
 bool qgrow(void *arrp, size_t *cap, size_t n, size_t elem);
 
+/* A growable array of links, for collecting an entity's rows. */
+typedef struct qlinks {
+  gd_link *v;
+  size_t n, cap;
+  bool oom;
+} qlinks;
+
+/* Scratch for corroboration (common.c). */
+typedef struct qlinks_buf qlinks_buf;
+
 /* What the queries need to know about an entity, read once per query. */
 typedef struct qinfo {
   uint64_t id;
   int type;
   uint64_t sellers;
   uint64_t degree;
-  bool hub;
+  bool hub; /* over its type's hub cap */
   uint64_t cap;
+  /* Filled by qctx_evidence: */
+  bool ev_done;
+  bool context;         /* not a hub, but weight 0 under the rule */
+  double corroboration; /* c (evidence.h); 0 when not needed */
+  double weight;        /* what one shared use adds to a tie; 0: not evidence */
 } qinfo;
 
 typedef struct qctx {
@@ -50,6 +65,8 @@ typedef struct qctx {
   gd_hub *hubs;     /* hubs met (malloc'd while running) */
   size_t nhubs, caphubs;
   qmap hub_idx;
+  uint64_t population; /* sellers in the store, read on first need */
+  qlinks_buf *cbuf;    /* corroboration scratch (lazily made) */
 } qctx;
 
 void qctx_init(qctx *q, gd_rtxn *r, const gd_query_params *p, gd_arena **arena);
@@ -59,7 +76,16 @@ void qctx_free(qctx *q);
  * missing or on error. The pointer dies at the next qctx_info call. */
 const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err);
 
-/* Records a hub met (once per entity). */
+/*
+ * Reads (once) the entity's info and its evidence weight under the rule:
+ * for an entity whose weight depends on its corroboration, reads the links
+ * of its first GD_EV_SAMPLE sellers (in the window; counted in touched)
+ * and computes c as the projection does (evidence.h). *ret as qctx_info.
+ * Direct links (sellers) get weight type_weight[SELLER].
+ */
+int qctx_evidence(qctx *q, uint64_t id, const qinfo **ret, gd_err *err);
+
+/* Records a hub or context entity met (once per entity). */
 int qctx_hub(qctx *q, const qinfo *in, gd_err *err);
 
 /* Copies the hubs met into the arena, sorted; sets *ret / *ret_n. */
@@ -72,12 +98,6 @@ static inline bool qctx_over(qctx *q) {
   return q->truncated;
 }
 
-/* A growable array of links, for collecting an entity's rows. */
-typedef struct qlinks {
-  gd_link *v;
-  size_t n, cap;
-  bool oom;
-} qlinks;
 
 /* Reads the links of id passing the type mask and the window into *out
  * (reset first). */

@@ -1,9 +1,10 @@
 /*
  * RankSuspects: personalised PageRank from labelled sellers, by local push.
  *
- * The walk runs on the seller-entity graph, hubs removed. From a seller it
- * moves to one of its entities e with probability proportional to
- * w(type) * r(n_e) (to a directly linked seller with weight w(seller));
+ * The walk runs on the seller-entity graph, hubs and context entities
+ * removed. From a seller it moves to one of its entities e with
+ * probability proportional to e's evidence weight (evidence.h; to a
+ * directly linked seller with weight w(seller));
  * from an entity it moves to one of its sellers, uniformly. With
  * probability alpha it jumps back to a seed (uniform over the seeds).
  * Local push (Andersen, Chung, Lang, "Local graph partitioning using
@@ -16,12 +17,17 @@
  * Suspects are the unlabelled sellers with the most mass; for each of the
  * first NEAREST_SUSPECTS, the labelled sellers linked to it within two
  * steps are found with LinkedSellers (a small work bound and a scratch
- * arena each) as its evidence.
+ * arena each) as its evidence. A ring none of whose members is labelled,
+ * and which shares no evidence with labelled sellers, gets no mass at all:
+ * when the limit leaves room after the sellers with mass, the members of
+ * the latest snapshot's multi-seller clusters that the walk did not reach
+ * follow, larger groups first (unreached_groups).
  */
 #include <math.h>
 #include <string.h>
 
 #include "query/query_int.h"
+#include "store/snapshot.h"
 
 #define NEAREST_TOUCH_BOUND 20000
 #define NEAREST_SUSPECTS 100
@@ -102,12 +108,12 @@ static rnode *rnode_load(rstate *s, uint64_t id, gd_err *err) {
     if (!seller || l->nbr_type == GD_TYPE_SELLER) {
       w = seller ? ev->type_weight[GD_TYPE_SELLER] : 1.0;
     } else {
-      const qinfo *ei = qctx_info(&s->q, l->nbr, err);
-      if (!ei) {
+      const qinfo *ei;
+      if (qctx_evidence(&s->q, l->nbr, &ei, err)) {
         free(out);
         return NULL;
       }
-      w = ei->hub ? 0 : gd_evidence_weight(ev, ei->type, ei->sellers);
+      w = ei->hub ? 0 : ei->weight;
     }
     if (w <= 0)
       continue;
@@ -209,6 +215,98 @@ static int cmp_suspect(const void *a, const void *b) {
   return (x->seller > y->seller) - (x->seller < y->seller);
 }
 
+/*
+ * Sellers the walk cannot reach: the unlabelled members of the latest
+ * snapshot's clusters of 2 or more sellers that the walk left at mass 0.
+ * Under the corroborated evidence rule such a cluster is a group held
+ * together by evidence (a crowd on one entity never is), so its members
+ * come before sellers in no group; larger groups first, then by id. No
+ * snapshot: none. Two passes over the latest snapshot's assignments
+ * (counted in touched), at most `room` kept.
+ */
+typedef struct group_item {
+  uint64_t seller, cluster, size;
+} group_item;
+
+typedef struct group_list {
+  group_item *v;
+  size_t n, cap;
+} group_list;
+
+typedef struct group_ctx {
+  rstate *s;
+  const uint64_t *seeds;
+  size_t nseeds;
+  qmap sizes; /* cluster id + 1 -> members */
+  group_list *out;
+  bool counting, oom;
+} group_ctx;
+
+static int group_visit(void *ctx, const uint64_t *sellers, const uint64_t *clusters, size_t n) {
+  group_ctx *g = ctx;
+  g->s->q.touched += n;
+  for (size_t i = 0; i < n; i++) {
+    bool fresh;
+    if (g->counting) {
+      uint32_t *v = qmap_put(&g->sizes, clusters[i] + 1, &fresh);
+      if (!v) {
+        g->oom = true;
+        return -1;
+      }
+      (*v)++;
+      continue;
+    }
+    uint32_t *size = qmap_get(&g->sizes, clusters[i] + 1);
+    if (!size || *size < 2)
+      continue;
+    uint32_t *slot = qmap_get(&g->s->idx, sellers[i]);
+    if (slot && g->s->nodes[*slot - 1].p > 0)
+      continue; /* reached: ranked by its mass */
+    if (bsearch(&sellers[i], g->seeds, g->nseeds, sizeof *g->seeds, cmp_u64))
+      continue; /* a seed */
+    if (!qgrow(&g->out->v, &g->out->cap, g->out->n, sizeof *g->out->v)) {
+      g->oom = true;
+      return -1;
+    }
+    g->out->v[g->out->n++] = (group_item){sellers[i], clusters[i], *size};
+  }
+  return 0;
+}
+
+static int cmp_group(const void *a, const void *b) {
+  const group_item *x = a, *y = b;
+  if (x->size != y->size)
+    return x->size > y->size ? -1 : 1;
+  return (x->seller > y->seller) - (x->seller < y->seller);
+}
+
+static int unreached_groups(rstate *s, gd_rtxn *r, const uint64_t *seeds, size_t nseeds,
+                            size_t room, group_list *ret, gd_err *err) {
+  group_ctx g = {s, seeds, nseeds, {0}, ret, true, false};
+  int rc = gd_store_assignments_visit(r, 0, 0, group_visit, &g, NULL, err);
+  if (rc == GD_OK && !g.oom) {
+    g.counting = false;
+    rc = gd_store_assignments_visit(r, 0, 0, group_visit, &g, NULL, err);
+  }
+  qmap_free(&g.sizes);
+  if (g.oom)
+    rc = gd_err_set(err, GD_ENOMEM, "out of memory");
+  if (rc == GD_EPRECONDITION) { /* no snapshot yet */
+    gd_err_clear(err);
+    rc = GD_OK;
+  }
+  if (rc) {
+    free(ret->v);
+    memset(ret, 0, sizeof *ret);
+    return rc;
+  }
+  if (ret->n > 1)
+    qsort(ret->v, ret->n, sizeof *ret->v, cmp_group);
+  if (ret->n > room)
+    ret->n = room;
+  return GD_OK;
+}
+
 int gd_query_suspects(gd_rtxn *r, const gd_str *labels, size_t nlabels, double alpha,
                       double epsilon, size_t limit, size_t max_nearest,
                       const gd_query_params *p, gd_suspects_result *ret, gd_err *err) {
@@ -276,29 +374,41 @@ int gd_query_suspects(gd_rtxn *r, const gd_str *labels, size_t nlabels, double a
   if ((rc = push_all(&s, alpha, p->max_touched, err)))
     goto out;
 
-  /* Rank the unlabelled sellers. */
-  gd_suspect *sus = gd_arena_alloc(&ret->arena, (s.nnodes + 1) * sizeof *sus);
+  /* Rank the unlabelled sellers the walk reached... */
+  size_t nwalk = 0;
+  for (size_t i = 0; i < s.nnodes; i++) {
+    rnode *x = &s.nodes[i];
+    nwalk += x->type == GD_TYPE_SELLER && !x->seed && x->p > 0;
+  }
+  size_t n = 0, cap = nwalk < limit ? nwalk : limit;
+  group_list grp = {0};
+  if (nwalk < limit && (rc = unreached_groups(&s, r, seeds, nseeds, limit - nwalk, &grp, err)))
+    goto out;
+  gd_suspect *sus = gd_arena_alloc(&ret->arena, (nwalk + grp.n + 1) * sizeof *sus);
   if (!sus) {
+    free(grp.v);
     rc = gd_err_set(err, GD_ENOMEM, "out of memory");
     goto out;
   }
-  size_t n = 0;
   for (size_t i = 0; i < s.nnodes; i++) {
     rnode *x = &s.nodes[i];
     if (x->type == GD_TYPE_SELLER && !x->seed && x->p > 0)
-      sus[n++] = (gd_suspect){x->id, x->p, NULL, 0};
+      sus[n++] = (gd_suspect){x->id, x->p, NULL, 0, 0, 0};
   }
   if (n > 1)
     qsort(sus, n, sizeof *sus, cmp_suspect);
-  if (n > limit)
-    n = limit;
+  n = cap;
+  /* ...then, with room left, the members of groups it did not reach. */
+  for (size_t i = 0; i < grp.n && n < limit; i++)
+    sus[n++] = (gd_suspect){grp.v[i].seller, 0.0, NULL, 0, grp.v[i].cluster, grp.v[i].size};
+  free(grp.v);
 
   /* Evidence: labelled sellers within two steps of each of the first
    * NEAREST_SUSPECTS suspects. Each search runs in a scratch arena with a
    * small work bound; only the few labelled results are copied out. */
   gd_query_params near = *p;
   near.max_touched = NEAREST_TOUCH_BOUND;
-  for (size_t i = 0; i < n && i < NEAREST_SUSPECTS && max_nearest; i++) {
+  for (size_t i = 0; i < cap && i < NEAREST_SUSPECTS && max_nearest; i++) {
     gd_arena *scratch = NULL;
     gd_linked_result lr;
     if ((rc = gd__query_linked_in(r, sus[i].seller, 2, &near, SIZE_MAX, 0, &scratch, &lr,

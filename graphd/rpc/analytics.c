@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/entity.h"
+#include "evidence.h"
 #include "jobs/jobs.h"
 #include "core/limits.h"
 #include "rpc/rpc_int.h"
@@ -197,6 +198,8 @@ static int spec_text(const Graphd__V1__ClusteringSpec *s, sbuf *b, gd_err *err) 
     return gd_err_set(err, GD_EINVALID, "spec.name: control characters");
   if (s->algorithm < 0 || s->algorithm > 6)
     return gd_err_set(err, GD_EINVALID, "spec.algorithm: unknown algorithm %d", s->algorithm);
+  if (s->evidence < 0 || s->evidence > 2)
+    return gd_err_set(err, GD_EINVALID, "spec.evidence: unknown evidence rule %d", s->evidence);
   if (!finite_nonneg(s->resolution))
     return gd_err_set(err, GD_EINVALID, "spec.resolution: must be a finite number >= 0");
   if (s->iterations > 1000000)
@@ -219,6 +222,8 @@ static int spec_text(const Graphd__V1__ClusteringSpec *s, sbuf *b, gd_err *err) 
   sb_add(b, "name=%s\n", s->name);
   if (s->algorithm)
     sb_add(b, "algorithm=%s\n", algo_names[s->algorithm]);
+  if (s->evidence == GRAPHD__V1__EVIDENCE_RULE__EVIDENCE_RULE_RARITY)
+    sb_add(b, "evidence=rarity\n");
   if (s->resolution > 0)
     sb_add(b, "resolution=%.17g\n", s->resolution);
   if (s->iterations) {
@@ -244,6 +249,21 @@ static int spec_text(const Graphd__V1__ClusteringSpec *s, sbuf *b, gd_err *err) 
     sb_add(b, "\n");
   }
   bool seen_w[GD_TYPE_MAX + 1] = {0}, seen_h[GD_TYPE_MAX + 1] = {0};
+  if (s->n_type_weights) { /* types not listed keep their default weight */
+    gd_evidence_params def;
+    gd_evidence_defaults(&def);
+    bool any = false;
+    for (int t = GD_TYPE_MIN; t <= GD_TYPE_MAX && t < GD_EV_TYPES; t++) {
+      double w = def.type_weight[t];
+      for (size_t i = 0; i < s->n_type_weights; i++)
+        if (s->type_weights[i] && (int)s->type_weights[i]->type == t)
+          w = s->type_weights[i]->weight;
+      any |= w > 0;
+    }
+    if (!any)
+      return gd_err_set(err, GD_EINVALID,
+                        "spec.type_weights: every type weight is 0, so nothing is evidence");
+  }
   for (size_t i = 0; i < s->n_type_weights; i++) {
     const Graphd__V1__TypeWeight *w = s->type_weights[i];
     int t = (int)w->type;
@@ -637,6 +657,11 @@ static void manifest_fill(const gd_snapshot_view *v, manifest_pb *p) {
       if (an && strcmp(an, algo_names[i]) == 0)
         p->spec.algorithm = (Graphd__V1__Algorithm)i;
     p->spec.resolution = jdbl(spec, "resolution");
+    json_object *evr = jobj(spec, "evidence");
+    const char *evn = evr ? json_object_get_string(evr) : NULL;
+    p->spec.evidence = evn && strcmp(evn, "rarity") == 0
+                           ? GRAPHD__V1__EVIDENCE_RULE__EVIDENCE_RULE_RARITY
+                           : GRAPHD__V1__EVIDENCE_RULE__EVIDENCE_RULE_CORROBORATED;
     int64_t it = jint(spec, "iterations");
     p->spec.iterations = it > 0 ? (uint32_t)it : 0;
     p->spec.seed = (uint64_t)jint(spec, "seed");

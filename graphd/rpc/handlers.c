@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "health.pb-c.h"
+#include "query/query.h"
 #include "rpc/convert.h"
 #include "core/limits.h"
 #include "rpc/rpc_int.h"
@@ -441,9 +442,17 @@ static void h_get_entity(gd_call *c, const uint8_t *msg, size_t len, bool has_ms
   } else {
     Graphd__V1__GetEntityReply rep = GRAPHD__V1__GET_ENTITY_REPLY__INIT;
     Graphd__V1__Entity e;
+    gd_evidence_info ev = {0};
+    gd_query_params qp;
+    gd_query_params_default(&qp);
     if (gd_pb_entity(&v, true, &a, &e)) {
       rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    } else if (v.type != GD_TYPE_SELLER && gd_query_evidence(r, v.id, &qp, &ev, &err)) {
+      rpc_fail(c, &err);
     } else {
+      e.evidence_weight = ev.weight;
+      e.corroboration = ev.corroboration;
+      e.evidence_context = ev.context;
       rpc_entity_cluster(r, &e);
       rep.entity = &e;
       rpc_reply(c, &rep.base);

@@ -157,6 +157,9 @@ static Graphd__V1__SkippedHub **hubs_pb(gd_rtxn *r, ecache *ec, const gd_hub *h,
       return NULL;
     hs[i].seller_count = h[i].sellers;
     hs[i].hub_cap = h[i].cap;
+    hs[i].reason = h[i].context ? GRAPHD__V1__SKIP_REASON__SKIP_REASON_CROWD
+                                : GRAPHD__V1__SKIP_REASON__SKIP_REASON_OVER_CAP;
+    hs[i].corroboration = h[i].corroboration;
     out[i] = &hs[i];
   }
   return out;
@@ -195,6 +198,7 @@ static Graphd__V1__LinkedSeller *linked_pb(gd_rtxn *r, ecache *ec, const gd_link
       se[k].first_seen = s->shared[k].first;
       se[k].last_seen = s->shared[k].last;
       se[k].weight = s->shared[k].weight;
+      se[k].corroboration = s->shared[k].corroboration;
       st[i].shared[k] = &se[k];
     }
     st[i].n_shared = s->nshared;
@@ -444,6 +448,8 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
       if (!(ss[i].nearest_labelled[j] = linked_pb(r, &ec, &s->nearest[j], &a, &err)))
         goto fail;
     ss[i].n_nearest_labelled = s->nnearest;
+    ss[i].group_cluster_id = s->group_cluster;
+    ss[i].group_size = s->group_size;
     rep.suspects[i] = &ss[i];
   }
   rep.n_suspects = res.n;

@@ -73,7 +73,7 @@
  * - entities: the non-seller entities with at least one seller link in
  *   the window. Entity e's sellers are ent_sellers[ent_off[e] ..
  *   ent_off[e + 1]), ascending seller indices, each once. ent_n[e] is the
- *   entity's all-time seller count from its record (rarity and hub tests
+ *   entity's all-time seller count from its record (evidence and hub tests
  *   use it, so a windowed run weighs an entity as the store knows it).
  * - links: direct seller-seller links in the window between exported
  *   sellers, each undirected link once, link_a[i] < link_b[i], sorted by

@@ -342,6 +342,18 @@ int gd_store_stats(gd_rtxn *r, gd_stats *st, gd_err *err) {
   return GD_OK;
 }
 
+int gd_store_count(gd_rtxn *r, int type, uint64_t *ret, gd_err *err) {
+  gd__counters c;
+  int rc;
+  *ret = 0;
+  if (!GD_TYPE_VALID(type))
+    return gd_err_set(err, GD_EINVALID, "count: unknown type %d", type);
+  if ((rc = counters_load(r->txn, r->s, &c)))
+    return gd__mdb_err(rc, err, "count");
+  *ret = c.entities[type];
+  return GD_OK;
+}
+
 /* ---- writes ------------------------------------------------------------- */
 
 int64_t gd_wtxn_now(const gd_wtxn *t) { return t->now; }

@@ -186,6 +186,10 @@ typedef struct gd_stats {
 
 int gd_store_stats(gd_rtxn *r, gd_stats *ret, gd_err *err);
 
+/* The number of entities of `type` (a valid type), from the counters
+ * alone: O(1), no reader-table scan. Errors as gd_store_stats. */
+int gd_store_count(gd_rtxn *r, int type, uint64_t *ret, gd_err *err);
+
 /* ------------------------------------------------------------------ */
 /* Writes (writer thread only; see writer.h)                           */
 

@@ -303,6 +303,7 @@ static int do_project(job *j, gd_err *err) {
       .n_links = x->n_links,
       .link_a = x->link_a,
       .link_b = x->link_b,
+      .population = (uint64_t)x->n_sellers,
   };
   gd_alg_error ae = {0};
   gd_alg_status st =
@@ -656,6 +657,7 @@ static json_object *spec_json(const gd_worker_spec *s) {
   json_object *o = json_object_new_object(), *fl = json_object_new_array();
   json_object *caps = json_object_new_object(), *w = json_object_new_object();
   jadd(o, "algorithm", json_object_new_string(gd_worker_algo_name(s->comm.algo)));
+  jadd(o, "evidence", json_object_new_string(gd_evidence_rule_name(s->ev.rule)));
   jadd(o, "resolution", jnum(s->comm.resolution));
   jadd(o, "beta", jnum(s->comm.beta));
   jadd(o, "iterations", jint(s->comm.iterations));
@@ -714,6 +716,9 @@ static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
   jadd(pj, "entities_used", jint(j->ps.entities_used));
   jadd(pj, "entities_single", jint(j->ps.entities_single));
   jadd(pj, "entities_zero_weight", jint(j->ps.entities_zero_weight));
+  jadd(pj, "entities_context", jint(j->ps.entities_context));
+  jadd(pj, "entities_corroborated", jint(j->ps.entities_corroborated));
+  jadd(pj, "corroboration_visits", jint(j->ps.corroboration_visits));
   jadd(pj, "hubs_skipped", jint(j->ps.hubs_skipped));
   for (int t = GD_TYPE_MIN + 1; t <= GD_TYPE_MAX && t < GD_EV_TYPES; t++)
     jadd(hb, gd_type_name(t), jint(j->ps.hubs_skipped_by_type[t]));

@@ -154,13 +154,14 @@ static int parse_labels(pctx *c, const char *v, gd_worker_spec *s) {
 
 enum {
   K_ALGORITHM, K_RESOLUTION, K_BETA, K_ITERATIONS, K_THRESHOLD, K_SEED, K_MIN_TIE,
-  K_SINCE, K_UNTIL, K_FLAGGED, K_NAME, K_PREVIOUS, K_HUB_CAP, K_WEIGHT = K_HUB_CAP + GD_EV_TYPES,
+  K_SINCE, K_UNTIL, K_FLAGGED, K_NAME, K_PREVIOUS, K_EVIDENCE, K_HUB_CAP,
+  K_WEIGHT = K_HUB_CAP + GD_EV_TYPES,
   K__COUNT = K_WEIGHT + GD_EV_TYPES
 };
 
 static const char *const key_names[K_HUB_CAP] = {
     "algorithm", "resolution", "beta",  "iterations", "threshold", "seed",
-    "min_tie_weight", "since", "until", "flagged_labels", "name", "previous",
+    "min_tie_weight", "since", "until", "flagged_labels", "name", "previous", "evidence",
 };
 
 /* Key index of name, or -1. */
@@ -254,6 +255,10 @@ static int apply(pctx *c, int k, const char *v, gd_worker_spec *s, raw_spec *rs)
     s->name = nm;
     return GD_OK;
   }
+  case K_EVIDENCE:
+    return gd_evidence_rule_parse(v, &s->ev.rule) == 0
+               ? GD_OK
+               : bad(c, v, "is not an evidence rule (corroborated, rarity)");
   case K_PREVIOUS:
     if ((rc = parse_i64(c, v, &s->previous)))
       return rc;
@@ -357,10 +362,22 @@ int gd_worker_spec_parse(const char *text, size_t len, gd_worker_spec *ret, gd_e
     goto fail;
   }
 
-  /* Algorithm defaults first, then what the spec says. */
+  bool any_weight = false;
+  for (int t = GD_TYPE_MIN; t < GD_EV_TYPES; t++)
+    any_weight |= s.ev.type_weight[t] > 0;
+  if (!any_weight) {
+    rc = gd_err_set(err, GD_EINVALID, "spec: weight.*: every type weight is 0, so nothing is "
+                                      "evidence");
+    goto fail;
+  }
+
+  /* Algorithm defaults first, then the evidence rule's resolution for
+   * CPM (evidence.h: it follows from the weights), then the spec. */
   gd_comm_algo algo = s.comm.algo;
   gd_comm_defaults(algo, &s.comm);
   s.comm.algo = algo;
+  if (algo == GD_COMM_LEIDEN_CPM)
+    s.comm.resolution = gd_evidence_resolution(&s.ev);
   if (rs.set[K_RESOLUTION])
     s.comm.resolution = rs.resolution;
   if (rs.set[K_BETA])

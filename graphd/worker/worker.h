@@ -39,8 +39,9 @@
  *   algorithm        leiden_cpm (default) | leiden_modularity | louvain |
  *                    label_propagation | components | infomap
  *                    ('-' may replace '_')
- *   resolution       number >= 0; default per algorithm (community.h:
- *                    0.1 for CPM, 1 for modularity/Louvain)
+ *   resolution       number >= 0; default per algorithm: CPM takes the
+ *                    evidence rule's (evidence.h: 0.2 corroborated, 0.1
+ *                    rarity), modularity/Louvain 1 (community.h)
  *   beta             Leiden refinement randomness, > 0 (default 0.01)
  *   iterations       Leiden: > 0, or -1 = until stable (default);
  *                    Infomap: trials > 0 (default 10); others ignore it
@@ -56,7 +57,9 @@
  *                    phone, email, ip) with more sellers is a hub: left
  *                    out of the projection (evidence.c has the defaults)
  *   weight.TYPE      type weight >= 0; weight.seller weighs direct
- *                    seller-seller links
+ *                    seller-seller links; not all of them 0
+ *   evidence         corroborated (default) | rarity: the evidence rule
+ *                    (algorithms/evidence.h)
  *   name             free text, at most 128 bytes of UTF-8
  *   previous         snapshot to match cluster ids against: an id, 0 =
  *                    the latest (default; none if there is none yet), -1 =

@@ -1,8 +1,13 @@
-/* Unit tests for algorithms/: evidence weights. */
+/* Unit tests for algorithms/: evidence weights and corroboration. */
 #include <math.h>
+#include <string.h>
 
 #include "evidence.h"
 #include "tap.h"
+
+enum { SELLER = 1, ADDRESS = 2, PAYMENT = 3, DEVICE = 4, PHONE = 5, EMAIL = 6, IP = 7 };
+
+static bool near(double a, double b) { return fabs(a - b) < 1e-12; }
 
 static void test_rarity(void) {
   CHECK(gd_rarity(0) == 0.0);
@@ -17,13 +22,111 @@ static void test_rarity(void) {
 static void test_hubs(void) {
   gd_evidence_params p;
   gd_evidence_defaults(&p);
-  /* A ring warehouse (100 sellers) is evidence; a logistics park is not. */
-  CHECK(!gd_is_hub(&p, 2, 100));
-  CHECK(gd_is_hub(&p, 2, 3000));
-  CHECK(gd_evidence_weight(&p, 2, 3000) == 0.0);
-  CHECK(gd_evidence_weight(&p, 4, 4) > gd_evidence_weight(&p, 4, 40));
+  CHECK(p.rule == GD_EV_CORROBORATED);
+  CHECK(!gd_is_hub(&p, ADDRESS, 100));
+  CHECK(gd_is_hub(&p, ADDRESS, 3000));
+  CHECK(gd_evidence_weight(&p, ADDRESS, 3000, 1.0) == 0.0);
   CHECK(!gd_is_hub(&p, 99, 1u << 30));
-  CHECK(gd_evidence_weight(&p, 0, 5) == 0.0);
+  CHECK(!gd_is_hub(&p, SELLER, 1u << 30)); /* a seller is never shared */
+  CHECK(gd_evidence_weight(&p, 0, 5, 1.0) == 0.0);
+  CHECK(gd_evidence_weight(&p, 99, 5, 1.0) == 0.0);
+  /* The previous rule, kept for comparison. */
+  p.rule = GD_EV_RARITY;
+  CHECK(near(gd_evidence_weight(&p, DEVICE, 3, 0), 0.5));
+  CHECK(near(gd_evidence_weight(&p, ADDRESS, 15, 0), 0.8 * 0.25));
+  CHECK(gd_evidence_weight(&p, DEVICE, 4, 0) > gd_evidence_weight(&p, DEVICE, 40, 0));
+  CHECK(near(gd_evidence_resolution(&p), 0.1));
 }
 
-TAP_MAIN(T(test_rarity), T(test_hubs))
+/* The corroborated rule's exact values and its two promises: an
+ * uncorroborated crowd never counts, a corroborated entity counts fully
+ * whatever its size. */
+static void test_rule(void) {
+  gd_evidence_params p;
+  gd_evidence_defaults(&p);
+  CHECK(near(gd_evidence_resolution(&p), GD_EV_MIN_WEIGHT));
+  /* Two sellers on a device: Newman's 1/(n-1) = 1, no corroboration needed. */
+  CHECK(!gd_evidence_needs_corroboration(&p, DEVICE, 2));
+  CHECK(near(gd_evidence_weight(&p, DEVICE, 2, 0), 1.0));
+  CHECK(near(gd_evidence_weight(&p, ADDRESS, 2, 0), 0.8));
+  CHECK(gd_evidence_weight(&p, DEVICE, 1, 1.0) == 0.0);
+  /* Uncorroborated: w(t)/(n-1), context once <= GD_EV_MIN_WEIGHT. */
+  CHECK(gd_evidence_needs_corroboration(&p, PHONE, 3));
+  CHECK(near(gd_evidence_weight(&p, PHONE, 3, 0), 0.5));
+  CHECK(near(gd_evidence_weight(&p, PHONE, 5, 0), 0.25));
+  CHECK(gd_evidence_weight(&p, PHONE, 6, 0) == 0.0); /* 0.2: context */
+  CHECK(gd_evidence_is_context(&p, PHONE, 6, 0));
+  CHECK(near(gd_evidence_weight(&p, ADDRESS, 4, 0), 0.8 / 3));
+  CHECK(gd_evidence_weight(&p, ADDRESS, 5, 0) == 0.0);
+  CHECK(near(gd_evidence_weight(&p, IP, 3, 0), 0.25));
+  CHECK(gd_evidence_weight(&p, IP, 4, 0) == 0.0);
+  /* No crowd of any size under the cap counts by itself. */
+  for (uint64_t n = 5; n <= 500; n++)
+    CHECK(gd_evidence_weight(&p, ADDRESS, n, 0) == 0.0);
+  /* Nor with chance-level corroboration (a hundredth of its pairs). */
+  for (uint64_t n = 20; n <= 500; n++)
+    CHECK(gd_evidence_weight(&p, ADDRESS, n, 0.01) == 0.0);
+  /* Fully corroborated: the whole type weight, at any size. */
+  CHECK(near(gd_evidence_weight(&p, ADDRESS, 300, GD_EV_CORROBORATION_FULL), 0.8));
+  CHECK(near(gd_evidence_weight(&p, ADDRESS, 300, 1.0), 0.8));
+  /* In between: linear in c up to GD_EV_CORROBORATION_FULL. */
+  double half = gd_evidence_weight(&p, PAYMENT, 101, GD_EV_CORROBORATION_FULL / 2);
+  CHECK(near(half, 0.01 + 0.99 * 0.5));
+  /* Not a corroborator: hubs, zero weights, single sellers. */
+  CHECK(!gd_evidence_corroborates(&p, ADDRESS, 501));
+  CHECK(!gd_evidence_corroborates(&p, ADDRESS, 1));
+  CHECK(!gd_evidence_corroborates(&p, SELLER, 2));
+  p.type_weight[IP] = 0;
+  CHECK(!gd_evidence_corroborates(&p, IP, 5));
+  CHECK(gd_evidence_weight(&p, IP, 2, 1.0) == 0.0);
+  CHECK(!gd_evidence_is_context(&p, IP, 5, 0)); /* zero weight: not even context */
+}
+
+static void test_corroboration(void) {
+  gd_evidence_params p;
+  gd_evidence_defaults(&p);
+  gd_corroboration c;
+
+  /* A ring's warehouse: 64 of its sellers sampled out of 10,000; four
+   * devices of 16 users each inside the sample: 4 * C(16, 2) = 480 pairs
+   * of C(64, 2) = 2016, minus chance C(16,2) (64/10000)^2 each. */
+  gd_corroboration_begin(&c, 64, 10000);
+  for (int d = 0; d < 4; d++)
+    gd_corroboration_add(&c, &p, DEVICE, 16, 16);
+  double want = 4 * (120 - 120 * (0.0064 * 0.0064)) / 2016.0;
+  CHECK(near(gd_corroboration_end(&c), want));
+  CHECK(gd_evidence_weight(&p, ADDRESS, 90, gd_corroboration_end(&c)) == 0.8);
+
+  /* A park: its users meet on a big IP only as often as chance says. */
+  gd_corroboration_begin(&c, 64, 1000);
+  gd_corroboration_add(&c, &p, IP, 100, 2); /* 1 pair < C(100,2)(0.064)^2 = 20.3 */
+  CHECK(gd_corroboration_end(&c) == 0.0);
+  /* Entities that do not corroborate add nothing: hub, single, m < 2. */
+  gd_corroboration_add(&c, &p, IP, 101, 50);
+  gd_corroboration_add(&c, &p, DEVICE, 1, 1);
+  gd_corroboration_add(&c, &p, DEVICE, 9, 1);
+  CHECK(gd_corroboration_end(&c) == 0.0);
+  /* Type weights scale the mass; direct links count a pair each. */
+  gd_corroboration_begin(&c, 10, 1u << 30);
+  gd_corroboration_add(&c, &p, IP, 3, 3);
+  gd_corroboration_links(&c, &p, 2);
+  CHECK(fabs(gd_corroboration_end(&c) - (0.5 * 3 + 2) / 45.0) < 1e-9);
+  /* Capped at 1; fewer than two sampled sellers: 0. */
+  gd_corroboration_begin(&c, 3, 1u << 30);
+  gd_corroboration_add(&c, &p, PHONE, 3, 3);
+  gd_corroboration_add(&c, &p, EMAIL, 3, 3);
+  CHECK(gd_corroboration_end(&c) == 1.0);
+  gd_corroboration_begin(&c, 1, 10);
+  gd_corroboration_links(&c, &p, 5);
+  CHECK(gd_corroboration_end(&c) == 0.0);
+}
+
+static void test_rule_names(void) {
+  gd_evidence_rule r;
+  CHECK(gd_evidence_rule_parse("rarity", &r) == 0 && r == GD_EV_RARITY);
+  CHECK(gd_evidence_rule_parse("corroborated", &r) == 0 && r == GD_EV_CORROBORATED);
+  CHECK(gd_evidence_rule_parse("log", &r) == -1);
+  CHECK(strcmp(gd_evidence_rule_name(GD_EV_RARITY), "rarity") == 0);
+}
+
+TAP_MAIN(T(test_rarity), T(test_hubs), T(test_rule), T(test_corroboration), T(test_rule_names))

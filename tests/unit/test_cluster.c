@@ -312,38 +312,43 @@ static void test_projection_exact(void) {
   gd_evidence_defaults(&p);
   p.hub_cap[5] = 3; /* phones: more than 3 sellers is a hub here */
   /*
-   * Sellers 0..5.
-   *  e0 DEVICE  {0,1}       n=2: w = 1.0 / log2(3)      = 0.6309297535714574
-   *  e1 ADDRESS {0,1,2}     n=3: w = 0.8 / log2(4)      = 0.4
-   *  e2 IP      {1,2,3}     n=3: w = 0.5 / log2(4)      = 0.25
+   * Sellers 0..5 (population 6, so chance is (k/6)^2 per pair).
+   *  e0 DEVICE  {0,1}       n=2: Newman 1/(n-1) = 1, w = 1.0
+   *  e1 ADDRESS {0,1,2}     n=3: corroborated by e0 (1 pair, less chance
+   *                         (3/6)^2: 0.75) and e2 (1 pair of an IP, 0.5 *
+   *                         (1 - 3 * 0.25)): c = 0.875 / 3 >= 0.1, w = 0.8
+   *  e2 IP      {1,2,3}     n=3: e1 (0.8 * 0.25) and e6 (0.75): w = 0.5
    *  e3 PHONE   {0,1,2,3,4} n=5 > cap 3: hub, skipped
    *  e4 EMAIL   {4}         one seller: no tie
    *  e5 type 0  {4,5}       unknown type: no weight
-   *  e6 PAYMENT {2,2,3}     duplicate listing: n=2, w = 0.6309297535714574
+   *  e6 PAYMENT {2,2,3}     duplicate listing: n=2, w = 1.0
    * Direct links: (4,5) twice (2 x w(SELLER) = 2.0), (3,3) ignored.
    */
   const uint8_t type[] = {4, 2, 7, 5, 6, 0, 3};
   const int64_t off[] = {0, 2, 5, 8, 13, 14, 16, 19};
   const int64_t sel[] = {0, 1, 0, 1, 2, 1, 2, 3, 0, 1, 2, 3, 4, 4, 4, 5, 2, 2, 3};
   const int64_t la[] = {4, 5, 3}, lb[] = {5, 4, 3};
+  double wout[7];
   gd_projection_input in = {
       .n_sellers = 6, .n_entities = 7, .ent_type = type, .ent_off = off, .ent_sellers = sel,
-      .n_links = 3, .link_a = la, .link_b = lb,
+      .n_links = 3, .link_a = la, .link_b = lb, .ent_weight_out = wout,
   };
-  const double r2 = 0.6309297535714574; /* 1 / log2(3) */
   gd_csr g;
   gd_projection_stats st;
   CHECK_OK(gd_projection_build(&in, &p, 0.0, &g, &st, NULL));
   CHECK_EQ_U(g.n, 6);
   CHECK_EQ_U(g.m, 6);
-  CHECK_NEAR(gd_csr_edge_weight(&g, 0, 1), r2 + 0.4, 1e-15);
-  CHECK_NEAR(gd_csr_edge_weight(&g, 0, 2), 0.4, 1e-15);
-  CHECK_NEAR(gd_csr_edge_weight(&g, 1, 2), 0.65, 1e-15);
-  CHECK_NEAR(gd_csr_edge_weight(&g, 1, 3), 0.25, 1e-15);
-  CHECK_NEAR(gd_csr_edge_weight(&g, 2, 3), 0.25 + r2, 1e-15);
+  CHECK_NEAR(gd_csr_edge_weight(&g, 0, 1), 1.8, 1e-15);
+  CHECK_NEAR(gd_csr_edge_weight(&g, 0, 2), 0.8, 1e-15);
+  CHECK_NEAR(gd_csr_edge_weight(&g, 1, 2), 1.3, 1e-15);
+  CHECK_NEAR(gd_csr_edge_weight(&g, 1, 3), 0.5, 1e-15);
+  CHECK_NEAR(gd_csr_edge_weight(&g, 2, 3), 1.5, 1e-15);
   CHECK(gd_csr_edge_weight(&g, 4, 5) == 2.0);
   CHECK(gd_csr_edge_weight(&g, 0, 3) == 0.0); /* only the hub phone joins them */
   CHECK(gd_csr_edge_weight(&g, 0, 4) == 0.0);
+  const double wwant[7] = {1.0, 0.8, 0.5, 0, 0, 0, 1.0};
+  for (int e = 0; e < 7; e++)
+    CHECK_NEAR(wout[e], wwant[e], 1e-15);
   for (int64_t x = 0; x < g.n; x++) /* rows sorted, halves identical */
     for (int64_t q = g.off[x]; q < g.off[x + 1]; q++) {
       CHECK(q == g.off[x] || g.nbr[q - 1] < g.nbr[q]);
@@ -351,6 +356,8 @@ static void test_projection_exact(void) {
     }
   CHECK_EQ_U(st.entities, 7);
   CHECK_EQ_U(st.entities_used, 4);
+  CHECK_EQ_U(st.entities_context, 0);
+  CHECK_EQ_U(st.entities_corroborated, 2);
   CHECK_EQ_U(st.entities_single, 1);
   CHECK_EQ_U(st.entities_zero_weight, 1);
   CHECK_EQ_U(st.hubs_skipped, 1);
@@ -362,26 +369,37 @@ static void test_projection_exact(void) {
   CHECK_EQ_U(st.ties_filtered, 0);
   gd_csr_free(&g);
 
-  /* Minimum tie weight 0.3 drops only (1,3) = 0.25. */
-  CHECK_OK(gd_projection_build(&in, &p, 0.3, &g, &st, NULL));
+  /* Minimum tie weight 0.6 drops only (1,3) = 0.5. */
+  CHECK_OK(gd_projection_build(&in, &p, 0.6, &g, &st, NULL));
   CHECK_EQ_U(g.m, 5);
   CHECK_EQ_U(st.ties_filtered, 1);
   CHECK(gd_csr_edge_weight(&g, 1, 3) == 0.0);
-  CHECK_NEAR(gd_csr_edge_weight(&g, 1, 2), 0.65, 1e-15);
+  CHECK_NEAR(gd_csr_edge_weight(&g, 1, 2), 1.3, 1e-15);
   gd_csr_free(&g);
 
   /* Seller counts from the store: the address really has 1,001 sellers
-   * (over its cap of 1,000), the IP 15 (w = 0.5 / log2(16) = 0.125). */
+   * (over its cap of 500), the IP 15; the IP's sample {1,2,3} is still
+   * corroborated by e6: w = 0.5. */
   const uint64_t ent_n[] = {2, 1001, 15, 5, 1, 2, 2};
   in.ent_n = ent_n;
   CHECK_OK(gd_projection_build(&in, &p, 0.0, &g, &st, NULL));
   CHECK_EQ_U(st.hubs_skipped, 2);
   CHECK_EQ_U(st.hubs_skipped_by_type[2], 1);
-  CHECK_NEAR(gd_csr_edge_weight(&g, 0, 1), r2, 1e-15);
+  CHECK_NEAR(gd_csr_edge_weight(&g, 0, 1), 1.0, 1e-15);
   CHECK(gd_csr_edge_weight(&g, 0, 2) == 0.0);
-  CHECK_NEAR(gd_csr_edge_weight(&g, 1, 2), 0.125, 1e-15);
+  CHECK_NEAR(gd_csr_edge_weight(&g, 1, 2), 0.5, 1e-15);
   gd_csr_free(&g);
   in.ent_n = NULL;
+
+  /* The previous rule on the same input: w(t) / log2(1 + n). */
+  p.rule = GD_EV_RARITY;
+  CHECK_OK(gd_projection_build(&in, &p, 0.0, &g, &st, NULL));
+  const double r2 = 0.6309297535714574; /* 1 / log2(3) */
+  CHECK_NEAR(gd_csr_edge_weight(&g, 0, 1), r2 + 0.4, 1e-15);
+  CHECK_NEAR(gd_csr_edge_weight(&g, 1, 3), 0.25, 1e-15);
+  CHECK_NEAR(gd_csr_edge_weight(&g, 2, 3), 0.25 + r2, 1e-15);
+  gd_csr_free(&g);
+  p.rule = GD_EV_CORROBORATED;
 
   /* Bad input names what is wrong. */
   gd_alg_error err = {0};
@@ -391,6 +409,56 @@ static void test_projection_exact(void) {
   CHECK(gd_projection_build(&bad, &p, 0.0, &g, NULL, &err) == GD_ALG_INVALID);
   CHECK(strstr(err.msg, "entities[0]") != NULL);
   CHECK(gd_projection_build(&in, &p, -1.0, &g, NULL, &err) == GD_ALG_INVALID);
+}
+
+/*
+ * A crowd and a ring of the same size: 100 sellers of a 1000-seller graph
+ * on one address (a logistics park: nothing else shared) and 100 on
+ * another, whose users also share 5 devices of 20 (a ring's warehouse).
+ * The park is context (no tie at all); the warehouse keeps its full type
+ * weight, beside the devices. More than GD_EV_SAMPLE sellers: corroboration
+ * looks at the first 64 listed.
+ */
+static void test_projection_crowd_and_ring(void) {
+  enum { N = 1000, K = 100, NDEV = 5 };
+  gd_evidence_params p;
+  gd_evidence_defaults(&p);
+  static uint8_t type[2 + NDEV];
+  static int64_t off[2 + NDEV + 1], sel[2 * K + K];
+  int64_t q = 0, e = 0;
+  off[0] = 0;
+  type[e] = 2; /* the park: sellers 0..99 */
+  for (int64_t s = 0; s < K; s++)
+    sel[q++] = s;
+  off[++e] = q;
+  type[e] = 2; /* the warehouse: sellers 100..199 */
+  for (int64_t s = K; s < 2 * K; s++)
+    sel[q++] = s;
+  off[++e] = q;
+  for (int d = 0; d < NDEV; d++) { /* device d: sellers 100 + d, +5, +10, ... */
+    type[e] = 4;
+    for (int64_t s = K + d; s < 2 * K; s += NDEV)
+      sel[q++] = s;
+    off[++e] = q;
+  }
+  double w[2 + NDEV];
+  gd_projection_input in = {.n_sellers = N, .n_entities = e, .ent_type = type, .ent_off = off,
+                            .ent_sellers = sel, .ent_weight_out = w};
+  gd_csr g;
+  gd_projection_stats st;
+  CHECK_OK(gd_projection_build(&in, &p, 0.0, &g, &st, NULL));
+  CHECK(w[0] == 0.0);
+  CHECK(w[1] == 0.8);
+  CHECK(w[2] == 1.0);
+  CHECK_EQ_U(st.entities_context, 1);
+  CHECK_EQ_U(st.entities_used, 1 + NDEV);
+  CHECK(gd_csr_edge_weight(&g, 0, 1) == 0.0);
+  CHECK_NEAR(gd_csr_edge_weight(&g, K, K + 1), 0.8, 1e-15);
+  CHECK_NEAR(gd_csr_edge_weight(&g, K, K + NDEV), 1.8, 1e-15);
+  CHECK_EQ_U(g.m, K * (K - 1) / 2);
+  /* corroboration read at most 64 sampled sellers' candidate rows */
+  CHECK(st.corroboration_visits <= 64 * 2 * (2 + NDEV));
+  gd_csr_free(&g);
 }
 
 /* ---- algorithms on the reference graphs ------------------------------------ */
@@ -978,7 +1046,7 @@ static void test_match_real(void) {
   free_dataset(&ds);
 }
 
-TAP_MAIN(T(test_csr_merge), T(test_membership_canonical), T(test_projection_exact),
+TAP_MAIN(T(test_csr_merge), T(test_membership_canonical), T(test_projection_exact), T(test_projection_crowd_and_ring),
          T(test_errors), T(test_algorithms_on_reference_graphs), T(test_determinism),
          T(test_golden_football), T(test_quality_gate_email), T(test_quality_gate_football),
          T(test_interrupt), T(test_match_planted_merge), T(test_match_planted_split),

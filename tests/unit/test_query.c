@@ -116,12 +116,21 @@ static void test_linked(void) {
   CHECK_EQ_U(res.n, 3);
   CHECK_EQ_U(res.sellers[0].seller, r2);
   const gd_linked *l2 = find(&res, r2);
-  double wd = 1.0 / log2(5.0), ww = 0.8 / log2(5.0), wm = 1.0 / log2(3.0);
+  /* D and W corroborate each other (all four use both), so both count
+   * with their full type weight; M and P have 2 sellers: Newman's 1. */
+  double wd = 1.0, ww = 0.8, wm = 1.0;
   CHECK(l2 && l2->hops == 1 && l2->steps[0].nshared == 3);
   CHECK(l2 && fabs(l2->score - (wd + ww + wm)) < 1e-9);
-  /* Strongest evidence first: M (2 sellers), then D, then W. */
+  /* Strongest evidence first: M and D (1.0; ties by id), then W. D's
+   * corroboration: W covers its 6 pairs (0.8 each, less chance) and M
+   * one more, of C(4, 2) = 6. W's: D covers all 6 (1.0 each): c = 1. */
+  double cd = (0.8 * (6 - 6 * pow(4.0 / 606, 2)) + (1 - pow(4.0 / 606, 2))) / 6; /* 606 sellers */
   CHECK(l2 && l2->steps[0].shared[0].type == GD_TYPE_PAYMENT_ACCOUNT);
   CHECK(l2 && l2->steps[0].shared[0].sellers == 2);
+  CHECK(l2 && l2->steps[0].shared[1].type == GD_TYPE_DEVICE);
+  CHECK(l2 && fabs(l2->steps[0].shared[1].corroboration - cd) < 1e-12);
+  CHECK(l2 && l2->steps[0].shared[2].type == GD_TYPE_ADDRESS);
+  CHECK(l2 && l2->steps[0].shared[2].corroboration == 1.0);
   const gd_linked *l4 = find(&res, r4);
   CHECK(l4 && fabs(l4->score - (wd + ww)) < 1e-9);
   /* The hub is skipped and reported, never evidence. */
@@ -129,6 +138,7 @@ static void test_linked(void) {
   CHECK_EQ_U(res.hubs[0].entity, hub);
   CHECK_EQ_U(res.hubs[0].sellers, 601);
   CHECK_EQ_U(res.hubs[0].cap, 500);
+  CHECK(!res.hubs[0].context);
   gd_linked_result_free(&res);
 
   /* Two hops reach x1 through r4, with both steps as evidence. */
@@ -146,11 +156,23 @@ static void test_linked(void) {
   }
   gd_linked_result_free(&res);
 
-  /* Raising the address cap turns the hub into (weak) evidence. */
+  /* Raising the address cap does not turn the crowd into evidence: its
+   * 601 sellers share nothing else, so H is context, reported as such. */
   p.ev.hub_cap[GD_TYPE_ADDRESS] = 1000;
+  CHECK(gd_query_linked(r, r1, 1, &p, 1000, 0, &res, &err) == GD_OK);
+  CHECK_EQ_U(res.n, 3);
+  CHECK_EQ_U(res.nhubs, 1);
+  CHECK(res.nhubs == 1 && res.hubs[0].context && res.hubs[0].entity == hub);
+  CHECK(res.nhubs == 1 && res.hubs[0].corroboration == 0.0);
+  gd_linked_result_free(&res);
+
+  /* The previous rule still lets it through: 603 linked sellers. */
+  p.ev.rule = GD_EV_RARITY;
   CHECK(gd_query_linked(r, r1, 1, &p, 1000, 0, &res, &err) == GD_OK);
   CHECK_EQ_U(res.n, 603);
   CHECK_EQ_U(res.nhubs, 0);
+  const gd_linked *o2 = find(&res, r2);
+  CHECK(o2 && fabs(o2->score - (1.0 / log2(5.0) + 0.8 / log2(5.0) + 1.0 / log2(3.0))) < 1e-9);
   gd_linked_result_free(&res);
 
   /* The work bound truncates. */

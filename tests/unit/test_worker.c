@@ -734,8 +734,10 @@ static void check_summary(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t 
   CHECK_EQ_U(cs.flagged, flagged);
   CHECK(fabs(cs.risk - ((double)flagged + GD_RISK_PRIOR * base_rate) /
                            ((double)size + GD_RISK_PRIOR)) < 1e-12);
-  /* ra0 / rb0 also use the 402-seller hub: its weak ties are boundary. */
-  CHECK(cs.internal > 0 && cs.boundary > 0);
+  /* ra0 / rb0 also use the 402-seller hub address, under its cap; its
+   * sellers share nothing else, so it is context and ties nobody (under
+   * the previous rule its weak ties were the clusters' boundary). */
+  CHECK(cs.internal > 0 && cs.boundary == 0);
   CHECK(fabs(cs.cohesion - cs.internal / (cs.internal + cs.boundary)) < 1e-12);
   int found = 0;
   for (int i = 0; i < cs.n_top && i < 3; i++)
