@@ -4,7 +4,8 @@
 #      temporary directory and a free port, driven by Python grpcio and by
 #      graphctl), the benchmark tool's quick smoke run and the client
 #      tools' tests (suite tools: graphctl export and report, the Python
-#      client, meson install) in a normal build (build/);
+#      client, meson install) and the detection quality gates (suite
+#      quality) in a normal build (build/);
 #   2. unit and black-box tests again under AddressSanitizer +
 #      UndefinedBehaviorSanitizer (build-asan/);
 #   3. the black-box suite again with the daemon under valgrind memcheck
@@ -84,7 +85,7 @@ add_counts() {
 
 setup build
 if [ "$full" = 0 ]; then
-  run_suites build unit blackbox bench tools
+  run_suites build unit blackbox bench tools quality
 else
   # The black-box suite with the daemon under valgrind runs in the
   # background from the start, side by side with everything else: it is
@@ -106,7 +107,7 @@ else
   ) &
   vpid=$!
 
-  NO_BUILD=1 run_suites build unit blackbox bench tools
+  NO_BUILD=1 run_suites build unit blackbox bench tools quality
 
   setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
   (

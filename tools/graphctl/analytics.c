@@ -36,6 +36,7 @@
 
 const optspec cluster_opts[] = {
     {"algorithm", true, O_ALGORITHM}, {"resolution", true, O_RESOLUTION},
+    {"evidence", true, O_EVIDENCE},
     {"iterations", true, O_ITERATIONS}, {"seed", true, O_SEED},
     {"weight", true, O_WEIGHT},       {"cap", true, O_CAP},
     {"min-tie", true, O_MIN_TIE},     {"since", true, O_SINCE},
@@ -70,7 +71,11 @@ const char cluster_help[] =
     "Ctrl-C stops watching (the job goes on: graphctl job ID --cancel).\n"
     "  --algorithm A     leiden-cpm (default), leiden-modularity, louvain,\n"
     "                    label-propagation, components, infomap\n"
-    "  --resolution X    resolution (server default 0.1 for CPM, 1 otherwise)\n"
+    "  --resolution X    resolution (server default for CPM: 0.2 under the\n"
+    "                    corroborated rule, 0.1 under rarity; 1 otherwise)\n"
+    "  --evidence RULE   corroborated (server default: a crowd sharing one\n"
+    "                    entity and nothing else is never evidence) or rarity\n"
+    "                    (the previous rule: w(type) / log2(1 + sellers))\n"
     "  --iterations N    Leiden iterations (default: until stable) / Infomap trials\n"
     "  --seed N          random seed (server default 1)\n"
     "  --weight TYPE=W   weight of an entity type's evidence (repeat)\n"
@@ -204,6 +209,14 @@ int set_analytics_option(const command *cmd, args *a, const optspec *o, const ch
                        "--algorithm: expected leiden-cpm, leiden-modularity, louvain, "
                        "label-propagation, components or infomap, got '%s'",
                        v);
+  case O_EVIDENCE:
+    if (strcmp(v, "corroborated") == 0)
+      a->evidence = GRAPHD__V1__EVIDENCE_RULE__EVIDENCE_RULE_CORROBORATED;
+    else if (strcmp(v, "rarity") == 0)
+      a->evidence = GRAPHD__V1__EVIDENCE_RULE__EVIDENCE_RULE_RARITY;
+    else
+      return usage_error(cmd, "--evidence: expected corroborated or rarity, got '%s'", v);
+    return 0;
   case O_RESOLUTION:
     a->have_resolution = true;
     return parse_double(cmd, opt, v, true, &a->resolution);
@@ -471,6 +484,7 @@ int run_cluster(ctl *c, const command *cmd, args *a) {
         spec.algorithm = algos[i].algo;
   spec.name = (char *)(a->name ? a->name : "");
   spec.resolution = a->have_resolution ? a->resolution : 0;
+  spec.evidence = (Graphd__V1__EvidenceRule)a->evidence;
   spec.iterations = (uint32_t)a->iterations;
   spec.seed = a->seed;
   spec.min_tie_weight = a->have_min_tie ? a->min_tie : 0;

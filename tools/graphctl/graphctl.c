@@ -754,7 +754,9 @@ static const command commands[] = {
      "       graphctl get --id N\n"
      "\n"
      "Shows one entity: id, type, key, degree (distinct neighbours), seller\n"
-     "count, first and last seen (ISO-8601 UTC), labels and attributes.\n"
+     "count, how the evidence rule weighs it (a shared entity: its weight per\n"
+    "pair of sellers and corroboration, or why it is no evidence: a hub or\n"
+    "context), first and last seen (ISO-8601 UTC), labels and attributes.\n"
      "With --json: one object (times as unix seconds). NOT_FOUND: exit 1.\n"},
     {"neighbors", neighbors_opts, run_neighbors, false,
      "usage: graphctl neighbors TYPE KEY [OPTIONS]\n"
@@ -810,13 +812,16 @@ static const command commands[] = {
      "seller key, labels), under it the steps of its best evidence path\n"
      "  via FROM → TO  tie T\n"
      "and under each step the entities the two sellers share, with how many\n"
-     "sellers share each (rarer = stronger), its weight in the tie, and when\n"
-     "the sharing began and was last seen (a direct seller-seller link shows\n"
-     "as such). Then the hubs that were skipped (entities shared by more\n"
-     "sellers than their type's cap) and a notice when the work bound cut\n"
-     "the search short.\n"
+     "sellers share each, its weight in the tie, and when the sharing began\n"
+     "and was last seen (a direct seller-seller link shows as such). Then the\n"
+     "hubs and crowds that were skipped (entities shared by more sellers\n"
+     "than their type's cap, or by sellers who share little else) and a\n"
+     "notice when the work bound cut the search short.\n"
      "\n"
-     "A tie is the sum of the shared entities' weights w(type) / log2(1 + n);\n"
+     "A tie is the sum of the shared entities' evidence weights: an entity of\n"
+     "n sellers weighs w(type) * (1/(n-1) + (1 - 1/(n-1)) * min(1, c/0.1)),\n"
+     "c being how much of what its sellers share besides it ties them to\n"
+     "each other (at most 0.2: a crowd, no evidence; graphctl get shows it);\n"
      "a path's score combines its ties like conductances in series.\n"
      "\n"
      "Options:\n"
@@ -837,7 +842,8 @@ static const command commands[] = {
      "With --json: {\"sellers\":[{\"seller\":{..},\"hops\":..,\"score\":..,\n"
      "\"evidence\":[{\"from_seller_id\":..,\"to_seller_id\":..,\"tie\":..,\n"
      "\"shared\":[{\"entity\":{..},\"first_seen\":..,\"last_seen\":..,\"weight\":..}]}]}],\n"
-     "\"skipped_hubs\":[{\"entity\":{..},\"seller_count\":..,\"hub_cap\":..}],\n"
+     "\"skipped_hubs\":[{\"entity\":{..},\"seller_count\":..,\"hub_cap\":..,\n"
+     "\"reason\":\"over_cap\"|\"crowd\",\"corroboration\":..}],\n"
      "\"truncated\":..,\"touched\":..} (times as unix seconds).\n"
      "NOT_FOUND (no such seller), INVALID_ARGUMENT (not a seller, an option\n"
      "over the server's limit): exit 1.\n"},
@@ -1040,6 +1046,11 @@ json_object *entity_json(const Graphd__V1__Entity *e, bool attrs) {
     jset(o, "attributes", a);
   }
   jset(o, "over_hub_cap", json_object_new_boolean(e->over_hub_cap));
+  if (e->type != GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER) {
+    jset(o, "evidence_weight", json_object_new_double(e->evidence_weight));
+    jset(o, "corroboration", json_object_new_double(e->corroboration));
+    jset(o, "evidence_context", json_object_new_boolean(e->evidence_context));
+  }
   jset(o, "cluster_id", json_object_new_uint64(e->cluster_id));
   jset(o, "cluster_snapshot_id", json_object_new_uint64(e->cluster_snapshot_id));
   return o;
@@ -1053,6 +1064,20 @@ void print_entity(const Graphd__V1__Entity *e) {
   printf("%-12s %" PRIu64 "\n", "degree", e->degree);
   printf("%-12s %" PRIu64 "%s\n", "sellers", e->seller_count,
          e->over_hub_cap ? " (over the hub cap)" : "");
+  /* How the evidence rule weighs a shared entity (GetEntity fills it). */
+  if (e->type != GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER) {
+    if (e->over_hub_cap)
+      printf("%-12s none: a hub\n", "evidence");
+    else if (e->evidence_context)
+      printf("%-12s none: context, a crowd whose sellers share little else "
+             "(corroboration %.3f)\n",
+             "evidence", e->corroboration);
+    else if (e->seller_count < 2)
+      printf("%-12s none: one seller\n", "evidence");
+    else
+      printf("%-12s %.3f per pair of its sellers (corroboration %.3f)\n", "evidence",
+             e->evidence_weight, e->corroboration);
+  }
   printf("%-12s %s\n", "first seen", gc_time_format(e->first_seen, t, sizeof t));
   printf("%-12s %s\n", "last seen", gc_time_format(e->last_seen, t, sizeof t));
   printf("%-12s ", "labels");
@@ -2148,6 +2173,10 @@ static json_object *hubs_json(Graphd__V1__SkippedHub **h, size_t n) {
       jset(o, "entity", entity_json(h[i]->entity, false));
     jset(o, "seller_count", json_object_new_uint64(h[i]->seller_count));
     jset(o, "hub_cap", json_object_new_uint64(h[i]->hub_cap));
+    bool crowd = h[i]->reason == GRAPHD__V1__SKIP_REASON__SKIP_REASON_CROWD;
+    jset(o, "reason", jstr(crowd ? "crowd" : "over_cap"));
+    if (crowd)
+      jset(o, "corroboration", json_object_new_double(h[i]->corroboration));
     json_object_array_add(arr, o);
   }
   return arr;
@@ -2157,12 +2186,16 @@ static void print_skipped_hubs(Graphd__V1__SkippedHub **h, size_t n) {
   if (n == 0)
     return;
   char eb[8300];
-  printf("\nskipped hubs (shared by more sellers than their type's cap; not "
-         "followed):\n");
-  for (size_t i = 0; i < n; i++)
-    printf("  %s shared by %" PRIu64 " seller%s (cap %" PRIu64 ")\n",
-           entity_text(h[i]->entity, eb, sizeof eb), h[i]->seller_count,
-           h[i]->seller_count == 1 ? "" : "s", h[i]->hub_cap);
+  printf("\nskipped hubs and crowds (not evidence, not followed: over their type's "
+         "cap, or shared by sellers who share little else):\n");
+  for (size_t i = 0; i < n; i++) {
+    printf("  %s shared by %" PRIu64 " seller%s ", entity_text(h[i]->entity, eb, sizeof eb),
+           h[i]->seller_count, h[i]->seller_count == 1 ? "" : "s");
+    if (h[i]->reason == GRAPHD__V1__SKIP_REASON__SKIP_REASON_CROWD)
+      printf("(a crowd: corroboration %.3f)\n", h[i]->corroboration);
+    else
+      printf("(cap %" PRIu64 ")\n", h[i]->hub_cap);
+  }
 }
 
 static void print_truncated(bool truncated, uint64_t touched, const char *what) {

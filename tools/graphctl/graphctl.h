@@ -86,6 +86,7 @@ enum {
   O_NEAREST,
   /* analytics */
   O_ALGORITHM,
+  O_EVIDENCE,
   O_RESOLUTION,
   O_ITERATIONS,
   O_SEED,
@@ -170,6 +171,7 @@ typedef struct args {
   double alpha, epsilon;
   /* analytics: cluster, snapshots, clusters, assignments, diff, job */
   const char *algorithm;
+  int evidence; /* graphd.v1.EvidenceRule; 0 = the server default */
   bool have_resolution, have_min_tie;
   double resolution, min_tie;
   long iterations;
