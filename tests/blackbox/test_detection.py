@@ -53,27 +53,26 @@ def test_detection_defaults(profile, size, seed, sellergen_bin, tmp_path_factory
     try:
         cell = detection.Cell(dm.stub, pb, truth, timeout=T(600))
         cell.ingest()
-        s = cell.score()
-        hit, rings, misses = cell.warehouse_top3(s["snapshot"], s)
-        auc = cell.suspects_auc()
-        cited, bad, crowds = cell.linked_evidence()
-        old = cell.score(evidence=pb.EVIDENCE_RULE_RARITY)
+        s = cell.measure()
     finally:
         stop_daemon(dm)
+    old = s["old"]
     report(capsys, "detection %s %s seed %s: ring recovery %.4f, pair F1 %.4f (P %.4f R %.4f), "
            "honest in ring clusters %d (%.4f), warehouse top 3 %d/%d, AUC %.4f, evidence %d "
            "cited, %d hub/context, %d crowds | previous rule: recovery %.4f, F1 %.4f, "
            "honest %.4f"
            % (profile, size, seed, s["recovery"], s["f1"], s["precision"], s["recall"],
-              s["honest_in_rings"], s["honest_share"], hit, rings, auc, cited, bad, crowds,
+              s["honest_in_rings"], s["honest_share"], s["warehouse_hit"], s["warehouse_rings"],
+              s["auc"], s["cited"], s["cited_bad"], s["cited_crowds"],
               old["recovery"], old["f1"], old["honest_share"]))
     assert s["rings"] >= 10
     assert s["recovery"] >= 0.95
     assert s["f1"] >= 0.90
     assert s["honest_share"] <= 0.01
-    assert hit == rings, "warehouse not in the top 3 supply sources of rings %s" % misses
-    assert auc >= 0.98
-    assert cited > 0 and bad == 0
+    assert s["warehouse_hit"] == s["warehouse_rings"], \
+        "warehouse not in the top 3 supply sources of rings %s" % s["warehouse_misses"]
+    assert s["auc"] >= 0.98
+    assert s["cited"] > 0 and s["cited_bad"] == 0
 
 
 def test_suspects_rank_unreached_groups(tmp_path_factory):

@@ -957,6 +957,16 @@ static void test_worker_errors(void) {
   CHECK_EQ_U(run_worker(rings_dir, "seed=1\nseed=2\n", NULL, out, sizeof out), 2);
   CHECK(strstr(out, "seed") != NULL);
   CHECK_EQ_U(run_worker(rings_dir, "hub_cap.seller=3\n", NULL, out, sizeof out), 2);
+  CHECK_EQ_U(run_worker(rings_dir, "evidence=loglog\n", NULL, out, sizeof out), 2);
+  CHECK(strstr(out, "evidence: 'loglog' is not an evidence rule") != NULL);
+  CHECK_EQ_U(run_worker(rings_dir,
+                        "weight.seller=0\nweight.address=0\nweight.payment_account=0\n"
+                        "weight.device=0\nweight.phone=0\nweight.email=0\nweight.ip=0\n",
+                        NULL, out, sizeof out),
+             2);
+  CHECK(strstr(out, "every type weight is 0") != NULL);
+  CHECK_EQ_U(run_worker(rings_dir, "weight.ip=nan\n", NULL, out, sizeof out), 2);
+  CHECK(strstr(out, "weight.ip") != NULL);
   CHECK_EQ_U(run_worker(rings_dir, "previous=999\n", NULL, out, sizeof out), 3);
   CHECK(strstr(out, "previous snapshot") != NULL);
 

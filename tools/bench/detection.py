@@ -286,6 +286,17 @@ class Cell:
         s["snapshot"] = snap
         return s
 
+    def measure(self):
+        """Everything the gates look at, with the daemon's defaults, and the
+        previous rule's clustering beside it: a dict."""
+        s = self.score()
+        s["warehouse_hit"], s["warehouse_rings"], s["warehouse_misses"] = \
+            self.warehouse_top3(s["snapshot"], s)
+        s["auc"] = self.suspects_auc()
+        s["cited"], s["cited_bad"], s["cited_crowds"] = self.linked_evidence()
+        s["old"] = self.score(evidence=self.pb.EVIDENCE_RULE_RARITY)
+        return s
+
 
 # ------------------------------------------------------------- the references
 
@@ -380,19 +391,15 @@ def main():
                         ch = grpc.insecure_channel(addr)
                         cell = Cell(pbg.SellerGraphStub(ch), pb, truth)
                         cell.ingest()
-                        new = cell.score()
-                        hit, nr, _ = cell.warehouse_top3(new["snapshot"], new)
-                        au = cell.suspects_auc()
-                        cited, bad, crowd = cell.linked_evidence()
-                        old = cell.score(evidence=pb.EVIDENCE_RULE_RARITY)
+                        new = cell.measure()
+                        old = new["old"]
                         naive = naive_leiden(truth)
                         sweep = {}
                         if not a.no_sweep:
                             for name, spec in sweep_specs(pb):
                                 sweep[name] = cell.score(**spec)
                                 sweep_f1[name].append(sweep[name]["f1"])
-                        rows.append((profile, size, seed, new, old, naive, sweep,
-                                     (hit, nr), au, (cited, bad, crowd)))
+                        rows.append((profile, size, seed, new, old, naive, sweep))
                         ch.close()
                     finally:
                         proc.terminate()
@@ -407,7 +414,7 @@ def main():
     print("| profile | sellers | seed | setting | ring recovery | pair F1 | pair precision "
           "| honest share |")
     print("|---|---|---|---|---|---|---|---|")
-    for profile, size, seed, new, old, naive, sweep, _, _, _ in rows:
+    for profile, size, seed, new, old, naive, sweep in rows:
         print("| %s | %s | %s | new defaults | %s |" % (profile, size, seed, fmt(new)))
         print("| | | | old defaults | %s |" % fmt(old))
         print("| | | | python-igraph naive | %s |" % fmt(naive))
@@ -417,9 +424,10 @@ def main():
     print("| profile | sellers | seed | warehouse in top 3 | RankSuspects AUC | "
           "evidence cited | hub/context cited | crowds cited |")
     print("|---|---|---|---|---|---|---|---|")
-    for profile, size, seed, _, _, _, _, wh, au, ev in rows:
+    for profile, size, seed, s, _, _, _ in rows:
         print("| %s | %s | %s | %d / %d | %.4f | %d | %d | %d |"
-              % (profile, size, seed, wh[0], wh[1], au, ev[0], ev[1], ev[2]))
+              % (profile, size, seed, s["warehouse_hit"], s["warehouse_rings"], s["auc"],
+                 s["cited"], s["cited_bad"], s["cited_crowds"]))
     if sweep_f1:
         print()
         print("sweep (previous rule), mean pair F1 over all cells:")

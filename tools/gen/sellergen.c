@@ -1054,18 +1054,27 @@ static int maybe_complaint(rng_t *r, double p)
 	return rng_chance(r, p) ? (int)rng_below(r, NBRANDS) : -1;
 }
 
+/* Links seller s to the shared identity n of class cls: the phone,
+ * e-mail and payment account named by the E_* bits of share. */
+static void link_identity(struct gen *g, rng_t *r, int64_t t0,
+			  const struct ekey *s, unsigned share, unsigned cls,
+			  uint64_t n)
+{
+	if (share & E_PHONE)
+		link_to(g, r, t0, s, T_PHONE, cls, n);
+	if (share & E_EMAIL)
+		link_to(g, r, t0, s, T_EMAIL, cls, n);
+	if (share & E_PAYMENT)
+		link_to(g, r, t0, s, T_PAYMENT, cls, n);
+}
+
 static void gen_family_member(struct gen *g, rng_t *r, uint64_t i,
 			      int64_t t0, const struct ekey *s, uint32_t f)
 {
 	const struct family *fam = &g->fams[f];
 
 	own_entities(g, r, i, t0, s, fam->share);
-	if (fam->share & E_PHONE)
-		link_to(g, r, t0, s, T_PHONE, C_FAMILY, f);
-	if (fam->share & E_EMAIL)
-		link_to(g, r, t0, s, T_EMAIL, C_FAMILY, f);
-	if (fam->share & E_PAYMENT)
-		link_to(g, r, t0, s, T_PAYMENT, C_FAMILY, f);
+	link_identity(g, r, t0, s, fam->share, C_FAMILY, f);
 	if (g->pos[i] > 0 && rng_chance(r, P_FAMILY_DIRECT))
 		link_to(g, r, t0, s, T_SELLER, 0, fam->head);
 }
@@ -1077,12 +1086,7 @@ static void gen_chain_member(struct gen *g, rng_t *r, uint64_t i,
 	const struct chain *ch = &g->chains[c];
 
 	own_entities(g, r, i, t0, s, ch->share);
-	if (ch->share & E_PHONE)
-		link_to(g, r, t0, s, T_PHONE, C_CHAIN, c);
-	if (ch->share & E_EMAIL)
-		link_to(g, r, t0, s, T_EMAIL, C_CHAIN, c);
-	if (ch->share & E_PAYMENT)
-		link_to(g, r, t0, s, T_PAYMENT, C_CHAIN, c);
+	link_identity(g, r, t0, s, ch->share, C_CHAIN, c);
 }
 
 static void gen_honest(struct gen *g, rng_t *r, uint64_t i,
