@@ -20,7 +20,7 @@ import pytest
 
 from bbutil import ADDRESS, SELLER, T, neighbors_all, pb
 from test_analytics import generate, loaded_daemon, run_job
-from test_investigate import CAP, WEIGHT
+from test_investigate import CAP, TYPE_NUM, WEIGHT, rule_weight
 
 GEN_ARGS = ["--sellers", "3000", "--seed", "5"]
 
@@ -33,6 +33,7 @@ def net(sellergen_bin, tmp_path_factory):
 @pytest.fixture(scope="module")
 def dm(net, tmp_path_factory):
     for d in loaded_daemon(net, tmp_path_factory, "export"):
+        net.attach(d.stub)
         job, seen = run_job(d.stub, name="export", flagged_labels=["counterfeit"])
         assert seen[-1].state == pb.JOB_STATE_SUCCEEDED, seen[-1].reason
         yield d
@@ -65,8 +66,37 @@ def entities_of(g):
     return {int(v["graphd_id"]): v for v in g.vs if v["kind"] == "entity"}
 
 
-def evidence_weight(t, n):
-    return 0.0 if n > CAP[t] else WEIGHT[t] / math.log2(1 + n)
+def check_evidence(dm, g, net=None):
+    """Entity nodes carry the daemon's evidence weight, corroboration and
+    context (GetEntity; the snapshots here use the default rule), and the
+    oracle's (test_investigate.Net) when net is given; sellers 0."""
+    kinds = set()
+    for v in g.vs:
+        if v["kind"] == "seller":
+            assert (v["evidence_weight"], v["corroboration"], v["evidence_context"]) == \
+                (0, 0, False), v.attributes()
+            continue
+        e = dm.stub.GetEntity(pb.GetEntityRequest(ref=pb.EntityRef(id=int(v["graphd_id"]))),
+                              timeout=T()).entity
+        assert v["seller_count"] == e.seller_count and v["hub"] == e.over_hub_cap
+        assert v["evidence_weight"] == pytest.approx(e.evidence_weight, rel=1e-12, abs=0)
+        assert v["corroboration"] == pytest.approx(e.corroboration, rel=1e-12, abs=0)
+        assert v["evidence_context"] == e.evidence_context, v.attributes()
+        if net is not None:
+            w, c, context = net.evidence((TYPE_NUM[v["type"]], v["key"]))
+            assert v["evidence_weight"] == pytest.approx(w, rel=1e-9, abs=1e-12), v.attributes()
+            assert v["corroboration"] == pytest.approx(c, rel=1e-9, abs=1e-12), v.attributes()
+            assert v["evidence_context"] == context, v.attributes()
+        kinds.add("hub" if e.over_hub_cap else "context" if e.evidence_context else
+                  "two" if e.seller_count == 2 else "corroborated" if e.corroboration > 0
+                  else "other")
+    for e in g.es:
+        if e["relation"] == "uses":
+            x = g.vs[e.target] if g.vs[e.target]["kind"] == "entity" else g.vs[e.source]
+            assert e["weight"] == x["evidence_weight"]
+        else:
+            assert e["weight"] == WEIGHT[SELLER]
+    return kinds
 
 
 def riskiest(stub, n=1, min_size=3):
@@ -134,7 +164,7 @@ def check_bipartite_and_links(dm, g, snapshot_sellers):
     return uses, direct
 
 
-def test_export_cluster(dm, ctl, tmp_path):
+def test_export_cluster(dm, ctl, tmp_path, net):
     top = riskiest(dm.stub)[0]
     summary, members = members_of(dm.stub, top.id)
     out = tmp_path / "cluster.graphml"
@@ -165,8 +195,14 @@ def test_export_cluster(dm, ctl, tmp_path):
                              6: "email", 7: "ip"}[e.type]
         assert v["key"] == e.key and v["seller_count"] == e.seller_count
         assert v["hub"] == e.over_hub_cap
-        assert v["evidence_weight"] == pytest.approx(evidence_weight(e.type, e.seller_count))
         assert v["cluster_id"] == top.id
+    # evidence: the daemon's and the oracle's; the ring's shared entities
+    # are corroborated (not the old rule's w(type) / log2(1 + n))
+    kinds = check_evidence(dm, g, net)
+    assert "corroborated" in kinds, kinds
+    wh = ents[summary.top_shared[0].entity.id]
+    assert wh["evidence_weight"] == pytest.approx(WEIGHT[ADDRESS])
+    assert wh["corroboration"] > 0 and not wh["evidence_context"]
     # the supply sources (the ring's warehouse first) are in the graph
     for src in summary.top_shared:
         assert src.entity.id in ents, src.entity.key
@@ -188,11 +224,15 @@ def test_export_entity_address(dm, ctl, tmp_path, net):
     assert all(v["hops"] == 1 for v in sel.values())
     root = entities_of(g)[wh.id]
     assert root["hops"] == 0 and root["key"] == wh.key and root["users"] == len(users)
+    ge = dm.stub.GetEntity(pb.GetEntityRequest(ref=pb.EntityRef(id=wh.id)), timeout=T()).entity
+    assert root["evidence_weight"] == ge.evidence_weight > 0
+    assert root["corroboration"] == ge.corroboration > 0
+    check_evidence(dm, g, net)
     check_clusters(dm, g)
     check_bipartite_and_links(dm, g, users)
 
 
-def test_export_entity_seller_hops(dm, ctl, tmp_path):
+def test_export_entity_seller_hops(dm, ctl, tmp_path, net):
     top = riskiest(dm.stub)[0]
     _, members = members_of(dm.stub, top.id)
     seller = members[min(members)]
@@ -208,6 +248,7 @@ def test_export_entity_seller_hops(dm, ctl, tmp_path):
     # clusters of the latest snapshot
     assert sel[seller.id]["cluster_id"] == top.id
     assert sel[seller.id]["cluster_risk"] == pytest.approx(top.risk)
+    check_evidence(dm, g, net)
     check_clusters(dm, g)
     check_bipartite_and_links(dm, g, set(want))
 
@@ -227,6 +268,7 @@ def test_export_snapshot(dm, ctl, tmp_path):
     assert g["cut"] is more
     if more:
         assert "--top" in g["cut_note"]
+    check_evidence(dm, g)
     check_bipartite_and_links(dm, g, set(sel))
 
 
@@ -331,3 +373,46 @@ def test_no_snapshot_yet(daemon, graphctl_bin, tmp_path):
     g = read_graphml(out)
     assert g.vcount() == 4 and g.ecount() == 3
     assert all(v["cluster_id"] == 0 and math.isnan(v["cluster_risk"]) for v in g.vs)
+    # three sellers sharing only a1: Newman's 1/2 of w(address), c 0
+    a1 = entities_of(g)
+    assert len(a1) == 1
+    a1 = list(a1.values())[0]
+    assert a1["evidence_weight"] == pytest.approx(WEIGHT[ADDRESS] / 2)
+    assert a1["corroboration"] == 0 and a1["evidence_context"] is False
+    check_evidence(daemon, g)
+
+
+def test_export_evidence_follows_the_snapshot_spec(dm, ctl, tmp_path):
+    """A snapshot clustered with another rule or other type weights exports
+    the weights it used: RARITY, w(type) / log2(1 + n) (no corroboration);
+    CORROBORATED with address weight 0.4, the rule on the daemon's c.
+    Last in the module: it makes new snapshots (the latest changes)."""
+    for name, spec, weight in [
+        ("export-rarity", dict(evidence=pb.EVIDENCE_RULE_RARITY),
+         lambda t, n, c: 0.0 if n > CAP[t] else WEIGHT[t] / math.log2(1 + n)),
+        ("export-address-0.4", dict(type_weights=[pb.TypeWeight(type=ADDRESS, weight=0.4)]),
+         lambda t, n, c: rule_weight(t, n, c, weights={**WEIGHT, ADDRESS: 0.4})),
+    ]:
+        job, seen = run_job(dm.stub, name=name, flagged_labels=["counterfeit"], **spec)
+        assert seen[-1].state == pb.JOB_STATE_SUCCEEDED, seen[-1].reason
+        sid = seen[-1].snapshot_id
+        top = dm.stub.ListClusters(pb.ListClustersRequest(
+            snapshot_id=sid, order=pb.CLUSTER_ORDER_RISK, min_size=3, limit=1),
+            timeout=T()).clusters[0]
+        out = tmp_path / (name + ".graphml")
+        ctl("export", "cluster", top.id, "--snapshot", sid, "-o", out)
+        g = read_graphml(out)
+        assert g["snapshot_id"] == sid
+        ents = entities_of(g)
+        differs = 0
+        for eid, v in ents.items():
+            e = dm.stub.GetEntity(pb.GetEntityRequest(ref=pb.EntityRef(id=eid)),
+                                  timeout=T()).entity
+            n = e.seller_count
+            c = e.corroboration if spec.get("evidence") != pb.EVIDENCE_RULE_RARITY else 0.0
+            w = weight(e.type, n, c)
+            assert v["evidence_weight"] == pytest.approx(w, rel=1e-12, abs=0), (name, e)
+            assert v["corroboration"] == pytest.approx(c, rel=1e-12, abs=0), (name, e)
+            assert v["evidence_context"] == (n >= 2 and n <= CAP[e.type] and w == 0), (name, e)
+            differs += not math.isclose(w, e.evidence_weight)
+        assert differs, "%s: every weight is the default rule's" % name

@@ -55,11 +55,19 @@ const char export_help[] =
     "Whatever a bound cuts is said on stderr and in the graph attributes\n"
     "cut / cut_note. Vertex attributes: kind (seller|entity), type, key,\n"
     "labels (';'-separated), flagged, cluster_id, cluster_risk, seller_count,\n"
-    "hub, evidence_weight, users (sellers of the graph using an entity),\n"
-    "first_seen, last_seen (unix seconds), hops (steps from a neighbourhood's\n"
-    "root; -1 otherwise), graphd_id. Edge attributes:\n"
-    "relation, first_seen, last_seen, count, weight (evidence weight of the\n"
-    "shared entity: w(type) / log2(1 + sellers), 0 for hubs).\n"
+    "hub, evidence_weight, corroboration, evidence_context, users (sellers of\n"
+    "the graph using an entity), first_seen, last_seen (unix seconds), hops\n"
+    "(steps from a neighbourhood's root; -1 otherwise), graphd_id. Edge\n"
+    "attributes: relation, first_seen, last_seen, count, weight (the evidence\n"
+    "weight of the shared entity; direct links: the seller type weight).\n"
+    "Evidence weights follow the evidence rule (graphd.proto EvidenceRule):\n"
+    "an entity shared by n sellers weighs w(type) (1/(n-1) + (1 - 1/(n-1))\n"
+    "min(1, c / 0.1)), where c (corroboration, 0..1) is how much of what its\n"
+    "sellers share beyond it ties them to each other; 0 for hubs (over the\n"
+    "hub cap) and for context (evidence_context: weight <= 0.2, a crowd that\n"
+    "shares nothing else). They are the daemon's (GetEntity, one call per\n"
+    "entity with 3 or more sellers under the cap), with the snapshot's rule,\n"
+    "type weights and hub caps when its spec changed them; NaN when unknown.\n"
     "Errors from graphd (e.g. NOT_FOUND) are printed with their status: exit 1.\n";
 
 int run_export(ctl *c, const command *cmd, args *a) {
@@ -124,6 +132,10 @@ int run_export(ctl *c, const command *cmd, args *a) {
     return rc;
   }
   ng_finish(&g, &lim);
+  if ((rc = ng_fetch_evidence(c, &g))) {
+    ng_graph_free(&g);
+    return rc;
+  }
 
   outfile of;
   if ((rc = outfile_open(&of, a->out))) {

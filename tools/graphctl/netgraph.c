@@ -6,7 +6,8 @@
  * (seller, neighbour) pairs inside the replies, which stay alive until
  * ng_finish. ng_finish groups the pairs by neighbour, keeps the entities
  * two or more of the graph's sellers link to, applies the node bound and
- * makes the edges; then the replies are freed.
+ * makes the edges; then the replies are freed. ng_fetch_evidence then asks
+ * GetEntity for the evidence weights that need the daemon's corroboration.
  */
 #include "netgraph.h"
 
@@ -226,7 +227,15 @@ static size_t add_node(ng_graph *g, const Graphd__V1__Entity *e) {
   n->flagged = is_flagged(g->ctx, e->labels, e->n_labels);
   n->seller_count = e->seller_count;
   n->hub = !n->seller && gd_is_hub(&g->ctx->ev, n->type, e->seller_count);
-  n->weight = n->seller ? 0 : gd_evidence_weight(&g->ctx->ev, n->type, e->seller_count);
+  if (!n->seller && gd_evidence_needs_corroboration(&g->ctx->ev, n->type, e->seller_count)) {
+    n->weight = NAN; /* the daemon's corroboration: ng_fetch_evidence */
+    n->corroboration = NAN;
+  } else if (!n->seller) {
+    /* Hubs, fewer than 3 sellers, a zero type weight, the RARITY rule:
+     * no corroboration needed (evidence.h). */
+    n->weight = gd_evidence_weight(&g->ctx->ev, n->type, e->seller_count, 0.0);
+    n->context = gd_evidence_is_context(&g->ctx->ev, n->type, e->seller_count, 0.0);
+  }
   n->first_seen = e->first_seen;
   n->last_seen = e->last_seen;
   n->cluster_risk = NAN;
@@ -282,6 +291,8 @@ static int load_manifest(ctl *c, ng_graph *g, uint64_t snapshot_id, bool optiona
   }
   const Graphd__V1__ClusteringSpec *sp = x->manifest->spec;
   if (sp) {
+    if (sp->evidence == GRAPHD__V1__EVIDENCE_RULE__EVIDENCE_RULE_RARITY)
+      x->ev.rule = GD_EV_RARITY;
     for (size_t i = 0; i < sp->n_type_weights; i++) {
       int t = (int)sp->type_weights[i]->type;
       if (t > 0 && t < GD_EV_TYPES)
@@ -751,4 +762,78 @@ void ng_finish(ng_graph *g, const ng_limits *lim) {
   }
   free(cands);
   free_replies(g);
+}
+
+/* ------------------------------------------------------------------ */
+/* Evidence weights                                                     */
+
+/* True if p is the daemon's default evidence rule, caps and weights: what
+ * GetEntity's evidence fields are computed with. */
+static bool default_params(const gd_evidence_params *p) {
+  gd_evidence_params d;
+  gd_evidence_defaults(&d);
+  if (p->rule != d.rule)
+    return false;
+  for (int t = 1; t < GD_EV_TYPES; t++)
+    if (p->hub_cap[t] != d.hub_cap[t] || p->type_weight[t] != d.type_weight[t])
+      return false;
+  return true;
+}
+
+int ng_fetch_evidence(ctl *c, ng_graph *g) {
+  const gd_evidence_params *ev = &g->ctx->ev;
+  bool defaults = default_params(ev);
+  gd_evidence_params dflt;
+  gd_evidence_defaults(&dflt);
+  bool fetched = false;
+  for (size_t i = 0; i < g->nnodes; i++) {
+    ng_node *n = &g->nodes[i];
+    if (n->seller || !isnan(n->weight))
+      continue;
+    Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
+    ref.id = n->id;
+    Graphd__V1__GetEntityRequest req = GRAPHD__V1__GET_ENTITY_REQUEST__INIT;
+    req.ref = &ref;
+    Graphd__V1__GetEntityReply *rep = NULL;
+    int rc = rpc(c, M_GET, &req.base, &graphd__v1__get_entity_reply__descriptor,
+                 (ProtobufCMessage **)&rep);
+    if (rc)
+      return rc;
+    const Graphd__V1__Entity *e = rep->entity;
+    if (e) {
+      n->seller_count = e->seller_count;
+      n->hub = gd_is_hub(ev, n->type, e->seller_count);
+      if (defaults) {
+        n->weight = e->evidence_weight;
+        n->corroboration = e->corroboration;
+        n->context = e->evidence_context;
+      } else if (!gd_evidence_needs_corroboration(ev, n->type, e->seller_count)) {
+        /* (the count changed meanwhile) */
+        n->weight = gd_evidence_weight(ev, n->type, e->seller_count, 0.0);
+        n->corroboration = 0;
+        n->context = gd_evidence_is_context(ev, n->type, e->seller_count, 0.0);
+      } else if (gd_evidence_needs_corroboration(&dflt, n->type, e->seller_count)) {
+        /* The spec's rule on the daemon's c (default caps and weights). */
+        n->corroboration = e->corroboration;
+        n->weight = gd_evidence_weight(ev, n->type, e->seller_count, e->corroboration);
+        n->context = gd_evidence_is_context(ev, n->type, e->seller_count, e->corroboration);
+      } else {
+        /* Over the default cap (or a zero default weight), not the spec's:
+         * the daemon computes no c for it. Unknown. */
+        n->weight = NAN;
+        n->corroboration = NAN;
+        n->context = false;
+      }
+    }
+    graphd__v1__get_entity_reply__free_unpacked(rep, NULL);
+    fetched = true;
+  }
+  if (!fetched)
+    return EXIT_OK;
+  for (size_t i = 0; i < g->nedges; i++) {
+    ng_edge *ed = &g->edges[i];
+    if (!ed->direct)
+      ed->weight = g->nodes[ed->b].weight;
+  }
+  return EXIT_OK;
 }

@@ -18,9 +18,19 @@
  * so a seller's private phone is left out and the warehouse address of a
  * ring is in. Hubs (over their hub cap) are kept like any other entity,
  * marked hub, with evidence weight 0 (investigators and clustering do not
- * follow them). Direct seller-seller links between two kept sellers are
- * edges too (relation "direct"); every other edge joins a seller and an
- * entity (relation "uses").
+ * follow them); so are context entities (under the cap, but a crowd whose
+ * sellers share nothing else: weight 0 under the evidence rule). Direct
+ * seller-seller links between two kept sellers are edges too (relation
+ * "direct"); every other edge joins a seller and an entity (relation
+ * "uses").
+ *
+ * Evidence weights. An entity's weight under the evidence rule
+ * (algorithms/evidence.h) depends on its corroboration, which only the
+ * daemon can compute (it reads the links of the entity's sellers), and
+ * only GetEntity reports it. ng_finish fills what needs no corroboration
+ * (hubs 0, one seller 0, two sellers w(type), the RARITY rule); for the
+ * others (3 or more sellers, under the cap) ng_fetch_evidence asks
+ * GetEntity, one call per such entity node, so bounded by the nodes kept.
  *
  * Bounds. ng_limits caps sellers per cluster (or neighbourhood), links
  * read per seller, and nodes in the whole graph; whatever a bound cuts is
@@ -53,8 +63,18 @@ typedef struct ng_node {
   double cluster_risk;  /* risk of cluster_id; NAN when unknown */
   uint64_t seller_count; /* sellers linked to it in the whole store */
   bool hub;          /* over its type's hub cap */
-  double weight;     /* entity: evidence weight w(type) r(seller_count),
-                        0 for hubs; seller: 0 */
+  /* Entity, under the evidence rule of the snapshot's spec (no snapshot:
+   * the defaults): what it adds to each pair of its sellers' tie (0 for
+   * hubs and context), its corroboration c (0 when the rule does not need
+   * it) and whether it is context. With the default rule, caps and type
+   * weights these are the daemon's GetEntity values; otherwise the weight
+   * is the spec's rule applied to the daemon's c (which GetEntity computes
+   * with the default caps and type weights). NAN when unknown: before
+   * ng_fetch_evidence, or c for an entity over the default cap but not
+   * over the spec's. Seller: 0, 0, false. */
+  double weight;
+  double corroboration;
+  bool context;
   uint32_t users;    /* entity: sellers of this graph linked to it */
   int64_t first_seen, last_seen;
   int hops;          /* neighbourhood: seller steps from the root; -1 n/a */
@@ -138,8 +158,20 @@ int ng_fetch_entity(ctl *c, ng_graph *g, const Graphd__V1__EntityRef *ref, int h
                     const ng_limits *lim);
 
 /* Builds the entity nodes and the edges from what was fetched, applying
- * lim->max_nodes (entities shared by most sellers kept first). Call once. */
+ * lim->max_nodes (entities shared by most sellers kept first). Call once.
+ * Entity weights that need the daemon's corroboration are NAN until
+ * ng_fetch_evidence. */
 void ng_finish(ng_graph *g, const ng_limits *lim);
+
+/*
+ * Fills the evidence weight, corroboration and context of the entity nodes
+ * whose weight depends on their corroboration (3 or more sellers, not
+ * hubs): GetEntity, one call per such node (the seller count and hub flag
+ * are refreshed from the reply), then the weights of their edges. Call
+ * after ng_finish. Errors: as GetEntity (NOT_FOUND when an entity was
+ * deleted meanwhile).
+ */
+int ng_fetch_evidence(ctl *c, ng_graph *g);
 
 /* Appends a reason to g->cut_note and sets g->cut. */
 void ng_note_cut(ng_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -149,8 +181,9 @@ void ng_note_cut(ng_graph *g, const char *fmt, ...) __attribute__((format(printf
 /*
  * Writes g as GraphML (igraph_write_graph_graphml) to f. Vertex attributes:
  * kind (seller|entity), type, key, labels, flagged, cluster_id,
- * cluster_risk, seller_count, hub, evidence_weight, users, first_seen,
- * last_seen, hops, graphd_id; edge attributes: relation (uses|direct),
+ * cluster_risk, seller_count, hub, evidence_weight, corroboration,
+ * evidence_context, users, first_seen, last_seen, hops, graphd_id; edge
+ * attributes: relation (uses|direct),
  * first_seen, last_seen, count, weight; graph attributes: source,
  * snapshot_id, cut, cut_note. Returns 0, or -1 with a message in err
  * (igraph error; the caller maps it to an exit code).

@@ -50,6 +50,8 @@ static igraph_error_t build(const ng_graph *g, igraph_t *ig) {
     IGRAPH_CHECK(SETVAN(ig, "seller_count", v, (igraph_real_t)n->seller_count));
     IGRAPH_CHECK(SETVAB(ig, "hub", v, n->hub));
     IGRAPH_CHECK(SETVAN(ig, "evidence_weight", v, n->weight));
+    IGRAPH_CHECK(SETVAN(ig, "corroboration", v, n->corroboration));
+    IGRAPH_CHECK(SETVAB(ig, "evidence_context", v, n->context));
     IGRAPH_CHECK(SETVAN(ig, "users", v, (igraph_real_t)n->users));
     IGRAPH_CHECK(SETVAN(ig, "first_seen", v, (igraph_real_t)n->first_seen));
     IGRAPH_CHECK(SETVAN(ig, "last_seen", v, (igraph_real_t)n->last_seen));
