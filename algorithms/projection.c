@@ -104,6 +104,8 @@ gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_eviden
     kcnt[e] = 0;
     if (in->ent_weight_out)
       in->ent_weight_out[e] = 0.0;
+    if (in->ent_context_out)
+      in->ent_context_out[e] = 0;
     double tw_e = type > GD_PROJ_SELLER_TYPE && type < GD_EV_TYPES ? params->type_weight[type] : 0;
     if (!(isfinite(tw_e) && tw_e > 0)) {
       st.entities_zero_weight++; /* unknown type, zero weight (or a seller) */
@@ -245,6 +247,8 @@ gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_eviden
       st.pair_visits += cnt * (cnt - 1);
     } else {
       st.entities_context++;
+      if (in->ent_context_out)
+        in->ent_context_out[e] = 1;
     }
   }
   st.entities_used = used;

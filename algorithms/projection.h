@@ -66,9 +66,11 @@ typedef struct gd_projection_input {
   /* Sellers in the whole graph, for corroboration's chance term (0: use
    * n_sellers). */
   uint64_t population;
-  /* Optional output, n_entities doubles: each entity's weight under the
-   * rule (0 for hubs, context, single-seller and zero-weight entities). */
+  /* Optional outputs, n_entities each: each entity's weight under the
+   * rule (0 for hubs, context, single-seller and zero-weight entities),
+   * and 1 for context entities (under the cap, but weight 0), else 0. */
   double *ent_weight_out;
+  uint8_t *ent_context_out;
 } gd_projection_input;
 
 /* What the projection kept and skipped, for the snapshot manifest. */

@@ -54,6 +54,7 @@ typedef struct job {
   gd_store *store;
   gd_graph_export x;
   uint8_t *flagged; /* per seller */
+  uint8_t *context; /* per entity: context under the evidence rule */
   int64_t flagged_total;
   double base_rate; /* flagged_total / sellers: the risk prior */
   int64_t *prev;    /* per seller: previous cluster id, -1 none; NULL without previous */
@@ -293,6 +294,8 @@ out:
 
 static int do_project(job *j, gd_err *err) {
   const gd_graph_export *x = &j->x;
+  if (!(j->context = calloc((size_t)(x->n_entities ? x->n_entities : 1), 1)))
+    return gd_err_set(err, GD_ENOMEM, "out of memory (%lld entities)", (long long)x->n_entities);
   gd_projection_input in = {
       .n_sellers = x->n_sellers,
       .n_entities = x->n_entities,
@@ -304,6 +307,7 @@ static int do_project(job *j, gd_err *err) {
       .link_a = x->link_a,
       .link_b = x->link_b,
       .population = (uint64_t)x->n_sellers,
+      .ent_context_out = j->context,
   };
   gd_alg_error ae = {0};
   gd_alg_status st =
@@ -579,7 +583,9 @@ static int do_summarize(job *j, gd_err *err) {
       int64_t c = touched[t];
       uint64_t users = (uint64_t)cnt[c];
       cnt[c] = 0;
-      if (users < 2)
+      /* Supply sources are evidence: hubs compete on concentration, but
+       * a crowd the evidence rule calls context never counts. */
+      if (users < 2 || j->context[e])
         continue;
       top_ent te = {gd_summary_score(users, x->ent_n[e]), users, e};
       top_insert(top + slot[c] * GD_SUMMARY_TOP, &ntop[slot[c]], &te);
@@ -836,6 +842,7 @@ static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
 static void job_free(job *j) {
   gd_graph_export_free(&j->x);
   free(j->flagged);
+  free(j->context);
   free(j->prev);
   gd_csr_free(&j->g);
   gd_comm_result_free(&j->cr);
