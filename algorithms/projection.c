@@ -41,10 +41,13 @@ static int row_buf_push(row_buf *r, int64_t b, double w) {
   return 0;
 }
 
-gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_evidence_params *params,
-                                  double min_tie_weight, gd_csr *ret_graph,
-                                  gd_projection_stats *ret_stats, gd_alg_error *err) {
-  if (!in || !params || !ret_graph || in->n_sellers < 0 || in->n_entities < 0 || in->n_links < 0 ||
+/* The projection; with ret_corr (and no ret_graph), stops after writing
+ * each entity's corroboration. */
+static gd_alg_status build(const gd_projection_input *in, const gd_evidence_params *params,
+                           double min_tie_weight, gd_csr *ret_graph,
+                           gd_projection_stats *ret_stats, double *ret_corr, gd_alg_error *err) {
+  if (!in || !params || (!ret_graph && !ret_corr) || in->n_sellers < 0 || in->n_entities < 0 ||
+      in->n_links < 0 ||
       (in->n_entities > 0 && (!in->ent_type || !in->ent_off)) ||
       (in->n_links > 0 && (!in->link_a || !in->link_b)))
     return gd_alg_error_set(err, GD_ALG_INVALID, "projection: bad arguments");
@@ -102,6 +105,8 @@ gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_eviden
     int type = in->ent_type[e];
     uint64_t n_e = in->ent_n ? in->ent_n[e] : (uint64_t)cnt;
     kcnt[e] = 0;
+    if (ret_corr)
+      ret_corr[e] = 0.0;
     if (in->ent_weight_out)
       in->ent_weight_out[e] = 0.0;
     if (in->ent_context_out)
@@ -206,7 +211,10 @@ gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_eviden
     int type = in->ent_type[e];
     uint64_t n_e = in->ent_n ? in->ent_n[e] : (uint64_t)kcnt[e];
     double c = 0.0;
-    if (gd_evidence_needs_corroboration(params, type, n_e)) {
+    if (in->ent_corroboration && gd_evidence_needs_corroboration(params, type, n_e)) {
+      c = in->ent_corroboration[e];
+      st.entities_corroborated += c > 0;
+    } else if (gd_evidence_needs_corroboration(params, type, n_e)) {
       int64_t ks = kl_off[j + 1] - kl_off[j];
       if (ks > GD_EV_SAMPLE)
         ks = GD_EV_SAMPLE;
@@ -237,6 +245,8 @@ gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_eviden
       c = gd_corroboration_end(&cb);
       st.entities_corroborated += c > 0;
     }
+    if (ret_corr)
+      ret_corr[e] = c;
     double w = gd_evidence_weight(params, type, n_e, c);
     kw[j] = w;
     if (in->ent_weight_out)
@@ -252,6 +262,11 @@ gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_eviden
     }
   }
   st.entities_used = used;
+  if (!ret_graph) {
+    if (ret_stats)
+      *ret_stats = st;
+    goto done;
+  }
 
   /* Rows: accumulate seller a's ties in a dense scratch, then sort. */
   acc = alloc_n(n, sizeof *acc);
@@ -324,4 +339,20 @@ done:
   free(kent), free(mcnt), free(mtouch);
   free(lk_off), free(lk), free(acc), free(touched), free(off), free(out.nbr), free(out.w);
   return rc;
+}
+
+gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_evidence_params *params,
+                                  double min_tie_weight, gd_csr *ret_graph,
+                                  gd_projection_stats *ret_stats, gd_alg_error *err) {
+  if (!ret_graph)
+    return gd_alg_error_set(err, GD_ALG_INVALID, "projection: bad arguments");
+  return build(in, params, min_tie_weight, ret_graph, ret_stats, NULL, err);
+}
+
+gd_alg_status gd_projection_corroboration(const gd_projection_input *in,
+                                          const gd_evidence_params *params, double *ret_c,
+                                          gd_alg_error *err) {
+  if (!ret_c || (in && in->ent_corroboration))
+    return gd_alg_error_set(err, GD_ALG_INVALID, "projection: bad arguments");
+  return build(in, params, 0.0, NULL, NULL, ret_c, err);
 }

@@ -71,6 +71,10 @@ typedef struct gd_projection_input {
    * and 1 for context entities (under the cap, but weight 0), else 0. */
   double *ent_weight_out;
   uint8_t *ent_context_out;
+  /* Optional input, n_entities: each entity's corroboration, instead of
+   * computing it from these lists (gd_projection_corroboration over the
+   * whole graph, when these lists hold only a time window). */
+  const double *ent_corroboration;
 } gd_projection_input;
 
 /* What the projection kept and skipped, for the snapshot manifest. */
@@ -122,5 +126,19 @@ typedef struct gd_projection_stats {
 gd_alg_status gd_projection_build(const gd_projection_input *in, const gd_evidence_params *params,
                                   double min_tie_weight, gd_csr *ret_graph,
                                   gd_projection_stats *ret_stats, gd_alg_error *err);
+
+/*
+ * Each entity's corroboration c as gd_projection_build computes it (0 for
+ * entities whose weight does not depend on it), into ret_c (n_entities
+ * doubles), without building the graph: for a time-windowed projection,
+ * whose corroboration must come from the whole graph (an entity's users
+ * are a group or not whatever the window; its seller count is taken over
+ * all time too). in->ent_corroboration must be NULL. Cost: the candidate
+ * lists and the corroboration pass of gd_projection_build, no n_e^2 term.
+ * Errors as gd_projection_build.
+ */
+gd_alg_status gd_projection_corroboration(const gd_projection_input *in,
+                                          const gd_evidence_params *params, double *ret_c,
+                                          gd_alg_error *err);
 
 #endif

@@ -91,6 +91,9 @@ void qctx_init(qctx *q, gd_rtxn *r, const gd_query_params *p, gd_arena **arena) 
   q->arena = arena;
 }
 
+static int links_in(qctx *q, uint64_t id, uint32_t type_mask, int64_t since, int64_t until,
+                    qlinks *out, gd_err *err);
+
 struct qlinks_buf {
   qlinks sellers, links;
   qmap count;   /* other entity id -> users among the sample */
@@ -166,7 +169,10 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
   qlinks_buf *b = q->cbuf;
   if (!q->population && (rc = gd_store_count(q->r, GD_TYPE_SELLER, &q->population, err)))
     return rc;
-  if ((rc = qctx_links(q, id, 1u << GD_TYPE_SELLER, &b->sellers, err)))
+  /* Over all time, whatever the query's window: like the seller count,
+   * corroboration says what an entity is, and the window only chooses the
+   * links followed (a ring's links fall in different windows). */
+  if ((rc = links_in(q, id, 1u << GD_TYPE_SELLER, 0, 0, &b->sellers, err)))
     return rc;
   qmap_reset(&b->count);
   qmap_reset(&b->sample);
@@ -190,7 +196,7 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
     /* Every type, whatever the query follows: corroboration is a property
      * of the entity, as in the projection. */
     qlinks *ls = &b->links;
-    if ((rc = qctx_links(q, sid, 0, ls, err)))
+    if ((rc = links_in(q, sid, 0, 0, 0, ls, err)))
       return rc;
     for (size_t j = 0; j < ls->n; j++) {
       const gd_link *l = &ls->v[j];
@@ -312,14 +318,20 @@ static int collect(void *ctx, const gd_link *l) {
   return 0;
 }
 
-int qctx_links(qctx *q, uint64_t id, uint32_t type_mask, qlinks *out, gd_err *err) {
+/* qctx_links over [since, until] (0 = open). */
+static int links_in(qctx *q, uint64_t id, uint32_t type_mask, int64_t since, int64_t until,
+                    qlinks *out, gd_err *err) {
   out->n = 0;
   out->oom = false;
-  int rc = gd_store_visit_links(q->r, id, type_mask, q->p->since, q->p->until, collect, out,
-                                &q->touched, err);
+  int rc =
+      gd_store_visit_links(q->r, id, type_mask, since, until, collect, out, &q->touched, err);
   if (rc)
     return rc;
   if (out->oom)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   return GD_OK;
+}
+
+int qctx_links(qctx *q, uint64_t id, uint32_t type_mask, qlinks *out, gd_err *err) {
+  return links_in(q, id, type_mask, q->p->since, q->p->until, out, err);
 }

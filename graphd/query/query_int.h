@@ -79,7 +79,8 @@ const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err);
 /*
  * Reads (once) the entity's info and its evidence weight under the rule:
  * for an entity whose weight depends on its corroboration, reads the links
- * of its first GD_EV_SAMPLE sellers (in the window; counted in touched)
+ * of its first GD_EV_SAMPLE sellers (over all time, whatever the window:
+ * like the seller count, it is a property of the entity; counted in touched)
  * and computes c as the projection does (evidence.h). *ret as qctx_info.
  * Direct links (sellers) get weight type_weight[SELLER].
  */

@@ -55,6 +55,10 @@ typedef struct job {
   gd_graph_export x;
   uint8_t *flagged; /* per seller */
   uint8_t *context; /* per entity: context under the evidence rule */
+  double *corr;     /* windowed runs: per entity, its all-time corroboration */
+  uint64_t *corr_ids; /* while reading: all-time entity ids and their c */
+  double *corr_all;
+  int64_t corr_n;
   int64_t flagged_total;
   double base_rate; /* flagged_total / sellers: the risk prior */
   int64_t *prev;    /* per seller: previous cluster id, -1 none; NULL without previous */
@@ -250,13 +254,79 @@ static int read_previous(job *j, gd_rtxn *r, gd_err *err) {
   return GD_OK;
 }
 
+/*
+ * A windowed run weighs entities by what they are over all time (their
+ * seller count and their corroboration, evidence.h), and follows only the
+ * window's links: so first the whole graph is exported in the same read
+ * transaction, its corroboration computed, and the values kept by entity
+ * id (the export is freed before the window's is read).
+ */
+static int read_all_time_corroboration(job *j, gd_rtxn *r, gd_err *err) {
+  gd_graph_export all;
+  int rc = gd_store_export_graph(r, 0, 0, &all, err);
+  if (rc)
+    return rc;
+  gd_projection_input in = {
+      .n_sellers = all.n_sellers,
+      .n_entities = all.n_entities,
+      .ent_type = all.ent_type,
+      .ent_off = all.ent_off,
+      .ent_sellers = all.ent_sellers,
+      .ent_n = all.ent_n,
+      .n_links = all.n_links,
+      .link_a = all.link_a,
+      .link_b = all.link_b,
+      .population = (uint64_t)all.n_sellers,
+  };
+  double *c = malloc((size_t)(all.n_entities ? all.n_entities : 1) * sizeof *c);
+  gd_alg_error ae = {0};
+  gd_alg_status st = c ? gd_projection_corroboration(&in, &j->spec->ev, c, &ae) : GD_ALG_NOMEM;
+  if (st != GD_ALG_OK) {
+    free(c);
+    gd_graph_export_free(&all);
+    return alg_err(&ae, st, err, "corroboration");
+  }
+  j->corr_ids = all.ent_ids; /* kept: ascending, as c */
+  all.ent_ids = NULL;
+  j->corr_all = c;
+  j->corr_n = all.n_entities;
+  gd_graph_export_free(&all);
+  return GD_OK;
+}
+
+/* Maps the all-time corroboration onto the window's entities (both id
+ * lists ascending: a merge). */
+static int map_corroboration(job *j, gd_err *err) {
+  const gd_graph_export *x = &j->x;
+  if (!(j->corr = calloc((size_t)(x->n_entities ? x->n_entities : 1), sizeof *j->corr)))
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
+  int64_t a = 0;
+  for (int64_t e = 0; e < x->n_entities; e++) {
+    while (a < j->corr_n && j->corr_ids[a] < x->ent_ids[e])
+      a++;
+    if (a < j->corr_n && j->corr_ids[a] == x->ent_ids[e])
+      j->corr[e] = j->corr_all[a];
+  }
+  free(j->corr_ids);
+  free(j->corr_all);
+  j->corr_ids = NULL;
+  j->corr_all = NULL;
+  return GD_OK;
+}
+
 static int do_read(job *j, gd_err *err) {
   gd_rtxn *r;
   const gd_worker_spec *s = j->spec;
   int rc = gd_store_read_begin(j->store, &r, err);
   if (rc)
     return rc;
+  bool windowed = s->since || s->until;
+  if (windowed && s->ev.rule == GD_EV_CORROBORATED &&
+      (rc = read_all_time_corroboration(j, r, err)))
+    goto out;
   if ((rc = gd_store_export_graph(r, s->since, s->until, &j->x, err)))
+    goto out;
+  if (j->corr_all && (rc = map_corroboration(j, err)))
     goto out;
   info(j, "sellers", j->x.n_sellers);
   info(j, "entities", j->x.n_entities);
@@ -308,6 +378,7 @@ static int do_project(job *j, gd_err *err) {
       .link_b = x->link_b,
       .population = (uint64_t)x->n_sellers,
       .ent_context_out = j->context,
+      .ent_corroboration = j->corr,
   };
   gd_alg_error ae = {0};
   gd_alg_status st =
@@ -843,6 +914,9 @@ static void job_free(job *j) {
   gd_graph_export_free(&j->x);
   free(j->flagged);
   free(j->context);
+  free(j->corr);
+  free(j->corr_ids);
+  free(j->corr_all);
   free(j->prev);
   gd_csr_free(&j->g);
   gd_comm_result_free(&j->cr);

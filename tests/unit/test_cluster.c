@@ -459,6 +459,27 @@ static void test_projection_crowd_and_ring(void) {
   /* corroboration read at most 64 sampled sellers' candidate rows */
   CHECK(st.corroboration_visits <= 64 * 2 * (2 + NDEV));
   gd_csr_free(&g);
+
+  /* The same corroboration without the graph; then a "window" that holds
+   * only the two addresses: computed inside it the warehouse would be
+   * context, given the whole graph's corroboration it keeps 0.8. */
+  double c[2 + NDEV];
+  CHECK_OK(gd_projection_corroboration(&in, &p, c, NULL));
+  /* the park: 0; the warehouse: its devices; a device: the warehouse */
+  CHECK(c[0] == 0.0 && c[1] >= GD_EV_CORROBORATION_FULL && c[2] >= GD_EV_CORROBORATION_FULL);
+  gd_projection_input win = in;
+  win.n_entities = 2; /* the addresses only */
+  win.ent_weight_out = w;
+  CHECK_OK(gd_projection_build(&win, &p, 0.0, &g, &st, NULL));
+  CHECK(w[1] == 0.0 && g.m == 0);
+  gd_csr_free(&g);
+  win.ent_corroboration = c;
+  CHECK_OK(gd_projection_build(&win, &p, 0.0, &g, &st, NULL));
+  CHECK(w[0] == 0.0 && w[1] == 0.8);
+  CHECK_EQ_U(g.m, K * (K - 1) / 2);
+  gd_csr_free(&g);
+  gd_alg_error err = {0};
+  CHECK(gd_projection_corroboration(&win, &p, c, &err) == GD_ALG_INVALID);
 }
 
 /* ---- algorithms on the reference graphs ------------------------------------ */

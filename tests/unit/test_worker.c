@@ -1125,6 +1125,62 @@ static void teardown(void) {
 static void test_setup(void) { setup(); }
 static void test_teardown(void) { teardown(); }
 
+/*
+ * A windowed run weighs entities over all time. Ring w0..w11 shares three
+ * devices (seen at 1000) and a warehouse (seen at 5000); honest p0..p11
+ * share one park address (5000) and nothing else. Clustered from 4000 on,
+ * the window holds only the warehouse and park links: the warehouse keeps
+ * the corroboration its devices give it over all time, so the ring is one
+ * cluster; the park is context, its sellers stay apart. (With corroboration
+ * taken inside the window the warehouse would be context too.)
+ */
+static void test_worker_window(void) {
+  char dir[160], a[32], b[32], out[16384];
+  snprintf(dir, sizeof dir, "%s/window", root);
+  gd_store *st = open_at(dir);
+  gd_writer *w;
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+  linkset ls = {0};
+  for (int i = 0; i < 12; i++) {
+    kf(a, "w%d", i);
+    add_link(&ls, GD_TYPE_SELLER, a, GD_TYPE_DEVICE, kf(b, "wd%d", i % 3), 1000);
+    add_link(&ls, GD_TYPE_SELLER, a, GD_TYPE_ADDRESS, "warehouse", 5000);
+    kf(a, "p%d", i);
+    add_link(&ls, GD_TYPE_SELLER, a, GD_TYPE_ADDRESS, "park", 5000);
+    add_link(&ls, GD_TYPE_SELLER, a, GD_TYPE_DEVICE, kf(b, "pd%d", i), 1000);
+  }
+  write_links(w, &ls, 1000);
+  linkset_free(&ls);
+  gd_writer_stop(w);
+  gd_store_close(st);
+
+  CHECK_EQ_U(run_worker(dir, "since = 4000\nprevious = -1\n", NULL, out, sizeof out), 0);
+  uint64_t snap = done_id(out);
+  CHECK(snap != 0);
+  st = open_at(dir);
+  alist as = assignments(st, snap);
+  uint64_t ring = cluster_of(&as, id_of(st, GD_TYPE_SELLER, "w0"));
+  int same = 0, apart = 0;
+  for (int i = 0; i < 12; i++) {
+    same += cluster_of(&as, id_of(st, GD_TYPE_SELLER, kf(a, "w%d", i))) == ring;
+    for (int k = 0; k < i; k++)
+      apart += cluster_of(&as, id_of(st, GD_TYPE_SELLER, kf(a, "p%d", i))) !=
+               cluster_of(&as, id_of(st, GD_TYPE_SELLER, kf(b, "p%d", k)));
+  }
+  CHECK_EQ_U(same, 12);
+  CHECK_EQ_U(apart, 66);
+  json_object *root_obj = NULL, *m = manifest(st, snap, &root_obj);
+  json_object *pj = NULL, *v = NULL;
+  CHECK(m && json_object_object_get_ex(m, "projection", &pj) &&
+        json_object_object_get_ex(pj, "entities_context", &v) && json_object_get_int64(v) == 1);
+  CHECK(pj && json_object_object_get_ex(pj, "entities_corroborated", &v) &&
+        json_object_get_int64(v) >= 1);
+  json_object_put(root_obj);
+  alist_free(&as);
+  gd_store_close(st);
+}
+
 TAP_MAIN(T(test_setup), T(test_snapshot_tables), T(test_export), T(test_worker_rings),
+         T(test_worker_window),
          T(test_worker_deterministic), T(test_worker_stable_ids), T(test_worker_errors),
          T(test_worker_empty), T(test_worker_cancel), T(test_teardown))
