@@ -28,8 +28,9 @@
  * 2. Per repeat, in alternating order (reference first in repeats 1, 3, ...,
  *    graphd first in 2, 4, ...):
  *    (a) GRAPHD: StartClustering with the default spec (only name
- *        "bench-R" set: Leiden CPM, resolution 0.1, beta 0.01, until
- *        stable, seed 1, default evidence weights and hub caps), then
+ *        "bench-R" set: Leiden CPM at the evidence rule's resolution,
+ *        beta 0.01, until stable, seed 1, default evidence rule, weights
+ *        and hub caps), then
  *        WatchJob until the stream ends; the last Job must be SUCCEEDED.
  *        Timed from the StartClustering call to the last WatchJob
  *        message. GetSnapshot then gives the manifest: per-stage seconds
