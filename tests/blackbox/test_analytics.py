@@ -462,6 +462,62 @@ def test_graphctl_watches_past_the_server_deadline(daemon_factory, tmp_path, gra
         (r.returncode, r.stderr)
 
 
+@pytest.mark.parametrize("script", [
+    # watch 1 cut before any message, watch 2 gives the final job
+    ["cut", "final"],
+    # the final job, then the server's deadline cuts the close
+    ["running+cut", "final+cut"],
+    # a few cuts of each kind, then the end
+    ["running+cut", "cut", "cut", "running+cut", "final+cut"],
+])
+def test_graphctl_watch_races_the_server_deadline(graphctl_bin, script):
+    """graphctl against a scripted SellerGraph: each WatchJob call plays
+    the next step of the script. A watch the server's deadline cuts before
+    any message is opened again; a final Job followed by DEADLINE_EXCEEDED
+    is the job's end. graphctl reports the job, never DEADLINE_EXCEEDED
+    (the race an ASan run once lost against the real daemon)."""
+    from concurrent import futures
+    steps = list(script)
+    calls = []
+
+    def job(state):
+        return pb.Job(id=7, state=state, stage="cluster", reason="worker exited with code 1")
+
+    def start(req, ctx):
+        return job(pb.JOB_STATE_QUEUED)
+
+    def watch(req, ctx):
+        step = steps.pop(0) if steps else "final"
+        calls.append(step)
+        if step.startswith("running"):
+            yield job(pb.JOB_STATE_RUNNING)
+        if step.startswith("final"):
+            yield job(pb.JOB_STATE_FAILED)
+        if step.endswith("cut"):
+            ctx.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded (server deadline clamp)")
+
+    handler = grpc.method_handlers_generic_handler("graphd.v1.SellerGraph", {
+        "StartClustering": grpc.unary_unary_rpc_method_handler(
+            start, request_deserializer=pb.StartClusteringRequest.FromString,
+            response_serializer=pb.Job.SerializeToString),
+        "WatchJob": grpc.unary_stream_rpc_method_handler(
+            watch, request_deserializer=pb.JobRequest.FromString,
+            response_serializer=pb.Job.SerializeToString),
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        r = subprocess.run([graphctl_bin, "--addr", "127.0.0.1:%d" % port, "cluster",
+                            "--no-progress"], capture_output=True, text=True, timeout=T(60))
+    finally:
+        server.stop(0)
+    assert "DEADLINE_EXCEEDED" not in r.stderr, (calls, r.stderr)
+    assert r.returncode != 0 and "job 7 FAILED" in r.stderr, (calls, r.returncode, r.stderr)
+    assert calls == script, calls
+
+
 def test_missing_worker_fails_job(daemon_factory, tmp_path):
     dm = daemon_factory("--worker", str(tmp_path / "no-such-worker"))
     job, seen = run_job(dm.stub)

@@ -419,8 +419,12 @@ static int job_exit(const ctl *c, const Graphd__V1__Job *j) {
  * sends no deadline, so the server applies its own (--default-deadline-ms,
  * clamped by --max-deadline-ms) and ends the watch with DEADLINE_EXCEEDED
  * while a long job runs on: then it watches again, for as long as the job
- * takes.
+ * takes. The server's deadline can also cut a watch just after its final
+ * Job (the job's end is known: that is the end), or a watch just opened,
+ * before any message, on a slow server (watched again, WATCH_REOPENS
+ * times in a row at most).
  */
+#define WATCH_REOPENS 20
 static int watch_job(ctl *c, uint64_t id, bool progress) {
   Graphd__V1__JobRequest req = GRAPHD__V1__JOB_REQUEST__INIT;
   req.job_id = id;
@@ -429,17 +433,25 @@ static int watch_job(ctl *c, uint64_t id, bool progress) {
   double t0 = now_s();
   int rc = EXIT_OK;
   bool again = true;
+  int empty = 0; /* watches in a row cut before any message */
   while (again) {
     gc_sstream *s = NULL;
     again = false;
     if (gc_sstream_open(c->client, M_WATCH, &req.base, 0, &s, &st) != 0) {
+      if (st.code == GRPC_STATUS_DEADLINE_EXCEEDED && ++empty < WATCH_REOPENS) {
+        again = true;
+        continue;
+      }
       rc = report_status(c, &st);
       break;
     }
-    for (;;) {
+    for (bool got = false;;) {
       ProtobufCMessage *m = NULL;
       if (gc_sstream_next(s, &graphd__v1__job__descriptor, &m, &st) != 0) {
-        if (st.code == GRPC_STATUS_DEADLINE_EXCEEDED && !(last && job_final(last))) {
+        if (st.code == GRPC_STATUS_DEADLINE_EXCEEDED && last && job_final(last))
+          break; /* the job's end was sent: the deadline only cut the close */
+        if (st.code == GRPC_STATUS_DEADLINE_EXCEEDED &&
+            (got || ++empty < WATCH_REOPENS)) {
           again = true; /* the server's deadline, not the job's end */
           break;
         }
@@ -450,6 +462,8 @@ static int watch_job(ctl *c, uint64_t id, bool progress) {
       }
       if (!m)
         break;
+      got = true;
+      empty = 0;
       if (last)
         graphd__v1__job__free_unpacked(last, NULL);
       last = (Graphd__V1__Job *)m;
