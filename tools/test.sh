@@ -30,15 +30,42 @@ tools/deps.sh --test || { echo "0 passed, 1 failed"; exit 1; }
 passed=0
 failed=0
 
-# setup DIR [meson options...]: configure DIR once, reconfigure after.
+# setup DIR [meson options...]: configure DIR, or reconfigure it: a
+# reconfigure looks for every program again, so a build directory set up
+# before the test packages were installed (tools/demo.sh first) finds
+# them now.
 setup() {
   dir=$1
   shift
   if [ -f "$dir/build.ninja" ]; then
-    meson configure "$dir" "$@" >/dev/null
+    meson setup --reconfigure "$dir" "$@" >/dev/null
   else
     meson setup "$dir" "$@" >/dev/null
   fi
+}
+
+# How many tests each suite registers. A suite that shrank (a program not
+# found at configure time, a test file dropped from a meson.build) fails
+# here by name instead of passing with fewer tests; a suite that cannot
+# run at all registers a failing "-cannot-run" test and is caught too.
+# Adding a test means raising its count here.
+EXPECT="unit:10 blackbox:16 bench:4 tools:4 quality:1"
+
+# check_counts DIR SUITE...: compares each suite's registered tests with
+# EXPECT; every mismatch counts as one failure.
+check_counts() {
+  dir=$1
+  shift
+  list=$(meson test -C "$dir" --list 2>/dev/null)
+  for s in "$@"; do
+    want=$(echo " $EXPECT " | sed -n "s/.* $s:\([0-9]*\) .*/\1/p")
+    got=$(printf '%s\n' "$list" | grep -c ":$s / ")
+    bad=$(printf '%s\n' "$list" | grep -c ":$s / .*-cannot-run")
+    if [ "$got" != "$want" ] || [ "$bad" != 0 ]; then
+      echo "suite $s in $dir: $got tests registered ($bad that cannot run), expected $want"
+      failed=$((failed + 1))
+    fi
+  done
 }
 
 # run_suites DIR SUITE...: builds and runs, adds to the totals. $LOGBASE
@@ -84,6 +111,7 @@ add_counts() {
 }
 
 setup build
+check_counts build unit blackbox bench tools quality
 if [ "$full" = 0 ]; then
   run_suites build unit blackbox bench tools quality
 else
@@ -110,6 +138,7 @@ else
   NO_BUILD=1 run_suites build unit blackbox bench tools quality
 
   setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+  check_counts build-asan unit blackbox
   (
     export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}"
     export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
