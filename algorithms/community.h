@@ -1,5 +1,6 @@
 /*
- * Community detection on the seller-seller evidence graph (DESIGN §5.2).
+ * Community detection on the seller-seller evidence graph (the projection:
+ * projection.h; the evidence rule: evidence.h).
  *
  * Every wrapper takes a gd_csr, its parameters and a gd_alg_ctl (seed,
  * cancel flag), and fills a gd_comm_result: one cluster index per vertex,
@@ -135,7 +136,7 @@ gd_alg_status gd_comm_leiden_cpm(const gd_csr *g, double resolution, double beta
  * Leiden maximising modularity: igraph_community_leiden with node weights =
  * weighted degrees k_i and resolution_parameter = resolution / (2W), W the
  * total edge weight, which turns its objective into (generalised)
- * modularity sum_c ( W_c / W - resolution * (K_c / 2W)^2 ) (DESIGN §5.5);
+ * modularity sum_c ( W_c / W - resolution * (K_c / 2W)^2 );
  * quality is then the modularity at that resolution. This is what
  * python-igraph's community_leiden(objective_function="modularity") does.
  * A graph without edge weight gives singletons and NaN figures.
@@ -158,8 +159,8 @@ gd_alg_status gd_comm_leiden_modularity(const gd_csr *g, double resolution, doub
  * (2008).
  *
  * Time: O(m) per pass, a few passes per level, O(log n) levels in
- * practice; RELIABILITY.md measured it much slower than Leiden on large
- * random graphs (77 s at 100k vertices): prefer Leiden. Interruption is
+ * practice; measured much slower than Leiden on large random graphs (77 s
+ * at 100k vertices with igraph 0.10.2): prefer Leiden. Interruption is
  * checked once per pass only.
  */
 gd_alg_status gd_comm_louvain(const gd_csr *g, double resolution, const gd_alg_ctl *ctl,

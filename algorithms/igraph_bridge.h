@@ -9,8 +9,8 @@
  *     IGRAPH_THREAD_SAFE 0: its error handlers, cleanup ("finally") stack
  *     and RNG are globals, so two igraph computations must never overlap.
  *     With the lock, calls from several threads are merely serialised.
- *     (The daemon still runs clustering in a worker process; see
- *     DESIGN §2.)
+ *     (The daemon still runs clustering in a worker process:
+ *     docs/ARCHITECTURE.md, "The clustering worker".)
  *  2. installs its own handlers and restores the previous ones on return:
  *     - error: records the first error's message and code, then calls
  *       IGRAPH_FINALLY_FREE() (igraph 0.10 unwinds its cleanup stack level
@@ -24,8 +24,9 @@
  *       cleanup stack *inside* the handler matters: the function that
  *       checked for interruption returns IGRAPH_INTERRUPTED without raising
  *       an error itself, so its cleanup entries would otherwise be freed by
- *       its caller's error handler after its stack frame is gone (the
- *       segfault RELIABILITY.md reports). python-igraph does the same;
+ *       its caller's error handler after its stack frame is gone: a
+ *       use-after-free that crashes the process on the next error).
+ *       python-igraph does the same;
  *     - fatal: igraph calls it for broken internal invariants
  *       (IGRAPH_ASSERT, on in release builds). It must not return, and the
  *       process state is unknown, so ours writes the reason to stderr and

@@ -1,5 +1,6 @@
 /*
- * Stable cluster ids and snapshot diffs (DESIGN §1.3, §5.4).
+ * Stable cluster ids and snapshot diffs (README, "For analytics jobs":
+ * "Stable ids").
  *
  * A clustering run numbers its clusters 0..k-1; those numbers mean nothing
  * from one run to the next. gd_match_snapshots gives each new cluster a

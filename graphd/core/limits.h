@@ -1,6 +1,6 @@
 /*
  * core/limits: counters of calls refused or cut by a configured limit
- * (DESIGN §6), kept since start and reported by Stats. Any layer counts
+ * (docs/ARCHITECTURE.md, "Limits"), kept since start and reported by Stats. Any layer counts
  * with gd_limit_hit; the counters are process-wide atomics.
  */
 #ifndef GD_CORE_LIMITS_H

@@ -1,5 +1,6 @@
 /*
- * jobs: the daemon's clustering job manager (DESIGN §2). No grpc, no
+ * jobs: the daemon's clustering job manager (docs/ARCHITECTURE.md,
+ * "Clustering jobs"). No grpc, no
  * protobuf, no lmdb.
  *
  * A FIFO queue of jobs, one running at a time. Running a job spawns

@@ -1,5 +1,5 @@
 /*
- * server/auth: bearer tokens and roles (DESIGN §6).
+ * server/auth: bearer tokens and roles (docs/ARCHITECTURE.md, "Authentication").
  *
  * Tokens file: one `TOKEN ROLE NAME` per line, fields separated by blanks;
  * '#' starts a comment line; blank lines are skipped. TOKEN is 16..256

@@ -1,5 +1,6 @@
 /*
- * store/audit: the audit trail (DESIGN §6), an append-only, hash-chained
+ * store/audit: the audit trail (docs/ARCHITECTURE.md, "Audit trail"), an
+ * append-only, hash-chained
  * log of every call in LMDB.
  *
  *      audit   seq (u64 BE, from 1) -> record

@@ -1,6 +1,6 @@
 /*
  * store/snapshot: what clustering reads from the store and what it writes
- * back (DESIGN §3, §5).
+ * back (docs/ARCHITECTURE.md, "The store" and "Clustering jobs").
  *
  * 1. gd_store_export_graph: one consistent read of everything clustering
  *    needs, as plain arrays laid out exactly like gd_projection_input
@@ -32,7 +32,7 @@
  *    Why assignments are dupsort rows under the snapshot id rather than one
  *    key per (snapshot, seller): rows are 16 bytes with no per-key node
  *    overhead (~2x smaller), a whole page of them comes back in one
- *    MDB_GET_MULTIPLE (StreamAssignments, DESIGN §7: >= 5M/s), deleting a
+ *    MDB_GET_MULTIPLE (StreamAssignments' target is >= 5M/s), deleting a
  *    snapshot's assignments is one mdb_del of the key, and since a seller
  *    has one row per snapshot, memcmp order of (seller, cluster) is seller
  *    order: a point lookup is one MDB_GET_BOTH_RANGE on (seller, 0).

@@ -11,7 +11,7 @@
  *    2    6   reserved, 0
  *    8    8   size: sellers in the cluster (u64)
  *   16    8   flagged: sellers carrying any of the spec's flagged labels (u64)
- *   24    8   risk (f64): (flagged + 1) / (size + 2)
+ *   24    8   risk (f64): gd_summary_risk (below)
  *   32    8   cohesion (f64): internal / (internal + boundary); 0 if both are 0
  *   40    8   internal (f64): summed weight of the ties inside the cluster
  *   48    8   boundary (f64): summed weight of the ties leaving it
@@ -23,11 +23,9 @@
  * Decoders accept trailing bytes (later fields are appended, the format
  * number stays) and reject a larger format number (incompatible change).
  *
- * Meaning (DESIGN §5.3):
- * - risk is the posterior mean of the flagged share under a uniform
- *   Beta(1, 1) prior (Laplace's rule of succession): it never says 0 or 1
- *   from a handful of sellers, and a cluster with 30 flagged of 90 scores
- *   about the same as 1 of 1. Rank by risk and size together.
+ * Meaning:
+ * - risk: the share flagged, smoothed towards the snapshot's base rate
+ *   (gd_summary_risk below has the formula and why).
  * - cohesion: 1 = no evidence leaves the cluster; near 0 = the cluster is
  *   mostly tied to the outside (or, for a singleton, has no tie inside).
  *   Weights are those of the projection (hubs excluded).
@@ -37,7 +35,8 @@
  *   cluster (a warehouse used by 85 of 90 members outranks a logistics park
  *   used by 5 members and 3,000 others). Ties: more users first, then the
  *   smaller entity id. Only entities used by at least 2 sellers of the
- *   cluster are listed ("shared"), so singletons list none.
+ *   cluster are listed ("shared"), so singletons list none, and never an
+ *   entity the evidence rule calls context (algorithms/evidence.h).
  *
  * ---- Manifest (table snap), JSON object, UTF-8 ----
  *

@@ -1,5 +1,6 @@
 /*
- * graphd-worker: the clustering worker process (DESIGN §2, §5).
+ * graphd-worker: the clustering worker process (docs/ARCHITECTURE.md, "The
+ * clustering worker" and "Evidence weighting").
  *
  * The daemon starts one per clustering job with posix_spawn; it is a
  * separate process because igraph is not thread-safe, aborts on internal

@@ -1,7 +1,7 @@
 /*
  * graphd-bench cluster: a clustering job through graphd against igraph's
  * Leiden alone on the same graph, and StreamAssignments against a bare
- * LMDB read of the same snapshot (DESIGN §7: job <= 1.3x Leiden alone,
+ * LMDB read of the same snapshot (the targets: job <= 1.3x Leiden alone,
  * worker peak RSS <= 2.5 GB, StreamAssignments >= 5M assignments/s).
  *
  * main (bench.c) generates the data (sellergen, or --links) and ingests
@@ -109,7 +109,7 @@
 #include "store/store.h"
 #include "worker/worker.h"
 
-/* DESIGN §7 targets. */
+/* The targets (docs/ARCHITECTURE.md, "Targets"). */
 #define TARGET_JOB_RATIO 1.3     /* graphd job wall / Leiden alone, at most */
 #define TARGET_WORKER_RSS 2.5e9  /* bytes (2.5 GB), at most */
 #define TARGET_STREAM_RATE 5e6   /* assignments per second, at least */

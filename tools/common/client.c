@@ -1,7 +1,8 @@
 /*
  * Synchronous graphd client over the gRPC core API (see client.h).
  *
- * Call sequences (GRPC-CORE.md sections 2, 4 and 11 describe the rules):
+ * Call sequences (the rules gRPC core 1.51's C API imposes, learnt the hard
+ * way; each one below says what breaks without it):
  *
  * unary:   one batch [SEND_INITIAL_METADATA + SEND_MESSAGE +
  *          SEND_CLOSE_FROM_CLIENT + RECV_INITIAL_METADATA + RECV_MESSAGE +

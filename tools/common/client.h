@@ -16,7 +16,8 @@
  * share one HTTP/2 connection (multiplexed streams). For a benchmark that
  * wants one TCP connection per thread, open one client per thread with
  * gc_client_opts.own_connection = true (otherwise channels to the same
- * target share a connection, see GRPC-CORE.md section 8). A gc_stream is
+ * target share a connection: gRPC core pools subchannels by target and
+ * channel arguments). A gc_stream is
  * used by one thread at a time. gc_client_close() may run only after every
  * call and stream on the client has finished.
  *
@@ -175,7 +176,8 @@ typedef struct gc_stream_opts {
    * with GRPC_WRITE_BUFFER_HINT, which lets gRPC pack several messages into
    * one write (about 6x faster for small messages). The first message is
    * never hinted, since it carries the initial metadata and a hinted
-   * initial batch is never flushed (GRPC-CORE.md section 11, item 4); the
+   * initial batch is never flushed (gRPC core 1.51 holds it for the next
+ * message, which never comes if the client then waits for a reply); the
    * half-close flushes the rest. A hinted message may wait in the buffer
    * until the next message or the half-close: set this when you pause
    * between messages and want each one on the wire at once. */
