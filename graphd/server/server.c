@@ -351,10 +351,6 @@ void gd_call_write(gd_call *c, const uint8_t *msg, size_t len, bool buffer_hint)
   pthread_mutex_unlock(&c->mu);
 }
 
-void gd_call_finish_status(gd_call *c, int grpc_status, const char *msg) {
-  gd_call_finish(c, -grpc_status - 1, msg, NULL, 0);
-}
-
 static void finish_now(gd_call *c, int code, const char *msg, const uint8_t *reply, size_t len);
 
 void gd_call_finish(gd_call *c, int code, const char *msg, const uint8_t *reply, size_t len) {
@@ -363,7 +359,7 @@ void gd_call_finish(gd_call *c, int code, const char *msg, const uint8_t *reply,
    * the trail and wait on its commits. */
   if (s->opts.audit && !c->audit_started && !c->audited && !(c->m && c->m->role == GD_ROLE_NONE)) {
     /* Hold the finish until the audit record is durable (or not). */
-    int status = code < 0 ? -code - 1 : gd_err_grpc_status(code);
+    int status = gd_err_grpc_status(code);
     c->audit_started = true;
     c->p_code = code;
     c->p_has_msg = msg != NULL;
@@ -425,8 +421,7 @@ const char *gd_call_path(gd_call *c) {
 static void finish_now(gd_call *c, int code, const char *msg, const uint8_t *reply, size_t len) {
   grpc_op ops[4];
   size_t n = 0;
-  /* code < 0 carries a raw gRPC status (gd_call_finish_status). */
-  int status = code < 0 ? -code - 1 : gd_err_grpc_status(code);
+  int status = gd_err_grpc_status(code);
   grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
 
   memset(ops, 0, sizeof ops);
@@ -524,9 +519,10 @@ static int authorize(gd_call *c, const gd_method *m) {
     return 0;
   if (!tok) {
     gd_limit_hit(GD_LIMIT_UNAUTHENTICATED);
-    gd_call_finish_status(c, GRPC_STATUS_UNAUTHENTICATED,
-                          !seen ? "missing 'authorization: Bearer TOKEN' metadata"
-                                : "unknown token, or not 'Bearer TOKEN'");
+    gd_call_finish(c, GD_EUNAUTHENTICATED,
+                   !seen ? "missing 'authorization: Bearer TOKEN' metadata"
+                         : "unknown token, or not 'Bearer TOKEN'",
+                   NULL, 0);
     return -1;
   }
   if (c->role < m->role) {
@@ -534,7 +530,7 @@ static int authorize(gd_call *c, const gd_method *m) {
     gd_limit_hit(GD_LIMIT_PERMISSION);
     snprintf(msg, sizeof msg, "%s needs role %s; '%s' has role %s", m->path,
              gd_role_name(m->role), c->principal, gd_role_name(c->role));
-    gd_call_finish_status(c, GRPC_STATUS_PERMISSION_DENIED, msg);
+    gd_call_finish(c, GD_EPERM, msg, NULL, 0);
     return -1;
   }
   return 0;
@@ -579,7 +575,7 @@ static void on_new_call(gd_call *c, bool ok) {
     char *path = grpc_slice_to_c_string(c->details.method);
     snprintf(msg, sizeof msg, "unknown method %s", path);
     gpr_free(path);
-    gd_call_finish_status(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+    gd_call_finish(c, GD_EUNIMPLEMENTED, msg, NULL, 0);
     return;
   }
   if (authorize(c, m) != 0)
@@ -589,13 +585,13 @@ static void on_new_call(gd_call *c, bool ok) {
     snprintf(msg, sizeof msg, "too many calls in flight: more than %u (--max-calls)",
              s->opts.max_calls);
     gd_limit_hit(GD_LIMIT_MAX_CALLS);
-    gd_call_finish_status(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+    gd_call_finish(c, GD_ERESOURCE, msg, NULL, 0);
     return;
   }
   if (s->opts.audit_ready && !s->opts.audit_ready(s->opts.audit_ctx)) {
     gd_limit_hit(GD_LIMIT_AUDIT);
-    gd_call_finish_status(c, GRPC_STATUS_UNAVAILABLE,
-                          "the audit trail cannot be written: calls are refused until it can");
+    gd_call_finish(c, GD_EUNAVAILABLE,
+                   "the audit trail cannot be written: calls are refused until it can", NULL, 0);
     return;
   }
   if (m->kind == GD_RPC_BIDI_STREAM      ? !m->on_read || !m->on_written
@@ -603,7 +599,7 @@ static void on_new_call(gd_call *c, bool ok) {
                                         : !m->on_request) {
     char msg[300];
     snprintf(msg, sizeof msg, "%s is not implemented in this version", m->path);
-    gd_call_finish_status(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+    gd_call_finish(c, GD_EUNIMPLEMENTED, msg, NULL, 0);
     return;
   }
   switch (m->kind) {

@@ -216,7 +216,4 @@ void gd_call_write(gd_call *c, const uint8_t *msg, size_t len, bool buffer_hint)
  */
 void gd_call_finish(gd_call *c, int code, const char *msg, const uint8_t *reply, size_t len);
 
-/* The same for a raw gRPC status code (UNIMPLEMENTED for unknown methods). */
-void gd_call_finish_status(gd_call *c, int grpc_status, const char *msg);
-
 #endif
