@@ -117,7 +117,7 @@ double gd_evidence_weight(const gd_evidence_params *p, int type, uint64_t n, dou
   if (n < 2)
     return 0.0;
   double newman = 1.0 / (double)(n - 1);
-  double f = n >= 3 && c > 0 ? fmin(1.0, c / GD_EV_CORROBORATION_FULL) : 0.0;
+  double f = n >= 3 && c > 0 ? fmin(1.0, c) : 0.0;
   double w = tw * (newman + (1.0 - newman) * f);
   return w > GD_EV_MIN_WEIGHT ? w : 0.0;
 }
@@ -126,23 +126,29 @@ bool gd_evidence_is_context(const gd_evidence_params *p, int type, uint64_t n, d
   return gd_evidence_corroborates(p, type, n) && gd_evidence_weight(p, type, n, c) == 0.0;
 }
 
+static double pairs(double m) { return m * (m - 1.0) / 2.0; }
+
 void gd_corroboration_begin(gd_corroboration *c, int64_t k, uint64_t population) {
   c->k = k;
   c->mass = 0.0;
   double share = population > 0 ? (double)k / (double)population : 1.0;
   c->chance = share > 1.0 ? 1.0 : share * share;
+  c->full = GD_EV_CORROBORATION_FULL * pairs((double)k);
 }
 
-static double pairs(double m) { return m * (m - 1.0) / 2.0; }
-
-void gd_corroboration_add(gd_corroboration *c, const gd_evidence_params *p, int type, uint64_t n_f,
+/* f's term w max(0, C(m_f, 2) - C(n_f, 2) chance) grows with m_f: add the
+ * step from m to m + 1 users, so that mass is always the sum so far. */
+void gd_corroboration_use(gd_corroboration *c, const gd_evidence_params *p, int type, uint64_t n_f,
                           int64_t m) {
-  if (m < 2 || !gd_evidence_corroborates(p, type, n_f))
+  if (m < 1 || !gd_evidence_corroborates(p, type, n_f))
     return;
-  double excess = pairs((double)m) - pairs((double)n_f) * c->chance;
-  if (excess > 0)
-    c->mass += p->type_weight[type] * excess;
+  double by_chance = pairs((double)n_f) * c->chance;
+  double before = pairs((double)m) - by_chance, after = pairs((double)(m + 1)) - by_chance;
+  if (after > 0)
+    c->mass += p->type_weight[type] * (after - (before > 0 ? before : 0.0));
 }
+
+bool gd_corroboration_full(const gd_corroboration *c) { return c->k >= 2 && c->mass >= c->full; }
 
 void gd_corroboration_links(gd_corroboration *c, const gd_evidence_params *p, int64_t n) {
   if (n > 0 && weighs(p, GD_EV_SELLER))
@@ -152,6 +158,6 @@ void gd_corroboration_links(gd_corroboration *c, const gd_evidence_params *p, in
 double gd_corroboration_end(const gd_corroboration *c) {
   if (c->k < 2)
     return 0.0;
-  double v = c->mass / pairs((double)c->k);
+  double v = c->mass / c->full;
   return v > 1.0 ? 1.0 : v;
 }

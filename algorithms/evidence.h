@@ -11,14 +11,13 @@
  *   An entity e of type t shared by n >= 2 sellers ties each pair of them
  *   with
  *
- *     weight(e) = w(t) * s(n, c),   s(n, c) = 1/(n-1) + (1 - 1/(n-1)) * f(c)
+ *     weight(e) = w(t) * s(n, c),   s(n, c) = 1/(n-1) + (1 - 1/(n-1)) * c
  *
  *   where w(t) is the type weight, 1/(n-1) is Newman's collaboration
  *   weighting (each seller receives a total of w(t) from e, however many
- *   share it, so a crowd's pairwise ties fall as 1/n), and f(c) =
- *   min(1, c / GD_EV_CORROBORATION_FULL) lifts e back towards a full w(t)
- *   per pair when e's sellers are also tied to each other through *other*
- *   entities. c is e's corroboration (below). An entity whose weight is at
+ *   share it, so a crowd's pairwise ties fall as 1/n), and c in [0, 1],
+ *   e's corroboration (below), lifts e back towards a full w(t) per pair
+ *   when e's sellers are also tied to each other through *other* entities. An entity whose weight is at
  *   most GD_EV_MIN_WEIGHT is *context*, not evidence: it ties nobody, and
  *   queries report it beside the hubs. Entities over their type's hub cap
  *   are hubs as before (the cap only bounds the projection's cost now).
@@ -38,15 +37,18 @@
  *     mass = sum over other entities f (not hubs, w(type f) > 0, n_f >= 2)
  *              of w(type f) * max(0, C(m_f, 2) - C(n_f, 2) (k/N)^2)
  *          + w(seller) * (direct seller-seller links among the k)
- *     c = min(1, mass / C(k, 2))
+ *     c = min(1, mass / (GD_EV_CORROBORATION_FULL * C(k, 2)))
  *
  *   where m_f is the number of the k sellers that use f and N the number
  *   of sellers in the graph: C(n_f, 2)(k/N)^2 is how many pairs of a random
  *   k-sample f would cover by chance, so big, widely used entities do not
- *   corroborate each other by coincidence. The sample makes the cost of c
- *   at most k times a seller's degree, whatever n is, and it is the same
- *   sample for every caller (the lowest ids), so the clustering worker and
- *   the queries compute the same c.
+ *   corroborate each other by coincidence; c = 1 (full corroboration) once
+ *   a tenth of the pairs are tied beyond chance. The sample makes the cost
+ *   of c at most k times a seller's degree, whatever n is, and it is the
+ *   same sample, read in the same order, for every caller (the lowest ids),
+ *   so the clustering worker and the queries compute the same c. mass only
+ *   grows as the sampled sellers are read one by one, so the reading stops
+ *   as soon as c reaches 1 (gd_corroboration_full).
  *
  *   The default CPM resolution is GD_EV_MIN_WEIGHT: a cluster must be at
  *   least as dense as the ties of one entity that counts as evidence. The
@@ -75,10 +77,10 @@
 
 /* Sellers of an entity examined for its corroboration. */
 #define GD_EV_SAMPLE 64
-/* Corroboration at which an entity counts with its full type weight: a
- * tenth of its users' pairs tied by other evidence (chance gives about
- * 0.001 on sellergen and on real-shaped heavy tails; a ring's warehouse
- * 0.1 to 1). */
+/* The share of an entity's sellers' pairs tied by other evidence at which
+ * it counts with its full type weight (c = 1): a tenth (chance gives about
+ * a thousandth on sellergen and on real-shaped heavy tails; a ring's
+ * warehouse a tenth to all). */
 #define GD_EV_CORROBORATION_FULL 0.1
 /* Weights at or below this are context, not evidence; also the default
  * resolution of Leiden CPM under this rule. */
@@ -132,7 +134,8 @@ bool gd_evidence_needs_corroboration(const gd_evidence_params *p, int type, uint
  * hubs, unknown types, a zero type weight, n < 2 under the corroborated
  * rule, and context entities (weight <= GD_EV_MIN_WEIGHT). corroboration
  * is c in [0, 1] (ignored unless gd_evidence_needs_corroboration; NaN is
- * taken as 0). Direct links (type SELLER) weigh type_weight[SELLER].
+ * taken as 0, values over 1 as 1). Direct links (type SELLER) weigh
+ * type_weight[SELLER].
  */
 double gd_evidence_weight(const gd_evidence_params *p, int type, uint64_t n_sellers,
                           double corroboration);
@@ -142,21 +145,27 @@ double gd_evidence_weight(const gd_evidence_params *p, int type, uint64_t n_sell
 bool gd_evidence_is_context(const gd_evidence_params *p, int type, uint64_t n_sellers,
                             double corroboration);
 
-/* Accumulates one entity's corroboration (the formula above). */
+/* Accumulates one entity's corroboration (the formula above), one sampled
+ * seller's use of another entity at a time. */
 typedef struct gd_corroboration {
   int64_t k;           /* sampled sellers */
   double chance;       /* (k / N)^2 */
   double mass;
+  double full;         /* mass at which c = 1 */
 } gd_corroboration;
 
 /* Starts: k sellers sampled out of a graph of population sellers. */
 void gd_corroboration_begin(gd_corroboration *c, int64_t k, uint64_t population);
-/* Another entity f of `type` with n_f sellers, m of them in the sample.
- * Entities that do not corroborate (gd_evidence_corroborates) add 0. */
-void gd_corroboration_add(gd_corroboration *c, const gd_evidence_params *p, int type,
+/* One more sampled seller uses entity f of `type` with n_f sellers, which
+ * m sampled sellers used before it (so m_f becomes m + 1). Entities that
+ * do not corroborate (gd_evidence_corroborates) add nothing. O(1). */
+void gd_corroboration_use(gd_corroboration *c, const gd_evidence_params *p, int type,
                           uint64_t n_f, int64_t m);
-/* `pairs` distinct pairs of sampled sellers joined by direct links. */
+/* `pairs` more distinct pairs of sampled sellers joined by direct links. */
 void gd_corroboration_links(gd_corroboration *c, const gd_evidence_params *p, int64_t pairs);
+/* True once c is 1 whatever the rest of the sample uses: callers stop
+ * reading there. */
+bool gd_corroboration_full(const gd_corroboration *c);
 /* c in [0, 1]; 0 when k < 2. */
 double gd_corroboration_end(const gd_corroboration *c);
 

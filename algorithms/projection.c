@@ -219,29 +219,30 @@ static gd_alg_status build(const gd_projection_input *in, const gd_evidence_para
       if (ks > GD_EV_SAMPLE)
         ks = GD_EV_SAMPLE;
       const int64_t *smp = kl + kl_off[j];
-      int64_t nt = 0, direct = 0;
+      int64_t nt = 0;
+      gd_corroboration cb;
+      gd_corroboration_begin(&cb, ks, population);
       for (int64_t i = 0; i < ks; i++)
         stamp[smp[i]] = j;
-      for (int64_t i = 0; i < ks; i++) {
-        int64_t s = smp[i];
+      /* Seller by seller in sample order, as the queries do, until full. */
+      for (int64_t i = 0; i < ks && !gd_corroboration_full(&cb); i++) {
+        int64_t s = smp[i], direct = 0;
         for (int64_t p = se_off[s]; p < se_off[s + 1]; p++) {
-          int64_t f = se[p];
-          if (f != j && mcnt[f]++ == 0)
+          int64_t f = se[p], fe = kent[f];
+          if (f == j)
+            continue;
+          if (mcnt[f] == 0)
             mtouch[nt++] = f;
+          uint64_t n_f = in->ent_n ? in->ent_n[fe] : (uint64_t)kcnt[fe];
+          gd_corroboration_use(&cb, params, in->ent_type[fe], n_f, mcnt[f]++);
         }
         for (int64_t p = lk_off[s]; p < lk_off[s + 1]; p++)
           direct += lk[p] > s && stamp[lk[p]] == j;
+        gd_corroboration_links(&cb, params, direct);
         st.corroboration_visits += (se_off[s + 1] - se_off[s]) + (lk_off[s + 1] - lk_off[s]);
       }
-      gd_corroboration cb;
-      gd_corroboration_begin(&cb, ks, population);
-      for (int64_t t = 0; t < nt; t++) {
-        int64_t f = mtouch[t], fe = kent[f];
-        uint64_t n_f = in->ent_n ? in->ent_n[fe] : (uint64_t)kcnt[fe];
-        gd_corroboration_add(&cb, params, in->ent_type[fe], n_f, mcnt[f]);
-        mcnt[f] = 0;
-      }
-      gd_corroboration_links(&cb, params, direct);
+      for (int64_t t = 0; t < nt; t++)
+        mcnt[mtouch[t]] = 0;
       c = gd_corroboration_end(&cb);
       st.entities_corroborated += c > 0;
     }

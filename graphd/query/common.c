@@ -96,10 +96,8 @@ static int links_in(qctx *q, uint64_t id, uint32_t type_mask, int64_t since, int
 
 struct qlinks_buf {
   qlinks sellers, links;
-  qmap count;   /* other entity id -> users among the sample */
-  qmap sample;  /* sampled seller id -> 1 */
-  uint64_t *touched;
-  size_t ntouched, captouched;
+  qmap count;   /* other entity id -> users among the sample so far */
+  qmap sample;  /* sampled seller id -> 1 once read */
 };
 
 static void qlinks_buf_free(qlinks_buf *b) {
@@ -109,7 +107,6 @@ static void qlinks_buf_free(qlinks_buf *b) {
   free(b->links.v);
   qmap_free(&b->count);
   qmap_free(&b->sample);
-  free(b->touched);
   free(b);
 }
 
@@ -176,7 +173,6 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
     return rc;
   qmap_reset(&b->count);
   qmap_reset(&b->sample);
-  b->ntouched = 0;
   size_t k = 0;
   bool fresh;
   for (size_t i = 0; i < b->sellers.n && k < GD_EV_SAMPLE; i++) {
@@ -185,8 +181,12 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
       return gd_err_set(err, GD_ENOMEM, "out of memory");
     k += fresh;
   }
-  int64_t direct = 0;
-  for (size_t i = 0, taken = 0; i < b->sellers.n && taken < k; i++) {
+  gd_corroboration cb;
+  gd_corroboration_begin(&cb, (int64_t)k, q->population);
+  /* Seller by seller in sample order, as the projection does, until c is
+   * 1 whatever the rest would add. */
+  for (size_t i = 0, taken = 0; i < b->sellers.n && taken < k && !gd_corroboration_full(&cb);
+       i++) {
     uint64_t sid = b->sellers.v[i].nbr;
     uint32_t *mark = qmap_get(&b->sample, sid);
     if (!mark || *mark)
@@ -198,6 +198,7 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
     qlinks *ls = &b->links;
     if ((rc = links_in(q, sid, 0, 0, 0, ls, err)))
       return rc;
+    int64_t direct = 0;
     for (size_t j = 0; j < ls->n; j++) {
       const gd_link *l = &ls->v[j];
       if (l->nbr == id)
@@ -209,24 +210,16 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
       uint32_t *c = qmap_put(&b->count, l->nbr, &fresh);
       if (!c)
         return gd_err_set(err, GD_ENOMEM, "out of memory");
-      if ((*c)++ == 1) { /* the second user: it may corroborate */
-        if (!qgrow(&b->touched, &b->captouched, b->ntouched, sizeof *b->touched))
-          return gd_err_set(err, GD_ENOMEM, "out of memory");
-        b->touched[b->ntouched++] = l->nbr;
-      }
+      uint32_t m = (*c)++;
+      if (m == 0)
+        continue; /* its first user: nothing to corroborate yet */
+      const qinfo *fi = qctx_info(q, l->nbr, err); /* read once, at its second user */
+      if (!fi)
+        return err->code;
+      gd_corroboration_use(&cb, ev, fi->type, fi->sellers, m);
     }
+    gd_corroboration_links(&cb, ev, direct);
   }
-  gd_corroboration cb;
-  gd_corroboration_begin(&cb, (int64_t)k, q->population);
-  for (size_t t = 0; t < b->ntouched; t++) {
-    uint64_t f = b->touched[t];
-    int64_t m = *qmap_get(&b->count, f);
-    const qinfo *fi = qctx_info(q, f, err);
-    if (!fi)
-      return err->code;
-    gd_corroboration_add(&cb, ev, fi->type, fi->sellers, m);
-  }
-  gd_corroboration_links(&cb, ev, direct);
   *ret = gd_corroboration_end(&cb);
   return GD_OK;
 }

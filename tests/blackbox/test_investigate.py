@@ -91,7 +91,7 @@ def auc(pos, neg):
 
 # The evidence rule (algorithms/evidence.h, EvidenceRule CORROBORATED).
 SAMPLE = 64              # sellers of an entity examined for its corroboration
-CORROBORATION_FULL = 0.1  # c at which an entity counts with its full type weight
+CORROBORATION_FULL = 0.1  # share of pairs tied beyond chance at which c = 1
 MIN_WEIGHT = 0.2         # weights at or below this are context, not evidence
 
 
@@ -110,7 +110,7 @@ def rule_weight(t, n, c, weights=WEIGHT, caps=CAP):
     if n > caps[t] or n < 2:
         return 0.0
     newman = 1.0 / (n - 1)
-    f = min(1.0, c / CORROBORATION_FULL) if n >= 3 and c > 0 else 0.0
+    f = min(1.0, c) if n >= 3 and c > 0 else 0.0
     w = tw * (newman + (1.0 - newman) * f)
     return w if w > MIN_WEIGHT else 0.0
 
@@ -260,7 +260,7 @@ class Net:
             if excess > 0:
                 mass += WEIGHT[f[0]] * excess
         mass += WEIGHT[SELLER] * len(direct)
-        c = 0.0 if k < 2 else min(1.0, mass / pairs(k))
+        c = 0.0 if k < 2 else min(1.0, mass / (CORROBORATION_FULL * pairs(k)))
         self._corr[key] = c
         return c
 
@@ -589,7 +589,7 @@ def test_linked_skips_hubs(inv, net, query_seller, crowd):
         assert not net.is_hub(e, caps) and net.is_context(e, caps)
         h = skipped2[e]
         assert h.reason == pb.SKIP_REASON_CROWD and h.hub_cap == top, h
-        assert h.corroboration < CORROBORATION_FULL * 0.1, h
+        assert h.corroboration < 0.1, h
     # ... so the sellers linked are the same as under the default caps.
     assert {S(ls.seller.key) for ls in rep2.sellers} == net.one_hop(q, caps)
     check_sorted(rep2.sellers)
@@ -790,7 +790,7 @@ def test_get_entity_evidence(inv, net, query_seller, crowd):
     assert not net.is_hub(wh) and net.seller_count(wh) >= 3
     # A ring's warehouse: corroborated, its full type weight.
     w, c, context = check_entity_evidence(net, get_entity(s, wh), wh)
-    assert c >= CORROBORATION_FULL and close(w, WEIGHT[ADDRESS]) and not context, (wh, w, c)
+    assert close(c, 1.0) and close(w, WEIGHT[ADDRESS]) and not context, (wh, w, c)
     # A hub: weight 0, no corroboration, not context (over the cap).
     hub = max((e for e, n in net.hub_rows if e[0] == ADDRESS), key=net.seller_count)
     ge = get_entity(s, hub)
@@ -844,14 +844,16 @@ def test_evidence_samples_lowest_ids(inv, net):
     n_pop = net.population()
     # By hand: 4 devices, 28 pairs each, minus chance, over the sample's pairs.
     k = SAMPLE
-    c = 4 * WEIGHT[DEVICE] * (pairs(8) - pairs(8) * (k / n_pop) ** 2) / pairs(k)
-    w = WEIGHT[ADDRESS] * (1 / 79 + (1 - 1 / 79) * min(1.0, c / CORROBORATION_FULL))
+    share = 4 * WEIGHT[DEVICE] * (pairs(8) - pairs(8) * (k / n_pop) ** 2) / pairs(k)
+    c = min(1.0, share / CORROBORATION_FULL)
+    assert 0.3 < c < 0.9  # not full: every sampled seller is read
+    w = WEIGHT[ADDRESS] * (1 / 79 + (1 - 1 / 79) * c)
     assert close(net.corroboration(addr), c) and close(net.weight(addr), w)
     ge = get_entity(s, addr)
     check_entity_evidence(net, ge, addr)
     assert close(ge.corroboration, c) and close(ge.evidence_weight, w), (ge, c, w)
     # (all 80 sellers, or the highest ids, would give less)
-    assert not close(c, 4 * WEIGHT[DEVICE] * pairs(8) / pairs(80), rel=1e-3)
+    assert not close(c, 4 * WEIGHT[DEVICE] * pairs(8) / pairs(80) / CORROBORATION_FULL, rel=1e-3)
     for dev in devs:
         check_entity_evidence(net, get_entity(s, dev), dev)
     # LinkedSellers weighs the address the same: an unsampled seller is

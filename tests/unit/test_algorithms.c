@@ -63,14 +63,15 @@ static void test_rule(void) {
   /* No crowd of any size under the cap counts by itself. */
   for (uint64_t n = 5; n <= 500; n++)
     CHECK(gd_evidence_weight(&p, ADDRESS, n, 0) == 0.0);
-  /* Nor with chance-level corroboration (a hundredth of its pairs). */
+  /* Nor with chance-level corroboration (a hundredth of its pairs tied
+   * beyond chance: c = 0.1). */
   for (uint64_t n = 20; n <= 500; n++)
-    CHECK(gd_evidence_weight(&p, ADDRESS, n, 0.01) == 0.0);
+    CHECK(gd_evidence_weight(&p, ADDRESS, n, 0.1) == 0.0);
   /* Fully corroborated: the whole type weight, at any size. */
-  CHECK(near(gd_evidence_weight(&p, ADDRESS, 300, GD_EV_CORROBORATION_FULL), 0.8));
   CHECK(near(gd_evidence_weight(&p, ADDRESS, 300, 1.0), 0.8));
-  /* In between: linear in c up to GD_EV_CORROBORATION_FULL. */
-  double half = gd_evidence_weight(&p, PAYMENT, 101, GD_EV_CORROBORATION_FULL / 2);
+  CHECK(near(gd_evidence_weight(&p, ADDRESS, 300, 7.0), 0.8));
+  /* In between: linear in c. */
+  double half = gd_evidence_weight(&p, PAYMENT, 101, 0.5);
   CHECK(near(half, 0.01 + 0.99 * 0.5));
   /* Not a corroborator: hubs, zero weights, single sellers. */
   CHECK(!gd_evidence_corroborates(&p, ADDRESS, 501));
@@ -82,43 +83,59 @@ static void test_rule(void) {
   CHECK(!gd_evidence_is_context(&p, IP, 5, 0)); /* zero weight: not even context */
 }
 
+/* m_f users of f, one at a time, as callers feed them. */
+static void uses(gd_corroboration *c, const gd_evidence_params *p, int type, uint64_t n_f,
+                 int64_t m_f) {
+  for (int64_t m = 0; m < m_f; m++)
+    gd_corroboration_use(c, p, type, n_f, m);
+}
+
 static void test_corroboration(void) {
   gd_evidence_params p;
   gd_evidence_defaults(&p);
   gd_corroboration c;
 
-  /* A ring's warehouse: 64 of its sellers sampled out of 10,000; four
-   * devices of 16 users each inside the sample: 4 * C(16, 2) = 480 pairs
-   * of C(64, 2) = 2016, minus chance C(16,2) (64/10000)^2 each. */
+  /* A device of 16 users inside a 64-seller sample of 10,000 sellers:
+   * C(16, 2) = 120 pairs less chance C(16,2) (64/10000)^2, of the
+   * 0.1 C(64, 2) = 201.6 that make c = 1. */
   gd_corroboration_begin(&c, 64, 10000);
-  for (int d = 0; d < 4; d++)
-    gd_corroboration_add(&c, &p, DEVICE, 16, 16);
-  double want = 4 * (120 - 120 * (0.0064 * 0.0064)) / 2016.0;
-  CHECK(near(gd_corroboration_end(&c), want));
+  uses(&c, &p, DEVICE, 16, 16);
+  CHECK(!gd_corroboration_full(&c));
+  CHECK(near(gd_corroboration_end(&c), (120 - 120 * (0.0064 * 0.0064)) / 201.6));
+  /* A ring's warehouse: four such devices; full from the second on. */
+  uses(&c, &p, DEVICE, 16, 16);
+  CHECK(gd_corroboration_full(&c));
+  CHECK(gd_corroboration_end(&c) == 1.0);
   CHECK(gd_evidence_weight(&p, ADDRESS, 90, gd_corroboration_end(&c)) == 0.8);
 
   /* A park: its users meet on a big IP only as often as chance says. */
   gd_corroboration_begin(&c, 64, 1000);
-  gd_corroboration_add(&c, &p, IP, 100, 2); /* 1 pair < C(100,2)(0.064)^2 = 20.3 */
+  uses(&c, &p, IP, 100, 2); /* 1 pair < C(100,2)(0.064)^2 = 20.3 */
   CHECK(gd_corroboration_end(&c) == 0.0);
   /* Entities that do not corroborate add nothing: hub, single, m < 2. */
-  gd_corroboration_add(&c, &p, IP, 101, 50);
-  gd_corroboration_add(&c, &p, DEVICE, 1, 1);
-  gd_corroboration_add(&c, &p, DEVICE, 9, 1);
+  uses(&c, &p, IP, 101, 50);
+  uses(&c, &p, DEVICE, 1, 1);
+  uses(&c, &p, DEVICE, 9, 1);
   CHECK(gd_corroboration_end(&c) == 0.0);
+  /* Fed one user at a time, the mass is the formula's: max(0, C(m,2) -
+   * chance) once m passes chance (here C(60,2) (0.5)^2 = 442.5 pairs of
+   * chance for an entity of 60 on a sample of half the graph). */
+  gd_corroboration_begin(&c, 40, 80);
+  uses(&c, &p, PHONE, 60, 31); /* C(31,2) = 465 */
+  CHECK(fabs(c.mass - (465 - 442.5)) < 1e-9);
   /* Type weights scale the mass; direct links count a pair each. */
   gd_corroboration_begin(&c, 10, 1u << 30);
-  gd_corroboration_add(&c, &p, IP, 3, 3);
+  uses(&c, &p, IP, 3, 3);
   gd_corroboration_links(&c, &p, 2);
-  CHECK(fabs(gd_corroboration_end(&c) - (0.5 * 3 + 2) / 45.0) < 1e-9);
+  CHECK(fabs(gd_corroboration_end(&c) - (0.5 * 3 + 2) / 4.5) < 1e-9);
   /* Capped at 1; fewer than two sampled sellers: 0. */
   gd_corroboration_begin(&c, 3, 1u << 30);
-  gd_corroboration_add(&c, &p, PHONE, 3, 3);
-  gd_corroboration_add(&c, &p, EMAIL, 3, 3);
+  uses(&c, &p, PHONE, 3, 3);
+  uses(&c, &p, EMAIL, 3, 3);
   CHECK(gd_corroboration_end(&c) == 1.0);
   gd_corroboration_begin(&c, 1, 10);
   gd_corroboration_links(&c, &p, 5);
-  CHECK(gd_corroboration_end(&c) == 0.0);
+  CHECK(gd_corroboration_end(&c) == 0.0 && !gd_corroboration_full(&c));
 }
 
 static void test_rule_names(void) {

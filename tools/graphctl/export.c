@@ -62,7 +62,7 @@ const char export_help[] =
     "weight of the shared entity; direct links: the seller type weight).\n"
     "Evidence weights follow the evidence rule (graphd.proto EvidenceRule):\n"
     "an entity shared by n sellers weighs w(type) (1/(n-1) + (1 - 1/(n-1))\n"
-    "min(1, c / 0.1)), where c (corroboration, 0..1) is how much of what its\n"
+    "c), where c (corroboration, 0..1) is how much of what its\n"
     "sellers share beyond it ties them to each other; 0 for hubs (over the\n"
     "hub cap) and for context (evidence_context: weight <= 0.2, a crowd that\n"
     "shares nothing else). They are the daemon's (GetEntity, one call per\n"
