@@ -210,7 +210,7 @@ typedef struct gd_entity_in {
   size_t nattrs;
   const gd_str *labels;
   size_t nlabels;
-  int64_t seen; /* 0 = commit time */
+  int64_t seen; /* an observation; 0 = none (first/last seen unchanged) */
 } gd_entity_in;
 
 typedef struct gd_link_in {

@@ -594,7 +594,11 @@ int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_er
       gd_err_prefix(err, "entities[%zu]", i);
       goto out;
     }
-    ent_seen(e, seen);
+    /* Only a given time is an observation: labels and attributes alone
+     * leave first/last seen as they were (0 for an entity not observed
+     * yet: its first observation sets both). */
+    if (in->seen)
+      ent_seen(e, seen);
     if (!e->created)
       ret->totals.entities_updated++;
   }

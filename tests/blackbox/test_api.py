@@ -164,6 +164,31 @@ def test_entity_seen_and_link_seen_combine(daemon):
     assert (ip.first_seen, ip.last_seen) == (300, 300)
 
 
+def test_labels_alone_are_no_observation(daemon):
+    """A seller whose links are all from 2025 keeps last_seen in 2025 when it
+    is labelled later (through Upsert without `seen`, or SetLabels); an
+    entity upsert with a time is an observation; an entity created by a
+    label alone has never been observed (0) until its first link, labelled
+    before or after it."""
+    s = daemon.stub
+    t2025 = 1740000000
+    upsert(s, [link(SELLER, "old-s", DEVICE, "old-d", seen=t2025)])
+    upsert(s, entities=[ent(SELLER, "old-s", labels=["counterfeit"], attrs=[("note", "x")])])
+    s.SetLabels(pb.SetLabelsRequest(ref=ref(SELLER, "old-s"), add=["complaint:acme"]),
+                timeout=T())
+    e = get(s, SELLER, "old-s")
+    assert list(e.labels) == ["complaint:acme", "counterfeit"]
+    assert (e.first_seen, e.last_seen) == (t2025, t2025)
+    upsert(s, entities=[ent(SELLER, "old-s", seen=t2025 + 50)])
+    assert get(s, SELLER, "old-s").last_seen == t2025 + 50
+    upsert(s, entities=[ent(SELLER, "label-only", labels=["counterfeit"])])
+    e = get(s, SELLER, "label-only")
+    assert (e.first_seen, e.last_seen) == (0, 0)
+    upsert(s, [link(SELLER, "label-only", DEVICE, "lo-d", seen=t2025)])
+    assert (get(s, SELLER, "label-only").first_seen, get(s, SELLER, "label-only").last_seen) == \
+        (t2025, t2025)
+
+
 def test_seen_zero_is_commit_time(daemon):
     s = daemon.stub
     before = int(time.time())

@@ -1062,8 +1062,13 @@ void print_entity(const Graphd__V1__Entity *e) {
   printf("%-12s %s\n", "type", gd_type_name((int)e->type));
   printf("%-12s %s\n", "key", safe(e->key, b1, sizeof b1));
   printf("%-12s %" PRIu64 "\n", "degree", e->degree);
-  printf("%-12s %" PRIu64 "%s\n", "sellers", e->seller_count,
-         e->over_hub_cap ? " (over the hub cap)" : "");
+  if (e->type == GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER)
+    printf("%-12s %" PRIu64 " (other sellers linked to it directly, not through a shared "
+           "entity)\n",
+           "direct links", e->seller_count);
+  else
+    printf("%-12s %" PRIu64 "%s\n", "sellers", e->seller_count,
+           e->over_hub_cap ? " (sharing it; over the hub cap)" : " (sharing it)");
   /* How the evidence rule weighs a shared entity (GetEntity fills it). */
   if (e->type != GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER) {
     if (e->over_hub_cap)
