@@ -193,6 +193,7 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
       continue; /* a seller listed twice (cannot happen: one row per pair) */
     *mark = 1;
     taken++;
+    gd_corroboration_next(&cb);
     /* Every type, whatever the query follows: corroboration is a property
      * of the entity, as in the projection. */
     qlinks *ls = &b->links;

@@ -91,6 +91,7 @@ def auc(pos, neg):
 
 # The evidence rule (algorithms/evidence.h, EvidenceRule CORROBORATED).
 SAMPLE = 64              # sellers of an entity examined for its corroboration
+SAMPLE_MIN = 16          # sellers read before a share of their own pairs decides
 CORROBORATION_FULL = 0.1  # share of pairs tied beyond chance at which c = 1
 MIN_WEIGHT = 0.2         # weights at or below this are context, not evidence
 
@@ -217,9 +218,11 @@ class Net:
 
     def sample(self, e, window=None):
         """The sellers of e (linked in the window) whose corroboration is
-        measured: all of them, or the SAMPLE with the lowest store ids."""
+        measured, in the order the daemon reads them: all of them, or the
+        SAMPLE with the lowest store ids, ascending (the order matters once
+        SAMPLE_MIN of them can decide early)."""
         users = [x for x in self.adj[e] if x[0] == SELLER and self.linked_in(x, e, window)]
-        if len(users) <= SAMPLE:
+        if len(users) < SAMPLE_MIN:
             return users
         if any(x not in self._ids for x in users):
             for nb in neighbors_all(self.stub, ref(e[0], e[1]), types=[SELLER],
@@ -240,27 +243,43 @@ class Net:
         inset = set(smp)
         share = k / n_pop if n_pop else 1.0
         chance = 1.0 if share > 1 else share * share
+        # Seller by seller, as the daemon reads them: each use of another
+        # entity adds its step of w max(0, C(m_f, 2) - chance), each direct
+        # link among the sample a pair (once); full once the mass reaches a
+        # tenth of all C(k, 2) pairs, or of the C(i, 2) pairs of the first
+        # i >= SAMPLE_MIN sellers read.
         m = collections.Counter()
-        direct = set()
-        for s in smp:
+        seen_pairs = set()
+        mass, full = 0.0, False
+        for i, s in enumerate(smp):
+            if i >= SAMPLE_MIN and mass >= CORROBORATION_FULL * pairs(i):
+                full = True
+            if full or (k >= 2 and mass >= CORROBORATION_FULL * pairs(k)):
+                full = True
+                break
             for f in self.adj[s]:
                 if f == e or not self.linked_in(s, f, window):
                     continue
                 if f[0] == SELLER:
-                    if f in inset:
-                        direct.add(frozenset((s, f)))
-                else:
-                    m[f] += 1
-        mass = 0.0
-        for f, mf in m.items():
-            nf = self.seller_count(f)
-            if mf < 2 or WEIGHT[f[0]] <= 0 or nf < 2 or self.is_hub(f, caps):
-                continue
-            excess = pairs(mf) - pairs(nf) * chance
-            if excess > 0:
-                mass += WEIGHT[f[0]] * excess
-        mass += WEIGHT[SELLER] * len(direct)
-        c = 0.0 if k < 2 else min(1.0, mass / (CORROBORATION_FULL * pairs(k)))
+                    pair = frozenset((s, f))
+                    if f in inset and pair not in seen_pairs:
+                        seen_pairs.add(pair)
+                        mass += WEIGHT[SELLER]
+                    continue
+                a = m[f]
+                m[f] += 1
+                nf = self.seller_count(f)
+                if a < 1 or WEIGHT[f[0]] <= 0 or nf < 2 or self.is_hub(f, caps):
+                    continue
+                by_chance = pairs(nf) * chance
+                mass += WEIGHT[f[0]] * (max(0.0, pairs(a + 1) - by_chance) -
+                                        max(0.0, pairs(a) - by_chance))
+        read = min(len(smp), k)
+        if read >= SAMPLE_MIN and mass >= CORROBORATION_FULL * pairs(read):
+            full = True
+        if k >= 2 and mass >= CORROBORATION_FULL * pairs(k):
+            full = True
+        c = 0.0 if k < 2 else 1.0 if full else mass / (CORROBORATION_FULL * pairs(k))
         self._corr[key] = c
         return c
 
@@ -822,9 +841,11 @@ def test_get_entity_evidence(inv, net, query_seller, crowd):
 
 
 def test_evidence_samples_lowest_ids(inv, net):
-    """Corroboration looks at the SAMPLE sellers with the lowest ids: 80
-    fresh sellers share an address; 32 of the 64 with the lowest ids share
-    devices in groups of 8, the others nothing."""
+    """Corroboration looks at the SAMPLE sellers with the lowest ids, read
+    in id order: 80 fresh sellers share an address; those ranked 40-63 by
+    id share devices in three groups of 8, those ranked 64-71 (outside the
+    sample) in one more, the others nothing. No prefix of 16 or more
+    reaches a tenth of its pairs, so every sampled seller is read."""
     s = inv.stub
     addr = (ADDRESS, "inv-smp-addr")
     sellers = [(SELLER, "inv-smp-%03d" % i) for i in range(80)]
@@ -838,13 +859,14 @@ def test_evidence_samples_lowest_ids(inv, net):
     for g in range(4):
         dev = (DEVICE, "inv-smp-dev-%d" % g)
         devs.append(dev)
-        devs_rows = [(x, dev, 1750000000) for x in order[g * 16:g * 16 + 8]]
+        devs_rows = [(x, dev, 1750000000) for x in order[40 + g * 8:48 + g * 8]]
         ingest(s, devs_rows, [])
         net.add_links(devs_rows)
     n_pop = net.population()
-    # By hand: 4 devices, 28 pairs each, minus chance, over the sample's pairs.
+    # By hand: the 3 sampled devices, 28 pairs each, minus chance, over the
+    # sample's pairs.
     k = SAMPLE
-    share = 4 * WEIGHT[DEVICE] * (pairs(8) - pairs(8) * (k / n_pop) ** 2) / pairs(k)
+    share = 3 * WEIGHT[DEVICE] * (pairs(8) - pairs(8) * (k / n_pop) ** 2) / pairs(k)
     c = min(1.0, share / CORROBORATION_FULL)
     assert 0.3 < c < 0.9  # not full: every sampled seller is read
     w = WEIGHT[ADDRESS] * (1 / 79 + (1 - 1 / 79) * c)
@@ -852,7 +874,7 @@ def test_evidence_samples_lowest_ids(inv, net):
     ge = get_entity(s, addr)
     check_entity_evidence(net, ge, addr)
     assert close(ge.corroboration, c) and close(ge.evidence_weight, w), (ge, c, w)
-    # (all 80 sellers, or the highest ids, would give less)
+    # (all 80 sellers would give 4 groups over C(80, 2))
     assert not close(c, 4 * WEIGHT[DEVICE] * pairs(8) / pairs(80) / CORROBORATION_FULL, rel=1e-3)
     for dev in devs:
         check_entity_evidence(net, get_entity(s, dev), dev)
@@ -865,13 +887,13 @@ def test_evidence_samples_lowest_ids(inv, net):
         assert close(ls.score, w)
         check_evidence_entities(net, last, S(ls.seller.key), ls.evidence[0].shared)
     # ... and a device user to its group by the device and the address.
-    first = order[0]
+    first = order[40]
     rep = linked(s, first[1], limit=RESULT_CAP)
     for ls in rep.sellers:
         x = S(ls.seller.key)
         check_evidence_entities(net, first, x, ls.evidence[0].shared)
         assert close(ls.score, net.tie(first, x))
-        assert close(ls.score, w + (net.weight(devs[0]) if x in order[1:8] else 0))
+        assert close(ls.score, w + (net.weight(devs[0]) if x in order[41:48] else 0))
 
 
 # ----------------------------------------------------------- FindPaths
