@@ -112,6 +112,9 @@ static void qlinks_buf_free(qlinks_buf *b) {
 
 void qctx_free(qctx *q) {
   qlinks_buf_free(q->cbuf);
+  qmap_free(&q->elist_idx);
+  free(q->elists);
+  free(q->epool);
   qmap_free(&q->info_idx);
   qmap_free(&q->hub_idx);
   free(q->infos);
@@ -149,6 +152,36 @@ const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
   return in;
 }
 
+int qctx_sellers(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n, gd_err *err) {
+  bool fresh;
+  uint32_t *slot = qmap_put(&q->elist_idx, id, &fresh);
+  if (!slot)
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
+  if (fresh) {
+    if (!q->cbuf && !(q->cbuf = calloc(1, sizeof *q->cbuf)))
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+    qlinks *tmp = &q->cbuf->sellers;
+    int rc = qctx_links(q, id, 1u << GD_TYPE_SELLER, tmp, err);
+    if (rc)
+      return rc;
+    if (!qgrow(&q->elists, &q->capelists, q->nelists, sizeof *q->elists))
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+    while (q->capepool < q->nepool + tmp->n)
+      if (!qgrow(&q->epool, &q->capepool, q->capepool, sizeof *q->epool))
+        return gd_err_set(err, GD_ENOMEM, "out of memory");
+    if (tmp->n)
+      memcpy(q->epool + q->nepool, tmp->v, tmp->n * sizeof *q->epool);
+    q->elists[q->nelists] = (struct qelist){q->nepool, tmp->n};
+    q->nepool += tmp->n;
+    slot = qmap_get(&q->elist_idx, id); /* qgrow above does not touch the map */
+    *slot = (uint32_t)++q->nelists;
+  }
+  const struct qelist *el = &q->elists[*slot - 1];
+  *ret = q->epool + el->off;
+  *ret_n = el->n;
+  return GD_OK;
+}
+
 static void qmap_reset(qmap *m) {
   if (m->cap)
     memset(m->keys, 0, m->cap * sizeof *m->keys);
@@ -168,15 +201,25 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
     return rc;
   /* Over all time, whatever the query's window: like the seller count,
    * corroboration says what an entity is, and the window only chooses the
-   * links followed (a ring's links fall in different windows). */
-  if ((rc = links_in(q, id, 1u << GD_TYPE_SELLER, 0, 0, &b->sellers, err)))
-    return rc;
+   * links followed (a ring's links fall in different windows). Without a
+   * window that is the list the query follows too: read once. */
+  const gd_link *sl;
+  size_t nsl;
+  if (!q->p->since && !q->p->until) {
+    if ((rc = qctx_sellers(q, id, &sl, &nsl, err)))
+      return rc;
+  } else {
+    if ((rc = links_in(q, id, 1u << GD_TYPE_SELLER, 0, 0, &b->sellers, err)))
+      return rc;
+    sl = b->sellers.v;
+    nsl = b->sellers.n;
+  }
   qmap_reset(&b->count);
   qmap_reset(&b->sample);
   size_t k = 0;
   bool fresh;
-  for (size_t i = 0; i < b->sellers.n && k < GD_EV_SAMPLE; i++) {
-    uint32_t *v = qmap_put(&b->sample, b->sellers.v[i].nbr, &fresh);
+  for (size_t i = 0; i < nsl && k < GD_EV_SAMPLE; i++) {
+    uint32_t *v = qmap_put(&b->sample, sl[i].nbr, &fresh);
     if (!v)
       return gd_err_set(err, GD_ENOMEM, "out of memory");
     k += fresh;
@@ -185,9 +228,9 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
   gd_corroboration_begin(&cb, (int64_t)k, q->population);
   /* Seller by seller in sample order, as the projection does, until c is
    * 1 whatever the rest would add. */
-  for (size_t i = 0, taken = 0; i < b->sellers.n && taken < k && !gd_corroboration_full(&cb);
+  for (size_t i = 0, taken = 0; i < nsl && taken < k && !gd_corroboration_full(&cb);
        i++) {
-    uint64_t sid = b->sellers.v[i].nbr;
+    uint64_t sid = sl[i].nbr;
     uint32_t *mark = qmap_get(&b->sample, sid);
     if (!mark || *mark)
       continue; /* a seller listed twice (cannot happen: one row per pair) */

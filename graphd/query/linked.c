@@ -49,46 +49,8 @@ typedef struct lstate {
   qmap acc_idx;
   sh_item *pool;
   size_t npool, cappool;
-  qlinks ulinks, elinks;
-  /* Seller lists of the entities expanded so far: a ring's warehouse is
-   * met from every member, and is read once. */
-  qmap elist_idx; /* entity id -> index + 1 into elists */
-  struct elist {
-    size_t off, n;
-  } *elists;
-  size_t nelists, capelists;
-  gd_link *epool;
-  size_t nepool, capepool;
+  qlinks ulinks;
 } lstate;
-
-/* The sellers linked to entity eid (in the window), read once per query.
- * The pointer is valid until the next call. */
-static int entity_sellers(lstate *s, uint64_t eid, const gd_link **ret, size_t *ret_n,
-                          gd_err *err) {
-  bool fresh;
-  uint32_t *slot = qmap_put(&s->elist_idx, eid, &fresh);
-  if (!slot)
-    return gd_err_set(err, GD_ENOMEM, "out of memory");
-  if (fresh) {
-    int rc = qctx_links(&s->q, eid, 1u << GD_TYPE_SELLER, &s->elinks, err);
-    if (rc)
-      return rc;
-    if (!qgrow(&s->elists, &s->capelists, s->nelists, sizeof *s->elists))
-      return gd_err_set(err, GD_ENOMEM, "out of memory");
-    while (s->capepool < s->nepool + s->elinks.n)
-      if (!qgrow(&s->epool, &s->capepool, s->capepool, sizeof *s->epool))
-        return gd_err_set(err, GD_ENOMEM, "out of memory");
-    if (s->elinks.n)
-      memcpy(s->epool + s->nepool, s->elinks.v, s->elinks.n * sizeof *s->epool);
-    s->elists[s->nelists] = (struct elist){s->nepool, s->elinks.n};
-    s->nepool += s->elinks.n;
-    *slot = (uint32_t)++s->nelists;
-  }
-  const struct elist *el = &s->elists[*slot - 1];
-  *ret = s->epool + el->off;
-  *ret_n = el->n;
-  return GD_OK;
-}
 
 static void qmap_clear(qmap *m) {
   if (m->cap)
@@ -177,7 +139,7 @@ static int gather(lstate *s, uint64_t u, gd_err *err) {
     uint64_t esellers = ei->sellers, eid = ei->id;
     const gd_link *sellers = NULL;
     size_t nsellers = 0;
-    if ((rc = entity_sellers(s, eid, &sellers, &nsellers, err)))
+    if ((rc = qctx_sellers(q, eid, &sellers, &nsellers, err)))
       return rc;
     for (size_t j = 0; j < nsellers; j++) {
       const gd_link *m = &sellers[j];
@@ -355,10 +317,6 @@ out:
   free(s.accs);
   free(s.pool);
   free(s.ulinks.v);
-  free(s.elinks.v);
-  free(s.elists);
-  free(s.epool);
-  qmap_free(&s.elist_idx);
   qmap_free(&s.node_idx);
   qmap_free(&s.acc_idx);
   qctx_free(&s.q);

@@ -67,6 +67,15 @@ typedef struct qctx {
   qmap hub_idx;
   uint64_t population; /* sellers in the store, read on first need */
   qlinks_buf *cbuf;    /* corroboration scratch (lazily made) */
+  /* Seller lists of entities read so far (in the query's window): a ring's
+   * warehouse is met from every member and weighed once, read once. */
+  qmap elist_idx; /* entity id -> index + 1 into elists */
+  struct qelist {
+    size_t off, n;
+  } *elists;
+  size_t nelists, capelists;
+  gd_link *epool;
+  size_t nepool, capepool;
 } qctx;
 
 void qctx_init(qctx *q, gd_rtxn *r, const gd_query_params *p, gd_arena **arena);
@@ -85,6 +94,12 @@ const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err);
  * Direct links (sellers) get weight type_weight[SELLER].
  */
 int qctx_evidence(qctx *q, uint64_t id, const qinfo **ret, gd_err *err);
+
+/*
+ * The sellers linked to entity id in the query's window, read once per
+ * query. The pointer is valid until the next qctx_sellers call.
+ */
+int qctx_sellers(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n, gd_err *err);
 
 /* Records a hub or context entity met (once per entity). */
 int qctx_hub(qctx *q, const qinfo *in, gd_err *err);
