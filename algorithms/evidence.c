@@ -131,7 +131,6 @@ static double pairs(double m) { return m * (m - 1.0) / 2.0; }
 void gd_corroboration_begin(gd_corroboration *c, int64_t k, uint64_t population) {
   c->k = k;
   c->read = 0;
-  c->early = false;
   c->mass = 0.0;
   double share = population > 0 ? (double)k / (double)population : 1.0;
   c->chance = share > 1.0 ? 1.0 : share * share;
@@ -150,21 +149,9 @@ void gd_corroboration_use(gd_corroboration *c, const gd_evidence_params *p, int 
     c->mass += p->type_weight[type] * (after - (before > 0 ? before : 0.0));
 }
 
-void gd_corroboration_next(gd_corroboration *c) {
-  /* The sellers read so far: decide early on their own pairs. */
-  if (c->read >= GD_EV_SAMPLE_MIN &&
-      c->mass >= GD_EV_CORROBORATION_FULL * pairs((double)c->read))
-    c->early = true;
-  c->read++;
-}
+void gd_corroboration_next(gd_corroboration *c) { c->read++; }
 
-bool gd_corroboration_full(const gd_corroboration *c) {
-  if (c->k < 2)
-    return false;
-  return c->early || c->mass >= c->full ||
-         (c->read >= GD_EV_SAMPLE_MIN &&
-          c->mass >= GD_EV_CORROBORATION_FULL * pairs((double)c->read));
-}
+bool gd_corroboration_full(const gd_corroboration *c) { return c->k >= 2 && c->mass >= c->full; }
 
 void gd_corroboration_links(gd_corroboration *c, const gd_evidence_params *p, int64_t n) {
   if (n > 0 && weighs(p, GD_EV_SELLER))
@@ -174,8 +161,6 @@ void gd_corroboration_links(gd_corroboration *c, const gd_evidence_params *p, in
 double gd_corroboration_end(const gd_corroboration *c) {
   if (c->k < 2)
     return 0.0;
-  if (gd_corroboration_full(c))
-    return 1.0;
   double v = c->mass / c->full;
   return v > 1.0 ? 1.0 : v;
 }

@@ -49,12 +49,11 @@
  *   so the clustering worker and the queries compute the same c.
  *
  *   The sampled sellers are read one by one and mass only grows, so the
- *   reading stops as soon as c is 1 (gd_corroboration_full): when mass
- *   reaches a tenth of C(k, 2), or earlier, when the first i >=
- *   GD_EV_SAMPLE_MIN sellers read hold a tenth of *their* C(i, 2) pairs in
- *   mass: a corroborated entity shows it in any large enough part of its
- *   sellers (a ring's warehouse of 200 after 16 of them, instead of ~45),
- *   while chance gives a crowd about a thousandth of any part.
+ *   reading stops as soon as c is 1 (gd_corroboration_full: mass reached a
+ *   tenth of C(k, 2)). (Deciding earlier on the pairs of the first few
+ *   sellers read was tried and dropped: a share of pairs grows with the
+ *   square of a subgroup's share, so a handful of franchise shops among an
+ *   address's first sellers would mark a whole mall corroborated.)
  *
  *   The default CPM resolution is GD_EV_MIN_WEIGHT: a cluster must be at
  *   least as dense as the ties of one entity that counts as evidence. The
@@ -83,9 +82,6 @@
 
 /* Sellers of an entity examined for its corroboration. */
 #define GD_EV_SAMPLE 64
-/* The fewest sellers read before a share of their pairs can decide full
- * corroboration early. */
-#define GD_EV_SAMPLE_MIN 16
 /* The share of an entity's sellers' pairs tied by other evidence at which
  * it counts with its full type weight (c = 1): a tenth (chance gives about
  * a thousandth on sellergen and on real-shaped heavy tails; a ring's
@@ -162,7 +158,6 @@ typedef struct gd_corroboration {
   double chance;       /* (k / N)^2 */
   double mass;
   double full;         /* mass at which c = 1 */
-  bool early;          /* full by the first `read` sellers' own pairs */
 } gd_corroboration;
 
 /* Starts: k sellers sampled out of a graph of population sellers. */
@@ -176,8 +171,8 @@ void gd_corroboration_use(gd_corroboration *c, const gd_evidence_params *p, int 
                           uint64_t n_f, int64_t m);
 /* `pairs` more distinct pairs of sampled sellers joined by direct links. */
 void gd_corroboration_links(gd_corroboration *c, const gd_evidence_params *p, int64_t pairs);
-/* True once c is 1 whatever the rest of the sample uses (see the rule
- * above): callers check it after each seller and stop reading there. */
+/* True once c is 1 whatever the rest of the sample uses: callers check
+ * it after each seller and stop reading there. */
 bool gd_corroboration_full(const gd_corroboration *c);
 /* c in [0, 1]; 0 when k < 2. */
 double gd_corroboration_end(const gd_corroboration *c);

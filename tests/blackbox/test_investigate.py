@@ -91,7 +91,6 @@ def auc(pos, neg):
 
 # The evidence rule (algorithms/evidence.h, EvidenceRule CORROBORATED).
 SAMPLE = 64              # sellers of an entity examined for its corroboration
-SAMPLE_MIN = 16          # sellers read before a share of their own pairs decides
 CORROBORATION_FULL = 0.1  # share of pairs tied beyond chance at which c = 1
 MIN_WEIGHT = 0.2         # weights at or below this are context, not evidence
 
@@ -218,11 +217,9 @@ class Net:
 
     def sample(self, e, window=None):
         """The sellers of e (linked in the window) whose corroboration is
-        measured, in the order the daemon reads them: all of them, or the
-        SAMPLE with the lowest store ids, ascending (the order matters once
-        SAMPLE_MIN of them can decide early)."""
+        measured: all of them, or the SAMPLE with the lowest store ids."""
         users = [x for x in self.adj[e] if x[0] == SELLER and self.linked_in(x, e, window)]
-        if len(users) < SAMPLE_MIN:
+        if len(users) <= SAMPLE:
             return users
         if any(x not in self._ids for x in users):
             for nb in neighbors_all(self.stub, ref(e[0], e[1]), types=[SELLER],
@@ -243,20 +240,14 @@ class Net:
         inset = set(smp)
         share = k / n_pop if n_pop else 1.0
         chance = 1.0 if share > 1 else share * share
-        # Seller by seller, as the daemon reads them: each use of another
-        # entity adds its step of w max(0, C(m_f, 2) - chance), each direct
-        # link among the sample a pair (once); full once the mass reaches a
-        # tenth of all C(k, 2) pairs, or of the C(i, 2) pairs of the first
-        # i >= SAMPLE_MIN sellers read.
+        # Seller by seller: each use of another entity adds its step of
+        # w max(0, C(m_f, 2) - chance), each direct link among the sample a
+        # pair (once); the daemon stops reading once the mass reaches a
+        # tenth of all C(k, 2) pairs, where c is 1 whatever follows.
         m = collections.Counter()
         seen_pairs = set()
-        mass, full = 0.0, False
-        for i, s in enumerate(smp):
-            if i >= SAMPLE_MIN and mass >= CORROBORATION_FULL * pairs(i):
-                full = True
-            if full or (k >= 2 and mass >= CORROBORATION_FULL * pairs(k)):
-                full = True
-                break
+        mass = 0.0
+        for s in smp:
             for f in self.adj[s]:
                 if f == e or not self.linked_in(s, f, window):
                     continue
@@ -274,12 +265,7 @@ class Net:
                 by_chance = pairs(nf) * chance
                 mass += WEIGHT[f[0]] * (max(0.0, pairs(a + 1) - by_chance) -
                                         max(0.0, pairs(a) - by_chance))
-        read = min(len(smp), k)
-        if read >= SAMPLE_MIN and mass >= CORROBORATION_FULL * pairs(read):
-            full = True
-        if k >= 2 and mass >= CORROBORATION_FULL * pairs(k):
-            full = True
-        c = 0.0 if k < 2 else 1.0 if full else mass / (CORROBORATION_FULL * pairs(k))
+        c = 0.0 if k < 2 else min(1.0, mass / (CORROBORATION_FULL * pairs(k)))
         self._corr[key] = c
         return c
 
