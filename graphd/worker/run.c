@@ -261,23 +261,28 @@ static int read_previous(job *j, gd_rtxn *r, gd_err *err) {
  * transaction, its corroboration computed, and the values kept by entity
  * id (the export is freed before the window's is read).
  */
+/* The projection's view of an export: the arrays match (snapshot.h). */
+static gd_projection_input projection_input(const gd_graph_export *x) {
+  return (gd_projection_input){
+      .n_sellers = x->n_sellers,
+      .n_entities = x->n_entities,
+      .ent_type = x->ent_type,
+      .ent_off = x->ent_off,
+      .ent_sellers = x->ent_sellers,
+      .ent_n = x->ent_n,
+      .n_links = x->n_links,
+      .link_a = x->link_a,
+      .link_b = x->link_b,
+      .population = (uint64_t)x->n_sellers,
+  };
+}
+
 static int read_all_time_corroboration(job *j, gd_rtxn *r, gd_err *err) {
   gd_graph_export all;
   int rc = gd_store_export_graph(r, 0, 0, &all, err);
   if (rc)
     return rc;
-  gd_projection_input in = {
-      .n_sellers = all.n_sellers,
-      .n_entities = all.n_entities,
-      .ent_type = all.ent_type,
-      .ent_off = all.ent_off,
-      .ent_sellers = all.ent_sellers,
-      .ent_n = all.ent_n,
-      .n_links = all.n_links,
-      .link_a = all.link_a,
-      .link_b = all.link_b,
-      .population = (uint64_t)all.n_sellers,
-  };
+  gd_projection_input in = projection_input(&all);
   double *c = malloc((size_t)(all.n_entities ? all.n_entities : 1) * sizeof *c);
   gd_alg_error ae = {0};
   gd_alg_status st = c ? gd_projection_corroboration(&in, &j->spec->ev, c, &ae) : GD_ALG_NOMEM;
@@ -366,20 +371,9 @@ static int do_project(job *j, gd_err *err) {
   const gd_graph_export *x = &j->x;
   if (!(j->context = calloc((size_t)(x->n_entities ? x->n_entities : 1), 1)))
     return gd_err_set(err, GD_ENOMEM, "out of memory (%lld entities)", (long long)x->n_entities);
-  gd_projection_input in = {
-      .n_sellers = x->n_sellers,
-      .n_entities = x->n_entities,
-      .ent_type = x->ent_type,
-      .ent_off = x->ent_off,
-      .ent_sellers = x->ent_sellers,
-      .ent_n = x->ent_n,
-      .n_links = x->n_links,
-      .link_a = x->link_a,
-      .link_b = x->link_b,
-      .population = (uint64_t)x->n_sellers,
-      .ent_context_out = j->context,
-      .ent_corroboration = j->corr,
-  };
+  gd_projection_input in = projection_input(x);
+  in.ent_context_out = j->context;
+  in.ent_corroboration = j->corr;
   gd_alg_error ae = {0};
   gd_alg_status st =
       gd_projection_build(&in, &j->spec->ev, j->spec->min_tie_weight, &j->g, &j->ps, &ae);

@@ -30,6 +30,7 @@ import math
 import os
 import random
 import subprocess
+import sys
 
 import grpc
 import pytest
@@ -37,6 +38,9 @@ import pytest
 from bbutil import (ADDRESS, DEVICE, IP, PAYMENT, SELLER, T, expect_status, link,
                     neighbors_all, pb, ref, upsert)
 from conftest import REPO, Daemon, _graphd_bin
+
+sys.path.insert(0, os.path.join(REPO, "tools", "bench"))
+import detection  # noqa: E402
 
 TYPE_NUM = {"seller": 1, "address": 2, "payment_account": 3, "device": 4, "phone": 5,
             "email": 6, "ip": 7}
@@ -71,20 +75,9 @@ def close(a, b, rel=1e-9, abs_=1e-12):
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
 
 
-def auc(pos, neg):
-    """ROC AUC = P(score(pos) > score(neg)) + P(equal)/2 (Mann-Whitney, with
-    average ranks for ties)."""
-    allv = sorted([(v, 1) for v in pos] + [(v, 0) for v in neg])
-    rank_sum, i, n = 0.0, 0, len(allv)
-    while i < n:
-        j = i
-        while j < n and allv[j][0] == allv[i][0]:
-            j += 1
-        avg = (i + j + 1) / 2.0  # ranks i+1..j
-        rank_sum += avg * sum(1 for k in range(i, j) if allv[k][1])
-        i = j
-    npos, nneg = len(pos), len(neg)
-    return (rank_sum - npos * (npos + 1) / 2.0) / (npos * nneg)
+# ROC AUC with average ranks for ties (Mann-Whitney): the detection
+# module's, so the two quality suites score alike.
+auc = detection.auc
 
 
 # ------------------------------------------------------------- the model

@@ -9,6 +9,7 @@ set -eu
 
 GEN=${1:?usage: test_sellergen.sh PATH/TO/sellergen}
 PY=/usr/bin/python3
+HERE=$(cd "$(dirname "$0")" && pwd)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sellergen-test.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT INT TERM
 
@@ -61,29 +62,16 @@ fi
 # Same options in jsonl.
 "$GEN" --sellers 2000 --seed 7 --format jsonl --out "$TMP/j" 2>/dev/null
 
-"$PY" - "$TMP/b" "$TMP/j" <<'EOF' || fail "content checks"
-import collections, csv, json, sys
+"$PY" - "$TMP/b" "$TMP/j" "$HERE" <<'EOF' || fail "content checks"
+import collections, json, sys
 
-d, jd = sys.argv[1], sys.argv[2]
+d, jd, here = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path.insert(0, here)
+from sellergen_files import read_all
 TYPES = {"seller", "address", "payment_account", "device", "phone", "email",
          "ip"}
 
-def rows(name, header):
-    with open(f"{d}/{name}", newline="") as f:
-        r = csv.reader(f)
-        got = next(r)
-        assert got == header, f"{name}: header {got}"
-        return list(r)
-
-links = rows("links.csv", ["a_type", "a_key", "b_type", "b_key", "seen"])
-ents = rows("entities.csv", ["type", "key", "labels"])
-truth = rows("truth.csv", ["seller_key", "ring", "warehouse_key", "labelled",
-                           "kind", "group"])
-rings = rows("rings.csv",
-             ["ring", "size", "warehouse_key", "devices", "mule_accounts"])
-hubs = rows("hubs.csv", ["type", "key", "sellers"])
-chains = rows("chains.csv",
-              ["chain", "size", "phone_key", "email_key", "payment_key"])
+links, ents, truth, rings, hubs, chains = read_all(d)
 assert not chains, "classic has no chains"
 
 sellers_of = collections.defaultdict(set)
@@ -147,29 +135,16 @@ for p in heavy adversarial; do
 		cmp -s "$TMP/$p/$f" "$TMP/$p.2/$f" ||
 			fail "$p: $f differs for the same seed"
 	done
-	"$PY" - "$TMP/$p" "$p" <<'EOF' || fail "$p profile checks"
-import collections, csv, sys
+	"$PY" - "$TMP/$p" "$p" "$HERE" <<'EOF' || fail "$p profile checks"
+import collections, sys
 
-d, profile = sys.argv[1], sys.argv[2]
+d, profile, here = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path.insert(0, here)
+from sellergen_files import read_all
 adversarial = profile == "adversarial"
 N = 20000
 
-def rows(name, header):
-    with open(f"{d}/{name}", newline="") as f:
-        r = csv.reader(f)
-        got = next(r)
-        assert got == header, f"{name}: header {got}"
-        return list(r)
-
-links = rows("links.csv", ["a_type", "a_key", "b_type", "b_key", "seen"])
-ents = rows("entities.csv", ["type", "key", "labels"])
-truth = rows("truth.csv", ["seller_key", "ring", "warehouse_key", "labelled",
-                           "kind", "group"])
-rings = rows("rings.csv",
-             ["ring", "size", "warehouse_key", "devices", "mule_accounts"])
-hubs = rows("hubs.csv", ["type", "key", "sellers"])
-chains = rows("chains.csv",
-              ["chain", "size", "phone_key", "email_key", "payment_key"])
+links, ents, truth, rings, hubs, chains = read_all(d)
 
 sellers_of = collections.defaultdict(set)
 seen_of = collections.defaultdict(list)   # entity -> observation times
