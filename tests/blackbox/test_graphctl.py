@@ -65,6 +65,16 @@ def test_help(graphctl_bin):
         assert sub in p.stdout + p.stderr
 
 
+def test_ingest_summary_text(ctl, tmp_path):
+    """The text summary says what its numbers count: records read, links
+    new and seen again, entities new as link endpoints, updated."""
+    lp = write(tmp_path / "links.csv", LINKS_CSV)
+    out = ctl("ingest", lp, json_out=False, check=EXIT_OK).stdout
+    assert "ingested 5 link records and 0 entity records" in out, out
+    assert "links: 4 new, 1 seen again" in out, out
+    assert "entities: 5 new (the links' endpoints are created on demand), 0 updated" in out, out
+
+
 def test_ingest_and_queries(ctl, daemon, tmp_path):
     lp = write(tmp_path / "links.csv", LINKS_CSV)
     ep = write(tmp_path / "entities.csv", ENTITIES_CSV)
@@ -77,6 +87,7 @@ def test_ingest_and_queries(ctl, daemon, tmp_path):
     assert r["entities"] == 2
     assert r["entities_created"] == 1      # s9
     assert r["entities_updated"] == 1      # s1
+
     s = daemon.stub
     st = stats(s)
     assert type_counts(st)[SELLER] == 4 and st.links == 4 and st.labels == 3

@@ -741,9 +741,11 @@ static const command commands[] = {
      "graphctl waits for that call's reply (so everything sent on it is\n"
      "committed) and goes on with a new call.\n"
      "\n"
-     "At the end prints: ingested N links, M entities in T s (R links/s):\n"
-     "entities created X, updated Y; links created Z, updated W\n"
-     "(--json: one object with these numbers).\n"
+     "At the end prints how many link and entity records went in, in how\n"
+     "long, then links new and seen again (a repeated pair updates its\n"
+     "times and count), entities new (a link's endpoints are created on\n"
+     "demand, so these are mostly endpoints) and updated (--json: one object\n"
+     "with these numbers).\n"
      "\n"
      "A bad record stops the load with file:line: field: reason and exit 65.\n"
      "Nothing from the message holding the bad record on is sent; the messages\n"
@@ -1951,11 +1953,13 @@ static void ingest_summary(ingest *g) {
     print_json(o);
     return;
   }
-  printf("ingested %" PRIu64 " links, %" PRIu64 " entities in %.2f s "
-         "(%.0f links/s): entities created %" PRIu64 ", updated %" PRIu64
-         "; links created %" PRIu64 ", updated %" PRIu64 "\n",
-         g->c_links, g->c_ents, el, lps, g->ent_created, g->ent_updated,
-         g->link_created, g->link_updated);
+  printf("ingested %" PRIu64 " link records and %" PRIu64 " entity records in %.2f s "
+         "(%.0f links/s)\n"
+         "  links: %" PRIu64 " new, %" PRIu64 " seen again\n"
+         "  entities: %" PRIu64 " new (the links' endpoints are created on demand), %" PRIu64
+         " updated\n",
+         g->c_links, g->c_ents, el, lps, g->link_created, g->link_updated, g->ent_created,
+         g->ent_updated);
   if (g->c_dups)
     printf("(%" PRIu64 " of %" PRIu64 " messages had a request id that was "
            "already committed and were skipped)\n",
