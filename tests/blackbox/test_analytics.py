@@ -518,6 +518,35 @@ def test_graphctl_watch_races_the_server_deadline(graphctl_bin, script):
     assert calls == script, calls
 
 
+def test_graphctl_job_cancel(daemon_factory, tmp_path, graphctl_bin):
+    """graphctl job ID --cancel waits for a running job to end and says it
+    was cancelled (exit 0); on a job that already ended it says there was
+    nothing to cancel (exit 0), and the job stays as it was."""
+    dm = daemon_factory("--worker", fake_worker(tmp_path, "exec sleep 30"))
+
+    def ctl(*args):
+        return subprocess.run([graphctl_bin, "--addr", dm.addr] + list(args),
+                              capture_output=True, text=True, timeout=T(60))
+
+    job = dm.stub.StartClustering(pb.StartClusteringRequest(), timeout=T())
+    for _ in range(200):
+        if dm.stub.GetJob(pb.JobRequest(job_id=job.id), timeout=T()).state == \
+                pb.JOB_STATE_RUNNING:
+            break
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    r = ctl("job", str(job.id), "--cancel")
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert "cancel requested" in r.stderr and "CANCELLED" in r.stdout, (r.stdout, r.stderr)
+    assert time.monotonic() - t0 < T(20)
+    assert dm.stub.GetJob(pb.JobRequest(job_id=job.id), timeout=T()).state == \
+        pb.JOB_STATE_CANCELLED
+    r = ctl("job", str(job.id), "--cancel")
+    assert r.returncode == 0 and "already ended CANCELLED: nothing to cancel" in r.stderr, \
+        (r.returncode, r.stderr)
+    assert "CANCELLED" in r.stdout
+
+
 def test_missing_worker_fails_job(daemon_factory, tmp_path):
     dm = daemon_factory("--worker", str(tmp_path / "no-such-worker"))
     job, seen = run_job(dm.stub)

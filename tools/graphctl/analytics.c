@@ -98,8 +98,12 @@ const char cluster_help[] =
 const char job_help[] =
     "usage: graphctl job ID [--cancel]\n"
     "\n"
-    "Shows a clustering job (GetJob); with --cancel, cancels it (CancelJob:\n"
-    "a queued job at once, a running one about a second later).\n";
+    "Shows a clustering job (GetJob). With --cancel, cancels it (CancelJob)\n"
+    "and prints it once it has ended: a queued job at once, a running one\n"
+    "about a second later (a job already writing its snapshot still\n"
+    "succeeds). A job that had already ended is shown with a notice that\n"
+    "there was nothing to cancel. Exit 0 when the job ended CANCELLED or\n"
+    "had already ended, 1 when it failed.\n";
 
 const char snapshots_help[] =
     "usage: graphctl snapshots [--limit N] [--page-token T]\n"
@@ -537,6 +541,20 @@ int run_cluster(ctl *c, const command *cmd, args *a) {
   return rc;
 }
 
+/* After a cancel's watch ended in a failure status: exit 0 if the job
+ * ended CANCELLED (what was asked), else the error. */
+static int cancel_outcome(ctl *c, uint64_t id) {
+  Graphd__V1__JobRequest req = GRAPHD__V1__JOB_REQUEST__INIT;
+  req.job_id = id;
+  Graphd__V1__Job *job = NULL;
+  int rc = rpc(c, M_GET_JOB, &req.base, &graphd__v1__job__descriptor, (ProtobufCMessage **)&job);
+  if (rc)
+    return rc;
+  rc = job->state == GRAPHD__V1__JOB_STATE__JOB_STATE_CANCELLED ? EXIT_OK : EXIT_RPC;
+  graphd__v1__job__free_unpacked(job, NULL);
+  return rc;
+}
+
 int run_job(ctl *c, const command *cmd, args *a) {
   int rc;
   uint64_t id;
@@ -547,10 +565,29 @@ int run_job(ctl *c, const command *cmd, args *a) {
   Graphd__V1__JobRequest req = GRAPHD__V1__JOB_REQUEST__INIT;
   req.job_id = id;
   Graphd__V1__Job *job = NULL;
-  rc = rpc(c, a->cancel ? M_CANCEL : M_GET_JOB, &req.base, &graphd__v1__job__descriptor,
-           (ProtobufCMessage **)&job);
+  rc = rpc(c, M_GET_JOB, &req.base, &graphd__v1__job__descriptor, (ProtobufCMessage **)&job);
   if (rc)
     return rc;
+  if (a->cancel && job_final(job)) {
+    fprintf(stderr, "graphctl: job %" PRIu64 " already ended %s: nothing to cancel\n", id,
+            state_name(job->state));
+  } else if (a->cancel) {
+    /* A queued job ends at once; a running one about a second after the
+     * worker's SIGTERM: follow it to its end. */
+    graphd__v1__job__free_unpacked(job, NULL);
+    job = NULL;
+    if ((rc = rpc(c, M_CANCEL, &req.base, &graphd__v1__job__descriptor,
+                  (ProtobufCMessage **)&job)))
+      return rc;
+    if (!job_final(job)) {
+      graphd__v1__job__free_unpacked(job, NULL);
+      fprintf(stderr, "graphctl: cancel requested; waiting for job %" PRIu64 " to end\n", id);
+      rc = watch_job(c, id, false);
+      /* CANCELLED is what was asked for; a job already writing its
+       * snapshot ends SUCCEEDED (watch_job said so): both are done. */
+      return rc == EXIT_RPC ? cancel_outcome(c, id) : rc;
+    }
+  }
   if (c->json)
     print_json(job_json(job));
   else
