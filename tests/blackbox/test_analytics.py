@@ -11,6 +11,7 @@ sellers, seed 5, loaded through Ingest into one module-scoped daemon.
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -595,6 +596,11 @@ def test_graphctl_analytics(an, snap, graphctl_bin, tmp_path):
     assert one["cluster"]["id"] == top["id"] and 0 < len(one["members"]) <= 3
     text = ctl("cluster", top["id"], "--snapshot", sid, json_out=False, check=0).stdout
     assert "top shared entities" in text
+    # The ties name their sellers by key, also those past the members shown.
+    few = ctl("cluster", top["id"], "--snapshot", sid, "--max-members", "1", json_out=False,
+              check=0).stdout
+    ties = few.split("ties holding it together")[1].splitlines()[1:]
+    assert ties and all(re.match(r"^  s\d+ - s\d+  \d+\.\d{3}$", t) for t in ties), ties
 
     out = tmp_path / "a.csv"
     p = ctl("assignments", "--snapshot", sid, "--out", out, json_out=False, check=0)

@@ -22,6 +22,7 @@
 #define M_GET_JOB SVC "GetJob"
 #define M_WATCH SVC "WatchJob"
 #define M_CANCEL SVC "CancelJob"
+#define M_GET_ENTITY SVC "GetEntity"
 #define M_SNAPSHOTS SVC "ListSnapshots"
 #define M_SNAPSHOT SVC "GetSnapshot"
 #define M_CLUSTERS SVC "ListClusters"
@@ -489,6 +490,30 @@ static int watch_job(ctl *c, uint64_t id, bool progress) {
 
 static int show_cluster(ctl *c, const command *cmd, args *a);
 
+/* The key of seller id: from the members shown, else GetEntity; into buf
+ * (the id in decimal if it cannot be read). */
+static const char *tie_seller(ctl *c, const Graphd__V1__GetClusterReply *rep, uint64_t id,
+                              char *buf, size_t size) {
+  for (size_t i = 0; i < rep->n_members; i++)
+    if (rep->members[i]->id == id)
+      return safe(rep->members[i]->key, buf, size);
+  Graphd__V1__GetEntityRequest req = GRAPHD__V1__GET_ENTITY_REQUEST__INIT;
+  Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
+  Graphd__V1__GetEntityReply *er = NULL;
+  ref.id = id;
+  req.ref = &ref;
+  gc_status st;
+  if (gc_unary(c->client, M_GET_ENTITY, &req.base, &graphd__v1__get_entity_reply__descriptor,
+               (ProtobufCMessage **)&er, &st, (int)c->timeout_ms) == 0 && er && er->entity) {
+    safe(er->entity->key, buf, size);
+  } else {
+    snprintf(buf, size, "%" PRIu64, id);
+  }
+  if (er)
+    graphd__v1__get_entity_reply__free_unpacked(er, NULL);
+  return buf;
+}
+
 int run_cluster(ctl *c, const command *cmd, args *a) {
   if (a->npos > 0)
     return show_cluster(c, cmd, a);
@@ -791,9 +816,11 @@ static int show_cluster(ctl *c, const command *cmd, args *a) {
     if (rep->ties_stored) {
       printf("ties holding it together (%" PRIu64 " stored, strongest first):\n",
              rep->ties_stored);
-      for (size_t i = 0; i < rep->n_ties && i < 10; i++)
-        printf("  %" PRIu64 " - %" PRIu64 "  %.3f\n", rep->ties[i]->seller_a,
-               rep->ties[i]->seller_b, rep->ties[i]->weight);
+      for (size_t i = 0; i < rep->n_ties && i < 10; i++) {
+        char ka[300], kb2[300];
+        printf("  %s - %s  %.3f\n", tie_seller(c, rep, rep->ties[i]->seller_a, ka, sizeof ka),
+               tie_seller(c, rep, rep->ties[i]->seller_b, kb2, sizeof kb2), rep->ties[i]->weight);
+      }
     }
   }
   graphd__v1__get_cluster_reply__free_unpacked(rep, NULL);
