@@ -337,6 +337,37 @@ static gd_alg_status match_core(int64_t n, const int64_t *prev_id, const int64_t
   }
   /* splits are in old-rank order, i.e. ascending old id already */
 
+  /* Each cluster in one event: an old id that went into a merge or was
+   * split is not also dissolved; a new id that a merge made or a split
+   * gave is not also born. */
+  int64_t *mp = alloc_n(pool + r.n_merges + r.n_splits, sizeof *mp);
+  if (!mp)
+    goto nomem;
+  int64_t nmp = 0, nsp = 0;
+  for (int64_t i = 0; i < r.n_merges; i++)
+    for (int64_t j = 0; j < r.merges[i].n_parts; j++)
+      mp[nmp++] = r.merges[i].parts[j];
+  for (int64_t i = 0; i < r.n_splits; i++)
+    mp[nmp++] = r.splits[i].id;
+  qsort(mp, (size_t)nmp, sizeof *mp, cmp_i64);
+  int64_t keep = 0;
+  for (int64_t i = 0; i < r.n_dissolved; i++)
+    if (!bsearch(&r.dissolved[i], mp, (size_t)nmp, sizeof *mp, cmp_i64))
+      r.dissolved[keep++] = r.dissolved[i];
+  r.n_dissolved = keep;
+  for (int64_t i = 0; i < r.n_splits; i++)
+    for (int64_t j = 0; j < r.splits[i].n_parts; j++)
+      mp[nsp++] = r.splits[i].parts[j];
+  for (int64_t i = 0; i < r.n_merges; i++)
+    mp[nsp++] = r.merges[i].id;
+  qsort(mp, (size_t)nsp, sizeof *mp, cmp_i64);
+  keep = 0;
+  for (int64_t i = 0; i < r.n_born; i++)
+    if (!bsearch(&r.born[i], mp, (size_t)nsp, sizeof *mp, cmp_i64))
+      r.born[keep++] = r.born[i];
+  r.n_born = keep;
+  free(mp);
+
   /* Sellers. */
   int64_t n_moves = 0;
   for (int64_t s = 0; s < n; s++)

@@ -32,10 +32,11 @@
  *   at least half of their own members from A (2 |A & B| >= |B|): the dual
  *   of a merge. Listed with those new clusters' ids; one of them may have
  *   continued A's id.
- * - Born: a new cluster with a fresh id (split-off parts included; the
- *   split event tells where they came from).
- * - Dissolved: an old id that no new cluster inherited (merged-away
- *   clusters included; the merge event tells where they went).
+ * - Born: a new cluster with a fresh id that no merge made and no split
+ *   gave (those are reported by their merge or split only).
+ * - Dissolved: an old id that no new cluster inherited, that went into no
+ *   merge and was not split (reported by its merge or split only). So each
+ *   cluster is in one event, and the summary's counts add up.
  * - Small clusters: clusters with fewer than min_part_size sellers take
  *   no part in the event lists (not born, dissolved, a merge source or a
  *   split part; a continued pair is listed if either side is large

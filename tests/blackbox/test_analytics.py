@@ -624,6 +624,15 @@ def test_graphctl_analytics(an, snap, graphctl_bin, tmp_path):
     assert not [e for e in nm["events"] if e["kind"] == "moved"]
     text = ctl("diff", first, sid, json_out=False, check=0).stdout
     assert text.startswith("snapshot %d -> %d:" % (first, sid))
+    # Changes first: continued clusters are counted, listed on request.
+    cont = [e for e in d["events"] if e["kind"] == "continued"]
+    lines = text.splitlines()
+    assert not [ln for ln in lines if ln.startswith("continued")]
+    if cont:
+        assert lines[-1] == "(%d cluster%s continued; --continued lists them)" % (
+            len(cont), "" if len(cont) == 1 else "s"), lines[-1]
+    full = ctl("diff", first, sid, "--continued", json_out=False, check=0).stdout.splitlines()
+    assert len([ln for ln in full if ln.startswith("continued")]) == len(cont)
 
     # Errors: exit 1 with the server's status, 2 for usage.
     p = ctl("diff", first, 999999, check=1)

@@ -276,11 +276,21 @@ def test_diff_planted_merge_and_split(q, net, ids, capsys):
     # Merge: one "to" cluster took both rings (smaller pairs that ride along
     # with a ring member may be listed too). It keeps one of their ids only
     # if it matches that one with Jaccard >= 1/2; two rings of similar size
-    # give a fresh id, listed as born.
+    # give a fresh id (reported by the merge, not also as born).
     assert len(merges) == 1, "planted merge not reported"
     to = merges[0].to_clusters
     born = {e.to_clusters[0] for e in by[pb.DiffEvent.KIND_BORN]}
-    assert len(to) == 1 and (to[0] in (ca, cb) or to[0] in born)
+    dissolved = {e.from_clusters[0] for e in by[pb.DiffEvent.KIND_DISSOLVED]}
+    old_ids = {c for _, c in assign}
+    assert len(to) == 1 and (to[0] in (ca, cb) or to[0] not in old_ids)
+    # Each cluster in one event: no merged-away cluster also dissolved, no
+    # split-off part also born, no merge target born, no split source
+    # dissolved; the summary counts what is listed.
+    for e in by[pb.DiffEvent.KIND_MERGED]:
+        assert not set(e.from_clusters) & dissolved and e.to_clusters[0] not in born, e
+    for e in by[pb.DiffEvent.KIND_SPLIT]:
+        assert not set(e.to_clusters) & born and e.from_clusters[0] not in dissolved, e
+    assert s.counts.born == len(born) and s.counts.dissolved == len(dissolved)
     assert cc in splits, "planted split not reported"
     assert len(splits[cc].to_clusters) == 2
     # Moved sellers agree with the assignments.

@@ -889,8 +889,7 @@ static void test_match_planted_merge(void) {
     CHECK(r.merges[0].parts[0] == 10 && r.merges[0].parts[1] == 20);
   }
   CHECK_EQ_U(r.n_splits, 0);
-  CHECK_EQ_U(r.n_dissolved, 1); /* 20; 50 is a singleton */
-  CHECK(r.n_dissolved == 1 && r.dissolved[0] == 20);
+  CHECK_EQ_U(r.n_dissolved, 0); /* 20 merged (its merge says so); 50 is a singleton */
   CHECK_EQ_U(r.n_born, 0); /* 51 is a singleton */
   CHECK_EQ_U(r.n_continued, 2);
   if (r.n_continued == 2) {
@@ -914,7 +913,7 @@ static void test_match_planted_merge(void) {
   next_id = 0;
   CHECK_OK(gd_match_snapshots(N, prev, cur, 1, &next_id, &r, NULL));
   CHECK(r.n_born == 1 && r.born[0] == 51);
-  CHECK(r.n_dissolved == 2 && r.dissolved[0] == 20 && r.dissolved[1] == 50);
+  CHECK(r.n_dissolved == 1 && r.dissolved[0] == 50); /* not 20: merged */
   CHECK_EQ_U(r.n_continued, 3);
   gd_match_result_free(&r);
 }
@@ -943,7 +942,7 @@ static void test_match_planted_split(void) {
     CHECK(sp->n_parts == 2 && sp->parts[0] == 5 && sp->parts[1] == 100);
   }
   CHECK_EQ_U(r.n_merges, 0);
-  CHECK(r.n_born == 1 && r.born[0] == 100);
+  CHECK_EQ_U(r.n_born, 0); /* 100 is a split part: the split says so */
   CHECK(r.n_dissolved == 1 && r.dissolved[0] == 6);
   CHECK_EQ_U(r.n_moves, 7); /* 8..14 -> 100 */
   gd_match_result_free(&r);
@@ -1004,7 +1003,7 @@ static void test_match_diff(void) {
   CHECK(d.n_merges == 1 && d.merges[0].id == 10 && d.merges[0].n_parts == 2 &&
         d.merges[0].parts[0] == 10 && d.merges[0].parts[1] == 20);
   CHECK(d.n_born == 1 && d.born[0] == 51);
-  CHECK(d.n_dissolved == 2 && d.dissolved[0] == 20 && d.dissolved[1] == 50);
+  CHECK(d.n_dissolved == 1 && d.dissolved[0] == 50);
   CHECK(d.n_new == 4 && d.new_id[0] == 10 && d.new_id[1] == 30 && d.new_id[2] == 40 &&
         d.new_id[3] == 51);
   CHECK_EQ_U(d.summary.ids_inherited, 3);
@@ -1022,16 +1021,19 @@ static void test_match_diff(void) {
   CHECK_OK(gd_match_diff(15, p2, n2, 2, &d, NULL));
   CHECK(d.n_splits == 1 && d.splits[0].id == 5 && d.splits[0].n_parts == 2 &&
         d.splits[0].parts[0] == 5 && d.splits[0].parts[1] == 100);
-  CHECK(d.n_born == 1 && d.born[0] == 100 && d.n_dissolved == 1 && d.dissolved[0] == 6);
+  CHECK(d.n_born == 0 && d.n_dissolved == 1 && d.dissolved[0] == 6);
   CHECK(d.n_continued == 1 && d.continued[0].id == 5 && d.continued[0].overlap == 8);
   CHECK_EQ_U(d.n_moves, 7);
   gd_match_result_free(&d);
 
-  /* Disjoint ids: nothing continues. */
+  /* Disjoint ids: nothing continues; 5 splits into 1000 and 1001 (each
+   * mostly from 5), 6 dissolves: each cluster in one event. */
   for (int s = 0; s < 15; s++)
     n2[s] = s < 8 ? 1000 : 1001;
   CHECK_OK(gd_match_diff(15, p2, n2, 2, &d, NULL));
-  CHECK(d.n_continued == 0 && d.n_born == 2 && d.n_dissolved == 2 && d.n_moves == 15);
+  CHECK(d.n_continued == 0 && d.n_splits == 1 && d.splits[0].id == 5 && d.n_born == 0 &&
+        d.n_dissolved == 1 && d.dissolved[0] == 6 && d.n_moves == 15);
+  CHECK(d.summary.born == 0 && d.summary.dissolved == 1 && d.summary.split == 1);
   gd_match_result_free(&d);
   CHECK(gd_match_diff(15, NULL, n2, 2, &d, NULL) == GD_ALG_INVALID);
 }

@@ -60,7 +60,8 @@ const optspec assignments_opts[] = {
     {"o", true, O_OUT}, {NULL, false, 0},
 };
 const optspec diff_opts[] = {
-    {"min-part-size", true, O_MIN_PART}, {"no-moves", false, O_NO_MOVES}, {NULL, false, 0}};
+    {"min-part-size", true, O_MIN_PART}, {"no-moves", false, O_NO_MOVES},
+    {"continued", false, O_CONTINUED}, {NULL, false, 0}};
 
 const char cluster_help[] =
     "usage: graphctl cluster [OPTIONS]         run a clustering job\n"
@@ -133,12 +134,14 @@ const char assignments_help[] =
     "reads as is with pandas.read_csv(FILE). A summary line goes to stderr.\n";
 
 const char diff_help[] =
-    "usage: graphctl diff A B [--min-part-size N] [--no-moves]\n"
+    "usage: graphctl diff A B [--min-part-size N] [--no-moves] [--continued]\n"
     "\n"
     "What changed from snapshot A to snapshot B (DiffSnapshots; B may be\n"
-    "'latest'): a summary, then one line per cluster that continued, merged,\n"
-    "split, was born or dissolved, then one line per seller that moved\n"
-    "(leave them out with --no-moves).\n"
+    "'latest'): a summary, then one line per cluster that merged, split, was\n"
+    "born or dissolved (each cluster in one event: a merged-away cluster is\n"
+    "not also dissolved), then one line per seller that moved (leave them out\n"
+    "with --no-moves). Clusters that continued are counted at the end; list\n"
+    "them with --continued.\n"
     "  --min-part-size N  clusters smaller than N take no part in cluster\n"
     "                     events (server default 2)\n"
     "With --json: {\"summary\":{..},\"events\":[{\"kind\":..,..}]}.\n";
@@ -265,6 +268,9 @@ int set_analytics_option(const command *cmd, args *a, const optspec *o, const ch
     return parse_long(cmd, opt, v, 1, 1000000, &a->min_part);
   case O_NO_MOVES:
     a->no_moves = true;
+    return 0;
+  case O_CONTINUED:
+    a->continued = true;
     return 0;
   case O_CANCEL:
     a->cancel = true;
@@ -960,6 +966,7 @@ int run_diff(ctl *c, const command *cmd, args *a) {
                       &st) != 0)
     return report_status(c, &st);
   json_object *doc = c->json ? jobj() : NULL, *events = c->json ? jarr() : NULL;
+  uint64_t n_continued = 0; /* text mode: continued clusters not listed */
   for (;;) {
     ProtobufCMessage *m = NULL;
     if (gc_sstream_next(s, &graphd__v1__diff_event__descriptor, &m, &st) != 0) {
@@ -970,7 +977,9 @@ int run_diff(ctl *c, const command *cmd, args *a) {
       break;
     const Graphd__V1__DiffEvent *e = (const Graphd__V1__DiffEvent *)m;
     bool skip = a->no_moves && e->kind == GRAPHD__V1__DIFF_EVENT__KIND__KIND_MOVED;
-    if (skip) {
+    if (!doc && !a->continued && e->kind == GRAPHD__V1__DIFF_EVENT__KIND__KIND_CONTINUED) {
+      n_continued++;
+    } else if (skip) {
     } else if (e->kind == GRAPHD__V1__DIFF_EVENT__KIND__KIND_SUMMARY) {
       if (doc && e->counts)
         jset(doc, "summary", diff_summary_json(e->counts));
@@ -997,6 +1006,9 @@ int run_diff(ctl *c, const command *cmd, args *a) {
     protobuf_c_message_free_unpacked(m, NULL);
   }
   gc_sstream_free(s);
+  if (!doc && rc == EXIT_OK && n_continued)
+    printf("(%" PRIu64 " cluster%s continued; --continued lists them)\n", n_continued,
+           n_continued == 1 ? "" : "s");
   if (doc) {
     jset(doc, "events", events);
     if (rc == EXIT_OK)

@@ -101,6 +101,7 @@ enum {
   O_OUT,
   O_MIN_PART,
   O_NO_MOVES,
+  O_CONTINUED,
   O_CANCEL,
   O_PRINCIPAL,
   O_CASE,
@@ -179,7 +180,7 @@ typedef struct args {
   Graphd__V1__TypeWeight *weights;
   size_t nweights, weights_cap;
   const char *name;
-  bool no_wait, no_moves, cancel;
+  bool no_wait, no_moves, cancel, continued;
   uint64_t snapshot;
   const char *order;
   uint64_t min_size;
