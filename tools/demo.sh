@@ -49,12 +49,17 @@ if [ ! -f "$data/.demo-loaded" ]; then
 fi
 
 cat <<MSG
-graphd: serving $data on $listen (Ctrl-C stops it cleanly). Try, from another terminal:
+graphd: serving $data on $listen (Ctrl-C stops it cleanly).
+graphctl is $graphctl; for a shell with it on PATH: meson devenv -C build
+Try, from another terminal (s86: a seller labelled counterfeit, in ring 1;
+addr-71040cb6: the ring's warehouse; cluster 62: the ring):
   $graphctl --addr $listen stats
-  $graphctl --addr $listen get seller \$(awk -F, 'NR==2{print \$1}' var/demo-input/truth.csv)
-  $graphctl --addr $listen neighbors seller \$(awk -F, 'NR==2{print \$1}' var/demo-input/truth.csv)
+  $graphctl --addr $listen get seller s86
+  $graphctl --addr $listen linked seller s86 --hops 2
+  $graphctl --addr $listen get address addr-71040cb6
+  $graphctl --addr $listen cluster 62
   $graphctl --addr $listen clusters --min-size 3 --limit 10
-  $graphctl --addr $listen export cluster ID -o ring.graphml   # ID: a cluster from the list above
+  $graphctl --addr $listen export cluster 62 -o ring.graphml
 The first snapshot's report: var/demo-report.html
 MSG
 exec "$graphd" --data "$data" --listen "$listen"
