@@ -1,5 +1,6 @@
 #include "match.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,30 @@ typedef struct {
 static int cmp_i64(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
   return (x > y) - (x < y);
+}
+
+/* Writes to out the parts (parts = true) or the ids of groups[0..n);
+ * returns how many. */
+static int64_t group_ids(const gd_match_group *g, int64_t n, bool parts, int64_t *out) {
+  int64_t k = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (!parts)
+      out[k++] = g[i].id;
+    for (int64_t j = 0; parts && j < g[i].n_parts; j++)
+      out[k++] = g[i].parts[j];
+  }
+  return k;
+}
+
+/* Removes from ids[0..*n) (order kept) every id in drop[0..nd), which it
+ * sorts. */
+static void drop_listed(int64_t *ids, int64_t *n, int64_t *drop, int64_t nd) {
+  qsort(drop, (size_t)nd, sizeof *drop, cmp_i64);
+  int64_t keep = 0;
+  for (int64_t i = 0; i < *n; i++)
+    if (!bsearch(&ids[i], drop, (size_t)nd, sizeof *drop, cmp_i64))
+      ids[keep++] = ids[i];
+  *n = keep;
 }
 
 static int cmp_by_new(const void *a, const void *b) {
@@ -343,29 +368,12 @@ static gd_alg_status match_core(int64_t n, const int64_t *prev_id, const int64_t
   int64_t *mp = alloc_n(pool + r.n_merges + r.n_splits, sizeof *mp);
   if (!mp)
     goto nomem;
-  int64_t nmp = 0, nsp = 0;
-  for (int64_t i = 0; i < r.n_merges; i++)
-    for (int64_t j = 0; j < r.merges[i].n_parts; j++)
-      mp[nmp++] = r.merges[i].parts[j];
-  for (int64_t i = 0; i < r.n_splits; i++)
-    mp[nmp++] = r.splits[i].id;
-  qsort(mp, (size_t)nmp, sizeof *mp, cmp_i64);
-  int64_t keep = 0;
-  for (int64_t i = 0; i < r.n_dissolved; i++)
-    if (!bsearch(&r.dissolved[i], mp, (size_t)nmp, sizeof *mp, cmp_i64))
-      r.dissolved[keep++] = r.dissolved[i];
-  r.n_dissolved = keep;
-  for (int64_t i = 0; i < r.n_splits; i++)
-    for (int64_t j = 0; j < r.splits[i].n_parts; j++)
-      mp[nsp++] = r.splits[i].parts[j];
-  for (int64_t i = 0; i < r.n_merges; i++)
-    mp[nsp++] = r.merges[i].id;
-  qsort(mp, (size_t)nsp, sizeof *mp, cmp_i64);
-  keep = 0;
-  for (int64_t i = 0; i < r.n_born; i++)
-    if (!bsearch(&r.born[i], mp, (size_t)nsp, sizeof *mp, cmp_i64))
-      r.born[keep++] = r.born[i];
-  r.n_born = keep;
+  int64_t nmp = group_ids(r.merges, r.n_merges, true, mp);
+  nmp += group_ids(r.splits, r.n_splits, false, mp + nmp);
+  drop_listed(r.dissolved, &r.n_dissolved, mp, nmp);
+  int64_t nsp = group_ids(r.splits, r.n_splits, true, mp);
+  nsp += group_ids(r.merges, r.n_merges, false, mp + nsp);
+  drop_listed(r.born, &r.n_born, mp, nsp);
   free(mp);
 
   /* Sellers. */
