@@ -7,7 +7,8 @@
  * python-igraph Leiden CPM at its own best resolution of 0.005..0.5, pair
  * F1 over rings, families and franchise chains):
  *
- *                              classic    heavy      adversarial  (seed 1)
+ *                              classic    heavy      adversarial
+ *                              (seed 21)  (seed 1)   (seed 1)
  *   rarity 1/log2(1+n) (old)   0.919      0.492      0.491
  *   Newman 1/(n-1)             0.933      0.607      0.525
  *   resource allocation 1/n    0.941      0.630      0.588
