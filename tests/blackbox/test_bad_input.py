@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from bbutil import (DEVICE, EMAIL, SELLER, T, assert_healthy, ent, exists, expect_status, get,
-                    link, link_ids, neighbors_all, patch_bytes, pb, raw_unary, ref, rpc_error, stats,
+                    link, link_ids, neighbors_all, patch_bytes, pb, raw_unary, ref, stats,
                     type_counts, upsert)
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -331,12 +331,21 @@ def test_call_without_deadline(d):
 
 def test_expired_deadline(d):
     # A new channel: the deadline passes while it connects (on a warm one a
-    # local call can beat even a microsecond).
+    # local call can beat even a microsecond, and once in a while a new one
+    # does too, before the client's deadline timer fires: so a few tries).
+    # Whatever ends a call must be DEADLINE_EXCEEDED.
     from graphd.v1 import graphd_pb2_grpc
-    with grpc.insecure_channel(d.addr) as ch:
-        e = rpc_error(graphd_pb2_grpc.SellerGraphStub(ch).Stats, pb.StatsRequest(),
-                      timeout=0.000001)
-    assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    codes = []
+    for _ in range(5):
+        with grpc.insecure_channel(d.addr) as ch:
+            try:
+                graphd_pb2_grpc.SellerGraphStub(ch).Stats(pb.StatsRequest(), timeout=0.000001)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as e:
+                codes.append(e.code())
+                break
+    assert codes[-1] == grpc.StatusCode.DEADLINE_EXCEEDED, codes
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED}, codes
 
 
 # -------------------------------------------------------------- atomicity
