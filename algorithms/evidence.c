@@ -131,7 +131,6 @@ static double pairs(double m) { return m * (m - 1.0) / 2.0; }
 
 void gd_corroboration_begin(gd_corroboration *c, int64_t k, uint64_t population) {
   c->k = k;
-  c->read = 0;
   c->mass = 0.0;
   double share = population > 0 ? (double)k / (double)population : 1.0;
   c->chance = share > 1.0 ? 1.0 : share * share;
@@ -149,8 +148,6 @@ void gd_corroboration_use(gd_corroboration *c, const gd_evidence_params *p, int 
   if (after > 0)
     c->mass += p->type_weight[type] * (after - (before > 0 ? before : 0.0));
 }
-
-void gd_corroboration_next(gd_corroboration *c) { c->read++; }
 
 bool gd_corroboration_full(const gd_corroboration *c) { return c->k >= 2 && c->mass >= c->full; }
 

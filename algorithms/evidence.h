@@ -154,7 +154,6 @@ bool gd_evidence_is_context(const gd_evidence_params *p, int type, uint64_t n_se
  * seller's use of another entity at a time. */
 typedef struct gd_corroboration {
   int64_t k;           /* sampled sellers */
-  int64_t read;        /* sellers read so far (gd_corroboration_next) */
   double chance;       /* (k / N)^2 */
   double mass;
   double full;         /* mass at which c = 1 */
@@ -162,8 +161,6 @@ typedef struct gd_corroboration {
 
 /* Starts: k sellers sampled out of a graph of population sellers. */
 void gd_corroboration_begin(gd_corroboration *c, int64_t k, uint64_t population);
-/* The next sampled seller is read: call before its uses and links. */
-void gd_corroboration_next(gd_corroboration *c);
 /* One more sampled seller uses entity f of `type` with n_f sellers, which
  * m sampled sellers used before it (so m_f becomes m + 1). Entities that
  * do not corroborate (gd_evidence_corroborates) add nothing. O(1). */

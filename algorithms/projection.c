@@ -227,7 +227,6 @@ static gd_alg_status build(const gd_projection_input *in, const gd_evidence_para
       /* Seller by seller in sample order, as the queries do, until full. */
       for (int64_t i = 0; i < ks && !gd_corroboration_full(&cb); i++) {
         int64_t s = smp[i], direct = 0;
-        gd_corroboration_next(&cb);
         for (int64_t p = se_off[s]; p < se_off[s + 1]; p++) {
           int64_t f = se[p], fe = kent[f];
           if (f == j)

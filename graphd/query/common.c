@@ -2,7 +2,6 @@
  * hub bookkeeping and link collection. */
 #include "query/query_int.h"
 
-#include <stdio.h>
 #include <string.h>
 
 static uint64_t mix(uint64_t x) {
@@ -189,7 +188,7 @@ static void qmap_reset(qmap *m) {
 }
 
 /* Corroboration of entity id (evidence.h) over its first GD_EV_SAMPLE
- * sellers in the window. */
+ * sellers, over all time. */
 static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
   const gd_evidence_params *ev = &q->p->ev;
   int rc;
@@ -236,7 +235,6 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
       continue; /* a seller listed twice (cannot happen: one row per pair) */
     *mark = 1;
     taken++;
-    gd_corroboration_next(&cb);
     /* Every type, whatever the query follows: corroboration is a property
      * of the entity, as in the projection. */
     qlinks *ls = &b->links;
