@@ -16,8 +16,8 @@ def refused(stub):
 
 def test_limits_counted(daemon_factory):
     d = daemon_factory("--result-cap", "5", "--max-batch-items", "10", "--max-calls", "3",
-                       "--max-deadline-ms", "60000", "--default-deadline-ms", "800",
-                       "--keepalive-time-ms", "30000", "--keepalive-timeout-ms", "5000",
+                       "--max-deadline-ms", "1800000", "--default-deadline-ms", "800",
+                       "--keepalive-time-ms", "3600000", "--keepalive-timeout-ms", "5000",
                        "--min-ping-interval-ms", "5000")
     s = d.stub
     r0 = refused(s)
@@ -51,19 +51,21 @@ def test_limits_counted(daemon_factory):
     finally:
         hold.set()
     assert time.monotonic() - t0 < T(10)
-    # Calls in flight: three idle Ingest streams, then a fourth call.
+    # Calls in flight: three idle Ingest streams, then a fourth call. The
+    # streams stay open (held, and within their deadline) longer than the
+    # loop below asks, so the fourth call must meet all three.
     holds = [threading.Event() for _ in range(3)]
     futs = []
     for h in holds:
         def gen(h=h):
-            h.wait(30)
+            h.wait(T(60))
             return
             yield
-        futs.append(s.Ingest.future(gen(), timeout=T(30)))
+        futs.append(s.Ingest.future(gen(), timeout=T(90)))
     try:
         # The three streams reach the server in their own time (slowly
         # under valgrind): ask until the fourth call is refused.
-        deadline = time.monotonic() + T(10)
+        deadline = time.monotonic() + T(30)
         while True:
             try:
                 s.Stats(pb.StatsRequest(), timeout=T())
@@ -71,7 +73,9 @@ def test_limits_counted(daemon_factory):
                 assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
                 assert "--max-calls" in e.details()
                 break
-            assert time.monotonic() < deadline, "a fourth call was never refused"
+            if time.monotonic() > deadline:
+                ends = [f.exception() if f.done() else "open" for f in futs]
+                assert False, "a fourth call was never refused; the three streams: %r" % ends
             time.sleep(0.05)
     finally:
         for h in holds:
