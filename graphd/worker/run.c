@@ -648,9 +648,10 @@ static int do_summarize(job *j, gd_err *err) {
       int64_t c = touched[t];
       uint64_t users = (uint64_t)cnt[c];
       cnt[c] = 0;
-      /* Supply sources are evidence: hubs compete on concentration, but
-       * a crowd the evidence rule calls context never counts. */
-      if (users < 2 || j->context[e])
+      /* Supply sources are evidence: a hub (over its type's cap) or a
+       * crowd the evidence rule calls context ties nobody, so it is never
+       * one, however concentrated in the cluster. */
+      if (users < 2 || j->context[e] || gd_is_hub(&j->spec->ev, x->ent_type[e], x->ent_n[e]))
         continue;
       top_ent te = {gd_summary_score(users, x->ent_n[e]), users, e};
       top_insert(top + slot[c] * GD_SUMMARY_TOP, &ntop[slot[c]], &te);

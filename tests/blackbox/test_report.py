@@ -131,6 +131,22 @@ def test_report_well_formed_and_self_contained(report):
     assert c.tags.count("svg") == 2 + TOP
 
 
+def all_clusters(stub, order=pb.CLUSTER_ORDER_RISK, min_size=2):
+    out, token = [], ""
+    while True:
+        r = stub.ListClusters(pb.ListClustersRequest(order=order, min_size=min_size, limit=1000,
+                                                     page_token=token), timeout=T())
+        out.extend(r.clusters)
+        token = r.next_page_token
+        if not token:
+            return out
+
+
+def flagged_top(stub, n):
+    """The n riskiest clusters of 2+ sellers that hold a flagged seller."""
+    return [x for x in all_clusters(stub) if x.flagged > 0][:n]
+
+
 def test_report_holds_the_daemons_data(dm, report):
     c = parse(report)
     text = " ".join(c.text)
@@ -138,8 +154,13 @@ def test_report_holds_the_daemons_data(dm, report):
     assert m.input_checksum in text
     assert "graphd snapshot %d" % m.id in text
     assert "%d clusters" % m.clusters in text
-    top = dm.stub.ListClusters(pb.ListClustersRequest(order=pb.CLUSTER_ORDER_RISK, min_size=2,
-                                                      limit=TOP), timeout=T()).clusters
+    # the source is the snapshot and its data, never the address graphctl
+    # happened to read it from
+    assert dm.addr not in text and dm.addr.split(":")[-1] not in text
+    assert ("from snapshot %d of the graph with input checksum %s"
+            % (m.id, m.input_checksum[:12])) in text
+    top = flagged_top(dm.stub, TOP)
+    assert len(top) == TOP
     src = report.read_text(encoding="utf-8")
     table = src[src.index('<table id="top-table"'):]
     table = table[:table.index("</table>")]
@@ -150,12 +171,55 @@ def test_report_holds_the_daemons_data(dm, report):
             assert s.entity.key in html.unescape(table)
         assert 'id="draw-%d"' % x.id in src
     assert top[0].top_shared[0].entity.type == pb.ENTITY_TYPE_ADDRESS
-    # each drawing: its sellers as circles, flagged ones marked
+    # each drawing: its sellers as circles, flagged ones marked and
+    # labelled (in a drawing of any size), and its member list below it
     for x in top:
         svg = src[src.index('id="draw-%d"' % x.id):]
         svg = svg[:svg.index("</svg>")]
         assert svg.count("<circle") - 2 == x.size  # 2 legend circles
         assert svg.count('class="flagged"') == x.flagged
+        members = dm.stub.GetCluster(pb.GetClusterRequest(cluster_id=x.id, max_members=1000),
+                                     timeout=T()).members
+        para = src[src.index('id="members-%d"' % x.id):]
+        para = html.unescape(para[:para.index("</p>")])
+        flagged = [mb.key for mb in members if "counterfeit" in mb.labels]
+        assert len(flagged) == x.flagged
+        labelled = set(html.unescape(t) for t in re.findall(
+            r'<text [^>]*class="fl"[^>]*>([^<]*)</text>', svg))
+        for mb in members:
+            assert mb.key in para, (x.id, mb.key)
+        for k in flagged:
+            assert '<span class="fl">%s</span>' % k in para, (x.id, k)
+            assert k in labelled, (x.id, k, x.size)
+    # a big drawing (only flagged sellers and supply sources labelled) was
+    # among them
+    assert 'class="drawing big"' in src
+
+
+def test_report_lists_only_flagged_clusters_and_evidence(dm, graphctl_bin, tmp_path):
+    """A cluster without a flagged seller is never padded into the riskiest
+    list (the page says how many there are instead), and no hub is ever
+    a supply source."""
+    clusters = all_clusters(dm.stub)
+    n_flagged = sum(1 for x in clusters if x.flagged > 0)
+    assert TOP <= n_flagged < len(clusters)  # the list could be padded
+    for x in clusters:
+        for s in x.top_shared:
+            assert not s.entity.over_hub_cap, (x.id, s.entity.key, s.total_sellers)
+    out = tmp_path / "all.html"
+    want = n_flagged + 5
+    r = subprocess.run([graphctl_bin, "--addr", dm.addr, "report", "--top", str(want),
+                        "-o", str(out)], capture_output=True, text=True, timeout=T(300))
+    assert r.returncode == 0, r.stderr
+    assert "%d clusters drawn" % n_flagged in r.stderr
+    src = out.read_text(encoding="utf-8")
+    table = src[src.index('<table id="top-table"'):]
+    table = table[:table.index("</table>")]
+    ids = [int(i) for i in re.findall(r'href="#c(\d+)"', table)]
+    assert ids == [x.id for x in clusters if x.flagged > 0]
+    note = src[src.index('id="top-note"'):]
+    assert "Only %d clusters of 2 or more sellers hold a flagged seller" % n_flagged in note
+    assert "(hub)" not in table
 
 
 def test_report_escapes_daemon_text(report):
@@ -308,3 +372,17 @@ def test_report_renders_in_chromium(report, tmp_path):
     # the page as a whole is not blank either
     top = region_stats(rows, bpp, (0, 0, w - 1, 400), inset=0)
     assert top[0] > 0.01
+    # flagged sellers are drawn in the colour the text names: red
+    src = report.read_text(encoding="utf-8")
+    assert "flagged sellers in red" in src
+    fills = set(re.findall(r'fill="#([0-9a-f]{6})" stroke="#000" stroke-width="2.5" '
+                           r'class="flagged"', src))
+    assert len(fills) == 1, fills
+    fill = fills.pop()
+    r, g, b = bytes.fromhex(fill)
+    assert r >= 0xc0 and g <= 0x40 and b <= 0x40, "flagged colour #%s is not red" % fill
+    x0, y0, x1, y1 = boxes["drawing-1"]
+    pat = bytes.fromhex(fill)
+    hits = sum(1 for y in range(y0, y1 + 1)
+               for x in range(x0, x1 + 1) if rows[y][x * bpp:x * bpp + 3] == pat)
+    assert hits > 50, "no red flagged seller in drawing 1 of %s" % png

@@ -192,7 +192,9 @@ int ng_write_graphml(const ng_graph *g, FILE *f, char *err, size_t errsize);
 
 /*
  * Fruchterman-Reingold layout of g with igraph's RNG seeded with seed, so
- * the same graph and seed give the same picture. ret_xy gets 2 * nnodes
+ * the same graph and seed give the same picture. An edge to an entity
+ * attracts with weight 1 / sqrt(its users in g) (direct links 1), so the
+ * small groups inside a cluster stand apart around its widest entity. ret_xy gets 2 * nnodes
  * doubles (x, y pairs) scaled into [0, 1]. Returns 0 or -1 (err filled).
  */
 int ng_layout(const ng_graph *g, unsigned long seed, double *ret_xy, char *err,

@@ -130,12 +130,28 @@ int ng_layout(const ng_graph *g, unsigned long seed, double *ret_xy, char *err,
       igraph_vector_int_destroy(&ev);
     }
   }
+  /* Attraction along an edge is 1 / sqrt(users of its entity): a
+   * warehouse most of a ring uses pulls each seller gently and the devices
+   * and accounts that smaller groups share pull hard, so a big cluster
+   * shows its groups instead of a ball around its busiest entity. */
+  igraph_vector_t w;
+  bool have_w = false;
   if (e == IGRAPH_SUCCESS) {
+    e = igraph_vector_init(&w, (igraph_integer_t)g->nedges);
+    have_w = e == IGRAPH_SUCCESS;
+  }
+  if (e == IGRAPH_SUCCESS) {
+    for (size_t i = 0; i < g->nedges; i++) {
+      const ng_node *b = &g->nodes[g->edges[i].b];
+      VECTOR(w)[i] = g->edges[i].direct || b->users < 2 ? 1.0 : 1.0 / sqrt((double)b->users);
+    }
     igraph_rng_seed(igraph_rng_default(), seed);
     e = igraph_layout_fruchterman_reingold(&ig, &m, false, 500,
                                            sqrt((double)g->nnodes), IGRAPH_LAYOUT_NOGRID,
-                                           NULL, NULL, NULL, NULL, NULL);
+                                           g->nedges ? &w : NULL, NULL, NULL, NULL, NULL);
   }
+  if (have_w)
+    igraph_vector_destroy(&w);
   if (e == IGRAPH_SUCCESS) {
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     for (size_t i = 0; i < g->nnodes; i++) {

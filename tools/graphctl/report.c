@@ -1,10 +1,12 @@
 /*
  * graphctl report: one self-contained HTML page about a snapshot (no
  * external resources, no JavaScript): its manifest, the cluster size and
- * risk distributions as inline SVG plots, the riskiest clusters with their
- * supply sources, and a drawing of each of them (netgraph.h fetches the
- * seller-entity graph, igraph lays it out with a fixed seed, this file
- * draws it as SVG).
+ * risk distributions as inline SVG plots, the riskiest clusters that hold
+ * a flagged seller with their supply sources, and a drawing and member
+ * list of each of them (netgraph.h fetches the seller-entity graph, igraph
+ * lays it out with a fixed seed, this file draws it as SVG). A cluster
+ * without a flagged seller is never listed as risky, however few there
+ * are: the page says how many there were.
  *
  * Every text that comes from graphd (keys, labels, names) goes through
  * put_text(), which escapes it for HTML and SVG.
@@ -25,6 +27,8 @@
 #define M_CLUSTERS SVC "ListClusters"
 
 #define DEFAULT_TOP 10
+#define MEMBER_LIST_MAX 150 /* names per member list; the rest are counted */
+#define LABEL_ALL_MAX 30    /* drawings up to this many nodes label every node */
 #define DEFAULT_MAX_NODES 200
 #define DEFAULT_MAX_CLUSTERS 100000
 #define DRAW_SEED 1
@@ -58,15 +62,17 @@ const char report_help[] =
     "\n"
     "Writes one self-contained HTML page (inline SVG, no scripts, nothing\n"
     "fetched from anywhere) about a snapshot: its manifest; the cluster size\n"
-    "and risk distributions; the riskiest clusters with their supply sources\n"
-    "(the shared entities most of their sellers use); and a drawing of each\n"
-    "of those clusters: sellers and shared entities coloured by type, flagged\n"
-    "sellers marked, laid out by igraph (Fruchterman-Reingold, fixed seed: the\n"
-    "same snapshot gives the same page).\n"
+    "and risk distributions; the riskiest clusters that hold a flagged seller,\n"
+    "with their supply sources (the shared evidence most of their sellers\n"
+    "use); and a drawing and member list of each of those clusters: sellers\n"
+    "and shared entities coloured by type, flagged sellers red and labelled,\n"
+    "laid out by igraph (Fruchterman-Reingold, fixed seed: the same snapshot\n"
+    "gives the same page).\n"
     "  -o, --out FILE     the output (required; '-' = stdout), written to\n"
     "                     FILE.tmp and renamed when complete\n"
     "  --snapshot N       the snapshot (default: the latest)\n"
-    "  --top N            clusters in the table and drawn (default 10)\n"
+    "  --top N            clusters in the table and drawn (default 10); only\n"
+    "                     clusters with a flagged seller, so maybe fewer\n"
     "  --min-size N       only clusters of at least N sellers (default 2)\n"
     "  --max-nodes N      nodes per drawing (default 200); a larger cluster is\n"
     "                     cut (its most shared entities kept), and says so\n"
@@ -76,7 +82,8 @@ const char report_help[] =
 static const char *const type_colour[8] = {
     "#bbbbbb", "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#f0e442", "#8c564b",
 };
-#define FLAGGED_COLOUR "#d55e00"
+/* Red, and far from every type colour (the address orange above all). */
+#define FLAGGED_COLOUR "#d7191c"
 
 static const char *tcolour(int t) {
   return t >= 1 && t <= 7 ? type_colour[t] : type_colour[0];
@@ -268,9 +275,9 @@ static int put_drawing(FILE *f, const ng_graph *g, const Graphd__V1__ClusterSumm
                                                                         : FRAME_DRAW_OTHER;
   const double pad = 26, area_h = DRAW_H - LEGEND_H;
   fprintf(f,
-          "<svg id=\"draw-%" PRIu64 "\" class=\"drawing\" xmlns=\"http://www.w3.org/2000/svg\" "
+          "<svg id=\"draw-%" PRIu64 "\" class=\"drawing%s\" xmlns=\"http://www.w3.org/2000/svg\" "
           "width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">\n",
-          s->id, DRAW_W, DRAW_H, DRAW_W, DRAW_H);
+          s->id, g->nnodes > LABEL_ALL_MAX ? " big" : "", DRAW_W, DRAW_H, DRAW_W, DRAW_H);
   fprintf(f,
           "<rect x=\"2\" y=\"2\" width=\"%d\" height=\"%d\" fill=\"#ffffff\" stroke=\"%s\" "
           "stroke-width=\"4\" shape-rendering=\"crispEdges\"/>\n",
@@ -308,12 +315,12 @@ static int put_drawing(FILE *f, const ng_graph *g, const Graphd__V1__ClusterSumm
   fputs("</g>\n<g class=\"labels\">", f);
   for (size_t i = 0; i < g->nnodes; i++) {
     const ng_node *n = &g->nodes[i];
-    bool label = (!n->seller && is_source(s, n->id)) || g->nnodes <= 30;
+    bool label = g->nnodes <= LABEL_ALL_MAX || (n->seller ? n->flagged : is_source(s, n->id));
     if (!label)
       continue;
     bool right = xy[2 * i] > 0.7; /* near the right edge: text to the left */
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\"%s%s>", right ? PX(i) - r - 2 : PX(i) + r + 2,
-            PY(i) - r, n->seller ? "" : " class=\"src\"",
+            PY(i) - r, n->seller ? n->flagged ? " class=\"fl\"" : "" : " class=\"src\"",
             right ? " text-anchor=\"end\"" : "");
     put_text(f, n->key, 28);
     fputs("</text>", f);
@@ -350,6 +357,10 @@ static const char css[] =
     "svg .edges line{stroke:#9a9a9a;stroke-width:1}\n"
     "svg .edges line.direct{stroke:#333;stroke-dasharray:5 3;stroke-width:1.5}\n"
     "svg .labels text{font-size:10px}svg .labels text.src{font-weight:bold}\n"
+    "svg .labels text.fl{fill:#a00000}\n"
+    "svg.big .edges line{stroke:#b4b4b4;stroke-width:0.6}\n"
+    "p.members{font-size:12px;margin:4px 0 0;line-height:1.5}\n"
+    "p.members .fl{color:#a00000;font-weight:bold}p.members .lb{color:#666}\n"
     "ul.src{margin:0;padding-left:16px}\n";
 
 static void kv(FILE *f, const char *k, const char *v) {
@@ -422,6 +433,7 @@ typedef struct dist {
   uint64_t *size;
   double *risk;
   size_t n, cap;
+  size_t n_flagged; /* of them, clusters with a flagged seller */
   bool cut;
 } dist;
 
@@ -450,6 +462,7 @@ static int read_dist(ctl *c, uint64_t sid, size_t max, dist *d) {
     for (size_t i = 0; i < rep->n_clusters; i++) {
       d->size[d->n] = rep->clusters[i]->size;
       d->risk[d->n++] = rep->clusters[i]->risk;
+      d->n_flagged += rep->clusters[i]->flagged > 0;
     }
     snprintf(token, sizeof token, "%s", rep->next_page_token);
     graphd__v1__list_clusters_reply__free_unpacked(rep, NULL);
@@ -460,6 +473,112 @@ static int read_dist(ctl *c, uint64_t sid, size_t max, dist *d) {
       return EXIT_OK;
     }
   }
+}
+
+/*
+ * The riskiest clusters of at least min_size sellers that hold a flagged
+ * seller, riskiest first: ListClusters by risk, paged, passing over the
+ * clusters without one, until top are found, the list ends or max
+ * clusters were read (then *cut). The summaries point into the reply
+ * pages kept in t->pages (free with free_top).
+ */
+typedef struct toplist {
+  const Graphd__V1__ClusterSummary **c;
+  size_t n;
+  Graphd__V1__ListClustersReply **pages;
+  size_t npages;
+  bool cut;
+} toplist;
+
+static void free_top(toplist *t) {
+  for (size_t i = 0; i < t->npages; i++)
+    graphd__v1__list_clusters_reply__free_unpacked(t->pages[i], NULL);
+  free(t->pages);
+  free(t->c);
+}
+
+static int read_top(ctl *c, uint64_t sid, uint64_t min_size, size_t top, size_t max,
+                    toplist *t) {
+  char token[512] = "";
+  size_t read = 0;
+  t->c = xcalloc(top ? top : 1, sizeof *t->c);
+  while (t->n < top) {
+    Graphd__V1__ListClustersRequest req = GRAPHD__V1__LIST_CLUSTERS_REQUEST__INIT;
+    req.snapshot_id = sid;
+    req.order = GRAPHD__V1__CLUSTER_ORDER__CLUSTER_ORDER_RISK;
+    req.min_size = min_size;
+    req.limit = (uint32_t)(top - t->n < 20 ? 100 : 1000);
+    req.page_token = token;
+    Graphd__V1__ListClustersReply *rep = NULL;
+    int rc = rpc(c, M_CLUSTERS, &req.base, &graphd__v1__list_clusters_reply__descriptor,
+                 (ProtobufCMessage **)&rep);
+    if (rc)
+      return rc;
+    size_t before = t->n;
+    for (size_t i = 0; i < rep->n_clusters && t->n < top; i++)
+      if (rep->clusters[i]->flagged > 0)
+        t->c[t->n++] = rep->clusters[i];
+    read += rep->n_clusters;
+    snprintf(token, sizeof token, "%s", rep->next_page_token);
+    if (t->n > before) {
+      t->pages = realloc(t->pages, (t->npages + 1) * sizeof *t->pages);
+      if (!t->pages)
+        die_nomem();
+      t->pages[t->npages++] = rep;
+    } else {
+      graphd__v1__list_clusters_reply__free_unpacked(rep, NULL);
+    }
+    if (!token[0])
+      break;
+    if (read >= max && t->n < top) {
+      t->cut = true;
+      break;
+    }
+  }
+  return EXIT_OK;
+}
+
+/* The members of a drawn cluster, flagged first, then by key, with their
+ * labels: at most MEMBER_LIST_MAX names, the rest counted. */
+typedef struct member_ref {
+  const ng_node *n;
+} member_ref;
+
+static int cmp_member(const void *pa, const void *pb) {
+  const ng_node *a = ((const member_ref *)pa)->n, *b = ((const member_ref *)pb)->n;
+  if (a->flagged != b->flagged)
+    return a->flagged ? -1 : 1;
+  return strverscmp(a->key, b->key); /* s9 before s10 */
+}
+
+static void put_members(FILE *f, const ng_graph *g, const Graphd__V1__ClusterSummary *s) {
+  member_ref *m = xcalloc(g->nnodes ? g->nnodes : 1, sizeof *m);
+  size_t n = 0;
+  for (size_t i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].seller)
+      m[n++].n = &g->nodes[i];
+  qsort(m, n, sizeof *m, cmp_member);
+  fprintf(f, "<p class=\"members\" id=\"members-%" PRIu64 "\"><b>Members</b> (%" PRIu64
+             ", flagged first): ",
+          s->id, s->size);
+  size_t shown = n < MEMBER_LIST_MAX ? n : MEMBER_LIST_MAX;
+  for (size_t i = 0; i < shown; i++) {
+    const ng_node *x = m[i].n;
+    fputs(i ? ", " : "", f);
+    fputs(x->flagged ? "<span class=\"fl\">" : "<span>", f);
+    put_text(f, x->key, 0);
+    fputs("</span>", f);
+    if (x->labels[0]) {
+      fputs(" <span class=\"lb\">[", f);
+      put_text(f, x->labels, 60);
+      fputs("]</span>", f);
+    }
+  }
+  if (s->size > shown)
+    fprintf(f, " &#8230; and %" PRIu64 " more (graphctl cluster %" PRIu64 " lists them all)",
+            s->size - shown, s->id);
+  fputs(".</p>\n", f);
+  free(m);
 }
 
 static void put_distributions(FILE *f, const Graphd__V1__SnapshotManifest *m, const dist *d) {
@@ -509,9 +628,9 @@ static void put_distributions(FILE *f, const Graphd__V1__SnapshotManifest *m, co
            m->risk_base_rate >= 0 && m->risk_base_rate <= 1 ? m->risk_base_rate : -1, mk);
   fputs("</div>\n", f);
   fprintf(f,
-          "<p>%" PRIu64 " clusters: %zu of 2 or more sellers (%" PRIu64
-          " sellers), %" PRIu64 " singletons.",
-          m->clusters, d->n, in_multi, singles);
+          "<p id=\"dist-note\">%" PRIu64 " clusters: %zu of 2 or more sellers (%" PRIu64
+          " sellers; %zu of these clusters hold a flagged seller), %" PRIu64 " singletons.",
+          m->clusters, d->n, in_multi, d->n_flagged, singles);
   if (d->cut)
     fprintf(f, " <span class=\"note\">Cut: only the %zu largest clusters were read "
                "(--max-clusters); singletons are not shown.</span>",
@@ -558,26 +677,22 @@ int run_report(ctl *c, const command *cmd, args *a) {
                 (ProtobufCMessage **)&m)))
     return rc;
   dist d = {0};
-  Graphd__V1__ListClustersReply *tops = NULL;
+  toplist tops = {0};
   ng_graph *graphs = NULL;
+  size_t ngraphs = 0;
   outfile of = {0};
   if ((rc = read_dist(c, m->id, max_clusters, &d)))
     goto out;
-  Graphd__V1__ListClustersRequest lreq = GRAPHD__V1__LIST_CLUSTERS_REQUEST__INIT;
-  lreq.snapshot_id = m->id;
-  lreq.order = GRAPHD__V1__CLUSTER_ORDER__CLUSTER_ORDER_RISK;
-  lreq.min_size = min_size;
-  lreq.limit = (uint32_t)top;
-  if ((rc = rpc(c, M_CLUSTERS, &lreq.base, &graphd__v1__list_clusters_reply__descriptor,
-                (ProtobufCMessage **)&tops)))
+  if ((rc = read_top(c, m->id, min_size, top, max_clusters, &tops)))
     goto out;
   /* Fetch every drawing before the file is created: a daemon error leaves
    * no file behind. */
-  graphs = xcalloc(tops->n_clusters + 1, sizeof *graphs);
+  graphs = xcalloc(tops.n + 1, sizeof *graphs);
   ng_limits lim = {max_nodes - max_nodes / 4, 1000, max_nodes};
-  for (size_t i = 0; i < tops->n_clusters; i++) {
+  for (size_t i = 0; i < tops.n; i++) {
     ng_graph_init(&graphs[i]);
-    if ((rc = ng_fetch_cluster(c, &graphs[i], m->id, tops->clusters[i]->id, &lim)))
+    ngraphs++;
+    if ((rc = ng_fetch_cluster(c, &graphs[i], m->id, tops.c[i]->id, &lim)))
       goto out;
     ng_finish(&graphs[i], &lim);
   }
@@ -596,26 +711,35 @@ int run_report(ctl *c, const command *cmd, args *a) {
     fputs("&#8221;", f);
   }
   char t[40];
+  /* The snapshot and its input checksum name the data; the address graphctl
+   * read it from (often a loader's throwaway port) names nothing. */
   fprintf(f, ": riskiest clusters</h1>\n<p class=\"sub\">Created %s by %s; %" PRIu64
-             " sellers in %" PRIu64 " clusters. Generated by graphctl report from ",
+             " sellers in %" PRIu64 " clusters. Generated by graphctl report from snapshot %"
+             PRIu64 " of the graph with input checksum %.12s&#8230;</p>\n",
           gc_time_format(m->created_at, t, sizeof t), algo_name(m->spec ? m->spec->algorithm : 0),
-          m->sellers, m->clusters);
-  put_text(f, c->addr, 0);
-  fputs(".</p>\n", f);
+          m->sellers, m->clusters, m->id, m->input_checksum);
   put_manifest(f, m);
   put_distributions(f, m, &d);
 
-  fprintf(f, "<section id=\"top\"><h2>The %zu riskiest clusters", tops->n_clusters);
+  fprintf(f, "<section id=\"top\"><h2>The %zu riskiest clusters", tops.n);
   if (min_size > 1)
     fprintf(f, " of %" PRIu64 " or more sellers", min_size);
-  fputs("</h2>\n<p>Supply sources: the shared entities most of a cluster's sellers use and few "
-        "others do (ranked by users in the cluster&#178; / all users).</p>\n",
+  fputs(" with a flagged seller</h2>\n<p id=\"top-note\">", f);
+  if (tops.n < top)
+    fprintf(f, "Only %zu cluster%s of %" PRIu64 " or more sellers %s a flagged seller%s; "
+               "clusters without one are not listed as risky. ",
+            tops.n, tops.n == 1 ? "" : "s", min_size > 1 ? min_size : 1,
+            tops.n == 1 ? "holds" : "hold",
+            tops.cut ? " among the clusters read (--max-clusters)" : "");
+  fputs("Supply sources: the shared evidence most of a cluster's sellers use and few others "
+        "do (ranked by users in the cluster&#178; / all users; hubs and crowds are not "
+        "evidence and never listed).</p>\n",
         f);
   fputs("<table id=\"top-table\"><tr><th>#</th><th>cluster</th><th>sellers</th><th>flagged</th>"
         "<th>risk</th><th>cohesion</th><th>supply sources</th></tr>\n",
         f);
-  for (size_t i = 0; i < tops->n_clusters; i++) {
-    const Graphd__V1__ClusterSummary *s = tops->clusters[i];
+  for (size_t i = 0; i < tops.n; i++) {
+    const Graphd__V1__ClusterSummary *s = tops.c[i];
     fprintf(f,
             "<tr><td class=\"num\">%zu</td><td><a href=\"#c%" PRIu64 "\">%" PRIu64
             "</a></td><td class=\"num\">%" PRIu64 "</td><td class=\"num\">%" PRIu64
@@ -628,11 +752,13 @@ int run_report(ctl *c, const command *cmd, args *a) {
 
   fputs("<section id=\"drawings\"><h2>Drawings</h2>\n<p>Sellers (circles) and the entities two "
         "or more of them share (squares), coloured by type; flagged sellers in red with a "
-        "black ring; supply sources labelled. Layout: igraph Fruchterman-Reingold, seed 1. "
-        "Hover for keys and times.</p>\n<div class=\"drawings\">\n",
+        "black ring; supply sources and flagged sellers labelled (every node in a small "
+        "drawing). Layout: igraph Fruchterman-Reingold, seed 1, widely shared entities pulling "
+        "least. Hover for keys and times; each drawing's members are listed below it.</p>\n"
+        "<div class=\"drawings\">\n",
         f);
-  for (size_t i = 0; i < tops->n_clusters && rc == EXIT_OK; i++) {
-    const Graphd__V1__ClusterSummary *s = tops->clusters[i];
+  for (size_t i = 0; i < tops.n && rc == EXIT_OK; i++) {
+    const Graphd__V1__ClusterSummary *s = tops.c[i];
     const ng_graph *g = &graphs[i];
     size_t sellers = 0, flagged = 0;
     for (size_t k = 0; k < g->nnodes; k++) {
@@ -652,21 +778,20 @@ int run_report(ctl *c, const command *cmd, args *a) {
     }
     fputs("</p>\n", f);
     rc = put_drawing(f, g, s, i);
+    put_members(f, g, s);
     fputs("</div>\n", f);
   }
   fputs("</div></section>\n</body></html>\n", f);
   rc = outfile_close(&of, rc);
   if (!rc)
     fprintf(stderr, "graphctl: report of snapshot %" PRIu64 ": %zu clusters drawn%s%s\n", m->id,
-            tops->n_clusters, outfile_is_stdout(a->out) ? "" : " to ",
+            tops.n, outfile_is_stdout(a->out) ? "" : " to ",
             outfile_is_stdout(a->out) ? "" : a->out);
 out:
-  if (graphs)
-    for (size_t i = 0; i < tops->n_clusters; i++)
-      ng_graph_free(&graphs[i]);
+  for (size_t i = 0; i < ngraphs; i++)
+    ng_graph_free(&graphs[i]);
   free(graphs);
-  if (tops)
-    graphd__v1__list_clusters_reply__free_unpacked(tops, NULL);
+  free_top(&tops);
   free(d.size);
   free(d.risk);
   graphd__v1__snapshot_manifest__free_unpacked(m, NULL);
