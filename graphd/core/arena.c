@@ -32,3 +32,11 @@ void gd_arena_free(gd_arena *a) {
     a = next;
   }
 }
+
+void gd_arena_reset(gd_arena **a) {
+  if (!*a)
+    return;
+  gd_arena_free((*a)->next);
+  (*a)->next = NULL;
+  (*a)->used = 0;
+}

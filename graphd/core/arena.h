@@ -17,4 +17,9 @@ void *gd_arena_alloc(gd_arena **a, size_t n);
 /* Frees every allocation of the arena. Accepts NULL. */
 void gd_arena_free(gd_arena *a);
 
+/* Frees every allocation but keeps the newest block for reuse, so a loop
+ * that fills and empties the arena (a batch per round) stops calling
+ * malloc once warm. Accepts *a == NULL. */
+void gd_arena_reset(gd_arena **a);
+
 #endif

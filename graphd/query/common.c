@@ -1,69 +1,8 @@
-/* Shared pieces of the query layer: a small map, the entity info cache,
- * hub bookkeeping and link collection. */
+/* Shared pieces of the query layer: growable arrays, the entity info
+ * cache, hub bookkeeping and link collection. */
 #include "query/query_int.h"
 
 #include <string.h>
-
-static uint64_t mix(uint64_t x) {
-  x ^= x >> 33;
-  x *= UINT64_C(0xff51afd7ed558ccd);
-  x ^= x >> 33;
-  return x;
-}
-
-uint32_t *qmap_get(const qmap *m, uint64_t key) {
-  if (!m->cap)
-    return NULL;
-  for (size_t i = mix(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-    if (m->keys[i] == key)
-      return &m->vals[i];
-    if (m->keys[i] == 0)
-      return NULL;
-  }
-}
-
-uint32_t *qmap_put(qmap *m, uint64_t key, bool *ret_new) {
-  if ((m->n + 1) * 2 > m->cap) {
-    size_t ncap = m->cap ? m->cap * 2 : 64;
-    uint64_t *nk = calloc(ncap, sizeof *nk);
-    uint32_t *nv = calloc(ncap, sizeof *nv);
-    if (!nk || !nv) {
-      free(nk);
-      free(nv);
-      return NULL;
-    }
-    for (size_t i = 0; i < m->cap; i++) {
-      if (!m->keys[i])
-        continue;
-      size_t j = mix(m->keys[i]) & (ncap - 1);
-      while (nk[j])
-        j = (j + 1) & (ncap - 1);
-      nk[j] = m->keys[i];
-      nv[j] = m->vals[i];
-    }
-    free(m->keys);
-    free(m->vals);
-    m->keys = nk;
-    m->vals = nv;
-    m->cap = ncap;
-  }
-  size_t i = mix(key) & (m->cap - 1);
-  while (m->keys[i] && m->keys[i] != key)
-    i = (i + 1) & (m->cap - 1);
-  *ret_new = m->keys[i] == 0;
-  if (*ret_new) {
-    m->keys[i] = key;
-    m->vals[i] = 0;
-    m->n++;
-  }
-  return &m->vals[i];
-}
-
-void qmap_free(qmap *m) {
-  free(m->keys);
-  free(m->vals);
-  memset(m, 0, sizeof *m);
-}
 
 bool qgrow(void *arrp, size_t *cap, size_t n, size_t elem) {
   void *old, *nv;
@@ -95,8 +34,8 @@ static int links_in(qctx *q, uint64_t id, uint32_t type_mask, int64_t since, int
 
 struct qlinks_buf {
   qlinks sellers, links;
-  qmap count;   /* other entity id -> users among the sample so far */
-  qmap sample;  /* sampled seller id -> 1 once read */
+  gd_u64map count;   /* other entity id -> users among the sample so far */
+  gd_u64map sample;  /* sampled seller id -> 1 once read */
 };
 
 static void qlinks_buf_free(qlinks_buf *b) {
@@ -104,25 +43,25 @@ static void qlinks_buf_free(qlinks_buf *b) {
     return;
   free(b->sellers.v);
   free(b->links.v);
-  qmap_free(&b->count);
-  qmap_free(&b->sample);
+  gd_u64map_free(&b->count);
+  gd_u64map_free(&b->sample);
   free(b);
 }
 
 void qctx_free(qctx *q) {
   qlinks_buf_free(q->cbuf);
-  qmap_free(&q->elist_idx);
+  gd_u64map_free(&q->elist_idx);
   free(q->elists);
   free(q->epool);
-  qmap_free(&q->info_idx);
-  qmap_free(&q->hub_idx);
+  gd_u64map_free(&q->info_idx);
+  gd_u64map_free(&q->hub_idx);
   free(q->infos);
   free(q->hubs);
 }
 
 const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
   bool fresh;
-  uint32_t *slot = qmap_put(&q->info_idx, id, &fresh);
+  uint64_t *slot = gd_u64map_put(&q->info_idx, id, &fresh);
   if (!slot) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
@@ -147,13 +86,13 @@ const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
   in->cap = GD_TYPE_VALID(v.type) ? q->p->ev.hub_cap[v.type] : 0;
   /* Direct seller-seller links are never hubs: a seller is not shared. */
   in->hub = v.type != GD_TYPE_SELLER && gd_is_hub(&q->p->ev, v.type, v.seller_count);
-  *slot = (uint32_t)q->ninfo;
+  *slot = q->ninfo;
   return in;
 }
 
 int qctx_sellers(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n, gd_err *err) {
   bool fresh;
-  uint32_t *slot = qmap_put(&q->elist_idx, id, &fresh);
+  uint64_t *slot = gd_u64map_put(&q->elist_idx, id, &fresh);
   if (!slot)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   if (fresh) {
@@ -172,19 +111,13 @@ int qctx_sellers(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n, gd_er
       memcpy(q->epool + q->nepool, tmp->v, tmp->n * sizeof *q->epool);
     q->elists[q->nelists] = (struct qelist){q->nepool, tmp->n};
     q->nepool += tmp->n;
-    slot = qmap_get(&q->elist_idx, id); /* qgrow above does not touch the map */
-    *slot = (uint32_t)++q->nelists;
+    slot = gd_u64map_get(&q->elist_idx, id); /* qgrow above does not touch the map */
+    *slot = ++q->nelists;
   }
   const struct qelist *el = &q->elists[*slot - 1];
   *ret = q->epool + el->off;
   *ret_n = el->n;
   return GD_OK;
-}
-
-static void qmap_reset(qmap *m) {
-  if (m->cap)
-    memset(m->keys, 0, m->cap * sizeof *m->keys);
-  m->n = 0;
 }
 
 /* Corroboration of entity id (evidence.h) over its first GD_EV_SAMPLE
@@ -213,12 +146,12 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
     sl = b->sellers.v;
     nsl = b->sellers.n;
   }
-  qmap_reset(&b->count);
-  qmap_reset(&b->sample);
+  gd_u64map_clear(&b->count);
+  gd_u64map_clear(&b->sample);
   size_t k = 0;
   bool fresh;
   for (size_t i = 0; i < nsl && k < GD_EV_SAMPLE; i++) {
-    uint32_t *v = qmap_put(&b->sample, sl[i].nbr, &fresh);
+    uint64_t *v = gd_u64map_put(&b->sample, sl[i].nbr, &fresh);
     if (!v)
       return gd_err_set(err, GD_ENOMEM, "out of memory");
     k += fresh;
@@ -230,7 +163,7 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
   for (size_t i = 0, taken = 0; i < nsl && taken < k && !gd_corroboration_full(&cb);
        i++) {
     uint64_t sid = sl[i].nbr;
-    uint32_t *mark = qmap_get(&b->sample, sid);
+    uint64_t *mark = gd_u64map_get(&b->sample, sid);
     if (!mark || *mark)
       continue; /* a seller listed twice (cannot happen: one row per pair) */
     *mark = 1;
@@ -246,10 +179,10 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
       if (l->nbr == id)
         continue;
       if (l->nbr_type == GD_TYPE_SELLER) {
-        direct += l->nbr > sid && qmap_get(&b->sample, l->nbr) != NULL;
+        direct += l->nbr > sid && gd_u64map_get(&b->sample, l->nbr) != NULL;
         continue;
       }
-      uint32_t *c = qmap_put(&b->count, l->nbr, &fresh);
+      uint64_t *c = gd_u64map_put(&b->count, l->nbr, &fresh);
       if (!c)
         return gd_err_set(err, GD_ENOMEM, "out of memory");
       uint32_t m = (*c)++;
@@ -308,7 +241,7 @@ int gd_query_evidence(gd_rtxn *r, uint64_t id, const gd_query_params *p, gd_evid
 
 int qctx_hub(qctx *q, const qinfo *in, gd_err *err) {
   bool fresh;
-  uint32_t *slot = qmap_put(&q->hub_idx, in->id, &fresh);
+  uint64_t *slot = gd_u64map_put(&q->hub_idx, in->id, &fresh);
   if (!slot)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   if (!fresh)

@@ -43,23 +43,17 @@ typedef struct lstate {
   uint64_t start;
   lnode *nodes;
   size_t nnodes, capnodes;
-  qmap node_idx; /* id -> index + 1 */
+  gd_u64map node_idx; /* id -> index + 1 */
   acc *accs;
   size_t naccs, capaccs;
-  qmap acc_idx;
+  gd_u64map acc_idx;
   sh_item *pool;
   size_t npool, cappool;
   qlinks ulinks;
 } lstate;
 
-static void qmap_clear(qmap *m) {
-  if (m->cap)
-    memset(m->keys, 0, m->cap * sizeof *m->keys);
-  m->n = 0;
-}
-
 static lnode *node_get(lstate *s, uint64_t id, bool *ret_new) {
-  uint32_t *slot = qmap_put(&s->node_idx, id, ret_new);
+  uint64_t *slot = gd_u64map_put(&s->node_idx, id, ret_new);
   if (!slot)
     return NULL;
   if (!*ret_new)
@@ -70,20 +64,20 @@ static lnode *node_get(lstate *s, uint64_t id, bool *ret_new) {
   memset(n, 0, sizeof *n);
   n->id = id;
   n->res = INFINITY;
-  *slot = (uint32_t)s->nnodes;
+  *slot = s->nnodes;
   return n;
 }
 
 static int add_shared(lstate *s, uint64_t v, const gd_shared *sh, gd_err *err) {
   bool fresh;
-  uint32_t *slot = qmap_put(&s->acc_idx, v, &fresh);
+  uint64_t *slot = gd_u64map_put(&s->acc_idx, v, &fresh);
   if (!slot)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   if (fresh) {
     if (!qgrow(&s->accs, &s->capaccs, s->naccs, sizeof *s->accs))
       return gd_err_set(err, GD_ENOMEM, "out of memory");
     s->accs[s->naccs] = (acc){v, 0, -1, -1, 0};
-    *slot = (uint32_t)++s->naccs;
+    *slot = ++s->naccs;
   }
   if (!qgrow(&s->pool, &s->cappool, s->npool, sizeof *s->pool))
     return gd_err_set(err, GD_ENOMEM, "out of memory");
@@ -108,7 +102,7 @@ static int gather(lstate *s, uint64_t u, gd_err *err) {
 
   s->naccs = 0;
   s->npool = 0;
-  qmap_clear(&s->acc_idx);
+  gd_u64map_clear(&s->acc_idx);
   if ((rc = qctx_links(q, u, q->p->type_mask, &s->ulinks, err)))
     return rc;
   for (size_t i = 0; i < s->ulinks.n && !qctx_over(q); i++) {
@@ -268,12 +262,12 @@ int gd__query_linked_in(gd_rtxn *r, uint64_t seller, unsigned max_hops,
     if (nfront > 1)
       qsort(frontier, nfront, sizeof *frontier, cmp_u64);
     for (size_t i = 0; i < nfront; i++)
-      s.nodes[*qmap_get(&s.node_idx, frontier[i]) - 1].queued = false;
+      s.nodes[*gd_u64map_get(&s.node_idx, frontier[i]) - 1].queued = false;
     nnext = 0;
     for (size_t i = 0; i < nfront && !qctx_over(&s.q); i++) {
       if ((rc = gather(&s, frontier[i], err)))
         goto out;
-      if ((rc = relax(&s, *qmap_get(&s.node_idx, frontier[i]) - 1, &next, &nnext, &capnext,
+      if ((rc = relax(&s, *gd_u64map_get(&s.node_idx, frontier[i]) - 1, &next, &nnext, &capnext,
                       err)))
         goto out;
     }
@@ -317,8 +311,8 @@ out:
   free(s.accs);
   free(s.pool);
   free(s.ulinks.v);
-  qmap_free(&s.node_idx);
-  qmap_free(&s.acc_idx);
+  gd_u64map_free(&s.node_idx);
+  gd_u64map_free(&s.acc_idx);
   qctx_free(&s.q);
   return rc;
 }

@@ -29,7 +29,7 @@ typedef struct pstate {
   unsigned max_hops, half_t;
   pnode *nodes;
   size_t nnodes, capnodes;
-  qmap idx;
+  gd_u64map idx;
   qlinks tmp;
   /* the path being built */
   uint64_t *stack;
@@ -41,7 +41,7 @@ typedef struct pstate {
 
 static pnode *pnode_get(pstate *s, uint64_t id, gd_err *err) {
   bool fresh;
-  uint32_t *slot = qmap_put(&s->idx, id, &fresh);
+  uint64_t *slot = gd_u64map_put(&s->idx, id, &fresh);
   if (!slot) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
@@ -60,7 +60,7 @@ static pnode *pnode_get(pstate *s, uint64_t id, gd_err *err) {
   }
   pnode *n = &s->nodes[s->nnodes++];
   *n = (pnode){id, -1, hub, false, false, NULL, 0};
-  *slot = (uint32_t)s->nnodes;
+  *slot = s->nnodes;
   return n;
 }
 
@@ -71,7 +71,7 @@ static pnode *pnode_load(pstate *s, uint64_t id, gd_err *err) {
     return n;
   if (qctx_links(&s->q, id, 0, &s->tmp, err))
     return NULL;
-  n = &s->nodes[*qmap_get(&s->idx, id) - 1];
+  n = &s->nodes[*gd_u64map_get(&s->idx, id) - 1];
   n->adj = malloc((s->tmp.n ? s->tmp.n : 1) * sizeof *n->adj);
   if (!n->adj) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
@@ -184,7 +184,7 @@ static int dfs(pstate *s, uint64_t x, unsigned depth, unsigned len, gd_err *err)
     if ((rc = dfs(s, adj[j].nbr, depth + 1, len, err)))
       break;
   }
-  s->nodes[*qmap_get(&s->idx, x) - 1].on_path = false;
+  s->nodes[*gd_u64map_get(&s->idx, x) - 1].on_path = false;
   return rc;
 }
 
@@ -236,7 +236,7 @@ out:
   free(s.tmp.v);
   free(s.stack);
   free(s.stack_links);
-  qmap_free(&s.idx);
+  gd_u64map_free(&s.idx);
   qctx_free(&s.q);
   if (rc) {
     gd_arena_free(ret->arena);

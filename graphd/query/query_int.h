@@ -4,22 +4,8 @@
 
 #include <stdlib.h>
 
+#include "core/u64map.h"
 #include "query/query.h"
-
-/* An open-addressing map from u64 keys (never 0) to u32 values. */
-typedef struct qmap {
-  uint64_t *keys;
-  uint32_t *vals;
-  size_t cap, n;
-} qmap;
-
-/* Returns a pointer to the value of key, inserting (with *ret_new = true and
- * value 0) when absent; NULL on out of memory. Pointers die at the next
- * insert. */
-uint32_t *qmap_put(qmap *m, uint64_t key, bool *ret_new);
-/* The value of key, or NULL. */
-uint32_t *qmap_get(const qmap *m, uint64_t key);
-void qmap_free(qmap *m);
 
 /*
  * Makes room for element n of the growable array whose address is arrp
@@ -58,18 +44,18 @@ typedef struct qctx {
   const gd_query_params *p;
   uint64_t touched;
   bool truncated;
-  qmap info_idx; /* id -> index + 1 into infos */
+  gd_u64map info_idx; /* id -> index + 1 into infos */
   qinfo *infos;
   size_t ninfo, capinfo;
   gd_arena **arena; /* the result's */
   gd_hub *hubs;     /* hubs met (malloc'd while running) */
   size_t nhubs, caphubs;
-  qmap hub_idx;
+  gd_u64map hub_idx;
   uint64_t population; /* sellers in the store, read on first need */
   qlinks_buf *cbuf;    /* corroboration scratch (lazily made) */
   /* Seller lists of entities read so far (in the query's window): a ring's
    * warehouse is met from every member and weighed once, read once. */
-  qmap elist_idx; /* entity id -> index + 1 into elists */
+  gd_u64map elist_idx; /* entity id -> index + 1 into elists */
   struct qelist {
     size_t off, n;
   } *elists;

@@ -52,7 +52,7 @@ typedef struct rstate {
   qctx q;
   rnode *nodes;
   size_t nnodes, capnodes;
-  qmap idx;
+  gd_u64map idx;
   qlinks tmp;
   uint64_t *queue; /* ring buffer of ids */
   size_t qhead, qlen, qcap;
@@ -61,7 +61,7 @@ typedef struct rstate {
 
 static rnode *rnode_get(rstate *s, uint64_t id, gd_err *err) {
   bool fresh;
-  uint32_t *slot = qmap_put(&s->idx, id, &fresh);
+  uint64_t *slot = gd_u64map_put(&s->idx, id, &fresh);
   if (!slot) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
@@ -81,7 +81,7 @@ static rnode *rnode_get(rstate *s, uint64_t id, gd_err *err) {
   n->type = in->type;
   /* Residual per neighbour, with the stored degree as the neighbour count. */
   n->threshold = s->eps * (double)(in->degree ? in->degree : 1);
-  *slot = (uint32_t)s->nnodes;
+  *slot = s->nnodes;
   return n;
 }
 
@@ -120,7 +120,7 @@ static rnode *rnode_load(rstate *s, uint64_t id, gd_err *err) {
     out[m++] = (wnbr){l->nbr, w};
     deg += w;
   }
-  n = &s->nodes[*qmap_get(&s->idx, id) - 1];
+  n = &s->nodes[*gd_u64map_get(&s->idx, id) - 1];
   n->out = out;
   n->nout = m;
   n->deg = deg;
@@ -237,7 +237,7 @@ typedef struct group_ctx {
   rstate *s;
   const uint64_t *seeds;
   size_t nseeds;
-  qmap sizes; /* cluster id + 1 -> members */
+  gd_u64map sizes; /* cluster id + 1 -> members */
   group_list *out;
   bool counting, oom;
 } group_ctx;
@@ -248,7 +248,7 @@ static int group_visit(void *ctx, const uint64_t *sellers, const uint64_t *clust
   for (size_t i = 0; i < n; i++) {
     bool fresh;
     if (g->counting) {
-      uint32_t *v = qmap_put(&g->sizes, clusters[i] + 1, &fresh);
+      uint64_t *v = gd_u64map_put(&g->sizes, clusters[i] + 1, &fresh);
       if (!v) {
         g->oom = true;
         return -1;
@@ -256,10 +256,10 @@ static int group_visit(void *ctx, const uint64_t *sellers, const uint64_t *clust
       (*v)++;
       continue;
     }
-    uint32_t *size = qmap_get(&g->sizes, clusters[i] + 1);
+    uint64_t *size = gd_u64map_get(&g->sizes, clusters[i] + 1);
     if (!size || *size < 2)
       continue;
-    uint32_t *slot = qmap_get(&g->s->idx, sellers[i]);
+    uint64_t *slot = gd_u64map_get(&g->s->idx, sellers[i]);
     if (slot && g->s->nodes[*slot - 1].p > 0)
       continue; /* reached: ranked by its mass */
     if (bsearch(&sellers[i], g->seeds, g->nseeds, sizeof *g->seeds, cmp_u64))
@@ -288,7 +288,7 @@ static int unreached_groups(rstate *s, gd_rtxn *r, const uint64_t *seeds, size_t
     g.counting = false;
     rc = gd_store_assignments_visit(r, 0, 0, group_visit, &g, NULL, err);
   }
-  qmap_free(&g.sizes);
+  gd_u64map_free(&g.sizes);
   if (g.oom)
     rc = gd_err_set(err, GD_ENOMEM, "out of memory");
   if (rc == GD_EPRECONDITION) { /* no snapshot yet */
@@ -447,7 +447,7 @@ out:
   free(s.tmp.v);
   free(s.queue);
   free(seeds);
-  qmap_free(&s.idx);
+  gd_u64map_free(&s.idx);
   qctx_free(&s.q);
   if (rc) {
     gd_arena_free(ret->arena);

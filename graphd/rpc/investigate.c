@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "query/query.h"
 #include "core/limits.h"
+#include "core/u64map.h"
+#include "query/query.h"
 #include "rpc/rpc_int.h"
 
 #define MAX_HOPS_LINKED 3
@@ -76,60 +77,25 @@ static int resolve(gd_rtxn *r, const Graphd__V1__EntityRef *in, gd_arena **a, co
 /*
  * Replies name the same entities many times (a ring's warehouse is evidence
  * on every step), so each entity is read and converted once per reply: a
- * small open-addressing cache of id -> message, in arena memory. protobuf-c
+ * cache of id -> message (the message in arena memory). protobuf-c
  * packs a message reached through several pointers once per pointer, which
  * is what the reply means.
  */
-typedef struct ecache {
-  uint64_t *ids;
-  Graphd__V1__Entity **msgs;
-  size_t cap, n;
-} ecache;
-
-static Graphd__V1__Entity **ecache_slot(ecache *c, gd_arena **a, uint64_t id) {
-  if ((c->n + 1) * 2 > c->cap) {
-    size_t ncap = c->cap ? c->cap * 2 : 256;
-    uint64_t *ids = gd_arena_alloc(a, ncap * sizeof *ids);
-    Graphd__V1__Entity **msgs = gd_arena_alloc(a, ncap * sizeof *msgs);
-    if (!ids || !msgs)
-      return NULL;
-    memset(ids, 0, ncap * sizeof *ids);
-    for (size_t i = 0; i < c->cap; i++) {
-      if (!c->ids[i])
-        continue;
-      size_t j = (c->ids[i] * UINT64_C(0x9e3779b97f4a7c15)) >> 40 & (ncap - 1);
-      while (ids[j])
-        j = (j + 1) & (ncap - 1);
-      ids[j] = c->ids[i];
-      msgs[j] = c->msgs[i];
-    }
-    c->ids = ids;
-    c->msgs = msgs;
-    c->cap = ncap;
-  }
-  size_t j = (id * UINT64_C(0x9e3779b97f4a7c15)) >> 40 & (c->cap - 1);
-  while (c->ids[j] && c->ids[j] != id)
-    j = (j + 1) & (c->cap - 1);
-  if (!c->ids[j]) {
-    c->ids[j] = id;
-    c->msgs[j] = NULL;
-    c->n++;
-  }
-  return &c->msgs[j];
-}
+typedef gd_u64map ecache; /* id -> Graphd__V1__Entity * (uintptr_t) */
 
 /* A brief Entity (no attributes) for id, read once per reply. */
 static Graphd__V1__Entity *entity_pb(gd_rtxn *r, ecache *c, uint64_t id, gd_arena **a,
                                      gd_err *err) {
   gd_ref ref = {id, 0, GD_STR_NULL};
   gd_entity_view v;
-  Graphd__V1__Entity **slot = ecache_slot(c, a, id), *e;
+  Graphd__V1__Entity *e;
+  uint64_t *slot = gd_u64map_put(c, id, NULL);
   if (!slot) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
   if (*slot)
-    return *slot;
+    return (Graphd__V1__Entity *)(uintptr_t)*slot;
   if (!(e = gd_arena_alloc(a, sizeof *e))) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
@@ -140,7 +106,8 @@ static Graphd__V1__Entity *entity_pb(gd_rtxn *r, ecache *c, uint64_t id, gd_aren
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
-  return *slot = e;
+  *slot = (uintptr_t)e;
+  return e;
 }
 
 static Graphd__V1__SkippedHub **hubs_pb(gd_rtxn *r, ecache *ec, const gd_hub *h, size_t n,
@@ -216,7 +183,7 @@ void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
       c, &graphd__v1__linked_sellers_request__descriptor, msg, len, has_msg);
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
-  ecache ec = {0};
+  ecache ec = GD_U64MAP_INIT;
   gd_linked_result res = {0};
   gd_query_params p;
   gd_err err;
@@ -276,6 +243,7 @@ fail:
 out:
   gd_linked_result_free(&res);
   gd_store_read_end(r);
+  gd_u64map_free(&ec);
   gd_arena_free(a);
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
@@ -287,7 +255,7 @@ void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
       c, &graphd__v1__find_paths_request__descriptor, msg, len, has_msg);
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
-  ecache ec = {0};
+  ecache ec = GD_U64MAP_INIT;
   gd_paths_result res = {0};
   gd_query_params p;
   gd_err err;
@@ -366,6 +334,7 @@ fail:
 out:
   gd_paths_result_free(&res);
   gd_store_read_end(r);
+  gd_u64map_free(&ec);
   gd_arena_free(a);
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
@@ -377,7 +346,7 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
       c, &graphd__v1__rank_suspects_request__descriptor, msg, len, has_msg);
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
-  ecache ec = {0};
+  ecache ec = GD_U64MAP_INIT;
   gd_suspects_result res = {0};
   gd_query_params p;
   gd_err err;
@@ -463,6 +432,7 @@ fail:
 out:
   gd_suspects_result_free(&res);
   gd_store_read_end(r);
+  gd_u64map_free(&ec);
   gd_arena_free(a);
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }

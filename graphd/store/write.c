@@ -10,8 +10,10 @@
  * adjacency lists), sorted, merged and applied in key order so that LMDB
  * walks its pages sequentially.
  */
+#include <stdint.h>
 #include <stdlib.h>
 
+#include "core/u64map.h"
 #include "store/store_int.h"
 
 /* ---- per-request entity cache ------------------------------------------ */
@@ -28,25 +30,21 @@ typedef struct ent {
 } ent;
 
 typedef struct ecache {
-  ent **slots; /* open addressing on id */
-  ent **kslots; /* open addressing on (type, key); same capacity */
-  size_t cap;
-  ent **list; /* insertion order, for flushing */
+  gd_u64map by_id; /* id -> the ent, as uintptr_t */
+  ent **kslots;    /* open addressing on (type, key), power-of-two kcap */
+  size_t kcap;
+  ent **list;      /* insertion order, for flushing */
   size_t n, list_cap;
 } ecache;
-
-static uint64_t mix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= UINT64_C(0xff51afd7ed558ccd);
-  x ^= x >> 33;
-  return x;
-}
 
 static uint64_t key_hash(int type, gd_str key) {
   uint64_t h = UINT64_C(1469598103934665603) ^ (uint64_t)type;
   for (size_t i = 0; i < key.n; i++)
     h = (h ^ (uint8_t)key.p[i]) * UINT64_C(1099511628211);
-  return mix64(h);
+  h ^= h >> 33;
+  h *= UINT64_C(0xff51afd7ed558ccd);
+  h ^= h >> 33;
+  return h;
 }
 
 static void ecache_free(ecache *c) {
@@ -54,27 +52,21 @@ static void ecache_free(ecache *c) {
     free(c->list[i]->rec);
     free(c->list[i]);
   }
-  free(c->slots);
+  gd_u64map_free(&c->by_id);
   free(c->kslots);
   free(c->list);
   memset(c, 0, sizeof *c);
 }
 
 static ent *ecache_find(ecache *c, uint64_t id) {
-  if (!c->cap)
-    return NULL;
-  for (size_t i = mix64(id) & (c->cap - 1);; i = (i + 1) & (c->cap - 1)) {
-    if (!c->slots[i])
-      return NULL;
-    if (c->slots[i]->id == id)
-      return c->slots[i];
-  }
+  uint64_t *v = gd_u64map_get(&c->by_id, id);
+  return v ? (ent *)(uintptr_t)*v : NULL;
 }
 
 static ent *ecache_find_key(ecache *c, int type, gd_str key) {
-  if (!c->cap)
+  if (!c->kcap)
     return NULL;
-  for (size_t i = key_hash(type, key) & (c->cap - 1);; i = (i + 1) & (c->cap - 1)) {
+  for (size_t i = key_hash(type, key) & (c->kcap - 1);; i = (i + 1) & (c->kcap - 1)) {
     ent *e = c->kslots[i];
     if (!e)
       return NULL;
@@ -83,33 +75,24 @@ static ent *ecache_find_key(ecache *c, int type, gd_str key) {
   }
 }
 
-static void slots_put(ent **slots, ent **kslots, size_t cap, ent *e) {
-  size_t i = mix64(e->id) & (cap - 1);
-  while (slots[i])
-    i = (i + 1) & (cap - 1);
-  slots[i] = e;
-  i = key_hash(e->v.type, e->v.key) & (cap - 1);
+static void kslot_put(ent **kslots, size_t kcap, ent *e) {
+  size_t i = key_hash(e->v.type, e->v.key) & (kcap - 1);
   while (kslots[i])
-    i = (i + 1) & (cap - 1);
+    i = (i + 1) & (kcap - 1);
   kslots[i] = e;
 }
 
 static int ecache_add(ecache *c, ent *e) {
-  if ((c->n + 1) * 2 > c->cap) {
-    size_t ncap = c->cap ? c->cap * 2 : 64;
-    ent **ns = calloc(ncap, sizeof *ns), **nk = calloc(ncap, sizeof *nk);
-    if (!ns || !nk) {
-      free(ns);
-      free(nk);
+  if ((c->n + 1) * 2 > c->kcap) {
+    size_t ncap = c->kcap ? c->kcap * 2 : 64;
+    ent **nk = calloc(ncap, sizeof *nk);
+    if (!nk)
       return GD_ENOMEM;
-    }
     for (size_t k = 0; k < c->n; k++)
-      slots_put(ns, nk, ncap, c->list[k]);
-    free(c->slots);
+      kslot_put(nk, ncap, c->list[k]);
     free(c->kslots);
-    c->slots = ns;
     c->kslots = nk;
-    c->cap = ncap;
+    c->kcap = ncap;
   }
   if (c->n == c->list_cap) {
     size_t ncap = c->list_cap ? c->list_cap * 2 : 64;
@@ -119,7 +102,11 @@ static int ecache_add(ecache *c, ent *e) {
     c->list = nl;
     c->list_cap = ncap;
   }
-  slots_put(c->slots, c->kslots, c->cap, e);
+  uint64_t *v = gd_u64map_put(&c->by_id, e->id, NULL);
+  if (!v)
+    return GD_ENOMEM;
+  *v = (uintptr_t)e;
+  kslot_put(c->kslots, c->kcap, e);
   c->list[c->n++] = e;
   return GD_OK;
 }

@@ -1,5 +1,8 @@
-/* Unit tests for graphd/core: error table, UTF-8 validation. */
+/* Unit tests for graphd/core: error table, UTF-8 validation, byte
+ * helpers, the u64 map and the arena. */
+#include "core/arena.h"
 #include "core/error.h"
+#include "core/u64map.h"
 #include "core/util.h"
 #include "tap.h"
 
@@ -45,4 +48,75 @@ static void test_be64(void) {
   CHECK_EQ_U(gd_be64_get(b), UINT64_C(0x0102030405060708));
 }
 
-TAP_MAIN(T(test_error_table), T(test_utf8), T(test_be64))
+/* Against a plain array: sequential ids, strided ids (which collide
+ * under a weak hash), huge keys; values survive growth; clear keeps the
+ * capacity; reserve avoids growth. */
+static void test_u64map(void) {
+  gd_u64map m = GD_U64MAP_INIT;
+  CHECK(gd_u64map_get(&m, 1) == NULL);
+  CHECK(gd_u64map_get(&m, 0) == NULL);
+  enum { N = 20000 };
+  bool fresh = false;
+  for (uint64_t i = 1; i <= N; i++) {
+    uint64_t keys[3] = {i, i << 20, UINT64_MAX - i};
+    for (int k = 0; k < 3; k++) {
+      uint64_t *v = gd_u64map_put(&m, keys[k], &fresh);
+      CHECK(v && fresh && *v == 0);
+      *v = keys[k] * 3 + (uint64_t)k;
+    }
+  }
+  CHECK_EQ_U(m.n, 3 * N);
+  CHECK(m.cap >= 2 * m.n);
+  size_t bad = 0;
+  for (uint64_t i = 1; i <= N; i++) {
+    uint64_t keys[3] = {i, i << 20, UINT64_MAX - i};
+    for (int k = 0; k < 3; k++) {
+      uint64_t *v = gd_u64map_get(&m, keys[k]);
+      bad += !v || *v != keys[k] * 3 + (uint64_t)k;
+    }
+  }
+  CHECK_EQ_U(bad, 0);
+  CHECK(gd_u64map_get(&m, N + 1) == NULL);
+  /* a second put finds the entry */
+  uint64_t *v = gd_u64map_put(&m, 7, &fresh);
+  CHECK(v && !fresh && *v == 21);
+  size_t seen = 0;
+  for (size_t i = 0; i < m.cap; i++)
+    seen += m.keys[i] != 0;
+  CHECK_EQ_U(seen, m.n);
+  size_t cap = m.cap;
+  gd_u64map_clear(&m);
+  CHECK_EQ_U(m.n, 0);
+  CHECK_EQ_U(m.cap, cap);
+  CHECK(gd_u64map_get(&m, 7) == NULL);
+  gd_u64map_free(&m);
+  CHECK(m.cap == 0 && m.keys == NULL);
+  CHECK(gd_u64map_reserve(&m, 1000));
+  cap = m.cap;
+  for (uint64_t i = 1; i <= 1000; i++)
+    CHECK(gd_u64map_put(&m, i, NULL) != NULL);
+  CHECK_EQ_U(m.cap, cap);
+  CHECK(!gd_u64map_reserve(&m, SIZE_MAX / 2));
+  CHECK_EQ_U(m.n, 1000);
+  gd_u64map_free(&m);
+}
+
+/* Reset keeps one block and hands out the same memory again. */
+static void test_arena_reset(void) {
+  gd_arena *a = NULL;
+  gd_arena_reset(&a); /* empty: a no-op */
+  CHECK(a == NULL);
+  char *first = gd_arena_alloc(&a, 100);
+  CHECK(first != NULL);
+  for (int i = 0; i < 100; i++)
+    CHECK(gd_arena_alloc(&a, 1000) != NULL); /* several blocks */
+  char *big = gd_arena_alloc(&a, 1 << 20);
+  CHECK(big != NULL);
+  memset(big, 1, 1 << 20);
+  gd_arena_reset(&a);
+  char *again = gd_arena_alloc(&a, 1 << 20); /* the kept (newest) block */
+  CHECK(again == big);
+  gd_arena_free(a);
+}
+
+TAP_MAIN(T(test_error_table), T(test_utf8), T(test_be64), T(test_u64map), T(test_arena_reset))

@@ -246,6 +246,7 @@
 
 #include "bench_int.h"
 #include "client.h"
+#include "core/u64map.h"
 #include "graphd.pb-c.h"
 #include "health.pb-c.h"
 #include "ingest.h"
@@ -1247,37 +1248,6 @@ static void keytab_free(keytab *t) {
   memset(t, 0, sizeof *t);
 }
 
-/* A set of non-zero uint64 values. */
-typedef struct u64set {
-  uint64_t *slots;
-  size_t n, nslots;
-} u64set;
-
-static bool u64set_add(u64set *s, uint64_t v) {
-  if ((s->n + 1) * 2 > s->nslots) {
-    size_t ns = s->nslots ? s->nslots * 2 : 4096;
-    uint64_t *old = s->slots;
-    size_t oldn = s->nslots;
-    s->slots = xcalloc(ns, sizeof *s->slots);
-    s->nslots = ns;
-    for (size_t i = 0; i < oldn; i++)
-      if (old[i]) {
-        size_t j = mix64(old[i]) & (ns - 1);
-        while (s->slots[j])
-          j = (j + 1) & (ns - 1);
-        s->slots[j] = old[i];
-      }
-    free(old);
-  }
-  size_t j = mix64(v) & (s->nslots - 1);
-  for (; s->slots[j]; j = (j + 1) & (s->nslots - 1))
-    if (s->slots[j] == v)
-      return false;
-  s->slots[j] = v;
-  s->n++;
-  return true;
-}
-
 typedef struct lrec {
   uint32_t a, b; /* raw key ids */
   int64_t seen;
@@ -1297,7 +1267,7 @@ typedef struct dataset {
   double load_s;
   char *norm_buf;
   size_t norm_cap;
-  u64set pairs;
+  gd_u64map pairs; /* as a set: distinct entity pairs + 1 */
 } dataset;
 
 static uint32_t dataset_key(dataset *d, int type, const char *key) {
@@ -1335,8 +1305,10 @@ static int dataset_on_record(void *ud, const gc_ingest_record *rec) {
   d->links[d->nlinks++] = (lrec){a, b, rec->link.seen};
   uint64_t ea = d->raw_ent[a], eb = d->raw_ent[b];
   uint64_t pair = ea < eb ? (ea << 32 | eb) : (eb << 32 | ea);
-  if (u64set_add(&d->pairs, pair + 1))
-    d->distinct_links++;
+  bool fresh;
+  if (!gd_u64map_put(&d->pairs, pair + 1, &fresh))
+    die("out of memory");
+  d->distinct_links += fresh;
   return 0;
 }
 
@@ -1368,8 +1340,7 @@ static void dataset_load(dataset *d, const char *path) {
   gc_ingest_parser_free(p);
   free(buf);
   fclose(f);
-  free(d->pairs.slots);
-  d->pairs = (u64set){0};
+  gd_u64map_free(&d->pairs);
   free(d->norm_buf);
   d->norm_buf = NULL;
   d->load_s = (double)(now_ns() - t0) / 1e9;

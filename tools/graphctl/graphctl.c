@@ -14,6 +14,9 @@
 #include "graphctl.h"
 #include "health.pb-c.h"
 
+#include "core/arena.h"
+#include "core/u64map.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1502,61 +1505,20 @@ static int run_health(ctl *c, const command *cmd, args *a) {
 /* ------------------------------------------------------------------ */
 /* ingest                                                               */
 
-/* A bump allocator for one UpsertRequest: every message, pointer array
- * entry and string of the batch lives here, and one reset frees it all. */
-typedef struct arena_block {
-  struct arena_block *next;
-  size_t used, size;
-  max_align_t data[];
-} arena_block;
-
-typedef struct arena {
-  arena_block *head;
-} arena;
-
-static void *arena_alloc(arena *a, size_t n) {
-  n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
-  arena_block *b = a->head;
-  if (!b || b->size - b->used < n) {
-    size_t size = n > (1u << 20) ? n : (1u << 20);
-    b = malloc(sizeof *b + size);
-    if (!b)
-      die_nomem();
-    b->size = size;
-    b->used = 0;
-    b->next = a->head;
-    a->head = b;
-  }
-  void *p = (char *)b->data + b->used;
-  b->used += n;
+/* Every message, pointer array entry and string of one UpsertRequest lives
+ * in one arena (core/arena.h), reset per batch. */
+static void *arena_alloc(gd_arena **a, size_t n) {
+  void *p = gd_arena_alloc(a, n);
+  if (!p)
+    die_nomem();
   return p;
 }
 
-static char *arena_strdup(arena *a, const char *s) {
+static char *arena_strdup(gd_arena **a, const char *s) {
   size_t n = strlen(s) + 1;
   char *p = arena_alloc(a, n);
   memcpy(p, s, n);
   return p;
-}
-
-/* Keeps the newest block, frees the rest. */
-static void arena_reset(arena *a) {
-  if (!a->head)
-    return;
-  arena_block *b = a->head->next;
-  while (b) {
-    arena_block *next = b->next;
-    free(b);
-    b = next;
-  }
-  a->head->next = NULL;
-  a->head->used = 0;
-}
-
-static void arena_free(arena *a) {
-  arena_reset(a);
-  free(a->head);
-  a->head = NULL;
 }
 
 /* Ingest sends for at most this long on one Ingest call, then finishes it
@@ -1581,7 +1543,7 @@ typedef struct ingest {
   gc_status st;      /* why the load failed on the server's side */
 
   /* The batch being filled. */
-  arena mem;
+  gd_arena *mem;
   Graphd__V1__LinkInput **links;
   Graphd__V1__EntityInput **ents;
   size_t nlinks, nents, cap;
@@ -1652,7 +1614,7 @@ static void progress_clear(ingest *g) {
 }
 
 static void batch_reset(ingest *g) {
-  arena_reset(&g->mem);
+  gd_arena_reset(&g->mem);
   g->nlinks = g->nents = 0;
   g->bytes = 0;
 }
@@ -1747,7 +1709,7 @@ static void grow_batch(ingest *g) {
   g->cap = cap;
 }
 
-static Graphd__V1__EntityRef *new_ref(arena *m, gd_etype t,
+static Graphd__V1__EntityRef *new_ref(gd_arena **m, gd_etype t,
                                       const char *key) {
   Graphd__V1__EntityRef *r = arena_alloc(m, sizeof *r);
   *r = (Graphd__V1__EntityRef)GRAPHD__V1__ENTITY_REF__INIT;
@@ -2019,7 +1981,7 @@ static int run_ingest(ctl *c, const command *cmd, args *a) {
     ingest_summary(&g);
   }
   gc_stream_free(g.stream);
-  arena_free(&g.mem);
+  gd_arena_free(g.mem);
   free(g.links);
   free(g.ents);
   return rc;
@@ -2043,54 +2005,23 @@ static const char *day_format(int64_t t, char *buf, size_t size) {
 
 /* Seller id -> key. Evidence steps name sellers by id only; the keys come
  * from the entities elsewhere in the same reply. */
-typedef struct idkey {
-  uint64_t id;
-  const char *key;
-} idkey;
-
-typedef struct idmap {
-  idkey *v;
-  size_t n, cap;
-} idmap;
-
-static void idmap_add(idmap *m, uint64_t id, const char *key) {
-  if (id == 0 || !key || !key[0])
-    return;
-  if (m->n == m->cap) {
-    m->cap = m->cap ? m->cap * 2 : 64;
-    m->v = realloc(m->v, m->cap * sizeof *m->v);
-    if (!m->v)
-      die_nomem();
-  }
-  m->v[m->n].id = id;
-  m->v[m->n].key = key;
-  m->n++;
-}
+typedef gd_u64map idmap; /* id -> const char * (uintptr_t), into the reply */
 
 static void idmap_add_entity(idmap *m, const Graphd__V1__Entity *e) {
-  if (e)
-    idmap_add(m, e->id, e->key);
-}
-
-static int idkey_cmp(const void *x, const void *y) {
-  const idkey *a = x, *b = y;
-  return a->id < b->id ? -1 : a->id > b->id;
-}
-
-static void idmap_sort(idmap *m) {
-  if (m->n > 1)
-    qsort(m->v, m->n, sizeof *m->v, idkey_cmp);
+  if (!e || e->id == 0 || !e->key || !e->key[0])
+    return;
+  uint64_t *v = gd_u64map_put(m, e->id, NULL);
+  if (!v)
+    die_nomem();
+  *v = (uintptr_t)e->key;
 }
 
 /* The display name of seller id: its key, or "#id" when the reply does
  * not say. */
-static const char *seller_name(const idmap *m, uint64_t id, char *buf,
-                               size_t size) {
-  idkey probe = {id, NULL};
-  const idkey *k =
-      m->n ? bsearch(&probe, m->v, m->n, sizeof *m->v, idkey_cmp) : NULL;
-  if (k)
-    return safe(k->key, buf, size);
+static const char *seller_name(const idmap *m, uint64_t id, char *buf, size_t size) {
+  const uint64_t *v = gd_u64map_get(m, id);
+  if (v)
+    return safe((const char *)(uintptr_t)*v, buf, size);
   snprintf(buf, size, "#%" PRIu64, id);
   return buf;
 }
@@ -2297,11 +2228,10 @@ static int run_linked(ctl *c, const command *cmd, args *a) {
     grep = NULL;
   const Graphd__V1__Entity *self = grep ? grep->entity : NULL;
 
-  idmap m = {0};
+  idmap m = GD_U64MAP_INIT;
   idmap_add_entity(&m, self);
   for (size_t i = 0; i < rep->n_sellers; i++)
     idmap_add_entity(&m, rep->sellers[i]->seller);
-  idmap_sort(&m);
 
   char kb[8192], lb[4200], sb[64];
   if (self)
@@ -2349,7 +2279,7 @@ static int run_linked(ctl *c, const command *cmd, args *a) {
   }
   print_skipped_hubs(rep->skipped_hubs, rep->n_skipped_hubs);
   print_truncated(rep->truncated, rep->touched, "adjacency rows");
-  free(m.v);
+  gd_u64map_free(&m);
   if (grep)
     graphd__v1__get_entity_reply__free_unpacked(grep, NULL);
   graphd__v1__linked_sellers_reply__free_unpacked(rep, NULL);
@@ -2557,13 +2487,12 @@ static int run_suspects(ctl *c, const command *cmd, args *a) {
     return EXIT_OK;
   }
 
-  idmap m = {0};
+  idmap m = GD_U64MAP_INIT;
   for (size_t i = 0; i < rep->n_suspects; i++) {
     idmap_add_entity(&m, rep->suspects[i]->seller);
     for (size_t j = 0; j < rep->suspects[i]->n_nearest_labelled; j++)
       idmap_add_entity(&m, rep->suspects[i]->nearest_labelled[j]->seller);
   }
-  idmap_sort(&m);
 
   char kb[8192], lb[4200], sb[64], rb[32];
   printf("%zu suspect%s from %" PRIu64 " seed seller%s (labels: ",
@@ -2616,7 +2545,7 @@ static int run_suspects(ctl *c, const command *cmd, args *a) {
     }
   }
   print_truncated(rep->truncated, rep->touched, "push operations");
-  free(m.v);
+  gd_u64map_free(&m);
   graphd__v1__rank_suspects_reply__free_unpacked(rep, NULL);
   return EXIT_OK;
 }

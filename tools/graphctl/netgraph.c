@@ -35,13 +35,6 @@ struct ng_pending {
   const Graphd__V1__Neighbor *nb;  /* inside a kept reply */
 };
 
-/* seller id -> node index; open addressing, linear probing. */
-struct ng_map {
-  uint64_t *keys; /* 0 = empty (ids start at 1) */
-  size_t *vals;
-  size_t cap, n;
-};
-
 typedef struct risk_entry {
   uint64_t cluster_id;
   double risk;
@@ -76,60 +69,19 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size) {
   return q;
 }
 
-static size_t hash_id(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  return (size_t)x;
+/* The node index of entity id, if it is one. */
+static bool map_get(const gd_u64map *m, uint64_t id, size_t *ret) {
+  const uint64_t *v = gd_u64map_get(m, id);
+  if (v)
+    *ret = (size_t)*v;
+  return v != NULL;
 }
 
-static struct ng_map *map_new(void) {
-  struct ng_map *m = xcalloc(1, sizeof *m);
-  m->cap = 256;
-  m->keys = xcalloc(m->cap, sizeof *m->keys);
-  m->vals = xcalloc(m->cap, sizeof *m->vals);
-  return m;
-}
-
-static void map_free(struct ng_map *m) {
-  if (!m)
-    return;
-  free(m->keys);
-  free(m->vals);
-  free(m);
-}
-
-static bool map_get(const struct ng_map *m, uint64_t id, size_t *ret) {
-  for (size_t i = hash_id(id) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-    if (m->keys[i] == 0)
-      return false;
-    if (m->keys[i] == id) {
-      *ret = m->vals[i];
-      return true;
-    }
-  }
-}
-
-static void map_put(struct ng_map *m, uint64_t id, size_t v) {
-  if (2 * (m->n + 1) > m->cap) {
-    struct ng_map old = *m;
-    m->cap *= 2;
-    m->n = 0;
-    m->keys = xcalloc(m->cap, sizeof *m->keys);
-    m->vals = xcalloc(m->cap, sizeof *m->vals);
-    for (size_t i = 0; i < old.cap; i++)
-      if (old.keys[i])
-        map_put(m, old.keys[i], old.vals[i]);
-    free(old.keys);
-    free(old.vals);
-  }
-  size_t i = hash_id(id) & (m->cap - 1);
-  while (m->keys[i] && m->keys[i] != id)
-    i = (i + 1) & (m->cap - 1);
-  if (!m->keys[i])
-    m->n++;
-  m->keys[i] = id;
-  m->vals[i] = v;
+static void map_put(gd_u64map *m, uint64_t id, size_t i) {
+  uint64_t *v = gd_u64map_put(m, id, NULL);
+  if (!v)
+    die_nomem();
+  *v = i;
 }
 
 /* ------------------------------------------------------------------ */
@@ -138,7 +90,6 @@ static void map_put(struct ng_map *m, uint64_t id, size_t v) {
 void ng_graph_init(ng_graph *g) {
   memset(g, 0, sizeof *g);
   g->ctx = xcalloc(1, sizeof *g->ctx);
-  g->map = map_new();
   g->root = -1;
 }
 
@@ -165,7 +116,7 @@ void ng_graph_free(ng_graph *g) {
   }
   free(g->nodes);
   free(g->edges);
-  map_free(g->map);
+  gd_u64map_free(&g->map);
   if (g->ctx) {
     if (g->ctx->manifest)
       graphd__v1__snapshot_manifest__free_unpacked(g->ctx->manifest, NULL);
@@ -247,7 +198,7 @@ static size_t add_node(ng_graph *g, const Graphd__V1__Entity *e) {
 static size_t add_seller(ng_graph *g, const Graphd__V1__Entity *e, uint64_t cluster_id,
                          double risk, int hops, bool *ret_new) {
   size_t i;
-  if (map_get(g->map, e->id, &i)) {
+  if (map_get(&g->map, e->id, &i)) {
     if (hops >= 0 && (g->nodes[i].hops < 0 || hops < g->nodes[i].hops))
       g->nodes[i].hops = hops;
     *ret_new = false;
@@ -257,7 +208,7 @@ static size_t add_seller(ng_graph *g, const Graphd__V1__Entity *e, uint64_t clus
   g->nodes[i].cluster_id = cluster_id;
   g->nodes[i].cluster_risk = cluster_id ? risk : NAN;
   g->nodes[i].hops = hops;
-  map_put(g->map, e->id, i);
+  map_put(&g->map, e->id, i);
   *ret_new = true;
   return i;
 }
@@ -552,7 +503,7 @@ static int add_linked(ctl *c, ng_graph *g, uint64_t id, int hops, int base_hops,
     if (!ls->seller)
       continue;
     size_t idx;
-    if (map_get(g->map, ls->seller->id, &idx)) {
+    if (map_get(&g->map, ls->seller->id, &idx)) {
       bool isnew;
       add_seller(g, ls->seller, 0, NAN, base_hops + (int)ls->hops, &isnew);
       continue;
@@ -695,7 +646,7 @@ void ng_finish(ng_graph *g, const ng_limits *lim) {
     if (e->type == GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER) {
       /* A direct link: an edge when both sellers are in the graph, once. */
       size_t other;
-      if (map_get(g->map, e->id, &other))
+      if (map_get(&g->map, e->id, &other))
         for (size_t k = i; k < j; k++)
           if (g->pend[k].seller < other) {
             const Graphd__V1__Link *l = g->pend[k].nb->link;

@@ -44,6 +44,7 @@
 #ifndef GRAPHCTL_NETGRAPH_H
 #define GRAPHCTL_NETGRAPH_H
 
+#include "core/u64map.h"
 #include "graphctl.h"
 
 #include <stdbool.h>
@@ -117,7 +118,7 @@ typedef struct ng_graph {
   size_t npend, pend_cap;
   void **replies;
   size_t nreplies, replies_cap;
-  struct ng_map *map;
+  gd_u64map map; /* entity id -> node index */
   int64_t root;      /* node index of a neighbourhood's root, -1 */
   uint64_t root_id;
 } ng_graph;

@@ -1,0 +1,55 @@
+/*
+ * A hash map from non-zero uint64 keys (entity ids, id + 1, packed pairs)
+ * to uint64 values (an index, a count, or a pointer cast through
+ * uintptr_t). Open addressing with linear probing, at most half full,
+ * capacity a power of two; keys are spread with the MurmurHash3 64-bit
+ * finaliser, so sequential ids do not cluster. Used wherever graphd and
+ * its tools index something by id: the query layer's per-query tables,
+ * the store's write cache, the rpc layer's per-reply entity cache,
+ * graphctl's network fetcher and the bench's pair set.
+ *
+ * Ownership: the map owns its two arrays; gd_u64map_free releases them.
+ * A zeroed struct (GD_U64MAP_INIT) is an empty map that allocates on the
+ * first put. Not thread-safe: one owner at a time.
+ *
+ * Iteration: slots i < cap with keys[i] != 0 hold the entries, in no
+ * particular order; vals[i] is the value of keys[i]. Do not put while
+ * iterating.
+ */
+#ifndef GD_CORE_U64MAP_H
+#define GD_CORE_U64MAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gd_u64map {
+  uint64_t *keys; /* 0 = empty slot */
+  uint64_t *vals;
+  size_t cap, n;  /* slots, entries */
+} gd_u64map;
+
+#define GD_U64MAP_INIT {NULL, NULL, 0, 0}
+
+/*
+ * Returns a pointer to the value of key (!= 0), inserting it with value 0
+ * when absent; *ret_new (may be NULL) says which. Returns NULL when the
+ * map had to grow and malloc failed (the map is unchanged). The pointer
+ * is valid until the next put, reserve or free.
+ */
+uint64_t *gd_u64map_put(gd_u64map *m, uint64_t key, bool *ret_new);
+
+/* The value of key, or NULL when absent (key 0 is never present). */
+uint64_t *gd_u64map_get(const gd_u64map *m, uint64_t key);
+
+/* Grows the map so n entries fit without another allocation. Returns
+ * false on out of memory (the map is unchanged). */
+bool gd_u64map_reserve(gd_u64map *m, size_t n);
+
+/* Removes every entry and keeps the capacity: O(cap). */
+void gd_u64map_clear(gd_u64map *m);
+
+/* Frees the arrays and leaves an empty map. */
+void gd_u64map_free(gd_u64map *m);
+
+#endif
