@@ -52,6 +52,9 @@ typedef struct config {
   long max_streams;
   long max_calls, keepalive_time_ms, keepalive_timeout_ms, min_ping_interval_ms;
   long cluster_max_sellers, cluster_max_ties;
+  long max_query_work;
+  long reserved_calls, max_calls_per_peer, stream_idle_ms, query_threads;
+  long max_hub_cap[GD_ROLE_ADMIN + 1];
   const char *tokens;
   const char *tls_cert, *tls_key, *tls_client_ca;
   bool insecure_no_auth;
@@ -95,6 +98,19 @@ static void usage(FILE *f) {
         "  --grace-ms N             shutdown drain period (default 10000)\n"
         "  --max-streams N          concurrent streams per connection (default 1000)\n"
         "  --max-calls N            calls in flight over all connections (default 10000)\n"
+        "  --reserved-calls N       of --max-calls, kept for unary calls: streams never\n"
+        "                           take them (default: a tenth of --max-calls)\n"
+        "  --max-calls-per-peer N   calls in flight per connection, and per token's\n"
+        "                           principal with --tokens (default 1000; 0 = none)\n"
+        "  --stream-idle-ms N       end a client stream that sends nothing for this long\n"
+        "                           (default 120000; 0 = never)\n"
+        "  --query-threads N        threads for LinkedSellers, FindPaths, RankSuspects,\n"
+        "                           apart from the handler threads (default: as --threads)\n"
+        "  --max-query-work N       steps one investigator query may take: rows read,\n"
+        "                           cached lists walked, pushes (default 20000000; 0 = none)\n"
+        "  --max-hub-cap [ROLE=]N   the largest hub cap a request may ask for, for every\n"
+        "                           role or for ROLE (reader, investigator, writer, admin;\n"
+        "                           repeat per role; default 10000; 0 = none)\n"
         "  --keepalive-time-ms N    ping an idle connection this often (default 60000)\n"
         "  --keepalive-timeout-ms N ... and drop it without an answer by then (default 20000)\n"
         "  --min-ping-interval-ms N clients may ping no more often (default 10000)\n"
@@ -348,7 +364,7 @@ static int parse_args(int argc, char **argv, config *c) {
     O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT, O_TOKENS, O_INSECURE, O_TLS_CERT,
     O_TLS_KEY, O_TLS_CA, O_NO_AUDIT, O_MAXCALLS, O_KA_TIME, O_KA_TIMEOUT, O_MIN_PING,
     O_AUDIT_READS, O_CONFIG, O_CHECK_CONFIG, O_ALLOC, O_LOG_FORMAT, O_LOG_LEVEL,
-    O_METRICS_LISTEN,
+    O_METRICS_LISTEN, O_QUERY_WORK, O_HUB_CAP, O_RESERVED, O_PER_PEER, O_IDLE, O_QTHREADS,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
@@ -372,6 +388,12 @@ static int parse_args(int argc, char **argv, config *c) {
       {"no-audit", no_argument, NULL, O_NO_AUDIT},
       {"audit-reads", required_argument, NULL, O_AUDIT_READS},
       {"max-calls", required_argument, NULL, O_MAXCALLS},
+      {"max-query-work", required_argument, NULL, O_QUERY_WORK},
+      {"reserved-calls", required_argument, NULL, O_RESERVED},
+      {"max-calls-per-peer", required_argument, NULL, O_PER_PEER},
+      {"stream-idle-ms", required_argument, NULL, O_IDLE},
+      {"query-threads", required_argument, NULL, O_QTHREADS},
+      {"max-hub-cap", required_argument, NULL, O_HUB_CAP},
       {"keepalive-time-ms", required_argument, NULL, O_KA_TIME},
       {"keepalive-timeout-ms", required_argument, NULL, O_KA_TIMEOUT},
       {"min-ping-interval-ms", required_argument, NULL, O_MIN_PING},
@@ -405,6 +427,11 @@ static int parse_args(int argc, char **argv, config *c) {
       .min_ping_interval_ms = 10000,
       .cluster_max_sellers = 20000000,
       .cluster_max_ties = 200000000,
+      .max_query_work = 20000000,
+      .reserved_calls = -1, /* a tenth of max_calls */
+      .max_calls_per_peer = 1000,
+      .stream_idle_ms = 120000,
+      .max_hub_cap = {10000, 10000, 10000, 10000, 10000},
       .log_level = GD_LOG_INFO,
   };
   int ch, rc;
@@ -450,6 +477,35 @@ static int parse_args(int argc, char **argv, config *c) {
       c->audit_reads_sync = strcmp(optarg, "sync") == 0;
       name = "--audit-reads";
       break;
+    case O_RESERVED: ok = parse_long(optarg, 0, 10000000, &c->reserved_calls); name = "--reserved-calls"; break;
+    case O_PER_PEER: ok = parse_long(optarg, 0, 10000000, &c->max_calls_per_peer); name = "--max-calls-per-peer"; break;
+    case O_IDLE: ok = parse_long(optarg, 0, 86400000L * 365, &c->stream_idle_ms); name = "--stream-idle-ms"; break;
+    case O_QTHREADS: ok = parse_long(optarg, 1, 256, &c->query_threads); name = "--query-threads"; break;
+    case O_QUERY_WORK: ok = parse_long(optarg, 0, 1L << 50, &c->max_query_work); name = "--max-query-work"; break;
+    case O_HUB_CAP: {
+      const char *eq = strchr(optarg, '=');
+      name = "--max-hub-cap";
+      if (!eq) {
+        ok = parse_long(optarg, 0, 1L << 40, &v);
+        for (int r = 0; ok && r <= GD_ROLE_ADMIN; r++)
+          c->max_hub_cap[r] = v;
+        break;
+      }
+      char role[32];
+      gd_role r;
+      ok = (size_t)(eq - optarg) < sizeof role;
+      if (ok) {
+        memcpy(role, optarg, (size_t)(eq - optarg));
+        role[eq - optarg] = 0;
+        ok = gd_role_parse(role, &r) == 0 && parse_long(eq + 1, 0, 1L << 40, &v);
+      }
+      if (ok) {
+        c->max_hub_cap[r] = v;
+        if (r == GD_ROLE_READER) /* the open methods' callers count as readers */
+          c->max_hub_cap[GD_ROLE_NONE] = v;
+      }
+      break;
+    }
     case O_MAXCALLS: ok = parse_long(optarg, 1, 10000000, &c->max_calls); name = "--max-calls"; break;
     case O_KA_TIME: ok = parse_long(optarg, 1000, 86400000, &c->keepalive_time_ms); name = "--keepalive-time-ms"; break;
     case O_KA_TIMEOUT: ok = parse_long(optarg, 100, 3600000, &c->keepalive_timeout_ms); name = "--keepalive-timeout-ms"; break;
@@ -752,9 +808,12 @@ int main(int argc, char **argv) {
       .ingest_inflight = 256,
       .ingest_window_bytes = 16 << 20,
       .cluster_max_sellers = (uint64_t)cfg.cluster_max_sellers,
+      .max_query_work = (uint64_t)cfg.max_query_work,
       .audit = !cfg.no_audit,
       .audit_reads_async = !cfg.audit_reads_sync,
   };
+  for (int r = 0; r <= GD_ROLE_ADMIN; r++)
+    lim.max_hub_cap[r] = (uint64_t)cfg.max_hub_cap[r];
   char worker_path[4096];
   find_worker(&cfg, worker_path, sizeof worker_path);
   if (access(worker_path, X_OK) != 0)
@@ -812,6 +871,10 @@ int main(int argc, char **argv) {
       .max_deadline_ms = cfg.max_deadline_ms,
       .max_concurrent_streams = (int)cfg.max_streams,
       .max_calls = (unsigned)cfg.max_calls,
+      .reserved_calls = (unsigned)(cfg.reserved_calls >= 0 ? cfg.reserved_calls : cfg.max_calls / 10),
+      .max_calls_per_peer = (unsigned)cfg.max_calls_per_peer,
+      .stream_idle_ms = cfg.stream_idle_ms,
+      .query_threads = (unsigned)cfg.query_threads,
       .keepalive_time_ms = (int)cfg.keepalive_time_ms,
       .keepalive_timeout_ms = (int)cfg.keepalive_timeout_ms,
       .min_ping_interval_ms = (int)cfg.min_ping_interval_ms,

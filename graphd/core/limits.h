@@ -20,7 +20,10 @@
   XX(UNAUTHENTICATED, "unauthenticated", "a missing or unknown token")                  \
   XX(PERMISSION, "permission", "a role below the method's")                             \
   XX(AUDIT, "audit", "a call refused because the audit trail cannot be written")        \
-  XX(ALLOC_BUDGET, "alloc_budget", "a request over --max-request-alloc-bytes to decode")
+  XX(ALLOC_BUDGET, "alloc_budget", "a request over --max-request-alloc-bytes to decode") \
+  XX(STREAM_SHARE, "stream_share", "a stream over --max-calls minus --reserved-calls")  \
+  XX(PEER_CALLS, "peer_calls", "a call over --max-calls-per-peer")                      \
+  XX(STREAM_IDLE, "stream_idle", "a client stream idle past --stream-idle-ms")
 
 typedef enum gd_limit {
 #define XX(name, key, desc) GD_LIMIT_##name,

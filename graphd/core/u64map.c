@@ -79,6 +79,31 @@ uint64_t *gd_u64map_get(const gd_u64map *m, uint64_t key) {
   }
 }
 
+bool gd_u64map_del(gd_u64map *m, uint64_t key) {
+  if (!m->cap || !key)
+    return false;
+  size_t mask = m->cap - 1, i = slot_of(key, m->cap);
+  while (m->keys[i] != key) {
+    if (!m->keys[i])
+      return false;
+    i = (i + 1) & mask;
+  }
+  /* Backward shift: move later entries of the run into the hole unless
+   * their home slot lies cyclically in (hole, their slot]. */
+  for (size_t j = (i + 1) & mask; m->keys[j]; j = (j + 1) & mask) {
+    size_t h = slot_of(m->keys[j], m->cap);
+    bool stays = j > i ? (h > i && h <= j) : (h > i || h <= j);
+    if (!stays) {
+      m->keys[i] = m->keys[j];
+      m->vals[i] = m->vals[j];
+      i = j;
+    }
+  }
+  m->keys[i] = 0;
+  m->n--;
+  return true;
+}
+
 void gd_u64map_clear(gd_u64map *m) {
   if (m->cap)
     memset(m->keys, 0, m->cap * sizeof *m->keys);

@@ -46,6 +46,10 @@ uint64_t *gd_u64map_get(const gd_u64map *m, uint64_t key);
  * false on out of memory (the map is unchanged). */
 bool gd_u64map_reserve(gd_u64map *m, size_t n);
 
+/* Removes key; returns whether it was there. Pointers from get or put
+ * may now point at another entry. */
+bool gd_u64map_del(gd_u64map *m, uint64_t key);
+
 /* Removes every entry and keeps the capacity: O(cap). */
 void gd_u64map_clear(gd_u64map *m);
 

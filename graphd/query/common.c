@@ -27,6 +27,19 @@ void qctx_init(qctx *q, gd_rtxn *r, const gd_query_params *p, gd_arena **arena) 
   q->r = r;
   q->p = p;
   q->arena = arena;
+  gd_err_clear(&q->stop_err);
+  qctx_check_slow(q);
+}
+
+void qctx_check_slow(qctx *q) {
+  q->next_check = q->work + GD_QUERY_CHECK_EVERY;
+  if (q->stop_rc || !q->p->check)
+    return;
+  int rc = q->p->check(q->p->check_ctx, &q->stop_err);
+  if (rc) {
+    q->stop_rc = rc;
+    q->truncated = true;
+  }
 }
 
 static int links_in(qctx *q, uint64_t id, uint32_t type_mask, int64_t since, int64_t until,
@@ -234,6 +247,8 @@ int gd_query_evidence(gd_rtxn *r, uint64_t id, const gd_query_params *p, gd_evid
   qctx_init(&q, r, p, NULL);
   int rc = qctx_evidence(&q, id, &in, err);
   if (rc == GD_OK)
+    rc = qctx_stopped(&q, err);
+  if (rc == GD_OK)
     *ret = (gd_evidence_info){in->weight, in->corroboration, in->hub, in->context};
   qctx_free(&q);
   return rc;
@@ -291,8 +306,10 @@ static int links_in(qctx *q, uint64_t id, uint32_t type_mask, int64_t since, int
                     qlinks *out, gd_err *err) {
   out->n = 0;
   out->oom = false;
+  uint64_t before = q->touched;
   int rc =
       gd_store_visit_links(q->r, id, type_mask, since, until, collect, out, &q->touched, err);
+  qctx_work(q, q->touched - before);
   if (rc)
     return rc;
   if (out->oom)

@@ -135,6 +135,11 @@ static int gather(lstate *s, uint64_t u, gd_err *err) {
     size_t nsellers = 0;
     if ((rc = qctx_sellers(q, eid, &sellers, &nsellers, err)))
       return rc;
+    /* The list is cached: walking it again for every seller that shares
+     * the entity is work too (a raised hub cap makes it most of it). */
+    qctx_work(q, nsellers);
+    if (qctx_over(q))
+      break;
     for (size_t j = 0; j < nsellers; j++) {
       const gd_link *m = &sellers[j];
       if (m->nbr == u)
@@ -163,6 +168,7 @@ static int cmp_shared(const void *a, const void *b) {
 /* Relaxes every tie gathered from u; appends improved sellers to next. */
 static int relax(lstate *s, size_t ui, uint64_t **next, size_t *nnext, size_t *capnext,
                  gd_err *err) {
+  qctx_work(&s->q, s->naccs);
   for (size_t k = 0; k < s->naccs; k++) {
     acc *a = &s->accs[k];
     if (a->v == s->start)
@@ -280,6 +286,8 @@ int gd__query_linked_in(gd_rtxn *r, uint64_t seller, unsigned max_hops,
     nfront = nnext;
   }
 
+  if ((rc = qctx_stopped(&s.q, err)))
+    goto out;
   /* Results: every seller met but the start, best first. */
   gd_linked *out = gd_arena_alloc(arena, (s.nnodes + 1) * sizeof *out);
   if (!out) {
@@ -303,6 +311,7 @@ int gd__query_linked_in(gd_rtxn *r, uint64_t seller, unsigned max_hops,
   if ((rc = qctx_hubs_out(&s.q, &ret->hubs, &ret->nhubs, err)))
     goto out;
   ret->truncated = s.q.truncated;
+  ret->work_bound = s.q.p->max_work && s.q.work > s.q.p->max_work;
   ret->touched = s.q.touched;
 out:
   free(frontier);

@@ -100,15 +100,18 @@ static int bfs(pstate *s, uint64_t src, unsigned depth, gd_err *err) {
   for (unsigned d = 0; d < depth && ncur && !qctx_over(&s->q); d++) {
     nnext = 0;
     for (size_t i = 0; i < ncur && !qctx_over(&s->q); i++) {
-      pnode *x = pnode_load(s, cur[i], err);
+      pnode *x = pnode_get(s, cur[i], err);
+      if (x && x->hub)
+        continue; /* reached, never expanded: its links are not read */
+      if (x)
+        x = pnode_load(s, cur[i], err);
       if (!x) {
         rc = err->code;
         goto out;
       }
-      if (x->hub)
-        continue;
       size_t nadj = x->nadj;
       gd_link *adj = x->adj;
+      qctx_work(&s->q, nadj);
       for (size_t j = 0; j < nadj; j++) {
         pnode *y = pnode_get(s, adj[j].nbr, err);
         if (!y) {
@@ -160,16 +163,19 @@ static int lower_bound(const pstate *s, const pnode *n) {
 static int dfs(pstate *s, uint64_t x, unsigned depth, unsigned len, gd_err *err) {
   if (x == s->to)
     return depth == len ? emit(s, len, err) : GD_OK;
-  pnode *n = pnode_load(s, x, err);
+  pnode *n = pnode_get(s, x, err);
+  if (n && (n->hub || qctx_over(&s->q)))
+    return GD_OK;
+  if (n)
+    n = pnode_load(s, x, err);
   if (!n)
     return err->code;
-  if (n->hub || qctx_over(&s->q))
-    return GD_OK;
   n->on_path = true;
   size_t nadj = n->nadj;
   gd_link *adj = n->adj; /* stable: owned by the node, not the array */
   int rc = GD_OK;
   for (size_t j = 0; j < nadj && s->npaths < s->k && !qctx_over(&s->q); j++) {
+    qctx_work(&s->q, 1); /* the adjacency is cached: each visit is work */
     pnode *y = pnode_get(s, adj[j].nbr, err);
     if (!y) {
       rc = err->code;
@@ -223,11 +229,14 @@ int gd_query_paths(gd_rtxn *r, uint64_t from, uint64_t to, size_t k, unsigned ma
   for (unsigned len = 1; len <= max_hops && s.npaths < k && !qctx_over(&s.q); len++)
     if ((rc = dfs(&s, from, 0, len, err)))
       goto out;
+  if ((rc = qctx_stopped(&s.q, err)))
+    goto out;
   ret->paths = s.paths;
   ret->n = s.npaths;
   if ((rc = qctx_hubs_out(&s.q, &ret->hubs, &ret->nhubs, err)))
     goto out;
   ret->truncated = s.q.truncated;
+  ret->work_bound = s.q.p->max_work && s.q.work > s.q.p->max_work;
   ret->touched = s.q.touched;
 out:
   for (size_t i = 0; i < s.nnodes; i++)

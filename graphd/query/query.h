@@ -9,8 +9,10 @@
  * corroborated evidence rule and hub caps, the same implementation
  * clustering uses; common.c computes corroboration), honour a
  * time window on links, and stop at a work bound (rows of adjacency read,
- * or pushes) with what they found, marked truncated: no query runs
- * unbounded.
+ * or pushes, and the server's bound on all steps, walks over cached lists
+ * included) with what they found, marked truncated: no query runs
+ * unbounded. A check hook (deadline, cancellation) is asked every few
+ * thousand steps; when it says stop, the query ends with its error.
  *
  * Results live in an arena owned by the result; free it with the matching
  * *_free function. Entity ids in results are plain ids: the caller reads
@@ -18,7 +20,8 @@
  *
  * Errors: GD_ENOTFOUND (a start entity is missing), GD_EINVALID (a seller
  * is required and the entity is not one; from == to), GD_EPRECONDITION
- * (no seed), GD_ENOMEM, GD_EIO, GD_EINTERNAL. Messages name the field.
+ * (no seed), GD_ENOMEM, GD_EIO, GD_EINTERNAL, and whatever the check hook
+ * returns (GD_EDEADLINE, GD_ECANCELLED). Messages name the field.
  */
 #ifndef GD_QUERY_QUERY_H
 #define GD_QUERY_QUERY_H
@@ -34,8 +37,22 @@ typedef struct gd_query_params {
   gd_evidence_params ev;  /* hub caps and type weights */
   uint32_t type_mask;     /* types followed (bit t); 0 = all */
   int64_t since, until;   /* link window; 0 = open */
-  uint64_t max_touched;   /* work bound; 0 = no bound */
+  uint64_t max_touched;   /* the request's bound (rows read; RankSuspects:
+                             pushes); 0 = no bound */
+  /* The bound on all traversal work, whatever the request asked: rows
+   * read, plus every entry of a cached seller list or adjacency walked,
+   * plus pushes. 0 = no bound. Past either bound a query stops with what
+   * it found, marked truncated. */
+  uint64_t max_work;
+  /* Asked once at the start and then every GD_QUERY_CHECK_EVERY steps of
+   * work: a non-zero gd_errno (GD_EDEADLINE, GD_ECANCELLED, with err
+   * filled) ends the query with that error and no result. NULL = never. */
+  int (*check)(void *ctx, gd_err *err);
+  void *check_ctx;
 } gd_query_params;
+
+/* Steps of work between two checks: about a millisecond at most. */
+#define GD_QUERY_CHECK_EVERY 4096
 
 /* Fills p with the defaults: evidence defaults, every type, no window. */
 void gd_query_params_default(gd_query_params *p);
@@ -102,6 +119,7 @@ typedef struct gd_linked_result {
   gd_hub *hubs; /* by sellers desc, then id */
   size_t nhubs;
   bool truncated;
+  bool work_bound;  /* truncated by p->max_work (not max_touched) */
   uint64_t touched;
   gd_arena *arena;
 } gd_linked_result;
@@ -130,6 +148,7 @@ typedef struct gd_paths_result {
   gd_hub *hubs;
   size_t nhubs;
   bool truncated;
+  bool work_bound;  /* truncated by p->max_work (not max_touched) */
   uint64_t touched;
   gd_arena *arena;
 } gd_paths_result;
@@ -161,6 +180,7 @@ typedef struct gd_suspects_result {
   size_t n;
   uint64_t seeds;
   bool truncated;
+  bool work_bound;  /* truncated by p->max_work (not max_touched) */
   uint64_t touched; /* pushes */
   gd_arena *arena;
 } gd_suspects_result;

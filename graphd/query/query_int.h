@@ -44,6 +44,10 @@ typedef struct qctx {
   const gd_query_params *p;
   uint64_t touched;
   bool truncated;
+  uint64_t work;       /* all steps (gd_query_params.max_work) */
+  uint64_t next_check; /* work at which the check hook is asked next */
+  int stop_rc;         /* the check hook's error: the query ends with it */
+  gd_err stop_err;
   gd_u64map info_idx; /* id -> index + 1 into infos */
   qinfo *infos;
   size_t ninfo, capinfo;
@@ -93,11 +97,32 @@ int qctx_hub(qctx *q, const qinfo *in, gd_err *err);
 /* Copies the hubs met into the arena, sorted; sets *ret / *ret_n. */
 int qctx_hubs_out(qctx *q, gd_hub **ret, size_t *ret_n, gd_err *err);
 
-/* True (and marks truncated) once the work bound is passed. */
+/* Asks the check hook (common.c); on its error sets stop_rc and truncated,
+ * so every loop testing qctx_over ends. */
+void qctx_check_slow(qctx *q);
+
+/* Counts n steps of work; asks the check hook every GD_QUERY_CHECK_EVERY. */
+static inline void qctx_work(qctx *q, uint64_t n) {
+  q->work += n;
+  if (q->work >= q->next_check)
+    qctx_check_slow(q);
+}
+
+/* True (and marks truncated) once a work bound is passed or the check hook
+ * said stop. */
 static inline bool qctx_over(qctx *q) {
-  if (q->p->max_touched && q->touched > q->p->max_touched)
+  if ((q->p->max_touched && q->touched > q->p->max_touched) ||
+      (q->p->max_work && q->work > q->p->max_work))
     q->truncated = true;
   return q->truncated;
+}
+
+/* The check hook's error, if it said stop (copied to err), else GD_OK. Every
+ * query returns through this before building its result. */
+static inline int qctx_stopped(qctx *q, gd_err *err) {
+  if (q->stop_rc)
+    *err = q->stop_err;
+  return q->stop_rc;
 }
 
 

@@ -151,7 +151,10 @@ static int enqueue(rstate *s, rnode *n, gd_err *err) {
 static int push_all(rstate *s, double alpha, uint64_t max_pushes, gd_err *err) {
   uint64_t pushes = 0;
   while (s->qlen) {
-    if (max_pushes && pushes >= max_pushes) {
+    /* max_touched counts pushes here, so only the work bound and the
+     * check hook are asked besides. */
+    if ((max_pushes && pushes >= max_pushes) ||
+        (s->q.p->max_work && s->q.work > s->q.p->max_work) || s->q.stop_rc) {
       s->q.truncated = true;
       break;
     }
@@ -173,6 +176,7 @@ static int push_all(rstate *s, double alpha, uint64_t max_pushes, gd_err *err) {
     double mass = (1 - alpha) * rx / x->deg;
     size_t nout = x->nout;
     wnbr *out = x->out;
+    qctx_work(&s->q, nout + 1); /* the out-edges are cached: each push walks them */
     for (size_t i = 0; i < nout; i++) {
       rnode *y = rnode_get(s, out[i].id, err);
       if (!y)
@@ -371,7 +375,7 @@ int gd_query_suspects(gd_rtxn *r, const gd_str *labels, size_t nlabels, double a
     if ((rc = enqueue(&s, n, err)))
       goto out;
   }
-  if ((rc = push_all(&s, alpha, p->max_touched, err)))
+  if ((rc = push_all(&s, alpha, p->max_touched, err)) || (rc = qctx_stopped(&s.q, err)))
     goto out;
 
   /* Rank the unlabelled sellers the walk reached... */
@@ -439,6 +443,7 @@ int gd_query_suspects(gd_rtxn *r, const gd_str *labels, size_t nlabels, double a
   ret->n = n;
   ret->seeds = nseeds;
   ret->truncated = s.q.truncated;
+  ret->work_bound = s.q.p->max_work && s.q.work > s.q.p->max_work;
   ret->touched = s.q.touched;
 out:
   for (size_t i = 0; i < s.nnodes; i++)

@@ -444,7 +444,7 @@ static void h_get_entity(gd_call *c, const uint8_t *msg, size_t len, bool has_ms
     Graphd__V1__Entity e;
     gd_evidence_info ev = {0};
     gd_query_params qp;
-    gd_query_params_default(&qp);
+    rpc_query_params(c, &qp);
     if (gd_pb_entity(&v, true, &a, &e)) {
       rpc_fail_code(c, GD_ENOMEM, "out of memory");
     } else if (v.type != GD_TYPE_SELLER && gd_query_evidence(r, v.id, &qp, &ev, &err)) {
@@ -837,52 +837,57 @@ static void h_backup(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
 /* ---- the method table ------------------------------------------------------- */
 
 #define SVC "/graphd.v1.SellerGraph/"
-#define UNARY(name, fn, role) {SVC name, GD_RPC_UNARY, fn, NULL, NULL, NULL, role}
+#define UNARY(name, fn, r) {.path = SVC name, .kind = GD_RPC_UNARY, .on_request = fn, .role = r}
+/* An investigator query: runs on the server's query threads (server.h). */
+#define HEAVY(name, fn, r)                                                                   \
+  {.path = SVC name, .kind = GD_RPC_UNARY, .on_request = fn, .role = r, .heavy = true}
 #define R GD_ROLE_READER
 #define I GD_ROLE_INVESTIGATOR
 #define W GD_ROLE_WRITER
 #define A GD_ROLE_ADMIN
 
-/* One row per rpc: path, kind, handlers, and the least role it needs
- * (server/auth.h). A NULL handler answers UNIMPLEMENTED with the method's
+/* One row per rpc: path, kind, handlers, the least role it needs
+ * (server/auth.h), and whether it is heavy or essential (server.h). A NULL handler answers UNIMPLEMENTED with the method's
  * name. New rows go last: the fuzzer's corpus picks methods by row. */
 static const gd_method methods[] = {
     UNARY("Upsert", h_upsert, W),
-    {SVC "Ingest", GD_RPC_CLIENT_STREAM, NULL, h_ingest_read, NULL, NULL, W},
+    {.path = SVC "Ingest", .kind = GD_RPC_CLIENT_STREAM, .on_read = h_ingest_read, .role = W},
     UNARY("GetEntity", h_get_entity, R),
     UNARY("Neighbors", h_neighbors, R),
     UNARY("SetLabels", h_set_labels, I),
     UNARY("DeleteEntity", h_delete_entity, W),
     UNARY("Stats", h_stats, R),
-    UNARY("LinkedSellers", rpc_linked_sellers, R),
-    UNARY("FindPaths", rpc_find_paths, R),
-    UNARY("RankSuspects", rpc_rank_suspects, R),
+    HEAVY("LinkedSellers", rpc_linked_sellers, R),
+    HEAVY("FindPaths", rpc_find_paths, R),
+    HEAVY("RankSuspects", rpc_rank_suspects, R),
     UNARY("StartClustering", rpc_start_clustering, W),
     UNARY("GetJob", rpc_get_job, R),
-    {SVC "WatchJob", GD_RPC_SERVER_STREAM, rpc_watch_job, NULL, rpc_watch_written, rpc_watch_cancel,
-     R},
+    {.path = SVC "WatchJob", .kind = GD_RPC_SERVER_STREAM, .on_request = rpc_watch_job,
+     .on_written = rpc_watch_written, .on_cancel = rpc_watch_cancel, .role = R},
     UNARY("CancelJob", rpc_cancel_job, W),
     UNARY("ListSnapshots", rpc_list_snapshots, R),
     UNARY("GetSnapshot", rpc_get_snapshot, R),
     UNARY("DeleteSnapshot", rpc_delete_snapshot, A),
     UNARY("ListClusters", rpc_list_clusters, R),
     UNARY("GetCluster", rpc_get_cluster, R),
-    {SVC "StreamAssignments", GD_RPC_SERVER_STREAM, rpc_stream_assignments, NULL,
-     rpc_assign_written, NULL, R},
-    {SVC "DiffSnapshots", GD_RPC_SERVER_STREAM, rpc_diff_snapshots, NULL, rpc_diff_written,
-     NULL, R},
+    {.path = SVC "StreamAssignments", .kind = GD_RPC_SERVER_STREAM,
+     .on_request = rpc_stream_assignments, .on_written = rpc_assign_written, .role = R},
+    {.path = SVC "DiffSnapshots", .kind = GD_RPC_SERVER_STREAM, .on_request = rpc_diff_snapshots,
+     .on_written = rpc_diff_written, .role = R},
     UNARY("Backup", h_backup, A),
     UNARY("ListAudit", rpc_list_audit, A),
     UNARY("VerifyAudit", rpc_verify_audit, A),
-    {"/grpc.health.v1.Health/Check", GD_RPC_UNARY, h_health_check, NULL, NULL, NULL,
-     GD_ROLE_NONE},
+    {.path = "/grpc.health.v1.Health/Check", .kind = GD_RPC_UNARY, .on_request = h_health_check,
+     .role = GD_ROLE_NONE, .essential = true},
     /* Reveals the schema only. */
-    {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", GD_RPC_BIDI_STREAM, NULL,
-     rpc_reflection_read, rpc_reflection_written, NULL, R},
+    {.path = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+     .kind = GD_RPC_BIDI_STREAM, .on_read = rpc_reflection_read,
+     .on_written = rpc_reflection_written, .role = R},
     /* The same protocol under its released name (identical messages on
      * the wire), asked first by current clients. */
-    {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", GD_RPC_BIDI_STREAM, NULL,
-     rpc_reflection_read, rpc_reflection_written, NULL, R},
+    {.path = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+     .kind = GD_RPC_BIDI_STREAM, .on_read = rpc_reflection_read,
+     .on_written = rpc_reflection_written, .role = R},
 };
 #undef R
 #undef I

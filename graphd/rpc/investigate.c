@@ -26,7 +26,25 @@
 
 /* ---- request parts ------------------------------------------------------ */
 
-static int conv_caps(Graphd__V1__HubCap **caps, size_t n, gd_query_params *p, gd_err *err) {
+static int query_check(void *ctx, gd_err *err) {
+  return gd_call_check(ctx, err);
+}
+
+void rpc_query_params(gd_call *c, gd_query_params *p) {
+  gd_query_params_default(p);
+  p->max_work = env.lim.max_query_work;
+  p->check = query_check;
+  p->check_ctx = c;
+}
+
+/* The request's hub caps, each at most the server's maximum for the
+ * caller's role: a raised cap makes a crowd evidence and its whole seller
+ * list part of every step. */
+static int conv_caps(gd_call *c, Graphd__V1__HubCap **caps, size_t n, gd_query_params *p,
+                     gd_err *err) {
+  gd_role role = GD_ROLE_NONE;
+  gd_call_principal(c, &role);
+  uint64_t max = role >= GD_ROLE_NONE && role <= GD_ROLE_ADMIN ? env.lim.max_hub_cap[role] : 0;
   for (size_t i = 0; i < n; i++) {
     if (!caps[i])
       return gd_err_set(err, GD_EINVALID, "hub_caps[%zu]: missing", i);
@@ -35,6 +53,12 @@ static int conv_caps(Graphd__V1__HubCap **caps, size_t n, gd_query_params *p, gd
                         (int)caps[i]->type);
     if (caps[i]->max_sellers < 1)
       return gd_err_set(err, GD_EINVALID, "hub_caps[%zu].max_sellers: must be at least 1", i);
+    if (max && caps[i]->max_sellers > max)
+      return gd_err_set(err, GD_EINVALID,
+                        "hub_caps[%zu].max_sellers: %llu is over the maximum of %llu for role %s "
+                        "(--max-hub-cap)",
+                        i, (unsigned long long)caps[i]->max_sellers, (unsigned long long)max,
+                        gd_role_name(role));
     p->ev.hub_cap[caps[i]->type] = caps[i]->max_sellers;
   }
   return GD_OK;
@@ -192,7 +216,7 @@ void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
   if (!req)
     return;
   gd_err_clear(&err);
-  gd_query_params_default(&p);
+  rpc_query_params(c, &p);
   unsigned hops = req->max_hops ? req->max_hops : 1;
   if (hops > MAX_HOPS_LINKED) {
     gd_err_set(&err, GD_EINVALID, "max_hops: %u is over the maximum of %d", req->max_hops,
@@ -212,7 +236,7 @@ void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
     goto fail;
   }
   if (gd_pb_window(req->window, &p.since, &p.until, &err, "window") ||
-      conv_caps(req->hub_caps, req->n_hub_caps, &p, &err) ||
+      conv_caps(c, req->hub_caps, req->n_hub_caps, &p, &err) ||
       conv_limit(req->limit, "limit", &limit, &err) ||
       conv_bound(req->max_touched, DEFAULT_TOUCH_ROWS, MAX_TOUCH_ROWS, "max_touched",
                  &p.max_touched, &err) ||
@@ -235,6 +259,7 @@ void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
     goto fail;
   rep.n_skipped_hubs = res.nhubs;
   rep.truncated = res.truncated;
+  rep.server_work_bound = res.work_bound;
   rep.touched = res.touched;
   rpc_reply(c, &rep.base);
   goto out;
@@ -263,7 +288,7 @@ void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   if (!req)
     return;
   gd_err_clear(&err);
-  gd_query_params_default(&p);
+  rpc_query_params(c, &p);
   size_t k = req->k ? req->k : 3;
   unsigned hops = req->max_hops ? req->max_hops : 4;
   if (k > MAX_K) {
@@ -276,7 +301,7 @@ void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     goto fail;
   }
   if (gd_pb_window(req->window, &p.since, &p.until, &err, "window") ||
-      conv_caps(req->hub_caps, req->n_hub_caps, &p, &err) ||
+      conv_caps(c, req->hub_caps, req->n_hub_caps, &p, &err) ||
       conv_bound(req->max_touched, DEFAULT_TOUCH_ROWS, MAX_TOUCH_ROWS, "max_touched",
                  &p.max_touched, &err) ||
       gd_store_read_begin(env.store, &r, &err) ||
@@ -326,6 +351,7 @@ void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     goto fail;
   rep.n_skipped_hubs = res.nhubs;
   rep.truncated = res.truncated;
+  rep.server_work_bound = res.work_bound;
   rep.touched = res.touched;
   rpc_reply(c, &rep.base);
   goto out;
@@ -355,7 +381,7 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
   if (!req)
     return;
   gd_err_clear(&err);
-  gd_query_params_default(&p);
+  rpc_query_params(c, &p);
   double alpha = req->alpha == 0 ? 0.15 : req->alpha;
   double eps = req->epsilon == 0 ? 1e-7 : req->epsilon;
   size_t nearest = req->max_nearest ? req->max_nearest : 3;
@@ -387,7 +413,7 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
     labels[i] = gd_str_c(req->seed_labels[i]);
   }
   if (gd_pb_window(req->window, &p.since, &p.until, &err, "window") ||
-      conv_caps(req->hub_caps, req->n_hub_caps, &p, &err) ||
+      conv_caps(c, req->hub_caps, req->n_hub_caps, &p, &err) ||
       conv_limit(req->limit, "limit", &limit, &err) ||
       conv_bound(req->max_touched, DEFAULT_PUSHES, MAX_PUSHES, "max_touched", &p.max_touched,
                  &err) ||
@@ -423,6 +449,7 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
   }
   rep.n_suspects = res.n;
   rep.truncated = res.truncated;
+  rep.server_work_bound = res.work_bound;
   rep.touched = res.touched;
   rep.seeds = res.seeds;
   rpc_reply(c, &rep.base);

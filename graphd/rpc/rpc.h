@@ -29,6 +29,14 @@ typedef struct gd_rpc_limits {
   unsigned ingest_inflight;    /* Ingest messages queued to the writer per stream */
   size_t ingest_window_bytes;  /* ... and their bytes */
   uint64_t cluster_max_sellers; /* StartClustering: RESOURCE_EXHAUSTED above (0 = none) */
+  /* Every step one LinkedSellers, FindPaths, RankSuspects or GetEntity may
+   * take (rows read, cached lists walked, pushes: query.h max_work); past
+   * it the reply is cut and marked truncated. 0 = no bound. */
+  uint64_t max_query_work;
+  /* The largest hub cap (hub_caps[].max_sellers) a caller of each role
+   * (server/auth.h, GD_ROLE_NONE .. GD_ROLE_ADMIN) may ask the investigator
+   * rpcs for; over it INVALID_ARGUMENT naming --max-hub-cap. 0 = none. */
+  uint64_t max_hub_cap[5];
   bool audit;                   /* keep the audit trail (gd_rpc_audit_hooks) */
   /* Successful read-only calls (role reader or none) reply without
    * waiting for their record's commit; it follows in the next group

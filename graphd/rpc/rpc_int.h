@@ -50,6 +50,12 @@ void rpc_audit_target(gd_call *c, const ProtobufCMessage *req);
 void rpc_list_audit(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_verify_audit(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 
+/* Query parameters for call c: the defaults, the server's work bound
+ * (lim.max_query_work) and c's deadline and cancellation as the check
+ * hook (query.h), so a query ends within milliseconds of either. */
+struct gd_query_params;
+void rpc_query_params(gd_call *c, struct gd_query_params *p);
+
 /* Investigation handlers (investigate.c). */
 void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);

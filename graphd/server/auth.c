@@ -46,7 +46,7 @@ const char *gd_role_name(gd_role r) {
   }
 }
 
-static int role_parse(const char *s, gd_role *ret) {
+int gd_role_parse(const char *s, gd_role *ret) {
   for (int r = GD_ROLE_READER; r <= GD_ROLE_ADMIN; r++)
     if (strcmp(s, gd_role_name((gd_role)r)) == 0) {
       *ret = (gd_role)r;
@@ -94,7 +94,7 @@ static int load_table(const char *path, table *ret, gd_err *err) {
       rc = gd_err_set(err, GD_EINVALID,
                       "%s:%zu: token must be %d..%d printable characters (got %zu)", path,
                       lineno, TOKEN_MIN, TOKEN_MAX, tl);
-    } else if (role_parse(role, &r) != 0) {
+    } else if (gd_role_parse(role, &r) != 0) {
       rc = gd_err_set(err, GD_EINVALID,
                       "%s:%zu: unknown role '%.32s' (reader, investigator, writer, admin)", path,
                       lineno, role);

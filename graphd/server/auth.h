@@ -47,6 +47,9 @@ typedef enum gd_role {
 /* "reader" ...; "none" for GD_ROLE_NONE; never NULL. */
 const char *gd_role_name(gd_role r);
 
+/* "reader" .. "admin" -> *ret; returns 0, or -1 for any other text. */
+int gd_role_parse(const char *s, gd_role *ret);
+
 typedef struct gd_auth gd_auth;
 
 /*

@@ -47,6 +47,7 @@
 
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/u64map.h"
 
 #define SLOTS_PER_METHOD 4
 #define GENERIC_SLOTS 4
@@ -100,6 +101,17 @@ struct gd_call {
   bool p_has_msg, p_has_reply;
   tag t_new, t_close, t_read, t_write, t_final;
   gd_call *prev, *next; /* active list */
+  /* admission (s->mu): what this call counts against, undone at free */
+  bool counted_stream;
+  uint64_t peer_key, principal_key; /* 0 = not counted */
+  /* client streams (c->mu): a read is outstanding since read_since_ns */
+  bool reading;
+  int64_t read_since_ns;
+  bool idle_cut;
+  /* heavy methods: queued for a query thread with its request */
+  gd_call *qnext;
+  grpc_slice qmsg;
+  bool qhas;
 };
 
 struct gd_server {
@@ -120,7 +132,17 @@ struct gd_server {
   bool reaper_stop;
   gd_call *active;
   uint64_t nactive;
+  uint64_t nstreams;  /* streaming calls admitted */
+  gd_u64map percount; /* peer or principal key -> calls admitted */
   tag t_shutdown;
+
+  /* Query threads: heavy calls in arrival order. */
+  pthread_mutex_t qmu;
+  pthread_cond_t qcv;
+  gd_call *qhead, *qtail;
+  bool qstop;
+  pthread_t *qthreads;
+  unsigned nqthreads;
 };
 
 static void call_unref(gd_call *c);
@@ -246,6 +268,13 @@ static void activate(gd_call *c) {
   pthread_mutex_unlock(&s->mu);
 }
 
+/* Drops one admitted call of a peer or principal key (s->mu held). */
+static void uncount(gd_server *s, uint64_t key) {
+  uint64_t *v = key ? gd_u64map_get(&s->percount, key) : NULL;
+  if (v && --*v == 0)
+    gd_u64map_del(&s->percount, key);
+}
+
 /* Called with c->mu held; drops one reference and frees at zero (the lock
  * is released in every case). */
 static void call_unref_locked(gd_call *c) {
@@ -263,6 +292,10 @@ static void call_unref_locked(gd_call *c) {
   if (c->next)
     c->next->prev = c->prev;
   s->nactive--;
+  if (c->counted_stream)
+    s->nstreams--;
+  uncount(s, c->peer_key);
+  uncount(s, c->principal_key);
   if (s->nactive == 0)
     pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
@@ -308,10 +341,20 @@ void *gd_call_user(gd_call *c) { return c->user; }
 const gd_method *gd_call_method(gd_call *c) { return c->m; }
 
 bool gd_call_expired(gd_call *c) {
+  return gd_call_check(c, NULL) != GD_OK;
+}
+
+int gd_call_check(gd_call *c, gd_err *err) {
   pthread_mutex_lock(&c->mu);
-  bool dead = c->dead || gd_now_ns() > c->deadline_ns;
+  bool late = gd_now_ns() > c->deadline_ns, dead = c->dead;
+  int64_t ms = (c->deadline_ns - c->start_ns) / 1000000;
   pthread_mutex_unlock(&c->mu);
-  return dead;
+  if (late)
+    return gd_err_set(err, GD_EDEADLINE, "deadline exceeded after %lld ms: the work was stopped",
+                      (long long)ms);
+  if (dead)
+    return gd_err_set(err, GD_ECANCELLED, "the call was cancelled: the work was stopped");
+  return GD_OK;
 }
 
 gd_str gd_call_metadata(gd_call *c, const char *key) {
@@ -325,6 +368,8 @@ gd_str gd_call_metadata(gd_call *c, const char *key) {
 void gd_call_read_next(gd_call *c) {
   grpc_op op = {0};
   pthread_mutex_lock(&c->mu);
+  c->reading = true;
+  c->read_since_ns = gd_now_ns();
   op.op = GRPC_OP_RECV_MESSAGE;
   op.data.recv_message.recv_message = &c->recv_buf;
   start_batch(c, &op, 1, &c->t_read);
@@ -542,6 +587,124 @@ const char *gd_call_principal(gd_call *c, gd_role *ret_role) {
   return c->principal;
 }
 
+/* A 64-bit key for a peer ('c': the connection) or a principal ('p');
+ * never 0. */
+static uint64_t name_key(char kind, const char *name) {
+  uint64_t h = UINT64_C(1469598103934665603) ^ (uint8_t)kind;
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+    h = (h ^ *p) * UINT64_C(1099511628211);
+  return h ? h : 1;
+}
+
+/*
+ * The call limits, checked and counted under one lock: all calls against
+ * --max-calls; streams against the share not reserved for unary calls;
+ * every call against the per-connection and (with tokens) per-principal
+ * limit. Returns 0 (counted; call_unref_locked uncounts), or finishes c
+ * with RESOURCE_EXHAUSTED naming the limit and returns -1. The health
+ * check (essential) is never refused.
+ */
+static int admit(gd_call *c) {
+  gd_server *s = c->srv;
+  const gd_server_opts *o = &s->opts;
+  if (c->m && c->m->essential)
+    return 0;
+  bool stream = c->m && c->m->kind != GD_RPC_UNARY;
+  unsigned per = o->max_calls_per_peer;
+  uint64_t pk = per ? name_key('c', gd_call_peer(c)) : 0;
+  uint64_t qk = per && o->auth && c->principal[0] ? name_key('p', c->principal) : 0;
+  unsigned share = o->max_calls > o->reserved_calls ? o->max_calls - o->reserved_calls : 1;
+  char msg[300];
+  gd_limit lim = GD_LIMIT__COUNT;
+  pthread_mutex_lock(&s->mu);
+  uint64_t *pv = pk ? gd_u64map_get(&s->percount, pk) : NULL;
+  uint64_t *qv = qk ? gd_u64map_get(&s->percount, qk) : NULL;
+  if (o->max_calls && s->nactive > o->max_calls) {
+    lim = GD_LIMIT_MAX_CALLS;
+    snprintf(msg, sizeof msg, "too many calls in flight: more than %u (--max-calls)",
+             o->max_calls);
+  } else if (stream && o->max_calls && s->nstreams >= share) {
+    lim = GD_LIMIT_STREAM_SHARE;
+    snprintf(msg, sizeof msg,
+             "too many streams in flight: %u of the %u call slots (--max-calls) are kept for "
+             "unary calls (--reserved-calls)",
+             o->reserved_calls, o->max_calls);
+  } else if (pv && *pv >= per) {
+    lim = GD_LIMIT_PEER_CALLS;
+    snprintf(msg, sizeof msg,
+             "too many calls in flight on this connection: %u (--max-calls-per-peer)", per);
+  } else if (qv && *qv >= per) {
+    lim = GD_LIMIT_PEER_CALLS;
+    snprintf(msg, sizeof msg, "too many calls in flight for %s: %u (--max-calls-per-peer)",
+             c->principal, per);
+  } else {
+    if (stream) {
+      s->nstreams++;
+      c->counted_stream = true;
+    }
+    /* Out of memory here only loses the count, never the call. */
+    if (pk && (pv = gd_u64map_put(&s->percount, pk, NULL))) {
+      ++*pv;
+      c->peer_key = pk;
+    }
+    if (qk && (qv = gd_u64map_put(&s->percount, qk, NULL))) {
+      ++*qv;
+      c->principal_key = qk;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (lim == GD_LIMIT__COUNT)
+    return 0;
+  gd_limit_hit(lim);
+  gd_call_finish(c, GD_ERESOURCE, msg, NULL, 0);
+  return -1;
+}
+
+/* Queues a heavy unary call, with its request, for a query thread. */
+static void enqueue_heavy(gd_call *c) {
+  gd_server *s = c->srv;
+  c->qhas = c->payload != NULL;
+  c->qmsg = c->payload ? read_all(c->payload) : grpc_empty_slice();
+  if (c->payload) {
+    grpc_byte_buffer_destroy(c->payload);
+    c->payload = NULL;
+  }
+  pthread_mutex_lock(&s->qmu);
+  c->qnext = NULL;
+  if (s->qtail)
+    s->qtail->qnext = c;
+  else
+    s->qhead = c;
+  s->qtail = c;
+  pthread_cond_signal(&s->qcv);
+  pthread_mutex_unlock(&s->qmu);
+}
+
+static void *query_main(void *arg) {
+  gd_server *s = arg;
+  pthread_mutex_lock(&s->qmu);
+  for (;;) {
+    while (!s->qhead && !s->qstop)
+      pthread_cond_wait(&s->qcv, &s->qmu);
+    gd_call *c = s->qhead;
+    if (!c)
+      break; /* stopping, and nothing queued */
+    s->qhead = c->qnext;
+    if (!s->qhead)
+      s->qtail = NULL;
+    pthread_mutex_unlock(&s->qmu);
+    /* The method may finish (and so free) the call: keep the request. */
+    grpc_slice sl = c->qmsg;
+    bool has = c->qhas;
+    c->m->on_request(c, has ? GRPC_SLICE_START_PTR(sl) : NULL, has ? GRPC_SLICE_LENGTH(sl) : 0,
+                     has);
+    grpc_slice_unref(sl);
+    pthread_mutex_lock(&s->qmu);
+  }
+  pthread_mutex_unlock(&s->qmu);
+  return NULL;
+}
+
 static void on_new_call(gd_call *c, bool ok) {
   gd_server *s = c->srv;
   const gd_method *m = c->m;
@@ -580,14 +743,8 @@ static void on_new_call(gd_call *c, bool ok) {
   }
   if (authorize(c, m) != 0)
     return;
-  if (s->opts.max_calls && s->nactive > s->opts.max_calls) { /* racy read: a bound, not a count */
-    char msg[200];
-    snprintf(msg, sizeof msg, "too many calls in flight: more than %u (--max-calls)",
-             s->opts.max_calls);
-    gd_limit_hit(GD_LIMIT_MAX_CALLS);
-    gd_call_finish(c, GD_ERESOURCE, msg, NULL, 0);
+  if (admit(c) != 0)
     return;
-  }
   if (s->opts.audit_ready && !s->opts.audit_ready(s->opts.audit_ctx)) {
     gd_limit_hit(GD_LIMIT_AUDIT);
     gd_call_finish(c, GD_EUNAVAILABLE,
@@ -611,11 +768,16 @@ static void on_new_call(gd_call *c, bool ok) {
     gd_call_read_next(c);
     return;
   case GD_RPC_SERVER_STREAM:
+  case GD_RPC_UNARY:
+    /* Ask for the close now, so a client that cancels or goes away marks
+     * the call dead while the method still works on it (gd_call_check). */
     pthread_mutex_lock(&c->mu);
     start_close(c);
     pthread_mutex_unlock(&c->mu);
-    /* fall through */
-  case GD_RPC_UNARY:
+    if (m->kind == GD_RPC_UNARY && m->heavy && s->nqthreads) {
+      enqueue_heavy(c);
+      return;
+    }
     if (c->payload) {
       grpc_slice sl = read_all(c->payload);
       grpc_byte_buffer_destroy(c->payload);
@@ -634,6 +796,7 @@ static void on_read_done(gd_call *c, bool ok) {
   pthread_mutex_lock(&c->mu);
   bb = c->recv_buf;
   c->recv_buf = NULL;
+  c->reading = false;
   pthread_mutex_unlock(&c->mu);
   if (!ok) {
     if (bb)
@@ -723,7 +886,24 @@ static void *reaper_main(void *arg) {
     }
     pthread_cond_timedwait(&s->cv, &s->mu, &ts);
     int64_t now = gd_now_ns();
+    int64_t idle = s->opts.stream_idle_ms * 1000000LL;
     for (gd_call *c = s->active; c; c = c->next) {
+      if (idle && !c->idle_cut && c->m &&
+          (c->m->kind == GD_RPC_CLIENT_STREAM || c->m->kind == GD_RPC_BIDI_STREAM)) {
+        pthread_mutex_lock(&c->mu);
+        bool cut = c->reading && now - c->read_since_ns > idle;
+        c->idle_cut = cut;
+        pthread_mutex_unlock(&c->mu);
+        if (cut) {
+          char msg[160];
+          snprintf(msg, sizeof msg,
+                   "the stream sent no message for %lld ms (--stream-idle-ms): ended",
+                   (long long)s->opts.stream_idle_ms);
+          gd_limit_hit(GD_LIMIT_STREAM_IDLE);
+          grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED, msg, NULL);
+          continue;
+        }
+      }
       if (c->reaped || !c->clamped || c->deadline_ns > now)
         continue;
       c->reaped = true;
@@ -753,6 +933,9 @@ int gd_server_start(const gd_server_opts *o, const gd_method *methods, size_t nm
     s->nthreads = 1;
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
+  pthread_mutex_init(&s->qmu, NULL);
+  pthread_cond_init(&s->qcv, NULL);
+  s->nqthreads = o->query_threads ? o->query_threads : s->nthreads;
   s->t_shutdown = (tag){TAG_SHUTDOWN, NULL};
 
   grpc_arg args[] = {
@@ -776,7 +959,8 @@ int gd_server_start(const gd_server_opts *o, const gd_method *methods, size_t nm
 
   s->handles = calloc(nmethods ? nmethods : 1, sizeof *s->handles);
   s->threads = calloc(s->nthreads, sizeof *s->threads);
-  if (!s->handles || !s->threads) {
+  s->qthreads = calloc(s->nqthreads, sizeof *s->qthreads);
+  if (!s->handles || !s->threads || !s->qthreads) {
     gd_err_set(err, GD_ENOMEM, "server: out of memory");
     goto fail;
   }
@@ -824,6 +1008,8 @@ int gd_server_start(const gd_server_opts *o, const gd_method *methods, size_t nm
 
   for (unsigned i = 0; i < s->nthreads; i++)
     pthread_create(&s->threads[i], NULL, handler_main, s);
+  for (unsigned i = 0; i < s->nqthreads; i++)
+    pthread_create(&s->qthreads[i], NULL, query_main, s);
   pthread_create(&s->reaper, NULL, reaper_main, s);
   *ret = s;
   *ret_port = port;
@@ -838,6 +1024,7 @@ fail:
   grpc_completion_queue_destroy(s->cq);
   free(s->handles);
   free(s->threads);
+  free(s->qthreads);
   free(s);
   return err ? err->code : GD_EIO;
 }
@@ -895,6 +1082,15 @@ void gd_server_shutdown(gd_server *s, int64_t grace_ms) {
    * count reaches zero. */
   while (s->nactive > 0)
     pthread_cond_wait(&s->cv, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+  /* Every queued heavy call has run (it counted as active). */
+  pthread_mutex_lock(&s->qmu);
+  s->qstop = true;
+  pthread_cond_broadcast(&s->qcv);
+  pthread_mutex_unlock(&s->qmu);
+  for (unsigned i = 0; i < s->nqthreads; i++)
+    pthread_join(s->qthreads[i], NULL);
+  pthread_mutex_lock(&s->mu);
   s->reaper_stop = true;
   pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
@@ -907,7 +1103,11 @@ void gd_server_shutdown(gd_server *s, int64_t grace_ms) {
   grpc_completion_queue_destroy(s->cq);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->qmu);
+  pthread_cond_destroy(&s->qcv);
+  gd_u64map_free(&s->percount);
   free(s->handles);
   free(s->threads);
+  free(s->qthreads);
   free(s);
 }

@@ -80,6 +80,13 @@ typedef struct gd_method {
    * even without a token. Checked before the method runs, only when the
    * server has a token table. */
   gd_role role;
+  /* UNARY only: on_request may take long (an investigator query): it runs
+   * on the server's query threads, in arrival order, so the handler
+   * threads stay free for everything else. */
+  bool heavy;
+  /* Never refused by the call limits (--max-calls, the stream share, the
+   * per-peer limit): the health check. Must be cheap. */
+  bool essential;
 } gd_method;
 
 typedef struct gd_server_opts {
@@ -92,6 +99,20 @@ typedef struct gd_server_opts {
   int max_concurrent_streams; /* per connection */
   unsigned max_calls;         /* calls in flight, all connections; 0 = no limit:
                                * beyond it RESOURCE_EXHAUSTED naming --max-calls */
+  /* Of max_calls, this many are kept for unary calls: streams (any
+   * streaming kind) may hold at most max_calls - reserved_calls; beyond
+   * that a new stream gets RESOURCE_EXHAUSTED naming --reserved-calls. */
+  unsigned reserved_calls;
+  /* Calls in flight per connection, and per principal when there is a
+   * token table; 0 = no limit; beyond it RESOURCE_EXHAUSTED naming
+   * --max-calls-per-peer. */
+  unsigned max_calls_per_peer;
+  /* A client stream (or bidirectional) waiting for a message that does
+   * not come for this long is ended with DEADLINE_EXCEEDED naming
+   * --stream-idle-ms. 0 = never. */
+  int64_t stream_idle_ms;
+  /* Threads that run heavy methods (gd_method.heavy); 0 = as threads. */
+  unsigned query_threads;
   /* Keepalive and ping policy (0 = default): the server pings an idle
    * connection every keepalive_time_ms and drops it if no answer comes in
    * keepalive_timeout_ms; a client pinging more often than
@@ -191,6 +212,12 @@ const gd_method *gd_call_method(gd_call *c);
 /* True once the call is known to be dead or past its (clamped) deadline:
  * check before expensive steps. */
 bool gd_call_expired(gd_call *c);
+
+/* The same as a gd_errno: GD_OK while the call lives; GD_EDEADLINE once
+ * past its deadline; GD_ECANCELLED once the client cancelled or went away
+ * (seen by a handler thread). err (may be NULL) gets a message. Cheap (a
+ * lock and a clock read): long loops ask it every few thousand steps. */
+int gd_call_check(gd_call *c, gd_err *err);
 
 /* The value of request metadata `key` (lower-case), or an empty string. The
  * view lives as long as the call. */

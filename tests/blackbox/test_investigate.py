@@ -1239,8 +1239,11 @@ def test_graphctl_linked(graphctl_bin, inv, net, query_seller):
     assert "%s shared by %d sellers (cap %d)" % (hub.entity.key, hub.seller_count,
                                                    hub.hub_cap) in out
     out2 = c("linked", "seller", query_seller, "--hops", "2", "--limit", "500", "--cap",
-             "address=100000", "--via", "device,payment_account,address", check=EXIT_OK).stdout
+             "address=10000", "--via", "device,payment_account,address", check=EXIT_OK).stdout
     assert "2 hops" in out2
+    # over the server's maximum hub cap (graphd --max-hub-cap, 10000)
+    big = c("linked", "seller", query_seller, "--cap", "address=10001", check=EXIT_RPC).stderr
+    assert "INVALID_ARGUMENT" in big and "--max-hub-cap" in big and "10000" in big
     t = c("linked", "seller", query_seller, "--hops", "3", "--max-touched", "1",
           check=EXIT_OK).stdout
     assert "truncated" in t

@@ -101,6 +101,41 @@ static void test_u64map(void) {
   gd_u64map_free(&m);
 }
 
+/* Deletion against a model: random puts and deletes over a small key
+ * space (long probe runs, wrap-around at the end of the table). */
+static void test_u64map_del(void) {
+  gd_u64map m = GD_U64MAP_INIT;
+  enum { K = 300 };
+  uint64_t model[K + 1] = {0}; /* 0 = absent, else value + 1 */
+  uint64_t x = 88172645463325252ULL;
+  size_t bad = 0;
+  for (int step = 0; step < 200000; step++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    uint64_t k = 1 + x % K;
+    if ((x >> 32) % 3 == 0) {
+      bool was = gd_u64map_del(&m, k);
+      bad += was != (model[k] != 0);
+      model[k] = 0;
+    } else {
+      uint64_t *v = gd_u64map_put(&m, k, NULL);
+      *v = step;
+      model[k] = (uint64_t)step + 1;
+    }
+    if (step % 997 == 0) {
+      size_t n = 0;
+      for (uint64_t q = 1; q <= K; q++) {
+        uint64_t *v = gd_u64map_get(&m, q);
+        bad += (v != NULL) != (model[q] != 0) || (v && *v + 1 != model[q]);
+        n += model[q] != 0;
+      }
+      bad += n != m.n;
+    }
+  }
+  CHECK_EQ_U(bad, 0);
+  CHECK(!gd_u64map_del(&m, 0));
+  gd_u64map_free(&m);
+}
+
 /* Reset keeps one block and hands out the same memory again. */
 static void test_arena_reset(void) {
   gd_arena *a = NULL;
@@ -119,4 +154,4 @@ static void test_arena_reset(void) {
   gd_arena_free(a);
 }
 
-TAP_MAIN(T(test_error_table), T(test_utf8), T(test_be64), T(test_u64map), T(test_arena_reset))
+TAP_MAIN(T(test_error_table), T(test_utf8), T(test_be64), T(test_u64map), T(test_u64map_del), T(test_arena_reset))

@@ -2144,8 +2144,13 @@ static void print_skipped_hubs(Graphd__V1__SkippedHub **h, size_t n) {
   }
 }
 
-static void print_truncated(bool truncated, uint64_t touched, const char *what) {
-  if (truncated)
+static void print_truncated(bool truncated, bool server, uint64_t touched, const char *what) {
+  if (truncated && server)
+    printf("\ntruncated: the server's bound on a query's work (graphd --max-query-work) was "
+           "reached after %" PRIu64 " %s; the result is partial (lower --cap or --hops; "
+           "--max-touched will not help)\n",
+           touched, what);
+  else if (truncated)
     printf("\ntruncated: the work bound was reached after %" PRIu64
            " %s; the result is partial (raise --max-touched)\n",
            touched, what);
@@ -2278,7 +2283,7 @@ static int run_linked(ctl *c, const command *cmd, args *a) {
     }
   }
   print_skipped_hubs(rep->skipped_hubs, rep->n_skipped_hubs);
-  print_truncated(rep->truncated, rep->touched, "adjacency rows");
+  print_truncated(rep->truncated, rep->server_work_bound, rep->touched, "adjacency rows");
   gd_u64map_free(&m);
   if (grep)
     graphd__v1__get_entity_reply__free_unpacked(grep, NULL);
@@ -2408,7 +2413,7 @@ static int run_paths(ctl *c, const command *cmd, args *a) {
     }
   }
   print_skipped_hubs(rep->skipped_hubs, rep->n_skipped_hubs);
-  print_truncated(rep->truncated, rep->touched, "adjacency rows");
+  print_truncated(rep->truncated, rep->server_work_bound, rep->touched, "adjacency rows");
   graphd__v1__find_paths_reply__free_unpacked(rep, NULL);
   return EXIT_OK;
 }
@@ -2544,7 +2549,7 @@ static int run_suspects(ctl *c, const command *cmd, args *a) {
         print_nearest(&m, s->nearest_labelled[j]);
     }
   }
-  print_truncated(rep->truncated, rep->touched, "push operations");
+  print_truncated(rep->truncated, rep->server_work_bound, rep->touched, "push operations");
   gd_u64map_free(&m);
   graphd__v1__rank_suspects_reply__free_unpacked(rep, NULL);
   return EXIT_OK;
