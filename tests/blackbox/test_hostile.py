@@ -3,6 +3,10 @@ slow readers that never read a server stream, while a control client's
 GetEntity latency is measured against its latency unloaded, in the same
 run. The daemon must keep answering, cut what it should, and stay healthy.
 
+Then the attacks one caller could use to deny service (A: a query that
+walks a crowd's cached list again and again; C: idle streams that take
+every call slot), each reproduced, with the defences that hold it off.
+
 GRAPHD_HOSTILE_STREAMS (default 300; the slow suite uses 3000) sets the
 number of idle streams, spread over connections of 250 streams each."""
 
@@ -13,8 +17,9 @@ import time
 import grpc
 import pytest
 
-from bbutil import DEVICE, SELLER, T, link, pb, ref
+from bbutil import ADDRESS, DEVICE, SELLER, T, health_status, link, pb, ref
 from graphd.v1 import graphd_pb2_grpc
+from grpc.health.v1 import health_pb2
 from test_investigate import report
 
 STREAMS = int(os.environ.get("GRAPHD_HOSTILE_STREAMS", "300"))
@@ -103,3 +108,243 @@ def test_control_latency_under_hostile_load(daemon_factory, capsys):
     # Everything was released; the daemon is whole.
     assert s.Stats(pb.StatsRequest(), timeout=T()).links == 30000
     assert d.running()
+
+
+# ---------------------------------------------------------------- attack A
+# One investigator query that walks a crowd's cached seller list once per
+# frontier seller: 9000 sellers share two addresses (each corroborates the
+# other, so both are evidence), the caller raises the address cap past
+# them, and asks 2 hops: about 9000 x 2 x 9000 steps.
+
+HZ = os.sysconf("SC_CLK_TCK")
+CROWD = 9000
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def core_share(pid, settle=0.15, window=0.6):
+    """The daemon's CPU over `window` seconds, `settle` seconds from now, as
+    a share of one core."""
+    time.sleep(settle)
+    t0 = cpu_ticks(pid)
+    time.sleep(window)
+    return (cpu_ticks(pid) - t0) / HZ / window
+
+
+def load_crowd(stub):
+    # The rest of the marketplace: without it the crowd would be everyone,
+    # and sharing two addresses would be chance, not corroboration.
+    for b in range(0, 30000, 10000):
+        stub.Upsert(pb.UpsertRequest(links=[link(SELLER, "g%d" % i, DEVICE, "gd%d" % i)
+                                            for i in range(b, b + 10000)]), timeout=T())
+    for addr in ("hubaddr", "hubaddr2"):
+        for b in range(0, CROWD, 5000):
+            stub.Upsert(pb.UpsertRequest(links=[link(SELLER, "h%d" % i, ADDRESS, addr)
+                                                for i in range(b, min(CROWD, b + 5000))]),
+                        timeout=T())
+
+
+def crowd_request(cap=10000):
+    return pb.LinkedSellersRequest(seller=ref(SELLER, "h0"), max_hops=2, limit=3,
+                                   max_touched=10000000,
+                                   hub_caps=[pb.HubCap(type=ADDRESS, max_sellers=cap)])
+
+
+def test_a_query_stops_at_deadline_and_cancel(daemon_factory):
+    """Without a work bound only the deadline stops the query: the client
+    gets DEADLINE_EXCEEDED and the daemon is idle right after (the query
+    asks the deadline every few thousand steps); a client that cancels
+    stops it the same way."""
+    d = daemon_factory("--threads", "2", "--max-query-work", "0")
+    load_crowd(d.stub)
+    pid = d.proc.pid
+    assert core_share(pid, settle=0.3) < 0.3  # idle before
+    with pytest.raises(grpc.RpcError) as e:
+        d.stub.LinkedSellers(crowd_request(), timeout=T(0.5))
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e.value
+    busy = core_share(pid)
+    assert busy < 0.3, "the query ran on past its deadline: %.2f of a core" % busy
+    f = d.stub.LinkedSellers.future(crowd_request(), timeout=T(60))
+    time.sleep(T(0.3))
+    assert not f.done(), "the query ended before it could be cancelled"
+    f.cancel()
+    busy = core_share(pid)
+    assert busy < 0.3, "the query ran on after the client cancelled: %.2f of a core" % busy
+    assert d.stub.Stats(pb.StatsRequest(), timeout=T()).links == 2 * CROWD + 30000
+
+
+def test_a_work_bound_and_hub_cap_maximum(daemon_factory, capsys):
+    """The default work bound cuts the query (truncated, server_work_bound);
+    a hub cap over the role's maximum is refused naming --max-hub-cap; and
+    while two callers repeat the attack, a control client's Health/Check
+    and GetEntity are served (the query threads leave the handler threads
+    free)."""
+    d = daemon_factory("--threads", "2", "--max-hub-cap", "admin=9500")
+    load_crowd(d.stub)
+    s = d.stub
+    rep = s.LinkedSellers(crowd_request(cap=9500), timeout=T(60))
+    assert rep.truncated and rep.server_work_bound, rep
+    with pytest.raises(grpc.RpcError) as e:
+        s.LinkedSellers(crowd_request(cap=9501), timeout=T())
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "hub_caps[0].max_sellers" in e.value.details()
+    assert "role admin" in e.value.details() and "--max-hub-cap" in e.value.details()
+
+    def controls(n=100):
+        lat = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            d.health.Check(health_pb2.HealthCheckRequest(), timeout=T(30))
+            s.GetEntity(pb.GetEntityRequest(ref=ref(SELLER, "h%d" % (i + 1))), timeout=T(30))
+            lat.append((time.perf_counter() - t0) / 2)
+        return lat
+
+    base = controls()
+    stop = threading.Event()
+    done = []
+
+    def attacker():
+        ch = d.new_channel(options=[("grpc.use_local_subchannel_pool", 1)])
+        st = graphd_pb2_grpc.SellerGraphStub(ch)
+        while not stop.is_set():
+            r = st.LinkedSellers(crowd_request(cap=9500), timeout=T(60))
+            done.append(r.server_work_bound)
+        ch.close()
+
+    ts = [threading.Thread(target=attacker) for _ in range(2)]
+    for t in ts:
+        t.start()
+    try:
+        time.sleep(0.5)
+        loaded = controls()
+    finally:
+        stop.set()
+        for t in ts:
+            t.join()
+    assert done and all(done)
+    b, l = p99(base), p99(loaded)
+    report(capsys, "attack A (2 callers repeating a 2-hop LinkedSellers over a 9000-seller "
+           "crowd): control Health+GetEntity p99 %.2f ms vs %.2f ms unloaded; %d attack calls"
+           % (l * 1e3, b * 1e3, len(done)))
+    assert l < T(1.0), "control p99 %.0f ms under attack A" % (l * 1e3)
+
+
+# ---------------------------------------------------------------- attack C
+
+def open_idle_streams(d, n, release):
+    """n Ingest streams on a connection of their own, each sending nothing
+    until release is set. Returns (channel, futures)."""
+    def idle():
+        release.wait(600)
+        return
+        yield
+    ch = d.new_channel(options=[("grpc.use_local_subchannel_pool", 1)])
+    st = graphd_pb2_grpc.SellerGraphStub(ch)
+    return ch, [st.Ingest.future(idle(), timeout=T(60)) for _ in range(n)]
+
+
+def settle_refusals(futs, want, what):
+    """Waits until `want` of the futures have failed RESOURCE_EXHAUSTED naming
+    `what`; the others must still be open."""
+    deadline = time.monotonic() + T(10)
+    while True:
+        done = [f for f in futs if f.done()]
+        if len(done) >= want:
+            break
+        assert time.monotonic() < deadline, "%d of %d streams refused, want %d" % (
+            len(done), len(futs), want)
+        time.sleep(0.05)
+    time.sleep(0.3)
+    done = [f for f in futs if f.done()]
+    assert len(done) == want, "%d streams ended, want %d" % (len(done), want)
+    for f in done:
+        e = f.exception()
+        assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
+        assert what in e.details(), e.details()
+
+
+def test_c_idle_streams_cannot_lock_out(daemon_factory):
+    """Idle streams may take neither the per-connection share nor the slots
+    kept for unary calls; the health check and unary reads go on."""
+    d = daemon_factory("--max-calls", "40", "--reserved-calls", "10", "--max-calls-per-peer",
+                       "25")
+    s = d.stub
+    s.Upsert(pb.UpsertRequest(links=[link(SELLER, "s1", DEVICE, "d1")]), timeout=T())
+    release = threading.Event()
+    chans = []
+    try:
+        ch, a = open_idle_streams(d, 30, release)
+        chans.append(ch)
+        settle_refusals(a, 5, "--max-calls-per-peer")  # 25 per connection
+        ch, b = open_idle_streams(d, 10, release)
+        chans.append(ch)
+        settle_refusals(b, 5, "--reserved-calls")  # streams hold at most 40 - 10
+        for _ in range(20):
+            assert s.GetEntity(pb.GetEntityRequest(ref=ref(SELLER, "s1")),
+                               timeout=T()).entity.key == "s1"
+        assert health_status(d) == health_pb2.HealthCheckResponse.SERVING
+        refused = {r.limit: r.count for r in s.Stats(pb.StatsRequest(), timeout=T()).refused}
+        assert refused["peer_calls"] >= 5 and refused["stream_share"] >= 5, refused
+    finally:
+        release.set()
+        for ch in chans:
+            ch.close()
+
+
+def test_c_health_is_never_refused(daemon_factory):
+    """With every call slot taken, reads are refused, the health check is
+    not."""
+    d = daemon_factory("--max-calls", "3", "--reserved-calls", "0", "--max-calls-per-peer", "0")
+    release = threading.Event()
+    ch, futs = open_idle_streams(d, 3, release)
+    try:
+        deadline = time.monotonic() + T(10)
+        while True:  # the streams reach the server in their own time
+            try:
+                d.stub.Stats(pb.StatsRequest(), timeout=T())
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
+                break
+            assert time.monotonic() < deadline, "the slots were never all taken"
+            time.sleep(0.05)
+        for _ in range(10):
+            assert health_status(d) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        release.set()
+        ch.close()
+
+
+def test_c_silent_stream_is_ended(daemon_factory):
+    """A client stream that sends nothing for --stream-idle-ms ends with
+    DEADLINE_EXCEEDED naming the flag; one that keeps sending lives on, and
+    what it sent is stored."""
+    idle_ms = int(T(0.5) * 1000)  # 500 ms (5 s under valgrind)
+    d = daemon_factory("--stream-idle-ms", str(idle_ms))
+    release = threading.Event()
+    ch, futs = open_idle_streams(d, 1, release)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(grpc.RpcError) as e:
+            futs[0].result(timeout=T(10))
+        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e.value
+        assert "--stream-idle-ms" in e.value.details()
+        assert time.monotonic() - t0 >= idle_ms / 1000 * 0.9
+    finally:
+        release.set()
+        ch.close()
+
+    def slow():
+        for i in range(4):  # a message every 0.6 x idle: never silent for long
+            yield pb.UpsertRequest(links=[link(SELLER, "t%d" % i, DEVICE, "dd")])
+            time.sleep(idle_ms / 1000 * 0.6)
+
+    rep = d.stub.Ingest(slow(), timeout=T(60))
+    assert rep is not None
+    assert d.stub.GetEntity(pb.GetEntityRequest(ref=ref(DEVICE, "dd")),
+                            timeout=T()).entity.seller_count == 4
+    refused = {r.limit: r.count for r in d.stub.Stats(pb.StatsRequest(), timeout=T()).refused}
+    assert refused["stream_idle"] == 1, refused
