@@ -54,6 +54,7 @@ typedef struct config {
   long cluster_max_sellers, cluster_max_ties;
   long max_query_work;
   long reserved_calls, max_calls_per_peer, stream_idle_ms, query_threads;
+  long write_budget;
   long max_hub_cap[GD_ROLE_ADMIN + 1];
   const char *tokens;
   const char *tls_cert, *tls_key, *tls_client_ca;
@@ -98,6 +99,9 @@ static void usage(FILE *f) {
         "  --grace-ms N             shutdown drain period (default 10000)\n"
         "  --max-streams N          concurrent streams per connection (default 1000)\n"
         "  --max-calls N            calls in flight over all connections (default 10000)\n"
+        "  --write-budget-bytes N   decoded bytes of all writes in flight; Ingest streams\n"
+        "                           wait, Upserts over it are refused (default: an eighth\n"
+        "                           of the machine's memory, at least 256 MiB; 0 = none)\n"
         "  --reserved-calls N       of --max-calls, kept for unary calls: streams never\n"
         "                           take them (default: a tenth of --max-calls)\n"
         "  --max-calls-per-peer N   calls in flight per connection, and per token's\n"
@@ -365,6 +369,7 @@ static int parse_args(int argc, char **argv, config *c) {
     O_TLS_KEY, O_TLS_CA, O_NO_AUDIT, O_MAXCALLS, O_KA_TIME, O_KA_TIMEOUT, O_MIN_PING,
     O_AUDIT_READS, O_CONFIG, O_CHECK_CONFIG, O_ALLOC, O_LOG_FORMAT, O_LOG_LEVEL,
     O_METRICS_LISTEN, O_QUERY_WORK, O_HUB_CAP, O_RESERVED, O_PER_PEER, O_IDLE, O_QTHREADS,
+    O_WRITE_BUDGET,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
@@ -390,6 +395,7 @@ static int parse_args(int argc, char **argv, config *c) {
       {"max-calls", required_argument, NULL, O_MAXCALLS},
       {"max-query-work", required_argument, NULL, O_QUERY_WORK},
       {"reserved-calls", required_argument, NULL, O_RESERVED},
+      {"write-budget-bytes", required_argument, NULL, O_WRITE_BUDGET},
       {"max-calls-per-peer", required_argument, NULL, O_PER_PEER},
       {"stream-idle-ms", required_argument, NULL, O_IDLE},
       {"query-threads", required_argument, NULL, O_QTHREADS},
@@ -429,6 +435,7 @@ static int parse_args(int argc, char **argv, config *c) {
       .cluster_max_ties = 200000000,
       .max_query_work = 20000000,
       .reserved_calls = -1, /* a tenth of max_calls */
+      .write_budget = -1,   /* a share of the machine's memory */
       .max_calls_per_peer = 1000,
       .stream_idle_ms = 120000,
       .max_hub_cap = {10000, 10000, 10000, 10000, 10000},
@@ -477,6 +484,7 @@ static int parse_args(int argc, char **argv, config *c) {
       c->audit_reads_sync = strcmp(optarg, "sync") == 0;
       name = "--audit-reads";
       break;
+    case O_WRITE_BUDGET: ok = parse_long(optarg, 0, 1L << 50, &c->write_budget); name = "--write-budget-bytes"; break;
     case O_RESERVED: ok = parse_long(optarg, 0, 10000000, &c->reserved_calls); name = "--reserved-calls"; break;
     case O_PER_PEER: ok = parse_long(optarg, 0, 10000000, &c->max_calls_per_peer); name = "--max-calls-per-peer"; break;
     case O_IDLE: ok = parse_long(optarg, 0, 86400000L * 365, &c->stream_idle_ms); name = "--stream-idle-ms"; break;
@@ -814,6 +822,13 @@ int main(int argc, char **argv) {
   };
   for (int r = 0; r <= GD_ROLE_ADMIN; r++)
     lim.max_hub_cap[r] = (uint64_t)cfg.max_hub_cap[r];
+  if (cfg.write_budget >= 0) {
+    lim.write_budget_bytes = (size_t)cfg.write_budget;
+  } else {
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    size_t mem = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz : (size_t)2 << 30;
+    lim.write_budget_bytes = mem / 8 > ((size_t)256 << 20) ? mem / 8 : (size_t)256 << 20;
+  }
   char worker_path[4096];
   find_worker(&cfg, worker_path, sizeof worker_path);
   if (access(worker_path, X_OK) != 0)

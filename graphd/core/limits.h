@@ -23,7 +23,8 @@
   XX(ALLOC_BUDGET, "alloc_budget", "a request over --max-request-alloc-bytes to decode") \
   XX(STREAM_SHARE, "stream_share", "a stream over --max-calls minus --reserved-calls")  \
   XX(PEER_CALLS, "peer_calls", "a call over --max-calls-per-peer")                      \
-  XX(STREAM_IDLE, "stream_idle", "a client stream idle past --stream-idle-ms")
+  XX(STREAM_IDLE, "stream_idle", "a client stream idle past --stream-idle-ms")           \
+  XX(WRITE_BUDGET, "write_budget", "an Upsert refused, or an Ingest message held back, by --write-budget-bytes")
 
 typedef enum gd_limit {
 #define XX(name, key, desc) GD_LIMIT_##name,

@@ -6,6 +6,7 @@
  * gd_write_op structs and answered from the writer thread once durable.
  */
 #include <pthread.h>
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,11 +86,13 @@ static void *budget_alloc(void *data, size_t n) {
 
 static void budget_free(void *data, void *p) { free(p); }
 
-ProtobufCMessage *rpc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *msg,
-                             size_t len, gd_err *err) {
+/* rpc_decode, also telling the bytes the decoded tree took. */
+static ProtobufCMessage *decode_sized(const ProtobufCMessageDescriptor *d, const uint8_t *msg,
+                                      size_t len, size_t *ret_bytes, gd_err *err) {
   decode_budget b = {.a = {budget_alloc, budget_free, NULL}};
   b.a.allocator_data = &b;
   ProtobufCMessage *m = protobuf_c_message_unpack(d, &b.a, len, msg);
+  *ret_bytes = b.used;
   if (m)
     return m;
   if (b.over) {
@@ -101,6 +104,12 @@ ProtobufCMessage *rpc_decode(const ProtobufCMessageDescriptor *d, const uint8_t 
     gd_err_set(err, GD_EINVALID, "request is not a valid %s message", d->name);
   }
   return NULL;
+}
+
+ProtobufCMessage *rpc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *msg,
+                             size_t len, gd_err *err) {
+  size_t bytes;
+  return decode_sized(d, msg, len, &bytes, err);
 }
 
 /*
@@ -147,9 +156,90 @@ static void h_health_check(gd_call *c, const uint8_t *msg, size_t len, bool has_
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
-/* ---- writes: the op shared by Upsert, Ingest, SetLabels, DeleteEntity ---- */
+/* ---- the write budget ------------------------------------------------------ */
+
+/*
+ * One budget, in decoded bytes, for every Upsert and Ingest message in
+ * flight: decoded, queued to the writer or being applied
+ * (lim.write_budget_bytes, --write-budget-bytes). A message is charged an
+ * estimate before it is decoded (WB_EXPANSION x its wire size: an
+ * UpsertRequest decodes to 11-13x), then what decoding really took; the
+ * charge comes back when the writer is done with it. Over the budget an
+ * Upsert is refused RESOURCE_EXHAUSTED naming the flag, and an Ingest
+ * stream parks its message (the wire bytes, not decoded) and stops
+ * reading: the client waits (HTTP/2 flow control) until the budget has
+ * room, parked streams first, in arrival order. The budget thread resumes
+ * them (decoding off the writer thread) and, once the budget has drained
+ * after a large peak, hands freed memory back to the system
+ * (malloc_trim). A message bigger than the whole budget is taken when
+ * nothing else is in flight, so it never waits forever.
+ */
+#define WB_EXPANSION 16
+#define WB_TRIM_AFTER ((size_t)64 << 20) /* peak bytes that make a trim worth it */
 
 typedef struct ingest ingest;
+
+static pthread_mutex_t wb_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wb_cv = PTHREAD_COND_INITIALIZER;
+static size_t wb_used, wb_peak;
+static ingest *wb_head, *wb_tail; /* parked streams, in arrival order */
+static bool wb_thread_up;
+
+static size_t wb_estimate(size_t len) { return len * WB_EXPANSION + 4096; }
+
+static bool wb_fits_locked(size_t n) {
+  size_t cap = env.lim.write_budget_bytes;
+  return !cap || wb_used == 0 || (wb_used < cap && n <= cap - wb_used);
+}
+
+static void wb_charge_locked(size_t n) {
+  wb_used += n;
+  if (wb_used > wb_peak)
+    wb_peak = wb_used;
+}
+
+/* Takes n bytes unless parked streams wait (they go first) or it does not
+ * fit. */
+static bool wb_take(size_t n) {
+  pthread_mutex_lock(&wb_mu);
+  bool ok = !wb_head && wb_fits_locked(n);
+  if (ok)
+    wb_charge_locked(n);
+  pthread_mutex_unlock(&wb_mu);
+  return ok;
+}
+
+/* Replaces a charge of `from` by `to` bytes (after decoding). */
+static void wb_adjust(size_t from, size_t to) {
+  pthread_mutex_lock(&wb_mu);
+  wb_used -= from;
+  wb_charge_locked(to);
+  if (to < from && wb_head)
+    pthread_cond_signal(&wb_cv);
+  pthread_mutex_unlock(&wb_mu);
+}
+
+static void wb_give(size_t n) {
+  if (!n)
+    return;
+  pthread_mutex_lock(&wb_mu);
+  wb_used -= n;
+  if (wb_head || (wb_used == 0 && wb_peak >= WB_TRIM_AFTER))
+    pthread_cond_signal(&wb_cv);
+  pthread_mutex_unlock(&wb_mu);
+}
+
+static size_t wb_in_use(void) {
+  pthread_mutex_lock(&wb_mu);
+  size_t n = wb_used;
+  pthread_mutex_unlock(&wb_mu);
+  return n;
+}
+
+static void ingest_resume(ingest *s);
+static void wb_start_thread(void);
+
+/* ---- writes: the op shared by Upsert, Ingest, SetLabels, DeleteEntity ---- */
 
 typedef struct upsert_op {
   gd_write_op op;
@@ -157,6 +247,7 @@ typedef struct upsert_op {
   ingest *stream;       /* Ingest: the stream it belongs to */
   uint64_t index;       /* Ingest: message index */
   size_t bytes;         /* Ingest: packed size */
+  size_t charged;       /* write budget bytes held (wb_give on free) */
   ProtobufCMessage *req; /* owns the strings gd_upsert points to */
   gd_arena *arena;
   gd_upsert u;
@@ -167,17 +258,28 @@ static void upsert_op_free(upsert_op *op) {
   if (op->req)
     protobuf_c_message_free_unpacked(op->req, NULL);
   gd_arena_free(op->arena);
+  size_t charged = op->charged;
   free(op);
+  wb_give(charged);
 }
 
-/* Builds an op from a packed UpsertRequest. On failure fills err. */
-static upsert_op *upsert_op_new(const uint8_t *msg, size_t len, gd_err *err) {
+/* Builds an op from a packed UpsertRequest; `charged` write budget bytes
+ * were taken for it (the op holds them, adjusted to what decoding took, and
+ * gives them back when freed, on failure too). On failure fills err. */
+static upsert_op *upsert_op_new(const uint8_t *msg, size_t len, size_t charged, gd_err *err) {
   upsert_op *op = calloc(1, sizeof *op);
   if (!op) {
+    wb_give(charged);
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
-  op->req = rpc_decode(&graphd__v1__upsert_request__descriptor, msg, len, err);
+  op->charged = charged;
+  size_t decoded = 0;
+  op->req = decode_sized(&graphd__v1__upsert_request__descriptor, msg, len, &decoded, err);
+  if (op->req && decoded + len != charged) {
+    wb_adjust(charged, decoded + len);
+    op->charged = decoded + len;
+  }
   if (!op->req) {
     upsert_op_free(op);
     return NULL;
@@ -229,7 +331,18 @@ static void h_upsert(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     rpc_fail_code(c, GD_EINVALID, "no request message: graphd.v1.UpsertRequest expected");
     return;
   }
-  upsert_op *op = upsert_op_new(msg, len, &err);
+  size_t est = wb_estimate(len);
+  if (!wb_take(est)) {
+    char m[300];
+    gd_limit_hit(GD_LIMIT_WRITE_BUDGET);
+    snprintf(m, sizeof m,
+             "the write budget is in use: %zu bytes of %zu in flight, this request needs about "
+             "%zu (--write-budget-bytes); retry, or send it on an Ingest stream, which waits",
+             wb_in_use(), env.lim.write_budget_bytes, est);
+    rpc_fail_code(c, GD_ERESOURCE, m);
+    return;
+  }
+  upsert_op *op = upsert_op_new(msg, len, est, &err);
   if (!op) {
     rpc_fail(c, &err);
     return;
@@ -265,6 +378,14 @@ struct ingest {
   unsigned inflight;
   size_t inflight_bytes;
   bool reading, paused, ended, finished;
+  /* A message waiting for the write budget (wire bytes, owned), and the
+   * stream's place in the budget's queue (wb_mu). */
+  uint8_t *parked;
+  size_t parked_len, parked_est;
+  uint64_t parked_index;
+  bool waiting;  /* in the budget's queue */
+  bool resuming; /* the budget thread is submitting its parked message */
+  ingest *wnext;
   /* Index of the first failed message; later ones are skipped. */
   atomic_uint_fast64_t fail_from;
   gd_err err; /* the first error, without the index */
@@ -288,7 +409,8 @@ static void ingest_step_locked(ingest *s) {
   bool finish_now = !s->finished && s->inflight == 0 && (s->ended || s->err.code);
   if (finish_now)
     s->finished = true;
-  bool free_now = s->finished && s->inflight == 0 && !s->reading;
+  bool free_now =
+      s->finished && s->inflight == 0 && !s->reading && !s->parked && !s->resuming;
   gd_err e = s->err;
   if (finish_now && e.code)
     snprintf(e.msg, sizeof e.msg, "message %llu: %.180s (%llu earlier message(s) committed)",
@@ -361,6 +483,9 @@ static void ingest_done(gd_write_op *wop, const gd_err *err) {
   ingest_step_locked(s);
 }
 
+static void ingest_submit(ingest *s, const uint8_t *msg, size_t len, uint64_t index,
+                          size_t est);
+
 static void h_ingest_read(gd_call *c, gd_read_result rr, const uint8_t *msg, size_t len) {
   ingest *s = gd_call_user(c);
   if (!s) {
@@ -396,10 +521,48 @@ static void h_ingest_read(gd_call *c, gd_read_result rr, const uint8_t *msg, siz
     ingest_step_locked(s); /* a read that was outstanding when we failed */
     return;
   }
+  size_t est = wb_estimate(len);
+  if (!wb_take(est)) {
+    /* Park: keep the wire bytes, read no more until the budget thread
+     * resumes this stream. */
+    s->parked = malloc(len ? len : 1);
+    if (!s->parked) {
+      gd_err e;
+      gd_err_set(&e, GD_ENOMEM, "out of memory");
+      ingest_set_error(s, &e, index);
+      ingest_step_locked(s);
+      return;
+    }
+    memcpy(s->parked, msg, len);
+    s->parked_len = len;
+    s->parked_est = est;
+    s->parked_index = index;
+    gd_limit_hit(GD_LIMIT_WRITE_BUDGET);
+    wb_start_thread();
+    pthread_mutex_lock(&wb_mu);
+    s->waiting = true;
+    s->wnext = NULL;
+    if (wb_tail)
+      wb_tail->wnext = s;
+    else
+      wb_head = s;
+    wb_tail = s;
+    pthread_cond_signal(&wb_cv);
+    pthread_mutex_unlock(&wb_mu);
+    pthread_mutex_unlock(&s->mu);
+    return;
+  }
   pthread_mutex_unlock(&s->mu);
+  ingest_submit(s, msg, len, index, est);
+}
 
+/* Decodes message `index` (est budget bytes taken for it) and queues it to
+ * the writer; reads the next one while the stream's window is open. */
+static void ingest_submit(ingest *s, const uint8_t *msg, size_t len, uint64_t index,
+                          size_t est) {
+  gd_call *c = s->call;
   gd_err err;
-  upsert_op *op = upsert_op_new(msg, len, &err);
+  upsert_op *op = upsert_op_new(msg, len, est, &err);
   pthread_mutex_lock(&s->mu);
   if (!op) {
     ingest_set_error(s, &err, index);
@@ -423,6 +586,104 @@ static void h_ingest_read(gd_call *c, gd_read_result rr, const uint8_t *msg, siz
   if (read_more)
     gd_call_read_next(c);
 }
+
+/* The budget thread took the parked message's estimate: submit it (or drop
+ * it when the stream has failed meanwhile). */
+static void ingest_resume(ingest *s) {
+  pthread_mutex_lock(&s->mu);
+  uint8_t *msg = s->parked;
+  size_t len = s->parked_len, est = s->parked_est;
+  uint64_t index = s->parked_index;
+  s->parked = NULL;
+  if (s->finished || s->err.code) {
+    free(msg);
+    wb_give(est);
+    ingest_step_locked(s);
+    return;
+  }
+  s->resuming = true; /* the state must outlive the submit */
+  pthread_mutex_unlock(&s->mu);
+  ingest_submit(s, msg, len, index, est);
+  free(msg);
+  pthread_mutex_lock(&s->mu);
+  s->resuming = false;
+  ingest_step_locked(s);
+}
+
+/* The call died: a stream parked for the write budget has no read or write
+ * outstanding to tell it, so end it here. The state is looked up in the
+ * budget's queue, never through the call: a stream that is not parked may
+ * be finished and freed by another thread meanwhile (a parked one cannot:
+ * ingest_step_locked keeps a state with a parked message). */
+static void h_ingest_cancel(gd_call *c) {
+  ingest *s = NULL;
+  pthread_mutex_lock(&wb_mu);
+  for (ingest **pp = &wb_head, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->wnext) {
+    if ((*pp)->call != c)
+      continue;
+    s = *pp;
+    *pp = s->wnext;
+    if (wb_tail == s)
+      wb_tail = prev;
+    s->waiting = false;
+    break;
+  }
+  pthread_mutex_unlock(&wb_mu);
+  if (!s)
+    return;
+  pthread_mutex_lock(&s->mu);
+  free(s->parked);
+  s->parked = NULL;
+  s->ended = true;
+  gd_err e;
+  gd_err_set(&e, GD_ECANCELLED, "stream broken by the client");
+  ingest_set_error(s, &e, s->parked_index);
+  ingest_step_locked(s);
+}
+
+static void *wb_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&wb_mu);
+  for (;;) {
+    if (wb_head && wb_fits_locked(wb_head->parked_est)) {
+      ingest *s = wb_head;
+      wb_head = s->wnext;
+      if (!wb_head)
+        wb_tail = NULL;
+      s->waiting = false;
+      wb_charge_locked(s->parked_est);
+      pthread_mutex_unlock(&wb_mu);
+      ingest_resume(s);
+      pthread_mutex_lock(&wb_mu);
+      continue;
+    }
+    if (wb_used == 0 && wb_peak >= WB_TRIM_AFTER) {
+      wb_peak = 0;
+      pthread_mutex_unlock(&wb_mu);
+      malloc_trim(0); /* the decoded messages' memory, back to the system */
+      pthread_mutex_lock(&wb_mu);
+      continue;
+    }
+    pthread_cond_wait(&wb_cv, &wb_mu);
+  }
+  return NULL;
+}
+
+static pthread_once_t wb_once = PTHREAD_ONCE_INIT;
+
+static void wb_spawn(void) {
+  pthread_t t;
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  wb_thread_up = pthread_create(&t, &at, wb_main, NULL) == 0;
+  pthread_attr_destroy(&at);
+  if (!wb_thread_up)
+    gd_error("cannot start the write budget thread: parked Ingest streams will wait");
+}
+
+/* Started with the first parked stream (or at start-up, gd_rpc_methods). */
+static void wb_start_thread(void) { pthread_once(&wb_once, wb_spawn); }
 
 /* ---- GetEntity ---------------------------------------------------------------- */
 
@@ -851,7 +1112,8 @@ static void h_backup(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
  * name. New rows go last: the fuzzer's corpus picks methods by row. */
 static const gd_method methods[] = {
     UNARY("Upsert", h_upsert, W),
-    {.path = SVC "Ingest", .kind = GD_RPC_CLIENT_STREAM, .on_read = h_ingest_read, .role = W},
+    {.path = SVC "Ingest", .kind = GD_RPC_CLIENT_STREAM, .on_read = h_ingest_read,
+     .on_cancel = h_ingest_cancel, .role = W},
     UNARY("GetEntity", h_get_entity, R),
     UNARY("Neighbors", h_neighbors, R),
     UNARY("SetLabels", h_set_labels, I),
@@ -899,6 +1161,7 @@ const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc
   env.store = store;
   env.writer = writer;
   env.lim = *lim;
+  wb_start_thread(); /* resumes parked streams, trims after large peaks */
   env.audit = lim->audit;
   env.audit_reads_async = lim->audit_reads_async;
   if (env.lim.ingest_inflight == 0)

@@ -37,6 +37,9 @@ typedef struct gd_rpc_limits {
    * (server/auth.h, GD_ROLE_NONE .. GD_ROLE_ADMIN) may ask the investigator
    * rpcs for; over it INVALID_ARGUMENT naming --max-hub-cap. 0 = none. */
   uint64_t max_hub_cap[5];
+  /* Decoded bytes of all Upsert and Ingest messages in flight (handlers.c,
+   * "the write budget"); 0 = no budget. */
+  size_t write_budget_bytes;
   bool audit;                   /* keep the audit trail (gd_rpc_audit_hooks) */
   /* Successful read-only calls (role reader or none) reply without
    * waiting for their record's commit; it follows in the next group

@@ -348,3 +348,92 @@ def test_c_silent_stream_is_ended(daemon_factory):
                             timeout=T()).entity.seller_count == 4
     refused = {r.limit: r.count for r in d.stub.Stats(pb.StatsRequest(), timeout=T()).refused}
     assert refused["stream_idle"] == 1, refused
+
+
+# ---------------------------------------------------------------- attack B
+
+def vm_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
+
+
+def test_b_write_budget_bounds_memory(daemon_factory, capsys):
+    """Eight Ingest streams of large messages at once, under a write budget
+    far below what they would decode to together: the streams wait
+    (backpressure), every message commits, the daemon's peak memory stays
+    within the budget plus a base, and an Upsert that does not fit is
+    refused naming the flag."""
+    small = bool(os.environ.get("GRAPHD_WRAPPER") or os.environ.get("ASAN_OPTIONS"))
+    per_msg, streams, msgs = (4000, 4, 2) if small else (40000, 8, 3)
+    budget = (8 if small else 48) << 20
+    d = daemon_factory("--write-budget-bytes", str(budget))
+    pid = d.proc.pid
+    s = d.stub
+    reqs = [pb.UpsertRequest(links=[link(SELLER, "w%d-%d" % (k, i), DEVICE, "wd%d-%d" % (k, i % 97))
+                                    for i in range(per_msg)]) for k in range(streams)]
+    wire = reqs[0].ByteSize()
+    s.Stats(pb.StatsRequest(), timeout=T())
+    # Anonymous memory only: the LMDB map's file pages count in RSS too,
+    # and grow with the data, budget or not. Sampled every 10 ms.
+    anon0 = vm_kib(pid, "RssAnon")
+    peak_anon = [anon0]
+    sampling = threading.Event()
+
+    def sample():
+        while not sampling.is_set():
+            peak_anon[0] = max(peak_anon[0], vm_kib(pid, "RssAnon"))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    results = [None] * streams
+
+    def run(k):
+        ch = d.new_channel(options=[("grpc.use_local_subchannel_pool", 1)])
+        try:
+            results[k] = graphd_pb2_grpc.SellerGraphStub(ch).Ingest(iter([reqs[k]] * msgs),
+                                                                    timeout=T(300))
+        finally:
+            ch.close()
+
+    ts = [threading.Thread(target=run, args=(k,)) for k in range(streams)]
+    for t in ts:
+        t.start()
+    # While they run, a unary Upsert of the same size: it fits only when the
+    # budget is free, so at least one attempt is refused.
+    refused_upsert = None
+    for _ in range(200):
+        try:
+            s.Upsert(reqs[0], timeout=T(60))
+        except grpc.RpcError as e:
+            refused_upsert = e
+            break
+        if not any(t.is_alive() for t in ts):
+            break
+    for t in ts:
+        t.join()
+    sampling.set()
+    sampler.join()
+    assert all(r is not None and r.messages == msgs for r in results), results
+    assert s.Stats(pb.StatsRequest(), timeout=T()).links == streams * per_msg
+    if refused_upsert is not None:
+        assert refused_upsert.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused_upsert
+        assert "--write-budget-bytes" in refused_upsert.details()
+    refused = {r.limit: r.count for r in s.Stats(pb.StatsRequest(), timeout=T()).refused}
+    assert refused["write_budget"] > 0, refused  # streams waited
+    peak = peak_anon[0] - anon0
+    # The base: per stream, its message on the wire twice (gRPC's buffer and
+    # the copy parked or being decoded) and up to 4 MiB of HTTP/2 window;
+    # plus the writer's group (sorted half-edges, LMDB dirty pages) and
+    # allocator slack, 96 MiB.
+    base = streams * (2 * wire + (4 << 20)) + (96 << 20)
+    report(capsys, "attack B (%d streams x %d messages of %d links, %.1f MB on the wire, "
+           "decoded about %.0f MB each): peak anonymous memory growth %.0f MB with a write budget of %.0f MB "
+           "(bound: budget + %.0f MB base)"
+           % (streams, msgs, per_msg, wire / 1e6, wire * 13 / 1e6, peak / 1024, budget / 2**20,
+              base / 2**20))
+    if not small:  # sanitizers and valgrind change what memory costs
+        assert peak * 1024 < budget + base, "peak anonymous memory growth %.0f MB" % (peak / 1024)
