@@ -380,11 +380,10 @@ struct ingest {
   bool reading, paused, ended, finished;
   /* A message waiting for the write budget (wire bytes, owned), and the
    * stream's place in the budget's queue (wb_mu). */
-  uint8_t *parked;
-  size_t parked_len, parked_est;
-  uint64_t parked_index;
+  struct ingest_job *parked;
+  size_t parked_est;
   bool waiting;  /* in the budget's queue */
-  bool resuming; /* the budget thread is submitting its parked message */
+  unsigned busy; /* a thread works on the stream without its lock */
   ingest *wnext;
   /* Index of the first failed message; later ones are skipped. */
   atomic_uint_fast64_t fail_from;
@@ -410,7 +409,7 @@ static void ingest_step_locked(ingest *s) {
   if (finish_now)
     s->finished = true;
   bool free_now =
-      s->finished && s->inflight == 0 && !s->reading && !s->parked && !s->resuming;
+      s->finished && s->inflight == 0 && !s->reading && !s->parked && s->busy == 0;
   gd_err e = s->err;
   if (finish_now && e.code)
     snprintf(e.msg, sizeof e.msg, "message %llu: %.180s (%llu earlier message(s) committed)",
@@ -486,6 +485,16 @@ static void ingest_done(gd_write_op *wop, const gd_err *err) {
 static void ingest_submit(ingest *s, const uint8_t *msg, size_t len, uint64_t index,
                           size_t est);
 
+/* A message read from a stream, with its bytes. */
+typedef struct ingest_job {
+  ingest *s;
+  uint64_t index;
+  size_t len;
+  uint8_t bytes[];
+} ingest_job;
+
+static void ingest_job_run(void *arg);
+
 static void h_ingest_read(gd_call *c, gd_read_result rr, const uint8_t *msg, size_t len) {
   ingest *s = gd_call_user(c);
   if (!s) {
@@ -521,24 +530,44 @@ static void h_ingest_read(gd_call *c, gd_read_result rr, const uint8_t *msg, siz
     ingest_step_locked(s); /* a read that was outstanding when we failed */
     return;
   }
-  size_t est = wb_estimate(len);
+  /* Decoding a large message takes long: a query thread does it, so the
+   * handler threads stay free. The next read starts once it is queued to
+   * the writer, so messages stay in order. */
+  ingest_job *j = malloc(sizeof *j + (len ? len : 1));
+  if (!j) {
+    gd_err e;
+    gd_err_set(&e, GD_ENOMEM, "out of memory");
+    ingest_set_error(s, &e, index);
+    ingest_step_locked(s);
+    return;
+  }
+  j->s = s;
+  j->index = index;
+  j->len = len;
+  memcpy(j->bytes, msg, len);
+  s->busy++;
+  pthread_mutex_unlock(&s->mu);
+  gd_call_defer(c, ingest_job_run, j);
+}
+
+/* A message, on a query thread: takes its share of the write budget and
+ * submits it, or parks it until the budget has room. */
+static void ingest_job_run(void *arg) {
+  ingest_job *j = arg;
+  ingest *s = j->s;
+  pthread_mutex_lock(&s->mu);
+  s->busy--;
+  if (s->finished || s->err.code) {
+    ingest_step_locked(s);
+    free(j);
+    return;
+  }
+  size_t est = wb_estimate(j->len);
   if (!wb_take(est)) {
-    /* Park: keep the wire bytes, read no more until the budget thread
-     * resumes this stream. */
-    s->parked = malloc(len ? len : 1);
-    if (!s->parked) {
-      gd_err e;
-      gd_err_set(&e, GD_ENOMEM, "out of memory");
-      ingest_set_error(s, &e, index);
-      ingest_step_locked(s);
-      return;
-    }
-    memcpy(s->parked, msg, len);
-    s->parked_len = len;
+    /* Park: read no more until the budget thread resumes this stream. */
+    s->parked = j;
     s->parked_est = est;
-    s->parked_index = index;
     gd_limit_hit(GD_LIMIT_WRITE_BUDGET);
-    wb_start_thread();
     pthread_mutex_lock(&wb_mu);
     s->waiting = true;
     s->wnext = NULL;
@@ -552,18 +581,22 @@ static void h_ingest_read(gd_call *c, gd_read_result rr, const uint8_t *msg, siz
     pthread_mutex_unlock(&s->mu);
     return;
   }
+  s->busy++;
   pthread_mutex_unlock(&s->mu);
-  ingest_submit(s, msg, len, index, est);
+  ingest_submit(s, j->bytes, j->len, j->index, est);
+  free(j);
 }
 
 /* Decodes message `index` (est budget bytes taken for it) and queues it to
- * the writer; reads the next one while the stream's window is open. */
+ * the writer; reads the next one while the stream's window is open. The
+ * caller raised s->busy (this drops it): s is not touched afterwards. */
 static void ingest_submit(ingest *s, const uint8_t *msg, size_t len, uint64_t index,
                           size_t est) {
   gd_call *c = s->call;
   gd_err err;
   upsert_op *op = upsert_op_new(msg, len, est, &err);
   pthread_mutex_lock(&s->mu);
+  s->busy--;
   if (!op) {
     ingest_set_error(s, &err, index);
     ingest_step_locked(s);
@@ -591,23 +624,19 @@ static void ingest_submit(ingest *s, const uint8_t *msg, size_t len, uint64_t in
  * it when the stream has failed meanwhile). */
 static void ingest_resume(ingest *s) {
   pthread_mutex_lock(&s->mu);
-  uint8_t *msg = s->parked;
-  size_t len = s->parked_len, est = s->parked_est;
-  uint64_t index = s->parked_index;
+  ingest_job *j = s->parked;
+  size_t est = s->parked_est;
   s->parked = NULL;
   if (s->finished || s->err.code) {
-    free(msg);
+    free(j);
     wb_give(est);
     ingest_step_locked(s);
     return;
   }
-  s->resuming = true; /* the state must outlive the submit */
+  s->busy++;
   pthread_mutex_unlock(&s->mu);
-  ingest_submit(s, msg, len, index, est);
-  free(msg);
-  pthread_mutex_lock(&s->mu);
-  s->resuming = false;
-  ingest_step_locked(s);
+  ingest_submit(s, j->bytes, j->len, j->index, est);
+  free(j);
 }
 
 /* The call died: a stream parked for the write budget has no read or write
@@ -632,12 +661,13 @@ static void h_ingest_cancel(gd_call *c) {
   if (!s)
     return;
   pthread_mutex_lock(&s->mu);
+  uint64_t index = s->parked->index;
   free(s->parked);
   s->parked = NULL;
   s->ended = true;
   gd_err e;
   gd_err_set(&e, GD_ECANCELLED, "stream broken by the client");
-  ingest_set_error(s, &e, s->parked_index);
+  ingest_set_error(s, &e, index);
   ingest_step_locked(s);
 }
 

@@ -108,11 +108,18 @@ struct gd_call {
   bool reading;
   int64_t read_since_ns;
   bool idle_cut;
-  /* heavy methods: queued for a query thread with its request */
-  gd_call *qnext;
-  grpc_slice qmsg;
-  bool qhas;
 };
+
+/* Work for the query threads: a heavy call's request (fn NULL), or a
+ * function a method deferred (gd_call_defer). */
+typedef struct qitem {
+  struct qitem *next;
+  gd_call *c;
+  void (*fn)(void *arg);
+  void *arg;
+  grpc_slice msg;
+  bool has;
+} qitem;
 
 struct gd_server {
   grpc_server *server;
@@ -139,7 +146,7 @@ struct gd_server {
   /* Query threads: heavy calls in arrival order. */
   pthread_mutex_t qmu;
   pthread_cond_t qcv;
-  gd_call *qhead, *qtail;
+  qitem *qhead, *qtail;
   bool qstop;
   pthread_t *qthreads;
   unsigned nqthreads;
@@ -660,24 +667,51 @@ static int admit(gd_call *c) {
   return -1;
 }
 
-/* Queues a heavy unary call, with its request, for a query thread. */
+static void enqueue(gd_server *s, qitem *q) {
+  pthread_mutex_lock(&s->qmu);
+  q->next = NULL;
+  if (s->qtail)
+    s->qtail->next = q;
+  else
+    s->qhead = q;
+  s->qtail = q;
+  pthread_cond_signal(&s->qcv);
+  pthread_mutex_unlock(&s->qmu);
+}
+
+/* Queues a heavy unary call, with its request, for a query thread; runs it
+ * here when out of memory. */
 static void enqueue_heavy(gd_call *c) {
-  gd_server *s = c->srv;
-  c->qhas = c->payload != NULL;
-  c->qmsg = c->payload ? read_all(c->payload) : grpc_empty_slice();
+  qitem *q = calloc(1, sizeof *q);
+  grpc_slice sl = c->payload ? read_all(c->payload) : grpc_empty_slice();
+  bool has = c->payload != NULL;
   if (c->payload) {
     grpc_byte_buffer_destroy(c->payload);
     c->payload = NULL;
   }
-  pthread_mutex_lock(&s->qmu);
-  c->qnext = NULL;
-  if (s->qtail)
-    s->qtail->qnext = c;
-  else
-    s->qhead = c;
-  s->qtail = c;
-  pthread_cond_signal(&s->qcv);
-  pthread_mutex_unlock(&s->qmu);
+  if (!q) {
+    c->m->on_request(c, has ? GRPC_SLICE_START_PTR(sl) : NULL, has ? GRPC_SLICE_LENGTH(sl) : 0,
+                     has);
+    grpc_slice_unref(sl);
+    return;
+  }
+  q->c = c;
+  q->msg = sl;
+  q->has = has;
+  enqueue(c->srv, q);
+}
+
+void gd_call_defer(gd_call *c, void (*fn)(void *arg), void *arg) {
+  qitem *q = calloc(1, sizeof *q);
+  if (!q || !c->srv->nqthreads) {
+    free(q);
+    fn(arg); /* no memory for the queue (or no threads): run it here */
+    return;
+  }
+  q->c = c;
+  q->fn = fn;
+  q->arg = arg;
+  enqueue(c->srv, q);
 }
 
 static void *query_main(void *arg) {
@@ -686,19 +720,22 @@ static void *query_main(void *arg) {
   for (;;) {
     while (!s->qhead && !s->qstop)
       pthread_cond_wait(&s->qcv, &s->qmu);
-    gd_call *c = s->qhead;
-    if (!c)
+    qitem *q = s->qhead;
+    if (!q)
       break; /* stopping, and nothing queued */
-    s->qhead = c->qnext;
+    s->qhead = q->next;
     if (!s->qhead)
       s->qtail = NULL;
     pthread_mutex_unlock(&s->qmu);
-    /* The method may finish (and so free) the call: keep the request. */
-    grpc_slice sl = c->qmsg;
-    bool has = c->qhas;
-    c->m->on_request(c, has ? GRPC_SLICE_START_PTR(sl) : NULL, has ? GRPC_SLICE_LENGTH(sl) : 0,
-                     has);
-    grpc_slice_unref(sl);
+    if (q->fn) {
+      q->fn(q->arg);
+    } else {
+      /* The method may finish (and so free) the call: the request is ours. */
+      q->c->m->on_request(q->c, q->has ? GRPC_SLICE_START_PTR(q->msg) : NULL,
+                          q->has ? GRPC_SLICE_LENGTH(q->msg) : 0, q->has);
+      grpc_slice_unref(q->msg);
+    }
+    free(q);
     pthread_mutex_lock(&s->qmu);
   }
   pthread_mutex_unlock(&s->qmu);

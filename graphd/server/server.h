@@ -227,6 +227,13 @@ gd_str gd_call_metadata(gd_call *c, const char *key);
  * at a time. */
 void gd_call_read_next(gd_call *c);
 
+/* Runs fn(arg) on a query thread, after the work queued before it (heavy
+ * calls, other deferred functions), so that a long step (decoding a large
+ * streamed message) leaves the handler threads free. The call must stay
+ * the method's until fn has run. Without memory for the queue, fn runs at
+ * once on the calling thread. */
+void gd_call_defer(gd_call *c, void (*fn)(void *arg), void *arg);
+
 /* SERVER_STREAM and BIDI_STREAM: sends one message (the bytes are copied);
  * on_written follows. One at a time. buffer_hint lets core coalesce it with
  * the next (a bidirectional stream answering requests one by one passes

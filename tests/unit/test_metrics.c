@@ -41,8 +41,8 @@ static void test_parse_listen(void) {
 }
 
 static const gd_method methods[] = {
-    {"/t.S/A", GD_RPC_UNARY, NULL, NULL, NULL, NULL, GD_ROLE_NONE},
-    {"/t.S/B\"q", GD_RPC_UNARY, NULL, NULL, NULL, NULL, GD_ROLE_NONE},
+    {.path = "/t.S/A", .kind = GD_RPC_UNARY, .role = GD_ROLE_NONE},
+    {.path = "/t.S/B\"q", .kind = GD_RPC_UNARY, .role = GD_ROLE_NONE},
 };
 
 /* The value of the sample line that starts with `series ` (-1 if none). */
