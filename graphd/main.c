@@ -829,6 +829,9 @@ int main(int argc, char **argv) {
     size_t mem = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz : (size_t)2 << 30;
     lim.write_budget_bytes = mem / 8 > ((size_t)256 << 20) ? mem / 8 : (size_t)256 << 20;
   }
+  if (lim.write_budget_bytes)
+    gd_info("write budget: %zu MiB of decoded writes in flight (--write-budget-bytes)",
+            lim.write_budget_bytes >> 20);
   char worker_path[4096];
   find_worker(&cfg, worker_path, sizeof worker_path);
   if (access(worker_path, X_OK) != 0)
