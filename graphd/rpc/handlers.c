@@ -169,19 +169,20 @@ static void h_health_check(gd_call *c, const uint8_t *msg, size_t len, bool has_
  * stream parks its message (the wire bytes, not decoded) and stops
  * reading: the client waits (HTTP/2 flow control) until the budget has
  * room, parked streams first, in arrival order. The budget thread resumes
- * them (decoding off the writer thread) and, once the budget has drained
- * after a large peak, hands freed memory back to the system
- * (malloc_trim). A message bigger than the whole budget is taken when
+ * them (decoding off the writer thread) and, after every 64 MiB given
+ * back, hands freed memory back to the system (malloc_trim: glibc keeps
+ * it in per-thread arenas otherwise, and a message decoded on one thread
+ * is freed on the writer's). A message bigger than the whole budget is taken when
  * nothing else is in flight, so it never waits forever.
  */
 #define WB_EXPANSION 16
-#define WB_TRIM_AFTER ((size_t)64 << 20) /* peak bytes that make a trim worth it */
+#define WB_TRIM_AFTER ((size_t)64 << 20) /* bytes given back that make a trim worth it */
 
 typedef struct ingest ingest;
 
 static pthread_mutex_t wb_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wb_cv = PTHREAD_COND_INITIALIZER;
-static size_t wb_used, wb_peak;
+static size_t wb_used, wb_freed; /* wb_freed: given back since the last trim */
 static ingest *wb_head, *wb_tail; /* parked streams, in arrival order */
 static bool wb_thread_up;
 
@@ -192,11 +193,7 @@ static bool wb_fits_locked(size_t n) {
   return !cap || wb_used == 0 || (wb_used < cap && n <= cap - wb_used);
 }
 
-static void wb_charge_locked(size_t n) {
-  wb_used += n;
-  if (wb_used > wb_peak)
-    wb_peak = wb_used;
-}
+static void wb_charge_locked(size_t n) { wb_used += n; }
 
 /* Takes n bytes unless parked streams wait (they go first) or it does not
  * fit. */
@@ -224,7 +221,8 @@ static void wb_give(size_t n) {
     return;
   pthread_mutex_lock(&wb_mu);
   wb_used -= n;
-  if (wb_head || (wb_used == 0 && wb_peak >= WB_TRIM_AFTER))
+  wb_freed += n;
+  if (wb_head || wb_freed >= WB_TRIM_AFTER)
     pthread_cond_signal(&wb_cv);
   pthread_mutex_unlock(&wb_mu);
 }
@@ -280,6 +278,7 @@ static upsert_op *upsert_op_new(const uint8_t *msg, size_t len, size_t charged, 
     wb_adjust(charged, decoded + len);
     op->charged = decoded + len;
   }
+  op->op.bytes = decoded + len; /* bounds the writer's group */
   if (!op->req) {
     upsert_op_free(op);
     return NULL;
@@ -687,8 +686,8 @@ static void *wb_main(void *arg) {
       pthread_mutex_lock(&wb_mu);
       continue;
     }
-    if (wb_used == 0 && wb_peak >= WB_TRIM_AFTER) {
-      wb_peak = 0;
+    if (wb_freed >= WB_TRIM_AFTER) {
+      wb_freed = 0;
       pthread_mutex_unlock(&wb_mu);
       malloc_trim(0); /* the decoded messages' memory, back to the system */
       pthread_mutex_lock(&wb_mu);

@@ -121,11 +121,14 @@ static void *writer_main(void *arg) {
       pthread_cond_wait(&w->cv, &w->mu);
     if (!w->head && w->stopping)
       break;
-    /* Take up to max_group ops off the queue. */
+    /* Take up to max_group ops, and up to GD_WRITER_GROUP_BYTES of input,
+     * off the queue. */
     gd_write_op *ops = w->head, *last = ops;
-    size_t n = 1;
-    while (last->next && n < w->max_group) {
+    size_t n = 1, bytes = ops->bytes;
+    while (last->next && n < w->max_group &&
+           bytes + last->next->bytes <= GD_WRITER_GROUP_BYTES) {
       last = last->next;
+      bytes += last->bytes;
       n++;
     }
     w->head = last->next;

@@ -23,6 +23,8 @@
 
 typedef struct gd_write_op gd_write_op;
 
+#define GD_WRITER_GROUP_BYTES ((size_t)32 << 20)
+
 struct gd_write_op {
   /* Applies the op inside its nested transaction. Returns GD_OK, or an error
    * (the nested transaction is then aborted and done() gets the error). */
@@ -37,6 +39,11 @@ struct gd_write_op {
    * environment back to the previous commit (consistent: LMDB keeps two
    * meta pages); the next full commit makes it durable. */
   bool lazy_sync;
+  /* Set by the submitter: about how many bytes the op's input takes (0 =
+   * small). A group stops growing at GD_WRITER_GROUP_BYTES of them (it
+   * always takes one op): LMDB holds a group's dirty pages in memory until
+   * the commit, and they grow with the input. */
+  size_t bytes;
   /* Private to the writer. */
   gd_write_op *next;
   gd_err err;
