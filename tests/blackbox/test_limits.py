@@ -67,6 +67,15 @@ def test_limits_counted(daemon_factory):
         # under valgrind): ask until the fourth call is refused.
         deadline = time.monotonic() + T(30)
         while True:
+            # A stream that arrived while a probe held the third slot was
+            # refused (--max-calls): open another in its place.
+            for i, f in enumerate(futs):
+                if f.done():
+                    def gen(h=holds[i]):
+                        h.wait(T(60))
+                        return
+                        yield
+                    futs[i] = s.Ingest.future(gen(), timeout=T(90))
             try:
                 s.Stats(pb.StatsRequest(), timeout=T())
             except grpc.RpcError as e:
