@@ -311,7 +311,7 @@ int gd__query_linked_in(gd_rtxn *r, uint64_t seller, unsigned max_hops,
   if ((rc = qctx_hubs_out(&s.q, &ret->hubs, &ret->nhubs, err)))
     goto out;
   ret->truncated = s.q.truncated;
-  ret->work_bound = s.q.p->max_work && s.q.work > s.q.p->max_work;
+  ret->work_bound = qctx_work_bound(&s.q);
   ret->touched = s.q.touched;
 out:
   free(frontier);

@@ -236,7 +236,7 @@ int gd_query_paths(gd_rtxn *r, uint64_t from, uint64_t to, size_t k, unsigned ma
   if ((rc = qctx_hubs_out(&s.q, &ret->hubs, &ret->nhubs, err)))
     goto out;
   ret->truncated = s.q.truncated;
-  ret->work_bound = s.q.p->max_work && s.q.work > s.q.p->max_work;
+  ret->work_bound = qctx_work_bound(&s.q);
   ret->touched = s.q.touched;
 out:
   for (size_t i = 0; i < s.nnodes; i++)

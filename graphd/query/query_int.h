@@ -108,11 +108,15 @@ static inline void qctx_work(qctx *q, uint64_t n) {
     qctx_check_slow(q);
 }
 
+/* True once the server's bound on all work (p->max_work) is passed. */
+static inline bool qctx_work_bound(const qctx *q) {
+  return q->p->max_work && q->work > q->p->max_work;
+}
+
 /* True (and marks truncated) once a work bound is passed or the check hook
  * said stop. */
 static inline bool qctx_over(qctx *q) {
-  if ((q->p->max_touched && q->touched > q->p->max_touched) ||
-      (q->p->max_work && q->work > q->p->max_work))
+  if ((q->p->max_touched && q->touched > q->p->max_touched) || qctx_work_bound(q))
     q->truncated = true;
   return q->truncated;
 }

@@ -153,8 +153,7 @@ static int push_all(rstate *s, double alpha, uint64_t max_pushes, gd_err *err) {
   while (s->qlen) {
     /* max_touched counts pushes here, so only the work bound and the
      * check hook are asked besides. */
-    if ((max_pushes && pushes >= max_pushes) ||
-        (s->q.p->max_work && s->q.work > s->q.p->max_work) || s->q.stop_rc) {
+    if ((max_pushes && pushes >= max_pushes) || qctx_work_bound(&s->q) || s->q.stop_rc) {
       s->q.truncated = true;
       break;
     }
@@ -443,7 +442,7 @@ int gd_query_suspects(gd_rtxn *r, const gd_str *labels, size_t nlabels, double a
   ret->n = n;
   ret->seeds = nseeds;
   ret->truncated = s.q.truncated;
-  ret->work_bound = s.q.p->max_work && s.q.work > s.q.p->max_work;
+  ret->work_bound = qctx_work_bound(&s.q);
   ret->touched = s.q.touched;
 out:
   for (size_t i = 0; i < s.nnodes; i++)

@@ -184,7 +184,6 @@ static pthread_mutex_t wb_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wb_cv = PTHREAD_COND_INITIALIZER;
 static size_t wb_used, wb_freed; /* wb_freed: given back since the last trim */
 static ingest *wb_head, *wb_tail; /* parked streams, in arrival order */
-static bool wb_thread_up;
 
 static size_t wb_estimate(size_t len) { return len * WB_EXPANSION + 4096; }
 
@@ -705,9 +704,9 @@ static void wb_spawn(void) {
   pthread_attr_t at;
   pthread_attr_init(&at);
   pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  wb_thread_up = pthread_create(&t, &at, wb_main, NULL) == 0;
+  bool up = pthread_create(&t, &at, wb_main, NULL) == 0;
   pthread_attr_destroy(&at);
-  if (!wb_thread_up)
+  if (!up)
     gd_error("cannot start the write budget thread: parked Ingest streams will wait");
 }
 

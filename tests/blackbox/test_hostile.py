@@ -384,9 +384,10 @@ def vm_kib(pid, field):
 def test_b_write_budget_bounds_memory(daemon_factory, capsys):
     """Eight Ingest streams of large messages at once, under a write budget
     far below what they would decode to together: the streams wait
-    (backpressure), every message commits, the daemon's peak memory stays
-    within the budget plus a base, and an Upsert that does not fit is
-    refused naming the flag."""
+    (backpressure), every message commits, and the daemon's peak memory
+    stays within the budget plus a base. An Upsert sent meanwhile fits only
+    when the budget is free: when one is refused (most runs, not every
+    one), the status names the flag."""
     small = bool(os.environ.get("GRAPHD_WRAPPER") or os.environ.get("ASAN_OPTIONS"))
     per_msg, streams, msgs = (4000, 4, 2) if small else (40000, 8, 3)
     budget = (1 if small else 48) << 20  # small: one message in flight at a time

@@ -345,8 +345,11 @@ def sweep_specs(pb):
 
 # ------------------------------------------------------------- the program
 
-def start_graphd(graphd, data):
-    p = subprocess.Popen([graphd, "--data", data, "--listen", "127.0.0.1:0", "--no-audit"],
+def start_graphd(graphd, data, extra=()):
+    """graphd on data (--no-audit, a free port, plus extra); -> (process,
+    address)."""
+    p = subprocess.Popen([graphd, "--data", data, "--listen", "127.0.0.1:0", "--no-audit"]
+                         + list(extra),
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline()
     if "listening on" not in line:

@@ -20,6 +20,10 @@ unloaded and under each attack, the order rotating every repeat:
   C  2000 Ingest streams that send nothing (1-hour deadlines), on eight
      connections of 250
 
+Then, on the same data with --max-query-work 0 (so only the deadline stops
+it), attack A's query with a 500 ms deadline, --deadline-runs times: the
+daemon's CPU in the second after the client got DEADLINE_EXCEEDED.
+
 Reported per scenario: medians over the repeats of p50 and p99 of each rpc,
 and the p99 ratio to unloaded (median of the per-repeat ratios); what the
 attack achieved (calls done, refused); the daemon's peak anonymous memory
@@ -44,19 +48,20 @@ import tempfile
 import threading
 import time
 
+from detection import start_graphd
+
 CROWD = 9000
 OTHERS = 30000
 
 
 def start(graphd, data, extra):
-    p = subprocess.Popen([graphd, "--data", data, "--listen", "127.0.0.1:0", "--threads", "2",
-                          "--no-audit"] + extra,
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = p.stdout.readline()
-    if "listening on" not in line:
-        p.kill()
-        raise RuntimeError("graphd did not start: %r" % line)
-    return p, line.split()[-1]
+    return start_graphd(graphd, data, ["--threads", "2"] + extra)
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
 
 
 def anon_kib(pid):
@@ -213,6 +218,36 @@ class Bench:
             t.join()
         print(json.dumps(result()), flush=True)
 
+    def after_deadline(self, runs):
+        """Attack A's query with a 500 ms deadline (run on a daemon with
+        --max-query-work 0, so only the deadline stops it): per run, the
+        daemon's CPU (ms) in the second after the client's DEADLINE_EXCEEDED,
+        sampled every 10 ms."""
+        pb = self.pb
+        ch = self.channel()
+        st = self.pbg.SellerGraphStub(ch)
+        req = pb.LinkedSellersRequest(
+            seller=pb.EntityRef(type=pb.ENTITY_TYPE_SELLER, key="h0"), max_hops=2, limit=3,
+            max_touched=10000000,
+            hub_caps=[pb.HubCap(type=pb.ENTITY_TYPE_ADDRESS, max_sellers=10000)])
+        hz = os.sysconf("SC_CLK_TCK")
+        out = []
+        for _ in range(runs):
+            time.sleep(0.5)
+            try:
+                st.LinkedSellers(req, timeout=0.5)
+                out.append(None)  # finished within the deadline: nothing to measure
+                continue
+            except self.grpc.RpcError as e:
+                if e.code() != self.grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise
+            t0 = cpu_ticks(self.pid)
+            for _ in range(100):
+                time.sleep(0.01)
+            out.append((cpu_ticks(self.pid) - t0) * 1000 / hz)
+        ch.close()
+        return out
+
     def scenario(self, name, script):
         if name == "unloaded":
             a0 = anon_kib(self.pid)
@@ -253,6 +288,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--graphd-arg", action="append", default=[])
+    ap.add_argument("--deadline-runs", type=int, default=5,
+                    help="runs of the after-deadline measurement (0 = none)")
     ap.add_argument("--json", help="write the raw figures here")
     a = ap.parse_args()
 
@@ -281,6 +318,15 @@ def main():
                 print("# repeat %d %s: health p99 %.2f ms, GetEntity p99 %.2f ms %s"
                       % (r + 1, n, pct(hl, .99) * 1e3, pct(gl, .99) * 1e3, info),
                       file=sys.stderr, flush=True)
+        proc.terminate()
+        proc.wait(timeout=120)
+        proc = None
+        after = []
+        if a.deadline_runs:
+            # The same data, no work bound: only the deadline stops A's query.
+            proc, addr = start(a.graphd, os.path.join(tmp, "data"),
+                               a.graphd_arg + ["--max-query-work", "0"])
+            after = Bench(grpc, pb, pbg, addr, proc.pid, 0).after_deadline(a.deadline_runs)
     finally:
         if proc:
             proc.terminate()
@@ -302,7 +348,11 @@ def main():
             med([pct(x["get"], .5) for x in rs]) * 1e3,
             med([pct(x["get"], .99) for x in rs]) * 1e3, gr,
             med([x["anon_kib"] for x in rs]) / 1024, rs[-1]["info"]))
+    if after:
+        print("\nafter a 500 ms deadline (A's query, --max-query-work 0): daemon CPU in the "
+              "next second, ms, per run: %s (None: the query finished in time)" % after)
     if a.json:
+        runs["after_deadline_cpu_ms"] = after
         with open(a.json, "w") as f:
             json.dump(runs, f)
 

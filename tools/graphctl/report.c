@@ -437,19 +437,26 @@ typedef struct dist {
   bool cut;
 } dist;
 
+/* One page of ListClusters of snapshot sid (token "" = the first). */
+static int list_page(ctl *c, uint64_t sid, Graphd__V1__ClusterOrder order, uint64_t min_size,
+                     size_t limit, char *token, Graphd__V1__ListClustersReply **ret) {
+  Graphd__V1__ListClustersRequest req = GRAPHD__V1__LIST_CLUSTERS_REQUEST__INIT;
+  req.snapshot_id = sid;
+  req.order = order;
+  req.min_size = min_size;
+  req.limit = (uint32_t)(limit < 1000 ? limit : 1000);
+  req.page_token = token;
+  *ret = NULL;
+  return rpc(c, M_CLUSTERS, &req.base, &graphd__v1__list_clusters_reply__descriptor,
+             (ProtobufCMessage **)ret);
+}
+
 static int read_dist(ctl *c, uint64_t sid, size_t max, dist *d) {
   char token[512] = "";
   for (;;) {
-    Graphd__V1__ListClustersRequest req = GRAPHD__V1__LIST_CLUSTERS_REQUEST__INIT;
-    req.snapshot_id = sid;
-    req.order = GRAPHD__V1__CLUSTER_ORDER__CLUSTER_ORDER_SIZE;
-    req.min_size = 2;
-    size_t want = max - d->n;
-    req.limit = (uint32_t)(want < 1000 ? want : 1000);
-    req.page_token = token;
-    Graphd__V1__ListClustersReply *rep = NULL;
-    int rc = rpc(c, M_CLUSTERS, &req.base, &graphd__v1__list_clusters_reply__descriptor,
-                 (ProtobufCMessage **)&rep);
+    Graphd__V1__ListClustersReply *rep;
+    int rc = list_page(c, sid, GRAPHD__V1__CLUSTER_ORDER__CLUSTER_ORDER_SIZE, 2, max - d->n,
+                       token, &rep);
     if (rc)
       return rc;
     if (d->n + rep->n_clusters > d->cap) {
@@ -503,15 +510,9 @@ static int read_top(ctl *c, uint64_t sid, uint64_t min_size, size_t top, size_t 
   size_t read = 0;
   t->c = xcalloc(top ? top : 1, sizeof *t->c);
   while (t->n < top) {
-    Graphd__V1__ListClustersRequest req = GRAPHD__V1__LIST_CLUSTERS_REQUEST__INIT;
-    req.snapshot_id = sid;
-    req.order = GRAPHD__V1__CLUSTER_ORDER__CLUSTER_ORDER_RISK;
-    req.min_size = min_size;
-    req.limit = (uint32_t)(top - t->n < 20 ? 100 : 1000);
-    req.page_token = token;
-    Graphd__V1__ListClustersReply *rep = NULL;
-    int rc = rpc(c, M_CLUSTERS, &req.base, &graphd__v1__list_clusters_reply__descriptor,
-                 (ProtobufCMessage **)&rep);
+    Graphd__V1__ListClustersReply *rep;
+    int rc = list_page(c, sid, GRAPHD__V1__CLUSTER_ORDER__CLUSTER_ORDER_RISK, min_size,
+                       top - t->n < 20 ? 100 : 1000, token, &rep);
     if (rc)
       return rc;
     size_t before = t->n;
