@@ -2,6 +2,7 @@
  * cache, hub bookkeeping and link collection. */
 #include "query/query_int.h"
 
+#include <pthread.h>
 #include <string.h>
 
 bool qgrow(void *arrp, size_t *cap, size_t n, size_t elem) {
@@ -133,6 +134,92 @@ int qctx_sellers(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n, gd_er
   return GD_OK;
 }
 
+/*
+ * Corroboration memo, one per thread. c of an entity is a function of the
+ * committed state a read transaction sees (gd_rtxn_state) and of the
+ * evidence parameters alone, so a value computed by one query is exact for
+ * any later query on the same state with the same parameters: an
+ * investigator walking a ring meets its warehouse and devices again and
+ * again. Any commit names a new state and empties the memo, so it only
+ * saves work between writes. A hit charges the work the computation did
+ * (rows read into touched, steps into the work bound), so replies,
+ * truncation included, are the same whether the value came from the memo
+ * or not. At most GD_CMEMO_MAX entries a thread (then it starts over):
+ * about 40 bytes each.
+ */
+#define GD_CMEMO_MAX 65536
+
+typedef struct cmemo_ent {
+  double c;
+  uint64_t touched, work; /* what computing it charged */
+} cmemo_ent;
+
+typedef struct cmemo {
+  uint64_t state[2];
+  gd_evidence_params ev;
+  gd_u64map idx; /* entity id -> index + 1 into v */
+  cmemo_ent *v;
+  size_t n, cap;
+} cmemo;
+
+static pthread_key_t cmemo_key;
+static pthread_once_t cmemo_once = PTHREAD_ONCE_INIT;
+static bool cmemo_ok;
+
+static void cmemo_free(void *p) {
+  cmemo *m = p;
+  if (!m)
+    return;
+  gd_u64map_free(&m->idx);
+  free(m->v);
+  free(m);
+}
+
+static void cmemo_init(void) { cmemo_ok = pthread_key_create(&cmemo_key, cmemo_free) == 0; }
+
+static bool ev_same(const gd_evidence_params *a, const gd_evidence_params *b) {
+  return a->rule == b->rule && memcmp(a->hub_cap, b->hub_cap, sizeof a->hub_cap) == 0 &&
+         memcmp(a->type_weight, b->type_weight, sizeof a->type_weight) == 0;
+}
+
+/* This thread's memo, emptied unless it holds q's state and parameters;
+ * NULL (no memo, compute) on out of memory. */
+static cmemo *cmemo_get(qctx *q) {
+  pthread_once(&cmemo_once, cmemo_init);
+  if (!cmemo_ok)
+    return NULL;
+  cmemo *m = pthread_getspecific(cmemo_key);
+  if (!m) {
+    if (!(m = calloc(1, sizeof *m)))
+      return NULL;
+    if (pthread_setspecific(cmemo_key, m) != 0) {
+      free(m);
+      return NULL;
+    }
+  }
+  uint64_t st[2];
+  gd_rtxn_state(q->r, st);
+  if (m->state[0] != st[0] || m->state[1] != st[1] || !ev_same(&m->ev, &q->p->ev) ||
+      m->n >= GD_CMEMO_MAX) {
+    gd_u64map_clear(&m->idx);
+    m->n = 0;
+    memcpy(m->state, st, sizeof st);
+    m->ev = q->p->ev;
+  }
+  return m;
+}
+
+static void cmemo_put(cmemo *m, uint64_t id, const cmemo_ent *e) {
+  bool fresh;
+  if (!qgrow(&m->v, &m->cap, m->n, sizeof *m->v))
+    return; /* not kept: computed again next time */
+  uint64_t *slot = gd_u64map_put(&m->idx, id, &fresh);
+  if (!slot || !fresh)
+    return;
+  m->v[m->n] = *e;
+  *slot = ++m->n;
+}
+
 /* Corroboration of entity id (evidence.h) over its first GD_EV_SAMPLE
  * sellers, over all time. */
 static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
@@ -159,6 +246,16 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
     sl = b->sellers.v;
     nsl = b->sellers.n;
   }
+  cmemo *memo = cmemo_get(q);
+  const uint64_t *hit = memo ? gd_u64map_get(&memo->idx, id) : NULL;
+  if (hit) {
+    const cmemo_ent *e = &memo->v[*hit - 1];
+    q->touched += e->touched;
+    qctx_work(q, e->work);
+    *ret = e->c;
+    return GD_OK;
+  }
+  uint64_t touched0 = q->touched, work0 = q->work;
   gd_u64map_clear(&b->count);
   gd_u64map_clear(&b->sample);
   size_t k = 0;
@@ -209,6 +306,8 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
     gd_corroboration_links(&cb, ev, direct);
   }
   *ret = gd_corroboration_end(&cb);
+  if (memo)
+    cmemo_put(memo, id, &(cmemo_ent){*ret, q->touched - touched0, q->work - work0});
   return GD_OK;
 }
 

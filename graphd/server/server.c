@@ -148,6 +148,7 @@ struct gd_server {
   pthread_cond_t qcv;
   qitem *qhead, *qtail;
   bool qstop;
+  unsigned qinline; /* heavy calls running on handler threads (heavy_inline_take) */
   pthread_t *qthreads;
   unsigned nqthreads;
 };
@@ -701,6 +702,29 @@ static void enqueue_heavy(gd_call *c) {
   enqueue(c->srv, q);
 }
 
+/*
+ * Whether the handler thread that took a heavy call may run it itself:
+ * only when nothing waits for the query threads (so no call is overtaken)
+ * and another handler thread stays free for the cheap calls (never with
+ * one handler thread). A hand-off to a sleeping query thread costs about
+ * 100 us of CPU per call on a 2-core VM (docs/ARCHITECTURE.md, "The
+ * server"), as much as a 1-hop LinkedSellers itself. heavy_inline_done
+ * gives the slot back.
+ */
+static bool heavy_inline_take(gd_server *s) {
+  pthread_mutex_lock(&s->qmu);
+  bool ok = !s->qhead && s->qinline + 1 < s->nthreads;
+  s->qinline += ok;
+  pthread_mutex_unlock(&s->qmu);
+  return ok;
+}
+
+static void heavy_inline_done(gd_server *s) {
+  pthread_mutex_lock(&s->qmu);
+  s->qinline--;
+  pthread_mutex_unlock(&s->qmu);
+}
+
 void gd_call_defer(gd_call *c, void (*fn)(void *arg), void *arg) {
   qitem *q = calloc(1, sizeof *q);
   if (!q || !c->srv->nqthreads) {
@@ -811,7 +835,8 @@ static void on_new_call(gd_call *c, bool ok) {
     pthread_mutex_lock(&c->mu);
     start_close(c);
     pthread_mutex_unlock(&c->mu);
-    if (m->kind == GD_RPC_UNARY && m->heavy && s->nqthreads) {
+    bool inl = false;
+    if (m->kind == GD_RPC_UNARY && m->heavy && s->nqthreads && !(inl = heavy_inline_take(s))) {
       enqueue_heavy(c);
       return;
     }
@@ -824,6 +849,8 @@ static void on_new_call(gd_call *c, bool ok) {
     } else {
       m->on_request(c, NULL, 0, false);
     }
+    if (inl)
+      heavy_inline_done(s); /* c may be gone: s is not */
     return;
   }
 }

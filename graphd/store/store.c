@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <stdatomic.h>
 #include <sys/statvfs.h>
 
 #include "store/store_int.h"
@@ -169,6 +170,8 @@ int gd_store_open(const gd_store_opts *o, gd_store **ret, gd_err *err) {
   pthread_rwlock_init(&s->resize_lock, &ra);
   pthread_rwlockattr_destroy(&ra);
   pthread_mutex_init(&s->pool_mu, NULL);
+  static atomic_uint_fast64_t serials;
+  s->serial = (uint64_t)atomic_fetch_add(&serials, 1) + 1;
 
   if (mkdir(o->path, 0750) != 0 && errno != EEXIST) {
     gd_err_set(err, GD_EIO, "cannot create data directory %s: %s", o->path, strerror(errno));
@@ -235,6 +238,11 @@ static void adopt_map_size(gd_store *s) {
 }
 
 /* ---- reads -------------------------------------------------------------- */
+
+void gd_rtxn_state(const gd_rtxn *r, uint64_t ret[2]) {
+  ret[0] = r->s->serial;
+  ret[1] = (uint64_t)mdb_txn_id(r->txn);
+}
 
 int gd_store_read_begin(gd_store *s, gd_rtxn **ret, gd_err *err) {
   gd_rtxn *r = NULL;

@@ -92,6 +92,16 @@ typedef struct gd_rtxn gd_rtxn;
 int gd_store_read_begin(gd_store *s, gd_rtxn **ret, gd_err *err);
 void gd_store_read_end(gd_rtxn *r);
 
+/*
+ * Names the committed state r reads: ret[0] is the store's serial (unique
+ * per gd_store_open in this process, never 0), ret[1] LMDB's transaction
+ * id of the snapshot. Two read transactions with equal names read the
+ * same data, so a value derived only from that data may be reused between
+ * them (query/common.c keeps corroboration that way). Any commit, by this
+ * process or another (the clustering worker), makes a new name.
+ */
+void gd_rtxn_state(const gd_rtxn *r, uint64_t ret[2]);
+
 /* A reference to an entity: by id when id != 0, else by (type, key). The
  * key must already be normalised. */
 typedef struct gd_ref {

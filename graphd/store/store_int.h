@@ -29,6 +29,7 @@ struct gd_store {
   pthread_mutex_t pool_mu;
   gd_rtxn *pool[GD__RTXN_POOL];
   int npool;
+  uint64_t serial; /* gd_rtxn_state */
 };
 
 /* Counters kept in `meta`, loaded at the start of a group transaction and

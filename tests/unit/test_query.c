@@ -10,6 +10,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "query/query.h"
@@ -42,6 +43,25 @@ static void wdone(gd_write_op *o, const gd_err *e) {
 
 static gd_ref R(int t, const char *k) { return (gd_ref){0, t, gd_str_c(k)}; }
 
+/* Commits L[0..n) through a writer; GD_OK or the error. */
+static int upsert(gd_link_in *L, size_t n, gd_entity_in *E, size_t ne) {
+  gd_writer *w;
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+  wop x = {.op = {.apply = wapply, .done = wdone},
+           .u = {.links = L, .nlinks = n, .entities = E, .nentities = ne}};
+  pthread_mutex_init(&x.mu, NULL);
+  pthread_cond_init(&x.cv, NULL);
+  gd_writer_submit(w, &x.op);
+  pthread_mutex_lock(&x.mu);
+  while (!x.done)
+    pthread_cond_wait(&x.cv, &x.mu);
+  pthread_mutex_unlock(&x.mu);
+  gd_writer_stop(w);
+  pthread_mutex_destroy(&x.mu);
+  pthread_cond_destroy(&x.cv);
+  return x.code;
+}
+
 static void build(void) {
   static char hk[600][8];
   static gd_link_in L[700];
@@ -71,19 +91,7 @@ static void build(void) {
     abort();
   gd_store_opts o = {.path = dir};
   CHECK(gd_store_open(&o, &st, NULL) == GD_OK);
-  gd_writer *w;
-  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
-  wop x = {.op = {.apply = wapply, .done = wdone}, .u = {.links = L, .nlinks = n, .entities = E,
-                                                      .nentities = 2}};
-  pthread_mutex_init(&x.mu, NULL);
-  pthread_cond_init(&x.cv, NULL);
-  gd_writer_submit(w, &x.op);
-  pthread_mutex_lock(&x.mu);
-  while (!x.done)
-    pthread_cond_wait(&x.cv, &x.mu);
-  pthread_mutex_unlock(&x.mu);
-  CHECK(x.code == GD_OK);
-  gd_writer_stop(w);
+  CHECK(upsert(L, n, E, 2) == GD_OK);
 }
 
 static uint64_t id_of(gd_rtxn *r, int t, const char *k) {
@@ -270,6 +278,80 @@ static void teardown(void) {
     abort();
 }
 
+static int cmp_key(const void *a, const void *b) { return strcmp(a, b); }
+
+static bool same_linked(const gd_linked_result *a, const gd_linked_result *b) {
+  if (a->n != b->n || a->nhubs != b->nhubs || a->touched != b->touched ||
+      a->truncated != b->truncated)
+    return false;
+  for (size_t i = 0; i < a->n; i++)
+    if (a->sellers[i].seller != b->sellers[i].seller || a->sellers[i].score != b->sellers[i].score)
+      return false;
+  for (size_t i = 0; i < a->nhubs; i++)
+    if (a->hubs[i].entity != b->hubs[i].entity ||
+        a->hubs[i].corroboration != b->hubs[i].corroboration)
+      return false;
+  return true;
+}
+
+/* Corroboration is kept between queries of one committed state (common.c's
+ * memo): a second query answers exactly as the first, touched and
+ * truncation included, and a commit that changes an entity's corroboration
+ * is seen by the next query. Runs last: it writes. */
+static void test_memo(void) {
+  gd_rtxn *r;
+  gd_query_params p;
+  gd_linked_result a, b;
+  gd_err err;
+  gd_query_params_default(&p);
+  p.ev.hub_cap[GD_TYPE_ADDRESS] = 1000; /* H (601 sellers) is weighed, not capped */
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  uint64_t r1 = id_of(r, GD_TYPE_SELLER, "r1"), hub = id_of(r, GD_TYPE_ADDRESS, "H");
+  CHECK(gd_query_linked(r, r1, 2, &p, 1000, 0, &a, &err) == GD_OK);
+  CHECK(gd_query_linked(r, r1, 2, &p, 1000, 0, &b, &err) == GD_OK);
+  CHECK(same_linked(&a, &b));
+  CHECK(a.nhubs == 1 && a.hubs[0].entity == hub && a.hubs[0].context);
+  CHECK_EQ_U(a.n, 4);
+  gd_linked_result_free(&a);
+  gd_linked_result_free(&b);
+  /* A bound that cuts the walk cuts it at the same place both times. */
+  for (uint64_t bound = 1; bound < 200; bound += 13) {
+    p.max_touched = bound;
+    CHECK(gd_query_linked(r, r1, 2, &p, 1000, 0, &a, &err) == GD_OK);
+    CHECK(gd_query_linked(r, r1, 2, &p, 1000, 0, &b, &err) == GD_OK);
+    CHECK(same_linked(&a, &b));
+    gd_linked_result_free(&a);
+    gd_linked_result_free(&b);
+  }
+  p.max_touched = 0;
+  gd_store_read_end(r);
+
+  /* Sixty of H's lowest-id sellers now share a device: H is corroborated
+   * (evidence, c = 1) in the next state, although this thread computed
+   * c = 0 for it a moment ago. (A request's new entities get ids in key
+   * order, so those are the first sixty h-keys in strcmp order.) */
+  static gd_link_in L[60];
+  static char hk[600][8];
+  for (int i = 0; i < 600; i++)
+    snprintf(hk[i], sizeof hk[i], "h%d", i);
+  qsort(hk, 600, sizeof hk[0], cmp_key);
+  for (int i = 0; i < 60; i++)
+    L[i] = (gd_link_in){R(GD_TYPE_SELLER, hk[i]), R(GD_TYPE_DEVICE, "G"), 80};
+  CHECK(upsert(L, 60, NULL, 0) == GD_OK);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  gd_evidence_info ei;
+  CHECK(gd_query_evidence(r, hub, &p, &ei, &err) == GD_OK);
+  CHECK(!ei.context && ei.corroboration == 1.0);
+  CHECK(gd_query_linked(r, r1, 1, &p, 1000, 0, &a, &err) == GD_OK);
+  CHECK(a.n == 603 && a.nhubs == 0);
+  gd_linked_result_free(&a);
+  /* Other parameters, same state: the memo is not reused across them. */
+  p.ev.type_weight[GD_TYPE_DEVICE] = 0; /* G no longer corroborates */
+  CHECK(gd_query_evidence(r, hub, &p, &ei, &err) == GD_OK);
+  CHECK(ei.context && ei.corroboration < 0.2);
+  gd_store_read_end(r);
+}
+
 static void test_setup(void) { build(); }
 
-TAP_MAIN(T(test_setup), T(test_linked), T(test_paths), T(test_suspects), T(teardown))
+TAP_MAIN(T(test_setup), T(test_linked), T(test_paths), T(test_suspects), T(test_memo), T(teardown))
