@@ -21,6 +21,7 @@
 #include "match.h"
 #include "store/snapshot.h"
 #include "worker/snapfmt.h"
+#include "worker/worker.h"
 
 static gd_jobs *jobs;
 
@@ -297,6 +298,91 @@ static int spec_text(const Graphd__V1__ClusteringSpec *s, sbuf *b, gd_err *err) 
   return GD_OK;
 }
 
+static int64_t jint(json_object *o, const char *k) {
+  json_object *v;
+  return json_object_object_get_ex(o, k, &v) && v ? json_object_get_int64(v) : 0;
+}
+
+static double jdbl(json_object *o, const char *k) {
+  json_object *v;
+  return json_object_object_get_ex(o, k, &v) && v ? json_object_get_double(v) : 0;
+}
+
+static json_object *jobj(json_object *o, const char *k) {
+  json_object *v;
+  return o && json_object_object_get_ex(o, k, &v) ? v : NULL;
+}
+
+/* A ClusteringSpec read from a spec object as the worker writes it
+ * (gd_worker_spec_json): strings point into that object. */
+typedef struct spec_pb {
+  Graphd__V1__ClusteringSpec spec;
+  Graphd__V1__TimeWindow window;
+  Graphd__V1__TypeWeight tw[GD_TYPE_MAX + 1];
+  Graphd__V1__TypeWeight *tw_p[GD_TYPE_MAX + 1];
+  Graphd__V1__HubCap hc[GD_TYPE_MAX + 1];
+  Graphd__V1__HubCap *hc_p[GD_TYPE_MAX + 1];
+  char **labels;
+} spec_pb;
+
+static void spec_pb_fill(json_object *spec, spec_pb *p) {
+  graphd__v1__clustering_spec__init(&p->spec);
+  graphd__v1__time_window__init(&p->window);
+  json_object *name = jobj(spec, "name");
+  if (name)
+    p->spec.name = (char *)json_object_get_string(name);
+  json_object *algo = jobj(spec, "algorithm");
+  const char *an = algo ? json_object_get_string(algo) : "";
+  for (int i = 1; i <= 6; i++)
+    if (an && strcmp(an, algo_names[i]) == 0)
+      p->spec.algorithm = (Graphd__V1__Algorithm)i;
+  p->spec.resolution = jdbl(spec, "resolution");
+  json_object *evr = jobj(spec, "evidence");
+  const char *evn = evr ? json_object_get_string(evr) : NULL;
+  p->spec.evidence = evn && strcmp(evn, "rarity") == 0
+                         ? GRAPHD__V1__EVIDENCE_RULE__EVIDENCE_RULE_RARITY
+                         : GRAPHD__V1__EVIDENCE_RULE__EVIDENCE_RULE_CORROBORATED;
+  int64_t it = jint(spec, "iterations");
+  p->spec.iterations = it > 0 ? (uint32_t)it : 0;
+  p->spec.seed = (uint64_t)jint(spec, "seed");
+  p->spec.min_tie_weight = jdbl(spec, "min_tie_weight");
+  p->window.since = jint(spec, "since");
+  p->window.until = jint(spec, "until");
+  if (p->window.since || p->window.until)
+    p->spec.window = &p->window;
+  json_object *fl = jobj(spec, "flagged_labels");
+  if (fl && json_object_is_type(fl, json_type_array)) {
+    size_t n = json_object_array_length(fl);
+    p->labels = calloc(n ? n : 1, sizeof *p->labels);
+    if (p->labels) {
+      for (size_t i = 0; i < n; i++)
+        p->labels[i] = (char *)json_object_get_string(json_object_array_get_idx(fl, i));
+      p->spec.flagged_labels = p->labels;
+      p->spec.n_flagged_labels = n;
+    }
+  }
+  json_object *hc = jobj(spec, "hub_caps"), *tw = jobj(spec, "type_weights");
+  for (int t = GD_TYPE_MIN; t <= GD_TYPE_MAX; t++) {
+    json_object *x;
+    if (hc && json_object_object_get_ex(hc, gd_type_name(t), &x) && x) {
+      Graphd__V1__HubCap *h = &p->hc[p->spec.n_hub_caps];
+      graphd__v1__hub_cap__init(h);
+      h->type = (Graphd__V1__EntityType)t;
+      h->max_sellers = (uint64_t)json_object_get_int64(x);
+      p->hc_p[p->spec.n_hub_caps++] = h;
+    }
+    if (tw && json_object_object_get_ex(tw, gd_type_name(t), &x) && x) {
+      Graphd__V1__TypeWeight *w = &p->tw[p->spec.n_type_weights];
+      graphd__v1__type_weight__init(w);
+      w->type = (Graphd__V1__EntityType)t;
+      w->weight = json_object_get_double(x);
+      p->tw_p[p->spec.n_type_weights++] = w;
+    }
+  }
+  p->spec.hub_caps = p->hc_p;
+  p->spec.type_weights = p->tw_p;
+}
+
 /* ---- Job messages ------------------------------------------------------ */
 
 /* Packs a job; *ret is malloc'd. */
@@ -376,14 +462,29 @@ void rpc_start_clustering(gd_call *c, const uint8_t *msg, size_t len, bool has_m
       goto out;
     }
   }
-  if (req->spec) {
-    blob_len = protobuf_c_message_get_packed_size(&req->spec->base);
-    blob = malloc(blob_len ? blob_len : 1);
-    if (!blob) {
-      rpc_fail_code(c, GD_ENOMEM, "out of memory");
-      goto out;
-    }
-    protobuf_c_message_pack(&req->spec->base, blob);
+  /* Job.spec is the spec the worker will use, defaults resolved: the
+   * worker's own parser reads the same text, and the spec object is the
+   * one the manifest records (gd_worker_spec_json). */
+  gd_worker_spec ws;
+  if (gd_worker_spec_parse(b.p, b.n, &ws, &err)) {
+    rpc_fail(c, &err);
+    goto out;
+  }
+  json_object *sj = gd_worker_spec_json(&ws);
+  gd_worker_spec_free(&ws);
+  spec_pb sp = {0};
+  if (sj)
+    spec_pb_fill(sj, &sp);
+  blob_len = sj ? protobuf_c_message_get_packed_size(&sp.spec.base) : 0;
+  blob = sj ? malloc(blob_len ? blob_len : 1) : NULL;
+  if (blob)
+    protobuf_c_message_pack(&sp.spec.base, blob);
+  free(sp.labels);
+  if (sj)
+    json_object_put(sj);
+  if (!blob) {
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    goto out;
   }
   if (gd_jobs_submit(jobs, b.p, blob, blob_len, &ji, &err))
     rpc_fail(c, &err);
@@ -591,38 +692,17 @@ void rpc_watch_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
 
 /* ---- snapshots ------------------------------------------------------------ */
 
-static int64_t jint(json_object *o, const char *k) {
-  json_object *v;
-  return json_object_object_get_ex(o, k, &v) && v ? json_object_get_int64(v) : 0;
-}
-
-static double jdbl(json_object *o, const char *k) {
-  json_object *v;
-  return json_object_object_get_ex(o, k, &v) && v ? json_object_get_double(v) : 0;
-}
-
-static json_object *jobj(json_object *o, const char *k) {
-  json_object *v;
-  return o && json_object_object_get_ex(o, k, &v) ? v : NULL;
-}
-
 /* Everything a SnapshotManifest points to, in one arena-like holder. */
 typedef struct manifest_pb {
   Graphd__V1__SnapshotManifest m;
-  Graphd__V1__ClusteringSpec spec;
-  Graphd__V1__TimeWindow window;
+  spec_pb sp;
   Graphd__V1__StageTiming timings[8];
   Graphd__V1__StageTiming *timing_p[8];
-  Graphd__V1__TypeWeight tw[GD_TYPE_MAX + 1];
-  Graphd__V1__TypeWeight *tw_p[GD_TYPE_MAX + 1];
-  Graphd__V1__HubCap hc[GD_TYPE_MAX + 1];
-  Graphd__V1__HubCap *hc_p[GD_TYPE_MAX + 1];
-  char **labels;
   json_object *root; /* strings point into it */
 } manifest_pb;
 
 static void manifest_free(manifest_pb *p) {
-  free(p->labels);
+  free(p->sp.labels);
   if (p->root)
     json_object_put(p->root);
 }
@@ -630,13 +710,12 @@ static void manifest_free(manifest_pb *p) {
 static void manifest_fill(const gd_snapshot_view *v, manifest_pb *p) {
   memset(p, 0, sizeof *p);
   graphd__v1__snapshot_manifest__init(&p->m);
-  graphd__v1__clustering_spec__init(&p->spec);
-  graphd__v1__time_window__init(&p->window);
+  graphd__v1__clustering_spec__init(&p->sp.spec);
   p->m.id = v->id;
   p->m.created_at = v->created_at;
   p->m.clusters = v->n_clusters;
   p->m.sellers = v->n_assignments;
-  p->m.spec = &p->spec;
+  p->m.spec = &p->sp.spec;
   struct json_tokener *tok = json_tokener_new();
   if (tok) {
     p->root = json_tokener_parse_ex(tok, v->manifest, (int)v->manifest_len);
@@ -645,64 +724,15 @@ static void manifest_fill(const gd_snapshot_view *v, manifest_pb *p) {
   json_object *r = p->root;
   if (!r || !json_object_is_type(r, json_type_object))
     return;
-  json_object *name = jobj(r, "name");
-  if (name)
-    p->spec.name = (char *)json_object_get_string(name);
   p->m.previous_snapshot_id = (uint64_t)jint(r, "previous_snapshot_id");
   json_object *spec = jobj(r, "spec");
   if (spec) {
-    json_object *algo = jobj(spec, "algorithm");
-    const char *an = algo ? json_object_get_string(algo) : "";
-    for (int i = 1; i <= 6; i++)
-      if (an && strcmp(an, algo_names[i]) == 0)
-        p->spec.algorithm = (Graphd__V1__Algorithm)i;
-    p->spec.resolution = jdbl(spec, "resolution");
-    json_object *evr = jobj(spec, "evidence");
-    const char *evn = evr ? json_object_get_string(evr) : NULL;
-    p->spec.evidence = evn && strcmp(evn, "rarity") == 0
-                           ? GRAPHD__V1__EVIDENCE_RULE__EVIDENCE_RULE_RARITY
-                           : GRAPHD__V1__EVIDENCE_RULE__EVIDENCE_RULE_CORROBORATED;
-    int64_t it = jint(spec, "iterations");
-    p->spec.iterations = it > 0 ? (uint32_t)it : 0;
-    p->spec.seed = (uint64_t)jint(spec, "seed");
-    p->m.seed = p->spec.seed;
-    p->spec.min_tie_weight = jdbl(spec, "min_tie_weight");
-    p->window.since = jint(spec, "since");
-    p->window.until = jint(spec, "until");
-    if (p->window.since || p->window.until)
-      p->spec.window = &p->window;
-    json_object *fl = jobj(spec, "flagged_labels");
-    if (fl && json_object_is_type(fl, json_type_array)) {
-      size_t n = json_object_array_length(fl);
-      p->labels = calloc(n ? n : 1, sizeof *p->labels);
-      if (p->labels) {
-        for (size_t i = 0; i < n; i++)
-          p->labels[i] = (char *)json_object_get_string(json_object_array_get_idx(fl, i));
-        p->spec.flagged_labels = p->labels;
-        p->spec.n_flagged_labels = n;
-      }
-    }
-    json_object *hc = jobj(spec, "hub_caps"), *tw = jobj(spec, "type_weights");
-    for (int t = GD_TYPE_MIN; t <= GD_TYPE_MAX; t++) {
-      json_object *x;
-      if (hc && json_object_object_get_ex(hc, gd_type_name(t), &x) && x) {
-        Graphd__V1__HubCap *h = &p->hc[p->spec.n_hub_caps];
-        graphd__v1__hub_cap__init(h);
-        h->type = (Graphd__V1__EntityType)t;
-        h->max_sellers = (uint64_t)json_object_get_int64(x);
-        p->hc_p[p->spec.n_hub_caps++] = h;
-      }
-      if (tw && json_object_object_get_ex(tw, gd_type_name(t), &x) && x) {
-        Graphd__V1__TypeWeight *w = &p->tw[p->spec.n_type_weights];
-        graphd__v1__type_weight__init(w);
-        w->type = (Graphd__V1__EntityType)t;
-        w->weight = json_object_get_double(x);
-        p->tw_p[p->spec.n_type_weights++] = w;
-      }
-    }
-    p->spec.hub_caps = p->hc_p;
-    p->spec.type_weights = p->tw_p;
+    spec_pb_fill(spec, &p->sp);
+    p->m.seed = p->sp.spec.seed;
   }
+  json_object *name = jobj(r, "name");
+  if (name)
+    p->sp.spec.name = (char *)json_object_get_string(name);
   json_object *in = jobj(r, "input");
   if (in) {
     json_object *ck = jobj(in, "checksum");
@@ -737,8 +767,8 @@ static void manifest_fill(const gd_snapshot_view *v, manifest_pb *p) {
   }
   p->m.timings = p->timing_p;
   p->m.peak_rss_bytes = (uint64_t)jint(r, "peak_rss_bytes");
-  if (p->spec.name == NULL)
-    p->spec.name = (char *)"";
+  if (p->sp.spec.name == NULL)
+    p->sp.spec.name = (char *)"";
 }
 
 void rpc_get_snapshot(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
@@ -947,8 +977,47 @@ typedef struct cl_pb {
   Graphd__V1__Entity ent[GD_SUMMARY_TOP];
 } cl_pb;
 
-static int cl_fill(gd_rtxn *r, uint64_t id, const gd_cluster_summary *s, gd_arena **a, cl_pb *p,
-                   gd_err *err) {
+/*
+ * Entity id as snapshot snap named it (store/snapshot.h, snap_name): id,
+ * type and key, copied into the arena. *flagged (may be NULL) gets its
+ * flagged state. GD_ENOTFOUND: not named (deleted before the snapshot was
+ * written). A snapshot without names (has_names false: written before they
+ * were kept) reads today's record instead.
+ */
+static int snap_entity(gd_rtxn *r, uint64_t snap, bool has_names, uint64_t id, gd_arena **a,
+                       Graphd__V1__Entity *out, bool *flagged, gd_err *err) {
+  if (flagged)
+    *flagged = false;
+  if (!has_names) {
+    gd_ref ref = {.id = id};
+    gd_entity_view v;
+    int rc = gd_store_get(r, &ref, &v, err);
+    if (rc)
+      return rc;
+    if (gd_pb_entity(&v, false, a, out))
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+    return GD_OK;
+  }
+  gd_snap_name nm;
+  int rc = gd_store_snapshot_name(r, snap, id, &nm, err);
+  if (rc)
+    return rc;
+  char *key = gd_arena_alloc(a, nm.key.n + 1);
+  if (!key)
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
+  memcpy(key, nm.key.p, nm.key.n);
+  key[nm.key.n] = 0;
+  graphd__v1__entity__init(out);
+  out->id = id;
+  out->type = (Graphd__V1__EntityType)nm.type;
+  out->key = key;
+  if (flagged)
+    *flagged = nm.flagged;
+  return GD_OK;
+}
+
+static int cl_fill(gd_rtxn *r, uint64_t snap, bool has_names, uint64_t id,
+                   const gd_cluster_summary *s, gd_arena **a, cl_pb *p, gd_err *err) {
   graphd__v1__cluster_summary__init(&p->m);
   p->m.id = id;
   p->m.size = s->size;
@@ -957,17 +1026,14 @@ static int cl_fill(gd_rtxn *r, uint64_t id, const gd_cluster_summary *s, gd_aren
   p->m.cohesion = s->cohesion;
   p->m.top_shared = p->src_p;
   for (int i = 0; i < s->n_top; i++) {
-    gd_ref ref = {.id = s->top[i].id};
-    gd_entity_view v;
     Graphd__V1__SupplySource *src = &p->src[p->m.n_top_shared];
     graphd__v1__supply_source__init(src);
-    int rc = gd_store_get(r, &ref, &v, err);
+    int rc = snap_entity(r, snap, has_names, s->top[i].id, a, &p->ent[p->m.n_top_shared], NULL,
+                         err);
     if (rc == GD_ENOTFOUND)
-      continue; /* deleted since the snapshot */
+      continue; /* deleted before the snapshot was written (or since, without names) */
     if (rc)
       return rc;
-    if (gd_pb_entity(&v, false, a, &p->ent[p->m.n_top_shared]))
-      return gd_err_set(err, GD_ENOMEM, "out of memory");
     src->entity = &p->ent[p->m.n_top_shared];
     src->cluster_sellers = s->top[i].users;
     src->total_sellers = s->top[i].total;
@@ -975,6 +1041,130 @@ static int cl_fill(gd_rtxn *r, uint64_t id, const gd_cluster_summary *s, gd_aren
     p->src_p[p->m.n_top_shared++] = src;
   }
   return GD_OK;
+}
+
+/* ListClusters through a stored order (worker/snapfmt.h, snap_order). */
+typedef struct ord_collect {
+  int order;
+  uint64_t min_size;
+  size_t want; /* limit + 1: one more tells whether more follow */
+  size_t n;
+  uint64_t *ids;
+  uint8_t *rows;
+} ord_collect;
+
+static int ord_visit(void *ctx, const uint8_t *row) {
+  ord_collect *oc = ctx;
+  uint64_t id, size;
+  gd_order_row_decode(oc->order, row, &id, &size);
+  if (size < oc->min_size)
+    return oc->order == GD_ORDER_SIZE; /* by size: none of the rest is big enough */
+  oc->ids[oc->n] = id;
+  memcpy(oc->rows + oc->n * GD_ORDER_ROW, row, GD_ORDER_ROW);
+  return ++oc->n == oc->want;
+}
+
+/*
+ * The page token of an ordered listing: "o<snapshot>.<order>.<min_size>."
+ * then the last row sent in hex, so a page starts with one seek whatever
+ * its position (O(page size); by risk with min_size, also the smaller
+ * clusters passed over, 24 bytes each). A token of another snapshot, order
+ * or min_size is INVALID_ARGUMENT.
+ */
+static int ord_token_parse(const char *tok, uint64_t snap, int order, uint64_t min_size,
+                           uint8_t *row, gd_err *err) {
+  unsigned long long ts, tm;
+  int to, used = 0;
+  if (sscanf(tok, "o%llu.%d.%llu.%n", &ts, &to, &tm, &used) != 3 || !used ||
+      strlen(tok + used) != 2 * GD_ORDER_ROW)
+    return gd_err_set(err, GD_EINVALID, "page_token: not a token issued by this server");
+  for (int i = 0; i < GD_ORDER_ROW; i++) {
+    unsigned b;
+    if (sscanf(tok + used + 2 * i, "%2x", &b) != 1)
+      return gd_err_set(err, GD_EINVALID, "page_token: not a token issued by this server");
+    row[i] = (uint8_t)b;
+  }
+  if (ts != snap || to != order || tm != min_size)
+    return gd_err_set(err, GD_EINVALID,
+                      "page_token: from another listing (snapshot %llu, order %d, min_size %llu; "
+                      "this one: snapshot %llu, order %d, min_size %llu)",
+                      ts, to, tm, (unsigned long long)snap, order, (unsigned long long)min_size);
+  return GD_OK;
+}
+
+/* Answers c from a stored order: 1 done, 0 the snapshot has none (the
+ * caller sorts), -1 error in err (not answered). */
+static int list_ordered(gd_call *c, gd_rtxn *r, const Graphd__V1__ListClustersRequest *req,
+                        uint64_t snap, bool has_names, size_t limit, gd_err *err) {
+  bool by_size = req->order == GRAPHD__V1__CLUSTER_ORDER__CLUSTER_ORDER_SIZE;
+  ord_collect oc = {.order = by_size ? GD_ORDER_SIZE
+                             : req->min_size >= 2 ? GD_ORDER_RISK_MULTI
+                                                  : GD_ORDER_RISK,
+                    .min_size = req->min_size,
+                    .want = limit + 1};
+  uint8_t after[GD_ORDER_ROW];
+  bool indexed;
+  int ret = -1;
+  cl_pb *ps = NULL;
+  Graphd__V1__ClusterSummary **mp = NULL;
+  gd_arena *a = NULL;
+  int rc = gd_store_order_visit(r, snap, oc.order, NULL, NULL, NULL, &indexed, err);
+  if (rc)
+    return -1;
+  if (!indexed) {
+    /* No rows: an old snapshot, or one without clusters (ask which). */
+    gd_snapshot_view sv;
+    if (gd_store_snapshot_get(r, snap, &sv, err))
+      return -1;
+    if (sv.n_clusters)
+      return 0;
+  }
+  if (req->page_token[0] && ord_token_parse(req->page_token, snap, (int)req->order,
+                                            req->min_size, after, err))
+    return -1;
+  oc.ids = malloc(oc.want * sizeof *oc.ids);
+  oc.rows = malloc(oc.want * GD_ORDER_ROW);
+  ps = calloc(oc.want, sizeof *ps);
+  mp = calloc(oc.want, sizeof *mp);
+  if (!oc.ids || !oc.rows || !ps || !mp) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    goto out;
+  }
+  if (indexed && gd_store_order_visit(r, snap, oc.order, req->page_token[0] ? after : NULL,
+                                      ord_visit, &oc, &indexed, err))
+    goto out;
+  size_t n = oc.n < limit ? oc.n : limit;
+  for (size_t i = 0; i < n; i++) {
+    const void *raw;
+    size_t raw_len;
+    gd_cluster_summary s;
+    if (gd_store_cluster_get(r, snap, oc.ids[i], &raw, &raw_len, err) ||
+        gd_summary_decode(raw, raw_len, &s, err) ||
+        cl_fill(r, snap, has_names, oc.ids[i], &s, &a, &ps[i], err))
+      goto out;
+    mp[i] = &ps[i].m;
+  }
+  Graphd__V1__ListClustersReply rep = GRAPHD__V1__LIST_CLUSTERS_REPLY__INIT;
+  char tok[96] = "";
+  rep.clusters = mp;
+  rep.n_clusters = n;
+  if (oc.n > limit) {
+    int k = snprintf(tok, sizeof tok, "o%llu.%d.%llu.", (unsigned long long)snap, (int)req->order,
+                     (unsigned long long)req->min_size);
+    for (int i = 0; i < GD_ORDER_ROW; i++)
+      k += snprintf(tok + k, sizeof tok - (size_t)k, "%02x",
+                    oc.rows[(n - 1) * GD_ORDER_ROW + (size_t)i]);
+  }
+  rep.next_page_token = tok;
+  rpc_reply(c, &rep.base);
+  ret = 1;
+out:
+  gd_arena_free(a);
+  free(ps);
+  free(mp);
+  free(oc.ids);
+  free(oc.rows);
+  return ret;
 }
 
 void rpc_list_clusters(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
@@ -988,6 +1178,8 @@ void rpc_list_clusters(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
   uint64_t off;
   size_t limit = req->limit ? req->limit : 100;
   cl_collect cc = {.min_size = req->min_size, .err = &err};
+  uint64_t snap = 0;
+  bool has_names = false;
   cl_pb *ps = NULL;
   Graphd__V1__ClusterSummary **mp = NULL;
   if (req->order < 0 || req->order > 2) {
@@ -1000,9 +1192,22 @@ void rpc_list_clusters(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
     rpc_fail(c, &err);
     goto out;
   }
+  gd_snapshot_view sv;
+  if (gd_store_read_begin(env.store, &r, &err) ||
+      gd_store_snapshot_get(r, req->snapshot_id, &sv, &err) ||
+      gd_store_snapshot_has_names(r, sv.id, &has_names, &err)) {
+    rpc_fail(c, &err);
+    goto out;
+  }
+  snap = sv.id;
+  int done = list_ordered(c, r, req, snap, has_names, limit, &err);
+  if (done < 0)
+    rpc_fail(c, &err);
+  if (done)
+    goto out;
+  /* A snapshot written before orders were stored: sort its summaries. */
   if (parse_tok(req->page_token, 'c', &off, &err) ||
-      gd_store_read_begin(env.store, &r, &err) ||
-      gd_store_clusters_visit(r, req->snapshot_id, 0, cl_visit, &cc, NULL, &err)) {
+      gd_store_clusters_visit(r, snap, 0, cl_visit, &cc, NULL, &err)) {
     rpc_fail(c, &err);
     goto out;
   }
@@ -1018,7 +1223,8 @@ void rpc_list_clusters(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
     goto out;
   }
   for (size_t i = 0; i < n; i++) {
-    if (cl_fill(r, cc.rows[start + i].id, &cc.rows[start + i].s, &a, &ps[i], &err)) {
+    if (cl_fill(r, snap, has_names, cc.rows[start + i].id, &cc.rows[start + i].s, &a, &ps[i],
+                &err)) {
       rpc_fail(c, &err);
       goto out;
     }
@@ -1082,7 +1288,9 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   size_t max = req->max_members ? req->max_members : 100;
   size_t max_ties = req->max_ties ? req->max_ties : 100;
   mem_collect mc = {.cluster = req->cluster_id, .after = req->after_seller};
-  Graphd__V1__Entity *ents = NULL, **ep = NULL;
+  Graphd__V1__Entity *ents = NULL, **ep = NULL, *live = NULL, **lp = NULL;
+  uint64_t *flg = NULL;
+  bool has_names = false;
   Graphd__V1__EvidenceTie *tv = NULL, **tp = NULL;
   gd_snap_tie *ties = NULL;
   size_t n_ties = 0;
@@ -1109,10 +1317,13 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   mc.ids = calloc(max, sizeof *mc.ids);
   ents = calloc(max, sizeof *ents);
   ep = calloc(max, sizeof *ep);
+  flg = calloc(max, sizeof *flg);
+  live = req->live ? calloc(max, sizeof *live) : NULL;
+  lp = req->live ? calloc(max, sizeof *lp) : NULL;
   ties = calloc(max_ties, sizeof *ties);
   tv = calloc(max_ties, sizeof *tv);
   tp = calloc(max_ties, sizeof *tp);
-  if (!mc.ids || !ents || !ep || !ties || !tv || !tp) {
+  if (!mc.ids || !ents || !ep || !flg || (req->live && (!live || !lp)) || !ties || !tv || !tp) {
     rpc_fail_code(c, GD_ENOMEM, "out of memory");
     goto out;
   }
@@ -1128,8 +1339,10 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     }
     snap = v.id;
   }
-  if (gd_store_cluster_get(r, snap, req->cluster_id, &raw, &raw_len, &err) ||
-      gd_summary_decode(raw, raw_len, &s, &err) || cl_fill(r, req->cluster_id, &s, &a, &p, &err) ||
+  if (gd_store_snapshot_has_names(r, snap, &has_names, &err) ||
+      gd_store_cluster_get(r, snap, req->cluster_id, &raw, &raw_len, &err) ||
+      gd_summary_decode(raw, raw_len, &s, &err) ||
+      cl_fill(r, snap, has_names, req->cluster_id, &s, &a, &p, &err) ||
       gd_store_cluster_members(r, snap, req->cluster_id, req->after_seller, max, mc.ids, &mc.n,
                                &mc.more, &indexed, &err) ||
       (!indexed && gd_store_assignments_visit(r, snap, 0, mem_visit, &mc, NULL, &err)) ||
@@ -1141,25 +1354,41 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   Graphd__V1__GetClusterReply rep = GRAPHD__V1__GET_CLUSTER_REPLY__INIT;
   rep.cluster = &p.m;
   for (size_t i = 0; i < mc.n; i++) {
-    gd_ref ref = {.id = mc.ids[i]};
-    gd_entity_view v;
-    int rc = gd_store_get(r, &ref, &v, &err);
+    bool flagged;
+    int rc = snap_entity(r, snap, has_names, mc.ids[i], &a, &ents[rep.n_members], &flagged, &err);
     if (rc == GD_ENOTFOUND)
-      continue; /* deleted since the snapshot */
+      continue; /* deleted before the snapshot was written (or since, without names) */
     if (rc) {
       rpc_fail(c, &err);
-      goto out;
-    }
-    if (gd_pb_entity(&v, false, &a, &ents[rep.n_members])) {
-      rpc_fail_code(c, GD_ENOMEM, "out of memory");
       goto out;
     }
     ents[rep.n_members].cluster_id = req->cluster_id;
     ents[rep.n_members].cluster_snapshot_id = snap;
     ep[rep.n_members] = &ents[rep.n_members];
+    if (flagged)
+      flg[rep.n_flagged_members++] = mc.ids[i];
+    if (req->live) {
+      gd_ref ref = {.id = mc.ids[i]};
+      gd_entity_view v;
+      rc = gd_store_get(r, &ref, &v, &err);
+      if (rc && rc != GD_ENOTFOUND) {
+        rpc_fail(c, &err);
+        goto out;
+      }
+      if (rc == GD_OK) {
+        if (gd_pb_entity(&v, true, &a, &live[rep.n_live_members])) {
+          rpc_fail_code(c, GD_ENOMEM, "out of memory");
+          goto out;
+        }
+        lp[rep.n_live_members] = &live[rep.n_live_members];
+        rep.n_live_members++;
+      }
+    }
     rep.n_members++;
   }
   rep.members = ep;
+  rep.flagged_members = flg;
+  rep.live_members = lp;
   rep.more_members = mc.more;
   for (size_t i = 0; i < n_ties; i++) {
     graphd__v1__evidence_tie__init(&tv[i]);
@@ -1178,6 +1407,9 @@ out:
   free(mc.ids);
   free(ents);
   free(ep);
+  free(flg);
+  free(live);
+  free(lp);
   free(ties);
   free(tv);
   free(tp);
@@ -1200,9 +1432,50 @@ typedef struct astream {
   uint64_t sellers[ASSIGN_BATCH], clusters[ASSIGN_BATCH];
   size_t n;
   bool end;
+  bool keys, has_names;
+  char *kp[ASSIGN_BATCH]; /* keys: into kbuf */
+  size_t koff[ASSIGN_BATCH];
+  char *kbuf;
+  size_t kcap;
   uint8_t *buf;
   size_t cap;
 } astream;
+
+/* The batch's keys as snapshot s->snap recorded them (today's records for
+ * a snapshot without names), copied into s->kbuf. */
+static int as_keys(astream *s, gd_rtxn *r, gd_err *err) {
+  size_t *off = s->koff; /* offsets first, pointers once kbuf stops moving */
+  size_t used = 0;
+  for (size_t i = 0; i < s->n; i++) {
+    gd_str key = {"", 0};
+    gd_snap_name nm;
+    gd_entity_view v;
+    gd_ref ref = {.id = s->sellers[i]};
+    int rc = s->has_names ? gd_store_snapshot_name(r, s->snap, s->sellers[i], &nm, err)
+                          : gd_store_get(r, &ref, &v, err);
+    if (rc && rc != GD_ENOTFOUND)
+      return rc;
+    if (!rc)
+      key = s->has_names ? nm.key : v.key;
+    if (used + key.n + 1 > s->kcap) {
+      size_t nc = s->kcap ? 2 * s->kcap : 1 << 16;
+      while (nc < used + key.n + 1)
+        nc *= 2;
+      char *nb = realloc(s->kbuf, nc);
+      if (!nb)
+        return gd_err_set(err, GD_ENOMEM, "out of memory");
+      s->kbuf = nb;
+      s->kcap = nc;
+    }
+    memcpy(s->kbuf + used, key.p, key.n);
+    s->kbuf[used + key.n] = 0;
+    off[i] = used;
+    used += key.n + 1;
+  }
+  for (size_t i = 0; i < s->n; i++)
+    s->kp[i] = s->kbuf + off[i];
+  return GD_OK;
+}
 
 static int as_visit(void *ctx, const uint64_t *sellers, const uint64_t *clusters, size_t n) {
   astream *s = ctx;
@@ -1215,6 +1488,7 @@ static int as_visit(void *ctx, const uint64_t *sellers, const uint64_t *clusters
 
 static void as_free(astream *s) {
   if (s) {
+    free(s->kbuf);
     free(s->buf);
     free(s);
   }
@@ -1238,6 +1512,8 @@ static void as_next(gd_call *c, astream *s) {
   int rc = gd_store_read_begin(env.store, &r, &err);
   if (!rc)
     rc = gd_store_assignments_visit(r, s->snap, s->after, as_visit, s, &s->snap, &err);
+  if (!rc && s->keys)
+    rc = as_keys(s, r, &err);
   gd_store_read_end(r);
   if (rc) {
     gd_call_set_user(c, NULL);
@@ -1257,6 +1533,10 @@ static void as_next(gd_call *c, astream *s) {
   m.n_seller_ids = s->n;
   m.cluster_ids = s->clusters;
   m.n_cluster_ids = s->n;
+  if (s->keys) {
+    m.seller_keys = s->kp;
+    m.n_seller_keys = s->n;
+  }
   size_t n = protobuf_c_message_get_packed_size(&m.base);
   if (n > s->cap) {
     uint8_t *nb = realloc(s->buf, n);
@@ -1291,6 +1571,7 @@ void rpc_stream_assignments(gd_call *c, const uint8_t *msg, size_t len, bool has
   if (!req)
     return;
   uint64_t snap = req->snapshot_id;
+  bool keys = req->keys;
   protobuf_c_message_free_unpacked(&req->base, NULL);
   astream *s = calloc(1, sizeof *s);
   if (!s) {
@@ -1298,14 +1579,18 @@ void rpc_stream_assignments(gd_call *c, const uint8_t *msg, size_t len, bool has
     return;
   }
   s->snap = snap;
-  /* Pin "latest" to one snapshot for the whole stream. */
-  if (!snap) {
+  s->keys = keys;
+  /* Pin "latest" to one snapshot for the whole stream; whether it keeps
+   * names decides where keys come from. */
+  {
     gd_rtxn *r = NULL;
     gd_err err;
     gd_snapshot_view v;
     int rc = gd_store_read_begin(env.store, &r, &err);
     if (!rc)
-      rc = gd_store_snapshot_get(r, 0, &v, &err);
+      rc = gd_store_snapshot_get(r, snap, &v, &err);
+    if (!rc)
+      rc = gd_store_snapshot_has_names(r, v.id, &s->has_names, &err);
     gd_store_read_end(r);
     if (rc) {
       free(s);
@@ -1376,6 +1661,8 @@ enum { D_SUMMARY, D_CONTINUED, D_MERGED, D_SPLIT, D_BORN, D_DISSOLVED, D_MOVED, 
 typedef struct dstream {
   gd_match_result r;
   uint64_t *sellers; /* store id of seller index s */
+  char *keys;        /* keys asked for: move i's key at keys + key_off[i] */
+  size_t *key_off;
   uint64_t from, to;
   int phase;
   int64_t i; /* position in the phase's list */
@@ -1387,6 +1674,8 @@ static void ds_free(dstream *d) {
   if (d) {
     gd_match_result_free(&d->r);
     free(d->sellers);
+    free(d->keys);
+    free(d->key_off);
     free(d->buf);
     free(d);
   }
@@ -1439,6 +1728,51 @@ static int ds_compute(dstream *d, uint64_t from, uint64_t to, int64_t min_part, 
   }
   free(old_id);
   free(new_id);
+  return rc;
+}
+
+/* The keys of the moved sellers, as snapshot d->to recorded them (today's
+ * records for a snapshot without names; "" for one deleted before). */
+static int ds_keys(dstream *d, gd_err *err) {
+  gd_rtxn *r = NULL;
+  bool has_names = false;
+  size_t used = 0, cap = 0;
+  int rc = gd_store_read_begin(env.store, &r, err);
+  if (!rc)
+    rc = gd_store_snapshot_has_names(r, d->to, &has_names, err);
+  if (!rc && !(d->key_off = malloc(((size_t)d->r.n_moves + 1) * sizeof *d->key_off)))
+    rc = gd_err_set(err, GD_ENOMEM, "out of memory");
+  for (int64_t i = 0; !rc && i < d->r.n_moves; i++) {
+    uint64_t id = d->sellers[d->r.moves[i].seller];
+    gd_str key = {"", 0};
+    gd_snap_name nm;
+    gd_entity_view v;
+    gd_ref ref = {.id = id};
+    rc = has_names ? gd_store_snapshot_name(r, d->to, id, &nm, err)
+                   : gd_store_get(r, &ref, &v, err);
+    if (rc == GD_OK)
+      key = has_names ? nm.key : v.key;
+    else if (rc != GD_ENOTFOUND)
+      break;
+    rc = GD_OK;
+    if (used + key.n + 1 > cap) {
+      size_t nc = cap ? 2 * cap : 1 << 16;
+      while (nc < used + key.n + 1)
+        nc *= 2;
+      char *nb = realloc(d->keys, nc);
+      if (!nb) {
+        rc = gd_err_set(err, GD_ENOMEM, "out of memory");
+        break;
+      }
+      d->keys = nb;
+      cap = nc;
+    }
+    memcpy(d->keys + used, key.p, key.n);
+    d->keys[used + key.n] = 0;
+    d->key_off[i] = used;
+    used += key.n + 1;
+  }
+  gd_store_read_end(r);
   return rc;
 }
 
@@ -1548,6 +1882,8 @@ static void ds_next(gd_call *c, dstream *d) {
     break;
   default: /* D_MOVED */
     e.seller_id = d->sellers[r->moves[i].seller];
+    if (d->key_off)
+      e.seller_key = d->keys + d->key_off[i];
     one_from = (uint64_t)r->moves[i].from;
     one_to = (uint64_t)r->moves[i].to;
     e.from_clusters = &one_from, e.n_from_clusters = 1;
@@ -1591,6 +1927,7 @@ void rpc_diff_snapshots(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
     return;
   uint64_t from = req->from_snapshot_id, to = req->to_snapshot_id;
   uint32_t min_part = req->min_part_size ? req->min_part_size : GD_MATCH_MIN_PART_SIZE;
+  bool keys = req->keys;
   protobuf_c_message_free_unpacked(&req->base, NULL);
   if (!from) {
     rpc_fail_code(c, GD_EINVALID, "from_snapshot_id: required (0 is not a snapshot)");
@@ -1606,7 +1943,7 @@ void rpc_diff_snapshots(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
     rpc_fail_code(c, GD_ENOMEM, "out of memory");
     return;
   }
-  if (ds_compute(d, from, to, min_part, &err)) {
+  if (ds_compute(d, from, to, min_part, &err) || (keys && ds_keys(d, &err))) {
     ds_free(d);
     rpc_fail(c, &err);
     return;

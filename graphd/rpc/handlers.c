@@ -752,6 +752,127 @@ static void h_get_entity(gd_call *c, const uint8_t *msg, size_t len, bool has_ms
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+/* ---- GetEntities: ids to entities, streamed ----------------------------------- */
+
+#define LOOKUP_BATCH 1024
+#define LOOKUP_MAX_IDS 1000000
+
+typedef struct lstream {
+  uint64_t *ids;
+  size_t n, pos;
+  bool attrs;
+  uint8_t *buf;
+  size_t cap;
+} lstream;
+
+static void ls_free(lstream *s) {
+  if (s) {
+    free(s->ids);
+    free(s->buf);
+    free(s);
+  }
+}
+
+/* Reads and sends the next batch of ids, or finishes the call. */
+static void ls_next(gd_call *c, lstream *s) {
+  if (s->pos == s->n || gd_call_expired(c)) {
+    bool expired = s->pos < s->n;
+    gd_call_set_user(c, NULL);
+    ls_free(s);
+    gd_call_finish(c, expired ? GD_EDEADLINE : GD_OK, expired ? "call expired" : NULL, NULL, 0);
+    return;
+  }
+  size_t k = s->n - s->pos < LOOKUP_BATCH ? s->n - s->pos : LOOKUP_BATCH;
+  Graphd__V1__Entity ents[LOOKUP_BATCH], *ep[LOOKUP_BATCH];
+  uint64_t missing[LOOKUP_BATCH];
+  Graphd__V1__EntityBatch m = GRAPHD__V1__ENTITY_BATCH__INIT;
+  gd_arena *a = NULL;
+  gd_rtxn *r = NULL;
+  gd_err err = {0};
+  int rc = gd_store_read_begin(env.store, &r, &err);
+  for (size_t i = 0; i < k && !rc; i++) {
+    gd_ref ref = {.id = s->ids[s->pos + i]};
+    gd_entity_view v;
+    rc = ref.id ? gd_store_get(r, &ref, &v, &err) : GD_ENOTFOUND;
+    if (rc == GD_ENOTFOUND) {
+      missing[m.n_not_found++] = ref.id;
+      rc = GD_OK;
+      continue;
+    }
+    if (rc)
+      break;
+    if (gd_pb_entity(&v, s->attrs, &a, &ents[m.n_entities])) {
+      rc = gd_err_set(&err, GD_ENOMEM, "out of memory");
+      break;
+    }
+    rpc_entity_cluster(r, &ents[m.n_entities]);
+    ep[m.n_entities] = &ents[m.n_entities];
+    m.n_entities++;
+  }
+  size_t n = 0;
+  if (!rc) {
+    m.entities = ep;
+    m.not_found = missing;
+    n = protobuf_c_message_get_packed_size(&m.base);
+    if (n > s->cap) {
+      uint8_t *nb = realloc(s->buf, n);
+      if (nb) {
+        s->buf = nb;
+        s->cap = n;
+      } else {
+        rc = gd_err_set(&err, GD_ENOMEM, "out of memory");
+      }
+    }
+    if (!rc)
+      protobuf_c_message_pack(&m.base, s->buf); /* strings point into r: pack first */
+  }
+  gd_store_read_end(r);
+  gd_arena_free(a);
+  if (rc) {
+    gd_call_set_user(c, NULL);
+    ls_free(s);
+    rpc_fail(c, &err);
+    return;
+  }
+  s->pos += k;
+  gd_call_write(c, s->buf, n, s->pos < s->n);
+}
+
+static void h_entities_written(gd_call *c, bool ok) {
+  lstream *s = gd_call_user(c);
+  if (!ok) {
+    gd_call_set_user(c, NULL);
+    ls_free(s);
+    gd_call_finish(c, GD_ECANCELLED, "call cancelled", NULL, 0);
+    return;
+  }
+  ls_next(c, s);
+}
+
+static void h_get_entities(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__GetEntitiesRequest *req = (Graphd__V1__GetEntitiesRequest *)rpc_unpack(
+      c, &graphd__v1__get_entities_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  lstream *s = NULL;
+  if (req->n_ids > LOOKUP_MAX_IDS) {
+    gd_limit_hit(GD_LIMIT_RESULT_CAP);
+    rpc_fail_code(c, GD_EINVALID, "ids: at most 1000000 a call");
+  } else if (!(s = calloc(1, sizeof *s)) ||
+             !(s->ids = malloc((req->n_ids ? req->n_ids : 1) * sizeof *s->ids))) {
+    ls_free(s);
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+  } else {
+    memcpy(s->ids, req->ids, req->n_ids * sizeof *s->ids);
+    s->n = req->n_ids;
+    s->attrs = req->attributes;
+    gd_call_set_user(c, s);
+  }
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+  if (s)
+    ls_next(c, s);
+}
+
 /* ---- Neighbors ---------------------------------------------------------------- */
 
 /* Page tokens: "n" + 16 hex digits of the last row's position. */
@@ -1178,6 +1299,8 @@ static const gd_method methods[] = {
     {.path = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
      .kind = GD_RPC_BIDI_STREAM, .on_read = rpc_reflection_read,
      .on_written = rpc_reflection_written, .role = R},
+    {.path = SVC "GetEntities", .kind = GD_RPC_SERVER_STREAM, .on_request = h_get_entities,
+     .on_written = h_entities_written, .role = R},
 };
 #undef R
 #undef I

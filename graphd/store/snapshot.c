@@ -546,6 +546,154 @@ static int put_rows(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const gd_snapshot_in
   return rc ? gd__mdb_err(rc, err, what) : GD_OK;
 }
 
+/* snap_name rows of snapshot id, appended when it is the newest. */
+static int put_names(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const gd_snapshot_in *in,
+                     gd_err *err) {
+  uint8_t kb[16], vb[2 + GD__EKEY_INLINE_MAX];
+  MDB_val k = {16, kb}, v;
+  bool append;
+  int rc;
+  for (size_t i = 0; i < in->n_names; i++) {
+    size_t n = in->name_key_off[i + 1] - in->name_key_off[i];
+    if (n > GD__EKEY_INLINE_MAX || (i && in->name_ids[i] <= in->name_ids[i - 1]))
+      return gd_err_set(err, GD_EINVALID, "names[%zu]: %s", i,
+                        n > GD__EKEY_INLINE_MAX ? "key too long" : "ids not strictly ascending");
+  }
+  if ((rc = appends_after(txn, dbi, id, &append)))
+    return gd__mdb_err(rc, err, "snapshot names");
+  gd_be64_put(kb, id);
+  for (size_t i = 0; i < in->n_names; i++) {
+    size_t n = in->name_key_off[i + 1] - in->name_key_off[i];
+    vb[0] = in->name_type[i];
+    vb[1] = in->name_flags[i];
+    memcpy(vb + 2, in->name_keys + in->name_key_off[i], n);
+    gd_be64_put(kb + 8, in->name_ids[i]);
+    k.mv_size = 16;
+    k.mv_data = kb;
+    v.mv_size = 2 + n;
+    v.mv_data = vb;
+    if ((rc = mdb_put(txn, dbi, &k, &v, append ? MDB_APPEND : 0)))
+      return gd__mdb_err(rc, err, "snapshot names");
+  }
+  return GD_OK;
+}
+
+int gd_store_snapshot_name(gd_rtxn *r, uint64_t snap, uint64_t id, gd_snap_name *ret,
+                           gd_err *err) {
+  uint8_t kb[16];
+  MDB_val k = {16, kb}, v;
+  gd_be64_put(kb, snap);
+  gd_be64_put(kb + 8, id);
+  int rc = mdb_get(r->txn, r->s->snap_name, &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return gd_err_set(err, GD_ENOTFOUND, "snapshot %llu names no entity %llu",
+                      (unsigned long long)snap, (unsigned long long)id);
+  if (rc)
+    return gd__mdb_err(rc, err, "snapshot names");
+  if (v.mv_size < 2)
+    return gd_err_set(err, GD_EINTERNAL, "snapshot %llu: corrupt name of %llu",
+                      (unsigned long long)snap, (unsigned long long)id);
+  const uint8_t *p = v.mv_data;
+  ret->type = p[0];
+  ret->flagged = p[1] & GD_SNAP_FLAGGED;
+  ret->key = (gd_str){(const char *)p + 2, v.mv_size - 2};
+  return GD_OK;
+}
+
+/* snap_order rows of snapshot id: one dup list per order, appended. */
+static int put_orders(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const gd_snapshot_in *in,
+                      gd_err *err) {
+  uint8_t kb[9];
+  MDB_val k = {9, kb}, v;
+  MDB_cursor *cur;
+  for (int o = 0; o < GD_ORDERS; o++)
+    for (size_t i = 1; i < in->n_order[o]; i++)
+      if (memcmp(in->orders[o] + (i - 1) * GD_ORDER_ROW, in->orders[o] + i * GD_ORDER_ROW,
+                 GD_ORDER_ROW) >= 0)
+        return gd_err_set(err, GD_EINVALID, "order %d: rows not strictly ascending", o);
+  int rc = mdb_cursor_open(txn, dbi, &cur);
+  if (rc)
+    return gd__mdb_err(rc, err, "snapshot orders");
+  gd_be64_put(kb, id);
+  for (int o = 0; o < GD_ORDERS && !rc; o++) {
+    kb[8] = (uint8_t)o;
+    for (size_t i = 0; i < in->n_order[o] && !rc; i++) {
+      k.mv_size = 9;
+      k.mv_data = kb;
+      v.mv_size = GD_ORDER_ROW;
+      v.mv_data = (void *)(in->orders[o] + i * GD_ORDER_ROW);
+      rc = mdb_cursor_put(cur, &k, &v, MDB_APPENDDUP);
+    }
+  }
+  mdb_cursor_close(cur);
+  return rc ? gd__mdb_err(rc, err, "snapshot orders") : GD_OK;
+}
+
+int gd_store_order_visit(gd_rtxn *r, uint64_t snap, int order, const uint8_t *after,
+                         gd_order_fn fn, void *ctx, bool *ret_indexed, gd_err *err) {
+  uint8_t kb[9], first[GD_ORDER_ROW];
+  MDB_val k = {9, kb}, v;
+  MDB_cursor *cur;
+  *ret_indexed = false;
+  int rc = mdb_cursor_open(r->txn, r->s->snap_order, &cur);
+  if (rc)
+    return gd__mdb_err(rc, err, "snapshot orders");
+  gd_be64_put(kb, snap);
+  kb[8] = (uint8_t)order;
+  rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+  if (rc == MDB_SUCCESS) {
+    *ret_indexed = true;
+    if (after) {
+      /* The first row >= after, then past it if it is after itself. */
+      memcpy(first, after, GD_ORDER_ROW);
+      v.mv_size = GD_ORDER_ROW;
+      v.mv_data = first;
+      rc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+      if (rc == MDB_SUCCESS && v.mv_size == GD_ORDER_ROW &&
+          memcmp(v.mv_data, after, GD_ORDER_ROW) == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
+    }
+  }
+  /* Now at the first row to visit (or done). */
+  bool stop = false;
+  if (rc == MDB_SUCCESS && fn) {
+    for (;;) {
+      if (v.mv_size != GD_ORDER_ROW) {
+        mdb_cursor_close(cur);
+        return gd_err_set(err, GD_EINTERNAL, "snapshot %llu: corrupt order row",
+                          (unsigned long long)snap);
+      }
+      if (fn(ctx, v.mv_data)) {
+        stop = true;
+        break;
+      }
+      if ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)))
+        break;
+    }
+  }
+  mdb_cursor_close(cur);
+  if (!stop && rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, "snapshot orders");
+  return GD_OK;
+}
+
+int gd_store_snapshot_has_names(gd_rtxn *r, uint64_t snap, bool *ret, gd_err *err) {
+  uint8_t kb[16];
+  MDB_val k = {16, kb}, v;
+  MDB_cursor *cur;
+  int rc = mdb_cursor_open(r->txn, r->s->snap_name, &cur);
+  if (rc)
+    return gd__mdb_err(rc, err, "snapshot names");
+  gd_be64_put(kb, snap);
+  gd_be64_put(kb + 8, 0);
+  rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+  mdb_cursor_close(cur);
+  if (rc && rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, "snapshot names");
+  *ret = rc == MDB_SUCCESS && k.mv_size == 16 && gd_be64_get(k.mv_data) == snap;
+  return GD_OK;
+}
+
 /* Deletes every (id, *) key of dbi (with all its dups). */
 static int del_prefix(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const char *what, gd_err *err) {
   MDB_cursor *cur;
@@ -673,7 +821,9 @@ int gd_store_snapshot_put(gd_wtxn *t, uint64_t id, const gd_snapshot_in *in, gd_
     return rc;
   if (in->tie_off && (rc = put_rows(txn, s->snap_tie, id, in, false, err)))
     return rc;
-  return GD_OK;
+  if ((rc = put_names(txn, s->snap_name, id, in, err)))
+    return rc;
+  return put_orders(txn, s->snap_order, id, in, err);
 }
 
 int gd_store_snapshot_delete(gd_wtxn *t, uint64_t id, gd_err *err) {
@@ -713,8 +863,18 @@ int gd_store_snapshot_delete(gd_wtxn *t, uint64_t id, gd_err *err) {
   if (rc && rc != MDB_NOTFOUND)
     return gd__mdb_err(rc, err, "snapshot clusters");
   if ((rc = del_prefix(txn, s->snap_member, id, "snapshot members", err)) ||
-      (rc = del_prefix(txn, s->snap_tie, id, "snapshot ties", err)))
+      (rc = del_prefix(txn, s->snap_tie, id, "snapshot ties", err)) ||
+      (rc = del_prefix(txn, s->snap_name, id, "snapshot names", err)))
     return rc;
+  for (int o = 0; o < GD_ORDERS; o++) {
+    uint8_t ob[9];
+    MDB_val ok = {9, ob};
+    gd_be64_put(ob, id);
+    ob[8] = (uint8_t)o;
+    rc = mdb_del(txn, s->snap_order, &ok, NULL);
+    if (rc && rc != MDB_NOTFOUND)
+      return gd__mdb_err(rc, err, "snapshot orders");
+  }
   return GD_OK;
 }
 

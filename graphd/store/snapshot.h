@@ -22,12 +22,26 @@
  *                                                   rows: seller a, seller b
  *                                                   (a < b), weight (IEEE-754
  *                                                   bits), each u64 BE
+ *      snap_name     id (u64 BE) + entity (u64 BE) -> u8 type, u8 flags (bit 0:
+ *                                                   flagged), the entity's key
+ *      snap_order    id (u64 BE) + order (u8)   -> dupsort, dupfixed 24-byte
+ *                                                   rows, opaque here
+ *                                                   (worker/snapfmt.h), in
+ *                                                   memcmp order
  *
  *    snap_member is the inverse of snap_assign, so a cluster's members are
  *    one range read instead of a scan of every assignment. snap_tie holds
  *    the evidence ties that hold each cluster together (the worker stores
  *    a maximum spanning forest of the cluster's internal ties: at most
  *    size - 1 rows a cluster, the strongest that connect it).
+ *
+ *    snap_name keeps what the snapshot says about the entities it names,
+ *    as they were when it was taken: every seller's key and whether it
+ *    carried one of the spec's flagged labels, and each supply source's
+ *    type and key. Reads of the snapshot take names from here, never from
+ *    the live graph, so a snapshot answers the same whatever is labelled,
+ *    deleted or added later. (Snapshots written before the table existed
+ *    have no rows: readers fall back to the live records.)
  *
  *    Why assignments are dupsort rows under the snapshot id rather than one
  *    key per (snapshot, seller): rows are 16 bytes with no per-key node
@@ -151,6 +165,10 @@ void gd_graph_export_free(gd_graph_export *x);
  */
 int gd_store_snapshot_next_id(gd_wtxn *t, uint64_t *ret_id, gd_err *err);
 
+/* Stored orders of a snapshot's clusters: how many, and the row size. */
+#define GD_ORDERS 3
+#define GD_ORDER_ROW 24
+
 /* What gd_store_snapshot_put writes. Arrays are not owned. */
 typedef struct gd_snapshot_in {
   const void *manifest;      /* opaque; may be empty */
@@ -175,7 +193,22 @@ typedef struct gd_snapshot_in {
    * sorted by (a, b), a < b (NULL tie_off = none stored). */
   const struct gd_snap_tie *ties;
   const size_t *tie_off;
+  /* Names (snap_name): n_names entities, ids strictly ascending; entity i
+   * has type name_type[i], flags name_flags[i] (GD_SNAP_FLAGGED) and key
+   * name_keys[name_key_off[i] .. name_key_off[i + 1]) (n_names + 1
+   * offsets). n_names 0 = none stored. */
+  size_t n_names;
+  const uint64_t *name_ids;
+  const uint8_t *name_type, *name_flags;
+  const char *name_keys;
+  const size_t *name_key_off;
+  /* Stored orders (snap_order): order k has n_order[k] rows of
+   * GD_ORDER_ROW bytes at orders[k], strictly ascending (memcmp). */
+  size_t n_order[GD_ORDERS];
+  const uint8_t *orders[GD_ORDERS];
 } gd_snapshot_in;
+
+#define GD_SNAP_FLAGGED 1
 
 /* An evidence tie inside a cluster. */
 typedef struct gd_snap_tie {
@@ -196,7 +229,8 @@ typedef struct gd_snap_tie {
  * clusters).
  *
  * Errors: GD_EINVALID (id 0, ids not strictly ascending, an empty summary,
- * members or ties out of order, a manifest over 64 MiB), GD_EEXISTS
+ * members or ties out of order, names not strictly ascending or a key
+ * over 480 bytes, a manifest over 64 MiB), GD_EEXISTS
  * (snapshot id exists),
  * GD_EMAPFULL (abort, grow, retry), GD_ERESOURCE (transaction too large),
  * GD_EIO.
@@ -291,6 +325,38 @@ int gd_store_cluster_members(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64
  */
 int gd_store_cluster_ties(gd_rtxn *r, uint64_t snap, uint64_t cluster, size_t max,
                           gd_snap_tie *ret, size_t *ret_n, uint64_t *ret_total, gd_err *err);
+
+/* An entity as snapshot snap recorded it (snap_name). key is a view. */
+typedef struct gd_snap_name {
+  int type;
+  bool flagged; /* a seller that carried one of the spec's flagged labels */
+  gd_str key;
+} gd_snap_name;
+
+/*
+ * The name snapshot snap (an explicit id) recorded for entity id. O(log n).
+ * Errors: GD_ENOTFOUND (not named: the snapshot never named it, or was
+ * written before names were kept; the caller may fall back to the live
+ * record), GD_EINTERNAL (a corrupt row), GD_EIO.
+ */
+int gd_store_snapshot_name(gd_rtxn *r, uint64_t snap, uint64_t id, gd_snap_name *ret,
+                           gd_err *err);
+
+/*
+ * Calls fn with the rows of stored order `order` (< GD_ORDERS) of snapshot
+ * snap (an explicit id) that sort after `after` (GD_ORDER_ROW bytes; NULL =
+ * from the first), ascending, until fn returns non-zero or the rows end
+ * (fn NULL: only *ret_indexed is wanted). O(log n + rows visited). *ret_indexed is false when the snapshot has no rows of
+ * that order (written before orders were stored, or without clusters).
+ * Errors: GD_EINTERNAL (a row of the wrong size), GD_EIO.
+ */
+typedef int (*gd_order_fn)(void *ctx, const uint8_t *row);
+int gd_store_order_visit(gd_rtxn *r, uint64_t snap, int order, const uint8_t *after,
+                         gd_order_fn fn, void *ctx, bool *ret_indexed, gd_err *err);
+
+/* Whether snapshot snap keeps names at all (false: written before
+ * snap_name existed). Errors: GD_EIO. */
+int gd_store_snapshot_has_names(gd_rtxn *r, uint64_t snap, bool *ret, gd_err *err);
 
 /*
  * Calls fn for each cluster of snapshot snap (0 = latest) with id >

@@ -124,6 +124,8 @@ static int open_dbis(gd_store *s, gd_err *err) {
       {"snap_cluster", 0, &s->snap_cluster},
       {"snap_member", MDB_DUPSORT | MDB_DUPFIXED, &s->snap_member},
       {"snap_tie", MDB_DUPSORT | MDB_DUPFIXED, &s->snap_tie},
+      {"snap_name", 0, &s->snap_name},
+      {"snap_order", MDB_DUPSORT | MDB_DUPFIXED, &s->snap_order},
       {"job", 0, &s->job},
       {"audit", 0, &s->audit},
   };

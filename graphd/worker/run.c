@@ -80,6 +80,15 @@ typedef struct job {
   size_t *member_off;
   gd_snap_tie *ties;      /* the spanning forest, cluster by cluster */
   size_t *tie_off;
+  uint8_t *named;         /* per entity: a supply source, named in the snapshot */
+  uint8_t *orders[GD_ORDERS]; /* snap_order rows (snapfmt.h), sorted */
+  size_t n_order[GD_ORDERS];
+  /* Names (read_names): sellers and supply sources, ascending id. */
+  size_t n_names;
+  uint64_t *name_ids;
+  uint8_t *name_type, *name_flags;
+  char *name_keys;
+  size_t *name_off, cap_keys;
   int64_t singletons, largest;
   double t_ms[ST__COUNT];
   int64_t t0, t_stage;
@@ -571,6 +580,8 @@ out:
   return rc;
 }
 
+static int cmp_row(const void *a, const void *b) { return memcmp(a, b, GD_ORDER_ROW); }
+
 static int do_summarize(job *j, gd_err *err) {
   const gd_graph_export *x = &j->x;
   const int64_t n = x->n_sellers, k = j->cr.n_clusters;
@@ -659,6 +670,8 @@ static int do_summarize(job *j, gd_err *err) {
   }
 
   /* Encode in stable-id order, the order the store appends in. */
+  if (!(j->named = calloc((size_t)(x->n_entities ? x->n_entities : 1), 1)))
+    goto nomem;
   for (int64_t c = 0; c < k; c++)
     order[c] = (idpair){(uint64_t)j->mr.new_id[c], c};
   qsort(order, (size_t)k, sizeof *order, cmp_idpair);
@@ -668,6 +681,9 @@ static int do_summarize(job *j, gd_err *err) {
   j->sum_data = malloc(kk * GD_SUMMARY_HDR + (size_t)nslots * GD_SUMMARY_TOP * GD_SUMMARY_ENTITY);
   if (!j->cluster_ids || !j->sum_off || !j->sum_data)
     goto nomem;
+  for (int o = 0; o < GD_ORDERS; o++)
+    if (!(j->orders[o] = malloc(kk * GD_ORDER_ROW)))
+      goto nomem;
   size_t off = 0;
   for (int64_t i = 0; i < k; i++) {
     int64_t c = order[i].c;
@@ -683,6 +699,8 @@ static int do_summarize(job *j, gd_err *err) {
       const top_ent *t = top + slot[c] * GD_SUMMARY_TOP;
       cs.n_top = ntop[slot[c]];
       for (int q = 0; q < cs.n_top; q++)
+        j->named[t[q].ent] = 1;
+      for (int q = 0; q < cs.n_top; q++)
         cs.top[q] = (gd_summary_entity){x->ent_ids[t[q].ent], x->ent_type[t[q].ent], t[q].users,
                                         x->ent_n[t[q].ent] < t[q].users ? t[q].users
                                                                         : x->ent_n[t[q].ent]};
@@ -690,7 +708,13 @@ static int do_summarize(job *j, gd_err *err) {
     j->cluster_ids[i] = order[i].id;
     j->sum_off[i] = off;
     off += gd_summary_encode(&cs, j->sum_data + off);
+    for (int o = 0; o < GD_ORDERS; o++)
+      if (o != GD_ORDER_RISK_MULTI || cs.size >= 2)
+        gd_order_row(o, order[i].id, cs.size, cs.risk,
+                     j->orders[o] + GD_ORDER_ROW * j->n_order[o]++);
   }
+  for (int o = 0; o < GD_ORDERS; o++)
+    qsort(j->orders[o], j->n_order[o], GD_ORDER_ROW, cmp_row);
   j->sum_off[k] = off;
   for (int64_t i = 0; i < k; i++)
     slot[order[i].c] = i; /* slot is free now: reused as position by cluster index */
@@ -725,34 +749,6 @@ static void jadd(json_object *o, const char *k, json_object *v) { json_object_ob
 static json_object *jnum(double d) { return isfinite(d) ? json_object_new_double(d) : NULL; }
 static json_object *jint(int64_t v) { return json_object_new_int64(v); }
 
-static json_object *spec_json(const gd_worker_spec *s) {
-  json_object *o = json_object_new_object(), *fl = json_object_new_array();
-  json_object *caps = json_object_new_object(), *w = json_object_new_object();
-  jadd(o, "algorithm", json_object_new_string(gd_worker_algo_name(s->comm.algo)));
-  jadd(o, "evidence", json_object_new_string(gd_evidence_rule_name(s->ev.rule)));
-  jadd(o, "resolution", jnum(s->comm.resolution));
-  jadd(o, "beta", jnum(s->comm.beta));
-  jadd(o, "iterations", jint(s->comm.iterations));
-  jadd(o, "threshold", jnum(s->comm.threshold));
-  jadd(o, "seed", json_object_new_uint64(s->seed));
-  jadd(o, "min_tie_weight", jnum(s->min_tie_weight));
-  jadd(o, "since", jint(s->since));
-  jadd(o, "until", jint(s->until));
-  for (size_t i = 0; i < s->n_flagged; i++)
-    json_object_array_add(fl, json_object_new_string(s->flagged[i]));
-  jadd(o, "flagged_labels", fl);
-  for (int t = GD_TYPE_MIN; t <= GD_TYPE_MAX && t < GD_EV_TYPES; t++) {
-    if (t != GD_TYPE_SELLER)
-      jadd(caps, gd_type_name(t), json_object_new_uint64(s->ev.hub_cap[t]));
-    jadd(w, gd_type_name(t), jnum(s->ev.type_weight[t]));
-  }
-  jadd(o, "hub_caps", caps);
-  jadd(o, "type_weights", w);
-  jadd(o, "name", json_object_new_string(s->name));
-  jadd(o, "previous", jint(s->previous));
-  return o;
-}
-
 static int64_t peak_rss_bytes(void) {
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0)
@@ -772,7 +768,7 @@ static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
   jadd(m, "name", json_object_new_string(j->spec->name));
   jadd(m, "created_at", jint(gd_now_unix()));
   jadd(m, "previous_snapshot_id", j->prev_snap ? json_object_new_uint64(j->prev_snap) : NULL);
-  jadd(m, "spec", spec_json(j->spec));
+  jadd(m, "spec", gd_worker_spec_json(j->spec));
 
   json_object *in = json_object_new_object();
   jadd(in, "checksum", json_object_new_string(x->checksum));
@@ -857,7 +853,76 @@ static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
   return out;
 }
 
+/* Appends entity id's name (its record's type and key, flags) to j's
+ * names; an entity deleted since the export is left out. */
+static int name_add(job *j, gd_rtxn *r, uint64_t id, uint8_t flags, gd_err *err) {
+  gd_ref ref = {.id = id};
+  gd_entity_view v;
+  int rc = gd_store_get(r, &ref, &v, err);
+  if (rc == GD_ENOTFOUND)
+    return GD_OK;
+  if (rc)
+    return rc;
+  size_t off = j->name_off[j->n_names];
+  while (off + v.key.n > j->cap_keys) {
+    size_t cap = j->cap_keys ? 2 * j->cap_keys : 1 << 20;
+    char *nk = realloc(j->name_keys, cap);
+    if (!nk)
+      return gd_err_set(err, GD_ENOMEM, "out of memory for the snapshot's names");
+    j->name_keys = nk;
+    j->cap_keys = cap;
+  }
+  memcpy(j->name_keys + off, v.key.p, v.key.n);
+  j->name_ids[j->n_names] = id;
+  j->name_type[j->n_names] = (uint8_t)v.type;
+  j->name_flags[j->n_names] = flags;
+  j->name_off[++j->n_names] = off + v.key.n;
+  return GD_OK;
+}
+
+/*
+ * The names the snapshot keeps (store/snapshot.h, snap_name): every
+ * seller's key and whether it was flagged when the graph was read, and each
+ * supply source's type and key, read in one read transaction before the
+ * write; sellers and entities merged in ascending id.
+ */
+static int read_names(job *j, gd_err *err) {
+  const gd_graph_export *x = &j->x;
+  size_t cap = (size_t)x->n_sellers;
+  for (int64_t e = 0; j->named && e < x->n_entities; e++)
+    cap += j->named[e];
+  j->name_ids = malloc((cap ? cap : 1) * sizeof *j->name_ids);
+  j->name_type = malloc(cap ? cap : 1);
+  j->name_flags = malloc(cap ? cap : 1);
+  j->name_off = calloc(cap + 1, sizeof *j->name_off);
+  if (!j->name_ids || !j->name_type || !j->name_flags || !j->name_off)
+    return gd_err_set(err, GD_ENOMEM, "out of memory for the snapshot's names");
+  gd_rtxn *r;
+  int rc = gd_store_read_begin(j->store, &r, err);
+  if (rc)
+    return rc;
+  int64_t s = 0, e = 0;
+  while (!rc && (s < x->n_sellers || e < x->n_entities)) {
+    if (e < x->n_entities && !(j->named && j->named[e])) {
+      e++;
+      continue;
+    }
+    if (s < x->n_sellers && (e >= x->n_entities || x->seller_ids[s] < x->ent_ids[e])) {
+      rc = name_add(j, r, x->seller_ids[s], j->flagged[s] ? GD_SNAP_FLAGGED : 0, err);
+      s++;
+    } else {
+      rc = name_add(j, r, x->ent_ids[e], 0, err);
+      e++;
+    }
+  }
+  gd_store_read_end(r);
+  return rc;
+}
+
 static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
+  int nrc = read_names(j, err);
+  if (nrc)
+    return nrc;
   for (int attempt = 0;; attempt++) {
     gd_wtxn *t = NULL;
     uint64_t id = 0;
@@ -883,7 +948,17 @@ static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
           .member_off = j->member_off,
           .ties = j->ties,
           .tie_off = j->tie_off,
+          .n_names = j->n_names,
+          .name_ids = j->name_ids,
+          .name_type = j->name_type,
+          .name_flags = j->name_flags,
+          .name_keys = j->name_keys,
+          .name_key_off = j->name_off,
       };
+      for (int o = 0; o < GD_ORDERS; o++) {
+        in.n_order[o] = j->n_order[o];
+        in.orders[o] = j->orders[o];
+      }
       rc = gd_store_snapshot_put(t, id, &in, err);
     }
     free(man);
@@ -924,6 +999,14 @@ static void job_free(job *j) {
   free(j->member_off);
   free(j->ties);
   free(j->tie_off);
+  free(j->named);
+  for (int o = 0; o < GD_ORDERS; o++)
+    free(j->orders[o]);
+  free(j->name_ids);
+  free(j->name_type);
+  free(j->name_flags);
+  free(j->name_keys);
+  free(j->name_off);
   gd_store_close(j->store);
 }
 

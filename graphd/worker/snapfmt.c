@@ -1,6 +1,7 @@
 /* Cluster summary codec; the format is described in snapfmt.h. */
 #include "worker/snapfmt.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 static void wr64(uint8_t *p, uint64_t v) {
@@ -23,6 +24,31 @@ static double rdf(const uint8_t *p) {
   double d;
   memcpy(&d, &v, 8);
   return d;
+}
+
+static void wrbe(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+static uint64_t rdbe(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+void gd_order_row(int order, uint64_t id, uint64_t size, double risk, uint8_t *row) {
+  uint64_t rb;
+  memcpy(&rb, &risk, 8);
+  bool by_size = order == GD_ORDER_SIZE;
+  wrbe(row, ~(by_size ? size : rb));
+  wrbe(row + 8, ~(by_size ? rb : size));
+  wrbe(row + 16, id);
+}
+
+void gd_order_row_decode(int order, const uint8_t *row, uint64_t *ret_id, uint64_t *ret_size) {
+  *ret_id = rdbe(row + 16);
+  *ret_size = ~rdbe(row + (order == GD_ORDER_SIZE ? 0 : 8));
 }
 
 double gd_summary_risk(uint64_t flagged, uint64_t size, double base_rate) {

@@ -38,6 +38,18 @@
  *   cluster are listed ("shared"), so singletons list none, and never an
  *   entity the evidence rule calls context (algorithms/evidence.h).
  *
+ * ---- Cluster orders (table snap_order), 24-byte rows, memcmp order ----
+ *
+ *   GD_ORDER_RISK        every cluster: risk, then size, descending; then id
+ *   GD_ORDER_SIZE        every cluster: size, then risk, descending; then id
+ *   GD_ORDER_RISK_MULTI  as GD_ORDER_RISK, clusters of 2 or more sellers only
+ *
+ *   row: u64 BE ~a, u64 BE ~b, u64 BE cluster id, with (a, b) = (bits of
+ *   risk, size) or (size, bits of risk). Risk is >= 0, so its IEEE-754
+ *   bits order as its value; the complements make memcmp order descending.
+ *   ListClusters pages through these rows (O(page)) and its page token
+ *   is the last row sent.
+ *
  * ---- Manifest (table snap), JSON object, UTF-8 ----
  *
  * Written by graphd-worker (worker.h), format 1. Fields (all present
@@ -117,6 +129,15 @@ double gd_summary_risk(uint64_t flagged, uint64_t size, double base_rate);
 
 /* users * users / max(total, users): the supply-source score. */
 double gd_summary_score(uint64_t users, uint64_t total);
+
+#define GD_ORDER_RISK 0
+#define GD_ORDER_SIZE 1
+#define GD_ORDER_RISK_MULTI 2
+
+/* The row of cluster id in order (GD_ORDER_*) into row (24 bytes). */
+void gd_order_row(int order, uint64_t id, uint64_t size, double risk, uint8_t *row);
+/* The cluster id and size of a row of order. */
+void gd_order_row_decode(int order, const uint8_t *row, uint64_t *ret_id, uint64_t *ret_size);
 
 /* Encodes s into buf (GD_SUMMARY_MAX bytes); returns the length. */
 size_t gd_summary_encode(const gd_cluster_summary *s, uint8_t *buf);

@@ -1,5 +1,6 @@
 /* The job spec parser (format in worker.h) and the exit-code table. */
 #include <errno.h>
+#include <json-c/json.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -398,3 +399,38 @@ fail:
   gd_worker_spec_free(&s);
   return rc;
 }
+
+/* ---- the spec as the manifest records it -------------------------------- */
+
+static void jadd(json_object *o, const char *k, json_object *v) { json_object_object_add(o, k, v); }
+static json_object *jnum(double d) { return isfinite(d) ? json_object_new_double(d) : NULL; }
+static json_object *jint(int64_t v) { return json_object_new_int64(v); }
+
+json_object *gd_worker_spec_json(const gd_worker_spec *s) {
+  json_object *o = json_object_new_object(), *fl = json_object_new_array();
+  json_object *caps = json_object_new_object(), *w = json_object_new_object();
+  jadd(o, "algorithm", json_object_new_string(gd_worker_algo_name(s->comm.algo)));
+  jadd(o, "evidence", json_object_new_string(gd_evidence_rule_name(s->ev.rule)));
+  jadd(o, "resolution", jnum(s->comm.resolution));
+  jadd(o, "beta", jnum(s->comm.beta));
+  jadd(o, "iterations", jint(s->comm.iterations));
+  jadd(o, "threshold", jnum(s->comm.threshold));
+  jadd(o, "seed", json_object_new_uint64(s->seed));
+  jadd(o, "min_tie_weight", jnum(s->min_tie_weight));
+  jadd(o, "since", jint(s->since));
+  jadd(o, "until", jint(s->until));
+  for (size_t i = 0; i < s->n_flagged; i++)
+    json_object_array_add(fl, json_object_new_string(s->flagged[i]));
+  jadd(o, "flagged_labels", fl);
+  for (int t = GD_TYPE_MIN; t <= GD_TYPE_MAX && t < GD_EV_TYPES; t++) {
+    if (t != GD_TYPE_SELLER)
+      jadd(caps, gd_type_name(t), json_object_new_uint64(s->ev.hub_cap[t]));
+    jadd(w, gd_type_name(t), jnum(s->ev.type_weight[t]));
+  }
+  jadd(o, "hub_caps", caps);
+  jadd(o, "type_weights", w);
+  jadd(o, "name", json_object_new_string(s->name));
+  jadd(o, "previous", jint(s->previous));
+  return o;
+}
+

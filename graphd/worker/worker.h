@@ -153,6 +153,17 @@ typedef struct gd_worker_spec {
 int gd_worker_spec_parse(const char *text, size_t len, gd_worker_spec *ret, gd_err *err);
 void gd_worker_spec_free(gd_worker_spec *s);
 
+/*
+ * The spec with every default filled in, as the manifest's "spec" object
+ * (snapfmt.h): algorithm, evidence, resolution, beta, iterations,
+ * threshold, seed, min_tie_weight, since, until, flagged_labels, hub_caps,
+ * type_weights, name, previous. The daemon answers Job.spec from the same
+ * object, so a job and its snapshot report the same spec. NULL when out of
+ * memory; release with json_object_put.
+ */
+struct json_object;
+struct json_object *gd_worker_spec_json(const gd_worker_spec *s);
+
 /* The spec's algorithm name as written in specs ("leiden_cpm"). */
 const char *gd_worker_algo_name(gd_comm_algo algo);
 

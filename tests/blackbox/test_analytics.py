@@ -665,3 +665,167 @@ def test_graph_over_the_caps(daemon_factory):
     assert "--cluster-max-ties" in seen[-1].reason
     expect_status(grpc.StatusCode.FAILED_PRECONDITION, dm2.stub.GetSnapshot,
                   pb.SnapshotRequest(), timeout=T())
+
+
+# ------------------------------------------------------------ snapshots stay true
+
+
+@pytest.fixture(scope="module")
+def imm(net, tmp_path_factory):
+    yield from loaded_daemon(net, tmp_path_factory, "immutable")
+
+
+def snapshot_reads(stub, graphctl_bin, addr, s1, s2, cids):
+    """Every read of snapshot s1 (and of the diff s1 -> s2), serialized."""
+    out = {}
+    for order in (pb.CLUSTER_ORDER_RISK, pb.CLUSTER_ORDER_SIZE):
+        tok, pages = "", []
+        while True:
+            rep = stub.ListClusters(pb.ListClustersRequest(snapshot_id=s1, order=order, limit=500,
+                                                           page_token=tok), timeout=T())
+            pages.append(rep.SerializeToString())
+            tok = rep.next_page_token
+            if not tok:
+                break
+        out["list-%d" % order] = pages
+    for cid in cids:
+        out["cluster-%d" % cid] = stub.GetCluster(
+            pb.GetClusterRequest(snapshot_id=s1, cluster_id=cid, max_members=10000),
+            timeout=T()).SerializeToString()
+    out["assign"] = [b.SerializeToString() for b in stub.StreamAssignments(
+        pb.StreamAssignmentsRequest(snapshot_id=s1), timeout=T(60))]
+    out["diff"] = [e.SerializeToString() for e in stub.DiffSnapshots(
+        pb.DiffSnapshotsRequest(from_snapshot_id=s1, to_snapshot_id=s2), timeout=T(60))]
+    for args in (["clusters", "--snapshot", str(s1), "--limit", "50"],
+                 ["--json", "cluster", str(cids[0]), "--snapshot", str(s1)]):
+        p = subprocess.run([graphctl_bin, "--addr", addr] + args, capture_output=True, text=True,
+                           timeout=T(60))
+        assert p.returncode == 0, p.stderr
+        if "--json" in args:  # today's records ride along, apart: not the snapshot's
+            j = json.loads(p.stdout)
+            assert "live_members" in j
+            del j["live_members"]
+            out[" ".join(args)] = j
+        else:
+            out[" ".join(args)] = p.stdout
+    return out
+
+
+def test_snapshot_reads_never_change(imm, graphctl_bin):
+    """Take snapshots, then label, delete and upsert around the riskiest
+    cluster: every read of the snapshot (ListClusters pages in both orders,
+    GetCluster members and supply sources, StreamAssignments, DiffSnapshots,
+    graphctl) answers byte for byte as before; today's records are offered
+    only in GetCluster.live_members."""
+    s = imm.stub
+    _, seen1 = run_job(s, name="imm", flagged_labels=["counterfeit"])
+    _, seen2 = run_job(s, name="imm", flagged_labels=["counterfeit"])
+    s1, s2 = seen1[-1].snapshot_id, seen2[-1].snapshot_id
+    assert s1 and s2
+    top = s.ListClusters(pb.ListClustersRequest(snapshot_id=s1, order=pb.CLUSTER_ORDER_RISK,
+                                                min_size=4, limit=3), timeout=T()).clusters
+    cids = [c.id for c in top]
+    c0 = s.GetCluster(pb.GetClusterRequest(snapshot_id=s1, cluster_id=cids[0], max_members=10000),
+                      timeout=T())
+    flagged = set(c0.flagged_members)
+    assert len(flagged) == c0.cluster.flagged > 0
+    before = snapshot_reads(s, graphctl_bin, imm.addr, s1, s2, cids)
+
+    unflagged = [m for m in c0.members if m.id not in flagged]
+    relabel = unflagged[:2]
+    for m in relabel:
+        s.SetLabels(pb.SetLabelsRequest(ref=ref(0, id=m.id), add=["counterfeit"]), timeout=T())
+    gone = [m for m in c0.members if m.id in flagged][0]
+    s.DeleteEntity(pb.DeleteEntityRequest(ref=ref(0, id=gone.id)), timeout=T())
+    source = c0.cluster.top_shared[0].entity
+    s.DeleteEntity(pb.DeleteEntityRequest(ref=ref(0, id=source.id)), timeout=T())
+    keep = c0.cluster.top_shared[1].entity
+    s.Upsert(pb.UpsertRequest(links=[pb.LinkInput(a=ref(SELLER, "imm-new"),
+                                                  b=ref(keep.type, keep.key))]), timeout=T())
+
+    after = snapshot_reads(s, graphctl_bin, imm.addr, s1, s2, cids)
+    for k in before:
+        assert after[k] == before[k], "%s changed after labels, deletes and an upsert" % k
+    # Today's records are there, apart, when asked for.
+    now = s.GetCluster(pb.GetClusterRequest(snapshot_id=s1, cluster_id=cids[0],
+                                            max_members=10000, live=True), timeout=T())
+    assert [m.id for m in now.members] == [m.id for m in c0.members]
+    live = {e.id: e for e in now.live_members}
+    assert gone.id not in live and len(live) == len(c0.members) - 1
+    assert all("counterfeit" in live[m.id].labels for m in relabel)
+    assert set(now.flagged_members) == flagged
+
+
+def test_list_clusters_stored_order(imm):
+    """ListClusters pages through the orders stored with the snapshot: the
+    pages, concatenated, are exactly the snapshot's clusters sorted by the
+    documented keys (for several page sizes and size floors), and a token
+    only continues the listing it came from."""
+    s = imm.stub
+    _, seen1 = run_job(s, name="order", flagged_labels=["counterfeit"])
+    _, seen2 = run_job(s, name="order", flagged_labels=["counterfeit"])
+    s1, s2 = seen1[-1].snapshot_id, seen2[-1].snapshot_id
+
+    def pages(sid, order, min_size, limit):
+        out, tok, n = [], "", 0
+        while True:
+            rep = s.ListClusters(pb.ListClustersRequest(snapshot_id=sid, order=order,
+                                                        min_size=min_size, limit=limit,
+                                                        page_token=tok), timeout=T())
+            assert len(rep.clusters) <= limit
+            out += list(rep.clusters)
+            tok, n = rep.next_page_token, n + 1
+            if not tok:
+                return out, n
+
+    every, _ = pages(s1, pb.CLUSTER_ORDER_SIZE, 0, 1000)
+    assert len(every) == s.GetSnapshot(pb.SnapshotRequest(snapshot_id=s1), timeout=T()).clusters
+    by_risk = sorted(every, key=lambda c: (-c.risk, -c.size, c.id))
+    by_size = sorted(every, key=lambda c: (-c.size, -c.risk, c.id))
+    for order, want in ((pb.CLUSTER_ORDER_RISK, by_risk), (pb.CLUSTER_ORDER_SIZE, by_size)):
+        for min_size in (0, 2, 3):
+            for limit in (1, 37):
+                got, n = pages(s1, order, min_size, limit)
+                ids = [c.id for c in want if c.size >= max(min_size, 1)]
+                assert [c.id for c in got] == ids, (order, min_size, limit)
+                if limit == 1 and ids:
+                    assert n == len(ids)
+    # Tokens continue only their own listing.
+    first = s.ListClusters(pb.ListClustersRequest(snapshot_id=s1, min_size=2, limit=5),
+                           timeout=T())
+    tok = first.next_page_token
+    assert tok
+    for other in (pb.ListClustersRequest(snapshot_id=s2, min_size=2, limit=5, page_token=tok),
+                  pb.ListClustersRequest(snapshot_id=s1, order=pb.CLUSTER_ORDER_SIZE,
+                                         min_size=2, limit=5, page_token=tok),
+                  pb.ListClustersRequest(snapshot_id=s1, min_size=3, limit=5, page_token=tok)):
+        expect_status(grpc.StatusCode.INVALID_ARGUMENT, s.ListClusters, other, timeout=T(),
+                      fields=["page_token"])
+    again = s.ListClusters(pb.ListClustersRequest(snapshot_id=s1, min_size=2, limit=5,
+                                                  page_token=tok), timeout=T())
+    assert again.clusters and again.clusters[0].id not in {c.id for c in first.clusters}
+
+
+def test_job_spec_is_the_spec_used(imm):
+    """Job.spec reports the spec the job runs with, every default resolved,
+    exactly as the snapshot's manifest records it: from StartClustering's
+    reply on, not only once the job has ended."""
+    s = imm.stub
+    job, seen = run_job(s)  # an empty spec: every default
+    spec = job.spec
+    assert spec.algorithm == pb.ALGORITHM_LEIDEN_CPM
+    assert spec.evidence == pb.EVIDENCE_RULE_CORROBORATED
+    assert spec.resolution == pytest.approx(0.2) and spec.seed > 0
+    assert list(spec.flagged_labels) == ["counterfeit"]
+    assert {w.type for w in spec.type_weights} == set(range(1, 8))
+    assert {h.type for h in spec.hub_caps} == set(range(2, 8))
+    m = s.GetSnapshot(pb.SnapshotRequest(snapshot_id=seen[-1].snapshot_id), timeout=T())
+    assert m.spec == spec
+    assert s.GetJob(pb.JobRequest(job_id=job.id), timeout=T()).spec == spec
+    # What was given stays what was given; the rest is filled in.
+    job2, seen2 = run_job(s, resolution=0.05, seed=42,
+                          hub_caps=[pb.HubCap(type=pb.ENTITY_TYPE_ADDRESS, max_sellers=300)])
+    assert job2.spec.resolution == 0.05 and job2.spec.seed == 42
+    assert {h.type: h.max_sellers for h in job2.spec.hub_caps}[pb.ENTITY_TYPE_ADDRESS] == 300
+    m2 = s.GetSnapshot(pb.SnapshotRequest(snapshot_id=seen2[-1].snapshot_id), timeout=T())
+    assert m2.spec == job2.spec

@@ -15,7 +15,7 @@ IMPLEMENTED = ["Upsert", "Ingest", "GetEntity", "Neighbors", "SetLabels", "Delet
                "LinkedSellers", "FindPaths", "RankSuspects", "StartClustering", "GetJob",
                "WatchJob", "CancelJob", "ListSnapshots", "GetSnapshot", "DeleteSnapshot",
                "ListClusters", "GetCluster", "StreamAssignments", "DiffSnapshots", "ListAudit",
-               "VerifyAudit", "Backup"]
+               "VerifyAudit", "Backup", "GetEntities"]
 UNIMPLEMENTED = []
 
 # ---------------------------------------------------------------- health
@@ -701,3 +701,28 @@ def test_concurrent_reads_during_writes(daemon):
     assert not errors, errors[:3]
     assert reads[0] > 0
     assert get(s, SELLER, "rw-hub").degree == 50 + 60
+
+
+# ---------------------------------------------------------------- bulk lookup
+
+
+def test_get_entities_bulk(daemon):
+    """GetEntities streams the entities of many ids in request order, 1024 a
+    message; unknown ids are listed as not found, one by one, and fail
+    nothing; over the limit is INVALID_ARGUMENT naming it."""
+    s = daemon.stub
+    upsert(s, links=[link(SELLER, "bulk-s%d" % i, DEVICE, "bulk-d%d" % (i // 2))
+                     for i in range(3000)])
+    ids = [get(s, SELLER, "bulk-s%d" % i).id for i in range(3000)]
+    want = ids[:1500] + [1 << 61] + ids[1500:] + [0]
+    batches = list(s.GetEntities(pb.GetEntitiesRequest(ids=want, attributes=True), timeout=T()))
+    assert [len(b.entities) + len(b.not_found) for b in batches] == [1024, 1024, 954]
+    got = [e for b in batches for e in b.entities]
+    assert [e.id for e in got] == ids
+    assert [e.key for e in got] == ["bulk-s%d" % i for i in range(3000)]
+    assert all(e.degree == 1 and e.type == SELLER for e in got)
+    assert [x for b in batches for x in b.not_found] == [1 << 61, 0]
+    assert list(s.GetEntities(pb.GetEntitiesRequest(), timeout=T())) == []
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT,
+                  lambda r, timeout: list(s.GetEntities(r, timeout=timeout)),
+                  pb.GetEntitiesRequest(ids=[1] * 1000001), timeout=T(), fields=["1000000"])

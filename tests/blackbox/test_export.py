@@ -106,9 +106,10 @@ def riskiest(stub, n=1, min_size=3):
 
 
 def members_of(stub, cid):
-    rep = stub.GetCluster(pb.GetClusterRequest(cluster_id=cid, max_members=10000), timeout=T())
+    rep = stub.GetCluster(pb.GetClusterRequest(cluster_id=cid, max_members=10000, live=True),
+                          timeout=T())
     assert not rep.more_members
-    return rep.cluster, {m.id: m for m in rep.members}
+    return rep.cluster, {m.id: m for m in rep.live_members}
 
 
 def check_clusters(dm, g):

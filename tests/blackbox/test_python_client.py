@@ -16,6 +16,7 @@ Smaller daemons check job failure and cancellation, tokens and TLS.
 
 import collections
 import json
+import io
 import os
 import subprocess
 import sys
@@ -197,7 +198,11 @@ def test_diff_agrees_with_server(pyd, runs):
     d = client(pyd.addr).diff(sid1, sid2)
     assert {k: d.summary[k] for k in want} == want
     assert d.counts("merged") == want["merged"] and d.counts("born") == want["born"]
-    assert d.moves.equals(moved.astype("uint64"))
+    assert d.moves.equals(moved.astype("int64"))
+    # Keys of the moved sellers, as the "to" snapshot recorded them.
+    dk = client(pyd.addr).diff(sid1, sid2, keys=True)
+    want_keys = client(pyd.addr).assignments(sid2, keys=True).set_index("seller_id")["key"]
+    assert list(dk.moves["key"]) == [want_keys[x] for x in dk.moves["seller_id"]]
     assert len(client(pyd.addr).diff(sid1, sid2, moves=False).moves) == 0
 
 
@@ -209,11 +214,36 @@ def test_assignments_dataframe(pyd, runs):
     c = client(pyd.addr)
     a = c.assignments(sid)
     assert list(a.columns) == ["seller_id", "cluster_id"]
-    assert a["seller_id"].dtype == np.uint64 and a["cluster_id"].dtype == np.uint64
+    assert a["seller_id"].dtype == np.int64 and a["cluster_id"].dtype == np.int64
     assert len(a) == n_sellers(pyd.stub) and a.attrs["snapshot_id"] == sid
     s, cl = streamed(pyd.stub, sid)
-    assert np.array_equal(a["seller_id"].to_numpy(), np.array(s, dtype=np.uint64))
-    assert np.array_equal(a["cluster_id"].to_numpy(), np.array(cl, dtype=np.uint64))
+    assert np.array_equal(a["seller_id"].to_numpy(), np.array(s, dtype=np.int64))
+    assert np.array_equal(a["cluster_id"].to_numpy(), np.array(cl, dtype=np.int64))
+    # Keys on request, as the snapshot recorded them; the same through the
+    # bulk lookup (today's records: nothing was deleted here).
+    ak = c.assignments(sid, keys=True)
+    assert list(ak.columns) == ["seller_id", "cluster_id", "key"]
+    assert ak[["seller_id", "cluster_id"]].equals(a) and ak["key"].str.len().min() > 0
+    e = c.entities(list(ak["seller_id"]) + [1 << 60, 0])
+    assert list(e["id"]) == list(ak["seller_id"]) and list(e["key"]) == list(ak["key"])
+    assert e.attrs["not_found"] == [1 << 60, 0]
+    assert str(e["type"].dtype) == "category" and set(e["type"]) == {"seller"}
+    latest = c.snapshot()["snapshot_id"]
+    assert (e["cluster_snapshot_id"] == latest).all()
+    if latest == sid:
+        assert e["cluster_id"].tolist() == ak["cluster_id"].tolist()
+    # Differences of counts stay signed.
+    cl = c.clusters(sid)
+    assert cl["size"].dtype == np.int64 and (cl["size"] - cl["size"] - 1 == -1).all()
+    # Supply sources as a long table, straight to CSV and back.
+    src = c.supply_sources(sid)
+    assert list(src.columns) == ["cluster_id", "rank", "type", "key", "entity_id",
+                                 "cluster_sellers", "total_sellers", "score"]
+    multi = cl[cl["size"] >= 2]
+    assert len(src) == sum(len(t) for t in multi["top_shared"])
+    back = pd.read_csv(io.StringIO(src.to_csv(index=False)), dtype={"key": str})
+    assert back["cluster_id"].tolist() == src["cluster_id"].tolist()
+    assert back["key"].tolist() == src["key"].tolist()
     latest = c.assignments()
     assert latest.attrs["snapshot_id"] == sid and latest.equals(a)
     first = c.assignments(runs["sid"][1])
@@ -257,7 +287,9 @@ def test_cluster_detail(pyd, runs):
     assert list(d.members["seller_id"]) == list(want)
     assert d.ties_stored == top["size"] - 1 == len(d.ties)
     assert set(d.ties["seller_a"]) | set(d.ties["seller_b"]) <= set(want)
-    assert any("counterfeit" in x for x in d.members["labels"])
+    assert d.members["flagged"].sum() == d.summary["flagged"] > 0
+    assert d.members["present_today"].all()
+    assert any("counterfeit" in x for x in d.members["labels_today"])
 
 
 # ------------------------------------------------------------ errors

@@ -178,11 +178,12 @@ def test_report_holds_the_daemons_data(dm, report):
         svg = svg[:svg.index("</svg>")]
         assert svg.count("<circle") - 2 == x.size  # 2 legend circles
         assert svg.count('class="flagged"') == x.flagged
-        members = dm.stub.GetCluster(pb.GetClusterRequest(cluster_id=x.id, max_members=1000),
-                                     timeout=T()).members
+        rep = dm.stub.GetCluster(pb.GetClusterRequest(cluster_id=x.id, max_members=1000),
+                                 timeout=T())
+        members = rep.members
         para = src[src.index('id="members-%d"' % x.id):]
         para = html.unescape(para[:para.index("</p>")])
-        flagged = [mb.key for mb in members if "counterfeit" in mb.labels]
+        flagged = [mb.key for mb in members if mb.id in set(rep.flagged_members)]
         assert len(flagged) == x.flagged
         labelled = set(html.unescape(t) for t in re.findall(
             r'<text [^>]*class="fl"[^>]*>([^<]*)</text>', svg))

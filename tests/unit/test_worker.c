@@ -462,6 +462,8 @@ static void test_snapshot_tables(void) {
   CHECK(strstr(msg, "ties out of order") != NULL);
 
   CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  bool has_names = true;
+  CHECK(gd_store_snapshot_has_names(r, 3, &has_names, NULL) == GD_OK && !has_names);
   CHECK(gd_store_snapshot_get(r, 0, &v, NULL) == GD_OK);
   CHECK_EQ_U(v.id, 3);
   CHECK_EQ_U(v.n_assignments, NS);
@@ -841,6 +843,28 @@ static void test_worker_rings(void) {
   CHECK(gd_store_cluster_get(r, snap1, cl, &raw, &len, NULL) == GD_OK);
   CHECK(gd_summary_decode(raw, len, &cs, NULL) == GD_OK);
   CHECK(cs.size == 1 && cs.n_top == 0 && cs.cohesion == 0.0 && cs.flagged == 0);
+  /* Names: every seller with its key and flagged state (as many flagged as
+   * the manifest counts), each supply source with its type and key. */
+  bool has_names = false;
+  CHECK(gd_store_snapshot_has_names(r, snap1, &has_names, NULL) == GD_OK && has_names);
+  gd_snap_name nm;
+  int nflagged = 0, named = 0;
+  for (size_t i = 0; i < as.n; i++) {
+    if (gd_store_snapshot_name(r, snap1, as.s[i], &nm, NULL) != GD_OK)
+      continue;
+    named++;
+    nflagged += nm.flagged;
+    CHECK(nm.type == GD_TYPE_SELLER && nm.key.n > 0);
+  }
+  CHECK_EQ_U(named, N_RING_SELLERS);
+  CHECK_EQ_U(nflagged, 4);
+  CHECK(gd_store_snapshot_name(r, snap1, id_of(rings, 1, "ra0"), &nm, NULL) == GD_OK &&
+        nm.key.n == 3 && memcmp(nm.key.p, "ra0", 3) == 0);
+  CHECK(gd_store_snapshot_name(r, snap1, id_of(rings, GD_TYPE_ADDRESS, "wA"), &nm, NULL) ==
+            GD_OK && nm.type == GD_TYPE_ADDRESS && nm.key.n == 2 && !nm.flagged);
+  /* An entity that is no supply source is not named. */
+  CHECK(gd_store_snapshot_name(r, snap1, id_of(rings, GD_TYPE_DEVICE, "ds0"), &nm, NULL) ==
+        GD_ENOTFOUND);
   gd_store_read_end(r);
 
   json_object *m, *jm = manifest(rings, snap1, &m);

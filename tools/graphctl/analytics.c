@@ -496,6 +496,14 @@ static int watch_job(ctl *c, uint64_t id, bool progress) {
 
 static int show_cluster(ctl *c, const command *cmd, args *a);
 
+/* Whether the snapshot recorded member id as flagged. */
+static bool member_flagged(const Graphd__V1__GetClusterReply *rep, uint64_t id) {
+  for (size_t i = 0; i < rep->n_flagged_members; i++)
+    if (rep->flagged_members[i] == id)
+      return true;
+  return false;
+}
+
 /* The key of seller id: from the members shown, else GetEntity; into buf
  * (the id in decimal if it cannot be read). */
 static const char *tie_seller(ctl *c, const Graphd__V1__GetClusterReply *rep, uint64_t id,
@@ -779,6 +787,7 @@ static int show_cluster(ctl *c, const command *cmd, args *a) {
   req.snapshot_id = a->snapshot;
   req.cluster_id = id;
   req.max_members = (uint32_t)a->max_members;
+  req.live = 1; /* today's labels, shown apart from the snapshot's flagged state */
   Graphd__V1__GetClusterReply *rep = NULL;
   if ((rc = rpc(c, M_CLUSTER, &req.base, &graphd__v1__get_cluster_reply__descriptor,
                 (ProtobufCMessage **)&rep)))
@@ -787,9 +796,16 @@ static int show_cluster(ctl *c, const command *cmd, args *a) {
   if (c->json) {
     json_object *o = jobj(), *mem = jarr(), *ties = jarr();
     jset(o, "cluster", s ? summary_json(s) : json_object_new_null());
-    for (size_t i = 0; i < rep->n_members; i++)
-      json_object_array_add(mem, entity_json(rep->members[i], false));
+    for (size_t i = 0; i < rep->n_members; i++) {
+      json_object *e = entity_json(rep->members[i], false);
+      jset(e, "flagged", json_object_new_boolean(member_flagged(rep, rep->members[i]->id)));
+      json_object_array_add(mem, e);
+    }
     jset(o, "members", mem);
+    json_object *live = jarr();
+    for (size_t i = 0; i < rep->n_live_members; i++)
+      json_object_array_add(live, entity_json(rep->live_members[i], false));
+    jset(o, "live_members", live);
     for (size_t i = 0; i < rep->n_ties; i++) {
       json_object *t = jobj();
       jset(t, "seller_a", json_object_new_uint64(rep->ties[i]->seller_a));
@@ -810,14 +826,21 @@ static int show_cluster(ctl *c, const command *cmd, args *a) {
       char sb[512];
       printf("  %2zu. %s\n", i + 1, source_text(s->top_shared[i], sb, sizeof sb));
     }
-    printf("members (%zu shown):\n", rep->n_members);
+    printf("members (%zu shown; flagged: as the snapshot recorded; labels: today's):\n",
+           rep->n_members);
     for (size_t i = 0; i < rep->n_members; i++) {
-      const Graphd__V1__Entity *e = rep->members[i];
+      const Graphd__V1__Entity *e = rep->members[i], *now = NULL;
       char kb[256];
-      printf("  %-10" PRIu64 " %s", e->id, safe(e->key, kb, sizeof kb));
-      for (size_t j = 0; j < e->n_labels; j++)
-        printf("%s%s", j ? ", " : "  [", safe(e->labels[j], kb, sizeof kb));
-      printf("%s\n", e->n_labels ? "]" : "");
+      for (size_t j = 0; j < rep->n_live_members && !now; j++)
+        if (rep->live_members[j]->id == e->id)
+          now = rep->live_members[j];
+      printf("  %-10" PRIu64 " %s%s", e->id, safe(e->key, kb, sizeof kb),
+             member_flagged(rep, e->id) ? "  flagged" : "");
+      if (!now)
+        printf("  (deleted since)");
+      for (size_t j = 0; now && j < now->n_labels; j++)
+        printf("%s%s", j ? ", " : "  [", safe(now->labels[j], kb, sizeof kb));
+      printf("%s\n", now && now->n_labels ? "]" : "");
     }
     if (rep->ties_stored) {
       printf("ties holding it together (%" PRIu64 " stored, strongest first):\n",

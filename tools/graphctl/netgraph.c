@@ -389,6 +389,7 @@ int ng_fetch_cluster(ctl *c, ng_graph *g, uint64_t snapshot_id, uint64_t cluster
     req.max_members = want < PAGE ? want : PAGE;
     req.max_ties = 1;
     req.after_seller = after;
+    req.live = 1; /* today's labels and times, as for every other node */
     Graphd__V1__GetClusterReply *rep = NULL;
     if ((rc = rpc(c, M_CLUSTER, &req.base, &graphd__v1__get_cluster_reply__descriptor,
                   (ProtobufCMessage **)&rep)))
@@ -397,9 +398,18 @@ int ng_fetch_cluster(ctl *c, ng_graph *g, uint64_t snapshot_id, uint64_t cluster
       risk = rep->cluster->risk;
       size = rep->cluster->size;
     }
-    for (size_t i = 0; i < rep->n_members; i++) {
+    /* live_members: the members' records today, in member order, without
+     * those deleted since (which keep the snapshot's id and key). */
+    for (size_t i = 0, l = 0; i < rep->n_members; i++) {
       bool isnew;
-      add_seller(g, rep->members[i], cluster_id, risk, -1, &isnew);
+      const Graphd__V1__Entity *e = rep->members[i];
+      if (l < rep->n_live_members && rep->live_members[l]->id == e->id)
+        e = rep->live_members[l++];
+      size_t k = add_seller(g, e, cluster_id, risk, -1, &isnew);
+      /* Flagged as the snapshot recorded it, like the cluster's count. */
+      g->nodes[k].flagged = false;
+      for (size_t f = 0; f < rep->n_flagged_members; f++)
+        g->nodes[k].flagged |= rep->flagged_members[f] == rep->members[i]->id;
       after = rep->members[i]->id;
       got++;
     }

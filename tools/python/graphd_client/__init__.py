@@ -31,7 +31,9 @@ job's reason as details, the final Job in `job`). Bad arguments caught
 before any call (an unknown algorithm or entity type name, a TLS key
 without its certificate) raise ValueError; unreadable files OSError.
 
-Ids are uint64 as in the API; 0 means "not set", and snapshot_id 0 means
+Ids and counts are int64 columns (the API's uint64 ids come from a
+counter and stay far below 2^63, and signed columns subtract and mix with
+other integers without surprises); 0 means "not set", and snapshot_id 0 means
 "the latest" (resolved to a concrete id once per method, so paged reads
 never mix two snapshots). Times are Unix seconds (UTC).
 
@@ -317,10 +319,10 @@ def _too_big(e, field):
     return e.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "message" in e.details
 
 
-def _u64(values):
-    """A uint64 array of a list or a repeated field (through the buffer /
+def _i64(values):
+    """An int64 array of a list or a repeated field (through the buffer /
     sequence protocol in C; np.fromiter is several times slower)."""
-    return np.asarray(values, dtype=np.uint64)
+    return np.asarray(values, dtype=np.int64)
 
 
 # ---------------------------------------------------------------- the client
@@ -569,22 +571,96 @@ class Client:
         return _manifest(self._pb, self._call("GetSnapshot",
                                               self._pb.SnapshotRequest(snapshot_id=snapshot_id)))
 
-    def assignments(self, snapshot_id=0):
+    def assignments(self, snapshot_id=0, keys=False):
         """Every seller's cluster (StreamAssignments): a DataFrame with
-        uint64 columns seller_id, cluster_id, ascending seller id, one row
+        int64 columns seller_id, cluster_id, ascending seller id, one row
         per seller of the snapshot (0 = the latest); attrs["snapshot_id"]
-        names it. Built from the packed batches (4096 pairs each) with
-        numpy, never row by row. GraphdError: NOT_FOUND,
+        names it. keys=True adds a column key: each seller's key as the
+        snapshot recorded it. Built from the packed batches (4096 pairs
+        each) with numpy, never row by row. GraphdError: NOT_FOUND,
         FAILED_PRECONDITION (no snapshot)."""
         sid = self._resolve(snapshot_id)
-        sellers, clusters = [], []
+        sellers, clusters, names = [], [], []
         for b in self._stream("StreamAssignments",
-                              self._pb.StreamAssignmentsRequest(snapshot_id=sid)):
-            sellers.append(_u64(b.seller_ids))
-            clusters.append(_u64(b.cluster_ids))
-        empty = np.empty(0, dtype=np.uint64)
-        df = pd.DataFrame({"seller_id": np.concatenate(sellers) if sellers else empty,
-                           "cluster_id": np.concatenate(clusters) if clusters else empty})
+                              self._pb.StreamAssignmentsRequest(snapshot_id=sid, keys=keys)):
+            sellers.append(_i64(b.seller_ids))
+            clusters.append(_i64(b.cluster_ids))
+            if keys:
+                names.extend(b.seller_keys)
+        empty = np.empty(0, dtype=np.int64)
+        cols = {"seller_id": np.concatenate(sellers) if sellers else empty,
+                "cluster_id": np.concatenate(clusters) if clusters else empty}
+        if keys:
+            cols["key"] = pd.Series(names, dtype=object)
+        df = pd.DataFrame(cols)
+        df.attrs["snapshot_id"] = sid
+        return df
+
+    def entities(self, ids, attributes=False, chunk=100000):
+        """The entities with these ids (GetEntities, streamed; chunk ids a
+        call): a DataFrame in the order of ids with columns id, type (a
+        category), key, labels (a list), degree, seller_count, first_seen,
+        last_seen (Unix seconds), cluster_id, cluster_snapshot_id (a
+        seller's cluster in the latest snapshot) and, with attributes=True,
+        attributes (a dict). Unknown ids are left out and listed, in order,
+        in attrs["not_found"]; they fail nothing. GraphdError:
+        INVALID_ARGUMENT (a chunk over the server's 1,000,000)."""
+        pb = self._pb
+        ids = [int(x) for x in ids]
+        rows, missing = [], []
+        for at in range(0, len(ids), chunk):
+            req = pb.GetEntitiesRequest(ids=ids[at:at + chunk], attributes=attributes)
+            for b in self._stream("GetEntities", req):
+                rows.extend(b.entities)
+                missing.extend(b.not_found)
+        types = [_etype_name(pb, t) for t in range(1, 8)]
+        cols = {
+            "id": _i64([e.id for e in rows]),
+            "type": pd.Categorical([_etype_name(pb, e.type) for e in rows], categories=types),
+            "key": pd.Series([e.key for e in rows], dtype=object),
+            "labels": pd.Series([list(e.labels) for e in rows], dtype=object),
+            "degree": _i64([e.degree for e in rows]),
+            "seller_count": _i64([e.seller_count for e in rows]),
+            "first_seen": _i64([e.first_seen for e in rows]),
+            "last_seen": _i64([e.last_seen for e in rows]),
+            "cluster_id": _i64([e.cluster_id for e in rows]),
+            "cluster_snapshot_id": _i64([e.cluster_snapshot_id for e in rows]),
+        }
+        if attributes:
+            cols["attributes"] = pd.Series([{a.name: a.value for a in e.attributes}
+                                            for e in rows], dtype=object)
+        df = pd.DataFrame(cols)
+        df.attrs["not_found"] = [int(x) for x in missing]
+        return df
+
+    def supply_sources(self, snapshot_id=0, min_size=2, page_size=10000):
+        """Every cluster's supply sources as a long table (ListClusters, all
+        pages, riskiest cluster first): one row per (cluster, source) with
+        columns cluster_id, rank (1 = the strongest), type (a category),
+        key, entity_id, cluster_sellers, total_sellers, score. Clusters
+        smaller than min_size are left out. Writes to CSV as it is."""
+        pb = self._pb
+        sid = self._resolve(snapshot_id)
+        rows = self._paged("ListClusters", lambda n, tok: pb.ListClustersRequest(
+            snapshot_id=sid, order=pb.CLUSTER_ORDER_RISK, min_size=min_size, limit=n,
+            page_token=tok), "clusters", page_size)
+        cid, rank, typ, key, eid, cs, ts, score = [], [], [], [], [], [], [], []
+        for c in rows:
+            for i, x in enumerate(c.top_shared):
+                cid.append(c.id)
+                rank.append(i + 1)
+                typ.append(_etype_name(pb, x.entity.type))
+                key.append(x.entity.key)
+                eid.append(x.entity.id)
+                cs.append(x.cluster_sellers)
+                ts.append(x.total_sellers)
+                score.append(x.score)
+        df = pd.DataFrame({
+            "cluster_id": _i64(cid), "rank": _i64(rank),
+            "type": pd.Categorical(typ, categories=[_etype_name(pb, t) for t in range(2, 8)]),
+            "key": pd.Series(key, dtype=object), "entity_id": _i64(eid),
+            "cluster_sellers": _i64(cs), "total_sellers": _i64(ts),
+            "score": np.asarray(score, dtype=np.float64)})
         df.attrs["snapshot_id"] = sid
         return df
 
@@ -606,7 +682,7 @@ class Client:
             snapshot_id=sid, order=orders[order], min_size=min_size, limit=n, page_token=tok),
             "clusters", page_size)
         n = len(rows)
-        ids, size, flagged = (np.empty(n, dtype=np.uint64) for _ in range(3))
+        ids, size, flagged = (np.empty(n, dtype=np.int64) for _ in range(3))
         risk, cohesion = np.empty(n), np.empty(n)
         top, first = [None] * n, [""] * n
         for i, c in enumerate(rows):
@@ -632,12 +708,12 @@ class Client:
         the daemon's --result-cap)."""
         pb = self._pb
         sid = self._resolve(snapshot_id)
-        members, after, first = [], 0, None
+        members, after, first, flagged, today = [], 0, None, set(), {}
         while True:
             try:
                 rep = self._call("GetCluster", pb.GetClusterRequest(
                     snapshot_id=sid, cluster_id=cluster_id, max_members=page_size,
-                    max_ties=max_ties if first is None else 1, after_seller=after))
+                    max_ties=max_ties if first is None else 1, after_seller=after, live=True))
             except GraphdError as e:
                 if _too_big(e, "max_members") and page_size > 1:
                     page_size //= 2
@@ -646,33 +722,45 @@ class Client:
             if first is None:
                 first = rep
             members.extend(rep.members)
+            flagged.update(rep.flagged_members)
+            today.update((e.id, e) for e in rep.live_members)
             if not rep.more_members or not rep.members:
                 break
             after = rep.members[-1].id
+        # seller_id, key and flagged are the snapshot's own record; the
+        # *_today columns are today's records (present_today False: deleted
+        # since), which change as the live graph does.
+        now = [today.get(e.id) for e in members]
+        empty = pb.Entity()
+        live = [x if x is not None else empty for x in now]
         m = pd.DataFrame({
-            "seller_id": _u64([e.id for e in members]),
+            "seller_id": _i64([e.id for e in members]),
             "key": pd.Series([e.key for e in members], dtype=object),
-            "labels": pd.Series([list(e.labels) for e in members], dtype=object),
-            "degree": _u64([e.degree for e in members]),
-            "seller_count": _u64([e.seller_count for e in members]),
-            "first_seen": np.array([e.first_seen for e in members], dtype=np.int64),
-            "last_seen": np.array([e.last_seen for e in members], dtype=np.int64),
-            "attributes": pd.Series([{a.name: a.value for a in e.attributes} for e in members],
-                                    dtype=object),
+            "flagged": np.array([e.id in flagged for e in members], dtype=bool),
+            "present_today": np.array([x is not None for x in now], dtype=bool),
+            "labels_today": pd.Series([list(e.labels) for e in live], dtype=object),
+            "degree_today": _i64([e.degree for e in live]),
+            "seller_count_today": _i64([e.seller_count for e in live]),
+            "first_seen_today": np.array([e.first_seen for e in live], dtype=np.int64),
+            "last_seen_today": np.array([e.last_seen for e in live], dtype=np.int64),
+            "attributes_today": pd.Series([{a.name: a.value for a in e.attributes}
+                                           for e in live], dtype=object),
         })
         ties = pd.DataFrame({
-            "seller_a": _u64([t.seller_a for t in first.ties]),
-            "seller_b": _u64([t.seller_b for t in first.ties]),
+            "seller_a": _i64([t.seller_a for t in first.ties]),
+            "seller_b": _i64([t.seller_b for t in first.ties]),
             "weight": np.array([t.weight for t in first.ties], dtype=np.float64),
         })
         return ClusterDetail(snapshot_id=sid, summary=_summary(pb, first.cluster), members=m,
                              ties=ties, ties_stored=first.ties_stored)
 
-    def diff(self, from_id, to_id=0, min_part_size=0, moves=True):
+    def diff(self, from_id, to_id=0, min_part_size=0, moves=True, keys=False):
         """What changed from snapshot from_id to to_id (DiffSnapshots; to_id
         0 = the latest): a SnapshotDiff. min_part_size (0 = the server's 2):
         smaller clusters take no part in cluster events. moves=False stops
-        reading at the first moved seller (the counts still hold them).
+        reading at the first moved seller (the counts still hold them);
+        keys=True adds the moved sellers' keys (column key, as the "to"
+        snapshot recorded them).
         GraphdError: NOT_FOUND naming the missing snapshot, INVALID_ARGUMENT
         (from_id 0), FAILED_PRECONDITION (to_id 0 and no snapshot)."""
         pb = self._pb
@@ -681,9 +769,9 @@ class Client:
                  K.KIND_BORN: "born", K.KIND_DISSOLVED: "dissolved"}
         summary = None
         ev_kind, ev_from, ev_to = [], [], []
-        mv_s, mv_f, mv_t = [], [], []
+        mv_s, mv_f, mv_t, mv_k = [], [], [], []
         req = pb.DiffSnapshotsRequest(from_snapshot_id=from_id, to_snapshot_id=to_id,
-                                      min_part_size=min_part_size)
+                                      min_part_size=min_part_size, keys=keys)
         with contextlib.closing(self._stream("DiffSnapshots", req)) as st:
             for e in st:
                 if e.kind == K.KIND_SUMMARY:
@@ -696,6 +784,7 @@ class Client:
                     mv_s.append(e.seller_id)
                     mv_f.append(e.from_clusters[0] if e.from_clusters else 0)
                     mv_t.append(e.to_clusters[0] if e.to_clusters else 0)
+                    mv_k.append(e.seller_key)
                 elif e.kind in kinds:
                     ev_kind.append(kinds[e.kind])
                     ev_from.append(list(e.from_clusters))
@@ -706,6 +795,8 @@ class Client:
         clusters = pd.DataFrame({"kind": pd.Series(ev_kind, dtype=object),
                                  "from_clusters": pd.Series(ev_from, dtype=object),
                                  "to_clusters": pd.Series(ev_to, dtype=object)})
-        mv = pd.DataFrame({"seller_id": _u64(mv_s), "from_cluster": _u64(mv_f),
-                           "to_cluster": _u64(mv_t)})
+        mv = pd.DataFrame({"seller_id": _i64(mv_s), "from_cluster": _i64(mv_f),
+                           "to_cluster": _i64(mv_t)})
+        if keys:
+            mv["key"] = pd.Series(mv_k, dtype=object)
         return SnapshotDiff(summary=summary, clusters=clusters, moves=mv)
