@@ -196,15 +196,11 @@ def top_clusters(pd, clusters, assignments, diff, sid, top, min_size):
     change = {}
     moved_in = moved_out = None
     if diff is not None:
-        for kind, frm, to in diff.clusters.itertuples(index=False):
-            if kind in ("continued", "merged", "born"):
-                ids = to
-            elif kind == "split":
-                ids = to  # each part of a split
-            else:
-                continue
-            for cid in ids:
-                change.setdefault(int(cid), []).append(kind)
+        # One row per (event, old, new) pair: the new clusters of every
+        # event but a dissolution, once per event.
+        ev = diff.clusters[diff.clusters["kind"] != "dissolved"]
+        for kind, cid in ev[["kind", "to_cluster"]].drop_duplicates().itertuples(index=False):
+            change.setdefault(int(cid), []).append(kind)
         moved_in = diff.moves["to_cluster"].value_counts()
         moved_out = diff.moves["from_cluster"].value_counts()
     t["change"] = [";".join(change.get(int(c), [])) for c in t["cluster_id"]]
@@ -228,15 +224,16 @@ def diff_report(diff):
     s = {k: v for k, v in diff.summary.items() if k != "text"}
     s["summary"] = diff.summary["text"]
     ev = diff.clusters
-    pick = ev["kind"]
-    s["merged_clusters"] = [{"to": int(t[0]), "from": [int(x) for x in f]}
-                            for f, t in zip(ev["from_clusters"][pick == "merged"],
-                                            ev["to_clusters"][pick == "merged"])]
-    s["split_clusters"] = [{"from": int(f[0]), "to": [int(x) for x in t]}
-                           for f, t in zip(ev["from_clusters"][pick == "split"],
-                                           ev["to_clusters"][pick == "split"])]
-    s["born_clusters"] = [int(t[0]) for t in ev["to_clusters"][pick == "born"]]
-    s["dissolved_clusters"] = [int(f[0]) for f in ev["from_clusters"][pick == "dissolved"]]
+
+    def events(kind):
+        return [g for _, g in ev[ev["kind"] == kind].groupby("event", sort=True)]
+    s["merged_clusters"] = [{"to": int(g["to_cluster"].iloc[0]),
+                             "from": [int(x) for x in g["from_cluster"]]}
+                            for g in events("merged")]
+    s["split_clusters"] = [{"from": int(g["from_cluster"].iloc[0]),
+                            "to": [int(x) for x in g["to_cluster"]]} for g in events("split")]
+    s["born_clusters"] = [int(x) for x in ev.loc[ev["kind"] == "born", "to_cluster"]]
+    s["dissolved_clusters"] = [int(x) for x in ev.loc[ev["kind"] == "dissolved", "from_cluster"]]
     return s
 
 

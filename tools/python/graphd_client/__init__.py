@@ -192,17 +192,23 @@ class SnapshotDiff:
     DiffSummary counts (from_snapshot_id, to_snapshot_id, sellers,
     sellers_stayed, sellers_moved, sellers_added, sellers_removed,
     clusters_from, clusters_to, continued, merged, split, born, dissolved)
-    and text (the server's one-line summary); clusters: DataFrame kind
-    ("continued", "merged", "split", "born", "dissolved"), from_clusters,
-    to_clusters (lists of ids), in the server's order; moves: DataFrame
-    seller_id, from_cluster, to_cluster (empty when moves=False)."""
+    and text (the server's one-line summary); clusters: a long DataFrame,
+    one row per (event, old cluster, new cluster), in the server's order:
+    event (the event's number), kind (a category: "continued", "merged",
+    "split", "born", "dissolved"), from_cluster, to_cluster (int64; 0 where
+    the event has none: a birth has no old cluster, a dissolution no new
+    one). A merge of three clusters is three rows with one to_cluster, a
+    split into two is two rows with one from_cluster: no list columns, so
+    it filters, groups and writes to CSV as it is. moves: DataFrame
+    seller_id, from_cluster, to_cluster (and key with keys=True; empty when
+    moves=False)."""
     summary: dict
     clusters: pd.DataFrame
     moves: pd.DataFrame
 
     def counts(self, kind):
         """Events of one kind ("merged" ...) in the clusters table."""
-        return int((self.clusters["kind"] == kind).sum())
+        return int(self.clusters.loc[self.clusters["kind"] == kind, "event"].nunique())
 
 
 # ---------------------------------------------------------------- conversions
@@ -768,7 +774,7 @@ class Client:
         kinds = {K.KIND_CONTINUED: "continued", K.KIND_MERGED: "merged", K.KIND_SPLIT: "split",
                  K.KIND_BORN: "born", K.KIND_DISSOLVED: "dissolved"}
         summary = None
-        ev_kind, ev_from, ev_to = [], [], []
+        ev_num, ev_kind, ev_from, ev_to, n_events = [], [], [], [], 0
         mv_s, mv_f, mv_t, mv_k = [], [], [], []
         req = pb.DiffSnapshotsRequest(from_snapshot_id=from_id, to_snapshot_id=to_id,
                                       min_part_size=min_part_size, keys=keys)
@@ -786,15 +792,21 @@ class Client:
                     mv_t.append(e.to_clusters[0] if e.to_clusters else 0)
                     mv_k.append(e.seller_key)
                 elif e.kind in kinds:
-                    ev_kind.append(kinds[e.kind])
-                    ev_from.append(list(e.from_clusters))
-                    ev_to.append(list(e.to_clusters))
+                    frm, to = list(e.from_clusters) or [0], list(e.to_clusters) or [0]
+                    for f in frm:
+                        for t in to:
+                            ev_num.append(n_events)
+                            ev_kind.append(kinds[e.kind])
+                            ev_from.append(f)
+                            ev_to.append(t)
+                    n_events += 1
         if summary is None:
             raise GraphdError(grpc.StatusCode.UNKNOWN, "DiffSnapshots sent no summary",
                               "DiffSnapshots")
-        clusters = pd.DataFrame({"kind": pd.Series(ev_kind, dtype=object),
-                                 "from_clusters": pd.Series(ev_from, dtype=object),
-                                 "to_clusters": pd.Series(ev_to, dtype=object)})
+        clusters = pd.DataFrame({
+            "event": _i64(ev_num),
+            "kind": pd.Categorical(ev_kind, categories=list(kinds.values())),
+            "from_cluster": _i64(ev_from), "to_cluster": _i64(ev_to)})
         mv = pd.DataFrame({"seller_id": _i64(mv_s), "from_cluster": _i64(mv_f),
                            "to_cluster": _i64(mv_t)})
         if keys:
