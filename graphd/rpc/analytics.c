@@ -1395,6 +1395,16 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     tv[i].seller_a = ties[i].a;
     tv[i].seller_b = ties[i].b;
     tv[i].weight = ties[i].weight;
+    for (int end = 0; end < 2 && has_names; end++) {
+      Graphd__V1__Entity e;
+      int rc = snap_entity(r, snap, true, end ? ties[i].b : ties[i].a, &a, &e, NULL, &err);
+      if (rc && rc != GD_ENOTFOUND) {
+        rpc_fail(c, &err);
+        goto out;
+      }
+      if (!rc)
+        *(end ? &tv[i].key_b : &tv[i].key_a) = e.key;
+    }
     tp[i] = &tv[i];
   }
   rep.ties = tp;

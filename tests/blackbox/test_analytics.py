@@ -729,6 +729,9 @@ def test_snapshot_reads_never_change(imm, graphctl_bin):
                       timeout=T())
     flagged = set(c0.flagged_members)
     assert len(flagged) == c0.cluster.flagged > 0
+    keys = {m.id: m.key for m in c0.members}
+    assert c0.ties and all(t.key_a == keys[t.seller_a] and t.key_b == keys[t.seller_b]
+                           for t in c0.ties)
     before = snapshot_reads(s, graphctl_bin, imm.addr, s1, s2, cids)
 
     unflagged = [m for m in c0.members if m.id not in flagged]

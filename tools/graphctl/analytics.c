@@ -504,10 +504,13 @@ static bool member_flagged(const Graphd__V1__GetClusterReply *rep, uint64_t id) 
   return false;
 }
 
-/* The key of seller id: from the members shown, else GetEntity; into buf
- * (the id in decimal if it cannot be read). */
+/* The key of seller id: the tie's own (the snapshot's), else from the
+ * members shown, else GetEntity (snapshots written before keys were kept);
+ * into buf (the id in decimal if it cannot be read). */
 static const char *tie_seller(ctl *c, const Graphd__V1__GetClusterReply *rep, uint64_t id,
-                              char *buf, size_t size) {
+                              const char *key, char *buf, size_t size) {
+  if (key && key[0])
+    return safe(key, buf, size);
   for (size_t i = 0; i < rep->n_members; i++)
     if (rep->members[i]->id == id)
       return safe(rep->members[i]->key, buf, size);
@@ -809,6 +812,8 @@ static int show_cluster(ctl *c, const command *cmd, args *a) {
     for (size_t i = 0; i < rep->n_ties; i++) {
       json_object *t = jobj();
       jset(t, "seller_a", json_object_new_uint64(rep->ties[i]->seller_a));
+      jset(t, "key_a", json_object_new_string(rep->ties[i]->key_a));
+      jset(t, "key_b", json_object_new_string(rep->ties[i]->key_b));
       jset(t, "seller_b", json_object_new_uint64(rep->ties[i]->seller_b));
       jset(t, "weight", json_object_new_double(rep->ties[i]->weight));
       json_object_array_add(ties, t);
@@ -847,8 +852,9 @@ static int show_cluster(ctl *c, const command *cmd, args *a) {
              rep->ties_stored);
       for (size_t i = 0; i < rep->n_ties && i < 10; i++) {
         char ka[300], kb2[300];
-        printf("  %s - %s  %.3f\n", tie_seller(c, rep, rep->ties[i]->seller_a, ka, sizeof ka),
-               tie_seller(c, rep, rep->ties[i]->seller_b, kb2, sizeof kb2), rep->ties[i]->weight);
+        const Graphd__V1__EvidenceTie *t = rep->ties[i];
+        printf("  %s - %s  %.3f\n", tie_seller(c, rep, t->seller_a, t->key_a, ka, sizeof ka),
+               tie_seller(c, rep, t->seller_b, t->key_b, kb2, sizeof kb2), t->weight);
       }
     }
   }
