@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bbutil import DEVICE, SELLER, T, link, pb
+from bbutil import DEVICE, SELLER, T, get, link, pb
 from conftest import REPO
 from test_analytics import fake_worker, generate, loaded_daemon, worker_args
 from test_auth import TOKENS, write_tokens
@@ -416,3 +416,34 @@ def test_tls(daemon_factory, certs):  # noqa: F811
     p = weekly(target, out, "--tls-ca", certs / "ca.pem")
     assert "0 sellers, 0 clusters, 0 of them" in p.stdout
     assert pd.read_csv(out / "top_clusters.csv").empty
+
+
+def test_writes_from_dataframes(daemon_factory):
+    """upsert, ingest and label from pandas: what the daemon then holds."""
+    dm = daemon_factory(*worker_args())
+    c = client(dm.addr)
+    links = pd.DataFrame({"a_type": ["seller"] * 3, "a_key": ["w1", "w2", "w3"],
+                          "b_type": ["device", "device", "address"],
+                          "b_key": ["dv", "dv", "ad"],
+                          "seen": [pd.Timestamp("2026-01-02", tz="UTC"), 1767312000, None]})
+    ents = pd.DataFrame({"type": ["seller", "seller"], "key": ["w1", "w2"],
+                         "labels": [["counterfeit"], "watch;b"],
+                         "attributes": [{"country": "DE"}, None]})
+    t = c.upsert(links, ents)
+    assert t["links_created"] == 3 and not t["duplicate"]
+    e = get(dm.stub, SELLER, "w1")
+    assert list(e.labels) == ["counterfeit"] and e.first_seen == 1767312000
+    assert {a.name: a.value for a in e.attributes} == {"country": "DE"}
+    assert sorted(get(dm.stub, SELLER, "w2").labels) == ["b", "watch"]
+    assert get(dm.stub, SELLER, "w3").first_seen > 1767312000  # no seen: the commit time
+    big = pd.DataFrame({"a_type": "seller", "a_key": ["i%d" % i for i in range(2500)],
+                        "b_type": "phone", "b_key": ["p%d" % (i // 2) for i in range(2500)]})
+    t = c.ingest(big, batch=1000)
+    assert t["messages"] == 3 and t["links_created"] == 2500
+    assert dm.stub.Stats(pb.StatsRequest(), timeout=T()).links == 2503
+    assert c.label("seller", "i7", add=["counterfeit", "x"], remove=["x"]) == ["counterfeit"]
+    with pytest.raises(ValueError):
+        c.upsert(pd.DataFrame({"a_key": ["x"]}))
+    with pytest.raises(gc.GraphdError) as ei:
+        c.label("seller", "nobody", add=["a"])
+    assert ei.value.code == grpc.StatusCode.NOT_FOUND

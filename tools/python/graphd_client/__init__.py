@@ -760,6 +760,103 @@ class Client:
         return ClusterDetail(snapshot_id=sid, summary=_summary(pb, first.cluster), members=m,
                              ties=ties, ties_stored=first.ties_stored)
 
+    # ------------------------------------------------------------ writes
+
+    def _seen(self, v):
+        """A DataFrame cell of a seen column as Unix seconds (0 = none)."""
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+            return 0
+        if isinstance(v, (pd.Timestamp, datetime.datetime, np.datetime64)):
+            return int(pd.Timestamp(v).timestamp())
+        return int(v)
+
+    def _link_msgs(self, links):
+        pb = self._pb
+        need = {"a_type", "a_key", "b_type", "b_key"}
+        if not need <= set(links.columns):
+            raise ValueError("links: columns a_type, a_key, b_type, b_key (and seen) needed, "
+                             "got %s" % list(links.columns))
+        seen = links["seen"] if "seen" in links.columns else [0] * len(links)
+        return [pb.LinkInput(a=pb.EntityRef(type=_etype_value(pb, at, "a_type"), key=str(ak)),
+                             b=pb.EntityRef(type=_etype_value(pb, bt, "b_type"), key=str(bk)),
+                             seen=self._seen(sn))
+                for at, ak, bt, bk, sn in zip(links["a_type"], links["a_key"], links["b_type"],
+                                              links["b_key"], seen)]
+
+    def _entity_msgs(self, entities):
+        pb = self._pb
+        if not {"type", "key"} <= set(entities.columns):
+            raise ValueError("entities: columns type, key (and labels, attributes, seen) "
+                             "needed, got %s" % list(entities.columns))
+        out = []
+        for row in entities.to_dict("records"):
+            labels = row.get("labels")
+            if isinstance(labels, str):
+                labels = [x for x in labels.split(";") if x]
+            attrs = row.get("attributes") or {}
+            out.append(pb.EntityInput(
+                type=_etype_value(pb, row["type"], "type"), key=str(row["key"]),
+                labels=list(labels) if labels is not None and not isinstance(labels, float)
+                else [],
+                attributes=[pb.Attribute(name=str(k), value=str(v)) for k, v in attrs.items()],
+                seen=self._seen(row.get("seen"))))
+        return out
+
+    @staticmethod
+    def _totals(t):
+        return {f.name: getattr(t, f.name) for f in t.DESCRIPTOR.fields}
+
+    def upsert(self, links=None, entities=None, request_id=""):
+        """Writes links (a DataFrame a_type, a_key, b_type, b_key and
+        optionally seen: Unix seconds or timestamps) and entities (type,
+        key and optionally labels: a list or ";"-joined, attributes: a
+        dict, seen) in one Upsert: atomic and durable when it returns.
+        Types are names ("seller", "address" ...). Returns the totals
+        (entities_created, entities_updated, links_created, links_updated)
+        and duplicate. GraphdError: INVALID_ARGUMENT naming the field,
+        RESOURCE_EXHAUSTED over the daemon's limits (use ingest() for big
+        frames)."""
+        pb = self._pb
+        req = pb.UpsertRequest(
+            request_id=request_id,
+            links=self._link_msgs(links) if links is not None else [],
+            entities=self._entity_msgs(entities) if entities is not None else [])
+        rep = self._call("Upsert", req)
+        out = self._totals(rep.totals)
+        out["duplicate"] = rep.duplicate
+        return out
+
+    def ingest(self, links=None, entities=None, batch=10000):
+        """Streams links and then entities (DataFrames as for upsert) through
+        one Ingest call, batch records a message; each message is committed
+        atomically and durably. Returns the totals and messages."""
+        pb = self._pb
+        msgs = []
+        if links is not None:
+            lm = self._link_msgs(links)
+            msgs += [pb.UpsertRequest(links=lm[i:i + batch]) for i in range(0, len(lm), batch)]
+        if entities is not None:
+            em = self._entity_msgs(entities)
+            msgs += [pb.UpsertRequest(entities=em[i:i + batch])
+                     for i in range(0, len(em), batch)]
+        try:
+            rep = self._stub.Ingest(iter(msgs), timeout=self.stream_timeout, metadata=self._md)
+        except grpc.RpcError as e:
+            raise GraphdError._from_rpc(e, "Ingest") from None
+        out = self._totals(rep.totals)
+        out["messages"] = rep.messages
+        return out
+
+    def label(self, entity_type, key, add=(), remove=()):
+        """Adds and removes labels of one entity (SetLabels; entity_type a name,
+        key its key): its labels afterwards, sorted. GraphdError: NOT_FOUND,
+        INVALID_ARGUMENT naming the bad label."""
+        pb = self._pb
+        rep = self._call("SetLabels", pb.SetLabelsRequest(
+            ref=pb.EntityRef(type=_etype_value(pb, entity_type, "entity_type"), key=str(key)),
+            add=list(add), remove=list(remove)))
+        return list(rep.labels)
+
     def diff(self, from_id, to_id=0, min_part_size=0, moves=True, keys=False):
         """What changed from snapshot from_id to to_id (DiffSnapshots; to_id
         0 = the latest): a SnapshotDiff. min_part_size (0 = the server's 2):
