@@ -863,7 +863,8 @@ static void h_get_entities(gd_call *c, const uint8_t *msg, size_t len, bool has_
     ls_free(s);
     rpc_fail_code(c, GD_ENOMEM, "out of memory");
   } else {
-    memcpy(s->ids, req->ids, req->n_ids * sizeof *s->ids);
+    if (req->n_ids)
+      memcpy(s->ids, req->ids, req->n_ids * sizeof *s->ids);
     s->n = req->n_ids;
     s->attrs = req->attributes;
     gd_call_set_user(c, s);
