@@ -162,10 +162,19 @@ def write_atomic(path, write):
         raise
 
 
+def _json_value(v):
+    """Times (pandas Timestamps) as ISO 8601 in UTC, NaT as null."""
+    if v is None or v != v:  # NaT
+        return None
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    raise TypeError("not JSON: %r" % (v,))
+
+
 def write_json(path, obj):
     def w(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
+            json.dump(obj, f, indent=2, sort_keys=True, default=_json_value)
             f.write("\n")
     write_atomic(path, w)
 
@@ -174,7 +183,7 @@ def write_csv(path, df):
     write_atomic(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
-def top_clusters(pd, clusters, assignments, diff, sid, top, min_size):
+def top_clusters(pd, clusters, assignments, diff, sid, top, min_size, sources=None):
     """The report table: the top riskiest clusters with their change since
     the previous snapshot and their supply sources."""
     cand = clusters[clusters["size"] >= min_size]  # (asked for already)
@@ -207,15 +216,14 @@ def top_clusters(pd, clusters, assignments, diff, sid, top, min_size):
     for col, vc in (("moved_in", moved_in), ("moved_out", moved_out)):
         t[col] = (t["cluster_id"].map(vc).fillna(0).astype("int64") if vc is not None else 0)
 
-    def first(key):
-        return [ts[0][key] if ts else None for ts in cand["top_shared"]]
-    t["top_source_type"] = first("type")
-    t["top_source_key"] = first("key")
-    t["top_source_cluster_sellers"] = first("cluster_sellers")
-    t["top_source_total_sellers"] = first("total_sellers")
-    t["top_shared"] = [";".join("%s:%s %d/%d" % (s["type"], s["key"], s["cluster_sellers"],
-                                                 s["total_sellers"]) for s in ts)
-                       for ts in cand["top_shared"]]
+    for col in ("top_source_type", "top_source_key", "top_source_cluster_sellers",
+                "top_source_total_sellers"):
+        t[col] = [None if not k else v for k, v in zip(cand["top_source_key"], cand[col])]
+    joined = {} if sources is None else {
+        cid: ";".join("%s:%s %d/%d" % (r.type, r.key, r.cluster_sellers, r.total_sellers)
+                      for r in g.itertuples(index=False))
+        for cid, g in sources.groupby("cluster_id", sort=False)}
+    t["top_shared"] = [joined.get(int(c), "") for c in cand["cluster_id"]]
     return t
 
 
@@ -287,6 +295,7 @@ def main(argv=None):
             # Only the clusters the report can use: singletons are most
             # of a snapshot's clusters and none of its risk.
             clusters = client.clusters(sid, min_size=a.min_size)
+            sources = client.supply_sources(sid, min_size=max(a.min_size, 2))
             prev = a.previous if a.previous is not None else manifest["previous_snapshot_id"]
             diff = None
             if prev:
@@ -306,7 +315,7 @@ def main(argv=None):
             print("weekly_clusters: %s" % e, file=sys.stderr)
             return EXIT_UNAVAILABLE if e.code == grpc.StatusCode.UNAVAILABLE else EXIT_RPC
 
-    top = top_clusters(pd, clusters, assignments, diff, sid, a.top, a.min_size)
+    top = top_clusters(pd, clusters, assignments, diff, sid, a.top, a.min_size, sources)
     paths = {k: os.path.join(a.out, k) for k in
              ("top_clusters.csv", "diff_summary.json", "diff_summary.csv",
               "moved_sellers.csv", "snapshot.json")}

@@ -35,7 +35,9 @@ Ids and counts are int64 columns (the API's uint64 ids come from a
 counter and stay far below 2^63, and signed columns subtract and mix with
 other integers without surprises); 0 means "not set", and snapshot_id 0 means
 "the latest" (resolved to a concrete id once per method, so paged reads
-never mix two snapshots). Times are Unix seconds (UTC).
+never mix two snapshots). Times are pandas Timestamps and datetime64
+columns in UTC (NaT for "never"); the write methods take Unix seconds or
+timestamps.
 
 A Client holds one grpc channel; it may be shared between threads.
 """
@@ -161,9 +163,9 @@ class Job:
     progress: float
     reason: str
     snapshot_id: int
-    created_at: int
-    started_at: int
-    ended_at: int
+    created_at: pd.Timestamp
+    started_at: pd.Timestamp
+    ended_at: pd.Timestamp
     spec: dict
 
     @property
@@ -275,7 +277,8 @@ def _spec_dict(pb, s):
 def _job(pb, j):
     return Job(id=j.id, state=pb.JobState.Name(j.state)[len("JOB_STATE_"):], stage=j.stage,
                progress=j.progress, reason=j.reason, snapshot_id=j.snapshot_id,
-               created_at=j.created_at, started_at=j.started_at, ended_at=j.ended_at,
+               created_at=_ts1(j.created_at), started_at=_ts1(j.started_at),
+               ended_at=_ts1(j.ended_at),
                spec=_spec_dict(pb, j.spec))
 
 
@@ -287,7 +290,7 @@ MANIFEST_COLUMNS = ["snapshot_id", "created_at", "name", "algorithm", "seed", "s
 
 def _manifest(pb, m):
     return {
-        "snapshot_id": m.id, "created_at": m.created_at, "name": m.spec.name,
+        "snapshot_id": m.id, "created_at": _ts1(m.created_at), "name": m.spec.name,
         "algorithm": _algo_name(pb, m.spec.algorithm), "seed": m.seed, "sellers": m.sellers,
         "ties": m.ties, "hubs_skipped": m.hubs_skipped, "clusters": m.clusters,
         "flagged_sellers": m.flagged_sellers, "risk_base_rate": m.risk_base_rate,
@@ -305,8 +308,9 @@ def _source(pb, s):
             "total_sellers": s.total_sellers, "score": s.score}
 
 
-CLUSTER_COLUMNS = ["cluster_id", "size", "flagged", "risk", "cohesion", "top_shared",
-                   "top_source"]
+CLUSTER_COLUMNS = ["cluster_id", "size", "flagged", "risk", "cohesion", "top_source",
+                   "top_source_type", "top_source_key", "top_source_cluster_sellers",
+                   "top_source_total_sellers", "top_source_score"]
 
 
 def _summary(pb, c):
@@ -323,6 +327,17 @@ def _too_big(e, field):
     if e.code == grpc.StatusCode.INVALID_ARGUMENT:
         return e.details.startswith(field + ":")
     return e.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "message" in e.details
+
+
+def _ts(values):
+    """Unix seconds (0 = never) as datetime64 in UTC (NaT for 0)."""
+    a = np.asarray(values, dtype=np.int64)
+    return pd.to_datetime(pd.Series(a).where(a != 0), unit="s", utc=True)
+
+
+def _ts1(v):
+    """One Unix-seconds value as a UTC Timestamp (NaT for 0)."""
+    return pd.Timestamp(int(v), unit="s", tz="UTC") if v else pd.NaT
 
 
 def _i64(values):
@@ -606,7 +621,7 @@ class Client:
         """The entities with these ids (GetEntities, streamed; chunk ids a
         call): a DataFrame in the order of ids with columns id, type (a
         category), key, labels (a list), degree, seller_count, first_seen,
-        last_seen (Unix seconds), cluster_id, cluster_snapshot_id (a
+        last_seen (datetime64, UTC; NaT when never observed), cluster_id, cluster_snapshot_id (a
         seller's cluster in the latest snapshot) and, with attributes=True,
         attributes (a dict). Unknown ids are left out and listed, in order,
         in attrs["not_found"]; they fail nothing. GraphdError:
@@ -627,8 +642,8 @@ class Client:
             "labels": pd.Series([list(e.labels) for e in rows], dtype=object),
             "degree": _i64([e.degree for e in rows]),
             "seller_count": _i64([e.seller_count for e in rows]),
-            "first_seen": _i64([e.first_seen for e in rows]),
-            "last_seen": _i64([e.last_seen for e in rows]),
+            "first_seen": _ts([e.first_seen for e in rows]),
+            "last_seen": _ts([e.last_seen for e in rows]),
             "cluster_id": _i64([e.cluster_id for e in rows]),
             "cluster_snapshot_id": _i64([e.cluster_snapshot_id for e in rows]),
         }
@@ -673,12 +688,15 @@ class Client:
     def clusters(self, snapshot_id=0, order="risk", min_size=0, page_size=10000):
         """Every cluster summary of a snapshot (ListClusters, all pages):
         a DataFrame with columns cluster_id, size, flagged, risk, cohesion,
-        top_shared (a list of dicts entity_id, type, key, cluster_sellers,
-        total_sellers, score: up to 5 candidate supply sources) and
-        top_source ("type:key" of the first, "" without). order "risk"
-        (risk, then size, descending) or "size"; clusters smaller than
-        min_size are left out. attrs["snapshot_id"] names the snapshot.
-        GraphdError: NOT_FOUND, FAILED_PRECONDITION (no snapshot)."""
+        top_source ("type:key" of the strongest supply source, "" without)
+        and that source's top_source_type (a category), top_source_key,
+        top_source_cluster_sellers, top_source_total_sellers and
+        top_source_score (0 without); every source, up to 5 a cluster, is
+        in supply_sources(). No list columns: it writes to CSV as it is.
+        order "risk" (risk, then size, descending) or "size"; clusters
+        smaller than min_size are left out. attrs["snapshot_id"] names the
+        snapshot. GraphdError: NOT_FOUND, FAILED_PRECONDITION (no
+        snapshot)."""
         pb = self._pb
         orders = {"risk": pb.CLUSTER_ORDER_RISK, "size": pb.CLUSTER_ORDER_SIZE}
         if order not in orders:
@@ -688,21 +706,26 @@ class Client:
             snapshot_id=sid, order=orders[order], min_size=min_size, limit=n, page_token=tok),
             "clusters", page_size)
         n = len(rows)
-        ids, size, flagged = (np.empty(n, dtype=np.int64) for _ in range(3))
-        risk, cohesion = np.empty(n), np.empty(n)
-        top, first = [None] * n, [""] * n
+        ids, size, flagged, tcs, tts = (np.zeros(n, dtype=np.int64) for _ in range(5))
+        risk, cohesion, tscore = np.empty(n), np.empty(n), np.zeros(n)
+        first, ttype, tkey = [""] * n, [None] * n, [""] * n
         for i, c in enumerate(rows):
             ids[i], size[i], flagged[i] = c.id, c.size, c.flagged
             risk[i], cohesion[i] = c.risk, c.cohesion
             if c.top_shared:
-                t = top[i] = [_source(pb, x) for x in c.top_shared]
-                first[i] = "%s:%s" % (t[0]["type"], t[0]["key"])
-            else:
-                top[i] = []
-        df = pd.DataFrame({"cluster_id": ids, "size": size, "flagged": flagged, "risk": risk,
-                           "cohesion": cohesion, "top_shared": pd.Series(top, dtype=object),
-                           "top_source": pd.Series(first, dtype=object)},
-                          columns=CLUSTER_COLUMNS)
+                t = c.top_shared[0]
+                ttype[i] = _etype_name(pb, t.entity.type)
+                tkey[i] = t.entity.key
+                first[i] = "%s:%s" % (ttype[i], tkey[i])
+                tcs[i], tts[i], tscore[i] = t.cluster_sellers, t.total_sellers, t.score
+        df = pd.DataFrame({
+            "cluster_id": ids, "size": size, "flagged": flagged, "risk": risk,
+            "cohesion": cohesion, "top_source": pd.Series(first, dtype=object),
+            "top_source_type": pd.Categorical(
+                ttype, categories=[_etype_name(pb, t) for t in range(2, 8)]),
+            "top_source_key": pd.Series(tkey, dtype=object),
+            "top_source_cluster_sellers": tcs, "top_source_total_sellers": tts,
+            "top_source_score": tscore}, columns=CLUSTER_COLUMNS)
         df.attrs["snapshot_id"] = sid
         return df
 
@@ -747,8 +770,8 @@ class Client:
             "labels_today": pd.Series([list(e.labels) for e in live], dtype=object),
             "degree_today": _i64([e.degree for e in live]),
             "seller_count_today": _i64([e.seller_count for e in live]),
-            "first_seen_today": np.array([e.first_seen for e in live], dtype=np.int64),
-            "last_seen_today": np.array([e.last_seen for e in live], dtype=np.int64),
+            "first_seen_today": _ts([e.first_seen for e in live]),
+            "last_seen_today": _ts([e.last_seen for e in live]),
             "attributes_today": pd.Series([{a.name: a.value for a in e.attributes}
                                            for e in live], dtype=object),
         })
