@@ -82,7 +82,9 @@ typedef struct gd_method {
   gd_role role;
   /* UNARY only: on_request may take long (an investigator query): it runs
    * on the server's query threads, in arrival order, so the handler
-   * threads stay free for everything else. */
+   * threads stay free for everything else; or on the handler thread that
+   * took it, when nothing is queued for the query threads and another
+   * handler thread stays free (server.c, heavy_inline_take). */
   bool heavy;
   /* Never refused by the call limits (--max-calls, the stream share, the
    * per-peer limit): the health check. Must be cheap. */
