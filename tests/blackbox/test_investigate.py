@@ -11,8 +11,8 @@ Data:
     CSV files, independently of the daemon (Net: the evidence rule of
     algorithms/evidence.h re-done in Python; it asks the daemon only for
     store ids and the number of sellers).
-  * the Reddit user-subreddit graph in ../shared/data/reddit (skipped when
-    missing): users are sellers, subreddits are DEVICEs, half of the banned
+  * the Reddit user-subreddit graph in ../shared/data/reddit (a failure
+    when missing): users are sellers, subreddits are DEVICEs, half of the banned
     users labelled; RankSuspects is scored on the other half.
 
 One daemon per data set, shared by the tests of this module (module-scoped
@@ -1117,7 +1117,7 @@ def test_suspects_errors_and_options(inv, net):
 @pytest.fixture(scope="module")
 def reddit(tmp_path_factory):
     if not os.path.isdir(REDDIT_DIR):
-        pytest.skip("%s missing" % REDDIT_DIR)
+        pytest.fail("%s missing: the Reddit ground truth comes from ../shared/data" % REDDIT_DIR)
     labels = {}
     with open(os.path.join(REDDIT_DIR, "labels.tsv")) as f:
         for line in f:
