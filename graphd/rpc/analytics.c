@@ -1092,6 +1092,32 @@ static int ord_token_parse(const char *tok, uint64_t snap, int order, uint64_t m
   return GD_OK;
 }
 
+/* Answers c with the summaries rows[0 .. n) (supply sources named as
+ * snapshot snap recorded them) and next_page_token tok. GD_OK: answered;
+ * otherwise the error in err, nothing sent. */
+static int cl_reply(gd_call *c, gd_rtxn *r, uint64_t snap, bool has_names, const cl_row *rows,
+                    size_t n, const char *tok, gd_err *err) {
+  gd_arena *a = NULL;
+  cl_pb *ps = calloc(n ? n : 1, sizeof *ps);
+  Graphd__V1__ClusterSummary **mp = calloc(n ? n : 1, sizeof *mp);
+  int rc = ps && mp ? GD_OK : gd_err_set(err, GD_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n && !rc; i++) {
+    rc = cl_fill(r, snap, has_names, rows[i].id, &rows[i].s, &a, &ps[i], err);
+    mp[i] = &ps[i].m;
+  }
+  if (!rc) {
+    Graphd__V1__ListClustersReply rep = GRAPHD__V1__LIST_CLUSTERS_REPLY__INIT;
+    rep.clusters = mp;
+    rep.n_clusters = n;
+    rep.next_page_token = (char *)tok;
+    rpc_reply(c, &rep.base);
+  }
+  gd_arena_free(a);
+  free(ps);
+  free(mp);
+  return rc;
+}
+
 /* Answers c from a stored order: 1 done, 0 the snapshot has none (the
  * caller sorts), -1 error in err (not answered). */
 static int list_ordered(gd_call *c, gd_rtxn *r, const Graphd__V1__ListClustersRequest *req,
@@ -1105,11 +1131,8 @@ static int list_ordered(gd_call *c, gd_rtxn *r, const Graphd__V1__ListClustersRe
   uint8_t after[GD_ORDER_ROW];
   bool indexed;
   int ret = -1;
-  cl_pb *ps = NULL;
-  Graphd__V1__ClusterSummary **mp = NULL;
-  gd_arena *a = NULL;
-  int rc = gd_store_order_visit(r, snap, oc.order, NULL, NULL, NULL, &indexed, err);
-  if (rc)
+  cl_row *rows = NULL;
+  if (gd_store_order_visit(r, snap, oc.order, NULL, NULL, NULL, &indexed, err))
     return -1;
   if (!indexed) {
     /* No rows: an old snapshot, or one without clusters (ask which). */
@@ -1124,9 +1147,8 @@ static int list_ordered(gd_call *c, gd_rtxn *r, const Graphd__V1__ListClustersRe
     return -1;
   oc.ids = malloc(oc.want * sizeof *oc.ids);
   oc.rows = malloc(oc.want * GD_ORDER_ROW);
-  ps = calloc(oc.want, sizeof *ps);
-  mp = calloc(oc.want, sizeof *mp);
-  if (!oc.ids || !oc.rows || !ps || !mp) {
+  rows = malloc(oc.want * sizeof *rows);
+  if (!oc.ids || !oc.rows || !rows) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     goto out;
   }
@@ -1137,17 +1159,12 @@ static int list_ordered(gd_call *c, gd_rtxn *r, const Graphd__V1__ListClustersRe
   for (size_t i = 0; i < n; i++) {
     const void *raw;
     size_t raw_len;
-    gd_cluster_summary s;
+    rows[i].id = oc.ids[i];
     if (gd_store_cluster_get(r, snap, oc.ids[i], &raw, &raw_len, err) ||
-        gd_summary_decode(raw, raw_len, &s, err) ||
-        cl_fill(r, snap, has_names, oc.ids[i], &s, &a, &ps[i], err))
+        gd_summary_decode(raw, raw_len, &rows[i].s, err))
       goto out;
-    mp[i] = &ps[i].m;
   }
-  Graphd__V1__ListClustersReply rep = GRAPHD__V1__LIST_CLUSTERS_REPLY__INIT;
   char tok[96] = "";
-  rep.clusters = mp;
-  rep.n_clusters = n;
   if (oc.n > limit) {
     int k = snprintf(tok, sizeof tok, "o%llu.%d.%llu.", (unsigned long long)snap, (int)req->order,
                      (unsigned long long)req->min_size);
@@ -1155,13 +1172,9 @@ static int list_ordered(gd_call *c, gd_rtxn *r, const Graphd__V1__ListClustersRe
       k += snprintf(tok + k, sizeof tok - (size_t)k, "%02x",
                     oc.rows[(n - 1) * GD_ORDER_ROW + (size_t)i]);
   }
-  rep.next_page_token = tok;
-  rpc_reply(c, &rep.base);
-  ret = 1;
+  ret = cl_reply(c, r, snap, has_names, rows, n, tok, err) ? -1 : 1;
 out:
-  gd_arena_free(a);
-  free(ps);
-  free(mp);
+  free(rows);
   free(oc.ids);
   free(oc.rows);
   return ret;
@@ -1174,14 +1187,10 @@ void rpc_list_clusters(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
     return;
   gd_rtxn *r = NULL;
   gd_err err = {0};
-  gd_arena *a = NULL;
   uint64_t off;
   size_t limit = req->limit ? req->limit : 100;
   cl_collect cc = {.min_size = req->min_size, .err = &err};
-  uint64_t snap = 0;
   bool has_names = false;
-  cl_pb *ps = NULL;
-  Graphd__V1__ClusterSummary **mp = NULL;
   if (req->order < 0 || req->order > 2) {
     rpc_fail_code(c, GD_EINVALID, "order: unknown order");
     goto out;
@@ -1199,15 +1208,14 @@ void rpc_list_clusters(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
     rpc_fail(c, &err);
     goto out;
   }
-  snap = sv.id;
-  int done = list_ordered(c, r, req, snap, has_names, limit, &err);
+  int done = list_ordered(c, r, req, sv.id, has_names, limit, &err);
   if (done < 0)
     rpc_fail(c, &err);
   if (done)
     goto out;
   /* A snapshot written before orders were stored: sort its summaries. */
   if (parse_tok(req->page_token, 'c', &off, &err) ||
-      gd_store_clusters_visit(r, snap, 0, cl_visit, &cc, NULL, &err)) {
+      gd_store_clusters_visit(r, sv.id, 0, cl_visit, &cc, NULL, &err)) {
     rpc_fail(c, &err);
     goto out;
   }
@@ -1216,33 +1224,13 @@ void rpc_list_clusters(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
         req->order == GRAPHD__V1__CLUSTER_ORDER__CLUSTER_ORDER_SIZE ? by_size : by_risk);
   size_t start = off < cc.n ? (size_t)off : cc.n;
   size_t n = cc.n - start < limit ? cc.n - start : limit;
-  ps = calloc(n ? n : 1, sizeof *ps);
-  mp = calloc(n ? n : 1, sizeof *mp);
-  if (!ps || !mp) {
-    rpc_fail_code(c, GD_ENOMEM, "out of memory");
-    goto out;
-  }
-  for (size_t i = 0; i < n; i++) {
-    if (cl_fill(r, snap, has_names, cc.rows[start + i].id, &cc.rows[start + i].s, &a, &ps[i],
-                &err)) {
-      rpc_fail(c, &err);
-      goto out;
-    }
-    mp[i] = &ps[i].m;
-  }
-  Graphd__V1__ListClustersReply rep = GRAPHD__V1__LIST_CLUSTERS_REPLY__INIT;
   char tok[32] = "";
-  rep.clusters = mp;
-  rep.n_clusters = n;
   if (start + n < cc.n)
     snprintf(tok, sizeof tok, "c%zu", start + n);
-  rep.next_page_token = tok;
-  rpc_reply(c, &rep.base);
+  if (cl_reply(c, r, sv.id, has_names, cc.rows ? cc.rows + start : NULL, n, tok, &err))
+    rpc_fail(c, &err);
 out:
   gd_store_read_end(r);
-  gd_arena_free(a);
-  free(ps);
-  free(mp);
   free(cc.rows);
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
@@ -1437,53 +1425,72 @@ out:
  */
 #define ASSIGN_BATCH 4096
 
+/* NUL-terminated keys in one growing buffer, addressed by offset (the
+ * buffer moves as it grows). */
+typedef struct keypool {
+  char *p;
+  size_t n, cap;
+} keypool;
+
+static int keypool_add(keypool *kp, gd_str key, size_t *ret_off, gd_err *err) {
+  if (kp->n + key.n + 1 > kp->cap) {
+    size_t nc = kp->cap ? 2 * kp->cap : 1 << 16;
+    while (nc < kp->n + key.n + 1)
+      nc *= 2;
+    char *nb = realloc(kp->p, nc);
+    if (!nb)
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+    kp->p = nb;
+    kp->cap = nc;
+  }
+  memcpy(kp->p + kp->n, key.p, key.n);
+  kp->p[kp->n + key.n] = 0;
+  *ret_off = kp->n;
+  kp->n += key.n + 1;
+  return GD_OK;
+}
+
+/* The key snapshot snap recorded for seller id, or today's record's for a
+ * snapshot without names (has_names false); "" when there is none (a
+ * seller deleted before the snapshot was written, or since). A view. */
+static int snap_key(gd_rtxn *r, uint64_t snap, bool has_names, uint64_t id, gd_str *ret,
+                    gd_err *err) {
+  gd_snap_name nm;
+  gd_entity_view v;
+  gd_ref ref = {.id = id};
+  int rc = has_names ? gd_store_snapshot_name(r, snap, id, &nm, err)
+                     : gd_store_get(r, &ref, &v, err);
+  *ret = rc ? (gd_str){"", 0} : has_names ? nm.key : v.key;
+  return rc == GD_ENOTFOUND ? GD_OK : rc;
+}
+
 typedef struct astream {
   uint64_t snap, after;
   uint64_t sellers[ASSIGN_BATCH], clusters[ASSIGN_BATCH];
   size_t n;
   bool end;
   bool keys, has_names;
-  char *kp[ASSIGN_BATCH]; /* keys: into kbuf */
+  char *kp[ASSIGN_BATCH]; /* keys: into kpool */
   size_t koff[ASSIGN_BATCH];
-  char *kbuf;
-  size_t kcap;
+  keypool kpool;
   uint8_t *buf;
   size_t cap;
 } astream;
 
 /* The batch's keys as snapshot s->snap recorded them (today's records for
- * a snapshot without names), copied into s->kbuf. */
+ * a snapshot without names). */
 static int as_keys(astream *s, gd_rtxn *r, gd_err *err) {
-  size_t *off = s->koff; /* offsets first, pointers once kbuf stops moving */
-  size_t used = 0;
+  s->kpool.n = 0;
   for (size_t i = 0; i < s->n; i++) {
-    gd_str key = {"", 0};
-    gd_snap_name nm;
-    gd_entity_view v;
-    gd_ref ref = {.id = s->sellers[i]};
-    int rc = s->has_names ? gd_store_snapshot_name(r, s->snap, s->sellers[i], &nm, err)
-                          : gd_store_get(r, &ref, &v, err);
-    if (rc && rc != GD_ENOTFOUND)
-      return rc;
+    gd_str key;
+    int rc = snap_key(r, s->snap, s->has_names, s->sellers[i], &key, err);
     if (!rc)
-      key = s->has_names ? nm.key : v.key;
-    if (used + key.n + 1 > s->kcap) {
-      size_t nc = s->kcap ? 2 * s->kcap : 1 << 16;
-      while (nc < used + key.n + 1)
-        nc *= 2;
-      char *nb = realloc(s->kbuf, nc);
-      if (!nb)
-        return gd_err_set(err, GD_ENOMEM, "out of memory");
-      s->kbuf = nb;
-      s->kcap = nc;
-    }
-    memcpy(s->kbuf + used, key.p, key.n);
-    s->kbuf[used + key.n] = 0;
-    off[i] = used;
-    used += key.n + 1;
+      rc = keypool_add(&s->kpool, key, &s->koff[i], err);
+    if (rc)
+      return rc;
   }
-  for (size_t i = 0; i < s->n; i++)
-    s->kp[i] = s->kbuf + off[i];
+  for (size_t i = 0; i < s->n; i++) /* the pool has stopped moving */
+    s->kp[i] = s->kpool.p + s->koff[i];
   return GD_OK;
 }
 
@@ -1498,7 +1505,7 @@ static int as_visit(void *ctx, const uint64_t *sellers, const uint64_t *clusters
 
 static void as_free(astream *s) {
   if (s) {
-    free(s->kbuf);
+    free(s->kpool.p);
     free(s->buf);
     free(s);
   }
@@ -1547,19 +1554,13 @@ static void as_next(gd_call *c, astream *s) {
     m.seller_keys = s->kp;
     m.n_seller_keys = s->n;
   }
-  size_t n = protobuf_c_message_get_packed_size(&m.base);
-  if (n > s->cap) {
-    uint8_t *nb = realloc(s->buf, n);
-    if (!nb) {
-      gd_call_set_user(c, NULL);
-      as_free(s);
-      rpc_fail_code(c, GD_ENOMEM, "out of memory");
-      return;
-    }
-    s->buf = nb;
-    s->cap = n;
+  size_t n;
+  if (rpc_pack_stream(&m.base, &s->buf, &s->cap, &n)) {
+    gd_call_set_user(c, NULL);
+    as_free(s);
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    return;
   }
-  protobuf_c_message_pack(&m.base, s->buf);
   gd_call_write(c, s->buf, n, !s->end);
 }
 
@@ -1616,17 +1617,19 @@ void rpc_stream_assignments(gd_call *c, const uint8_t *msg, size_t len, bool has
 
 /* ---- GetEntity's cluster ------------------------------------------------------ */
 
-void rpc_entity_cluster(gd_rtxn *r, Graphd__V1__Entity *e) {
+void rpc_entity_cluster(gd_rtxn *r, uint64_t *latest, Graphd__V1__Entity *e) {
   if (e->type != GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER)
     return;
-  gd_snapshot_view v;
   gd_err err;
   uint64_t cl;
-  if (gd_store_snapshot_get(r, 0, &v, &err) ||
-      gd_store_assignment_get(r, v.id, e->id, &cl, &err))
+  if (!*latest) {
+    gd_snapshot_view v;
+    *latest = gd_store_snapshot_get(r, 0, &v, &err) ? UINT64_MAX : v.id;
+  }
+  if (*latest == UINT64_MAX || gd_store_assignment_get(r, *latest, e->id, &cl, &err))
     return;
   e->cluster_id = cl;
-  e->cluster_snapshot_id = v.id;
+  e->cluster_snapshot_id = *latest;
 }
 
 /* ---- DiffSnapshots ----------------------------------------------------------- */
@@ -1671,7 +1674,7 @@ enum { D_SUMMARY, D_CONTINUED, D_MERGED, D_SPLIT, D_BORN, D_DISSOLVED, D_MOVED, 
 typedef struct dstream {
   gd_match_result r;
   uint64_t *sellers; /* store id of seller index s */
-  char *keys;        /* keys asked for: move i's key at keys + key_off[i] */
+  keypool keys;      /* keys asked for: move i's key at keys.p + key_off[i] */
   size_t *key_off;
   uint64_t from, to;
   int phase;
@@ -1684,7 +1687,7 @@ static void ds_free(dstream *d) {
   if (d) {
     gd_match_result_free(&d->r);
     free(d->sellers);
-    free(d->keys);
+    free(d->keys.p);
     free(d->key_off);
     free(d->buf);
     free(d);
@@ -1746,41 +1749,16 @@ static int ds_compute(dstream *d, uint64_t from, uint64_t to, int64_t min_part, 
 static int ds_keys(dstream *d, gd_err *err) {
   gd_rtxn *r = NULL;
   bool has_names = false;
-  size_t used = 0, cap = 0;
   int rc = gd_store_read_begin(env.store, &r, err);
   if (!rc)
     rc = gd_store_snapshot_has_names(r, d->to, &has_names, err);
   if (!rc && !(d->key_off = malloc(((size_t)d->r.n_moves + 1) * sizeof *d->key_off)))
     rc = gd_err_set(err, GD_ENOMEM, "out of memory");
   for (int64_t i = 0; !rc && i < d->r.n_moves; i++) {
-    uint64_t id = d->sellers[d->r.moves[i].seller];
-    gd_str key = {"", 0};
-    gd_snap_name nm;
-    gd_entity_view v;
-    gd_ref ref = {.id = id};
-    rc = has_names ? gd_store_snapshot_name(r, d->to, id, &nm, err)
-                   : gd_store_get(r, &ref, &v, err);
-    if (rc == GD_OK)
-      key = has_names ? nm.key : v.key;
-    else if (rc != GD_ENOTFOUND)
-      break;
-    rc = GD_OK;
-    if (used + key.n + 1 > cap) {
-      size_t nc = cap ? 2 * cap : 1 << 16;
-      while (nc < used + key.n + 1)
-        nc *= 2;
-      char *nb = realloc(d->keys, nc);
-      if (!nb) {
-        rc = gd_err_set(err, GD_ENOMEM, "out of memory");
-        break;
-      }
-      d->keys = nb;
-      cap = nc;
-    }
-    memcpy(d->keys + used, key.p, key.n);
-    d->keys[used + key.n] = 0;
-    d->key_off[i] = used;
-    used += key.n + 1;
+    gd_str key;
+    rc = snap_key(r, d->to, has_names, d->sellers[d->r.moves[i].seller], &key, err);
+    if (!rc)
+      rc = keypool_add(&d->keys, key, &d->key_off[i], err);
   }
   gd_store_read_end(r);
   return rc;
@@ -1893,28 +1871,22 @@ static void ds_next(gd_call *c, dstream *d) {
   default: /* D_MOVED */
     e.seller_id = d->sellers[r->moves[i].seller];
     if (d->key_off)
-      e.seller_key = d->keys + d->key_off[i];
+      e.seller_key = d->keys.p + d->key_off[i];
     one_from = (uint64_t)r->moves[i].from;
     one_to = (uint64_t)r->moves[i].to;
     e.from_clusters = &one_from, e.n_from_clusters = 1;
     e.to_clusters = &one_to, e.n_to_clusters = 1;
     break;
   }
-  size_t n = protobuf_c_message_get_packed_size(&e.base);
-  if (n > d->cap) {
-    uint8_t *nb = realloc(d->buf, n);
-    if (!nb) {
-      free(parts);
-      gd_call_set_user(c, NULL);
-      ds_free(d);
-      rpc_fail_code(c, GD_ENOMEM, "out of memory");
-      return;
-    }
-    d->buf = nb;
-    d->cap = n;
-  }
-  protobuf_c_message_pack(&e.base, d->buf);
+  size_t n;
+  int prc = rpc_pack_stream(&e.base, &d->buf, &d->cap, &n);
   free(parts);
+  if (prc) {
+    gd_call_set_user(c, NULL);
+    ds_free(d);
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    return;
+  }
   bool last = d->phase == D_MOVED && d->i == r->n_moves;
   gd_call_write(c, d->buf, n, !last);
 }

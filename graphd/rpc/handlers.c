@@ -39,6 +39,20 @@ void rpc_fail_code(gd_call *c, int code, const char *msg) {
 }
 
 /* Packs and sends a reply message. */
+int rpc_pack_stream(const ProtobufCMessage *m, uint8_t **buf, size_t *cap, size_t *ret_n) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  if (n > *cap) {
+    uint8_t *nb = realloc(*buf, n);
+    if (!nb)
+      return GD_ENOMEM;
+    *buf = nb;
+    *cap = n;
+  }
+  protobuf_c_message_pack(m, *buf);
+  *ret_n = n;
+  return GD_OK;
+}
+
 void rpc_reply(gd_call *c, const ProtobufCMessage *m) {
   size_t n = protobuf_c_message_get_packed_size(m);
   if (n > env.lim.max_reply_bytes) {
@@ -742,7 +756,8 @@ static void h_get_entity(gd_call *c, const uint8_t *msg, size_t len, bool has_ms
       e.evidence_weight = ev.weight;
       e.corroboration = ev.corroboration;
       e.evidence_context = ev.context;
-      rpc_entity_cluster(r, &e);
+      uint64_t latest = 0;
+      rpc_entity_cluster(r, &latest, &e);
       rep.entity = &e;
       rpc_reply(c, &rep.base);
     }
@@ -789,6 +804,7 @@ static void ls_next(gd_call *c, lstream *s) {
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
   gd_err err = {0};
+  uint64_t latest = 0; /* rpc_entity_cluster's cache, for this transaction */
   int rc = gd_store_read_begin(env.store, &r, &err);
   for (size_t i = 0; i < k && !rc; i++) {
     gd_ref ref = {.id = s->ids[s->pos + i]};
@@ -805,7 +821,7 @@ static void ls_next(gd_call *c, lstream *s) {
       rc = gd_err_set(&err, GD_ENOMEM, "out of memory");
       break;
     }
-    rpc_entity_cluster(r, &ents[m.n_entities]);
+    rpc_entity_cluster(r, &latest, &ents[m.n_entities]);
     ep[m.n_entities] = &ents[m.n_entities];
     m.n_entities++;
   }
@@ -813,18 +829,9 @@ static void ls_next(gd_call *c, lstream *s) {
   if (!rc) {
     m.entities = ep;
     m.not_found = missing;
-    n = protobuf_c_message_get_packed_size(&m.base);
-    if (n > s->cap) {
-      uint8_t *nb = realloc(s->buf, n);
-      if (nb) {
-        s->buf = nb;
-        s->cap = n;
-      } else {
-        rc = gd_err_set(&err, GD_ENOMEM, "out of memory");
-      }
-    }
-    if (!rc)
-      protobuf_c_message_pack(&m.base, s->buf); /* strings point into r: pack first */
+    /* Strings point into r: pack before it ends. */
+    if (rpc_pack_stream(&m.base, &s->buf, &s->cap, &n))
+      rc = gd_err_set(&err, GD_ENOMEM, "out of memory");
   }
   gd_store_read_end(r);
   gd_arena_free(a);

@@ -24,6 +24,9 @@ void rpc_fail(gd_call *c, const gd_err *err);
 void rpc_fail_code(gd_call *c, int code, const char *msg);
 /* Packs and sends a reply message (OK). */
 void rpc_reply(gd_call *c, const ProtobufCMessage *m);
+/* Packs m into *buf (a stream's reusable buffer of *cap bytes, grown as
+ * needed); *ret_n gets the length. Errors: GD_ENOMEM (*buf unchanged). */
+int rpc_pack_stream(const ProtobufCMessage *m, uint8_t **buf, size_t *cap, size_t *ret_n);
 /*
  * Decodes a d message from msg under the request decode budget
  * (lim.max_request_alloc); free it with protobuf_c_message_free_unpacked(m,
@@ -82,7 +85,9 @@ void rpc_diff_written(gd_call *c, bool ok);
 void rpc_reflection_read(gd_call *c, gd_read_result r, const uint8_t *msg, size_t len);
 void rpc_reflection_written(gd_call *c, bool ok);
 /* Sets e's cluster_id / cluster_snapshot_id from the latest snapshot
- * (sellers only; left 0 when there is none). */
-void rpc_entity_cluster(gd_rtxn *r, Graphd__V1__Entity *e);
+ * (sellers only; left 0 when there is none). *latest caches the latest
+ * snapshot id across calls in one read transaction: start it at 0 (not
+ * looked up yet); UINT64_MAX after the lookup means there is none. */
+void rpc_entity_cluster(gd_rtxn *r, uint64_t *latest, Graphd__V1__Entity *e);
 
 #endif

@@ -176,11 +176,13 @@ class Job:
 @dataclasses.dataclass
 class ClusterDetail:
     """One cluster of a snapshot (Client.cluster). summary: as a row of
-    Client.clusters (a dict); members: DataFrame seller_id, key, labels,
-    degree, seller_count, first_seen, last_seen, attributes (all members,
-    ascending seller id); ties: DataFrame seller_a, seller_b, weight (the
-    strongest stored evidence ties); ties_stored: how many the snapshot
-    holds (size - 1 for a connected cluster)."""
+    Client.clusters (a dict); members: DataFrame seller_id, key, flagged
+    (as the snapshot recorded them), present_today, labels_today,
+    degree_today, seller_count_today, first_seen_today, last_seen_today,
+    attributes_today (today's records; all members, ascending seller id);
+    ties: DataFrame seller_a, seller_b, weight (the strongest stored
+    evidence ties); ties_stored: how many the snapshot holds (size - 1 for
+    a connected cluster)."""
     snapshot_id: int
     summary: dict
     members: pd.DataFrame
@@ -239,10 +241,13 @@ def _algo_name(pb, a):
 
 
 def _unix(x, what):
-    """int seconds, datetime/date (naive = UTC) or ISO 8601 text -> int."""
-    if x is None:
+    """int seconds, datetime/date/Timestamp (naive = UTC) or ISO 8601 text
+    -> int; None and pandas' missing values (NaN, NaT) -> 0."""
+    if x is None or x is pd.NaT or (isinstance(x, (float, np.floating)) and x != x):
         return 0
     if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        return int(x)
+    if isinstance(x, (float, np.floating)) and float(x).is_integer():
         return int(x)
     if isinstance(x, str):
         try:
@@ -621,8 +626,9 @@ class Client:
         """The entities with these ids (GetEntities, streamed; chunk ids a
         call): a DataFrame in the order of ids with columns id, type (a
         category), key, labels (a list), degree, seller_count, first_seen,
-        last_seen (datetime64, UTC; NaT when never observed), cluster_id, cluster_snapshot_id (a
-        seller's cluster in the latest snapshot) and, with attributes=True,
+        last_seen (datetime64, UTC; NaT when never observed), cluster_id,
+        cluster_snapshot_id (a seller's cluster in the latest snapshot)
+        and, with attributes=True,
         attributes (a dict). Unknown ids are left out and listed, in order,
         in attrs["not_found"]; they fail nothing. GraphdError:
         INVALID_ARGUMENT (a chunk over the server's 1,000,000)."""
@@ -785,14 +791,6 @@ class Client:
 
     # ------------------------------------------------------------ writes
 
-    def _seen(self, v):
-        """A DataFrame cell of a seen column as Unix seconds (0 = none)."""
-        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
-            return 0
-        if isinstance(v, (pd.Timestamp, datetime.datetime, np.datetime64)):
-            return int(pd.Timestamp(v).timestamp())
-        return int(v)
-
     def _link_msgs(self, links):
         pb = self._pb
         need = {"a_type", "a_key", "b_type", "b_key"}
@@ -802,7 +800,7 @@ class Client:
         seen = links["seen"] if "seen" in links.columns else [0] * len(links)
         return [pb.LinkInput(a=pb.EntityRef(type=_etype_value(pb, at, "a_type"), key=str(ak)),
                              b=pb.EntityRef(type=_etype_value(pb, bt, "b_type"), key=str(bk)),
-                             seen=self._seen(sn))
+                             seen=_unix(sn, "links.seen"))
                 for at, ak, bt, bk, sn in zip(links["a_type"], links["a_key"], links["b_type"],
                                               links["b_key"], seen)]
 
@@ -822,7 +820,7 @@ class Client:
                 labels=list(labels) if labels is not None and not isinstance(labels, float)
                 else [],
                 attributes=[pb.Attribute(name=str(k), value=str(v)) for k, v in attrs.items()],
-                seen=self._seen(row.get("seen"))))
+                seen=_unix(row.get("seen"), "entities.seen")))
         return out
 
     @staticmethod
