@@ -979,13 +979,14 @@ typedef struct cl_pb {
 
 /*
  * Entity id as snapshot snap named it (store/snapshot.h, snap_name): id,
- * type and key, copied into the arena. *flagged (may be NULL) gets its
- * flagged state. GD_ENOTFOUND: not named (deleted before the snapshot was
+ * type and key, and for a detailed name also its labels, times and seller
+ * count when detail is asked for, copied into the arena. *flagged (may be NULL) gets its flagged
+ * state. GD_ENOTFOUND: not named (deleted before the snapshot was
  * written). A snapshot without names (has_names false: written before they
  * were kept) reads today's record instead.
  */
-static int snap_entity(gd_rtxn *r, uint64_t snap, bool has_names, uint64_t id, gd_arena **a,
-                       Graphd__V1__Entity *out, bool *flagged, gd_err *err) {
+static int snap_entity(gd_rtxn *r, uint64_t snap, bool has_names, uint64_t id, bool detail,
+                       gd_arena **a, Graphd__V1__Entity *out, bool *flagged, gd_err *err) {
   if (flagged)
     *flagged = false;
   if (!has_names) {
@@ -1002,6 +1003,22 @@ static int snap_entity(gd_rtxn *r, uint64_t snap, bool has_names, uint64_t id, g
   int rc = gd_store_snapshot_name(r, snap, id, &nm, err);
   if (rc)
     return rc;
+  if (flagged)
+    *flagged = nm.flagged;
+  if (detail && nm.detail) {
+    /* The snapshot kept the record's labels region as is. */
+    gd_entity_view v = {.id = id,
+                        .type = nm.type,
+                        .key = nm.key,
+                        .first_seen = nm.d.first_seen,
+                        .last_seen = nm.d.last_seen,
+                        .seller_count = nm.d.seller_count,
+                        .nlabels = nm.d.nlabels,
+                        .labels_raw = nm.d.labels_raw};
+    if (gd_pb_entity(&v, false, a, out))
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+    return GD_OK;
+  }
   char *key = gd_arena_alloc(a, nm.key.n + 1);
   if (!key)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
@@ -1011,8 +1028,6 @@ static int snap_entity(gd_rtxn *r, uint64_t snap, bool has_names, uint64_t id, g
   out->id = id;
   out->type = (Graphd__V1__EntityType)nm.type;
   out->key = key;
-  if (flagged)
-    *flagged = nm.flagged;
   return GD_OK;
 }
 
@@ -1028,7 +1043,7 @@ static int cl_fill(gd_rtxn *r, uint64_t snap, bool has_names, uint64_t id,
   for (int i = 0; i < s->n_top; i++) {
     Graphd__V1__SupplySource *src = &p->src[p->m.n_top_shared];
     graphd__v1__supply_source__init(src);
-    int rc = snap_entity(r, snap, has_names, s->top[i].id, a, &p->ent[p->m.n_top_shared], NULL,
+    int rc = snap_entity(r, snap, has_names, s->top[i].id, false, a, &p->ent[p->m.n_top_shared], NULL,
                          err);
     if (rc == GD_ENOTFOUND)
       continue; /* deleted before the snapshot was written (or since, without names) */
@@ -1235,6 +1250,98 @@ out:
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+/* GetCluster's links: the page's kept links, then their entities. */
+typedef struct link_collect {
+  gd_snap_link *l;
+  size_t n, cap;
+  bool nomem;
+} link_collect;
+
+static int link_visit(void *ctx, const gd_snap_link *l) {
+  link_collect *lc = ctx;
+  if (lc->n == lc->cap) {
+    size_t cap = lc->cap ? 2 * lc->cap : 256;
+    gd_snap_link *nl = realloc(lc->l, cap * sizeof *nl);
+    if (!nl) {
+      lc->nomem = true;
+      return 1;
+    }
+    lc->l = nl;
+    lc->cap = cap;
+  }
+  lc->l[lc->n++] = *l;
+  return 0;
+}
+
+static int cmp_u64(const void *pa, const void *pb) {
+  uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+  return a < b ? -1 : a > b;
+}
+
+/*
+ * Fills rep's links and linked from the links of the page's members
+ * (sellers in (after, upto]) that snapshot snap kept for cluster.
+ * Links to an entity the snapshot does not name are left out. Arrays come
+ * from the arena; lc's is the caller's to free.
+ */
+static int cluster_links(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t after,
+                         uint64_t upto, link_collect *lc, gd_arena **a,
+                         Graphd__V1__GetClusterReply *rep, gd_err *err) {
+  bool kept;
+  int rc = gd_store_cluster_links(r, snap, cluster, after, upto, link_visit, lc, &kept, err);
+  if (rc)
+    return rc;
+  if (lc->nomem)
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
+  uint64_t *ids = gd_arena_alloc(a, (lc->n ? lc->n : 1) * sizeof *ids);
+  if (!ids)
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
+  size_t nid = 0;
+  for (size_t i = 0; i < lc->n; i++)
+    ids[nid++] = lc->l[i].entity;
+  qsort(ids, nid, sizeof *ids, cmp_u64);
+  size_t u = 0;
+  for (size_t i = 0; i < nid; i++)
+    if (!u || ids[i] != ids[u - 1])
+      ids[u++] = ids[i];
+  Graphd__V1__Entity *ents = gd_arena_alloc(a, (u ? u : 1) * sizeof *ents);
+  Graphd__V1__Entity **ep = gd_arena_alloc(a, (u ? u : 1) * sizeof *ep);
+  Graphd__V1__ClusterLink *lv = gd_arena_alloc(a, (lc->n ? lc->n : 1) * sizeof *lv);
+  Graphd__V1__ClusterLink **lp = gd_arena_alloc(a, (lc->n ? lc->n : 1) * sizeof *lp);
+  if (!ents || !ep || !lv || !lp)
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
+  size_t ne = 0;
+  for (size_t i = 0; i < u; i++) {
+    rc = snap_entity(r, snap, true, ids[i], true, a, &ents[ne], NULL, err);
+    if (rc == GD_ENOTFOUND)
+      continue;
+    if (rc)
+      return rc;
+    ids[ne] = ids[i];
+    ep[ne] = &ents[ne];
+    ne++;
+  }
+  size_t nl = 0;
+  for (size_t i = 0; i < lc->n; i++) {
+    if (!bsearch(&lc->l[i].entity, ids, ne, sizeof *ids, cmp_u64))
+      continue;
+    graphd__v1__cluster_link__init(&lv[nl]);
+    lv[nl].seller_id = lc->l[i].seller;
+    lv[nl].entity_id = lc->l[i].entity;
+    lv[nl].first_seen = lc->l[i].first_seen;
+    lv[nl].last_seen = lc->l[i].last_seen;
+    lv[nl].count = lc->l[i].count;
+    lp[nl] = &lv[nl];
+    nl++;
+  }
+  rep->links_kept = kept;
+  rep->links = lp;
+  rep->n_links = nl;
+  rep->linked = ep;
+  rep->n_linked = ne;
+  return GD_OK;
+}
+
 typedef struct mem_collect {
   uint64_t cluster, after;
   uint64_t *ids;
@@ -1284,6 +1391,8 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   size_t n_ties = 0;
   uint64_t ties_total = 0;
   bool indexed;
+  bool links = req->links;
+  link_collect lc = {0};
   cl_pb p;
   if (max > env.lim.result_cap) {
     gd_limit_hit(GD_LIMIT_RESULT_CAP);
@@ -1343,7 +1452,8 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   rep.cluster = &p.m;
   for (size_t i = 0; i < mc.n; i++) {
     bool flagged;
-    int rc = snap_entity(r, snap, has_names, mc.ids[i], &a, &ents[rep.n_members], &flagged, &err);
+    int rc = snap_entity(r, snap, has_names, mc.ids[i], links, &a, &ents[rep.n_members],
+                         &flagged, &err);
     if (rc == GD_ENOTFOUND)
       continue; /* deleted before the snapshot was written (or since, without names) */
     if (rc) {
@@ -1378,6 +1488,12 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   rep.flagged_members = flg;
   rep.live_members = lp;
   rep.more_members = mc.more;
+  if (links && s.links_kept &&
+      cluster_links(r, snap, req->cluster_id, req->after_seller,
+                    mc.more && mc.n ? mc.ids[mc.n - 1] : UINT64_MAX, &lc, &a, &rep, &err)) {
+    rpc_fail(c, &err);
+    goto out;
+  }
   for (size_t i = 0; i < n_ties; i++) {
     graphd__v1__evidence_tie__init(&tv[i]);
     tv[i].seller_a = ties[i].a;
@@ -1385,7 +1501,7 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     tv[i].weight = ties[i].weight;
     for (int end = 0; end < 2 && has_names; end++) {
       Graphd__V1__Entity e;
-      int rc = snap_entity(r, snap, true, end ? ties[i].b : ties[i].a, &a, &e, NULL, &err);
+      int rc = snap_entity(r, snap, true, end ? ties[i].b : ties[i].a, false, &a, &e, NULL, &err);
       if (rc && rc != GD_ENOTFOUND) {
         rpc_fail(c, &err);
         goto out;
@@ -1411,6 +1527,7 @@ out:
   free(ties);
   free(tv);
   free(tp);
+  free(lc.l);
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 

@@ -509,32 +509,42 @@ static int appends_after(MDB_txn *txn, MDB_dbi dbi, uint64_t id, bool *ret) {
   return MDB_SUCCESS;
 }
 
-/* Per-cluster rows (members, or ties) of snapshot id: dup lists appended
- * in value order under (id, cluster) keys. */
+/* Per-cluster rows of snapshot id: dup lists appended in value order
+ * under (id, cluster) keys. kind: 0 members, 1 ties, 2 links. */
+#define LINK_ROW 40
 static int put_rows(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const gd_snapshot_in *in,
-                    bool members, gd_err *err) {
-  const char *what = members ? "snapshot members" : "snapshot ties";
+                    int kind, gd_err *err) {
+  static const char *const whats[] = {"snapshot members", "snapshot ties", "snapshot links"};
+  const char *what = whats[kind];
+  const size_t *off = kind == 0 ? in->member_off : kind == 1 ? in->tie_off : in->link_off;
   MDB_cursor *cur;
-  uint8_t kb[16], row[24];
+  uint8_t kb[16], row[LINK_ROW];
   MDB_val k = {16, kb}, v;
   int rc = mdb_cursor_open(txn, dbi, &cur);
   if (rc)
     return gd__mdb_err(rc, err, what);
   gd_be64_put(kb, id);
   for (size_t i = 0; i < in->n_clusters && !rc; i++) {
-    const size_t *off = members ? in->member_off : in->tie_off;
     gd_be64_put(kb + 8, in->cluster_ids[i]);
     for (size_t m = off[i]; m < off[i + 1] && !rc; m++) {
-      if (members) {
+      if (kind == 0) {
         gd_be64_put(row, in->members[m]);
         v.mv_size = 8;
-      } else {
+      } else if (kind == 1) {
         uint64_t bits;
         memcpy(&bits, &in->ties[m].weight, 8);
         gd_be64_put(row, in->ties[m].a);
         gd_be64_put(row + 8, in->ties[m].b);
         gd_be64_put(row + 16, bits);
         v.mv_size = 24;
+      } else {
+        const gd_snap_link *l = &in->links[m];
+        gd_be64_put(row, l->seller);
+        gd_be64_put(row + 8, l->entity);
+        gd_be64_put(row + 16, (uint64_t)l->first_seen);
+        gd_be64_put(row + 24, (uint64_t)l->last_seen);
+        gd_be64_put(row + 32, l->count);
+        v.mv_size = LINK_ROW;
       }
       v.mv_data = row;
       k.mv_size = 16;
@@ -546,34 +556,64 @@ static int put_rows(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const gd_snapshot_in
   return rc ? gd__mdb_err(rc, err, what) : GD_OK;
 }
 
+/* A label's length in a labels region: u16 in the entity record's byte
+ * order (record.c), since the region is the record's, copied. */
+static inline size_t label_len(const uint8_t *q) {
+  uint16_t n;
+  memcpy(&n, q, 2);
+  return n;
+}
+
 /* snap_name rows of snapshot id, appended when it is the newest. */
+#define DETAIL_BYTES 30 /* first, last, seller_count, u16 count, u32 bytes */
 static int put_names(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const gd_snapshot_in *in,
                      gd_err *err) {
-  uint8_t kb[16], vb[2 + GD__EKEY_INLINE_MAX];
+  uint8_t kb[16];
   MDB_val k = {16, kb}, v;
   bool append;
   int rc;
   for (size_t i = 0; i < in->n_names; i++) {
     size_t n = in->name_key_off[i + 1] - in->name_key_off[i];
-    if (n > GD__EKEY_INLINE_MAX || (i && in->name_ids[i] <= in->name_ids[i - 1]))
+    bool detail = in->name_flags[i] & GD_SNAP_DETAIL;
+    if (n > GD__EKEY_INLINE_MAX || (i && in->name_ids[i] <= in->name_ids[i - 1]) ||
+        (detail && (!in->name_detail || in->name_detail[i].labels_len > UINT32_MAX ||
+                    in->name_detail[i].nlabels > UINT16_MAX)))
       return gd_err_set(err, GD_EINVALID, "names[%zu]: %s", i,
-                        n > GD__EKEY_INLINE_MAX ? "key too long" : "ids not strictly ascending");
+                        n > GD__EKEY_INLINE_MAX ? "key too long"
+                        : detail                ? "bad detail"
+                                                : "ids not strictly ascending");
   }
   if ((rc = appends_after(txn, dbi, id, &append)))
     return gd__mdb_err(rc, err, "snapshot names");
   gd_be64_put(kb, id);
   for (size_t i = 0; i < in->n_names; i++) {
     size_t n = in->name_key_off[i + 1] - in->name_key_off[i];
-    vb[0] = in->name_type[i];
-    vb[1] = in->name_flags[i];
-    memcpy(vb + 2, in->name_keys + in->name_key_off[i], n);
+    const gd_snap_detail *d =
+        in->name_flags[i] & GD_SNAP_DETAIL ? &in->name_detail[i] : NULL;
     gd_be64_put(kb + 8, in->name_ids[i]);
     k.mv_size = 16;
     k.mv_data = kb;
-    v.mv_size = 2 + n;
-    v.mv_data = vb;
-    if ((rc = mdb_put(txn, dbi, &k, &v, append ? MDB_APPEND : 0)))
+    v.mv_size = 2 + n + (d ? DETAIL_BYTES + d->labels_len : 0);
+    v.mv_data = NULL;
+    if ((rc = mdb_put(txn, dbi, &k, &v, MDB_RESERVE | (append ? MDB_APPEND : 0))))
       return gd__mdb_err(rc, err, "snapshot names");
+    uint8_t *p = v.mv_data;
+    p[0] = in->name_type[i];
+    p[1] = in->name_flags[i];
+    p += 2;
+    if (d) {
+      wr_le64(p, (uint64_t)d->first_seen);
+      wr_le64(p + 8, (uint64_t)d->last_seen);
+      wr_le64(p + 16, d->seller_count);
+      p[24] = (uint8_t)d->nlabels;
+      p[25] = (uint8_t)(d->nlabels >> 8);
+      for (int b = 0; b < 4; b++)
+        p[26 + b] = (uint8_t)(d->labels_len >> (8 * b));
+      if (d->labels_len)
+        memcpy(p + DETAIL_BYTES, d->labels_raw, d->labels_len);
+      p += DETAIL_BYTES + d->labels_len;
+    }
+    memcpy(p, in->name_keys + in->name_key_off[i], n);
   }
   return GD_OK;
 }
@@ -590,13 +630,92 @@ int gd_store_snapshot_name(gd_rtxn *r, uint64_t snap, uint64_t id, gd_snap_name 
                       (unsigned long long)snap, (unsigned long long)id);
   if (rc)
     return gd__mdb_err(rc, err, "snapshot names");
+  const uint8_t *p = v.mv_data, *end = p + v.mv_size;
   if (v.mv_size < 2)
-    return gd_err_set(err, GD_EINTERNAL, "snapshot %llu: corrupt name of %llu",
-                      (unsigned long long)snap, (unsigned long long)id);
-  const uint8_t *p = v.mv_data;
+    goto corrupt;
+  memset(ret, 0, sizeof *ret);
   ret->type = p[0];
   ret->flagged = p[1] & GD_SNAP_FLAGGED;
-  ret->key = (gd_str){(const char *)p + 2, v.mv_size - 2};
+  ret->detail = p[1] & GD_SNAP_DETAIL;
+  p += 2;
+  if (ret->detail) {
+    if (end - p < DETAIL_BYTES)
+      goto corrupt;
+    gd_snap_detail *d = &ret->d;
+    d->first_seen = (int64_t)rd_le64(p);
+    d->last_seen = (int64_t)rd_le64(p + 8);
+    d->seller_count = rd_le64(p + 16);
+    d->nlabels = (size_t)p[24] | (size_t)p[25] << 8;
+    d->labels_len = (size_t)p[26] | (size_t)p[27] << 8 | (size_t)p[28] << 16 | (size_t)p[29] << 24;
+    p += DETAIL_BYTES;
+    if ((size_t)(end - p) < d->labels_len)
+      goto corrupt;
+    d->labels_raw = p;
+    /* Validate once so gd_snap_name_label needs no checks. */
+    const uint8_t *q = p, *qe = p + d->labels_len;
+    for (size_t i = 0; i < d->nlabels; i++) {
+      if (qe - q < 2 || (size_t)(qe - q - 2) < label_len(q))
+        goto corrupt;
+      q += 2 + label_len(q);
+    }
+    if (q != qe)
+      goto corrupt;
+    p = qe;
+  }
+  ret->key = (gd_str){(const char *)p, (size_t)(end - p)};
+  return GD_OK;
+corrupt:
+  return gd_err_set(err, GD_EINTERNAL, "snapshot %llu: corrupt name of %llu",
+                    (unsigned long long)snap, (unsigned long long)id);
+}
+
+gd_str gd_snap_name_label(const gd_snap_name *nm, size_t i) {
+  const uint8_t *q = nm->d.labels_raw;
+  while (i--)
+    q += 2 + label_len(q);
+  return (gd_str){(const char *)q + 2, label_len(q)};
+}
+
+int gd_store_cluster_links(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t after,
+                           uint64_t upto, gd_snap_link_fn fn, void *ctx, bool *ret_kept,
+                           gd_err *err) {
+  MDB_cursor *cur;
+  uint8_t kb[16], vb[LINK_ROW] = {0};
+  MDB_val k = {16, kb}, v;
+  *ret_kept = false;
+  int rc = mdb_cursor_open(r->txn, r->s->snap_link, &cur);
+  if (rc)
+    return gd__mdb_err(rc, err, "link cursor");
+  gd_be64_put(kb, snap);
+  gd_be64_put(kb + 8, cluster);
+  rc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+  if (rc == MDB_SUCCESS) {
+    *ret_kept = true;
+    if (after == UINT64_MAX) {
+      rc = MDB_NOTFOUND;
+    } else {
+      gd_be64_put(vb, after + 1);
+      k.mv_size = 16;
+      k.mv_data = kb;
+      v.mv_size = LINK_ROW;
+      v.mv_data = vb;
+      rc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+    }
+    for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
+      if (v.mv_size != LINK_ROW) {
+        mdb_cursor_close(cur);
+        return gd_err_set(err, GD_EINTERNAL, "link row of %zu bytes", v.mv_size);
+      }
+      const uint8_t *p = v.mv_data;
+      gd_snap_link l = {gd_be64_get(p), gd_be64_get(p + 8), (int64_t)gd_be64_get(p + 16),
+                        (int64_t)gd_be64_get(p + 24), gd_be64_get(p + 32)};
+      if (l.seller > upto || fn(ctx, &l))
+        break;
+    }
+  }
+  mdb_cursor_close(cur);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, "links");
   return GD_OK;
 }
 
@@ -758,6 +877,12 @@ int gd_store_snapshot_put(gd_wtxn *t, uint64_t id, const gd_snapshot_in *in, gd_
           (m > in->tie_off[i] && (x->a < x[-1].a || (x->a == x[-1].a && x->b <= x[-1].b))))
         return gd_err_set(err, GD_EINVALID, "clusters[%zu]: ties out of order", i);
     }
+    for (size_t m = in->link_off ? in->link_off[i] + 1 : 1; in->link_off && m < in->link_off[i + 1];
+         m++) {
+      const gd_snap_link *x = &in->links[m];
+      if (x->seller < x[-1].seller || (x->seller == x[-1].seller && x->entity <= x[-1].entity))
+        return gd_err_set(err, GD_EINVALID, "clusters[%zu]: links out of order", i);
+    }
   }
 
   gd__id_key(id, kb, &k);
@@ -817,9 +942,11 @@ int gd_store_snapshot_put(gd_wtxn *t, uint64_t id, const gd_snapshot_in *in, gd_
     if ((rc = mdb_put(txn, s->snap_cluster, &k, &v, append ? MDB_APPEND : 0)))
       return gd__mdb_err(rc, err, "snapshot clusters");
   }
-  if (in->member_off && (rc = put_rows(txn, s->snap_member, id, in, true, err)))
+  if (in->member_off && (rc = put_rows(txn, s->snap_member, id, in, 0, err)))
     return rc;
-  if (in->tie_off && (rc = put_rows(txn, s->snap_tie, id, in, false, err)))
+  if (in->tie_off && (rc = put_rows(txn, s->snap_tie, id, in, 1, err)))
+    return rc;
+  if (in->link_off && (rc = put_rows(txn, s->snap_link, id, in, 2, err)))
     return rc;
   if ((rc = put_names(txn, s->snap_name, id, in, err)))
     return rc;
@@ -864,7 +991,8 @@ int gd_store_snapshot_delete(gd_wtxn *t, uint64_t id, gd_err *err) {
     return gd__mdb_err(rc, err, "snapshot clusters");
   if ((rc = del_prefix(txn, s->snap_member, id, "snapshot members", err)) ||
       (rc = del_prefix(txn, s->snap_tie, id, "snapshot ties", err)) ||
-      (rc = del_prefix(txn, s->snap_name, id, "snapshot names", err)))
+      (rc = del_prefix(txn, s->snap_name, id, "snapshot names", err)) ||
+      (rc = del_prefix(txn, s->snap_link, id, "snapshot links", err)))
     return rc;
   for (int o = 0; o < GD_ORDERS; o++) {
     uint8_t ob[9];

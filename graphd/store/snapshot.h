@@ -23,7 +23,12 @@
  *                                                   (a < b), weight (IEEE-754
  *                                                   bits), each u64 BE
  *      snap_name     id (u64 BE) + entity (u64 BE) -> u8 type, u8 flags (bit 0:
- *                                                   flagged), the entity's key
+ *                                                   flagged, bit 1: detail),
+ *                                                   [detail], the entity's key
+ *      snap_link     id (u64 BE) + cluster (u64 BE) -> dupsort, dupfixed 40-byte
+ *                                                   rows: seller, entity, first
+ *                                                   seen, last seen, count,
+ *                                                   each u64 BE
  *      snap_order    id (u64 BE) + order (u8)   -> dupsort, dupfixed 24-byte
  *                                                   rows, opaque here
  *                                                   (worker/snapfmt.h), in
@@ -42,6 +47,19 @@
  *    the live graph, so a snapshot answers the same whatever is labelled,
  *    deleted or added later. (Snapshots written before the table existed
  *    have no rows: readers fall back to the live records.)
+ *
+ *    snap_link keeps the links that drawings of a cluster need, as they
+ *    were: for the clusters the worker chooses (worker/snapfmt.h: those of
+ *    2 or more sellers holding a flagged one), each member's links to the
+ *    entities two or more of the cluster's members share and to the other
+ *    members it links to directly, sorted by (seller, entity). Every
+ *    member and every such entity then has a detailed name: after the two
+ *    bytes, i64 first_seen, i64 last_seen, u64 seller_count (all
+ *    little-endian), u16 LE label count, u32 LE label bytes, the labels
+ *    (the entity record's labels region, copied: each a u16 length in the
+ *    record's byte order + bytes, sorted), then
+ *    the key. A drawing of such a cluster needs nothing from the live
+ *    graph.
  *
  *    Why assignments are dupsort rows under the snapshot id rather than one
  *    key per (snapshot, seller): rows are 16 bytes with no per-key node
@@ -202,6 +220,14 @@ typedef struct gd_snapshot_in {
   const uint8_t *name_type, *name_flags;
   const char *name_keys;
   const size_t *name_key_off;
+  /* Details (GD_SNAP_DETAIL in name_flags[i]): name_detail[i] (NULL when
+   * no name has one). */
+  const struct gd_snap_detail *name_detail;
+  /* Links (snap_link), cluster by cluster in cluster_ids order: cluster i's
+   * are links[link_off[i] .. link_off[i + 1]), sorted by (seller, entity)
+   * (NULL link_off = none stored). */
+  const struct gd_snap_link *links;
+  const size_t *link_off;
   /* Stored orders (snap_order): order k has n_order[k] rows of
    * GD_ORDER_ROW bytes at orders[k], strictly ascending (memcmp). */
   size_t n_order[GD_ORDERS];
@@ -209,6 +235,24 @@ typedef struct gd_snapshot_in {
 } gd_snapshot_in;
 
 #define GD_SNAP_FLAGGED 1
+#define GD_SNAP_DETAIL 2
+
+/* A detailed name's record fields at snapshot time. labels_raw: the
+ * record's labels region (gd_entity_view.labels_raw), labels_len bytes
+ * holding nlabels labels. */
+typedef struct gd_snap_detail {
+  int64_t first_seen, last_seen;
+  uint64_t seller_count;
+  size_t nlabels, labels_len;
+  const uint8_t *labels_raw;
+} gd_snap_detail;
+
+/* A link of a cluster's member as the snapshot recorded it. */
+typedef struct gd_snap_link {
+  uint64_t seller, entity;
+  int64_t first_seen, last_seen;
+  uint64_t count;
+} gd_snap_link;
 
 /* An evidence tie inside a cluster. */
 typedef struct gd_snap_tie {
@@ -229,8 +273,9 @@ typedef struct gd_snap_tie {
  * clusters).
  *
  * Errors: GD_EINVALID (id 0, ids not strictly ascending, an empty summary,
- * members or ties out of order, names not strictly ascending or a key
- * over 480 bytes, a manifest over 64 MiB), GD_EEXISTS
+ * members, ties or links out of order, names not strictly ascending, a
+ * detail without name_detail, or a key over 480 bytes, a manifest over 64
+ * MiB), GD_EEXISTS
  * (snapshot id exists),
  * GD_EMAPFULL (abort, grow, retry), GD_ERESOURCE (transaction too large),
  * GD_EIO.
@@ -331,7 +376,25 @@ typedef struct gd_snap_name {
   int type;
   bool flagged; /* a seller that carried one of the spec's flagged labels */
   gd_str key;
+  bool detail;  /* the fields below are set (members and linked entities
+                   of the clusters whose links were kept) */
+  gd_snap_detail d; /* labels_raw is a view; gd_snap_name_label reads it */
 } gd_snap_name;
+
+/* The i-th label (< d.nlabels) of a detailed name. A view. */
+gd_str gd_snap_name_label(const gd_snap_name *nm, size_t i);
+
+/*
+ * Calls fn with the stored links (snap_link) of cluster `cluster` of
+ * snapshot snap (an explicit id) whose seller is in (after, upto], in
+ * (seller, entity) order, until fn returns non-zero. *ret_kept is false
+ * when the cluster has no rows (its links were not kept). O(log n + rows
+ * visited). Errors: GD_EINTERNAL (a row of the wrong size), GD_EIO.
+ */
+typedef int (*gd_snap_link_fn)(void *ctx, const gd_snap_link *l);
+int gd_store_cluster_links(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t after,
+                           uint64_t upto, gd_snap_link_fn fn, void *ctx, bool *ret_kept,
+                           gd_err *err);
 
 /*
  * The name snapshot snap (an explicit id) recorded for entity id. O(log n).

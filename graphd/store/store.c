@@ -126,6 +126,7 @@ static int open_dbis(gd_store *s, gd_err *err) {
       {"snap_tie", MDB_DUPSORT | MDB_DUPFIXED, &s->snap_tie},
       {"snap_name", 0, &s->snap_name},
       {"snap_order", MDB_DUPSORT | MDB_DUPFIXED, &s->snap_order},
+      {"snap_link", MDB_DUPSORT | MDB_DUPFIXED, &s->snap_link},
       {"job", 0, &s->job},
       {"audit", 0, &s->audit},
   };
@@ -179,7 +180,7 @@ int gd_store_open(const gd_store_opts *o, gd_store **ret, gd_err *err) {
     gd_err_set(err, GD_EIO, "cannot create data directory %s: %s", o->path, strerror(errno));
     goto fail;
   }
-  if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 16)) ||
+  if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 24)) ||
       (rc = mdb_env_set_maxreaders(s->env, o->max_readers ? o->max_readers : 510))) {
     gd__mdb_err(rc, err, "env");
     goto fail;

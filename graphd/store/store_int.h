@@ -20,7 +20,8 @@ struct gd_rtxn {
 struct gd_store {
   MDB_env *env;
   MDB_dbi meta, ekey, entity, adj, label, request;
-  MDB_dbi snap, snap_assign, snap_cluster, snap_member, snap_tie, snap_name, snap_order, job; /* snapshot.c */
+  MDB_dbi snap, snap_assign, snap_cluster, snap_member, snap_tie, snap_name, snap_order, snap_link,
+      job; /* snapshot.c */
   MDB_dbi audit;                                                  /* audit.c */
   uint64_t map_size, map_size_max;
   /* Readers hold it shared for the life of a read txn; map growth takes it

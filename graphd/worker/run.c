@@ -48,6 +48,9 @@ typedef struct top_ent {
   int64_t ent; /* export index */
 } top_ent;
 
+#define NAMED_SOURCE 1 /* job.named: a supply source */
+#define NAMED_DETAIL 2 /* job.named: shared in a drawn cluster: a detailed name */
+
 typedef struct job {
   const gd_worker_opts *o;
   const gd_worker_spec *spec;
@@ -80,7 +83,11 @@ typedef struct job {
   size_t *member_off;
   gd_snap_tie *ties;      /* the spanning forest, cluster by cluster */
   size_t *tie_off;
-  uint8_t *named;         /* per entity: a supply source, named in the snapshot */
+  uint8_t *named;         /* per entity: NAMED_SOURCE | NAMED_DETAIL */
+  uint8_t *draw;          /* per cluster position: its links are kept */
+  uint8_t *sdetail;       /* per seller: a detailed name (a member of a drawn cluster) */
+  gd_snap_link *links;    /* kept links, cluster by cluster */
+  size_t *link_off, n_links, cap_links;
   uint8_t *orders[GD_ORDERS]; /* snap_order rows (snapfmt.h), sorted */
   size_t n_order[GD_ORDERS];
   /* Names (read_names): sellers and supply sources, ascending id. */
@@ -89,6 +96,9 @@ typedef struct job {
   uint8_t *name_type, *name_flags;
   char *name_keys;
   size_t *name_off, cap_keys;
+  gd_snap_detail *name_detail;
+  uint8_t *labels;        /* detailed names' labels, back to back */
+  size_t n_labels, cap_labels;
   int64_t singletons, largest;
   double t_ms[ST__COUNT];
   int64_t t0, t_stage;
@@ -679,7 +689,7 @@ static int do_summarize(job *j, gd_err *err) {
   j->cluster_ids = malloc(kk * sizeof *j->cluster_ids);
   j->sum_off = malloc((kk + 1) * sizeof *j->sum_off);
   j->sum_data = malloc(kk * GD_SUMMARY_HDR + (size_t)nslots * GD_SUMMARY_TOP * GD_SUMMARY_ENTITY);
-  if (!j->cluster_ids || !j->sum_off || !j->sum_data)
+  if (!j->cluster_ids || !j->sum_off || !j->sum_data || !(j->draw = calloc(kk, 1)))
     goto nomem;
   for (int o = 0; o < GD_ORDERS; o++)
     if (!(j->orders[o] = malloc(kk * GD_ORDER_ROW)))
@@ -695,11 +705,14 @@ static int do_summarize(job *j, gd_err *err) {
         .boundary = wout[c],
     };
     cs.cohesion = win[c] + wout[c] > 0 ? win[c] / (win[c] + wout[c]) : 0.0;
+    /* The clusters a report can list keep what their drawings need. */
+    j->draw[i] = size[c] >= 2 && flg[c] >= 1;
+    cs.links_kept = j->draw[i];
     if (slot[c] >= 0) {
       const top_ent *t = top + slot[c] * GD_SUMMARY_TOP;
       cs.n_top = ntop[slot[c]];
       for (int q = 0; q < cs.n_top; q++)
-        j->named[t[q].ent] = 1;
+        j->named[t[q].ent] |= NAMED_SOURCE;
       for (int q = 0; q < cs.n_top; q++)
         cs.top[q] = (gd_summary_entity){x->ent_ids[t[q].ent], x->ent_type[t[q].ent], t[q].users,
                                         x->ent_n[t[q].ent] < t[q].users ? t[q].users
@@ -808,6 +821,11 @@ static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
   jadd(res, "risk_base_rate", jnum(j->base_rate));
   jadd(res, "iterations", jint(j->cr.iterations));
   jadd(res, "igraph_warnings", jint(j->cr.warnings));
+  int64_t drawn = 0;
+  for (size_t i = 0; j->draw && i < j->n_clusters; i++)
+    drawn += j->draw[i];
+  jadd(res, "links_kept_clusters", jint(drawn));
+  jadd(res, "links_kept", jint((int64_t)j->n_links));
   jadd(m, "result", res);
 
   json_object *si = json_object_new_object();
@@ -853,8 +871,9 @@ static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
   return out;
 }
 
-/* Appends entity id's name (its record's type and key, flags) to j's
- * names; an entity deleted since the export is left out. */
+/* Appends entity id's name (its record's type and key, flags; with
+ * GD_SNAP_DETAIL also its times, seller count and labels) to j's names; an
+ * entity deleted since the export is left out. */
 static int name_add(job *j, gd_rtxn *r, uint64_t id, uint8_t flags, gd_err *err) {
   gd_ref ref = {.id = id};
   gd_entity_view v;
@@ -873,6 +892,27 @@ static int name_add(job *j, gd_rtxn *r, uint64_t id, uint8_t flags, gd_err *err)
     j->cap_keys = cap;
   }
   memcpy(j->name_keys + off, v.key.p, v.key.n);
+  if (flags & GD_SNAP_DETAIL) {
+    size_t lb = 0;
+    for (size_t i = 0; i < v.nlabels; i++)
+      lb += 2 + gd_entity_label(&v, i).n;
+    while (j->n_labels + lb > j->cap_labels) {
+      size_t cap = j->cap_labels ? 2 * j->cap_labels : 1 << 16;
+      uint8_t *nl = realloc(j->labels, cap);
+      if (!nl)
+        return gd_err_set(err, GD_ENOMEM, "out of memory for the snapshot's names");
+      j->labels = nl;
+      j->cap_labels = cap;
+    }
+    if (lb)
+      memcpy(j->labels + j->n_labels, v.labels_raw, lb);
+    /* labels_raw holds the offset until every name is read (the buffer
+     * moves as it grows); read_names turns it into a pointer. */
+    j->name_detail[j->n_names] = (gd_snap_detail){v.first_seen, v.last_seen, v.seller_count,
+                                                  v.nlabels, lb,
+                                                  (const uint8_t *)(uintptr_t)j->n_labels};
+    j->n_labels += lb;
+  }
   j->name_ids[j->n_names] = id;
   j->name_type[j->n_names] = (uint8_t)v.type;
   j->name_flags[j->n_names] = flags;
@@ -880,27 +920,179 @@ static int name_add(job *j, gd_rtxn *r, uint64_t id, uint8_t flags, gd_err *err)
   return GD_OK;
 }
 
+/* ---- kept links ---------------------------------------------------------- */
+
+typedef struct lrow {
+  gd_snap_link l;
+  int type; /* the entity's */
+} lrow;
+
+typedef struct lcollect {
+  lrow *rows;
+  size_t n, cap;
+  uint64_t seller;
+  bool nomem;
+} lcollect;
+
+static int lcollect_visit(void *ctx, const gd_link *l) {
+  lcollect *lc = ctx;
+  if (lc->n == lc->cap) {
+    size_t cap = lc->cap ? 2 * lc->cap : 1024;
+    lrow *nr = realloc(lc->rows, cap * sizeof *nr);
+    if (!nr) {
+      lc->nomem = true;
+      return 1;
+    }
+    lc->rows = nr;
+    lc->cap = cap;
+  }
+  lc->rows[lc->n++] = (lrow){{lc->seller, l->nbr, l->first_seen, l->last_seen, l->count},
+                             l->nbr_type};
+  return 0;
+}
+
+static int cmp_lrow_entity(const void *pa, const void *pb) {
+  const gd_snap_link *a = &((const lrow *)pa)->l, *b = &((const lrow *)pb)->l;
+  if (a->entity != b->entity)
+    return a->entity < b->entity ? -1 : 1;
+  return a->seller < b->seller ? -1 : a->seller > b->seller;
+}
+
+static int cmp_link(const void *pa, const void *pb) {
+  const gd_snap_link *a = pa, *b = pb;
+  if (a->seller != b->seller)
+    return a->seller < b->seller ? -1 : 1;
+  return a->entity < b->entity ? -1 : a->entity > b->entity;
+}
+
+static bool u64_in(const uint64_t *v, size_t n, uint64_t x) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (v[mid] < x)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < n && v[lo] == x;
+}
+
+static int64_t entity_index(const gd_graph_export *x, uint64_t id) {
+  size_t lo = 0, hi = (size_t)x->n_entities;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (x->ent_ids[mid] < id)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < (size_t)x->n_entities && x->ent_ids[lo] == id ? (int64_t)lo : -1;
+}
+
 /*
- * The names the snapshot keeps (store/snapshot.h, snap_name): every
- * seller's key and whether it was flagged when the graph was read, and each
- * supply source's type and key, read in one read transaction before the
- * write; sellers and entities merged in ascending id.
+ * The links of the drawn clusters (j->draw; snapfmt.h), read in r with the
+ * spec's time window: for each of a cluster's (first GD_LINKS_MAX_MEMBERS)
+ * members, its links to entities two or more of those members share and
+ * to those members themselves. Marks the members (sdetail) and the shared
+ * entities (named) for detailed names. Cost: the drawn members' adjacency
+ * lists, a sort per cluster.
+ */
+static int read_links(job *j, gd_rtxn *r, gd_err *err) {
+  const gd_graph_export *x = &j->x;
+  lcollect lc = {0};
+  int rc = GD_OK;
+  uint64_t touched = 0;
+  if (!(j->link_off = calloc(j->n_clusters + 1, sizeof *j->link_off)) ||
+      !(j->sdetail = calloc((size_t)(x->n_sellers ? x->n_sellers : 1), 1)))
+    return gd_err_set(err, GD_ENOMEM, "out of memory for the snapshot's links");
+  for (size_t i = 0; i < j->n_clusters && !rc; i++) {
+    j->link_off[i + 1] = j->link_off[i];
+    if (!j->draw[i])
+      continue;
+    const uint64_t *mem = j->members + j->member_off[i];
+    size_t nm = j->member_off[i + 1] - j->member_off[i];
+    if (nm > GD_LINKS_MAX_MEMBERS)
+      nm = GD_LINKS_MAX_MEMBERS;
+    lc.n = 0;
+    for (size_t m = 0; m < nm && !rc; m++) {
+      lc.seller = mem[m];
+      rc = gd_store_visit_links(r, mem[m], 0, j->spec->since, j->spec->until, lcollect_visit, &lc,
+                                &touched, err);
+      if (!rc && lc.nomem)
+        rc = gd_err_set(err, GD_ENOMEM, "out of memory for the snapshot's links");
+      int64_t s = seller_index(x, mem[m]);
+      if (s >= 0)
+        j->sdetail[s] = 1;
+    }
+    if (rc)
+      break;
+    qsort(lc.rows, lc.n, sizeof *lc.rows, cmp_lrow_entity);
+    size_t kept = 0;
+    for (size_t a = 0, b; a < lc.n; a = b) {
+      for (b = a; b < lc.n && lc.rows[b].l.entity == lc.rows[a].l.entity; b++)
+        ;
+      bool keep;
+      if (lc.rows[a].type == GD_TYPE_SELLER) {
+        keep = u64_in(mem, nm, lc.rows[a].l.entity);
+      } else {
+        keep = b - a >= 2;
+        int64_t e = keep ? entity_index(x, lc.rows[a].l.entity) : -1;
+        if (e >= 0)
+          j->named[e] |= NAMED_DETAIL;
+      }
+      for (size_t q = a; keep && q < b; q++)
+        lc.rows[kept++] = lc.rows[q];
+    }
+    if (j->n_links + kept > j->cap_links) {
+      size_t cap = j->cap_links ? 2 * j->cap_links : 4096;
+      while (cap < j->n_links + kept)
+        cap *= 2;
+      gd_snap_link *nl = realloc(j->links, cap * sizeof *nl);
+      if (!nl) {
+        rc = gd_err_set(err, GD_ENOMEM, "out of memory for the snapshot's links");
+        break;
+      }
+      j->links = nl;
+      j->cap_links = cap;
+    }
+    for (size_t q = 0; q < kept; q++)
+      j->links[j->n_links + q] = lc.rows[q].l;
+    qsort(j->links + j->n_links, kept, sizeof *j->links, cmp_link);
+    j->n_links += kept;
+    j->link_off[i + 1] = j->n_links;
+  }
+  free(lc.rows);
+  return rc;
+}
+
+/*
+ * What the snapshot keeps beyond the clustering (store/snapshot.h,
+ * snap_name and snap_link), read in one read transaction before the write:
+ * the drawn clusters' links (read_links); every seller's key and whether
+ * it was flagged when the graph was read; each supply source's type and
+ * key; details for the drawn clusters' members and shared entities.
+ * Sellers and entities are merged in ascending id.
  */
 static int read_names(job *j, gd_err *err) {
   const gd_graph_export *x = &j->x;
-  size_t cap = (size_t)x->n_sellers;
-  for (int64_t e = 0; j->named && e < x->n_entities; e++)
-    cap += j->named[e];
-  j->name_ids = malloc((cap ? cap : 1) * sizeof *j->name_ids);
-  j->name_type = malloc(cap ? cap : 1);
-  j->name_flags = malloc(cap ? cap : 1);
-  j->name_off = calloc(cap + 1, sizeof *j->name_off);
-  if (!j->name_ids || !j->name_type || !j->name_flags || !j->name_off)
-    return gd_err_set(err, GD_ENOMEM, "out of memory for the snapshot's names");
   gd_rtxn *r;
   int rc = gd_store_read_begin(j->store, &r, err);
   if (rc)
     return rc;
+  if ((rc = read_links(j, r, err)))
+    goto out;
+  size_t cap = (size_t)x->n_sellers;
+  for (int64_t e = 0; j->named && e < x->n_entities; e++)
+    cap += j->named[e] != 0;
+  j->name_ids = malloc((cap ? cap : 1) * sizeof *j->name_ids);
+  j->name_type = malloc(cap ? cap : 1);
+  j->name_flags = malloc(cap ? cap : 1);
+  j->name_off = calloc(cap + 1, sizeof *j->name_off);
+  j->name_detail = calloc(cap ? cap : 1, sizeof *j->name_detail);
+  if (!j->name_ids || !j->name_type || !j->name_flags || !j->name_off || !j->name_detail) {
+    rc = gd_err_set(err, GD_ENOMEM, "out of memory for the snapshot's names");
+    goto out;
+  }
   int64_t s = 0, e = 0;
   while (!rc && (s < x->n_sellers || e < x->n_entities)) {
     if (e < x->n_entities && !(j->named && j->named[e])) {
@@ -908,13 +1100,19 @@ static int read_names(job *j, gd_err *err) {
       continue;
     }
     if (s < x->n_sellers && (e >= x->n_entities || x->seller_ids[s] < x->ent_ids[e])) {
-      rc = name_add(j, r, x->seller_ids[s], j->flagged[s] ? GD_SNAP_FLAGGED : 0, err);
+      uint8_t fl = (j->flagged[s] ? GD_SNAP_FLAGGED : 0) | (j->sdetail[s] ? GD_SNAP_DETAIL : 0);
+      rc = name_add(j, r, x->seller_ids[s], fl, err);
       s++;
     } else {
-      rc = name_add(j, r, x->ent_ids[e], 0, err);
+      rc = name_add(j, r, x->ent_ids[e], j->named[e] & NAMED_DETAIL ? GD_SNAP_DETAIL : 0, err);
       e++;
     }
   }
+  for (size_t i = 0; !rc && i < j->n_names; i++)
+    if (j->name_flags[i] & GD_SNAP_DETAIL)
+      j->name_detail[i].labels_raw =
+          j->name_detail[i].labels_len ? j->labels + (uintptr_t)j->name_detail[i].labels_raw : NULL;
+out:
   gd_store_read_end(r);
   return rc;
 }
@@ -954,6 +1152,9 @@ static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
           .name_flags = j->name_flags,
           .name_keys = j->name_keys,
           .name_key_off = j->name_off,
+          .name_detail = j->name_detail,
+          .links = j->links,
+          .link_off = j->link_off,
       };
       for (int o = 0; o < GD_ORDERS; o++) {
         in.n_order[o] = j->n_order[o];
@@ -1000,6 +1201,12 @@ static void job_free(job *j) {
   free(j->ties);
   free(j->tie_off);
   free(j->named);
+  free(j->draw);
+  free(j->sdetail);
+  free(j->links);
+  free(j->link_off);
+  free(j->name_detail);
+  free(j->labels);
   for (int o = 0; o < GD_ORDERS; o++)
     free(j->orders[o]);
   free(j->name_ids);

@@ -66,6 +66,7 @@ size_t gd_summary_encode(const gd_cluster_summary *s, uint8_t *buf) {
   memset(buf, 0, GD_SUMMARY_HDR);
   buf[0] = GD_SUMMARY_FORMAT;
   buf[1] = (uint8_t)k;
+  buf[2] = s->links_kept ? GD_SUMMARY_LINKS : 0;
   wr64(buf + 8, s->size);
   wr64(buf + 16, s->flagged);
   wrf(buf + 24, s->risk);
@@ -93,6 +94,7 @@ int gd_summary_decode(const void *raw, size_t len, gd_cluster_summary *ret, gd_e
   memset(ret, 0, sizeof *ret);
   ret->size = rd64(b + 8);
   ret->flagged = rd64(b + 16);
+  ret->links_kept = b[2] & GD_SUMMARY_LINKS;
   ret->risk = rdf(b + 24);
   ret->cohesion = rdf(b + 32);
   ret->internal = rdf(b + 40);

@@ -8,7 +8,9 @@
  *   off  size
  *    0    1   format (GD_SUMMARY_FORMAT = 1)
  *    1    1   n_top: number of top entities that follow (0..5)
- *    2    6   reserved, 0
+ *    2    1   flags: bit 0 (GD_SUMMARY_LINKS) = the cluster's links are
+ *               kept (store/snapshot.h, snap_link)
+ *    3    5   reserved, 0
  *    8    8   size: sellers in the cluster (u64)
  *   16    8   flagged: sellers carrying any of the spec's flagged labels (u64)
  *   24    8   risk (f64): gd_summary_risk (below)
@@ -37,6 +39,12 @@
  *   smaller entity id. Only entities used by at least 2 sellers of the
  *   cluster are listed ("shared"), so singletons list none, and never an
  *   entity the evidence rule calls context (algorithms/evidence.h).
+ *
+ * - links kept: the worker keeps the links a drawing needs (snap_link,
+ *   and detailed names of the members and the shared entities) for every
+ *   cluster of 2 or more sellers with a flagged one, the clusters a
+ *   report can list; of a cluster over GD_LINKS_MAX_MEMBERS members, those
+ *   of its GD_LINKS_MAX_MEMBERS lowest-id members.
  *
  * ---- Cluster orders (table snap_order), 24-byte rows, memcmp order ----
  *
@@ -75,7 +83,8 @@
  *                     ties_filtered
  *   result            clusters, singletons, largest_cluster, flagged_sellers,
  *                     objective (the algorithm's own), modularity,
- *                     iterations, igraph_warnings
+ *                     iterations, igraph_warnings, links_kept_clusters
+ *                     (clusters whose links were kept), links_kept (rows)
  *   stable_ids        next_cluster_id (fresh ids of the next run start
  *                     here), inherited, fresh, sellers_stayed,
  *                     sellers_moved, sellers_added, sellers_removed,
@@ -90,6 +99,7 @@
 #ifndef GD_WORKER_SNAPFMT_H
 #define GD_WORKER_SNAPFMT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -109,8 +119,12 @@ typedef struct gd_summary_entity {
   uint64_t users, total;
 } gd_summary_entity;
 
+#define GD_SUMMARY_LINKS 1
+#define GD_LINKS_MAX_MEMBERS 5000
+
 typedef struct gd_cluster_summary {
   uint64_t size, flagged;
+  bool links_kept; /* GD_SUMMARY_LINKS */
   double risk, cohesion, internal, boundary;
   int n_top;
   gd_summary_entity top[GD_SUMMARY_TOP];

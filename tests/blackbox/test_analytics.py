@@ -692,12 +692,24 @@ def snapshot_reads(stub, graphctl_bin, addr, s1, s2, cids):
         out["cluster-%d" % cid] = stub.GetCluster(
             pb.GetClusterRequest(snapshot_id=s1, cluster_id=cid, max_members=10000),
             timeout=T()).SerializeToString()
+        # The drawing's data, paged as graphctl pages it.
+        after, pages = 0, []
+        while True:
+            rep = stub.GetCluster(pb.GetClusterRequest(snapshot_id=s1, cluster_id=cid,
+                                                       max_members=7, links=True,
+                                                       after_seller=after), timeout=T())
+            pages.append(rep.SerializeToString())
+            if not rep.more_members:
+                break
+            after = rep.members[-1].id
+        out["links-%d" % cid] = pages
     out["assign"] = [b.SerializeToString() for b in stub.StreamAssignments(
         pb.StreamAssignmentsRequest(snapshot_id=s1), timeout=T(60))]
     out["diff"] = [e.SerializeToString() for e in stub.DiffSnapshots(
         pb.DiffSnapshotsRequest(from_snapshot_id=s1, to_snapshot_id=s2), timeout=T(60))]
     for args in (["clusters", "--snapshot", str(s1), "--limit", "50"],
-                 ["--json", "cluster", str(cids[0]), "--snapshot", str(s1)]):
+                 ["--json", "cluster", str(cids[0]), "--snapshot", str(s1)],
+                 ["report", "--snapshot", str(s1), "--top", "5", "-o", "-"]):
         p = subprocess.run([graphctl_bin, "--addr", addr] + args, capture_output=True, text=True,
                            timeout=T(60))
         assert p.returncode == 0, p.stderr
@@ -732,7 +744,16 @@ def test_snapshot_reads_never_change(imm, graphctl_bin):
     keys = {m.id: m.key for m in c0.members}
     assert c0.ties and all(t.key_a == keys[t.seller_a] and t.key_b == keys[t.seller_b]
                            for t in c0.ties)
+    drawn = s.GetCluster(pb.GetClusterRequest(snapshot_id=s1, cluster_id=cids[0],
+                                              max_members=10000, links=True), timeout=T())
+    assert drawn.links_kept and drawn.links
+    linked = {e.id: e for e in drawn.linked}
+    assert c0.cluster.top_shared[0].entity.id in linked
+    members = {m.id for m in drawn.members}
+    assert all(l.seller_id in members and l.entity_id in linked for l in drawn.links)
+    assert any("counterfeit" in m.labels for m in drawn.members)
     before = snapshot_reads(s, graphctl_bin, imm.addr, s1, s2, cids)
+    assert "links as of today" not in before["report --snapshot %d --top 5 -o -" % s1]
 
     unflagged = [m for m in c0.members if m.id not in flagged]
     relabel = unflagged[:2]

@@ -751,6 +751,19 @@ static void check_summary(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t 
           gd_summary_score(cs.top[i - 1].users, cs.top[i - 1].total));
 }
 
+typedef struct lk_ctx {
+  gd_snap_link l[256];
+  size_t n;
+} lk_ctx;
+
+static int lk_add(void *ctx, const gd_snap_link *l) {
+  lk_ctx *k = ctx;
+  if (k->n == 256)
+    return 1;
+  k->l[k->n++] = *l;
+  return 0;
+}
+
 static void test_worker_rings(void) {
   char out[16384], a[32];
   build_rings();
@@ -865,6 +878,52 @@ static void test_worker_rings(void) {
   /* An entity that is no supply source is not named. */
   CHECK(gd_store_snapshot_name(r, snap1, id_of(rings, GD_TYPE_DEVICE, "ds0"), &nm, NULL) ==
         GD_ENOTFOUND);
+  /* Kept links (a drawn cluster: 2+ sellers, one flagged). Ring B's: wB
+   * (8), dB0 and dB1 (4 each), mB (4), the rb4-rb5 link from both ends;
+   * not the hub only rb0 of them uses. Sorted by (seller, entity). */
+  CHECK(gd_store_cluster_get(r, snap1, cb, &raw, &len, NULL) == GD_OK);
+  CHECK(gd_summary_decode(raw, len, &cs, NULL) == GD_OK && cs.links_kept);
+  lk_ctx lk = {0};
+  bool kept = false;
+  CHECK(gd_store_cluster_links(r, snap1, cb, 0, UINT64_MAX, lk_add, &lk, &kept, NULL) == GD_OK);
+  CHECK(kept);
+  CHECK_EQ_U(lk.n, 22);
+  uint64_t hub = id_of(rings, GD_TYPE_ADDRESS, "hub"), wb = id_of(rings, GD_TYPE_ADDRESS, "wB");
+  size_t nwb = 0, ndirect = 0;
+  for (size_t i = 0; i < lk.n; i++) {
+    CHECK(cluster_of(&as, lk.l[i].seller) == cb && lk.l[i].entity != hub);
+    CHECK(i == 0 || lk.l[i].seller > lk.l[i - 1].seller ||
+          (lk.l[i].seller == lk.l[i - 1].seller && lk.l[i].entity > lk.l[i - 1].entity));
+    CHECK(lk.l[i].first_seen > 0 && lk.l[i].count >= 1);
+    nwb += lk.l[i].entity == wb;
+    ndirect += cluster_of(&as, lk.l[i].entity) == cb;
+  }
+  CHECK(nwb == 8 && ndirect == 2);
+  /* Paging: the links of the members after rb3, up to rb5. */
+  size_t all = lk.n;
+  lk.n = 0;
+  CHECK(gd_store_cluster_links(r, snap1, cb, id_of(rings, 1, "rb3"), id_of(rings, 1, "rb5"),
+                               lk_add, &lk, &kept, NULL) == GD_OK);
+  CHECK(kept && lk.n == 6 && lk.l[0].seller == id_of(rings, 1, "rb4"));
+  CHECK(all == 22);
+  /* The members and the shared entities have detailed names. */
+  CHECK(gd_store_snapshot_name(r, snap1, id_of(rings, 1, "rb1"), &nm, NULL) == GD_OK &&
+        nm.detail && nm.flagged && nm.d.nlabels == 1 && nm.d.first_seen > 0);
+  gd_str lb = gd_snap_name_label(&nm, 0);
+  CHECK(lb.n == 11 && memcmp(lb.p, "counterfeit", 11) == 0);
+  CHECK(gd_store_snapshot_name(r, snap1, id_of(rings, GD_TYPE_DEVICE, "dB0"), &nm, NULL) ==
+            GD_OK && nm.detail && nm.d.seller_count == 4 && nm.d.nlabels == 0);
+  /* An unflagged cluster keeps none. */
+  uint64_t ch = cluster_of(&as, id_of(rings, 1, "h0"));
+  CHECK(gd_store_cluster_get(r, snap1, ch, &raw, &len, NULL) == GD_OK);
+  CHECK(gd_summary_decode(raw, len, &cs, NULL) == GD_OK && !cs.links_kept);
+  lk.n = 0;
+  CHECK(gd_store_cluster_links(r, snap1, ch, 0, UINT64_MAX, lk_add, &lk, &kept, NULL) == GD_OK);
+  CHECK(!kept && lk.n == 0);
+  json_object *lm;
+  manifest(rings, snap1, &lm);
+  CHECK(json_object_get_int64(jget(lm, "result", "links_kept")) > 22);
+  json_object_put(lm);
   gd_store_read_end(r);
 
   json_object *m, *jm = manifest(rings, snap1, &m);

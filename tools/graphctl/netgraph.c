@@ -29,10 +29,16 @@
 
 /* Rows asked for per page: under graphd's default result cap (10000). */
 #define PAGE 1000
+/* Of a bigger cluster, a snapshot keeps the links of this many members
+ * (graphd.v1.GetClusterRequest.links). */
+#define NG_SNAPSHOT_LINK_MEMBERS 5000
 
+/* A link read (Neighbors, or a snapshot's kept links), until ng_finish. */
 struct ng_pending {
-  size_t seller;                   /* node index */
-  const Graphd__V1__Neighbor *nb;  /* inside a kept reply */
+  size_t seller;                    /* node index */
+  const Graphd__V1__Entity *entity; /* inside a kept reply */
+  int64_t first_seen, last_seen;
+  uint64_t count;
 };
 
 typedef struct risk_entry {
@@ -349,7 +355,9 @@ static int fetch_links(ctl *c, ng_graph *g, size_t from, const ng_limits *lim) {
       g->pend = grow(g->pend, &g->pend_cap, g->npend + rep->n_neighbors, sizeof *g->pend);
       for (size_t k = 0; k < rep->n_neighbors; k++)
         if (rep->neighbors[k]->entity && rep->neighbors[k]->link)
-          g->pend[g->npend++] = (ng_pending){i, rep->neighbors[k]};
+          g->pend[g->npend++] =
+              (ng_pending){i, rep->neighbors[k]->entity, rep->neighbors[k]->link->first_seen,
+                           rep->neighbors[k]->link->last_seen, rep->neighbors[k]->link->count};
       read += (uint32_t)rep->n_neighbors;
       if (!rep->next_page_token[0])
         break;
@@ -370,6 +378,24 @@ static int fetch_links(ctl *c, ng_graph *g, size_t from, const ng_limits *lim) {
 /* ------------------------------------------------------------------ */
 /* Clusters                                                             */
 
+static int cmp_entity_id(const void *key, const void *elem) {
+  uint64_t id = *(const uint64_t *)key, e = (*(Graphd__V1__Entity *const *)elem)->id;
+  return id < e ? -1 : id > e;
+}
+
+/* A page's kept links (GetCluster links) as pending links of g. */
+static void add_kept_links(ng_graph *g, const Graphd__V1__GetClusterReply *rep) {
+  g->pend = grow(g->pend, &g->pend_cap, g->npend + rep->n_links, sizeof *g->pend);
+  for (size_t i = 0; i < rep->n_links; i++) {
+    const Graphd__V1__ClusterLink *l = rep->links[i];
+    size_t seller;
+    Graphd__V1__Entity *const *e =
+        bsearch(&l->entity_id, rep->linked, rep->n_linked, sizeof *rep->linked, cmp_entity_id);
+    if (e && map_get(&g->map, l->seller_id, &seller))
+      g->pend[g->npend++] = (ng_pending){seller, *e, l->first_seen, l->last_seen, l->count};
+  }
+}
+
 int ng_fetch_cluster(ctl *c, ng_graph *g, uint64_t snapshot_id, uint64_t cluster_id,
                      const ng_limits *lim) {
   int rc = load_manifest(c, g, snapshot_id, false);
@@ -380,7 +406,7 @@ int ng_fetch_cluster(ctl *c, ng_graph *g, uint64_t snapshot_id, uint64_t cluster
   uint64_t after = 0, size = 0;
   uint32_t got = 0;
   double risk = NAN;
-  bool more = false;
+  bool more = false, kept = false;
   for (;;) {
     Graphd__V1__GetClusterRequest req = GRAPHD__V1__GET_CLUSTER_REQUEST__INIT;
     req.snapshot_id = g->ctx->manifest->id;
@@ -389,7 +415,11 @@ int ng_fetch_cluster(ctl *c, ng_graph *g, uint64_t snapshot_id, uint64_t cluster
     req.max_members = want < PAGE ? want : PAGE;
     req.max_ties = 1;
     req.after_seller = after;
-    req.live = 1; /* today's labels and times, as for every other node */
+    /* The links the snapshot kept, with its members' labels and times;
+     * when it kept none for this cluster, today's (live_members, then
+     * Neighbors). */
+    req.links = 1;
+    req.live = after == 0 || !kept;
     Graphd__V1__GetClusterReply *rep = NULL;
     if ((rc = rpc(c, M_CLUSTER, &req.base, &graphd__v1__get_cluster_reply__descriptor,
                   (ProtobufCMessage **)&rep)))
@@ -398,12 +428,14 @@ int ng_fetch_cluster(ctl *c, ng_graph *g, uint64_t snapshot_id, uint64_t cluster
       risk = rep->cluster->risk;
       size = rep->cluster->size;
     }
-    /* live_members: the members' records today, in member order, without
-     * those deleted since (which keep the snapshot's id and key). */
+    kept = rep->links_kept;
+    /* Without kept links, live_members: the members' records today, in
+     * member order, without those deleted since (which keep the
+     * snapshot's id and key). */
     for (size_t i = 0, l = 0; i < rep->n_members; i++) {
       bool isnew;
       const Graphd__V1__Entity *e = rep->members[i];
-      if (l < rep->n_live_members && rep->live_members[l]->id == e->id)
+      if (!kept && l < rep->n_live_members && rep->live_members[l]->id == e->id)
         e = rep->live_members[l++];
       size_t k = add_seller(g, e, cluster_id, risk, -1, &isnew);
       /* Flagged as the snapshot recorded it, like the cluster's count. */
@@ -414,7 +446,12 @@ int ng_fetch_cluster(ctl *c, ng_graph *g, uint64_t snapshot_id, uint64_t cluster
       got++;
     }
     more = rep->more_members && rep->n_members > 0;
-    graphd__v1__get_cluster_reply__free_unpacked(rep, NULL);
+    if (kept) {
+      add_kept_links(g, rep);
+      keep_reply(g, rep);
+    } else {
+      graphd__v1__get_cluster_reply__free_unpacked(rep, NULL);
+    }
     if (!more || got >= max)
       break;
   }
@@ -425,6 +462,16 @@ int ng_fetch_cluster(ctl *c, ng_graph *g, uint64_t snapshot_id, uint64_t cluster
   if (!g->source[0])
     snprintf(g->source, sizeof g->source, "cluster %" PRIu64 " of snapshot %" PRIu64,
              cluster_id, g->ctx->manifest->id);
+  if (kept) {
+    if (got > NG_SNAPSHOT_LINK_MEMBERS)
+      ng_note_cut(g, "cluster %" PRIu64 ": the snapshot kept the links of its %d lowest-id "
+                     "members only",
+                  cluster_id, NG_SNAPSHOT_LINK_MEMBERS);
+    return EXIT_OK;
+  }
+  ng_note_cut(g, "cluster %" PRIu64 ": links as of today (snapshot %" PRIu64 " kept none for "
+                 "it: it keeps them for clusters of 2 or more sellers with a flagged one)",
+              cluster_id, g->ctx->manifest->id);
   return fetch_links(c, g, first, lim);
 }
 
@@ -613,7 +660,7 @@ int ng_fetch_entity(ctl *c, ng_graph *g, const Graphd__V1__EntityRef *ref, int h
 
 static int pend_cmp(const void *x, const void *y) {
   const ng_pending *a = x, *b = y;
-  uint64_t ia = a->nb->entity->id, ib = b->nb->entity->id;
+  uint64_t ia = a->entity->id, ib = b->entity->id;
   if (ia != ib)
     return ia < ib ? -1 : 1;
   return a->seller < b->seller ? -1 : a->seller > b->seller;
@@ -645,10 +692,10 @@ void ng_finish(ng_graph *g, const ng_limits *lim) {
   cand *cands = xcalloc(g->npend + 1, sizeof *cands);
   size_t ncand = 0;
   for (size_t i = 0; i < g->npend;) {
-    const Graphd__V1__Entity *e = g->pend[i].nb->entity;
+    const Graphd__V1__Entity *e = g->pend[i].entity;
     size_t j = i;
     uint32_t users = 0;
-    while (j < g->npend && g->pend[j].nb->entity->id == e->id) {
+    while (j < g->npend && g->pend[j].entity->id == e->id) {
       if (j == i || g->pend[j].seller != g->pend[j - 1].seller)
         users++;
       j++;
@@ -659,7 +706,7 @@ void ng_finish(ng_graph *g, const ng_limits *lim) {
       if (map_get(&g->map, e->id, &other))
         for (size_t k = i; k < j; k++)
           if (g->pend[k].seller < other) {
-            const Graphd__V1__Link *l = g->pend[k].nb->link;
+            const ng_pending *l = &g->pend[k];
             add_edge(g, (ng_edge){g->pend[k].seller, other, true, l->first_seen, l->last_seen,
                                   l->count, g->ctx->ev.type_weight[GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER]});
           }
@@ -691,7 +738,7 @@ void ng_finish(ng_graph *g, const ng_limits *lim) {
   }
   for (size_t k = 0; k < keep; k++) {
     const cand *cd = &cands[k];
-    const Graphd__V1__Entity *e = g->pend[cd->start].nb->entity;
+    const Graphd__V1__Entity *e = g->pend[cd->start].entity;
     size_t ni = add_node(g, e);
     ng_node *n = &g->nodes[ni];
     n->users = cd->users;
@@ -716,7 +763,7 @@ void ng_finish(ng_graph *g, const ng_limits *lim) {
       }
     }
     for (size_t a = cd->start; a < cd->end; a++) {
-      const Graphd__V1__Link *l = g->pend[a].nb->link;
+      const ng_pending *l = &g->pend[a];
       add_edge(g, (ng_edge){g->pend[a].seller, ni, false, l->first_seen, l->last_seen,
                             l->count, n->weight});
     }

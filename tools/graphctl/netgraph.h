@@ -13,7 +13,11 @@
  *
  * What is kept. The sellers are fetched first (GetCluster members, or
  * LinkedSellers / Neighbors for a neighbourhood), then each seller's links
- * (Neighbors, paged). A non-seller entity becomes a node when at least two
+ * (Neighbors, paged). A cluster whose links its snapshot kept (GetCluster
+ * links = true: every cluster of 2+ sellers with a flagged one) is read
+ * from the snapshot alone: members with their labels and times as they
+ * were, and the links it kept, so the same snapshot always gives the same
+ * graph; any other cluster's links are today's, and cut_note says so. A non-seller entity becomes a node when at least two
  * of the graph's sellers link to it (the root of a neighbourhood always),
  * so a seller's private phone is left out and the warehouse address of a
  * ring is in. Hubs (over their hub cap) are kept like any other entity,
@@ -130,7 +134,9 @@ void ng_graph_free(ng_graph *g);
 
 /*
  * Adds cluster cluster_id of snapshot snapshot_id (0 = the latest) to g:
- * GetSnapshot, GetCluster (members, paged), Neighbors of each member.
+ * GetSnapshot, GetCluster (members and the links the snapshot kept,
+ * paged), or when it kept none, today's records and Neighbors of each
+ * member.
  * Call ng_finish once after the last fetch. Errors: as the rpcs (NOT_FOUND
  * no such snapshot or cluster, FAILED_PRECONDITION no snapshot yet).
  */
