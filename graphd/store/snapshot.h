@@ -50,10 +50,9 @@
  *
  *    snap_link keeps the links that drawings of a cluster need, as they
  *    were: for the clusters the worker chooses (worker/snapfmt.h: those of
- *    2 or more sellers holding a flagged one), each member's links to the
- *    entities two or more of the cluster's members share and to the other
- *    members it links to directly, sorted by (seller, entity). Every
- *    member and every such entity then has a detailed name: after the two
+ *    2 or more sellers holding a flagged one), every link of each member
+ *    (in the spec's time window), sorted by (seller, entity). Every member
+ *    and every non-seller entity they link to then has a detailed name: after the two
  *    bytes, i64 first_seen, i64 last_seen, u64 seller_count (all
  *    little-endian), u16 LE label count, u32 LE label bytes, the labels
  *    (the entity record's labels region, copied: each a u16 length in the

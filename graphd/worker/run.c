@@ -951,30 +951,11 @@ static int lcollect_visit(void *ctx, const gd_link *l) {
   return 0;
 }
 
-static int cmp_lrow_entity(const void *pa, const void *pb) {
-  const gd_snap_link *a = &((const lrow *)pa)->l, *b = &((const lrow *)pb)->l;
-  if (a->entity != b->entity)
-    return a->entity < b->entity ? -1 : 1;
-  return a->seller < b->seller ? -1 : a->seller > b->seller;
-}
-
 static int cmp_link(const void *pa, const void *pb) {
   const gd_snap_link *a = pa, *b = pb;
   if (a->seller != b->seller)
     return a->seller < b->seller ? -1 : 1;
   return a->entity < b->entity ? -1 : a->entity > b->entity;
-}
-
-static bool u64_in(const uint64_t *v, size_t n, uint64_t x) {
-  size_t lo = 0, hi = n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (v[mid] < x)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo < n && v[lo] == x;
 }
 
 static int64_t entity_index(const gd_graph_export *x, uint64_t id) {
@@ -991,11 +972,12 @@ static int64_t entity_index(const gd_graph_export *x, uint64_t id) {
 
 /*
  * The links of the drawn clusters (j->draw; snapfmt.h), read in r with the
- * spec's time window: for each of a cluster's (first GD_LINKS_MAX_MEMBERS)
- * members, its links to entities two or more of those members share and
- * to those members themselves. Marks the members (sdetail) and the shared
- * entities (named) for detailed names. Cost: the drawn members' adjacency
- * lists, a sort per cluster.
+ * spec's time window: every link of each of a cluster's (first
+ * GD_LINKS_MAX_MEMBERS) members, so that a drawing of any set of such
+ * clusters finds the entities they share, within a cluster or across.
+ * Marks the members (sdetail) and the non-seller entities they link to
+ * (named) for detailed names. Cost: the drawn members' adjacency lists, a
+ * sort per cluster.
  */
 static int read_links(job *j, gd_rtxn *r, gd_err *err) {
   const gd_graph_export *x = &j->x;
@@ -1026,22 +1008,11 @@ static int read_links(job *j, gd_rtxn *r, gd_err *err) {
     }
     if (rc)
       break;
-    qsort(lc.rows, lc.n, sizeof *lc.rows, cmp_lrow_entity);
-    size_t kept = 0;
-    for (size_t a = 0, b; a < lc.n; a = b) {
-      for (b = a; b < lc.n && lc.rows[b].l.entity == lc.rows[a].l.entity; b++)
-        ;
-      bool keep;
-      if (lc.rows[a].type == GD_TYPE_SELLER) {
-        keep = u64_in(mem, nm, lc.rows[a].l.entity);
-      } else {
-        keep = b - a >= 2;
-        int64_t e = keep ? entity_index(x, lc.rows[a].l.entity) : -1;
-        if (e >= 0)
-          j->named[e] |= NAMED_DETAIL;
-      }
-      for (size_t q = a; keep && q < b; q++)
-        lc.rows[kept++] = lc.rows[q];
+    size_t kept = lc.n;
+    for (size_t q = 0; q < kept; q++) {
+      int64_t e = lc.rows[q].type == GD_TYPE_SELLER ? -1 : entity_index(x, lc.rows[q].l.entity);
+      if (e >= 0)
+        j->named[e] |= NAMED_DETAIL;
     }
     if (j->n_links + kept > j->cap_links) {
       size_t cap = j->cap_links ? 2 * j->cap_links : 4096;

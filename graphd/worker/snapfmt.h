@@ -40,8 +40,9 @@
  *   cluster are listed ("shared"), so singletons list none, and never an
  *   entity the evidence rule calls context (algorithms/evidence.h).
  *
- * - links kept: the worker keeps the links a drawing needs (snap_link,
- *   and detailed names of the members and the shared entities) for every
+ * - links kept: the worker keeps the links a drawing needs (snap_link:
+ *   every link of each member; detailed names of the members and the
+ *   entities they link to) for every
  *   cluster of 2 or more sellers with a flagged one, the clusters a
  *   report can list; of a cluster over GD_LINKS_MAX_MEMBERS members, those
  *   of its GD_LINKS_MAX_MEMBERS lowest-id members.
