@@ -32,6 +32,10 @@
 /* Of a bigger cluster, a snapshot keeps the links of this many members
  * (graphd.v1.GetClusterRequest.links). */
 #define NG_SNAPSHOT_LINK_MEMBERS 5000
+/* Members asked for per GetCluster page with their links: a page's reply
+ * holds every link of its members, so it stays well under the daemon's
+ * message size (4 MiB by default) at ~100 links a member. */
+#define LINK_PAGE 250
 
 /* A link read (Neighbors, or a snapshot's kept links), until ng_finish. */
 struct ng_pending {
@@ -412,7 +416,7 @@ int ng_fetch_cluster(ctl *c, ng_graph *g, uint64_t snapshot_id, uint64_t cluster
     req.snapshot_id = g->ctx->manifest->id;
     req.cluster_id = cluster_id;
     uint32_t want = max - got;
-    req.max_members = want < PAGE ? want : PAGE;
+    req.max_members = want < LINK_PAGE ? want : LINK_PAGE;
     req.max_ties = 1;
     req.after_seller = after;
     /* The links the snapshot kept, with its members' labels and times;
