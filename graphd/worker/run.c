@@ -49,7 +49,7 @@ typedef struct top_ent {
 } top_ent;
 
 #define NAMED_SOURCE 1 /* job.named: a supply source */
-#define NAMED_DETAIL 2 /* job.named: shared in a drawn cluster: a detailed name */
+#define NAMED_DETAIL 2 /* job.named: linked from a drawn cluster: a detailed name */
 
 typedef struct job {
   const gd_worker_opts *o;
