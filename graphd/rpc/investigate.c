@@ -202,48 +202,56 @@ static Graphd__V1__LinkedSeller *linked_pb(gd_rtxn *r, ecache *ec, const gd_link
 
 /* ---- LinkedSellers ------------------------------------------------------------ */
 
-void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
-  Graphd__V1__LinkedSellersRequest *req = (Graphd__V1__LinkedSellersRequest *)rpc_unpack(
-      c, &graphd__v1__linked_sellers_request__descriptor, msg, len, has_msg);
+/*
+ * LinkedSellers runs where its cost says. A 1-hop call is tried first on
+ * the handler thread that took it, under a small work bound
+ * (LINKED_INLINE_WORK rows): most answer there, paying no hand-off to a
+ * query thread (a wake-up and a reply sent from another thread cost about
+ * as much CPU as a 1-hop query). One that needs more, and every deeper
+ * call, runs (again) as a heavy call (gd_call_offload) under the server's
+ * bound. So a cheap answer stays cheap, and a costly one holds a handler
+ * thread for at most one small bound's work.
+ */
+#define LINKED_INLINE_WORK 20000
+
+typedef struct linked_job {
+  gd_call *c;
+  Graphd__V1__LinkedSellersRequest *req;
+  gd_query_params p;
+  unsigned hops;
+  size_t limit;
+} linked_job;
+
+static void linked_job_free(linked_job *j) {
+  protobuf_c_message_free_unpacked(&j->req->base, NULL);
+  free(j);
+}
+
+/* Runs j with work bound max_work. Returns false, with nothing sent, when
+ * that bound cut the query and the server's own bound is larger (the
+ * caller runs it again with that); else true: the reply or the error is
+ * sent. */
+static bool linked_run(linked_job *j, uint64_t max_work) {
+  gd_call *c = j->c;
+  Graphd__V1__LinkedSellersRequest *req = j->req;
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
   ecache ec = GD_U64MAP_INIT;
   gd_linked_result res = {0};
-  gd_query_params p;
+  gd_query_params p = j->p;
   gd_err err;
   uint64_t seller;
-  size_t limit = 0;
-  if (!req)
-    return;
+  bool done = true;
   gd_err_clear(&err);
-  rpc_query_params(c, &p);
-  unsigned hops = req->max_hops ? req->max_hops : 1;
-  if (hops > MAX_HOPS_LINKED) {
-    gd_err_set(&err, GD_EINVALID, "max_hops: %u is over the maximum of %d", req->max_hops,
-               MAX_HOPS_LINKED);
-    goto fail;
-  }
-  for (size_t i = 0; i < req->n_via_types; i++) {
-    if (!GD_TYPE_VALID((int)req->via_types[i])) {
-      gd_err_set(&err, GD_EINVALID, "via_types[%zu]: unknown entity type %d", i,
-                 (int)req->via_types[i]);
-      goto fail;
-    }
-    p.type_mask |= 1u << req->via_types[i];
-  }
-  if (!isfinite(req->min_score)) {
-    gd_err_set(&err, GD_EINVALID, "min_score: not a finite number");
-    goto fail;
-  }
-  if (gd_pb_window(req->window, &p.since, &p.until, &err, "window") ||
-      conv_caps(c, req->hub_caps, req->n_hub_caps, &p, &err) ||
-      conv_limit(req->limit, "limit", &limit, &err) ||
-      conv_bound(req->max_touched, DEFAULT_TOUCH_ROWS, MAX_TOUCH_ROWS, "max_touched",
-                 &p.max_touched, &err) ||
-      gd_store_read_begin(env.store, &r, &err) ||
+  p.max_work = max_work;
+  if (gd_store_read_begin(env.store, &r, &err) ||
       resolve(r, req->seller, &a, "seller", &seller, &err) ||
-      gd_query_linked(r, seller, hops, &p, limit, req->min_score, &res, &err))
+      gd_query_linked(r, seller, j->hops, &p, j->limit, req->min_score, &res, &err))
     goto fail;
+  if (res.work_bound && max_work != j->p.max_work) {
+    done = false; /* the inline bound cut it: again, as a heavy call */
+    goto out;
+  }
 
   Graphd__V1__LinkedSellersReply rep = GRAPHD__V1__LINKED_SELLERS_REPLY__INIT;
   rep.sellers = gd_arena_alloc(&a, (res.n + 1) * sizeof *rep.sellers);
@@ -270,6 +278,68 @@ out:
   gd_store_read_end(r);
   gd_u64map_free(&ec);
   gd_arena_free(a);
+  return done;
+}
+
+static void linked_heavy(void *arg) {
+  linked_job *j = arg;
+  linked_run(j, j->p.max_work);
+  linked_job_free(j);
+}
+
+void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__LinkedSellersRequest *req = (Graphd__V1__LinkedSellersRequest *)rpc_unpack(
+      c, &graphd__v1__linked_sellers_request__descriptor, msg, len, has_msg);
+  gd_err err;
+  linked_job *j = NULL;
+  if (!req)
+    return;
+  gd_err_clear(&err);
+  if (!(j = calloc(1, sizeof *j))) {
+    gd_err_set(&err, GD_ENOMEM, "out of memory");
+    goto fail;
+  }
+  j->c = c;
+  j->req = req;
+  gd_query_params *p = &j->p;
+  rpc_query_params(c, p);
+  j->hops = req->max_hops ? req->max_hops : 1;
+  if (j->hops > MAX_HOPS_LINKED) {
+    gd_err_set(&err, GD_EINVALID, "max_hops: %u is over the maximum of %d", req->max_hops,
+               MAX_HOPS_LINKED);
+    goto fail;
+  }
+  for (size_t i = 0; i < req->n_via_types; i++) {
+    if (!GD_TYPE_VALID((int)req->via_types[i])) {
+      gd_err_set(&err, GD_EINVALID, "via_types[%zu]: unknown entity type %d", i,
+                 (int)req->via_types[i]);
+      goto fail;
+    }
+    p->type_mask |= 1u << req->via_types[i];
+  }
+  if (!isfinite(req->min_score)) {
+    gd_err_set(&err, GD_EINVALID, "min_score: not a finite number");
+    goto fail;
+  }
+  if (gd_pb_window(req->window, &p->since, &p->until, &err, "window") ||
+      conv_caps(c, req->hub_caps, req->n_hub_caps, p, &err) ||
+      conv_limit(req->limit, "limit", &j->limit, &err) ||
+      conv_bound(req->max_touched, DEFAULT_TOUCH_ROWS, MAX_TOUCH_ROWS, "max_touched",
+                 &p->max_touched, &err))
+    goto fail;
+  if (j->hops == 1) {
+    /* (max_work 0: no server bound) */
+    bool small = p->max_work && p->max_work <= LINKED_INLINE_WORK;
+    if (linked_run(j, small ? p->max_work : LINKED_INLINE_WORK)) {
+      linked_job_free(j);
+      return;
+    }
+  }
+  gd_call_offload(c, linked_heavy, j);
+  return;
+fail:
+  rpc_fail(c, &err);
+  free(j);
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 

@@ -738,6 +738,16 @@ void gd_call_defer(gd_call *c, void (*fn)(void *arg), void *arg) {
   enqueue(c->srv, q);
 }
 
+void gd_call_offload(gd_call *c, void (*fn)(void *arg), void *arg) {
+  gd_server *s = c->srv;
+  if (!s->nqthreads || !heavy_inline_take(s)) {
+    gd_call_defer(c, fn, arg); /* (no query threads: runs here) */
+    return;
+  }
+  fn(arg);
+  heavy_inline_done(s); /* c may be gone: s is not */
+}
+
 static void *query_main(void *arg) {
   gd_server *s = arg;
   pthread_mutex_lock(&s->qmu);

@@ -236,6 +236,14 @@ void gd_call_read_next(gd_call *c);
  * once on the calling thread. */
 void gd_call_defer(gd_call *c, void (*fn)(void *arg), void *arg);
 
+/* Runs fn(arg) as a heavy method's on_request runs (gd_method.heavy): on
+ * the calling handler thread when nothing waits for the query threads and
+ * another handler thread stays free, else on a query thread in arrival
+ * order. For a method that decides from its request whether it is heavy
+ * (LinkedSellers: a 1-hop call is tried inline first). The call must stay
+ * the method's until fn has run. */
+void gd_call_offload(gd_call *c, void (*fn)(void *arg), void *arg);
+
 /* SERVER_STREAM and BIDI_STREAM: sends one message (the bytes are copied);
  * on_written follows. One at a time. buffer_hint lets core coalesce it with
  * the next (a bidirectional stream answering requests one by one passes

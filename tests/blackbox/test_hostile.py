@@ -461,3 +461,23 @@ def test_b_write_budget_bounds_memory(daemon_factory, capsys):
               base / 2**20))
     if not small:  # sanitizers and valgrind change what memory costs
         assert peak * 1024 < budget + base, "peak anonymous memory growth %.0f MB" % (peak / 1024)
+
+
+def test_a_one_hop_past_the_inline_bound(daemon_factory):
+    """A 1-hop LinkedSellers is tried on the handler thread under a small
+    work bound (20,000 rows and list steps); one that needs more is run
+    again as a heavy call under the server's bound, so its answer is whole:
+    every seller of the crowd, not truncated. (Here the work is about
+    45,000: the 18,000 rows read, both 9,000-seller lists walked, a step
+    per seller met; under valgrind the crowd is a third of that.)"""
+    d = daemon_factory("--threads", "2", "--max-hub-cap", "admin=9500")
+    load_crowd(d.stub)
+    req = pb.LinkedSellersRequest(seller=ref(SELLER, "h0"), max_hops=1, limit=10000,
+                                  max_touched=10000000,
+                                  hub_caps=[pb.HubCap(type=ADDRESS, max_sellers=9500)])
+    rep = d.stub.LinkedSellers(req, timeout=T(60))
+    assert not rep.truncated and not rep.server_work_bound, rep.touched
+    assert len(rep.sellers) == CROWD - 1
+    assert all(len(s.evidence[0].shared) == 2 for s in rep.sellers)
+    if not VALGRIND:
+        assert rep.touched > 18000
