@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/log.h"
 #include "health.pb-c.h"
@@ -1316,6 +1317,33 @@ static const gd_method methods[] = {
 #undef W
 #undef A
 
+/* The table with each method's request and reply types, taken by name from
+ * the compiled service descriptors (graphd.v1.SellerGraph, the health
+ * service): no row names a message type by hand. */
+static gd_method typed[sizeof methods / sizeof methods[0]];
+static pthread_once_t typed_once = PTHREAD_ONCE_INIT;
+
+static void type_methods(void) {
+  static const ProtobufCServiceDescriptor *const services[] = {
+      &graphd__v1__seller_graph__descriptor, &grpc__health__v1__health__descriptor};
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+    typed[i] = methods[i];
+    for (size_t k = 0; k < sizeof services / sizeof services[0]; k++) {
+      const ProtobufCServiceDescriptor *sd = services[k];
+      size_t n = strlen(sd->name);
+      const char *p = methods[i].path;
+      if (p[0] != '/' || strncmp(p + 1, sd->name, n) != 0 || p[n + 1] != '/')
+        continue;
+      const ProtobufCMethodDescriptor *md =
+          protobuf_c_service_descriptor_get_method_by_name(sd, p + n + 2);
+      if (md) {
+        typed[i].request = md->input;
+        typed[i].reply = md->output;
+      }
+    }
+  }
+}
+
 const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim,
                                 size_t *ret_n) {
   env.store = store;
@@ -1330,6 +1358,11 @@ const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc
     env.lim.max_reply_bytes = 4 << 20;
   if (env.lim.ingest_window_bytes == 0)
     env.lim.ingest_window_bytes = 16 << 20;
+  return gd_rpc_method_table(ret_n);
+}
+
+const gd_method *gd_rpc_method_table(size_t *ret_n) {
+  pthread_once(&typed_once, type_methods);
   *ret_n = sizeof methods / sizeof methods[0];
-  return methods;
+  return typed;
 }

@@ -67,6 +67,10 @@ void gd_rpc_audit_hooks(void (**ret_audit)(void *ctx, gd_call *c, int grpc_statu
 const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim,
                                 size_t *ret_n);
 
+/* The same table without binding anything (for tools and tests): each row's
+ * path, kind, role and request/reply types. */
+const gd_method *gd_rpc_method_table(size_t *ret_n);
+
 /* Binds the analytics handlers to the job manager (must outlive every
  * call). Without it they answer UNAVAILABLE. */
 typedef struct gd_jobs gd_jobs;

@@ -34,6 +34,7 @@
 #ifndef GD_SERVER_SERVER_H
 #define GD_SERVER_SERVER_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -89,6 +90,11 @@ typedef struct gd_method {
   /* Never refused by the call limits (--max-calls, the stream share, the
    * per-peer limit): the health check. Must be cheap. */
   bool essential;
+  /* The request and reply message types (for a stream: of each message),
+   * from the service's descriptor; NULL when the method's service is not
+   * compiled in (reflection). A transport that is not gRPC transcodes with
+   * them (server/pbjson.h). */
+  const ProtobufCMessageDescriptor *request, *reply;
 } gd_method;
 
 typedef struct gd_server_opts {

@@ -5,8 +5,10 @@
  * dependency closure, and sets the index refuses.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "descriptor.pb-c.h"
+#include "graphd.pb-c.h"
 #include "rpc/reflection.h"
 #include "rpc/rpc.h"
 #include "tap.h"
@@ -226,4 +228,37 @@ static void test_synthetic(void) {
   }
 }
 
-TAP_MAIN({"embedded set", test_embedded_set}, {"synthetic sets", test_synthetic})
+/* Every graphd.v1 row and the health check carry their request and reply
+ * types, taken from the service descriptors. */
+static void test_method_types(void) {
+  size_t n = 0, graphd = 0;
+  const gd_method *m = gd_rpc_method_table(&n);
+  CHECK(n > 20);
+  for (size_t i = 0; i < n; i++) {
+    if (strncmp(m[i].path, "/graphd.v1.SellerGraph/", 23) == 0) {
+      graphd++;
+      CHECK(m[i].request != NULL && m[i].reply != NULL);
+    }
+    const char *req = m[i].request ? m[i].request->name : "-";
+    const char *rep = m[i].reply ? m[i].reply->name : "-";
+    if (strcmp(m[i].path, "/graphd.v1.SellerGraph/GetEntity") == 0) {
+      CHECK_STR(req, "graphd.v1.GetEntityRequest");
+      CHECK_STR(rep, "graphd.v1.GetEntityReply");
+    } else if (strcmp(m[i].path, "/graphd.v1.SellerGraph/WatchJob") == 0) {
+      CHECK_STR(req, "graphd.v1.JobRequest");
+      CHECK_STR(rep, "graphd.v1.Job");
+    } else if (strcmp(m[i].path, "/graphd.v1.SellerGraph/Ingest") == 0) {
+      CHECK_STR(req, "graphd.v1.UpsertRequest");
+      CHECK_STR(rep, "graphd.v1.IngestReply");
+    } else if (strcmp(m[i].path, "/grpc.health.v1.Health/Check") == 0) {
+      CHECK_STR(req, "grpc.health.v1.HealthCheckRequest");
+      CHECK_STR(rep, "grpc.health.v1.HealthCheckResponse");
+    } else if (strstr(m[i].path, "ServerReflection")) {
+      CHECK(m[i].request == NULL && m[i].reply == NULL);
+    }
+  }
+  CHECK_EQ_U(graphd, graphd__v1__seller_graph__descriptor.n_methods);
+}
+
+TAP_MAIN({"embedded set", test_embedded_set}, {"synthetic sets", test_synthetic},
+         {"method types", test_method_types})
