@@ -676,49 +676,6 @@ gd_str gd_snap_name_label(const gd_snap_name *nm, size_t i) {
   return (gd_str){(const char *)q + 2, label_len(q)};
 }
 
-int gd_store_cluster_links(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t after,
-                           uint64_t upto, gd_snap_link_fn fn, void *ctx, bool *ret_kept,
-                           gd_err *err) {
-  MDB_cursor *cur;
-  uint8_t kb[16], vb[LINK_ROW] = {0};
-  MDB_val k = {16, kb}, v;
-  *ret_kept = false;
-  int rc = mdb_cursor_open(r->txn, r->s->snap_link, &cur);
-  if (rc)
-    return gd__mdb_err(rc, err, "link cursor");
-  gd_be64_put(kb, snap);
-  gd_be64_put(kb + 8, cluster);
-  rc = mdb_cursor_get(cur, &k, &v, MDB_SET);
-  if (rc == MDB_SUCCESS) {
-    *ret_kept = true;
-    if (after == UINT64_MAX) {
-      rc = MDB_NOTFOUND;
-    } else {
-      gd_be64_put(vb, after + 1);
-      k.mv_size = 16;
-      k.mv_data = kb;
-      v.mv_size = LINK_ROW;
-      v.mv_data = vb;
-      rc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
-    }
-    for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
-      if (v.mv_size != LINK_ROW) {
-        mdb_cursor_close(cur);
-        return gd_err_set(err, GD_EINTERNAL, "link row of %zu bytes", v.mv_size);
-      }
-      const uint8_t *p = v.mv_data;
-      gd_snap_link l = {gd_be64_get(p), gd_be64_get(p + 8), (int64_t)gd_be64_get(p + 16),
-                        (int64_t)gd_be64_get(p + 24), gd_be64_get(p + 32)};
-      if (l.seller > upto || fn(ctx, &l))
-        break;
-    }
-  }
-  mdb_cursor_close(cur);
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
-    return gd__mdb_err(rc, err, "links");
-  return GD_OK;
-}
-
 /* snap_order rows of snapshot id: one dup list per order, appended. */
 static int put_orders(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const gd_snapshot_in *in,
                       gd_err *err) {
@@ -1173,48 +1130,99 @@ int gd_store_clusters_visit(gd_rtxn *r, uint64_t snap, uint64_t after_cluster, g
   return GD_OK;
 }
 
+/*
+ * Calls fn with each row (row_size bytes, starting with a seller id, u64 BE)
+ * of the (snap, cluster) dup list of dbi whose seller is > after, in order,
+ * until fn returns non-zero. *ret_present: the list exists. The members'
+ * and the kept links' reader.
+ */
+typedef int (*row_fn)(void *ctx, const uint8_t *row);
+static int cluster_rows(MDB_txn *txn, MDB_dbi dbi, uint64_t snap, uint64_t cluster,
+                        uint64_t after, size_t row_size, row_fn fn, void *ctx,
+                        bool *ret_present, const char *what, gd_err *err) {
+  MDB_cursor *cur;
+  uint8_t kb[16], vb[LINK_ROW] = {0};
+  MDB_val k = {16, kb}, v;
+  *ret_present = false;
+  int rc = mdb_cursor_open(txn, dbi, &cur);
+  if (rc)
+    return gd__mdb_err(rc, err, what);
+  gd_be64_put(kb, snap);
+  gd_be64_put(kb + 8, cluster);
+  rc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+  if (rc == MDB_SUCCESS) {
+    *ret_present = true;
+    k.mv_size = 16;
+    k.mv_data = kb;
+    v.mv_size = row_size;
+    v.mv_data = vb;
+    gd_be64_put(vb, after + 1);
+    rc = after == UINT64_MAX ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+    for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
+      if (v.mv_size != row_size) {
+        mdb_cursor_close(cur);
+        return gd_err_set(err, GD_EINTERNAL, "%s: a row of %zu bytes", what, v.mv_size);
+      }
+      if (fn(ctx, v.mv_data))
+        break;
+    }
+  }
+  mdb_cursor_close(cur);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, what);
+  return GD_OK;
+}
+
+typedef struct member_ctx {
+  uint64_t *ret;
+  size_t *n, max;
+  bool *more;
+} member_ctx;
+
+static int member_row(void *ctx, const uint8_t *row) {
+  member_ctx *m = ctx;
+  if (*m->n == m->max) {
+    *m->more = true;
+    return 1;
+  }
+  m->ret[(*m->n)++] = gd_be64_get(row);
+  return 0;
+}
+
 int gd_store_cluster_members(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t after,
                              size_t max, uint64_t *ret, size_t *ret_n, bool *ret_more,
                              bool *ret_indexed, gd_err *err) {
   gd_snapshot_view sv;
-  MDB_cursor *cur;
-  uint8_t kb[16], vb[8];
-  MDB_val k = {16, kb}, v = {8, vb};
   *ret_n = 0;
   *ret_more = false;
   *ret_indexed = false;
   int rc = snap_find(r->txn, r->s, snap, &sv, err);
   if (rc)
     return rc;
-  if ((rc = mdb_cursor_open(r->txn, r->s->snap_member, &cur)))
-    return gd__mdb_err(rc, err, "member cursor");
-  gd_be64_put(kb, sv.id);
-  gd_be64_put(kb + 8, cluster);
-  rc = mdb_cursor_get(cur, &k, &v, MDB_SET);
-  if (rc == MDB_SUCCESS) {
-    *ret_indexed = true;
-    k.mv_size = 16;
-    k.mv_data = kb;
-    v.mv_size = 8;
-    v.mv_data = vb;
-    gd_be64_put(vb, after == UINT64_MAX ? after : after + 1);
-    rc = after == UINT64_MAX ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
-    for (; rc == MDB_SUCCESS; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
-      if (v.mv_size != 8) {
-        mdb_cursor_close(cur);
-        return gd_err_set(err, GD_EINTERNAL, "member row of %zu bytes", v.mv_size);
-      }
-      if (*ret_n == max) {
-        *ret_more = true;
-        break;
-      }
-      ret[(*ret_n)++] = gd_be64_get(v.mv_data);
-    }
-  }
-  mdb_cursor_close(cur);
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
-    return gd__mdb_err(rc, err, "members");
-  return GD_OK;
+  member_ctx m = {ret, ret_n, max, ret_more};
+  return cluster_rows(r->txn, r->s->snap_member, sv.id, cluster, after, 8, member_row, &m,
+                      ret_indexed, "snapshot members", err);
+}
+
+typedef struct link_ctx {
+  uint64_t upto;
+  gd_snap_link_fn fn;
+  void *ctx;
+} link_ctx;
+
+static int link_row(void *ctx, const uint8_t *p) {
+  link_ctx *lc = ctx;
+  gd_snap_link l = {gd_be64_get(p), gd_be64_get(p + 8), (int64_t)gd_be64_get(p + 16),
+                    (int64_t)gd_be64_get(p + 24), gd_be64_get(p + 32)};
+  return l.seller > lc->upto || lc->fn(lc->ctx, &l);
+}
+
+int gd_store_cluster_links(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t after,
+                           uint64_t upto, gd_snap_link_fn fn, void *ctx, bool *ret_kept,
+                           gd_err *err) {
+  link_ctx lc = {upto, fn, ctx};
+  return cluster_rows(r->txn, r->s->snap_link, snap, cluster, after, LINK_ROW, link_row, &lc,
+                      ret_kept, "snapshot links", err);
 }
 
 static int cmp_tie_strongest(const void *pa, const void *pb) {

@@ -193,16 +193,21 @@ static int do_open(job *j, gd_err *err) {
   return GD_OK;
 }
 
-static int64_t seller_index(const gd_graph_export *x, uint64_t id) {
-  int64_t lo = 0, hi = x->n_sellers;
+/* The index of id in ids[0 .. n) (ascending), or -1. */
+static int64_t id_index(const uint64_t *ids, int64_t n, uint64_t id) {
+  int64_t lo = 0, hi = n;
   while (lo < hi) {
     int64_t mid = lo + (hi - lo) / 2;
-    if (x->seller_ids[mid] < id)
+    if (ids[mid] < id)
       lo = mid + 1;
     else
       hi = mid;
   }
-  return lo < x->n_sellers && x->seller_ids[lo] == id ? lo : -1;
+  return lo < n && ids[lo] == id ? lo : -1;
+}
+
+static int64_t seller_index(const gd_graph_export *x, uint64_t id) {
+  return id_index(x->seller_ids, x->n_sellers, id);
 }
 
 typedef struct prev_ctx {
@@ -906,11 +911,10 @@ static int name_add(job *j, gd_rtxn *r, uint64_t id, uint8_t flags, gd_err *err)
     }
     if (lb)
       memcpy(j->labels + j->n_labels, v.labels_raw, lb);
-    /* labels_raw holds the offset until every name is read (the buffer
-     * moves as it grows); read_names turns it into a pointer. */
-    j->name_detail[j->n_names] = (gd_snap_detail){v.first_seen, v.last_seen, v.seller_count,
-                                                  v.nlabels, lb,
-                                                  (const uint8_t *)(uintptr_t)j->n_labels};
+    /* labels_raw is set once every name is read (the buffer moves as it
+     * grows): read_names. */
+    j->name_detail[j->n_names] =
+        (gd_snap_detail){v.first_seen, v.last_seen, v.seller_count, v.nlabels, lb, NULL};
     j->n_labels += lb;
   }
   j->name_ids[j->n_names] = id;
@@ -922,32 +926,32 @@ static int name_add(job *j, gd_rtxn *r, uint64_t id, uint8_t flags, gd_err *err)
 
 /* ---- kept links ---------------------------------------------------------- */
 
-typedef struct lrow {
-  gd_snap_link l;
-  int type; /* the entity's */
-} lrow;
-
-typedef struct lcollect {
-  lrow *rows;
-  size_t n, cap;
+typedef struct lvisit {
+  job *j;
   uint64_t seller;
   bool nomem;
-} lcollect;
+} lvisit;
 
-static int lcollect_visit(void *ctx, const gd_link *l) {
-  lcollect *lc = ctx;
-  if (lc->n == lc->cap) {
-    size_t cap = lc->cap ? 2 * lc->cap : 1024;
-    lrow *nr = realloc(lc->rows, cap * sizeof *nr);
-    if (!nr) {
-      lc->nomem = true;
+/* gd_store_visit_links callback: appends the link of lv->seller to
+ * j->links and marks a non-seller entity for a detailed name. */
+static int link_add(void *ctx, const gd_link *l) {
+  lvisit *lv = ctx;
+  job *j = lv->j;
+  if (j->n_links == j->cap_links) {
+    size_t cap = j->cap_links ? 2 * j->cap_links : 4096;
+    gd_snap_link *nl = realloc(j->links, cap * sizeof *nl);
+    if (!nl) {
+      lv->nomem = true;
       return 1;
     }
-    lc->rows = nr;
-    lc->cap = cap;
+    j->links = nl;
+    j->cap_links = cap;
   }
-  lc->rows[lc->n++] = (lrow){{lc->seller, l->nbr, l->first_seen, l->last_seen, l->count},
-                             l->nbr_type};
+  j->links[j->n_links++] =
+      (gd_snap_link){lv->seller, l->nbr, l->first_seen, l->last_seen, l->count};
+  int64_t e = l->nbr_type == GD_TYPE_SELLER ? -1 : id_index(j->x.ent_ids, j->x.n_entities, l->nbr);
+  if (e >= 0)
+    j->named[e] |= NAMED_DETAIL;
   return 0;
 }
 
@@ -958,17 +962,6 @@ static int cmp_link(const void *pa, const void *pb) {
   return a->entity < b->entity ? -1 : a->entity > b->entity;
 }
 
-static int64_t entity_index(const gd_graph_export *x, uint64_t id) {
-  size_t lo = 0, hi = (size_t)x->n_entities;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (x->ent_ids[mid] < id)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo < (size_t)x->n_entities && x->ent_ids[lo] == id ? (int64_t)lo : -1;
-}
 
 /*
  * The links of the drawn clusters (j->draw; snapfmt.h), read in r with the
@@ -981,58 +974,34 @@ static int64_t entity_index(const gd_graph_export *x, uint64_t id) {
  */
 static int read_links(job *j, gd_rtxn *r, gd_err *err) {
   const gd_graph_export *x = &j->x;
-  lcollect lc = {0};
+  lvisit lv = {.j = j};
   int rc = GD_OK;
   uint64_t touched = 0;
   if (!(j->link_off = calloc(j->n_clusters + 1, sizeof *j->link_off)) ||
       !(j->sdetail = calloc((size_t)(x->n_sellers ? x->n_sellers : 1), 1)))
     return gd_err_set(err, GD_ENOMEM, "out of memory for the snapshot's links");
   for (size_t i = 0; i < j->n_clusters && !rc; i++) {
-    j->link_off[i + 1] = j->link_off[i];
-    if (!j->draw[i])
-      continue;
+    size_t first = j->n_links;
     const uint64_t *mem = j->members + j->member_off[i];
     size_t nm = j->member_off[i + 1] - j->member_off[i];
     if (nm > GD_LINKS_MAX_MEMBERS)
       nm = GD_LINKS_MAX_MEMBERS;
-    lc.n = 0;
-    for (size_t m = 0; m < nm && !rc; m++) {
-      lc.seller = mem[m];
-      rc = gd_store_visit_links(r, mem[m], 0, j->spec->since, j->spec->until, lcollect_visit, &lc,
+    for (size_t m = 0; j->draw[i] && m < nm && !rc; m++) {
+      lv.seller = mem[m];
+      rc = gd_store_visit_links(r, mem[m], 0, j->spec->since, j->spec->until, link_add, &lv,
                                 &touched, err);
-      if (!rc && lc.nomem)
+      if (!rc && lv.nomem)
         rc = gd_err_set(err, GD_ENOMEM, "out of memory for the snapshot's links");
       int64_t s = seller_index(x, mem[m]);
       if (s >= 0)
         j->sdetail[s] = 1;
     }
-    if (rc)
-      break;
-    size_t kept = lc.n;
-    for (size_t q = 0; q < kept; q++) {
-      int64_t e = lc.rows[q].type == GD_TYPE_SELLER ? -1 : entity_index(x, lc.rows[q].l.entity);
-      if (e >= 0)
-        j->named[e] |= NAMED_DETAIL;
-    }
-    if (j->n_links + kept > j->cap_links) {
-      size_t cap = j->cap_links ? 2 * j->cap_links : 4096;
-      while (cap < j->n_links + kept)
-        cap *= 2;
-      gd_snap_link *nl = realloc(j->links, cap * sizeof *nl);
-      if (!nl) {
-        rc = gd_err_set(err, GD_ENOMEM, "out of memory for the snapshot's links");
-        break;
-      }
-      j->links = nl;
-      j->cap_links = cap;
-    }
-    for (size_t q = 0; q < kept; q++)
-      j->links[j->n_links + q] = lc.rows[q].l;
-    qsort(j->links + j->n_links, kept, sizeof *j->links, cmp_link);
-    j->n_links += kept;
+    /* Each member's rows come in adjacency order (type, id): sort the
+     * cluster's by (seller, entity), the store's row order. */
+    if (j->n_links > first)
+      qsort(j->links + first, j->n_links - first, sizeof *j->links, cmp_link);
     j->link_off[i + 1] = j->n_links;
   }
-  free(lc.rows);
   return rc;
 }
 
@@ -1079,10 +1048,12 @@ static int read_names(job *j, gd_err *err) {
       e++;
     }
   }
-  for (size_t i = 0; !rc && i < j->n_names; i++)
-    if (j->name_flags[i] & GD_SNAP_DETAIL)
-      j->name_detail[i].labels_raw =
-          j->name_detail[i].labels_len ? j->labels + (uintptr_t)j->name_detail[i].labels_raw : NULL;
+  /* Detailed names' labels lie back to back in j->labels, in name order. */
+  for (size_t i = 0, off = 0; !rc && i < j->n_names; i++)
+    if (j->name_flags[i] & GD_SNAP_DETAIL && j->name_detail[i].labels_len) {
+      j->name_detail[i].labels_raw = j->labels + off;
+      off += j->name_detail[i].labels_len;
+    }
 out:
   gd_store_read_end(r);
   return rc;
