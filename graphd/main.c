@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/listen.h"
 #include "core/log.h"
 #include "jobs/jobs.h"
 #include "metrics/metrics.h"
@@ -40,6 +41,8 @@ typedef struct config {
   const char *data;
   const char *listen;
   const char *metrics_listen; /* NULL = no metrics endpoint */
+  const char *http_listen;    /* NULL = no HTTP/JSON gateway */
+  const char *console_dir;    /* NULL = the installed (or source) console */
   const char *worker;
   unsigned threads;
   uint64_t map_size_mb, map_size_max_mb;
@@ -86,6 +89,10 @@ static void usage(FILE *f) {
         "                           serve Prometheus metrics at http://HOST:PORT/metrics\n"
         "                           (bound to HOST only; port 0 = any free port, logged;\n"
         "                           no authentication; default: off)\n"
+        "  --http-listen HOST:PORT  also serve the API as HTTP/JSON (POST /v1/<Method>) and\n"
+        "                           the investigator console (GET /), under the same tokens,\n"
+        "                           limits, audit trail and TLS certificate (default: off)\n"
+        "  --console-dir DIR        the console's files (default: the installed ones)\n"
         "  --threads N              gRPC handler threads (default: number of cores)\n"
         "  --map-size-mb N          initial LMDB map size (default 1024); grows x2 when full\n"
         "  --map-size-max-mb N      map growth limit (default 1048576)\n"
@@ -368,13 +375,15 @@ static int parse_args(int argc, char **argv, config *c) {
     O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT, O_TOKENS, O_INSECURE, O_TLS_CERT,
     O_TLS_KEY, O_TLS_CA, O_NO_AUDIT, O_MAXCALLS, O_KA_TIME, O_KA_TIMEOUT, O_MIN_PING,
     O_AUDIT_READS, O_CONFIG, O_CHECK_CONFIG, O_ALLOC, O_LOG_FORMAT, O_LOG_LEVEL,
-    O_METRICS_LISTEN, O_QUERY_WORK, O_HUB_CAP, O_RESERVED, O_PER_PEER, O_IDLE, O_QTHREADS,
+    O_METRICS_LISTEN, O_HTTP_LISTEN, O_CONSOLE_DIR, O_QUERY_WORK, O_HUB_CAP, O_RESERVED, O_PER_PEER, O_IDLE, O_QTHREADS,
     O_WRITE_BUDGET,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
       {"listen", required_argument, NULL, O_LISTEN},
       {"metrics-listen", required_argument, NULL, O_METRICS_LISTEN},
+      {"http-listen", required_argument, NULL, O_HTTP_LISTEN},
+      {"console-dir", required_argument, NULL, O_CONSOLE_DIR},
       {"threads", required_argument, NULL, O_THREADS},
       {"map-size-mb", required_argument, NULL, O_MAP},
       {"map-size-max-mb", required_argument, NULL, O_MAPMAX},
@@ -453,17 +462,20 @@ static int parse_args(int argc, char **argv, config *c) {
     switch (ch) {
     case O_DATA: c->data = optarg; break;
     case O_LISTEN: c->listen = optarg; break;
-    case O_METRICS_LISTEN: {
+    case O_METRICS_LISTEN:
+    case O_HTTP_LISTEN: {
       char host[256];
       int port;
       gd_err e;
-      if (gd_metrics_parse_listen(optarg, host, sizeof host, &port, &e)) {
-        fprintf(stderr, "graphd: --metrics-listen: %s\n", e.msg);
+      const char *flag = ch == O_HTTP_LISTEN ? "--http-listen" : "--metrics-listen";
+      if (gd_listen_parse(optarg, host, sizeof host, &port, &e)) {
+        fprintf(stderr, "graphd: %s: %s\n", flag, e.msg);
         return 2;
       }
-      c->metrics_listen = optarg;
+      *(ch == O_HTTP_LISTEN ? &c->http_listen : &c->metrics_listen) = optarg;
       break;
     }
+    case O_CONSOLE_DIR: c->console_dir = optarg; break;
     case O_THREADS: ok = parse_long(optarg, 1, 256, &v); c->threads = (unsigned)v; name = "--threads"; break;
     case O_MAP: ok = parse_long(optarg, 1, 1L << 30, &v); c->map_size_mb = (uint64_t)v; name = "--map-size-mb"; break;
     case O_MAPMAX: ok = parse_long(optarg, 1, 1L << 30, &v); c->map_size_max_mb = (uint64_t)v; name = "--map-size-max-mb"; break;
@@ -614,6 +626,28 @@ static void find_worker(const config *c, char *path, size_t n) {
 #endif
 }
 
+/*
+ * The console's files: --console-dir; else those installed with graphd
+ * (GD_CONSOLE_INSTALLED, under datadir) when this is the installed graphd
+ * or they are there; else the source tree's (a build tree).
+ */
+static void find_console(const config *c, char *path, size_t n) {
+  if (c->console_dir) {
+    snprintf(path, n, "%s", c->console_dir);
+    return;
+  }
+  path[0] = 0;
+#if defined(GD_CONSOLE_INSTALLED) && defined(GD_CONSOLE_SRC)
+  char exe[4096];
+  ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  exe[len > 0 ? len : 0] = 0;
+  bool installed = strcmp(exe, GD_BIN_INSTALLED) == 0;
+  snprintf(path, n, "%s",
+           installed || access(GD_CONSOLE_SRC "/index.html", R_OK) != 0 ? GD_CONSOLE_INSTALLED
+                                                                       : GD_CONSOLE_SRC);
+#endif
+}
+
 /* Whether HOST:PORT (or a unix: target) can only be reached from this
  * machine. */
 static bool loopback_only(const char *listen) {
@@ -693,6 +727,12 @@ static int check_config(const config *c) {
     fprintf(stderr, "graphd: --listen %s without --tokens: refused (every caller would be "
                     "admin; use a loopback address, --tokens FILE, or --insecure-no-auth)\n",
             c->listen);
+    bad++;
+  }
+  if (c->http_listen && !c->tokens && !loopback_only(c->http_listen) && !c->insecure_no_auth) {
+    fprintf(stderr, "graphd: --http-listen %s without --tokens: refused (the HTTP gateway "
+                    "does not ask for client certificates; every caller would be admin)\n",
+            c->http_listen);
     bad++;
   }
   const char *pem_flag[] = {"--tls-cert", "--tls-key", "--tls-client-ca"};
@@ -792,6 +832,14 @@ int main(int argc, char **argv) {
              cfg.listen);
     goto out;
   }
+  if (cfg.http_listen && !cfg.tokens && !loopback_only(cfg.http_listen) &&
+      !cfg.insecure_no_auth) {
+    gd_error("refusing --http-listen %s without --tokens: the HTTP gateway does not ask for "
+             "client certificates, so every caller would be admin (use a loopback address, "
+             "give --tokens FILE, or --insecure-no-auth)",
+             cfg.http_listen);
+    goto out;
+  }
 
   if (cfg.tls_cert && (!(tls_cert = read_pem("--tls-cert", cfg.tls_cert)) ||
                        !(tls_key = read_pem("--tls-key", cfg.tls_key)) ||
@@ -880,6 +928,8 @@ int main(int argc, char **argv) {
 
   grpc_init();
   grpc_up = true;
+  char console_dir[4096];
+  find_console(&cfg, console_dir, sizeof console_dir);
   gd_server_opts sv = {
       .listen = cfg.listen,
       .threads = cfg.threads,
@@ -900,6 +950,9 @@ int main(int argc, char **argv) {
       .tls_cert_pem = tls_cert,
       .tls_key_pem = tls_key,
       .tls_client_ca_pem = tls_ca,
+      .http_listen = cfg.http_listen,
+      .http_prefix = "/graphd.v1.SellerGraph/",
+      .http_static_dir = console_dir[0] ? console_dir : NULL,
   };
   if (metrics) {
     sv.call_begin = gd_metrics_call_begin;
@@ -916,6 +969,13 @@ int main(int argc, char **argv) {
   }
 
   /* HOST part as given, real port. */
+  if (cfg.http_listen) {
+    const char *hc = strrchr(cfg.http_listen, ':');
+    printf("http listening on %.*s:%d\n", (int)(hc - cfg.http_listen), cfg.http_listen,
+           gd_server_http_port(server));
+    gd_info("HTTP/JSON and the console on port %d (files: %s)", gd_server_http_port(server),
+            console_dir[0] ? console_dir : "none");
+  }
   const char *colon = strrchr(cfg.listen, ':');
   int hostlen = colon ? (int)(colon - cfg.listen) : (int)strlen(cfg.listen);
   printf("listening on %.*s:%d\n", hostlen, cfg.listen, port);

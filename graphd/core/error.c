@@ -35,6 +35,15 @@ const char *gd_grpc_status_name(int status) {
   return status >= 0 && status < GD_GRPC_STATUS_COUNT ? names[status] : NULL;
 }
 
+int gd_grpc_http_status(int status) {
+  /* By gRPC code, as google/api/code.proto documents each one's HTTP
+   * equivalent (499 is the client-closed-request convention). */
+  static const short http[GD_GRPC_STATUS_COUNT] = {
+      200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401,
+  };
+  return status >= 0 && status < GD_GRPC_STATUS_COUNT ? http[status] : 500;
+}
+
 int gd_err_set(gd_err *err, int code, const char *fmt, ...) {
   if (err) {
     va_list ap;

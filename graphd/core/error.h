@@ -70,6 +70,16 @@ int gd_err_grpc_status(int code);
 #define GD_GRPC_STATUS_COUNT 17
 const char *gd_grpc_status_name(int status);
 
+/* The two statuses a transport reports on its own (not from a gd_errno). */
+#define GD_GRPC_CANCELLED 1
+#define GD_GRPC_DEADLINE_EXCEEDED 4
+
+/* The HTTP status the HTTP/JSON transport answers for a gRPC status (the
+ * mapping of google.api / grpc-gateway: INVALID_ARGUMENT 400,
+ * UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404, ...); 500 for
+ * a code outside 0..16. */
+int gd_grpc_http_status(int status);
+
 /*
  * Sets err (if not NULL) to code and a printf-style message; returns code so
  * callers can write `return gd_err_set(err, GD_EINVALID, "x: %s", why);`.

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "core/listen.h"
 #include "core/log.h"
 #include "metrics/metrics.h"
 
@@ -28,37 +29,6 @@ struct gd_metrics_http {
   atomic_bool starting;
   char start_err[200]; /* MHD's last message while starting (main thread) */
 };
-
-int gd_metrics_parse_listen(const char *listen, char *ret_host, size_t host_size, int *ret_port,
-                            gd_err *err) {
-  const char *colon = strrchr(listen, ':');
-  const char *h = listen;
-  size_t hn;
-  if (!colon)
-    return gd_err_set(err, GD_EINVALID, "'%s': HOST:PORT expected", listen);
-  hn = (size_t)(colon - listen);
-  if (hn >= 2 && h[0] == '[' && h[hn - 1] == ']') {
-    h++;
-    hn -= 2;
-  } else if (memchr(h, ':', hn)) {
-    return gd_err_set(err, GD_EINVALID, "'%s': write an IPv6 host in brackets, [::1]:PORT",
-                      listen);
-  }
-  if (hn == 0)
-    return gd_err_set(err, GD_EINVALID, "'%s': no host before the port (e.g. 127.0.0.1:9464)",
-                      listen);
-  if (hn >= host_size)
-    return gd_err_set(err, GD_EINVALID, "'%s': host too long", listen);
-  const char *p = colon + 1;
-  char *end;
-  long port = strtol(p, &end, 10);
-  if (!*p || *end || *p == '-' || *p == '+' || port < 0 || port > 65535)
-    return gd_err_set(err, GD_EINVALID, "'%s': port must be a number 0..65535", listen);
-  memcpy(ret_host, h, hn);
-  ret_host[hn] = 0;
-  *ret_port = (int)port;
-  return GD_OK;
-}
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
   gd_metrics_http *h = cls;
@@ -117,17 +87,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 int gd_metrics_http_start(gd_metrics *m, const char *listen, gd_metrics_http **ret,
                           int *ret_port, gd_err *err) {
-  char host[256], port_s[8];
-  int port, rc;
-  if (gd_metrics_parse_listen(listen, host, sizeof host, &port, err))
-    return gd_err_prefix(err, "--metrics-listen");
-  snprintf(port_s, sizeof port_s, "%d", port);
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
   struct addrinfo *ai = NULL;
-  if ((rc = getaddrinfo(host, port_s, &hints, &ai)) != 0)
-    return gd_err_set(err, GD_EINVALID, "--metrics-listen %s: cannot resolve '%s': %s", listen,
-                      host, gai_strerror(rc));
+  int port;
+  if (gd_listen_resolve("--metrics-listen", listen, &ai, &port, err))
+    return err ? err->code : GD_EINVALID;
   gd_metrics_http *h = calloc(1, sizeof *h);
   if (!h) {
     freeaddrinfo(ai);

@@ -93,12 +93,6 @@ size_t gd_metrics_escape_label(char *dst, size_t n, const char *value);
 
 typedef struct gd_metrics_http gd_metrics_http;
 
-/* Splits "HOST:PORT" ("[::1]:9100" for IPv6; port 0..65535, 0 = any
- * free port) into host (brackets removed) and port. Errors: GD_EINVALID
- * with a message saying what is wrong. */
-int gd_metrics_parse_listen(const char *listen, char *ret_host, size_t host_size, int *ret_port,
-                            gd_err *err);
-
 /*
  * Serves GET (and HEAD) /metrics on listen, bound to that host only, from
  * libmicrohttpd's own polling thread: 200 with

@@ -1,12 +1,17 @@
 /*
- * server: gRPC plumbing over the C core API.
+ * server: the call core and its transports.
  *
  * The server knows nothing of graphd's messages. It accepts calls for the
  * methods of a table (gd_method, data owned by rpc/), hands each call's
- * request bytes to the method's callbacks, and sends what they answer. It
- * owns the completion queue, the handler threads, the call state machines
- * (unary, client streaming, server streaming, bidirectional streaming),
- * unknown-method answers, deadlines and the shutdown drain.
+ * request bytes to the method's callbacks, and sends what they answer. Its
+ * call core (server.c) applies every per-call policy the same way whatever
+ * carried the call: identity and role, the call limits, the deadline, the
+ * audit hold, the heavy-call queue and the status. Two transports carry
+ * calls to it (server/transport.h): gRPC over the C core API (grpc.c: the
+ * completion queue, the handler threads, the four call state machines) and,
+ * with opts.http_listen, HTTP/JSON (http.c: POST /v1/<Method> with proto3
+ * JSON bodies, transcoded through server/pbjson.h by the method's request
+ * and reply descriptors, and static files for the console).
  *
  * The one rule for methods: every call handed to a method callback belongs
  * to the method until it calls gd_call_finish() exactly once, from any
@@ -99,6 +104,18 @@ typedef struct gd_method {
 
 typedef struct gd_server_opts {
   const char *listen;         /* "HOST:PORT"; port 0 = a free port */
+  /*
+   * The HTTP/JSON transport (NULL = none): "HOST:PORT". Serves the methods
+   * whose path starts with http_prefix ("/graphd.v1.SellerGraph/") as
+   * POST /v1/<Method>, the files of http_static_dir (NULL = none) as GET,
+   * under the same policy as gRPC (tokens from `Authorization: Bearer`,
+   * `X-Case-Id`, `X-Deadline-Ms`, the call limits, the audit trail) and
+   * the same TLS certificate. Client certificates are not asked for.
+   */
+  const char *http_listen;
+  const char *http_prefix;
+  const char *http_static_dir;
+  unsigned http_connections; /* connections at once (each a thread); 0 = 64 */
   unsigned threads;           /* handler threads; 0 = number of cores */
   int max_recv_bytes;         /* largest request message */
   int max_send_bytes;         /* largest reply message */
@@ -171,9 +188,10 @@ typedef struct gd_server_opts {
 
 /*
  * Creates the server, registers every method of the table (which must
- * outlive the server), binds the port and starts serving. *ret_port is the
- * bound port. Errors: GD_EIO (cannot bind: the message says why),
- * GD_EINVALID (bad table), GD_ENOMEM.
+ * outlive the server), binds the port (and the HTTP port) and starts
+ * serving. *ret_port is the bound gRPC port. Errors: GD_EIO (cannot bind:
+ * the message says which and why), GD_EINVALID (bad table, bad
+ * http_listen, TLS credentials the HTTP transport cannot load), GD_ENOMEM.
  */
 int gd_server_start(const gd_server_opts *opts, const gd_method *methods, size_t nmethods,
                     gd_server **ret, int *ret_port, gd_err *err);
@@ -184,6 +202,9 @@ int gd_server_start(const gd_server_opts *opts, const gd_method *methods, size_t
  * call to be finished and freed, stops the threads and frees the server.
  */
 void gd_server_shutdown(gd_server *s, int64_t grace_ms);
+
+/* The HTTP/JSON transport's bound port; 0 without one. */
+int gd_server_http_port(gd_server *s);
 
 /* Calls in flight (accepted and not yet freed). */
 uint64_t gd_server_active_calls(gd_server *s);
@@ -198,7 +219,7 @@ const char *gd_call_principal(gd_call *c, gd_role *ret_role);
 /* ---- audit facts (any thread while the call lives) ---- */
 #define GD_CASE_ID_MAX 129
 const char *gd_call_peer(gd_call *c);    /* "ipv4:127.0.0.1:5555" */
-const char *gd_call_case_id(gd_call *c); /* x-case-id metadata, "" if none */
+const char *gd_call_case_id(gd_call *c); /* x-case-id metadata (header), "" if none */
 const char *gd_call_path(gd_call *c);    /* method path, "" for an unknown one */
 int64_t gd_call_start_ms(gd_call *c);    /* wall clock when accepted, unix ms */
 /* What the call touched, as short text (copied; "" until set). */
@@ -213,6 +234,9 @@ void gd_call_audit_done(gd_call *c, bool ok, const char *why);
 /* The method-owned pointer attached to a call (initially NULL). */
 void gd_call_set_user(gd_call *c, void *user);
 void *gd_call_user(gd_call *c);
+
+/* The transport that carried the call: "grpc" or "http". */
+const char *gd_call_transport(gd_call *c);
 
 /* The method's table entry. */
 const gd_method *gd_call_method(gd_call *c);

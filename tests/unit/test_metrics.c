@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/listen.h"
 #include "metrics/metrics.h"
 #include "tap.h"
 
@@ -23,17 +24,17 @@ static void test_parse_listen(void) {
   char host[64];
   int port = -1;
   gd_err err;
-  CHECK(gd_metrics_parse_listen("127.0.0.1:9464", host, sizeof host, &port, &err) == GD_OK);
+  CHECK(gd_listen_parse("127.0.0.1:9464", host, sizeof host, &port, &err) == GD_OK);
   CHECK_STR(host, "127.0.0.1");
   CHECK_EQ_U(port, 9464);
-  CHECK(gd_metrics_parse_listen("[::1]:0", host, sizeof host, &port, &err) == GD_OK);
+  CHECK(gd_listen_parse("[::1]:0", host, sizeof host, &port, &err) == GD_OK);
   CHECK_STR(host, "::1");
   CHECK_EQ_U(port, 0);
-  CHECK(gd_metrics_parse_listen("localhost:65535", host, sizeof host, &port, &err) == GD_OK);
+  CHECK(gd_listen_parse("localhost:65535", host, sizeof host, &port, &err) == GD_OK);
   const char *bad[] = {"", "9464", ":9464", "h:", "h:65536", "h:-1", "h:+1", "h:1x", "::1:80",
                        "[]:80"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    int rc = gd_metrics_parse_listen(bad[i], host, sizeof host, &port, &err);
+    int rc = gd_listen_parse(bad[i], host, sizeof host, &port, &err);
     CHECK(rc == GD_EINVALID);
     if (rc != GD_EINVALID)
       fprintf(stderr, "  accepted '%s'\n", bad[i]);
