@@ -97,6 +97,7 @@ CHANNEL_OPTIONS = [
 ]
 
 LISTEN_RE = re.compile(rb"^listening on (127\.0\.0\.1):(\d+)\s*$")
+HTTP_LISTEN_RE = re.compile(rb"^http listening on (127\.0\.0\.1):(\d+)\s*$")
 
 
 class Daemon:
@@ -113,6 +114,7 @@ class Daemon:
         self.proc = None
         self.port = None
         self.addr = None
+        self.http_port = None  # with --http-listen
         self.channel = None
         self.stub = None
         self.health = None
@@ -170,6 +172,9 @@ class Daemon:
                 self._fail_start("daemon exited (code %s) before listening"
                                  % self.proc.returncode, seen)
             seen.append(line)
+            h = HTTP_LISTEN_RE.match(line)
+            if h:
+                self.http_port = int(h.group(2))
             m = LISTEN_RE.match(line)
             if m:
                 self.port = int(m.group(2))
