@@ -112,14 +112,15 @@ typedef struct hcall {
   bool gone;          /* the connection has let go */
   bool error_sent;    /* a stream's last error line went out */
   int http_override;  /* 413 for an over-size body; 0 = by the status */
+  bool bad_deadline;  /* X-Deadline-Ms that is not one */
 } hcall;
 
 /* Per request (MHD's con_cls): the body as it comes in. */
 typedef struct hreq {
+  hcall *h; /* accepted, its body still coming */
   char *body;
   size_t len, cap;
   bool too_big;
-  bool handled;
 } hreq;
 
 static const gd_transport http_transport;
@@ -526,9 +527,11 @@ static int64_t header_deadline(hcall *h) {
   return gd_now_ns() + ms * 1000000LL;
 }
 
-/* Runs one API call to the end of its response. */
-static enum MHD_Result api_call(hlisten *l, struct MHD_Connection *conn, const char *url,
-                                hreq *rq) {
+/* Opens a call for POST /v1/<name> when its headers have come, and
+ * applies the call policy (token, role, limits) before any of its body is
+ * read. NULL without memory. *accepted: the method holds the call. */
+static hcall *call_open(hlisten *l, struct MHD_Connection *conn, const char *url,
+                        bool *accepted) {
   const char *name = url + strlen(API_PREFIX);
   const gd_method *m = NULL;
   size_t midx = 0, plen = strlen(l->prefix);
@@ -541,7 +544,7 @@ static enum MHD_Result api_call(hlisten *l, struct MHD_Connection *conn, const c
     }
   hcall *h = calloc(1, sizeof *h);
   if (!h)
-    return queue_error(conn, 500, 8, "out of memory", NULL);
+    return NULL;
   gd__call_init(&h->base, l->srv, &http_transport, m, midx);
   pthread_cond_init(&h->cv, NULL);
   h->l = l;
@@ -552,45 +555,62 @@ static enum MHD_Result api_call(hlisten *l, struct MHD_Connection *conn, const c
       MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
   h->fd = fi ? fi->connect_fd : -1;
   MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, h);
-  gd_call *c = &h->base;
-
   int64_t deadline = header_deadline(h);
-  if (gd__call_accept(c, deadline < 0 ? INT64_MAX : deadline)) {
-    gd_str ct = h_metadata(c, "content-type");
-    gd_err err = {0};
-    uint8_t *pb = NULL;
-    size_t pblen = 0;
-    bool ok_type = (ct.n >= strlen(JSON_TYPE) && strncmp(ct.p, JSON_TYPE, strlen(JSON_TYPE)) == 0) ||
-                   (ct.n >= strlen(NDJSON_TYPE) && strncmp(ct.p, NDJSON_TYPE, strlen(NDJSON_TYPE)) == 0);
-    bool client_stream = m->kind == GD_RPC_CLIENT_STREAM;
-    if (rq->too_big) {
-      char t[160];
-      snprintf(t, sizeof t, "request body larger than %zu bytes (--max-message-bytes)",
-               l->max_body);
-      h->http_override = MHD_HTTP_CONTENT_TOO_LARGE;
-      gd_call_finish(c, GD_ERESOURCE, t, NULL, 0);
-    } else if (deadline < 0) {
-      gd_call_finish(c, GD_EINVALID,
-                     "X-Deadline-Ms: a whole number of milliseconds, 1 or more, expected", NULL,
-                     0);
-    } else if (!ok_type) {
-      gd_call_finish(c, GD_EINVALID,
-                     "Content-Type: application/json (or application/x-ndjson) expected", NULL,
-                     0);
-    } else if (client_stream ? split_lines(h, rq->body ? rq->body : "", rq->len, &err)
-                             : gd_pbjson_to_pb(m->request, rq->body ? rq->body : "", rq->len,
-                                               &pb, &pblen, &err)) {
-      char t[GD_ERR_MSG_MAX + 32];
-      snprintf(t, sizeof t, "request body: %s", err.msg);
-      gd_call_finish(c, err.code, t, NULL, 0);
-    } else if (client_stream) {
-      gd_call_read_next(c);
-    } else {
-      gd__call_request(c, pb ? pb : (const uint8_t *)"", pblen, true);
-    }
-    free(pb);
-  }
+  h->bad_deadline = deadline < 0;
+  *accepted = gd__call_accept(&h->base, deadline < 0 ? INT64_MAX : deadline);
+  return h;
+}
 
+static bool has_type(gd_str ct, const char *type) {
+  size_t n = strlen(type);
+  return ct.n >= n && strncmp(ct.p, type, n) == 0 && (ct.n == n || ct.p[n] == ';');
+}
+
+/* Starts an accepted call once its whole body has come: checks the
+ * request, transcodes it and hands it to the method, or finishes the call
+ * with the fault named. */
+static void call_start(hcall *h, hreq *rq) {
+  gd_call *c = &h->base;
+  const gd_method *m = c->m;
+  hlisten *l = h->l;
+  gd_err err = {0};
+  uint8_t *pb = NULL;
+  size_t pblen = 0;
+  gd_str ct = h_metadata(c, "content-type");
+  bool client_stream = m->kind == GD_RPC_CLIENT_STREAM;
+  if (rq->too_big) {
+    char t[160];
+    snprintf(t, sizeof t, "request body larger than %zu bytes (--max-message-bytes)",
+             l->max_body);
+    h->http_override = MHD_HTTP_CONTENT_TOO_LARGE;
+    gd_call_finish(c, GD_ERESOURCE, t, NULL, 0);
+  } else if (h->bad_deadline) {
+    gd_call_finish(c, GD_EINVALID,
+                   "X-Deadline-Ms: a whole number of milliseconds, 1 or more, expected", NULL, 0);
+  } else if (!has_type(ct, JSON_TYPE) && !has_type(ct, NDJSON_TYPE)) {
+    gd_call_finish(c, GD_EINVALID,
+                   "Content-Type: application/json (or application/x-ndjson) expected", NULL, 0);
+  } else if (client_stream ? split_lines(h, rq->body ? rq->body : "", rq->len, &err)
+                           : gd_pbjson_to_pb(m->request, rq->body ? rq->body : "", rq->len, &pb,
+                                             &pblen, &err)) {
+    char t[GD_ERR_MSG_MAX + 32];
+    snprintf(t, sizeof t, "request body: %s", err.msg);
+    gd_call_finish(c, err.code, t, NULL, 0);
+  } else if (client_stream) {
+    gd_call_read_next(c);
+  } else {
+    gd__call_request(c, pb ? pb : (const uint8_t *)"", pblen, true);
+  }
+  free(pb);
+}
+
+/* Waits for the call's outcome and queues the response: the reply or the
+ * error, or (a stream's first message) a JSON Lines response fed as the
+ * method writes. Drops the connection's reference (a stream's when its
+ * response is freed). */
+static enum MHD_Result call_respond(struct MHD_Connection *conn, hcall *h) {
+  gd_call *c = &h->base;
+  const gd_method *m = c->m;
   pthread_mutex_lock(&c->mu);
   wait_call(h, m && m->kind == GD_RPC_SERVER_STREAM);
   if (!h->finished && !h->cancelled) {
@@ -605,7 +625,7 @@ static enum MHD_Result api_call(hlisten *l, struct MHD_Connection *conn, const c
     }
     api_headers(r, NDJSON_TYPE, 0);
     enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, r);
-    MHD_destroy_response(r); /* stream_free runs when MHD is done with it */
+    MHD_destroy_response(r); /* stream_free runs when libmicrohttpd is done with it */
     return rc;
   }
   /* Finished (or cancelled) before any stream message. */
@@ -616,7 +636,7 @@ static enum MHD_Result api_call(hlisten *l, struct MHD_Connection *conn, const c
                                           : (unsigned)gd_grpc_http_status(status);
   char *body = NULL;
   const char *type = JSON_TYPE;
-  if (status == 0 && m && m->kind == GD_RPC_SERVER_STREAM) {
+  if (status == 0 && m->kind == GD_RPC_SERVER_STREAM) {
     body = strdup(""); /* a stream that sent nothing */
     type = NDJSON_TYPE;
   } else if (status == 0) {
@@ -725,8 +745,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!post)
       return queue_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, 12,
                          "method not allowed: the API takes POST /v1/<Method>", "POST");
-    if (!(rq = calloc(1, sizeof *rq)))
-      return MHD_NO;
+    if (gd__server_draining(l->srv))
+      return queue_error(conn, 503, 14, "the server is shutting down", NULL);
+    bool accepted;
+    hcall *h = call_open(l, conn, url, &accepted);
+    if (!h)
+      return queue_error(conn, 500, 8, "out of memory", NULL);
+    if (!accepted) /* refused before its body is read */
+      return call_respond(conn, h);
+    if (!(rq = calloc(1, sizeof *rq))) {
+      gd_call_finish(&h->base, GD_ENOMEM, "out of memory", NULL, 0);
+      return call_respond(conn, h);
+    }
+    rq->h = h;
     *con_cls = rq;
     return MHD_YES;
   }
@@ -754,18 +785,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     *upload_size = 0;
     return MHD_YES;
   }
-  if (rq->handled)
-    return MHD_YES;
-  rq->handled = true;
-  if (gd__server_draining(l->srv))
-    return queue_error(conn, 503, 14, "the server is shutting down", NULL);
-  return api_call(l, conn, url, rq);
+  if (!rq->h)
+    return MHD_YES; /* answered already */
+  hcall *h = rq->h;
+  rq->h = NULL;
+  call_start(h, rq);
+  return call_respond(conn, h);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   hreq *rq = *con_cls;
   (void)cls, (void)conn, (void)toe;
+  if (rq && rq->h) {
+    /* The connection broke before the whole body came: the method never
+     * saw the call; end it here (audited like any other). */
+    gd_call *c = &rq->h->base;
+    pthread_mutex_lock(&c->mu);
+    rq->h->gone = true;
+    pthread_mutex_unlock(&c->mu);
+    gd_call_finish(c, GD_ECANCELLED, "the client went away before sending the whole body",
+                   NULL, 0);
+    gd__call_unref(c); /* the connection's reference */
+  }
   if (rq) {
     free(rq->body);
     free(rq);

@@ -267,9 +267,12 @@ def test_statuses_map_to_http(authd):
 def test_bad_requests_are_refused_precisely(authd):
     p = authd.http_port
     r = bearer("reader")
-    # missing and unknown token
+    # missing and unknown token; the token is checked when the headers
+    # come, before a body is read (an over-size one too)
     st, code, _, msg = err(call(p, "Stats", {}))
     assert (st, code) == (401, 16) and "authorization" in msg
+    st, code, _, msg = err(call(p, "GetEntity", {"ref": {"type": S, "key": "k" * 200000}}))
+    assert (st, code) == (401, 16), msg
     st, code, _, msg = err(call(p, "Stats", {}, {"Authorization": "Bearer nope"}))
     assert (st, code) == (401, 16) and "unknown token" in msg
     # bad JSON, named by where it broke

@@ -26,6 +26,8 @@
  *   graphd-bench metrics [--sellers N (default 200000) | --links FILE.csv]
  *                [--seed S] [--repeat 3] [--duration 5] [--concurrency-list 1,16]
  *                [--rpcs health,get] [--scrape-ms 1000]
+ *   graphd-bench gateway [--sellers N (default 200000) | --links FILE.csv]
+ *                [--seed S] [--repeat 3] [--duration 5]
  *   Common: --graphd PATH --sellergen PATH --workdir DIR --graphd-arg ARG
  *           (repeatable, passed to every spawned daemon) --sellergen-arg ARG
  *           (repeatable, passed to sellergen, e.g. --sellergen-arg=--ring-fraction
@@ -204,6 +206,14 @@
  *   p50, p99 and daemon CPU per call for both, the scraped/off ratios
  *   (median of per-repeat ratios) and the scrapes' count, latency and
  *   size. The last scrape must count every timed GetEntity call.
+ *
+ * Gateway (gateway.c has the details)
+ *   Data and keys as for security; per repeat one daemon with
+ *   --http-listen: GetEntity over gRPC and the same requests as JSON over
+ *   HTTP, one call in flight, alternating which goes first; the http/grpc
+ *   p50 ratio (target <= 1.3); then the console's page load (GetEntity +
+ *   LinkedSellers maxHops 2 over HTTP) for up to 200 sampled starts
+ *   (target p50 <= 300 ms at 200k sellers).
  *
  * Output: the exact command line and the machine first, then readable
  * tables on stdout, progress on stderr, and as the last stdout line one JSON
@@ -620,6 +630,9 @@ static void usage(FILE *f) {
       "metrics: generate (default 200000 sellers) and ingest once, then per repeat a\n"
       "        daemon without and one with --metrics-listen, scraped every --scrape-ms,\n"
       "        alternating; Health/Check and GetEntity QPS and latency ratios.\n"
+      "gateway: generate (default 200000 sellers) and ingest once, then per repeat a\n"
+      "        daemon with --http-listen: GetEntity over gRPC vs over HTTP/JSON at 1 in\n"
+      "        flight (p50 ratio), and the console's page load (search + 2-hop expand).\n"
       "\n"
       "options:\n"
       "  --links FILE           links CSV / JSON Lines to load (ingest, cluster, security)\n"
@@ -754,7 +767,8 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       {NULL, 0, NULL, 0},
   };
   if (argc < 2)
-    usage_error("a subcommand is required: ingest, read, all, cluster, security or metrics");
+    usage_error("a subcommand is required: ingest, read, all, cluster, security, metrics or "
+                "gateway");
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(stdout);
     exit(0);
@@ -787,8 +801,11 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     c->cmd = CMD_SECURITY;
   else if (!strcmp(argv[1], "metrics"))
     c->cmd = CMD_METRICS;
+  else if (!strcmp(argv[1], "gateway"))
+    c->cmd = CMD_GATEWAY;
   else
-    usage_error("unknown subcommand '%s' (ingest, read, all, cluster, security or metrics)",
+    usage_error("unknown subcommand '%s' (ingest, read, all, cluster, security, metrics or "
+                "gateway)",
                 argv[1]);
 
   int ch;
@@ -950,6 +967,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     c->sample = 10000;
   if (!c->rpcs)
     c->rpcs = c->cmd == CMD_SECURITY || c->cmd == CMD_METRICS ? 1u << RPC_HEALTH | 1u << RPC_GET
+              : c->cmd == CMD_GATEWAY                         ? 1u << RPC_GET | 1u << RPC_LINKED2
                                                                : RPC_ALL;
   if (c->scrape_ms && c->cmd != CMD_METRICS)
     usage_error("--scrape-ms belongs to metrics");
@@ -1007,13 +1025,14 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
                   "daemons)");
     break;
   case CMD_METRICS:
+  case CMD_GATEWAY:
     if (!c->links && !c->sellers)
       c->sellers = c->quick ? 5000 : 200000;
     if (c->links && c->sellers)
-      usage_error("metrics: give at most one of --links FILE and --sellers N");
+      usage_error("%s: give at most one of --links FILE and --sellers N", c->cmd_name);
     if (c->addr || c->data || c->keys_from)
-      usage_error("metrics: --addr, --data and --keys-from do not apply (it spawns its own "
-                  "daemons)");
+      usage_error("%s: --addr, --data and --keys-from do not apply (it spawns its own "
+                  "daemons)", c->cmd_name);
     break;
   }
 }
@@ -1611,7 +1630,13 @@ bool daemon_start(const bench_cfg *cfg, const char *data_dir, const char *log_pa
     }
     got += (size_t)r;
     line[got] = '\0';
-    char *nl = strchr(line, '\n');
+    char *nl;
+    /* With --http-listen an "http listening on" line comes first. */
+    while ((nl = strchr(line, '\n')) && strncmp(line, "http listening on ", 18) == 0) {
+      size_t rest = got - (size_t)(nl + 1 - line);
+      memmove(line, nl + 1, rest + 1);
+      got = rest;
+    }
     if (nl) {
       *nl = '\0';
       if (sscanf(line, "listening on %159s", d->addr) == 1) {
@@ -2213,6 +2238,10 @@ struct read_keys { /* typedef read_keys in bench_int.h */
 
 unsigned read_keys_rpcs(const read_keys *k) { return k->rpcs; }
 size_t read_keys_sellers(const read_keys *k) { return k->n; }
+size_t read_keys_requests(const read_keys *k, rpc_kind kind, const ProtobufCMessage *const **ret) {
+  *ret = (const ProtobufCMessage *const *)k->rq[kind].msg;
+  return k->rq[kind].n;
+}
 
 static void *keys_own(read_keys *r, void *p) {
   if (r->nowned == r->owned_cap) {
@@ -3650,7 +3679,7 @@ int main(int argc, char **argv) {
   char *links_path = NULL;
 
   if (cfg.cmd == CMD_INGEST || cfg.cmd == CMD_ALL || cfg.cmd == CMD_CLUSTER ||
-      cfg.cmd == CMD_SECURITY || cfg.cmd == CMD_METRICS) {
+      cfg.cmd == CMD_SECURITY || cfg.cmd == CMD_METRICS || cfg.cmd == CMD_GATEWAY) {
     if (cfg.sellers) {
       char *gen = xasprintf("%s/gen", workroot);
       run_sellergen(&cfg, gen);
@@ -3668,7 +3697,7 @@ int main(int argc, char **argv) {
     /* cluster, security: one ingest is enough (the data set to measure on,
      * and its figures for the record); the repeats are for the mode. */
     bench_cfg icfg = cfg;
-    if (cfg.cmd == CMD_SECURITY || cfg.cmd == CMD_METRICS)
+    if (cfg.cmd == CMD_SECURITY || cfg.cmd == CMD_METRICS || cfg.cmd == CMD_GATEWAY)
       icfg.repeat = 1;
     if (cfg.cmd == CMD_CLUSTER) {
       icfg.repeat = 1;
@@ -3697,7 +3726,7 @@ int main(int argc, char **argv) {
         anomaly("no graphd data dir to cluster: the graphd ingest failed");
         ok = false;
       }
-    } else if (cfg.cmd == CMD_SECURITY || cfg.cmd == CMD_METRICS) {
+    } else if (cfg.cmd == CMD_SECURITY || cfg.cmd == CMD_METRICS || cfg.cmd == CMD_GATEWAY) {
       if (kept) {
         /* The keys' messages point into d (the sync client packs them per
          * call): d lives until the end, as for `all`. */
@@ -3707,8 +3736,10 @@ int main(int argc, char **argv) {
         if (cfg.cmd == CMD_SECURITY)
           json_object_object_add(b, "security",
                                  bench_security(&cfg, workroot, kept, &keys, &sok));
-        else
+        else if (cfg.cmd == CMD_METRICS)
           json_object_object_add(b, "metrics", bench_metrics(&cfg, workroot, kept, &keys, &sok));
+        else
+          json_object_object_add(b, "gateway", bench_gateway(&cfg, workroot, kept, &keys, &sok));
         ok &= sok;
         read_keys_free(&keys);
         if (!cfg.keep)

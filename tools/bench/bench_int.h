@@ -16,12 +16,45 @@
 
 #ifndef GD_BENCH_GRAPHD
 #define GD_BENCH_GRAPHD "graphd"
+/*
+ * The gateway mode (gateway.c) on data_dir, a graphd data dir already
+ * loaded (and not served by any process), with keys sampled from the same
+ * data: per repeat one daemon with --http-listen; GetEntity over gRPC and
+ * over HTTP/JSON at one call in flight, alternating, then the console's
+ * page load (GetEntity + 2-hop LinkedSellers over HTTP). Prints its
+ * report; *ret_ok is false when a check failed.
+ */
+json_object *bench_gateway(const bench_cfg *cfg, const char *workroot, const char *data_dir,
+                           const read_keys *keys, bool *ret_ok);
+
 #endif
 #ifndef GD_BENCH_SELLERGEN
 #define GD_BENCH_SELLERGEN "sellergen"
+/*
+ * The gateway mode (gateway.c) on data_dir, a graphd data dir already
+ * loaded (and not served by any process), with keys sampled from the same
+ * data: per repeat one daemon with --http-listen; GetEntity over gRPC and
+ * over HTTP/JSON at one call in flight, alternating, then the console's
+ * page load (GetEntity + 2-hop LinkedSellers over HTTP). Prints its
+ * report; *ret_ok is false when a check failed.
+ */
+json_object *bench_gateway(const bench_cfg *cfg, const char *workroot, const char *data_dir,
+                           const read_keys *keys, bool *ret_ok);
+
 #endif
 #ifndef GD_BENCH_SRCDIR
 #define GD_BENCH_SRCDIR "."
+/*
+ * The gateway mode (gateway.c) on data_dir, a graphd data dir already
+ * loaded (and not served by any process), with keys sampled from the same
+ * data: per repeat one daemon with --http-listen; GetEntity over gRPC and
+ * over HTTP/JSON at one call in flight, alternating, then the console's
+ * page load (GetEntity + 2-hop LinkedSellers over HTTP). Prints its
+ * report; *ret_ok is false when a check failed.
+ */
+json_object *bench_gateway(const bench_cfg *cfg, const char *workroot, const char *data_dir,
+                           const read_keys *keys, bool *ret_ok);
+
 #endif
 
 #define SVC "/graphd.v1.SellerGraph/"
@@ -33,7 +66,9 @@
 
 /* ---- configuration ---- */
 
-typedef enum { CMD_INGEST = 1, CMD_READ, CMD_ALL, CMD_CLUSTER, CMD_SECURITY, CMD_METRICS } bench_cmd;
+typedef enum {
+  CMD_INGEST = 1, CMD_READ, CMD_ALL, CMD_CLUSTER, CMD_SECURITY, CMD_METRICS, CMD_GATEWAY
+} bench_cmd;
 typedef enum { CONN_OWN = 0, CONN_SHARED = 1 } conn_mode;
 typedef enum { CLIENT_ASYNC = 0, CLIENT_SYNC = 1 } client_mode;
 
@@ -145,6 +180,10 @@ extern const char *const client_names[2];            /* "async", "sync" */
 typedef struct read_keys read_keys;
 unsigned read_keys_rpcs(const read_keys *k); /* bit (1 << rpc_kind) per rpc with requests */
 size_t read_keys_sellers(const read_keys *k); /* random sellers sampled (GetEntity keys) */
+/* The sampled requests of one rpc (*ret: valid while k lives); their number. */
+struct ProtobufCMessage;
+size_t read_keys_requests(const read_keys *k, rpc_kind kind,
+                          const struct ProtobufCMessage *const **ret);
 
 /* One measurement point: a client mode at a number of calls in flight. */
 typedef struct read_point {
@@ -230,6 +269,17 @@ json_object *bench_security(const bench_cfg *cfg, const char *workroot, const ch
  * *ret_ok is false when a check failed.
  */
 json_object *bench_metrics(const bench_cfg *cfg, const char *workroot, const char *data_dir,
+                           const read_keys *keys, bool *ret_ok);
+
+/*
+ * The gateway mode (gateway.c) on data_dir, a graphd data dir already
+ * loaded (and not served by any process), with keys sampled from the same
+ * data: per repeat one daemon with --http-listen; GetEntity over gRPC and
+ * over HTTP/JSON at one call in flight, alternating, then the console's
+ * page load (GetEntity + 2-hop LinkedSellers over HTTP). Prints its
+ * report; *ret_ok is false when a check failed.
+ */
+json_object *bench_gateway(const bench_cfg *cfg, const char *workroot, const char *data_dir,
                            const read_keys *keys, bool *ret_ok);
 
 #endif
