@@ -19,13 +19,13 @@ if [ ! -f "$build/build.ninja" ]; then
   CC=clang meson setup "$build" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
     -Dbuildtype=debug -Dblackbox_tests=false >/dev/null || exit 1
 fi
-ninja -C "$build" tests/fuzz/fuzz_ingest tests/fuzz/fuzz_requests >"$build/fuzz-ninja.log" 2>&1 ||
+ninja -C "$build" tests/fuzz/fuzz_ingest tests/fuzz/fuzz_requests tests/fuzz/fuzz_pbjson >"$build/fuzz-ninja.log" 2>&1 ||
   { tail -n 30 "$build/fuzz-ninja.log"; exit 1; }
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
 mkdir -p "$build/fuzz-artifacts"
 bad=0
-for name in ingest requests; do
+for name in ingest requests pbjson; do
   exe="$build/tests/fuzz/fuzz_$name"
   corpus="tests/fuzz/corpus/$name"
   work=$(mktemp -d)
