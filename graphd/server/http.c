@@ -143,9 +143,15 @@ static gd_str h_metadata(gd_call *c, const char *key) {
 static const char *h_peer(gd_call *c) { return H(c)->peer; }
 static const char *h_unknown_path(gd_call *c) { return H(c)->upath; }
 
+static void read_failed(void *arg);
+
 static void h_read_next(gd_call *c) {
   hcall *h = H(c);
   gd__call_ref_locked(c);
+  if (h->gone) { /* nobody serves reads any more */
+    gd_call_defer(c, read_failed, c); /* never within gd_call_read_next */
+    return;
+  }
   h->read_wanted = true;
   pthread_cond_broadcast(&h->cv);
 }
