@@ -35,6 +35,9 @@ def test_meson_install_layout_and_programs(tmp_path):
         "share/doc/graphd/OPERATIONS.md",
         "lib/systemd/system/graphd.service",
         "share/man/man8/graphd.8", "share/man/man1/graphctl.1",
+        # the console (d3.min.js: Debian's node-d3, linked or copied)
+        "share/graphd/console/index.html", "share/graphd/console/console.js",
+        "share/graphd/console/d3.min.js",
     }
     for f in sorted(files):
         assert os.path.isfile(os.path.join(root, f)), "not installed: " + f
@@ -63,6 +66,7 @@ def test_meson_install_layout_and_programs(tmp_path):
     with open(os.path.join(root, "share/man/man8/graphd.8")) as f:
         man = f.read()
     assert "\\-\\-check\\-config" in man and "\\-\\-tokens" in man
+    assert "\\-\\-http\\-listen" in man
 
     # The installed graphd looks for its worker under libexecdir (the
     # destdir copy is not there, so --check-config names that path), and
