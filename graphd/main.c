@@ -779,6 +779,7 @@ int main(int argc, char **argv) {
   config cfg;
   gd_store *store = NULL;
   gd_writer *writer = NULL;
+  gd_rpc *rpc = NULL;
   gd_server *server = NULL;
   gd_auth *auth = NULL;
   gd_jobs *jobs = NULL;
@@ -813,12 +814,6 @@ int main(int argc, char **argv) {
   sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
-
-  /* The schema served by reflection (embedded at build time). */
-  if (gd_rpc_reflection_load(&err)) {
-    gd_error("reflection: %s", err.msg);
-    goto out;
-  }
 
   if (cfg.tokens) {
     if (gd_auth_load(cfg.tokens, &auth, &err)) {
@@ -885,7 +880,11 @@ int main(int argc, char **argv) {
   if (access(worker_path, X_OK) != 0)
     gd_warn("worker %s: %s (clustering jobs will fail)", worker_path, strerror(errno));
   size_t nmethods, restored = 0;
-  const gd_method *methods = gd_rpc_methods(store, writer, &lim, &nmethods);
+  if (gd_rpc_new(store, writer, &lim, &rpc, &err)) {
+    gd_error("%s", err.msg);
+    goto out;
+  }
+  const gd_method *methods = gd_rpc_methods(rpc, &nmethods);
   /* Metrics: the registry exists before anything reports to it (the job
    * restore below already commits). */
   if (cfg.metrics_listen) {
@@ -899,20 +898,20 @@ int main(int argc, char **argv) {
   gd_jobs_opts jo = {
       .worker_path = worker_path,
       .data_dir = cfg.data,
-      .journal = gd_rpc_jobs_journal(),
+      .journal = gd_rpc_jobs_journal(rpc),
       .max_sellers = (uint64_t)cfg.cluster_max_sellers,
       .max_ties = (uint64_t)cfg.cluster_max_ties,
       .stage_done = metrics ? gd_metrics_job_stage : NULL,
       .stage_ctx = metrics,
   };
   if (gd_jobs_start(&jo, &jobs, &err) ||
-      gd_rpc_jobs_restore(jobs, &restored, &err)) {
+      gd_rpc_jobs_restore(rpc, jobs, &restored, &err)) {
     gd_error("%s", err.msg);
     goto out;
   }
   if (restored)
     gd_info("restored %zu clustering job record(s)", restored);
-  gd_rpc_set_jobs(jobs);
+  gd_rpc_set_jobs(rpc, jobs);
 
   if (metrics) {
     int mport;
@@ -960,7 +959,7 @@ int main(int argc, char **argv) {
     sv.call_ctx = metrics;
   }
   if (!cfg.no_audit)
-    gd_rpc_audit_hooks(&sv.audit, &sv.audit_ready);
+    gd_rpc_audit_hooks(rpc, &sv.audit, &sv.audit_ready, &sv.audit_ctx);
   rc = gd_server_start(&sv, methods, nmethods, &server, &port, &err);
   free_pems(&tls_cert, &tls_key, &tls_ca); /* only needed to start */
   if (rc) {
@@ -1008,7 +1007,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  gd_rpc_set_serving(0);
+  gd_rpc_set_serving(rpc, 0);
   status = 0;
 
 out:
@@ -1018,19 +1017,20 @@ out:
    * see their job end and the drain is not held by them), before the server
    * drains and the store closes. Scrapes read the store, the writer and the
    * jobs: stop serving them first; every hook user (server, writer, jobs)
-   * is done before the registry is freed. */
+   * is done before the registry is freed. The rpc context goes once no
+   * call runs and the writer has called back every op that carries it. */
   gd_jobs_stop(jobs);
   if (server)
     gd_server_shutdown(server, cfg.grace_ms);
   gd_metrics_http_stop(metrics_http);
   gd_writer_stop(writer);
+  gd_rpc_free(rpc);
   gd_jobs_free(jobs);
   gd_store_close(store);
   gd_metrics_free(metrics);
   if (grpc_up)
     grpc_shutdown_blocking();
   gd_auth_free(auth);
-  gd_rpc_reflection_free();
   free_pems(&tls_cert, &tls_key, &tls_ca);
   if (status == 0)
     gd_info("stopped");

@@ -30,6 +30,7 @@ struct gd_metrics_http {
   char start_err[200]; /* MHD's last message while starting (main thread) */
 };
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
   gd_metrics_http *h = cls;
   char msg[200];

@@ -23,9 +23,7 @@
 #include "worker/snapfmt.h"
 #include "worker/worker.h"
 
-static gd_jobs *jobs;
-
-void gd_rpc_set_jobs(gd_jobs *j) { jobs = j; }
+void gd_rpc_set_jobs(gd_rpc *r, gd_jobs *jobs) { r->jobs = jobs; }
 
 /* ---- the jobs journal ---------------------------------------------------- */
 
@@ -54,14 +52,14 @@ static void jsave_done(gd_write_op *op, const gd_err *err) {
   pthread_mutex_unlock(&s->mu);
 }
 
-static int journal_save(void *ctx, const gd_job_info *ji, const char *spec_text, gd_err *err) {
-  (void)ctx;
+int rpc_journal_save(void *ctx, const gd_job_info *ji, const char *spec_text, gd_err *err) {
+  gd_rpc *R = ctx;
   jsave s = {.op = {.apply = jsave_apply, .done = jsave_done}, .id = ji->id};
   if (!(s.rec = gd_job_encode(ji, spec_text, &s.len)))
     return gd_err_set(err, GD_ENOMEM, "out of memory for a job record");
   pthread_mutex_init(&s.mu, NULL);
   pthread_cond_init(&s.cv, NULL);
-  gd_writer_submit(env.writer, &s.op);
+  gd_writer_submit(R->writer, &s.op);
   pthread_mutex_lock(&s.mu);
   while (!s.done)
     pthread_cond_wait(&s.cv, &s.mu);
@@ -74,9 +72,7 @@ static int journal_save(void *ctx, const gd_job_info *ji, const char *spec_text,
   return s.err.code;
 }
 
-static const gd_jobs_journal journal = {.save = journal_save, .ctx = NULL};
-
-const gd_jobs_journal *gd_rpc_jobs_journal(void) { return &journal; }
+const gd_jobs_journal *gd_rpc_jobs_journal(gd_rpc *r) { return &r->journal; }
 
 typedef struct jrec {
   gd_job_info ji;
@@ -110,10 +106,10 @@ static int jload_visit(void *ctx, uint64_t id, const void *rec, size_t len) {
   return 0;
 }
 
-int gd_rpc_jobs_restore(gd_jobs *j, size_t *ret_n, gd_err *err) {
+int gd_rpc_jobs_restore(gd_rpc *R, gd_jobs *j, size_t *ret_n, gd_err *err) {
   jload l = {0};
   gd_rtxn *r = NULL;
-  int rc = gd_store_read_begin(env.store, &r, err);
+  int rc = gd_store_read_begin(R->store, &r, err);
   if (!rc)
     rc = gd_store_jobs_visit(r, jload_visit, &l, err);
   gd_store_read_end(r); /* restoring may write: no reader held meanwhile */
@@ -135,10 +131,13 @@ int gd_rpc_jobs_restore(gd_jobs *j, size_t *ret_n, gd_err *err) {
   return rc;
 }
 
-static bool have_jobs(gd_call *c) {
+/* The job manager of c's context; without one, c is answered UNAVAILABLE
+ * and the result is NULL. */
+static gd_jobs *need_jobs(gd_call *c) {
+  gd_jobs *jobs = rpc_ctx(c)->jobs;
   if (!jobs)
     rpc_fail_code(c, GD_EUNAVAILABLE, "clustering jobs are not available");
-  return jobs != NULL;
+  return jobs;
 }
 
 /* ---- spec -> worker spec text ----------------------------------------- */
@@ -435,8 +434,10 @@ void rpc_start_clustering(gd_call *c, const uint8_t *msg, size_t len, bool has_m
   gd_job_info ji = {0};
   uint8_t *blob = NULL;
   size_t blob_len = 0;
+  gd_rpc *R = rpc_ctx(c);
   sb_add(&b, "# StartClustering\n");
-  if (!have_jobs(c))
+  gd_jobs *jobs = need_jobs(c);
+  if (!jobs)
     goto out;
   if (b.oom || spec_text(req->spec, &b, &err)) {
     if (b.oom && !err.code)
@@ -444,19 +445,19 @@ void rpc_start_clustering(gd_call *c, const uint8_t *msg, size_t len, bool has_m
     rpc_fail(c, &err);
     goto out;
   }
-  if (env.lim.cluster_max_sellers) { /* the cheap check first: counters */
+  if (R->lim.cluster_max_sellers) { /* the cheap check first: counters */
     gd_rtxn *r = NULL;
     gd_stats st;
-    int rc = gd_store_read_begin(env.store, &r, &err);
+    int rc = gd_store_read_begin(R->store, &r, &err);
     if (!rc)
       rc = gd_store_stats(r, &st, &err);
     gd_store_read_end(r);
-    if (!rc && st.entities[GD_TYPE_SELLER] > env.lim.cluster_max_sellers)
+    if (!rc && st.entities[GD_TYPE_SELLER] > R->lim.cluster_max_sellers)
       rc = gd_err_set(&err, GD_ERESOURCE,
                       "the graph has %llu sellers, over the clustering limit of %llu "
                       "(--cluster-max-sellers)",
                       (unsigned long long)st.entities[GD_TYPE_SELLER],
-                      (unsigned long long)env.lim.cluster_max_sellers);
+                      (unsigned long long)R->lim.cluster_max_sellers);
     if (rc) {
       rpc_fail(c, &err);
       goto out;
@@ -504,7 +505,8 @@ static void job_call(gd_call *c, const uint8_t *msg, size_t len, bool has_msg, b
     return;
   gd_err err = {0};
   gd_job_info ji = {0};
-  if (have_jobs(c)) {
+  gd_jobs *jobs = need_jobs(c);
+  if (jobs) {
     int rc = cancel ? gd_jobs_cancel(jobs, req->job_id, &ji, &err)
                     : gd_jobs_get(jobs, req->job_id, &ji, &err);
     if (rc)
@@ -533,6 +535,7 @@ void rpc_cancel_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
  * folded into the next message.
  */
 typedef struct watch {
+  gd_rpc *rpc;
   pthread_mutex_t mu;
   int refs; /* under watch_mu: the call's, plus one per on_cancel in flight */
   uint64_t job_id, handle;
@@ -547,7 +550,7 @@ typedef struct watch {
 static void watch_send(watch *w) {
   gd_job_info ji = {0};
   gd_err err;
-  if (gd_jobs_get(jobs, w->job_id, &ji, &err))
+  if (gd_jobs_get(w->rpc->jobs, w->job_id, &ji, &err))
     return; /* dropped from memory: cannot happen while not final */
   if (w->sent_any && ji.state == w->last_state && ji.progress == w->last_progress &&
       strcmp(ji.stage, w->last_stage) == 0) {
@@ -587,7 +590,7 @@ static void watch_unref(watch *w) {
 }
 
 static void watch_end(watch *w, bool ok) {
-  gd_jobs_unlisten(jobs, w->handle);
+  gd_jobs_unlisten(w->rpc->jobs, w->handle);
   pthread_mutex_lock(&watch_mu);
   gd_call_set_user(w->call, NULL);
   pthread_mutex_unlock(&watch_mu);
@@ -655,7 +658,8 @@ void rpc_watch_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     return;
   uint64_t id = req->job_id;
   protobuf_c_message_free_unpacked(&req->base, NULL);
-  if (!have_jobs(c))
+  gd_jobs *jobs = need_jobs(c);
+  if (!jobs)
     return;
   gd_job_info ji = {0};
   gd_err err;
@@ -670,6 +674,7 @@ void rpc_watch_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     return;
   }
   pthread_mutex_init(&w->mu, NULL);
+  w->rpc = rpc_ctx(c);
   w->refs = 1;
   w->job_id = id;
   w->call = c;
@@ -779,7 +784,7 @@ void rpc_get_snapshot(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) 
   gd_rtxn *r = NULL;
   gd_snapshot_view v;
   gd_err err;
-  if (gd_store_read_begin(env.store, &r, &err) ||
+  if (gd_store_read_begin(rpc_ctx(c)->store, &r, &err) ||
       gd_store_snapshot_get(r, req->snapshot_id, &v, &err)) {
     rpc_fail(c, &err);
   } else {
@@ -819,9 +824,10 @@ void rpc_list_snapshots(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
   bool more = false;
   gd_snapshot_view *vs = NULL;
   manifest_pb *ps = NULL;
-  if (limit > env.lim.result_cap) {
+  gd_rpc *R = rpc_ctx(c);
+  if (limit > R->lim.result_cap) {
     gd_limit_hit(GD_LIMIT_RESULT_CAP);
-    gd_err_set(&err, GD_EINVALID, "limit: at most %zu", env.lim.result_cap);
+    gd_err_set(&err, GD_EINVALID, "limit: at most %zu", R->lim.result_cap);
     rpc_fail(c, &err);
     goto out;
   }
@@ -834,7 +840,7 @@ void rpc_list_snapshots(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
     rpc_fail_code(c, GD_ENOMEM, "out of memory");
     goto out;
   }
-  if (gd_store_read_begin(env.store, &r, &err) ||
+  if (gd_store_read_begin(R->store, &r, &err) ||
       gd_store_snapshot_list(r, before, limit, vs, &n, &more, &err)) {
     rpc_fail(c, &err);
     goto out;
@@ -912,7 +918,7 @@ void rpc_delete_snapshot(gd_call *c, const uint8_t *msg, size_t len, bool has_ms
   d->op.done = del_done;
   d->call = c;
   d->id = id;
-  gd_writer_submit(env.writer, &d->op);
+  gd_writer_submit(rpc_ctx(c)->writer, &d->op);
 }
 
 /* ---- clusters ------------------------------------------------------------- */
@@ -1206,18 +1212,19 @@ void rpc_list_clusters(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
   size_t limit = req->limit ? req->limit : 100;
   cl_collect cc = {.min_size = req->min_size, .err = &err};
   bool has_names = false;
+  gd_rpc *R = rpc_ctx(c);
   if (req->order < 0 || req->order > 2) {
     rpc_fail_code(c, GD_EINVALID, "order: unknown order");
     goto out;
   }
-  if (limit > env.lim.result_cap) {
+  if (limit > R->lim.result_cap) {
     gd_limit_hit(GD_LIMIT_RESULT_CAP);
-    gd_err_set(&err, GD_EINVALID, "limit: at most %zu", env.lim.result_cap);
+    gd_err_set(&err, GD_EINVALID, "limit: at most %zu", R->lim.result_cap);
     rpc_fail(c, &err);
     goto out;
   }
   gd_snapshot_view sv;
-  if (gd_store_read_begin(env.store, &r, &err) ||
+  if (gd_store_read_begin(R->store, &r, &err) ||
       gd_store_snapshot_get(r, req->snapshot_id, &sv, &err) ||
       gd_store_snapshot_has_names(r, sv.id, &has_names, &err)) {
     rpc_fail(c, &err);
@@ -1394,15 +1401,16 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   bool links = req->links;
   link_collect lc = {0};
   cl_pb p;
-  if (max > env.lim.result_cap) {
+  gd_rpc *R = rpc_ctx(c);
+  if (max > R->lim.result_cap) {
     gd_limit_hit(GD_LIMIT_RESULT_CAP);
-    gd_err_set(&err, GD_EINVALID, "max_members: at most %zu", env.lim.result_cap);
+    gd_err_set(&err, GD_EINVALID, "max_members: at most %zu", R->lim.result_cap);
     rpc_fail(c, &err);
     goto out;
   }
-  if (max_ties > env.lim.result_cap) {
+  if (max_ties > R->lim.result_cap) {
     gd_limit_hit(GD_LIMIT_RESULT_CAP);
-    gd_err_set(&err, GD_EINVALID, "max_ties: at most %zu", env.lim.result_cap);
+    gd_err_set(&err, GD_EINVALID, "max_ties: at most %zu", R->lim.result_cap);
     rpc_fail(c, &err);
     goto out;
   }
@@ -1424,7 +1432,7 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     rpc_fail_code(c, GD_ENOMEM, "out of memory");
     goto out;
   }
-  if (gd_store_read_begin(env.store, &r, &err)) {
+  if (gd_store_read_begin(R->store, &r, &err)) {
     rpc_fail(c, &err);
     goto out;
   }
@@ -1582,6 +1590,7 @@ static int snap_key(gd_rtxn *r, uint64_t snap, bool has_names, uint64_t id, gd_s
 }
 
 typedef struct astream {
+  gd_rpc *rpc;
   uint64_t snap, after;
   uint64_t sellers[ASSIGN_BATCH], clusters[ASSIGN_BATCH];
   size_t n;
@@ -1643,7 +1652,7 @@ static void as_next(gd_call *c, astream *s) {
     return;
   }
   s->n = 0;
-  int rc = gd_store_read_begin(env.store, &r, &err);
+  int rc = gd_store_read_begin(s->rpc->store, &r, &err);
   if (!rc)
     rc = gd_store_assignments_visit(r, s->snap, s->after, as_visit, s, &s->snap, &err);
   if (!rc && s->keys)
@@ -1706,6 +1715,7 @@ void rpc_stream_assignments(gd_call *c, const uint8_t *msg, size_t len, bool has
     rpc_fail_code(c, GD_ENOMEM, "out of memory");
     return;
   }
+  s->rpc = rpc_ctx(c);
   s->snap = snap;
   s->keys = keys;
   /* Pin "latest" to one snapshot for the whole stream; whether it keeps
@@ -1714,7 +1724,7 @@ void rpc_stream_assignments(gd_call *c, const uint8_t *msg, size_t len, bool has
     gd_rtxn *r = NULL;
     gd_err err;
     gd_snapshot_view v;
-    int rc = gd_store_read_begin(env.store, &r, &err);
+    int rc = gd_store_read_begin(s->rpc->store, &r, &err);
     if (!rc)
       rc = gd_store_snapshot_get(r, snap, &v, &err);
     if (!rc)
@@ -1789,6 +1799,7 @@ static int ab_visit(void *ctx, const uint64_t *sellers, const uint64_t *clusters
 enum { D_SUMMARY, D_CONTINUED, D_MERGED, D_SPLIT, D_BORN, D_DISSOLVED, D_MOVED, D_END };
 
 typedef struct dstream {
+  gd_rpc *rpc;
   gd_match_result r;
   uint64_t *sellers; /* store id of seller index s */
   keypool keys;      /* keys asked for: move i's key at keys.p + key_off[i] */
@@ -1817,7 +1828,7 @@ static int ds_compute(dstream *d, uint64_t from, uint64_t to, int64_t min_part, 
   assign_buf a = {0}, b = {0};
   int64_t *old_id = NULL, *new_id = NULL;
   gd_snapshot_view v;
-  int rc = gd_store_read_begin(env.store, &r, err);
+  int rc = gd_store_read_begin(d->rpc->store, &r, err);
   if (!rc && (rc = gd_store_snapshot_get(r, from, &v, err)) == GD_ENOTFOUND)
     gd_err_set(err, rc, "from_snapshot_id: no snapshot %llu", (unsigned long long)from);
   if (!rc && (rc = gd_store_snapshot_get(r, to, &v, err)) == GD_ENOTFOUND)
@@ -1866,7 +1877,7 @@ static int ds_compute(dstream *d, uint64_t from, uint64_t to, int64_t min_part, 
 static int ds_keys(dstream *d, gd_err *err) {
   gd_rtxn *r = NULL;
   bool has_names = false;
-  int rc = gd_store_read_begin(env.store, &r, err);
+  int rc = gd_store_read_begin(d->rpc->store, &r, err);
   if (!rc)
     rc = gd_store_snapshot_has_names(r, d->to, &has_names, err);
   if (!rc && !(d->key_off = malloc(((size_t)d->r.n_moves + 1) * sizeof *d->key_off)))
@@ -2042,6 +2053,7 @@ void rpc_diff_snapshots(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
     rpc_fail_code(c, GD_ENOMEM, "out of memory");
     return;
   }
+  d->rpc = rpc_ctx(c);
   if (ds_compute(d, from, to, min_part, &err) || (keys && ds_keys(d, &err))) {
     ds_free(d);
     rpc_fail(c, &err);

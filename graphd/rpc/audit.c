@@ -15,12 +15,10 @@
 #include "rpc/rpc_int.h"
 #include "store/audit.h"
 
-static atomic_bool broken;
-/* Records of reads not yet committed; beyond ASYNC_MAX a read waits for
- * its record like a write (backpressure: the queue cannot grow without
- * bound when the disk is slower than the calls). */
+/* Records of reads not yet committed (rpc->async_pending); beyond
+ * ASYNC_MAX a read waits for its record like a write (backpressure: the
+ * queue cannot grow without bound when the disk is slower than the calls). */
 #define ASYNC_MAX 4096
-static atomic_int async_pending;
 
 static void fill(gd_audit_in *in, gd_call *c, int status) {
   gd_role role;
@@ -45,6 +43,7 @@ static void fill(gd_audit_in *in, gd_call *c, int status) {
  */
 typedef struct aop {
   gd_write_op op;
+  gd_rpc *rpc;
   gd_call *call;
   int status;
   gd_audit_in in;
@@ -63,13 +62,14 @@ static int aop_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
 
 static void aop_done(gd_write_op *op, const gd_err *err) {
   aop *a = (aop *)op;
+  gd_rpc *R = a->rpc;
   bool ok = err->code == GD_OK;
-  if (!ok && !atomic_exchange(&broken, true))
+  if (!ok && !atomic_exchange(&R->audit_broken, true))
     gd_error("audit trail cannot be written, refusing calls from now on: %s", err->msg);
   if (a->call)
     gd_call_audit_done(a->call, ok, ok ? NULL : err->msg);
   else
-    atomic_fetch_sub(&async_pending, 1);
+    atomic_fetch_sub(&R->async_pending, 1);
   free(a);
 }
 
@@ -97,43 +97,48 @@ static aop *aop_copy(gd_call *c, int status) {
   return a;
 }
 
+/* ctx: the gd_rpc (gd_rpc_audit_hooks); c may be a call to an unknown
+ * method, so the context comes from ctx, not from the call. */
 static void hook(void *ctx, gd_call *c, int status) {
-  (void)ctx;
+  gd_rpc *R = ctx;
   const gd_method *m = gd_call_method(c);
-  bool async = env.audit_reads_async && status == 0 && m && m->role <= GD_ROLE_READER &&
-               atomic_fetch_add(&async_pending, 1) < ASYNC_MAX;
-  if (!async && env.audit_reads_async && status == 0 && m && m->role <= GD_ROLE_READER)
-    atomic_fetch_sub(&async_pending, 1); /* counted above, but it waits */
+  bool async = R->audit_reads_async && status == 0 && m && m->role <= GD_ROLE_READER &&
+               atomic_fetch_add(&R->async_pending, 1) < ASYNC_MAX;
+  if (!async && R->audit_reads_async && status == 0 && m && m->role <= GD_ROLE_READER)
+    atomic_fetch_sub(&R->async_pending, 1); /* counted above, but it waits */
   aop *a = async ? aop_copy(c, status) : calloc(1, sizeof *a);
   if (!a && async)
-    atomic_fetch_sub(&async_pending, 1);
+    atomic_fetch_sub(&R->async_pending, 1);
   if (!a) {
     gd_call_audit_done(c, false, "out of memory");
     return;
   }
+  a->rpc = R;
   a->op.apply = aop_apply;
   a->op.done = aop_done;
   a->op.lazy_sync = true; /* see writer.h: one fdatasync, never a torn environment */
   a->status = status;
   if (!async)
     a->call = c;
-  gd_writer_submit(env.writer, &a->op);
+  gd_writer_submit(R->writer, &a->op);
   if (async)
     gd_call_audit_done(c, true, NULL); /* the reply goes now; the record follows */
 }
 
 static bool ready(void *ctx) {
-  (void)ctx;
-  return !atomic_load(&broken);
+  gd_rpc *R = ctx;
+  return !atomic_load(&R->audit_broken);
 }
 
-void gd_rpc_audit_hooks(void (**ret_audit)(void *, gd_call *, int), bool (**ret_ready)(void *)) {
+void gd_rpc_audit_hooks(gd_rpc *r, void (**ret_audit)(void *, gd_call *, int),
+                        bool (**ret_ready)(void *), void **ret_ctx) {
   *ret_audit = hook;
   *ret_ready = ready;
+  *ret_ctx = r;
 }
 
 int rpc_audit_txn_status(gd_wtxn *t, gd_call *c, int status, const char *target, gd_err *err) {
-  if (!env.audit)
+  if (!rpc_ctx(c)->audit)
     return GD_OK;
   gd_audit_in in;
   fill(&in, c, status);
@@ -142,7 +147,7 @@ int rpc_audit_txn_status(gd_wtxn *t, gd_call *c, int status, const char *target,
 }
 
 int rpc_audit_txn(gd_wtxn *t, gd_call *c, gd_err *err) {
-  if (!env.audit)
+  if (!rpc_ctx(c)->audit)
     return GD_OK;
   gd_audit_in in;
   fill(&in, c, 0);
@@ -278,10 +283,11 @@ void rpc_list_audit(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   lctx l = {.q = q, .a = &a};
   uint64_t after = 0;
   char tok[32];
+  gd_rpc *R = rpc_ctx(c);
   l.limit = q->limit ? q->limit : 100;
-  if (l.limit > env.lim.result_cap) {
+  if (l.limit > R->lim.result_cap) {
     gd_limit_hit(GD_LIMIT_RESULT_CAP);
-    gd_err_set(&err, GD_EINVALID, "limit: at most %zu", env.lim.result_cap);
+    gd_err_set(&err, GD_EINVALID, "limit: at most %zu", R->lim.result_cap);
     goto fail;
   }
   if (q->since < 0 || q->until < 0 || (q->since && q->until && q->since > q->until)) {
@@ -303,7 +309,7 @@ void rpc_list_audit(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     gd_err_set(&err, GD_ENOMEM, "out of memory");
     goto fail;
   }
-  if (gd_store_read_begin(env.store, &r, &err) ||
+  if (gd_store_read_begin(R->store, &r, &err) ||
       gd_store_audit_visit(r, after, l_visit, &l, &err))
     goto fail;
   if (l.oom) {
@@ -337,7 +343,7 @@ void rpc_verify_audit(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) 
   gd_rtxn *r = NULL;
   uint64_t n = 0, bad = 0;
   char why[256];
-  if (gd_store_read_begin(env.store, &r, &err) ||
+  if (gd_store_read_begin(rpc_ctx(c)->store, &r, &err) ||
       gd_store_audit_verify(r, &n, &bad, why, sizeof why, &err)) {
     gd_store_read_end(r);
     rpc_fail(c, &err);

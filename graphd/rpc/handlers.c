@@ -19,9 +19,7 @@
 #include "core/limits.h"
 #include "rpc/rpc_int.h"
 
-gd__rpc_env env = {.serving = 1};
-
-void gd_rpc_set_serving(int serving) { atomic_store(&env.serving, serving); }
+void gd_rpc_set_serving(gd_rpc *r, int serving) { atomic_store(&r->serving, serving); }
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -55,14 +53,15 @@ int rpc_pack_stream(const ProtobufCMessage *m, uint8_t **buf, size_t *cap, size_
 }
 
 void rpc_reply(gd_call *c, const ProtobufCMessage *m) {
+  gd_rpc *R = rpc_ctx(c);
   size_t n = protobuf_c_message_get_packed_size(m);
-  if (n > env.lim.max_reply_bytes) {
+  if (n > R->lim.max_reply_bytes) {
     char msg[200];
     gd_limit_hit(GD_LIMIT_REPLY_BYTES);
     snprintf(msg, sizeof msg,
              "reply of %zu bytes is over the server's maximum message size of %zu bytes "
              "(--max-message-bytes): ask for fewer results (limit)",
-             n, env.lim.max_reply_bytes);
+             n, R->lim.max_reply_bytes);
     rpc_fail_code(c, GD_ERESOURCE, msg);
     return;
   }
@@ -85,13 +84,13 @@ void rpc_reply(gd_call *c, const ProtobufCMessage *m) {
  */
 typedef struct decode_budget {
   ProtobufCAllocator a;
-  size_t used;
+  size_t cap, used; /* cap: lim.max_request_alloc */
   bool over;
 } decode_budget;
 
 static void *budget_alloc(void *data, size_t n) {
   decode_budget *b = data;
-  if (env.lim.max_request_alloc && n > env.lim.max_request_alloc - b->used) {
+  if (b->cap && n > b->cap - b->used) {
     b->over = true;
     return NULL;
   }
@@ -102,9 +101,10 @@ static void *budget_alloc(void *data, size_t n) {
 static void budget_free(void *data, void *p) { free(p); }
 
 /* rpc_decode, also telling the bytes the decoded tree took. */
-static ProtobufCMessage *decode_sized(const ProtobufCMessageDescriptor *d, const uint8_t *msg,
-                                      size_t len, size_t *ret_bytes, gd_err *err) {
-  decode_budget b = {.a = {budget_alloc, budget_free, NULL}};
+static ProtobufCMessage *decode_sized(gd_rpc *R, const ProtobufCMessageDescriptor *d,
+                                      const uint8_t *msg, size_t len, size_t *ret_bytes,
+                                      gd_err *err) {
+  decode_budget b = {.a = {budget_alloc, budget_free, NULL}, .cap = R->lim.max_request_alloc};
   b.a.allocator_data = &b;
   ProtobufCMessage *m = protobuf_c_message_unpack(d, &b.a, len, msg);
   *ret_bytes = b.used;
@@ -114,17 +114,17 @@ static ProtobufCMessage *decode_sized(const ProtobufCMessageDescriptor *d, const
     gd_limit_hit(GD_LIMIT_ALLOC_BUDGET);
     gd_err_set(err, GD_ERESOURCE,
                "%s of %zu bytes needs more than %zu bytes of memory to decode "
-               "(--max-request-alloc-bytes)", d->name, len, env.lim.max_request_alloc);
+               "(--max-request-alloc-bytes)", d->name, len, b.cap);
   } else {
     gd_err_set(err, GD_EINVALID, "request is not a valid %s message", d->name);
   }
   return NULL;
 }
 
-ProtobufCMessage *rpc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *msg,
+ProtobufCMessage *rpc_decode(gd_rpc *R, const ProtobufCMessageDescriptor *d, const uint8_t *msg,
                              size_t len, gd_err *err) {
   size_t bytes;
-  return decode_sized(d, msg, len, &bytes, err);
+  return decode_sized(R, d, msg, len, &bytes, err);
 }
 
 /*
@@ -141,10 +141,11 @@ ProtobufCMessage *rpc_unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
     return NULL;
   }
   gd_err err;
-  ProtobufCMessage *req = rpc_decode(d, msg, len, &err);
+  gd_rpc *R = rpc_ctx(c);
+  ProtobufCMessage *req = rpc_decode(R, d, msg, len, &err);
   if (!req) {
     rpc_fail_code(c, err.code, err.msg);
-  } else if (env.audit) {
+  } else if (R->audit) {
     rpc_audit_target(c, req);
   }
   return req;
@@ -163,7 +164,7 @@ static void h_health_check(gd_call *c, const uint8_t *msg, size_t len, bool has_
     rpc_fail_code(c, GD_ENOTFOUND, m);
   } else {
     Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-    r.status = atomic_load(&env.serving)
+    r.status = atomic_load(&rpc_ctx(c)->serving)
                    ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
                    : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     rpc_reply(c, &r.base);
@@ -174,8 +175,8 @@ static void h_health_check(gd_call *c, const uint8_t *msg, size_t len, bool has_
 /* ---- the write budget ------------------------------------------------------ */
 
 /*
- * One budget, in decoded bytes, for every Upsert and Ingest message in
- * flight: decoded, queued to the writer or being applied
+ * One budget per context (rpc->wb), in decoded bytes, for every Upsert and
+ * Ingest message in flight: decoded, queued to the writer or being applied
  * (lim.write_budget_bytes, --write-budget-bytes). A message is charged an
  * estimate before it is decoded (WB_EXPANSION x its wire size: an
  * UpsertRequest decodes to 11-13x), then what decoding really took; the
@@ -195,66 +196,61 @@ static void h_health_check(gd_call *c, const uint8_t *msg, size_t len, bool has_
 
 typedef struct ingest ingest;
 
-static pthread_mutex_t wb_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wb_cv = PTHREAD_COND_INITIALIZER;
-static size_t wb_used, wb_freed; /* wb_freed: given back since the last trim */
-static ingest *wb_head, *wb_tail; /* parked streams, in arrival order */
-
 static size_t wb_estimate(size_t len) { return len * WB_EXPANSION + 4096; }
 
-static bool wb_fits_locked(size_t n) {
-  size_t cap = env.lim.write_budget_bytes;
-  return !cap || wb_used == 0 || (wb_used < cap && n <= cap - wb_used);
+static bool wb_fits_locked(gd_rpc *R, size_t n) {
+  size_t cap = R->lim.write_budget_bytes, used = R->wb.used;
+  return !cap || used == 0 || (used < cap && n <= cap - used);
 }
 
-static void wb_charge_locked(size_t n) { wb_used += n; }
+static void wb_charge_locked(gd_rpc *R, size_t n) { R->wb.used += n; }
 
 /* Takes n bytes unless parked streams wait (they go first) or it does not
  * fit. */
-static bool wb_take(size_t n) {
-  pthread_mutex_lock(&wb_mu);
-  bool ok = !wb_head && wb_fits_locked(n);
+static bool wb_take(gd_rpc *R, size_t n) {
+  pthread_mutex_lock(&R->wb.mu);
+  bool ok = !R->wb.head && wb_fits_locked(R, n);
   if (ok)
-    wb_charge_locked(n);
-  pthread_mutex_unlock(&wb_mu);
+    wb_charge_locked(R, n);
+  pthread_mutex_unlock(&R->wb.mu);
   return ok;
 }
 
 /* Replaces a charge of `from` by `to` bytes (after decoding). */
-static void wb_adjust(size_t from, size_t to) {
-  pthread_mutex_lock(&wb_mu);
-  wb_used -= from;
-  wb_charge_locked(to);
-  if (to < from && wb_head)
-    pthread_cond_signal(&wb_cv);
-  pthread_mutex_unlock(&wb_mu);
+static void wb_adjust(gd_rpc *R, size_t from, size_t to) {
+  pthread_mutex_lock(&R->wb.mu);
+  R->wb.used -= from;
+  wb_charge_locked(R, to);
+  if (to < from && R->wb.head)
+    pthread_cond_signal(&R->wb.cv);
+  pthread_mutex_unlock(&R->wb.mu);
 }
 
-static void wb_give(size_t n) {
+static void wb_give(gd_rpc *R, size_t n) {
   if (!n)
     return;
-  pthread_mutex_lock(&wb_mu);
-  wb_used -= n;
-  wb_freed += n;
-  if (wb_head || wb_freed >= WB_TRIM_AFTER)
-    pthread_cond_signal(&wb_cv);
-  pthread_mutex_unlock(&wb_mu);
+  pthread_mutex_lock(&R->wb.mu);
+  R->wb.used -= n;
+  R->wb.freed += n;
+  if (R->wb.head || R->wb.freed >= WB_TRIM_AFTER)
+    pthread_cond_signal(&R->wb.cv);
+  pthread_mutex_unlock(&R->wb.mu);
 }
 
-static size_t wb_in_use(void) {
-  pthread_mutex_lock(&wb_mu);
-  size_t n = wb_used;
-  pthread_mutex_unlock(&wb_mu);
+static size_t wb_in_use(gd_rpc *R) {
+  pthread_mutex_lock(&R->wb.mu);
+  size_t n = R->wb.used;
+  pthread_mutex_unlock(&R->wb.mu);
   return n;
 }
 
 static void ingest_resume(ingest *s);
-static void wb_start_thread(void);
 
 /* ---- writes: the op shared by Upsert, Ingest, SetLabels, DeleteEntity ---- */
 
 typedef struct upsert_op {
   gd_write_op op;
+  gd_rpc *rpc;
   gd_call *call;        /* Upsert: the call to answer */
   ingest *stream;       /* Ingest: the stream it belongs to */
   uint64_t index;       /* Ingest: message index */
@@ -270,26 +266,29 @@ static void upsert_op_free(upsert_op *op) {
   if (op->req)
     protobuf_c_message_free_unpacked(op->req, NULL);
   gd_arena_free(op->arena);
+  gd_rpc *R = op->rpc;
   size_t charged = op->charged;
   free(op);
-  wb_give(charged);
+  wb_give(R, charged);
 }
 
 /* Builds an op from a packed UpsertRequest; `charged` write budget bytes
  * were taken for it (the op holds them, adjusted to what decoding took, and
  * gives them back when freed, on failure too). On failure fills err. */
-static upsert_op *upsert_op_new(const uint8_t *msg, size_t len, size_t charged, gd_err *err) {
+static upsert_op *upsert_op_new(gd_rpc *R, const uint8_t *msg, size_t len, size_t charged,
+                                gd_err *err) {
   upsert_op *op = calloc(1, sizeof *op);
   if (!op) {
-    wb_give(charged);
+    wb_give(R, charged);
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
+  op->rpc = R;
   op->charged = charged;
   size_t decoded = 0;
-  op->req = decode_sized(&graphd__v1__upsert_request__descriptor, msg, len, &decoded, err);
+  op->req = decode_sized(R, &graphd__v1__upsert_request__descriptor, msg, len, &decoded, err);
   if (op->req && decoded + len != charged) {
-    wb_adjust(charged, decoded + len);
+    wb_adjust(R, charged, decoded + len);
     op->charged = decoded + len;
   }
   op->op.bytes = decoded + len; /* bounds the writer's group */
@@ -297,7 +296,7 @@ static upsert_op *upsert_op_new(const uint8_t *msg, size_t len, size_t charged, 
     upsert_op_free(op);
     return NULL;
   }
-  if (gd_pb_upsert((Graphd__V1__UpsertRequest *)op->req, env.lim.max_batch_items, &op->arena,
+  if (gd_pb_upsert((Graphd__V1__UpsertRequest *)op->req, R->lim.max_batch_items, &op->arena,
                    &op->u, err)) {
     upsert_op_free(op);
     return NULL;
@@ -339,23 +338,24 @@ static void upsert_done(gd_write_op *wop, const gd_err *err) {
 }
 
 static void h_upsert(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  gd_rpc *R = rpc_ctx(c);
   gd_err err;
   if (!has_msg) {
     rpc_fail_code(c, GD_EINVALID, "no request message: graphd.v1.UpsertRequest expected");
     return;
   }
   size_t est = wb_estimate(len);
-  if (!wb_take(est)) {
+  if (!wb_take(R, est)) {
     char m[300];
     gd_limit_hit(GD_LIMIT_WRITE_BUDGET);
     snprintf(m, sizeof m,
              "the write budget is in use: %zu bytes of %zu in flight, this request needs about "
              "%zu (--write-budget-bytes); retry, or send it on an Ingest stream, which waits",
-             wb_in_use(), env.lim.write_budget_bytes, est);
+             wb_in_use(R), R->lim.write_budget_bytes, est);
     rpc_fail_code(c, GD_ERESOURCE, m);
     return;
   }
-  upsert_op *op = upsert_op_new(msg, len, est, &err);
+  upsert_op *op = upsert_op_new(R, msg, len, est, &err);
   if (!op) {
     rpc_fail(c, &err);
     return;
@@ -363,9 +363,9 @@ static void h_upsert(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   op->call = c;
   op->op.apply = upsert_apply;
   op->op.done = upsert_done;
-  if (env.audit)
+  if (R->audit)
     rpc_audit_target(c, op->req);
-  gd_writer_submit(env.writer, &op->op);
+  gd_writer_submit(R->writer, &op->op);
 }
 
 /* ---- Ingest (client stream) ------------------------------------------------ */
@@ -383,6 +383,7 @@ static void h_upsert(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
  * addition, no read is outstanding.
  */
 struct ingest {
+  gd_rpc *rpc;
   gd_call *call;
   pthread_mutex_t mu;
   uint64_t received; /* messages read */
@@ -392,7 +393,7 @@ struct ingest {
   size_t inflight_bytes;
   bool reading, paused, ended, finished;
   /* A message waiting for the write budget (wire bytes, owned), and the
-   * stream's place in the budget's queue (wb_mu). */
+   * stream's place in the budget's queue (rpc->wb.mu). */
   struct ingest_job *parked;
   size_t parked_est;
   bool waiting;  /* in the budget's queue */
@@ -413,7 +414,8 @@ static void ingest_set_error(ingest *s, const gd_err *e, uint64_t index) {
 }
 
 static bool window_open(const ingest *s) {
-  return s->inflight < env.lim.ingest_inflight && s->inflight_bytes < env.lim.ingest_window_bytes;
+  const gd_rpc_limits *lim = &s->rpc->lim;
+  return s->inflight < lim->ingest_inflight && s->inflight_bytes < lim->ingest_window_bytes;
 }
 
 /* Called with s->mu held; releases it. Finishes and/or frees as due. */
@@ -462,7 +464,7 @@ static int ingest_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   if (op->index > atomic_load(&op->stream->fail_from))
     return gd_err_set(err, GD_ECANCELLED, "skipped after an earlier message failed");
   int rc = gd_store_upsert(t, &op->u, &op->res, err);
-  if (!rc && env.audit) { /* each message's record in its own commit */
+  if (!rc && op->rpc->audit) { /* each message's record in its own commit */
     char tgt[96];
     snprintf(tgt, sizeof tgt, "message %llu: %zu entities, %zu links",
              (unsigned long long)op->index, op->u.nentities, op->u.nlinks);
@@ -521,6 +523,7 @@ static void h_ingest_read(gd_call *c, gd_read_result rr, const uint8_t *msg, siz
         gd_call_finish(c, GD_ENOMEM, "out of memory", NULL, 0);
       return;
     }
+    s->rpc = rpc_ctx(c);
     s->call = c;
     atomic_init(&s->fail_from, UINT64_MAX);
     pthread_mutex_init(&s->mu, NULL);
@@ -568,6 +571,7 @@ static void h_ingest_read(gd_call *c, gd_read_result rr, const uint8_t *msg, siz
 static void ingest_job_run(void *arg) {
   ingest_job *j = arg;
   ingest *s = j->s;
+  gd_rpc *R = s->rpc;
   pthread_mutex_lock(&s->mu);
   s->busy--;
   if (s->finished || s->err.code) {
@@ -576,21 +580,21 @@ static void ingest_job_run(void *arg) {
     return;
   }
   size_t est = wb_estimate(j->len);
-  if (!wb_take(est)) {
+  if (!wb_take(R, est)) {
     /* Park: read no more until the budget thread resumes this stream. */
     s->parked = j;
     s->parked_est = est;
     gd_limit_hit(GD_LIMIT_WRITE_BUDGET);
-    pthread_mutex_lock(&wb_mu);
+    pthread_mutex_lock(&R->wb.mu);
     s->waiting = true;
     s->wnext = NULL;
-    if (wb_tail)
-      wb_tail->wnext = s;
+    if (R->wb.tail)
+      R->wb.tail->wnext = s;
     else
-      wb_head = s;
-    wb_tail = s;
-    pthread_cond_signal(&wb_cv);
-    pthread_mutex_unlock(&wb_mu);
+      R->wb.head = s;
+    R->wb.tail = s;
+    pthread_cond_signal(&R->wb.cv);
+    pthread_mutex_unlock(&R->wb.mu);
     pthread_mutex_unlock(&s->mu);
     return;
   }
@@ -606,8 +610,9 @@ static void ingest_job_run(void *arg) {
 static void ingest_submit(ingest *s, const uint8_t *msg, size_t len, uint64_t index,
                           size_t est) {
   gd_call *c = s->call;
+  gd_rpc *R = s->rpc;
   gd_err err;
-  upsert_op *op = upsert_op_new(msg, len, est, &err);
+  upsert_op *op = upsert_op_new(R, msg, len, est, &err);
   pthread_mutex_lock(&s->mu);
   s->busy--;
   if (!op) {
@@ -628,7 +633,7 @@ static void ingest_submit(ingest *s, const uint8_t *msg, size_t len, uint64_t in
     s->paused = true;
   bool read_more = s->reading;
   pthread_mutex_unlock(&s->mu);
-  gd_writer_submit(env.writer, &op->op);
+  gd_writer_submit(R->writer, &op->op);
   if (read_more)
     gd_call_read_next(c);
 }
@@ -642,7 +647,7 @@ static void ingest_resume(ingest *s) {
   s->parked = NULL;
   if (s->finished || s->err.code) {
     free(j);
-    wb_give(est);
+    wb_give(s->rpc, est);
     ingest_step_locked(s);
     return;
   }
@@ -658,19 +663,20 @@ static void ingest_resume(ingest *s) {
  * be finished and freed by another thread meanwhile (a parked one cannot:
  * ingest_step_locked keeps a state with a parked message). */
 static void h_ingest_cancel(gd_call *c) {
+  gd_rpc *R = rpc_ctx(c);
   ingest *s = NULL;
-  pthread_mutex_lock(&wb_mu);
-  for (ingest **pp = &wb_head, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->wnext) {
+  pthread_mutex_lock(&R->wb.mu);
+  for (ingest **pp = &R->wb.head, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->wnext) {
     if ((*pp)->call != c)
       continue;
     s = *pp;
     *pp = s->wnext;
-    if (wb_tail == s)
-      wb_tail = prev;
+    if (R->wb.tail == s)
+      R->wb.tail = prev;
     s->waiting = false;
     break;
   }
-  pthread_mutex_unlock(&wb_mu);
+  pthread_mutex_unlock(&R->wb.mu);
   if (!s)
     return;
   pthread_mutex_lock(&s->mu);
@@ -684,49 +690,36 @@ static void h_ingest_cancel(gd_call *c) {
   ingest_step_locked(s);
 }
 
+/* The budget thread (one per context, gd_rpc_new to gd_rpc_free): resumes
+ * parked streams, trims after large peaks. */
 static void *wb_main(void *arg) {
-  (void)arg;
-  pthread_mutex_lock(&wb_mu);
-  for (;;) {
-    if (wb_head && wb_fits_locked(wb_head->parked_est)) {
-      ingest *s = wb_head;
-      wb_head = s->wnext;
-      if (!wb_head)
-        wb_tail = NULL;
+  gd_rpc *R = arg;
+  pthread_mutex_lock(&R->wb.mu);
+  while (!R->wb.stop) {
+    if (R->wb.head && wb_fits_locked(R, R->wb.head->parked_est)) {
+      ingest *s = R->wb.head;
+      R->wb.head = s->wnext;
+      if (!R->wb.head)
+        R->wb.tail = NULL;
       s->waiting = false;
-      wb_charge_locked(s->parked_est);
-      pthread_mutex_unlock(&wb_mu);
+      wb_charge_locked(R, s->parked_est);
+      pthread_mutex_unlock(&R->wb.mu);
       ingest_resume(s);
-      pthread_mutex_lock(&wb_mu);
+      pthread_mutex_lock(&R->wb.mu);
       continue;
     }
-    if (wb_freed >= WB_TRIM_AFTER) {
-      wb_freed = 0;
-      pthread_mutex_unlock(&wb_mu);
+    if (R->wb.freed >= WB_TRIM_AFTER) {
+      R->wb.freed = 0;
+      pthread_mutex_unlock(&R->wb.mu);
       malloc_trim(0); /* the decoded messages' memory, back to the system */
-      pthread_mutex_lock(&wb_mu);
+      pthread_mutex_lock(&R->wb.mu);
       continue;
     }
-    pthread_cond_wait(&wb_cv, &wb_mu);
+    pthread_cond_wait(&R->wb.cv, &R->wb.mu);
   }
+  pthread_mutex_unlock(&R->wb.mu);
   return NULL;
 }
-
-static pthread_once_t wb_once = PTHREAD_ONCE_INIT;
-
-static void wb_spawn(void) {
-  pthread_t t;
-  pthread_attr_t at;
-  pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-  bool up = pthread_create(&t, &at, wb_main, NULL) == 0;
-  pthread_attr_destroy(&at);
-  if (!up)
-    gd_error("cannot start the write budget thread: parked Ingest streams will wait");
-}
-
-/* Started with the first parked stream (or at start-up, gd_rpc_methods). */
-static void wb_start_thread(void) { pthread_once(&wb_once, wb_spawn); }
 
 /* ---- GetEntity ---------------------------------------------------------------- */
 
@@ -740,8 +733,8 @@ static void h_get_entity(gd_call *c, const uint8_t *msg, size_t len, bool has_ms
   gd_err err;
   if (!req)
     return;
-  if (gd_pb_ref(req->ref, &a, &ref, &err, "ref") || gd_store_read_begin(env.store, &r, &err) ||
-      gd_store_get(r, &ref, &v, &err)) {
+  if (gd_pb_ref(req->ref, &a, &ref, &err, "ref") ||
+      gd_store_read_begin(rpc_ctx(c)->store, &r, &err) || gd_store_get(r, &ref, &v, &err)) {
     rpc_fail(c, &err);
   } else {
     Graphd__V1__GetEntityReply rep = GRAPHD__V1__GET_ENTITY_REPLY__INIT;
@@ -774,6 +767,7 @@ static void h_get_entity(gd_call *c, const uint8_t *msg, size_t len, bool has_ms
 #define LOOKUP_MAX_IDS 1000000
 
 typedef struct lstream {
+  gd_rpc *rpc;
   uint64_t *ids;
   size_t n, pos;
   bool attrs;
@@ -806,7 +800,7 @@ static void ls_next(gd_call *c, lstream *s) {
   gd_rtxn *r = NULL;
   gd_err err = {0};
   uint64_t latest = 0; /* rpc_entity_cluster's cache, for this transaction */
-  int rc = gd_store_read_begin(env.store, &r, &err);
+  int rc = gd_store_read_begin(s->rpc->store, &r, &err);
   for (size_t i = 0; i < k && !rc; i++) {
     gd_ref ref = {.id = s->ids[s->pos + i]};
     gd_entity_view v;
@@ -873,6 +867,7 @@ static void h_get_entities(gd_call *c, const uint8_t *msg, size_t len, bool has_
   } else {
     if (req->n_ids)
       memcpy(s->ids, req->ids, req->n_ids * sizeof *s->ids);
+    s->rpc = rpc_ctx(c);
     s->n = req->n_ids;
     s->attrs = req->attributes;
     gd_call_set_user(c, s);
@@ -920,6 +915,7 @@ static void h_neighbors(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
   char tok[20];
   if (!req)
     return;
+  gd_rpc *R = rpc_ctx(c);
   gd_err_clear(&err);
   if (gd_pb_ref(req->ref, &a, &ref, &err, "ref") ||
       gd_pb_window(req->window, &q.since, &q.until, &err, "window") ||
@@ -933,17 +929,17 @@ static void h_neighbors(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
     q.type_mask |= 1u << req->types[i];
   }
   q.limit = req->limit ? req->limit : 100;
-  if (q.limit > env.lim.result_cap) {
+  if (q.limit > R->lim.result_cap) {
     gd_limit_hit(GD_LIMIT_RESULT_CAP);
     gd_err_set(&err, GD_EINVALID, "limit: %u is over the server's result cap of %zu (--result-cap)",
-               req->limit, env.lim.result_cap);
+               req->limit, R->lim.result_cap);
     goto fail;
   }
   if (!(links = malloc(q.limit * sizeof *links))) {
     gd_err_set(&err, GD_ENOMEM, "out of memory");
     goto fail;
   }
-  if (gd_store_read_begin(env.store, &r, &err) || gd_store_lookup(r, &ref, &id, &err) ||
+  if (gd_store_read_begin(R->store, &r, &err) || gd_store_lookup(r, &ref, &id, &err) ||
       gd_store_links(r, id, &q, links, &n, &more, &err))
     goto fail;
 
@@ -1077,7 +1073,7 @@ static void h_set_labels(gd_call *c, const uint8_t *msg, size_t len, bool has_ms
   }
   op->op.apply = labels_apply;
   op->op.done = labels_done;
-  gd_writer_submit(env.writer, &op->op);
+  gd_writer_submit(rpc_ctx(c)->writer, &op->op);
   return;
 fail:
   labels_done(&op->op, &err);
@@ -1130,7 +1126,7 @@ static void h_delete_entity(gd_call *c, const uint8_t *msg, size_t len, bool has
     if (gd_pb_ref(req->ref, &op->arena, &op->ref, &err, "ref"))
       delete_done(&op->op, &err);
     else
-      gd_writer_submit(env.writer, &op->op);
+      gd_writer_submit(rpc_ctx(c)->writer, &op->op);
   }
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
@@ -1144,7 +1140,8 @@ static void h_stats(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   gd_err err;
   if (!req)
     return;
-  if (gd_store_read_begin(env.store, &r, &err) || gd_store_stats(r, &st, &err)) {
+  gd_rpc *R = rpc_ctx(c);
+  if (gd_store_read_begin(R->store, &r, &err) || gd_store_stats(r, &st, &err)) {
     rpc_fail(c, &err);
   } else {
     Graphd__V1__StatsReply rep = GRAPHD__V1__STATS_REPLY__INIT;
@@ -1157,7 +1154,7 @@ static void h_stats(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
       tc[t - 1].count = st.entities[t];
       tcp[t - 1] = &tc[t - 1];
     }
-    gd_writer_stats_get(env.writer, &ws);
+    gd_writer_stats_get(R->writer, &ws);
     rep.entities = tcp;
     rep.n_entities = GD_TYPE_MAX;
     rep.entities_total = st.entities_total;
@@ -1188,11 +1185,11 @@ static void h_stats(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
 
 /* ---- Backup ---------------------------------------------------------------- */
 
-/* One backup at a time, each on its own thread: a copy of a large
- * environment takes a while and must not hold a handler thread. */
-static atomic_bool backup_running;
-
+/* One backup at a time (rpc->backup_running), each on its own thread: a
+ * copy of a large environment takes a while and must not hold a handler
+ * thread. */
 typedef struct backup_job {
+  gd_rpc *rpc;
   gd_call *call;
   char *path;
 } backup_job;
@@ -1202,7 +1199,11 @@ static void *backup_main(void *arg) {
   gd_err err = {0};
   uint64_t bytes = 0;
   int64_t t0 = gd_now_ns();
-  if (gd_store_backup(env.store, b->path, &bytes, &err)) {
+  int rc = gd_store_backup(b->rpc->store, b->path, &bytes, &err);
+  /* Done before the call is answered: once it is, the server may shut
+   * down and the context go. */
+  atomic_store(&b->rpc->backup_running, false);
+  if (rc) {
     rpc_fail(b->call, &err);
   } else {
     gd_info("backup to %s: %llu bytes in %.1f s", b->path, (unsigned long long)bytes,
@@ -1211,7 +1212,6 @@ static void *backup_main(void *arg) {
     rep.bytes = bytes;
     rpc_reply(b->call, &rep.base);
   }
-  atomic_store(&backup_running, false);
   free(b->path);
   free(b);
   return NULL;
@@ -1222,12 +1222,13 @@ static void h_backup(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
       c, &graphd__v1__backup_request__descriptor, msg, len, has_msg);
   if (!req)
     return;
+  gd_rpc *R = rpc_ctx(c);
   char tgt[300];
   snprintf(tgt, sizeof tgt, "path=%.280s", req->path);
   gd_call_set_target(c, tgt);
   if (req->path[0] != '/') {
     rpc_fail_code(c, GD_EINVALID, "path: must be an absolute path (on the server)");
-  } else if (atomic_exchange(&backup_running, true)) {
+  } else if (atomic_exchange(&R->backup_running, true)) {
     rpc_fail_code(c, GD_EPRECONDITION, "a backup is already running");
   } else {
     backup_job *b = calloc(1, sizeof *b);
@@ -1235,16 +1236,17 @@ static void h_backup(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     pthread_attr_t at;
     if (!b || !(b->path = strdup(req->path))) {
       free(b);
-      atomic_store(&backup_running, false);
+      atomic_store(&R->backup_running, false);
       rpc_fail_code(c, GD_ENOMEM, "out of memory");
     } else {
+      b->rpc = R;
       b->call = c;
       pthread_attr_init(&at);
       pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
       if (pthread_create(&th, &at, backup_main, b) != 0) {
         free(b->path);
         free(b);
-        atomic_store(&backup_running, false);
+        atomic_store(&R->backup_running, false);
         rpc_fail_code(c, GD_EINTERNAL, "cannot start the backup thread");
       }
       pthread_attr_destroy(&at);
@@ -1319,7 +1321,8 @@ static const gd_method methods[] = {
 
 /* The table with each method's request and reply types, taken by name from
  * the compiled service descriptors (graphd.v1.SellerGraph, the health
- * service): no row names a message type by hand. */
+ * service): no row names a message type by hand. Unbound (ctx NULL): every
+ * context copies it. */
 static gd_method typed[sizeof methods / sizeof methods[0]];
 static pthread_once_t typed_once = PTHREAD_ONCE_INIT;
 
@@ -1344,25 +1347,79 @@ static void type_methods(void) {
   }
 }
 
-const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim,
-                                size_t *ret_n) {
-  env.store = store;
-  env.writer = writer;
-  env.lim = *lim;
-  wb_start_thread(); /* resumes parked streams, trims after large peaks */
-  env.audit = lim->audit;
-  env.audit_reads_async = lim->audit_reads_async;
-  if (env.lim.ingest_inflight == 0)
-    env.lim.ingest_inflight = 256;
-  if (env.lim.max_reply_bytes == 0)
-    env.lim.max_reply_bytes = 4 << 20;
-  if (env.lim.ingest_window_bytes == 0)
-    env.lim.ingest_window_bytes = 16 << 20;
-  return gd_rpc_method_table(ret_n);
-}
-
 const gd_method *gd_rpc_method_table(size_t *ret_n) {
   pthread_once(&typed_once, type_methods);
   *ret_n = sizeof methods / sizeof methods[0];
   return typed;
+}
+
+/* ---- the context ------------------------------------------------------------ */
+
+int gd_rpc_new(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim, gd_rpc **ret,
+               gd_err *err) {
+  size_t n;
+  const gd_method *table = gd_rpc_method_table(&n);
+  gd_rpc *r = calloc(1, sizeof *r + n * sizeof *r->methods);
+  *ret = NULL;
+  if (!r)
+    return gd_err_set(err, GD_ENOMEM, "out of memory for the rpc context");
+  r->store = store;
+  r->writer = writer;
+  r->lim = *lim;
+  if (r->lim.ingest_inflight == 0)
+    r->lim.ingest_inflight = 256;
+  if (r->lim.max_reply_bytes == 0)
+    r->lim.max_reply_bytes = 4 << 20;
+  if (r->lim.ingest_window_bytes == 0)
+    r->lim.ingest_window_bytes = 16 << 20;
+  atomic_init(&r->serving, 1);
+  r->audit = lim->audit;
+  r->audit_reads_async = lim->audit_reads_async;
+  r->journal = (gd_jobs_journal){.save = rpc_journal_save, .ctx = r};
+  atomic_init(&r->audit_broken, false);
+  atomic_init(&r->async_pending, 0);
+  atomic_init(&r->backup_running, false);
+  r->nmethods = n;
+  for (size_t i = 0; i < n; i++) {
+    r->methods[i] = table[i];
+    r->methods[i].ctx = r;
+  }
+  int rc = gd_refl_index_build(gd_descriptor_set, gd_descriptor_set_len, &r->refl, err);
+  if (rc) {
+    if (err)
+      gd_err_prefix(err, "reflection");
+    free(r);
+    return rc;
+  }
+  pthread_mutex_init(&r->wb.mu, NULL);
+  pthread_cond_init(&r->wb.cv, NULL);
+  if ((rc = pthread_create(&r->wb.thread, NULL, wb_main, r))) {
+    pthread_mutex_destroy(&r->wb.mu);
+    pthread_cond_destroy(&r->wb.cv);
+    gd_refl_index_free(r->refl);
+    free(r);
+    return gd_err_set(err, GD_EINTERNAL, "cannot start the write budget thread: %s",
+                      strerror(rc));
+  }
+  *ret = r;
+  return GD_OK;
+}
+
+const gd_method *gd_rpc_methods(gd_rpc *r, size_t *ret_n) {
+  *ret_n = r->nmethods;
+  return r->methods;
+}
+
+void gd_rpc_free(gd_rpc *r) {
+  if (!r)
+    return;
+  pthread_mutex_lock(&r->wb.mu);
+  r->wb.stop = true;
+  pthread_cond_signal(&r->wb.cv);
+  pthread_mutex_unlock(&r->wb.mu);
+  pthread_join(r->wb.thread, NULL);
+  pthread_mutex_destroy(&r->wb.mu);
+  pthread_cond_destroy(&r->wb.cv);
+  gd_refl_index_free(r->refl);
+  free(r);
 }

@@ -32,7 +32,7 @@ static int query_check(void *ctx, gd_err *err) {
 
 void rpc_query_params(gd_call *c, gd_query_params *p) {
   gd_query_params_default(p);
-  p->max_work = env.lim.max_query_work;
+  p->max_work = rpc_ctx(c)->lim.max_query_work;
   p->check = query_check;
   p->check_ctx = c;
 }
@@ -44,7 +44,8 @@ static int conv_caps(gd_call *c, Graphd__V1__HubCap **caps, size_t n, gd_query_p
                      gd_err *err) {
   gd_role role = GD_ROLE_NONE;
   gd_call_principal(c, &role);
-  uint64_t max = role >= GD_ROLE_NONE && role <= GD_ROLE_ADMIN ? env.lim.max_hub_cap[role] : 0;
+  gd_rpc *R = rpc_ctx(c);
+  uint64_t max = role >= GD_ROLE_NONE && role <= GD_ROLE_ADMIN ? R->lim.max_hub_cap[role] : 0;
   for (size_t i = 0; i < n; i++) {
     if (!caps[i])
       return gd_err_set(err, GD_EINVALID, "hub_caps[%zu]: missing", i);
@@ -73,13 +74,14 @@ static int conv_bound(uint64_t v, uint64_t dflt, uint64_t max, const char *field
   return GD_OK;
 }
 
-static int conv_limit(uint32_t limit, const char *field, size_t *ret, gd_err *err) {
+static int conv_limit(gd_call *c, uint32_t limit, const char *field, size_t *ret, gd_err *err) {
+  gd_rpc *R = rpc_ctx(c);
   size_t v = limit ? limit : 100;
-  if (v > env.lim.result_cap) {
+  if (v > R->lim.result_cap) {
     gd_limit_hit(GD_LIMIT_RESULT_CAP);
     return gd_err_set(err, GD_EINVALID,
                       "%s: %u is over the server's result cap of %zu (--result-cap)", field, limit,
-                      env.lim.result_cap);
+                      R->lim.result_cap);
   }
   *ret = v;
   return GD_OK;
@@ -215,6 +217,7 @@ static Graphd__V1__LinkedSeller *linked_pb(gd_rtxn *r, ecache *ec, const gd_link
 #define LINKED_INLINE_WORK 20000
 
 typedef struct linked_job {
+  gd_rpc *rpc;
   gd_call *c;
   Graphd__V1__LinkedSellersRequest *req;
   gd_query_params p;
@@ -244,7 +247,7 @@ static bool linked_run(linked_job *j, uint64_t max_work) {
   bool done = true;
   gd_err_clear(&err);
   p.max_work = max_work;
-  if (gd_store_read_begin(env.store, &r, &err) ||
+  if (gd_store_read_begin(j->rpc->store, &r, &err) ||
       resolve(r, req->seller, &a, "seller", &seller, &err) ||
       gd_query_linked(r, seller, j->hops, &p, j->limit, req->min_score, &res, &err))
     goto fail;
@@ -299,6 +302,7 @@ void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
     gd_err_set(&err, GD_ENOMEM, "out of memory");
     goto fail;
   }
+  j->rpc = rpc_ctx(c);
   j->c = c;
   j->req = req;
   gd_query_params *p = &j->p;
@@ -323,7 +327,7 @@ void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
   }
   if (gd_pb_window(req->window, &p->since, &p->until, &err, "window") ||
       conv_caps(c, req->hub_caps, req->n_hub_caps, p, &err) ||
-      conv_limit(req->limit, "limit", &j->limit, &err) ||
+      conv_limit(c, req->limit, "limit", &j->limit, &err) ||
       conv_bound(req->max_touched, DEFAULT_TOUCH_ROWS, MAX_TOUCH_ROWS, "max_touched",
                  &p->max_touched, &err))
     goto fail;
@@ -374,7 +378,7 @@ void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
       conv_caps(c, req->hub_caps, req->n_hub_caps, &p, &err) ||
       conv_bound(req->max_touched, DEFAULT_TOUCH_ROWS, MAX_TOUCH_ROWS, "max_touched",
                  &p.max_touched, &err) ||
-      gd_store_read_begin(env.store, &r, &err) ||
+      gd_store_read_begin(rpc_ctx(c)->store, &r, &err) ||
       resolve(r, req->from, &a, "from", &from, &err) ||
       resolve(r, req->to, &a, "to", &to, &err))
     goto fail;
@@ -484,10 +488,10 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
   }
   if (gd_pb_window(req->window, &p.since, &p.until, &err, "window") ||
       conv_caps(c, req->hub_caps, req->n_hub_caps, &p, &err) ||
-      conv_limit(req->limit, "limit", &limit, &err) ||
+      conv_limit(c, req->limit, "limit", &limit, &err) ||
       conv_bound(req->max_touched, DEFAULT_PUSHES, MAX_PUSHES, "max_touched", &p.max_touched,
                  &err) ||
-      gd_store_read_begin(env.store, &r, &err) ||
+      gd_store_read_begin(rpc_ctx(c)->store, &r, &err) ||
       gd_query_suspects(r, labels, nlabels, alpha, eps, limit, nearest, &p, &res, &err))
     goto fail;
 

@@ -7,7 +7,8 @@
  * v1alpha message types.
  *
  * The schema is a FileDescriptorSet embedded at build time (proto/
- * meson.build), indexed once at start (gd_refl_index, rpc/reflection.h).
+ * meson.build), indexed once per context (gd_refl_index, rpc/reflection.h;
+ * rpc->refl, loaded by gd_rpc_new).
  * The method is a bidirectional stream served one request at a time: read a
  * request, write its answer, read the next; the client's half-close ends
  * the call OK. Questions the schema cannot answer get an ErrorResponse in
@@ -315,21 +316,6 @@ size_t gd_refl_nservices(const gd_refl_index *ix) { return ix->nservices; }
 
 const char *gd_refl_service(const gd_refl_index *ix, size_t i) { return ix->services[i]; }
 
-/* ---- the daemon's index ------------------------------------------------------ */
-
-static gd_refl_index *refl;
-
-int gd_rpc_reflection_load(gd_err *err) {
-  if (refl)
-    return GD_OK;
-  return gd_refl_index_build(gd_descriptor_set, gd_descriptor_set_len, &refl, err);
-}
-
-void gd_rpc_reflection_free(void) {
-  gd_refl_index_free(refl);
-  refl = NULL;
-}
-
 /* ---- the method ----------------------------------------------------------------- */
 
 typedef Grpc__Reflection__V1alpha__ServerReflectionRequest refl_req;
@@ -396,7 +382,8 @@ static void set_error(refl_rep *r, refl_out *o, int code, const char *fmt, ...) 
 }
 
 /* file (found) and its dependencies, file first. */
-static int set_files(refl_rep *r, refl_out *o, size_t file, gd_arena **a) {
+static int set_files(const gd_refl_index *refl, refl_rep *r, refl_out *o, size_t file,
+                     gd_arena **a) {
   size_t nf = gd_refl_nfiles(refl);
   size_t *ids = gd_arena_alloc(a, nf * sizeof *ids);
   ProtobufCBinaryData *bd = gd_arena_alloc(a, nf * sizeof *bd);
@@ -413,8 +400,10 @@ static int set_files(refl_rep *r, refl_out *o, size_t file, gd_arena **a) {
   return GD_OK;
 }
 
-/* Fills r with the answer to q (a checked request). Errors: GD_ENOMEM. */
-static int answer(const refl_req *q, refl_rep *r, refl_out *o, gd_arena **a) {
+/* Fills r with the answer to q (a checked request) from refl. Errors:
+ * GD_ENOMEM. */
+static int answer(const gd_refl_index *refl, const refl_req *q, refl_rep *r, refl_out *o,
+                  gd_arena **a) {
   size_t file;
   gd_refl_kind kind;
   const char *name;
@@ -426,7 +415,7 @@ static int answer(const refl_req *q, refl_rep *r, refl_out *o, gd_arena **a) {
     else if (!gd_refl_find_file(refl, name, &file))
       set_error(r, o, GD_ENOTFOUND, "file not found: '%s'", name);
     else
-      return set_files(r, o, file, a);
+      return set_files(refl, r, o, file, a);
     return GD_OK;
   case REQ_(FILE_CONTAINING_SYMBOL):
     name = q->file_containing_symbol;
@@ -435,7 +424,7 @@ static int answer(const refl_req *q, refl_rep *r, refl_out *o, gd_arena **a) {
     else if (!gd_refl_find_symbol(refl, name, &file, NULL))
       set_error(r, o, GD_ENOTFOUND, "symbol not found: '%s'", name);
     else
-      return set_files(r, o, file, a);
+      return set_files(refl, r, o, file, a);
     return GD_OK;
   case REQ_(FILE_CONTAINING_EXTENSION):
     name = q->file_containing_extension->containing_type;
@@ -508,18 +497,14 @@ void rpc_reflection_read(gd_call *c, gd_read_result rr, const uint8_t *msg, size
     return;
   }
   uint64_t index = nrequests(c);
+  gd_rpc *R = rpc_ctx(c);
   gd_err err;
   refl_req *q = (refl_req *)rpc_decode(
-      &grpc__reflection__v1alpha__server_reflection_request__descriptor, msg, len, &err);
+      R, &grpc__reflection__v1alpha__server_reflection_request__descriptor, msg, len, &err);
   if (!q) {
     char why[GD_ERR_MSG_MAX];
     snprintf(why, sizeof why, "request %llu: %.200s", (unsigned long long)index, err.msg);
     refl_finish(c, err.code, why);
-    return;
-  }
-  if (!refl) {
-    grpc__reflection__v1alpha__server_reflection_request__free_unpacked(q, NULL);
-    refl_finish(c, GD_EINTERNAL, "the reflection index is not loaded");
     return;
   }
   if (check_request(q, index, &err)) {
@@ -532,17 +517,17 @@ void rpc_reflection_read(gd_call *c, gd_read_result rr, const uint8_t *msg, size
   gd_arena *a = NULL;
   uint8_t *buf = NULL;
   size_t n = 0;
-  int rc = o ? answer(q, &r, o, &a) : GD_ENOMEM;
+  int rc = o ? answer(R->refl, q, &r, o, &a) : GD_ENOMEM;
   if (!rc) {
     r.valid_host = q->host; /* echoed, as the protocol asks */
     r.original_request = q;
     n = protobuf_c_message_get_packed_size(&r.base);
-    if (n > env.lim.max_reply_bytes) {
+    if (n > R->lim.max_reply_bytes) {
       gd_limit_hit(GD_LIMIT_REPLY_BYTES);
       snprintf(err.msg, sizeof err.msg,
                "request %llu: answer of %zu bytes is over the server's maximum message size of "
                "%zu bytes (--max-message-bytes)",
-               (unsigned long long)index, n, env.lim.max_reply_bytes);
+               (unsigned long long)index, n, R->lim.max_reply_bytes);
       rc = GD_ERESOURCE;
     } else if (!(buf = malloc(n ? n : 1))) {
       rc = GD_ENOMEM;

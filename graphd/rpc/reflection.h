@@ -1,6 +1,6 @@
 /*
  * The schema index behind gRPC server reflection (rpc layer internal; the
- * daemon's copy is loaded by gd_rpc_reflection_load, rpc/rpc.h).
+ * daemon's copy is loaded by gd_rpc_new, rpc/rpc.h).
  *
  * The build embeds a FileDescriptorSet (protoc --descriptor_set_out
  * --include_imports) of every file that defines a service the daemon

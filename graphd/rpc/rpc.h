@@ -49,60 +49,87 @@ typedef struct gd_rpc_limits {
   bool audit_reads_async;
 } gd_rpc_limits;
 
-/* The server's audit hooks (gd_server_opts.audit, .audit_ready) over the
- * store's audit table: each call's record goes through the writer and the
- * reply waits for it; a record that cannot be written fails the call
- * UNAVAILABLE and every later call too (fail closed). Use them exactly
- * when lim.audit is set. */
-typedef struct gd_call gd_call;
-void gd_rpc_audit_hooks(void (**ret_audit)(void *ctx, gd_call *c, int grpc_status),
-                        bool (**ret_ready)(void *ctx));
+/*
+ * The rpc layer's context: everything the handlers run against (the store,
+ * the writer, the limits, the health status, the write budget and its
+ * thread, the reflection index, the audit trail's state, the job manager)
+ * and the method table bound to it. Every row's ctx points at it, so
+ * several contexts (over several stores) can live in one process.
+ *
+ * Threads: gd_rpc_new, gd_rpc_set_jobs, gd_rpc_jobs_restore and
+ * gd_rpc_free run on one thread, outside serving (before the server starts,
+ * after it is shut down); the handlers and hooks run on any thread, as the
+ * server calls them; gd_rpc_set_serving may be called from any thread.
+ */
+typedef struct gd_rpc gd_rpc;
 
 /*
- * Binds the handlers to a store and its writer (both must outlive every
- * call) and returns the method table: data, one row per rpc of
- * graphd.v1.SellerGraph plus grpc.health.v1.Health/Check and
- * grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo.
+ * Makes a context over a store and its writer (both must outlive it):
+ * copies lim (0 for ingest_inflight, max_reply_bytes, ingest_window_bytes
+ * means 256 messages, 4 MiB, 16 MiB), health SERVING, starts the write
+ * budget's thread and loads the schema embedded at build time for server
+ * reflection (rpc/reflection.h). Free it with gd_rpc_free. Errors:
+ * GD_ENOMEM; GD_EINVALID (the embedded schema is broken: a build fault,
+ * named); GD_EINTERNAL (the write budget's thread cannot start).
  */
-const gd_method *gd_rpc_methods(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim,
-                                size_t *ret_n);
+int gd_rpc_new(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim, gd_rpc **ret,
+               gd_err *err);
+
+/*
+ * The method table bound to r (valid while r lives): data, one row per rpc
+ * of graphd.v1.SellerGraph plus grpc.health.v1.Health/Check and
+ * grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo (and its
+ * v1 twin), each row's ctx = r. *ret_n gets the number of rows.
+ */
+const gd_method *gd_rpc_methods(gd_rpc *r, size_t *ret_n);
 
 /* The same table without binding anything (for tools and tests): each row's
- * path, kind, role and request/reply types. */
+ * path, kind, role and request/reply types; ctx is NULL, so the rows are not
+ * to be served. */
 const gd_method *gd_rpc_method_table(size_t *ret_n);
 
-/* Binds the analytics handlers to the job manager (must outlive every
- * call). Without it they answer UNAVAILABLE. */
-typedef struct gd_jobs gd_jobs;
-void gd_rpc_set_jobs(gd_jobs *jobs);
+/* The server's audit hooks (gd_server_opts.audit, .audit_ready, and the
+ * context to pass them, .audit_ctx = *ret_ctx = r) over the store's audit
+ * table: each call's record goes through the writer and the reply waits
+ * for it; a record that cannot be written fails the call UNAVAILABLE and
+ * every later call too (fail closed). Use them exactly when lim.audit is
+ * set. */
+typedef struct gd_call gd_call;
+void gd_rpc_audit_hooks(gd_rpc *r, void (**ret_audit)(void *ctx, gd_call *c, int grpc_status),
+                        bool (**ret_ready)(void *ctx), void **ret_ctx);
 
 /*
- * The job manager's journal over the store (jobs.h "Durability"): each
- * save is one write op through the writer, waited for, so it returns once
- * the record is durable. Valid after gd_rpc_methods (it uses that store
- * and writer) until the writer stops.
+ * The job manager's journal over r's store (jobs.h "Durability"): each
+ * save is one write op through r's writer, waited for, so it returns once
+ * the record is durable. Valid while r lives; saves need the writer
+ * running.
  */
 typedef struct gd_jobs_journal gd_jobs_journal;
-const gd_jobs_journal *gd_rpc_jobs_journal(void);
+const gd_jobs_journal *gd_rpc_jobs_journal(gd_rpc *r);
 
-/* Feeds every stored job record to gd_jobs_restore, in id order; call it
- * before serving. *ret_n (may be NULL) gets the number restored. Errors:
- * GD_EIO, GD_ENOMEM, GD_EINTERNAL (a corrupt record: named), and those of
- * gd_jobs_restore. */
-int gd_rpc_jobs_restore(gd_jobs *jobs, size_t *ret_n, gd_err *err);
+/* Feeds every job record stored in r's store to gd_jobs_restore, in id
+ * order; call it before serving. *ret_n (may be NULL) gets the number
+ * restored. Errors: GD_EIO, GD_ENOMEM, GD_EINTERNAL (a corrupt record:
+ * named), and those of gd_jobs_restore. */
+typedef struct gd_jobs gd_jobs;
+int gd_rpc_jobs_restore(gd_rpc *r, gd_jobs *jobs, size_t *ret_n, gd_err *err);
+
+/* Binds the analytics handlers to the job manager (must outlive every
+ * call); call it before serving. A setter, not a gd_rpc_new argument: the
+ * manager is started with r's journal. Without it the analytics handlers
+ * answer UNAVAILABLE. */
+void gd_rpc_set_jobs(gd_rpc *r, gd_jobs *jobs);
+
+/* Health: SERVING until this is called with 0, NOT_SERVING after (drain). */
+void gd_rpc_set_serving(gd_rpc *r, int serving);
 
 /*
- * Server reflection (grpc.reflection.v1alpha.ServerReflection in the
- * method table): parses and indexes the schema embedded at build time
- * (rpc/reflection.h). Call once before serving; without it the method ends
- * its calls INTERNAL. Errors: GD_ENOMEM, GD_EINVALID (the embedded set is
- * broken: a build fault, named). gd_rpc_reflection_free releases the index
- * once the server is shut down.
+ * Stops the write budget's thread and frees the reflection index and r.
+ * Call it once nothing can use r any more: after the server is shut down
+ * (no call runs) and the writer has stopped (write ops carry r to their
+ * done callbacks, and audit records of reads outlive their calls). Accepts
+ * NULL.
  */
-int gd_rpc_reflection_load(gd_err *err);
-void gd_rpc_reflection_free(void);
-
-/* Health: SERVING until this is called, NOT_SERVING after (drain). */
-void gd_rpc_set_serving(int serving);
+void gd_rpc_free(gd_rpc *r);
 
 #endif

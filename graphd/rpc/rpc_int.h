@@ -2,22 +2,59 @@
 #ifndef GD_RPC_RPC_INT_H
 #define GD_RPC_RPC_INT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
+#include "jobs/jobs.h"
 #include "rpc/convert.h"
+#include "rpc/reflection.h"
 #include "rpc/rpc.h"
 
-/* What the handlers run against (set once by gd_rpc_methods). */
-typedef struct gd__rpc_env {
+struct ingest;
+
+/*
+ * What the handlers run against (rpc.h, gd_rpc_new). A handler reaches it
+ * through its call (rpc_ctx); whatever carries work beyond the handler's
+ * own frame (a write op, a stream's state, a thread's argument, the
+ * journal) carries it in an `rpc` member, so a callback never has to ask
+ * a call that may be finished by then.
+ */
+struct gd_rpc {
   gd_store *store;
   gd_writer *writer;
-  gd_rpc_limits lim;
+  gd_rpc_limits lim; /* with the defaults applied */
   atomic_int serving;
   bool audit; /* lim.audit: records are written */
   bool audit_reads_async; /* lim.audit_reads_async */
-} gd__rpc_env;
+  gd_jobs *jobs;           /* gd_rpc_set_jobs; NULL = UNAVAILABLE (analytics.c) */
+  gd_jobs_journal journal; /* ctx = this (analytics.c) */
+  gd_refl_index *refl;     /* the embedded schema (reflection.c) */
+  /* Audit (audit.c): a record failed, every later call is refused; and
+   * records of reads not yet committed. */
+  atomic_bool audit_broken;
+  atomic_int async_pending;
+  atomic_bool backup_running; /* one backup at a time (handlers.c) */
+  /* The write budget (handlers.c, under mu): bytes in flight, bytes given
+   * back since the last trim, the parked streams in arrival order, and
+   * the thread that resumes them (stop ends it). */
+  struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t used, freed;
+    struct ingest *head, *tail;
+    bool stop;
+    pthread_t thread;
+  } wb;
+  size_t nmethods;
+  gd_method methods[]; /* the bound table: every row's ctx is this */
+};
 
-extern gd__rpc_env env;
+/* The context of the call's method; c must be a call to a row of a bound
+ * table (gd_rpc_methods). */
+static inline gd_rpc *rpc_ctx(gd_call *c) { return gd_call_ctx(c); }
+
+/* The jobs journal's save (analytics.c): ctx is the gd_rpc. */
+int rpc_journal_save(void *ctx, const gd_job_info *ji, const char *spec_text, gd_err *err);
 
 /* Ends a call with an error; logs server-side faults (INTERNAL, I/O) once. */
 void rpc_fail(gd_call *c, const gd_err *err);
@@ -28,12 +65,12 @@ void rpc_reply(gd_call *c, const ProtobufCMessage *m);
  * needed); *ret_n gets the length. Errors: GD_ENOMEM (*buf unchanged). */
 int rpc_pack_stream(const ProtobufCMessage *m, uint8_t **buf, size_t *cap, size_t *ret_n);
 /*
- * Decodes a d message from msg under the request decode budget
+ * Decodes a d message from msg under R's request decode budget
  * (lim.max_request_alloc); free it with protobuf_c_message_free_unpacked(m,
  * NULL). NULL with err set: GD_ERESOURCE (over the budget; counted as
  * alloc_budget), GD_EINVALID (truncated or malformed wire data).
  */
-ProtobufCMessage *rpc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *msg,
+ProtobufCMessage *rpc_decode(gd_rpc *R, const ProtobufCMessageDescriptor *d, const uint8_t *msg,
                              size_t len, gd_err *err);
 /* Unpacks a request; on failure answers the call and returns NULL. */
 ProtobufCMessage *rpc_unpack(gd_call *c, const ProtobufCMessageDescriptor *d,

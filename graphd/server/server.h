@@ -100,6 +100,9 @@ typedef struct gd_method {
    * compiled in (reflection). A transport that is not gRPC transcodes with
    * them (server/pbjson.h). */
   const ProtobufCMessageDescriptor *request, *reply;
+  /* The method's own context, set by whoever builds the table; handlers
+   * read it with gd_call_ctx(c). The server never looks at it. */
+  void *ctx;
 } gd_method;
 
 typedef struct gd_server_opts {
@@ -240,6 +243,9 @@ const char *gd_call_transport(gd_call *c);
 
 /* The method's table entry. */
 const gd_method *gd_call_method(gd_call *c);
+
+/* The method's context (its row's ctx); NULL for an unknown method. */
+void *gd_call_ctx(gd_call *c);
 
 /* True once the call is known to be dead or past its (clamped) deadline:
  * check before expensive steps. */

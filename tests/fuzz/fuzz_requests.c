@@ -142,6 +142,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   gd_err e;
   gd_store *store;
   gd_writer *writer = NULL;
+  gd_rpc *rpc;
   gd_jobs *jobs;
   gd_server *server;
   int port;
@@ -153,13 +154,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     die("store", &e);
   gd_rpc_limits lim = {.max_batch_items = 1000, .result_cap = 1000, .max_reply_bytes = 4 << 20,
                        .ingest_inflight = 16, .ingest_window_bytes = 1 << 20};
-  methods = gd_rpc_methods(store, writer, &lim, &nmethods);
-  if (gd_rpc_reflection_load(&e))
-    die("reflection", &e);
+  if (gd_rpc_new(store, writer, &lim, &rpc, &e))
+    die("rpc", &e);
+  methods = gd_rpc_methods(rpc, &nmethods);
   gd_jobs_opts jo = {.worker_path = "/nonexistent/graphd-worker", .data_dir = dir};
   if (gd_jobs_start(&jo, &jobs, &e))
     die("jobs", &e);
-  gd_rpc_set_jobs(jobs);
+  gd_rpc_set_jobs(rpc, jobs);
   grpc_init();
   gd_server_opts sv = {.listen = "127.0.0.1:0", .threads = 2, .max_recv_bytes = 4 << 20,
                        .max_send_bytes = 4 << 20, .default_deadline_ms = 5000,

@@ -65,8 +65,7 @@ static void test_embedded_set(void) {
   }
 
   /* Every row of the method table is described: "/pkg.Svc/M" -> pkg.Svc.M. */
-  gd_rpc_limits lim = {0};
-  const gd_method *m = gd_rpc_methods(NULL, NULL, &lim, &n);
+  const gd_method *m = gd_rpc_method_table(&n);
   for (size_t i = 0; i < n; i++) {
     char name[256];
     snprintf(name, sizeof name, "%s", m[i].path + 1);
