@@ -22,6 +22,12 @@ typedef struct lnode {
   unsigned hops;
   gd_step *steps; /* arena */
   bool queued;    /* in the next frontier */
+  /* A frontier node's path as the round began: what it is relaxed from,
+   * so that a node another frontier node improved in the same round does
+   * not pass on a path one step longer than the round allows. */
+  double round_res;
+  unsigned round_hops;
+  gd_step *round_steps;
 } lnode;
 
 /* Evidence gathered while expanding one seller: per neighbour seller, its
@@ -173,8 +179,8 @@ static int relax(lstate *s, size_t ui, uint64_t **next, size_t *nnext, size_t *c
     acc *a = &s->accs[k];
     if (a->v == s->start)
       continue;
-    double ures = s->nodes[ui].res;
-    unsigned uhops = s->nodes[ui].hops;
+    double ures = s->nodes[ui].round_res;
+    unsigned uhops = s->nodes[ui].round_hops;
     double cand = ures + 1.0 / a->tie;
     bool fresh;
     lnode *n = node_get(s, a->v, &fresh);
@@ -188,7 +194,7 @@ static int relax(lstate *s, size_t ui, uint64_t **next, size_t *nnext, size_t *c
     if (!steps || !sh)
       return gd_err_set(err, GD_ENOMEM, "out of memory");
     if (uhops)
-      memcpy(steps, u->steps, uhops * sizeof *steps);
+      memcpy(steps, u->round_steps, uhops * sizeof *steps);
     size_t m = 0;
     for (int32_t i = a->head; i >= 0; i = s->pool[i].next)
       sh[m++] = s->pool[i].s;
@@ -267,8 +273,13 @@ int gd__query_linked_in(gd_rtxn *r, uint64_t seller, unsigned max_hops,
   for (unsigned h = 1; h <= max_hops && nfront && !qctx_over(&s.q); h++) {
     if (nfront > 1)
       qsort(frontier, nfront, sizeof *frontier, cmp_u64);
-    for (size_t i = 0; i < nfront; i++)
-      s.nodes[*gd_u64map_get(&s.node_idx, frontier[i]) - 1].queued = false;
+    for (size_t i = 0; i < nfront; i++) {
+      lnode *f = &s.nodes[*gd_u64map_get(&s.node_idx, frontier[i]) - 1];
+      f->queued = false;
+      f->round_res = f->res;
+      f->round_hops = f->hops;
+      f->round_steps = f->steps;
+    }
     nnext = 0;
     for (size_t i = 0; i < nfront && !qctx_over(&s.q); i++) {
       if ((rc = gather(&s, frontier[i], err)))

@@ -83,6 +83,15 @@ static void build(void) {
   L[n++] = (gd_link_in){R(GD_TYPE_SELLER, "r4"), R(GD_TYPE_PHONE, "+1"), 70};
   L[n++] = (gd_link_in){R(GD_TYPE_SELLER, "x1"), R(GD_TYPE_PHONE, "+1"), 70};
   L[n++] = (gd_link_in){R(GD_TYPE_SELLER, "iso1"), R(GD_TYPE_DEVICE, "Diso"), 70};
+  /* A hop bound case: q0-qa strong (3 devices), q0-qb weak (1), qa-qb
+   * strong (3), qb-qc weak (1); qa has the smaller id. */
+  static const char *const qdev[][3] = {{"q0", "qa", "qd1"}, {"q0", "qa", "qd2"},
+                                        {"q0", "qa", "qd3"}, {"q0", "qb", "qd4"},
+                                        {"qa", "qb", "qd5"}, {"qa", "qb", "qd6"},
+                                        {"qa", "qb", "qd7"}, {"qb", "qc", "qd8"}};
+  for (size_t i = 0; i < sizeof qdev / sizeof qdev[0]; i++)
+    for (int k = 0; k < 2; k++)
+      L[n++] = (gd_link_in){R(GD_TYPE_SELLER, qdev[i][k]), R(GD_TYPE_DEVICE, qdev[i][2]), 80};
   E[0] = (gd_entity_in){GD_TYPE_SELLER, gd_str_c("r1"), NULL, 0, &lab, 1, 1};
   E[1] = (gd_entity_in){GD_TYPE_SELLER, gd_str_c("r2"), NULL, 0, &lab, 1, 1};
 
@@ -354,4 +363,37 @@ static void test_memo(void) {
 
 static void test_setup(void) { build(); }
 
-TAP_MAIN(T(test_setup), T(test_linked), T(test_paths), T(test_suspects), T(test_memo), T(teardown))
+/* Within max_hops, whatever order the frontier is relaxed in: in round 2,
+ * qa improves qb (q0-qa-qb beats q0-qb), and qb must still be relaxed from
+ * its round-1 path, so qc is reached in 2 hops (q0-qb-qc), not in 3. */
+static void test_linked_hop_bound(void) {
+  gd_rtxn *r;
+  gd_query_params p;
+  gd_linked_result res;
+  gd_err err;
+  gd_query_params_default(&p);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  uint64_t q0 = id_of(r, GD_TYPE_SELLER, "q0"), qa = id_of(r, GD_TYPE_SELLER, "qa");
+  uint64_t qb = id_of(r, GD_TYPE_SELLER, "qb"), qc = id_of(r, GD_TYPE_SELLER, "qc");
+  CHECK(qa < qb);
+  for (unsigned h = 1; h <= 3; h++) {
+    CHECK(gd_query_linked(r, q0, h, &p, 100, 0, &res, &err) == GD_OK);
+    for (size_t i = 0; i < res.n; i++)
+      CHECK(res.sellers[i].hops >= 1 && res.sellers[i].hops <= h);
+    const gd_linked *lb = find(&res, qb), *lc = find(&res, qc);
+    CHECK(lb && lb->hops == (h == 1 ? 1u : 2u));
+    CHECK(h == 1 ? !lc : lc != NULL);
+    if (h == 2 && lc) {
+      CHECK_EQ_U(lc->hops, 2);
+      CHECK_EQ_U(lc->steps[0].from, q0);
+      CHECK_EQ_U(lc->steps[0].to, qb);
+      CHECK_EQ_U(lc->steps[1].to, qc);
+    }
+    if (h == 3 && lc) /* the better path through qa fits now */
+      CHECK_EQ_U(lc->hops, 3);
+    gd_linked_result_free(&res);
+  }
+  gd_store_read_end(r);
+}
+
+TAP_MAIN(T(test_setup), T(test_linked), T(test_linked_hop_bound), T(test_paths), T(test_suspects), T(test_memo), T(teardown))
