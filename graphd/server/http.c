@@ -686,8 +686,7 @@ static const char *mime(const char *path) {
   return "application/octet-stream";
 }
 
-static enum MHD_Result static_file(hlisten *l, struct MHD_Connection *conn, const char *url,
-                                   bool head) {
+static enum MHD_Result static_file(hlisten *l, struct MHD_Connection *conn, const char *url) {
   if (!l->static_dir)
     return queue_error(conn, 404, 5, "not found: the API is at POST /v1/<Method>", NULL);
   const char *rel = strcmp(url, "/") == 0 ? "index.html" : url + 1;
@@ -708,14 +707,11 @@ static enum MHD_Result static_file(hlisten *l, struct MHD_Connection *conn, cons
       close(fd);
     return queue_error(conn, 404, 5, "not found", NULL);
   }
-  struct MHD_Response *r =
-      head ? MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT)
-           : MHD_create_response_from_fd((size_t)st.st_size, fd);
-  if (head)
-    close(fd);
+  /* libmicrohttpd answers HEAD with this response's headers (its real
+   * length) and no body. */
+  struct MHD_Response *r = MHD_create_response_from_fd((size_t)st.st_size, fd);
   if (!r) {
-    if (!head)
-      close(fd);
+    close(fd);
     return MHD_NO;
   }
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, mime(rel));
@@ -746,7 +742,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return queue_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, 12,
                            "method not allowed: GET a console file, POST /v1/<Method>",
                            "GET, HEAD");
-      return static_file(l, conn, url, head);
+      return static_file(l, conn, url);
     }
     if (!post)
       return queue_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, 12,

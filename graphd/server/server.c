@@ -447,10 +447,20 @@ static void activate(gd_call *c, int64_t client) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   c->start_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  /* The case id goes into the audit trail as text: refused (and left
+   * out) when it is too long, not UTF-8, or holds control characters. */
   gd_str cid = c->t->metadata(c, "x-case-id");
-  size_t n = cid.n < sizeof c->case_id ? cid.n : sizeof c->case_id - 1;
-  memcpy(c->case_id, cid.p, n);
-  c->case_id[n] = 0;
+  if (cid.n >= sizeof c->case_id)
+    c->case_bad = "longer than 128 bytes";
+  else if (!gd_utf8_valid(cid.p, cid.n))
+    c->case_bad = "not valid UTF-8";
+  for (size_t i = 0; i < cid.n && !c->case_bad; i++)
+    if ((unsigned char)cid.p[i] < 0x20 || cid.p[i] == 0x7f)
+      c->case_bad = "holds control characters";
+  if (!c->case_bad) {
+    memcpy(c->case_id, cid.p, cid.n);
+    c->case_id[cid.n] = 0;
+  }
   if (s->opts.call_begin)
     s->opts.call_begin(s->opts.call_ctx, c->m ? c->midx : s->nmethods);
   pthread_mutex_lock(&s->mu);
@@ -473,7 +483,15 @@ bool gd__call_accept(gd_call *c, int64_t client_deadline_ns) {
     gd_call_finish(c, GD_EUNIMPLEMENTED, msg, NULL, 0);
     return false;
   }
-  if (authorize(c, m) != 0 || admit(c) != 0)
+  if (authorize(c, m) != 0)
+    return false;
+  if (c->case_bad) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "x-case-id (HTTP: X-Case-Id): %s", c->case_bad);
+    gd_call_finish(c, GD_EINVALID, msg, NULL, 0);
+    return false;
+  }
+  if (admit(c) != 0)
     return false;
   if (s->opts.audit_ready && !s->opts.audit_ready(s->opts.audit_ctx)) {
     gd_limit_hit(GD_LIMIT_AUDIT);

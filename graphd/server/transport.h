@@ -56,6 +56,7 @@ struct gd_call {
   gd_role role;
   char principal[GD_PRINCIPAL_MAX];
   char case_id[GD_CASE_ID_MAX];
+  const char *case_bad; /* why the case id was refused (static text), or NULL */
   char *target; /* gd_call_set_target, free */
   /* audit hold */
   bool audit_started, audited;

@@ -348,6 +348,51 @@ def test_audit_trail_same_for_both_transports(daemon_factory):
     assert st == 200 and json.loads(body)["ok"] is True
 
 
+def test_case_id_must_be_text(daemon_factory):
+    dm = daemon_factory("--http-listen", "127.0.0.1:0")
+    p = dm.http_port
+    body = {"ref": seller("s")}
+    for bad, why in [(b"case-\xff\xfe", "not valid UTF-8"), (b"c" * 129, "longer than 128"),
+                     (b"case\x01", "control characters")]:
+        st, code, _, msg = err(call(p, "GetEntity", body, {"X-Case-Id": bad}))
+        assert (st, code) == (400, 3) and "X-Case-Id" in msg and why in msg, msg
+    st, _, _ = call(p, "GetEntity", body, {"X-Case-Id": "CASE-ü-42".encode()})
+    assert st == 404
+    # the trail stays text: both transports read it back
+    st, _, body = call(p, "ListAudit", {})
+    assert st == 200
+    cases = [r.get("caseId", "") for r in json.loads(body)["records"]][:4]
+    assert cases == ["", "", "", "CASE-ü-42"], cases
+    recs = dm.stub.ListAudit(pb.ListAuditRequest(), timeout=T()).records
+    assert [r.case_id for r in recs][:4] == cases
+
+
+def test_console_files(daemon_factory):
+    dm = daemon_factory("--http-listen", "127.0.0.1:0")
+    c = http.client.HTTPConnection("127.0.0.1", dm.http_port, timeout=T())
+    c.request("GET", "/")
+    r = c.getresponse()
+    page = r.read()
+    assert r.status == 200 and r.getheader("Content-Type").startswith("text/html")
+    csp = r.getheader("Content-Security-Policy")
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp
+    assert b"<script" in page
+    c.request("GET", "/console.js")
+    r = c.getresponse()
+    js = r.read()
+    assert r.status == 200 and len(js) > 1000
+    c.request("HEAD", "/console.js")
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200 and int(r.getheader("Content-Length")) == len(js)
+    for bad in ["/../main.c", "/.hidden", "/a//b", "/%2e%2e/x"]:
+        c.request("GET", bad)
+        r = c.getresponse()
+        r.read()
+        assert r.status == 404, bad
+    c.close()
+
+
 def test_deadline_and_stream_errors(daemon_factory, tmp_path):
     # a clustering worker that takes its time, so a watch outlives its deadline
     slow = tmp_path / "slow-worker"
