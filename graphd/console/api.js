@@ -307,51 +307,18 @@
       }
     },
 
-    /*
-     * The caller's role, from one cheap call: ListAudit needs admin, and a
-     * refusal names the caller's role ("... '<name>' has role reader").
-     * Should the message not say, two calls that fail validation when
-     * allowed tell investigator and writer apart from reader.
-     */
+    /* The caller's principal and role, as the server sees the token
+     * (WhoAmI, any role). */
     async probeRole() {
       try {
-        await this.call('ListAudit', { limit: 1 }, { quiet: true });
-        this.setRole('admin', this.token ? '' : 'local');
-        return this.role;
+        const r = await this.call('WhoAmI', {}, { quiet: true });
+        this.setRole(ROLE_RANK[r.role] !== undefined ? r.role : 'unknown', r.principal || '');
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
-        if (e.status === 'UNAUTHENTICATED') {
-          this.setRole('unauthenticated', '');
-          this._emit('error', e);
-          return this.role;
-        }
-        if (e.status !== 'PERMISSION_DENIED') {
-          this.setRole('unknown', '');
-          this._emit('error', e);
-          return this.role;
-        }
-        const m = /'([^']*)' has role ([a-z]+)/.exec(e.detail);
-        if (m && ROLE_RANK[m[2]] !== undefined) {
-          this.setRole(m[2], m[1]);
-          return this.role;
-        }
+        this.setRole(e.status === 'UNAUTHENTICATED' ? 'unauthenticated' : 'unknown', '');
+        this._emit('error', e);
       }
-      /* Fallback: refused (too low) or INVALID_ARGUMENT (allowed). */
-      let role = 'reader';
-      try {
-        await this.call('SetLabels', {}, { quiet: true });
-      } catch (e) {
-        if (e.status !== 'PERMISSION_DENIED') role = 'investigator';
-      }
-      if (role === 'investigator') {
-        try {
-          await this.call('StartClustering', { spec: { resolution: -1 } }, { quiet: true });
-        } catch (e) {
-          if (e.status !== 'PERMISSION_DENIED') role = 'writer';
-        }
-      }
-      this.setRole(role, '');
-      return role;
+      return this.role;
     },
   };
   GD.api = api;

@@ -1131,6 +1131,22 @@ static void h_delete_entity(gd_call *c, const uint8_t *msg, size_t len, bool has
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+/* ---- WhoAmI ------------------------------------------------------------------- */
+
+static void h_whoami(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  ProtobufCMessage *req = rpc_unpack(c, &graphd__v1__who_am_irequest__descriptor, msg, len,
+                                     has_msg);
+  if (!req)
+    return;
+  protobuf_c_message_free_unpacked(req, NULL);
+  gd_role role;
+  const char *who = gd_call_principal(c, &role);
+  Graphd__V1__WhoAmIReply rep = GRAPHD__V1__WHO_AM_IREPLY__INIT;
+  rep.principal = (char *)who;
+  rep.role = (char *)gd_role_name(role);
+  rpc_reply(c, &rep.base);
+}
+
 /* ---- Stats -------------------------------------------------------------------- */
 
 static void h_stats(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
@@ -1313,6 +1329,7 @@ static const gd_method methods[] = {
      .on_written = rpc_reflection_written, .role = R},
     {.path = SVC "GetEntities", .kind = GD_RPC_SERVER_STREAM, .on_request = h_get_entities,
      .on_written = h_entities_written, .role = R},
+    UNARY("WhoAmI", h_whoami, R),
 };
 #undef R
 #undef I

@@ -44,6 +44,7 @@ def calls(stub):
         ("reader", "GetEntity", lambda m: stub.GetEntity(
             pb.GetEntityRequest(ref=ref(SELLER, "s1")), metadata=m, timeout=T())),
         ("reader", "Stats", lambda m: stub.Stats(pb.StatsRequest(), metadata=m, timeout=T())),
+        ("reader", "WhoAmI", lambda m: stub.WhoAmI(pb.WhoAmIRequest(), metadata=m, timeout=T())),
         ("reader", "LinkedSellers", lambda m: stub.LinkedSellers(
             pb.LinkedSellersRequest(seller=ref(SELLER, "s1")), metadata=m, timeout=T())),
         ("reader", "ListSnapshots", lambda m: stub.ListSnapshots(
@@ -62,6 +63,15 @@ def calls(stub):
         ("admin", "DeleteSnapshot", lambda m: stub.DeleteSnapshot(
             pb.SnapshotRequest(snapshot_id=999), metadata=m, timeout=T())),
     ]
+
+
+def test_whoami_names_principal_and_role(authd):
+    for role in ROLES:
+        rep = authd.stub.WhoAmI(pb.WhoAmIRequest(), metadata=md(role), timeout=T())
+        assert (rep.principal, rep.role) == (role + "-user", role)
+    with pytest.raises(grpc.RpcError) as e:
+        authd.stub.WhoAmI(pb.WhoAmIRequest(), timeout=T())
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def code_of(fn, m):

@@ -195,6 +195,7 @@ def script():
         ("Backup", {"path": "@BACKUP@"}),
         ("ListAudit", {"method": "/graphd.v1.SellerGraph/SetLabels"}),
         ("VerifyAudit", {}),
+        ("WhoAmI", {}),
         ("Upsert", {"links": [{"a": seller("x"), "b": seller("x")}]}),
     ]
 
