@@ -6,6 +6,7 @@
 #
 #   tools/demo.sh                     serve on 127.0.0.1:7419
 #   GRAPHD_LISTEN=127.0.0.1:9000 tools/demo.sh
+#   GRAPHD_HTTP_LISTEN=127.0.0.1:9080 tools/demo.sh   (the console; default :7480)
 #   GRAPHD_DATA=/srv/graphd tools/demo.sh
 set -eu
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ ninja -C build >/dev/null
 
 data=${GRAPHD_DATA:-$root/var/demo}
 listen=${GRAPHD_LISTEN:-127.0.0.1:7419}
+http_listen=${GRAPHD_HTTP_LISTEN:-127.0.0.1:7480}
 graphd=build/graphd/graphd
 graphctl=build/tools/graphctl/graphctl
 
@@ -50,6 +52,7 @@ fi
 
 cat <<MSG
 graphd: serving $data on $listen (Ctrl-C stops it cleanly).
+The investigator console: http://$http_listen/ (search seller s86, expand it).
 graphctl is $graphctl; for a shell with it on PATH: meson devenv -C build
 Try, from another terminal (s86: a seller labelled counterfeit, in ring 1;
 addr-71040cb6: the ring's warehouse; cluster 62: the ring):
@@ -62,4 +65,4 @@ addr-71040cb6: the ring's warehouse; cluster 62: the ring):
   $graphctl --addr $listen export cluster 62 -o ring.graphml
 The first snapshot's report: var/demo-report.html
 MSG
-exec "$graphd" --data "$data" --listen "$listen"
+exec "$graphd" --data "$data" --listen "$listen" --http-listen "$http_listen"
