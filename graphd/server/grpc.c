@@ -569,17 +569,6 @@ int gd__grpc_start(gd_server *s, int *ret_port, gd_err *err) {
   return GD_OK;
 
 fail:
-  /* Never started: nothing was posted. */
-  grpc_server_destroy(l->server);
-  grpc_completion_queue_shutdown(l->cq);
-  while (grpc_completion_queue_next(l->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-         GRPC_QUEUE_SHUTDOWN)
-    ;
-  grpc_completion_queue_destroy(l->cq);
-  pthread_mutex_destroy(&l->mu);
-  pthread_cond_destroy(&l->cv);
-  free(l->handles);
-  free(l->threads);
-  free(l);
+  g_destroy(l); /* never started: it drains the queue itself */
   return err ? err->code : GD_EIO;
 }

@@ -274,8 +274,10 @@ static char *error_json(int status, const char *msg, bool wrapped) {
   return s;
 }
 
-static enum MHD_Result queue_text(struct MHD_Connection *conn, unsigned code, char *body,
-                                  const char *type, int grpc_status) {
+/* Queues body (malloc'd, taken) as an API response; allow: an Allow
+ * header, or NULL. */
+static enum MHD_Result queue_body(struct MHD_Connection *conn, unsigned code, char *body,
+                                  const char *type, int grpc_status, const char *allow) {
   if (!body)
     return MHD_NO;
   struct MHD_Response *r =
@@ -285,6 +287,8 @@ static enum MHD_Result queue_text(struct MHD_Connection *conn, unsigned code, ch
     return MHD_NO;
   }
   api_headers(r, type, grpc_status);
+  if (allow)
+    MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
   enum MHD_Result rc = MHD_queue_response(conn, code, r);
   MHD_destroy_response(r);
   return rc;
@@ -293,21 +297,8 @@ static enum MHD_Result queue_text(struct MHD_Connection *conn, unsigned code, ch
 /* An error that never became a call (no method, draining, wrong verb). */
 static enum MHD_Result queue_error(struct MHD_Connection *conn, unsigned code, int grpc_status,
                                    const char *msg, const char *allow) {
-  char *body = error_json(grpc_status, msg, false);
-  if (!body)
-    return MHD_NO;
-  struct MHD_Response *r =
-      MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-  if (!r) {
-    free(body);
-    return MHD_NO;
-  }
-  api_headers(r, JSON_TYPE, grpc_status);
-  if (allow)
-    MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-  enum MHD_Result rc = MHD_queue_response(conn, code, r);
-  MHD_destroy_response(r);
-  return rc;
+  return queue_body(conn, code, error_json(grpc_status, msg, false), JSON_TYPE, grpc_status,
+                    allow);
 }
 
 /* ---- waiting ------------------------------------------------------------- */
@@ -667,7 +658,7 @@ static enum MHD_Result call_respond(struct MHD_Connection *conn, hcall *h) {
   if (reading)
     gd_call_defer(c, read_failed, c);
   gd__call_unref(c); /* the connection's reference */
-  return queue_text(conn, code, body, type, status);
+  return queue_body(conn, code, body, type, status, NULL);
 }
 
 /* ---- static files ---------------------------------------------------------- */

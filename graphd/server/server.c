@@ -734,22 +734,8 @@ int gd_server_start(const gd_server_opts *o, const gd_method *methods, size_t nm
   if (rc == GD_OK && o->http_listen)
     rc = gd__http_start(s, &s->http_port, err);
   if (rc != GD_OK) {
-    /* Nothing was accepted yet on the transports that did start. */
-    pthread_mutex_lock(&s->mu);
-    s->shutting_down = true;
-    pthread_mutex_unlock(&s->mu);
-    for (size_t i = 0; i < s->ntr; i++) {
-      if (s->tr[i].t->drain)
-        s->tr[i].t->drain(s->tr[i].lctx);
-      if (s->tr[i].t->cancel_all)
-        s->tr[i].t->cancel_all(s->tr[i].lctx);
-    }
-    pthread_mutex_lock(&s->mu);
-    while (s->nactive > 0)
-      pthread_cond_wait(&s->cv, &s->mu);
-    pthread_mutex_unlock(&s->mu);
-    stop_threads(s);
-    server_free(s);
+    /* Whatever a transport that did start accepted meanwhile is refused. */
+    gd_server_shutdown(s, 0);
     return rc;
   }
   *ret = s;

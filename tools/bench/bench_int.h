@@ -229,6 +229,15 @@ enum {
 double read_field(const read_result *r, int f);
 extern const char *const read_field_names[]; /* JSON names, by index */
 
+/* A reply body gathered by libcurl (metrics.c): bench_body_write is a
+ * CURLOPT_WRITEFUNCTION with a bench_body as its data; p is NUL-terminated,
+ * free() it. */
+typedef struct bench_body {
+  char *p;
+  size_t len, cap;
+} bench_body;
+size_t bench_body_write(char *p, size_t size, size_t n, void *ud);
+
 /* v with prec decimals, or "-" when not finite. */
 const char *fmtf(char *buf, size_t size, int prec, double v);
 

@@ -73,28 +73,10 @@ static double pct(lat *l, double q) {
   return l->us[i];
 }
 
-typedef struct body {
-  char *p;
-  size_t len, cap;
-} body;
-
-static size_t body_write(char *p, size_t size, size_t n, void *ud) {
-  body *b = ud;
-  size_t k = size * n;
-  if (b->len + k + 1 > b->cap) {
-    b->cap = (b->len + k + 1) * 2;
-    b->p = xrealloc(b->p, b->cap);
-  }
-  memcpy(b->p + b->len, p, k);
-  b->len += k;
-  b->p[b->len] = 0;
-  return k;
-}
-
 typedef struct http_client {
   CURL *c;
   struct curl_slist *hdrs;
-  body b;
+  bench_body b;
   char base[96];
 } http_client;
 
@@ -106,7 +88,7 @@ static void client_init(http_client *h, int port) {
   h->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
   h->hdrs = curl_slist_append(h->hdrs, "Expect:"); /* no 100-continue round trip */
   curl_easy_setopt(h->c, CURLOPT_HTTPHEADER, h->hdrs);
-  curl_easy_setopt(h->c, CURLOPT_WRITEFUNCTION, body_write);
+  curl_easy_setopt(h->c, CURLOPT_WRITEFUNCTION, bench_body_write);
   curl_easy_setopt(h->c, CURLOPT_WRITEDATA, &h->b);
   curl_easy_setopt(h->c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h->c, CURLOPT_TCP_NODELAY, 1L);

@@ -61,13 +61,8 @@ static const char *const met_descs[MET__COUNT] = {
 
 /* ---- the scraper ---- */
 
-typedef struct body {
-  char *p;
-  size_t len, cap;
-} body;
-
-static size_t body_write(char *p, size_t size, size_t n, void *ud) {
-  body *b = ud;
+size_t bench_body_write(char *p, size_t size, size_t n, void *ud) {
+  bench_body *b = ud;
   size_t k = size * n;
   if (b->len + k + 1 > b->cap) {
     b->cap = (b->len + k + 1) * 2;
@@ -80,11 +75,11 @@ static size_t body_write(char *p, size_t size, size_t n, void *ud) {
 }
 
 /* One GET; 0 and the body on 200, -1 and a reason otherwise. */
-static int scrape_once(CURL *c, const char *url, body *b, char *why, size_t whysz) {
+static int scrape_once(CURL *c, const char *url, bench_body *b, char *why, size_t whysz) {
   long code = 0;
   b->len = 0;
   curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_write);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, bench_body_write);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -117,7 +112,7 @@ typedef struct scraper {
 static void *scraper_main(void *arg) {
   scraper *s = arg;
   CURL *c = curl_easy_init();
-  body b = {0};
+  bench_body b = {0};
   pthread_mutex_lock(&s->mu);
   while (!s->stop) {
     pthread_mutex_unlock(&s->mu);
@@ -284,7 +279,7 @@ static void run_config(const bench_cfg *cfg, const char *dir, const char *data_d
     }
     /* The metrics count what was called. */
     CURL *c = curl_easy_init();
-    body b = {0};
+    bench_body b = {0};
     char why[200];
     if (ok && (rep->rpcs & 1u << RPC_GET) && c) {
       if (scrape_once(c, sc->url, &b, why, sizeof why) != 0) {
