@@ -170,7 +170,6 @@ void gd_call_set_user(gd_call *c, void *user) { c->user = user; }
 void *gd_call_user(gd_call *c) { return c->user; }
 const gd_method *gd_call_method(gd_call *c) { return c->m; }
 void *gd_call_ctx(gd_call *c) { return c->m ? c->m->ctx : NULL; }
-const char *gd_call_transport(gd_call *c) { return c->t->name; }
 
 bool gd_call_expired(gd_call *c) { return gd_call_check(c, NULL) != GD_OK; }
 

@@ -238,9 +238,6 @@ void gd_call_audit_done(gd_call *c, bool ok, const char *why);
 void gd_call_set_user(gd_call *c, void *user);
 void *gd_call_user(gd_call *c);
 
-/* The transport that carried the call: "grpc" or "http". */
-const char *gd_call_transport(gd_call *c);
-
 /* The method's table entry. */
 const gd_method *gd_call_method(gd_call *c);
 

@@ -439,8 +439,6 @@ def test_https_with_tls_cert(daemon_factory, tmp_path):
     st, hd, body = call(dm.http_port, "Stats", {}, conn=c)
     assert st == 200 and json.loads(body)["schemaVersion"] == 1
     c.close()
-    # plain HTTP is not served on that port
+    # plain HTTP gets no HTTP answer at all on that port
     with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
-        r = call(dm.http_port, "Stats", {}, timeout=5)
-        assert r[0] != 200
-        raise ConnectionError("answered plain HTTP with %d" % r[0])
+        call(dm.http_port, "Stats", {}, timeout=5)
