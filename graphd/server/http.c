@@ -97,7 +97,6 @@ typedef struct hcall {
   char *out;
   size_t out_len, out_cap, out_off;
   bool write_pending; /* a write's bytes are in out; on_written follows */
-  bool streaming;     /* the 200 and the first line went out */
   /* the end */
   bool finished;      /* send_final came */
   int status;
@@ -612,7 +611,6 @@ static enum MHD_Result call_respond(struct MHD_Connection *conn, hcall *h) {
   wait_call(h, m && m->kind == GD_RPC_SERVER_STREAM);
   if (!h->finished && !h->cancelled) {
     /* A stream's first message: 200, then JSON Lines as they come. */
-    h->streaming = true;
     pthread_mutex_unlock(&c->mu);
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, h, stream_free);
