@@ -206,23 +206,27 @@
       }
     },
 
+    /* POST /v1/<method>; a network failure or an abort as an ApiError. */
+    async _post(method, body, type, opts) {
+      try {
+        return await fetch('/v1/' + method, {
+          method: 'POST', headers: this.headers(type),
+          body: JSON.stringify(body || {}), cache: 'no-store', credentials: 'same-origin',
+          signal: opts.signal,
+        });
+      } catch (e) {
+        if (e instanceof ApiError) throw e;
+        if (e && e.name === 'AbortError') throw new ApiError(method, 1, 'CANCELLED', 'cancelled', 0);
+        throw new ApiError(method, 14, 'UNAVAILABLE', 'the server cannot be reached (' + e.message + ')', 0);
+      }
+    },
+
     /* One unary call. opts.quiet: do not report the error on the page. */
     async call(method, body, opts) {
       opts = opts || {};
       this._busy(1);
       try {
-        let res;
-        try {
-          res = await fetch('/v1/' + method, {
-            method: 'POST', headers: this.headers('application/json'),
-            body: JSON.stringify(body || {}), cache: 'no-store', credentials: 'same-origin',
-            signal: opts.signal,
-          });
-        } catch (e) {
-          if (e instanceof ApiError) throw e;
-          if (e && e.name === 'AbortError') throw new ApiError(method, 1, 'CANCELLED', 'cancelled', 0);
-          throw new ApiError(method, 14, 'UNAVAILABLE', 'the server cannot be reached (' + e.message + ')', 0);
-        }
+        const res = await this._post(method, body, 'application/json', opts);
         const text = await res.text();
         if (!res.ok) throw errorFrom(method, res.status, text);
         try { return text ? JSON.parse(text) : {}; } catch (e) {
@@ -246,18 +250,7 @@
       opts = opts || {};
       this._busy(1);
       try {
-        let res;
-        try {
-          res = await fetch('/v1/' + method, {
-            method: 'POST', headers: this.headers('application/x-ndjson'),
-            body: JSON.stringify(body || {}), cache: 'no-store', credentials: 'same-origin',
-            signal: opts.signal,
-          });
-        } catch (e) {
-          if (e instanceof ApiError) throw e;
-          if (e && e.name === 'AbortError') throw new ApiError(method, 1, 'CANCELLED', 'cancelled', 0);
-          throw new ApiError(method, 14, 'UNAVAILABLE', 'the server cannot be reached (' + e.message + ')', 0);
-        }
+        const res = await this._post(method, body, 'application/x-ndjson', opts);
         if (!res.ok) throw errorFrom(method, res.status, await res.text());
         const handle = (line) => {
           if (!line.trim()) return;

@@ -167,17 +167,25 @@ static void read_failed(void *arg) {
   gd__call_unref(c);
 }
 
+/* Grows *buf (of *cap bytes) to hold need bytes, doubling from 4 KiB;
+ * false without memory (*buf unchanged). */
+static bool grow(char **buf, size_t *cap, size_t need) {
+  if (need <= *cap)
+    return true;
+  size_t c = *cap ? *cap : 4096;
+  while (c < need)
+    c *= 2;
+  char *p = realloc(*buf, c);
+  if (!p)
+    return false;
+  *buf = p;
+  *cap = c;
+  return true;
+}
+
 static bool out_append(hcall *h, const char *s, size_t n) {
-  if (h->out_len + n > h->out_cap) {
-    size_t cap = h->out_cap ? h->out_cap : 4096;
-    while (cap < h->out_len + n)
-      cap *= 2;
-    char *p = realloc(h->out, cap);
-    if (!p)
-      return false;
-    h->out = p;
-    h->out_cap = cap;
-  }
+  if (!grow(&h->out, &h->out_cap, h->out_len + n))
+    return false;
   memcpy(h->out + h->out_len, s, n);
   h->out_len += n;
   return true;
@@ -754,16 +762,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   }
   if (*upload_size) {
     if (!rq->too_big && rq->len + *upload_size <= l->max_body) {
-      if (rq->len + *upload_size + 1 > rq->cap) {
-        size_t cap = rq->cap ? rq->cap : 4096;
-        while (cap < rq->len + *upload_size + 1)
-          cap *= 2;
-        char *b = realloc(rq->body, cap);
-        if (!b)
-          return MHD_NO;
-        rq->body = b;
-        rq->cap = cap;
-      }
+      if (!grow(&rq->body, &rq->cap, rq->len + *upload_size + 1))
+        return MHD_NO;
       memcpy(rq->body + rq->len, upload, *upload_size);
       rq->len += *upload_size;
       rq->body[rq->len] = 0;
