@@ -142,6 +142,8 @@ static int read_u64(reader *rd, json_object *v, uint64_t *ret) {
 static int read_double(reader *rd, json_object *v, double *ret) {
   if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
     *ret = json_object_get_double(v);
+    if (isnan(*ret))
+      *ret = NAN; /* json-c's bare -NaN: the one NaN there is in JSON */
     return GD_OK;
   }
   if (json_object_is_type(v, json_type_string)) {
@@ -153,10 +155,12 @@ static int read_double(reader *rd, json_object *v, double *ret) {
     else if (strcmp(s, "-Infinity") == 0)
       *ret = -INFINITY;
     else {
+      /* A decimal number only: strtod also takes "nan", "inf", "-NaN",
+       * hexadecimal and leading blanks, which the mapping does not. */
       char *end;
       errno = 0;
       *ret = strtod(s, &end);
-      if (!*s || *end || errno)
+      if (!*s || *end || errno || strspn(s, "0123456789+-.eE") != strlen(s) || !isfinite(*ret))
         return bad(rd, "not a number", NULL);
     }
     return GD_OK;
