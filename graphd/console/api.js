@@ -206,6 +206,24 @@
       }
     },
 
+    /* Runs fn (one call) with the busy indicator on; an ApiError it throws
+     * teaches the role, is shown unless opts.quiet, and is thrown on. */
+    async _run(method, opts, fn) {
+      this._busy(1);
+      try {
+        return await fn();
+      } catch (e) {
+        if (e instanceof ApiError) {
+          if (!e.method) e.method = method;
+          this._learn(e);
+          if (!opts.quiet) this._emit('error', e);
+        }
+        throw e;
+      } finally {
+        this._busy(-1);
+      }
+    },
+
     /* POST /v1/<method>; a network failure or an abort as an ApiError. */
     async _post(method, body, type, opts) {
       try {
@@ -224,32 +242,21 @@
     /* One unary call. opts.quiet: do not report the error on the page. */
     async call(method, body, opts) {
       opts = opts || {};
-      this._busy(1);
-      try {
+      return this._run(method, opts, async () => {
         const res = await this._post(method, body, 'application/json', opts);
         const text = await res.text();
         if (!res.ok) throw errorFrom(method, res.status, text);
         try { return text ? JSON.parse(text) : {}; } catch (e) {
           throw new ApiError(method, 13, 'INTERNAL', 'reply is not JSON', res.status);
         }
-      } catch (e) {
-        if (e instanceof ApiError) {
-          if (!e.method) e.method = method;
-          this._learn(e);
-          if (!opts.quiet) this._emit('error', e);
-        }
-        throw e;
-      } finally {
-        this._busy(-1);
-      }
+      });
     },
 
     /* A server stream (JSON Lines): onMessage(obj) per message, as they come.
      * A last line {"error": {...}} ends it with that error. */
     async stream(method, body, onMessage, opts) {
       opts = opts || {};
-      this._busy(1);
-      try {
+      return this._run(method, opts, async () => {
         const res = await this._post(method, body, 'application/x-ndjson', opts);
         if (!res.ok) throw errorFrom(method, res.status, await res.text());
         const handle = (line) => {
@@ -288,16 +295,7 @@
           for (const line of (await res.text()).split('\n')) { handle(line); n++; }
         }
         return n;
-      } catch (e) {
-        if (e instanceof ApiError) {
-          if (!e.method) e.method = method;
-          this._learn(e);
-          if (!opts.quiet) this._emit('error', e);
-        }
-        throw e;
-      } finally {
-        this._busy(-1);
-      }
+      });
     },
 
     /* The caller's principal and role, as the server sees the token

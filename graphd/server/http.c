@@ -873,24 +873,20 @@ int gd__http_start(gd_server *s, int *ret_port, gd_err *err) {
                    MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0) |
                    (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
   unsigned conns = o->http_connections ? o->http_connections : 64;
-  if (tls)
-    l->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, l,
-                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                            MHD_OPTION_CONNECTION_LIMIT, conns,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, l,
-                            MHD_OPTION_HTTPS_MEM_KEY, o->tls_key_pem,
-                            MHD_OPTION_HTTPS_MEM_CERT, o->tls_cert_pem,
-                            MHD_OPTION_END);
-  else
-    l->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, l,
-                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                            MHD_OPTION_CONNECTION_LIMIT, conns,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, l,
-                            MHD_OPTION_END);
+  /* The certificate and key when serving TLS; nothing otherwise. */
+  struct MHD_OptionItem tls_opts[] = {
+      {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, (void *)o->tls_key_pem},
+      {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)o->tls_cert_pem},
+      {MHD_OPTION_END, 0, NULL},
+  };
+  l->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, l,
+                          MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                          MHD_OPTION_CONNECTION_LIMIT, conns,
+                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, l,
+                          MHD_OPTION_ARRAY, tls_opts,
+                          MHD_OPTION_END);
   freeaddrinfo(ai);
   atomic_store(&l->starting, false);
   if (!l->d) {
