@@ -58,6 +58,7 @@ typedef struct config {
   long max_query_work;
   long reserved_calls, max_calls_per_peer, stream_idle_ms, query_threads;
   long write_budget;
+  long placement_queue, alert_history;
   long max_hub_cap[GD_ROLE_ADMIN + 1];
   const char *tokens;
   const char *tls_cert, *tls_key, *tls_client_ca;
@@ -136,6 +137,11 @@ static void usage(FILE *f) {
         "                           listens on loopback only unless --insecure-no-auth\n"
         "  --insecure-no-auth       allow a non-loopback --listen without --tokens\n"
         "  --no-audit               keep no audit trail (benchmarks; not for production)\n"
+        "  --placement-queue N      sellers whose ties changed, queued for provisional\n"
+        "                           placement; more are shed and counted (default 100000;\n"
+        "                           0 = no placement and no alerts)\n"
+        "  --alert-history N        alerts kept for WatchAlerts to resume from (default\n"
+        "                           100000)\n"
         "  --audit-reads MODE       async (default): a successful read replies at once and\n"
         "                           its record commits with the next group; sync: it waits\n"
         "                           for its record to be durable, like writes and refusals\n"
@@ -376,7 +382,7 @@ static int parse_args(int argc, char **argv, config *c) {
     O_TLS_KEY, O_TLS_CA, O_NO_AUDIT, O_MAXCALLS, O_KA_TIME, O_KA_TIMEOUT, O_MIN_PING,
     O_AUDIT_READS, O_CONFIG, O_CHECK_CONFIG, O_ALLOC, O_LOG_FORMAT, O_LOG_LEVEL,
     O_METRICS_LISTEN, O_HTTP_LISTEN, O_CONSOLE_DIR, O_QUERY_WORK, O_HUB_CAP, O_RESERVED, O_PER_PEER, O_IDLE, O_QTHREADS,
-    O_WRITE_BUDGET,
+    O_WRITE_BUDGET, O_PLACE_QUEUE, O_ALERT_HISTORY,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
@@ -405,6 +411,8 @@ static int parse_args(int argc, char **argv, config *c) {
       {"max-query-work", required_argument, NULL, O_QUERY_WORK},
       {"reserved-calls", required_argument, NULL, O_RESERVED},
       {"write-budget-bytes", required_argument, NULL, O_WRITE_BUDGET},
+      {"placement-queue", required_argument, NULL, O_PLACE_QUEUE},
+      {"alert-history", required_argument, NULL, O_ALERT_HISTORY},
       {"max-calls-per-peer", required_argument, NULL, O_PER_PEER},
       {"stream-idle-ms", required_argument, NULL, O_IDLE},
       {"query-threads", required_argument, NULL, O_QTHREADS},
@@ -445,6 +453,8 @@ static int parse_args(int argc, char **argv, config *c) {
       .max_query_work = 20000000,
       .reserved_calls = -1, /* a tenth of max_calls */
       .write_budget = -1,   /* a share of the machine's memory */
+      .placement_queue = GD_PLACE_QUEUE_DEFAULT,
+      .alert_history = GD_ALERT_HISTORY_DEFAULT,
       .max_calls_per_peer = 1000,
       .stream_idle_ms = 120000,
       .max_hub_cap = {10000, 10000, 10000, 10000, 10000},
@@ -497,6 +507,8 @@ static int parse_args(int argc, char **argv, config *c) {
       name = "--audit-reads";
       break;
     case O_WRITE_BUDGET: ok = parse_long(optarg, 0, 1L << 50, &c->write_budget); name = "--write-budget-bytes"; break;
+    case O_PLACE_QUEUE: ok = parse_long(optarg, 0, 100000000, &c->placement_queue); name = "--placement-queue"; break;
+    case O_ALERT_HISTORY: ok = parse_long(optarg, 1, 100000000, &c->alert_history); name = "--alert-history"; break;
     case O_RESERVED: ok = parse_long(optarg, 0, 10000000, &c->reserved_calls); name = "--reserved-calls"; break;
     case O_PER_PEER: ok = parse_long(optarg, 0, 10000000, &c->max_calls_per_peer); name = "--max-calls-per-peer"; break;
     case O_IDLE: ok = parse_long(optarg, 0, 86400000L * 365, &c->stream_idle_ms); name = "--stream-idle-ms"; break;
@@ -912,6 +924,18 @@ int main(int argc, char **argv) {
   if (restored)
     gd_info("restored %zu clustering job record(s)", restored);
   gd_rpc_set_jobs(rpc, jobs);
+  if (cfg.placement_queue > 0) {
+    gd_place_opts po = {.queue_max = (uint64_t)cfg.placement_queue,
+                        .alert_history = (uint64_t)cfg.alert_history};
+    if (metrics) {
+      po.observe = gd_metrics_placement;
+      po.observe_ctx = metrics;
+    }
+    if (gd_rpc_place_start(rpc, &po, &err)) {
+      gd_error("%s", err.msg);
+      goto out;
+    }
+  }
 
   if (metrics) {
     int mport;
@@ -1023,6 +1047,7 @@ out:
   if (server)
     gd_server_shutdown(server, cfg.grace_ms);
   gd_metrics_http_stop(metrics_http);
+  gd_rpc_place_stop(rpc); /* its last batch commits through the writer */
   gd_writer_stop(writer);
   gd_rpc_free(rpc);
   gd_jobs_free(jobs);

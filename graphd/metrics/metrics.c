@@ -17,6 +17,7 @@
 #include "jobs/jobs.h"
 #include "store/store.h"
 #include "store/writer.h"
+#include "store/place.h"
 
 /* ---- histograms -------------------------------------------------------- */
 
@@ -44,12 +45,15 @@ static const double call_le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 
 static const double batch_le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 static const double commit_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                    0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+static const double place_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                  0.25,  0.5,    1,     2.5,  5,     10,   30};
 static const double stage_le[] = {0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600};
 
 #define SPEC(a, s) {a, (int)(sizeof a / sizeof a[0]), s}
 static const hist_spec call_spec = SPEC(call_le, 1e-9);
 static const hist_spec batch_spec = SPEC(batch_le, 1);
 static const hist_spec commit_spec = SPEC(commit_le, 1e-9);
+static const hist_spec place_spec = SPEC(place_le, 1e-9);
 /* Stage durations are observed in microseconds. */
 static const hist_spec stage_spec = SPEC(stage_le, 1e-6);
 
@@ -79,6 +83,8 @@ struct gd_metrics {
   hist *call_hist;
   atomic_int_fast64_t in_flight;
   hist batch, commit;
+  hist place; /* write to placement */
+  atomic_uint_fast64_t placed, alerts;
 
   pthread_mutex_t stage_mu; /* stage names: added rarely, read at scrape */
   char stage_names[MAX_STAGES + 1][GD_JOB_STAGE_MAX];
@@ -110,6 +116,7 @@ int gd_metrics_new(const gd_metrics_opts *o, gd_metrics **ret, gd_err *err) {
     hist_init(&m->call_hist[i], &call_spec);
   hist_init(&m->batch, &batch_spec);
   hist_init(&m->commit, &commit_spec);
+  hist_init(&m->place, &place_spec);
   for (int i = 0; i <= MAX_STAGES; i++)
     hist_init(&m->stage[i], &stage_spec);
   snprintf(m->stage_names[MAX_STAGES], GD_JOB_STAGE_MAX, "other");
@@ -150,6 +157,14 @@ void gd_metrics_call_end(void *ctx, size_t method, int grpc_status, int64_t ns) 
   atomic_fetch_add_explicit(&m->calls[method][grpc_status], 1, memory_order_relaxed);
   hist_observe(&m->call_hist[method], &call_spec, ns);
   atomic_fetch_sub_explicit(&m->in_flight, 1, memory_order_relaxed);
+}
+
+void gd_metrics_placement(void *ctx, size_t placed, size_t alerts, const int64_t *latency_ns) {
+  gd_metrics *m = ctx;
+  atomic_fetch_add_explicit(&m->placed, placed, memory_order_relaxed);
+  atomic_fetch_add_explicit(&m->alerts, alerts, memory_order_relaxed);
+  for (size_t i = 0; i < placed; i++)
+    hist_observe(&m->place, &place_spec, latency_ns[i] > 0 ? latency_ns[i] : 0);
 }
 
 void gd_metrics_commit(void *ctx, size_t ops, int64_t ns) {
@@ -370,6 +385,25 @@ static void render_store(gd_metrics *m, sbuf *b) {
   sb_printf(b, "graphd_links %llu\n", (unsigned long long)st.links);
   sb_head(b, "graphd_labels", "gauge", "Labels set on entities.");
   sb_printf(b, "graphd_labels %llu\n", (unsigned long long)st.labels);
+  uint64_t queued = 0;
+  if (gd_store_read_begin(m->store, &r, &err) == GD_OK) {
+    gd_store_dirty_count(r, &queued, &err);
+    gd_store_read_end(r);
+  }
+  sb_head(b, "graphd_placement_queue", "gauge",
+          "Sellers whose ties changed, waiting for provisional placement.");
+  sb_printf(b, "graphd_placement_queue %llu\n", (unsigned long long)queued);
+  sb_head(b, "graphd_placement_shed_total", "counter",
+          "Sellers not queued for placement because the queue was full (--placement-queue).");
+  sb_printf(b, "graphd_placement_shed_total %llu\n",
+            (unsigned long long)gd_store_place_shed(m->store));
+  sb_head(b, "graphd_placements_total", "counter", "Provisional placements committed.");
+  sb_printf(b, "graphd_placements_total %llu\n", (unsigned long long)atomic_load(&m->placed));
+  sb_head(b, "graphd_alerts_total", "counter", "Alerts appended for WatchAlerts.");
+  sb_printf(b, "graphd_alerts_total %llu\n", (unsigned long long)atomic_load(&m->alerts));
+  sb_head(b, "graphd_placement_latency_seconds", "histogram",
+          "From the write that changed a seller's ties to its placement's commit.");
+  sb_hist(b, "graphd_placement_latency_seconds", NULL, &m->place, &place_spec);
 }
 
 static void render_jobs(gd_metrics *m, sbuf *b) {

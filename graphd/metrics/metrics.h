@@ -31,6 +31,8 @@
  *   jobs{state}                         gauge
  *   job_stage_duration_seconds{stage}   histogram
  *   refused_total{reason}               counter (every key of core/limits.h)
+ *   placement_queue gauge, placement_shed_total, placements_total,
+ *   alerts_total counters, placement_latency_seconds histogram
  *   build_info{version}, start_time_seconds             gauges
  */
 #ifndef GD_METRICS_METRICS_H
@@ -74,6 +76,8 @@ void gd_metrics_call_begin(void *ctx, size_t method);
 void gd_metrics_call_end(void *ctx, size_t method, int grpc_status, int64_t ns);
 /* gd_writer_observe: one durable group commit of `ops` ops, in ns. */
 void gd_metrics_commit(void *ctx, size_t ops, int64_t ns);
+/* The placer's observer (rpc.h gd_place_opts.observe). */
+void gd_metrics_placement(void *ctx, size_t placed, size_t alerts, const int64_t *latency_ns);
 /* gd_jobs_opts.stage_done. The first 16 distinct stage names get their
  * own series, later ones share stage="other". Takes a lock (rare). */
 void gd_metrics_job_stage(void *ctx, const char *stage, double seconds);

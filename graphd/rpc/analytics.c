@@ -1496,6 +1496,11 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   rep.flagged_members = flg;
   rep.live_members = lp;
   rep.more_members = mc.more;
+  if (rpc_cluster_provisional(r, snap, req->cluster_id, req->after_seller, max, &a, &rep,
+                              &err)) {
+    rpc_fail(c, &err);
+    goto out;
+  }
   if (links && s.links_kept &&
       cluster_links(r, snap, req->cluster_id, req->after_seller,
                     mc.more && mc.n ? mc.ids[mc.n - 1] : UINT64_MAX, &lc, &a, &rep, &err)) {

@@ -18,6 +18,7 @@
 #include "rpc/convert.h"
 #include "core/limits.h"
 #include "rpc/rpc_int.h"
+#include "store/place.h"
 
 void gd_rpc_set_serving(gd_rpc *r, int serving) { atomic_store(&r->serving, serving); }
 
@@ -328,6 +329,8 @@ static void upsert_done(gd_write_op *wop, const gd_err *err) {
   } else {
     Graphd__V1__UpsertReply r = GRAPHD__V1__UPSERT_REPLY__INIT;
     Graphd__V1__WriteTotals t;
+    if (op->res.totals.links_created)
+      rpc_place_kick(op->rpc);
     totals_to_pb(&op->res.totals, &t);
     r.totals = &t;
     r.duplicate = op->res.duplicate;
@@ -486,6 +489,8 @@ static void ingest_done(gd_write_op *wop, const gd_err *err) {
   if (err->code) {
     ingest_set_error(s, err, op->index);
   } else {
+    if (op->res.totals.links_created)
+      rpc_place_kick(op->rpc);
     s->committed++;
     s->duplicates += op->res.duplicate;
     s->totals.entities_created += op->res.totals.entities_created;
@@ -751,7 +756,9 @@ static void h_get_entity(gd_call *c, const uint8_t *msg, size_t len, bool has_ms
       e.corroboration = ev.corroboration;
       e.evidence_context = ev.context;
       uint64_t latest = 0;
+      Graphd__V1__Placement pl;
       rpc_entity_cluster(r, &latest, &e);
+      rpc_entity_placement(r, &e, &pl);
       rep.entity = &e;
       rpc_reply(c, &rep.base);
     }
@@ -1083,6 +1090,7 @@ fail:
 
 typedef struct delete_op {
   gd_write_op op;
+  gd_rpc *rpc;
   gd_call *call;
   gd_arena *arena;
   gd_ref ref;
@@ -1102,6 +1110,7 @@ static void delete_done(gd_write_op *wop, const gd_err *err) {
     rpc_fail(op->call, err);
   } else {
     Graphd__V1__DeleteEntityReply r = GRAPHD__V1__DELETE_ENTITY_REPLY__INIT;
+    rpc_place_kick(op->rpc);
     r.links_removed = op->removed;
     rpc_reply(op->call, &r.base);
   }
@@ -1120,6 +1129,7 @@ static void h_delete_entity(gd_call *c, const uint8_t *msg, size_t len, bool has
     rpc_fail_code(c, GD_ENOMEM, "out of memory");
   } else {
     op->call = c;
+    op->rpc = rpc_ctx(c);
     op->op.apply = delete_apply;
     op->op.done = delete_done;
     /* The ref's key is copied into the arena by normalisation. */
@@ -1184,6 +1194,12 @@ static void h_stats(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     rep.readers_used = st.readers_used;
     rep.readers_max = st.readers_max;
     rep.readers_active = st.readers_active;
+    gd_place_stats ps;
+    gd_rpc_place_stats(R, &ps);
+    gd_store_dirty_count(r, &rep.placement_queued, NULL);
+    rep.placements = ps.placed;
+    rep.placement_shed = gd_store_place_shed(R->store);
+    rep.alerts = ps.alerts;
     Graphd__V1__LimitCount lc[GD_LIMIT__COUNT], *lp[GD_LIMIT__COUNT];
     for (int i = 0; i < GD_LIMIT__COUNT; i++) {
       graphd__v1__limit_count__init(&lc[i]);
@@ -1330,6 +1346,8 @@ static const gd_method methods[] = {
     {.path = SVC "GetEntities", .kind = GD_RPC_SERVER_STREAM, .on_request = h_get_entities,
      .on_written = h_entities_written, .role = R},
     UNARY("WhoAmI", h_whoami, R),
+    {.path = SVC "WatchAlerts", .kind = GD_RPC_SERVER_STREAM, .on_request = rpc_watch_alerts,
+     .on_written = rpc_alerts_written, .on_cancel = rpc_alerts_cancel, .role = I},
 };
 #undef R
 #undef I

@@ -124,6 +124,38 @@ void gd_rpc_set_jobs(gd_rpc *r, gd_jobs *jobs);
 void gd_rpc_set_serving(gd_rpc *r, int serving);
 
 /*
+ * Fresh clusters (docs/ARCHITECTURE.md, "Fresh clusters"; rpc/place.c).
+ * gd_rpc_place_start turns on the store's placement queue (writes mark the
+ * sellers whose ties they change, store/place.h) and starts the placer
+ * thread, which places them against the latest snapshot through r's writer
+ * and appends alerts for WatchAlerts. Call it once the writer runs and
+ * before serving; without it WatchAlerts is FAILED_PRECONDITION and
+ * nothing is placed. gd_rpc_place_stop stops the thread (the queue stays
+ * in the store for the next start); call it after the server is shut down
+ * and before the writer stops. Errors: GD_ENOMEM, GD_EINTERNAL (thread).
+ */
+#define GD_PLACE_QUEUE_DEFAULT 100000
+#define GD_ALERT_HISTORY_DEFAULT 100000
+typedef struct gd_place_opts {
+  uint64_t queue_max;     /* queued sellers before marks are shed; 0 = default */
+  uint64_t alert_history; /* alerts kept; 0 = default */
+  /* After each committed batch, on the placer thread (NULL = none):
+   * sellers placed, alerts appended, and per placed seller the
+   * nanoseconds from the write that queued it to the commit. */
+  void (*observe)(void *ctx, size_t placed, size_t alerts, const int64_t *latency_ns);
+  void *observe_ctx;
+} gd_place_opts;
+
+int gd_rpc_place_start(gd_rpc *r, const gd_place_opts *o, gd_err *err);
+void gd_rpc_place_stop(gd_rpc *r);
+
+typedef struct gd_place_stats {
+  uint64_t placed, alerts, rebased, shed;
+} gd_place_stats;
+/* Counters since gd_rpc_place_start (all 0 when placement is off). */
+void gd_rpc_place_stats(gd_rpc *r, gd_place_stats *ret);
+
+/*
  * Stops the write budget's thread and frees the reflection index and r.
  * Call it once nothing can use r any more: after the server is shut down
  * (no call runs) and the writer has stopped (write ops carry r to their

@@ -45,6 +45,7 @@ struct gd_rpc {
     bool stop;
     pthread_t thread;
   } wb;
+  struct rpc_placer *placer; /* gd_rpc_place_start; NULL = placement off (place.c) */
   size_t nmethods;
   gd_method methods[]; /* the bound table: every row's ctx is this */
 };
@@ -121,6 +122,24 @@ void rpc_diff_written(gd_call *c, bool ok);
 /* Server reflection (reflection.c): a bidirectional stream. */
 void rpc_reflection_read(gd_call *c, gd_read_result r, const uint8_t *msg, size_t len);
 void rpc_reflection_written(gd_call *c, bool ok);
+/* Fresh clusters (place.c). rpc_place_kick wakes the placer after a
+ * committed write (no-op when placement is off). rpc_entity_placement
+ * sets e's cluster_risk (from its cluster_id's summary) and, when the
+ * seller has a placement against the latest snapshot, fills *pl and points
+ * e->provisional at it; call it after rpc_entity_cluster. */
+typedef struct rpc_placer rpc_placer;
+void rpc_place_kick(gd_rpc *R);
+void rpc_entity_placement(gd_rtxn *r, Graphd__V1__Entity *e, Graphd__V1__Placement *pl);
+/* Fills rep's provisional_members (placed in cluster of snap since it was
+ * written; nothing unless snap is the latest): id > after, at most max,
+ * allocated in *a. Errors: GD_ENOMEM, GD_EIO. */
+int rpc_cluster_provisional(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t after,
+                            size_t max, gd_arena **a, Graphd__V1__GetClusterReply *rep,
+                            gd_err *err);
+void rpc_watch_alerts(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_alerts_written(gd_call *c, bool ok);
+void rpc_alerts_cancel(gd_call *c);
+
 /* Sets e's cluster_id / cluster_snapshot_id from the latest snapshot
  * (sellers only; left 0 when there is none). *latest caches the latest
  * snapshot id across calls in one read transaction: start it at 0 (not

@@ -129,6 +129,10 @@ static int open_dbis(gd_store *s, gd_err *err) {
       {"snap_link", MDB_DUPSORT | MDB_DUPFIXED, &s->snap_link},
       {"job", 0, &s->job},
       {"audit", 0, &s->audit},
+      {"dirty", 0, &s->dirty},
+      {"prov", 0, &s->prov},
+      {"prov_member", MDB_DUPSORT | MDB_DUPFIXED, &s->prov_member},
+      {"alert", 0, &s->alert},
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
     rc = mdb_dbi_open(txn, t[i].name, t[i].flags | MDB_CREATE, t[i].dbi);

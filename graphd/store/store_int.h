@@ -7,6 +7,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "store/store.h"
 
@@ -23,6 +24,8 @@ struct gd_store {
   MDB_dbi snap, snap_assign, snap_cluster, snap_member, snap_tie, snap_name, snap_order, snap_link,
       job; /* snapshot.c */
   MDB_dbi audit;                                                  /* audit.c */
+  MDB_dbi dirty, prov, prov_member, alert;                        /* place.c */
+  _Atomic uint64_t place_max, place_shed;                         /* place.c */
   uint64_t map_size, map_size_max;
   /* Readers hold it shared for the life of a read txn; map growth takes it
    * exclusive, because mdb_env_set_mapsize needs no txn open in the process. */
@@ -81,6 +84,10 @@ uint8_t *gd__rec_encode(const gd_entity_view *e, const gd_str *attr_names,
 /* Patches the fixed header fields of an encoded record in place. */
 void gd__rec_patch(uint8_t *rec, int64_t first, int64_t last, uint64_t degree,
                    uint64_t seller_count);
+
+/* Queues seller for placement in t when marking is on (place.c; the
+ * queue's bound sheds). Errors: GD_EMAPFULL, GD_EIO. */
+int gd__place_mark(gd_wtxn *t, uint64_t seller, gd_err *err);
 
 static inline void gd__id_key(uint64_t id, uint8_t buf[8], MDB_val *v) {
   gd_be64_put(buf, id);

@@ -475,6 +475,9 @@ static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *to
       if ((int)(h.prefix >> 56) == GD_TYPE_SELLER)
         e->seller_count++;
       e->dirty = true;
+      /* A new link gives a seller new ties: place it again (place.h). */
+      if (e->v.type == GD_TYPE_SELLER && (rc = gd__place_mark(t, h.src, err)))
+        break;
       if (counted) {
         tot->links_created++;
         tot->links_updated += h.count - 1;
@@ -746,7 +749,12 @@ int gd_store_delete(gd_wtxn *t, const gd_ref *ref, uint64_t *ret_links_removed, 
       n->seller_count--;
     n->dirty = true;
     removed++;
+    /* Its sellers lose ties: place them again (place.h). */
+    if (nbrs[i].nbr_type == GD_TYPE_SELLER && (rc = gd__place_mark(t, nbrs[i].nbr, err)))
+      goto out;
   }
+  if (e->v.type == GD_TYPE_SELLER && (rc = gd__place_mark(t, e->id, err)))
+    goto out;
   gd__id_key(e->id, kb, &k);
   rc = mdb_del(t->txn, t->s->adj, &k, NULL);
   if (rc && rc != MDB_NOTFOUND) {

@@ -196,6 +196,11 @@ def script():
         ("ListAudit", {"method": "/graphd.v1.SellerGraph/SetLabels"}),
         ("VerifyAudit", {}),
         ("WhoAmI", {}),
+        # An alert stream runs until its deadline; its refusals end at once
+        # (the events themselves: test_fresh.py compares both transports).
+        ("WatchAlerts", {"minRisk": 2}),
+        ("WatchAlerts", {"clusterId": "99999"}),
+        ("WatchAlerts", {"afterSeq": "999999"}),
         ("Upsert", {"links": [{"a": seller("x"), "b": seller("x")}]}),
     ]
 
