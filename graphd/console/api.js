@@ -206,10 +206,13 @@
       }
     },
 
-    /* Runs fn (one call) with the busy indicator on; an ApiError it throws
-     * teaches the role, is shown unless opts.quiet, and is thrown on. */
+    /* Runs fn (one call) with the busy indicator on (off for
+     * opts.background: a stream followed for as long as the page wants,
+     * such as WatchAlerts); an ApiError it throws teaches the role, is
+     * shown unless opts.quiet, and is thrown on. */
     async _run(method, opts, fn) {
-      this._busy(1);
+      const busy = !opts.background;
+      if (busy) this._busy(1);
       try {
         return await fn();
       } catch (e) {
@@ -220,15 +223,19 @@
         }
         throw e;
       } finally {
-        this._busy(-1);
+        if (busy) this._busy(-1);
       }
     },
 
-    /* POST /v1/<method>; a network failure or an abort as an ApiError. */
+    /* POST /v1/<method>; a network failure or an abort as an ApiError.
+     * opts.deadlineMs: the call's deadline (X-Deadline-Ms; else the
+     * server's default, which ends a long stream after a minute). */
     async _post(method, body, type, opts) {
+      const headers = this.headers(type);
+      if (opts.deadlineMs) headers['X-Deadline-Ms'] = String(opts.deadlineMs);
       try {
         return await fetch('/v1/' + method, {
-          method: 'POST', headers: this.headers(type),
+          method: 'POST', headers: headers,
           body: JSON.stringify(body || {}), cache: 'no-store', credentials: 'same-origin',
           signal: opts.signal,
         });
@@ -253,7 +260,9 @@
     },
 
     /* A server stream (JSON Lines): onMessage(obj) per message, as they come.
-     * A last line {"error": {...}} ends it with that error. */
+     * A last line {"error": {...}} ends it with that error. opts.signal
+     * aborts it (CANCELLED); opts.background keeps it off the busy count;
+     * opts.deadlineMs as for _post. */
     async stream(method, body, onMessage, opts) {
       opts = opts || {};
       return this._run(method, opts, async () => {

@@ -51,6 +51,11 @@
     job: null,
     jobAbort: null,
     cluster: null,
+    /* WatchAlerts: gen counts starts and stops (a loop whose gen is no
+     * longer current ends); lastSeq is the last event seen (a decimal
+     * string), where a reconnection resumes. */
+    alerts: { gen: 0, running: false, abort: null, wake: null, lastSeq: '', received: 0,
+      unseen: 0, backoff: 1, reconnects: 0 },
   };
 
   /* ======================================================================
@@ -870,6 +875,21 @@
     if (S.card && S.card.id === GD.id(ent.id)) renderCard();
   }
 
+  /* Where a seller sits since the snapshot was read (Entity.provisional):
+   * "cluster 7 (button) risk 0.812 · 41 sellers · since … · against snapshot 3". */
+  function provisionalText(p, id) {
+    const cid = GD.id(p.clusterId), sid = GD.id(p.snapshotId);
+    const box = el('span', { id: id, className: 'provisional' }, el('span', { className: 'prov-tag' }, 'provisional'), ' ');
+    if (cid) {
+      box.appendChild(btn('cluster ' + cid, () => { switchTab('snapshots'); openCluster(sid, cid); }, { className: 'linkish', id: id + '-cluster' }));
+      box.appendChild(el('span', { className: num(p.clusterRisk) >= 0.1 ? 'risk-high' : '' }, ' risk ' + GD.fmtNum(p.clusterRisk, 3)));
+      box.appendChild(document.createTextNode(' · ' + num(p.clusterSize) + ' sellers'));
+    } else box.appendChild(document.createTextNode('on its own (no cluster)'));
+    box.appendChild(document.createTextNode(' · since ' + GD.fmtMs(p.placedAt) + ' · against snapshot ' + sid +
+      (GD.id(p.previousClusterId) ? ' · before: cluster ' + GD.id(p.previousClusterId) : '')));
+    return box;
+  }
+
   function renderCard() {
     /* Keep what the user was doing on the card: focus and a half-typed label. */
     const focused = document.activeElement && $('card').contains(document.activeElement) ? document.activeElement.id : '';
@@ -909,6 +929,7 @@
           el('span', { id: 'card-risk', className: num(c.risk) >= 0.1 ? 'risk-high' : '' },
             GD.fmtNum(c.risk, 3) + ' (' + num(c.flagged) + ' of ' + num(c.size) + ' flagged, cohesion ' + GD.fmtNum(c.cohesion, 2) + ')')]);
       } else facts.push(['cluster', 'none (no snapshot holds it)']);
+      if (e.provisional) facts.push(['provisional', provisionalText(e.provisional, 'card-provisional')]);
     }
     box.appendChild(dl(facts));
 
@@ -1314,6 +1335,21 @@
         flagged.has(GD.id(m.id)) ? '✔' : '', GD.fmtDate(m.firstSeen), GD.fmtDate(m.lastSeen),
       ];
     }), 'members'));
+    /* sellers placed in the cluster since the snapshot was written (latest snapshot only) */
+    const prov = arr(r.provisionalMembers);
+    if (prov.length) {
+      det.appendChild(el('h3', null, 'Provisional members (' + prov.length + (r.moreProvisional ? ', more not shown' : '') + ')'));
+      det.appendChild(el('p', { className: 'muted small' }, 'Placed in this cluster since the snapshot was written; not members of the snapshot.'));
+      det.appendChild(table(['seller', '', 'since', 'tie', 'before'], prov.map((m) => {
+        const pl = m.provisional || {};
+        return [
+          entityButton(Object.assign({ type: 'ENTITY_TYPE_SELLER' }, m), { before: () => switchTab('investigate') }),
+          el('span', { className: 'prov-tag' }, 'provisional'),
+          GD.fmtMs(pl.placedAt), GD.fmtNum(pl.tie, 3),
+          GD.id(pl.previousClusterId) ? 'cluster ' + GD.id(pl.previousClusterId) : 'new',
+        ];
+      }), 'provisional-members'));
+    }
     /* ties */
     const ties = arr(r.ties);
     if (ties.length) {
@@ -1482,9 +1518,183 @@
   }
 
   /* ======================================================================
+   * Alerts: WatchAlerts, followed until stopped
+   * ==================================================================== */
+  const ALERT_ROWS = 500; /* rows kept on the page, newest first */
+  const ALERT_WATCH_MS = 600000; /* one stream's deadline; then it is opened again */
+  /* Statuses that asking again the same way would only repeat. */
+  const ALERT_FATAL = {
+    INVALID_ARGUMENT: 1, NOT_FOUND: 1, PERMISSION_DENIED: 1, UNAUTHENTICATED: 1,
+    UNIMPLEMENTED: 1, FAILED_PRECONDITION: 1, OUT_OF_RANGE: 1,
+  };
+
+  function alertsRequest() {
+    const A = S.alerts;
+    const req = {};
+    const mr = $('alerts-min-risk').value.trim();
+    if (mr !== '') req.minRisk = Number(mr); /* its range is the server's to check */
+    const label = $('alerts-label').value.trim();
+    if (label) req.label = label;
+    if (A.lastSeq) req.afterSeq = A.lastSeq;
+    else if ($('alerts-from-now').checked) req.fromNow = true;
+    return req;
+  }
+
+  function alertsState(state, text) {
+    const s = $('alerts-state');
+    s.dataset.state = state;
+    s.className = 'alerts-state st-' + state;
+    s.textContent = text || state;
+    const A = S.alerts;
+    $('alerts-last').textContent = A.lastSeq
+      ? 'last seq ' + A.lastSeq + ' · ' + A.received + ' received' + (A.reconnects ? ' · ' + A.reconnects + (A.reconnects === 1 ? ' reconnection' : ' reconnections') : '')
+      : '';
+    $('alerts-start').dataset.ctxOff = A.running ? '1' : '0';
+    $('alerts-stop').disabled = !A.running;
+    refreshGates();
+  }
+
+  function renderAlertsBadge() {
+    const b = $('alerts-unseen');
+    b.hidden = !S.alerts.unseen;
+    b.textContent = S.alerts.unseen ? String(S.alerts.unseen) : '';
+  }
+
+  function alertsBody() {
+    let t = document.querySelector('#alerts-list table.alerts');
+    if (!t) {
+      const box = GD.clear($('alerts-list'));
+      t = table(['seq', 'time', 'seller', 'cluster', 'risk', 'size', 'before', 'evidence', 'cluster labels', 'why'], [], 'alerts');
+      box.appendChild(t);
+    }
+    return t.tBodies[0];
+  }
+
+  /* One AlertEvent: a row at the top of the list. */
+  function onAlert(ev) {
+    const A = S.alerts;
+    const seq = GD.id(ev.seq);
+    if (!seq) return;
+    if (A.lastSeq && BigInt(seq) <= BigInt(A.lastSeq)) return; /* a resumed stream never repeats one; be sure */
+    A.lastSeq = seq;
+    A.received++;
+    A.backoff = 1;
+    const sid = GD.id(ev.snapshotId), cid = GD.id(ev.clusterId), prev = GD.id(ev.previousClusterId);
+    const clusterBtn = (c, cls) => btn('#' + c, () => { switchTab('snapshots'); openCluster(sid, c); },
+      { className: 'linkish ' + cls, dataset: { cluster: c, snap: sid }, title: 'cluster ' + c + ' of snapshot ' + sid });
+    const seen = new Set();
+    const evid = el('span', { className: 'alert-evidence' });
+    for (const x of arr(ev.evidence)) {
+      for (const sh of arr(x.shared)) {
+        const e = sh.entity || {};
+        const id = GD.id(e.id);
+        if (!id || seen.has(id) || seen.size >= 3) continue;
+        seen.add(id);
+        if (GD.shortType(e.type) === 'SELLER') evid.appendChild(el('span', { className: 'direct' }, 'direct link '));
+        else evid.appendChild(entityButton(e, { before: () => switchTab('investigate') }));
+      }
+    }
+    const risk = num(ev.clusterRisk);
+    const row = el('tr', { className: 'alert-row', dataset: { seq: seq, seller: GD.id(ev.sellerId), cluster: cid } },
+      el('td', null, seq),
+      el('td', null, GD.fmtMs(ev.time)),
+      el('td', null, entityButton({ id: ev.sellerId, type: 'ENTITY_TYPE_SELLER', key: ev.sellerKey }, { before: () => switchTab('investigate') })),
+      el('td', null, cid ? clusterBtn(cid, 'alert-cluster') : 'none'),
+      el('td', { className: risk >= 0.5 ? 'risk-high' : '' }, GD.fmtNum(risk, 3)),
+      el('td', null, String(num(ev.clusterSize))),
+      el('td', null, prev ? clusterBtn(prev, 'alert-prev') : 'none'),
+      el('td', null, evid),
+      el('td', null, el('span', { className: 'ellipsis' }, arr(ev.clusterLabels).join(', '))),
+      el('td', null, arr(ev.reasons).join(', ')));
+    const tb = alertsBody();
+    tb.insertBefore(row, tb.firstChild);
+    while (tb.rows.length > ALERT_ROWS) tb.deleteRow(tb.rows.length - 1);
+    if ($('tab-alerts').getAttribute('aria-selected') !== 'true') { A.unseen++; renderAlertsBadge(); }
+    alertsState('following', 'following');
+  }
+
+  function alertsSleep(ms) {
+    return new Promise((r) => {
+      const t = setTimeout(r, ms);
+      S.alerts.wake = () => { clearTimeout(t); r(); };
+    });
+  }
+
+  /* Follows WatchAlerts until stopped: a stream that ends (the server's
+   * deadline, a dropped connection, a restarting daemon) is opened again
+   * after the last event seen, at once after a deadline, else after 1, 2,
+   * 4 .. 30 s. A refusal (bad filter, role) stops and is shown. */
+  async function alertsLoop(gen) {
+    const A = S.alerts;
+    while (A.gen === gen) {
+      const ac = new AbortController();
+      A.abort = ac;
+      const t0 = Date.now();
+      const resumed = !!A.lastSeq;
+      let err = null;
+      alertsState('following', 'following' + (resumed ? ' (after seq ' + A.lastSeq + ')' : ''));
+      try {
+        await api.stream('WatchAlerts', alertsRequest(), onAlert,
+          { signal: ac.signal, quiet: true, background: true, deadlineMs: ALERT_WATCH_MS });
+      } catch (e) { err = e; }
+      if (A.gen !== gen) return; /* stopped meanwhile */
+      if (err && !(err instanceof GD.ApiError)) { stopAlerts(); fail(err); return; }
+      if (err && err.status === 'OUT_OF_RANGE' && resumed) {
+        /* The resume point is no longer kept: go on from the oldest kept. */
+        status('alerts: ' + err.detail + '; going on from the oldest alert kept');
+        A.lastSeq = '';
+        continue;
+      }
+      if (err && ALERT_FATAL[err.status]) {
+        A.running = false;
+        A.gen++;
+        alertsState('stopped', 'stopped: ' + err.status + ': ' + err.detail);
+        showError(err);
+        return;
+      }
+      let wait = 0;
+      if (!err || err.status !== 'DEADLINE_EXCEEDED') {
+        wait = A.backoff;
+        A.backoff = Math.min(30, A.backoff * 2);
+      }
+      if (Date.now() - t0 < 1000) wait = Math.max(wait, 1);
+      A.reconnects++;
+      if (wait) {
+        alertsState('reconnecting', 'reconnecting in ' + wait + ' s (' + (err ? err.status + ': ' + err.detail : 'the stream ended') + ')');
+        await alertsSleep(wait * 1000);
+      }
+    }
+  }
+
+  function startAlerts() {
+    const A = S.alerts;
+    if (A.running) return;
+    A.running = true;
+    A.backoff = 1;
+    const gen = ++A.gen;
+    alertsLoop(gen).catch(fail);
+  }
+
+  function stopAlerts() {
+    const A = S.alerts;
+    if (!A.running) return;
+    A.running = false;
+    A.gen++;
+    if (A.abort) A.abort.abort();
+    if (A.wake) A.wake();
+    alertsState('stopped', 'stopped' + (A.lastSeq ? ' (starting again resumes after seq ' + A.lastSeq + ')' : ''));
+  }
+
+  function clearAlerts() {
+    GD.clear($('alerts-list')).appendChild(el('p', { className: 'muted', id: 'alerts-empty' }, 'List cleared.'));
+    S.alerts.unseen = 0;
+    renderAlertsBadge();
+  }
+
+  /* ======================================================================
    * Tabs
    * ==================================================================== */
-  const TABS = ['investigate', 'snapshots', 'audit'];
+  const TABS = ['investigate', 'snapshots', 'alerts', 'audit'];
   let snapshotsLoaded = false;
   function switchTab(name) {
     for (const t of TABS) {
@@ -1501,6 +1711,7 @@
       if (clusterView.needFit) clusterView.fit();
       if (!snapshotsLoaded) { snapshotsLoaded = true; loadSnapshots().catch(fail); }
     }
+    if (name === 'alerts') { S.alerts.unseen = 0; renderAlertsBadge(); }
   }
 
   /* ======================================================================
@@ -1589,6 +1800,12 @@
     $('clusters-more').addEventListener('click', () => loadClusters(true).catch(fail));
     $('diff-form').addEventListener('submit', (ev) => onDiff(ev).catch(fail));
 
+    /* alerts */
+    $('alerts-form').addEventListener('submit', (ev) => { ev.preventDefault(); startAlerts(); });
+    $('alerts-stop').addEventListener('click', stopAlerts);
+    $('alerts-clear').addEventListener('click', clearAlerts);
+    alertsState('stopped');
+
     /* audit */
     $('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); S.auditPage = ''; loadAudit(false).catch(fail); });
     $('audit-more').addEventListener('click', () => loadAudit(true).catch(fail));
@@ -1618,6 +1835,7 @@
     showCard: showCard, expand: expand, collapse: collapse, selectNode: selectNode, selectEdge: selectEdge,
     setLabels: setLabels, startClustering: startClustering, followJob: followJob, openCluster: openCluster,
     loadSnapshots: loadSnapshots, setWindow: setWindow, switchTab: switchTab, clear: clearAll,
+    startAlerts: startAlerts, stopAlerts: stopAlerts,
     settle: () => { view.settle(); clusterView.settle(); },
   };
 

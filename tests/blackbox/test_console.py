@@ -4,7 +4,8 @@ Debian's chromium, driven headless by chromium-driver through
 python3-selenium, loads the console from graphd's HTTP gateway
 (--http-listen, --console-dir graphd/console) at a 1280x800 viewport and
 works it the way an investigator would: search, expand, evidence, labels,
-tokens, hostile keys, collapse, timeline, exports, snapshots and diffs.
+tokens, hostile keys, collapse, timeline, exports, snapshots and diffs,
+alerts.
 Without those packages every test fails, naming the package to install
 (tools/deps.sh --test).
 
@@ -14,7 +15,7 @@ pytest temporary directory); docs/console/ holds a copy of the set.
 Data: a sellergen marketplace (SELLERGEN_BIN, 2000 sellers, seed 1: one
 counterfeit ring of 40 with its warehouse address, three hub addresses and
 a carrier-grade NAT IP) loaded with graphctl (GRAPHCTL_BIN); the hostile
-key test writes its own small graph over gRPC.
+key and alerts tests write their own small graphs over gRPC.
 """
 
 import csv
@@ -29,7 +30,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from bbutil import DEVICE, SELLER, T, ent, link, pb, upsert
+from bbutil import ADDRESS, DEVICE, PAYMENT, SELLER, T, ent, get, link, pb, upsert
 from conftest import REPO
 
 try:
@@ -928,4 +929,139 @@ def test_snapshots_clusters_and_diff(console_daemon, page, demo):
     assert kinds & {"merged", "moved", "continued", "split", "born", "dissolved"}, kinds
     p.shot("console-6-snapshots")
     assert not p.severe_logs()
+    assert p.csp_violations() == []
+
+
+# ---------------------------------------------------------------------------
+# 7. Alerts: follow WatchAlerts, reconnect after a drop, open what they name
+# ---------------------------------------------------------------------------
+
+ALERT_RING = ["r%d" % i for i in range(1, 7)]
+ALERT_HOSTILE = '<img src=x onerror="window.__pwned=7">'
+
+# Wraps fetch to record the WatchAlerts requests the page sends (a CDP
+# script: the page's policy does not apply to it).
+RECORD_WATCH = """
+window.__watch = [];
+const f = window.fetch;
+window.fetch = function (url, opts) {
+  if (String(url).endsWith('/v1/WatchAlerts')) window.__watch.push(JSON.parse(opts.body));
+  return f.apply(this, arguments);
+};
+"""
+
+
+def alert_rows(p):
+    return p.js("return [...document.querySelectorAll('#alerts-list tr.alert-row')].map(r => "
+                "[r.dataset.seq, r.querySelector('button.entity-link .key').textContent, "
+                "r.dataset.cluster, r.textContent])")
+
+
+def test_alerts_panel(console_daemon, page):
+    dm = console_daemon()
+    # A ring of six sellers (four flagged) sharing a device, a warehouse and
+    # a payment account, and four sellers on their own; clustered once.
+    links = []
+    for r in ALERT_RING:
+        links += [link(SELLER, r, DEVICE, "ring-dev", seen=100), link(SELLER, r, ADDRESS, "ring-wh", seen=100),
+                  link(SELLER, r, PAYMENT, "ring-pay", seen=100)]
+    links += [link(SELLER, "o%d" % i, DEVICE, "own-dev-%d" % i, seen=100) for i in range(1, 5)]
+    upsert(dm.stub, links, [ent(SELLER, r, labels=["counterfeit"]) for r in ALERT_RING[:4]])
+    job = dm.stub.StartClustering(pb.StartClusteringRequest(spec=pb.ClusteringSpec(
+        flagged_labels=["counterfeit"])), timeout=T())
+    last = list(dm.stub.WatchJob(pb.JobRequest(job_id=job.id), timeout=T(120)))[-1]
+    assert last.state == pb.JOB_STATE_SUCCEEDED, last
+    snap = last.snapshot_id
+    ring = get(dm.stub, SELLER, "r1").cluster_id
+    cl = dm.stub.GetCluster(pb.GetClusterRequest(cluster_id=ring), timeout=T()).cluster
+    assert cl.size == len(ALERT_RING) and cl.risk >= 0.5, cl
+
+    p = page(dm)
+    p.js(RECORD_WATCH)
+    p.click("tab-alerts")
+    assert p.el("alerts-min-risk").get_attribute("value") == "0.5"
+    assert p.el("alerts-stop").get_attribute("disabled")
+    p.fill("alerts-label", "counterfeit")
+    p.click("alerts-start")
+    p.wait(lambda: p.el("alerts-state").get_attribute("data-state") == "following", "following")
+    p.idle()  # a followed stream is not a call in flight
+    assert not p.el("alerts-start").is_enabled() and p.el("alerts-stop").is_enabled()
+
+    # A new seller (with a hostile key) sharing the ring's device and warehouse.
+    upsert(dm.stub, [link(SELLER, ALERT_HOSTILE, DEVICE, "ring-dev", seen=200),
+                     link(SELLER, ALERT_HOSTILE, ADDRESS, "ring-wh", seen=200)])
+    p.wait(lambda: len(alert_rows(p)) == 1, "the first alert")
+    seq, key, cid, text = alert_rows(p)[0]
+    assert (seq, key, cid) == ("1", ALERT_HOSTILE, str(ring)), (seq, key, cid)
+    assert "%.3f" % cl.risk in text and "ring-dev" in text and "counterfeit" in text, text
+    assert p.js("return window.__pwned") is None
+    assert p.js("return document.querySelectorAll('#alerts-list img, #alerts-list [onerror]').length") == 0
+
+    # A dropped connection: the page reconnects by itself, after the last seq.
+    p.js("window.graphdConsole.state.alerts.abort.abort()")
+    p.wait(lambda: len(p.js("return window.__watch")) >= 2 and
+           p.el("alerts-state").get_attribute("data-state") == "following", "the reconnection")
+    reqs = p.js("return window.__watch")
+    assert reqs[0] == {"minRisk": 0.5, "label": "counterfeit"}, reqs
+    assert reqs[1] == {"minRisk": 0.5, "label": "counterfeit", "afterSeq": "1"}, reqs
+    upsert(dm.stub, [link(SELLER, "newbie2", PAYMENT, "ring-pay", seen=300),
+                     link(SELLER, "newbie2", DEVICE, "ring-dev", seen=300)])
+    p.wait(lambda: len(alert_rows(p)) == 2, "the second alert")
+    rows = alert_rows(p)
+    assert [(r[0], r[1]) for r in rows] == [("2", "newbie2"), ("1", ALERT_HOSTILE)], rows  # newest first
+    assert "1 reconnection" in p.text("alerts-last") and "last seq 2" in p.text("alerts-last")
+    p.shot("console-7-alerts")
+
+    # The seller opens like a search does, with its provisional placement.
+    p.d.find_element(By.CSS_SELECTOR, '#alerts-list tr[data-seq="1"] button.entity-link').click()
+    p.idle()
+    p.wait(lambda: p.js("const k = document.getElementById('card-key'); return k && k.textContent") == ALERT_HOSTILE,
+           "the alert's seller on the card")
+    assert p.el("tab-investigate").get_attribute("aria-selected") == "true"
+    prov = p.text("card-provisional")
+    assert prov.startswith("provisional cluster %d risk %.3f" % (ring, cl.risk)), prov
+    assert "against snapshot %d" % snap in prov, prov
+    # Alerts that come while another tab is shown are counted on the tab.
+    upsert(dm.stub, [link(SELLER, "newbie3", DEVICE, "ring-dev", seen=400),
+                     link(SELLER, "newbie3", ADDRESS, "ring-wh", seen=400)])
+    p.wait(lambda: p.text("alerts-unseen") == "1", "the count of unseen alerts")
+    p.click("tab-alerts")
+    assert not p.el("alerts-unseen").is_displayed()
+
+    # The cluster opens the cluster view, which marks the placed sellers.
+    p.d.find_element(By.CSS_SELECTOR, '#alerts-list tr[data-seq="1"] button.alert-cluster').click()
+    p.idle()
+    p.wait(lambda: p.css("#cluster-detail table.provisional-members"), "the provisional members")
+    assert p.text("cluster-title") == "#%d · snapshot %d" % (ring, snap)
+    prov = p.js("return [...document.querySelectorAll('#cluster-detail table.provisional-members tbody tr')]"
+                ".map(r => [r.querySelector('.key').textContent, r.querySelector('.prov-tag').textContent])")
+    assert sorted(prov) == sorted([[ALERT_HOSTILE, "provisional"], ["newbie2", "provisional"],
+                                   ["newbie3", "provisional"]]), prov
+    members = p.js("return [...document.querySelectorAll('#cluster-detail table.members .key')].map(k => k.textContent)")
+    assert sorted(members) == sorted(ALERT_RING), members
+
+    # Stop. A risk over 1 is refused by the form itself; a filter the
+    # server refuses (a label over its limit) is shown, and stops.
+    p.click("tab-alerts")
+    p.click("alerts-stop")
+    p.wait(lambda: p.el("alerts-state").get_attribute("data-state") == "stopped", "stopped")
+    assert "resumes after seq 3" in p.text("alerts-state")
+    p.click("alerts-clear")
+    assert not alert_rows(p)
+    n_req = len(p.js("return window.__watch"))
+    p.fill("alerts-min-risk", "2")
+    p.click("alerts-start")
+    assert p.js("return document.getElementById('alerts-min-risk').checkValidity()") is False
+    assert p.el("alerts-state").get_attribute("data-state") == "stopped"
+    assert len(p.js("return window.__watch")) == n_req
+    p.fill("alerts-min-risk", "0.5")
+    p.fill("alerts-label", "x" * 300)
+    p.click("alerts-start")
+    p.wait(lambda: p.error_text(), "the refusal")
+    assert "INVALID_ARGUMENT" in p.error_text() and "label" in p.error_text(), p.error_text()
+    p.wait(lambda: p.el("alerts-state").get_attribute("data-state") == "stopped", "stopped after the refusal")
+    assert "INVALID_ARGUMENT" in p.text("alerts-state")
+    assert p.el("alerts-start").is_enabled() and not p.el("alerts-stop").is_enabled()
+    assert p.js("return window.__pwned") is None
+    assert not [l for l in p.severe_logs() if "WatchAlerts" not in l["message"]], p.severe_logs()
     assert p.csp_violations() == []

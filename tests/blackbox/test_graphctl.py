@@ -2,12 +2,18 @@
 
 import csv
 import json
+import os
+import queue
+import signal
 import socket
 import subprocess
+import threading
+import time
 
 import pytest
 
-from bbutil import DEVICE, SELLER, T, get, link, stats, type_counts, upsert, ALL_TYPES
+from bbutil import (ADDRESS, DEVICE, PAYMENT, SELLER, T, get, link, pb, stats, type_counts,
+                    upsert, ALL_TYPES)
 
 EXIT_OK, EXIT_RPC, EXIT_USAGE, EXIT_DATAERR, EXIT_UNAVAILABLE = 0, 1, 2, 65, 69
 
@@ -252,3 +258,200 @@ def test_sellergen_ingest_counts(ctl, daemon, sellergen_bin, tmp_path):
     for t in ALL_TYPES:
         assert tc[t] == sum(1 for e in entities if e[0] == t), "type %d" % t
     assert tc[SELLER] == 1000
+
+
+# ---------------------------------------------------------------------------
+# alerts: following WatchAlerts
+# ---------------------------------------------------------------------------
+
+# A ring of six sellers sharing a device, a warehouse address and a payment
+# account, four of them flagged, and four sellers on their own: clustering
+# puts the ring in one cluster of risk (4 + 5 * 0.4) / (6 + 5) = 0.545.
+RING = ["r%d" % i for i in range(1, 7)]
+ALERT_LINKS = "a_type,a_key,b_type,b_key,seen\n" + "".join(
+    "seller,%s,device,ring-dev,100\nseller,%s,address,ring-wh,100\n"
+    "seller,%s,payment_account,ring-pay,100\n" % (r, r, r) for r in RING) + "".join(
+    "seller,o%d,device,own-dev-%d,100\n" % (i, i) for i in range(1, 5))
+ALERT_ENTITIES = "type,key,labels\n" + "".join("seller,%s,counterfeit\n" % r for r in RING[:4])
+
+
+def worker_args():
+    w = os.environ.get("GRAPHD_WORKER_BIN")
+    return ["--worker", w] if w else []
+
+
+class Follower:
+    """A graphctl process whose stdout lines are read as they come."""
+
+    def __init__(self, graphctl_bin, addr, *args):
+        self.cmd = [graphctl_bin, "--addr", addr] + [str(a) for a in args]
+        self.p = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, stdin=subprocess.DEVNULL)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def line(self, timeout):
+        """The next stdout line (None at the end), or AssertionError."""
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("%s: no line within %.0f s" % (" ".join(self.cmd), timeout))
+
+    def wait(self, timeout):
+        try:
+            rc = self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s: still running after %.0f s" % (" ".join(self.cmd), timeout))
+        return rc, self.p.stderr.read()
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def _wait_for(pred, what, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+@pytest.fixture
+def alert_daemon(daemon_factory, graphctl_bin, tmp_path):
+    """A daemon holding the ring graph, clustered once (by graphctl):
+    (daemon, the ring's cluster id, snapshot id)."""
+    dm = daemon_factory(*worker_args())
+    lp = write(tmp_path / "ring-links.csv", ALERT_LINKS)
+    ep = write(tmp_path / "ring-entities.csv", ALERT_ENTITIES)
+    run(graphctl_bin, dm.addr, "ingest", lp, ep, check=EXIT_OK)
+    job = js(run(graphctl_bin, dm.addr, "cluster", "--label", "counterfeit", check=EXIT_OK,
+                 timeout=T(120)))
+    assert job["state"] == "SUCCEEDED", job
+    r1 = get(dm.stub, SELLER, "r1")
+    assert r1.cluster_id and r1.cluster_snapshot_id == job["snapshot_id"]
+    return dm, r1.cluster_id, job["snapshot_id"]
+
+
+def test_alerts_follow_json_count_and_interrupt(alert_daemon, graphctl_bin):
+    dm, ring, snap = alert_daemon
+    cl = dm.stub.GetCluster(pb.GetClusterRequest(cluster_id=ring), timeout=T()).cluster
+    assert cl.size == len(RING) and cl.risk > 0.5, cl
+    followers = []
+
+    def follow(*args):
+        f = Follower(graphctl_bin, dm.addr, "alerts", *args)
+        followers.append(f)
+        return f
+
+    try:
+        # Followed before anything happens: a line once a new seller that
+        # shares the ring's device and warehouse has been placed.
+        f = follow("--min-risk", "0.5")
+        time.sleep(0.5)
+        upsert(dm.stub, [link(SELLER, "newbie", DEVICE, "ring-dev", seen=200),
+                         link(SELLER, "newbie", ADDRESS, "ring-wh", seen=200)])
+        line = f.line(T(10))
+        assert line is not None, f.wait(T())
+        assert line.startswith("seq 1  "), line
+        for want in ("newbie -> cluster %d" % ring, "risk %.3f (%d sellers)" % (cl.risk, cl.size),
+                     "previous -", "device ring-dev", "address ring-wh", "labels: counterfeit"):
+            assert want in line, (want, line)
+        # Ctrl-C: exit 0, and where to resume on stderr.
+        f.p.send_signal(signal.SIGINT)
+        rc, err = f.wait(T(10))
+        assert rc == EXIT_OK, (rc, err)
+        assert "interrupted after 1 event; resume with --after-seq 1" in err, err
+
+        # --json: one object per line; --count ends it.
+        f = follow("--json", "--count", "1")
+        line = f.line(T(10))
+        assert line is not None, f.wait(T())
+        ev = json.loads(line)
+        assert ev["seq"] == 1 and ev["seller_key"] == "newbie", ev
+        assert ev["cluster_id"] == ring and ev["snapshot_id"] == snap, ev
+        assert ev["seller_id"] == get(dm.stub, SELLER, "newbie").id
+        assert abs(ev["cluster_risk"] - cl.risk) < 1e-9 and ev["cluster_size"] == cl.size
+        assert ev["previous_cluster_id"] == 0 and ev["gain"] > 0 and ev["tie"] > 0
+        assert ev["cluster_labels"] == ["counterfeit"] and ev["labelled_members"] == 4
+        assert ev["time_ms"] > 0 and "labelled" in ev["reasons"]
+        members = {x["member_key"] for x in ev["evidence"]}
+        assert members and members <= set(RING), ev["evidence"]
+        keys = {s["entity"]["key"] for x in ev["evidence"] for s in x["shared"]}
+        assert {"ring-dev", "ring-wh"} <= keys, keys
+        assert f.line(T(10)) is None
+        rc, err = f.wait(T(10))
+        assert rc == EXIT_OK, (rc, err)
+
+        # Resumed after seq 1, waiting for the next one: only newer events.
+        f = follow("--json", "--count", "1", "--after-seq", "1")
+        time.sleep(0.5)
+        upsert(dm.stub, [link(SELLER, "newbie2", PAYMENT, "ring-pay", seen=300),
+                         link(SELLER, "newbie2", DEVICE, "ring-dev", seen=300)])
+        line = f.line(T(10))
+        assert line is not None, f.wait(T())
+        ev = json.loads(line)
+        assert (ev["seq"], ev["seller_key"], ev["cluster_id"]) == (2, "newbie2", ring), ev
+        rc, err = f.wait(T(10))
+        assert rc == EXIT_OK, (rc, err)
+
+        # A filter nothing passes, interrupted before any event (the call
+        # has sent nothing yet: graphctl cancels it).
+        f = follow("--min-risk", "0.99", "--label", "counterfeit")
+        time.sleep(1.0)
+        f.p.send_signal(signal.SIGTERM)
+        rc, err = f.wait(T(10))
+        assert rc == EXIT_OK and f.line(T()) is None, (rc, err)
+        assert "interrupted after 0 events; resume with --after-seq 0" in err, err
+    finally:
+        for f in followers:
+            f.kill()
+
+    # The placement shows in get and in the cluster's members.
+    out = run(graphctl_bin, dm.addr, "get", "seller", "newbie", json_out=False, check=EXIT_OK).stdout
+    assert "provisional  cluster %d (risk %.3f, %d sellers) since " % (ring, cl.risk, cl.size) in out, out
+    assert ", against snapshot %d" % snap in out, out
+    e = js(run(graphctl_bin, dm.addr, "get", "seller", "newbie", check=EXIT_OK))
+    assert e["provisional"]["cluster_id"] == ring and e["provisional"]["snapshot_id"] == snap, e
+    assert e["provisional"]["previous_cluster_id"] == 0 and e["provisional"]["placed_at_ms"] > 0
+    out = run(graphctl_bin, dm.addr, "get", "seller", "r1", json_out=False, check=EXIT_OK).stdout
+    assert "cluster      %d (snapshot %d, risk %.3f)" % (ring, snap, cl.risk) in out, out
+    assert "provisional" not in out, out
+    out = run(graphctl_bin, dm.addr, "cluster", ring, json_out=False, check=EXIT_OK).stdout
+    prov = out.split("provisional members", 1)[1].split("ties holding", 1)[0]
+    assert "newbie  provisional since" in prov and "newbie2  provisional since" in prov, out
+    c = js(run(graphctl_bin, dm.addr, "cluster", ring, check=EXIT_OK))
+    assert sorted(m["key"] for m in c["provisional_members"]) == ["newbie", "newbie2"], c
+    assert all(m["provisional"]["cluster_id"] == ring for m in c["provisional_members"])
+    assert "newbie" not in {m["key"] for m in c["members"]}
+
+
+def test_alerts_errors(daemon_factory, graphctl_bin):
+    dm = daemon_factory(*worker_args())
+    # The range of min_risk is the server's to check: its status, exit 1.
+    p = run(graphctl_bin, dm.addr, "alerts", "--min-risk", "2", json_out=False, check=EXIT_RPC)
+    assert "graphctl: INVALID_ARGUMENT: " in p.stderr and "min_risk" in p.stderr, p.stderr
+    assert p.stdout == "" and "resume" not in p.stderr, p.stderr
+    p = run(graphctl_bin, dm.addr, "alerts", "--cluster", "99", json_out=False, check=EXIT_RPC)
+    assert "NOT_FOUND" in p.stderr and "cluster_id" in p.stderr, p.stderr
+    p = run(graphctl_bin, dm.addr, "alerts", "--after-seq", "5", json_out=False, check=EXIT_RPC)
+    assert "OUT_OF_RANGE" in p.stderr and "after_seq" in p.stderr, p.stderr
+    for args in (["--after-seq", "3", "--from-now"], ["--min-risk", "x"], ["--count", "0"],
+                 ["--label", "a", "--label", "b"], ["extra"]):
+        p = run(graphctl_bin, dm.addr, "alerts", *args, json_out=False)
+        assert p.returncode == EXIT_USAGE, (args, p.returncode, p.stderr)
+    # Nobody there: exit 69, and where to resume.
+    p = run(graphctl_bin, _dead_addr(), "alerts", "--after-seq", "7", json_out=False,
+            check=EXIT_UNAVAILABLE)
+    assert "UNAVAILABLE" in p.stderr and "resume with --after-seq 7" in p.stderr, p.stderr
+    p = subprocess.run([graphctl_bin, "alerts", "--help"], capture_output=True, text=True,
+                       timeout=T())
+    assert p.returncode == 0 and "--after-seq" in p.stdout and "--from-now" in p.stdout

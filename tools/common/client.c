@@ -680,6 +680,8 @@ struct gc_sstream {
   grpc_status_code status;
   grpc_slice details;
   bool ended;
+  bool start_pending; /* gc_sstream_start: the start batch not plucked yet */
+  grpc_byte_buffer *send; /* its request, while start_pending */
   uint64_t messages, bytes;
   char tag_start, tag_recv, tag_status;
 };
@@ -703,8 +705,11 @@ static int sstream_status(gc_sstream *s, gc_status *st) {
   return st_from_call(st, s->c, s->status, s->details);
 }
 
-int gc_sstream_open(gc_client *c, const char *method, const ProtobufCMessage *req,
-                    int timeout_ms, gc_sstream **ret_stream, gc_status *st) {
+/* Starts the call; with wait, also waits for the start batch (the server's
+ * initial metadata, which graphd sends with the first message or the
+ * status), else leaves that to the first gc_sstream_next. */
+static int sstream_begin(gc_client *c, const char *method, const ProtobufCMessage *req,
+                         int timeout_ms, bool wait, gc_sstream **ret_stream, gc_status *st) {
   if (ret_stream)
     *ret_stream = NULL;
   if (!c || !method || !*method || !req || !ret_stream)
@@ -740,6 +745,12 @@ int gc_sstream_open(gc_client *c, const char *method, const ProtobufCMessage *re
     return st_set(st, GRPC_STATUS_INTERNAL, "client: grpc_call_start_batch: %s",
                   grpc_call_error_to_string(err));
   }
+  if (!wait) {
+    s->start_pending = true;
+    s->send = send; /* destroyed once the start batch is back */
+    *ret_stream = s;
+    return st_ok(st);
+  }
   grpc_event ev =
       grpc_completion_queue_pluck(s->cq, &s->tag_start, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
   grpc_byte_buffer_destroy(send);
@@ -752,6 +763,21 @@ int gc_sstream_open(gc_client *c, const char *method, const ProtobufCMessage *re
   return st_ok(st);
 }
 
+int gc_sstream_open(gc_client *c, const char *method, const ProtobufCMessage *req,
+                    int timeout_ms, gc_sstream **ret_stream, gc_status *st) {
+  return sstream_begin(c, method, req, timeout_ms, true, ret_stream, st);
+}
+
+int gc_sstream_start(gc_client *c, const char *method, const ProtobufCMessage *req,
+                     int timeout_ms, gc_sstream **ret_stream, gc_status *st) {
+  return sstream_begin(c, method, req, timeout_ms, false, ret_stream, st);
+}
+
+void gc_sstream_cancel(gc_sstream *s) {
+  if (s)
+    grpc_call_cancel(s->call, NULL); /* thread-safe until grpc_call_unref */
+}
+
 int gc_sstream_next(gc_sstream *s, const ProtobufCMessageDescriptor *desc,
                     ProtobufCMessage **ret_msg, gc_status *st) {
   if (ret_msg)
@@ -760,6 +786,17 @@ int gc_sstream_next(gc_sstream *s, const ProtobufCMessageDescriptor *desc,
     return st_set(st, GRPC_STATUS_INVALID_ARGUMENT, "client: gc_sstream_next: missing argument");
   if (s->ended)
     return st_set(st, GRPC_STATUS_INVALID_ARGUMENT, "client: gc_sstream_next after the end");
+  if (s->start_pending) {
+    s->start_pending = false;
+    grpc_event ev = grpc_completion_queue_pluck(s->cq, &s->tag_start,
+                                                gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    grpc_byte_buffer_destroy(s->send);
+    s->send = NULL;
+    if (!ev.success) { /* the call ended before the server answered: get why */
+      int code = sstream_status(s, st);
+      return code ? code : st_set(st, GRPC_STATUS_INTERNAL, "client: stream ended at once");
+    }
+  }
   grpc_byte_buffer *bb = NULL;
   grpc_op op;
   memset(&op, 0, sizeof op);
@@ -794,6 +831,13 @@ uint64_t gc_sstream_bytes(const gc_sstream *s) { return s ? s->bytes : 0; }
 void gc_sstream_free(gc_sstream *s) {
   if (!s)
     return;
+  if (s->start_pending) { /* its tag must come back before the queue goes */
+    grpc_call_cancel(s->call, NULL);
+    grpc_completion_queue_pluck(s->cq, &s->tag_start, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    grpc_byte_buffer_destroy(s->send);
+    s->send = NULL;
+    s->start_pending = false;
+  }
   if (!s->ended) {
     grpc_call_cancel(s->call, NULL);
     sstream_status(s, NULL);

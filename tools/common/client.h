@@ -230,7 +230,8 @@ uint64_t gc_stream_messages_sent(const gc_stream *s);
 void gc_stream_free(gc_stream *s);
 
 /* ---------------------------------------------------------------- */
-/* Server streaming (WatchJob, StreamAssignments, DiffSnapshots)      */
+/* Server streaming (WatchJob, StreamAssignments, DiffSnapshots,      */
+/* WatchAlerts)                                                       */
 
 typedef struct gc_sstream gc_sstream;
 
@@ -245,6 +246,28 @@ typedef struct gc_sstream gc_sstream;
  */
 int gc_sstream_open(gc_client *c, const char *method, const ProtobufCMessage *req,
                     int timeout_ms, gc_sstream **ret_stream, gc_status *st);
+
+/*
+ * As gc_sstream_open, but returns as soon as the call is started, without
+ * waiting for the server's first answer: graphd sends its initial metadata
+ * with the first message, so gc_sstream_open of a stream that has nothing
+ * to send yet (WatchAlerts) blocks until it has. Here the first
+ * gc_sstream_next waits instead, and returns what the server or gRPC
+ * answered before any message; meanwhile another thread may
+ * gc_sstream_cancel the stream. Errors returned here are the client's own
+ * (INVALID_ARGUMENT, INTERNAL, RESOURCE_EXHAUSTED).
+ */
+int gc_sstream_start(gc_client *c, const char *method, const ProtobufCMessage *req,
+                     int timeout_ms, gc_sstream **ret_stream, gc_status *st);
+
+/*
+ * Cancels the stream's call; callable from any thread while the stream is
+ * not freed (the owner makes sure of that). A gc_sstream_next waiting in
+ * another thread, or called later, then returns CANCELLED (unless the call
+ * had already ended with another status); the server sees CANCELLED. The
+ * owner still frees the stream. NULL is fine.
+ */
+void gc_sstream_cancel(gc_sstream *s);
 
 /*
  * Waits for the next message. Returns OK with *ret_msg set (unpacked with

@@ -90,12 +90,15 @@ const char cluster_help[] =
     "  --no-progress     no progress bar (drawn only when stderr is a terminal)\n"
     "\n"
     "With ID: the cluster's summary (size, flagged, risk, cohesion), its top\n"
-    "shared entities (the candidate supply sources), its members, and the\n"
-    "strongest evidence ties that hold it together.\n"
+    "shared entities (the candidate supply sources), its members, the sellers\n"
+    "placed in it since the snapshot was written (latest snapshot only; listed\n"
+    "apart and marked \"provisional\"), and the strongest evidence ties that\n"
+    "hold it together.\n"
     "  --snapshot N      the snapshot (default: the latest)\n"
     "  --max-members N   members to list (server default 100)\n"
     "\n"
-    "With --json: the final Job, or {\"cluster\":{..},\"members\":[..]}.\n";
+    "With --json: the final Job, or {\"cluster\":{..},\"members\":[..],\n"
+    "\"provisional_members\":[..],..}.\n";
 
 const char job_help[] =
     "usage: graphctl job ID [--cancel]\n"
@@ -821,6 +824,11 @@ static int show_cluster(ctl *c, const command *cmd, args *a) {
     jset(o, "ties", ties);
     jset(o, "ties_stored", json_object_new_uint64(rep->ties_stored));
     jset(o, "more_members", json_object_new_boolean(rep->more_members));
+    json_object *prov = jarr();
+    for (size_t i = 0; i < rep->n_provisional_members; i++)
+      json_object_array_add(prov, entity_json(rep->provisional_members[i], false));
+    jset(o, "provisional_members", prov);
+    jset(o, "more_provisional", json_object_new_boolean(rep->more_provisional));
     print_json(o);
   } else if (s) {
     printf("cluster %" PRIu64 ": %" PRIu64 " sellers, %" PRIu64 " flagged, risk %.3f, cohesion "
@@ -846,6 +854,24 @@ static int show_cluster(ctl *c, const command *cmd, args *a) {
       for (size_t j = 0; now && j < now->n_labels; j++)
         printf("%s%s", j ? ", " : "  [", safe(now->labels[j], kb, sizeof kb));
       printf("%s\n", now && now->n_labels ? "]" : "");
+    }
+    if (rep->n_provisional_members) {
+      /* Placed in this cluster since the snapshot was written (latest
+       * snapshot only): not members of the snapshot. */
+      printf("provisional members (%zu shown%s; placed since the snapshot was written):\n",
+             rep->n_provisional_members, rep->more_provisional ? ", more not shown" : "");
+      for (size_t i = 0; i < rep->n_provisional_members; i++) {
+        const Graphd__V1__Entity *e = rep->provisional_members[i];
+        const Graphd__V1__Placement *p = e->provisional;
+        char kb[256], t[40];
+        printf("  %-10" PRIu64 " %s  provisional", e->id, safe(e->key, kb, sizeof kb));
+        if (p)
+          printf(" since %s, tie %.3f%s", fmt_time(p->placed_at / 1000, t, sizeof t), p->tie,
+                 p->previous_cluster_id ? "" : ", new");
+        if (p && p->previous_cluster_id)
+          printf(", before: cluster %" PRIu64, p->previous_cluster_id);
+        printf("\n");
+      }
     }
     if (rep->ties_stored) {
       printf("ties holding it together (%" PRIu64 " stored, strongest first):\n",

@@ -88,6 +88,8 @@ static const char *const main_help =
     "                             a cluster, an entity's neighbourhood or the\n"
     "                             riskiest clusters as GraphML (Gephi, yEd)\n"
     "  report -o FILE.html        a snapshot's clusters as one HTML page\n"
+    "  alerts [OPTIONS]           follow alerts as sellers join clusters of the\n"
+    "                             latest snapshot (Ctrl-C stops)\n"
     "  audit [--verify]           the audit trail (admin), or check its hash chain\n"
     "  backup DIR                 consistent copy of the store into DIR on the server\n"
     "  health                     check that the server is serving\n"
@@ -621,6 +623,13 @@ static int set_option(const command *cmd, args *a, const optspec *o,
     return parse_double(cmd, opt, v, true, &a->alpha);
   case O_EPSILON:
     return parse_double(cmd, opt, v, true, &a->epsilon);
+  case O_ALERT_MIN_RISK:
+  case O_CLUSTER:
+  case O_AFTER_SEQ:
+  case O_FROM_NOW:
+  case O_COUNT:
+  case O_RECONNECT:
+    return set_alerts_option(cmd, a, o, opt, v);
   }
   return set_analytics_option(cmd, a, o, opt, v);
 }
@@ -762,7 +771,16 @@ static const command commands[] = {
      "count, how the evidence rule weighs it (a shared entity: its weight per\n"
     "pair of sellers and corroboration, or why it is no evidence: a hub or\n"
     "context), first and last seen (ISO-8601 UTC), labels and attributes.\n"
-     "With --json: one object (times as unix seconds). NOT_FOUND: exit 1.\n"},
+     "For a seller, its cluster in the latest snapshot with that cluster's risk,\n"
+     "and, when its ties changed after that snapshot was read, its provisional\n"
+     "placement:\n"
+     "  provisional  cluster 7 (risk 0.812, 41 sellers) since\n"
+     "               2025-06-01T10:00:00Z, against snapshot 3; before: cluster 2\n"
+     "(on one line; 'no cluster (on its own)' when it joins none).\n"
+     "With --json: one object (times as unix seconds; a seller in a cluster\n"
+     "also has \"cluster_risk\", and, when placed, \"provisional\":{\"snapshot_id\":..,\n"
+     "\"cluster_id\":..,\"cluster_risk\":..,\"cluster_size\":..,\"gain\":..,\"tie\":..,\n"
+     "\"placed_at_ms\":..,\"previous_cluster_id\":..}). NOT_FOUND: exit 1.\n"},
     {"neighbors", neighbors_opts, run_neighbors, false,
      "usage: graphctl neighbors TYPE KEY [OPTIONS]\n"
      "       graphctl neighbors --id N [OPTIONS]\n"
@@ -919,6 +937,7 @@ static const command commands[] = {
     {"backup", NULL, run_backup, false, backup_help},
     {"export", export_opts, run_export, false, export_help},
     {"report", report_opts, run_report, false, report_help},
+    {"alerts", alerts_opts, run_alerts, false, alerts_help},
     {"help", NULL, run_help, false,
      "usage: graphctl help [COMMAND]\n"},
 };
@@ -1064,7 +1083,46 @@ json_object *entity_json(const Graphd__V1__Entity *e, bool attrs) {
   }
   jset(o, "cluster_id", json_object_new_uint64(e->cluster_id));
   jset(o, "cluster_snapshot_id", json_object_new_uint64(e->cluster_snapshot_id));
+  if (e->cluster_risk > 0) /* GetEntity's, for a seller in a cluster */
+    jset(o, "cluster_risk", json_object_new_double(e->cluster_risk));
+  if (e->provisional)
+    jset(o, "provisional", placement_json(e->provisional));
   return o;
+}
+
+json_object *placement_json(const Graphd__V1__Placement *p) {
+  json_object *o = jobj();
+  jset(o, "snapshot_id", json_object_new_uint64(p->snapshot_id));
+  jset(o, "cluster_id", json_object_new_uint64(p->cluster_id));
+  jset(o, "cluster_risk", json_object_new_double(p->cluster_risk));
+  jset(o, "cluster_size", json_object_new_uint64(p->cluster_size));
+  jset(o, "gain", json_object_new_double(p->gain));
+  jset(o, "tie", json_object_new_double(p->tie));
+  jset(o, "placed_at_ms", json_object_new_int64(p->placed_at));
+  jset(o, "previous_cluster_id", json_object_new_uint64(p->previous_cluster_id));
+  return o;
+}
+
+/* "cluster 7 (risk 0.812, 41 sellers) since 2025-06-01T10:00:00Z, against
+ * snapshot 3" (or "no cluster (on its own) since ..."). */
+const char *placement_text(const Graphd__V1__Placement *p, char *buf, size_t size) {
+  char t[40];
+  time_t sec = (time_t)(p->placed_at / 1000);
+  struct tm tm;
+  if (p->placed_at > 0 && gmtime_r(&sec, &tm))
+    strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  else
+    snprintf(t, sizeof t, "-");
+  if (p->cluster_id)
+    snprintf(buf, size,
+             "cluster %" PRIu64 " (risk %.3f, %" PRIu64 " seller%s) since %s, against snapshot "
+             "%" PRIu64,
+             p->cluster_id, p->cluster_risk, p->cluster_size, p->cluster_size == 1 ? "" : "s", t,
+             p->snapshot_id);
+  else
+    snprintf(buf, size, "no cluster (on its own) since %s, against snapshot %" PRIu64, t,
+             p->snapshot_id);
+  return buf;
 }
 
 void print_entity(const Graphd__V1__Entity *e) {
@@ -1102,9 +1160,20 @@ void print_entity(const Graphd__V1__Entity *e) {
   for (size_t i = 0; i < e->n_labels; i++)
     printf("%s%s", i ? ", " : "", safe(e->labels[i], b1, sizeof b1));
   printf("\n");
-  if (e->cluster_id)
+  if (e->cluster_id && e->cluster_risk > 0)
+    printf("%-12s %" PRIu64 " (snapshot %" PRIu64 ", risk %.3f)\n", "cluster", e->cluster_id,
+           e->cluster_snapshot_id, e->cluster_risk);
+  else if (e->cluster_id)
     printf("%-12s %" PRIu64 " (snapshot %" PRIu64 ")\n", "cluster",
            e->cluster_id, e->cluster_snapshot_id);
+  if (e->provisional) {
+    /* Placed since the snapshot was read: where it sits now. */
+    char pb[256];
+    printf("%-12s %s", "provisional", placement_text(e->provisional, pb, sizeof pb));
+    if (e->provisional->previous_cluster_id)
+      printf("; before: cluster %" PRIu64, e->provisional->previous_cluster_id);
+    printf("\n");
+  }
   printf("%-12s", "attributes");
   if (e->n_attributes == 0)
     printf(" -\n");

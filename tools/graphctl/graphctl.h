@@ -5,8 +5,9 @@
  * graphctl.c: helpers, argument parsing, the command table, the data and
  * investigation commands, main. analytics.c: cluster, job, snapshots,
  * clusters, assignments, diff, and the admin commands audit and backup.
- * export.c and report.c: export (GraphML) and report (HTML) over the
- * network fetcher of netgraph.h.
+ * alerts.c: alerts (following WatchAlerts). export.c and report.c:
+ * export (GraphML) and report (HTML) over the network fetcher of
+ * netgraph.h.
  *
  * Helpers that print report to stderr and return an exit code; helpers
  * that allocate exit(EXIT_SOFTWARE) on out of memory (die_nomem).
@@ -115,6 +116,13 @@ enum {
   O_MAX_LINKS,
   O_MAX_NODES,
   O_MAX_CLUSTERS,
+  /* alerts */
+  O_ALERT_MIN_RISK,
+  O_CLUSTER,
+  O_AFTER_SEQ,
+  O_FROM_NOW,
+  O_COUNT,
+  O_RECONNECT,
 };
 
 typedef struct optspec {
@@ -194,6 +202,11 @@ typedef struct args {
   double min_risk;
   long top, max_sellers, max_links, max_nodes, max_clusters;
   bool have_min_size;
+  /* alerts */
+  bool have_alert_min_risk, have_after_seq, from_now, reconnect;
+  double alert_min_risk;
+  uint64_t cluster_id, after_seq;
+  long count;
 } args;
 
 struct command;
@@ -226,6 +239,9 @@ const char *human_bytes(uint64_t n, char *buf, size_t size);
 json_object *labels_json(char **labels, size_t n);
 json_object *entity_json(const Graphd__V1__Entity *e, bool attrs);
 void print_entity(const Graphd__V1__Entity *e);
+json_object *placement_json(const Graphd__V1__Placement *p);
+/* "cluster 7 (risk 0.812, 41 sellers) since TIME, against snapshot 3". */
+const char *placement_text(const Graphd__V1__Placement *p, char *buf, size_t size);
 
 /* ---- output files ---- */
 /*
@@ -280,6 +296,14 @@ int run_assignments(ctl *c, const command *cmd, args *a);
 int run_diff(ctl *c, const command *cmd, args *a);
 int run_audit(ctl *c, const command *cmd, args *a);
 int run_backup(ctl *c, const command *cmd, args *a);
+
+/* ---- alerts.c ---- */
+extern const optspec alerts_opts[];
+extern const char alerts_help[];
+/* Parses an alerts option into a (called by set_option). */
+int set_alerts_option(const command *cmd, args *a, const optspec *o, const char *opt,
+                      const char *v);
+int run_alerts(ctl *c, const command *cmd, args *a);
 
 /* ---- export.c, report.c ---- */
 extern const optspec export_opts[], report_opts[];
