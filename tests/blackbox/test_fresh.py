@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import random
+import re
 import threading
 import time
 
@@ -394,7 +395,8 @@ def test_resume_after_disconnect_and_restart(fresh):
 def test_history_bound_is_out_of_range(daemon_factory, net):
     """With --alert-history 2, resuming from before the oldest kept event is
     OUT_OF_RANGE and the message names the oldest kept."""
-    dm = daemon_factory("--alert-history", "2", "--http-listen", "127.0.0.1:0")
+    dm = daemon_factory("--alert-history", "2", "--http-listen", "127.0.0.1:0",
+                        "--metrics-listen", "127.0.0.1:0")
     s = dm.stub
     def shares(k):  # a device and a phone, as a ring's members do
         return [pb.LinkInput(a=ref(SELLER, k), b=ref(DEVICE, "hd")),
@@ -417,6 +419,15 @@ def test_history_bound_is_out_of_range(daemon_factory, net):
     assert st.alerts == 4, st
     kept = read_all(s)
     assert [e.seq for e in kept] == [3, 4]
+    # The same counts in the metrics, and a latency for each placement.
+    from test_metrics import Scrape
+    port = int(re.search(r"metrics on 127\.0\.0\.1:(\d+)", dm.log_tail(200)).group(1))
+    sc = Scrape(port)
+    assert sc.get("graphd_alerts_total") == 4
+    assert sc.get("graphd_placements_total") == st.placements >= 4
+    assert sc.get("graphd_placement_latency_seconds_count") == st.placements
+    assert sc.get("graphd_placement_queue") == 0
+    assert sc.get("graphd_placement_shed_total") == 0
     err = expect_status(grpc.StatusCode.OUT_OF_RANGE,
                         lambda: next(iter(s.WatchAlerts(pb.WatchAlertsRequest(after_seq=1),
                                                         timeout=T()))),
@@ -441,3 +452,16 @@ def test_placement_off(daemon_factory):
     expect_status(grpc.StatusCode.FAILED_PRECONDITION,
                   lambda: next(iter(dm.stub.WatchAlerts(pb.WatchAlertsRequest(), timeout=T()))),
                   fields=["--placement-queue"])
+
+
+def test_full_queue_sheds_and_never_blocks(daemon_factory):
+    """--placement-queue 2: one write that changes five sellers queues two,
+    sheds and counts three, and succeeds."""
+    dm = daemon_factory("--placement-queue", "2")
+    s = dm.stub
+    rep = s.Upsert(pb.UpsertRequest(links=[pb.LinkInput(a=ref(SELLER, "q%d" % i),
+                                                        b=ref(DEVICE, "qd"))
+                                           for i in range(5)]), timeout=T())
+    assert rep.totals.links_created == 5
+    st = wait_placed(s)
+    assert st.placement_shed == 3

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "evidence.h"
+#include "place.h"
 #include "tap.h"
 
 enum { SELLER = 1, ADDRESS = 2, PAYMENT = 3, DEVICE = 4, PHONE = 5, EMAIL = 6, IP = 7 };
@@ -157,4 +158,37 @@ static void test_rule_names(void) {
   CHECK(strcmp(gd_evidence_rule_name(GD_EV_RARITY), "rarity") == 0);
 }
 
-TAP_MAIN(T(test_rarity), T(test_hubs), T(test_rule), T(test_corroboration), T(test_rule_names))
+/* Placement's gains, worked by hand. */
+static void test_place(void) {
+  /* A ring of 10 tied 3.0 in all, a family of 2 tied 0.9. */
+  gd_place_cand c[] = {{.tie = 0.9, .max_tie = 0.9, .size = 2, .volume = 4},
+                       {.tie = 3.0, .max_tie = 1.0, .size = 10, .volume = 60}};
+  double g;
+  gd_place_params cpm = {.algo = GD_COMM_LEIDEN_CPM, .resolution = 0.2};
+  /* CPM: 0.9 - 0.4 = 0.5 against 3.0 - 2.0 = 1.0. */
+  CHECK(gd_place_best(&cpm, c, 2, &g) == 1 && fabs(g - 1.0) < 1e-12);
+  cpm.resolution = 0.35; /* 0.2 against -0.5 */
+  CHECK(gd_place_best(&cpm, c, 2, &g) == 0 && fabs(g - 0.2) < 1e-12);
+  cpm.resolution = 0.5; /* -0.1 and -2: alone */
+  CHECK(gd_place_best(&cpm, c, 2, &g) == -1 && g == 0);
+  CHECK(gd_place_best(&cpm, c, 0, &g) == -1);
+  /* Modularity, W = 100, k = 3.9: 0.9 - 3.9*4/200 = 0.822; 3.0 - 3.9*60/200 = 1.83. */
+  gd_place_params mod = {.algo = GD_COMM_LEIDEN_MODULARITY, .resolution = 1,
+                         .total_weight = 100, .degree = 3.9};
+  CHECK(gd_place_best(&mod, c, 2, &g) == 1 && fabs(g - 1.83) < 1e-12);
+  mod.total_weight = 0; /* undefined: alone */
+  CHECK(gd_place_best(&mod, c, 2, &g) == -1);
+  /* Components: the strongest single tie, at least the threshold. */
+  gd_place_params comp = {.algo = GD_COMM_COMPONENTS, .threshold = 0.95};
+  CHECK(gd_place_best(&comp, c, 2, &g) == 1 && g == 1.0);
+  comp.threshold = 1.5;
+  CHECK(gd_place_best(&comp, c, 2, &g) == -1);
+  /* Label propagation: the heaviest. Equal gains: the first given. */
+  gd_place_params lp = {.algo = GD_COMM_LABEL_PROPAGATION};
+  CHECK(gd_place_best(&lp, c, 2, &g) == 1 && g == 3.0);
+  gd_place_cand eq[] = {{.tie = 1, .size = 1}, {.tie = 1, .size = 1}};
+  CHECK(gd_place_best(&lp, eq, 2, &g) == 0);
+}
+
+TAP_MAIN(T(test_rarity), T(test_hubs), T(test_rule), T(test_corroboration), T(test_rule_names),
+         T(test_place))

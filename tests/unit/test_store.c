@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "store/audit.h"
+#include "store/place.h"
 #include "store/store.h"
 #include "store/store_int.h"
 #include "store/writer.h"
@@ -710,6 +711,141 @@ static void test_audit_chain(void) {
   gd_store_close(s);
 }
 
+/* Fresh clustering's tables: marks by writes (only when on), the queue's
+ * bound, versioned clears, placements and their inverse, rebase, the
+ * bounded alert log. */
+static void test_placement_tables(void) {
+  fresh_dir();
+  gd_store *s = open_store(64 << 20);
+  gd_writer *w;
+  gd_err e;
+  gd_rtxn *r;
+  gd_wtxn *t;
+  uint64_t sellers[16], n64;
+  int64_t stamps[16];
+  size_t n;
+  CHECK(gd_writer_start(s, 0, &w, &e) == GD_OK);
+  /* Off: a write marks nothing. */
+  gd_link_in l1[] = {{R(GD_TYPE_SELLER, "a"), R(GD_TYPE_DEVICE, "d"), 0}};
+  CHECK(upsert_links(w, l1, 1, NULL) == GD_OK);
+  CHECK(gd_store_read_begin(s, &r, &e) == GD_OK);
+  CHECK(gd_store_dirty_count(r, &n64, &e) == GD_OK && n64 == 0);
+  gd_store_read_end(r);
+  /* On, bound 3: a new link marks its sellers (a seller-seller link both);
+   * a repeated observation marks nothing; past the bound marks are shed. */
+  gd_store_place_config(s, 3);
+  gd_link_in l2[] = {{R(GD_TYPE_SELLER, "b"), R(GD_TYPE_DEVICE, "d"), 0},
+                     {R(GD_TYPE_SELLER, "a"), R(GD_TYPE_DEVICE, "d"), 0},
+                     {R(GD_TYPE_SELLER, "c"), R(GD_TYPE_SELLER, "b"), 0}};
+  CHECK(upsert_links(w, l2, 3, NULL) == GD_OK);
+  CHECK(gd_store_read_begin(s, &r, &e) == GD_OK);
+  CHECK(gd_store_dirty_list(r, 16, sellers, stamps, &n, &e) == GD_OK);
+  CHECK_EQ_U(n, 2); /* b, c: a's link was only seen again */
+  gd_store_read_end(r);
+  gd_link_in l3[] = {{R(GD_TYPE_SELLER, "e1"), R(GD_TYPE_PHONE, "+1555"), 0},
+                     {R(GD_TYPE_SELLER, "e2"), R(GD_TYPE_PHONE, "+1555"), 0},
+                     {R(GD_TYPE_SELLER, "e3"), R(GD_TYPE_PHONE, "+1555"), 0}};
+  CHECK(upsert_links(w, l3, 3, NULL) == GD_OK);
+  CHECK_EQ_U(gd_store_place_shed(s), 2);
+  CHECK(gd_store_read_begin(s, &r, &e) == GD_OK);
+  CHECK(gd_store_dirty_list(r, 16, sellers, stamps, &n, &e) == GD_OK);
+  CHECK_EQ_U(n, 3);
+  gd_store_read_end(r);
+  /* A clear with a stale stamp keeps the row; the right one removes it. */
+  CHECK(gd__wtxn_begin(s, &t, &e) == GD_OK);
+  CHECK(gd_store_dirty_clear(t, sellers[0], stamps[0] - 1, &e) == GD_OK);
+  CHECK(gd_store_dirty_clear(t, sellers[1], stamps[1], &e) == GD_OK);
+  CHECK(gd__wtxn_commit(t, &e) == GD_OK);
+  CHECK(gd_store_read_begin(s, &r, &e) == GD_OK);
+  CHECK(gd_store_dirty_count(r, &n64, &e) == GD_OK && n64 == 2);
+  gd_store_read_end(r);
+  /* Deleting a device marks its sellers. */
+  sync_op d;
+  sync_init(&d, 2);
+  d.ref = R(GD_TYPE_DEVICE, "d");
+  CHECK(sync_run(w, &d) == GD_OK);
+  CHECK(gd_store_read_begin(s, &r, &e) == GD_OK);
+  CHECK(gd_store_dirty_list(r, 16, sellers, stamps, &n, &e) == GD_OK);
+  gd_store_read_end(r);
+  bool has_a = false;
+  for (size_t i = 0; i < n; i++)
+    has_a |= sellers[i] == 1; /* a is entity 1 */
+  CHECK(has_a);
+
+  /* Placements: put, move, members, remove, rebase. */
+  gd_prov p = {.snapshot = 5, .cluster = 9, .previous = 0, .size = 4, .risk = 0.5,
+               .gain = 1.5, .tie = 2, .placed_at = 1234};
+  CHECK(gd__wtxn_begin(s, &t, &e) == GD_OK);
+  CHECK(gd_store_prov_put(t, 100, &p, &e) == GD_OK);
+  CHECK(gd_store_prov_put(t, 101, &p, &e) == GD_OK);
+  p.cluster = 10;
+  CHECK(gd_store_prov_put(t, 101, &p, &e) == GD_OK); /* moves: 9 loses it */
+  p.snapshot = 4;
+  p.cluster = 9;
+  CHECK(gd_store_prov_put(t, 102, &p, &e) == GD_OK); /* an older snapshot */
+  p.snapshot = 0;
+  CHECK(gd_store_prov_put(t, 103, &p, &e) == GD_EINVALID);
+  CHECK(gd__wtxn_commit(t, &e) == GD_OK);
+  gd_prov got;
+  bool more;
+  CHECK(gd_store_read_begin(s, &r, &e) == GD_OK);
+  CHECK(gd_store_prov_get(r, 101, &got, &e) == GD_OK);
+  CHECK(got.snapshot == 5 && got.cluster == 10 && got.size == 4 && got.risk == 0.5 &&
+        got.gain == 1.5 && got.tie == 2 && got.placed_at == 1234);
+  CHECK(gd_store_prov_get(r, 999, &got, &e) == GD_ENOTFOUND);
+  CHECK(gd_store_prov_members(r, 5, 9, 0, 16, sellers, &n, &more, &e) == GD_OK);
+  CHECK(n == 1 && sellers[0] == 100 && !more);
+  CHECK(gd_store_prov_members(r, 5, 10, 0, 16, sellers, &n, &more, &e) == GD_OK);
+  CHECK(n == 1 && sellers[0] == 101);
+  CHECK(gd_store_prov_members(r, 4, 9, 0, 16, sellers, &n, &more, &e) == GD_OK);
+  CHECK(n == 1 && sellers[0] == 102);
+  CHECK(gd_store_dirty_count(r, &n64, &e) == GD_OK);
+  gd_store_read_end(r);
+  uint64_t before = n64, moved;
+  CHECK(gd__wtxn_begin(s, &t, &e) == GD_OK);
+  CHECK(gd_store_prov_put(t, 100, NULL, &e) == GD_OK);
+  CHECK(gd_store_prov_rebase(t, 5, &moved, &e) == GD_OK);
+  CHECK(gd__wtxn_commit(t, &e) == GD_OK);
+  CHECK_EQ_U(moved, 1); /* 102, made against snapshot 4 */
+  CHECK(gd_store_read_begin(s, &r, &e) == GD_OK);
+  CHECK(gd_store_prov_get(r, 100, &got, &e) == GD_ENOTFOUND);
+  CHECK(gd_store_prov_get(r, 102, &got, &e) == GD_ENOTFOUND);
+  CHECK(gd_store_prov_get(r, 101, &got, &e) == GD_OK);
+  CHECK(gd_store_prov_members(r, 5, 9, 0, 16, sellers, &n, &more, &e) == GD_OK && n == 0);
+  CHECK(gd_store_prov_members(r, 4, 9, 0, 16, sellers, &n, &more, &e) == GD_OK && n == 0);
+  CHECK(gd_store_dirty_count(r, &n64, &e) == GD_OK && n64 == before + 1);
+  gd_store_read_end(r);
+
+  /* Alerts: sequence numbers from 1, the oldest beyond keep dropped, an
+   * aborted append uses no number. */
+  uint64_t seq, oldest, last;
+  CHECK(gd_store_read_begin(s, &r, &e) == GD_OK);
+  CHECK(gd_store_alert_bounds(r, &oldest, &last, &e) == GD_OK && oldest == 0 && last == 0);
+  gd_store_read_end(r);
+  for (int i = 1; i <= 5; i++) {
+    char ev[16];
+    snprintf(ev, sizeof ev, "ev%d", i);
+    CHECK(gd__wtxn_begin(s, &t, &e) == GD_OK);
+    CHECK(gd_store_alert_append(t, ev, strlen(ev), 3, &seq, &e) == GD_OK);
+    CHECK_EQ_U(seq, (uint64_t)i);
+    CHECK(gd__wtxn_commit(t, &e) == GD_OK);
+  }
+  CHECK(gd__wtxn_begin(s, &t, &e) == GD_OK);
+  CHECK(gd_store_alert_append(t, "x", 1, 3, &seq, &e) == GD_OK && seq == 6);
+  CHECK(gd_store_alert_append(t, "", 0, 3, &seq, &e) == GD_EINVALID);
+  gd__wtxn_abort(t);
+  CHECK(gd_store_read_begin(s, &r, &e) == GD_OK);
+  CHECK(gd_store_alert_bounds(r, &oldest, &last, &e) == GD_OK);
+  CHECK(oldest == 3 && last == 5);
+  gd_store_read_end(r);
+  CHECK(gd__wtxn_begin(s, &t, &e) == GD_OK);
+  CHECK(gd_store_alert_append(t, "ev6", 3, 3, &seq, &e) == GD_OK && seq == 6);
+  CHECK(gd__wtxn_commit(t, &e) == GD_OK);
+  gd_writer_stop(w);
+  gd_store_close(s);
+}
+
 TAP_MAIN(T(test_normalize), T(test_upsert_and_read), T(test_atomic_and_errors),
          T(test_entities_labels_delete), T(test_links_paging_filters), T(test_map_growth),
-         T(test_map_full_at_commit), T(test_group_commit), T(test_audit_chain))
+         T(test_map_full_at_commit), T(test_group_commit), T(test_audit_chain),
+         T(test_placement_tables))
