@@ -20,6 +20,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 
 import grpc
 import numpy as np
@@ -450,3 +451,44 @@ def test_writes_from_dataframes(daemon_factory):
     with pytest.raises(gc.GraphdError) as ei:
         c.label("seller", "nobody", add=["a"])
     assert ei.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_alerts_follow_and_resume(daemon_factory):
+    """Client.alerts: the alerts in order, resumed after a seq, reopened
+    when a stream reaches its deadline, errors with their status; warm_start
+    reaches the spec."""
+    dm = daemon_factory(*worker_args())
+    c = gc.Client("127.0.0.1:%d" % dm.port, timeout=T(), stream_timeout=1.5)
+
+    def shares(k):
+        return [pb.LinkInput(a=pb.EntityRef(type=pb.ENTITY_TYPE_SELLER, key=k),
+                             b=pb.EntityRef(type=pb.ENTITY_TYPE_DEVICE, key="py-dev")),
+                pb.LinkInput(a=pb.EntityRef(type=pb.ENTITY_TYPE_SELLER, key=k),
+                             b=pb.EntityRef(type=pb.ENTITY_TYPE_PHONE, key="+15550002"))]
+
+    s = dm.stub
+    s.Upsert(pb.UpsertRequest(links=[
+        pb.LinkInput(a=pb.EntityRef(type=pb.ENTITY_TYPE_SELLER, key="bg%d" % i),
+                     b=pb.EntityRef(type=pb.ENTITY_TYPE_ADDRESS, key="home-%d" % i))
+        for i in range(300)] + [x for i in range(4) for x in shares("ring%d" % i)]), timeout=T())
+    c.run_clustering(name="py-alerts", warm_start="off", timeout=T(120))
+    it = c.alerts()
+    for i in range(3):
+        s.Upsert(pb.UpsertRequest(links=shares("new%d" % i)), timeout=T())
+    got = [next(it) for _ in range(3)]
+    time.sleep(2)  # past the stream's 1.5 s deadline: the next alert comes on a new stream
+    s.Upsert(pb.UpsertRequest(links=shares("new3")), timeout=T())
+    got.append(next(it))
+    it.close()
+    assert [a["seq"] for a in got] == [1, 2, 3, 4]
+    assert [a["seller_key"] for a in got] == ["new0", "new1", "new2", "new3"]
+    assert got[0]["cluster_id"] > 0 and got[0]["evidence"]
+    assert {x["key"] for e in got[0]["evidence"] for x in e["shared"]} >= {"py-dev"}
+    rest = c.alerts(after_seq=1)
+    assert [next(rest)["seq"] for _ in range(3)] == [2, 3, 4]
+    rest.close()
+    with pytest.raises(gc.GraphdError) as ei:
+        next(c.alerts(min_risk=2))
+    assert ei.value.code == grpc.StatusCode.INVALID_ARGUMENT and "min_risk" in str(ei.value)
+    with pytest.raises(ValueError):
+        c.start_clustering(warm_start="sometimes")

@@ -293,6 +293,23 @@ MANIFEST_COLUMNS = ["snapshot_id", "created_at", "name", "algorithm", "seed", "s
                     "timings", "spec"]
 
 
+def _alert(pb, ev):
+    return {
+        "seq": ev.seq, "time": pd.Timestamp(ev.time, unit="ms", tz="UTC"),
+        "seller_id": ev.seller_id, "seller_key": ev.seller_key,
+        "snapshot_id": ev.snapshot_id, "cluster_id": ev.cluster_id,
+        "cluster_risk": ev.cluster_risk, "cluster_size": ev.cluster_size,
+        "previous_cluster_id": ev.previous_cluster_id, "gain": ev.gain, "tie": ev.tie,
+        "cluster_labels": list(ev.cluster_labels), "labelled_members": ev.labelled_members,
+        "reasons": list(ev.reasons),
+        "evidence": [{"member_id": e.member_id, "member_key": e.member_key, "tie": e.tie,
+                      "shared": [{"type": _etype_name(pb, x.entity.type), "key": x.entity.key,
+                                  "sellers": x.entity.seller_count, "weight": x.weight,
+                                  "corroboration": x.corroboration} for x in e.shared]}
+                     for e in ev.evidence],
+    }
+
+
 def _manifest(pb, m):
     return {
         "snapshot_id": m.id, "created_at": _ts1(m.created_at), "name": m.spec.name,
@@ -473,7 +490,7 @@ class Client:
     # -- jobs ---------------------------------------------------------------
 
     def _spec(self, name, algorithm, resolution, iterations, seed, type_weights, hub_caps,
-              min_tie_weight, since, until, flagged_labels):
+              min_tie_weight, since, until, flagged_labels, warm_start=None):
         pb = self._pb
         s = pb.ClusteringSpec(name=name or "")
         if algorithm:
@@ -493,11 +510,16 @@ class Client:
         s.window.since = _unix(since, "since")
         s.window.until = _unix(until, "until")
         s.flagged_labels.extend(list(flagged_labels or []))
+        if warm_start is not None:
+            key = str(warm_start).strip().lower()
+            if key not in ("auto", "on", "off"):
+                raise ValueError("warm_start: %r is not auto, on or off" % (warm_start,))
+            s.warm_start = pb.WarmStart.Value("WARM_START_" + key.upper())
         return s
 
     def start_clustering(self, name=None, algorithm=None, resolution=None, iterations=None,
                          seed=None, type_weights=None, hub_caps=None, min_tie_weight=None,
-                         since=None, until=None, flagged_labels=None):
+                         since=None, until=None, flagged_labels=None, warm_start=None):
         """Queues a clustering job (StartClustering) and returns it (a Job,
         QUEUED or already RUNNING). Unset arguments take the server's
         defaults: algorithm "leiden-cpm" (or "leiden-modularity", "louvain",
@@ -506,13 +528,15 @@ class Client:
         type weights and hub caps (type_weights {"ip": 0.2}, hub_caps
         {"address": 300}, by entity type name); no min_tie_weight; an open
         window (since / until: Unix seconds, a date or an ISO date, UTC);
-        flagged_labels ["counterfeit"].
+        flagged_labels ["counterfeit"]; warm_start "auto" (Leiden starts
+        from the previous snapshot's membership when that snapshot was made
+        with the same spec), "on" or "off".
 
         GraphdError: INVALID_ARGUMENT naming the spec field;
         RESOURCE_EXHAUSTED over the daemon's --cluster-max-sellers;
         PERMISSION_DENIED below the writer role."""
         spec = self._spec(name, algorithm, resolution, iterations, seed, type_weights, hub_caps,
-                          min_tie_weight, since, until, flagged_labels)
+                          min_tie_weight, since, until, flagged_labels, warm_start)
         return _job(self._pb, self._call("StartClustering",
                                          self._pb.StartClusteringRequest(spec=spec)))
 
@@ -621,6 +645,48 @@ class Client:
         df = pd.DataFrame(cols)
         df.attrs["snapshot_id"] = sid
         return df
+
+    # -- alerts -------------------------------------------------------------
+
+    def alerts(self, min_risk=0.0, label=None, cluster_id=0, after_seq=0, from_now=False,
+               reconnect=True):
+        """Follows WatchAlerts: yields one dict per alert (seq, time as a
+        UTC Timestamp, seller_id, seller_key, snapshot_id, cluster_id,
+        cluster_risk, cluster_size, previous_cluster_id, gain, tie,
+        cluster_labels, labelled_members, reasons, evidence: a list of
+        {member_id, member_key, tie, shared: [{type, key, sellers, weight,
+        corroboration}]}) until the caller stops. Starts after after_seq (0:
+        the oldest alert the daemon keeps) or, with from_now, at the alerts
+        written from now on. When a stream ends at its deadline, or the
+        daemon is unavailable and reconnect is set, it is reopened after
+        the last seq yielded, so nothing is lost or repeated. GraphdError:
+        INVALID_ARGUMENT (min_risk outside [0, 1], a bad label), NOT_FOUND
+        (cluster_id not in the latest snapshot), OUT_OF_RANGE (after_seq
+        older than the oldest kept: the message names it),
+        FAILED_PRECONDITION (placement off), PERMISSION_DENIED below the
+        investigator role."""
+        pb = self._pb
+        last = int(after_seq)
+        first = True
+        while True:
+            req = pb.WatchAlertsRequest(min_risk=float(min_risk), label=label or "",
+                                        cluster_id=int(cluster_id), after_seq=last,
+                                        from_now=bool(from_now and first and not last))
+            try:
+                for ev in self._stream("WatchAlerts", req):
+                    first = False
+                    last = ev.seq
+                    yield _alert(pb, ev)
+                return  # the server ended the stream: only at shutdown
+            except GraphdError as e:
+                sc = grpc.StatusCode
+                retry = e.code == sc.DEADLINE_EXCEEDED or (
+                    reconnect and e.code in (sc.UNAVAILABLE, sc.CANCELLED))
+                if not retry:
+                    raise
+                if e.code != sc.DEADLINE_EXCEEDED:
+                    time.sleep(1)
+            first = False
 
     def entities(self, ids, attributes=False, chunk=100000):
         """The entities with these ids (GetEntities, streamed; chunk ids a
