@@ -200,6 +200,9 @@ static int spec_text(const Graphd__V1__ClusteringSpec *s, sbuf *b, gd_err *err) 
     return gd_err_set(err, GD_EINVALID, "spec.algorithm: unknown algorithm %d", s->algorithm);
   if (s->evidence < 0 || s->evidence > 2)
     return gd_err_set(err, GD_EINVALID, "spec.evidence: unknown evidence rule %d", s->evidence);
+  if (s->warm_start < GRAPHD__V1__WARM_START__WARM_START_AUTO ||
+      s->warm_start > GRAPHD__V1__WARM_START__WARM_START_OFF)
+    return gd_err_set(err, GD_EINVALID, "spec.warm_start: unknown value %d", s->warm_start);
   if (!finite_nonneg(s->resolution))
     return gd_err_set(err, GD_EINVALID, "spec.resolution: must be a finite number >= 0");
   if (s->iterations > 1000000)
@@ -236,6 +239,10 @@ static int spec_text(const Graphd__V1__ClusteringSpec *s, sbuf *b, gd_err *err) 
   }
   if (s->seed)
     sb_add(b, "seed=%llu\n", (unsigned long long)s->seed);
+  if (s->warm_start == GRAPHD__V1__WARM_START__WARM_START_ON)
+    sb_add(b, "warm_start=on\n");
+  else if (s->warm_start == GRAPHD__V1__WARM_START__WARM_START_OFF)
+    sb_add(b, "warm_start=off\n");
   if (s->min_tie_weight > 0)
     sb_add(b, "min_tie_weight=%.17g\n", s->min_tie_weight);
   if (since)
@@ -341,6 +348,11 @@ static void spec_pb_fill(json_object *spec, spec_pb *p) {
   p->spec.evidence = evn && strcmp(evn, "rarity") == 0
                          ? GRAPHD__V1__EVIDENCE_RULE__EVIDENCE_RULE_RARITY
                          : GRAPHD__V1__EVIDENCE_RULE__EVIDENCE_RULE_CORROBORATED;
+  json_object *warm = jobj(spec, "warm_start");
+  const char *wn = warm ? json_object_get_string(warm) : NULL;
+  p->spec.warm_start = wn && strcmp(wn, "on") == 0    ? GRAPHD__V1__WARM_START__WARM_START_ON
+                       : wn && strcmp(wn, "off") == 0 ? GRAPHD__V1__WARM_START__WARM_START_OFF
+                                                      : GRAPHD__V1__WARM_START__WARM_START_AUTO;
   int64_t it = jint(spec, "iterations");
   p->spec.iterations = it > 0 ? (uint32_t)it : 0;
   p->spec.seed = (uint64_t)jint(spec, "seed");
@@ -730,6 +742,8 @@ static void manifest_fill(const gd_snapshot_view *v, manifest_pb *p) {
   if (!r || !json_object_is_type(r, json_type_object))
     return;
   p->m.previous_snapshot_id = (uint64_t)jint(r, "previous_snapshot_id");
+  json_object *warm = jobj(r, "warm_started");
+  p->m.warm_started = warm && json_object_get_boolean(warm);
   json_object *spec = jobj(r, "spec");
   if (spec) {
     spec_pb_fill(spec, &p->sp);

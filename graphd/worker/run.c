@@ -6,7 +6,9 @@
  *              the previous snapshot's assignments; then the txn ends, so
  *              the long computation pins no pages
  *   project    the evidence graph (algorithms/projection.h), tie cap
- *   cluster    gd_comm_run, seeded, with the cancel flag
+ *   cluster    gd_comm_run, seeded, with the cancel flag; Leiden warm
+ *              from the previous snapshot's membership when the spec's
+ *              warm_start says so (warm_decide)
  *   match      stable ids against the previous snapshot
  *   summarize  per cluster: size, flagged, risk, cohesion, supply sources
  *   write      one write transaction: id, manifest, assignments, summaries;
@@ -25,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/u64map.h"
 #include "igraph_bridge.h"
 #include "match.h"
 #include "projection.h"
@@ -66,6 +69,8 @@ typedef struct job {
   double base_rate; /* flagged_total / sellers: the risk prior */
   int64_t *prev;    /* per seller: previous cluster id, -1 none; NULL without previous */
   uint64_t prev_snap;
+  bool prev_same_spec; /* the previous snapshot's spec = this one's (warm_start auto) */
+  bool warm;           /* Leiden started from the previous membership */
   int64_t next_cluster_id;
   int64_t stale_readers;
   gd_csr g;
@@ -259,10 +264,15 @@ static int read_previous(job *j, gd_rtxn *r, gd_err *err) {
           ? json_tokener_parse_ex(tok, (const char *)sv.manifest, (int)sv.manifest_len)
           : NULL;
   json_tokener_free(tok);
-  json_object *st, *nid;
+  json_object *st, *nid, *pspec;
   if (m && json_object_object_get_ex(m, "stable_ids", &st) &&
       json_object_object_get_ex(st, "next_cluster_id", &nid))
     j->next_cluster_id = json_object_get_int64(nid);
+  if (m && j->spec->warm_start == GD_WARM_AUTO && json_object_object_get_ex(m, "spec", &pspec)) {
+    json_object *mine = gd_worker_spec_json(j->spec);
+    j->prev_same_spec = gd_worker_spec_same_for_warm(mine, pspec);
+    json_object_put(mine);
+  }
   json_object_put(m);
 
   if (!(j->prev = malloc((size_t)(j->x.n_sellers ? j->x.n_sellers : 1) * sizeof *j->prev)))
@@ -415,6 +425,58 @@ static int do_project(job *j, gd_err *err) {
   return GD_OK;
 }
 
+/*
+ * Warm or cold (worker.h, warm_start): warm needs Leiden, a previous
+ * snapshot with at least one of today's sellers assigned, and either
+ * warm_start on, or auto and the previous snapshot made with the same spec
+ * (read_previous compared them).
+ */
+static bool warm_decide(const job *j) {
+  const gd_worker_spec *s = j->spec;
+  if (s->comm.algo != GD_COMM_LEIDEN_CPM && s->comm.algo != GD_COMM_LEIDEN_MODULARITY)
+    return false;
+  if (!j->prev || s->warm_start == GD_WARM_OFF ||
+      (s->warm_start == GD_WARM_AUTO && !j->prev_same_spec))
+    return false;
+  for (int64_t i = 0; i < j->x.n_sellers; i++)
+    if (j->prev[i] >= 0)
+      return true;
+  return false;
+}
+
+/* The start partition from the previous snapshot: previous cluster ids
+ * numbered densely in order of first appearance, -1 (a singleton of its
+ * own: community.h) for sellers the previous snapshot did not assign. */
+static int warm_labels(const job *j, int64_t **ret, gd_err *err) {
+  int64_t n = j->x.n_sellers;
+  int64_t *lab = malloc((size_t)(n ? n : 1) * sizeof *lab);
+  gd_u64map ids = GD_U64MAP_INIT;
+  if (!lab || !gd_u64map_reserve(&ids, 1024)) {
+    free(lab);
+    return gd_err_set(err, GD_ENOMEM, "out of memory for the start partition");
+  }
+  int64_t k = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (j->prev[i] < 0) {
+      lab[i] = -1;
+      continue;
+    }
+    bool fresh;
+    uint64_t *v = gd_u64map_put(&ids, (uint64_t)j->prev[i] + 1, &fresh);
+    if (!v) {
+      free(lab);
+      gd_u64map_free(&ids);
+      return gd_err_set(err, GD_ENOMEM, "out of memory for the start partition");
+    }
+    if (fresh)
+      *v = (uint64_t)k++;
+    lab[i] = (int64_t)*v;
+  }
+  gd_u64map_free(&ids);
+  *ret = lab;
+  return GD_OK;
+}
+
 static int do_cluster(job *j, gd_err *err) {
   if (j->g.n == 0) { /* empty graph: nothing for igraph to do */
     j->cr.n = 0;
@@ -422,9 +484,20 @@ static int do_cluster(job *j, gd_err *err) {
     j->cr.quality = j->cr.modularity = NAN;
     return j->cr.membership ? GD_OK : gd_err_set(err, GD_ENOMEM, "out of memory");
   }
+  gd_comm_params p = j->spec->comm;
+  int64_t *start = NULL;
+  j->warm = warm_decide(j);
+  if (j->warm) {
+    int rc = warm_labels(j, &start, err);
+    if (rc)
+      return rc;
+    p.initial = start;
+  }
+  info(j, "warm_started", j->warm);
   gd_alg_ctl ctl = {.seed = j->spec->seed, .cancel = j->o->cancel};
   gd_alg_error ae = {0};
-  gd_alg_status st = gd_comm_run(&j->g, &j->spec->comm, &ctl, &j->cr, &ae);
+  gd_alg_status st = gd_comm_run(&j->g, &p, &ctl, &j->cr, &ae);
+  free(start);
   if (st != GD_ALG_OK)
     return alg_err(&ae, st, err, gd_comm_algo_name(j->spec->comm.algo));
   info(j, "clusters", j->cr.n_clusters);
@@ -787,6 +860,7 @@ static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
   jadd(m, "created_at", jint(gd_now_unix()));
   jadd(m, "previous_snapshot_id", j->prev_snap ? json_object_new_uint64(j->prev_snap) : NULL);
   jadd(m, "spec", gd_worker_spec_json(j->spec));
+  jadd(m, "warm_started", json_object_new_boolean(j->warm));
 
   json_object *in = json_object_new_object();
   jadd(in, "checksum", json_object_new_string(x->checksum));

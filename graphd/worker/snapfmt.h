@@ -74,7 +74,12 @@
  *                     resolution, beta, iterations, threshold, seed,
  *                     min_tie_weight, since, until, flagged_labels [..],
  *                     hub_caps {type: n}, type_weights {type: w},
- *                     previous (as given: -1 none, 0 latest, or an id)
+ *                     previous (as given: -1 none, 0 latest, or an id),
+ *                     warm_start ("auto", "on" or "off"; absent in
+ *                     snapshots written before it existed: auto)
+ *   warm_started      true when Leiden started from the membership of
+ *                     previous_snapshot_id (worker.h, warm_start), false
+ *                     for a cold run from singletons (absent before: false)
  *   input             checksum (SHA-256 hex of the exported arrays,
  *                     store/snapshot.h), sellers, entities, incidences,
  *                     links, records_read, rows_read

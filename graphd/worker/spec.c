@@ -42,6 +42,13 @@ static const char *const algo_names[GD_COMM__COUNT] = {
     [GD_COMM_INFOMAP] = "infomap",
 };
 
+static const char *const warm_names[] = {[GD_WARM_AUTO] = "auto", [GD_WARM_ON] = "on",
+                                         [GD_WARM_OFF] = "off"};
+
+const char *gd_worker_warm_name(gd_worker_warm w) {
+  return (unsigned)w <= GD_WARM_OFF ? warm_names[w] : "unknown";
+}
+
 const char *gd_worker_algo_name(gd_comm_algo a) {
   return a >= 0 && a < GD_COMM__COUNT ? algo_names[a] : "unknown";
 }
@@ -155,7 +162,7 @@ static int parse_labels(pctx *c, const char *v, gd_worker_spec *s) {
 
 enum {
   K_ALGORITHM, K_RESOLUTION, K_BETA, K_ITERATIONS, K_THRESHOLD, K_SEED, K_MIN_TIE,
-  K_SINCE, K_UNTIL, K_FLAGGED, K_NAME, K_PREVIOUS, K_EVIDENCE, K_HUB_CAP,
+  K_SINCE, K_UNTIL, K_FLAGGED, K_NAME, K_PREVIOUS, K_EVIDENCE, K_WARM, K_HUB_CAP,
   K_WEIGHT = K_HUB_CAP + GD_EV_TYPES,
   K__COUNT = K_WEIGHT + GD_EV_TYPES
 };
@@ -163,6 +170,7 @@ enum {
 static const char *const key_names[K_HUB_CAP] = {
     "algorithm", "resolution", "beta",  "iterations", "threshold", "seed",
     "min_tie_weight", "since", "until", "flagged_labels", "name", "previous", "evidence",
+    "warm_start",
 };
 
 /* Key index of name, or -1. */
@@ -260,6 +268,13 @@ static int apply(pctx *c, int k, const char *v, gd_worker_spec *s, raw_spec *rs)
     return gd_evidence_rule_parse(v, &s->ev.rule) == 0
                ? GD_OK
                : bad(c, v, "is not an evidence rule (corroborated, rarity)");
+  case K_WARM:
+    for (int w = GD_WARM_AUTO; w <= GD_WARM_OFF; w++)
+      if (strcmp(v, warm_names[w]) == 0) {
+        s->warm_start = (gd_worker_warm)w;
+        return GD_OK;
+      }
+    return bad(c, v, "is not auto, on or off");
   case K_PREVIOUS:
     if ((rc = parse_i64(c, v, &s->previous)))
       return rc;
@@ -431,6 +446,31 @@ json_object *gd_worker_spec_json(const gd_worker_spec *s) {
   jadd(o, "type_weights", w);
   jadd(o, "name", json_object_new_string(s->name));
   jadd(o, "previous", jint(s->previous));
+  jadd(o, "warm_start", json_object_new_string(gd_worker_warm_name(s->warm_start)));
   return o;
 }
 
+/* o as the manifest's text has it: serialised and parsed back. */
+static json_object *reparsed(json_object *o) {
+  const char *t = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+  return t ? json_tokener_parse(t) : NULL;
+}
+
+bool gd_worker_spec_same_for_warm(json_object *a, json_object *b) {
+  static const char *const ignored[] = {"name", "seed", "previous", "warm_start"};
+  if (!a || !b || !json_object_is_type(a, json_type_object) ||
+      !json_object_is_type(b, json_type_object))
+    return false;
+  json_object *x = reparsed(a), *y = reparsed(b);
+  bool same = false;
+  if (x && y) {
+    for (size_t i = 0; i < sizeof ignored / sizeof *ignored; i++) {
+      json_object_object_del(x, ignored[i]);
+      json_object_object_del(y, ignored[i]);
+    }
+    same = json_object_equal(x, y) != 0;
+  }
+  json_object_put(x);
+  json_object_put(y);
+  return same;
+}

@@ -65,6 +65,21 @@
  *   previous         snapshot to match cluster ids against: an id, 0 =
  *                    the latest (default; none if there is none yet), -1 =
  *                    none (every cluster gets a fresh id)
+ *   warm_start       auto (default) | on | off: Leiden (CPM or modularity)
+ *                    starts from the previous snapshot's membership instead
+ *                    of singletons: each seller in its previous cluster,
+ *                    sellers new since then (or not assigned then) each on
+ *                    their own. on: whenever there is a previous snapshot;
+ *                    auto: when the previous snapshot's spec (its
+ *                    manifest's "spec") equals this job's in everything
+ *                    but name, seed, previous and warm_start; off: never.
+ *                    Without a previous snapshot, and for the other
+ *                    algorithms, the run is cold. The manifest says which
+ *                    it was ("warm_started", snapfmt.h). On a slightly
+ *                    changed graph a warm run usually takes two Leiden
+ *                    iterations (one repairs the start, one confirms it)
+ *                    where a cold one may take more, and keeps a few more
+ *                    sellers in their cluster.
  *
  * ---- Progress (one ASCII line each, on --progress-fd) ----
  *
@@ -74,7 +89,8 @@
  *   timing NAME SECONDS   the stage ended
  *   info KEY VALUE        figures as they become known: stale_readers,
  *                         sellers, entities, links, ties, hubs_skipped,
- *                         clusters, previous_snapshot
+ *                         previous_snapshot, warm_started (0 or 1, before
+ *                         the cluster stage), clusters
  *   done ID               the snapshot is committed (durable); exit 0
  *   cancelled             cancelled; nothing written
  *   error MESSAGE         failed; nothing written. MESSAGE starts with the
@@ -109,6 +125,7 @@
 #define GD_WORKER_WORKER_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -133,6 +150,12 @@ int gd_worker_exit_code(int gd_code);
 #define GD_WORKER_NAME_MAX 128
 #define GD_WORKER_FLAGGED_MAX 64
 
+/* Spec key warm_start. */
+typedef enum gd_worker_warm { GD_WARM_AUTO = 0, GD_WARM_ON, GD_WARM_OFF } gd_worker_warm;
+
+/* "auto", "on", "off". */
+const char *gd_worker_warm_name(gd_worker_warm w);
+
 typedef struct gd_worker_spec {
   gd_comm_params comm; /* algo and its parameters, defaults filled in */
   uint64_t seed;
@@ -143,6 +166,7 @@ typedef struct gd_worker_spec {
   gd_evidence_params ev;
   char *name;       /* owned; "" if none */
   int64_t previous; /* -1 none, 0 latest, > 0 an id */
+  gd_worker_warm warm_start;
 } gd_worker_spec;
 
 /*
@@ -157,12 +181,22 @@ void gd_worker_spec_free(gd_worker_spec *s);
  * The spec with every default filled in, as the manifest's "spec" object
  * (snapfmt.h): algorithm, evidence, resolution, beta, iterations,
  * threshold, seed, min_tie_weight, since, until, flagged_labels, hub_caps,
- * type_weights, name, previous. The daemon answers Job.spec from the same
- * object, so a job and its snapshot report the same spec. NULL when out of
- * memory; release with json_object_put.
+ * type_weights, name, previous, warm_start. The daemon answers Job.spec
+ * from the same object, so a job and its snapshot report the same spec.
+ * NULL when out of memory; release with json_object_put.
  */
 struct json_object;
 struct json_object *gd_worker_spec_json(const gd_worker_spec *s);
+
+/*
+ * Whether a job with spec object a (gd_worker_spec_json) may start warm
+ * from a snapshot made with spec object b (a manifest's "spec") under
+ * warm_start auto: equal in every key but name, seed, previous and
+ * warm_start (numbers compared as the manifest's JSON text writes them, so
+ * a spec read back from a manifest equals the one it was written from).
+ * False when either is not an object or out of memory.
+ */
+bool gd_worker_spec_same_for_warm(struct json_object *a, struct json_object *b);
 
 /* The spec's algorithm name as written in specs ("leiden_cpm"). */
 const char *gd_worker_algo_name(gd_comm_algo algo);

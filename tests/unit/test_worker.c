@@ -939,6 +939,7 @@ static void test_worker_rings(void) {
   CHECK(json_object_get_int64(jget(m, "peak_rss_bytes", NULL)) > 0);
   CHECK(jget(m, "timings_ms", "cluster") != NULL);
   CHECK(jget(m, "previous_snapshot_id", NULL) == NULL);
+  CHECK(jget(m, "warm_started", NULL) && !json_object_get_boolean(jget(m, "warm_started", NULL)));
   json_object_put(m);
   alist_free(&as);
 }
@@ -1018,6 +1019,117 @@ static void test_worker_stable_ids(void) {
   CHECK_EQ_U(json_object_get_int64(jget(m, "previous_snapshot_id", NULL)), snap2);
   CHECK(json_object_get_int64(jget(m, "stable_ids", "inherited")) > 0);
   json_object_put(m);
+}
+
+/*
+ * warm_start (worker.h): Leiden starts from the previous snapshot's
+ * membership when asked (on), or under auto when the previous snapshot
+ * was made with the same spec but for name, seed, previous and warm_start;
+ * the manifest records the choice ("warm_started") and the spec's value.
+ */
+static json_object *warm_run(const char *spec, char *out, size_t cap, uint64_t *ret_id) {
+  *ret_id = 0;
+  int code = run_worker(rings_dir, spec, NULL, out, cap);
+  CHECK_EQ_U(code, 0);
+  if (code) {
+    fprintf(stderr, "worker output:\n%s\n", out);
+    return NULL;
+  }
+  *ret_id = done_id(out);
+  json_object *m;
+  manifest(rings, *ret_id, &m);
+  return m;
+}
+
+static bool warm_started(json_object *m) {
+  json_object *w = jget(m, "warm_started", NULL);
+  CHECK(w != NULL && json_object_is_type(w, json_type_boolean));
+  return w && json_object_get_boolean(w);
+}
+
+static void test_worker_warm_start(void) {
+  char out[16384];
+  uint64_t id, prev;
+  /* auto, the latest snapshot made by Infomap (test_worker_errors): cold. */
+  json_object *m = warm_run("seed=5\n", out, sizeof out, &prev);
+  CHECK(!warm_started(m));
+  CHECK(strstr(out, "info warm_started 0") != NULL);
+  json_object_put(m);
+  /* auto, the latest snapshot made with the same spec but for its name
+   * and seed: warm. */
+  m = warm_run("seed=11\nname=warm\n", out, sizeof out, &id);
+  CHECK(warm_started(m));
+  CHECK(strstr(out, "info warm_started 1") != NULL);
+  CHECK_EQ_U(json_object_get_int64(jget(m, "previous_snapshot_id", NULL)), prev);
+  CHECK_STR(json_object_get_string(jget(m, "spec", "warm_start")), "auto");
+  /* From a stable partition of an unchanged graph: one iteration, every
+   * seller keeps its cluster id. */
+  CHECK_EQ_U(json_object_get_int64(jget(m, "result", "iterations")), 1);
+  CHECK_EQ_U(json_object_get_int64(jget(m, "stable_ids", "sellers_moved")), 0);
+  alist x = assignments(rings, prev), y = assignments(rings, id);
+  CHECK(x.n == y.n && x.n && memcmp(x.c, y.c, x.n * sizeof *x.c) == 0);
+  alist_free(&x);
+  alist_free(&y);
+  json_object_put(m);
+
+  /* The graph changes: ring A gains two members, a new pair appears. */
+  gd_writer *w;
+  CHECK(gd_writer_start(rings, 0, &w, NULL) == GD_OK);
+  linkset ls = {0};
+  add_link(&ls, GD_TYPE_SELLER, "ra_warm0", GD_TYPE_ADDRESS, "wA", 4000);
+  add_link(&ls, GD_TYPE_SELLER, "ra_warm0", GD_TYPE_DEVICE, "dA1", 4000);
+  add_link(&ls, GD_TYPE_SELLER, "ra_warm1", GD_TYPE_DEVICE, "dA2", 4000);
+  add_link(&ls, GD_TYPE_SELLER, "ra_warm1", GD_TYPE_ADDRESS, "wA", 4000);
+  add_link(&ls, GD_TYPE_SELLER, "pair0", GD_TYPE_SELLER, "pair1", 4000);
+  write_links(w, &ls, 100);
+  linkset_free(&ls);
+  gd_writer_stop(w);
+
+  /* auto, another resolution than the previous snapshot's: cold. */
+  m = warm_run("resolution=0.3\n", out, sizeof out, &id);
+  CHECK(!warm_started(m));
+  json_object_put(m);
+  /* off: cold, whatever the previous spec. */
+  m = warm_run("resolution=0.3\nwarm_start=off\n", out, sizeof out, &id);
+  CHECK(!warm_started(m));
+  CHECK_STR(json_object_get_string(jget(m, "spec", "warm_start")), "off");
+  json_object_put(m);
+  /* auto after it: its spec differs from this one in warm_start only. */
+  uint64_t before = id;
+  m = warm_run("resolution=0.3\nseed=3\n", out, sizeof out, &id);
+  CHECK(warm_started(m));
+  CHECK_EQ_U(json_object_get_int64(jget(m, "previous_snapshot_id", NULL)), before);
+  json_object_put(m);
+  /* The new sellers started on their own and joined where they belong. */
+  alist z = assignments(rings, id);
+  uint64_t ca = cluster_of(&z, id_of(rings, GD_TYPE_SELLER, "ra0"));
+  CHECK(ca != 0);
+  CHECK(cluster_of(&z, id_of(rings, GD_TYPE_SELLER, "ra_warm0")) == ca);
+  CHECK(cluster_of(&z, id_of(rings, GD_TYPE_SELLER, "ra_warm1")) == ca);
+  CHECK(cluster_of(&z, id_of(rings, GD_TYPE_SELLER, "pair0")) ==
+        cluster_of(&z, id_of(rings, GD_TYPE_SELLER, "pair1")));
+  alist_free(&z);
+  /* on: warm even though the spec differs. */
+  m = warm_run("warm_start=on\nresolution=0.25\n", out, sizeof out, &id);
+  CHECK(warm_started(m));
+  CHECK_STR(json_object_get_string(jget(m, "spec", "warm_start")), "on");
+  json_object_put(m);
+  /* on without a previous snapshot: cold. */
+  m = warm_run("warm_start=on\nprevious=-1\n", out, sizeof out, &id);
+  CHECK(!warm_started(m));
+  CHECK(jget(m, "previous_snapshot_id", NULL) == NULL);
+  json_object_put(m);
+  /* Other algorithms ignore it. */
+  m = warm_run("warm_start=on\nalgorithm=components\n", out, sizeof out, &id);
+  CHECK(!warm_started(m));
+  json_object_put(m);
+  /* Modularity Leiden starts warm as well. */
+  m = warm_run("warm_start=on\nalgorithm=leiden_modularity\n", out, sizeof out, &id);
+  CHECK(warm_started(m));
+  json_object_put(m);
+  /* A bad value names the key. */
+  CHECK_EQ_U(run_worker(rings_dir, "warm_start=maybe\n", NULL, out, sizeof out), 2);
+  CHECK(strstr(out, "warm_start: 'maybe' is not auto, on or off") != NULL);
 }
 
 static void test_worker_errors(void) {
@@ -1267,4 +1379,5 @@ static void test_worker_window(void) {
 TAP_MAIN(T(test_setup), T(test_snapshot_tables), T(test_export), T(test_worker_rings),
          T(test_worker_window),
          T(test_worker_deterministic), T(test_worker_stable_ids), T(test_worker_errors),
+         T(test_worker_warm_start),
          T(test_worker_empty), T(test_worker_cancel), T(test_teardown))

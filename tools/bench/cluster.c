@@ -28,9 +28,10 @@
  * 2. Per repeat, in alternating order (reference first in repeats 1, 3, ...,
  *    graphd first in 2, 4, ...):
  *    (a) GRAPHD: StartClustering with the default spec (only name
- *        "bench-R" set: Leiden CPM at the evidence rule's resolution,
- *        beta 0.01, until stable, seed 1, default evidence rule, weights
- *        and hub caps), then
+ *        "bench-R" set, and warm_start OFF: every run starts from
+ *        singletons, as the reference does; Leiden CPM at the evidence
+ *        rule's resolution, beta 0.01, until stable, seed 1, default
+ *        evidence rule, weights and hub caps), then
  *        WatchJob until the stream ends; the last Job must be SUCCEEDED.
  *        Timed from the StartClustering call to the last WatchJob
  *        message. GetSnapshot then gives the manifest: per-stage seconds
@@ -310,6 +311,9 @@ static void run_job(const bench_cfg *cfg, gc_client *c, gd_store *store, daemon_
   snprintf(name, sizeof name, "bench-%d", r + 1);
   Graphd__V1__ClusteringSpec spec = GRAPHD__V1__CLUSTERING_SPEC__INIT;
   spec.name = name;
+  /* Cold, as the reference: under the default (AUTO) every repeat after
+   * the first would start from the previous repeat's snapshot. */
+  spec.warm_start = GRAPHD__V1__WARM_START__WARM_START_OFF;
   Graphd__V1__StartClusteringRequest req = GRAPHD__V1__START_CLUSTERING_REQUEST__INIT;
   req.spec = &spec;
   gc_status st;
@@ -980,7 +984,8 @@ json_object *bench_cluster(const bench_cfg *cfg, const char *workroot, const cha
 
   json_object *jg = json_object_new_object();
   jput(jg, "what", json_object_new_string(
-      "StartClustering (default spec, name bench-R) + WatchJob to the end; StartClustering "
+      "StartClustering (default spec, name bench-R, warm_start OFF) + WatchJob to the end; "
+      "StartClustering "
       "call to the last WatchJob message; stages from GetSnapshot's manifest"));
   jput(jg, "wall_s_median", jnum(med(rep, f_wall)));
   jput(jg, "wall_s", jarr(rep, f_wall));

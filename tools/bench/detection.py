@@ -206,8 +206,11 @@ class Cell:
         return e
 
     def cluster(self, **spec):
-        """Runs a clustering job with spec; returns the snapshot id."""
+        """Runs a clustering job with spec, from singletons (warm_start OFF:
+        each spec is scored on its own, never started from the previous
+        job's clusters); returns the snapshot id."""
         pb = self.pb
+        spec.setdefault("warm_start", pb.WARM_START_OFF)
         job = self.stub.StartClustering(
             pb.StartClusteringRequest(spec=pb.ClusteringSpec(**spec)), timeout=self.timeout)
         deadline = time.monotonic() + self.timeout
