@@ -2,8 +2,8 @@
  * Fresh clusters (docs/ARCHITECTURE.md, "Fresh clusters"): the placer
  * thread, and the WatchAlerts stream that follows what it writes.
  *
- * The placer works the placement queue (store/place.h) in batches of
- * PLACE_BATCH sellers, each batch in one read transaction:
+ * The placer works the placement queue (store/place.h) in batches of up
+ * to PLACE_BATCH sellers, each batch in one read transaction:
  *
  *   1. The latest snapshot and its spec. When it changed since the last
  *      batch, the spec is read from the manifest (the worker's own parser
@@ -45,7 +45,11 @@
 #include "worker/snapfmt.h"
 #include "worker/worker.h"
 
-#define PLACE_BATCH 256
+/* Sellers placed per read transaction and write op: everything queued, up
+ * to this. A batch waits for its commit behind whatever the writer holds
+ * (a bulk load's large groups), so under a steady write load the batch
+ * size, not the placement itself, sets the placer's pace. */
+#define PLACE_BATCH 4096
 #define PLACE_MAX_NBRS 10000
 #define PLACE_LABEL_SCAN 2000
 #define PLACE_EVIDENCE 5
@@ -76,6 +80,11 @@ struct rpc_placer {
   gd_worker_spec spec;
   double total_weight; /* modularity objectives: W */
   gd_place_params pp;
+  /* A batch's arrays, PLACE_BATCH each (placer thread only). */
+  uint64_t *sellers;
+  int64_t *stamps;
+  struct pitem *items;
+  int64_t *lat;
   /* Figures. */
   atomic_uint_fast64_t placed, alerts, rebased, idle_cleared;
 };
@@ -600,12 +609,20 @@ static int pop_run(rpc_placer *P, pop *o, gd_err *err) {
 /* One batch. *ret_more: the queue held a full batch (go on at once). */
 static int place_batch(rpc_placer *P, bool *ret_more, gd_err *err) {
   gd_rtxn *r = NULL;
-  uint64_t sellers[PLACE_BATCH];
-  int64_t stamps[PLACE_BATCH];
-  pitem items[PLACE_BATCH];
   pop o = {0};
   size_t n = 0;
   *ret_more = false;
+  if (!P->sellers) {
+    P->sellers = malloc(PLACE_BATCH * sizeof *P->sellers);
+    P->stamps = malloc(PLACE_BATCH * sizeof *P->stamps);
+    P->items = malloc(PLACE_BATCH * sizeof *P->items);
+    P->lat = malloc(PLACE_BATCH * sizeof *P->lat);
+    if (!P->sellers || !P->stamps || !P->items || !P->lat)
+      return gd_err_set(err, GD_ENOMEM, "out of memory for a placement batch");
+  }
+  uint64_t *sellers = P->sellers;
+  int64_t *stamps = P->stamps;
+  pitem *items = P->items;
   int rc = gd_store_read_begin(P->R->store, &r, err);
   if (rc)
     return rc;
@@ -652,7 +669,7 @@ static int place_batch(rpc_placer *P, bool *ret_more, gd_err *err) {
     rc = pop_run(P, &o, err);
   }
   if (!rc) {
-    int64_t lat[PLACE_BATCH];
+    int64_t *lat = P->lat;
     int64_t now = gd_now_ns();
     size_t placed = 0;
     for (size_t i = 0; i < n; i++)
@@ -744,6 +761,10 @@ void gd_rpc_place_stop(gd_rpc *R) {
   if (P->have_spec)
     gd_worker_spec_free(&P->spec);
   free(P->ls);
+  free(P->sellers);
+  free(P->stamps);
+  free(P->items);
+  free(P->lat);
   pthread_mutex_destroy(&P->mu);
   pthread_cond_destroy(&P->cv);
   pthread_mutex_destroy(&P->lmu);

@@ -28,6 +28,10 @@
  *                [--rpcs health,get] [--scrape-ms 1000]
  *   graphd-bench gateway [--sellers N (default 200000) | --links FILE.csv]
  *                [--seed S] [--repeat 3] [--duration 5]
+ *   graphd-bench warm [--sellers N (default 200000) | --links FILE.csv]
+ *                [--seed S] [--repeat 3] [--job-timeout-ms 3600000]
+ *   graphd-bench place [--sellers N (default 200000) | --links FILE.csv]
+ *                [--seed S] [--repeat 5] [--batch 10000] [--job-timeout-ms 3600000]
  *   Common: --graphd PATH --sellergen PATH --workdir DIR --graphd-arg ARG
  *           (repeatable, passed to every spawned daemon) --sellergen-arg ARG
  *           (repeatable, passed to sellergen, e.g. --sellergen-arg=--ring-fraction
@@ -214,6 +218,30 @@
  *   p50 ratio (target <= 1.3); then the console's page load (GetEntity +
  *   LinkedSellers maxHops 2 over HTTP) for up to 200 sampled starts
  *   (target p50 <= 300 ms at 200k sellers).
+ *
+ * Warm (warm.c has the details)
+ *   The data is generated (or --links read) and its link records sorted
+ *   by seen time; one daemon ingests all but the newest 1% through Ingest,
+ *   clusters them (snapshot A), then ingests the newest 1%. Per repeat, in
+ *   alternating order, a cold job (warm_start OFF) and a warm job (ON),
+ *   both with A as their previous snapshot (each job's snapshot is deleted
+ *   after it is read, so A stays the latest). Reported per kind: job wall
+ *   time, the worker's cluster stage, Leiden iterations, the share of A's
+ *   sellers whose cluster id is unchanged, objective and clusters; the
+ *   cold/warm ratios (median of per-repeat ratios). Targets at 1M sellers:
+ *   warm >= 1.5x faster, >= 97% of A's sellers keep their cluster id.
+ *
+ * Place (place.c has the details)
+ *   Fresh clusters. Every link of a random sample of sellers (8% of the
+ *   link records, at most 100000) is held back; one daemon ingests the rest,
+ *   clusters it, and its Backup is the base every later daemon starts from
+ *   (a fresh copy each). Per repeat: (a) single Upserts, one at a time,
+ *   each a new seller on a ring device whose sellers share a cluster, with
+ *   a WatchAlerts stream open: Upsert round trip (the reference) and reply
+ *   -> alert, p50/p99, plus the daemon's graphd_placement_latency_seconds;
+ *   (b) the held-back records through Ingest with placement on (default
+ *   queue) and off (--placement-queue 0), alternating: links/s and the
+ *   ratio on/off (target >= 0.9), shed marks, queue drain time.
  *
  * Output: the exact command line and the machine first, then readable
  * tables on stdout, progress on stderr, and as the last stdout line one JSON
@@ -611,6 +639,9 @@ static void usage(FILE *f) {
       "       graphd-bench cluster [--sellers N | --links FILE.csv] [--seed S] [options]\n"
       "       graphd-bench security [--sellers N | --links FILE.csv] [--seed S] [options]\n"
       "       graphd-bench metrics [--sellers N | --links FILE.csv] [--seed S] [options]\n"
+      "       graphd-bench gateway [--sellers N | --links FILE.csv] [--seed S] [options]\n"
+      "       graphd-bench warm [--sellers N | --links FILE.csv] [--seed S] [options]\n"
+      "       graphd-bench place [--sellers N | --links FILE.csv] [--seed S] [options]\n"
       "\n"
       "ingest: durable bulk load through graphd's Ingest rpc vs the same batches\n"
       "        written in-process through the store's group-commit writer.\n"
@@ -633,6 +664,16 @@ static void usage(FILE *f) {
       "gateway: generate (default 200000 sellers) and ingest once, then per repeat a\n"
       "        daemon with --http-listen: GetEntity over gRPC vs over HTTP/JSON at 1 in\n"
       "        flight (p50 ratio), and the console's page load (search + 2-hop expand).\n"
+      "warm:   generate (default 200000 sellers), ingest all but the newest 1% of the\n"
+      "        link records (by seen time), cluster (snapshot A), ingest the rest, then\n"
+      "        per repeat a cold job (warm_start OFF) and a warm one (ON), both matched\n"
+      "        against A, alternating: wall and cluster-stage time, Leiden iterations,\n"
+      "        share of A's sellers keeping their cluster id, objective; cold / warm.\n"
+      "place:  generate (default 200000 sellers), hold back the links of some sellers\n"
+      "        (8% of the records), ingest and cluster the rest; per repeat (default 5)\n"
+      "        single Upserts of new sellers on ring devices: reply -> WatchAlerts alert vs\n"
+      "        the Upsert round trip; then Ingest of the held-back records with placement\n"
+      "        on vs off (--placement-queue 0), alternating: links/s on/off, shed, drain.\n"
       "\n"
       "options:\n"
       "  --links FILE           links CSV / JSON Lines to load (ingest, cluster, security)\n"
@@ -676,7 +717,7 @@ static void usage(FILE *f) {
       "                         /usr/bin/python3, which has Debian's python3-igraph)\n"
       "  --leiden-ref PATH      cluster: the reference script (default: leiden_ref.py\n"
       "                         of this source tree)\n"
-      "  --job-timeout-ms N     cluster: limit for one clustering job (WatchJob deadline)\n"
+      "  --job-timeout-ms N     cluster, warm, place: limit for one clustering job (WatchJob deadline)\n"
       "                         and one reference run (default 3600000)\n"
       "  --configs LIST         security: configurations, of plain,tls,auth,auth+audit,\n"
       "                         tls+auth+audit, all (default: all but auth, which is\n"
@@ -690,8 +731,8 @@ static void usage(FILE *f) {
       "  --workdir DIR          where temp dirs go (default $TMPDIR or /tmp)\n"
       "  --keep                 keep the temp dirs (data dirs, generated files, logs)\n"
       "  --quick                smoke test: 5000 sellers, batch 2000, 1 repeat, 1 s\n"
-      "                         (cluster: 5000 sellers, 1 repeat; security: 5000 sellers,\n"
-      "                         1 repeat, 1 s per measurement)\n"
+      "                         (cluster, warm: 5000 sellers, 1 repeat; security: 5000\n"
+      "                         sellers, 1 repeat, 1 s per measurement)\n"
       "  --call-timeout-ms N    per read call deadline (default 10000)\n"
       "  --step-timeout-ms N    per Ingest send/finish step (default 600000)\n"
       "  -h, --help             this text\n"
@@ -767,8 +808,8 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       {NULL, 0, NULL, 0},
   };
   if (argc < 2)
-    usage_error("a subcommand is required: ingest, read, all, cluster, security, metrics or "
-                "gateway");
+    usage_error("a subcommand is required: ingest, read, all, cluster, security, metrics, "
+                "gateway, warm or place");
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(stdout);
     exit(0);
@@ -803,9 +844,13 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     c->cmd = CMD_METRICS;
   else if (!strcmp(argv[1], "gateway"))
     c->cmd = CMD_GATEWAY;
+  else if (!strcmp(argv[1], "warm"))
+    c->cmd = CMD_WARM;
+  else if (!strcmp(argv[1], "place"))
+    c->cmd = CMD_PLACE;
   else
-    usage_error("unknown subcommand '%s' (ingest, read, all, cluster, security, metrics or "
-                "gateway)",
+    usage_error("unknown subcommand '%s' (ingest, read, all, cluster, security, metrics, "
+                "gateway, warm or place)",
                 argv[1]);
 
   int ch;
@@ -950,7 +995,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
 
   /* Defaults, --quick ones where not given. */
   if (!c->repeat)
-    c->repeat = c->quick ? 1 : 3;
+    c->repeat = c->quick ? 1 : c->cmd == CMD_PLACE ? 5 : 3;
   if (!c->batch)
     c->batch = c->quick ? 2000 : 10000;
   if (!c->n_conc) {
@@ -1026,6 +1071,8 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     break;
   case CMD_METRICS:
   case CMD_GATEWAY:
+  case CMD_WARM:
+  case CMD_PLACE:
     if (!c->links && !c->sellers)
       c->sellers = c->quick ? 5000 : 200000;
     if (c->links && c->sellers)
@@ -1272,7 +1319,7 @@ typedef struct lrec {
   int64_t seen;
 } lrec;
 
-typedef struct dataset {
+struct dataset { /* typedef dataset in bench_int.h */
   char *path;
   keytab raw;        /* (type, key as written) */
   uint32_t *raw_ent; /* raw id -> entity id */
@@ -1287,7 +1334,7 @@ typedef struct dataset {
   char *norm_buf;
   size_t norm_cap;
   gd_u64map pairs; /* as a set: distinct entity pairs + 1 */
-} dataset;
+};
 
 static uint32_t dataset_key(dataset *d, int type, const char *key) {
   size_t n = strlen(key);
@@ -1374,6 +1421,76 @@ static void dataset_free(dataset *d) {
   free(d->links);
   free(d->path);
   memset(d, 0, sizeof *d);
+}
+
+size_t dataset_links(const dataset *d) { return d->nlinks; }
+
+int64_t dataset_link_seen(const dataset *d, size_t i) { return d->links[i].seen; }
+
+typedef struct lrec_pos {
+  lrec l;
+  size_t pos;
+} lrec_pos;
+
+static int cmp_lrec_pos(const void *pa, const void *pb) {
+  const lrec_pos *a = pa, *b = pb;
+  if (a->l.seen != b->l.seen)
+    return a->l.seen < b->l.seen ? -1 : 1;
+  return (a->pos > b->pos) - (a->pos < b->pos);
+}
+
+void dataset_sort_by_seen(dataset *d) {
+  lrec_pos *t = xmalloc((d->nlinks ? d->nlinks : 1) * sizeof *t);
+  for (size_t i = 0; i < d->nlinks; i++)
+    t[i] = (lrec_pos){d->links[i], i};
+  qsort(t, d->nlinks, sizeof *t, cmp_lrec_pos);
+  for (size_t i = 0; i < d->nlinks; i++)
+    d->links[i] = t[i].l;
+  free(t);
+}
+
+size_t dataset_hold_back_sellers(dataset *d, size_t want, uint64_t seed, size_t *ret_sellers) {
+  size_t ne = d->ent.n, ns = 0;
+  uint32_t *cnt = xcalloc(ne, sizeof *cnt); /* link records per seller */
+  for (size_t i = 0; i < d->nlinks; i++) {
+    uint32_t ea = d->raw_ent[d->links[i].a], eb = d->raw_ent[d->links[i].b];
+    if (d->ent.items[ea].type == GD_TYPE_SELLER)
+      cnt[ea]++;
+    if (eb != ea && d->ent.items[eb].type == GD_TYPE_SELLER)
+      cnt[eb]++;
+  }
+  /* The sellers in a seeded random order: hash in the high half, id low. */
+  uint64_t *order = xmalloc((ne ? ne : 1) * sizeof *order);
+  for (size_t e = 0; e < ne; e++)
+    if (cnt[e])
+      order[ns++] = (mix64(seed * 0x9e3779b97f4a7c15ULL + e) & ~0xffffffffULL) | e;
+  qsort(order, ns, sizeof *order, cmp_u64);
+  uint8_t *held = xcalloc(ne, 1);
+  size_t got = 0, sellers = 0;
+  for (size_t k = 0; k < ns && (got < want || !sellers); k++) {
+    uint32_t e = (uint32_t)(order[k] & 0xffffffffULL);
+    held[e] = 1;
+    got += cnt[e];
+    sellers++;
+  }
+  lrec *t = xmalloc((d->nlinks ? d->nlinks : 1) * sizeof *t);
+  size_t n = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (size_t i = 0; i < d->nlinks; i++) {
+      bool h = held[d->raw_ent[d->links[i].a]] || held[d->raw_ent[d->links[i].b]];
+      if (h == (pass == 1))
+        t[n++] = d->links[i];
+    }
+  size_t moved = 0;
+  for (size_t i = 0; i < d->nlinks; i++)
+    moved += held[d->raw_ent[d->links[i].a]] || held[d->raw_ent[d->links[i].b]];
+  memcpy(d->links, t, d->nlinks * sizeof *t);
+  free(t);
+  free(held);
+  free(order);
+  free(cnt);
+  *ret_sellers = sellers;
+  return moved;
 }
 
 /* ---- batches for gRPC ---- */
@@ -1989,6 +2106,37 @@ stop:
     ret->ok = false;
   daemon_free(&dp);
   dir_bytes(data_dir, &ret->dir_apparent, &ret->dir_alloc);
+}
+
+int bench_ingest_range(const bench_cfg *cfg, gc_client *c, const dataset *d, size_t first,
+                       size_t n, double *ret_seconds, uint64_t *ret_records, gc_status *st) {
+  dataset sub = *d; /* a view of the range: the batches read links and keys only */
+  sub.links = d->links + first;
+  sub.nlinks = n;
+  pb_batches pb;
+  pb_batches_build(&sub, cfg->batch, &pb);
+  *ret_seconds = NAN;
+  *ret_records = 0;
+  gc_stream_opts sopts = {.step_timeout_ms = cfg->step_timeout_ms, .deadline_ms = 3600000};
+  gc_stream *s = NULL;
+  int64_t t0 = now_ns();
+  int code = gc_stream_open(c, SVC "Ingest", &sopts, &s, st);
+  for (size_t i = 0; i < pb.n && code == GRPC_STATUS_OK; i++)
+    code = gc_stream_send(s, &pb.reqs[i].base, st);
+  Graphd__V1__IngestReply *rep = NULL;
+  if (code == GRPC_STATUS_OK)
+    code = gc_stream_finish(s, &graphd__v1__ingest_reply__descriptor, (ProtobufCMessage **)&rep,
+                            st);
+  if (code == GRPC_STATUS_OK) {
+    *ret_seconds = (double)(now_ns() - t0) / 1e9;
+    if (rep->totals)
+      *ret_records = rep->totals->links_created + rep->totals->links_updated;
+  }
+  if (rep)
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+  gc_stream_free(s);
+  pb_batches_free(&pb);
+  return code;
 }
 
 typedef struct ingest_report {
@@ -3639,6 +3787,10 @@ static json_object *config_json(const bench_cfg *c) {
   }
   if (c->cmd == CMD_METRICS)
     json_object_object_add(j, "scrape_ms", json_object_new_int(c->scrape_ms));
+  if (c->cmd == CMD_WARM)
+    json_object_object_add(j, "job_timeout_ms", json_object_new_int(c->job_timeout_ms));
+  if (c->cmd == CMD_PLACE)
+    json_object_object_add(j, "job_timeout_ms", json_object_new_int(c->job_timeout_ms));
   if (c->cmd == CMD_CLUSTER) {
     json_object_object_add(j, "python", json_object_new_string(c->python));
     json_object_object_add(j, "leiden_ref", json_object_new_string(c->leiden_ref));
@@ -3679,7 +3831,8 @@ int main(int argc, char **argv) {
   char *links_path = NULL;
 
   if (cfg.cmd == CMD_INGEST || cfg.cmd == CMD_ALL || cfg.cmd == CMD_CLUSTER ||
-      cfg.cmd == CMD_SECURITY || cfg.cmd == CMD_METRICS || cfg.cmd == CMD_GATEWAY) {
+      cfg.cmd == CMD_SECURITY || cfg.cmd == CMD_METRICS || cfg.cmd == CMD_GATEWAY ||
+      cfg.cmd == CMD_WARM || cfg.cmd == CMD_PLACE) {
     if (cfg.sellers) {
       char *gen = xasprintf("%s/gen", workroot);
       run_sellergen(&cfg, gen);
@@ -3691,6 +3844,21 @@ int main(int argc, char **argv) {
     fprintf(stderr, "graphd-bench: loading %s...\n", links_path);
     dataset_load(&d, links_path);
     json_object_object_add(b, "data", data_json(&d));
+  }
+  if (cfg.cmd == CMD_WARM) {
+    /* Its own ingest, in two parts through one daemon (warm.c). */
+    bool wok;
+    json_object_object_add(b, "warm", bench_warm(&cfg, workroot, &d, &wok));
+    ok &= wok;
+    dataset_free(&d);
+  } else if (cfg.cmd == CMD_PLACE) {
+    /* Its own ingest, clustering and daemons (place.c). */
+    bool pok;
+    json_object_object_add(b, "place", bench_place(&cfg, workroot, &d, links_path, &pok));
+    ok &= pok;
+    dataset_free(&d);
+  } else if (cfg.cmd == CMD_INGEST || cfg.cmd == CMD_ALL || cfg.cmd == CMD_CLUSTER ||
+             cfg.cmd == CMD_SECURITY || cfg.cmd == CMD_METRICS || cfg.cmd == CMD_GATEWAY) {
 
     ingest_report *irep = xcalloc(1, sizeof *irep);
     char *kept = NULL;

@@ -67,7 +67,8 @@ json_object *bench_gateway(const bench_cfg *cfg, const char *workroot, const cha
 /* ---- configuration ---- */
 
 typedef enum {
-  CMD_INGEST = 1, CMD_READ, CMD_ALL, CMD_CLUSTER, CMD_SECURITY, CMD_METRICS, CMD_GATEWAY
+  CMD_INGEST = 1, CMD_READ, CMD_ALL, CMD_CLUSTER, CMD_SECURITY, CMD_METRICS, CMD_GATEWAY,
+  CMD_WARM, CMD_PLACE
 } bench_cmd;
 typedef enum { CONN_OWN = 0, CONN_SHARED = 1 } conn_mode;
 typedef enum { CLIENT_ASYNC = 0, CLIENT_SYNC = 1 } client_mode;
@@ -163,6 +164,35 @@ bool daemon_start(const bench_cfg *cfg, const char *data_dir, const char *log_pa
 void daemon_stop(const bench_cfg *cfg, daemon_proc *d, daemon_exit *ret);
 bool daemon_alive(daemon_proc *d, const char *when);
 void daemon_free(daemon_proc *d);
+
+/* ---- the loaded links file (bench.c) ---- */
+
+/* The links file, parsed once, keys interned (bench.c: dataset_load). */
+typedef struct dataset dataset;
+size_t dataset_links(const dataset *d);
+int64_t dataset_link_seen(const dataset *d, size_t i);
+/* Sorts the link records by seen time; records seen at the same time keep
+ * their file order. */
+void dataset_sort_by_seen(dataset *d);
+/* Moves every link record of a seeded random sample of the sellers to the
+ * end of d (both parts keep their order): sellers are drawn until their
+ * records reach want (at least one seller). Returns the records moved (the
+ * last ones of d: none of them shares a seller with the rest) and sets
+ * *ret_sellers to the sellers drawn. */
+size_t dataset_hold_back_sellers(dataset *d, size_t want, uint64_t seed, size_t *ret_sellers);
+
+/*
+ * Streams link records [first, first + n) of d through one Ingest call on
+ * c (UpsertRequests of cfg->batch links, coalescing on, a one-hour
+ * deadline); the reply means durable. Returns the gRPC status code (st
+ * filled when not OK); *ret_seconds is the time from opening the call to
+ * the reply, *ret_records the reply's links created + updated.
+ */
+struct gc_client;
+struct gc_status;
+int bench_ingest_range(const bench_cfg *cfg, struct gc_client *c, const dataset *d, size_t first,
+                       size_t n, double *ret_seconds, uint64_t *ret_records,
+                       struct gc_status *st);
 
 /* ---- one read measurement (the read and security modes) ---- */
 
@@ -290,5 +320,24 @@ json_object *bench_metrics(const bench_cfg *cfg, const char *workroot, const cha
  */
 json_object *bench_gateway(const bench_cfg *cfg, const char *workroot, const char *data_dir,
                            const read_keys *keys, bool *ret_ok);
+
+/*
+ * The warm mode (warm.c) on the loaded links d (sorted by seen time there):
+ * one daemon on a fresh data dir under workroot, the two-part ingest,
+ * snapshot A, then per repeat a cold and a warm job against A. Prints its
+ * report; *ret_ok is false when a check failed.
+ */
+json_object *bench_warm(const bench_cfg *cfg, const char *workroot, dataset *d, bool *ret_ok);
+
+/*
+ * The place mode (place.c) on the loaded links d (links_path: where they
+ * came from; sellergen's rings.csv must be next to it): holds back the
+ * links of some sellers, builds a clustered base with its own daemon, then
+ * per repeat the alert latency of single writes and the Ingest rate with
+ * placement on and off. Prints its report; *ret_ok is false when a check
+ * failed.
+ */
+json_object *bench_place(const bench_cfg *cfg, const char *workroot, dataset *d,
+                         const char *links_path, bool *ret_ok);
 
 #endif
