@@ -43,11 +43,47 @@ static inline uint64_t gd_be64_get(const void *src) {
   return v;
 }
 
+/* Little-endian u64 and IEEE-754 double (the byte order of the store's
+ * records and blobs; keys are big-endian, above, so they sort). */
+static inline void gd_le64_put(void *dst, uint64_t v) {
+  uint8_t *d = dst;
+  for (int i = 0; i < 8; i++)
+    d[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint64_t gd_le64_get(const void *src) {
+  const uint8_t *s = src;
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--)
+    v = (v << 8) | s[i];
+  return v;
+}
+
+static inline void gd_lef64_put(void *dst, double d) {
+  uint64_t v;
+  memcpy(&v, &d, 8);
+  gd_le64_put(dst, v);
+}
+
+static inline double gd_lef64_get(const void *src) {
+  uint64_t v = gd_le64_get(src);
+  double d;
+  memcpy(&d, &v, 8);
+  return d;
+}
+
 /* Seconds since the epoch (wall clock): timestamps written to the store. */
 static inline int64_t gd_now_unix(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec;
+}
+
+/* Nanoseconds since the epoch (wall clock): times kept across restarts. */
+static inline int64_t gd_now_unix_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* Monotonic nanoseconds: durations and deadlines. */

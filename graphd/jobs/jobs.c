@@ -2,6 +2,7 @@
 #include "jobs/jobs.h"
 
 #include "core/log.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -151,16 +152,6 @@ static int save(gd_jobs *j, job *jb, gd_err *err) {
 #define REC_VERSION 1
 #define REC_HDR 72
 
-static void put64(uint8_t *p, uint64_t x) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(x >> (8 * i));
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t x = 0;
-  for (int i = 7; i >= 0; i--)
-    x = (x << 8) | p[i];
-  return x;
-}
 
 /*
  * Layout (little-endian): u64 version, u64 id, u64 state, u64 snapshot_id,
@@ -179,15 +170,15 @@ void *gd_job_encode(const gd_job_info *ji, const char *spec_text, size_t *ret_le
     return NULL;
   uint64_t prog;
   memcpy(&prog, &ji->progress, 8);
-  put64(p, REC_VERSION);
-  put64(p + 8, ji->id);
-  put64(p + 16, (uint64_t)ji->state);
-  put64(p + 24, ji->snapshot_id);
-  put64(p + 32, (uint64_t)ji->created_at);
-  put64(p + 40, (uint64_t)ji->started_at);
-  put64(p + 48, (uint64_t)ji->ended_at);
-  put64(p + 56, prog);
-  put64(p + 64, (uint64_t)ls | (uint64_t)lr << 16 | (uint64_t)lt << 32);
+  gd_le64_put(p, REC_VERSION);
+  gd_le64_put(p + 8, ji->id);
+  gd_le64_put(p + 16, (uint64_t)ji->state);
+  gd_le64_put(p + 24, ji->snapshot_id);
+  gd_le64_put(p + 32, (uint64_t)ji->created_at);
+  gd_le64_put(p + 40, (uint64_t)ji->started_at);
+  gd_le64_put(p + 48, (uint64_t)ji->ended_at);
+  gd_le64_put(p + 56, prog);
+  gd_le64_put(p + 64, (uint64_t)ls | (uint64_t)lr << 16 | (uint64_t)lt << 32);
   uint8_t *q = p + REC_HDR;
   memcpy(q, ji->stage, ls);
   memcpy(q + ls, ji->reason, lr);
@@ -204,19 +195,19 @@ int gd_job_decode(const void *rec, size_t len, gd_job_info *ret, char **ret_spec
   const uint8_t *p = rec;
   memset(ret, 0, sizeof *ret);
   *ret_spec_text = NULL;
-  if (len < REC_HDR || get64(p) != REC_VERSION)
+  if (len < REC_HDR || gd_le64_get(p) != REC_VERSION)
     return gd_err_set(err, GD_EINTERNAL, "job record: bad header (%zu bytes)", len);
-  uint64_t lens = get64(p + 64), prog = get64(p + 56), state = get64(p + 16);
+  uint64_t lens = gd_le64_get(p + 64), prog = gd_le64_get(p + 56), state = gd_le64_get(p + 16);
   size_t ls = lens & 0xffff, lr = (lens >> 16) & 0xffff, lt = lens >> 32;
   if (ls >= sizeof ret->stage || lr >= sizeof ret->reason || REC_HDR + ls + lr + lt > len ||
       state < GD_JOB_QUEUED || state > GD_JOB_CANCELLED)
     return gd_err_set(err, GD_EINTERNAL, "job record: bad lengths or state");
-  ret->id = get64(p + 8);
+  ret->id = gd_le64_get(p + 8);
   ret->state = (gd_job_state)state;
-  ret->snapshot_id = get64(p + 24);
-  ret->created_at = (int64_t)get64(p + 32);
-  ret->started_at = (int64_t)get64(p + 40);
-  ret->ended_at = (int64_t)get64(p + 48);
+  ret->snapshot_id = gd_le64_get(p + 24);
+  ret->created_at = (int64_t)gd_le64_get(p + 32);
+  ret->started_at = (int64_t)gd_le64_get(p + 40);
+  ret->ended_at = (int64_t)gd_le64_get(p + 48);
   memcpy(&ret->progress, &prog, 8);
   const uint8_t *q = p + REC_HDR;
   memcpy(ret->stage, q, ls);

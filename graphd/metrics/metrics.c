@@ -15,6 +15,7 @@
 #include "core/limits.h"
 #include "core/util.h"
 #include "jobs/jobs.h"
+#include "core/strbuf.h"
 #include "store/store.h"
 #include "store/writer.h"
 #include "store/place.h"
@@ -192,46 +193,6 @@ void gd_metrics_job_stage(void *ctx, const char *stage, double seconds) {
 
 /* ---- the text ---------------------------------------------------------- */
 
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} sbuf;
-
-static void sb_reserve(sbuf *b, size_t more) {
-  if (b->oom || b->len + more + 1 <= b->cap)
-    return;
-  size_t cap = b->cap ? b->cap : 16384;
-  while (cap < b->len + more + 1)
-    cap *= 2;
-  char *p = realloc(b->p, cap);
-  if (!p) {
-    b->oom = true;
-    return;
-  }
-  b->p = p;
-  b->cap = cap;
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0) {
-    b->oom = true;
-    return;
-  }
-  sb_reserve(b, (size_t)n);
-  if (b->oom)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-  va_end(ap);
-  b->len += (size_t)n;
-}
-
 size_t gd_metrics_escape_label(char *dst, size_t n, const char *v) {
   size_t k = 0;
   for (; *v; v++) {
@@ -247,41 +208,41 @@ size_t gd_metrics_escape_label(char *dst, size_t n, const char *v) {
 }
 
 /* name{label="value"} with value escaped. */
-static void sb_label(sbuf *b, const char *value) {
+static void sb_label(gd_strbuf *b, const char *value) {
   size_t need = gd_metrics_escape_label(NULL, 0, value);
-  sb_reserve(b, need);
+  gd_strbuf_reserve(b, need);
   if (b->oom)
     return;
-  gd_metrics_escape_label(b->p + b->len, b->cap - b->len, value);
-  b->len += need;
+  gd_metrics_escape_label(b->p + b->n, b->cap - b->n, value);
+  b->n += need;
 }
 
 /* # HELP and # TYPE. The help texts are ours: no backslash or newline to
  * escape. */
-static void sb_head(sbuf *b, const char *name, const char *type, const char *help) {
-  sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+static void sb_head(gd_strbuf *b, const char *name, const char *type, const char *help) {
+  gd_strbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* One histogram's series; label is `key="value"` text already escaped
  * (NULL for none). */
-static void sb_hist(sbuf *b, const char *name, const char *label, hist *h, const hist_spec *sp) {
+static void sb_hist(gd_strbuf *b, const char *name, const char *label, hist *h, const hist_spec *sp) {
   uint64_t cum = 0;
   const char *sep = label ? "," : "";
   for (int i = 0; i <= sp->n; i++) {
     cum += atomic_load_explicit(&h->b[i], memory_order_relaxed);
     if (i < sp->n)
-      sb_printf(b, "%s_bucket{%s%sle=\"%.10g\"} %llu\n", name, label ? label : "", sep,
+      gd_strbuf_printf(b, "%s_bucket{%s%sle=\"%.10g\"} %llu\n", name, label ? label : "", sep,
                 sp->le[i], (unsigned long long)cum);
     else
-      sb_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, label ? label : "", sep,
+      gd_strbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, label ? label : "", sep,
                 (unsigned long long)cum);
   }
   double sum = (double)atomic_load_explicit(&h->sum, memory_order_relaxed) * sp->scale;
   if (label) {
-    sb_printf(b, "%s_sum{%s} %.9g\n%s_count{%s} %llu\n", name, label, sum, name, label,
+    gd_strbuf_printf(b, "%s_sum{%s} %.9g\n%s_count{%s} %llu\n", name, label, sum, name, label,
               (unsigned long long)cum);
   } else {
-    sb_printf(b, "%s_sum %.9g\n%s_count %llu\n", name, sum, name, (unsigned long long)cum);
+    gd_strbuf_printf(b, "%s_sum %.9g\n%s_count %llu\n", name, sum, name, (unsigned long long)cum);
   }
 }
 
@@ -296,7 +257,7 @@ static const char *method_label(const gd_metrics *m, size_t i) {
   return i < m->nmethods ? m->methods[i].path : "unknown";
 }
 
-static void render_calls(gd_metrics *m, sbuf *b) {
+static void render_calls(gd_metrics *m, gd_strbuf *b) {
   sb_head(b, "graphd_calls_total", "counter",
           "gRPC calls ended, by method (path; \"unknown\" for methods graphd does not serve) "
           "and the status code the client saw.");
@@ -305,9 +266,9 @@ static void render_calls(gd_metrics *m, sbuf *b) {
       uint64_t v = atomic_load_explicit(&m->calls[i][c], memory_order_relaxed);
       if (!v)
         continue;
-      sb_printf(b, "graphd_calls_total{method=\"");
+      gd_strbuf_printf(b, "graphd_calls_total{method=\"");
       sb_label(b, method_label(m, i));
-      sb_printf(b, "\",code=\"%s\"} %llu\n", gd_grpc_status_name(c), (unsigned long long)v);
+      gd_strbuf_printf(b, "\",code=\"%s\"} %llu\n", gd_grpc_status_name(c), (unsigned long long)v);
     }
   sb_head(b, "graphd_call_duration_seconds", "histogram",
           "Time from accepting a gRPC call to sending its status, by method.");
@@ -324,10 +285,10 @@ static void render_calls(gd_metrics *m, sbuf *b) {
   }
   sb_head(b, "graphd_calls_in_flight", "gauge", "gRPC calls accepted and not yet ended.");
   int64_t inf = atomic_load_explicit(&m->in_flight, memory_order_relaxed);
-  sb_printf(b, "graphd_calls_in_flight %lld\n", (long long)(inf > 0 ? inf : 0));
+  gd_strbuf_printf(b, "graphd_calls_in_flight %lld\n", (long long)(inf > 0 ? inf : 0));
 }
 
-static void render_writer(gd_metrics *m, sbuf *b) {
+static void render_writer(gd_metrics *m, gd_strbuf *b) {
   sb_head(b, "graphd_writer_batch_ops", "histogram",
           "Write ops (requests, stream messages, audit records) per durable group commit.");
   sb_hist(b, "graphd_writer_batch_ops", NULL, &m->batch, &batch_spec);
@@ -339,16 +300,16 @@ static void render_writer(gd_metrics *m, sbuf *b) {
   gd_writer_stats ws;
   gd_writer_stats_get(m->writer, &ws);
   sb_head(b, "graphd_writer_commits_total", "counter", "Durable group commits.");
-  sb_printf(b, "graphd_writer_commits_total %llu\n", (unsigned long long)ws.commits);
+  gd_strbuf_printf(b, "graphd_writer_commits_total %llu\n", (unsigned long long)ws.commits);
   sb_head(b, "graphd_writer_ops_total", "counter", "Write ops in durable group commits.");
-  sb_printf(b, "graphd_writer_ops_total %llu\n", (unsigned long long)ws.requests);
+  gd_strbuf_printf(b, "graphd_writer_ops_total %llu\n", (unsigned long long)ws.requests);
   sb_head(b, "graphd_writer_map_grows_total", "counter", "LMDB map growths.");
-  sb_printf(b, "graphd_writer_map_grows_total %llu\n", (unsigned long long)ws.grows);
+  gd_strbuf_printf(b, "graphd_writer_map_grows_total %llu\n", (unsigned long long)ws.grows);
   sb_head(b, "graphd_writer_queued_ops", "gauge", "Write ops queued or being applied.");
-  sb_printf(b, "graphd_writer_queued_ops %llu\n", (unsigned long long)gd_writer_pending(m->writer));
+  gd_strbuf_printf(b, "graphd_writer_queued_ops %llu\n", (unsigned long long)gd_writer_pending(m->writer));
 }
 
-static void render_store(gd_metrics *m, sbuf *b) {
+static void render_store(gd_metrics *m, gd_strbuf *b) {
   gd_rtxn *r = NULL;
   gd_stats st;
   gd_err err;
@@ -357,34 +318,34 @@ static void render_store(gd_metrics *m, sbuf *b) {
   if (gd_store_read_begin(m->store, &r, &err) || gd_store_stats(r, &st, &err)) {
     gd_store_read_end(r);
     sb_head(b, "graphd_lmdb_up", "gauge", "Whether the scrape could read the store.");
-    sb_printf(b, "graphd_lmdb_up 0\n");
+    gd_strbuf_printf(b, "graphd_lmdb_up 0\n");
     return;
   }
   gd_store_read_end(r);
   sb_head(b, "graphd_lmdb_up", "gauge", "Whether the scrape could read the store.");
-  sb_printf(b, "graphd_lmdb_up 1\n");
+  gd_strbuf_printf(b, "graphd_lmdb_up 1\n");
   sb_head(b, "graphd_lmdb_file_bytes", "gauge", "LMDB data in use: (last page + 1) * page size.");
-  sb_printf(b, "graphd_lmdb_file_bytes %llu\n", (unsigned long long)st.file_bytes);
+  gd_strbuf_printf(b, "graphd_lmdb_file_bytes %llu\n", (unsigned long long)st.file_bytes);
   sb_head(b, "graphd_lmdb_map_bytes", "gauge", "LMDB map size (grows x2 when full).");
-  sb_printf(b, "graphd_lmdb_map_bytes %llu\n", (unsigned long long)st.map_bytes);
+  gd_strbuf_printf(b, "graphd_lmdb_map_bytes %llu\n", (unsigned long long)st.map_bytes);
   sb_head(b, "graphd_lmdb_readers_used", "gauge",
           "LMDB reader slots taken (live or dead processes; idle pooled slots included).");
-  sb_printf(b, "graphd_lmdb_readers_used %u\n", st.readers_used);
+  gd_strbuf_printf(b, "graphd_lmdb_readers_used %u\n", st.readers_used);
   sb_head(b, "graphd_lmdb_readers_active", "gauge",
           "LMDB reader slots holding a snapshot now (a stuck value pins pages).");
-  sb_printf(b, "graphd_lmdb_readers_active %u\n", st.readers_active);
+  gd_strbuf_printf(b, "graphd_lmdb_readers_active %u\n", st.readers_active);
   sb_head(b, "graphd_lmdb_readers_max", "gauge", "LMDB reader slots in the lock file.");
-  sb_printf(b, "graphd_lmdb_readers_max %u\n", st.readers_max);
+  gd_strbuf_printf(b, "graphd_lmdb_readers_max %u\n", st.readers_max);
   sb_head(b, "graphd_lmdb_last_txn_id", "gauge", "Id of the last committed LMDB write transaction.");
-  sb_printf(b, "graphd_lmdb_last_txn_id %llu\n", (unsigned long long)st.last_txnid);
+  gd_strbuf_printf(b, "graphd_lmdb_last_txn_id %llu\n", (unsigned long long)st.last_txnid);
   sb_head(b, "graphd_entities", "gauge", "Entities in the store, by type.");
   for (int t = GD_TYPE_MIN; t <= GD_TYPE_MAX; t++)
-    sb_printf(b, "graphd_entities{type=\"%s\"} %llu\n", gd_type_name(t),
+    gd_strbuf_printf(b, "graphd_entities{type=\"%s\"} %llu\n", gd_type_name(t),
               (unsigned long long)st.entities[t]);
   sb_head(b, "graphd_links", "gauge", "Links in the store.");
-  sb_printf(b, "graphd_links %llu\n", (unsigned long long)st.links);
+  gd_strbuf_printf(b, "graphd_links %llu\n", (unsigned long long)st.links);
   sb_head(b, "graphd_labels", "gauge", "Labels set on entities.");
-  sb_printf(b, "graphd_labels %llu\n", (unsigned long long)st.labels);
+  gd_strbuf_printf(b, "graphd_labels %llu\n", (unsigned long long)st.labels);
   uint64_t queued = 0;
   if (gd_store_read_begin(m->store, &r, &err) == GD_OK) {
     gd_store_dirty_count(r, &queued, &err);
@@ -392,21 +353,21 @@ static void render_store(gd_metrics *m, sbuf *b) {
   }
   sb_head(b, "graphd_placement_queue", "gauge",
           "Sellers whose ties changed, waiting for provisional placement.");
-  sb_printf(b, "graphd_placement_queue %llu\n", (unsigned long long)queued);
+  gd_strbuf_printf(b, "graphd_placement_queue %llu\n", (unsigned long long)queued);
   sb_head(b, "graphd_placement_shed_total", "counter",
           "Sellers not queued for placement because the queue was full (--placement-queue).");
-  sb_printf(b, "graphd_placement_shed_total %llu\n",
+  gd_strbuf_printf(b, "graphd_placement_shed_total %llu\n",
             (unsigned long long)gd_store_place_shed(m->store));
   sb_head(b, "graphd_placements_total", "counter", "Provisional placements committed.");
-  sb_printf(b, "graphd_placements_total %llu\n", (unsigned long long)atomic_load(&m->placed));
+  gd_strbuf_printf(b, "graphd_placements_total %llu\n", (unsigned long long)atomic_load(&m->placed));
   sb_head(b, "graphd_alerts_total", "counter", "Alerts appended for WatchAlerts.");
-  sb_printf(b, "graphd_alerts_total %llu\n", (unsigned long long)atomic_load(&m->alerts));
+  gd_strbuf_printf(b, "graphd_alerts_total %llu\n", (unsigned long long)atomic_load(&m->alerts));
   sb_head(b, "graphd_placement_latency_seconds", "histogram",
           "From the write that changed a seller's ties to its placement's commit.");
   sb_hist(b, "graphd_placement_latency_seconds", NULL, &m->place, &place_spec);
 }
 
-static void render_jobs(gd_metrics *m, sbuf *b) {
+static void render_jobs(gd_metrics *m, gd_strbuf *b) {
   static const char *const names[] = {
       [GD_JOB_QUEUED] = "queued",     [GD_JOB_RUNNING] = "running", [GD_JOB_SUCCEEDED] = "succeeded",
       [GD_JOB_FAILED] = "failed",     [GD_JOB_CANCELLED] = "cancelled",
@@ -417,7 +378,7 @@ static void render_jobs(gd_metrics *m, sbuf *b) {
     sb_head(b, "graphd_jobs", "gauge",
             "Clustering jobs the daemon holds, by state (finished ones: the last 1000).");
     for (int s = GD_JOB_QUEUED; s <= GD_JOB_CANCELLED; s++)
-      sb_printf(b, "graphd_jobs{state=\"%s\"} %llu\n", names[s], (unsigned long long)n[s]);
+      gd_strbuf_printf(b, "graphd_jobs{state=\"%s\"} %llu\n", names[s], (unsigned long long)n[s]);
   }
   sb_head(b, "graphd_job_stage_duration_seconds", "histogram",
           "Time clustering jobs spent in each stage (\"start\": spawning the worker).");
@@ -436,18 +397,18 @@ static void render_jobs(gd_metrics *m, sbuf *b) {
 }
 
 char *gd_metrics_render(gd_metrics *m, size_t *ret_len) {
-  sbuf b = {0};
+  gd_strbuf b = {0};
   sb_head(&b, "graphd_build_info", "gauge", "Always 1; the version of graphd as a label.");
-  sb_printf(&b, "graphd_build_info{version=\"");
+  gd_strbuf_printf(&b, "graphd_build_info{version=\"");
   sb_label(&b, m->version);
-  sb_printf(&b, "\"} 1\n");
+  gd_strbuf_printf(&b, "\"} 1\n");
   sb_head(&b, "graphd_start_time_seconds", "gauge", "When the daemon started, unix seconds.");
-  sb_printf(&b, "graphd_start_time_seconds %.3f\n", m->start_time);
+  gd_strbuf_printf(&b, "graphd_start_time_seconds %.3f\n", m->start_time);
   render_calls(m, &b);
   sb_head(&b, "graphd_refused_total", "counter",
           "Calls refused or cut by a configured limit, by reason (the keys of Stats.refused).");
   for (int i = 0; i < GD_LIMIT__COUNT; i++)
-    sb_printf(&b, "graphd_refused_total{reason=\"%s\"} %llu\n", gd_limit_key((gd_limit)i),
+    gd_strbuf_printf(&b, "graphd_refused_total{reason=\"%s\"} %llu\n", gd_limit_key((gd_limit)i),
               (unsigned long long)gd_limit_count((gd_limit)i));
   render_writer(m, &b);
   render_store(m, &b);
@@ -456,6 +417,6 @@ char *gd_metrics_render(gd_metrics *m, size_t *ret_len) {
     free(b.p);
     return NULL;
   }
-  *ret_len = b.len;
+  *ret_len = b.n;
   return b.p;
 }

@@ -17,6 +17,7 @@
 #include "evidence.h"
 #include "jobs/jobs.h"
 #include "core/limits.h"
+#include "core/strbuf.h"
 #include "rpc/rpc_int.h"
 #include "match.h"
 #include "store/snapshot.h"
@@ -28,14 +29,10 @@ void gd_rpc_set_jobs(gd_rpc *r, gd_jobs *jobs) { r->jobs = jobs; }
 /* ---- the jobs journal ---------------------------------------------------- */
 
 typedef struct jsave {
-  gd_write_op op;
+  rpc_sync_op s; /* first */
   uint64_t id;
   void *rec;
   size_t len;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool done;
-  gd_err err;
 } jsave;
 
 static int jsave_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
@@ -43,33 +40,14 @@ static int jsave_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
   return gd_store_job_put(t, s->id, s->rec, s->len, err);
 }
 
-static void jsave_done(gd_write_op *op, const gd_err *err) {
-  jsave *s = (jsave *)op;
-  pthread_mutex_lock(&s->mu);
-  s->err = *err;
-  s->done = true;
-  pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
-}
-
 int rpc_journal_save(void *ctx, const gd_job_info *ji, const char *spec_text, gd_err *err) {
   gd_rpc *R = ctx;
-  jsave s = {.op = {.apply = jsave_apply, .done = jsave_done}, .id = ji->id};
+  jsave s = {.id = ji->id};
   if (!(s.rec = gd_job_encode(ji, spec_text, &s.len)))
     return gd_err_set(err, GD_ENOMEM, "out of memory for a job record");
-  pthread_mutex_init(&s.mu, NULL);
-  pthread_cond_init(&s.cv, NULL);
-  gd_writer_submit(R->writer, &s.op);
-  pthread_mutex_lock(&s.mu);
-  while (!s.done)
-    pthread_cond_wait(&s.cv, &s.mu);
-  pthread_mutex_unlock(&s.mu);
-  pthread_mutex_destroy(&s.mu);
-  pthread_cond_destroy(&s.cv);
+  int rc = rpc_write_sync(R, &s.s, jsave_apply, err);
   free(s.rec);
-  if (s.err.code && err)
-    *err = s.err;
-  return s.err.code;
+  return rc;
 }
 
 const gd_jobs_journal *gd_rpc_jobs_journal(gd_rpc *r) { return &r->journal; }
@@ -142,38 +120,6 @@ static gd_jobs *need_jobs(gd_call *c) {
 
 /* ---- spec -> worker spec text ----------------------------------------- */
 
-typedef struct sbuf {
-  char *p;
-  size_t n, cap;
-  bool oom;
-} sbuf;
-
-__attribute__((format(printf, 2, 3))) static void sb_add(sbuf *b, const char *fmt, ...) {
-  va_list ap;
-  for (;;) {
-    size_t room = b->cap - b->n;
-    va_start(ap, fmt);
-    int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? room : 0, fmt, ap);
-    va_end(ap);
-    if (k < 0) {
-      b->oom = true;
-      return;
-    }
-    if (b->p && (size_t)k < room) {
-      b->n += (size_t)k;
-      return;
-    }
-    size_t nc = (b->cap ? b->cap : 256) * 2 + (size_t)k;
-    char *np = realloc(b->p, nc);
-    if (!np) {
-      b->oom = true;
-      return;
-    }
-    b->p = np;
-    b->cap = nc;
-  }
-}
-
 static const char *algo_names[] = {
     NULL, "leiden_cpm", "leiden_modularity", "louvain", "label_propagation", "components",
     "infomap",
@@ -189,7 +135,7 @@ static bool has_ctl(const char *s) {
 }
 
 /* Validates the spec and writes the worker's spec text (worker.h). */
-static int spec_text(const Graphd__V1__ClusteringSpec *s, sbuf *b, gd_err *err) {
+static int spec_text(const Graphd__V1__ClusteringSpec *s, gd_strbuf *b, gd_err *err) {
   if (!s)
     return GD_OK; /* all defaults */
   if (gd_pb_check_str(s->name, 128, false, err, "spec.name"))
@@ -222,38 +168,38 @@ static int spec_text(const Graphd__V1__ClusteringSpec *s, sbuf *b, gd_err *err) 
     if (strchr(s->flagged_labels[i], ','))
       return gd_err_set(err, GD_EINVALID, "%s: contains ','", f);
   }
-  sb_add(b, "name=%s\n", s->name);
+  gd_strbuf_printf(b, "name=%s\n", s->name);
   if (s->algorithm)
-    sb_add(b, "algorithm=%s\n", algo_names[s->algorithm]);
+    gd_strbuf_printf(b, "algorithm=%s\n", algo_names[s->algorithm]);
   if (s->evidence == GRAPHD__V1__EVIDENCE_RULE__EVIDENCE_RULE_RARITY)
-    sb_add(b, "evidence=rarity\n");
+    gd_strbuf_printf(b, "evidence=rarity\n");
   if (s->resolution > 0)
-    sb_add(b, "resolution=%.17g\n", s->resolution);
+    gd_strbuf_printf(b, "resolution=%.17g\n", s->resolution);
   if (s->iterations) {
     if (s->algorithm == GRAPHD__V1__ALGORITHM__ALGORITHM_CONNECTED_COMPONENTS ||
         s->algorithm == GRAPHD__V1__ALGORITHM__ALGORITHM_LOUVAIN ||
         s->algorithm == GRAPHD__V1__ALGORITHM__ALGORITHM_LABEL_PROPAGATION)
       ; /* ignored by these algorithms */
     else
-      sb_add(b, "iterations=%u\n", s->iterations);
+      gd_strbuf_printf(b, "iterations=%u\n", s->iterations);
   }
   if (s->seed)
-    sb_add(b, "seed=%llu\n", (unsigned long long)s->seed);
+    gd_strbuf_printf(b, "seed=%llu\n", (unsigned long long)s->seed);
   if (s->warm_start == GRAPHD__V1__WARM_START__WARM_START_ON)
-    sb_add(b, "warm_start=on\n");
+    gd_strbuf_printf(b, "warm_start=on\n");
   else if (s->warm_start == GRAPHD__V1__WARM_START__WARM_START_OFF)
-    sb_add(b, "warm_start=off\n");
+    gd_strbuf_printf(b, "warm_start=off\n");
   if (s->min_tie_weight > 0)
-    sb_add(b, "min_tie_weight=%.17g\n", s->min_tie_weight);
+    gd_strbuf_printf(b, "min_tie_weight=%.17g\n", s->min_tie_weight);
   if (since)
-    sb_add(b, "since=%lld\n", (long long)since);
+    gd_strbuf_printf(b, "since=%lld\n", (long long)since);
   if (until)
-    sb_add(b, "until=%lld\n", (long long)until);
+    gd_strbuf_printf(b, "until=%lld\n", (long long)until);
   if (s->n_flagged_labels) {
-    sb_add(b, "flagged_labels=");
+    gd_strbuf_printf(b, "flagged_labels=");
     for (size_t i = 0; i < s->n_flagged_labels; i++)
-      sb_add(b, "%s%s", i ? "," : "", s->flagged_labels[i]);
-    sb_add(b, "\n");
+      gd_strbuf_printf(b, "%s%s", i ? "," : "", s->flagged_labels[i]);
+    gd_strbuf_printf(b, "\n");
   }
   bool seen_w[GD_TYPE_MAX + 1] = {0}, seen_h[GD_TYPE_MAX + 1] = {0};
   if (s->n_type_weights) { /* types not listed keep their default weight */
@@ -283,7 +229,7 @@ static int spec_text(const Graphd__V1__ClusteringSpec *s, sbuf *b, gd_err *err) 
     if (!finite_nonneg(w->weight))
       return gd_err_set(err, GD_EINVALID,
                         "spec.type_weights[%zu].weight: must be a finite number >= 0", i);
-    sb_add(b, "weight.%s=%.17g\n", gd_type_name(t), w->weight);
+    gd_strbuf_printf(b, "weight.%s=%.17g\n", gd_type_name(t), w->weight);
   }
   for (size_t i = 0; i < s->n_hub_caps; i++) {
     const Graphd__V1__HubCap *h = s->hub_caps[i];
@@ -297,7 +243,7 @@ static int spec_text(const Graphd__V1__ClusteringSpec *s, sbuf *b, gd_err *err) 
     seen_h[t] = true;
     if (h->max_sellers < 1)
       return gd_err_set(err, GD_EINVALID, "spec.hub_caps[%zu].max_sellers: must be >= 1", i);
-    sb_add(b, "hub_cap.%s=%llu\n", gd_type_name(t), (unsigned long long)h->max_sellers);
+    gd_strbuf_printf(b, "hub_cap.%s=%llu\n", gd_type_name(t), (unsigned long long)h->max_sellers);
   }
   if (b->oom)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
@@ -441,13 +387,13 @@ void rpc_start_clustering(gd_call *c, const uint8_t *msg, size_t len, bool has_m
       c, &graphd__v1__start_clustering_request__descriptor, msg, len, has_msg);
   if (!req)
     return;
-  sbuf b = {0};
+  gd_strbuf b = {0};
   gd_err err = {0};
   gd_job_info ji = {0};
   uint8_t *blob = NULL;
   size_t blob_len = 0;
   gd_rpc *R = rpc_ctx(c);
-  sb_add(&b, "# StartClustering\n");
+  gd_strbuf_printf(&b, "# StartClustering\n");
   gd_jobs *jobs = need_jobs(c);
   if (!jobs)
     goto out;
@@ -547,18 +493,16 @@ void rpc_cancel_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
  * folded into the next message.
  */
 typedef struct watch {
+  rpc_follow f; /* first */
   gd_rpc *rpc;
-  pthread_mutex_t mu;
-  int refs; /* under watch_mu: the call's, plus one per on_cancel in flight */
   uint64_t job_id, handle;
-  bool writing, pending, done, finished, sent_final, sent_any;
+  bool pending, sent_final, sent_any;
   gd_job_state last_state;
   char last_stage[GD_JOB_STAGE_MAX];
   double last_progress;
-  gd_call *call;
 } watch;
 
-/* With w->mu held. */
+/* With w->f.mu held and no write outstanding. */
 static void watch_send(watch *w) {
   gd_job_info ji = {0};
   gd_err err;
@@ -577,90 +521,45 @@ static void watch_send(watch *w) {
     w->last_progress = ji.progress;
     memcpy(w->last_stage, ji.stage, sizeof w->last_stage);
     w->sent_final = gd_job_state_final(ji.state);
-    w->writing = true;
-    gd_call_write(w->call, buf, n, false);
+    w->f.writing = true;
+    gd_call_write(w->f.call, buf, n, false);
     free(buf);
   }
   gd_job_info_free(&ji);
 }
 
-/*
- * The server may call on_cancel on another thread while this call is being
- * finished; watch_mu and refs keep w alive for it (the call itself is kept
- * alive by the server during on_cancel).
- */
-static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void watch_unref(watch *w) {
-  pthread_mutex_lock(&watch_mu);
-  bool last = --w->refs == 0;
-  pthread_mutex_unlock(&watch_mu);
-  if (last) {
-    pthread_mutex_destroy(&w->mu);
-    free(w);
-  }
-}
-
-static void watch_end(watch *w, bool ok) {
+static void watch_unlisten(rpc_follow *f) {
+  watch *w = (watch *)f;
   gd_jobs_unlisten(w->rpc->jobs, w->handle);
-  pthread_mutex_lock(&watch_mu);
-  gd_call_set_user(w->call, NULL);
-  pthread_mutex_unlock(&watch_mu);
-  if (ok)
-    gd_call_finish(w->call, GD_OK, NULL, NULL, 0);
-  else
-    gd_call_finish(w->call, GD_ECANCELLED, "call cancelled", NULL, 0);
-  watch_unref(w);
 }
+
+static void watch_destroy(rpc_follow *f) { free(f); }
 
 static void watch_changed(void *ctx) {
   watch *w = ctx;
-  pthread_mutex_lock(&w->mu);
-  if (!w->done) {
-    if (w->writing)
+  pthread_mutex_lock(&w->f.mu);
+  if (!w->f.done) {
+    if (w->f.writing)
       w->pending = true;
     else
       watch_send(w);
   }
-  pthread_mutex_unlock(&w->mu);
+  pthread_mutex_unlock(&w->f.mu);
 }
 
 void rpc_watch_written(gd_call *c, bool ok) {
   watch *w = gd_call_user(c);
-  pthread_mutex_lock(&w->mu);
-  w->writing = false;
-  bool end = !ok || w->sent_final || w->done;
-  if (!end && w->pending) {
+  pthread_mutex_lock(&w->f.mu);
+  bool stop = !ok || w->sent_final;
+  bool end = rpc_follow_written(&w->f, stop);
+  if (!end && !stop && !w->f.done && w->pending) {
     w->pending = false;
     watch_send(w);
   }
-  if (end && !w->finished) {
-    w->done = w->finished = true;
-  } else {
-    end = false;
-  }
-  pthread_mutex_unlock(&w->mu);
+  bool final = ok && w->sent_final;
+  pthread_mutex_unlock(&w->f.mu);
   if (end)
-    watch_end(w, ok && w->sent_final);
-}
-
-void rpc_watch_cancel(gd_call *c) {
-  pthread_mutex_lock(&watch_mu);
-  watch *w = gd_call_user(c);
-  if (w)
-    w->refs++;
-  pthread_mutex_unlock(&watch_mu);
-  if (!w)
-    return;
-  pthread_mutex_lock(&w->mu);
-  w->done = true;
-  bool fin = !w->writing && !w->finished;
-  if (fin)
-    w->finished = true;
-  pthread_mutex_unlock(&w->mu);
-  if (fin)
-    watch_end(w, false);
-  watch_unref(w);
+    rpc_follow_end(&w->f, final ? GD_OK : GD_ECANCELLED, final ? NULL : "call cancelled");
 }
 
 void rpc_watch_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
@@ -685,25 +584,19 @@ void rpc_watch_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     rpc_fail_code(c, GD_ENOMEM, "out of memory");
     return;
   }
-  pthread_mutex_init(&w->mu, NULL);
   w->rpc = rpc_ctx(c);
-  w->refs = 1;
   w->job_id = id;
-  w->call = c;
-  pthread_mutex_lock(&w->mu);
-  w->handle = gd_jobs_listen(jobs, watch_changed, w);
+  rpc_follow_init(&w->f, c, watch_unlisten, watch_destroy);
+  w->handle = gd_jobs_listen(jobs, watch_changed, w); /* before w->f.mu: rpc_follow */
   if (!w->handle) {
-    pthread_mutex_unlock(&w->mu);
-    pthread_mutex_destroy(&w->mu);
-    free(w);
+    rpc_follow_abandon(&w->f);
     rpc_fail_code(c, GD_ENOMEM, "out of memory");
     return;
   }
-  pthread_mutex_lock(&watch_mu);
-  gd_call_set_user(c, w);
-  pthread_mutex_unlock(&watch_mu);
-  watch_send(w);
-  pthread_mutex_unlock(&w->mu);
+  pthread_mutex_lock(&w->f.mu);
+  if (!w->f.writing && !w->f.done)
+    watch_send(w);
+  pthread_mutex_unlock(&w->f.mu);
 }
 
 

@@ -24,6 +24,33 @@ void gd_rpc_set_serving(gd_rpc *r, int serving) { atomic_store(&r->serving, serv
 
 /* ---- helpers ---------------------------------------------------------- */
 
+static void sync_done(gd_write_op *op, const gd_err *err) {
+  rpc_sync_op *o = (rpc_sync_op *)op;
+  pthread_mutex_lock(&o->mu);
+  o->err = *err;
+  o->done = true;
+  pthread_cond_signal(&o->cv);
+  pthread_mutex_unlock(&o->mu);
+}
+
+int rpc_write_sync(gd_rpc *R, rpc_sync_op *o, int (*apply)(gd_wtxn *t, gd_write_op *op, gd_err *err),
+                   gd_err *err) {
+  o->op = (gd_write_op){.apply = apply, .done = sync_done};
+  o->done = false;
+  pthread_mutex_init(&o->mu, NULL);
+  pthread_cond_init(&o->cv, NULL);
+  gd_writer_submit(R->writer, &o->op);
+  pthread_mutex_lock(&o->mu);
+  while (!o->done)
+    pthread_cond_wait(&o->cv, &o->mu);
+  pthread_mutex_unlock(&o->mu);
+  pthread_mutex_destroy(&o->mu);
+  pthread_cond_destroy(&o->cv);
+  if (o->err.code && err)
+    *err = o->err;
+  return o->err.code;
+}
+
 /* Ends a call with an error; logs server-side faults once, here. */
 void rpc_fail(gd_call *c, const gd_err *err) {
   int code = err->code ? err->code : GD_EINTERNAL;
@@ -1318,7 +1345,7 @@ static const gd_method methods[] = {
     UNARY("StartClustering", rpc_start_clustering, W),
     UNARY("GetJob", rpc_get_job, R),
     {.path = SVC "WatchJob", .kind = GD_RPC_SERVER_STREAM, .on_request = rpc_watch_job,
-     .on_written = rpc_watch_written, .on_cancel = rpc_watch_cancel, .role = R},
+     .on_written = rpc_watch_written, .on_cancel = rpc_follow_cancel, .role = R},
     UNARY("CancelJob", rpc_cancel_job, W),
     UNARY("ListSnapshots", rpc_list_snapshots, R),
     UNARY("GetSnapshot", rpc_get_snapshot, R),
@@ -1347,7 +1374,7 @@ static const gd_method methods[] = {
      .on_written = h_entities_written, .role = R},
     UNARY("WhoAmI", h_whoami, R),
     {.path = SVC "WatchAlerts", .kind = GD_RPC_SERVER_STREAM, .on_request = rpc_watch_alerts,
-     .on_written = rpc_alerts_written, .on_cancel = rpc_alerts_cancel, .role = I},
+     .on_written = rpc_alerts_written, .on_cancel = rpc_follow_cancel, .role = I},
 };
 #undef R
 #undef I

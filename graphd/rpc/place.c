@@ -38,6 +38,7 @@
 
 #include "place.h"
 #include "core/log.h"
+#include "core/strbuf.h"
 #include "query/query.h"
 #include "rpc/rpc_int.h"
 #include "store/place.h"
@@ -128,38 +129,6 @@ static void alerts_notify(rpc_placer *P) {
 
 /* ---- the snapshot's spec ---------------------------------------------------- */
 
-typedef struct tbuf {
-  char *p;
-  size_t n, cap;
-  bool oom;
-} tbuf;
-
-__attribute__((format(printf, 2, 3))) static void tb_add(tbuf *b, const char *fmt, ...) {
-  va_list ap;
-  for (;;) {
-    size_t room = b->cap - b->n;
-    va_start(ap, fmt);
-    int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? room : 0, fmt, ap);
-    va_end(ap);
-    if (k < 0) {
-      b->oom = true;
-      return;
-    }
-    if (b->p && (size_t)k < room) {
-      b->n += (size_t)k;
-      return;
-    }
-    size_t nc = (b->cap ? b->cap : 256) * 2 + (size_t)k;
-    char *np = realloc(b->p, nc);
-    if (!np) {
-      b->oom = true;
-      return;
-    }
-    b->p = np;
-    b->cap = nc;
-  }
-}
-
 /*
  * The manifest's "spec" object (snapfmt.h) as the worker's spec text, so
  * that gd_worker_spec_parse resolves it exactly as the job did. Only what
@@ -179,30 +148,30 @@ static int spec_from_manifest(const gd_snapshot_view *v, gd_worker_spec *ret, gd
     return gd_err_set(err, GD_EINTERNAL, "snapshot %llu: the manifest has no spec",
                       (unsigned long long)v->id);
   }
-  tbuf b = {0};
+  gd_strbuf b = {0};
   json_object_object_foreach(spec, key, val) {
     if (!strcmp(key, "algorithm") || !strcmp(key, "evidence")) {
-      tb_add(&b, "%s=%s\n", key, json_object_get_string(val));
+      gd_strbuf_printf(&b, "%s=%s\n", key, json_object_get_string(val));
     } else if (!strcmp(key, "resolution") || !strcmp(key, "threshold") ||
                !strcmp(key, "min_tie_weight") || !strcmp(key, "beta")) {
       if (json_object_is_type(val, json_type_double) || json_object_is_type(val, json_type_int))
-        tb_add(&b, "%s=%.17g\n", key, json_object_get_double(val));
+        gd_strbuf_printf(&b, "%s=%.17g\n", key, json_object_get_double(val));
     } else if (!strcmp(key, "since") || !strcmp(key, "until")) {
-      tb_add(&b, "%s=%lld\n", key, (long long)json_object_get_int64(val));
+      gd_strbuf_printf(&b, "%s=%lld\n", key, (long long)json_object_get_int64(val));
     } else if (!strcmp(key, "flagged_labels") && json_object_is_type(val, json_type_array)) {
-      tb_add(&b, "flagged_labels=");
+      gd_strbuf_printf(&b, "flagged_labels=");
       for (size_t i = 0; i < json_object_array_length(val); i++)
-        tb_add(&b, "%s%s", i ? "," : "",
+        gd_strbuf_printf(&b, "%s%s", i ? "," : "",
                json_object_get_string(json_object_array_get_idx(val, i)));
-      tb_add(&b, "\n");
+      gd_strbuf_printf(&b, "\n");
     } else if ((!strcmp(key, "hub_caps") || !strcmp(key, "type_weights")) &&
                json_object_is_type(val, json_type_object)) {
       bool caps = key[0] == 'h';
       json_object_object_foreach(val, tname, x) {
         if (caps)
-          tb_add(&b, "hub_cap.%s=%lld\n", tname, (long long)json_object_get_int64(x));
+          gd_strbuf_printf(&b, "hub_cap.%s=%lld\n", tname, (long long)json_object_get_int64(x));
         else
-          tb_add(&b, "weight.%s=%.17g\n", tname, json_object_get_double(x));
+          gd_strbuf_printf(&b, "weight.%s=%.17g\n", tname, json_object_get_double(x));
       }
     }
   }
@@ -540,17 +509,13 @@ out:
 /* ---- the write ------------------------------------------------------------- */
 
 typedef struct pop {
-  gd_write_op op;
+  rpc_sync_op s; /* first */
   rpc_placer *P;
   pitem *items;
   size_t n;
   bool rebase;
   uint64_t rebase_snap, rebased;
   size_t nalerts;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool done;
-  gd_err err;
 } pop;
 
 static int pop_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
@@ -577,31 +542,10 @@ static int pop_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   return GD_OK;
 }
 
-static void pop_done(gd_write_op *wop, const gd_err *err) {
-  pop *o = (pop *)wop;
-  pthread_mutex_lock(&o->mu);
-  o->err = *err;
-  o->done = true;
-  pthread_cond_signal(&o->cv);
-  pthread_mutex_unlock(&o->mu);
-}
-
 /* Submits o and waits for its commit. */
 static int pop_run(rpc_placer *P, pop *o, gd_err *err) {
-  o->op = (gd_write_op){.apply = pop_apply, .done = pop_done};
   o->P = P;
-  pthread_mutex_init(&o->mu, NULL);
-  pthread_cond_init(&o->cv, NULL);
-  gd_writer_submit(P->R->writer, &o->op);
-  pthread_mutex_lock(&o->mu);
-  while (!o->done)
-    pthread_cond_wait(&o->cv, &o->mu);
-  pthread_mutex_unlock(&o->mu);
-  pthread_mutex_destroy(&o->mu);
-  pthread_cond_destroy(&o->cv);
-  if (o->err.code && err)
-    *err = o->err;
-  return o->err.code;
+  return rpc_write_sync(P->R, &o->s, pop_apply, err);
 }
 
 /* ---- the thread ------------------------------------------------------------ */
@@ -670,7 +614,7 @@ static int place_batch(rpc_placer *P, bool *ret_more, gd_err *err) {
   }
   if (!rc) {
     int64_t *lat = P->lat;
-    int64_t now = gd_now_ns();
+    int64_t now = gd_now_unix_ns();
     size_t placed = 0;
     for (size_t i = 0; i < n; i++)
       if (items[i].action != PI_CLEAR)
@@ -826,49 +770,34 @@ void rpc_entity_placement(gd_rtxn *r, Graphd__V1__Entity *e, Graphd__V1__Placeme
 /* ---- WatchAlerts --------------------------------------------------------- */
 
 /*
- * One event per write, at most one write outstanding. The stream reads
- * the events after its position in a read transaction of its own each
- * time it may send, skipping those the filters drop; with nothing to send
- * it waits for the placer's notice. The state's life follows WatchJob's
- * (analytics.c): refs under awatch_mu keep it alive for on_cancel.
+ * One event per write, at most one write outstanding (rpc_follow). The
+ * stream reads the events after its position in a read transaction of its
+ * own each time it may send, skipping those the filters drop; with nothing
+ * to send it waits for the placer's notice.
  */
 typedef struct awatch {
+  rpc_follow f; /* first */
   gd_rpc *rpc;
   rpc_placer *P;
-  pthread_mutex_t mu;
-  int refs;
   uint64_t handle;
   uint64_t pos; /* the last seq sent or passed over */
   double min_risk;
   char *label;
   uint64_t cluster;
-  bool writing, done, finished;
-  gd_call *call;
   uint8_t *buf;
   size_t cap;
 } awatch;
 
-static pthread_mutex_t awatch_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void awatch_unref(awatch *w) {
-  pthread_mutex_lock(&awatch_mu);
-  bool last = --w->refs == 0;
-  pthread_mutex_unlock(&awatch_mu);
-  if (last) {
-    pthread_mutex_destroy(&w->mu);
-    free(w->label);
-    free(w->buf);
-    free(w);
-  }
+static void awatch_unlisten(rpc_follow *f) {
+  awatch *w = (awatch *)f;
+  alerts_unlisten(w->P, w->handle);
 }
 
-static void awatch_end(awatch *w, int code, const char *msg) {
-  alerts_unlisten(w->P, w->handle);
-  pthread_mutex_lock(&awatch_mu);
-  gd_call_set_user(w->call, NULL);
-  pthread_mutex_unlock(&awatch_mu);
-  gd_call_finish(w->call, code, msg, NULL, 0);
-  awatch_unref(w);
+static void awatch_destroy(rpc_follow *f) {
+  awatch *w = (awatch *)f;
+  free(w->label);
+  free(w->buf);
+  free(w);
 }
 
 typedef struct afind {
@@ -933,51 +862,27 @@ static void awatch_send(awatch *w) {
   graphd__v1__alert_event__free_unpacked(ev, NULL);
   if (rc)
     return;
-  w->writing = true;
-  gd_call_write(w->call, w->buf, n, false);
+  w->f.writing = true;
+  gd_call_write(w->f.call, w->buf, n, false);
 }
 
 static void awatch_changed(void *ctx) {
   awatch *w = ctx;
-  pthread_mutex_lock(&w->mu);
-  if (!w->done && !w->writing)
+  pthread_mutex_lock(&w->f.mu);
+  if (!w->f.done && !w->f.writing)
     awatch_send(w);
-  pthread_mutex_unlock(&w->mu);
+  pthread_mutex_unlock(&w->f.mu);
 }
 
 void rpc_alerts_written(gd_call *c, bool ok) {
   awatch *w = gd_call_user(c);
-  pthread_mutex_lock(&w->mu);
-  w->writing = false;
-  bool end = false;
-  if (!ok || w->done) {
-    if (!w->finished)
-      end = w->done = w->finished = true;
-  } else {
+  pthread_mutex_lock(&w->f.mu);
+  bool end = rpc_follow_written(&w->f, !ok);
+  if (!end && !w->f.done)
     awatch_send(w);
-  }
-  pthread_mutex_unlock(&w->mu);
+  pthread_mutex_unlock(&w->f.mu);
   if (end)
-    awatch_end(w, GD_ECANCELLED, "call cancelled");
-}
-
-void rpc_alerts_cancel(gd_call *c) {
-  pthread_mutex_lock(&awatch_mu);
-  awatch *w = gd_call_user(c);
-  if (w)
-    w->refs++;
-  pthread_mutex_unlock(&awatch_mu);
-  if (!w)
-    return;
-  pthread_mutex_lock(&w->mu);
-  w->done = true;
-  bool fin = !w->writing && !w->finished;
-  if (fin)
-    w->finished = true;
-  pthread_mutex_unlock(&w->mu);
-  if (fin)
-    awatch_end(w, GD_ECANCELLED, "call cancelled");
-  awatch_unref(w);
+    rpc_follow_end(&w->f, GD_ECANCELLED, "call cancelled");
 }
 
 /* Checks the request against the store; *ret_pos gets the position to
@@ -1054,36 +959,23 @@ void rpc_watch_alerts(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) 
     rpc_fail(c, &err);
     return;
   }
-  pthread_mutex_init(&w->mu, NULL);
   w->rpc = R;
   w->P = R->placer;
-  w->refs = 1;
   w->pos = pos;
   w->min_risk = q->min_risk;
   w->cluster = q->cluster_id;
-  w->call = c;
   protobuf_c_message_free_unpacked(&q->base, NULL);
-  /* The listener takes the placer's list lock and then w->mu, so w->mu is
-   * not held while listening; the call's user is set first, since a
-   * notice may write at once. */
-  pthread_mutex_lock(&awatch_mu);
-  gd_call_set_user(c, w);
-  pthread_mutex_unlock(&awatch_mu);
-  w->handle = alerts_listen(w->P, awatch_changed, w);
+  rpc_follow_init(&w->f, c, awatch_unlisten, awatch_destroy);
+  w->handle = alerts_listen(w->P, awatch_changed, w); /* before w->f.mu: rpc_follow */
   if (!w->handle) {
-    pthread_mutex_lock(&awatch_mu);
-    gd_call_set_user(c, NULL);
-    pthread_mutex_unlock(&awatch_mu);
-    pthread_mutex_destroy(&w->mu);
-    free(w->label);
-    free(w);
+    rpc_follow_abandon(&w->f);
     rpc_fail_code(c, GD_ENOMEM, "out of memory");
     return;
   }
-  pthread_mutex_lock(&w->mu);
-  if (!w->writing && !w->done)
+  pthread_mutex_lock(&w->f.mu);
+  if (!w->f.writing && !w->f.done)
     awatch_send(w);
-  pthread_mutex_unlock(&w->mu);
+  pthread_mutex_unlock(&w->f.mu);
 }
 
 /* ---- GetCluster's placed members --------------------------------------------- */

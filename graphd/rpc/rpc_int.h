@@ -54,6 +54,23 @@ struct gd_rpc {
  * table (gd_rpc_methods). */
 static inline gd_rpc *rpc_ctx(gd_call *c) { return gd_call_ctx(c); }
 
+/*
+ * A write op whose submitter waits for it (the jobs journal, the placer):
+ * embed it first, then rpc_write_sync submits it through R's writer with
+ * `apply` and returns once it is durable (GD_OK) or failed (its error in
+ * err). Not from the writer thread, nor from a call's handler in a way
+ * that holds up the server's threads for long.
+ */
+typedef struct rpc_sync_op {
+  gd_write_op op;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool done;
+  gd_err err;
+} rpc_sync_op;
+int rpc_write_sync(gd_rpc *R, rpc_sync_op *o, int (*apply)(gd_wtxn *t, gd_write_op *op, gd_err *err),
+                   gd_err *err);
+
 /* The jobs journal's save (analytics.c): ctx is the gd_rpc. */
 int rpc_journal_save(void *ctx, const gd_job_info *ji, const char *spec_text, gd_err *err);
 
@@ -114,7 +131,6 @@ void rpc_get_cluster(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 /* Server streams: on_request, on_written, on_cancel. */
 void rpc_watch_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_watch_written(gd_call *c, bool ok);
-void rpc_watch_cancel(gd_call *c);
 void rpc_stream_assignments(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_assign_written(gd_call *c, bool ok);
 void rpc_diff_snapshots(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
@@ -122,6 +138,39 @@ void rpc_diff_written(gd_call *c, bool ok);
 /* Server reflection (reflection.c): a bidirectional stream. */
 void rpc_reflection_read(gd_call *c, gd_read_result r, const uint8_t *msg, size_t len);
 void rpc_reflection_written(gd_call *c, bool ok);
+/*
+ * A server stream that follows a source (follow.c): WatchJob, WatchAlerts.
+ * Embed it first in the stream's state. At most one write is outstanding
+ * (`writing`); `done` says the stream is to end (cancelled, or its source
+ * ended), `finished` that gd_call_finish is decided, so exactly one path
+ * takes it. Lock order: a source's listener lock, then f->mu; never the
+ * other way, so listen before taking f->mu.
+ *
+ * rpc_follow_init sets the call's user pointer to f (refs 1): the call's
+ * reference. rpc_follow_abandon undoes init before anything was written
+ * (the handler then fails the call itself). rpc_follow_end, with f->mu not
+ * held: unlisten(f), detach, finish the call with code and msg, drop the
+ * call's reference (destroy(f) frees the state once none is left).
+ * rpc_follow_written, with f->mu held, in on_written: clears `writing`
+ * and returns true when the caller must now rpc_follow_end (end given, or
+ * done), exactly once. rpc_follow_cancel is the on_cancel of every such
+ * method.
+ */
+typedef struct rpc_follow {
+  pthread_mutex_t mu;
+  int refs; /* under follow.c's lock: the call's, plus one per on_cancel running */
+  bool writing, done, finished;
+  gd_call *call;
+  void (*unlisten)(struct rpc_follow *f);
+  void (*destroy)(struct rpc_follow *f);
+} rpc_follow;
+void rpc_follow_init(rpc_follow *f, gd_call *c, void (*unlisten)(rpc_follow *),
+                     void (*destroy)(rpc_follow *));
+void rpc_follow_abandon(rpc_follow *f);
+void rpc_follow_end(rpc_follow *f, int code, const char *msg);
+bool rpc_follow_written(rpc_follow *f, bool end);
+void rpc_follow_cancel(gd_call *c);
+
 /* Fresh clusters (place.c). rpc_place_kick wakes the placer after a
  * committed write (no-op when placement is off). rpc_entity_placement
  * sets e's cluster_risk (from its cluster_id's summary) and, when the
@@ -138,7 +187,6 @@ int rpc_cluster_provisional(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_
                             gd_err *err);
 void rpc_watch_alerts(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_alerts_written(gd_call *c, bool ok);
-void rpc_alerts_cancel(gd_call *c);
 
 /* Sets e's cluster_id / cluster_snapshot_id from the latest snapshot
  * (sellers only; left 0 when there is none). *latest caches the latest

@@ -15,23 +15,13 @@ static void put16(uint8_t *p, uint16_t x) {
   p[1] = (uint8_t)(x >> 8);
 }
 static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static void put64(uint8_t *p, uint64_t x) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(x >> (8 * i));
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t x = 0;
-  for (int i = 7; i >= 0; i--)
-    x = x << 8 | p[i];
-  return x;
-}
 
 /* Parses v (len bytes) into *a; -1 if malformed. */
 static int parse(const uint8_t *p, size_t len, gd_audit_view *a) {
   if (len < FIXED)
     return -1;
-  a->seq = get64(p);
-  a->time_ms = (int64_t)get64(p + 8);
+  a->seq = gd_le64_get(p);
+  a->time_ms = (int64_t)gd_le64_get(p + 8);
   a->status = (int32_t)(uint32_t)(p[16] | p[17] << 8 | p[18] << 16 | (uint32_t)p[19] << 24);
   a->role = p[20];
   uint16_t l[5];
@@ -91,8 +81,8 @@ int gd_store_audit_append(gd_wtxn *t, const gd_audit_in *in, uint64_t *ret_seq, 
   }
   uint8_t *p = v.mv_data;
   memset(p, 0, HDR);
-  put64(p, seq);
-  put64(p + 8, (uint64_t)in->time_ms);
+  gd_le64_put(p, seq);
+  gd_le64_put(p + 8, (uint64_t)in->time_ms);
   uint32_t st = (uint32_t)in->status;
   p[16] = (uint8_t)st, p[17] = (uint8_t)(st >> 8), p[18] = (uint8_t)(st >> 16),
   p[19] = (uint8_t)(st >> 24);

@@ -6,27 +6,6 @@
 
 #include "store/store_int.h"
 
-static void put64le(uint8_t *p, uint64_t x) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(x >> (8 * i));
-}
-static uint64_t get64le(const uint8_t *p) {
-  uint64_t x = 0;
-  for (int i = 7; i >= 0; i--)
-    x = x << 8 | p[i];
-  return x;
-}
-static void putdbl(uint8_t *p, double d) {
-  uint64_t x;
-  memcpy(&x, &d, 8);
-  put64le(p, x);
-}
-static double getdbl(const uint8_t *p) {
-  uint64_t x = get64le(p);
-  double d;
-  memcpy(&d, &x, 8);
-  return d;
-}
 
 /* ---- the queue ---------------------------------------------------------- */
 
@@ -54,7 +33,7 @@ static int mark(gd_wtxn *t, uint64_t seller, bool may_shed, gd_err *err) {
         return gd__mdb_err(rc, err, "placement queue");
     }
   }
-  put64le(vb, (uint64_t)gd_now_ns());
+  gd_le64_put(vb, (uint64_t)gd_now_unix_ns());
   v.mv_size = 8;
   v.mv_data = vb;
   int rc = mdb_put(t->txn, t->s->dirty, &k, &v, 0);
@@ -95,7 +74,7 @@ int gd_store_dirty_list(gd_rtxn *r, size_t max, uint64_t *sellers, int64_t *stam
       return gd_err_set(err, GD_EINTERNAL, "placement queue: a row of the wrong size");
     }
     sellers[n] = gd_be64_get(k.mv_data);
-    stamps[n++] = (int64_t)get64le(v.mv_data);
+    stamps[n++] = (int64_t)gd_le64_get(v.mv_data);
   }
   mdb_cursor_close(c);
   if (rc && rc != MDB_NOTFOUND)
@@ -113,7 +92,7 @@ int gd_store_dirty_clear(gd_wtxn *t, uint64_t seller, int64_t stamp, gd_err *err
     return GD_OK;
   if (rc)
     return gd__mdb_err(rc, err, "placement queue");
-  if (v.mv_size != 8 || (int64_t)get64le(v.mv_data) != stamp)
+  if (v.mv_size != 8 || (int64_t)gd_le64_get(v.mv_data) != stamp)
     return GD_OK; /* marked again since: placed again */
   rc = mdb_del(t->txn, t->s->dirty, &k, NULL);
   return rc ? gd__mdb_err(rc, err, "placement queue") : GD_OK;
@@ -124,28 +103,28 @@ int gd_store_dirty_clear(gd_wtxn *t, uint64_t seller, int64_t stamp, gd_err *err
 #define PROV_LEN 64
 
 static void prov_encode(const gd_prov *p, uint8_t *b) {
-  put64le(b, p->snapshot);
-  put64le(b + 8, p->cluster);
-  put64le(b + 16, p->previous);
-  put64le(b + 24, p->size);
-  putdbl(b + 32, p->risk);
-  putdbl(b + 40, p->gain);
-  putdbl(b + 48, p->tie);
-  put64le(b + 56, (uint64_t)p->placed_at);
+  gd_le64_put(b, p->snapshot);
+  gd_le64_put(b + 8, p->cluster);
+  gd_le64_put(b + 16, p->previous);
+  gd_le64_put(b + 24, p->size);
+  gd_lef64_put(b + 32, p->risk);
+  gd_lef64_put(b + 40, p->gain);
+  gd_lef64_put(b + 48, p->tie);
+  gd_le64_put(b + 56, (uint64_t)p->placed_at);
 }
 
 static int prov_decode(const MDB_val *v, gd_prov *p, gd_err *err) {
   if (v->mv_size != PROV_LEN)
     return gd_err_set(err, GD_EINTERNAL, "placement: a row of %zu bytes", v->mv_size);
   const uint8_t *b = v->mv_data;
-  p->snapshot = get64le(b);
-  p->cluster = get64le(b + 8);
-  p->previous = get64le(b + 16);
-  p->size = get64le(b + 24);
-  p->risk = getdbl(b + 32);
-  p->gain = getdbl(b + 40);
-  p->tie = getdbl(b + 48);
-  p->placed_at = (int64_t)get64le(b + 56);
+  p->snapshot = gd_le64_get(b);
+  p->cluster = gd_le64_get(b + 8);
+  p->previous = gd_le64_get(b + 16);
+  p->size = gd_le64_get(b + 24);
+  p->risk = gd_lef64_get(b + 32);
+  p->gain = gd_lef64_get(b + 40);
+  p->tie = gd_lef64_get(b + 48);
+  p->placed_at = (int64_t)gd_le64_get(b + 56);
   return GD_OK;
 }
 

@@ -411,25 +411,15 @@ fail:
 #define ASSIGN_ROW 16
 #define MANIFEST_MAX (64u << 20)
 
-static inline void wr_le64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-static inline uint64_t rd_le64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--)
-    v = (v << 8) | p[i];
-  return v;
-}
 
 static int snap_decode(const MDB_val *k, const MDB_val *v, gd_snapshot_view *ret) {
   const uint8_t *p = v->mv_data;
-  if (k->mv_size != 8 || v->mv_size < SNAP_HDR || rd_le64(p) != SNAP_FORMAT)
+  if (k->mv_size != 8 || v->mv_size < SNAP_HDR || gd_le64_get(p) != SNAP_FORMAT)
     return -1;
   ret->id = gd_be64_get(k->mv_data);
-  ret->n_assignments = rd_le64(p + 8);
-  ret->n_clusters = rd_le64(p + 16);
-  ret->created_at = (int64_t)rd_le64(p + 24);
+  ret->n_assignments = gd_le64_get(p + 8);
+  ret->n_clusters = gd_le64_get(p + 16);
+  ret->created_at = (int64_t)gd_le64_get(p + 24);
   ret->manifest = p + SNAP_HDR;
   ret->manifest_len = v->mv_size - SNAP_HDR;
   return 0;
@@ -602,9 +592,9 @@ static int put_names(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const gd_snapshot_i
     p[1] = in->name_flags[i];
     p += 2;
     if (d) {
-      wr_le64(p, (uint64_t)d->first_seen);
-      wr_le64(p + 8, (uint64_t)d->last_seen);
-      wr_le64(p + 16, d->seller_count);
+      gd_le64_put(p, (uint64_t)d->first_seen);
+      gd_le64_put(p + 8, (uint64_t)d->last_seen);
+      gd_le64_put(p + 16, d->seller_count);
       p[24] = (uint8_t)d->nlabels;
       p[25] = (uint8_t)(d->nlabels >> 8);
       for (int b = 0; b < 4; b++)
@@ -642,9 +632,9 @@ int gd_store_snapshot_name(gd_rtxn *r, uint64_t snap, uint64_t id, gd_snap_name 
     if (end - p < DETAIL_BYTES)
       goto corrupt;
     gd_snap_detail *d = &ret->d;
-    d->first_seen = (int64_t)rd_le64(p);
-    d->last_seen = (int64_t)rd_le64(p + 8);
-    d->seller_count = rd_le64(p + 16);
+    d->first_seen = (int64_t)gd_le64_get(p);
+    d->last_seen = (int64_t)gd_le64_get(p + 8);
+    d->seller_count = gd_le64_get(p + 16);
     d->nlabels = (size_t)p[24] | (size_t)p[25] << 8;
     d->labels_len = (size_t)p[26] | (size_t)p[27] << 8 | (size_t)p[28] << 16 | (size_t)p[29] << 24;
     p += DETAIL_BYTES;
@@ -861,10 +851,10 @@ int gd_store_snapshot_put(gd_wtxn *t, uint64_t id, const gd_snapshot_in *in, gd_
   if ((rc = mdb_put(txn, s->snap, &k, &v, MDB_RESERVE)))
     return gd__mdb_err(rc, err, "snapshot");
   uint8_t *p = v.mv_data;
-  wr_le64(p, SNAP_FORMAT);
-  wr_le64(p + 8, in->n_assign);
-  wr_le64(p + 16, in->n_clusters);
-  wr_le64(p + 24, (uint64_t)gd_wtxn_now(t));
+  gd_le64_put(p, SNAP_FORMAT);
+  gd_le64_put(p + 8, in->n_assign);
+  gd_le64_put(p + 16, in->n_clusters);
+  gd_le64_put(p + 24, (uint64_t)gd_wtxn_now(t));
   if (in->manifest_len)
     memcpy(p + SNAP_HDR, in->manifest, in->manifest_len);
 

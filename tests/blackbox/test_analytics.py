@@ -60,12 +60,16 @@ def generate(sellergen_bin, tmp_path_factory, name, args):
     return Net(str(out))
 
 
-def loaded_daemon(net, tmp_path_factory, name):
-    """A daemon holding net (a fixture body: yields it, checks exit 0)."""
+def loaded_daemon(net, tmp_path_factory, name, load=None):
+    """A daemon holding net, or whatever load(daemon) puts in it (a fixture
+    body: yields the daemon, or load's result; checks exit 0)."""
     dm = start_daemon(tmp_path_factory, name)
     try:
-        ingest(dm.stub, net.link_rows, net.entity_rows)
-        yield dm
+        if load is None:
+            ingest(dm.stub, net.link_rows, net.entity_rows)
+            yield dm
+        else:
+            yield load(dm)
     except BaseException:
         print("graphd stderr tail:\n" + dm.log_tail())
         raise

@@ -22,7 +22,7 @@ import pytest
 from google.protobuf import json_format
 
 from bbutil import ADDRESS, DEVICE, SELLER, T, expect_status, pb, ref
-from test_analytics import generate, run_job, start_daemon
+from test_analytics import generate, loaded_daemon, run_job
 from test_investigate import ingest
 
 GEN_ARGS = ["--sellers", "3000", "--seed", "11", "--profile", "heavy"]
@@ -67,20 +67,15 @@ def split(net):
 @pytest.fixture(scope="module")
 def fresh(net, tmp_path_factory):
     """A daemon holding the older 99% of net's links, clustered once."""
-    dm = start_daemon(tmp_path_factory, "fresh")
-    try:
+    def load(dm):
         old, _ = split(net)
         ingest(dm.stub, old, net.entity_rows)
         job, seen = run_job(dm.stub, name="base", flagged_labels=["counterfeit"])
         assert seen[-1].state == pb.JOB_STATE_SUCCEEDED, seen[-1].reason
         wait_placed(dm.stub)
-        yield dm
-    except BaseException:
-        print("graphd stderr tail:\n" + dm.log_tail())
-        raise
-    finally:
-        rc = dm.terminate()
-        assert rc == 0, "graphd exit code %r\n%s" % (rc, dm.log_tail())
+        return dm
+
+    yield from loaded_daemon(net, tmp_path_factory, "fresh", load)
 
 
 def wait_placed(stub, timeout=30.0):

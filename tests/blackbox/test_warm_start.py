@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from bbutil import T, expect_status, pb
-from test_analytics import generate, run_job, start_daemon
+from test_analytics import generate, loaded_daemon, run_job
 from test_investigate import ingest
 
 GEN_ARGS = ["--sellers", "2000", "--seed", "11"]
@@ -32,21 +32,17 @@ def warm(net, tmp_path_factory):
     were loaded: (daemon, snapshot A's manifest)."""
     rows = sorted(net.link_rows, key=lambda r: r[2])  # by seen; stable
     cut = len(rows) - max(1, int(len(rows) * HELD_BACK))
-    dm = start_daemon(tmp_path_factory, "warm")
-    try:
+
+    def load(dm):
         ingest(dm.stub, rows[:cut], net.entity_rows)
         job, seen = run_job(dm.stub, name="A")
         assert seen[-1].state == pb.JOB_STATE_SUCCEEDED, seen[-1].reason
         a = dm.stub.GetSnapshot(pb.SnapshotRequest(snapshot_id=seen[-1].snapshot_id),
                                 timeout=T())
         ingest(dm.stub, rows[cut:], [])
-        yield dm, a
-    except BaseException:
-        print("graphd stderr tail:\n" + dm.log_tail())
-        raise
-    finally:
-        rc = dm.terminate()
-        assert rc == 0, "graphd exit code %r\n%s" % (rc, dm.log_tail())
+        return dm, a
+
+    yield from loaded_daemon(net, tmp_path_factory, "warm", load)
 
 
 def assignments(stub, snapshot_id):
