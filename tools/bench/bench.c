@@ -364,7 +364,7 @@ static int cmp_u64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static int cmp_double(const void *a, const void *b) {
+int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
 }
@@ -383,16 +383,26 @@ double median(const double *v, int n) {
   return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
 }
 
-/* Nearest-rank percentile of a sorted array. */
-static uint64_t percentile(const uint64_t *v, size_t n, double q) {
-  if (n == 0)
-    return 0;
+/* The index of the nearest-rank percentile q of n > 0 sorted values. */
+static size_t nearest_rank(size_t n, double q) {
   size_t rank = (size_t)ceil(q * (double)n);
   if (rank < 1)
     rank = 1;
   if (rank > n)
     rank = n;
-  return v[rank - 1];
+  return rank - 1;
+}
+
+/* Nearest-rank percentile of a sorted array. */
+static uint64_t percentile(const uint64_t *v, size_t n, double q) {
+  return n ? v[nearest_rank(n, q)] : 0;
+}
+
+double pctl(double *v, size_t n, double q) {
+  if (!n)
+    return NAN;
+  qsort(v, n, sizeof *v, cmp_double);
+  return v[nearest_rank(n, q)];
 }
 
 /* 1234567 -> "1,234,567" */
@@ -1841,6 +1851,37 @@ void daemon_free(daemon_proc *d) {
   d->log_path = NULL;
 }
 
+bool daemon_finish(const bench_cfg *cfg, daemon_proc *d, const char *when, daemon_exit *ret) {
+  bool alive = d->pid && daemon_alive(d, when);
+  daemon_stop(cfg, d, ret);
+  daemon_free(d);
+  return alive && ret->exited_ok;
+}
+
+int bench_log_port(const char *log_path, const char *marker) {
+  size_t mlen = strlen(marker);
+  for (int tries = 0; tries < 100; tries++) {
+    FILE *f = fopen(log_path, "r");
+    char line[1024];
+    int port = 0;
+    while (f && !port && fgets(line, sizeof line, f)) {
+      char *p = strstr(line, marker);
+      if (!p)
+        continue;
+      p += mlen;
+      p[strcspn(p, " \t\r\n")] = '\0'; /* the word: PORT or HOST:PORT */
+      char *colon = strrchr(p, ':');
+      port = atoi(colon ? colon + 1 : p);
+    }
+    if (f)
+      fclose(f);
+    if (port > 0)
+      return port;
+    usleep(50000);
+  }
+  return 0;
+}
+
 /* ==================================================================== */
 /* Ingest                                                                  */
 
@@ -2108,8 +2149,9 @@ stop:
   dir_bytes(data_dir, &ret->dir_apparent, &ret->dir_alloc);
 }
 
-int bench_ingest_range(const bench_cfg *cfg, gc_client *c, const dataset *d, size_t first,
-                       size_t n, double *ret_seconds, uint64_t *ret_records, gc_status *st) {
+bool bench_ingest_range(const bench_cfg *cfg, gc_client *c, const dataset *d, size_t first,
+                        size_t n, const char *label, const char *what, double *ret_seconds,
+                        uint64_t *ret_records) {
   dataset sub = *d; /* a view of the range: the batches read links and keys only */
   sub.links = d->links + first;
   sub.nlinks = n;
@@ -2119,14 +2161,15 @@ int bench_ingest_range(const bench_cfg *cfg, gc_client *c, const dataset *d, siz
   *ret_records = 0;
   gc_stream_opts sopts = {.step_timeout_ms = cfg->step_timeout_ms, .deadline_ms = 3600000};
   gc_stream *s = NULL;
+  gc_status st;
   int64_t t0 = now_ns();
-  int code = gc_stream_open(c, SVC "Ingest", &sopts, &s, st);
+  int code = gc_stream_open(c, SVC "Ingest", &sopts, &s, &st);
   for (size_t i = 0; i < pb.n && code == GRPC_STATUS_OK; i++)
-    code = gc_stream_send(s, &pb.reqs[i].base, st);
+    code = gc_stream_send(s, &pb.reqs[i].base, &st);
   Graphd__V1__IngestReply *rep = NULL;
   if (code == GRPC_STATUS_OK)
     code = gc_stream_finish(s, &graphd__v1__ingest_reply__descriptor, (ProtobufCMessage **)&rep,
-                            st);
+                            &st);
   if (code == GRPC_STATUS_OK) {
     *ret_seconds = (double)(now_ns() - t0) / 1e9;
     if (rep->totals)
@@ -2136,7 +2179,16 @@ int bench_ingest_range(const bench_cfg *cfg, gc_client *c, const dataset *d, siz
     protobuf_c_message_free_unpacked(&rep->base, NULL);
   gc_stream_free(s);
   pb_batches_free(&pb);
-  return code;
+  if (code != GRPC_STATUS_OK) {
+    anomaly("%s: Ingest of %s%zu link records failed: %s: %s", label, what, n,
+            gc_status_code_name(st.code), st.message);
+    return false;
+  }
+  if (*ret_records != n) {
+    anomaly("%s: Ingest counted %" PRIu64 " link records, %zu sent", label, *ret_records, n);
+    return false;
+  }
+  return true;
 }
 
 typedef struct ingest_report {
@@ -3393,6 +3445,18 @@ static double read_ratio(const read_report *rep, int p, rpc_kind k, int f, rpc_k
 
 /* A JSON number, or null when not finite (JSON has no NaN). */
 json_object *jnum(double v) { return isfinite(v) ? json_object_new_double(v) : NULL; }
+
+void jput(json_object *o, const char *k, json_object *v) { json_object_object_add(o, k, v); }
+
+const char *met(bool ok, double v) { return !isfinite(v) ? "n/a" : ok ? "met" : "MISSED"; }
+
+json_object *jtarget(const char *bound, double limit, double v, bool ok) {
+  json_object *t = json_object_new_object();
+  jput(t, bound, json_object_new_double(limit));
+  jput(t, "value", jnum(v));
+  jput(t, "met", isfinite(v) ? json_object_new_boolean(ok) : NULL);
+  return t;
+}
 
 /* v with prec decimals, or "-" when not finite. */
 const char *fmtf(char *buf, size_t size, int prec, double v) {

@@ -1,9 +1,11 @@
 /*
- * graphd-bench internals shared by bench.c (ingest, read, main), cluster.c
- * (the cluster mode) and security.c (the security mode): the
- * configuration, small helpers, anomaly reporting, spawning / stopping the
- * daemon, and one read measurement. Everything here but the modes is
- * defined in bench.c and documented there.
+ * graphd-bench internals shared by bench.c (ingest, read, main) and the
+ * modes in their own files (cluster.c, security.c, metrics.c, gateway.c,
+ * warm.c, place.c): the configuration, small helpers, anomaly reporting,
+ * spawning / stopping the daemon, one read measurement, the libcurl GET
+ * (metrics.c) and clustering jobs through the daemon (job.c). Everything
+ * here but the modes, the GET and the jobs is defined in bench.c and
+ * documented there.
  */
 #ifndef GD_BENCH_INT_H
 #define GD_BENCH_INT_H
@@ -16,45 +18,12 @@
 
 #ifndef GD_BENCH_GRAPHD
 #define GD_BENCH_GRAPHD "graphd"
-/*
- * The gateway mode (gateway.c) on data_dir, a graphd data dir already
- * loaded (and not served by any process), with keys sampled from the same
- * data: per repeat one daemon with --http-listen; GetEntity over gRPC and
- * over HTTP/JSON at one call in flight, alternating, then the console's
- * page load (GetEntity + 2-hop LinkedSellers over HTTP). Prints its
- * report; *ret_ok is false when a check failed.
- */
-json_object *bench_gateway(const bench_cfg *cfg, const char *workroot, const char *data_dir,
-                           const read_keys *keys, bool *ret_ok);
-
 #endif
 #ifndef GD_BENCH_SELLERGEN
 #define GD_BENCH_SELLERGEN "sellergen"
-/*
- * The gateway mode (gateway.c) on data_dir, a graphd data dir already
- * loaded (and not served by any process), with keys sampled from the same
- * data: per repeat one daemon with --http-listen; GetEntity over gRPC and
- * over HTTP/JSON at one call in flight, alternating, then the console's
- * page load (GetEntity + 2-hop LinkedSellers over HTTP). Prints its
- * report; *ret_ok is false when a check failed.
- */
-json_object *bench_gateway(const bench_cfg *cfg, const char *workroot, const char *data_dir,
-                           const read_keys *keys, bool *ret_ok);
-
 #endif
 #ifndef GD_BENCH_SRCDIR
 #define GD_BENCH_SRCDIR "."
-/*
- * The gateway mode (gateway.c) on data_dir, a graphd data dir already
- * loaded (and not served by any process), with keys sampled from the same
- * data: per repeat one daemon with --http-listen; GetEntity over gRPC and
- * over HTTP/JSON at one call in flight, alternating, then the console's
- * page load (GetEntity + 2-hop LinkedSellers over HTTP). Prints its
- * report; *ret_ok is false when a check failed.
- */
-json_object *bench_gateway(const bench_cfg *cfg, const char *workroot, const char *data_dir,
-                           const read_keys *keys, bool *ret_ok);
-
 #endif
 
 #define SVC "/graphd.v1.SellerGraph/"
@@ -63,6 +32,10 @@ json_object *bench_gateway(const bench_cfg *cfg, const char *workroot, const cha
 #define MAX_SELLERGEN_ARGS 32
 #define MAX_REPEAT 100
 #define MAX_CONC 8 /* values in --concurrency-list */
+
+struct gc_client;
+struct gc_status;
+struct gd_store;
 
 /* ---- configuration ---- */
 
@@ -121,10 +94,24 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 uint64_t mix64(uint64_t x);
 /* Median of the finite values of v (NAN if none). */
 double median(const double *v, int n);
+/* qsort comparison of doubles, ascending. */
+int cmp_double(const void *a, const void *b);
+/* Nearest-rank percentile q (0..1) of v[0..n), which it sorts in place;
+ * NAN if n is 0. */
+double pctl(double *v, size_t n, double q);
 const char *fmt_count(char *buf, size_t size, double v);
 const char *fmt_bytes(char *buf, size_t size, double b);
 json_object *jnum(double v); /* NULL (JSON null) when not finite */
 json_object *jdouble_array(const double *v, int n);
+/* json_object_object_add: o takes v over (v may be NULL, JSON null). */
+void jput(json_object *o, const char *k, json_object *v);
+/* A target's verdict in the text reports: "met" or "MISSED" by ok, "n/a"
+ * when the value v is not finite. */
+const char *met(bool ok, double v);
+/* A target in the JSON reports: {BOUND: limit, "value": v, "met": ok},
+ * "met" null when v is not finite; bound names the limit ("min", "max",
+ * "max_bytes", ...). */
+json_object *jtarget(const char *bound, double limit, double v, bool ok);
 
 /* Child processes: registered ones are SIGKILLed by die() and fatal signals. */
 void children_add(pid_t pid);
@@ -164,6 +151,19 @@ bool daemon_start(const bench_cfg *cfg, const char *data_dir, const char *log_pa
 void daemon_stop(const bench_cfg *cfg, daemon_proc *d, daemon_exit *ret);
 bool daemon_alive(daemon_proc *d, const char *when);
 void daemon_free(daemon_proc *d);
+/* Ends a daemon the caller is done with: daemon_alive(d, when) if it still
+ * has a pid, daemon_stop (into *ret), daemon_free. True when it was alive
+ * and exited 0 (the anomalies otherwise are daemon_alive's and
+ * daemon_stop's). */
+bool daemon_finish(const bench_cfg *cfg, daemon_proc *d, const char *when, daemon_exit *ret);
+/*
+ * The port a daemon printed after marker in its log (log_path, its stderr:
+ * "... metrics on 127.0.0.1:PORT", "... console on port PORT (...)"): the
+ * word right after the marker, its part after the last ':' if it has one.
+ * The log is reread every 50 ms for about 5 s until such a line with a
+ * port > 0 is there; 0 if none comes. Records no anomaly.
+ */
+int bench_log_port(const char *log_path, const char *marker);
 
 /* ---- the loaded links file (bench.c) ---- */
 
@@ -184,15 +184,17 @@ size_t dataset_hold_back_sellers(dataset *d, size_t want, uint64_t seed, size_t 
 /*
  * Streams link records [first, first + n) of d through one Ingest call on
  * c (UpsertRequests of cfg->batch links, coalescing on, a one-hour
- * deadline); the reply means durable. Returns the gRPC status code (st
- * filled when not OK); *ret_seconds is the time from opening the call to
- * the reply, *ret_records the reply's links created + updated.
+ * deadline); the reply means durable. *ret_seconds is the time from
+ * opening the call to the reply (NAN when the call failed), *ret_records
+ * the reply's links created + updated (0 when it failed). Returns true
+ * when the call succeeded and counted n records. Otherwise it records an
+ * anomaly, "LABEL: Ingest of WHATn link records failed: CODE: MESSAGE" or
+ * "LABEL: Ingest counted N link records, n sent" (what: "" or words that
+ * end in a space, e.g. "the first "), and returns false.
  */
-struct gc_client;
-struct gc_status;
-int bench_ingest_range(const bench_cfg *cfg, struct gc_client *c, const dataset *d, size_t first,
-                       size_t n, double *ret_seconds, uint64_t *ret_records,
-                       struct gc_status *st);
+bool bench_ingest_range(const bench_cfg *cfg, struct gc_client *c, const dataset *d, size_t first,
+                        size_t n, const char *label, const char *what, double *ret_seconds,
+                        uint64_t *ret_records);
 
 /* ---- one read measurement (the read and security modes) ---- */
 
@@ -268,8 +270,93 @@ typedef struct bench_body {
 } bench_body;
 size_t bench_body_write(char *p, size_t size, size_t n, void *ud);
 
+/*
+ * One GET of url on curl, a libcurl easy handle (CURL *) the caller owns
+ * and may reuse for the next GET (its connection is kept): 10 s timeout,
+ * no signals. The body goes to b (b->len reset first; b->p grows and
+ * stays the caller's to free, also after a failure). Returns 0 on HTTP
+ * 200; otherwise -1 and the reason in why (libcurl's error text, or "HTTP
+ * status N"). Records no anomaly.
+ */
+int bench_http_get(void *curl, const char *url, bench_body *b, char *why, size_t whysz);
+
+/* The value of the Prometheus sample line "SERIES VALUE" in text (series:
+ * name and labels exactly as printed); NAN if there is none (or text is
+ * NULL). */
+double bench_metric_sample(const char *text, const char *series);
+
 /* v with prec decimals, or "-" when not finite. */
 const char *fmtf(char *buf, size_t size, int prec, double v);
+
+/* ---- clustering jobs through the daemon (job.c) ---- */
+
+/* One clustering job, as bench_job_run saw it. */
+typedef struct bench_job {
+  uint64_t job_id;      /* StartClustering's reply; 0 when the call failed */
+  uint64_t snapshot_id; /* the job's snapshot when it SUCCEEDED, else 0 */
+  double start_rpc_s;   /* StartClustering round trip; NAN when it failed */
+  double wall_s;        /* StartClustering call to the last WatchJob message; NAN
+                         * unless SUCCEEDED */
+} bench_job;
+
+/*
+ * Runs one clustering job on c, the client of the daemon dp: StartClustering
+ * with the default spec but for its name and warm_start (a
+ * Graphd__V1__WarmStart value; 0 = AUTO, the daemon's default), then
+ * WatchJob until the stream ends (deadline cfg->job_timeout_ms). Fills ret
+ * in every case; returns true when the last Job message says SUCCEEDED.
+ * Otherwise it has recorded one anomaly, prefixed "LABEL: " (the caller's
+ * words for the job, e.g. "cluster 2"): "StartClustering failed: CODE: MSG",
+ * "WatchJob(ID) failed: CODE: MSG", "WatchJob(ID) sent no message" or "job
+ * ID ended STATE (stage S): REASON; see DP's log", and after a failed call
+ * checked that dp is alive (daemon_alive: one more anomaly if it died).
+ * name and label are only read during the call; there is nothing to free.
+ */
+bool bench_job_run(const bench_cfg *cfg, struct gc_client *c, daemon_proc *dp, const char *label,
+                   const char *name, int warm_start, bench_job *ret);
+
+/* The worker's stages in a manifest's timings, in the order of
+ * manifest_fill (graphd/rpc/analytics.c); total: the worker from open to
+ * summarize. */
+enum { S_OPEN, S_READ, S_PROJECT, S_CLUSTER, S_MATCH, S_SUMMARIZE, S_TOTAL, S__COUNT };
+extern const char *const stage_names[S__COUNT]; /* "open", "read", ... (as in the manifest) */
+
+/* What the modes read of a snapshot's manifest over GetSnapshot. */
+typedef struct bench_manifest {
+  double stage_s[S__COUNT]; /* NAN when absent */
+  uint64_t sellers, ties, clusters, hubs_skipped;
+  uint64_t previous;        /* previous_snapshot_id: its ids were matched against it (0: none) */
+  bool warm_started;
+  double objective, modularity;
+  double worker_rss;        /* peak_rss_bytes; NAN when not reported */
+  char checksum[65];        /* input_checksum */
+} bench_manifest;
+
+/* Nothing read yet: stages and figures NAN, counts 0. */
+void bench_manifest_clear(bench_manifest *m);
+
+/*
+ * GetSnapshot(snap) on c into ret (cleared first, so as cleared when the
+ * call fails). Returns false when it failed, with an anomaly "LABEL:
+ * GetSnapshot(ID) failed: CODE: MSG" recorded.
+ */
+bool bench_snapshot_read(const bench_cfg *cfg, struct gc_client *c, uint64_t snap,
+                         const char *label, bench_manifest *ret);
+
+/*
+ * Snapshot snap's manifest as the worker stored it (with what the rpc's
+ * SnapshotManifest does not carry, e.g. result.iterations), read
+ * in-process from store (opened next to the daemon) in one read
+ * transaction: a new json_object the caller releases with
+ * json_object_put. NULL when it cannot be read, with an anomaly "LABEL:
+ * cannot read snapshot ID's manifest in-process: ERROR" recorded, or (no
+ * anomaly) when it is not JSON.
+ */
+json_object *bench_stored_manifest(struct gd_store *store, uint64_t snap, const char *label);
+
+/* The number at o.key.sub (sub NULL: at o.key) when there is one, JSON
+ * null excepted; *ret unchanged otherwise. Returns whether it was there. */
+bool bench_json_number(json_object *o, const char *key, const char *sub, double *ret);
 
 /* ---- modes ---- */
 

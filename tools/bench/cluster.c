@@ -120,11 +120,6 @@
 #error "ties_write writes host-order integers; the file format is little-endian"
 #endif
 
-/* Manifest stages, in the order of manifest_fill (graphd/rpc/analytics.c). */
-enum { S_OPEN, S_READ, S_PROJECT, S_CLUSTER, S_MATCH, S_SUMMARIZE, S_TOTAL, S__COUNT };
-static const char *const stage_names[S__COUNT] = {"open",  "read",      "project", "cluster",
-                                                  "match", "summarize", "total"};
-
 /* ---- the projection, in-process --------------------------------------- */
 
 typedef struct proj_info {
@@ -249,168 +244,69 @@ typedef struct job_result {
   double wall_s;      /* StartClustering call to the last WatchJob message */
   double start_rpc_s; /* StartClustering round trip */
   uint64_t job_id, snapshot_id;
-  int watch_messages;
-  double stage_s[S__COUNT]; /* NAN when absent */
-  uint64_t sellers, ties, clusters, hubs_skipped;
-  double objective, modularity;
-  double worker_rss;  /* manifest peak_rss_bytes */
+  bench_manifest m;   /* GetSnapshot's */
   double daemon_hwm;  /* VmHWM after the job */
   double daemon_cpu_s;
   double iterations, warnings; /* Leiden iterations, igraph warnings: stored manifest */
-  char checksum[65];
 } job_result;
-
-static const char *job_state_name(int s) {
-  switch (s) {
-  case GRAPHD__V1__JOB_STATE__JOB_STATE_QUEUED: return "QUEUED";
-  case GRAPHD__V1__JOB_STATE__JOB_STATE_RUNNING: return "RUNNING";
-  case GRAPHD__V1__JOB_STATE__JOB_STATE_SUCCEEDED: return "SUCCEEDED";
-  case GRAPHD__V1__JOB_STATE__JOB_STATE_FAILED: return "FAILED";
-  case GRAPHD__V1__JOB_STATE__JOB_STATE_CANCELLED: return "CANCELLED";
-  default: return "UNSPECIFIED";
-  }
-}
 
 /* result.iterations and result.igraph_warnings of the stored manifest
  * (the rpc's SnapshotManifest does not carry them), read in-process. */
-static void manifest_extras(gd_store *store, uint64_t snap, job_result *ret) {
-  gd_rtxn *r = NULL;
-  gd_err err = {0};
-  gd_snapshot_view v;
-  if (gd_store_read_begin(store, &r, &err) || gd_store_snapshot_get(r, snap, &v, &err)) {
-    anomaly("cannot read snapshot %" PRIu64 "'s manifest in-process: %s", snap, err.msg);
-    gd_store_read_end(r);
-    return;
-  }
-  json_tokener *tok = json_tokener_new();
-  json_object *m = tok && v.manifest_len <= INT32_MAX
-                       ? json_tokener_parse_ex(tok, v.manifest, (int)v.manifest_len)
-                       : NULL;
-  json_tokener_free(tok);
-  gd_store_read_end(r);
-  json_object *res, *x;
-  if (m && json_object_object_get_ex(m, "result", &res)) {
-    if (json_object_object_get_ex(res, "iterations", &x) && x)
-      ret->iterations = json_object_get_double(x);
-    if (json_object_object_get_ex(res, "igraph_warnings", &x) && x)
-      ret->warnings = json_object_get_double(x);
-  }
+static void manifest_extras(gd_store *store, uint64_t snap, const char *label, job_result *ret) {
+  json_object *m = bench_stored_manifest(store, snap, label);
+  bench_json_number(m, "result", "iterations", &ret->iterations);
+  bench_json_number(m, "result", "igraph_warnings", &ret->warnings);
   json_object_put(m);
 }
 
 static void run_job(const bench_cfg *cfg, gc_client *c, gd_store *store, daemon_proc *dp, int r,
                     const proj_info *pi, job_result *ret) {
   memset(ret, 0, sizeof *ret);
-  for (int i = 0; i < S__COUNT; i++)
-    ret->stage_s[i] = NAN;
-  ret->wall_s = ret->objective = ret->modularity = NAN;
-  ret->worker_rss = ret->daemon_hwm = ret->daemon_cpu_s = NAN;
+  bench_manifest_clear(&ret->m);
+  ret->wall_s = ret->daemon_hwm = ret->daemon_cpu_s = NAN;
   ret->iterations = ret->warnings = NAN;
 
-  char name[32];
+  char name[32], label[32];
   snprintf(name, sizeof name, "bench-%d", r + 1);
-  Graphd__V1__ClusteringSpec spec = GRAPHD__V1__CLUSTERING_SPEC__INIT;
-  spec.name = name;
+  snprintf(label, sizeof label, "cluster %d", r + 1);
   /* Cold, as the reference: under the default (AUTO) every repeat after
    * the first would start from the previous repeat's snapshot. */
-  spec.warm_start = GRAPHD__V1__WARM_START__WARM_START_OFF;
-  Graphd__V1__StartClusteringRequest req = GRAPHD__V1__START_CLUSTERING_REQUEST__INIT;
-  req.spec = &spec;
-  gc_status st;
-  Graphd__V1__Job *job = NULL;
+  bench_job job;
   double cpu0 = proc_cpu_s(dp->pid);
-  int64_t t0 = now_ns();
-  if (gc_unary(c, SVC "StartClustering", &req.base, &graphd__v1__job__descriptor,
-               (ProtobufCMessage **)&job, &st, cfg->call_timeout_ms)) {
-    anomaly("cluster %d: StartClustering failed: %s: %s", r + 1, gc_status_code_name(st.code),
-            st.message);
-    daemon_alive(dp, "during StartClustering");
+  bench_job_run(cfg, c, dp, label, name, GRAPHD__V1__WARM_START__WARM_START_OFF, &job);
+  if (isnan(job.start_rpc_s)) /* StartClustering failed */
     return;
-  }
-  ret->start_rpc_s = (double)(now_ns() - t0) / 1e9;
-  ret->job_id = job->id;
-  graphd__v1__job__free_unpacked(job, NULL);
-  job = NULL;
-
-  Graphd__V1__JobRequest jr = GRAPHD__V1__JOB_REQUEST__INIT;
-  jr.job_id = ret->job_id;
-  gc_sstream *s = NULL;
-  int64_t t_last = 0;
-  int code = gc_sstream_open(c, SVC "WatchJob", &jr.base, cfg->job_timeout_ms, &s, &st);
-  while (code == GRPC_STATUS_OK) {
-    ProtobufCMessage *m = NULL;
-    code = gc_sstream_next(s, &graphd__v1__job__descriptor, &m, &st);
-    if (code != GRPC_STATUS_OK || !m)
-      break;
-    t_last = now_ns();
-    ret->watch_messages++;
-    if (job)
-      graphd__v1__job__free_unpacked(job, NULL);
-    job = (Graphd__V1__Job *)m;
-  }
-  gc_sstream_free(s);
   ret->daemon_cpu_s = proc_cpu_s(dp->pid) - cpu0;
-  if (code != GRPC_STATUS_OK) {
-    anomaly("cluster %d: WatchJob(%" PRIu64 ") failed: %s: %s", r + 1, ret->job_id,
-            gc_status_code_name(code), st.message);
-    daemon_alive(dp, "during WatchJob");
-  } else if (!job) {
-    anomaly("cluster %d: WatchJob(%" PRIu64 ") sent no message", r + 1, ret->job_id);
-  } else if (job->state != GRAPHD__V1__JOB_STATE__JOB_STATE_SUCCEEDED) {
-    anomaly("cluster %d: job %" PRIu64 " ended %s (stage %s): %s; see %s", r + 1, ret->job_id,
-            job_state_name(job->state), job->stage, job->reason, dp->log_path);
-  } else {
-    ret->wall_s = (double)(t_last - t0) / 1e9;
-    ret->snapshot_id = job->snapshot_id;
-  }
-  if (job)
-    graphd__v1__job__free_unpacked(job, NULL);
+  ret->start_rpc_s = job.start_rpc_s;
+  ret->job_id = job.job_id;
+  ret->wall_s = job.wall_s;
+  ret->snapshot_id = job.snapshot_id;
   if (dp->pid && daemon_alive(dp, "after the clustering job"))
     ret->daemon_hwm = (double)proc_status_kb(dp->pid, "VmHWM");
   if (!ret->snapshot_id)
     return;
 
   /* The manifest, outside the timing. */
-  Graphd__V1__SnapshotRequest sr = GRAPHD__V1__SNAPSHOT_REQUEST__INIT;
-  sr.snapshot_id = ret->snapshot_id;
-  Graphd__V1__SnapshotManifest *man = NULL;
-  if (gc_unary(c, SVC "GetSnapshot", &sr.base, &graphd__v1__snapshot_manifest__descriptor,
-               (ProtobufCMessage **)&man, &st, cfg->call_timeout_ms)) {
-    anomaly("cluster %d: GetSnapshot(%" PRIu64 ") failed: %s: %s", r + 1, ret->snapshot_id,
-            gc_status_code_name(st.code), st.message);
+  const bench_manifest *m = &ret->m;
+  if (!bench_snapshot_read(cfg, c, ret->snapshot_id, label, &ret->m))
     return;
-  }
-  for (size_t i = 0; i < man->n_timings; i++)
-    for (int k = 0; k < S__COUNT; k++)
-      if (man->timings[i]->stage && !strcmp(man->timings[i]->stage, stage_names[k]))
-        ret->stage_s[k] = man->timings[i]->seconds;
-  ret->sellers = man->sellers;
-  ret->ties = man->ties;
-  ret->clusters = man->clusters;
-  ret->hubs_skipped = man->hubs_skipped;
-  ret->objective = man->objective;
-  ret->modularity = man->modularity;
-  ret->worker_rss = man->peak_rss_bytes ? (double)man->peak_rss_bytes : NAN;
-  snprintf(ret->checksum, sizeof ret->checksum, "%s",
-           man->input_checksum ? man->input_checksum : "");
-  protobuf_c_message_free_unpacked(&man->base, NULL);
-  manifest_extras(store, ret->snapshot_id, ret);
+  manifest_extras(store, ret->snapshot_id, label, ret);
   ret->ok = true;
 
   if (pi->ok) {
-    if ((int64_t)ret->ties != pi->ties) {
+    if ((int64_t)m->ties != pi->ties) {
       anomaly("cluster %d: the job's manifest has %" PRIu64 " ties, the in-process projection "
-              "%" PRId64, r + 1, ret->ties, pi->ties);
+              "%" PRId64, r + 1, m->ties, pi->ties);
       ret->ok = false;
     }
-    if ((int64_t)ret->sellers != pi->sellers) {
+    if ((int64_t)m->sellers != pi->sellers) {
       anomaly("cluster %d: the job's manifest has %" PRIu64 " sellers, the export %" PRId64,
-              r + 1, ret->sellers, pi->sellers);
+              r + 1, m->sellers, pi->sellers);
       ret->ok = false;
     }
-    if (strcmp(ret->checksum, pi->checksum) != 0) {
+    if (strcmp(m->checksum, pi->checksum) != 0) {
       anomaly("cluster %d: the job's input checksum %s differs from the export's %s", r + 1,
-              ret->checksum, pi->checksum);
+              m->checksum, pi->checksum);
       ret->ok = false;
     }
   }
@@ -673,16 +569,16 @@ static void collect(const cluster_report *rep, field_fn f, double *out) {
   static double name(const cluster_report *rep, int r) { return (expr); }
 FIELD(f_wall, rep->job[r].wall_s)
 FIELD(f_start_rpc, rep->job[r].ok ? rep->job[r].start_rpc_s : NAN)
-FIELD(f_worker_rss, rep->job[r].worker_rss)
+FIELD(f_worker_rss, rep->job[r].m.worker_rss)
 FIELD(f_hwm, rep->job[r].daemon_hwm)
 FIELD(f_dcpu, rep->job[r].daemon_cpu_s)
-FIELD(f_gclusters, rep->job[r].ok ? (double)rep->job[r].clusters : NAN)
-FIELD(f_gobj, rep->job[r].objective)
-FIELD(f_gmod, rep->job[r].modularity)
+FIELD(f_gclusters, rep->job[r].ok ? (double)rep->job[r].m.clusters : NAN)
+FIELD(f_gobj, rep->job[r].m.objective)
+FIELD(f_gmod, rep->job[r].m.modularity)
 FIELD(f_giter, rep->job[r].iterations)
-FIELD(f_gper, rep->job[r].stage_s[S_CLUSTER] / rep->job[r].iterations)
+FIELD(f_gper, rep->job[r].m.stage_s[S_CLUSTER] / rep->job[r].iterations)
 FIELD(f_pper, rep->py[r].leiden_s / rep->py[r].iterations)
-FIELD(f_other, rep->job[r].wall_s - rep->job[r].stage_s[S_TOTAL])
+FIELD(f_other, rep->job[r].wall_s - rep->job[r].m.stage_s[S_TOTAL])
 FIELD(f_pleiden, rep->py[r].leiden_s)
 FIELD(f_pwall, rep->py[r].leiden_wall_s)
 FIELD(f_pload, rep->py[r].load_s)
@@ -714,10 +610,6 @@ static json_object *jarr(const cluster_report *rep, field_fn f) {
     json_object_array_add(a, jnum(v[r]));
   return a;
 }
-
-static void jput(json_object *o, const char *k, json_object *v) { json_object_object_add(o, k, v); }
-
-static const char *met(bool ok, double v) { return !isfinite(v) ? "n/a" : ok ? "met" : "MISSED"; }
 
 /* "1.234 1.456 1.789" */
 static void per_repeat(const cluster_report *rep, field_fn f, int prec, char *buf, size_t size) {
@@ -761,7 +653,7 @@ static void print_report(const bench_cfg *cfg, const gd_worker_spec *spec, const
   for (int k = 0; k < S__COUNT; k++) {
     double v[MAX_REPEAT];
     for (int r = 0; r < n; r++)
-      v[r] = rep->job[r].stage_s[k];
+      v[r] = rep->job[r].m.stage_s[k];
     printf(" %s %.3f%s", stage_names[k], median(v, n), k == S_SUMMARIZE ? ";" : "");
   }
   per_repeat(rep, f_giter, 0, pr, sizeof pr);
@@ -800,9 +692,10 @@ static void print_report(const bench_cfg *cfg, const gd_worker_spec *spec, const
   if (last) {
     printf("  graphd (last repeat): %s sellers, %s ties, %s clusters, objective (CPM quality) "
            "%.6f, modularity %.6f\n",
-           fmt_count(b1, sizeof b1, (double)last->sellers),
-           fmt_count(b2, sizeof b2, (double)last->ties),
-           fmt_count(b3, sizeof b3, (double)last->clusters), last->objective, last->modularity);
+           fmt_count(b1, sizeof b1, (double)last->m.sellers),
+           fmt_count(b2, sizeof b2, (double)last->m.ties),
+           fmt_count(b3, sizeof b3, (double)last->m.clusters), last->m.objective,
+           last->m.modularity);
   }
   double pq = med(rep, f_pq), gq = med(rep, f_gobj);
   printf("  clusters median: graphd %s, python %s; CPM quality median: graphd %.6f, python %.6f "
@@ -890,7 +783,7 @@ json_object *bench_cluster(const bench_cfg *cfg, const char *workroot, const cha
         fprintf(stderr, "graphd-bench: cluster %d/%d: graphd job...\n", r + 1, cfg->repeat);
         run_job(cfg, c, store, &dp, r, &pi, g);
         fprintf(stderr, "graphd-bench:   job %.3f s (cluster stage %.3f s), snapshot %" PRIu64
-                "%s\n", g->wall_s, g->stage_s[S_CLUSTER], g->snapshot_id,
+                "%s\n", g->wall_s, g->m.stage_s[S_CLUSTER], g->snapshot_id,
                 g->ok ? "" : " FAILED");
       }
     }
@@ -909,10 +802,10 @@ json_object *bench_cluster(const bench_cfg *cfg, const char *workroot, const cha
     fprintf(stderr, "graphd-bench:   StreamAssignments %.0f/s, bare read %.0f/s\n", sg->rate,
             sb->rate);
     bool aok = sg->ok && sb->ok;
-    if (aok && (sg->n != g->sellers || sb->n != g->sellers)) {
+    if (aok && (sg->n != g->m.sellers || sb->n != g->m.sellers)) {
       anomaly("cluster %d: snapshot %" PRIu64 " has %" PRIu64 " sellers; StreamAssignments "
               "sent %" PRIu64 ", the bare read found %" PRIu64, r + 1, g->snapshot_id,
-              g->sellers, sg->n, sb->n);
+              g->m.sellers, sg->n, sb->n);
       aok = false;
     }
     if (aok && sg->digest != sb->digest) {
@@ -934,12 +827,8 @@ json_object *bench_cluster(const bench_cfg *cfg, const char *workroot, const cha
   int64_t hwm = -1;
   if (dp.pid && daemon_alive(&dp, "during the cluster benchmark"))
     hwm = proc_status_kb(dp.pid, "VmHWM");
-  else
-    ok = false;
   daemon_exit ex;
-  daemon_stop(cfg, &dp, &ex);
-  ok &= ex.exited_ok;
-  daemon_free(&dp);
+  ok &= daemon_finish(cfg, &dp, "during the cluster benchmark", &ex);
   gd_store_close(store);
   if (!cfg->keep)
     unlink(ties);
@@ -994,7 +883,7 @@ json_object *bench_cluster(const bench_cfg *cfg, const char *workroot, const cha
     double v[MAX_REPEAT];
     json_object *o = json_object_new_object(), *a = json_object_new_array();
     for (int r = 0; r < n; r++) {
-      v[r] = rep->job[r].stage_s[k];
+      v[r] = rep->job[r].m.stage_s[k];
       json_object_array_add(a, jnum(v[r]));
     }
     jput(o, "median", jnum(median(v, n)));
@@ -1026,9 +915,9 @@ json_object *bench_cluster(const bench_cfg *cfg, const char *workroot, const cha
   jput(jg, "job_ids", jobs);
   for (int r = n - 1; r >= 0; r--)
     if (rep->job[r].ok) {
-      jput(jg, "sellers", json_object_new_uint64(rep->job[r].sellers));
-      jput(jg, "ties", json_object_new_uint64(rep->job[r].ties));
-      jput(jg, "hubs_skipped", json_object_new_uint64(rep->job[r].hubs_skipped));
+      jput(jg, "sellers", json_object_new_uint64(rep->job[r].m.sellers));
+      jput(jg, "ties", json_object_new_uint64(rep->job[r].m.ties));
+      jput(jg, "hubs_skipped", json_object_new_uint64(rep->job[r].m.hubs_skipped));
       break;
     }
   jput(jg, "daemon_start_s", jnum(dp.start_s));
@@ -1094,20 +983,11 @@ json_object *bench_cluster(const bench_cfg *cfg, const char *workroot, const cha
 
   double wrss = med(rep, f_worker_rss);
   json_object *jt = json_object_new_object();
-  json_object *t1 = json_object_new_object(), *t2 = json_object_new_object(),
-              *t3 = json_object_new_object();
-  jput(t1, "max", json_object_new_double(TARGET_JOB_RATIO));
-  jput(t1, "value", jnum(mr));
-  jput(t1, "met", isfinite(mr) ? json_object_new_boolean(mr <= TARGET_JOB_RATIO) : NULL);
-  jput(jt, "job_over_leiden", t1);
-  jput(t2, "max_bytes", json_object_new_double(TARGET_WORKER_RSS));
-  jput(t2, "value", jnum(wrss));
-  jput(t2, "met", isfinite(wrss) ? json_object_new_boolean(wrss <= TARGET_WORKER_RSS) : NULL);
-  jput(jt, "worker_peak_rss", t2);
-  jput(t3, "min_per_s", json_object_new_double(TARGET_STREAM_RATE));
-  jput(t3, "value", jnum(srate));
-  jput(t3, "met", isfinite(srate) ? json_object_new_boolean(srate >= TARGET_STREAM_RATE) : NULL);
-  jput(jt, "stream_assignments", t3);
+  jput(jt, "job_over_leiden", jtarget("max", TARGET_JOB_RATIO, mr, mr <= TARGET_JOB_RATIO));
+  jput(jt, "worker_peak_rss",
+       jtarget("max_bytes", TARGET_WORKER_RSS, wrss, wrss <= TARGET_WORKER_RSS));
+  jput(jt, "stream_assignments",
+       jtarget("min_per_s", TARGET_STREAM_RATE, srate, srate >= TARGET_STREAM_RATE));
   jput(j, "targets", jt);
   jput(j, "ok", json_object_new_boolean(ok));
 

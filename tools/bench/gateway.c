@@ -60,15 +60,10 @@ static void lat_add(lat *l, double us) {
   l->us[l->n++] = us;
 }
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 static double pct(lat *l, double q) {
   if (!l->n)
     return NAN;
-  qsort(l->us, l->n, sizeof *l->us, cmp_d);
+  qsort(l->us, l->n, sizeof *l->us, cmp_double);
   size_t i = (size_t)(q * (double)(l->n - 1) + 0.5);
   return l->us[i];
 }
@@ -118,25 +113,6 @@ static int post(http_client *h, const char *method, const char *json, char *why,
   if (code != 200 || !h->b.len || h->b.p[0] != '{') {
     snprintf(why, wsz, "%s: HTTP %ld: %.200s", method, code, h->b.len ? h->b.p : "");
     return -1;
-  }
-  return 0;
-}
-
-/* The HTTP port from the daemon's log ("... on port N (files: ..."). */
-static int http_port(const char *log_path) {
-  for (int tries = 0; tries < 100; tries++) {
-    FILE *f = fopen(log_path, "r");
-    char line[1024];
-    while (f && fgets(line, sizeof line, f)) {
-      char *p = strstr(line, "HTTP/JSON and the console on port ");
-      if (p) {
-        fclose(f);
-        return atoi(p + strlen("HTTP/JSON and the console on port "));
-      }
-    }
-    if (f)
-      fclose(f);
-    usleep(50000);
   }
   return 0;
 }
@@ -261,7 +237,7 @@ json_object *bench_gateway(const bench_cfg *cfg, const char *workroot, const cha
       run->ok = *ret_ok = false;
       continue;
     }
-    int port = http_port(log);
+    int port = bench_log_port(log, "HTTP/JSON and the console on port ");
     if (!port) {
       anomaly("gateway %d: no HTTP port in %s", r + 1, log);
       run->ok = false;

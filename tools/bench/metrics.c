@@ -74,8 +74,9 @@ size_t bench_body_write(char *p, size_t size, size_t n, void *ud) {
   return k;
 }
 
-/* One GET; 0 and the body on 200, -1 and a reason otherwise. */
-static int scrape_once(CURL *c, const char *url, bench_body *b, char *why, size_t whysz) {
+/* bench_http_get, bench_metric_sample: bench_int.h (place.c uses them too). */
+int bench_http_get(void *curl, const char *url, bench_body *b, char *why, size_t whysz) {
+  CURL *c = curl;
   long code = 0;
   b->len = 0;
   curl_easy_setopt(c, CURLOPT_URL, url);
@@ -118,7 +119,7 @@ static void *scraper_main(void *arg) {
     pthread_mutex_unlock(&s->mu);
     char why[200];
     int64_t t0 = now_ns();
-    int rc = c ? scrape_once(c, s->url, &b, why, sizeof why) : -1;
+    int rc = c ? bench_http_get(c, s->url, &b, why, sizeof why) : -1;
     double ms = (double)(now_ns() - t0) / 1e6;
     pthread_mutex_lock(&s->mu);
     if (rc == 0) {
@@ -146,34 +147,12 @@ static void *scraper_main(void *arg) {
   return NULL;
 }
 
-/* The metrics port from the daemon's log ("metrics on HOST:PORT"); 0 if
- * it is not there within a few seconds. */
-static int metrics_port(const char *log_path) {
-  for (int tries = 0; tries < 100; tries++) {
-    FILE *f = fopen(log_path, "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f)) {
-      char *p = strstr(line, "metrics on ");
-      char *colon = p ? strrchr(p, ':') : NULL;
-      if (colon && atoi(colon + 1) > 0) {
-        fclose(f);
-        return atoi(colon + 1);
-      }
-    }
-    if (f)
-      fclose(f);
-    usleep(50000);
-  }
-  return 0;
-}
-
-/* The value of the sample line starting with `series ` in text; -1 if absent. */
-static double sample_value(const char *text, const char *series) {
+double bench_metric_sample(const char *text, const char *series) {
   size_t n = strlen(series);
   for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
     if (!strncmp(p, series, n) && p[n] == ' ')
       return strtod(p + n + 1, NULL);
-  return -1;
+  return NAN;
 }
 
 /* ---- one daemon ---- */
@@ -219,7 +198,7 @@ static void run_config(const bench_cfg *cfg, const char *dir, const char *data_d
   bool ok = true;
   scraper *sc = NULL;
   if (ci == MET_SCRAPED) {
-    int port = metrics_port(log);
+    int port = bench_log_port(log, "metrics on ");
     if (!port) {
       anomaly("metrics %d: no 'metrics on HOST:PORT' line in %s", r + 1, log);
       ok = false;
@@ -282,12 +261,13 @@ static void run_config(const bench_cfg *cfg, const char *dir, const char *data_d
     bench_body b = {0};
     char why[200];
     if (ok && (rep->rpcs & 1u << RPC_GET) && c) {
-      if (scrape_once(c, sc->url, &b, why, sizeof why) != 0) {
+      if (bench_http_get(c, sc->url, &b, why, sizeof why) != 0) {
         anomaly("metrics %d: the last scrape failed: %s", r + 1, why);
         ok = false;
       } else {
-        run->counted_get = sample_value(
+        double v = bench_metric_sample(
             b.p, "graphd_calls_total{method=\"" SVC "GetEntity\",code=\"OK\"}");
+        run->counted_get = isnan(v) ? -1 : v; /* -1: absent */
         if (run->counted_get < run->timed_get) {
           anomaly("metrics %d: graphd_calls_total counts %.0f GetEntity OK calls, fewer than "
                   "the %.0f timed ones",

@@ -134,28 +134,6 @@
 enum { ON = 0, OFF = 1 };
 static const char *const tp_names[2] = {"on", "off"};
 
-static void jput(json_object *o, const char *k, json_object *v) { json_object_object_add(o, k, v); }
-
-static const char *met(bool ok, double v) { return !isfinite(v) ? "n/a" : ok ? "met" : "MISSED"; }
-
-static int cmp_dbl(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of v[0..n) (sorted here); NAN if empty. */
-static double pctl(double *v, size_t n, double q) {
-  if (!n)
-    return NAN;
-  qsort(v, n, sizeof *v, cmp_dbl);
-  size_t rank = (size_t)ceil(q * (double)n);
-  if (rank < 1)
-    rank = 1;
-  if (rank > n)
-    rank = n;
-  return v[rank - 1];
-}
-
 /* ---- files ------------------------------------------------------------- */
 
 static void copy_file(const char *src, const char *dst) {
@@ -262,36 +240,11 @@ static bool rd_start(const bench_cfg *cfg, const char *data_dir, const char *log
 }
 
 /* Closes the client, SIGTERM; false when the daemon died or did not exit 0. */
-static bool rd_stop(const bench_cfg *cfg, run_daemon *rd, const char *when, daemon_exit *ret) {
+static bool rd_stop(const bench_cfg *cfg, run_daemon *rd, const char *when) {
   gc_client_close(rd->c);
   rd->c = NULL;
-  bool ok = rd->dp.pid && daemon_alive(&rd->dp, when);
   daemon_exit ex;
-  daemon_stop(cfg, &rd->dp, &ex);
-  if (ret)
-    *ret = ex;
-  daemon_free(&rd->dp);
-  return ok && ex.exited_ok;
-}
-
-/* The port of "metrics on HOST:PORT" in the daemon's log; 0 if absent. */
-static int log_metrics_port(const char *log_path) {
-  for (int tries = 0; tries < 100; tries++) {
-    FILE *f = fopen(log_path, "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f)) {
-      char *p = strstr(line, "metrics on ");
-      char *colon = p ? strrchr(p, ':') : NULL;
-      if (colon && atoi(colon + 1) > 0) {
-        fclose(f);
-        return atoi(colon + 1);
-      }
-    }
-    if (f)
-      fclose(f);
-    usleep(50000);
-  }
-  return 0;
+  return daemon_finish(cfg, &rd->dp, when, &ex);
 }
 
 /* ---- small rpcs ------------------------------------------------------------ */
@@ -369,53 +322,6 @@ static Graphd__V1__Entity *entity_get(const bench_cfg *cfg, gc_client *c, int ty
   if (!e)
     st->code = GRPC_STATUS_INTERNAL;
   return e;
-}
-
-/* StartClustering with the default spec, WatchJob to the end; the
- * snapshot id (0 on failure) and the job's wall time. */
-static uint64_t job_run(const bench_cfg *cfg, run_daemon *rd, const char *name, double *ret_s) {
-  Graphd__V1__ClusteringSpec spec = GRAPHD__V1__CLUSTERING_SPEC__INIT;
-  spec.name = (char *)name;
-  Graphd__V1__StartClusteringRequest req = GRAPHD__V1__START_CLUSTERING_REQUEST__INIT;
-  req.spec = &spec;
-  gc_status st;
-  Graphd__V1__Job *job = NULL;
-  *ret_s = NAN;
-  int64_t t0 = now_ns();
-  if (gc_unary(rd->c, SVC "StartClustering", &req.base, &graphd__v1__job__descriptor,
-               (ProtobufCMessage **)&job, &st, cfg->call_timeout_ms)) {
-    anomaly("place: StartClustering failed: %s: %s", gc_status_code_name(st.code), st.message);
-    return 0;
-  }
-  Graphd__V1__JobRequest jr = GRAPHD__V1__JOB_REQUEST__INIT;
-  jr.job_id = job->id;
-  graphd__v1__job__free_unpacked(job, NULL);
-  job = NULL;
-  gc_sstream *s = NULL;
-  int code = gc_sstream_open(rd->c, SVC "WatchJob", &jr.base, cfg->job_timeout_ms, &s, &st);
-  while (code == GRPC_STATUS_OK) {
-    ProtobufCMessage *m = NULL;
-    code = gc_sstream_next(s, &graphd__v1__job__descriptor, &m, &st);
-    if (code != GRPC_STATUS_OK || !m)
-      break;
-    if (job)
-      graphd__v1__job__free_unpacked(job, NULL);
-    job = (Graphd__V1__Job *)m;
-  }
-  gc_sstream_free(s);
-  uint64_t snap = 0;
-  if (code != GRPC_STATUS_OK)
-    anomaly("place: WatchJob(%" PRIu64 ") failed: %s: %s", jr.job_id, gc_status_code_name(code),
-            st.message);
-  else if (!job || job->state != GRAPHD__V1__JOB_STATE__JOB_STATE_SUCCEEDED)
-    anomaly("place: clustering job %" PRIu64 " did not succeed (state %d): %s; see %s", jr.job_id,
-            job ? (int)job->state : -1, job && job->reason ? job->reason : "", rd->dp.log_path);
-  else
-    snap = job->snapshot_id;
-  *ret_s = (double)(now_ns() - t0) / 1e9;
-  if (job)
-    graphd__v1__job__free_unpacked(job, NULL);
-  return snap;
 }
 
 /* ---- the ring devices -------------------------------------------------------- */
@@ -615,7 +521,7 @@ static bool devices_probe(const bench_cfg *cfg, const char *dir, const char *bas
     ok = false;
   }
   if (rd.up)
-    ok &= rd_stop(cfg, &rd, "while probing the ring devices", NULL);
+    ok &= rd_stop(cfg, &rd, "while probing the ring devices");
   for (size_t i = kept; i < pk->n; i++) {
     free(pk->d[i].key);
     pk->d[i].key = NULL;
@@ -647,35 +553,18 @@ typedef struct phist {
   double placements, alerts, shed;
 } phist;
 
-static double series_value(const char *text, const char *series) {
-  size_t n = strlen(series);
-  for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-    if (!strncmp(p, series, n) && p[n] == ' ')
-      return strtod(p + n + 1, NULL);
-  return NAN;
-}
-
 static bool scrape(int port, phist *h) {
   memset(h, 0, sizeof *h);
   CURL *c = curl_easy_init();
   if (!c)
     return false;
-  char url[64];
+  char url[64], why[200];
   snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
   bench_body b = {0};
-  long code = 0;
-  curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, bench_body_write);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  CURLcode rc = curl_easy_perform(c);
-  if (rc == CURLE_OK)
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  int rc = bench_http_get(c, url, &b, why, sizeof why);
   curl_easy_cleanup(c);
-  if (rc != CURLE_OK || code != 200 || !b.p) {
-    anomaly("place: GET %s failed: %s", url,
-            rc != CURLE_OK ? curl_easy_strerror(rc) : "not HTTP 200");
+  if (rc != 0 || !b.p) {
+    anomaly("place: GET %s failed: %s", url, rc != 0 ? why : "empty reply");
     free(b.p);
     return false;
   }
@@ -695,11 +584,11 @@ static bool scrape(int port, phist *h) {
       h->n++;
     }
   }
-  h->sum = series_value(b.p, "graphd_placement_latency_seconds_sum");
-  h->count = series_value(b.p, "graphd_placement_latency_seconds_count");
-  h->placements = series_value(b.p, "graphd_placements_total");
-  h->alerts = series_value(b.p, "graphd_alerts_total");
-  h->shed = series_value(b.p, "graphd_placement_shed_total");
+  h->sum = bench_metric_sample(b.p, "graphd_placement_latency_seconds_sum");
+  h->count = bench_metric_sample(b.p, "graphd_placement_latency_seconds_count");
+  h->placements = bench_metric_sample(b.p, "graphd_placements_total");
+  h->alerts = bench_metric_sample(b.p, "graphd_alerts_total");
+  h->shed = bench_metric_sample(b.p, "graphd_placement_shed_total");
   free(b.p);
   h->ok = h->n > 0 && isfinite(h->count);
   if (!h->ok)
@@ -833,7 +722,7 @@ static void run_latency(const bench_cfg *cfg, const char *dir, const char *base,
     return;
   }
   bool ok = true;
-  int port = log_metrics_port(log);
+  int port = bench_log_port(log, "metrics on ");
   if (!port) {
     anomaly("place %d: no 'metrics on HOST:PORT' line in %s", r + 1, log);
     ok = false;
@@ -987,7 +876,7 @@ static void run_latency(const bench_cfg *cfg, const char *dir, const char *base,
     pthread_join(th, NULL);
   }
   gc_sstream_free(w.s);
-  ok &= rd_stop(cfg, &rd, "during the latency run", NULL);
+  ok &= rd_stop(cfg, &rd, "during the latency run");
   ret->ok = ok;
   fprintf(stderr, "graphd-bench: place %d: %d/%d alerts; reply -> alert p50 %.2f ms, p99 %.2f "
           "ms; Upsert p50 %.2f ms, p99 %.2f ms; server p50 ~%.2f ms%s\n", r + 1, ret->alerted,
@@ -1041,7 +930,7 @@ static void run_throughput(const bench_cfg *cfg, const char *dir, const char *ba
   double ds;
   pstats s0 = {0}, s1 = {0}, sr = {0};
   phist h0 = {0}, h1 = {0};
-  int port = log_metrics_port(log);
+  int port = bench_log_port(log, "metrics on ");
   if (!port) {
     anomaly("place %d: no 'metrics on HOST:PORT' line in %s", r + 1, log);
     ok = false;
@@ -1052,7 +941,8 @@ static void run_throughput(const bench_cfg *cfg, const char *dir, const char *ba
     /* WRITE_CALLS successive Ingest calls, each durable before the next
      * starts: the placer works on one call's sellers while the next is
      * written. */
-    gc_status st;
+    char label[48];
+    snprintf(label, sizeof label, "place %d (%s)", r + 1, tp_names[kind]);
     uint64_t qmax = 0;
     double cpu0 = proc_cpu_s(rd.dp.pid);
     int64_t t0 = now_ns();
@@ -1062,15 +952,7 @@ static void run_throughput(const bench_cfg *cfg, const char *dir, const char *ba
       uint64_t recs = 0;
       if (b == a)
         continue;
-      if (bench_ingest_range(cfg, rd.c, d, first + a, b - a, &secs, &recs, &st)) {
-        anomaly("place %d (%s): Ingest of %zu link records failed: %s: %s", r + 1,
-                tp_names[kind], b - a, gc_status_code_name(st.code), st.message);
-        ok = false;
-      } else if (recs != b - a) {
-        anomaly("place %d (%s): Ingest counted %" PRIu64 " link records, %zu sent", r + 1,
-                tp_names[kind], recs, b - a);
-        ok = false;
-      }
+      ok &= bench_ingest_range(cfg, rd.c, d, first + a, b - a, label, "", &secs, &recs);
       ret->records += recs;
       pstats q;
       ok = ok && stats_get(cfg, rd.c, &q);
@@ -1116,7 +998,7 @@ static void run_throughput(const bench_cfg *cfg, const char *dir, const char *ba
       ok = false;
     }
   }
-  ok &= rd_stop(cfg, &rd, "during the write load", NULL);
+  ok &= rd_stop(cfg, &rd, "during the write load");
   ret->ok = ok;
   fprintf(stderr, "graphd-bench: place %d: placement %s: %zu records in %.3f s, %.0f links/s; "
           "queued at most %.0f, %.0f at the last reply, drained %.3f s after it; %.0f "
@@ -1137,9 +1019,20 @@ typedef struct place_report {
   double ratio[MAX_REPEAT];
 } place_report;
 
-typedef double (*lat_field)(const lat_run *);
-#define LF(name, expr) \
-  static double name(const lat_run *x) { return x->ok ? (expr) : NAN; }
+/* A figure of repeat r: of its latency run (LF: k unused) or of its write
+ * load with placement k (TF: ON / OFF); NAN when that run failed. */
+typedef double (*place_field)(const place_report *rep, int r, int k);
+#define LF(name, expr)                                                   \
+  static double name(const place_report *rep, int r, int k) {            \
+    const lat_run *x = &rep->lat[r];                                     \
+    (void)k;                                                             \
+    return x->ok ? (expr) : NAN;                                         \
+  }
+#define TF(name, expr)                                                   \
+  static double name(const place_report *rep, int r, int k) {            \
+    const tp_run *x = &rep->tp[r][k];                                    \
+    return x->ok ? (expr) : NAN;                                         \
+  }
 LF(lf_alert50, x->alert_p50)
 LF(lf_alert99, x->alert_p99)
 LF(lf_alertmax, x->alert_max)
@@ -1157,10 +1050,6 @@ LF(lf_alerts, x->alerts)
 LF(lf_cpu, x->daemon_cpu_s)
 LF(lf_other, (double)x->other_cluster)
 LF(lf_late, (double)x->late)
-
-typedef double (*tp_field)(const tp_run *);
-#define TF(name, expr) \
-  static double name(const tp_run *x) { return x->ok ? (expr) : NAN; }
 TF(tf_rate, x->links_per_s)
 TF(tf_secs, x->seconds)
 TF(tf_qreply, x->queued_at_reply)
@@ -1177,33 +1066,25 @@ TF(tf_srv50, x->srv_p50)
 TF(tf_srv99, x->srv_p99)
 TF(tf_srvmean, x->srv_mean)
 
-static double lmed(const place_report *rep, lat_field f) {
+/* The median over the repeats of a figure (k: as for place_field), and
+ * its values per repeat. */
+static double tmed(const place_report *rep, int k, place_field f) {
   double v[MAX_REPEAT];
   for (int r = 0; r < rep->n; r++)
-    v[r] = f(&rep->lat[r]);
+    v[r] = f(rep, r, k);
   return median(v, rep->n);
 }
 
-static json_object *larr(const place_report *rep, lat_field f) {
+static json_object *tarr(const place_report *rep, int k, place_field f) {
   json_object *a = json_object_new_array();
   for (int r = 0; r < rep->n; r++)
-    json_object_array_add(a, jnum(f(&rep->lat[r])));
+    json_object_array_add(a, jnum(f(rep, r, k)));
   return a;
 }
 
-static double tmed(const place_report *rep, int k, tp_field f) {
-  double v[MAX_REPEAT];
-  for (int r = 0; r < rep->n; r++)
-    v[r] = f(&rep->tp[r][k]);
-  return median(v, rep->n);
-}
-
-static json_object *tarr(const place_report *rep, int k, tp_field f) {
-  json_object *a = json_object_new_array();
-  for (int r = 0; r < rep->n; r++)
-    json_object_array_add(a, jnum(f(&rep->tp[r][k])));
-  return a;
-}
+/* The same for a latency figure. */
+static double lmed(const place_report *rep, place_field f) { return tmed(rep, 0, f); }
+static json_object *larr(const place_report *rep, place_field f) { return tarr(rep, 0, f); }
 
 /* ---- the mode ------------------------------------------------------------------ */
 
@@ -1246,40 +1127,28 @@ json_object *bench_place(const bench_cfg *cfg, const char *workroot, dataset *d,
   run_daemon rd;
   double ingest_s = NAN, job_s = NAN, backup_s = NAN;
   uint64_t rec = 0, snap = 0, backup_bytes = 0;
-  uint64_t man_sellers = 0, man_ties = 0, man_clusters = 0;
+  bench_manifest man;
+  bench_manifest_clear(&man);
   dev_pick pk = {0};
   if (!rd_start(cfg, prep_data, prep_log, &rd, prep_args)) {
     ok = false;
   } else {
     gc_status st;
     fprintf(stderr, "graphd-bench: place: ingesting %zu link records...\n", cut);
-    if (bench_ingest_range(cfg, rd.c, d, 0, cut, &ingest_s, &rec, &st)) {
-      anomaly("place: Ingest of %zu link records failed: %s: %s", cut,
-              gc_status_code_name(st.code), st.message);
-      ok = false;
-    } else if (rec != cut) {
-      anomaly("place: Ingest counted %" PRIu64 " link records, %zu sent", rec, cut);
-      ok = false;
-    }
+    ok &= bench_ingest_range(cfg, rd.c, d, 0, cut, "place", "", &ingest_s, &rec);
     if (ok) {
       fprintf(stderr, "graphd-bench: place: clustering (default spec)...\n");
-      snap = job_run(cfg, &rd, "place-base", &job_s);
-      ok = snap != 0;
+      bench_job job;
+      ok = bench_job_run(cfg, rd.c, &rd.dp, "place", "place-base",
+                         GRAPHD__V1__WARM_START__WARM_START_AUTO, &job);
+      snap = job.snapshot_id;
+      job_s = job.wall_s;
     }
     if (ok) {
-      Graphd__V1__SnapshotRequest sr = GRAPHD__V1__SNAPSHOT_REQUEST__INIT;
-      sr.snapshot_id = snap;
-      Graphd__V1__SnapshotManifest *man = NULL;
-      if (!gc_unary(rd.c, SVC "GetSnapshot", &sr.base, &graphd__v1__snapshot_manifest__descriptor,
-                    (ProtobufCMessage **)&man, &st, cfg->call_timeout_ms)) {
-        man_sellers = man->sellers;
-        man_ties = man->ties;
-        man_clusters = man->clusters;
-        protobuf_c_message_free_unpacked(&man->base, NULL);
-      }
+      bench_snapshot_read(cfg, rd.c, snap, "place", &man);
       fprintf(stderr, "graphd-bench: place: snapshot %" PRIu64 " in %.1f s: %" PRIu64
               " sellers, %" PRIu64 " ties, %" PRIu64 " clusters; picking ring devices...\n",
-              snap, job_s, man_sellers, man_ties, man_clusters);
+              snap, job_s, man.sellers, man.ties, man.clusters);
       devices_pick(cfg, rd.c, rings, &pk);
       fprintf(stderr, "graphd-bench: place: %zu devices of %zu rings are candidates (of %zu "
               "devices: %zu over the hub cap, %zu with fewer than %d sellers in one cluster)\n",
@@ -1308,7 +1177,7 @@ json_object *bench_place(const bench_cfg *cfg, const char *workroot, dataset *d,
         graphd__v1__backup_reply__free_unpacked(brep, NULL);
       }
     }
-    ok &= rd_stop(cfg, &rd, "while preparing the base", NULL);
+    ok &= rd_stop(cfg, &rd, "while preparing the base");
     if (!cfg->keep)
       rm_rf(prep_data);
   }
@@ -1348,8 +1217,8 @@ json_object *bench_place(const bench_cfg *cfg, const char *workroot, dataset *d,
   printf("\nFRESH CLUSTERS (placement)  %zu link records; the base: %zu of them ingested "
          "(%.2f s), snapshot %" PRIu64 " (%s sellers, %s ties, %s clusters; job %.1f s), "
          "backup %s (%.2f s); median of %d repeat(s)\n",
-         nl, cut, ingest_s, snap, fmt_count(b1, sizeof b1, (double)man_sellers),
-         fmt_count(b2, sizeof b2, (double)man_ties), fmt_count(b3, sizeof b3, (double)man_clusters),
+         nl, cut, ingest_s, snap, fmt_count(b1, sizeof b1, (double)man.sellers),
+         fmt_count(b2, sizeof b2, (double)man.ties), fmt_count(b3, sizeof b3, (double)man.clusters),
          job_s, fmt_bytes(b4, sizeof b4, (double)backup_bytes), backup_s, n);
   printf("  1. latency: %d single Upserts a repeat (after %d untimed), one at a time, %d ms "
          "apart, each a new seller on one of %zu ring devices (>= %d of its sellers in one "
@@ -1376,11 +1245,11 @@ json_object *bench_place(const bench_cfg *cfg, const char *workroot, dataset *d,
          "50 ms ...)\n");
   printf("     per repeat, reply -> alert p50/p99/max ms:");
   for (int r = 0; r < n; r++)
-    printf(" %.2f/%.2f/%.1f", lf_alert50(&rep->lat[r]), lf_alert99(&rep->lat[r]),
-           lf_alertmax(&rep->lat[r]));
+    printf(" %.2f/%.2f/%.1f", lf_alert50(rep, r, 0), lf_alert99(rep, r, 0),
+           lf_alertmax(rep, r, 0));
   printf("; Upsert p50/p99 ms:");
   for (int r = 0; r < n; r++)
-    printf(" %.2f/%.2f", lf_rtt50(&rep->lat[r]), lf_rtt99(&rep->lat[r]));
+    printf(" %.2f/%.2f", lf_rtt50(rep, r, 0), lf_rtt99(rep, r, 0));
   printf("\n");
   printf("  2. write load: %zu link records (all links of %zu new sellers, tied to entities "
          "of the base) in %d successive Ingest calls, %zu links a message; placement on "
@@ -1409,11 +1278,11 @@ json_object *bench_place(const bench_cfg *cfg, const char *workroot, dataset *d,
     printf(" %.3f", rep->ratio[r]);
   printf("\n     per repeat links/s on/off:");
   for (int r = 0; r < n; r++)
-    printf(" %s/%s", fmt_count(b1, sizeof b1, tf_rate(&rep->tp[r][ON])),
-           fmt_count(b2, sizeof b2, tf_rate(&rep->tp[r][OFF])));
+    printf(" %s/%s", fmt_count(b1, sizeof b1, tf_rate(rep, r, ON)),
+           fmt_count(b2, sizeof b2, tf_rate(rep, r, OFF)));
   printf("; drain s:");
   for (int r = 0; r < n; r++)
-    printf(" %.3f", tf_drain(&rep->tp[r][ON]));
+    printf(" %.3f", tf_drain(rep, r, ON));
   printf("\n     after the load, while the queue drained (on): %.0f commits, daemon CPU %.2f "
          "s, %s placements/s\n",
          tmed(rep, ON, tf_com_dr), tmed(rep, ON, tf_cpu_dr),
@@ -1432,9 +1301,9 @@ json_object *bench_place(const bench_cfg *cfg, const char *workroot, dataset *d,
   jput(j, "held_back_sellers", json_object_new_uint64(new_sellers));
   jput(j, "base_ingest_s", jnum(ingest_s));
   jput(j, "snapshot_id", json_object_new_uint64(snap));
-  jput(j, "snapshot_sellers", json_object_new_uint64(man_sellers));
-  jput(j, "snapshot_ties", json_object_new_uint64(man_ties));
-  jput(j, "snapshot_clusters", json_object_new_uint64(man_clusters));
+  jput(j, "snapshot_sellers", json_object_new_uint64(man.sellers));
+  jput(j, "snapshot_ties", json_object_new_uint64(man.ties));
+  jput(j, "snapshot_clusters", json_object_new_uint64(man.clusters));
   jput(j, "job_s", jnum(job_s));
   jput(j, "backup_bytes", json_object_new_uint64(backup_bytes));
   jput(j, "backup_s", jnum(backup_s));
@@ -1493,11 +1362,7 @@ json_object *bench_place(const bench_cfg *cfg, const char *workroot, dataset *d,
   }
   jput(jt, "ratio_on_over_off", jnum(ratio));
   jput(jt, "ratio_on_over_off_per_repeat", jdouble_array(rep->ratio, n));
-  json_object *tg = json_object_new_object();
-  jput(tg, "min", json_object_new_double(TARGET_RATIO));
-  jput(tg, "value", jnum(ratio));
-  jput(tg, "met", isfinite(ratio) ? json_object_new_boolean(ratio >= TARGET_RATIO) : NULL);
-  jput(jt, "target", tg);
+  jput(jt, "target", jtarget("min", TARGET_RATIO, ratio, ratio >= TARGET_RATIO));
   jput(j, "throughput", jt);
   jput(j, "ok", json_object_new_boolean(ok));
 

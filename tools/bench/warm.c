@@ -51,7 +51,6 @@
  * with the manifest, an ingest failing, the daemon dying or not exiting 0.
  */
 #include <errno.h>
-#include <grpc/grpc.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <math.h>
@@ -133,128 +132,38 @@ static uint64_t assign_stayed(const assign *base, const assign *cur) {
 
 typedef struct wjob {
   bool ok;
-  double wall_s, cluster_s, total_s; /* total: the worker, open to summarize */
-  double iterations, objective, stability;
-  uint64_t job_id, snapshot_id, previous, sellers, clusters, ties, stayed_manifest;
-  bool warm_started;
+  double wall_s;
+  bench_manifest m; /* GetSnapshot's: stages, sellers, clusters, previous, warm_started ... */
+  double iterations, stability;
+  uint64_t job_id, snapshot_id, stayed_manifest;
 } wjob;
 
 /* result.iterations and stable_ids.sellers_stayed of the stored manifest
- * (the rpc's SnapshotManifest carries neither), read in-process. */
+ * (the rpc's SnapshotManifest carries neither), read in-process; false
+ * when sellers_stayed is not there. */
 static bool manifest_extras(gd_store *store, uint64_t snap, wjob *ret) {
-  gd_rtxn *r = NULL;
-  gd_err err = {0};
-  gd_snapshot_view v;
-  if (gd_store_read_begin(store, &r, &err) || gd_store_snapshot_get(r, snap, &v, &err)) {
-    anomaly("warm: cannot read snapshot %" PRIu64 "'s manifest in-process: %s", snap, err.msg);
-    gd_store_read_end(r);
-    return false;
-  }
-  json_tokener *tok = json_tokener_new();
-  json_object *m = tok && v.manifest_len <= INT32_MAX
-                       ? json_tokener_parse_ex(tok, v.manifest, (int)v.manifest_len)
-                       : NULL;
-  json_tokener_free(tok);
-  gd_store_read_end(r);
-  json_object *o, *x;
-  if (m && json_object_object_get_ex(m, "result", &o) &&
-      json_object_object_get_ex(o, "iterations", &x) && x)
-    ret->iterations = json_object_get_double(x);
-  bool have = m && json_object_object_get_ex(m, "stable_ids", &o) &&
-              json_object_object_get_ex(o, "sellers_stayed", &x) && x;
+  json_object *m = bench_stored_manifest(store, snap, "warm");
+  double stayed;
+  bench_json_number(m, "result", "iterations", &ret->iterations);
+  bool have = bench_json_number(m, "stable_ids", "sellers_stayed", &stayed);
   if (have)
-    ret->stayed_manifest = (uint64_t)json_object_get_int64(x);
+    ret->stayed_manifest = (uint64_t)stayed;
   json_object_put(m);
   return have;
 }
 
-/* StartClustering + WatchJob to the end; *ret_snapshot when SUCCEEDED.
- * Returns the wall time (NAN on failure). */
+/* StartClustering + WatchJob to the end (job name; label: the job in the
+ * anomalies); *ret_snapshot when SUCCEEDED. Returns the wall time (NAN on
+ * failure). */
 static double job_run(const bench_cfg *cfg, gc_client *c, daemon_proc *dp, const char *name,
                       int warm_start, uint64_t *ret_job, uint64_t *ret_snapshot) {
-  *ret_job = *ret_snapshot = 0;
-  Graphd__V1__ClusteringSpec spec = GRAPHD__V1__CLUSTERING_SPEC__INIT;
-  spec.name = (char *)name;
-  spec.warm_start = (Graphd__V1__WarmStart)warm_start;
-  Graphd__V1__StartClusteringRequest req = GRAPHD__V1__START_CLUSTERING_REQUEST__INIT;
-  req.spec = &spec;
-  gc_status st;
-  Graphd__V1__Job *job = NULL;
-  int64_t t0 = now_ns();
-  if (gc_unary(c, SVC "StartClustering", &req.base, &graphd__v1__job__descriptor,
-               (ProtobufCMessage **)&job, &st, cfg->call_timeout_ms)) {
-    anomaly("warm: job %s: StartClustering failed: %s: %s", name, gc_status_code_name(st.code),
-            st.message);
-    daemon_alive(dp, "during StartClustering");
-    return NAN;
-  }
-  *ret_job = job->id;
-  graphd__v1__job__free_unpacked(job, NULL);
-  job = NULL;
-
-  Graphd__V1__JobRequest jr = GRAPHD__V1__JOB_REQUEST__INIT;
-  jr.job_id = *ret_job;
-  gc_sstream *s = NULL;
-  int64_t t_last = 0;
-  int code = gc_sstream_open(c, SVC "WatchJob", &jr.base, cfg->job_timeout_ms, &s, &st);
-  while (code == GRPC_STATUS_OK) {
-    ProtobufCMessage *m = NULL;
-    code = gc_sstream_next(s, &graphd__v1__job__descriptor, &m, &st);
-    if (code != GRPC_STATUS_OK || !m)
-      break;
-    t_last = now_ns();
-    if (job)
-      graphd__v1__job__free_unpacked(job, NULL);
-    job = (Graphd__V1__Job *)m;
-  }
-  gc_sstream_free(s);
-  double wall = NAN;
-  if (code != GRPC_STATUS_OK) {
-    anomaly("warm: job %s (%" PRIu64 "): WatchJob failed: %s: %s", name, *ret_job,
-            gc_status_code_name(code), st.message);
-    daemon_alive(dp, "during WatchJob");
-  } else if (!job) {
-    anomaly("warm: job %s (%" PRIu64 "): WatchJob sent no message", name, *ret_job);
-  } else if (job->state != GRAPHD__V1__JOB_STATE__JOB_STATE_SUCCEEDED) {
-    anomaly("warm: job %s (%" PRIu64 ") did not succeed (state %d, stage %s): %s; see %s", name,
-            *ret_job, (int)job->state, job->stage, job->reason, dp->log_path);
-  } else {
-    wall = (double)(t_last - t0) / 1e9;
-    *ret_snapshot = job->snapshot_id;
-  }
-  if (job)
-    graphd__v1__job__free_unpacked(job, NULL);
-  return wall;
-}
-
-/* GetSnapshot's manifest into ret. */
-static bool snapshot_read(const bench_cfg *cfg, gc_client *c, uint64_t snap, wjob *ret) {
-  Graphd__V1__SnapshotRequest sr = GRAPHD__V1__SNAPSHOT_REQUEST__INIT;
-  sr.snapshot_id = snap;
-  Graphd__V1__SnapshotManifest *man = NULL;
-  gc_status st;
-  if (gc_unary(c, SVC "GetSnapshot", &sr.base, &graphd__v1__snapshot_manifest__descriptor,
-               (ProtobufCMessage **)&man, &st, cfg->call_timeout_ms)) {
-    anomaly("warm: GetSnapshot(%" PRIu64 ") failed: %s: %s", snap, gc_status_code_name(st.code),
-            st.message);
-    return false;
-  }
-  for (size_t i = 0; i < man->n_timings; i++) {
-    if (!man->timings[i]->stage)
-      continue;
-    if (!strcmp(man->timings[i]->stage, "cluster"))
-      ret->cluster_s = man->timings[i]->seconds;
-    else if (!strcmp(man->timings[i]->stage, "total"))
-      ret->total_s = man->timings[i]->seconds;
-  }
-  ret->previous = man->previous_snapshot_id;
-  ret->sellers = man->sellers;
-  ret->clusters = man->clusters;
-  ret->ties = man->ties;
-  ret->objective = man->objective;
-  ret->warm_started = man->warm_started;
-  protobuf_c_message_free_unpacked(&man->base, NULL);
-  return true;
+  char label[64];
+  snprintf(label, sizeof label, "warm: job %s", name);
+  bench_job job;
+  bench_job_run(cfg, c, dp, label, name, warm_start, &job);
+  *ret_job = job.job_id;
+  *ret_snapshot = job.snapshot_id;
+  return job.wall_s;
 }
 
 static bool snapshot_delete(const bench_cfg *cfg, gc_client *c, uint64_t snap) {
@@ -276,8 +185,8 @@ static bool snapshot_delete(const bench_cfg *cfg, gc_client *c, uint64_t snap) {
 static void run_kind(const bench_cfg *cfg, gc_client *c, gd_store *store, daemon_proc *dp,
                      int kind, int r, uint64_t snap_a, const assign *a, wjob *ret) {
   memset(ret, 0, sizeof *ret);
-  ret->wall_s = ret->cluster_s = ret->total_s = NAN;
-  ret->iterations = ret->objective = ret->stability = NAN;
+  bench_manifest_clear(&ret->m);
+  ret->wall_s = ret->iterations = ret->stability = NAN;
   char name[32];
   snprintf(name, sizeof name, "%s-%d", kind_names[kind], r + 1);
   int ws = kind == WARM ? GRAPHD__V1__WARM_START__WARM_START_ON
@@ -285,15 +194,15 @@ static void run_kind(const bench_cfg *cfg, gc_client *c, gd_store *store, daemon
   ret->wall_s = job_run(cfg, c, dp, name, ws, &ret->job_id, &ret->snapshot_id);
   if (!ret->snapshot_id)
     return;
-  bool ok = snapshot_read(cfg, c, ret->snapshot_id, ret);
-  if (ok && ret->previous != snap_a) {
+  bool ok = bench_snapshot_read(cfg, c, ret->snapshot_id, "warm", &ret->m);
+  if (ok && ret->m.previous != snap_a) {
     anomaly("warm: job %s matched against snapshot %" PRIu64 ", not A (%" PRIu64 ")", name,
-            ret->previous, snap_a);
+            ret->m.previous, snap_a);
     ok = false;
   }
-  if (ok && ret->warm_started != (kind == WARM)) {
+  if (ok && ret->m.warm_started != (kind == WARM)) {
     anomaly("warm: job %s: warm_started %s with warm_start %s", name,
-            ret->warm_started ? "true" : "false", kind == WARM ? "ON" : "OFF");
+            ret->m.warm_started ? "true" : "false", kind == WARM ? "ON" : "OFF");
     ok = false;
   }
   bool have_stayed = manifest_extras(store, ret->snapshot_id, ret);
@@ -329,12 +238,12 @@ static double field(const wjob *j, int f) {
     return NAN;
   switch (f) {
   case F_WALL: return j->wall_s;
-  case F_CLUSTER: return j->cluster_s;
-  case F_TOTAL: return j->total_s;
+  case F_CLUSTER: return j->m.stage_s[S_CLUSTER];
+  case F_TOTAL: return j->m.stage_s[S_TOTAL];
   case F_ITER: return j->iterations;
   case F_STAB: return j->stability;
-  case F_OBJ: return j->objective;
-  case F_CLUSTERS: return (double)j->clusters;
+  case F_OBJ: return j->m.objective;
+  case F_CLUSTERS: return (double)j->m.clusters;
   }
   return NAN;
 }
@@ -352,10 +261,6 @@ static json_object *jarr(const warm_report *rep, int kind, int f) {
     json_object_array_add(a, jnum(field(&rep->job[r][kind], f)));
   return a;
 }
-
-static void jput(json_object *o, const char *k, json_object *v) { json_object_object_add(o, k, v); }
-
-static const char *met(bool ok, double v) { return !isfinite(v) ? "n/a" : ok ? "met" : "MISSED"; }
 
 /* ---- the mode -------------------------------------------------------- */
 
@@ -403,41 +308,28 @@ json_object *bench_warm(const bench_cfg *cfg, const char *workroot, dataset *d, 
   double ingest1_s = NAN, ingest2_s = NAN;
   uint64_t rec1 = 0, rec2 = 0;
   wjob a = {0};
-  a.wall_s = a.cluster_s = a.total_s = a.iterations = a.objective = a.stability = NAN;
+  bench_manifest_clear(&a.m);
+  a.wall_s = a.iterations = a.stability = NAN;
   if (c) {
     fprintf(stderr, "graphd-bench: warm: ingesting %zu link records...\n", cut);
-    if (bench_ingest_range(cfg, c, d, 0, cut, &ingest1_s, &rec1, &st)) {
-      anomaly("warm: Ingest of the first %zu link records failed: %s: %s", cut,
-              gc_status_code_name(st.code), st.message);
-      ok = false;
-    } else if (rec1 != cut) {
-      anomaly("warm: Ingest counted %" PRIu64 " link records, %zu sent", rec1, cut);
-      ok = false;
-    }
+    ok &= bench_ingest_range(cfg, c, d, 0, cut, "warm", "the first ", &ingest1_s, &rec1);
   }
   if (c && ok) {
     fprintf(stderr, "graphd-bench: warm: snapshot A (cold, default spec)...\n");
     a.wall_s = job_run(cfg, c, &dp, "A", GRAPHD__V1__WARM_START__WARM_START_AUTO, &a.job_id,
                        &a.snapshot_id);
-    ok &= a.snapshot_id && snapshot_read(cfg, c, a.snapshot_id, &a);
-    if (ok && a.warm_started) {
+    ok &= a.snapshot_id && bench_snapshot_read(cfg, c, a.snapshot_id, "warm", &a.m);
+    if (ok && a.m.warm_started) {
       anomaly("warm: snapshot A (no previous snapshot) says it started warm");
       ok = false;
     }
     fprintf(stderr, "graphd-bench:   A = snapshot %" PRIu64 ": job %.3f s, cluster stage %.3f s, "
-            "%" PRIu64 " sellers, %" PRIu64 " ties\n", a.snapshot_id, a.wall_s, a.cluster_s,
-            a.sellers, a.ties);
+            "%" PRIu64 " sellers, %" PRIu64 " ties\n", a.snapshot_id, a.wall_s,
+            a.m.stage_s[S_CLUSTER], a.m.sellers, a.m.ties);
   }
   if (c && ok) {
     fprintf(stderr, "graphd-bench: warm: ingesting the newest %zu link records...\n", held);
-    if (bench_ingest_range(cfg, c, d, cut, held, &ingest2_s, &rec2, &st)) {
-      anomaly("warm: Ingest of the newest %zu link records failed: %s: %s", held,
-              gc_status_code_name(st.code), st.message);
-      ok = false;
-    } else if (rec2 != held) {
-      anomaly("warm: Ingest counted %" PRIu64 " link records, %zu sent", rec2, held);
-      ok = false;
-    }
+    ok &= bench_ingest_range(cfg, c, d, cut, held, "warm", "the newest ", &ingest2_s, &rec2);
   }
 
   /* 5. A's assignments, in-process. */
@@ -465,44 +357,41 @@ json_object *bench_warm(const bench_cfg *cfg, const char *workroot, dataset *d, 
               kind_names[kind]);
       run_kind(cfg, c, store, &dp, kind, r, a.snapshot_id, &aa, w);
       fprintf(stderr, "graphd-bench:   %s: job %.3f s, cluster stage %.3f s, %.0f iterations, "
-              "%.4f of A's sellers kept their id%s\n", kind_names[kind], w->wall_s, w->cluster_s,
-              w->iterations, w->stability, w->ok ? "" : " FAILED");
+              "%.4f of A's sellers kept their id%s\n", kind_names[kind], w->wall_s,
+              w->m.stage_s[S_CLUSTER], w->iterations, w->stability, w->ok ? "" : " FAILED");
     }
     const wjob *cj = &rep->job[r][COLD], *wj = &rep->job[r][WARM];
     ok &= cj->ok && wj->ok;
     rep->ratio_wall[r] = cj->ok && wj->ok ? cj->wall_s / wj->wall_s : NAN;
-    rep->ratio_cluster[r] = cj->ok && wj->ok ? cj->cluster_s / wj->cluster_s : NAN;
+    rep->ratio_cluster[r] =
+        cj->ok && wj->ok ? cj->m.stage_s[S_CLUSTER] / wj->m.stage_s[S_CLUSTER] : NAN;
   }
   gc_client_close(c);
 
   /* 7. Stop. */
-  if (dp.pid && !daemon_alive(&dp, "during the warm benchmark"))
-    ok = false;
   daemon_exit ex;
-  daemon_stop(cfg, &dp, &ex);
-  ok &= ex.exited_ok;
-  daemon_free(&dp);
+  ok &= daemon_finish(cfg, &dp, "during the warm benchmark", &ex);
   gd_store_close(store);
   assign_free(&aa);
 
   /* Report. */
   int n = rep->n;
-  uint64_t sellers = a.sellers; /* after the second ingest: a job's */
+  uint64_t sellers = a.m.sellers; /* after the second ingest: a job's */
   for (int r = 0; r < n; r++)
     for (int k = 0; k < 2; k++)
       if (rep->job[r][k].ok)
-        sellers = rep->job[r][k].sellers;
+        sellers = rep->job[r][k].m.sellers;
   double rw = median(rep->ratio_wall, n), rc = median(rep->ratio_cluster, n);
   double stab = med(rep, WARM, F_STAB);
   char b1[64], b2[64];
   printf("\nWARM START  %" PRIu64 " sellers (%" PRIu64 " in A), %" PRIu64 " ties in A; %zu link "
          "records, the newest %zu (%.0f%%, seen >= %" PRId64 ") ingested after A; median of %d "
          "interleaved repeat(s)\n",
-         sellers, a.sellers, a.ties, nl, held, HELD_BACK * 100, seen_cut, n);
+         sellers, a.m.sellers, a.m.ties, nl, held, HELD_BACK * 100, seen_cut, n);
   printf("  ingest: %zu records %.2f s, then %zu records %.2f s; A: job %.3f s, cluster stage "
          "%.3f s, %.0f iterations, %s clusters, objective %.6f\n",
-         cut, ingest1_s, held, ingest2_s, a.wall_s, a.cluster_s, a.iterations,
-         fmt_count(b1, sizeof b1, (double)a.clusters), a.objective);
+         cut, ingest1_s, held, ingest2_s, a.wall_s, a.m.stage_s[S_CLUSTER], a.iterations,
+         fmt_count(b1, sizeof b1, (double)a.m.clusters), a.m.objective);
   printf("  %-5s %10s %10s %10s %10s %10s %12s %10s\n", "", "job s", "cluster s", "worker s",
          "iterations", "stability", "objective", "clusters");
   for (int k = 0; k < 2; k++)
@@ -541,13 +430,13 @@ json_object *bench_warm(const bench_cfg *cfg, const char *workroot, dataset *d, 
   json_object *ja = json_object_new_object();
   jput(j, "sellers", json_object_new_uint64(sellers));
   jput(ja, "snapshot_id", json_object_new_uint64(a.snapshot_id));
-  jput(ja, "sellers", json_object_new_uint64(a.sellers));
-  jput(ja, "ties", json_object_new_uint64(a.ties));
-  jput(ja, "clusters", json_object_new_uint64(a.clusters));
+  jput(ja, "sellers", json_object_new_uint64(a.m.sellers));
+  jput(ja, "ties", json_object_new_uint64(a.m.ties));
+  jput(ja, "clusters", json_object_new_uint64(a.m.clusters));
   jput(ja, "wall_s", jnum(a.wall_s));
-  jput(ja, "cluster_s", jnum(a.cluster_s));
+  jput(ja, "cluster_s", jnum(a.m.stage_s[S_CLUSTER]));
   jput(ja, "iterations", jnum(a.iterations));
-  jput(ja, "objective", jnum(a.objective));
+  jput(ja, "objective", jnum(a.m.objective));
   jput(j, "a", ja);
   for (int k = 0; k < 2; k++) {
     json_object *o = json_object_new_object();
@@ -570,16 +459,9 @@ json_object *bench_warm(const bench_cfg *cfg, const char *workroot, dataset *d, 
   jput(j, "ratio_cold_over_warm_wall_per_repeat", jdouble_array(rep->ratio_wall, n));
   jput(j, "ratio_cold_over_warm_cluster", jnum(rc));
   jput(j, "ratio_cold_over_warm_cluster_per_repeat", jdouble_array(rep->ratio_cluster, n));
-  json_object *jt = json_object_new_object(), *t1 = json_object_new_object(),
-              *t2 = json_object_new_object();
-  jput(t1, "min", json_object_new_double(TARGET_SPEEDUP));
-  jput(t1, "value", jnum(rw));
-  jput(t1, "met", isfinite(rw) ? json_object_new_boolean(rw >= TARGET_SPEEDUP) : NULL);
-  jput(jt, "speedup_wall", t1);
-  jput(t2, "min", json_object_new_double(TARGET_STABILITY));
-  jput(t2, "value", jnum(stab));
-  jput(t2, "met", isfinite(stab) ? json_object_new_boolean(stab >= TARGET_STABILITY) : NULL);
-  jput(jt, "stability_warm", t2);
+  json_object *jt = json_object_new_object();
+  jput(jt, "speedup_wall", jtarget("min", TARGET_SPEEDUP, rw, rw >= TARGET_SPEEDUP));
+  jput(jt, "stability_warm", jtarget("min", TARGET_STABILITY, stab, stab >= TARGET_STABILITY));
   jput(j, "targets", jt);
   jput(j, "daemon_exit", json_object_new_string(ex.desc));
   jput(j, "ok", json_object_new_boolean(ok));
