@@ -11,7 +11,8 @@
  *      weighs ties exactly as that job did) and placements made against
  *      older snapshots are requeued (gd_store_prov_rebase). With no
  *      snapshot at all there is nothing to place against: the queue is
- *      emptied.
+ *      emptied, at most once a second (so a load before the first job
+ *      costs one extra commit a second, not one a write).
  *   2. Per seller: its ties, as the snapshot's spec weighs them (a 1-hop
  *      LinkedSellers under the spec's evidence rule, hub caps, weights and
  *      window; ties under min_tie_weight dropped); each tied seller's
@@ -39,6 +40,7 @@
 #include "place.h"
 #include "core/log.h"
 #include "core/strbuf.h"
+#include "core/u64map.h"
 #include "query/query.h"
 #include "rpc/rpc_int.h"
 #include "store/place.h"
@@ -79,6 +81,7 @@ struct rpc_placer {
   uint64_t snap;
   bool have_spec;
   gd_worker_spec spec;
+  int64_t snap_read_at; /* its graph was read after this (unix ns; 0 unknown) */
   double total_weight; /* modularity objectives: W */
   gd_place_params pp;
   /* A batch's arrays, PLACE_BATCH each (placer thread only). */
@@ -86,6 +89,8 @@ struct rpc_placer {
   int64_t *stamps;
   struct pitem *items;
   int64_t *lat;
+  int64_t last_clear; /* gd_now_ns of the last queue clear without a snapshot */
+  gd_u64map batch;    /* seller -> cluster + 1, placed in the batch being worked */
   /* Figures. */
   atomic_uint_fast64_t placed, alerts, rebased, idle_cleared;
 };
@@ -132,9 +137,12 @@ static void alerts_notify(rpc_placer *P) {
 /*
  * The manifest's "spec" object (snapfmt.h) as the worker's spec text, so
  * that gd_worker_spec_parse resolves it exactly as the job did. Only what
- * placement uses is carried over.
+ * placement uses is carried over. *ret_read_at gets input.read_at_ns (0
+ * when absent: a snapshot from before it was recorded).
  */
-static int spec_from_manifest(const gd_snapshot_view *v, gd_worker_spec *ret, gd_err *err) {
+static int spec_from_manifest(const gd_snapshot_view *v, gd_worker_spec *ret,
+                              int64_t *ret_read_at, gd_err *err) {
+  *ret_read_at = 0;
   json_tokener *tok = json_tokener_new();
   if (!tok)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
@@ -148,6 +156,11 @@ static int spec_from_manifest(const gd_snapshot_view *v, gd_worker_spec *ret, gd
     return gd_err_set(err, GD_EINTERNAL, "snapshot %llu: the manifest has no spec",
                       (unsigned long long)v->id);
   }
+  json_object *in, *at;
+  *ret_read_at = json_object_object_get_ex(root, "input", &in) &&
+                         json_object_object_get_ex(in, "read_at_ns", &at)
+                     ? json_object_get_int64(at)
+                     : 0;
   gd_strbuf b = {0};
   json_object_object_foreach(spec, key, val) {
     if (!strcmp(key, "algorithm") || !strcmp(key, "evidence")) {
@@ -202,7 +215,8 @@ static int sum_weight(void *ctx, uint64_t cluster, const void *summary, size_t l
 /* Switches to snapshot v: its spec, and W for modularity objectives. */
 static int use_snapshot(rpc_placer *P, gd_rtxn *r, const gd_snapshot_view *v, gd_err *err) {
   gd_worker_spec s;
-  int rc = spec_from_manifest(v, &s, err);
+  int64_t read_at;
+  int rc = spec_from_manifest(v, &s, &read_at, err);
   if (rc)
     return rc;
   if (P->have_spec)
@@ -210,6 +224,7 @@ static int use_snapshot(rpc_placer *P, gd_rtxn *r, const gd_snapshot_view *v, gd
   P->spec = s;
   P->have_spec = true;
   P->snap = v->id;
+  P->snap_read_at = read_at;
   P->total_weight = 0;
   if (s.comm.algo == GD_COMM_LEIDEN_MODULARITY || s.comm.algo == GD_COMM_LOUVAIN) {
     wsum w = {0};
@@ -251,6 +266,9 @@ static int64_t now_ms(void) {
 static uint64_t cluster_of(rpc_placer *P, gd_rtxn *r, uint64_t seller) {
   gd_prov p;
   uint64_t cl;
+  const uint64_t *b = gd_u64map_get(&P->batch, seller);
+  if (b)
+    return *b - 1; /* placed earlier in this batch */
   if (gd_store_prov_get(r, seller, &p, NULL) == GD_OK && p.snapshot == P->snap)
     return p.cluster;
   if (gd_store_assignment_get(r, P->snap, seller, &cl, NULL) == GD_OK)
@@ -479,6 +497,10 @@ static int place_one(rpc_placer *P, gd_rtxn *r, pitem *it, gd_err *err) {
   double gain = 0;
   long best = gd_place_best(&pp, pc, ncs, &gain);
   uint64_t now_cl = best < 0 ? 0 : cs[best].cluster;
+  bool fresh;
+  uint64_t *slot = gd_u64map_put(&P->batch, it->seller, &fresh);
+  if (slot)
+    *slot = now_cl + 1; /* later sellers of the batch see it (cluster_of) */
   if (now_cl && now_cl == c0) {
     it->action = PI_DEL; /* where the snapshot has it */
   } else {
@@ -591,21 +613,43 @@ static int place_batch(rpc_placer *P, bool *ret_more, gd_err *err) {
     *ret_more = true;
     return GD_OK;
   }
+  /* Without a snapshot the queue is only emptied, and at most once a
+   * second: not one extra commit per write. */
+  if (src && P->last_clear && gd_now_ns() - P->last_clear < 1000000000) {
+    gd_store_read_end(r);
+    return GD_OK;
+  }
   if ((rc = gd_store_dirty_list(r, PLACE_BATCH, sellers, stamps, &n, err)) || !n) {
     gd_store_read_end(r);
     return rc;
   }
+  if (src)
+    P->last_clear = gd_now_ns();
   memset(items, 0, n * sizeof *items);
   for (size_t i = 0; i < n; i++) {
     items[i].seller = sellers[i];
     items[i].stamp = stamps[i];
-    if (src) {
-      items[i].action = PI_CLEAR; /* no snapshot to place against */
+    /* No snapshot to place against; or a change the snapshot already
+     * holds (queued a second or more before its graph was read: a write
+     * is stamped when applied, a few milliseconds before it commits). */
+    if (src || stamps[i] < P->snap_read_at - 1000000000) {
+      items[i].action = PI_CLEAR;
       continue;
     }
     if ((rc = place_one(P, r, &items[i], err)))
       break;
   }
+  /* Sellers that arrive together (a ring's new members, tied to each
+   * other) see each other's placements: a second pass over those placed
+   * alone, now that every other seller of the batch is placed. */
+  for (size_t i = 0; !rc && !src && i < n; i++) {
+    if (items[i].action != PI_PUT || items[i].p.cluster)
+      continue;
+    items[i].action = PI_CLEAR;
+    if ((rc = place_one(P, r, &items[i], err)))
+      break;
+  }
+  gd_u64map_clear(&P->batch);
   gd_store_read_end(r);
   if (!rc) {
     o.items = items;
@@ -705,6 +749,7 @@ void gd_rpc_place_stop(gd_rpc *R) {
   if (P->have_spec)
     gd_worker_spec_free(&P->spec);
   free(P->ls);
+  gd_u64map_free(&P->batch);
   free(P->sellers);
   free(P->stamps);
   free(P->items);

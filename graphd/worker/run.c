@@ -73,6 +73,7 @@ typedef struct job {
   bool warm;           /* Leiden started from the previous membership */
   int64_t next_cluster_id;
   int64_t stale_readers;
+  int64_t read_at; /* unix ns just before the export's read transaction began */
   gd_csr g;
   gd_projection_stats ps;
   gd_comm_result cr;
@@ -356,6 +357,7 @@ static int map_corroboration(job *j, gd_err *err) {
 static int do_read(job *j, gd_err *err) {
   gd_rtxn *r;
   const gd_worker_spec *s = j->spec;
+  j->read_at = gd_now_unix_ns();
   int rc = gd_store_read_begin(j->store, &r, err);
   if (rc)
     return rc;
@@ -870,6 +872,7 @@ static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
   jadd(in, "links", jint(x->n_links));
   jadd(in, "records_read", json_object_new_uint64(x->records_read));
   jadd(in, "rows_read", json_object_new_uint64(x->rows_read));
+  jadd(in, "read_at_ns", jint(j->read_at));
   jadd(m, "input", in);
 
   json_object *pj = json_object_new_object(), *hb = json_object_new_object();

@@ -82,7 +82,10 @@
  *                     for a cold run from singletons (absent before: false)
  *   input             checksum (SHA-256 hex of the exported arrays,
  *                     store/snapshot.h), sellers, entities, incidences,
- *                     links, records_read, rows_read
+ *                     links, records_read, rows_read, read_at_ns (unix
+ *                     nanoseconds just before the graph's read
+ *                     transaction began: writes committed before it are in
+ *                     the snapshot; the placer uses it, rpc/place.c)
  *   projection        entities_used, entities_single, entities_zero_weight,
  *                     hubs_skipped, hubs_skipped_by_type {type: n},
  *                     hub_incidences_skipped, links_used, pair_visits, ties,

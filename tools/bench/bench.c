@@ -241,7 +241,10 @@
  *   -> alert, p50/p99, plus the daemon's graphd_placement_latency_seconds;
  *   (b) the held-back records through Ingest with placement on (default
  *   queue) and off (--placement-queue 0), alternating: links/s and the
- *   ratio on/off (target >= 0.9), shed marks, queue drain time.
+ *   ratio on/off (target >= 0.9), shed marks, queue drain time; (c) on
+ *   the "on" daemon, a full clustering job afterwards: how many of the
+ *   changed sellers' placements agree with it (target >= 95%), against the
+ *   old snapshot's clusters as the guess.
  *
  * Output: the exact command line and the machine first, then readable
  * tables on stdout, progress on stderr, and as the last stdout line one JSON
@@ -683,7 +686,8 @@ static void usage(FILE *f) {
       "        (8% of the records), ingest and cluster the rest; per repeat (default 5)\n"
       "        single Upserts of new sellers on ring devices: reply -> WatchAlerts alert vs\n"
       "        the Upsert round trip; then Ingest of the held-back records with placement\n"
-      "        on vs off (--placement-queue 0), alternating: links/s on/off, shed, drain.\n"
+      "        on vs off (--placement-queue 0), alternating: links/s on/off, shed, drain;\n"
+      "        then a full job: agreement of the placements with it, vs the old snapshot.\n"
       "\n"
       "options:\n"
       "  --links FILE           links CSV / JSON Lines to load (ingest, cluster, security)\n"

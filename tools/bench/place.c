@@ -3,14 +3,17 @@
  * After each committed write the sellers whose ties changed are queued
  * (store/place.h, table `dirty`) and the placer thread (graphd/rpc/place.c)
  * places them provisionally against the latest snapshot and appends the
- * alerts WatchAlerts follows. Two figures, each against a reference taken
- * in the same run:
+ * alerts WatchAlerts follows. Three figures, each against a reference
+ * taken in the same run:
  *
  *   latency     how long after a write's reply its alert reaches a
  *               WatchAlerts client, against the write's own round trip;
  *   throughput  Ingest rate with placement on (the default queue) against
  *               the same load with --placement-queue 0 (target: on/off >=
- *               0.9, i.e. placement takes at most 10% of the write rate).
+ *               0.9, i.e. placement takes at most 10% of the write rate);
+ *   agreement   how many of the sellers the load changed sit where the
+ *               next full clustering run puts them, against the snapshot's
+ *               own clusters as the guess (target: >= 95%).
  *
  * main (bench.c) generates the data (sellergen, or --links; rings.csv must
  * sit next to the links file) and loads it; bench_place then:
@@ -81,6 +84,27 @@
  *        included); off must show no placement activity. For on, the
  *        graphd_placement_latency_seconds histogram over the run gives the
  *        placement latency under this load (p50/p99 interpolated, mean).
+ *    (c) AGREEMENT, in (b)'s placement-on daemon once its figures are
+ *        read: the changed sellers are the seller endpoints of the
+ *        held-back records: the new sellers (GetEntities of the ids over
+ *        the base's entity count: the store numbers entities from 1 up,
+ *        so every entity the load created has such an id; they must be
+ *        as many as were held back) and the sellers linked to them (Neighbors,
+ *        sellers only, of those with a seller_count). Each one's guess
+ *        with placement is GetEntity's provisional cluster, else its
+ *        snapshot cluster (the placer writes no placement for a seller
+ *        that stays there); without placement, its snapshot cluster (0
+ *        for a new seller). Then one clustering job with the default spec
+ *        (bench_job_run; its manifest must say it matched its ids against
+ *        the base's snapshot), and StreamAssignments of both snapshots.
+ *        A guess agrees strictly when it is the seller's cluster in the
+ *        new snapshot, or 0 with the seller alone there (a cluster of 1);
+ *        by co-membership also when the seller's new cluster holds another
+ *        seller that was in the guessed cluster in the base snapshot (the
+ *        run split the cluster and gave the part the seller is in a
+ *        fresh id: the seller still sits with the members it was placed
+ *        with). Counted too: the sellers the guess without placement got
+ *        wrong (co-membership) and, of them, those placement got right.
  *    Every daemon runs with --no-audit (an audit record per call would be
  *    one more write in the writer for both sides) plus every --graphd-arg,
  *    gets SIGTERM at the end and must exit 0.
@@ -89,11 +113,15 @@
  * Upsert round trip and reply -> alert, the server's histogram figures,
  * links/s for on and off and the ratio on/off (median of per-repeat
  * ratios; target >= 0.9, marked met or MISSED, not an anomaly), the shed
- * marks, the queue during and after the load, the drain time and the
- * placement latency under the load. Anomalies:
+ * marks, the queue during and after the load, the drain time, the
+ * placement latency under the load, and the agreement shares with and
+ * without placement by both measures (target >= 95%, each measure marked
+ * met or MISSED, not an anomaly). Anomalies:
  * missing alerts (above), an rpc failing, an Ingest counting other than
  * the records sent, the queue not draining within 5 minutes, placement
- * activity with --placement-queue 0, a daemon dying or not exiting 0.
+ * activity with --placement-queue 0, the next run failing or matched
+ * against another snapshot, the new sellers not found as held back, a
+ * daemon dying or not exiting 0.
  */
 #include <curl/curl.h>
 #include <dirent.h>
@@ -130,6 +158,9 @@
 #define MAX_DEVICES 256    /* ... kept */
 #define MIN_DEVICE_USERS 3 /* sellers of the device in its cluster, at least */
 #define KEY_PREFIX "bench-place-"
+#define TARGET_AGREE 0.95 /* changed sellers placed as the next full run puts them, at least */
+#define SCAN_MIN 1024     /* ids a GetEntities call while looking for the new sellers */
+#define SCAN_MAX 65536    /* ... at most */
 
 enum { ON = 0, OFF = 1 };
 static const char *const tp_names[2] = {"on", "off"};
@@ -251,6 +282,7 @@ static bool rd_stop(const bench_cfg *cfg, run_daemon *rd, const char *when) {
 
 typedef struct pstats {
   uint64_t queued, placements, shed, alerts, links, commits;
+  uint64_t entities; /* entities_total */
 } pstats;
 
 static bool stats_get(const bench_cfg *cfg, gc_client *c, pstats *ret) {
@@ -263,7 +295,7 @@ static bool stats_get(const bench_cfg *cfg, gc_client *c, pstats *ret) {
     return false;
   }
   *ret = (pstats){rep->placement_queued, rep->placements, rep->placement_shed, rep->alerts,
-                  rep->links, rep->commits};
+                  rep->links, rep->commits, rep->entities_total};
   graphd__v1__stats_reply__free_unpacked(rep, NULL);
   return true;
 }
@@ -305,11 +337,13 @@ static bool wait_drained(const bench_cfg *cfg, gc_client *c, int64_t t0, double 
   return true;
 }
 
-static Graphd__V1__Entity *entity_get(const bench_cfg *cfg, gc_client *c, int type,
-                                      const char *key, gc_status *st) {
+/* GetEntity of the entity with id, or else of (type, key). */
+static Graphd__V1__Entity *entity_get_ref(const bench_cfg *cfg, gc_client *c, uint64_t id,
+                                          int type, const char *key, gc_status *st) {
   Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
+  ref.id = id;
   ref.type = (Graphd__V1__EntityType)type;
-  ref.key = (char *)key;
+  ref.key = (char *)(key ? key : "");
   Graphd__V1__GetEntityRequest req = GRAPHD__V1__GET_ENTITY_REQUEST__INIT;
   req.ref = &ref;
   Graphd__V1__GetEntityReply *rep = NULL;
@@ -322,6 +356,40 @@ static Graphd__V1__Entity *entity_get(const bench_cfg *cfg, gc_client *c, int ty
   if (!e)
     st->code = GRPC_STATUS_INTERNAL;
   return e;
+}
+
+static Graphd__V1__Entity *entity_get(const bench_cfg *cfg, gc_client *c, int type,
+                                      const char *key, gc_status *st) {
+  return entity_get_ref(cfg, c, 0, type, key, st);
+}
+
+/* One page of entity id's (or else (type, key)'s) seller neighbours, at most
+ * limit, from page token (NULL: the first); NULL when the call failed,
+ * with an anomaly "place: Neighbors(WHAT) failed: ..." recorded. */
+static Graphd__V1__NeighborsReply *seller_neighbors(const bench_cfg *cfg, gc_client *c,
+                                                    uint64_t id, int type, const char *key,
+                                                    unsigned limit, const char *token,
+                                                    const char *what) {
+  Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
+  ref.id = id;
+  ref.type = (Graphd__V1__EntityType)type;
+  ref.key = (char *)(key ? key : "");
+  Graphd__V1__EntityType types[1] = {GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER};
+  Graphd__V1__NeighborsRequest req = GRAPHD__V1__NEIGHBORS_REQUEST__INIT;
+  req.ref = &ref;
+  req.n_types = 1;
+  req.types = types;
+  req.limit = limit;
+  req.page_token = (char *)(token ? token : "");
+  Graphd__V1__NeighborsReply *rep = NULL;
+  gc_status st;
+  if (gc_unary(c, SVC "Neighbors", &req.base, &graphd__v1__neighbors_reply__descriptor,
+               (ProtobufCMessage **)&rep, &st, cfg->call_timeout_ms)) {
+    anomaly("place: Neighbors(%s) failed: %s: %s", what, gc_status_code_name(st.code),
+            st.message);
+    return NULL;
+  }
+  return rep;
 }
 
 /* ---- the ring devices -------------------------------------------------------- */
@@ -352,22 +420,12 @@ static bool device_check(const bench_cfg *cfg, gc_client *c, const char *key, ri
     pk->over_cap++;
     return false;
   }
-  Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
-  ref.type = GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_DEVICE;
-  ref.key = (char *)key;
-  Graphd__V1__EntityType types[1] = {GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER};
-  Graphd__V1__NeighborsRequest req = GRAPHD__V1__NEIGHBORS_REQUEST__INIT;
-  req.ref = &ref;
-  req.n_types = 1;
-  req.types = types;
-  req.limit = 1000;
-  Graphd__V1__NeighborsReply *rep = NULL;
-  if (gc_unary(c, SVC "Neighbors", &req.base, &graphd__v1__neighbors_reply__descriptor,
-               (ProtobufCMessage **)&rep, &st, cfg->call_timeout_ms)) {
-    anomaly("place: Neighbors(device %s) failed: %s: %s", key, gc_status_code_name(st.code),
-            st.message);
+  char what[160];
+  snprintf(what, sizeof what, "device %s", key);
+  Graphd__V1__NeighborsReply *rep = seller_neighbors(
+      cfg, c, 0, GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_DEVICE, key, 1000, NULL, what);
+  if (!rep)
     return false;
-  }
   uint64_t *cl = xcalloc(rep->n_neighbors, sizeof *cl);
   for (size_t i = 0; i < rep->n_neighbors; i++) {
     Graphd__V1__Entity *s = entity_get(cfg, c, GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER,
@@ -891,6 +949,345 @@ static void run_latency(const bench_cfg *cfg, const char *dir, const char *base,
   free(data), free(log);
 }
 
+/* ---- (c) agreement with the next full run (in (b)'s placement-on daemon) ---------- */
+
+/* Calls fn with each message (desc) of the server stream method(req) on c,
+ * deadline cfg->job_timeout_ms, until it ends or fn returns false (fn then
+ * records its anomaly). False also when the call failed, with an anomaly
+ * "LABEL: METHOD failed: CODE: MSG" recorded. */
+typedef bool (*stream_fn)(void *ctx, const ProtobufCMessage *m);
+static bool stream_each(const bench_cfg *cfg, gc_client *c, const char *method,
+                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+                        stream_fn fn, void *ctx, const char *label) {
+  gc_status st;
+  gc_sstream *s = NULL;
+  bool more = true;
+  int code = gc_sstream_open(c, method, req, cfg->job_timeout_ms, &s, &st);
+  while (code == GRPC_STATUS_OK && more) {
+    ProtobufCMessage *m = NULL;
+    code = gc_sstream_next(s, desc, &m, &st);
+    if (code != GRPC_STATUS_OK || !m)
+      break;
+    more = fn(ctx, m);
+    protobuf_c_message_free_unpacked(m, NULL);
+  }
+  gc_sstream_free(s);
+  if (code != GRPC_STATUS_OK) {
+    anomaly("%s: %s failed: %s: %s", label, method + strlen(SVC), gc_status_code_name(code),
+            st.message);
+    return false;
+  }
+  return more;
+}
+
+typedef struct u64vec {
+  uint64_t *v;
+  size_t n, cap;
+} u64vec;
+
+static void u64vec_push(u64vec *a, uint64_t x) {
+  if (a->n == a->cap) {
+    a->cap = a->cap ? a->cap * 2 : 1024;
+    a->v = xrealloc(a->v, a->cap * sizeof *a->v);
+  }
+  a->v[a->n++] = x;
+}
+
+static int cmp_u64(const void *pa, const void *pb) {
+  uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+  return (a > b) - (a < b);
+}
+
+/* A snapshot's assignments (StreamAssignments): seller ids ascending. */
+typedef struct assign {
+  u64vec seller, cluster;
+  bool disordered;
+} assign;
+
+static bool assign_add(void *ctx, const ProtobufCMessage *m) {
+  assign *a = ctx;
+  const Graphd__V1__AssignmentBatch *b = (const Graphd__V1__AssignmentBatch *)m;
+  size_t n = b->n_seller_ids < b->n_cluster_ids ? b->n_seller_ids : b->n_cluster_ids;
+  a->disordered |= b->n_seller_ids != b->n_cluster_ids;
+  for (size_t i = 0; i < n; i++) {
+    a->disordered |= a->seller.n && b->seller_ids[i] <= a->seller.v[a->seller.n - 1];
+    u64vec_push(&a->seller, b->seller_ids[i]);
+    u64vec_push(&a->cluster, b->cluster_ids[i]);
+  }
+  return true;
+}
+
+static bool assign_read(const bench_cfg *cfg, gc_client *c, uint64_t snap, const char *label,
+                        assign *ret) {
+  memset(ret, 0, sizeof *ret);
+  Graphd__V1__StreamAssignmentsRequest req = GRAPHD__V1__STREAM_ASSIGNMENTS_REQUEST__INIT;
+  req.snapshot_id = snap;
+  if (!stream_each(cfg, c, SVC "StreamAssignments", &req.base,
+                   &graphd__v1__assignment_batch__descriptor, assign_add, ret, label))
+    return false;
+  if (ret->disordered)
+    anomaly("%s: StreamAssignments(%" PRIu64 ") sent seller ids out of order, or batches of "
+            "uneven seller_ids and cluster_ids", label, snap);
+  return !ret->disordered;
+}
+
+/* seller's cluster in a (0: not in the snapshot). */
+static uint64_t assign_get(const assign *a, uint64_t seller) {
+  size_t lo = 0, hi = a->seller.n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (a->seller.v[mid] < seller)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < a->seller.n && a->seller.v[lo] == seller ? a->cluster.v[lo] : 0;
+}
+
+static void assign_free(assign *a) {
+  free(a->seller.v), free(a->cluster.v);
+  memset(a, 0, sizeof *a);
+}
+
+/* Pairs of cluster ids, sorted, to count the sellers of a pair. */
+typedef struct cpair {
+  uint64_t a, b;
+} cpair;
+
+static int cmp_cpair(const void *pa, const void *pb) {
+  const cpair *x = pa, *y = pb;
+  if (x->a != y->a)
+    return x->a < y->a ? -1 : 1;
+  return (x->b > y->b) - (x->b < y->b);
+}
+
+/* How many of p[0..n) (sorted) equal k. */
+static size_t cpair_count(const cpair *p, size_t n, cpair k) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (cmp_cpair(&p[mid], &k) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  size_t first = lo;
+  hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (cmp_cpair(&p[mid], &k) <= 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo - first;
+}
+
+typedef struct agree_run {
+  bool ok;
+  uint64_t changed, new_sellers;
+  uint64_t unplaced; /* no provisional placement: the placer kept the snapshot's cluster */
+  uint64_t strict, comember;               /* placement agrees, by each measure */
+  uint64_t base_strict, base_comember;     /* the base snapshot's cluster agrees */
+  uint64_t base_wrong, fixed;              /* co-membership: base wrong; of them placement right */
+  uint64_t snapshot;                       /* the next run's */
+  double lookup_s, job_s;
+} agree_run;
+
+/* Keeps the new sellers (GetEntities: sellers with an id over the base's
+ * entities); those linked to sellers also go to linked. */
+typedef struct new_scan {
+  uint64_t entities; /* found */
+  u64vec sellers, linked;
+} new_scan;
+
+static bool scan_add(void *ctx, const ProtobufCMessage *m) {
+  new_scan *ns = ctx;
+  const Graphd__V1__EntityBatch *b = (const Graphd__V1__EntityBatch *)m;
+  for (size_t i = 0; i < b->n_entities; i++) {
+    const Graphd__V1__Entity *e = b->entities[i];
+    ns->entities++;
+    if (e->type != GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_SELLER)
+      continue;
+    u64vec_push(&ns->sellers, e->id);
+    if (e->seller_count)
+      u64vec_push(&ns->linked, e->id);
+  }
+  return true;
+}
+
+/*
+ * On rd (placement on, the held-back records written, the queue drained;
+ * base0: the base's entities, snap0: its snapshot): each changed seller's
+ * placement, then the next full run, then both compared (see the header).
+ */
+static void run_agreement(const bench_cfg *cfg, run_daemon *rd, uint64_t base0, uint64_t snap0,
+                          int r, size_t new_sellers, agree_run *ret) {
+  memset(ret, 0, sizeof *ret);
+  ret->lookup_s = ret->job_s = NAN;
+  char label[48];
+  snprintf(label, sizeof label, "place %d (agreement)", r + 1);
+  int64_t t0 = now_ns();
+
+  /* 1. The changed sellers: the new ones (every entity created by the
+   * load has an id over the base's entities: ids count up from 1) and
+   * their seller neighbours. */
+  new_scan ns = {0};
+  u64vec changed = {0};
+  uint64_t *placed = NULL, *before = NULL;
+  assign a0 = {0}, a1 = {0};
+  cpair *pairs = NULL, *sizes = NULL;
+  pstats s;
+  bool ok = stats_get(cfg, rd->c, &s);
+  uint64_t want = ok && s.entities > base0 ? s.entities - base0 : 0;
+  for (uint64_t from = base0 + 1, span; ok && ns.entities < want; from += span) {
+    uint64_t found = ns.entities;
+    span = want - found < SCAN_MIN ? SCAN_MIN : want - found > SCAN_MAX ? SCAN_MAX : want - found;
+    Graphd__V1__GetEntitiesRequest req = GRAPHD__V1__GET_ENTITIES_REQUEST__INIT;
+    uint64_t *ids = xmalloc(span * sizeof *ids);
+    for (uint64_t i = 0; i < span; i++)
+      ids[i] = from + i;
+    req.ids = ids;
+    req.n_ids = span;
+    ok = stream_each(cfg, rd->c, SVC "GetEntities", &req.base,
+                     &graphd__v1__entity_batch__descriptor, scan_add, &ns, label);
+    free(ids);
+    if (ok && ns.entities == found) {
+      anomaly("%s: no entity with an id in %" PRIu64 "..%" PRIu64 ": %" PRIu64 " of the %" PRIu64
+              " entities the load created found", label, from, from + span - 1, found, want);
+      ok = false;
+    }
+  }
+  if (ok && ns.sellers.n != new_sellers) {
+    anomaly("%s: %zu new sellers found over id %" PRIu64 ", %zu held back", label, ns.sellers.n,
+            base0, new_sellers);
+    ok = false;
+  }
+  for (size_t i = 0; ok && i < ns.sellers.n; i++)
+    u64vec_push(&changed, ns.sellers.v[i]);
+  for (size_t i = 0; ok && i < ns.linked.n; i++) {
+    char what[48], *tok = NULL;
+    snprintf(what, sizeof what, "seller %" PRIu64, ns.linked.v[i]);
+    do {
+      Graphd__V1__NeighborsReply *rep =
+          seller_neighbors(cfg, rd->c, ns.linked.v[i], 0, NULL, 1000, tok, what);
+      free(tok);
+      tok = NULL;
+      if (!rep) {
+        ok = false;
+        break;
+      }
+      for (size_t k = 0; k < rep->n_neighbors; k++)
+        u64vec_push(&changed, rep->neighbors[k]->entity->id);
+      if (rep->next_page_token && *rep->next_page_token)
+        tok = xstrdup(rep->next_page_token);
+      graphd__v1__neighbors_reply__free_unpacked(rep, NULL);
+    } while (tok);
+  }
+  size_t n = 0;
+  if (changed.n)
+    qsort(changed.v, changed.n, sizeof *changed.v, cmp_u64);
+  for (size_t i = 0; i < changed.n; i++)
+    if (!n || changed.v[i] != changed.v[n - 1])
+      changed.v[n++] = changed.v[i];
+
+  /* 2. Their placements (provisional, else the snapshot's cluster), and
+   * the snapshot's cluster alone: the guess without placement. */
+  placed = xcalloc(n ? n : 1, sizeof *placed);
+  before = xcalloc(n ? n : 1, sizeof *before);
+  for (size_t i = 0; ok && i < n; i++) {
+    gc_status st;
+    Graphd__V1__Entity *e = entity_get_ref(cfg, rd->c, changed.v[i], 0, NULL, &st);
+    if (!e) {
+      anomaly("%s: GetEntity(id %" PRIu64 ") failed: %s: %s", label, changed.v[i],
+              gc_status_code_name(st.code), st.message);
+      ok = false;
+      break;
+    }
+    before[i] = e->cluster_id;
+    placed[i] = e->provisional ? e->provisional->cluster_id : e->cluster_id;
+    ret->unplaced += !e->provisional;
+    graphd__v1__entity__free_unpacked(e, NULL);
+  }
+  ret->lookup_s = (double)(now_ns() - t0) / 1e9;
+
+  /* 3. The next full run, matched against the base snapshot. */
+  if (ok) {
+    char name[32];
+    snprintf(name, sizeof name, "place-next-%d", r + 1);
+    fprintf(stderr, "graphd-bench: place %d: %zu changed sellers looked up in %.2f s; "
+            "clustering (default spec)...\n", r + 1, n, ret->lookup_s);
+    bench_job job;
+    ok = bench_job_run(cfg, rd->c, &rd->dp, label, name, GRAPHD__V1__WARM_START__WARM_START_AUTO,
+                       &job);
+    ret->snapshot = job.snapshot_id;
+    ret->job_s = job.wall_s;
+  }
+  bench_manifest man;
+  if (ok && (ok = bench_snapshot_read(cfg, rd->c, ret->snapshot, label, &man)) &&
+      man.previous != snap0) {
+    anomaly("%s: snapshot %" PRIu64 " matched its ids against snapshot %" PRIu64 ", not the "
+            "base's %" PRIu64, label, ret->snapshot, man.previous, snap0);
+    ok = false;
+  }
+  ok = ok && assign_read(cfg, rd->c, snap0, label, &a0) &&
+       assign_read(cfg, rd->c, ret->snapshot, label, &a1);
+
+  /* 4. Compared. pairs: (base cluster, new cluster) of every seller in
+   * both; sizes: (new cluster, 0) of every seller of the new run. */
+  if (ok) {
+    size_t np = 0;
+    pairs = xmalloc((a1.seller.n ? a1.seller.n : 1) * sizeof *pairs);
+    sizes = xmalloc((a1.seller.n ? a1.seller.n : 1) * sizeof *sizes);
+    for (size_t i = 0, j = 0; i < a1.seller.n; i++) {
+      sizes[i] = (cpair){a1.cluster.v[i], 0};
+      while (j < a0.seller.n && a0.seller.v[j] < a1.seller.v[i])
+        j++;
+      if (j < a0.seller.n && a0.seller.v[j] == a1.seller.v[i])
+        pairs[np++] = (cpair){a0.cluster.v[j], a1.cluster.v[i]};
+    }
+    qsort(pairs, np, sizeof *pairs, cmp_cpair);
+    qsort(sizes, a1.seller.n, sizeof *sizes, cmp_cpair);
+    for (size_t i = 0; i < n; i++) {
+      uint64_t now = assign_get(&a1, changed.v[i]), was = assign_get(&a0, changed.v[i]);
+      size_t size = now ? cpair_count(sizes, a1.seller.n, (cpair){now, 0}) : 1;
+      bool agree[2][2]; /* [placement, base][strict, co-membership] */
+      for (int g = 0; g < 2; g++) {
+        uint64_t guess = g == 0 ? placed[i] : before[i];
+        bool strict = guess == now || (guess == 0 && size == 1);
+        /* The next run split the placed cluster: the seller still sits
+         * with members placement put it with (the part that got a fresh
+         * id), so its placement was right. */
+        bool with = !strict && guess && now &&
+                    cpair_count(pairs, np, (cpair){guess, now}) > (was == guess ? 1u : 0u);
+        agree[g][0] = strict;
+        agree[g][1] = strict || with;
+      }
+      ret->strict += agree[0][0];
+      ret->comember += agree[0][1];
+      ret->base_strict += agree[1][0];
+      ret->base_comember += agree[1][1];
+      ret->base_wrong += !agree[1][1];
+      ret->fixed += !agree[1][1] && agree[0][1];
+    }
+    ret->changed = n;
+    ret->new_sellers = ns.sellers.n;
+    if (!n) {
+      anomaly("%s: no changed sellers to compare", label);
+      ok = false;
+    }
+  }
+  ret->ok = ok;
+  fprintf(stderr, "graphd-bench: place %d: agreement with the next run (snapshot %" PRIu64
+          ", job %.1f s): %" PRIu64 " of %zu changed sellers strict, %" PRIu64 " co-membership; "
+          "without placement %" PRIu64 " / %" PRIu64 "%s\n", r + 1, ret->snapshot, ret->job_s,
+          ret->strict, n, ret->comember, ret->base_strict, ret->base_comember,
+          ok ? "" : " FAILED");
+  free(ns.sellers.v), free(ns.linked.v), free(changed.v);
+  free(placed), free(before), free(pairs), free(sizes);
+  assign_free(&a0), assign_free(&a1);
+}
+
 /* ---- (b) throughput -------------------------------------------------------------- */
 
 typedef struct tp_run {
@@ -904,10 +1301,16 @@ typedef struct tp_run {
   double cpu_ingest_s, cpu_drain_s;
 } tp_run;
 
+/* ag (placement on only; NULL: none): then the agreement of the
+ * placements with the next full run (snap: the base's snapshot). */
 static void run_throughput(const bench_cfg *cfg, const char *dir, const char *base, int r,
                            int kind, const dataset *d, size_t first, size_t n,
-                           size_t new_sellers, tp_run *ret) {
+                           size_t new_sellers, uint64_t snap, tp_run *ret, agree_run *ag) {
   memset(ret, 0, sizeof *ret);
+  if (ag) {
+    memset(ag, 0, sizeof *ag);
+    ag->lookup_s = ag->job_s = NAN;
+  }
   ret->seconds = ret->links_per_s = ret->drain_s = ret->queued_at_reply = ret->queued_max = NAN;
   ret->placements = ret->alerts = ret->shed = ret->cpu_ingest_s = ret->cpu_drain_s = NAN;
   ret->commits_ingest = ret->commits_drain = NAN;
@@ -998,8 +1401,12 @@ static void run_throughput(const bench_cfg *cfg, const char *dir, const char *ba
       ok = false;
     }
   }
+  if (ok && ag)
+    run_agreement(cfg, &rd, s0.entities, snap, r, new_sellers, ag);
   ok &= rd_stop(cfg, &rd, "during the write load");
   ret->ok = ok;
+  if (ag)
+    ag->ok &= ok;
   fprintf(stderr, "graphd-bench: place %d: placement %s: %zu records in %.3f s, %.0f links/s; "
           "queued at most %.0f, %.0f at the last reply, drained %.3f s after it; %.0f "
           "placements, %.0f shed%s\n",
@@ -1017,6 +1424,7 @@ typedef struct place_report {
   lat_run lat[MAX_REPEAT];
   tp_run tp[MAX_REPEAT][2];
   double ratio[MAX_REPEAT];
+  agree_run ag[MAX_REPEAT];
 } place_report;
 
 /* A figure of repeat r: of its latency run (LF: k unused) or of its write
@@ -1031,6 +1439,12 @@ typedef double (*place_field)(const place_report *rep, int r, int k);
 #define TF(name, expr)                                                   \
   static double name(const place_report *rep, int r, int k) {            \
     const tp_run *x = &rep->tp[r][k];                                    \
+    return x->ok ? (expr) : NAN;                                         \
+  }
+#define AF(name, expr)                                                   \
+  static double name(const place_report *rep, int r, int k) {            \
+    const agree_run *x = &rep->ag[r];                                    \
+    (void)k;                                                             \
     return x->ok ? (expr) : NAN;                                         \
   }
 LF(lf_alert50, x->alert_p50)
@@ -1065,6 +1479,18 @@ TF(tf_com_dr, x->commits_drain)
 TF(tf_srv50, x->srv_p50)
 TF(tf_srv99, x->srv_p99)
 TF(tf_srvmean, x->srv_mean)
+AF(af_changed, (double)x->changed)
+AF(af_new, (double)x->new_sellers)
+AF(af_existing, (double)(x->changed - x->new_sellers))
+AF(af_unplaced, (double)x->unplaced)
+AF(af_strict, (double)x->strict / (double)x->changed)
+AF(af_comember, (double)x->comember / (double)x->changed)
+AF(af_base_strict, (double)x->base_strict / (double)x->changed)
+AF(af_base_comember, (double)x->base_comember / (double)x->changed)
+AF(af_base_wrong, (double)x->base_wrong)
+AF(af_fixed, (double)x->fixed)
+AF(af_lookup, x->lookup_s)
+AF(af_job, x->job_s)
 
 /* The median over the repeats of a figure (k: as for place_field), and
  * its values per repeat. */
@@ -1082,7 +1508,7 @@ static json_object *tarr(const place_report *rep, int k, place_field f) {
   return a;
 }
 
-/* The same for a latency figure. */
+/* The same for a latency or an agreement figure. */
 static double lmed(const place_report *rep, place_field f) { return tmed(rep, 0, f); }
 static json_object *larr(const place_report *rep, place_field f) { return tarr(rep, 0, f); }
 
@@ -1202,8 +1628,9 @@ json_object *bench_place(const bench_cfg *cfg, const char *workroot, dataset *d,
     bool on_first = r % 2 == 0;
     for (int step = 0; step < 2; step++) {
       int k = (step == 0) == on_first ? ON : OFF;
-      run_throughput(cfg, dir, base, r, k, d, cut, held, new_sellers, &rep->tp[r][k]);
-      ok &= rep->tp[r][k].ok;
+      run_throughput(cfg, dir, base, r, k, d, cut, held, new_sellers, snap, &rep->tp[r][k],
+                     k == ON ? &rep->ag[r] : NULL);
+      ok &= rep->tp[r][k].ok && (k == OFF || rep->ag[r].ok);
     }
     const tp_run *on = &rep->tp[r][ON], *off = &rep->tp[r][OFF];
     rep->ratio[r] = on->ok && off->ok ? on->links_per_s / off->links_per_s : NAN;
@@ -1292,6 +1719,38 @@ json_object *bench_place(const bench_cfg *cfg, const char *workroot, dataset *d,
          fmtf(b1, sizeof b1, 1, tmed(rep, ON, tf_srv50)),
          fmtf(b2, sizeof b2, 1, tmed(rep, ON, tf_srv99)),
          fmtf(b3, sizeof b3, 1, tmed(rep, ON, tf_srvmean)));
+  double strict = lmed(rep, af_strict), comember = lmed(rep, af_comember);
+  printf("  3. agreement with the next full run: in 2.'s placement-on daemon after the drain, "
+         "each changed seller (%.0f: the seller endpoints of the held-back records, %.0f new, "
+         "%.0f of the base) as placed (GetEntity: provisional, else the snapshot's cluster), "
+         "then one clustering job (default spec, ids matched against snapshot %" PRIu64
+         "; %.1f s) and each seller's cluster in its snapshot (StreamAssignments of both)\n",
+         lmed(rep, af_changed), lmed(rep, af_new), lmed(rep, af_existing), snap,
+         lmed(rep, af_job));
+  printf("     %-58s %9s %9s\n", "", "placement", "without");
+  printf("     %-58s %8s%% %8s%%\n", "strict: the same cluster id, or alone and a singleton",
+         fmtf(b1, sizeof b1, 1, 100 * strict), fmtf(b2, sizeof b2, 1, 100 * lmed(rep, af_base_strict)));
+  printf("     %-58s %8s%% %8s%%\n", "co-membership: strict, or with a seller placed with it",
+         fmtf(b1, sizeof b1, 1, 100 * comember),
+         fmtf(b2, sizeof b2, 1, 100 * lmed(rep, af_base_comember)));
+  printf("     (without: the base snapshot's cluster as the guess, none for a new seller)\n");
+  printf("     target >= %.0f%%: co-membership %s, strict %s; of the %.0f sellers the snapshot "
+         "alone got wrong (co-membership), placement got %.0f right; no provisional placement (kept "
+         "their snapshot cluster): %.0f; lookups "
+         "%.2f s\n",
+         100 * TARGET_AGREE, met(comember >= TARGET_AGREE, comember),
+         met(strict >= TARGET_AGREE, strict), lmed(rep, af_base_wrong), lmed(rep, af_fixed),
+         lmed(rep, af_unplaced), lmed(rep, af_lookup));
+  printf("     per repeat, strict/co-membership %% placement (without):");
+  for (int r = 0; r < n; r++)
+    printf(" %s/%s (%s/%s)", fmtf(b1, sizeof b1, 1, 100 * af_strict(rep, r, 0)),
+           fmtf(b2, sizeof b2, 1, 100 * af_comember(rep, r, 0)),
+           fmtf(b3, sizeof b3, 1, 100 * af_base_strict(rep, r, 0)),
+           fmtf(b4, sizeof b4, 1, 100 * af_base_comember(rep, r, 0)));
+  printf("; wrong without / right with placement:");
+  for (int r = 0; r < n; r++)
+    printf(" %.0f/%.0f", af_base_wrong(rep, r, 0), af_fixed(rep, r, 0));
+  printf("\n");
 
   /* JSON */
   jput(j, "repeats", json_object_new_int(n));
@@ -1364,6 +1823,35 @@ json_object *bench_place(const bench_cfg *cfg, const char *workroot, dataset *d,
   jput(jt, "ratio_on_over_off_per_repeat", jdouble_array(rep->ratio, n));
   jput(jt, "target", jtarget("min", TARGET_RATIO, ratio, ratio >= TARGET_RATIO));
   jput(j, "throughput", jt);
+  /* Each agreement figure: its median as NAME, its values as NAME_per_repeat. */
+  static const struct {
+    const char *name;
+    place_field f;
+  } afig[] = {
+      {"strict", af_strict},
+      {"co_membership", af_comember},
+      {"without_placement_strict", af_base_strict},
+      {"without_placement_co_membership", af_base_comember},
+      {"changed_sellers", af_changed},
+      {"new_sellers", af_new},
+      {"existing_sellers", af_existing},
+      {"wrong_without_placement", af_base_wrong},
+      {"of_them_right_with_placement", af_fixed},
+      {"no_provisional", af_unplaced},
+      {"lookup_s", af_lookup},
+      {"job_s", af_job},
+  };
+  json_object *ja = json_object_new_object();
+  for (size_t i = 0; i < sizeof afig / sizeof afig[0]; i++) {
+    char key[80];
+    jput(ja, afig[i].name, jnum(lmed(rep, afig[i].f)));
+    snprintf(key, sizeof key, "%s_per_repeat", afig[i].name);
+    jput(ja, key, larr(rep, afig[i].f));
+  }
+  jput(ja, "target_co_membership",
+       jtarget("min", TARGET_AGREE, comember, comember >= TARGET_AGREE));
+  jput(ja, "target_strict", jtarget("min", TARGET_AGREE, strict, strict >= TARGET_AGREE));
+  jput(j, "agreement", ja);
   jput(j, "ok", json_object_new_boolean(ok));
 
   /* The copies go; the logs stay (main removes the work dir when all went
