@@ -535,6 +535,8 @@ static void watch_unlisten(rpc_follow *f) {
 
 static void watch_destroy(rpc_follow *f) { free(f); }
 
+static void watch_send_f(rpc_follow *f) { watch_send((watch *)f); }
+
 static void watch_changed(void *ctx) {
   watch *w = ctx;
   pthread_mutex_lock(&w->f.mu);
@@ -588,15 +590,7 @@ void rpc_watch_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   w->job_id = id;
   rpc_follow_init(&w->f, c, watch_unlisten, watch_destroy);
   w->handle = gd_jobs_listen(jobs, watch_changed, w); /* before w->f.mu: rpc_follow */
-  if (!w->handle) {
-    rpc_follow_abandon(&w->f);
-    rpc_fail_code(c, GD_ENOMEM, "out of memory");
-    return;
-  }
-  pthread_mutex_lock(&w->f.mu);
-  if (!w->f.writing && !w->f.done)
-    watch_send(w);
-  pthread_mutex_unlock(&w->f.mu);
+  rpc_follow_start(&w->f, w->handle != 0, watch_send_f);
 }
 
 

@@ -50,6 +50,19 @@ void rpc_follow_end(rpc_follow *f, int code, const char *msg) {
   unref(f);
 }
 
+void rpc_follow_start(rpc_follow *f, bool listening, void (*send)(rpc_follow *f)) {
+  if (!listening) {
+    gd_call *c = f->call;
+    rpc_follow_abandon(f);
+    rpc_fail_code(c, GD_ENOMEM, "out of memory");
+    return;
+  }
+  pthread_mutex_lock(&f->mu);
+  if (!f->writing && !f->done)
+    send(f);
+  pthread_mutex_unlock(&f->mu);
+}
+
 bool rpc_follow_written(rpc_follow *f, bool end) {
   f->writing = false;
   if (!end && !f->done)

@@ -911,6 +911,8 @@ static void awatch_send(awatch *w) {
   gd_call_write(w->f.call, w->buf, n, false);
 }
 
+static void awatch_send_f(rpc_follow *f) { awatch_send((awatch *)f); }
+
 static void awatch_changed(void *ctx) {
   awatch *w = ctx;
   pthread_mutex_lock(&w->f.mu);
@@ -1012,15 +1014,7 @@ void rpc_watch_alerts(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) 
   protobuf_c_message_free_unpacked(&q->base, NULL);
   rpc_follow_init(&w->f, c, awatch_unlisten, awatch_destroy);
   w->handle = alerts_listen(w->P, awatch_changed, w); /* before w->f.mu: rpc_follow */
-  if (!w->handle) {
-    rpc_follow_abandon(&w->f);
-    rpc_fail_code(c, GD_ENOMEM, "out of memory");
-    return;
-  }
-  pthread_mutex_lock(&w->f.mu);
-  if (!w->f.writing && !w->f.done)
-    awatch_send(w);
-  pthread_mutex_unlock(&w->f.mu);
+  rpc_follow_start(&w->f, w->handle != 0, awatch_send_f);
 }
 
 /* ---- GetCluster's placed members --------------------------------------------- */

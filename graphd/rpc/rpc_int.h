@@ -148,7 +148,11 @@ void rpc_reflection_written(gd_call *c, bool ok);
  *
  * rpc_follow_init sets the call's user pointer to f (refs 1): the call's
  * reference. rpc_follow_abandon undoes init before anything was written
- * (the handler then fails the call itself). rpc_follow_end, with f->mu not
+ * (the handler then fails the call itself). rpc_follow_start, once the
+ * handler has tried to listen (before taking f->mu): when listening
+ * failed, abandons f and fails the call RESOURCE_EXHAUSTED (out of
+ * memory); else sends the first message with send(f) under f->mu unless a
+ * notice already did. rpc_follow_end, with f->mu not
  * held: unlisten(f), detach, finish the call with code and msg, drop the
  * call's reference (destroy(f) frees the state once none is left).
  * rpc_follow_written, with f->mu held, in on_written: clears `writing`
@@ -167,6 +171,7 @@ typedef struct rpc_follow {
 void rpc_follow_init(rpc_follow *f, gd_call *c, void (*unlisten)(rpc_follow *),
                      void (*destroy)(rpc_follow *));
 void rpc_follow_abandon(rpc_follow *f);
+void rpc_follow_start(rpc_follow *f, bool listening, void (*send)(rpc_follow *f));
 void rpc_follow_end(rpc_follow *f, int code, const char *msg);
 bool rpc_follow_written(rpc_follow *f, bool end);
 void rpc_follow_cancel(gd_call *c);

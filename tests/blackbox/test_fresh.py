@@ -363,8 +363,13 @@ def read_all(stub, after_seq=0, until_seq=None, timeout=5.0):
     return out
 
 
-def test_resume_after_disconnect_and_restart(fresh):
+def test_resume_after_disconnect_and_restart(fresh, net):
     s = fresh.stub
+    _, device = ring_device(net, s)
+    s.Upsert(pb.UpsertRequest(links=[pb.LinkInput(a=ref(SELLER, "fresh-resume-%d" % i),
+                                                  b=ref(DEVICE, device)) for i in range(3)]),
+             timeout=T())
+    wait_placed(s)
     every = read_all(s)
     assert len(every) >= 3, "need a few alerts to resume through"
     seqs = [e.seq for e in every]
