@@ -90,6 +90,7 @@ struct rpc_placer {
   struct pitem *items;
   int64_t *lat;
   int64_t last_clear; /* gd_now_ns of the last queue clear without a snapshot */
+  bool draining;      /* stopping: only clear, and only without a snapshot */
   gd_u64map batch;    /* seller -> cluster + 1, placed in the batch being worked */
   /* Figures. */
   atomic_uint_fast64_t placed, alerts, rebased, idle_cleared;
@@ -598,7 +599,7 @@ static int place_batch(rpc_placer *P, bool *ret_more, gd_err *err) {
     gd_store_read_end(r);
     return src;
   }
-  if (!src && (!P->have_spec || sv.id != P->snap)) {
+  if (!src && !P->draining && (!P->have_spec || sv.id != P->snap)) {
     if ((rc = use_snapshot(P, r, &sv, err))) {
       gd_store_read_end(r);
       return rc;
@@ -615,7 +616,8 @@ static int place_batch(rpc_placer *P, bool *ret_more, gd_err *err) {
   }
   /* Without a snapshot the queue is only emptied, and at most once a
    * second: not one extra commit per write. */
-  if (src && P->last_clear && gd_now_ns() - P->last_clear < 1000000000) {
+  if ((src && !P->draining && P->last_clear && gd_now_ns() - P->last_clear < 1000000000) ||
+      (!src && P->draining)) {
     gd_store_read_end(r);
     return GD_OK;
   }
@@ -702,6 +704,16 @@ static void *placer_main(void *arg) {
       /* Try again at the next tick. */
     }
   }
+  /* Stopping: without a snapshot, what is queued can only be cleared, so
+   * clear it now (the next start then has nothing to do); with one, the
+   * queue stays for the next start to place. */
+  P->draining = true;
+  P->last_clear = 0;
+  do {
+    gd_err err = {0};
+    if (place_batch(P, &more, &err))
+      break;
+  } while (more);
   return NULL;
 }
 
