@@ -257,12 +257,6 @@ typedef struct ccand {
   size_t first; /* its strongest tie: index into the linked result */
 } ccand;
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The cluster seller sits in for placement purposes (0: none). */
 static uint64_t cluster_of(rpc_placer *P, gd_rtxn *r, uint64_t seller) {
   gd_prov p;
@@ -337,7 +331,7 @@ static int make_event(rpc_placer *P, gd_rtxn *r, const gd_entity_view *sv, const
   char *keys[PLACE_EVIDENCE * (PLACE_SHARED + 1)];
   size_t nkeys = 0;
   char *skey = strndup(sv->key.p, sv->key.n);
-  ev.time = now_ms();
+  ev.time = gd_now_unix_ns() / 1000000;
   ev.seller_id = sv->id;
   ev.seller_key = skey ? skey : "";
   ev.snapshot_id = pv->snapshot;
@@ -513,7 +507,7 @@ static int place_one(rpc_placer *P, gd_rtxn *r, pitem *it, gd_err *err) {
                       .risk = best < 0 ? 0 : risk[best],
                       .gain = gain,
                       .tie = best < 0 ? 0 : cs[best].c.tie,
-                      .placed_at = now_ms()};
+                      .placed_at = gd_now_unix_ns() / 1000000};
     if (now_cl && now_cl != prev)
       rc = make_event(P, r, &sv, &it->p, &lr, ncl, it);
     if (rc)
