@@ -144,9 +144,18 @@ static gd_alg_status scope_leave(igraph_error_t rc, const char *what, gd_alg_err
 
 /* ---- conversion --------------------------------------------------------- */
 
-gd_alg_status gd_ig_graph_new(const gd_csr *g, gd_ig_graph **ret, gd_alg_error *err) {
-  if (!g || !ret || g->n < 0)
+gd_alg_status gd_ig_graph_new(const gd_csr *g, const int64_t *vmap, int64_t n_out,
+                              gd_ig_graph **ret, gd_alg_error *err) {
+  if (!g || !ret || g->n < 0 || (vmap && n_out < 0))
     return gd_alg_error_set(err, GD_ALG_INVALID, "igraph bridge: bad arguments");
+  if (!vmap)
+    n_out = g->n;
+  for (int64_t u = 0; vmap && u < g->n; u++)
+    if (vmap[u] >= n_out || (vmap[u] < 0 && g->off[u + 1] > g->off[u]))
+      return gd_alg_error_set(err, GD_ALG_INVALID,
+                              "igraph bridge: vertex %lld maps to %lld (of %lld), degree %lld",
+                              (long long)u, (long long)vmap[u], (long long)n_out,
+                              (long long)(g->off[u + 1] - g->off[u]));
   gd_ig_graph *h = calloc(1, sizeof *h);
   if (!h)
     return gd_alg_error_set(err, GD_ALG_NOMEM, "igraph bridge: out of memory");
@@ -170,8 +179,8 @@ gd_alg_status gd_ig_graph_new(const gd_csr *g, gd_ig_graph **ret, gd_alg_error *
           rc = IGRAPH_EINVAL;
           break;
         }
-        VECTOR(edges)[2 * e] = u;
-        VECTOR(edges)[2 * e + 1] = g->nbr[p];
+        VECTOR(edges)[2 * e] = vmap ? vmap[u] : u;
+        VECTOR(edges)[2 * e + 1] = vmap ? vmap[g->nbr[p]] : g->nbr[p];
         VECTOR(h->w)[e] = g->w[p];
         e++;
       }
@@ -182,7 +191,7 @@ gd_alg_status gd_ig_graph_new(const gd_csr *g, gd_ig_graph **ret, gd_alg_error *
       rc = IGRAPH_EINVAL;
   }
   if (rc == IGRAPH_SUCCESS)
-    rc = igraph_create(&h->g, &edges, g->n, IGRAPH_UNDIRECTED);
+    rc = igraph_create(&h->g, &edges, n_out, IGRAPH_UNDIRECTED);
   if (have_edges)
     igraph_vector_int_destroy(&edges);
   if (rc != IGRAPH_SUCCESS && have_w)

@@ -62,9 +62,19 @@ typedef struct gd_ig_graph gd_ig_graph;
  * Converts g: one igraph edge per CSR edge, (u, v) with u < v, in CSR
  * order (so edge ids are deterministic), and a weight vector in the same
  * order. O(n + m). The result does not point into g.
- * Errors: NOMEM, FAILED (other igraph errors).
+ *
+ * vmap, if not NULL, renumbers the vertices: vertex v of g becomes vertex
+ * vmap[v] of the result, which has n_out vertices; vmap[v] < 0 leaves v out,
+ * which only a vertex without edges may be (community.c drops the
+ * isolated vertices this way). Kept vertices must map to distinct
+ * vertices; an increasing map keeps the edge order CSR order. NULL: every
+ * vertex, n_out ignored.
+ *
+ * Errors: INVALID (vmap leaves out a vertex with edges, or maps one
+ * outside [0, n_out)), NOMEM, FAILED (other igraph errors).
  */
-gd_alg_status gd_ig_graph_new(const gd_csr *g, gd_ig_graph **ret, gd_alg_error *err);
+gd_alg_status gd_ig_graph_new(const gd_csr *g, const int64_t *vmap, int64_t n_out,
+                              gd_ig_graph **ret, gd_alg_error *err);
 
 /* Frees h. NULL-safe. */
 void gd_ig_graph_free(gd_ig_graph *h);
