@@ -112,6 +112,10 @@
  * A link row is in the window when its [first_seen, last_seen] overlaps
  * [since, until] (0 = open), as for gd_store_visit_links.
  *
+ * The walk reads the whole data file once: every 2^20 records it drops
+ * the map's pages from the process's resident set (gd_store_drop_resident),
+ * so its RSS is the arrays it builds, not the file it read.
+ *
  * checksum: SHA-256 (lower-case hex) over, in order: the ASCII tag
  * "graphd-export-1", since, until, n_sellers, n_entities, n_links (each
  * i64), then seller_ids, ent_ids, ent_type, ent_off, ent_sellers, ent_n,

@@ -4,10 +4,12 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <stdatomic.h>
 #include <sys/statvfs.h>
@@ -232,6 +234,38 @@ int gd_store_reader_check(gd_store *s) {
   int dead = 0;
   mdb_reader_check(s->env, &dead);
   return dead;
+}
+
+int gd_store_drop_resident(gd_store *s, gd_err *err) {
+  /* LMDB does not give out the map's address (MDB_envinfo.me_mapaddr is
+   * set only with MDB_FIXEDMAP), so find the shared mapping of the data
+   * file's inode in /proc/self/maps. */
+  mdb_filehandle_t fd;
+  struct stat sb;
+  if (mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &sb) != 0)
+    return gd_err_set(err, GD_EIO, "data file: %s", strerror(errno));
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (!f)
+    return gd_err_set(err, GD_EIO, "/proc/self/maps: %s", strerror(errno));
+  int rc = GD_OK;
+  bool found = false;
+  char line[4352];
+  pthread_rwlock_rdlock(&s->resize_lock); /* the map stays where it is */
+  while (rc == GD_OK && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi, ino;
+    char perms[8];
+    if (sscanf(line, "%lx-%lx %7s %*s %*s %lu", &lo, &hi, perms, &ino) != 4 ||
+        ino != (unsigned long)sb.st_ino || perms[3] != 's')
+      continue;
+    found = true;
+    if (madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0)
+      rc = gd_err_set(err, GD_EIO, "madvise of the %lu-byte map: %s", hi - lo, strerror(errno));
+  }
+  pthread_rwlock_unlock(&s->resize_lock);
+  fclose(f);
+  if (rc == GD_OK && !found)
+    rc = gd_err_set(err, GD_EIO, "no mapping of the data file in /proc/self/maps");
+  return rc;
 }
 
 /* Adopts a map size grown by another process (MDB_MAP_RESIZED). */

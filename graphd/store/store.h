@@ -68,6 +68,17 @@ void gd_store_close(gd_store *s);
 int gd_store_reader_check(gd_store *s);
 
 /*
+ * Drops the map's pages from this process's resident set (madvise
+ * MADV_DONTNEED over the whole map). The map is read-only and shared, so
+ * the pages stay in the kernel's page cache, the next access maps them
+ * back, and no data changes; transactions may be open. For a process that
+ * has just read much of the store and goes on with other work (the
+ * clustering worker after its export): its RSS then counts the memory it
+ * holds, not the file it read. Errors: GD_EIO (madvise failed).
+ */
+int gd_store_drop_resident(gd_store *s, gd_err *err);
+
+/*
  * Writes a compacted, consistent copy of the environment into dir (an
  * existing empty directory): mdb_env_copy2 with MDB_CP_COMPACT, which
  * reads one snapshot in a read transaction while writes go on (free pages

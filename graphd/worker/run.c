@@ -400,6 +400,10 @@ static int do_read(job *j, gd_err *err) {
     info(j, "previous_snapshot", (long long)j->prev_snap);
 out:
   gd_store_read_end(r);
+  /* The export touched much of the data file; what the job holds from
+   * here on is its arrays. Best effort: a failure only leaves RSS high. */
+  if (!rc)
+    info(j, "map_pages_dropped", gd_store_drop_resident(j->store, NULL) == GD_OK);
   return rc;
 }
 
@@ -1140,6 +1144,7 @@ static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
   int nrc = read_names(j, err);
   if (nrc)
     return nrc;
+  (void)gd_store_drop_resident(j->store, NULL); /* the names' pages: as after the export */
   for (int attempt = 0;; attempt++) {
     gd_wtxn *t = NULL;
     uint64_t id = 0;
