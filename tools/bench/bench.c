@@ -166,7 +166,7 @@
  *   (gd_store_assignments_visit), assignments/s and their ratio; counts
  *   and contents must agree. Reported: medians of the job wall time, each
  *   stage, Leiden alone, the ratio job / Leiden (target <= 1.3), worker
- *   peak RSS (target <= 2.5 GB) and Python's, the daemon's VmHWM, the
+ *   peak RSS and Python's (ratio target <= 1.5), the daemon's VmHWM, the
  *   StreamAssignments rate (target >= 5M/s), the bare-read rate and the
  *   ratio, and both sides' clusters and CPM quality. Targets are marked
  *   met or MISSED; a missed target is not an anomaly.
