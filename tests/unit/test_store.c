@@ -444,6 +444,23 @@ static void test_links_paging_filters(void) {
   gd_store_close(st);
 }
 
+/* Upserts n links, seller "s<i>" to device "<dprefix><i / 2>", in
+ * `batches` equal calls through w. */
+static void load_seller_devices(gd_writer *w, int n, int batches, const char *dprefix) {
+  gd_link_in *links = calloc((size_t)n, sizeof *links);
+  char(*sk)[16] = calloc((size_t)n, sizeof *sk);
+  char(*dk)[48] = calloc((size_t)n, sizeof *dk);
+  CHECK(links && sk && dk);
+  for (int i = 0; links && sk && dk && i < n; i++) {
+    snprintf(sk[i], sizeof *sk, "s%d", i);
+    snprintf(dk[i], sizeof *dk, "%s%d", dprefix, i / 2);
+    links[i] = (gd_link_in){R(GD_TYPE_SELLER, sk[i]), R(GD_TYPE_DEVICE, dk[i]), 5};
+  }
+  for (int b = 0; links && sk && dk && b < batches; b++)
+    CHECK(upsert_links(w, links + b * (n / batches), (size_t)(n / batches), NULL) == GD_OK);
+  free(links), free(sk), free(dk);
+}
+
 /* RssFile of this process, in KiB (/proc/self/status), or -1. */
 static long rss_file_kib(void) {
   FILE *f = fopen("/proc/self/status", "r");
@@ -469,15 +486,7 @@ static void test_drop_resident(void) {
   gd_writer *w;
   CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
   enum { N = 40000 };
-  static gd_link_in links[N];
-  static char sk[N][16], dk[N][32];
-  for (int i = 0; i < N; i++) {
-    snprintf(sk[i], 16, "s%d", i);
-    snprintf(dk[i], 32, "device-%d-with-a-longer-key", i / 2);
-    links[i] = (gd_link_in){R(GD_TYPE_SELLER, sk[i]), R(GD_TYPE_DEVICE, dk[i]), 5};
-  }
-  for (int b = 0; b < 4; b++)
-    CHECK(upsert_links(w, links + b * (N / 4), N / 4, NULL) == GD_OK);
+  load_seller_devices(w, N, 4, "device-with-a-longer-key-");
   gd_writer_stop(w);
   char path[300];
   struct stat sb;
@@ -516,15 +525,7 @@ static void test_map_growth(void) {
   gd_writer *w;
   CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
   enum { N = 4000 };
-  static gd_link_in links[N];
-  static char sk[N][16], dk[N][16];
-  for (int i = 0; i < N; i++) {
-    snprintf(sk[i], 16, "s%d", i);
-    snprintf(dk[i], 16, "d%d", i / 2);
-    links[i] = (gd_link_in){R(GD_TYPE_SELLER, sk[i]), R(GD_TYPE_DEVICE, dk[i]), 5};
-  }
-  for (int b = 0; b < 10; b++)
-    CHECK(upsert_links(w, links + b * (N / 10), N / 10, NULL) == GD_OK);
+  load_seller_devices(w, N, 10, "d");
   gd_writer_stats ws;
   gd_writer_stats_get(w, &ws);
   CHECK(ws.grows >= 1);
