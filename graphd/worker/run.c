@@ -846,7 +846,25 @@ static void jadd(json_object *o, const char *k, json_object *v) { json_object_ob
 static json_object *jnum(double d) { return isfinite(d) ? json_object_new_double(d) : NULL; }
 static json_object *jint(int64_t v) { return json_object_new_int64(v); }
 
+/*
+ * The worker's own peak RSS: VmHWM of /proc/self/status, the high-water
+ * mark of this process image's memory. Not getrusage's ru_maxrss: Linux
+ * carries the pre-exec image's peak into it across execve, and the worker
+ * is spawned from the daemon, so a daemon that had just ingested a few
+ * GB of file pages made ru_maxrss report those. ru_maxrss only where
+ * /proc is missing.
+ */
 static int64_t peak_rss_bytes(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long long kib = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %lld kB", &kib) == 1)
+      break;
+  if (f)
+    fclose(f);
+  if (kib >= 0)
+    return (int64_t)kib * 1024;
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0)
     return 0;

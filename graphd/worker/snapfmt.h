@@ -102,7 +102,7 @@
  *   limits            max_sellers, max_ties
  *   timings_ms        open, read, project, cluster, match, summarize,
  *                     total (up to the write, which is not included)
- *   peak_rss_bytes    getrusage ru_maxrss before the write
+ *   peak_rss_bytes    the worker's VmHWM (/proc/self/status) before the write
  *   versions          graphd, igraph
  */
 #ifndef GD_WORKER_SNAPFMT_H
