@@ -655,6 +655,7 @@ static void usage(FILE *f) {
       "       graphd-bench gateway [--sellers N | --links FILE.csv] [--seed S] [options]\n"
       "       graphd-bench warm [--sellers N | --links FILE.csv] [--seed S] [options]\n"
       "       graphd-bench place [--sellers N | --links FILE.csv] [--seed S] [options]\n"
+      "       graphd-bench scale [--sizes N1,N2,...] [--seed S] [options]\n"
       "\n"
       "ingest: durable bulk load through graphd's Ingest rpc vs the same batches\n"
       "        written in-process through the store's group-commit writer.\n"
@@ -688,6 +689,11 @@ static void usage(FILE *f) {
       "        the Upsert round trip; then Ingest of the held-back records with placement\n"
       "        on vs off (--placement-queue 0), alternating: links/s on/off, shed, drain;\n"
       "        then a full job: agreement of the placements with it, vs the old snapshot.\n"
+      "scale:  per size of --sizes (default 100000,300000,1000000,3000000 sellers), one\n"
+      "        sellergen graph and one fresh daemon: Ingest rate and data dir size,\n"
+      "        GetEntity and 2-hop LinkedSellers daemon CPU per call and p50 at 1 in\n"
+      "        flight, a clustering job's time and worker RSS, StreamAssignments rate;\n"
+      "        then each figure's fitted growth (the exponent b of a * sellers^b).\n"
       "\n"
       "options:\n"
       "  --links FILE           links CSV / JSON Lines to load (ingest, cluster, security)\n"
@@ -742,6 +748,8 @@ static void usage(FILE *f) {
       "                         read's --client, --concurrency(-list), --duration, --rpcs\n"
       "                         security also takes read's --client, --client-threads,\n"
       "                         --concurrency(-list), --duration, --sample, --rpcs, --conn\n"
+      "  --sizes N1,N2,...      scale: seller counts, ascending, at most 8 (default\n"
+      "                         100000,300000,1000000,3000000; --quick: 2000,5000)\n"
       "  --workdir DIR          where temp dirs go (default $TMPDIR or /tmp)\n"
       "  --keep                 keep the temp dirs (data dirs, generated files, logs)\n"
       "  --quick                smoke test: 5000 sellers, batch 2000, 1 repeat, 1 s\n"
@@ -781,7 +789,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     O_LINKS = 256, O_SELLERS, O_SEED, O_BATCH, O_REPEAT, O_ADDR, O_DATA, O_KEYS, O_SAMPLE,
     O_CONC, O_DUR, O_LIMIT, O_CONN, O_GRAPHD, O_SELLERGEN, O_GARG, O_WORKDIR, O_KEEP, O_QUICK,
     O_CALLTO, O_STEPTO, O_REFWIN, O_CLIENT, O_CTHREADS, O_CLIST, O_RPCS, O_TRUTH,
-    O_SGARG, O_PYTHON, O_LEIDENREF, O_JOBTO, O_CONFIGS, O_OPENSSL, O_SCRAPE,
+    O_SGARG, O_PYTHON, O_LEIDENREF, O_JOBTO, O_CONFIGS, O_OPENSSL, O_SCRAPE, O_SIZES,
   };
   static const struct option opts[] = {
       {"links", required_argument, NULL, O_LINKS},
@@ -812,6 +820,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       {"configs", required_argument, NULL, O_CONFIGS},
       {"openssl", required_argument, NULL, O_OPENSSL},
       {"scrape-ms", required_argument, NULL, O_SCRAPE},
+      {"sizes", required_argument, NULL, O_SIZES},
       {"workdir", required_argument, NULL, O_WORKDIR},
       {"keep", no_argument, NULL, O_KEEP},
       {"quick", no_argument, NULL, O_QUICK},
@@ -823,7 +832,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
   };
   if (argc < 2)
     usage_error("a subcommand is required: ingest, read, all, cluster, security, metrics, "
-                "gateway, warm or place");
+                "gateway, warm, place or scale");
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(stdout);
     exit(0);
@@ -862,9 +871,11 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     c->cmd = CMD_WARM;
   else if (!strcmp(argv[1], "place"))
     c->cmd = CMD_PLACE;
+  else if (!strcmp(argv[1], "scale"))
+    c->cmd = CMD_SCALE;
   else
     usage_error("unknown subcommand '%s' (ingest, read, all, cluster, security, metrics, "
-                "gateway, warm or place)",
+                "gateway, warm, place or scale)",
                 argv[1]);
 
   int ch;
@@ -997,6 +1008,23 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     case O_WORKDIR: c->workdir = optarg; break;
     case O_KEEP: c->keep = true; break;
     case O_QUICK: c->quick = true; break;
+    case O_SIZES: {
+      char *list = xstrdup(optarg), *save = NULL;
+      c->n_sizes = 0;
+      for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (c->n_sizes == MAX_SIZES)
+          usage_error("--sizes: at most %d sizes", MAX_SIZES);
+        uint64_t v = parse_u64("--sizes", t, 100, 100000000);
+        if (c->n_sizes && v <= c->sizes[c->n_sizes - 1])
+          usage_error("--sizes: %" PRIu64 " after %" PRIu64 ": sizes must ascend", v,
+                      c->sizes[c->n_sizes - 1]);
+        c->sizes[c->n_sizes++] = v;
+      }
+      free(list);
+      if (!c->n_sizes)
+        usage_error("--sizes: no size given");
+      break;
+    }
     case O_CALLTO: c->call_timeout_ms = (int)parse_u64("--call-timeout-ms", optarg, 1, 86400000); break;
     case O_REFWIN: c->ref_window = (int)parse_u64("--ref-window", optarg, 0, 1000000); break;
     case O_STEPTO: c->step_timeout_ms = (int)parse_u64("--step-timeout-ms", optarg, 1, 86400000); break;
@@ -1032,6 +1060,8 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     usage_error("--scrape-ms belongs to metrics");
   if (!c->scrape_ms)
     c->scrape_ms = 1000;
+  if (c->n_sizes && c->cmd != CMD_SCALE)
+    usage_error("--sizes belongs to scale");
   if (c->sec_configs && c->cmd != CMD_SECURITY)
     usage_error("--configs belongs to security");
   /* plain is the reference every ratio is taken to: always measured. */
@@ -1082,6 +1112,17 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     if (c->addr || c->data || c->keys_from)
       usage_error("security: --addr, --data and --keys-from do not apply (it spawns its own "
                   "daemons)");
+    break;
+  case CMD_SCALE:
+    if (c->links || c->sellers || c->addr || c->data || c->keys_from)
+      usage_error("scale: --links, --sellers, --addr, --data and --keys-from do not apply "
+                  "(--sizes gives the seller counts)");
+    if (!c->n_sizes) {
+      static const uint64_t full[] = {100000, 300000, 1000000, 3000000}, quick[] = {2000, 5000};
+      const uint64_t *v = c->quick ? quick : full;
+      c->n_sizes = c->quick ? 2 : 4;
+      memcpy(c->sizes, v, (size_t)c->n_sizes * sizeof *v);
+    }
     break;
   case CMD_METRICS:
   case CMD_GATEWAY:
@@ -1437,6 +1478,18 @@ static void dataset_free(dataset *d) {
   memset(d, 0, sizeof *d);
 }
 
+dataset *dataset_open(const char *path) {
+  dataset *d = xmalloc(sizeof *d);
+  dataset_load(d, path);
+  return d;
+}
+
+void dataset_close(dataset *d) {
+  if (d)
+    dataset_free(d);
+  free(d);
+}
+
 size_t dataset_links(const dataset *d) { return d->nlinks; }
 
 int64_t dataset_link_seen(const dataset *d, size_t i) { return d->links[i].seen; }
@@ -1639,7 +1692,7 @@ void print_log_tail(const char *path) {
 }
 
 /* Runs sellergen; dies when it fails. */
-static void run_sellergen(const bench_cfg *cfg, const char *outdir) {
+void run_sellergen(const bench_cfg *cfg, const char *outdir) {
   char sellers[32], seed[32];
   snprintf(sellers, sizeof sellers, "%" PRIu64, cfg->sellers);
   snprintf(seed, sizeof seed, "%" PRIu64, cfg->seed);
@@ -2797,6 +2850,18 @@ static void read_keys_free(read_keys *r) {
   memset(r, 0, sizeof *r);
 }
 
+read_keys *read_keys_new(const bench_cfg *cfg, const dataset *d) {
+  read_keys *k = xmalloc(sizeof *k);
+  read_keys_build(cfg, d, k);
+  return k;
+}
+
+void read_keys_delete(read_keys *k) {
+  if (k)
+    read_keys_free(k);
+  free(k);
+}
+
 /* ---- replies ---- */
 
 static const ProtobufCMessageDescriptor *const reply_desc[RPC__COUNT] = {
@@ -3857,8 +3922,14 @@ static json_object *config_json(const bench_cfg *c) {
     json_object_object_add(j, "scrape_ms", json_object_new_int(c->scrape_ms));
   if (c->cmd == CMD_WARM)
     json_object_object_add(j, "job_timeout_ms", json_object_new_int(c->job_timeout_ms));
-  if (c->cmd == CMD_PLACE)
+  if (c->cmd == CMD_PLACE || c->cmd == CMD_SCALE)
     json_object_object_add(j, "job_timeout_ms", json_object_new_int(c->job_timeout_ms));
+  if (c->cmd == CMD_SCALE) {
+    json_object *sz = json_object_new_array();
+    for (int i = 0; i < c->n_sizes; i++)
+      json_object_array_add(sz, json_object_new_uint64(c->sizes[i]));
+    json_object_object_add(j, "sizes", sz);
+  }
   if (c->cmd == CMD_CLUSTER) {
     json_object_object_add(j, "python", json_object_new_string(c->python));
     json_object_object_add(j, "leiden_ref", json_object_new_string(c->leiden_ref));
@@ -3913,7 +3984,12 @@ int main(int argc, char **argv) {
     dataset_load(&d, links_path);
     json_object_object_add(b, "data", data_json(&d));
   }
-  if (cfg.cmd == CMD_WARM) {
+  if (cfg.cmd == CMD_SCALE) {
+    /* Its own data per size, generated, loaded and freed there (scale.c). */
+    bool sok;
+    json_object_object_add(b, "scale", bench_scale(&cfg, workroot, &sok));
+    ok &= sok;
+  } else if (cfg.cmd == CMD_WARM) {
     /* Its own ingest, in two parts through one daemon (warm.c). */
     bool wok;
     json_object_object_add(b, "warm", bench_warm(&cfg, workroot, &d, &wok));

@@ -32,6 +32,7 @@
 #define MAX_SELLERGEN_ARGS 32
 #define MAX_REPEAT 100
 #define MAX_CONC 8 /* values in --concurrency-list */
+#define MAX_SIZES 8 /* values in --sizes */
 
 struct gc_client;
 struct gc_status;
@@ -41,7 +42,7 @@ struct gd_store;
 
 typedef enum {
   CMD_INGEST = 1, CMD_READ, CMD_ALL, CMD_CLUSTER, CMD_SECURITY, CMD_METRICS, CMD_GATEWAY,
-  CMD_WARM, CMD_PLACE
+  CMD_WARM, CMD_PLACE, CMD_SCALE
 } bench_cmd;
 typedef enum { CONN_OWN = 0, CONN_SHARED = 1 } conn_mode;
 typedef enum { CLIENT_ASYNC = 0, CLIENT_SYNC = 1 } client_mode;
@@ -80,6 +81,8 @@ typedef struct bench_cfg {
   unsigned sec_configs; /* security: bit (1 << sec_config) per configuration measured */
   const char *openssl;  /* security: the openssl command that makes the certificate */
   int scrape_ms;        /* metrics: scrape interval */
+  uint64_t sizes[MAX_SIZES]; /* scale: seller counts, ascending */
+  int n_sizes;
 } bench_cfg;
 
 /* ---- helpers ---- */
@@ -165,10 +168,18 @@ bool daemon_finish(const bench_cfg *cfg, daemon_proc *d, const char *when, daemo
  */
 int bench_log_port(const char *log_path, const char *marker);
 
+/* Runs sellergen (cfg->sellergen) for cfg->sellers sellers, seed
+ * cfg->seed and cfg's --sellergen-arg, writing into outdir; dies when it
+ * fails. */
+void run_sellergen(const bench_cfg *cfg, const char *outdir);
+
 /* ---- the loaded links file (bench.c) ---- */
 
 /* The links file, parsed once, keys interned (bench.c: dataset_load). */
 typedef struct dataset dataset;
+/* Parses path (dies on a bad file); dataset_close releases it. */
+dataset *dataset_open(const char *path);
+void dataset_close(dataset *d); /* NULL-safe */
 size_t dataset_links(const dataset *d);
 int64_t dataset_link_seen(const dataset *d, size_t i);
 /* Sorts the link records by seen time; records seen at the same time keep
@@ -210,6 +221,11 @@ extern const char *const client_names[2];            /* "async", "sync" */
 
 /* The sampled requests of every rpc (bench.c: read_keys_build). */
 typedef struct read_keys read_keys;
+/* Samples cfg->sample keys of d for the rpcs in cfg->rpcs (bench.c has
+ * the rules); the messages point into d, which must outlive them.
+ * read_keys_delete releases them. */
+read_keys *read_keys_new(const bench_cfg *cfg, const dataset *d);
+void read_keys_delete(read_keys *k); /* NULL-safe */
 unsigned read_keys_rpcs(const read_keys *k); /* bit (1 << rpc_kind) per rpc with requests */
 size_t read_keys_sellers(const read_keys *k); /* random sellers sampled (GetEntity keys) */
 /* The sampled requests of one rpc (*ret: valid while k lives); their number. */
@@ -426,5 +442,24 @@ json_object *bench_warm(const bench_cfg *cfg, const char *workroot, dataset *d, 
  */
 json_object *bench_place(const bench_cfg *cfg, const char *workroot, dataset *d,
                          const char *links_path, bool *ret_ok);
+
+/*
+ * The scale mode (scale.c): per size of cfg->sizes, a sellergen graph of
+ * that many sellers under workroot and one daemon on a fresh data dir:
+ * Ingest rate, data dir size, GetEntity and 2-hop LinkedSellers at one
+ * call in flight (daemon CPU per call, p50), one clustering job (wall,
+ * stages, worker peak RSS), StreamAssignments of its snapshot; then the
+ * fitted growth of each figure. Prints its report; *ret_ok is false when
+ * a check failed.
+ */
+json_object *bench_scale(const bench_cfg *cfg, const char *workroot, bool *ret_ok);
+
+/*
+ * StreamAssignments(snap) on c, every batch unpacked: *ret_n assignments
+ * in *ret_s seconds (open to the OK end). Returns false when the call
+ * failed or sent uneven batches, with an anomaly "LABEL: ..." recorded.
+ */
+bool bench_stream_assignments(const bench_cfg *cfg, struct gc_client *c, uint64_t snap,
+                              const char *label, uint64_t *ret_n, double *ret_s);
 
 #endif

@@ -476,13 +476,13 @@ static void acc_add(assign_acc *a, const uint64_t *sellers, const uint64_t *clus
   a->n += n;
 }
 
-static void run_stream(const bench_cfg *cfg, gc_client *c, uint64_t snap, int r,
-                       assign_result *ret) {
-  memset(ret, 0, sizeof *ret);
-  ret->seconds = ret->rate = NAN;
+/* StreamAssignments(snap) on c into a; *ret_s the time from the open to
+ * the OK end. Returns 0, 1 when a batch was uneven, -1 when the call
+ * failed; anomalies are prefixed "LABEL: ". */
+static int stream_into(const bench_cfg *cfg, gc_client *c, uint64_t snap, const char *label,
+                        assign_acc *a, uint64_t *ret_msgs, uint64_t *ret_bytes, double *ret_s) {
   Graphd__V1__StreamAssignmentsRequest req = GRAPHD__V1__STREAM_ASSIGNMENTS_REQUEST__INIT;
   req.snapshot_id = snap;
-  assign_acc a = {.ordered = true};
   gc_status st;
   gc_sstream *s = NULL;
   bool uneven = false;
@@ -495,28 +495,52 @@ static void run_stream(const bench_cfg *cfg, gc_client *c, uint64_t snap, int r,
       break;
     const Graphd__V1__AssignmentBatch *b = (const Graphd__V1__AssignmentBatch *)m;
     uneven |= b->n_seller_ids != b->n_cluster_ids;
-    acc_add(&a, b->seller_ids, b->cluster_ids,
+    acc_add(a, b->seller_ids, b->cluster_ids,
             b->n_seller_ids < b->n_cluster_ids ? b->n_seller_ids : b->n_cluster_ids);
     protobuf_c_message_free_unpacked(m, NULL);
   }
   int64_t t1 = now_ns();
-  ret->messages = s ? gc_sstream_messages(s) : 0;
-  ret->bytes = s ? gc_sstream_bytes(s) : 0;
+  *ret_msgs = s ? gc_sstream_messages(s) : 0;
+  *ret_bytes = s ? gc_sstream_bytes(s) : 0;
   gc_sstream_free(s);
+  *ret_s = (double)(t1 - t0) / 1e9;
   if (code != GRPC_STATUS_OK) {
-    anomaly("cluster %d: StreamAssignments(%" PRIu64 ") failed: %s: %s", r + 1, snap,
+    anomaly("%s: StreamAssignments(%" PRIu64 ") failed: %s: %s", label, snap,
             gc_status_code_name(code), st.message);
-    return;
+    return -1;
   }
   if (uneven)
-    anomaly("cluster %d: StreamAssignments sent a batch with seller_ids and cluster_ids of "
-            "different lengths", r + 1);
+    anomaly("%s: StreamAssignments sent a batch with seller_ids and cluster_ids of "
+            "different lengths", label);
+  return uneven ? 1 : 0;
+}
+
+bool bench_stream_assignments(const bench_cfg *cfg, gc_client *c, uint64_t snap,
+                              const char *label, uint64_t *ret_n, double *ret_s) {
+  assign_acc a = {.ordered = true};
+  uint64_t msgs, bytes;
+  int rc = stream_into(cfg, c, snap, label, &a, &msgs, &bytes, ret_s);
+  *ret_n = a.n;
+  return rc == 0;
+}
+
+static void run_stream(const bench_cfg *cfg, gc_client *c, uint64_t snap, int r,
+                       assign_result *ret) {
+  memset(ret, 0, sizeof *ret);
+  ret->seconds = ret->rate = NAN;
+  assign_acc a = {.ordered = true};
+  char label[32];
+  snprintf(label, sizeof label, "cluster %d", r + 1);
+  double secs;
+  int rc = stream_into(cfg, c, snap, label, &a, &ret->messages, &ret->bytes, &secs);
+  if (rc < 0)
+    return;
   ret->n = a.n;
   ret->digest = a.digest;
   ret->ordered = a.ordered;
-  ret->seconds = (double)(t1 - t0) / 1e9;
-  ret->rate = (double)a.n / ret->seconds;
-  ret->ok = !uneven;
+  ret->seconds = secs;
+  ret->rate = (double)a.n / secs;
+  ret->ok = rc == 0;
 }
 
 static int bare_visit(void *ctx, const uint64_t *sellers, const uint64_t *clusters, size_t n) {
