@@ -32,7 +32,8 @@ def test_meson_install_layout_and_programs(tmp_path):
         opts["libexecdir"] + "/graphd/graphd-worker",
         "share/graphd/proto/graphd/v1/graphd.proto",
         "share/graphd/graphd.conf.example",
-        "share/doc/graphd/OPERATIONS.md",
+        "share/doc/graphd/OPERATIONS.md", "share/doc/graphd/SCALING.md",
+        "share/doc/graphd/scaling/cost-curve.svg",
         "lib/systemd/system/graphd.service",
         "share/man/man8/graphd.8", "share/man/man1/graphctl.1",
         # the console (d3.min.js: Debian's node-d3, linked or copied)

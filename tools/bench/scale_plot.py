@@ -16,12 +16,12 @@ import sys
 PANELS = [
     ("ingest_links_per_s", "Ingest, links/s", "{:,.0f}"),
     ("data_dir_bytes", "Data dir, MiB", None),
-    ("get_entity_cpu_us", "GetEntity, daemon CPU µs/call", "{:,.0f}"),
-    ("linked2_cpu_us", "LinkedSellers 2 hops, daemon CPU µs/call", "{:,.0f}"),
+    ("get_entity_cpu_us", "GetEntity, CPU µs/call", "{:,.0f}"),
+    ("linked2_cpu_us", "2-hop LinkedSellers, CPU µs/call", "{:,.0f}"),
     ("job_s", "Clustering job, s", "{:,.1f}"),
     ("worker_peak_rss_bytes", "Worker peak RSS, MiB", None),
     ("stream_assignments_per_s", "StreamAssignments, /s", "{:,.0f}"),
-    ("linked2_p50_us", "LinkedSellers 2 hops, p50 µs", "{:,.0f}"),
+    ("linked2_p50_us", "2-hop LinkedSellers, p50 µs", "{:,.0f}"),
 ]
 MIB = ("data_dir_bytes", "worker_peak_rss_bytes")
 W, H = 300, 210          # one panel
