@@ -11,6 +11,11 @@
  *
  * igraph does the work, through igraph_bridge.h (one conversion of the
  * graph per call, O(n + m)); connected components are computed here.
+ * Vertices without an edge never reach igraph (but for Infomap): they are
+ * singletons under every objective here, and igraph would pay for each on
+ * every iteration. They come back as singletons, counted in n_clusters and
+ * in CPM's quality; the other vertices' result is what igraph gives for
+ * the graph without them, seed for seed.
  * Edge weights must be >= 0 (a gd_csr guarantees it). Complexities are
  * for n vertices and m edges.
  */
