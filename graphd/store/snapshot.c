@@ -297,7 +297,7 @@ int gd_store_export_graph(gd_rtxn *r, int64_t since, int64_t until, gd_graph_exp
      * arrays. Drop the pages behind it from the resident set now and
      * then (store.h), so the scan's RSS is not the file's size. */
     if (++x->records_read % DROP_EVERY == 0)
-      (void)gd_store_drop_resident(r->s, NULL);
+      (void)gd__store_drop_resident(r->s, NULL); /* r holds the resize lock */
     /* Bring the adjacency cursor to this id (rows of a missing entity,
      * which the write path never leaves, are skipped). */
     while (arc == MDB_SUCCESS && (ak.mv_size != 8 || gd_be64_get(ak.mv_data) < id))

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <stdatomic.h>
 #include <sys/statvfs.h>
@@ -236,10 +237,10 @@ int gd_store_reader_check(gd_store *s) {
   return dead;
 }
 
-int gd_store_drop_resident(gd_store *s, gd_err *err) {
+int gd__store_drop_resident(gd_store *s, gd_err *err) {
   /* LMDB does not give out the map's address (MDB_envinfo.me_mapaddr is
    * set only with MDB_FIXEDMAP), so find the shared mapping of the data
-   * file's inode in /proc/self/maps. */
+   * file (its device and inode) in /proc/self/maps. */
   mdb_filehandle_t fd;
   struct stat sb;
   if (mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &sb) != 0)
@@ -250,21 +251,28 @@ int gd_store_drop_resident(gd_store *s, gd_err *err) {
   int rc = GD_OK;
   bool found = false;
   char line[4352];
-  pthread_rwlock_rdlock(&s->resize_lock); /* the map stays where it is */
   while (rc == GD_OK && fgets(line, sizeof line, f)) {
     unsigned long lo, hi, ino;
+    unsigned dmaj, dmin;
     char perms[8];
-    if (sscanf(line, "%lx-%lx %7s %*s %*s %lu", &lo, &hi, perms, &ino) != 4 ||
-        ino != (unsigned long)sb.st_ino || perms[3] != 's')
+    if (sscanf(line, "%lx-%lx %7s %*s %x:%x %lu", &lo, &hi, perms, &dmaj, &dmin, &ino) != 6 ||
+        ino != (unsigned long)sb.st_ino || dmaj != major(sb.st_dev) ||
+        dmin != minor(sb.st_dev) || perms[3] != 's')
       continue;
     found = true;
     if (madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0)
       rc = gd_err_set(err, GD_EIO, "madvise of the %lu-byte map: %s", hi - lo, strerror(errno));
   }
-  pthread_rwlock_unlock(&s->resize_lock);
   fclose(f);
   if (rc == GD_OK && !found)
     rc = gd_err_set(err, GD_EIO, "no mapping of the data file in /proc/self/maps");
+  return rc;
+}
+
+int gd_store_drop_resident(gd_store *s, gd_err *err) {
+  pthread_rwlock_rdlock(&s->resize_lock); /* the map stays where it is */
+  int rc = gd__store_drop_resident(s, err);
+  pthread_rwlock_unlock(&s->resize_lock);
   return rc;
 }
 

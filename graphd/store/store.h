@@ -74,7 +74,11 @@ int gd_store_reader_check(gd_store *s);
  * back, and no data changes; transactions may be open. For a process that
  * has just read much of the store and goes on with other work (the
  * clustering worker after its export): its RSS then counts the memory it
- * holds, not the file it read. Errors: GD_EIO (madvise failed).
+ * holds, not the file it read. Not with a read transaction of the calling
+ * thread open: it takes the resize lock, which read transactions hold and
+ * which is not recursive (gd_store_export_graph drops pages inside its
+ * own transaction through the store's internal form). Errors: GD_EIO
+ * (madvise failed, or no mapping of the data file found).
  */
 int gd_store_drop_resident(gd_store *s, gd_err *err);
 

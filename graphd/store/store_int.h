@@ -57,6 +57,10 @@ struct gd_wtxn {
 /* Maps an LMDB return code to a gd_errno and fills err. */
 int gd__mdb_err(int rc, gd_err *err, const char *what);
 
+/* gd_store_drop_resident without taking the resize lock: for a caller that
+ * holds it already, as every read transaction does (the map cannot move). */
+int gd__store_drop_resident(gd_store *s, gd_err *err);
+
 /* ekey encoding (keys.c). `buf` must hold GD__EKEY_MAX bytes. */
 #define GD__EKEY_INLINE_MAX 480
 #define GD__EKEY_MAX (1 + GD__EKEY_INLINE_MAX)
