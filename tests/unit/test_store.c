@@ -485,7 +485,7 @@ static void test_drop_resident(void) {
   gd_store *st = open_store(64u << 20);
   gd_writer *w;
   CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
-  enum { N = 40000 };
+  enum { N = 20000 };
   load_seller_devices(w, N, 4, "device-with-a-longer-key-");
   gd_writer_stop(w);
   char path[300];
