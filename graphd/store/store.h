@@ -288,6 +288,62 @@ int gd_store_set_labels(gd_wtxn *t, const gd_ref *ref, const gd_str *add, size_t
 int gd_store_delete(gd_wtxn *t, const gd_ref *ref, uint64_t *ret_links_removed, gd_err *err);
 
 /* ------------------------------------------------------------------ */
+/* Bulk load (bulk.c)                                                  */
+
+/*
+ * Fills an empty graph in one write transaction by sorted appends, for a
+ * first load: upserts are collected in memory (gd_bulk_add, any thread,
+ * one at a time), then gd_store_bulk_apply writes every table in key
+ * order with MDB_APPEND: no B-tree search, each page written once. The
+ * result is what the same upserts applied one by one through
+ * gd_store_upsert would leave, but for entity ids (numbered by first
+ * appearance rather than per request) and placement (nothing is queued:
+ * there is no snapshot of the loaded graph to place against).
+ */
+typedef struct gd_bulk gd_bulk;
+
+typedef struct gd_bulk_result {
+  uint64_t messages;   /* upserts added, duplicates included */
+  uint64_t duplicates; /* upserts skipped: their request_id came earlier in the load */
+  gd_totals totals;    /* as the upserts one by one would report them, summed */
+  int64_t committed_at;
+} gd_bulk_result;
+
+/* max_bytes bounds the memory the load holds (0 = no bound).
+ * Errors: GD_ENOMEM. */
+int gd_bulk_new(size_t max_bytes, gd_bulk **ret, gd_err *err);
+
+/*
+ * Copies one upsert into b (it may be freed afterwards). Endpoints and
+ * entities are taken by (type, key) only. An upsert whose request_id came
+ * earlier in this load is skipped and *ret_duplicate set. After an error
+ * b can only be freed.
+ * Errors: GD_EINVALID (a reference by id, a link joining an entity to
+ * itself, a key over 65535 bytes: the field is named), GD_ERESOURCE (the
+ * load would hold more than max_bytes), GD_ENOMEM.
+ */
+int gd_bulk_add(gd_bulk *b, const gd_upsert *u, bool *ret_duplicate, gd_err *err);
+
+/* Bytes b holds now. */
+size_t gd_bulk_bytes(const gd_bulk *b);
+
+/*
+ * Writes b into t (writer thread; b is not changed, so the writer may
+ * apply it again after growing the map). Links and entities observed
+ * without a time get the commit time, as in gd_store_upsert.
+ * Errors: GD_EPRECONDITION (the graph is not empty: entities, links,
+ * labels or request ids are stored; the counts are named), GD_EINVALID
+ * (an entity would have more than GD_ATTRS_MAX attributes or
+ * GD_LABELS_MAX labels, named by type and key), GD_EMAPFULL (before
+ * anything is written when the map is too small for the estimate: grow
+ * and retry), GD_ENOMEM, GD_EIO.
+ */
+int gd_store_bulk_apply(gd_wtxn *t, const gd_bulk *b, gd_bulk_result *ret, gd_err *err);
+
+/* Frees b. Accepts NULL. */
+void gd_bulk_free(gd_bulk *b);
+
+/* ------------------------------------------------------------------ */
 /* Transaction plumbing for the writer (writer.c)                     */
 
 /* Begins the group transaction. Errors: GD_EIO, GD_EMAPFULL. */

@@ -93,6 +93,24 @@ void gd__rec_patch(uint8_t *rec, int64_t first, int64_t last, uint64_t degree,
  * queue's bound sheds). Errors: GD_EMAPFULL, GD_EIO. */
 int gd__place_mark(gd_wtxn *t, uint64_t seller, gd_err *err);
 
+/* Hash of an entity's (type, normalised key), for in-memory key tables
+ * (write.c's per-request cache, bulk.c's interning). */
+static inline uint64_t gd__key_hash(int type, gd_str key) {
+  uint64_t h = UINT64_C(1469598103934665603) ^ (uint64_t)type;
+  for (size_t i = 0; i < key.n; i++)
+    h = (h ^ (uint8_t)key.p[i]) * UINT64_C(1099511628211);
+  h ^= h >> 33;
+  h *= UINT64_C(0xff51afd7ed558ccd);
+  h ^= h >> 33;
+  return h;
+}
+
+/* A `request` row: when the original write committed and what it did. */
+typedef struct gd__req_rec {
+  int64_t committed_at;
+  gd_totals totals;
+} gd__req_rec;
+
 static inline void gd__id_key(uint64_t id, uint8_t buf[8], MDB_val *v) {
   gd_be64_put(buf, id);
   v->mv_data = buf;

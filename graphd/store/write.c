@@ -37,16 +37,6 @@ typedef struct ecache {
   size_t n, list_cap;
 } ecache;
 
-static uint64_t key_hash(int type, gd_str key) {
-  uint64_t h = UINT64_C(1469598103934665603) ^ (uint64_t)type;
-  for (size_t i = 0; i < key.n; i++)
-    h = (h ^ (uint8_t)key.p[i]) * UINT64_C(1099511628211);
-  h ^= h >> 33;
-  h *= UINT64_C(0xff51afd7ed558ccd);
-  h ^= h >> 33;
-  return h;
-}
-
 static void ecache_free(ecache *c) {
   for (size_t i = 0; i < c->n; i++) {
     free(c->list[i]->rec);
@@ -66,7 +56,7 @@ static ent *ecache_find(ecache *c, uint64_t id) {
 static ent *ecache_find_key(ecache *c, int type, gd_str key) {
   if (!c->kcap)
     return NULL;
-  for (size_t i = key_hash(type, key) & (c->kcap - 1);; i = (i + 1) & (c->kcap - 1)) {
+  for (size_t i = gd__key_hash(type, key) & (c->kcap - 1);; i = (i + 1) & (c->kcap - 1)) {
     ent *e = c->kslots[i];
     if (!e)
       return NULL;
@@ -76,7 +66,7 @@ static ent *ecache_find_key(ecache *c, int type, gd_str key) {
 }
 
 static void kslot_put(ent **kslots, size_t kcap, ent *e) {
-  size_t i = key_hash(e->v.type, e->v.key) & (kcap - 1);
+  size_t i = gd__key_hash(e->v.type, e->v.key) & (kcap - 1);
   while (kslots[i])
     i = (i + 1) & (kcap - 1);
   kslots[i] = e;
@@ -493,10 +483,6 @@ static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *to
 
 /* ---- upsert ---------------------------------------------------------------- */
 
-typedef struct req_rec {
-  int64_t committed_at;
-  gd_totals totals;
-} req_rec;
 
 static int cmp_ref(const void *a, const void *b) {
   const gd_ref *x = *(const gd_ref *const *)a, *y = *(const gd_ref *const *)b;
@@ -559,8 +545,8 @@ int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_er
   memset(ret, 0, sizeof *ret);
   if (u->request_id.n) {
     rc = mdb_get(t->txn, t->s->request, &rk, &rv);
-    if (rc == MDB_SUCCESS && rv.mv_size == sizeof(req_rec)) {
-      req_rec r;
+    if (rc == MDB_SUCCESS && rv.mv_size == sizeof(gd__req_rec)) {
+      gd__req_rec r;
       memcpy(&r, rv.mv_data, sizeof r);
       ret->duplicate = true;
       ret->committed_at = r.committed_at;
@@ -630,7 +616,7 @@ int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_er
     goto out;
 
   if (u->request_id.n) {
-    req_rec r = {t->now, ret->totals};
+    gd__req_rec r = {t->now, ret->totals};
     rv.mv_size = sizeof r;
     rv.mv_data = &r;
     if ((rc = mdb_put(t->txn, t->s->request, &rk, &rv, 0))) {

@@ -45,7 +45,9 @@ static void fresh_dir(void) {
 /* A synchronous op: an upsert, a label change or a delete. */
 typedef struct sync_op {
   gd_write_op op;
-  int kind; /* 0 upsert, 1 labels, 2 delete */
+  int kind; /* 0 upsert, 1 labels, 2 delete, 3 bulk apply */
+  const gd_bulk *bulk;
+  gd_bulk_result bres;
   gd_upsert u;
   gd_upsert_result res;
   gd_ref ref;
@@ -71,6 +73,8 @@ static int sync_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
     s->labels = NULL;
     return gd_store_set_labels(t, &s->ref, s->add, s->nadd, s->rem, s->nrem, &s->labels,
                                &s->nlabels, err);
+  case 3:
+    return gd_store_bulk_apply(t, s->bulk, &s->bres, err);
   default:
     return gd_store_delete(t, &s->ref, &s->removed, err);
   }
@@ -915,7 +919,343 @@ static void test_placement_tables(void) {
   gd_store_close(s);
 }
 
-TAP_MAIN(T(test_normalize), T(test_drop_resident), T(test_upsert_and_read), T(test_atomic_and_errors),
+
+/* ---- bulk load ---- */
+
+/* A deterministic mixed load: messages of links among sellers, devices and
+ * addresses (repeated pairs within and across messages, a shared hub),
+ * entity items with attributes overwritten later, labels added twice,
+ * request ids with one repeat. Times are never 0 (commit times differ
+ * between the two stores compared). */
+enum { BL_MSGS = 40, BL_LINKS = 60, BL_ITEMS = 6 };
+
+typedef struct bl_msg {
+  char keys[BL_LINKS][2][16];
+  gd_link_in links[BL_LINKS];
+  char ikeys[BL_ITEMS][16], vals[BL_ITEMS][16];
+  gd_attr_in attrs[BL_ITEMS][2];
+  gd_str labels[BL_ITEMS][2];
+  gd_entity_in items[BL_ITEMS];
+  char rid[16];
+  gd_upsert u;
+} bl_msg;
+
+static uint64_t bl_rng = 88172645463325252ULL;
+static uint64_t bl_next(void) {
+  bl_rng ^= bl_rng << 13;
+  bl_rng ^= bl_rng >> 7;
+  bl_rng ^= bl_rng << 17;
+  return bl_rng;
+}
+
+static void bl_build(bl_msg *ms) {
+  static const int types[3] = {GD_TYPE_SELLER, GD_TYPE_DEVICE, GD_TYPE_ADDRESS};
+  for (int m = 0; m < BL_MSGS; m++) {
+    bl_msg *x = &ms[m];
+    for (int i = 0; i < BL_LINKS; i++) {
+      int ta = (int)(bl_next() % 4 == 0); /* a seller, or sometimes a device */
+      int tb = ta ? 2 : (int)(bl_next() % 3);
+      int ka = (int)(bl_next() % (ta ? 50 : 300)), kb = (int)(bl_next() % 120);
+      if (bl_next() % 10 == 0)
+        tb = 1, kb = 0; /* a hub device */
+      if (tb == 0 && !ta && kb == ka)
+        kb = ka + 1;
+      snprintf(x->keys[i][0], 16, "%c%d", ta ? 'd' : 's', ka);
+      snprintf(x->keys[i][1], 16, "%c%d", "sda"[tb], kb);
+      x->links[i] = (gd_link_in){R(types[ta], x->keys[i][0]), R(types[tb], x->keys[i][1]),
+                                 (int64_t)(1700000000 + bl_next() % 100000)};
+    }
+    for (int i = 0; i < BL_ITEMS; i++) {
+      snprintf(x->ikeys[i], 16, "s%d", (int)(bl_next() % 320)); /* some only here */
+      snprintf(x->vals[i], 16, "v%d", m);
+      x->attrs[i][0] = (gd_attr_in){gd_str_c("name"), gd_str_c(x->vals[i])};
+      x->attrs[i][1] = (gd_attr_in){gd_str_c(i % 2 ? "zone" : "age"), gd_str_c(x->ikeys[i])};
+      x->labels[i][0] = gd_str_c(i % 3 == 1 ? "vip" : "flagged");
+      x->labels[i][1] = gd_str_c("flagged");
+      x->items[i] = (gd_entity_in){.type = GD_TYPE_SELLER, .key = gd_str_c(x->ikeys[i]),
+                                   .attrs = x->attrs[i], .nattrs = (size_t)(i % 3),
+                                   .labels = x->labels[i], .nlabels = (size_t)(i % 3),
+                                   .seen = i % 2 ? 0 : (int64_t)(1600000000 + m)};
+    }
+    snprintf(x->rid, sizeof x->rid, "r-%d", m == 20 ? 5 : m); /* message 20 repeats 5 */
+    x->u = (gd_upsert){.request_id = gd_str_c(x->rid), .entities = x->items,
+                       .nentities = BL_ITEMS, .links = x->links, .nlinks = BL_LINKS};
+  }
+}
+
+typedef struct bl_nb {
+  char key[40];
+  uint32_t count;
+  int64_t first, last;
+} bl_nb;
+
+static int cmp_bl_nb(const void *a, const void *b) { return strcmp(((const bl_nb *)a)->key, ((const bl_nb *)b)->key); }
+
+/* The links of (type, key) in st as sorted (neighbour "type:key", count, times). */
+static size_t bl_links(gd_store *st, int type, const char *key, bl_nb *out, size_t cap) {
+  gd_rtxn *r;
+  gd_ref ref = R(type, key);
+  uint64_t id;
+  gd_link ls[512];
+  size_t n = 0;
+  bool more;
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_lookup(r, &ref, &id, NULL) == GD_OK);
+  gd_adj_query q = {.limit = 512};
+  CHECK(gd_store_links(r, id, &q, ls, &n, &more, NULL) == GD_OK && !more && n <= cap);
+  for (size_t i = 0; i < n; i++) {
+    gd_ref nr = {ls[i].nbr, 0, {0}};
+    gd_entity_view v;
+    CHECK(gd_store_get(r, &nr, &v, NULL) == GD_OK);
+    snprintf(out[i].key, sizeof out[i].key, "%d:%.*s", v.type, (int)v.key.n, v.key.p);
+    out[i].count = ls[i].count;
+    out[i].first = ls[i].first_seen;
+    out[i].last = ls[i].last_seen;
+  }
+  gd_store_read_end(r);
+  qsort(out, n, sizeof *out, cmp_bl_nb);
+  return n;
+}
+
+/* Everything one entity shows, as text (attributes and labels included). */
+static bool bl_entity(gd_store *st, int type, const char *key, char *out, size_t cap) {
+  gd_rtxn *r;
+  gd_entity_view v;
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  gd_ref ref = R(type, key);
+  int rc = gd_store_get(r, &ref, &v, NULL);
+  if (rc == GD_OK) {
+    int k = snprintf(out, cap, "%lld %lld %llu %llu |", (long long)v.first_seen,
+                     (long long)v.last_seen, (unsigned long long)v.degree,
+                     (unsigned long long)v.seller_count);
+    for (size_t i = 0; i < v.nattrs && k < (int)cap; i++) {
+      gd_str n, val;
+      gd_entity_attr(&v, i, &n, &val);
+      k += snprintf(out + k, cap - (size_t)k, " %.*s=%.*s", (int)n.n, n.p, (int)val.n, val.p);
+    }
+    for (size_t i = 0; i < v.nlabels && k < (int)cap; i++) {
+      gd_str l = gd_entity_label(&v, i);
+      k += snprintf(out + k, cap - (size_t)k, " #%.*s", (int)l.n, l.p);
+    }
+  }
+  gd_store_read_end(r);
+  return rc == GD_OK;
+}
+
+static size_t bl_label_keys(gd_store *st, const char *label, char keys[][16], size_t cap) {
+  gd_rtxn *r;
+  uint64_t *ids;
+  size_t n;
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_label_members(r, gd_str_c(label), &ids, &n, NULL) == GD_OK && n <= cap);
+  for (size_t i = 0; i < n; i++) {
+    gd_ref ref = {ids[i], 0, {0}};
+    gd_entity_view v;
+    CHECK(gd_store_get(r, &ref, &v, NULL) == GD_OK);
+    snprintf(keys[i], 16, "%.*s", (int)v.key.n, v.key.p);
+  }
+  free(ids);
+  gd_store_read_end(r);
+  qsort(keys, n, 16, (int (*)(const void *, const void *))strcmp);
+  return n;
+}
+
+static int bulk_run(gd_writer *w, const gd_bulk *b, gd_bulk_result *ret, char *msg) {
+  sync_op s;
+  sync_init(&s, 3);
+  s.bulk = b;
+  int rc = sync_run(w, &s);
+  *ret = s.bres;
+  if (msg)
+    strcpy(msg, s.msg);
+  return rc;
+}
+
+static void test_bulk_load(void) {
+  static bl_msg ms[BL_MSGS];
+  static char dir_a[256];
+  gd_err e;
+  bl_build(ms);
+
+  /* A: the upserts one by one. */
+  fresh_dir();
+  strcpy(dir_a, tmpdir);
+  tmpdir[0] = 0; /* keep A's directory */
+  gd_store *a = NULL;
+  gd_store_opts oa = {.path = dir_a};
+  CHECK(gd_store_open(&oa, &a, &e) == GD_OK);
+  gd_writer *wa;
+  CHECK(gd_writer_start(a, 0, &wa, NULL) == GD_OK);
+  gd_totals ta = {0};
+  uint64_t dups_a = 0;
+  for (int m = 0; m < BL_MSGS; m++) {
+    sync_op s;
+    sync_init(&s, 0);
+    s.u = ms[m].u;
+    CHECK(sync_run(wa, &s) == GD_OK);
+    dups_a += s.res.duplicate;
+    if (s.res.duplicate)
+      continue;
+    ta.entities_created += s.res.totals.entities_created;
+    ta.entities_updated += s.res.totals.entities_updated;
+    ta.links_created += s.res.totals.links_created;
+    ta.links_updated += s.res.totals.links_updated;
+  }
+  CHECK_EQ_U(dups_a, 1);
+
+  /* B: one bulk load, in a 1 MiB map that must grow. */
+  fresh_dir();
+  gd_store *b = open_store(1 << 20);
+  gd_writer *wb;
+  CHECK(gd_writer_start(b, 0, &wb, NULL) == GD_OK);
+  gd_bulk *bk;
+  CHECK(gd_bulk_new(0, &bk, &e) == GD_OK);
+  for (int m = 0; m < BL_MSGS; m++) {
+    bool dup;
+    CHECK(gd_bulk_add(bk, &ms[m].u, &dup, &e) == GD_OK);
+    CHECK(dup == (m == 20));
+  }
+  gd_bulk_result br;
+  char msg[GD_ERR_MSG_MAX];
+  CHECK(bulk_run(wb, bk, &br, msg) == GD_OK);
+  CHECK_EQ_U(br.messages, BL_MSGS);
+  CHECK_EQ_U(br.duplicates, 1);
+  CHECK_EQ_U(br.totals.entities_created, ta.entities_created);
+  CHECK_EQ_U(br.totals.entities_updated, ta.entities_updated);
+  CHECK_EQ_U(br.totals.links_created, ta.links_created);
+  CHECK_EQ_U(br.totals.links_updated, ta.links_updated);
+  gd_writer_stats ws;
+  gd_writer_stats_get(wb, &ws);
+  CHECK(ws.grows >= 1);
+
+  /* The same graph, entity by entity, link by link. */
+  gd_rtxn *r;
+  gd_stats sa, sb;
+  CHECK(gd_store_read_begin(a, &r, NULL) == GD_OK && gd_store_stats(r, &sa, NULL) == GD_OK);
+  gd_store_read_end(r);
+  CHECK(gd_store_read_begin(b, &r, NULL) == GD_OK && gd_store_stats(r, &sb, NULL) == GD_OK);
+  gd_store_read_end(r);
+  CHECK_EQ_U(sb.links, sa.links);
+  CHECK_EQ_U(sb.labels, sa.labels);
+  CHECK_EQ_U(sb.entities_total, sa.entities_total);
+  for (int ty = 1; ty <= GD_TYPE_MAX; ty++)
+    CHECK_EQ_U(sb.entities[ty], sa.entities[ty]);
+  static const int types[3] = {GD_TYPE_SELLER, GD_TYPE_DEVICE, GD_TYPE_ADDRESS};
+  int compared = 0, mism = 0;
+  for (int ti = 0; ti < 3; ti++)
+    for (int k = 0; k < 330; k++) {
+      char key[16], ea[512], eb[512];
+      snprintf(key, sizeof key, "%c%d", "sda"[ti], k);
+      bool fa = bl_entity(a, types[ti], key, ea, sizeof ea);
+      bool fb = bl_entity(b, types[ti], key, eb, sizeof eb);
+      CHECK(fa == fb);
+      if (!fa || !fb)
+        continue;
+      compared++;
+      if (strcmp(ea, eb)) {
+        if (mism++ < 3)
+          fprintf(stderr, "  %s: online '%s' bulk '%s'\n", key, ea, eb);
+        continue;
+      }
+      static bl_nb la[512], lb[512];
+      size_t na = bl_links(a, types[ti], key, la, 512), nb = bl_links(b, types[ti], key, lb, 512);
+      CHECK_EQ_U(nb, na);
+      for (size_t i = 0; i < na && i < nb; i++)
+        if (strcmp(la[i].key, lb[i].key) || la[i].count != lb[i].count ||
+            la[i].first != lb[i].first || la[i].last != lb[i].last)
+          mism++;
+    }
+  CHECK(compared > 300);
+  CHECK_EQ_U(mism, 0);
+  static char ka[400][16], kb2[400][16];
+  for (int l = 0; l < 2; l++) {
+    const char *label = l ? "vip" : "flagged";
+    size_t na = bl_label_keys(a, label, ka, 400), nb = bl_label_keys(b, label, kb2, 400);
+    CHECK(na > 0);
+    CHECK_EQ_U(nb, na);
+    for (size_t i = 0; i < na && i < nb; i++)
+      CHECK_STR(kb2[i], ka[i]);
+  }
+  /* Request ids were recorded: a retry is a duplicate. */
+  sync_op s;
+  sync_init(&s, 0);
+  s.u = ms[7].u;
+  CHECK(sync_run(wb, &s) == GD_OK && s.res.duplicate);
+
+  /* A second bulk load into a graph that is no longer empty: refused,
+   * nothing written. */
+  CHECK(bulk_run(wb, bk, &br, msg) == GD_EPRECONDITION);
+  CHECK(strstr(msg, "empty") && strstr(msg, "Ingest"));
+  gd_bulk_free(bk);
+  gd_writer_stop(wa);
+  gd_store_close(a);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir_a);
+  CHECK(system(cmd) == 0);
+
+  /* Bad input, refused in gd_bulk_add with the field named. */
+  gd_link_in bad[2] = {{R(GD_TYPE_SELLER, "x"), R(GD_TYPE_DEVICE, "y"), 5}};
+  gd_upsert bu = {.links = bad, .nlinks = 1};
+  bool dup;
+  CHECK(gd_bulk_new(0, &bk, &e) == GD_OK);
+  bad[0].b.id = 7;
+  CHECK(gd_bulk_add(bk, &bu, &dup, &e) == GD_EINVALID && strstr(e.msg, "links[0].b"));
+  gd_bulk_free(bk);
+  CHECK(gd_bulk_new(0, &bk, &e) == GD_OK);
+  bad[0].b = R(GD_TYPE_SELLER, "x");
+  CHECK(gd_bulk_add(bk, &bu, &dup, &e) == GD_EINVALID && strstr(e.msg, "links[0]") &&
+        strstr(e.msg, "same entity"));
+  gd_bulk_free(bk);
+  /* The memory bound. */
+  CHECK(gd_bulk_new(64 << 10, &bk, &e) == GD_OK);
+  int rc = GD_OK;
+  for (int m = 0; m < BL_MSGS && !rc; m++)
+    rc = gd_bulk_add(bk, &ms[m].u, &dup, &e);
+  CHECK(rc == GD_ERESOURCE && strstr(e.msg, "65536 bytes"));
+  gd_bulk_free(bk);
+  /* Too many attributes across items: refused at apply, nothing written. */
+  gd_writer_stop(wb);
+  gd_store_close(b);
+  fresh_dir();
+  b = open_store(0);
+  CHECK(gd_writer_start(b, 0, &wb, NULL) == GD_OK);
+  static gd_attr_in many[GD_ATTRS_MAX + 1];
+  static char names[GD_ATTRS_MAX + 1][8];
+  for (int i = 0; i <= GD_ATTRS_MAX; i++) {
+    snprintf(names[i], 8, "a%d", i);
+    many[i] = (gd_attr_in){gd_str_c(names[i]), gd_str_c("v")};
+  }
+  gd_entity_in half1 = {.type = GD_TYPE_SELLER, .key = gd_str_c("s1"), .attrs = many, .nattrs = 40};
+  gd_entity_in half2 = {.type = GD_TYPE_SELLER, .key = gd_str_c("s1"), .attrs = many + 40,
+                        .nattrs = GD_ATTRS_MAX + 1 - 40};
+  CHECK(gd_bulk_new(0, &bk, &e) == GD_OK);
+  bu = (gd_upsert){.entities = &half1, .nentities = 1, .links = ms[0].links, .nlinks = 5};
+  CHECK(gd_bulk_add(bk, &bu, &dup, &e) == GD_OK);
+  bu = (gd_upsert){.entities = &half2, .nentities = 1};
+  CHECK(gd_bulk_add(bk, &bu, &dup, &e) == GD_OK);
+  CHECK(bulk_run(wb, bk, &br, msg) == GD_EINVALID && strstr(msg, "seller 's1'") &&
+        strstr(msg, "65 attributes"));
+  CHECK(gd_store_read_begin(b, &r, NULL) == GD_OK && gd_store_stats(r, &sb, NULL) == GD_OK);
+  gd_store_read_end(r);
+  CHECK_EQ_U(sb.entities_total, 0);
+  CHECK_EQ_U(sb.links, 0);
+  gd_bulk_free(bk);
+  /* A link observed without a time gets the commit time. */
+  gd_link_in now_link = {R(GD_TYPE_SELLER, "n1"), R(GD_TYPE_PHONE, "p1"), 0};
+  CHECK(gd_bulk_new(0, &bk, &e) == GD_OK);
+  bu = (gd_upsert){.links = &now_link, .nlinks = 1};
+  CHECK(gd_bulk_add(bk, &bu, &dup, &e) == GD_OK);
+  CHECK(bulk_run(wb, bk, &br, msg) == GD_OK);
+  gd_entity_view v;
+  CHECK(get(b, R(GD_TYPE_PHONE, "p1"), &v) == GD_OK);
+  CHECK(v.first_seen == br.committed_at && v.last_seen == br.committed_at && v.degree == 1 &&
+        v.seller_count == 1);
+  gd_bulk_free(bk);
+  gd_writer_stop(wb);
+  gd_store_close(b);
+}
+
+TAP_MAIN(T(test_normalize), T(test_bulk_load), T(test_drop_resident), T(test_upsert_and_read), T(test_atomic_and_errors),
          T(test_entities_labels_delete), T(test_links_paging_filters), T(test_map_growth),
          T(test_map_full_at_commit), T(test_group_commit), T(test_audit_chain),
          T(test_placement_tables))
