@@ -58,6 +58,7 @@ typedef struct config {
   long max_query_work;
   long reserved_calls, max_calls_per_peer, stream_idle_ms, query_threads;
   long write_budget;
+  long bulk_max;
   long placement_queue, alert_history;
   long max_hub_cap[GD_ROLE_ADMIN + 1];
   const char *tokens;
@@ -110,6 +111,8 @@ static void usage(FILE *f) {
         "  --write-budget-bytes N   decoded bytes of all writes in flight; Ingest streams\n"
         "                           wait, Upserts over it are refused (default: an eighth\n"
         "                           of the machine's memory, at least 256 MiB; 0 = none)\n"
+        "  --bulk-load-max-bytes N  memory one BulkLoad may hold (default: a quarter of\n"
+        "                           the machine's memory, at least 256 MiB; 0 = none)\n"
         "  --reserved-calls N       of --max-calls, kept for unary calls: streams never\n"
         "                           take them (default: a tenth of --max-calls)\n"
         "  --max-calls-per-peer N   calls in flight per connection, and per token's\n"
@@ -382,7 +385,7 @@ static int parse_args(int argc, char **argv, config *c) {
     O_TLS_KEY, O_TLS_CA, O_NO_AUDIT, O_MAXCALLS, O_KA_TIME, O_KA_TIMEOUT, O_MIN_PING,
     O_AUDIT_READS, O_CONFIG, O_CHECK_CONFIG, O_ALLOC, O_LOG_FORMAT, O_LOG_LEVEL,
     O_METRICS_LISTEN, O_HTTP_LISTEN, O_CONSOLE_DIR, O_QUERY_WORK, O_HUB_CAP, O_RESERVED, O_PER_PEER, O_IDLE, O_QTHREADS,
-    O_WRITE_BUDGET, O_PLACE_QUEUE, O_ALERT_HISTORY,
+    O_WRITE_BUDGET, O_PLACE_QUEUE, O_ALERT_HISTORY, O_BULK_MAX,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
@@ -411,6 +414,7 @@ static int parse_args(int argc, char **argv, config *c) {
       {"max-query-work", required_argument, NULL, O_QUERY_WORK},
       {"reserved-calls", required_argument, NULL, O_RESERVED},
       {"write-budget-bytes", required_argument, NULL, O_WRITE_BUDGET},
+      {"bulk-load-max-bytes", required_argument, NULL, O_BULK_MAX},
       {"placement-queue", required_argument, NULL, O_PLACE_QUEUE},
       {"alert-history", required_argument, NULL, O_ALERT_HISTORY},
       {"max-calls-per-peer", required_argument, NULL, O_PER_PEER},
@@ -453,6 +457,7 @@ static int parse_args(int argc, char **argv, config *c) {
       .max_query_work = 20000000,
       .reserved_calls = -1, /* a tenth of max_calls */
       .write_budget = -1,   /* a share of the machine's memory */
+      .bulk_max = -1,       /* a share of the machine's memory */
       .placement_queue = GD_PLACE_QUEUE_DEFAULT,
       .alert_history = GD_ALERT_HISTORY_DEFAULT,
       .max_calls_per_peer = 1000,
@@ -507,6 +512,7 @@ static int parse_args(int argc, char **argv, config *c) {
       name = "--audit-reads";
       break;
     case O_WRITE_BUDGET: ok = parse_long(optarg, 0, 1L << 50, &c->write_budget); name = "--write-budget-bytes"; break;
+    case O_BULK_MAX: ok = parse_long(optarg, 0, 1L << 50, &c->bulk_max); name = "--bulk-load-max-bytes"; break;
     case O_PLACE_QUEUE: ok = parse_long(optarg, 0, 100000000, &c->placement_queue); name = "--placement-queue"; break;
     case O_ALERT_HISTORY: ok = parse_long(optarg, 1, 100000000, &c->alert_history); name = "--alert-history"; break;
     case O_RESERVED: ok = parse_long(optarg, 0, 10000000, &c->reserved_calls); name = "--reserved-calls"; break;
@@ -877,13 +883,16 @@ int main(int argc, char **argv) {
   };
   for (int r = 0; r <= GD_ROLE_ADMIN; r++)
     lim.max_hub_cap[r] = (uint64_t)cfg.max_hub_cap[r];
-  if (cfg.write_budget >= 0) {
+  long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+  size_t mem = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz : (size_t)2 << 30;
+  if (cfg.write_budget >= 0)
     lim.write_budget_bytes = (size_t)cfg.write_budget;
-  } else {
-    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    size_t mem = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz : (size_t)2 << 30;
+  else
     lim.write_budget_bytes = mem / 8 > ((size_t)256 << 20) ? mem / 8 : (size_t)256 << 20;
-  }
+  if (cfg.bulk_max >= 0)
+    lim.bulk_max_bytes = (size_t)cfg.bulk_max;
+  else
+    lim.bulk_max_bytes = mem / 4 > ((size_t)256 << 20) ? mem / 4 : (size_t)256 << 20;
   if (lim.write_budget_bytes)
     gd_info("write budget: %zu MiB of decoded writes in flight (--write-budget-bytes)",
             lim.write_budget_bytes >> 20);

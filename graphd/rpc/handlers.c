@@ -1375,6 +1375,8 @@ static const gd_method methods[] = {
     UNARY("WhoAmI", h_whoami, R),
     {.path = SVC "WatchAlerts", .kind = GD_RPC_SERVER_STREAM, .on_request = rpc_watch_alerts,
      .on_written = rpc_alerts_written, .on_cancel = rpc_follow_cancel, .role = I},
+    {.path = SVC "BulkLoad", .kind = GD_RPC_CLIENT_STREAM, .on_read = rpc_bulk_load_read,
+     .role = W},
 };
 #undef R
 #undef I

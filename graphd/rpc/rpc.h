@@ -40,6 +40,9 @@ typedef struct gd_rpc_limits {
   /* Decoded bytes of all Upsert and Ingest messages in flight (handlers.c,
    * "the write budget"); 0 = no budget. */
   size_t write_budget_bytes;
+  /* Memory one BulkLoad may hold (rpc/bulk.c); over it RESOURCE_EXHAUSTED
+   * naming --bulk-load-max-bytes. 0 = no bound. */
+  size_t bulk_max_bytes;
   bool audit;                   /* keep the audit trail (gd_rpc_audit_hooks) */
   /* Successful read-only calls (role reader or none) reply without
    * waiting for their record's commit; it follows in the next group

@@ -34,6 +34,7 @@ struct gd_rpc {
   atomic_bool audit_broken;
   atomic_int async_pending;
   atomic_bool backup_running; /* one backup at a time (handlers.c) */
+  atomic_bool bulk_running;   /* one BulkLoad at a time (bulk.c) */
   /* The write budget (handlers.c, under mu): bytes in flight, bytes given
    * back since the last trim, the parked streams in arrival order, and
    * the thread that resumes them (stop ends it). */
@@ -135,6 +136,8 @@ void rpc_stream_assignments(gd_call *c, const uint8_t *msg, size_t len, bool has
 void rpc_assign_written(gd_call *c, bool ok);
 void rpc_diff_snapshots(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_diff_written(gd_call *c, bool ok);
+/* BulkLoad (bulk.c): a client stream's on_read. */
+void rpc_bulk_load_read(gd_call *c, gd_read_result r, const uint8_t *msg, size_t len);
 /* Server reflection (reflection.c): a bidirectional stream. */
 void rpc_reflection_read(gd_call *c, gd_read_result r, const uint8_t *msg, size_t len);
 void rpc_reflection_written(gd_call *c, bool ok);

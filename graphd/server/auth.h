@@ -10,7 +10,7 @@
  * Roles are ordered: each includes the rights of the ones before it.
  *   reader        reads, investigations, snapshot reads, job status
  *   investigator  reader + SetLabels
- *   writer        investigator + Upsert, Ingest, DeleteEntity,
+ *   writer        investigator + Upsert, Ingest, BulkLoad, DeleteEntity,
  *                 StartClustering, CancelJob
  *   admin         everything: DeleteSnapshot, Backup, ListAudit
  * The role each rpc needs is data in the method table (gd_method.role).

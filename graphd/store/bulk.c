@@ -23,8 +23,10 @@
  * would have reported one by one into the empty store: a link or entity
  * is created by the message it first appears in.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "store/store_int.h"
 
@@ -42,6 +44,12 @@ typedef struct bitem {
   uint16_t nattrs, nlabels;
 } bitem;
 
+typedef struct bent {
+  uint64_t koff : 40; /* in kbuf */
+  uint64_t type : 8;
+  uint64_t klen : 16;
+} bent;
+
 typedef struct bmsg {
   size_t rid_off; /* in sbuf */
   uint32_t rid_len;
@@ -51,15 +59,17 @@ typedef struct bmsg {
 
 struct gd_bulk {
   size_t max_bytes;
-  /* Interned entities, by tid. */
+  /* Interned entities, by tid: where the key is, and its type and length
+   * in one record, so that a probe touches one line before the key. */
   char *kbuf;
   size_t klen, kcap;
-  uint64_t *koff;
-  uint16_t *klens;
-  uint8_t *type;
+  bent *ents;
   uint32_t *first_msg;
   size_t n, ncap;
-  uint64_t *slots; /* (hash high 32 bits << 32) | (tid + 1); power of two */
+  /* Open addressing, a power of two: (low 32 bits of the hash << 32) |
+   * (tid + 1). The stored bits place an entry when the table grows (for
+   * up to 2^32 slots), and filter probes before any key is read. */
+  uint64_t *slots;
   size_t scap;
   blink *links;
   size_t nlinks, lcap;
@@ -75,7 +85,7 @@ struct gd_bulk {
 };
 
 size_t gd_bulk_bytes(const gd_bulk *b) {
-  return b->kcap + b->ncap * (8 + 2 + 1 + 4) + b->scap * 8 + b->lcap * sizeof(blink) +
+  return b->kcap + b->ncap * (sizeof(bent) + 4) + b->scap * 8 + b->lcap * sizeof(blink) +
          b->icap * sizeof(bitem) + b->sbcap + b->mcap * sizeof(bmsg) + b->rscap * 8;
 }
 
@@ -92,9 +102,7 @@ void gd_bulk_free(gd_bulk *b) {
   if (!b)
     return;
   free(b->kbuf);
-  free(b->koff);
-  free(b->klens);
-  free(b->type);
+  free(b->ents);
   free(b->first_msg);
   free(b->slots);
   free(b->links);
@@ -103,6 +111,42 @@ void gd_bulk_free(gd_bulk *b) {
   free(b->msgs);
   free(b->rslots);
   free(b);
+}
+
+/* ---- memory ----------------------------------------------------------------- */
+
+/*
+ * The load's arrays are large (hundreds of MB at a million sellers) and
+ * touched at random (the key table) or written once in order: with 4 KiB
+ * pages every first touch is a page fault and every probe a TLB miss, and
+ * both are dear on a virtual machine. Blocks of 2 MiB and more are
+ * advised to use transparent huge pages (MADV_HUGEPAGE; a no-op where they
+ * are off). big_alloc/big_realloc/big_calloc are malloc/realloc/calloc
+ * with that advice; free() releases them.
+ */
+#define BIG_HUGE ((size_t)2 << 20)
+
+static void big_advise(void *p, size_t n) {
+  if (!p || n < 2 * BIG_HUGE)
+    return;
+  uintptr_t lo = ((uintptr_t)p + BIG_HUGE - 1) & ~(uintptr_t)(BIG_HUGE - 1);
+  uintptr_t hi = ((uintptr_t)p + n) & ~(uintptr_t)(BIG_HUGE - 1);
+  if (hi > lo)
+    (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+}
+
+static void *big_realloc(void *p, size_t n) {
+  void *q = realloc(p, n);
+  big_advise(q, n);
+  return q;
+}
+
+static void *big_alloc(size_t n) { return big_realloc(NULL, n); }
+
+static void *big_calloc(size_t n, size_t sz) {
+  void *q = calloc(n, sz); /* large blocks come from mmap, zero and untouched */
+  big_advise(q, n * sz);
+  return q;
 }
 
 /* ---- growth ----------------------------------------------------------------- */
@@ -127,7 +171,7 @@ static int grow(const gd_bulk *b, void **p, size_t *cap, size_t need, size_t sz,
   int rc = over(b, (ncap - *cap) * sz, err);
   if (rc)
     return rc;
-  void *q = realloc(*p, ncap * sz);
+  void *q = big_realloc(*p, ncap * sz);
   if (!q)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   *p = q;
@@ -162,23 +206,26 @@ static gd_str sbuf_get(const gd_bulk *b, size_t *off) {
 /* ---- interning ------------------------------------------------------------- */
 
 static inline gd_str tkey(const gd_bulk *b, size_t tid) {
-  return (gd_str){b->kbuf + b->koff[tid], b->klens[tid]};
+  return (gd_str){b->kbuf + b->ents[tid].koff, b->ents[tid].klen};
 }
+
+static inline int ttype(const gd_bulk *b, size_t tid) { return (int)b->ents[tid].type; }
 
 static int slots_rehash(gd_bulk *b, gd_err *err) {
   size_t ncap = b->scap ? b->scap * 2 : 4096;
+  if (ncap > (UINT64_C(1) << 32))
+    return gd_err_set(err, GD_ERESOURCE, "a bulk load takes at most 2^31 entities");
   int rc = over(b, (ncap - b->scap) * 8, err);
   if (rc)
     return rc;
-  uint64_t *ns = calloc(ncap, 8);
+  uint64_t *ns = big_calloc(ncap, 8);
   if (!ns)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   for (size_t i = 0; i < b->scap; i++) {
     uint64_t v = b->slots[i];
     if (!v)
       continue;
-    size_t tid = (uint32_t)v - 1;
-    size_t j = gd__key_hash(b->type[tid], tkey(b, tid)) & (ncap - 1);
+    size_t j = (v >> 32) & (ncap - 1);
     while (ns[j])
       j = (j + 1) & (ncap - 1);
     ns[j] = v;
@@ -198,7 +245,7 @@ static int intern(gd_bulk *b, int type, gd_str key, uint32_t msg, uint32_t *ret,
   if ((b->n + 1) * 2 > b->scap && (rc = slots_rehash(b, err)))
     return rc;
   uint64_t h = gd__key_hash(type, key);
-  uint64_t tag = h >> 32 << 32;
+  uint64_t tag = (h & UINT64_C(0xffffffff)) << 32;
   size_t j = h & (b->scap - 1);
   for (;; j = (j + 1) & (b->scap - 1)) {
     uint64_t v = b->slots[j];
@@ -207,31 +254,26 @@ static int intern(gd_bulk *b, int type, gd_str key, uint32_t msg, uint32_t *ret,
     if ((v & ~UINT64_C(0xffffffff)) != tag)
       continue;
     size_t tid = (uint32_t)v - 1;
-    if (b->type[tid] == type && gd_str_eq(tkey(b, tid), key)) {
+    if (ttype(b, tid) == type && gd_str_eq(tkey(b, tid), key)) {
       *ret = (uint32_t)tid;
       return GD_OK;
     }
   }
-  if (b->n >= UINT32_MAX - 1)
-    return gd_err_set(err, GD_ERESOURCE, "a bulk load takes at most %u entities",
-                      (unsigned)(UINT32_MAX - 1));
+  if (b->n >= (UINT64_C(1) << 31))
+    return gd_err_set(err, GD_ERESOURCE, "a bulk load takes at most 2^31 entities");
+  if (b->klen + key.n >= (UINT64_C(1) << 40))
+    return gd_err_set(err, GD_ERESOURCE, "a bulk load takes at most 2^40 bytes of keys");
   if (b->n == b->ncap) {
     size_t ncap = b->ncap ? b->ncap * 2 : 4096;
-    if ((rc = over(b, (ncap - b->ncap) * 15, err)))
+    if ((rc = over(b, (ncap - b->ncap) * (sizeof(bent) + 4), err)))
       return rc;
-    uint64_t *ko = realloc(b->koff, ncap * sizeof *ko);
-    if (ko)
-      b->koff = ko;
-    uint16_t *kl = realloc(b->klens, ncap * sizeof *kl);
-    if (kl)
-      b->klens = kl;
-    uint8_t *ty = realloc(b->type, ncap);
-    if (ty)
-      b->type = ty;
-    uint32_t *fm = realloc(b->first_msg, ncap * sizeof *fm);
+    bent *ne = big_realloc(b->ents, ncap * sizeof *ne);
+    if (ne)
+      b->ents = ne;
+    uint32_t *fm = big_realloc(b->first_msg, ncap * sizeof *fm);
     if (fm)
       b->first_msg = fm;
-    if (!ko || !kl || !ty || !fm)
+    if (!ne || !fm)
       return gd_err_set(err, GD_ENOMEM, "out of memory");
     b->ncap = ncap;
   }
@@ -239,9 +281,7 @@ static int intern(gd_bulk *b, int type, gd_str key, uint32_t msg, uint32_t *ret,
     return rc;
   memcpy(b->kbuf + b->klen, key.p, key.n);
   size_t tid = b->n++;
-  b->koff[tid] = b->klen;
-  b->klens[tid] = (uint16_t)key.n;
-  b->type[tid] = (uint8_t)type;
+  b->ents[tid] = (bent){.koff = b->klen, .type = (uint64_t)type, .klen = key.n};
   b->first_msg[tid] = msg;
   b->klen += key.n;
   b->slots[j] = tag | (tid + 1);
@@ -256,7 +296,7 @@ static int request_seen(gd_bulk *b, gd_str rid, uint32_t msg, bool *ret, gd_err 
     int rc = over(b, (ncap - b->rscap) * 8, err);
     if (rc)
       return rc;
-    uint64_t *ns = calloc(ncap, 8);
+    uint64_t *ns = big_calloc(ncap, 8);
     if (!ns)
       return gd_err_set(err, GD_ENOMEM, "out of memory");
     for (size_t i = 0; i < b->rscap; i++) {
@@ -363,7 +403,10 @@ int gd_bulk_add(gd_bulk *b, const gd_upsert *u, bool *ret_duplicate, gd_err *err
       return gd_err_set(err, GD_EINVALID,
                         "links[%zu].%c: a bulk load takes entities by (type, key), not by id", i,
                         l->a.id ? 'a' : 'b');
-    if ((rc = intern(b, l->a.type, l->a.key, msg, &bl.a, err))) {
+    /* Links come grouped by seller: the previous link's a is often this one's. */
+    if (i > 0 && l->a.type == u->links[i - 1].a.type && gd_str_eq(l->a.key, u->links[i - 1].a.key)) {
+      bl.a = b->links[b->nlinks - 1].a;
+    } else if ((rc = intern(b, l->a.type, l->a.key, msg, &bl.a, err))) {
       gd_err_prefix(err, "links[%zu].a", i);
       return rc;
     }
@@ -412,7 +455,7 @@ static void sort_halves(half *h, size_t n) {
 
 /* The encoded ekey of tid (buf holds GD__EKEY_MAX). */
 static size_t tid_ekey(const gd_bulk *b, size_t tid, uint8_t *buf) {
-  return gd__ekey_encode(b->type[tid], tkey(b, tid), buf);
+  return gd__ekey_encode(ttype(b, tid), tkey(b, tid), buf);
 }
 
 /* ekey sort records: 12 bytes of the encoded key, big endian, and the tid. */
@@ -440,7 +483,7 @@ static inline unsigned ek_byte(const eksort *e, int i) {
 /* Sorts the tids by encoded key into *ret (malloc'd, b->n entries). */
 static int sort_ekeys(const gd_bulk *b, eksort **ret, gd_err *err) {
   size_t n = b->n;
-  eksort *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
+  eksort *a = big_alloc((n ? n : 1) * sizeof *a), *t = big_alloc((n ? n : 1) * sizeof *t);
   if (!a || !t) {
     free(a);
     free(t);
@@ -583,7 +626,6 @@ typedef struct apply_state {
   uint64_t *ent_created, *ent_updated, *links_created; /* per message */
   uint32_t *start;
   half *halves;
-  eksort *ek;
   bitem **items;
   lrow *labels;
   req_sort *reqs;
@@ -599,7 +641,6 @@ static void apply_state_free(apply_state *a) {
   free(a->links_created);
   free(a->start);
   free(a->halves);
-  free(a->ek);
   free(a->items);
   free(a->labels);
   free(a->reqs);
@@ -617,8 +658,8 @@ static inline void seen_at(apply_state *a, uint32_t tid, int64_t s) {
 static int write_adj(gd_wtxn *t, const gd_bulk *b, apply_state *a, uint64_t base,
                      uint64_t *ret_links, gd_err *err) {
   size_t n = b->n, nh = 2 * b->nlinks;
-  a->start = calloc(n + 1, sizeof *a->start);
-  a->halves = malloc((nh ? nh : 1) * sizeof *a->halves);
+  a->start = big_calloc(n + 1, sizeof *a->start);
+  a->halves = big_alloc((nh ? nh : 1) * sizeof *a->halves);
   if (!a->start || !a->halves)
     return gd_err_set(err, GD_ENOMEM, "out of memory for %zu half-edges", nh);
   if (nh > UINT32_MAX)
@@ -630,7 +671,7 @@ static int write_adj(gd_wtxn *t, const gd_bulk *b, apply_state *a, uint64_t base
   }
   for (size_t i = 0; i < n; i++)
     a->start[i + 1] += a->start[i];
-  uint32_t *fill = malloc((n ? n : 1) * sizeof *fill);
+  uint32_t *fill = big_alloc((n ? n : 1) * sizeof *fill);
   if (!fill)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   memcpy(fill, a->start, n * sizeof *fill);
@@ -639,49 +680,47 @@ static int write_adj(gd_wtxn *t, const gd_bulk *b, apply_state *a, uint64_t base
     int64_t s = l->seen ? l->seen : t->now;
     seen_at(a, l->a, s);
     seen_at(a, l->b, s);
-    a->halves[fill[l->a]++] = (half){(uint64_t)b->type[l->b] << 32 | l->b, s, l->msg, 0};
-    a->halves[fill[l->b]++] = (half){(uint64_t)b->type[l->a] << 32 | l->a, s, l->msg, 0};
+    a->halves[fill[l->a]++] = (half){(uint64_t)ttype(b, l->b) << 32 | l->b, s, l->msg, 0};
+    a->halves[fill[l->b]++] = (half){(uint64_t)ttype(b, l->a) << 32 | l->a, s, l->msg, 0};
   }
   free(fill);
 
+  size_t maxm = 0;
+  for (size_t src = 0; src < n; src++)
+    if (a->start[src + 1] - a->start[src] > maxm)
+      maxm = a->start[src + 1] - a->start[src];
+  gd__adj_row *rows = malloc((maxm ? maxm : 1) * sizeof *rows);
+  if (!rows)
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
   MDB_cursor *cur;
   int rc = mdb_cursor_open(t->txn, t->s->adj, &cur);
-  if (rc)
+  if (rc) {
+    free(rows);
     return gd__mdb_err(rc, err, "adjacency cursor");
+  }
   uint64_t links = 0;
   for (size_t src = 0; src < n && !rc; src++) {
     half *h = a->halves + a->start[src];
-    size_t m = a->start[src + 1] - a->start[src];
+    size_t m = a->start[src + 1] - a->start[src], nr = 0;
     if (!m)
       continue;
     sort_halves(h, m);
-    uint8_t kb[8];
-    MDB_val k;
-    gd__id_key(base + src, kb, &k);
-    unsigned flags = MDB_APPEND;
     for (size_t i = 0; i < m;) {
-      gd__adj_row row;
-      memset(&row, 0, sizeof row);
+      gd__adj_row *row = &rows[nr++];
       uint32_t dst = (uint32_t)h[i].key, msg = h[i].msg;
       int type = (int)(h[i].key >> 32);
-      row.count = 0;
-      row.first_seen = row.last_seen = h[i].seen;
+      memset(row, 0, sizeof *row);
+      row->first_seen = row->last_seen = h[i].seen;
       size_t j = i;
       for (; j < m && h[j].key == h[i].key; j++) {
-        row.count++;
-        if (h[j].seen < row.first_seen)
-          row.first_seen = h[j].seen;
-        if (h[j].seen > row.last_seen)
-          row.last_seen = h[j].seen;
+        row->count++;
+        if (h[j].seen < row->first_seen)
+          row->first_seen = h[j].seen;
+        if (h[j].seen > row->last_seen)
+          row->last_seen = h[j].seen;
       }
       i = j;
-      gd_be64_put(row.prefix, GD_ADJ_POS(type, base + dst));
-      MDB_val v = {sizeof row, &row};
-      if ((rc = mdb_cursor_put(cur, &k, &v, flags))) {
-        rc = gd__mdb_err(rc, err, "adjacency");
-        break;
-      }
-      flags = MDB_APPENDDUP;
+      gd_be64_put(row->prefix, GD_ADJ_POS(type, base + dst));
       a->degree[src]++;
       if (type == GD_TYPE_SELLER)
         a->sellers[src]++;
@@ -690,7 +729,16 @@ static int write_adj(gd_wtxn *t, const gd_bulk *b, apply_state *a, uint64_t base
         a->links_created[msg]++;
       }
     }
+    /* All rows of the key in one put (the table is dupfixed). */
+    uint8_t kb[8];
+    MDB_val k, v[2] = {{sizeof *rows, rows}, {nr, NULL}};
+    gd__id_key(base + src, kb, &k);
+    if ((rc = mdb_cursor_put(cur, &k, v, MDB_APPEND | MDB_MULTIPLE)))
+      rc = gd__mdb_err(rc, err, "adjacency");
+    else if (v[1].mv_size != nr)
+      rc = gd_err_set(err, GD_EINTERNAL, "adjacency: %zu of %zu rows written", v[1].mv_size, nr);
   }
+  free(rows);
   mdb_cursor_close(cur);
   *ret_links = links;
   return rc;
@@ -730,7 +778,7 @@ static int merge_items(const gd_bulk *b, bitem **items, size_t nitems, uint64_t 
     return gd_err_set(err, GD_EINVALID,
                       "%s '%.*s' would have %zu attributes and %zu labels, over the limit of %d "
                       "and %d",
-                      gd_type_name(b->type[items[0]->tid]), (int)(key.n > 64 ? 64 : key.n),
+                      gd_type_name(ttype(b, items[0]->tid)), (int)(key.n > 64 ? 64 : key.n),
                       key.p, na, nl, GD_ATTRS_MAX, GD_LABELS_MAX);
   /* Attributes by name (a stable order for readers), labels sorted. */
   for (size_t i = 1; i < na; i++)
@@ -796,7 +844,7 @@ static int write_entities(gd_wtxn *t, const gd_bulk *b, apply_state *a, uint64_t
   }
   size_t ii = 0; /* next item, in tid order */
   for (size_t tid = 0; tid < b->n; tid++) {
-    gd_entity_view v = {.id = base + tid, .type = b->type[tid], .key = tkey(b, tid),
+    gd_entity_view v = {.id = base + tid, .type = ttype(b, tid), .key = tkey(b, tid),
                         .first_seen = a->first[tid], .last_seen = a->last[tid],
                         .degree = a->degree[tid], .seller_count = a->sellers[tid]};
     size_t j = ii;
@@ -834,24 +882,64 @@ out:
   return rc;
 }
 
-static int write_ekeys(gd_wtxn *t, const gd_bulk *b, apply_state *a, uint64_t base, gd_err *err) {
-  int rc = sort_ekeys(b, &a->ek, err);
-  if (rc)
-    return rc;
+/* The key sort runs on a thread of its own while the writer thread writes
+ * the adjacency and entity tables: it reads only b. */
+typedef struct ek_job {
+  const gd_bulk *b;
+  uint64_t base;
+  eksort *ek;
+  /* The rows in key order, ready to append: (u16 key length, key, id
+   * big endian)... so that the writer reads them in one pass. */
+  uint8_t *rows;
+  size_t len;
+  int rc;
+  gd_err err;
+} ek_job;
+
+static void *ek_main(void *arg) {
+  ek_job *j = arg;
+  const gd_bulk *b = j->b;
+  if ((j->rc = sort_ekeys(b, &j->ek, &j->err)))
+    return NULL;
+  size_t cap = b->n * (2 + 8) + b->klen + (size_t)b->n * 1 + 1;
+  for (size_t i = 0; i < b->n; i++)
+    if (tkey(b, i).n > GD__EKEY_INLINE_MAX)
+      cap += 1 + 32; /* hashed: never longer than the key, but be exact */
+  j->rows = big_alloc(cap);
+  if (!j->rows) {
+    j->rc = gd_err_set(&j->err, GD_ENOMEM, "out of memory for the key index");
+    return NULL;
+  }
+  uint8_t *p = j->rows;
+  for (size_t i = 0; i < b->n; i++) {
+    uint32_t tid = j->ek[i].tid;
+    size_t kl = tid_ekey(b, tid, p + 2);
+    uint16_t k16 = (uint16_t)kl;
+    memcpy(p, &k16, 2);
+    gd_be64_put(p + 2 + kl, j->base + tid);
+    p += 2 + kl + 8;
+  }
+  j->len = (size_t)(p - j->rows);
+  return NULL;
+}
+
+/* Writes the key index from the job's rows. */
+static int write_ekeys(gd_wtxn *t, const gd_bulk *b, const ek_job *j, gd_err *err) {
+  int rc;
   MDB_cursor *cur;
   if ((rc = mdb_cursor_open(t->txn, t->s->ekey, &cur)))
     return gd__mdb_err(rc, err, "key index cursor");
+  const uint8_t *p = j->rows;
   for (size_t i = 0; i < b->n; i++) {
-    uint8_t kb[GD__EKEY_MAX], ib[8];
-    MDB_val k, v;
-    k.mv_data = kb;
-    k.mv_size = tid_ekey(b, a->ek[i].tid, kb);
-    gd__id_key(base + a->ek[i].tid, ib, &v);
+    uint16_t kl;
+    memcpy(&kl, p, 2);
+    MDB_val k = {kl, (void *)(p + 2)}, v = {8, (void *)(p + 2 + kl)};
+    p += 2 + (size_t)kl + 8;
     if ((rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND))) {
       /* Two keys longer than the inline limit with one SHA-256: refuse. */
       rc = rc == MDB_KEYEXIST
                ? gd_err_set(err, GD_EINTERNAL, "key hash collision on a %s key",
-                            gd_type_name(b->type[a->ek[i].tid]))
+                            gd_type_name(ttype(b, j->ek[i].tid)))
                : gd__mdb_err(rc, err, "key index");
       break;
     }
@@ -917,16 +1005,17 @@ int gd_store_bulk_apply(gd_wtxn *t, const gd_bulk *b, gd_bulk_result *ret, gd_er
   apply_state a = {0};
   size_t n = b->n ? b->n : 1, nm = b->nmsgs ? b->nmsgs : 1;
   uint64_t base = t->c.next_id, links = 0;
+  ek_job ej = {.b = b, .base = base};
   size_t nlabels = 0;
   int rc;
 
   memset(ret, 0, sizeof *ret);
   if ((rc = check_empty(t, err)) || (rc = check_map(t, b, err)))
     return rc;
-  a.first = calloc(n, sizeof *a.first);
-  a.last = calloc(n, sizeof *a.last);
-  a.degree = calloc(n, sizeof *a.degree);
-  a.sellers = calloc(n, sizeof *a.sellers);
+  a.first = big_calloc(n, sizeof *a.first);
+  a.last = big_calloc(n, sizeof *a.last);
+  a.degree = big_calloc(n, sizeof *a.degree);
+  a.sellers = big_calloc(n, sizeof *a.sellers);
   a.ent_created = calloc(nm, sizeof *a.ent_created);
   a.ent_updated = calloc(nm, sizeof *a.ent_updated);
   a.links_created = calloc(nm, sizeof *a.links_created);
@@ -935,9 +1024,24 @@ int gd_store_bulk_apply(gd_wtxn *t, const gd_bulk *b, gd_bulk_result *ret, gd_er
     rc = gd_err_set(err, GD_ENOMEM, "out of memory for %zu entities", b->n);
     goto out;
   }
-  if ((rc = write_adj(t, b, &a, base, &links, err)) ||
-      (rc = write_entities(t, b, &a, base, &nlabels, err)) ||
-      (rc = write_ekeys(t, b, &a, base, err)) || (rc = write_labels(t, &a, nlabels, err)) ||
+  pthread_t th;
+  bool threaded = pthread_create(&th, NULL, ek_main, &ej) == 0;
+  if (!threaded)
+    ek_main(&ej);
+  rc = write_adj(t, b, &a, base, &links, err);
+  if (!rc)
+    rc = write_entities(t, b, &a, base, &nlabels, err);
+  if (threaded)
+    pthread_join(th, NULL);
+  if (!rc && ej.rc) {
+    rc = ej.rc;
+    *err = ej.err;
+  }
+  if (rc)
+    goto out;
+  if ((rc = write_ekeys(t, b, &ej, err)))
+    goto out;
+  if ((rc = write_labels(t, &a, nlabels, err)) ||
       (rc = write_requests(t, b, &a, err)))
     goto out;
   t->c.next_id = base + b->n;
@@ -951,6 +1055,8 @@ int gd_store_bulk_apply(gd_wtxn *t, const gd_bulk *b, gd_bulk_result *ret, gd_er
   ret->totals.links_updated = b->nlinks - links;
   ret->committed_at = t->now;
 out:
+  free(ej.ek);
+  free(ej.rows);
   apply_state_free(&a);
   return rc;
 }

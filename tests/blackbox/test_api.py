@@ -15,7 +15,7 @@ IMPLEMENTED = ["Upsert", "Ingest", "GetEntity", "Neighbors", "SetLabels", "Delet
                "LinkedSellers", "FindPaths", "RankSuspects", "StartClustering", "GetJob",
                "WatchJob", "CancelJob", "ListSnapshots", "GetSnapshot", "DeleteSnapshot",
                "ListClusters", "GetCluster", "StreamAssignments", "DiffSnapshots", "ListAudit",
-               "VerifyAudit", "Backup", "GetEntities", "WhoAmI", "WatchAlerts"]
+               "VerifyAudit", "Backup", "GetEntities", "WhoAmI", "WatchAlerts", "BulkLoad"]
 UNIMPLEMENTED = []
 
 # ---------------------------------------------------------------- health

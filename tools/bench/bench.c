@@ -656,6 +656,7 @@ static void usage(FILE *f) {
       "       graphd-bench warm [--sellers N | --links FILE.csv] [--seed S] [options]\n"
       "       graphd-bench place [--sellers N | --links FILE.csv] [--seed S] [options]\n"
       "       graphd-bench scale [--sizes N1,N2,...] [--seed S] [options]\n"
+      "       graphd-bench bulk [--sellers N | --links FILE.csv] [--seed S] [--no-ingest]\n"
       "\n"
       "ingest: durable bulk load through graphd's Ingest rpc vs the same batches\n"
       "        written in-process through the store's group-commit writer.\n"
@@ -694,6 +695,9 @@ static void usage(FILE *f) {
       "        GetEntity and 2-hop LinkedSellers daemon CPU per call and p50 at 1 in\n"
       "        flight, a clustering job's time and worker RSS, StreamAssignments rate;\n"
       "        then each figure's fitted growth (the exponent b of a * sellers^b).\n"
+      "bulk:   generate (default 1000000 sellers); per repeat a BulkLoad of every record\n"
+      "        into a fresh daemon vs bare LMDB appending the rows it wrote (alternating),\n"
+      "        then Ingest of the same records (not with --no-ingest): links/s, ratios.\n"
       "\n"
       "options:\n"
       "  --links FILE           links CSV / JSON Lines to load (ingest, cluster, security)\n"
@@ -789,7 +793,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     O_LINKS = 256, O_SELLERS, O_SEED, O_BATCH, O_REPEAT, O_ADDR, O_DATA, O_KEYS, O_SAMPLE,
     O_CONC, O_DUR, O_LIMIT, O_CONN, O_GRAPHD, O_SELLERGEN, O_GARG, O_WORKDIR, O_KEEP, O_QUICK,
     O_CALLTO, O_STEPTO, O_REFWIN, O_CLIENT, O_CTHREADS, O_CLIST, O_RPCS, O_TRUTH,
-    O_SGARG, O_PYTHON, O_LEIDENREF, O_JOBTO, O_CONFIGS, O_OPENSSL, O_SCRAPE, O_SIZES,
+    O_SGARG, O_PYTHON, O_LEIDENREF, O_JOBTO, O_CONFIGS, O_OPENSSL, O_SCRAPE, O_SIZES, O_NO_INGEST,
   };
   static const struct option opts[] = {
       {"links", required_argument, NULL, O_LINKS},
@@ -821,6 +825,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       {"openssl", required_argument, NULL, O_OPENSSL},
       {"scrape-ms", required_argument, NULL, O_SCRAPE},
       {"sizes", required_argument, NULL, O_SIZES},
+      {"no-ingest", no_argument, NULL, O_NO_INGEST},
       {"workdir", required_argument, NULL, O_WORKDIR},
       {"keep", no_argument, NULL, O_KEEP},
       {"quick", no_argument, NULL, O_QUICK},
@@ -873,9 +878,11 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     c->cmd = CMD_PLACE;
   else if (!strcmp(argv[1], "scale"))
     c->cmd = CMD_SCALE;
+  else if (!strcmp(argv[1], "bulk"))
+    c->cmd = CMD_BULK;
   else
     usage_error("unknown subcommand '%s' (ingest, read, all, cluster, security, metrics, "
-                "gateway, warm, place or scale)",
+                "gateway, warm, place, scale or bulk)",
                 argv[1]);
 
   int ch;
@@ -1008,6 +1015,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
     case O_WORKDIR: c->workdir = optarg; break;
     case O_KEEP: c->keep = true; break;
     case O_QUICK: c->quick = true; break;
+    case O_NO_INGEST: c->no_ingest = true; break;
     case O_SIZES: {
       char *list = xstrdup(optarg), *save = NULL;
       c->n_sizes = 0;
@@ -1103,6 +1111,15 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       usage_error("cluster: give at most one of --links FILE and --sellers N");
     if (c->addr || c->data || c->keys_from)
       usage_error("cluster: --addr, --data and --keys-from do not apply");
+    break;
+  case CMD_BULK:
+    if (!c->links && !c->sellers)
+      c->sellers = c->quick ? 5000 : 1000000;
+    if (c->links && c->sellers)
+      usage_error("bulk: give at most one of --links FILE and --sellers N");
+    if (c->addr || c->data || c->keys_from)
+      usage_error("bulk: --addr, --data and --keys-from do not apply (it spawns its own "
+                  "daemons)");
     break;
   case CMD_SECURITY:
     if (!c->links && !c->sellers)
@@ -1491,6 +1508,8 @@ void dataset_close(dataset *d) {
 }
 
 size_t dataset_links(const dataset *d) { return d->nlinks; }
+
+uint64_t dataset_distinct_links(const dataset *d) { return d->distinct_links; }
 
 int64_t dataset_link_seen(const dataset *d, size_t i) { return d->links[i].seen; }
 
@@ -2209,6 +2228,14 @@ stop:
 bool bench_ingest_range(const bench_cfg *cfg, gc_client *c, const dataset *d, size_t first,
                         size_t n, const char *label, const char *what, double *ret_seconds,
                         uint64_t *ret_records) {
+  return bench_load_range(cfg, c, d, first, n, "Ingest", label, what, ret_seconds, ret_records);
+}
+
+bool bench_load_range(const bench_cfg *cfg, gc_client *c, const dataset *d, size_t first,
+                      size_t n, const char *method, const char *label, const char *what,
+                      double *ret_seconds, uint64_t *ret_records) {
+  char path[64];
+  snprintf(path, sizeof path, SVC "%s", method);
   dataset sub = *d; /* a view of the range: the batches read links and keys only */
   sub.links = d->links + first;
   sub.nlinks = n;
@@ -2220,7 +2247,7 @@ bool bench_ingest_range(const bench_cfg *cfg, gc_client *c, const dataset *d, si
   gc_stream *s = NULL;
   gc_status st;
   int64_t t0 = now_ns();
-  int code = gc_stream_open(c, SVC "Ingest", &sopts, &s, &st);
+  int code = gc_stream_open(c, path, &sopts, &s, &st);
   for (size_t i = 0; i < pb.n && code == GRPC_STATUS_OK; i++)
     code = gc_stream_send(s, &pb.reqs[i].base, &st);
   Graphd__V1__IngestReply *rep = NULL;
@@ -2237,12 +2264,12 @@ bool bench_ingest_range(const bench_cfg *cfg, gc_client *c, const dataset *d, si
   gc_stream_free(s);
   pb_batches_free(&pb);
   if (code != GRPC_STATUS_OK) {
-    anomaly("%s: Ingest of %s%zu link records failed: %s: %s", label, what, n,
+    anomaly("%s: %s of %s%zu link records failed: %s: %s", label, method, what, n,
             gc_status_code_name(st.code), st.message);
     return false;
   }
   if (*ret_records != n) {
-    anomaly("%s: Ingest counted %" PRIu64 " link records, %zu sent", label, *ret_records, n);
+    anomaly("%s: %s counted %" PRIu64 " link records, %zu sent", label, method, *ret_records, n);
     return false;
   }
   return true;
@@ -3971,7 +3998,7 @@ int main(int argc, char **argv) {
 
   if (cfg.cmd == CMD_INGEST || cfg.cmd == CMD_ALL || cfg.cmd == CMD_CLUSTER ||
       cfg.cmd == CMD_SECURITY || cfg.cmd == CMD_METRICS || cfg.cmd == CMD_GATEWAY ||
-      cfg.cmd == CMD_WARM || cfg.cmd == CMD_PLACE) {
+      cfg.cmd == CMD_WARM || cfg.cmd == CMD_PLACE || cfg.cmd == CMD_BULK) {
     if (cfg.sellers) {
       char *gen = xasprintf("%s/gen", workroot);
       run_sellergen(&cfg, gen);
@@ -3989,6 +4016,11 @@ int main(int argc, char **argv) {
     bool sok;
     json_object_object_add(b, "scale", bench_scale(&cfg, workroot, &sok));
     ok &= sok;
+  } else if (cfg.cmd == CMD_BULK) {
+    bool bok;
+    json_object_object_add(b, "bulk", bench_bulk(&cfg, workroot, &d, cfg.no_ingest, &bok));
+    ok &= bok;
+    dataset_free(&d);
   } else if (cfg.cmd == CMD_WARM) {
     /* Its own ingest, in two parts through one daemon (warm.c). */
     bool wok;

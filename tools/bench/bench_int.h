@@ -42,7 +42,7 @@ struct gd_store;
 
 typedef enum {
   CMD_INGEST = 1, CMD_READ, CMD_ALL, CMD_CLUSTER, CMD_SECURITY, CMD_METRICS, CMD_GATEWAY,
-  CMD_WARM, CMD_PLACE, CMD_SCALE
+  CMD_WARM, CMD_PLACE, CMD_SCALE, CMD_BULK
 } bench_cmd;
 typedef enum { CONN_OWN = 0, CONN_SHARED = 1 } conn_mode;
 typedef enum { CLIENT_ASYNC = 0, CLIENT_SYNC = 1 } client_mode;
@@ -83,6 +83,7 @@ typedef struct bench_cfg {
   int scrape_ms;        /* metrics: scrape interval */
   uint64_t sizes[MAX_SIZES]; /* scale: seller counts, ascending */
   int n_sizes;
+  bool no_ingest; /* bulk: BulkLoad and raw only */
 } bench_cfg;
 
 /* ---- helpers ---- */
@@ -181,6 +182,7 @@ typedef struct dataset dataset;
 dataset *dataset_open(const char *path);
 void dataset_close(dataset *d); /* NULL-safe */
 size_t dataset_links(const dataset *d);
+uint64_t dataset_distinct_links(const dataset *d); /* unordered pairs, keys normalised */
 int64_t dataset_link_seen(const dataset *d, size_t i);
 /* Sorts the link records by seen time; records seen at the same time keep
  * their file order. */
@@ -206,6 +208,12 @@ size_t dataset_hold_back_sellers(dataset *d, size_t want, uint64_t seed, size_t 
 bool bench_ingest_range(const bench_cfg *cfg, struct gc_client *c, const dataset *d, size_t first,
                         size_t n, const char *label, const char *what, double *ret_seconds,
                         uint64_t *ret_records);
+/* The same through another client-stream rpc taking UpsertRequests and
+ * answering IngestReply (method: "Ingest" or "BulkLoad"); the anomalies
+ * name the method instead of Ingest. */
+bool bench_load_range(const bench_cfg *cfg, struct gc_client *c, const dataset *d, size_t first,
+                      size_t n, const char *method, const char *label, const char *what,
+                      double *ret_seconds, uint64_t *ret_records);
 
 /* ---- one read measurement (the read and security modes) ---- */
 
@@ -453,6 +461,16 @@ json_object *bench_place(const bench_cfg *cfg, const char *workroot, dataset *d,
  * a check failed.
  */
 json_object *bench_scale(const bench_cfg *cfg, const char *workroot, bool *ret_ok);
+
+/*
+ * The bulk mode (bulk.c) on the loaded links d: per repeat a BulkLoad into
+ * a fresh daemon and bare LMDB appending the rows the first BulkLoad wrote
+ * (alternating), then unless no_ingest an Ingest of the same records into
+ * another fresh daemon. Prints its report; *ret_ok is false when a check
+ * failed.
+ */
+json_object *bench_bulk(const bench_cfg *cfg, const char *workroot, const dataset *d,
+                        bool no_ingest, bool *ret_ok);
 
 /*
  * StreamAssignments(snap) on c, every batch unpacked: *ret_n assignments

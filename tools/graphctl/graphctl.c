@@ -43,6 +43,7 @@ _Static_assert((int)GD_TYPE_IP == (int)GRAPHD__V1__ENTITY_TYPE__ENTITY_TYPE_IP, 
 
 
 #define M_INGEST SVC "Ingest"
+#define M_BULK SVC "BulkLoad"
 #define M_GET SVC "GetEntity"
 #define M_NEIGHBORS SVC "Neighbors"
 #define M_SET_LABELS SVC "SetLabels"
@@ -551,6 +552,9 @@ static int set_option(const command *cmd, args *a, const optspec *o,
   case O_NO_PROGRESS:
     a->no_progress = true;
     return 0;
+  case O_BULK:
+    a->bulk = true;
+    return 0;
   case O_REQUEST_ID:
     if (!*v || strlen(v) > 100)
       return usage_error(cmd, "--request-id-prefix: expected 1..100 bytes");
@@ -662,6 +666,7 @@ static const optspec ingest_opts[] = {
     {"batch-bytes", true, O_BATCH_BYTES},
     {"no-progress", false, O_NO_PROGRESS},
     {"request-id-prefix", true, O_REQUEST_ID},
+    {"bulk", false, O_BULK},
     {NULL, false, 0},
 };
 static const optspec id_opts[] = {{"id", true, O_ID}, {NULL, false, 0}};
@@ -717,7 +722,7 @@ static const optspec suspects_opts[] = {
 
 static const command commands[] = {
     {"ingest", ingest_opts, run_ingest, false,
-     "usage: graphctl ingest [--format csv|jsonl] [--batch N] FILE...\n"
+     "usage: graphctl ingest [--bulk] [--format csv|jsonl] [--batch N] FILE...\n"
      "\n"
      "Streams links and entities from the files, in order, through one Ingest\n"
      "rpc, in messages of up to N records (each message is committed\n"
@@ -743,6 +748,13 @@ static const command commands[] = {
      "  --request-id-prefix P      give message i the request id P-i, so that\n"
      "                             re-running the same load (same files, same\n"
      "                             --batch) skips messages already committed\n"
+     "  --bulk                     first load of an empty graph: one BulkLoad\n"
+     "                             call, all or nothing, written by sorted appends\n"
+     "                             once every file is sent (several times faster\n"
+     "                             on large loads). The server refuses it\n"
+     "                             (FAILED_PRECONDITION) when the graph holds\n"
+     "                             anything; entity ids are then numbered in\n"
+     "                             order of first appearance\n"
      "  --no-progress              no progress bar (drawn on stderr when it is\n"
      "                             a terminal)\n"
      "  --timeout MS               cancel when one message is not accepted, or\n"
@@ -751,7 +763,9 @@ static const command commands[] = {
      "\n"
      "The records go out on one Ingest call for about 30 s at a time; then\n"
      "graphctl waits for that call's reply (so everything sent on it is\n"
-     "committed) and goes on with a new call.\n"
+     "committed) and goes on with a new call. With --bulk everything goes on\n"
+     "one BulkLoad call (deadline: the server's longest, 1 h by default),\n"
+     "and a failure anywhere commits nothing.\n"
      "\n"
      "At the end prints how many link and entity records went in, in how\n"
      "long, then links new and seen again (a repeated pair updates its\n"
@@ -1598,6 +1612,9 @@ static char *arena_strdup(gd_arena **a, const char *s) {
 /* Deadline sent with each Ingest call: generous, since a call lasts about
  * INGEST_ROTATE_S plus the commit of what was sent. */
 #define INGEST_CALL_DEADLINE_MS (10 * 60 * 1000)
+/* --bulk: one call for the whole load (the server clamps it to its
+ * --max-deadline-ms). */
+#define BULK_CALL_DEADLINE_MS (24 * 3600 * 1000)
 /* Default longest wait for one message to be accepted, or for a call's
  * reply (unless --timeout is given). Not the 10 s of other commands: gRPC's
  * flow-control windows can hold several MB, so the client may run that far
@@ -1690,10 +1707,11 @@ static void batch_reset(ingest *g) {
 
 static int call_open(ingest *g) {
   gc_stream_opts so = {0};
-  so.deadline_ms = INGEST_CALL_DEADLINE_MS;
+  so.deadline_ms = g->a->bulk ? BULK_CALL_DEADLINE_MS : INGEST_CALL_DEADLINE_MS;
   so.step_timeout_ms =
       g->a->timeout_set ? (int)g->a->timeout_ms : INGEST_STEP_TIMEOUT_MS;
-  if (gc_stream_open(g->c->client, M_INGEST, &so, &g->stream, &g->st) != 0)
+  if (gc_stream_open(g->c->client, g->a->bulk ? M_BULK : M_INGEST, &so, &g->stream, &g->st) !=
+      0)
     return -1;
   g->s_msgs = g->s_links = g->s_ents = 0;
   g->s_t0 = now_s();
@@ -1737,7 +1755,7 @@ static int call_finish(ingest *g) {
 static int flush_batch(ingest *g) {
   if (g->nlinks == 0 && g->nents == 0)
     return 0;
-  if (g->stream && now_s() - g->s_t0 >= INGEST_ROTATE_S && call_finish(g))
+  if (g->stream && !g->a->bulk && now_s() - g->s_t0 >= INGEST_ROTATE_S && call_finish(g))
     return -1;
   if (!g->stream && call_open(g))
     return -1;
@@ -1844,6 +1862,20 @@ static int on_record(void *ud, const gc_ingest_record *rec) {
  * as one object with --json). */
 static void ingest_abort_report(ingest *g, const char *why) {
   progress_clear(g);
+  if (g->a->bulk) {
+    /* Half-closing would load what was sent: cancel, nothing is written. */
+    gc_stream_free(g->stream);
+    g->stream = NULL;
+    fprintf(stderr, "graphctl: nothing was loaded (a bulk load is all or nothing)\n");
+    if (g->c->json) {
+      json_object *o = jobj();
+      jset(o, "error", jstr(why));
+      jset(o, "committed_known", json_object_new_boolean(true));
+      jset(o, "committed_messages", json_object_new_uint64(0));
+      print_json(o);
+    }
+    return;
+  }
   bool known = call_finish(g) == 0;
   if (!known)
     fprintf(stderr,
@@ -1882,7 +1914,9 @@ static void ingest_abort_report(ingest *g, const char *why) {
 static int ingest_stream_failed(ingest *g) {
   progress_clear(g);
   int rc = report_status(g->c, &g->st);
-  if (g->c_msgs > 0 || g->s_msgs > 0)
+  if (g->a->bulk)
+    fprintf(stderr, "graphctl: nothing was loaded (a bulk load is all or nothing)\n");
+  else if (g->c_msgs > 0 || g->s_msgs > 0)
     fprintf(stderr,
             "graphctl: the load stopped. Committed for sure: %" PRIu64
             " links, %" PRIu64 " entities (%" PRIu64 " messages). Sent on the "

@@ -62,6 +62,7 @@ enum {
   O_BATCH_BYTES,
   O_NO_PROGRESS,
   O_REQUEST_ID,
+  O_BULK,
   O_ID,
   O_TYPE,
   O_SINCE,
@@ -149,6 +150,7 @@ typedef struct args {
   long batch;
   long batch_bytes;
   bool no_progress;
+  bool bulk; /* ingest --bulk */
   const char *request_id_prefix;
   /* entity refs */
   bool have_id;
