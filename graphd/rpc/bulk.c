@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "core/limits.h"
+#include "core/log.h"
 #include "rpc/convert.h"
 #include "rpc/rpc_int.h"
 
@@ -95,6 +96,7 @@ typedef struct bulk_call {
   gd_bulk *b;
   uint64_t received;
   gd_bulk_result res;
+  int64_t start_ns, end_ns; /* first read; end of the stream */
   size_t len;
   uint8_t *msg; /* the message being added */
   bump mem;     /* its decoded tree */
@@ -149,6 +151,15 @@ static void bulk_done(gd_write_op *wop, const gd_err *err) {
   r.messages = s->res.messages;
   r.duplicates = s->res.duplicates;
   r.totals = &t;
+  gd_info("bulk load: %llu messages, %llu links, %llu entities in %.2f s: received in %.2f s, "
+          "written in %.2f s (adjacency %.2f, entities %.2f, key index %.2f; key sort %.2f "
+          "beside them), %zu MiB held",
+          (unsigned long long)s->res.messages,
+          (unsigned long long)(s->res.totals.links_created + s->res.totals.links_updated),
+          (unsigned long long)s->res.totals.entities_created,
+          (double)(gd_now_ns() - s->start_ns) / 1e9, (double)(s->end_ns - s->start_ns) / 1e9,
+          (double)(gd_now_ns() - s->end_ns) / 1e9, s->res.adj_s, s->res.entities_s,
+          s->res.keys_s, s->res.key_sort_s, gd_bulk_bytes(s->b) >> 20);
   rpc_reply(s->call, &r.base);
   bulk_free(s);
 }
@@ -219,6 +230,7 @@ static void bulk_end_job(void *arg) {
       nanosleep(&ts, NULL);
     }
   }
+  s->end_ns = gd_now_ns();
   char target[120];
   snprintf(target, sizeof target, "bulk load: %llu messages, %zu bytes held",
            (unsigned long long)s->received, gd_bulk_bytes(s->b));
@@ -272,6 +284,7 @@ void rpc_bulk_load_read(gd_call *c, gd_read_result rr, const uint8_t *msg, size_
     }
     s->rpc = R;
     s->call = c;
+    s->start_ns = gd_now_ns();
     gd_call_set_user(c, s);
     if (R->audit)
       gd_call_set_target(c, "bulk load");

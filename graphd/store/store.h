@@ -307,6 +307,10 @@ typedef struct gd_bulk_result {
   uint64_t duplicates; /* upserts skipped: their request_id came earlier in the load */
   gd_totals totals;    /* as the upserts one by one would report them, summed */
   int64_t committed_at;
+  /* Where the time went, in seconds: the writer thread's adjacency,
+   * entity and key index tables (each: its preparation and its appends),
+   * and the key sort on a thread of its own meanwhile. */
+  double adj_s, entities_s, keys_s, key_sort_s;
 } gd_bulk_result;
 
 /* max_bytes bounds the memory the load holds (0 = no bound).
