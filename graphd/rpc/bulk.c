@@ -2,16 +2,23 @@
  * BulkLoad: a client stream of UpsertRequest into an empty graph, written
  * in one transaction by sorted appends (store.h, "Bulk load").
  *
- * One step is outstanding at a time, so the state has one owner at a
- * time and needs no lock: the server's read (on_read, a handler thread),
- * then the message's decoding and gd_bulk_add (a query thread, so large
- * messages leave the handler threads free), which asks for the next read;
- * at the end of the stream one write op, whose done callback answers. The
- * graph must be empty when the call starts (checked at once, so a client
- * does not stream gigabytes to be refused) and when the write applies
- * (the store checks again: an Ingest may have committed meanwhile). One
- * BulkLoad at a time per context.
+ * A pipeline of BULK_WINDOW messages: each message read (on_read, a
+ * handler thread) is copied into a slot and decoded and converted on a
+ * query thread, several at once; whichever thread finishes the message
+ * that is next in order adds it, and the ones after it that are ready, to
+ * the load (gd_bulk_add takes them one at a time, in stream order: ids
+ * follow first appearance). A read is outstanding only while a slot is
+ * free. At the end of the stream one write op, whose done callback
+ * answers. The graph must be empty when the call starts (checked at once,
+ * so a client does not stream gigabytes to be refused) and when the
+ * write applies (the store checks again: an Ingest may have committed
+ * meanwhile). One BulkLoad at a time per context.
+ *
+ * State and lifetime (bulk_call.mu): the call is finished exactly once
+ * (`finished`, or handed to the writer: `submitted`); the state is freed
+ * once, in addition, no read, decode job, adder or end job holds it.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,38 +96,70 @@ static void bump_release(bump *b) {
   free(b->sizes);
 }
 
-typedef struct bulk_call {
+#define BULK_WINDOW 4
+
+typedef struct bulk_call bulk_call;
+
+/* One message on its way: wire bytes, then its decoded tree and its
+ * conversion (both kept from message to message). */
+typedef struct bslot {
+  bulk_call *s;
+  uint64_t index;
+  uint8_t *msg;
+  size_t len, cap;
+  bump mem;
+  gd_arena *arena;
+  gd_upsert u;
+  bool ready; /* decoded: rc and err hold the outcome */
+  int rc;
+  gd_err err;
+} bslot;
+
+struct bulk_call {
   gd_write_op op; /* first: the write at the end */
   gd_rpc *rpc;
   gd_call *call;
   gd_bulk *b;
-  uint64_t received;
+  pthread_mutex_t mu;
+  bslot slots[BULK_WINDOW];
+  uint64_t received; /* messages read */
+  uint64_t added;    /* messages added to b, in order */
+  unsigned jobs;     /* decode and end jobs queued or running */
+  unsigned holds;    /* a handler between handing a message to a job and its next step */
+  bool reading;      /* a read is outstanding */
+  bool adding;       /* a thread adds messages (outside mu) */
+  bool ended;        /* no more reads: the client half-closed or the call died */
+  bool failed;       /* err holds the first failure */
+  bool finished, submitted;
+  gd_err err;
+  bool err_indexed;
+  uint64_t err_index;
   gd_bulk_result res;
   int64_t start_ns, end_ns; /* first read; end of the stream */
-  size_t len;
-  uint8_t *msg; /* the message being added */
-  bump mem;     /* its decoded tree */
-  gd_arena *arena; /* its conversion (gd_pb_upsert) */
-} bulk_call;
+};
 
 static void bulk_free(bulk_call *s) {
   gd_rpc *R = s->rpc;
   gd_bulk_free(s->b);
-  bump_release(&s->mem);
-  gd_arena_free(s->arena);
-  free(s->msg);
+  for (int i = 0; i < BULK_WINDOW; i++) {
+    bump_release(&s->slots[i].mem);
+    gd_arena_free(s->slots[i].arena);
+    free(s->slots[i].msg);
+  }
+  pthread_mutex_destroy(&s->mu);
   free(s);
   atomic_store(&R->bulk_running, false);
 }
 
-/* Ends the call with err, naming message `index` when it is one. */
-static void bulk_fail(bulk_call *s, const gd_err *err, bool with_index, uint64_t index) {
-  gd_err e = *err;
-  if (with_index)
-    snprintf(e.msg, sizeof e.msg, "message %llu: %.200s (nothing was written)",
-             (unsigned long long)index, err->msg);
-  rpc_fail(s->call, &e);
-  bulk_free(s);
+/* Records the first failure (the lowest message index wins; a failure
+ * of no message, such as a broken stream, only when there is none). */
+static void bulk_set_error(bulk_call *s, const gd_err *err, bool indexed, uint64_t index) {
+  if (s->failed && !(indexed && (!s->err_indexed || index < s->err_index)))
+    return;
+  s->failed = true;
+  s->err = *err;
+  s->err_indexed = indexed;
+  s->err_index = index;
 }
 
 static int bulk_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
@@ -139,7 +178,8 @@ static void bulk_done(gd_write_op *wop, const gd_err *err) {
   bulk_call *s = (bulk_call *)wop;
   if (err->code) {
     gd_call_mark_audited(s->call, false);
-    bulk_fail(s, err, false, 0);
+    rpc_fail(s->call, err);
+    bulk_free(s); /* submitted: nothing else holds s */
     return;
   }
   Graphd__V1__IngestReply r = GRAPHD__V1__INGEST_REPLY__INIT;
@@ -164,46 +204,108 @@ static void bulk_done(gd_write_op *wop, const gd_err *err) {
   bulk_free(s);
 }
 
-/* One message, on a query thread: decode, validate, add; then the next read. */
-static void bulk_add_job(void *arg) {
-  bulk_call *s = arg;
+static void bulk_end_job(void *arg);
+
+/*
+ * Called with s->mu held; releases it. Decides what comes next: finish
+ * the call with the failure, hand the load to the end job, read the next
+ * message, free the state.
+ */
+static void bulk_step_locked(bulk_call *s) {
+  bool idle = s->jobs == 0 && s->holds == 0 && !s->adding;
+  bool fail_now = s->failed && !s->finished && !s->submitted && idle;
+  bool end_now = !s->failed && s->ended && !s->submitted && idle && !s->reading &&
+                 s->added == s->received;
+  bool read_now = !s->failed && !s->ended && !s->reading && !s->submitted &&
+                  s->received - s->added < BULK_WINDOW;
+  gd_err e = s->err;
+  if (fail_now) {
+    s->finished = true;
+    if (s->err_indexed)
+      snprintf(e.msg, sizeof e.msg, "message %llu: %.200s (nothing was written)",
+               (unsigned long long)s->err_index, s->err.msg);
+  }
+  if (end_now) {
+    s->submitted = true; /* the end job, then the writer, own s */
+    s->jobs++;
+  }
+  if (read_now)
+    s->reading = true;
+  bool free_now = s->finished && idle && !s->reading;
+  pthread_mutex_unlock(&s->mu);
+  if (fail_now)
+    rpc_fail(s->call, &e);
+  if (end_now)
+    gd_call_defer(s->call, bulk_end_job, s);
+  if (read_now)
+    gd_call_read_next(s->call);
+  if (free_now)
+    bulk_free(s);
+}
+
+/* Adds the messages that are next in order and decoded. Called with
+ * s->mu held and s->adding set; returns with s->mu held. */
+static void bulk_drain_locked(bulk_call *s) {
+  while (!s->failed && s->added < s->received) {
+    bslot *sl = &s->slots[s->added % BULK_WINDOW];
+    if (!sl->ready)
+      break;
+    pthread_mutex_unlock(&s->mu);
+    gd_err err;
+    bool dup;
+    int rc = sl->rc;
+    if (rc) {
+      err = sl->err;
+    } else if ((rc = gd_bulk_add(s->b, &sl->u, &dup, &err)) == GD_ERESOURCE) {
+      size_t n = strlen(err.msg);
+      snprintf(err.msg + n, sizeof err.msg - n, " (--bulk-load-max-bytes)");
+    }
+    bump_reset(&sl->mem);
+    gd_arena_reset(&sl->arena);
+    pthread_mutex_lock(&s->mu);
+    sl->ready = false;
+    if (rc)
+      bulk_set_error(s, &err, true, sl->index);
+    s->added++;
+  }
+}
+
+/* Decodes and converts one message, on a query thread. */
+static void bulk_decode_job(void *arg) {
+  bslot *sl = arg;
+  bulk_call *s = sl->s;
   gd_rpc *R = s->rpc;
-  gd_err err;
-  gd_upsert u;
-  bool dup;
-  uint64_t index = s->received - 1;
-  int rc = gd_call_check(s->call, &err);
-  Graphd__V1__UpsertRequest *req = NULL;
+  int rc = gd_call_check(s->call, &sl->err);
   if (!rc) {
-    ProtobufCAllocator al = {bump_alloc, bump_free, &s->mem};
-    bump_reset(&s->mem);
-    s->mem.cap = R->lim.max_request_alloc;
-    req = (Graphd__V1__UpsertRequest *)protobuf_c_message_unpack(
-        &graphd__v1__upsert_request__descriptor, &al, s->len, s->msg);
-    if (!req && s->mem.over) {
+    ProtobufCAllocator al = {bump_alloc, bump_free, &sl->mem};
+    bump_reset(&sl->mem);
+    sl->mem.cap = R->lim.max_request_alloc;
+    Graphd__V1__UpsertRequest *req = (Graphd__V1__UpsertRequest *)protobuf_c_message_unpack(
+        &graphd__v1__upsert_request__descriptor, &al, sl->len, sl->msg);
+    if (!req && sl->mem.over) {
       gd_limit_hit(GD_LIMIT_ALLOC_BUDGET);
-      rc = gd_err_set(&err, GD_ERESOURCE,
+      rc = gd_err_set(&sl->err, GD_ERESOURCE,
                       "graphd.v1.UpsertRequest of %zu bytes needs more than %zu bytes of "
                       "memory to decode (--max-request-alloc-bytes)",
-                      s->len, s->mem.cap);
+                      sl->len, sl->mem.cap);
     } else if (!req) {
-      rc = gd_err_set(&err, GD_EINVALID, "request is not a valid graphd.v1.UpsertRequest message");
+      rc = gd_err_set(&sl->err, GD_EINVALID,
+                      "request is not a valid graphd.v1.UpsertRequest message");
+    } else {
+      /* req's tree stays in sl->mem until the slot is added */
+      rc = gd_pb_upsert(req, R->lim.max_batch_items, &sl->arena, &sl->u, &sl->err);
     }
   }
-  if (!rc)
-    rc = gd_pb_upsert(req, R->lim.max_batch_items, &s->arena, &u, &err);
-  if (!rc && (rc = gd_bulk_add(s->b, &u, &dup, &err)) == GD_ERESOURCE) {
-    size_t n = strlen(err.msg);
-    snprintf(err.msg + n, sizeof err.msg - n, " (--bulk-load-max-bytes)");
+  pthread_mutex_lock(&s->mu);
+  sl->rc = rc;
+  sl->ready = true;
+  s->jobs--;
+  if (!s->adding) {
+    s->adding = true;
+    bulk_drain_locked(s);
+    s->adding = false;
   }
-  gd_arena_reset(&s->arena); /* req's tree goes with the next bump_reset */
-  free(s->msg);
-  s->msg = NULL;
-  if (rc) {
-    bulk_fail(s, &err, true, index);
-    return;
-  }
-  gd_call_read_next(s->call);
+  bulk_step_locked(s);
 }
 
 /*
@@ -222,7 +324,8 @@ static void bulk_end_job(void *arg) {
   gd_err err;
   for (int i = 0; i <= BULK_SETTLE_MS; i++) {
     if (gd_call_check(s->call, &err)) {
-      bulk_fail(s, &err, false, 0);
+      rpc_fail(s->call, &err);
+      bulk_free(s); /* submitted: nothing else holds s */
       return;
     }
     if (i < BULK_SETTLE_MS) {
@@ -285,30 +388,52 @@ void rpc_bulk_load_read(gd_call *c, gd_read_result rr, const uint8_t *msg, size_
     s->rpc = R;
     s->call = c;
     s->start_ns = gd_now_ns();
+    pthread_mutex_init(&s->mu, NULL);
+    for (int i = 0; i < BULK_WINDOW; i++)
+      s->slots[i].s = s;
+    s->reading = true; /* the server started this read */
     gd_call_set_user(c, s);
     if (R->audit)
       gd_call_set_target(c, "bulk load");
   }
-  switch (rr) {
-  case GD_READ_FAILED:
-    gd_err_set(&err, GD_ECANCELLED, "stream broken by the client after %llu messages",
-               (unsigned long long)s->received);
-    bulk_fail(s, &err, false, 0);
-    return;
-  case GD_READ_END:
-    gd_call_defer(c, bulk_end_job, s);
-    return;
-  case GD_READ_MESSAGE:
-    break;
-  }
-  s->received++;
-  s->msg = malloc(len ? len : 1);
-  if (!s->msg) {
-    gd_err_set(&err, GD_ENOMEM, "out of memory");
-    bulk_fail(s, &err, true, s->received - 1);
+  pthread_mutex_lock(&s->mu);
+  s->reading = false;
+  if (rr != GD_READ_MESSAGE) {
+    s->ended = true;
+    if (rr == GD_READ_FAILED) {
+      gd_err_set(&err, GD_ECANCELLED, "stream broken by the client after %llu messages",
+                 (unsigned long long)s->received);
+      bulk_set_error(s, &err, false, 0);
+    }
+    bulk_step_locked(s);
     return;
   }
-  memcpy(s->msg, msg, len);
-  s->len = len;
-  gd_call_defer(c, bulk_add_job, s);
+  uint64_t index = s->received++;
+  if (s->failed) {
+    bulk_step_locked(s); /* a read that was outstanding when we failed */
+    return;
+  }
+  bslot *sl = &s->slots[index % BULK_WINDOW];
+  if (sl->cap < len) {
+    uint8_t *p = realloc(sl->msg, len ? len : 1);
+    if (!p) {
+      gd_err_set(&err, GD_ENOMEM, "out of memory");
+      bulk_set_error(s, &err, true, index);
+      bulk_step_locked(s);
+      return;
+    }
+    sl->msg = p;
+    sl->cap = len;
+  }
+  memcpy(sl->msg, msg, len);
+  sl->len = len;
+  sl->index = index;
+  sl->ready = false;
+  s->jobs++;
+  s->holds++; /* the job may fail the call and step before we do */
+  pthread_mutex_unlock(&s->mu);
+  gd_call_defer(c, bulk_decode_job, sl);
+  pthread_mutex_lock(&s->mu);
+  s->holds--;
+  bulk_step_locked(s);
 }

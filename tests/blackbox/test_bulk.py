@@ -16,7 +16,7 @@ from bbutil import (ADDRESS, DEVICE, EMAIL, PAYMENT, PHONE, SELLER, T, ent, expe
 TYPES = [ADDRESS, PAYMENT, DEVICE, PHONE, EMAIL]
 
 
-def messages(n_msgs=30, per_msg=80, seed=7):
+def messages(n_msgs=30, per_msg=80, seed=7, sellers=400, others=300):
     """A mixed load: sellers sharing entities (a hub device among them),
     pairs repeated within and across messages, entities with attributes and
     labels given twice, keys that normalise alike (case), request ids."""
@@ -25,7 +25,7 @@ def messages(n_msgs=30, per_msg=80, seed=7):
     for m in range(n_msgs):
         links = []
         for _ in range(per_msg):
-            s = "s%d" % rnd.randrange(400)
+            s = "s%d" % rnd.randrange(sellers)
             if rnd.random() < 0.02:
                 # A shared device, under 64 sellers: corroboration samples
                 # the 64 lowest-id sellers of an entity, and a bulk load
@@ -34,14 +34,14 @@ def messages(n_msgs=30, per_msg=80, seed=7):
                 t, k = DEVICE, "hub"
             else:
                 t = rnd.choice(TYPES)
-                k = "e%d" % rnd.randrange(300)
+                k = "e%d" % rnd.randrange(others)
                 if t == EMAIL:
                     k += "@Example.COM" if rnd.random() < 0.5 else "@example.com"
             links.append(link(SELLER, s.upper() if rnd.random() < 0.2 else s, t, k,
                               seen=1700000000 + rnd.randrange(10 ** 6)))
         ents = []
         for _ in range(3):
-            s = "s%d" % rnd.randrange(420)  # some only here
+            s = "s%d" % rnd.randrange(sellers + sellers // 20)  # some only here
             ents.append(ent(SELLER, s, attrs=[("name", "n%d" % m), ("tier", s)],
                             labels=["flagged"] if rnd.random() < 0.5 else ["vip", "flagged"],
                             seen=1600000000 + m))
@@ -65,7 +65,7 @@ def links_by_key(stub, t, key):
 
 
 def test_bulk_load_equals_ingest(daemon_factory):
-    msgs = messages()
+    msgs = messages(n_msgs=16, per_msg=60, sellers=160, others=120)
     a = daemon_factory()
     b = daemon_factory()
     ra = a.stub.Ingest(iter(msgs), timeout=T(60))
@@ -148,14 +148,14 @@ def test_bulk_load_bad_message_writes_nothing(daemon):
     # A client that goes away mid-stream: nothing is written.
     def slow():
         yield good[0]
-        time.sleep(T(1.0))
+        time.sleep(T(0.5))
         yield good[1]
     fut = s.BulkLoad.future(slow(), timeout=T(30))
     time.sleep(0.2)
     fut.cancel()
     with pytest.raises(grpc.FutureCancelledError):
         fut.result()
-    time.sleep(T(1.5))
+    time.sleep(T(0.3))  # a wrong write would take milliseconds
     assert stats(s).entities_total == 0
     # After all that, a good load goes in.
     r = s.BulkLoad(iter(good), timeout=T(60))
@@ -183,21 +183,16 @@ def test_bulk_load_one_at_a_time(daemon):
         yield messages(n_msgs=1)[0]
         gate.wait(T(20))
     fut = s.BulkLoad.future(held(), timeout=T(60))
-    deadline = time.monotonic() + T(10)
-    details = None
-    while time.monotonic() < deadline:  # until the first call holds the slot
-        try:
-            s.BulkLoad(iter(messages(n_msgs=1)), timeout=T())
-            break  # the first has not started yet and this one won: impossible to tell apart
-        except grpc.RpcError as e:
-            if e.code() == grpc.StatusCode.FAILED_PRECONDITION and "another BulkLoad" in e.details():
-                details = e.details()
-                break
-            raise
-    gate.set()
-    if details is None:
-        pytest.fail("a second BulkLoad during the first was not refused")
+    time.sleep(T(0.5))  # its first message is in: the load has begun
+    try:
+        expect_status(grpc.StatusCode.FAILED_PRECONDITION, s.BulkLoad,
+                      iter(messages(n_msgs=1)), timeout=T(), fields=["another BulkLoad"])
+    finally:
+        gate.set()
     assert fut.result().messages == 1
+    # Once it is done, the graph is no longer empty.
+    expect_status(grpc.StatusCode.FAILED_PRECONDITION, s.BulkLoad, iter(messages(n_msgs=1)),
+                  timeout=T(), fields=["empty graph"])
 
 
 def test_graphctl_ingest_bulk(graphctl_bin, daemon_factory, tmp_path):
