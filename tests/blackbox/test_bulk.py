@@ -229,3 +229,11 @@ def test_graphctl_ingest_bulk(graphctl_bin, daemon_factory, tmp_path):
     assert "planet" in r.stderr and "nothing was loaded" in r.stderr
     time.sleep(T(0.5))
     assert stats(d2.stub).entities_total == 0
+
+
+def test_bulk_load_empty_stream(daemon):
+    r = daemon.stub.BulkLoad(iter(()), timeout=T())
+    assert r.messages == 0 and r.duplicates == 0 and r.totals == pb.WriteTotals()
+    # Still empty: a real load may follow.
+    r = daemon.stub.BulkLoad(iter(messages(n_msgs=1, per_msg=5)), timeout=T())
+    assert r.messages == 1 and stats(daemon.stub).links == r.totals.links_created
