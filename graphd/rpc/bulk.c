@@ -131,6 +131,7 @@ struct bulk_call {
   bool ended;        /* no more reads: the client half-closed or the call died */
   bool failed;       /* err holds the first failure */
   bool finished, submitted;
+  bool released; /* rpc->bulk_running cleared for the next BulkLoad */
   gd_err err;
   bool err_indexed;
   uint64_t err_index;
@@ -138,8 +139,17 @@ struct bulk_call {
   int64_t start_ns, end_ns; /* first read; end of the stream */
 };
 
+/* Lets the next BulkLoad begin: before the call is answered, so that a
+ * client that starts another on the answer is not refused. Once. */
+static void bulk_release(bulk_call *s) {
+  if (!s->released) {
+    s->released = true;
+    atomic_store(&s->rpc->bulk_running, false);
+  }
+}
+
 static void bulk_free(bulk_call *s) {
-  gd_rpc *R = s->rpc;
+  bulk_release(s);
   gd_bulk_free(s->b);
   for (int i = 0; i < BULK_WINDOW; i++) {
     bump_release(&s->slots[i].mem);
@@ -148,7 +158,6 @@ static void bulk_free(bulk_call *s) {
   }
   pthread_mutex_destroy(&s->mu);
   free(s);
-  atomic_store(&R->bulk_running, false);
 }
 
 /* Records the first failure (the lowest message index wins; a failure
@@ -176,6 +185,7 @@ static int bulk_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
 
 static void bulk_done(gd_write_op *wop, const gd_err *err) {
   bulk_call *s = (bulk_call *)wop;
+  bulk_release(s);
   if (err->code) {
     gd_call_mark_audited(s->call, false);
     rpc_fail(s->call, err);
@@ -218,27 +228,31 @@ static void bulk_step_locked(bulk_call *s) {
                  s->added == s->received;
   bool read_now = !s->failed && !s->ended && !s->reading && !s->submitted &&
                   s->received - s->added < BULK_WINDOW;
+  gd_call *call = s->call;
   gd_err e = s->err;
   if (fail_now) {
     s->finished = true;
     if (s->err_indexed)
       snprintf(e.msg, sizeof e.msg, "message %llu: %.200s (nothing was written)",
                (unsigned long long)s->err_index, s->err.msg);
+    bulk_release(s);
   }
   if (end_now) {
     s->submitted = true; /* the end job, then the writer, own s */
     s->jobs++;
   }
   if (read_now)
-    s->reading = true;
+    s->reading = true; /* s stays while a read is outstanding */
   bool free_now = s->finished && idle && !s->reading;
   pthread_mutex_unlock(&s->mu);
+  /* Once finished, a read still outstanding may free s at any moment:
+   * from here on only `call` is used for the failure. */
   if (fail_now)
-    rpc_fail(s->call, &e);
+    rpc_fail(call, &e);
   if (end_now)
-    gd_call_defer(s->call, bulk_end_job, s);
+    gd_call_defer(call, bulk_end_job, s);
   if (read_now)
-    gd_call_read_next(s->call);
+    gd_call_read_next(call);
   if (free_now)
     bulk_free(s);
 }
@@ -324,6 +338,7 @@ static void bulk_end_job(void *arg) {
   gd_err err;
   for (int i = 0; i <= BULK_SETTLE_MS; i++) {
     if (gd_call_check(s->call, &err)) {
+      bulk_release(s);
       rpc_fail(s->call, &err);
       bulk_free(s); /* submitted: nothing else holds s */
       return;

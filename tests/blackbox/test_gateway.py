@@ -160,9 +160,12 @@ def script():
     t = 1700000000
     win = {"since": str(t), "until": str(t + 1000)}
     return [
+        # A first load into the empty graph, then (below) one refused.
+        ("BulkLoad", [{"links": [lnk(S, "bulk-%d" % i, A, "bulk-dock", t + i)]} for i in range(3)]),
         ("Upsert", ring_upsert()),
         ("Ingest", [{"links": [lnk(S, "late-%d" % i, A, "warehouse-1", t + 50 + i)]}
                     for i in range(3)]),
+        ("BulkLoad", [{"links": [lnk(S, "bulk-late", A, "bulk-dock", t + 9)]}]),
         ("GetEntity", {"ref": seller("r0-s0")}),
         ("GetEntity", {"ref": seller("nobody")}),
         ("GetEntity", {"ref": {"id": "3"}}),

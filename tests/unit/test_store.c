@@ -1240,7 +1240,7 @@ static void test_bulk_load(void) {
   CHECK_EQ_U(sb.entities_total, 0);
   CHECK_EQ_U(sb.links, 0);
   gd_bulk_free(bk);
-  /* Growth: 400k links to new keys take every array of the load through
+  /* Growth: 400k links to new keys take the arrays of the load through
    * several remaps past 2 MiB (advised huge pages: an advice on part of a
    * mapping used to split it, and mremap then failed). */
   CHECK(gd_bulk_new(0, &bk, &e) == GD_OK);
