@@ -88,45 +88,25 @@ struct gd_bulk {
 /* ---- memory ----------------------------------------------------------------- */
 
 /*
- * The load's arrays are large (hundreds of MB at a million sellers) and
- * touched at random (the key table) or written once in order: with 4 KiB
- * pages every first touch is a page fault and every probe a TLB miss, and
- * both are dear on a virtual machine. Blocks of 2 MiB and more are
- * advised to use transparent huge pages (MADV_HUGEPAGE; a no-op where they
- * are off). big_alloc/big_realloc/big_calloc are malloc/realloc/calloc
- * with that advice; free() releases them.
+ * The load's arrays are large (hundreds of MB at a million sellers),
+ * touched at random (the key table) or written once in order, and many
+ * grow while the stream comes in. Each is a mapping of its own:
+ *
+ * - grown with mremap: the kernel moves page tables instead of realloc
+ *   copying hundreds of MB into freshly faulted pages (a fifth of the
+ *   time the stream took at a million sellers);
+ * - from 4 MiB on, advised as a whole to use transparent huge pages
+ *   (MADV_HUGEPAGE; a no-op where they are off): with 4 KiB pages every
+ *   first touch is a page fault and every probe a TLB miss, both dear on
+ *   a virtual machine. As a whole: advising part of a mapping splits it
+ *   in two of different kinds, and mremap then fails;
+ * - apart from the heap, so that no advice outlives the load in memory
+ *   malloc hands out later (LMDB's dirty pages).
+ *
+ * New pages read as zero. vm_free releases one, given its size.
  */
 #define BIG_HUGE ((size_t)2 << 20)
 
-static void big_advise(void *p, size_t n) {
-  if (!p || n < 2 * BIG_HUGE)
-    return;
-  uintptr_t lo = ((uintptr_t)p + BIG_HUGE - 1) & ~(uintptr_t)(BIG_HUGE - 1);
-  uintptr_t hi = ((uintptr_t)p + n) & ~(uintptr_t)(BIG_HUGE - 1);
-  if (hi > lo)
-    (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-}
-
-static void *big_realloc(void *p, size_t n) {
-  void *q = realloc(p, n);
-  big_advise(q, n);
-  return q;
-}
-
-static void *big_alloc(size_t n) { return big_realloc(NULL, n); }
-
-static void *big_calloc(size_t n, size_t sz) {
-  void *q = calloc(n, sz); /* large blocks come from mmap, zero and untouched */
-  big_advise(q, n * sz);
-  return q;
-}
-
-/*
- * The arrays that grow while a load streams in are mappings of their own,
- * grown with mremap: the kernel moves page tables instead of realloc
- * copying hundreds of MB into freshly faulted pages (a fifth of the time
- * the stream took at a million sellers). New pages read as zero.
- */
 static size_t vm_round(size_t n) {
   size_t pg = (size_t)sysconf(_SC_PAGESIZE);
   return n ? (n + pg - 1) / pg * pg : pg;
@@ -533,13 +513,15 @@ static inline unsigned ek_byte(const eksort *e, int i) {
                : (unsigned)(e->p1 >> (24 - 8 * (i - 8))) & 0xff;
 }
 
-/* Sorts the tids by encoded key into *ret (malloc'd, b->n entries). */
+/* Sorts the tids by encoded key into *ret (b->n entries, at least one;
+ * vm_free it). */
 static int sort_ekeys(const gd_bulk *b, eksort **ret, gd_err *err) {
   size_t n = b->n;
-  eksort *a = big_alloc((n ? n : 1) * sizeof *a), *t = big_alloc((n ? n : 1) * sizeof *t);
+  eksort *a = vm_resize(NULL, 0, (n ? n : 1) * sizeof *a),
+         *t = vm_resize(NULL, 0, (n ? n : 1) * sizeof *t);
   if (!a || !t) {
-    free(a);
-    free(t);
+    vm_free(a, (n ? n : 1) * sizeof *a);
+    vm_free(t, (n ? n : 1) * sizeof *t);
     return gd_err_set(err, GD_ENOMEM, "out of memory sorting %zu keys", n);
   }
   for (size_t i = 0; i < n; i++) {
@@ -574,7 +556,7 @@ static int sort_ekeys(const gd_bulk *b, eksort **ret, gd_err *err) {
     a = t;
     t = s;
   }
-  free(t);
+  vm_free(t, (n ? n : 1) * sizeof *t);
   /* Equal prefixes: finish with the whole key. */
   ek_ctx = b;
   for (size_t i = 0; i < n;) {
@@ -682,18 +664,19 @@ typedef struct apply_state {
   bitem **items;
   lrow *labels;
   req_sort *reqs;
+  size_t n, nh; /* entities and half-edges (at least 1): the mappings' sizes */
 } apply_state;
 
 static void apply_state_free(apply_state *a) {
-  free(a->first);
-  free(a->last);
-  free(a->degree);
-  free(a->sellers);
+  vm_free(a->first, a->n * sizeof *a->first);
+  vm_free(a->last, a->n * sizeof *a->last);
+  vm_free(a->degree, a->n * sizeof *a->degree);
+  vm_free(a->sellers, a->n * sizeof *a->sellers);
+  vm_free(a->start, (a->n + 1) * sizeof *a->start);
+  vm_free(a->halves, a->nh * sizeof *a->halves);
   free(a->ent_created);
   free(a->ent_updated);
   free(a->links_created);
-  free(a->start);
-  free(a->halves);
   free(a->items);
   free(a->labels);
   free(a->reqs);
@@ -711,8 +694,8 @@ static inline void seen_at(apply_state *a, uint32_t tid, int64_t s) {
 static int write_adj(gd_wtxn *t, const gd_bulk *b, apply_state *a, uint64_t base,
                      uint64_t *ret_links, gd_err *err) {
   size_t n = b->n, nh = 2 * b->nlinks;
-  a->start = big_calloc(n + 1, sizeof *a->start);
-  a->halves = big_alloc((nh ? nh : 1) * sizeof *a->halves);
+  a->start = vm_resize(NULL, 0, (a->n + 1) * sizeof *a->start);
+  a->halves = vm_resize(NULL, 0, a->nh * sizeof *a->halves);
   if (!a->start || !a->halves)
     return gd_err_set(err, GD_ENOMEM, "out of memory for %zu half-edges", nh);
   if (nh > UINT32_MAX)
@@ -724,7 +707,7 @@ static int write_adj(gd_wtxn *t, const gd_bulk *b, apply_state *a, uint64_t base
   }
   for (size_t i = 0; i < n; i++)
     a->start[i + 1] += a->start[i];
-  uint32_t *fill = big_alloc((n ? n : 1) * sizeof *fill);
+  uint32_t *fill = vm_resize(NULL, 0, a->n * sizeof *fill);
   if (!fill)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   memcpy(fill, a->start, n * sizeof *fill);
@@ -736,7 +719,7 @@ static int write_adj(gd_wtxn *t, const gd_bulk *b, apply_state *a, uint64_t base
     a->halves[fill[l->a]++] = (half){(uint64_t)ttype(b, l->b) << 32 | l->b, s, l->msg, 0};
     a->halves[fill[l->b]++] = (half){(uint64_t)ttype(b, l->a) << 32 | l->a, s, l->msg, 0};
   }
-  free(fill);
+  vm_free(fill, a->n * sizeof *fill);
 
   size_t maxm = 0;
   for (size_t src = 0; src < n; src++)
@@ -944,7 +927,7 @@ typedef struct ek_job {
   /* The rows in key order, ready to append: (u16 key length, key, id
    * big endian)... so that the writer reads them in one pass. */
   uint8_t *rows;
-  size_t len;
+  size_t len, cap;
   double seconds;
   int rc;
   gd_err err;
@@ -960,7 +943,8 @@ static void *ek_main(void *arg) {
   for (size_t i = 0; i < b->n; i++)
     if (tkey(b, i).n > GD__EKEY_INLINE_MAX)
       cap += 1 + 32; /* hashed: never longer than the key, but be exact */
-  j->rows = big_alloc(cap);
+  j->rows = vm_resize(NULL, 0, cap);
+  j->cap = cap;
   if (!j->rows) {
     j->rc = gd_err_set(&j->err, GD_ENOMEM, "out of memory for the key index");
     return NULL;
@@ -1058,8 +1042,8 @@ static int write_requests(gd_wtxn *t, const gd_bulk *b, apply_state *a, gd_err *
 }
 
 int gd_store_bulk_apply(gd_wtxn *t, const gd_bulk *b, gd_bulk_result *ret, gd_err *err) {
-  apply_state a = {0};
-  size_t n = b->n ? b->n : 1, nm = b->nmsgs ? b->nmsgs : 1;
+  apply_state a = {.n = b->n ? b->n : 1, .nh = b->nlinks ? 2 * b->nlinks : 1};
+  size_t n = a.n, nm = b->nmsgs ? b->nmsgs : 1;
   uint64_t base = t->c.next_id, links = 0;
   ek_job ej = {.b = b, .base = base};
   size_t nlabels = 0;
@@ -1068,10 +1052,10 @@ int gd_store_bulk_apply(gd_wtxn *t, const gd_bulk *b, gd_bulk_result *ret, gd_er
   memset(ret, 0, sizeof *ret);
   if ((rc = check_empty(t, err)) || (rc = check_map(t, b, err)))
     return rc;
-  a.first = big_calloc(n, sizeof *a.first);
-  a.last = big_calloc(n, sizeof *a.last);
-  a.degree = big_calloc(n, sizeof *a.degree);
-  a.sellers = big_calloc(n, sizeof *a.sellers);
+  a.first = vm_resize(NULL, 0, n * sizeof *a.first);
+  a.last = vm_resize(NULL, 0, n * sizeof *a.last);
+  a.degree = vm_resize(NULL, 0, n * sizeof *a.degree);
+  a.sellers = vm_resize(NULL, 0, n * sizeof *a.sellers);
   a.ent_created = calloc(nm, sizeof *a.ent_created);
   a.ent_updated = calloc(nm, sizeof *a.ent_updated);
   a.links_created = calloc(nm, sizeof *a.links_created);
@@ -1118,8 +1102,8 @@ int gd_store_bulk_apply(gd_wtxn *t, const gd_bulk *b, gd_bulk_result *ret, gd_er
   ret->totals.links_updated = b->nlinks - links;
   ret->committed_at = t->now;
 out:
-  free(ej.ek);
-  free(ej.rows);
+  vm_free(ej.ek, (b->n ? b->n : 1) * sizeof *ej.ek);
+  vm_free(ej.rows, ej.cap);
   apply_state_free(&a);
   return rc;
 }
