@@ -80,7 +80,7 @@ struct gd_bulk {
   size_t slen, sbcap;
   bmsg *msgs;
   size_t nmsgs, mcap;
-  uint64_t *rslots; /* request ids: (hash high 32 << 32) | (msg + 1) */
+  uint64_t *rslots; /* request ids, as slots: (low 32 bits of the hash << 32) | (msg + 1) */
   size_t rscap, nrids;
   uint64_t duplicates;
 };
@@ -221,18 +221,25 @@ static inline gd_str tkey(const gd_bulk *b, size_t tid) {
 
 static inline int ttype(const gd_bulk *b, size_t tid) { return (int)b->ents[tid].type; }
 
-static int slots_rehash(gd_bulk *b, gd_err *err) {
-  size_t ncap = b->scap ? b->scap * 2 : 4096;
+/*
+ * Doubles an open-addressing table (a power of two, first `first` slots)
+ * whose entries are (low 32 bits of the key's hash << 32) | (value + 1):
+ * each entry lands where its stored hash bits say, so no key is read.
+ * Tables of up to 2^32 slots.
+ */
+static int table_grow(const gd_bulk *b, uint64_t **slots, size_t *cap, size_t first,
+                      gd_err *err) {
+  size_t ncap = *cap ? *cap * 2 : first;
   if (ncap > (UINT64_C(1) << 32))
-    return gd_err_set(err, GD_ERESOURCE, "a bulk load takes at most 2^31 entities");
-  int rc = over(b, (ncap - b->scap) * 8, err);
+    return gd_err_set(err, GD_ERESOURCE, "a bulk load takes at most 2^31 entities or messages");
+  int rc = over(b, (ncap - *cap) * 8, err);
   if (rc)
     return rc;
   uint64_t *ns = vm_resize(NULL, 0, ncap * 8);
   if (!ns)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
-  for (size_t i = 0; i < b->scap; i++) {
-    uint64_t v = b->slots[i];
+  for (size_t i = 0; i < *cap; i++) {
+    uint64_t v = (*slots)[i];
     if (!v)
       continue;
     size_t j = (v >> 32) & (ncap - 1);
@@ -240,9 +247,9 @@ static int slots_rehash(gd_bulk *b, gd_err *err) {
       j = (j + 1) & (ncap - 1);
     ns[j] = v;
   }
-  vm_free(b->slots, b->scap * 8);
-  b->slots = ns;
-  b->scap = ncap;
+  vm_free(*slots, *cap * 8);
+  *slots = ns;
+  *cap = ncap;
   return GD_OK;
 }
 
@@ -254,7 +261,7 @@ static int intern_h(gd_bulk *b, int type, gd_str key, uint64_t h, uint32_t msg, 
   if (key.n > UINT16_MAX)
     return gd_err_set(err, GD_EINVALID, "key too long (%zu bytes, at most %u)", key.n,
                       (unsigned)UINT16_MAX);
-  if ((b->n + 1) * 2 > b->scap && (rc = slots_rehash(b, err)))
+  if ((b->n + 1) * 2 > b->scap && (rc = table_grow(b, &b->slots, &b->scap, 4096, err)))
     return rc;
   uint64_t tag = (h & UINT64_C(0xffffffff)) << 32;
   size_t j = h & (b->scap - 1);
@@ -306,29 +313,10 @@ static int intern(gd_bulk *b, int type, gd_str key, uint32_t msg, uint32_t *ret,
 
 /* True when request id rid (of message msg) came before; else records it. */
 static int request_seen(gd_bulk *b, gd_str rid, uint32_t msg, bool *ret, gd_err *err) {
-  if ((b->nrids + 1) * 2 > b->rscap) {
-    size_t ncap = b->rscap ? b->rscap * 2 : 1024;
-    int rc = over(b, (ncap - b->rscap) * 8, err);
-    if (rc)
-      return rc;
-    uint64_t *ns = vm_resize(NULL, 0, ncap * 8);
-    if (!ns)
-      return gd_err_set(err, GD_ENOMEM, "out of memory");
-    for (size_t i = 0; i < b->rscap; i++) {
-      uint64_t v = b->rslots[i];
-      if (!v)
-        continue;
-      const bmsg *m = &b->msgs[(uint32_t)v - 1];
-      size_t j = gd__key_hash(0, (gd_str){b->sbuf + m->rid_off, m->rid_len}) & (ncap - 1);
-      while (ns[j])
-        j = (j + 1) & (ncap - 1);
-      ns[j] = v;
-    }
-    vm_free(b->rslots, b->rscap * 8);
-    b->rslots = ns;
-    b->rscap = ncap;
-  }
-  uint64_t h = gd__key_hash(0, rid), tag = h >> 32 << 32;
+  int rc;
+  if ((b->nrids + 1) * 2 > b->rscap && (rc = table_grow(b, &b->rslots, &b->rscap, 1024, err)))
+    return rc;
+  uint64_t h = gd__key_hash(0, rid), tag = (h & UINT64_C(0xffffffff)) << 32;
   size_t j = h & (b->rscap - 1);
   for (;; j = (j + 1) & (b->rscap - 1)) {
     uint64_t v = b->rslots[j];
