@@ -25,7 +25,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/limits.h"
 #include "core/log.h"
 #include "rpc/convert.h"
 #include "rpc/rpc_int.h"
@@ -296,15 +295,9 @@ static void bulk_decode_job(void *arg) {
     sl->mem.cap = R->lim.max_request_alloc;
     Graphd__V1__UpsertRequest *req = (Graphd__V1__UpsertRequest *)protobuf_c_message_unpack(
         &graphd__v1__upsert_request__descriptor, &al, sl->len, sl->msg);
-    if (!req && sl->mem.over) {
-      gd_limit_hit(GD_LIMIT_ALLOC_BUDGET);
-      rc = gd_err_set(&sl->err, GD_ERESOURCE,
-                      "graphd.v1.UpsertRequest of %zu bytes needs more than %zu bytes of "
-                      "memory to decode (--max-request-alloc-bytes)",
-                      sl->len, sl->mem.cap);
-    } else if (!req) {
-      rc = gd_err_set(&sl->err, GD_EINVALID,
-                      "request is not a valid graphd.v1.UpsertRequest message");
+    if (!req) {
+      rc = rpc_decode_failed(&graphd__v1__upsert_request__descriptor, sl->len, sl->mem.cap,
+                             sl->mem.over, &sl->err);
     } else {
       /* req's tree stays in sl->mem until the slot is added */
       rc = gd_pb_upsert(req, R->lim.max_batch_items, &sl->arena, &sl->u, &sl->err);

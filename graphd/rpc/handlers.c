@@ -138,15 +138,19 @@ static ProtobufCMessage *decode_sized(gd_rpc *R, const ProtobufCMessageDescripto
   *ret_bytes = b.used;
   if (m)
     return m;
-  if (b.over) {
-    gd_limit_hit(GD_LIMIT_ALLOC_BUDGET);
-    gd_err_set(err, GD_ERESOURCE,
-               "%s of %zu bytes needs more than %zu bytes of memory to decode "
-               "(--max-request-alloc-bytes)", d->name, len, b.cap);
-  } else {
-    gd_err_set(err, GD_EINVALID, "request is not a valid %s message", d->name);
-  }
+  rpc_decode_failed(d, len, b.cap, b.over, err);
   return NULL;
+}
+
+int rpc_decode_failed(const ProtobufCMessageDescriptor *d, size_t len, size_t cap, bool over,
+                      gd_err *err) {
+  if (!over)
+    return gd_err_set(err, GD_EINVALID, "request is not a valid %s message", d->name);
+  gd_limit_hit(GD_LIMIT_ALLOC_BUDGET);
+  return gd_err_set(err, GD_ERESOURCE,
+                    "%s of %zu bytes needs more than %zu bytes of memory to decode "
+                    "(--max-request-alloc-bytes)",
+                    d->name, len, cap);
 }
 
 ProtobufCMessage *rpc_decode(gd_rpc *R, const ProtobufCMessageDescriptor *d, const uint8_t *msg,

@@ -91,6 +91,12 @@ int rpc_pack_stream(const ProtobufCMessage *m, uint8_t **buf, size_t *cap, size_
  */
 ProtobufCMessage *rpc_decode(gd_rpc *R, const ProtobufCMessageDescriptor *d, const uint8_t *msg,
                              size_t len, gd_err *err);
+/* The error of a decode that failed: over (the allocator refused past cap
+ * bytes, counted as alloc_budget) is GD_ERESOURCE naming
+ * --max-request-alloc-bytes, else GD_EINVALID. Returns the code. For
+ * decoders with their own allocator (BulkLoad's). */
+int rpc_decode_failed(const ProtobufCMessageDescriptor *d, size_t len, size_t cap, bool over,
+                      gd_err *err);
 /* Unpacks a request; on failure answers the call and returns NULL. */
 ProtobufCMessage *rpc_unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
                              const uint8_t *msg, size_t len, bool has_msg);

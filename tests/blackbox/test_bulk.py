@@ -139,6 +139,12 @@ def test_bulk_load_bad_message_writes_nothing(daemon):
         assert "nothing was written" in details, details
         st = stats(s)
         assert (st.entities_total, st.links, st.labels) == (0, 0, 0), details
+    # Wire bytes that are no UpsertRequest (decoded with BulkLoad's own allocator).
+    raw = daemon.channel.stream_unary("/graphd.v1.SellerGraph/BulkLoad")
+    expect_status(grpc.StatusCode.INVALID_ARGUMENT,
+                  lambda: raw(iter([good[0].SerializeToString(), b"\xff\xff\xff"]), timeout=T()),
+                  fields=["message 1", "not a valid graphd.v1.UpsertRequest"])
+    assert stats(s).entities_total == 0
     # Over a message: 65 attributes given in two messages to one entity.
     a1 = pb.UpsertRequest(entities=[ent(SELLER, "many", attrs=[("a%d" % i, "v") for i in range(40)])])
     a2 = pb.UpsertRequest(entities=[ent(SELLER, "many", attrs=[("b%d" % i, "v") for i in range(25)])])
