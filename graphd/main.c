@@ -59,6 +59,7 @@ typedef struct config {
   long reserved_calls, max_calls_per_peer, stream_idle_ms, query_threads;
   long write_budget;
   long bulk_max;
+  long import_max_rows;
   long placement_queue, alert_history;
   long max_hub_cap[GD_ROLE_ADMIN + 1];
   const char *tokens;
@@ -113,6 +114,8 @@ static void usage(FILE *f) {
         "                           of the machine's memory, at least 256 MiB; 0 = none)\n"
         "  --bulk-load-max-bytes N  memory one BulkLoad may hold (default: a quarter of\n"
         "                           the machine's memory, at least 256 MiB; 0 = none)\n"
+        "  --import-max-rows N      rows one ImportSnapshot may carry (default: as\n"
+        "                           --cluster-max-sellers; 0 = none)\n"
         "  --reserved-calls N       of --max-calls, kept for unary calls: streams never\n"
         "                           take them (default: a tenth of --max-calls)\n"
         "  --max-calls-per-peer N   calls in flight per connection, and per token's\n"
@@ -385,7 +388,7 @@ static int parse_args(int argc, char **argv, config *c) {
     O_TLS_KEY, O_TLS_CA, O_NO_AUDIT, O_MAXCALLS, O_KA_TIME, O_KA_TIMEOUT, O_MIN_PING,
     O_AUDIT_READS, O_CONFIG, O_CHECK_CONFIG, O_ALLOC, O_LOG_FORMAT, O_LOG_LEVEL,
     O_METRICS_LISTEN, O_HTTP_LISTEN, O_CONSOLE_DIR, O_QUERY_WORK, O_HUB_CAP, O_RESERVED, O_PER_PEER, O_IDLE, O_QTHREADS,
-    O_WRITE_BUDGET, O_PLACE_QUEUE, O_ALERT_HISTORY, O_BULK_MAX,
+    O_WRITE_BUDGET, O_PLACE_QUEUE, O_ALERT_HISTORY, O_BULK_MAX, O_IMPORT_MAX,
   };
   static const struct option opts[] = {
       {"data", required_argument, NULL, O_DATA},
@@ -415,6 +418,7 @@ static int parse_args(int argc, char **argv, config *c) {
       {"reserved-calls", required_argument, NULL, O_RESERVED},
       {"write-budget-bytes", required_argument, NULL, O_WRITE_BUDGET},
       {"bulk-load-max-bytes", required_argument, NULL, O_BULK_MAX},
+      {"import-max-rows", required_argument, NULL, O_IMPORT_MAX},
       {"placement-queue", required_argument, NULL, O_PLACE_QUEUE},
       {"alert-history", required_argument, NULL, O_ALERT_HISTORY},
       {"max-calls-per-peer", required_argument, NULL, O_PER_PEER},
@@ -458,6 +462,7 @@ static int parse_args(int argc, char **argv, config *c) {
       .reserved_calls = -1, /* a tenth of max_calls */
       .write_budget = -1,   /* a share of the machine's memory */
       .bulk_max = -1,       /* a share of the machine's memory */
+      .import_max_rows = -1, /* as --cluster-max-sellers */
       .placement_queue = GD_PLACE_QUEUE_DEFAULT,
       .alert_history = GD_ALERT_HISTORY_DEFAULT,
       .max_calls_per_peer = 1000,
@@ -513,6 +518,7 @@ static int parse_args(int argc, char **argv, config *c) {
       break;
     case O_WRITE_BUDGET: ok = parse_long(optarg, 0, 1L << 50, &c->write_budget); name = "--write-budget-bytes"; break;
     case O_BULK_MAX: ok = parse_long(optarg, 0, 1L << 50, &c->bulk_max); name = "--bulk-load-max-bytes"; break;
+    case O_IMPORT_MAX: ok = parse_long(optarg, 0, 1L << 40, &c->import_max_rows); name = "--import-max-rows"; break;
     case O_PLACE_QUEUE: ok = parse_long(optarg, 0, 100000000, &c->placement_queue); name = "--placement-queue"; break;
     case O_ALERT_HISTORY: ok = parse_long(optarg, 1, 100000000, &c->alert_history); name = "--alert-history"; break;
     case O_RESERVED: ok = parse_long(optarg, 0, 10000000, &c->reserved_calls); name = "--reserved-calls"; break;
@@ -889,6 +895,8 @@ int main(int argc, char **argv) {
     lim.write_budget_bytes = (size_t)cfg.write_budget;
   else
     lim.write_budget_bytes = mem / 8 > ((size_t)256 << 20) ? mem / 8 : (size_t)256 << 20;
+  lim.import_max_rows = (uint64_t)(cfg.import_max_rows >= 0 ? cfg.import_max_rows
+                                                            : cfg.cluster_max_sellers);
   if (cfg.bulk_max >= 0)
     lim.bulk_max_bytes = (size_t)cfg.bulk_max;
   else

@@ -237,11 +237,76 @@ static int high_fd(int fd) {
   return n;
 }
 
+/*
+ * Spawns the worker: stdin from in_fd, progress lines to fd 3 from pr_fd,
+ * and when ties_fd >= 0, ties to fd 4 ("--ties-fd 4"). The child's signal
+ * mask is empty and SIGTERM, SIGINT and SIGPIPE are default. Returns
+ * posix_spawn's error number (0 = spawned, *ret_pid set).
+ */
+static int spawn_worker(gd_jobs *j, int in_fd, int pr_fd, int ties_fd, pid_t *ret_pid) {
+  char ppid[24], maxs[24], maxt[24];
+  snprintf(ppid, sizeof ppid, "%ld", (long)getpid());
+  snprintf(maxs, sizeof maxs, "%llu", (unsigned long long)j->max_sellers);
+  snprintf(maxt, sizeof maxt, "%llu", (unsigned long long)j->max_ties);
+  char *argv[14] = {j->worker, "--data", j->data, "--progress-fd", "3", "--parent-pid", ppid};
+  int argc = 7;
+  if (j->max_sellers) {
+    argv[argc++] = "--max-sellers";
+    argv[argc++] = maxs;
+  }
+  if (j->max_ties) {
+    argv[argc++] = "--max-ties";
+    argv[argc++] = maxt;
+  }
+  if (ties_fd >= 0) {
+    argv[argc++] = "--ties-fd";
+    argv[argc++] = "4";
+  }
+  argv[argc] = NULL;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
+  posix_spawn_file_actions_adddup2(&fa, pr_fd, 3);
+  if (ties_fd >= 0)
+    posix_spawn_file_actions_adddup2(&fa, ties_fd, 4);
+  posix_spawnattr_t sa;
+  posix_spawnattr_init(&sa);
+  sigset_t none, def;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&sa, &none);
+  sigemptyset(&def);
+  sigaddset(&def, SIGTERM);
+  sigaddset(&def, SIGINT);
+  sigaddset(&def, SIGPIPE);
+  posix_spawnattr_setsigdefault(&sa, &def);
+  posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  int e = posix_spawn(ret_pid, j->worker, &fa, &sa, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&sa);
+  return e;
+}
+
+/* Writes the spec text (at most 64 KiB, which the worker reads whole) to
+ * fd and closes it. A short write means the worker is gone: its exit
+ * says why. */
+static void write_spec(int fd, const char *p) {
+  size_t left = strlen(p);
+  while (left) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      break;
+    p += w;
+    left -= (size_t)w;
+  }
+  close(fd);
+}
+
 /* Runs one job to its end; called without j->mu. */
 static void run_job(gd_jobs *j, job *jb) {
   int in[2] = {-1, -1}, pr[2] = {-1, -1};
   char reason[GD_JOB_REASON_MAX] = "";
-  posix_spawn_file_actions_t fa;
   pid_t pid = 0;
   /* The stage being timed (stage_done). */
   char stage[GD_JOB_STAGE_MAX] = "start";
@@ -258,46 +323,12 @@ static void run_job(gd_jobs *j, job *jb) {
     snprintf(reason, sizeof reason, "internal error: fcntl: %s", strerror(errno));
     goto fail;
   }
-  char ppid[24], maxs[24], maxt[24];
-  snprintf(ppid, sizeof ppid, "%ld", (long)getpid());
-  snprintf(maxs, sizeof maxs, "%llu", (unsigned long long)j->max_sellers);
-  snprintf(maxt, sizeof maxt, "%llu", (unsigned long long)j->max_ties);
-  char *argv[12] = {j->worker, "--data", j->data, "--progress-fd", "3", "--parent-pid", ppid};
-  int argc = 7;
-  if (j->max_sellers) {
-    argv[argc++] = "--max-sellers";
-    argv[argc++] = maxs;
-  }
-  if (j->max_ties) {
-    argv[argc++] = "--max-ties";
-    argv[argc++] = maxt;
-  }
-  argv[argc] = NULL;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, pr[1], 3);
-  posix_spawnattr_t sa;
-  posix_spawnattr_init(&sa);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&sa, &none);
-  sigset_t def;
-  sigemptyset(&def);
-  sigaddset(&def, SIGTERM);
-  sigaddset(&def, SIGINT);
-  sigaddset(&def, SIGPIPE);
-  posix_spawnattr_setsigdefault(&sa, &def);
-  posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  (void)all;
   pthread_mutex_lock(&j->mu);
-  int e = posix_spawn(&pid, j->worker, &fa, &sa, argv, environ);
+  int e = spawn_worker(j, in[0], pr[1], -1, &pid);
   if (e == 0)
     j->running_pid = pid;
   bool cancel = jb->cancel;
   pthread_mutex_unlock(&j->mu);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&sa);
   close(in[0]);
   close(pr[1]);
   in[0] = pr[1] = -1;
@@ -307,22 +338,8 @@ static void run_job(gd_jobs *j, job *jb) {
   }
   if (cancel)
     kill(pid, SIGTERM);
-  /* The spec: at most 64 KiB, which the worker reads whole. */
-  {
-    const char *p = jb->spec_text;
-    size_t left = strlen(p);
-    while (left) {
-      ssize_t w = write(in[1], p, left);
-      if (w < 0 && errno == EINTR)
-        continue;
-      if (w <= 0)
-        break; /* the worker is gone: its exit says why */
-      p += w;
-      left -= (size_t)w;
-    }
-    close(in[1]);
-    in[1] = -1;
-  }
+  write_spec(in[1], jb->spec_text);
+  in[1] = -1;
   FILE *f = fdopen(pr[0], "r");
   if (!f) {
     kill(pid, SIGKILL);
@@ -749,3 +766,46 @@ void gd_jobs_unlisten(gd_jobs *j, uint64_t handle) {
     }
   pthread_mutex_unlock(&j->lmu);
 }
+
+int gd_jobs_spawn_ties(gd_jobs *j, const char *spec_text, pid_t *ret_pid, int *ret_ties_fd,
+                       int *ret_progress_fd, gd_err *err) {
+  int p[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}}; /* stdin, progress, ties */
+  int rc = GD_OK;
+  for (int i = 0; i < 3 && !rc; i++) {
+    if (pipe2(p[i], O_CLOEXEC))
+      rc = gd_err_set(err, GD_EINTERNAL, "pipe: %s", strerror(errno));
+    for (int k = 0; k < 2 && !rc; k++)
+      if ((p[i][k] = high_fd(p[i][k])) < 0)
+        rc = gd_err_set(err, GD_EINTERNAL, "fcntl: %s", strerror(errno));
+  }
+  pid_t pid = 0;
+  if (!rc) {
+    pthread_mutex_lock(&j->mu);
+    bool stopping = j->stopping;
+    int e = stopping ? 0 : spawn_worker(j, p[0][0], p[1][1], p[2][1], &pid);
+    pthread_mutex_unlock(&j->mu);
+    if (stopping)
+      rc = gd_err_set(err, GD_EUNAVAILABLE, "shutting down");
+    else if (e)
+      rc = gd_err_set(err, GD_EINTERNAL, "spawn %s: %s", j->worker, strerror(e));
+  }
+  for (int i = 0; i < 3; i++) { /* the child's ends */
+    if (p[i][i == 0 ? 0 : 1] >= 0)
+      close(p[i][i == 0 ? 0 : 1]);
+    p[i][i == 0 ? 0 : 1] = -1;
+  }
+  if (rc) {
+    for (int i = 0; i < 3; i++)
+      for (int k = 0; k < 2; k++)
+        if (p[i][k] >= 0)
+          close(p[i][k]);
+    return rc;
+  }
+  write_spec(p[0][1], spec_text);
+  *ret_pid = pid;
+  *ret_progress_fd = p[1][0];
+  *ret_ties_fd = p[2][0];
+  return GD_OK;
+}
+
+const char *gd_jobs_data_dir(const gd_jobs *j) { return j->data; }

@@ -50,6 +50,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/error.h"
 
@@ -134,6 +135,22 @@ int gd_jobs_restore(gd_jobs *j, const gd_job_info *ji, const char *spec_text, gd
 void *gd_job_encode(const gd_job_info *ji, const char *spec_text, size_t *ret_len);
 int gd_job_decode(const void *rec, size_t len, gd_job_info *ret, char **ret_spec_text,
                   gd_err *err);
+
+/*
+ * A worker outside the queue, for ties only (worker.h, --ties-fd; the rpc
+ * ExportTies): spawned as a job's worker is, with spec_text on its stdin.
+ * *ret_ties_fd reads its gd_tie_rec records, *ret_progress_fd its
+ * progress lines (both O_CLOEXEC; the caller closes them), and the caller
+ * reaps *ret_pid (waitpid) and may SIGTERM it; the worker also dies with
+ * the daemon. Such a worker runs beside the queue's, so the caller bounds
+ * how many run. Errors: GD_EUNAVAILABLE (gd_jobs_stop was called),
+ * GD_EINTERNAL (pipe or spawn failed).
+ */
+int gd_jobs_spawn_ties(gd_jobs *j, const char *spec_text, pid_t *ret_pid, int *ret_ties_fd,
+                       int *ret_progress_fd, gd_err *err);
+
+/* The data directory the workers get (gd_jobs_opts.data_dir). */
+const char *gd_jobs_data_dir(const gd_jobs *j);
 
 /* Cancels queued jobs, SIGTERMs and reaps the running worker, joins the
  * thread. Afterwards reads still work and submits fail UNAVAILABLE.

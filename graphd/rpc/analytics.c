@@ -86,6 +86,7 @@ static int jload_visit(void *ctx, uint64_t id, const void *rec, size_t len) {
 
 int gd_rpc_jobs_restore(gd_rpc *R, gd_jobs *j, size_t *ret_n, gd_err *err) {
   jload l = {0};
+  rpc_import_sweep(j);
   gd_rtxn *r = NULL;
   int rc = gd_store_read_begin(R->store, &r, err);
   if (!rc)
@@ -111,7 +112,7 @@ int gd_rpc_jobs_restore(gd_rpc *R, gd_jobs *j, size_t *ret_n, gd_err *err) {
 
 /* The job manager of c's context; without one, c is answered UNAVAILABLE
  * and the result is NULL. */
-static gd_jobs *need_jobs(gd_call *c) {
+gd_jobs *rpc_need_jobs(gd_call *c) {
   gd_jobs *jobs = rpc_ctx(c)->jobs;
   if (!jobs)
     rpc_fail_code(c, GD_EUNAVAILABLE, "clustering jobs are not available");
@@ -134,8 +135,7 @@ static bool has_ctl(const char *s) {
   return false;
 }
 
-/* Validates the spec and writes the worker's spec text (worker.h). */
-static int spec_text(const Graphd__V1__ClusteringSpec *s, gd_strbuf *b, gd_err *err) {
+int rpc_spec_text(const Graphd__V1__ClusteringSpec *s, gd_strbuf *b, gd_err *err) {
   if (!s)
     return GD_OK; /* all defaults */
   if (gd_pb_check_str(s->name, 128, false, err, "spec.name"))
@@ -369,7 +369,7 @@ static int pack_job(const gd_job_info *ji, uint8_t **ret, size_t *ret_len) {
   return buf ? GD_OK : GD_ENOMEM;
 }
 
-static void reply_job(gd_call *c, const gd_job_info *ji) {
+void rpc_reply_job(gd_call *c, const gd_job_info *ji) {
   uint8_t *buf;
   size_t n;
   if (pack_job(ji, &buf, &n)) {
@@ -378,6 +378,33 @@ static void reply_job(gd_call *c, const gd_job_info *ji) {
   }
   gd_call_finish(c, GD_OK, NULL, buf, n);
   free(buf);
+}
+
+/* Job.spec is the spec the worker will use, defaults resolved: the
+ * worker's own parser reads the same text, and the spec object is the one
+ * the manifest records (gd_worker_spec_json). */
+int rpc_spec_blob(const char *text, size_t len, uint8_t **ret, size_t *ret_len, gd_err *err) {
+  gd_worker_spec ws;
+  int rc = gd_worker_spec_parse(text, len, &ws, err);
+  if (rc)
+    return rc;
+  json_object *sj = gd_worker_spec_json(&ws);
+  gd_worker_spec_free(&ws);
+  spec_pb sp = {0};
+  if (sj)
+    spec_pb_fill(sj, &sp);
+  size_t n = sj ? protobuf_c_message_get_packed_size(&sp.spec.base) : 0;
+  uint8_t *blob = sj ? malloc(n ? n : 1) : NULL;
+  if (blob)
+    protobuf_c_message_pack(&sp.spec.base, blob);
+  free(sp.labels);
+  if (sj)
+    json_object_put(sj);
+  if (!blob)
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
+  *ret = blob;
+  *ret_len = n;
+  return GD_OK;
 }
 
 /* ---- StartClustering / GetJob / CancelJob ----------------------------- */
@@ -394,10 +421,10 @@ void rpc_start_clustering(gd_call *c, const uint8_t *msg, size_t len, bool has_m
   size_t blob_len = 0;
   gd_rpc *R = rpc_ctx(c);
   gd_strbuf_printf(&b, "# StartClustering\n");
-  gd_jobs *jobs = need_jobs(c);
+  gd_jobs *jobs = rpc_need_jobs(c);
   if (!jobs)
     goto out;
-  if (b.oom || spec_text(req->spec, &b, &err)) {
+  if (b.oom || rpc_spec_text(req->spec, &b, &err)) {
     if (b.oom && !err.code)
       gd_err_set(&err, GD_ENOMEM, "out of memory");
     rpc_fail(c, &err);
@@ -421,34 +448,14 @@ void rpc_start_clustering(gd_call *c, const uint8_t *msg, size_t len, bool has_m
       goto out;
     }
   }
-  /* Job.spec is the spec the worker will use, defaults resolved: the
-   * worker's own parser reads the same text, and the spec object is the
-   * one the manifest records (gd_worker_spec_json). */
-  gd_worker_spec ws;
-  if (gd_worker_spec_parse(b.p, b.n, &ws, &err)) {
+  if (rpc_spec_blob(b.p, b.n, &blob, &blob_len, &err)) {
     rpc_fail(c, &err);
-    goto out;
-  }
-  json_object *sj = gd_worker_spec_json(&ws);
-  gd_worker_spec_free(&ws);
-  spec_pb sp = {0};
-  if (sj)
-    spec_pb_fill(sj, &sp);
-  blob_len = sj ? protobuf_c_message_get_packed_size(&sp.spec.base) : 0;
-  blob = sj ? malloc(blob_len ? blob_len : 1) : NULL;
-  if (blob)
-    protobuf_c_message_pack(&sp.spec.base, blob);
-  free(sp.labels);
-  if (sj)
-    json_object_put(sj);
-  if (!blob) {
-    rpc_fail_code(c, GD_ENOMEM, "out of memory");
     goto out;
   }
   if (gd_jobs_submit(jobs, b.p, blob, blob_len, &ji, &err))
     rpc_fail(c, &err);
   else
-    reply_job(c, &ji);
+    rpc_reply_job(c, &ji);
   gd_job_info_free(&ji);
 out:
   free(blob);
@@ -463,14 +470,14 @@ static void job_call(gd_call *c, const uint8_t *msg, size_t len, bool has_msg, b
     return;
   gd_err err = {0};
   gd_job_info ji = {0};
-  gd_jobs *jobs = need_jobs(c);
+  gd_jobs *jobs = rpc_need_jobs(c);
   if (jobs) {
     int rc = cancel ? gd_jobs_cancel(jobs, req->job_id, &ji, &err)
                     : gd_jobs_get(jobs, req->job_id, &ji, &err);
     if (rc)
       rpc_fail(c, &err);
     else
-      reply_job(c, &ji);
+      rpc_reply_job(c, &ji);
     gd_job_info_free(&ji);
   }
   protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -571,7 +578,7 @@ void rpc_watch_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     return;
   uint64_t id = req->job_id;
   protobuf_c_message_free_unpacked(&req->base, NULL);
-  gd_jobs *jobs = need_jobs(c);
+  gd_jobs *jobs = rpc_need_jobs(c);
   if (!jobs)
     return;
   gd_job_info ji = {0};
@@ -602,6 +609,7 @@ typedef struct manifest_pb {
   spec_pb sp;
   Graphd__V1__StageTiming timings[8];
   Graphd__V1__StageTiming *timing_p[8];
+  Graphd__V1__ImportedFrom imported;
   json_object *root; /* strings point into it */
 } manifest_pb;
 
@@ -631,6 +639,15 @@ static void manifest_fill(const gd_snapshot_view *v, manifest_pb *p) {
   p->m.previous_snapshot_id = (uint64_t)jint(r, "previous_snapshot_id");
   json_object *warm = jobj(r, "warm_started");
   p->m.warm_started = warm && json_object_get_boolean(warm);
+  json_object *im = jobj(r, "imported");
+  if (im) {
+    graphd__v1__imported_from__init(&p->imported);
+    json_object *eng = jobj(im, "engine");
+    p->imported.engine = eng ? (char *)json_object_get_string(eng) : (char *)"";
+    p->imported.rows = (uint64_t)jint(im, "rows");
+    p->imported.sellers_unassigned = (uint64_t)jint(im, "sellers_unassigned");
+    p->m.imported = &p->imported;
+  }
   json_object *spec = jobj(r, "spec");
   if (spec) {
     spec_pb_fill(spec, &p->sp);

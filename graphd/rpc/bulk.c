@@ -315,31 +315,18 @@ static void bulk_decode_job(void *arg) {
   bulk_step_locked(s);
 }
 
-/*
- * The end of the stream, on a query thread. gRPC core completes a pending
- * read with no message both when the client half-closes and when it
- * cancels (the cancellation arrives as a separate event, on another
- * thread, at about the same time), so an end is taken for one only after
- * the call has had a moment to be seen dead: up to 20 ms here, and the
- * write checks again before and after it writes. A load is never written
- * from a stream the client broke off.
- */
-#define BULK_SETTLE_MS 20
-
+/* The end of the stream, on a query thread: taken for a half-close only
+ * once the call has had a moment to be seen dead (rpc_stream_settle); the
+ * write checks the call again before and after it writes. A load is never
+ * written from a stream the client broke off. */
 static void bulk_end_job(void *arg) {
   bulk_call *s = arg;
   gd_err err;
-  for (int i = 0; i <= BULK_SETTLE_MS; i++) {
-    if (gd_call_check(s->call, &err)) {
-      bulk_release(s);
-      rpc_fail(s->call, &err);
-      bulk_free(s); /* submitted: nothing else holds s */
-      return;
-    }
-    if (i < BULK_SETTLE_MS) {
-      struct timespec ts = {0, 1000000};
-      nanosleep(&ts, NULL);
-    }
+  if (rpc_stream_settle(s->call, &err)) {
+    bulk_release(s);
+    rpc_fail(s->call, &err);
+    bulk_free(s); /* submitted: nothing else holds s */
+    return;
   }
   s->end_ns = gd_now_ns();
   char target[120];

@@ -183,6 +183,20 @@ ProtobufCMessage *rpc_unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
   return req;
 }
 
+#define STREAM_SETTLE_MS 20
+
+int rpc_stream_settle(gd_call *c, gd_err *err) {
+  for (int i = 0; i <= STREAM_SETTLE_MS; i++) {
+    if (gd_call_check(c, err))
+      return err->code;
+    if (i < STREAM_SETTLE_MS) {
+      struct timespec ts = {0, 1000000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  return GD_OK;
+}
+
 /* ---- Health/Check --------------------------------------------------------- */
 
 static void h_health_check(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
@@ -1381,6 +1395,10 @@ static const gd_method methods[] = {
      .on_written = rpc_alerts_written, .on_cancel = rpc_follow_cancel, .role = I},
     {.path = SVC "BulkLoad", .kind = GD_RPC_CLIENT_STREAM, .on_read = rpc_bulk_load_read,
      .role = W},
+    {.path = SVC "ExportTies", .kind = GD_RPC_SERVER_STREAM, .on_request = rpc_export_ties,
+     .on_written = rpc_ties_written, .on_cancel = rpc_ties_cancel, .role = R},
+    {.path = SVC "ImportSnapshot", .kind = GD_RPC_CLIENT_STREAM, .on_read = rpc_import_read,
+     .role = W},
 };
 #undef R
 #undef I
@@ -1459,11 +1477,13 @@ int gd_rpc_new(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim, gd_
     free(r);
     return rc;
   }
+  pthread_mutex_init(&r->ties.mu, NULL);
   pthread_mutex_init(&r->wb.mu, NULL);
   pthread_cond_init(&r->wb.cv, NULL);
   if ((rc = pthread_create(&r->wb.thread, NULL, wb_main, r))) {
     pthread_mutex_destroy(&r->wb.mu);
     pthread_cond_destroy(&r->wb.cv);
+    pthread_mutex_destroy(&r->ties.mu);
     gd_refl_index_free(r->refl);
     free(r);
     return gd_err_set(err, GD_EINTERNAL, "cannot start the write budget thread: %s",
@@ -1488,6 +1508,7 @@ void gd_rpc_free(gd_rpc *r) {
   pthread_join(r->wb.thread, NULL);
   pthread_mutex_destroy(&r->wb.mu);
   pthread_cond_destroy(&r->wb.cv);
+  pthread_mutex_destroy(&r->ties.mu);
   gd_refl_index_free(r->refl);
   free(r);
 }

@@ -43,6 +43,9 @@ typedef struct gd_rpc_limits {
   /* Memory one BulkLoad may hold (rpc/bulk.c); over it RESOURCE_EXHAUSTED
    * naming --bulk-load-max-bytes. 0 = no bound. */
   size_t bulk_max_bytes;
+  /* Rows one ImportSnapshot may carry (rpc/exchange.c); over it
+   * RESOURCE_EXHAUSTED naming --import-max-rows. 0 = no bound. */
+  uint64_t import_max_rows;
   bool audit;                   /* keep the audit trail (gd_rpc_audit_hooks) */
   /* Successful read-only calls (role reader or none) reply without
    * waiting for their record's commit; it follows in the next group

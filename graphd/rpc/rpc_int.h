@@ -35,6 +35,15 @@ struct gd_rpc {
   atomic_int async_pending;
   atomic_bool backup_running; /* one backup at a time (handlers.c) */
   atomic_bool bulk_running;   /* one BulkLoad at a time (bulk.c) */
+  atomic_bool import_running; /* one ImportSnapshot upload at a time (exchange.c) */
+  atomic_bool ties_running;   /* one ExportTies at a time (exchange.c) */
+  /* The one ExportTies running (exchange.c, under mu): its call and its
+   * worker, for on_cancel. */
+  struct {
+    pthread_mutex_t mu;
+    gd_call *call;
+    pid_t pid;
+  } ties;
   /* The write budget (handlers.c, under mu): bytes in flight, bytes given
    * back since the last trim, the parked streams in arrival order, and
    * the thread that resumes them (stop ends it). */
@@ -97,6 +106,16 @@ ProtobufCMessage *rpc_decode(gd_rpc *R, const ProtobufCMessageDescriptor *d, con
  * decoders with their own allocator (BulkLoad's). */
 int rpc_decode_failed(const ProtobufCMessageDescriptor *d, size_t len, size_t cap, bool over,
                       gd_err *err);
+/*
+ * The end of a client stream, on a query thread (it sleeps): gRPC core
+ * completes a pending read with no message both when the client
+ * half-closes and when it cancels (the cancellation arrives as a separate
+ * event, on another thread, at about the same time), so an end is taken
+ * for a half-close only after the call has stayed alive for 20 ms.
+ * Returns GD_OK, or gd_call_check's error (the call is dead: GD_ECANCELLED
+ * or GD_EDEADLINE) with err set.
+ */
+int rpc_stream_settle(gd_call *c, gd_err *err);
 /* Unpacks a request; on failure answers the call and returns NULL. */
 ProtobufCMessage *rpc_unpack(gd_call *c, const ProtobufCMessageDescriptor *d,
                              const uint8_t *msg, size_t len, bool has_msg);
@@ -127,6 +146,17 @@ void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 
 /* Analytics handlers (analytics.c). */
+/* Analytics helpers (analytics.c). rpc_need_jobs: the job manager, or
+ * NULL after answering c UNAVAILABLE. rpc_spec_text validates a spec
+ * (INVALID_ARGUMENT naming "spec.<field>"; NULL = every default) and
+ * appends the worker's spec text to b. rpc_spec_blob parses spec text as
+ * the worker will and packs the resolved ClusteringSpec that Job.spec
+ * echoes (*ret malloc'd). rpc_reply_job answers c with a Job. */
+gd_jobs *rpc_need_jobs(gd_call *c);
+struct gd_strbuf;
+int rpc_spec_text(const Graphd__V1__ClusteringSpec *s, struct gd_strbuf *b, gd_err *err);
+int rpc_spec_blob(const char *text, size_t len, uint8_t **ret, size_t *ret_len, gd_err *err);
+void rpc_reply_job(gd_call *c, const gd_job_info *ji);
 void rpc_start_clustering(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_get_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_cancel_job(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
@@ -144,6 +174,15 @@ void rpc_diff_snapshots(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
 void rpc_diff_written(gd_call *c, bool ok);
 /* BulkLoad (bulk.c): a client stream's on_read. */
 void rpc_bulk_load_read(gd_call *c, gd_read_result r, const uint8_t *msg, size_t len);
+/* Exchange with engines outside graphd (exchange.c). */
+void rpc_export_ties(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_ties_written(gd_call *c, bool ok);
+void rpc_ties_cancel(gd_call *c);
+void rpc_import_read(gd_call *c, gd_read_result r, const uint8_t *msg, size_t len);
+/* At start, before jobs are restored: removes the membership files an
+ * earlier run left in <data>/imports (its imports were never answered;
+ * their restored jobs fail, saying so). */
+void rpc_import_sweep(gd_jobs *j);
 /* Server reflection (reflection.c): a bidirectional stream. */
 void rpc_reflection_read(gd_call *c, gd_read_result r, const uint8_t *msg, size_t len);
 void rpc_reflection_written(gd_call *c, bool ok);

@@ -57,7 +57,7 @@ static void on_signal(int sig) {
 }
 
 static void usage(FILE *f) {
-  fputs("usage: graphd-worker --data DIR [--spec FILE|-] [--progress-fd N]\n"
+  fputs("usage: graphd-worker --data DIR [--spec FILE|-] [--progress-fd N] [--ties-fd N]\n"
         "                     [--max-sellers N] [--max-ties N]\n"
         "                     [--map-size-max-mb N] [--max-memory-mb N] [--parent-pid PID]\n"
         "Runs one clustering job and writes its snapshot (see graphd/worker/worker.h).\n",
@@ -117,11 +117,13 @@ static int parse_num(const char *opt, const char *v, uint64_t min, uint64_t *ret
 }
 
 int main(int argc, char **argv) {
-  enum { O_DATA = 1, O_SPEC, O_PROGRESS, O_MAXS, O_MAXT, O_MAPMAX, O_MAXMEM, O_PARENT, O_HELP };
+  enum { O_DATA = 1, O_SPEC, O_PROGRESS, O_TIES, O_MAXS, O_MAXT, O_MAPMAX, O_MAXMEM, O_PARENT,
+         O_HELP };
   static const struct option longopts[] = {
       {"data", required_argument, NULL, O_DATA},
       {"spec", required_argument, NULL, O_SPEC},
       {"progress-fd", required_argument, NULL, O_PROGRESS},
+      {"ties-fd", required_argument, NULL, O_TIES},
       {"max-sellers", required_argument, NULL, O_MAXS},
       {"max-ties", required_argument, NULL, O_MAXT},
       {"map-size-max-mb", required_argument, NULL, O_MAPMAX},
@@ -132,6 +134,7 @@ int main(int argc, char **argv) {
   };
   const char *spec_path = "-";
   uint64_t v, max_mem_mb = 0;
+  int ties_fd = -1;
   gd_worker_opts o = {.max_sellers = 20000000, .max_ties = 200000000, .progress_fd = 1,
                       .cancel = &cancel_flag, .committing = &committing};
   gd_worker_spec spec;
@@ -165,6 +168,14 @@ int main(int argc, char **argv) {
                           optarg);
         else
           o.progress_fd = progress_fd_sig = (int)v;
+      }
+      break;
+    case O_TIES:
+      if (!(rc = parse_num("--ties-fd", optarg, 0, &v, &err))) {
+        if (v > INT32_MAX || fcntl((int)v, F_GETFD) < 0)
+          rc = gd_err_set(&err, GD_EINVALID, "--ties-fd: %s is not an open descriptor", optarg);
+        else
+          ties_fd = (int)v;
       }
       break;
     case O_MAXS:
@@ -233,7 +244,10 @@ int main(int argc, char **argv) {
   }
 
   uint64_t id = 0;
-  rc = gd_worker_run(&o, &spec, &id, &err);
+  if (ties_fd >= 0)
+    rc = gd_worker_ties(&o, &spec, ties_fd, &id, &err);
+  else
+    rc = gd_worker_run(&o, &spec, &id, &err);
   atomic_store(&committing, 1); /* the outcome is decided: no late hard exit */
   gd_worker_spec_free(&spec);
   if (rc == GD_OK)

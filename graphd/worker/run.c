@@ -71,6 +71,9 @@ typedef struct job {
   uint64_t prev_snap;
   bool prev_same_spec; /* the previous snapshot's spec = this one's (warm_start auto) */
   bool warm;           /* Leiden started from the previous membership */
+  bool ties_only;             /* gd_worker_ties: no previous snapshot */
+  uint64_t import_rows;       /* spec import: rows read */
+  int64_t import_unassigned;  /* spec import: sellers no row named */
   int64_t next_cluster_id;
   int64_t stale_readers;
   int64_t read_at; /* unix ns just before the export's read transaction began */
@@ -395,7 +398,8 @@ static int do_read(job *j, gd_err *err) {
     }
     free(ids);
   }
-  rc = read_previous(j, r, err);
+  if (!j->ties_only)
+    rc = read_previous(j, r, err);
   if (!rc && j->prev_snap)
     info(j, "previous_snapshot", (long long)j->prev_snap);
 out:
@@ -483,7 +487,120 @@ static int warm_labels(const job *j, int64_t **ret, gd_err *err) {
   return GD_OK;
 }
 
+/* The engine's label of a row as a non-zero map key; *zero_key stands
+ * for the one label that maps to 0. */
+static uint64_t label_key(int64_t label) { return (uint64_t)label ^ UINT64_C(0x8000000000000000); }
+
+/*
+ * The cluster stage of an import (spec key import): the membership file's
+ * rows become the membership, the engine's labels numbered in order of
+ * first appearance, sellers no row names singletons; then canonical.
+ */
+static int do_import(job *j, gd_err *err) {
+  const char *path = j->spec->import_path;
+  int64_t n = j->x.n_sellers;
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return gd_err_set(err, errno == ENOENT ? GD_EPRECONDITION : GD_EIO,
+                      "import: %s: %s%s", path, strerror(errno),
+                      errno == ENOENT ? " (the daemon restarted before the import ran; "
+                                        "import again)"
+                                      : "");
+  char magic[8];
+  uint64_t rows = 0;
+  int64_t *lab = malloc((size_t)(n ? n : 1) * sizeof *lab);
+  gd_u64map ids = GD_U64MAP_INIT;
+  int rc = GD_OK;
+  bool have_zero = false;
+  int64_t zero_id = 0, k = 0;
+  if (!lab) {
+    fclose(f);
+    return gd_err_set(err, GD_ENOMEM, "out of memory for the imported membership");
+  }
+  for (int64_t i = 0; i < n; i++)
+    lab[i] = -1;
+  if (fread(magic, 1, 8, f) != 8 || memcmp(magic, GD_IMPORT_MAGIC, 8) != 0 ||
+      fread(&rows, sizeof rows, 1, f) != 1) {
+    rc = gd_err_set(err, GD_EINTERNAL, "import: %s: not a membership file", path);
+    goto out;
+  }
+  for (uint64_t r = 0; r < rows; r++) {
+    gd_import_row row;
+    if (fread(&row, sizeof row, 1, f) != 1) {
+      rc = gd_err_set(err, GD_EINTERNAL, "import: %s: ends after %llu of %llu rows", path,
+                      (unsigned long long)r, (unsigned long long)rows);
+      goto out;
+    }
+    if ((r & 0xffff) == 0 && cancelled(j)) {
+      rc = gd_err_set(err, GD_ECANCELLED, "cancelled during cluster");
+      goto out;
+    }
+    int64_t s = seller_index(&j->x, row.seller);
+    if (s < 0) {
+      rc = gd_err_set(err, GD_EINVALID,
+                      "import row %llu: seller %llu is not a seller of the graph read (deleted "
+                      "since the import was checked, or outside spec.window)",
+                      (unsigned long long)r, (unsigned long long)row.seller);
+      goto out;
+    }
+    if (lab[s] >= 0) {
+      rc = gd_err_set(err, GD_EINVALID, "import row %llu: seller %llu given twice",
+                      (unsigned long long)r, (unsigned long long)row.seller);
+      goto out;
+    }
+    uint64_t key = label_key(row.label);
+    if (!key) {
+      if (!have_zero) {
+        zero_id = k++;
+        have_zero = true;
+      }
+      lab[s] = zero_id;
+      continue;
+    }
+    bool fresh;
+    uint64_t *v = gd_u64map_put(&ids, key, &fresh);
+    if (!v) {
+      rc = gd_err_set(err, GD_ENOMEM, "out of memory for the imported membership");
+      goto out;
+    }
+    if (fresh)
+      *v = (uint64_t)k++;
+    lab[s] = (int64_t)*v;
+  }
+  if (fgetc(f) != EOF) {
+    rc = gd_err_set(err, GD_EINTERNAL, "import: %s: more than %llu rows", path,
+                    (unsigned long long)rows);
+    goto out;
+  }
+  j->import_rows = rows;
+  for (int64_t i = 0; i < n; i++)
+    j->import_unassigned += lab[i] < 0;
+  gd_alg_error ae = {0};
+  gd_alg_status st = gd_membership_canonical(lab, n, lab, &j->cr.n_clusters, &ae);
+  if (st == GD_ALG_OK && j->g.m > 0)
+    st = gd_comm_modularity(&j->g, lab, 1.0, &j->cr.modularity, &ae);
+  else
+    j->cr.modularity = NAN;
+  if (st != GD_ALG_OK) {
+    rc = alg_err(&ae, st, err, "imported membership");
+    goto out;
+  }
+  j->cr.n = n;
+  j->cr.membership = lab;
+  j->cr.quality = NAN;
+  lab = NULL;
+  info(j, "import_rows", (long long)rows);
+  info(j, "clusters", j->cr.n_clusters);
+out:
+  free(lab);
+  gd_u64map_free(&ids);
+  fclose(f);
+  return rc;
+}
+
 static int do_cluster(job *j, gd_err *err) {
+  if (j->spec->import_path)
+    return do_import(j, err);
   if (j->g.n == 0) { /* empty graph: nothing for igraph to do */
     j->cr.n = 0;
     j->cr.membership = malloc(sizeof *j->cr.membership);
@@ -885,6 +1002,13 @@ static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
   jadd(m, "previous_snapshot_id", j->prev_snap ? json_object_new_uint64(j->prev_snap) : NULL);
   jadd(m, "spec", gd_worker_spec_json(j->spec));
   jadd(m, "warm_started", json_object_new_boolean(j->warm));
+  if (j->spec->import_path) {
+    json_object *im = json_object_new_object();
+    jadd(im, "engine", json_object_new_string(j->spec->engine ? j->spec->engine : ""));
+    jadd(im, "rows", json_object_new_uint64(j->import_rows));
+    jadd(im, "sellers_unassigned", jint(j->import_unassigned));
+    jadd(m, "imported", im);
+  }
 
   json_object *in = json_object_new_object();
   jadd(in, "checksum", json_object_new_string(x->checksum));
@@ -1294,6 +1418,79 @@ int gd_worker_run(const gd_worker_opts *o, const gd_worker_spec *spec, uint64_t 
     goto out;
   stage_end(&j, err);
   *ret_snapshot = id;
+out:
+  job_free(&j);
+  return rc;
+}
+
+/* ---- ties only ----------------------------------------------------------- */
+
+/* Writes all of buf to fd; EPIPE (the reader is gone) is a cancel. */
+static int write_all(int fd, const void *buf, size_t n, gd_err *err) {
+  const char *p = buf;
+  while (n) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0)
+      return errno == EPIPE ? gd_err_set(err, GD_ECANCELLED, "the ties' reader is gone")
+                            : gd_err_set(err, GD_EIO, "writing ties: %s", strerror(errno));
+    p += w;
+    n -= (size_t)w;
+  }
+  return GD_OK;
+}
+
+int gd_worker_ties(const gd_worker_opts *o, const gd_worker_spec *spec, int fd,
+                   uint64_t *ret_ties, gd_err *err) {
+  job j;
+  int rc = GD_OK;
+  memset(&j, 0, sizeof j);
+  j.o = o;
+  j.spec = spec;
+  j.ties_only = true;
+  j.t0 = gd_now_ns();
+  static int (*const steps[])(job *, gd_err *) = {do_open, do_read, do_project};
+  for (int st = 0; st <= ST_PROJECT; st++) {
+    if (cancelled(&j)) {
+      rc = gd_err_set(err, GD_ECANCELLED, "cancelled before %s", stage_names[st]);
+      goto out;
+    }
+    stage_begin(&j, st);
+    if ((rc = steps[st](&j, err)) || (rc = stage_end(&j, err)))
+      goto out;
+  }
+  enum { CHUNK = 4096 };
+  gd_tie_rec *buf = malloc(CHUNK * sizeof *buf);
+  if (!buf) {
+    rc = gd_err_set(err, GD_ENOMEM, "out of memory");
+    goto out;
+  }
+  const gd_csr *g = &j.g;
+  size_t k = 0;
+  uint64_t total = 0;
+  for (int64_t u = 0; u < g->n && !rc; u++) {
+    for (int64_t e = g->off[u]; e < g->off[u + 1] && !rc; e++) {
+      int64_t v = g->nbr[e];
+      if (v <= u)
+        continue;
+      buf[k++] = (gd_tie_rec){j.x.seller_ids[u], j.x.seller_ids[v], g->w[e]};
+      if (k == CHUNK) {
+        rc = write_all(fd, buf, k * sizeof *buf, err);
+        total += k;
+        k = 0;
+        if (!rc && cancelled(&j))
+          rc = gd_err_set(err, GD_ECANCELLED, "cancelled while writing ties");
+      }
+    }
+  }
+  if (!rc && k) {
+    rc = write_all(fd, buf, k * sizeof *buf, err);
+    total += k;
+  }
+  free(buf);
+  if (!rc)
+    *ret_ties = total;
 out:
   job_free(&j);
   return rc;

@@ -60,6 +60,8 @@ void gd_worker_spec_free(gd_worker_spec *s) {
     free(s->flagged[i]);
   free(s->flagged);
   free(s->name);
+  free(s->import_path);
+  free(s->engine);
   memset(s, 0, sizeof *s);
 }
 
@@ -162,7 +164,8 @@ static int parse_labels(pctx *c, const char *v, gd_worker_spec *s) {
 
 enum {
   K_ALGORITHM, K_RESOLUTION, K_BETA, K_ITERATIONS, K_THRESHOLD, K_SEED, K_MIN_TIE,
-  K_SINCE, K_UNTIL, K_FLAGGED, K_NAME, K_PREVIOUS, K_EVIDENCE, K_WARM, K_HUB_CAP,
+  K_SINCE, K_UNTIL, K_FLAGGED, K_NAME, K_PREVIOUS, K_EVIDENCE, K_WARM, K_IMPORT, K_ENGINE,
+  K_HUB_CAP,
   K_WEIGHT = K_HUB_CAP + GD_EV_TYPES,
   K__COUNT = K_WEIGHT + GD_EV_TYPES
 };
@@ -170,7 +173,7 @@ enum {
 static const char *const key_names[K_HUB_CAP] = {
     "algorithm", "resolution", "beta",  "iterations", "threshold", "seed",
     "min_tie_weight", "since", "until", "flagged_labels", "name", "previous", "evidence",
-    "warm_start",
+    "warm_start", "import", "engine",
 };
 
 /* Key index of name, or -1. */
@@ -250,18 +253,32 @@ static int apply(pctx *c, int k, const char *v, gd_worker_spec *s, raw_spec *rs)
       free(s->flagged[i]);
     s->n_flagged = 0;
     return parse_labels(c, v, s);
-  case K_NAME: {
+  case K_NAME:
+  case K_ENGINE: {
+    const char *key = k == K_NAME ? "name" : "engine";
     size_t n = strlen(v);
     if (n > GD_WORKER_NAME_MAX)
-      return gd_err_set(c->err, GD_EINVALID, "spec line %d: name: over %d bytes", c->line,
+      return gd_err_set(c->err, GD_EINVALID, "spec line %d: %s: over %d bytes", c->line, key,
                         GD_WORKER_NAME_MAX);
     if (!printable_utf8(v, n))
-      return gd_err_set(c->err, GD_EINVALID, "spec line %d: name: not printable UTF-8", c->line);
+      return gd_err_set(c->err, GD_EINVALID, "spec line %d: %s: not printable UTF-8", c->line,
+                        key);
     char *nm = strdup(v);
     if (!nm)
       return gd_err_set(c->err, GD_ENOMEM, "spec: out of memory");
-    free(s->name);
-    s->name = nm;
+    char **dst = k == K_NAME ? &s->name : &s->engine;
+    free(*dst);
+    *dst = nm;
+    return GD_OK;
+  }
+  case K_IMPORT: {
+    if (v[0] != '/')
+      return bad(c, v, "must be an absolute path");
+    char *p = strdup(v);
+    if (!p)
+      return gd_err_set(c->err, GD_ENOMEM, "spec: out of memory");
+    free(s->import_path);
+    s->import_path = p;
     return GD_OK;
   }
   case K_EVIDENCE:

@@ -13,7 +13,7 @@
  *
  * ---- Command line ----
  *
- *   graphd-worker --data DIR [--spec FILE] [--progress-fd N]
+ *   graphd-worker --data DIR [--spec FILE] [--progress-fd N] [--ties-fd N]
  *                 [--max-sellers N] [--max-ties N]
  *                 [--map-size-max-mb N] [--max-memory-mb N]
  *
@@ -22,6 +22,9 @@
  *                       (the daemon writes the spec into a pipe, so no
  *                       temporary file is needed). At most 64 KiB.
  *   --progress-fd N     where progress lines go (default 1, stdout)
+ *   --ties-fd N         ties only (gd_worker_ties): write the evidence
+ *                       graph's ties to fd N instead of clustering; the
+ *                       final line is "done COUNT" (ties written)
  *   --max-sellers N     refuse graphs with more sellers (default 20000000)
  *   --max-ties N        refuse evidence graphs with more ties (default
  *                       200000000); both are checked before igraph runs
@@ -80,6 +83,15 @@
  *                    iterations (one repairs the start, one confirms it)
  *                    where a cold one may take more, and keeps a few more
  *                    sellers in their cluster.
+ *   import           absolute path of a membership file (gd_import_*
+ *                    below): the cluster stage takes that membership
+ *                    instead of running the algorithm (ImportSnapshot);
+ *                    sellers it does not name are singletons, a row
+ *                    naming no seller of the export fails the job (the
+ *                    error names the row). The manifest gets "imported"
+ *                    (engine, rows, sellers_unassigned), objective null.
+ *   engine           free text, at most 128 bytes: who computed an
+ *                    imported membership (recorded in the manifest)
  *
  * ---- Progress (one ASCII line each, on --progress-fd) ----
  *
@@ -167,6 +179,8 @@ typedef struct gd_worker_spec {
   char *name;       /* owned; "" if none */
   int64_t previous; /* -1 none, 0 latest, > 0 an id */
   gd_worker_warm warm_start;
+  char *import_path; /* owned; NULL: run the algorithm (spec key import) */
+  char *engine;      /* owned; NULL if not given (spec key engine) */
 } gd_worker_spec;
 
 /*
@@ -222,6 +236,35 @@ typedef struct gd_worker_opts {
  */
 int gd_worker_run(const gd_worker_opts *o, const gd_worker_spec *spec, uint64_t *ret_snapshot,
                   gd_err *err);
+
+/*
+ * Ties only (graphd-worker --ties-fd N, rpc ExportTies): the open, read
+ * and project stages of a job under spec, then every tie of the evidence
+ * graph once, as gd_tie_rec records written to fd: a < b, ascending (a,
+ * b). Nothing is written to the store. *ret_ties gets the number written.
+ * A reader that closes fd early (EPIPE) is a cancel. Errors: as
+ * gd_worker_run but GD_EMAPFULL; GD_EIO when fd cannot be written.
+ */
+typedef struct gd_tie_rec {
+  uint64_t a, b; /* seller ids */
+  double w;
+} gd_tie_rec;
+int gd_worker_ties(const gd_worker_opts *o, const gd_worker_spec *spec, int fd,
+                   uint64_t *ret_ties, gd_err *err);
+
+/*
+ * The membership file of spec key import, written by the daemon
+ * (ImportSnapshot) and read once by the worker: GD_IMPORT_MAGIC (8
+ * bytes), the row count (uint64_t), then that many gd_import_row, all in
+ * the machine's byte order (the file never leaves it). The daemon checks
+ * before writing it that the rows name distinct sellers; the worker
+ * checks again against what it read.
+ */
+#define GD_IMPORT_MAGIC "GDIMPRT1"
+typedef struct gd_import_row {
+  uint64_t seller;
+  int64_t label; /* the engine's cluster label */
+} gd_import_row;
 
 /* Writes one progress line (printf-style, '\n' added) to fd; on EPIPE sets
  * *cancel. Async-signal-safe it is not; call it from the main flow only. */

@@ -15,7 +15,8 @@ IMPLEMENTED = ["Upsert", "Ingest", "GetEntity", "Neighbors", "SetLabels", "Delet
                "LinkedSellers", "FindPaths", "RankSuspects", "StartClustering", "GetJob",
                "WatchJob", "CancelJob", "ListSnapshots", "GetSnapshot", "DeleteSnapshot",
                "ListClusters", "GetCluster", "StreamAssignments", "DiffSnapshots", "ListAudit",
-               "VerifyAudit", "Backup", "GetEntities", "WhoAmI", "WatchAlerts", "BulkLoad"]
+               "VerifyAudit", "Backup", "GetEntities", "WhoAmI", "WatchAlerts", "BulkLoad",
+               "ExportTies", "ImportSnapshot"]
 UNIMPLEMENTED = []
 
 # ---------------------------------------------------------------- health

@@ -194,6 +194,12 @@ def script():
         ("DiffSnapshots", {"fromSnapshotId": "1", "toSnapshotId": "2", "keys": True}),
         ("DeleteSnapshot", {"snapshotId": "1"}),
         ("GetSnapshot", {"snapshotId": "1"}),
+        ("ExportTies", {"spec": {"minTieWeight": 0.1}}),
+        # ids 1 and 3 are the first BulkLoad's sellers, 2 its address
+        ("ImportSnapshot", [{"header": {"rows": "2", "engine": "gw"}, "sellerIds": ["1", "3"],
+                             "clusters": ["5", "5"]}]),
+        ("ImportSnapshot", [{"header": {"rows": "2"}, "sellerIds": ["1", "2"],
+                             "clusters": ["5", "5"]}]),
         ("Backup", {"path": "relative/path"}),
         ("Backup", {"path": "@BACKUP@"}),
         ("ListAudit", {"method": "/graphd.v1.SellerGraph/SetLabels"}),

@@ -23,6 +23,7 @@
 #include <spawn.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@
 #include "store/writer.h"
 #include "tap.h"
 #include "worker/snapfmt.h"
+#include "worker/worker.h"
 
 extern char **environ;
 
@@ -1376,8 +1378,114 @@ static void test_worker_window(void) {
   gd_store_close(st);
 }
 
+/*
+ * Spec key import (worker.h): the membership file's rows become the
+ * snapshot, with stable ids and the manifest's "imported"; a bad row, a
+ * missing or foreign file fail the job. --ties-fd: the evidence graph's
+ * ties, once each, ascending.
+ */
+static void write_import(const char *path, const gd_import_row *rows, uint64_t n,
+                         uint64_t declared) {
+  FILE *f = fopen(path, "wb");
+  CHECK(f != NULL);
+  if (!f)
+    return;
+  fwrite(GD_IMPORT_MAGIC, 1, 8, f);
+  fwrite(&declared, sizeof declared, 1, f);
+  fwrite(rows, sizeof *rows, n, f);
+  fclose(f);
+}
+
+static void test_worker_import(void) {
+  char out[16384], spec[600], path[300];
+  snprintf(path, sizeof path, "%s/import.rows", root);
+  /* The worker's own membership, labels renamed, one seller left out. */
+  uint64_t prev;
+  CHECK_EQ_U(run_worker(rings_dir, "name=base\n", NULL, out, sizeof out), 0);
+  prev = done_id(out);
+  alist a = assignments(rings, prev);
+  CHECK(a.n > 3);
+  gd_import_row *rows = calloc(a.n, sizeof *rows);
+  for (size_t i = 0; i + 1 < a.n; i++)
+    rows[i] = (gd_import_row){a.s[i], (int64_t)(a.c[i] * 1000003) - INT64_MAX / 2};
+  write_import(path, rows, a.n - 1, a.n - 1);
+  snprintf(spec, sizeof spec, "import=%s\nengine=unit test\n", path);
+  CHECK_EQ_U(run_worker(rings_dir, spec, NULL, out, sizeof out), 0);
+  uint64_t id = done_id(out);
+  json_object *m;
+  manifest(rings, id, &m);
+  CHECK_STR(json_object_get_string(jget(m, "imported", "engine")), "unit test");
+  CHECK_EQ_U(json_object_get_int64(jget(m, "imported", "rows")), a.n - 1);
+  CHECK_EQ_U(json_object_get_int64(jget(m, "imported", "sellers_unassigned")), 1);
+  CHECK_EQ_U(json_object_get_int64(jget(m, "previous_snapshot_id", NULL)), prev);
+  CHECK(strstr(out, "info import_rows ") != NULL);
+  json_object_put(m);
+  /* Every cluster of two or more keeps its id. */
+  alist b = assignments(rings, id);
+  CHECK_EQ_U(b.n, a.n);
+  for (size_t i = 0; i + 1 < a.n; i++) {
+    size_t size = 0;
+    for (size_t k = 0; k < a.n; k++)
+      size += a.c[k] == a.c[i];
+    if (size >= 2 && (i + 1 < a.n - 1 || a.c[i] != a.c[a.n - 1]))
+      CHECK_EQ_U(cluster_of(&b, a.s[i]), a.c[i]);
+  }
+  alist_free(&b);
+
+  /* Errors: a seller twice, an id that is no seller, a short file, a
+   * missing file, a relative path. Nothing is written. */
+  rows[1] = rows[0];
+  write_import(path, rows, 3, 3);
+  CHECK_EQ_U(run_worker(rings_dir, spec, NULL, out, sizeof out), 2);
+  CHECK(strstr(out, "import row 1: seller") && strstr(out, "given twice"));
+  rows[1] = (gd_import_row){id_of(rings, GD_TYPE_ADDRESS, "wA"), 1};
+  write_import(path, rows, 3, 3);
+  CHECK_EQ_U(run_worker(rings_dir, spec, NULL, out, sizeof out), 2);
+  CHECK(strstr(out, "import row 1: seller") && strstr(out, "is not a seller"));
+  write_import(path, rows, 1, 3);
+  CHECK_EQ_U(run_worker(rings_dir, spec, NULL, out, sizeof out), 1);
+  CHECK(strstr(out, "ends after 1 of 3 rows") != NULL);
+  unlink(path);
+  CHECK_EQ_U(run_worker(rings_dir, spec, NULL, out, sizeof out), 6);
+  CHECK(strstr(out, "restarted before the import ran") != NULL);
+  CHECK_EQ_U(run_worker(rings_dir, "import=rel/path\n", NULL, out, sizeof out), 2);
+  CHECK(strstr(out, "import: 'rel/path' must be an absolute path") != NULL);
+  gd_rtxn *r;
+  gd_snapshot_view v;
+  CHECK(gd_store_read_begin(rings, &r, NULL) == GD_OK);
+  CHECK(gd_store_snapshot_get(r, id + 1, &v, NULL) == GD_ENOTFOUND); /* none after the import */
+  gd_store_read_end(r);
+  free(rows);
+  alist_free(&a);
+
+  /* Ties: what the job projected, each once, ascending. */
+  char tpath[300], fdarg[16];
+  snprintf(tpath, sizeof tpath, "%s/ties.bin", root);
+  int fd = open(tpath, O_RDWR | O_CREAT | O_TRUNC, 0600); /* inherited by the worker */
+  CHECK(fd >= 0);
+  snprintf(fdarg, sizeof fdarg, "%d", fd);
+  const char *extra[] = {"--ties-fd", fdarg, NULL};
+  CHECK_EQ_U(run_worker(rings_dir, "min_tie_weight=0\n", extra, out, sizeof out), 0);
+  uint64_t count = done_id(out);
+  struct stat sb;
+  CHECK(fstat(fd, &sb) == 0 && (uint64_t)sb.st_size == count * sizeof(gd_tie_rec));
+  gd_tie_rec *t = malloc((size_t)sb.st_size + 1);
+  CHECK(pread(fd, t, (size_t)sb.st_size, 0) == sb.st_size);
+  close(fd);
+  manifest(rings, prev, &m);
+  CHECK_EQ_U(count, json_object_get_int64(jget(m, "projection", "ties")));
+  json_object_put(m);
+  for (uint64_t i = 0; i < count; i++) {
+    CHECK(t[i].a < t[i].b && t[i].w > 0);
+    if (i)
+      CHECK(t[i - 1].a < t[i].a || (t[i - 1].a == t[i].a && t[i - 1].b < t[i].b));
+  }
+  free(t);
+  CHECK(strstr(out, "stage cluster") == NULL); /* no clustering, nothing written */
+}
+
 TAP_MAIN(T(test_setup), T(test_snapshot_tables), T(test_export), T(test_worker_rings),
          T(test_worker_window),
          T(test_worker_deterministic), T(test_worker_stable_ids), T(test_worker_errors),
-         T(test_worker_warm_start),
+         T(test_worker_warm_start), T(test_worker_import),
          T(test_worker_empty), T(test_worker_cancel), T(test_teardown))

@@ -272,6 +272,14 @@ int set_analytics_option(const command *cmd, args *a, const optspec *o, const ch
   case O_NO_MOVES:
     a->no_moves = true;
     return 0;
+  case O_EDGE_FORMAT:
+    if (strcmp(v, "ncol") && strcmp(v, "csv"))
+      return usage_error(cmd, "--format: expected ncol or csv, got '%s'", v);
+    a->edge_format = v;
+    return 0;
+  case O_ENGINE:
+    a->engine = v;
+    return 0;
   case O_CONTINUED:
     a->continued = true;
     return 0;
@@ -411,7 +419,7 @@ static void bar_draw(const Graphd__V1__Job *j, double t0) {
   fflush(stderr);
 }
 
-static int job_exit(const ctl *c, const Graphd__V1__Job *j) {
+int job_exit(const ctl *c, const Graphd__V1__Job *j) {
   if (c->json)
     print_json(job_json(j));
   else
@@ -534,46 +542,54 @@ static const char *tie_seller(ctl *c, const Graphd__V1__GetClusterReply *rep, ui
   return buf;
 }
 
-int run_cluster(ctl *c, const command *cmd, args *a) {
-  if (a->npos > 0)
-    return show_cluster(c, cmd, a);
-  Graphd__V1__ClusteringSpec spec = GRAPHD__V1__CLUSTERING_SPEC__INIT;
-  Graphd__V1__TimeWindow win = GRAPHD__V1__TIME_WINDOW__INIT;
-  Graphd__V1__HubCap **caps = NULL;
-  Graphd__V1__TypeWeight **weights = NULL;
+void spec_from_args(const args *a, spec_buf *b) {
+  Graphd__V1__ClusteringSpec *spec = &b->spec;
+  graphd__v1__clustering_spec__init(spec);
+  graphd__v1__time_window__init(&b->win);
   if (a->algorithm)
     for (size_t i = 0; i < N_ALGOS; i++)
       if (strcmp(a->algorithm, algos[i].name) == 0)
-        spec.algorithm = algos[i].algo;
-  spec.name = (char *)(a->name ? a->name : "");
-  spec.resolution = a->have_resolution ? a->resolution : 0;
-  spec.evidence = (Graphd__V1__EvidenceRule)a->evidence;
-  spec.iterations = (uint32_t)a->iterations;
-  spec.seed = a->seed;
-  spec.min_tie_weight = a->have_min_tie ? a->min_tie : 0;
+        spec->algorithm = algos[i].algo;
+  spec->name = (char *)(a->name ? a->name : "");
+  spec->resolution = a->have_resolution ? a->resolution : 0;
+  spec->evidence = (Graphd__V1__EvidenceRule)a->evidence;
+  spec->iterations = (uint32_t)a->iterations;
+  spec->seed = a->seed;
+  spec->min_tie_weight = a->have_min_tie ? a->min_tie : 0;
   if (a->have_since || a->have_until) {
-    win.since = a->since;
-    win.until = a->until;
-    spec.window = &win;
+    b->win.since = a->since;
+    b->win.until = a->until;
+    spec->window = &b->win;
   }
-  spec.flagged_labels = a->labels;
-  spec.n_flagged_labels = a->nlabels;
-  caps = xcalloc(a->ncaps, sizeof *caps);
+  spec->flagged_labels = a->labels;
+  spec->n_flagged_labels = a->nlabels;
+  b->caps = xcalloc(a->ncaps, sizeof *b->caps);
   for (size_t i = 0; i < a->ncaps; i++)
-    caps[i] = &a->caps[i];
-  spec.hub_caps = caps;
-  spec.n_hub_caps = a->ncaps;
-  weights = xcalloc(a->nweights, sizeof *weights);
+    b->caps[i] = &a->caps[i];
+  spec->hub_caps = b->caps;
+  spec->n_hub_caps = a->ncaps;
+  b->weights = xcalloc(a->nweights, sizeof *b->weights);
   for (size_t i = 0; i < a->nweights; i++)
-    weights[i] = &a->weights[i];
-  spec.type_weights = weights;
-  spec.n_type_weights = a->nweights;
+    b->weights[i] = &a->weights[i];
+  spec->type_weights = b->weights;
+  spec->n_type_weights = a->nweights;
+}
+
+void spec_buf_free(spec_buf *b) {
+  free(b->caps);
+  free(b->weights);
+}
+
+int run_cluster(ctl *c, const command *cmd, args *a) {
+  if (a->npos > 0)
+    return show_cluster(c, cmd, a);
+  spec_buf sb;
+  spec_from_args(a, &sb);
   Graphd__V1__StartClusteringRequest req = GRAPHD__V1__START_CLUSTERING_REQUEST__INIT;
-  req.spec = &spec;
+  req.spec = &sb.spec;
   Graphd__V1__Job *job = NULL;
   int rc = rpc(c, M_START, &req.base, &graphd__v1__job__descriptor, (ProtobufCMessage **)&job);
-  free(caps);
-  free(weights);
+  spec_buf_free(&sb);
   if (rc)
     return rc;
   if (a->no_wait) {

@@ -22,6 +22,14 @@ const optspec export_opts[] = {
     {"max-sellers", true, O_MAX_SELLERS},
     {"max-links", true, O_MAX_LINKS},
     {"max-nodes", true, O_MAX_NODES},
+    /* export ties: the projection's spec, and the edge list's format */
+    {"evidence", true, O_EVIDENCE},
+    {"weight", true, O_WEIGHT},
+    {"cap", true, O_CAP},
+    {"min-tie", true, O_MIN_TIE},
+    {"since", true, O_SINCE},
+    {"until", true, O_UNTIL},
+    {"format", true, O_EDGE_FORMAT},
     {NULL, false, 0},
 };
 
@@ -29,7 +37,19 @@ const char export_help[] =
     "usage: graphctl export cluster ID [--snapshot N] -o FILE\n"
     "       graphctl export entity TYPE KEY [--hops N] -o FILE\n"
     "       graphctl export snapshot [--snapshot N] [--min-risk X] [--top N] -o FILE\n"
+    "       graphctl export ties [--format ncol|csv] [SPEC OPTIONS] -o FILE\n"
     "\n"
+    "ties: the projected, weighted seller-seller ties a clustering job would\n"
+    "cluster (ExportTies), for an engine outside graphd (Spark GraphFrames,\n"
+    "cuGraph, python-igraph), each tie once, ascending seller ids. ncol\n"
+    "(default): 'SELLER SELLER WEIGHT' lines, python-igraph's\n"
+    "Graph.Read_Ncol(f, weights=True); csv: a 'src,dst,weight' header, then\n"
+    "rows. Weights are exact (17 significant digits). SPEC OPTIONS as for\n"
+    "graphctl cluster: --evidence, --weight TYPE=W, --cap TYPE=N, --min-tie W,\n"
+    "--since T, --until T. Sellers with no tie are in no line. Bring a\n"
+    "membership back with graphctl import.\n"
+    "\n"
+    "Otherwise:\n"
     "Writes the seller-entity graph investigators look at as GraphML, for\n"
     "Gephi, Cytoscape or yEd: sellers, and the shared entities (address,\n"
     "payment account, device, phone, e-mail, ip) that two or more of them\n"
@@ -73,11 +93,17 @@ const char export_help[] =
 int run_export(ctl *c, const command *cmd, args *a) {
   int rc;
   if (a->npos < 1)
-    return usage_error(cmd, "export needs what to export: cluster ID, entity TYPE KEY or "
-                            "snapshot");
+    return usage_error(cmd, "export needs what to export: cluster ID, entity TYPE KEY, "
+                            "snapshot or ties");
   const char *what = a->pos[0];
   if (!a->out)
     return usage_error(cmd, "export needs -o FILE (or -o - for stdout)");
+  if (strcmp(what, "ties") == 0)
+    return export_ties(c, cmd, a);
+  if (a->edge_format || a->evidence || a->nweights || a->ncaps || a->have_min_tie ||
+      a->have_since || a->have_until)
+    return usage_error(cmd, "--format, --evidence, --weight, --cap, --min-tie, --since and "
+                            "--until are for export ties");
   ng_limits lim = {(uint32_t)a->max_sellers, (uint32_t)a->max_links, (uint32_t)a->max_nodes};
   ng_graph g;
   size_t nclusters = 0;
@@ -125,7 +151,8 @@ int run_export(ctl *c, const command *cmd, args *a) {
                            a->have_min_size ? a->min_size : 2,
                            a->top ? (uint32_t)a->top : DEFAULT_TOP, &lim, &nclusters);
   } else {
-    return usage_error(cmd, "export: expected cluster, entity or snapshot, got '%s'", what);
+    return usage_error(cmd, "export: expected cluster, entity, snapshot or ties, got '%s'",
+                       what);
   }
   if (rc) {
     ng_graph_free(&g);

@@ -88,6 +88,10 @@ static const char *const main_help =
     "  export cluster ID | entity TYPE KEY | snapshot  -o FILE\n"
     "                             a cluster, an entity's neighbourhood or the\n"
     "                             riskiest clusters as GraphML (Gephi, yEd)\n"
+    "  export ties -o FILE        the projected seller-seller ties, an edge list\n"
+    "                             for an engine outside graphd\n"
+    "  import FILE                a membership computed outside graphd, as a\n"
+    "                             snapshot\n"
     "  report -o FILE.html        a snapshot's clusters as one HTML page\n"
     "  alerts [OPTIONS]           follow alerts as sellers join clusters of the\n"
     "                             latest snapshot (Ctrl-C stops)\n"
@@ -950,6 +954,7 @@ static const command commands[] = {
     {"audit", audit_opts, run_audit, false, audit_help},
     {"backup", NULL, run_backup, false, backup_help},
     {"export", export_opts, run_export, false, export_help},
+    {"import", import_opts, run_import, false, import_help},
     {"report", report_opts, run_report, false, report_help},
     {"alerts", alerts_opts, run_alerts, false, alerts_help},
     {"help", NULL, run_help, false,

@@ -117,6 +117,9 @@ enum {
   O_MAX_LINKS,
   O_MAX_NODES,
   O_MAX_CLUSTERS,
+  /* export ties, import */
+  O_EDGE_FORMAT,
+  O_ENGINE,
   /* alerts */
   O_ALERT_MIN_RISK,
   O_CLUSTER,
@@ -203,6 +206,8 @@ typedef struct args {
   bool have_min_risk;
   double min_risk;
   long top, max_sellers, max_links, max_nodes, max_clusters;
+  const char *edge_format; /* export ties: ncol (default) or csv */
+  const char *engine;      /* import */
   bool have_min_size;
   /* alerts */
   bool have_alert_min_risk, have_after_seq, from_now, reconnect;
@@ -290,6 +295,20 @@ const char *algo_name(Graphd__V1__Algorithm x);
 /* Parses an analytics option into a (called by set_option). */
 int set_analytics_option(const command *cmd, args *a, const optspec *o, const char *opt,
                          const char *v);
+/* The ClusteringSpec the analytics options describe (--algorithm,
+ * --resolution, --evidence, --iterations, --seed, --weight, --cap,
+ * --min-tie, --since/--until, --label, --name); b's arrays point into a
+ * (spec_buf_free frees b's own). */
+typedef struct spec_buf {
+  Graphd__V1__ClusteringSpec spec;
+  Graphd__V1__TimeWindow win;
+  Graphd__V1__HubCap **caps;
+  Graphd__V1__TypeWeight **weights;
+} spec_buf;
+void spec_from_args(const args *a, spec_buf *b);
+void spec_buf_free(spec_buf *b);
+/* Prints a job (or its JSON); the exit code for its state. */
+int job_exit(const ctl *c, const Graphd__V1__Job *j);
 int run_cluster(ctl *c, const command *cmd, args *a);
 int run_job(ctl *c, const command *cmd, args *a);
 int run_snapshots(ctl *c, const command *cmd, args *a);
@@ -311,6 +330,11 @@ int run_alerts(ctl *c, const command *cmd, args *a);
 extern const optspec export_opts[], report_opts[];
 extern const char export_help[], report_help[];
 int run_export(ctl *c, const command *cmd, args *a);
+/* exchange.c: export ties (called by run_export), import */
+int export_ties(ctl *c, const command *cmd, args *a);
+extern const optspec import_opts[];
+extern const char import_help[];
+int run_import(ctl *c, const command *cmd, args *a);
 int run_report(ctl *c, const command *cmd, args *a);
 
 #endif
