@@ -787,7 +787,8 @@ int gd_jobs_spawn_ties(gd_jobs *j, const char *spec_text, pid_t *ret_pid, int *r
     if (stopping)
       rc = gd_err_set(err, GD_EUNAVAILABLE, "shutting down");
     else if (e)
-      rc = gd_err_set(err, GD_EINTERNAL, "spawn %s: %s", j->worker, strerror(e));
+      rc = gd_err_set(err, e == ENOENT || e == EACCES ? GD_EPRECONDITION : GD_EINTERNAL,
+                      "cannot run the clustering worker %s: %s", j->worker, strerror(e));
   }
   for (int i = 0; i < 3; i++) { /* the child's ends */
     if (p[i][i == 0 ? 0 : 1] >= 0)

@@ -144,7 +144,8 @@ int gd_job_decode(const void *rec, size_t len, gd_job_info *ret, char **ret_spec
  * reaps *ret_pid (waitpid) and may SIGTERM it; the worker also dies with
  * the daemon. Such a worker runs beside the queue's, so the caller bounds
  * how many run. Errors: GD_EUNAVAILABLE (gd_jobs_stop was called),
- * GD_EINTERNAL (pipe or spawn failed).
+ * GD_EPRECONDITION (the worker executable is missing or not executable),
+ * GD_EINTERNAL (pipe or spawn failed otherwise).
  */
 int gd_jobs_spawn_ties(gd_jobs *j, const char *spec_text, pid_t *ret_pid, int *ret_ties_fd,
                        int *ret_progress_fd, gd_err *err);

@@ -87,6 +87,7 @@ static int worker_code(int status) {
   case GD_WORKER_EXIT_CANCELLED:
     return GD_ECANCELLED;
   case GD_WORKER_EXIT_PRECONDITION:
+  case 127: /* the shell's "could not exec" (valgrind's posix_spawn reports it so) */
     return GD_EPRECONDITION;
   default:
     return GD_EINTERNAL;
@@ -200,6 +201,8 @@ static void *ties_main(void *arg) {
         snprintf(msg, sizeof msg, "%s", err_line);
       else if (WIFSIGNALED(status))
         snprintf(msg, sizeof msg, "worker killed by signal %d", WTERMSIG(status));
+      else if (WEXITSTATUS(status) == 127)
+        snprintf(msg, sizeof msg, "cannot run the clustering worker (exit code 127)");
       else
         snprintf(msg, sizeof msg, "worker exited with code %d", WEXITSTATUS(status));
     }

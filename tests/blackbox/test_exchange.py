@@ -438,12 +438,17 @@ def test_import_interrupted_by_restart(daemon_factory, tmp_path):
         timeout=T(60))
     imports = os.path.join(dm.data_dir, "imports")
     deadline = time.time() + T(10)
-    while not (os.path.isdir(imports) and os.listdir(imports)):
-        assert time.time() < deadline, "the import never queued its job"
-        time.sleep(0.05)
     queued = first.id + 1
-    job = dm.stub.GetJob(pb.JobRequest(job_id=queued), timeout=T())
+    while True:  # the rows' file is written just before the job is queued
+        try:
+            job = dm.stub.GetJob(pb.JobRequest(job_id=queued), timeout=T())
+            break
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.NOT_FOUND, e.details()
+            assert time.time() < deadline, "the import never queued its job"
+            time.sleep(0.05)
     assert job.state == pb.JOB_STATE_QUEUED
+    assert len(os.listdir(imports)) == 1
     dm.kill9()
     with pytest.raises(grpc.RpcError):
         fut.result()
