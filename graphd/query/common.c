@@ -23,12 +23,16 @@ void gd_query_params_default(gd_query_params *p) {
   gd_evidence_defaults(&p->ev);
 }
 
+static struct icache *icache_get(const uint64_t state[2]);
+
 void qctx_init(qctx *q, gd_rtxn *r, const gd_query_params *p, gd_arena **arena) {
   memset(q, 0, sizeof *q);
   q->r = r;
   q->p = p;
   q->arena = arena;
   gd_err_clear(&q->stop_err);
+  gd_rtxn_state(r, q->state);
+  q->ic = icache_get(q->state);
   qctx_check_slow(q);
 }
 
@@ -63,6 +67,7 @@ static void qlinks_buf_free(qlinks_buf *b) {
 }
 
 void qctx_free(qctx *q) {
+  free(q->full.v);
   qlinks_buf_free(q->cbuf);
   gd_u64map_free(&q->elist_idx);
   free(q->elists);
@@ -71,6 +76,110 @@ void qctx_free(qctx *q) {
   gd_u64map_free(&q->hub_idx);
   free(q->infos);
   free(q->hubs);
+}
+
+/*
+ * The entity cache, one per thread: what qctx_info reads of an entity
+ * (type, seller count, degree) and whole adjacency lists of up to
+ * GD_ICACHE_LIST links, each with the id of the transaction it was read
+ * in. An entry read at R serves a query reading at T when the store's
+ * version bound for the entity (store.h, gd_rtxn_version) is <= min(R, T),
+ * so, unlike the corroboration memo below, a commit invalidates only what
+ * it changed. A cached list is visited as the store would have been
+ * (gd_links_visit_list), rows charged alike, so replies, truncation
+ * included, are the same whether the cache served them or not. Bounded:
+ * GD_ICACHE_MAX entities and GD_ICACHE_LINKS links a thread (about 10
+ * MiB), then it starts over; another store (serial) empties it too.
+ */
+#define GD_ICACHE_MAX 65536
+#define GD_ICACHE_LINKS (1u << 18)
+#define GD_ICACHE_LIST 4096
+
+typedef struct ic_ent {
+  uint64_t info_at, list_at; /* txn ids they were read in; 0 = not held */
+  int type;
+  uint64_t sellers, degree;
+  size_t loff, ln;
+} ic_ent;
+
+struct icache {
+  uint64_t serial;
+  gd_u64map idx; /* entity id -> index + 1 into v */
+  ic_ent *v;
+  size_t n, cap;
+  gd_link *links; /* GD_ICACHE_LINKS */
+  size_t nlinks;
+};
+
+static pthread_key_t icache_key;
+static pthread_once_t icache_once = PTHREAD_ONCE_INIT;
+static bool icache_ok;
+
+static void icache_free(void *p) {
+  struct icache *c = p;
+  if (!c)
+    return;
+  gd_u64map_free(&c->idx);
+  free(c->v);
+  free(c->links);
+  free(c);
+}
+
+static void icache_init(void) { icache_ok = pthread_key_create(&icache_key, icache_free) == 0; }
+
+static void icache_clear(struct icache *c) {
+  gd_u64map_clear(&c->idx);
+  c->n = 0;
+  c->nlinks = 0;
+}
+
+/* This thread's cache for the store of state[0]; NULL (no cache) on out
+ * of memory. */
+static struct icache *icache_get(const uint64_t state[2]) {
+  pthread_once(&icache_once, icache_init);
+  if (!icache_ok)
+    return NULL;
+  struct icache *c = pthread_getspecific(icache_key);
+  if (!c) {
+    if (!(c = calloc(1, sizeof *c)) || !(c->links = malloc(GD_ICACHE_LINKS * sizeof *c->links)) ||
+        pthread_setspecific(icache_key, c) != 0) {
+      if (c)
+        free(c->links);
+      free(c);
+      return NULL;
+    }
+  }
+  if (c->serial != state[0]) {
+    icache_clear(c);
+    c->serial = state[0];
+  }
+  return c;
+}
+
+/* The entry of id, made if missing (NULL: no room, or no cache). */
+static ic_ent *icache_ent(qctx *q, uint64_t id, bool make) {
+  struct icache *c = q->ic;
+  if (!c)
+    return NULL;
+  uint64_t *slot = gd_u64map_get(&c->idx, id);
+  if (slot)
+    return &c->v[*slot - 1];
+  if (!make)
+    return NULL;
+  if (c->n >= GD_ICACHE_MAX)
+    icache_clear(c);
+  bool fresh;
+  if (!qgrow(&c->v, &c->cap, c->n, sizeof *c->v) || !(slot = gd_u64map_put(&c->idx, id, &fresh)))
+    return NULL;
+  ic_ent *e = &c->v[c->n];
+  memset(e, 0, sizeof *e);
+  *slot = ++c->n;
+  return e;
+}
+
+/* Whether what was read at txn `at` is still what q reads. */
+static bool icache_valid(const qctx *q, uint64_t id, uint64_t at) {
+  return at && gd_rtxn_version(q->r, id) <= (at < q->state[1] ? at : q->state[1]);
 }
 
 const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
@@ -82,11 +191,29 @@ const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
   }
   if (!fresh)
     return &q->infos[*slot - 1];
-  gd_entity_view v;
-  gd_ref ref = {id, 0, GD_STR_NULL};
-  /* Errors end the whole query, so the half-made slot is never read. */
-  if (gd_store_get(q->r, &ref, &v, err))
-    return NULL;
+  ic_ent *ce = icache_ent(q, id, false);
+  int type;
+  uint64_t sellers, degree;
+  if (ce && icache_valid(q, id, ce->info_at)) {
+    type = ce->type;
+    sellers = ce->sellers;
+    degree = ce->degree;
+  } else {
+    gd_entity_view v;
+    gd_ref ref = {id, 0, GD_STR_NULL};
+    /* Errors end the whole query, so the half-made slot is never read. */
+    if (gd_store_get(q->r, &ref, &v, err))
+      return NULL;
+    type = v.type;
+    sellers = v.seller_count;
+    degree = v.degree;
+    if ((ce = icache_ent(q, id, true))) {
+      ce->info_at = q->state[1];
+      ce->type = type;
+      ce->sellers = sellers;
+      ce->degree = degree;
+    }
+  }
   if (!qgrow(&q->infos, &q->capinfo, q->ninfo, sizeof *q->infos)) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
@@ -94,12 +221,12 @@ const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
   qinfo *in = &q->infos[q->ninfo++];
   memset(in, 0, sizeof *in);
   in->id = id;
-  in->type = v.type;
-  in->sellers = v.seller_count;
-  in->degree = v.degree;
-  in->cap = GD_TYPE_VALID(v.type) ? q->p->ev.hub_cap[v.type] : 0;
+  in->type = type;
+  in->sellers = sellers;
+  in->degree = degree;
+  in->cap = GD_TYPE_VALID(type) ? q->p->ev.hub_cap[type] : 0;
   /* Direct seller-seller links are never hubs: a seller is not shared. */
-  in->hub = v.type != GD_TYPE_SELLER && gd_is_hub(&q->p->ev, v.type, v.seller_count);
+  in->hub = type != GD_TYPE_SELLER && gd_is_hub(&q->p->ev, type, sellers);
   *slot = q->ninfo;
   return in;
 }
@@ -400,14 +527,59 @@ static int collect(void *ctx, const gd_link *l) {
   return 0;
 }
 
+/* Entity id's whole adjacency list from the cache, read into it first
+ * when it is small enough (its degree at most GD_ICACHE_LIST); false when
+ * the caller must read the store itself (too long, no cache, an error:
+ * the store's own read reports it). */
+static bool cached_list(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n) {
+  struct icache *c = q->ic;
+  if (!c)
+    return false;
+  ic_ent *ce = icache_ent(q, id, false);
+  if (ce && icache_valid(q, id, ce->list_at)) {
+    *ret = c->links + ce->loff;
+    *ret_n = ce->ln;
+    return true;
+  }
+  gd_err e2;
+  const qinfo *in = qctx_info(q, id, &e2);
+  if (!in || in->degree > GD_ICACHE_LIST)
+    return false;
+  q->full.n = 0;
+  q->full.oom = false;
+  if (gd_store_visit_links(q->r, id, 0, 0, 0, collect, &q->full, NULL, &e2) || q->full.oom)
+    return false;
+  size_t n = q->full.n;
+  if (c->nlinks + n > GD_ICACHE_LINKS)
+    icache_clear(c); /* qctx_info's entry goes too: it is read again next time */
+  if (!(ce = icache_ent(q, id, true)) || n > GD_ICACHE_LINKS) {
+    *ret = q->full.v;
+    *ret_n = n;
+    return true;
+  }
+  memcpy(c->links + c->nlinks, q->full.v, n * sizeof *c->links);
+  ce->loff = c->nlinks;
+  ce->ln = n;
+  ce->list_at = q->state[1];
+  c->nlinks += n;
+  *ret = c->links + ce->loff;
+  *ret_n = n;
+  return true;
+}
+
 /* qctx_links over [since, until] (0 = open). */
 static int links_in(qctx *q, uint64_t id, uint32_t type_mask, int64_t since, int64_t until,
                     qlinks *out, gd_err *err) {
   out->n = 0;
   out->oom = false;
   uint64_t before = q->touched;
-  int rc =
-      gd_store_visit_links(q->r, id, type_mask, since, until, collect, out, &q->touched, err);
+  const gd_link *all;
+  size_t n;
+  int rc = GD_OK;
+  if (cached_list(q, id, &all, &n))
+    gd_links_visit_list(all, n, type_mask, since, until, collect, out, &q->touched);
+  else
+    rc = gd_store_visit_links(q->r, id, type_mask, since, until, collect, out, &q->touched, err);
   qctx_work(q, q->touched - before);
   if (rc)
     return rc;

@@ -56,6 +56,9 @@ typedef struct qctx {
   size_t nhubs, caphubs;
   gd_u64map hub_idx;
   uint64_t population; /* sellers in the store, read on first need */
+  uint64_t state[2];   /* gd_rtxn_state: the store's serial, the txn id read */
+  struct icache *ic;   /* this thread's entity cache (common.c); NULL = none */
+  qlinks full;         /* scratch: a whole adjacency list read for the cache */
   qlinks_buf *cbuf;    /* corroboration scratch (lazily made) */
   /* Seller lists of entities read so far (in the query's window): a ring's
    * warehouse is met from every member and weighed once, read once. */

@@ -1040,6 +1040,7 @@ int gd_store_bulk_apply(gd_wtxn *t, const gd_bulk *b, gd_bulk_result *ret, gd_er
   memset(ret, 0, sizeof *ret);
   if ((rc = check_empty(t, err)) || (rc = check_map(t, b, err)))
     return rc;
+  gd__ver_mark_all(t); /* every entity is new: no reader's cache holds one */
   a.first = vm_resize(NULL, 0, n * sizeof *a.first);
   a.last = vm_resize(NULL, 0, n * sizeof *a.last);
   a.degree = vm_resize(NULL, 0, n * sizeof *a.degree);

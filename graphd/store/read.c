@@ -175,6 +175,37 @@ int gd_store_visit_links(gd_rtxn *r, uint64_t id, uint32_t type_mask, int64_t si
   return GD_OK;
 }
 
+int gd_links_visit_list(const gd_link *all, size_t n, uint32_t type_mask, int64_t since,
+                        int64_t until, gd_link_fn fn, void *ctx, uint64_t *touched) {
+  uint32_t mask = type_mask ? type_mask : ~0u;
+  uint64_t rows = 0;
+  int t = next_type(mask, GD_TYPE_MIN), ret = 0;
+  size_t i = 0;
+  if (t == 0)
+    return 0;
+  /* The cursor's MDB_GET_BOTH_RANGE: the first row of type >= t. */
+  while (i < n && all[i].nbr_type < t)
+    i++;
+  while (i < n) {
+    const gd_link *l = &all[i];
+    rows++;
+    if (!(mask & (1u << l->nbr_type))) {
+      int nt = next_type(mask, l->nbr_type + 1);
+      if (nt == 0)
+        break;
+      while (i < n && all[i].nbr_type < nt)
+        i++;
+      continue;
+    }
+    if (in_window(l, since, until) && (ret = fn(ctx, l)))
+      break;
+    i++;
+  }
+  if (touched)
+    *touched += rows;
+  return ret;
+}
+
 int gd_store_label_members(gd_rtxn *r, gd_str label, uint64_t **ret_ids, size_t *ret_n,
                            gd_err *err) {
   MDB_cursor *cur;

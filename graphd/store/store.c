@@ -209,6 +209,12 @@ int gd_store_open(const gd_store_opts *o, gd_store **ret, gd_err *err) {
   mdb_reader_check(s->env, &dead);
   if (open_dbis(s, err))
     goto fail;
+  if (!(s->ver = calloc(GD__VER_SLOTS, sizeof *s->ver))) {
+    gd_err_set(err, GD_ENOMEM, "store: out of memory");
+    goto fail;
+  }
+  mdb_env_info(s->env, &info);
+  atomic_init(&s->ver_floor, (uint64_t)info.me_last_txnid);
   *ret = s;
   return GD_OK;
 
@@ -228,6 +234,7 @@ void gd_store_close(gd_store *s) {
     mdb_env_close(s->env);
   pthread_rwlock_destroy(&s->resize_lock);
   pthread_mutex_destroy(&s->pool_mu);
+  free((void *)s->ver);
   free(s);
 }
 
@@ -291,6 +298,11 @@ static void adopt_map_size(gd_store *s) {
 void gd_rtxn_state(const gd_rtxn *r, uint64_t ret[2]) {
   ret[0] = r->s->serial;
   ret[1] = (uint64_t)mdb_txn_id(r->txn);
+}
+
+uint64_t gd_rtxn_version(const gd_rtxn *r, uint64_t id) {
+  uint64_t f = atomic_load(&r->s->ver_floor), v = atomic_load(&r->s->ver[gd__ver_slot(id)]);
+  return v > f ? v : f;
 }
 
 int gd_store_read_begin(gd_store *s, gd_rtxn **ret, gd_err *err) {

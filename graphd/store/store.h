@@ -117,6 +117,21 @@ void gd_store_read_end(gd_rtxn *r);
  */
 void gd_rtxn_state(const gd_rtxn *r, uint64_t ret[2]);
 
+/*
+ * Entity versions, for caches of what readers read (query/common.c): a
+ * bound V such that entity id's record and links did not change in any
+ * transaction after V. A value read from a transaction with id R (ret[1]
+ * of gd_rtxn_state) is therefore the value every transaction with id T
+ * reads when V <= min(R, T). Every write marks each entity whose record
+ * or links it changes with its transaction's id before it commits (a
+ * table of 2^18 slots shared by id hash: a collision only marks more), a
+ * bulk load marks them all, and opening the store marks them all with the
+ * last committed id. Only this process's writes are marked: graphd's
+ * graph is written by the daemon alone (the clustering worker writes
+ * snapshot tables only). Lock-free; any thread.
+ */
+uint64_t gd_rtxn_version(const gd_rtxn *r, uint64_t id);
+
 /* A reference to an entity: by id when id != 0, else by (type, key). The
  * key must already be normalised. */
 typedef struct gd_ref {
@@ -188,6 +203,16 @@ typedef int (*gd_link_fn)(void *ctx, const gd_link *l);
 int gd_store_visit_links(gd_rtxn *r, uint64_t id, uint32_t type_mask, int64_t since,
                          int64_t until, gd_link_fn fn, void *ctx, uint64_t *touched,
                          gd_err *err);
+
+/*
+ * Visits a full, unwindowed adjacency list `all` (n links in (type, id)
+ * order, as gd_store_visit_links with type_mask 0 gives it) exactly as
+ * gd_store_visit_links(type_mask, since, until) would have visited the
+ * store, adding to *touched the rows it would have read. For callers that
+ * cache whole lists. Returns fn's non-zero value, else 0.
+ */
+int gd_links_visit_list(const gd_link *all, size_t n, uint32_t type_mask, int64_t since,
+                        int64_t until, gd_link_fn fn, void *ctx, uint64_t *touched);
 
 /*
  * The ids of the entities carrying `label`, ascending, as a malloc'd array

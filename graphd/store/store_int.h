@@ -34,7 +34,22 @@ struct gd_store {
   gd_rtxn *pool[GD__RTXN_POOL];
   int npool;
   uint64_t serial; /* gd_rtxn_state */
+  /* Entity versions (store.h, gd_rtxn_version): GD__VER_SLOTS slots by id
+   * hash, each the last transaction id that changed an entity hashing
+   * there; ver_floor bounds every entity (the txn at open, a bulk load).
+   * Written by the one writer thread, read by any. */
+  _Atomic uint64_t *ver;
+  _Atomic uint64_t ver_floor;
 };
+
+#define GD__VER_SLOTS (1u << 18)
+
+static inline size_t gd__ver_slot(uint64_t id) {
+  id ^= id >> 33;
+  id *= UINT64_C(0xff51afd7ed558ccd);
+  id ^= id >> 33;
+  return (size_t)(id & (GD__VER_SLOTS - 1));
+}
 
 /* Counters kept in `meta`, loaded at the start of a group transaction and
  * written just before its commit. */
@@ -53,6 +68,21 @@ struct gd_wtxn {
   gd__counters saved; /* values at gd__wtxn_nest, restored on abort */
   int64_t now;
 };
+
+/* Marks entity id changed by t's transaction (store.h, "Entity
+ * versions"): before the commit, so that no reader sees the change without
+ * the mark. The writer thread only. */
+static inline void gd__ver_mark(gd_wtxn *t, uint64_t id) {
+  uint64_t v = (uint64_t)mdb_txn_id(t->root);
+  _Atomic uint64_t *slot = &t->s->ver[gd__ver_slot(id)];
+  if (atomic_load_explicit(slot, memory_order_relaxed) < v)
+    atomic_store(slot, v);
+}
+
+/* Marks every entity (a bulk load). */
+static inline void gd__ver_mark_all(gd_wtxn *t) {
+  atomic_store(&t->s->ver_floor, (uint64_t)mdb_txn_id(t->root));
+}
 
 /* Maps an LMDB return code to a gd_errno and fills err. */
 int gd__mdb_err(int rc, gd_err *err, const char *what);

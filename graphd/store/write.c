@@ -200,6 +200,7 @@ static int ecache_flush(gd_wtxn *t, ecache *c, gd_err *err) {
     gd__id_key(e->id, kb, &k);
     v.mv_size = e->len;
     v.mv_data = e->rec;
+    gd__ver_mark(t, e->id);
     int rc = mdb_put(t->txn, t->s->entity, &k, &v, 0);
     if (rc)
       return gd__mdb_err(rc, err, "entity");
@@ -400,6 +401,7 @@ static int adj_apply(gd_wtxn *t, MDB_cursor *cur, const half *h, bool *ret_creat
   MDB_val k, v;
   int rc;
 
+  gd__ver_mark(t, h->src);
   gd__id_key(h->src, kb, &k);
   gd_be64_put(row.prefix, h->prefix);
   v.mv_size = sizeof row;
@@ -428,7 +430,6 @@ static int adj_apply(gd_wtxn *t, MDB_cursor *cur, const half *h, bool *ret_creat
     rc = mdb_cursor_put(cur, &k, &v, MDB_NODUPDATA);
     *ret_created = true;
   }
-  (void)t;
   return rc ? gd__mdb_err(rc, err, "adjacency") : GD_OK;
 }
 
@@ -722,6 +723,7 @@ int gd_store_delete(gd_wtxn *t, const gd_ref *ref, uint64_t *ret_links_removed, 
     gd_be64_put(mirror.prefix, GD_ADJ_POS(e->v.type, e->id));
     nv.mv_size = sizeof mirror;
     nv.mv_data = &mirror;
+    gd__ver_mark(t, nbrs[i].nbr);
     int drc = mdb_del(t->txn, t->s->adj, &nk, &nv);
     if (drc && drc != MDB_NOTFOUND) {
       rc = gd__mdb_err(drc, err, "adjacency");
@@ -741,6 +743,7 @@ int gd_store_delete(gd_wtxn *t, const gd_ref *ref, uint64_t *ret_links_removed, 
   }
   if (e->v.type == GD_TYPE_SELLER && (rc = gd__place_mark(t, e->id, err)))
     goto out;
+  gd__ver_mark(t, e->id);
   gd__id_key(e->id, kb, &k);
   rc = mdb_del(t->txn, t->s->adj, &k, NULL);
   if (rc && rc != MDB_NOTFOUND) {

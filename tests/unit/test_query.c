@@ -361,6 +361,84 @@ static void test_memo(void) {
   gd_store_read_end(r);
 }
 
+/* The entity cache (common.c): an entry read in a later state never
+ * serves an earlier one, a write invalidates what it changed, and a
+ * cached list is visited as the store would be (rows alike). */
+typedef struct lv {
+  gd_link v[64];
+  size_t n;
+} lv;
+
+static int lv_add(void *ctx, const gd_link *l) {
+  lv *x = ctx;
+  if (x->n < 64)
+    x->v[x->n++] = *l;
+  return 0;
+}
+
+static void test_entity_cache(void) {
+  gd_rtxn *old, *r;
+  gd_query_params p;
+  gd_linked_result a;
+  gd_err err;
+  gd_query_params_default(&p);
+  CHECK(gd_store_read_begin(st, &old, NULL) == GD_OK);
+  uint64_t r1 = id_of(old, GD_TYPE_SELLER, "r1");
+  CHECK(gd_query_linked(old, r1, 1, &p, 1000, 0, &a, &err) == GD_OK);
+  size_t before = a.n;
+  gd_linked_result_free(&a);
+  /* r1 and a new seller share two new devices. */
+  static gd_link_in L[4];
+  L[0] = (gd_link_in){R(GD_TYPE_SELLER, "r1"), R(GD_TYPE_DEVICE, "ND1"), 90};
+  L[1] = (gd_link_in){R(GD_TYPE_SELLER, "z1"), R(GD_TYPE_DEVICE, "ND1"), 90};
+  L[2] = (gd_link_in){R(GD_TYPE_SELLER, "r1"), R(GD_TYPE_DEVICE, "ND2"), 90};
+  L[3] = (gd_link_in){R(GD_TYPE_SELLER, "z1"), R(GD_TYPE_DEVICE, "ND2"), 90};
+  CHECK(upsert(L, 4, NULL, 0) == GD_OK);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  uint64_t z1 = id_of(r, GD_TYPE_SELLER, "z1");
+  CHECK(gd_query_linked(r, r1, 1, &p, 1000, 0, &a, &err) == GD_OK);
+  CHECK_EQ_U(a.n, before + 1);
+  CHECK(find(&a, z1) != NULL);
+  uint64_t touched_new = a.touched;
+  gd_linked_result_free(&a);
+  /* The same thread, the older state again: the entries the newer read
+   * made do not serve it. */
+  CHECK(gd_query_linked(old, r1, 1, &p, 1000, 0, &a, &err) == GD_OK);
+  CHECK_EQ_U(a.n, before);
+  CHECK(find(&a, z1) == NULL);
+  gd_linked_result_free(&a);
+  CHECK(gd_query_linked(r, r1, 1, &p, 1000, 0, &a, &err) == GD_OK);
+  CHECK_EQ_U(a.touched, touched_new); /* from the cache now: rows charged alike */
+  gd_linked_result_free(&a);
+  /* Lists visited from memory as from the store, for every mask and
+   * window: the same links, the same rows. */
+  static const uint32_t masks[] = {0, 1u << GD_TYPE_SELLER, 1u << GD_TYPE_DEVICE,
+                                   (1u << GD_TYPE_ADDRESS) | (1u << GD_TYPE_PHONE),
+                                   1u << GD_TYPE_IP};
+  static const int64_t win[][2] = {{0, 0}, {95, 0}, {0, 60}, {55, 100}};
+  const char *keys[][2] = {{"s", "r1"}, {"s", "r4"}, {"d", "D"}, {"a", "W"}, {"s", "z1"}};
+  for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+    uint64_t id = id_of(r, keys[k][0][0] == 's' ? GD_TYPE_SELLER
+                           : keys[k][0][0] == 'd' ? GD_TYPE_DEVICE
+                                                  : GD_TYPE_ADDRESS,
+                        keys[k][1]);
+    lv all = {0};
+    CHECK(gd_store_visit_links(r, id, 0, 0, 0, lv_add, &all, NULL, NULL) == GD_OK);
+    for (size_t m = 0; m < sizeof masks / sizeof masks[0]; m++)
+      for (size_t w = 0; w < sizeof win / sizeof win[0]; w++) {
+        lv x = {0}, y = {0};
+        uint64_t tx = 0, ty = 0;
+        CHECK(gd_store_visit_links(r, id, masks[m], win[w][0], win[w][1], lv_add, &x, &tx,
+                                   NULL) == GD_OK);
+        gd_links_visit_list(all.v, all.n, masks[m], win[w][0], win[w][1], lv_add, &y, &ty);
+        CHECK_EQ_U(tx, ty);
+        CHECK(x.n == y.n && memcmp(x.v, y.v, x.n * sizeof *x.v) == 0);
+      }
+  }
+  gd_store_read_end(r);
+  gd_store_read_end(old);
+}
+
 static void test_setup(void) { build(); }
 
 /* Within max_hops, whatever order the frontier is relaxed in: in round 2,
@@ -396,4 +474,5 @@ static void test_linked_hop_bound(void) {
   gd_store_read_end(r);
 }
 
-TAP_MAIN(T(test_setup), T(test_linked), T(test_linked_hop_bound), T(test_paths), T(test_suspects), T(test_memo), T(teardown))
+TAP_MAIN(T(test_setup), T(test_linked), T(test_linked_hop_bound), T(test_paths), T(test_suspects), T(test_memo),
+         T(test_entity_cache), T(teardown))
