@@ -128,7 +128,7 @@ static const char *algo_names[] = {
 
 static bool finite_nonneg(double x) { return isfinite(x) && x >= 0; }
 
-static bool has_ctl(const char *s) {
+bool rpc_has_ctl(const char *s) {
   for (; *s; s++)
     if ((unsigned char)*s < 0x20 || *s == 0x7f)
       return true;
@@ -140,7 +140,7 @@ int rpc_spec_text(const Graphd__V1__ClusteringSpec *s, gd_strbuf *b, gd_err *err
     return GD_OK; /* all defaults */
   if (gd_pb_check_str(s->name, 128, false, err, "spec.name"))
     return err->code;
-  if (has_ctl(s->name))
+  if (rpc_has_ctl(s->name))
     return gd_err_set(err, GD_EINVALID, "spec.name: control characters");
   if (s->algorithm < 0 || s->algorithm > 6)
     return gd_err_set(err, GD_EINVALID, "spec.algorithm: unknown algorithm %d", s->algorithm);

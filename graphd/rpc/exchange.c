@@ -345,13 +345,6 @@ static void import_fail(import_call *s, int code, const char *msg) {
   gd_call_finish(c, code, m, NULL, 0);
 }
 
-static bool has_ctl(const char *s) {
-  for (; *s; s++)
-    if ((unsigned char)*s < 0x20 || *s == 0x7f)
-      return true;
-  return false;
-}
-
 /* The first message's header: the job's spec text, engine, row count. */
 static int import_header(import_call *s, const Graphd__V1__ImportHeader *h, gd_err *err) {
   gd_rpc *R = s->rpc;
@@ -363,7 +356,7 @@ static int import_header(import_call *s, const Graphd__V1__ImportHeader *h, gd_e
     return gd_err_prefix(err, "message 0: header");
   if (gd_pb_check_str(h->engine, GD_WORKER_NAME_MAX, false, err, "message 0: header.engine"))
     return err->code;
-  if (has_ctl(h->engine))
+  if (rpc_has_ctl(h->engine))
     return gd_err_set(err, GD_EINVALID, "message 0: header.engine: control characters");
   if (h->rows == 0)
     return gd_err_set(err, GD_EINVALID, "message 0: header.rows: must be >= 1");

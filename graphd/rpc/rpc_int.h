@@ -153,6 +153,8 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
  * the worker will and packs the resolved ClusteringSpec that Job.spec
  * echoes (*ret malloc'd). rpc_reply_job answers c with a Job. */
 gd_jobs *rpc_need_jobs(gd_call *c);
+/* Whether s holds a control character (names, engines: free text). */
+bool rpc_has_ctl(const char *s);
 struct gd_strbuf;
 int rpc_spec_text(const Graphd__V1__ClusteringSpec *s, struct gd_strbuf *b, gd_err *err);
 int rpc_spec_blob(const char *text, size_t len, uint8_t **ret, size_t *ret_len, gd_err *err);

@@ -1383,6 +1383,22 @@ static void job_free(job *j) {
   gd_store_close(j->store);
 }
 
+/* Runs the stages from open through `last` (before write), each checked
+ * for a cancel first. */
+static int run_stages(job *j, int last, gd_err *err) {
+  static int (*const steps[ST_WRITE])(job *, gd_err *) = {do_open,    do_read,  do_project,
+                                                          do_cluster, do_match, do_summarize};
+  int rc;
+  for (int st = 0; st <= last; st++) {
+    if (cancelled(j))
+      return gd_err_set(err, GD_ECANCELLED, "cancelled before %s", stage_names[st]);
+    stage_begin(j, st);
+    if ((rc = steps[st](j, err)) || (rc = stage_end(j, err)))
+      return rc;
+  }
+  return GD_OK;
+}
+
 int gd_worker_run(const gd_worker_opts *o, const gd_worker_spec *spec, uint64_t *ret_snapshot,
                   gd_err *err) {
   job j;
@@ -1392,17 +1408,8 @@ int gd_worker_run(const gd_worker_opts *o, const gd_worker_spec *spec, uint64_t 
   j.spec = spec;
   j.t0 = gd_now_ns();
 
-  static int (*const steps[])(job *, gd_err *) = {do_open,  do_read,  do_project,
-                                                  do_cluster, do_match, do_summarize};
-  for (int st = 0; st < ST_WRITE; st++) {
-    if (cancelled(&j)) {
-      rc = gd_err_set(err, GD_ECANCELLED, "cancelled before %s", stage_names[st]);
-      goto out;
-    }
-    stage_begin(&j, st);
-    if ((rc = steps[st](&j, err)) || (rc = stage_end(&j, err)))
-      goto out;
-  }
+  if ((rc = run_stages(&j, ST_SUMMARIZE, err)))
+    goto out;
   /* Past this point a cancel is ignored: the snapshot commits whole. */
   if (o->committing)
     atomic_store(o->committing, 1);
@@ -1450,16 +1457,8 @@ int gd_worker_ties(const gd_worker_opts *o, const gd_worker_spec *spec, int fd,
   j.spec = spec;
   j.ties_only = true;
   j.t0 = gd_now_ns();
-  static int (*const steps[])(job *, gd_err *) = {do_open, do_read, do_project};
-  for (int st = 0; st <= ST_PROJECT; st++) {
-    if (cancelled(&j)) {
-      rc = gd_err_set(err, GD_ECANCELLED, "cancelled before %s", stage_names[st]);
-      goto out;
-    }
-    stage_begin(&j, st);
-    if ((rc = steps[st](&j, err)) || (rc = stage_end(&j, err)))
-      goto out;
-  }
+  if ((rc = run_stages(&j, ST_PROJECT, err)))
+    goto out;
   enum { CHUNK = 4096 };
   gd_tie_rec *buf = malloc(CHUNK * sizeof *buf);
   if (!buf) {
