@@ -541,9 +541,23 @@ static bool cached_list(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n
     *ret_n = ce->ln;
     return true;
   }
+  /* Its degree, from what this query or the cache knows, else the store
+   * (not through qctx_info: a missing entity must fail nothing here). */
   gd_err e2;
-  const qinfo *in = qctx_info(q, id, &e2);
-  if (!in || in->degree > GD_ICACHE_LIST)
+  uint64_t degree;
+  const uint64_t *slot = gd_u64map_get(&q->info_idx, id);
+  if (slot && *slot) {
+    degree = q->infos[*slot - 1].degree;
+  } else if (ce && icache_valid(q, id, ce->info_at)) {
+    degree = ce->degree;
+  } else {
+    gd_entity_view v;
+    gd_ref ref = {id, 0, GD_STR_NULL};
+    if (gd_store_get(q->r, &ref, &v, &e2))
+      return false;
+    degree = v.degree;
+  }
+  if (degree > GD_ICACHE_LIST)
     return false;
   q->full.n = 0;
   q->full.oom = false;
