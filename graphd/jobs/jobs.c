@@ -303,6 +303,40 @@ static void write_spec(int fd, const char *p) {
   close(fd);
 }
 
+void gd_jobs_worker_reason(const gd_jobs *j, int status, const char *err_line, char *buf,
+                           size_t n) {
+  if (WIFSIGNALED(status))
+    snprintf(buf, n, "worker killed by signal %d", WTERMSIG(status));
+  else if (err_line && err_line[0])
+    snprintf(buf, n, "%s", err_line);
+  else if (WEXITSTATUS(status) == 127)
+    /* The shell convention for "could not exec": some posix_spawn
+     * implementations (valgrind's, for one) report a failed exec this way
+     * instead of returning an error. */
+    snprintf(buf, n, "cannot run worker %.200s (exit code 127)", j->worker);
+  else
+    snprintf(buf, n, "worker exited with code %d", WEXITSTATUS(status));
+}
+
+/* A pipe whose both ends are above fd 3 (so the dup2s of spawn_worker
+ * never clobber one) and close-on-exec. -1 with errno on failure, both
+ * ends closed. */
+static int pipe_high(int p[2]) {
+  if (pipe2(p, O_CLOEXEC))
+    return -1;
+  p[0] = high_fd(p[0]);
+  p[1] = high_fd(p[1]);
+  if (p[0] >= 0 && p[1] >= 0)
+    return 0;
+  int e = errno;
+  for (int i = 0; i < 2; i++)
+    if (p[i] >= 0)
+      close(p[i]);
+  p[0] = p[1] = -1;
+  errno = e;
+  return -1;
+}
+
 /* Runs one job to its end; called without j->mu. */
 static void run_job(gd_jobs *j, job *jb) {
   int in[2] = {-1, -1}, pr[2] = {-1, -1};
@@ -311,16 +345,8 @@ static void run_job(gd_jobs *j, job *jb) {
   /* The stage being timed (stage_done). */
   char stage[GD_JOB_STAGE_MAX] = "start";
   int64_t stage_t0 = gd_now_ns();
-  if (pipe2(in, O_CLOEXEC) || pipe2(pr, O_CLOEXEC)) {
+  if (pipe_high(in) || pipe_high(pr)) {
     snprintf(reason, sizeof reason, "internal error: pipe: %s", strerror(errno));
-    goto fail;
-  }
-  in[0] = high_fd(in[0]);
-  in[1] = high_fd(in[1]);
-  pr[0] = high_fd(pr[0]);
-  pr[1] = high_fd(pr[1]);
-  if (in[0] < 0 || in[1] < 0 || pr[0] < 0 || pr[1] < 0) {
-    snprintf(reason, sizeof reason, "internal error: fcntl: %s", strerror(errno));
     goto fail;
   }
   pthread_mutex_lock(&j->mu);
@@ -395,7 +421,7 @@ static void run_job(gd_jobs *j, job *jb) {
     /* cancelled before the worker installed its handler */
     finish(j, jb, GD_JOB_CANCELLED, j->stopping ? "daemon shutting down" : "cancelled");
   } else if (WIFSIGNALED(status)) {
-    snprintf(reason, sizeof reason, "worker killed by signal %d", WTERMSIG(status));
+    gd_jobs_worker_reason(j, status, err_line, reason, sizeof reason);
     finish(j, jb, GD_JOB_FAILED, reason);
   } else {
     int code = WEXITSTATUS(status);
@@ -405,15 +431,7 @@ static void run_job(gd_jobs *j, job *jb) {
     } else if (code == 5 || (got_cancel && code != 0)) {
       finish(j, jb, GD_JOB_CANCELLED, j->stopping ? "daemon shutting down" : "cancelled");
     } else {
-      if (err_line[0])
-        snprintf(reason, sizeof reason, "%s", err_line);
-      else if (code == 127)
-        /* The shell convention for "could not exec": some posix_spawn
-         * implementations (valgrind's, for one) report a failed exec this
-         * way instead of returning an error. */
-        snprintf(reason, sizeof reason, "cannot run worker %.200s (exit code 127)", j->worker);
-      else
-        snprintf(reason, sizeof reason, "worker exited with code %d", code);
+      gd_jobs_worker_reason(j, status, err_line, reason, sizeof reason);
       finish(j, jb, GD_JOB_FAILED, reason);
     }
   }
@@ -757,6 +775,16 @@ out:
   return h;
 }
 
+void gd_jobs_listen_now(gd_jobs *j, uint64_t handle) {
+  pthread_mutex_lock(&j->lmu);
+  for (size_t i = 0; i < j->nl; i++)
+    if (j->ls[i].handle == handle) {
+      j->ls[i].fn(j->ls[i].ctx);
+      break;
+    }
+  pthread_mutex_unlock(&j->lmu);
+}
+
 void gd_jobs_unlisten(gd_jobs *j, uint64_t handle) {
   pthread_mutex_lock(&j->lmu);
   for (size_t i = 0; i < j->nl; i++)
@@ -771,13 +799,9 @@ int gd_jobs_spawn_ties(gd_jobs *j, const char *spec_text, pid_t *ret_pid, int *r
                        int *ret_progress_fd, gd_err *err) {
   int p[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}}; /* stdin, progress, ties */
   int rc = GD_OK;
-  for (int i = 0; i < 3 && !rc; i++) {
-    if (pipe2(p[i], O_CLOEXEC))
+  for (int i = 0; i < 3 && !rc; i++)
+    if (pipe_high(p[i]))
       rc = gd_err_set(err, GD_EINTERNAL, "pipe: %s", strerror(errno));
-    for (int k = 0; k < 2 && !rc; k++)
-      if ((p[i][k] = high_fd(p[i][k])) < 0)
-        rc = gd_err_set(err, GD_EINTERNAL, "fcntl: %s", strerror(errno));
-  }
   pid_t pid = 0;
   if (!rc) {
     pthread_mutex_lock(&j->mu);

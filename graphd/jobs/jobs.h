@@ -150,6 +150,15 @@ int gd_job_decode(const void *rec, size_t len, gd_job_info *ret, char **ret_spec
 int gd_jobs_spawn_ties(gd_jobs *j, const char *spec_text, pid_t *ret_pid, int *ret_ties_fd,
                        int *ret_progress_fd, gd_err *err);
 
+/*
+ * Why a reaped worker (waitpid status) failed, into buf: "worker killed by
+ * signal N"; else its "error" line (err_line, may be NULL or empty) when it
+ * printed one; else "cannot run worker PATH (exit code 127)" or "worker
+ * exited with code N". A job's reason and an export's status text alike.
+ */
+void gd_jobs_worker_reason(const gd_jobs *j, int status, const char *err_line, char *buf,
+                           size_t n);
+
 /* The data directory the workers get (gd_jobs_opts.data_dir). */
 const char *gd_jobs_data_dir(const gd_jobs *j);
 
@@ -188,5 +197,9 @@ uint64_t gd_jobs_version(gd_jobs *j);
  * will not be called again. */
 uint64_t gd_jobs_listen(gd_jobs *j, void (*fn)(void *ctx), void *ctx);
 void gd_jobs_unlisten(gd_jobs *j, uint64_t handle);
+/* Calls listener handle's fn once now, as a change would (under the same
+ * lock, so gd_jobs_unlisten waits for it too): for a listener that must
+ * also look at a state reached before it learnt what to look for. */
+void gd_jobs_listen_now(gd_jobs *j, uint64_t handle);
 
 #endif

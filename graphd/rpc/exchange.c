@@ -48,6 +48,7 @@
 typedef struct ties_call {
   gd_rpc *rpc;
   gd_call *call;
+  gd_jobs *jobs;
   pthread_mutex_t mu;
   pthread_cond_t cv;
   bool writing, write_ok;
@@ -69,29 +70,6 @@ static ssize_t read_full(int fd, void *buf, size_t n) {
     got += (size_t)r;
   }
   return (ssize_t)got;
-}
-
-/* The worker's exit as a graphd error code (worker.h, exit codes). */
-static int worker_code(int status) {
-  if (!WIFEXITED(status))
-    return GD_EINTERNAL;
-  switch (WEXITSTATUS(status)) {
-  case GD_WORKER_EXIT_OK:
-    return GD_OK;
-  case GD_WORKER_EXIT_INVALID:
-    return GD_EINVALID;
-  case GD_WORKER_EXIT_NOTFOUND:
-    return GD_ENOTFOUND;
-  case GD_WORKER_EXIT_RESOURCE:
-    return GD_ERESOURCE;
-  case GD_WORKER_EXIT_CANCELLED:
-    return GD_ECANCELLED;
-  case GD_WORKER_EXIT_PRECONDITION:
-  case 127: /* the shell's "could not exec" (valgrind's posix_spawn reports it so) */
-    return GD_EPRECONDITION;
-  default:
-    return GD_EINTERNAL;
-  }
 }
 
 /* Sends one batch and waits for it to be written. false: the call died. */
@@ -191,20 +169,13 @@ static void *ties_main(void *arg) {
   while (waitpid(t->pid, &status, 0) < 0 && errno == EINTR)
     ;
   if (!code) {
-    code = worker_code(status);
+    code = WIFEXITED(status) ? gd_worker_exit_status(WEXITSTATUS(status)) : GD_EINTERNAL;
     if (!code && (!got_done || done != sent)) {
       code = GD_EINTERNAL;
       snprintf(msg, sizeof msg, "the worker sent %llu ties but reported %s",
                (unsigned long long)sent, got_done ? "another count" : "no end");
     } else if (code) {
-      if (err_line[0])
-        snprintf(msg, sizeof msg, "%s", err_line);
-      else if (WIFSIGNALED(status))
-        snprintf(msg, sizeof msg, "worker killed by signal %d", WTERMSIG(status));
-      else if (WEXITSTATUS(status) == 127)
-        snprintf(msg, sizeof msg, "cannot run the clustering worker (exit code 127)");
-      else
-        snprintf(msg, sizeof msg, "worker exited with code %d", WEXITSTATUS(status));
+      gd_jobs_worker_reason(t->jobs, status, err_line, msg, sizeof msg);
     }
   }
   free(recs);
@@ -213,13 +184,12 @@ static void *ties_main(void *arg) {
   free(w);
   free(buf);
   gd_call *c = t->call;
-  pthread_mutex_lock(&R->ties.mu);
-  R->ties.call = NULL;
-  pthread_mutex_unlock(&R->ties.mu);
   pthread_mutex_destroy(&t->mu);
   pthread_cond_destroy(&t->cv);
   free(t);
-  atomic_store(&R->ties_running, false);
+  pthread_mutex_lock(&R->ties.mu);
+  R->ties.call = NULL; /* the next export may start */
+  pthread_mutex_unlock(&R->ties.mu);
   gd_call_finish(c, code, code ? msg : NULL, NULL, 0);
   return NULL;
 }
@@ -251,7 +221,6 @@ void rpc_export_ties(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   gd_err err = {0};
   ties_call *t = NULL;
   gd_jobs *jobs = rpc_need_jobs(c);
-  bool idle = false;
   if (!jobs)
     goto out;
   gd_strbuf_printf(&b, "# ExportTies\n");
@@ -261,46 +230,45 @@ void rpc_export_ties(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     rpc_fail(c, &err);
     goto out;
   }
-  if (!atomic_compare_exchange_strong(&R->ties_running, &idle, true)) {
-    rpc_fail_code(c, GD_ERESOURCE, "another ExportTies is running; one at a time");
-    goto out;
-  }
-  if (!(t = calloc(1, sizeof *t))) {
-    atomic_store(&R->ties_running, false);
-    rpc_fail_code(c, GD_ENOMEM, "out of memory");
-    goto out;
-  }
-  t->rpc = R;
-  t->call = c;
-  pthread_mutex_init(&t->mu, NULL);
-  pthread_cond_init(&t->cv, NULL);
-  pthread_mutex_lock(&R->ties.mu); /* a cancel waits until the worker is known */
-  int rc = gd_jobs_spawn_ties(jobs, b.p, &t->pid, &t->tfd, &t->pfd, &err);
-  pthread_t th;
-  pthread_attr_t at;
-  pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  /* Held while the worker starts: a cancel waits until it is known, and
+   * R->ties.call says an export runs. */
+  pthread_mutex_lock(&R->ties.mu);
+  int rc = GD_OK;
+  if (R->ties.call)
+    rc = gd_err_set(&err, GD_ERESOURCE, "another ExportTies is running; one at a time");
+  else if (!(t = calloc(1, sizeof *t)))
+    rc = gd_err_set(&err, GD_ENOMEM, "out of memory");
+  else
+    rc = gd_jobs_spawn_ties(jobs, b.p, &t->pid, &t->tfd, &t->pfd, &err);
   if (!rc) {
+    t->rpc = R;
+    t->call = c;
+    t->jobs = jobs;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
     R->ties.call = c;
     R->ties.pid = t->pid;
     gd_call_set_user(c, t);
+    pthread_t th;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&th, &at, ties_main, t)) {
       kill(t->pid, SIGKILL);
       waitpid(t->pid, NULL, 0);
       close(t->tfd);
       close(t->pfd);
+      pthread_mutex_destroy(&t->mu);
+      pthread_cond_destroy(&t->cv);
       R->ties.call = NULL;
       R->ties.pid = 0;
       rc = gd_err_set(&err, GD_EINTERNAL, "cannot start the export thread");
     }
+    pthread_attr_destroy(&at);
   }
   pthread_mutex_unlock(&R->ties.mu);
-  pthread_attr_destroy(&at);
   if (rc) {
-    pthread_mutex_destroy(&t->mu);
-    pthread_cond_destroy(&t->cv);
     free(t);
-    atomic_store(&R->ties_running, false);
     rpc_fail(c, &err);
   }
 out:
@@ -320,17 +288,16 @@ typedef struct import_call {
   gd_strbuf spec; /* worker spec text, from the header */
   char engine[GD_WORKER_NAME_MAX + 1];
   char path[PATH_MAX];
-  /* Waiting for the job: armed once the listener's handle is known. */
-  pthread_mutex_t mu;
-  bool armed;
+  /* Waiting for the job: the listener is on before the job is submitted;
+   * job_id is 0 until it is. */
+  _Atomic uint64_t job_id;
   atomic_bool finishing;
-  uint64_t job_id, handle;
+  uint64_t handle;
 } import_call;
 
 static void import_free(import_call *s) {
   free(s->rows);
   free(s->spec.p);
-  pthread_mutex_destroy(&s->mu);
   free(s);
 }
 
@@ -525,7 +492,7 @@ static void import_finish(void *arg) {
   gd_job_info ji = {0};
   gd_err err;
   gd_call *c = s->call;
-  int rc = gd_jobs_get(s->jobs, s->job_id, &ji, &err);
+  int rc = gd_jobs_get(s->jobs, atomic_load(&s->job_id), &ji, &err);
   import_free(s);
   if (rc)
     rpc_fail(c, &err);
@@ -536,14 +503,12 @@ static void import_finish(void *arg) {
 
 static void import_changed(void *ctx) {
   import_call *s = ctx;
-  pthread_mutex_lock(&s->mu);
-  bool armed = s->armed;
-  pthread_mutex_unlock(&s->mu);
-  if (!armed || atomic_load(&s->finishing))
+  uint64_t id = atomic_load(&s->job_id);
+  if (!id || atomic_load(&s->finishing))
     return;
   gd_job_info ji = {0};
   gd_err err;
-  bool final = gd_jobs_get(s->jobs, s->job_id, &ji, &err) != GD_OK ||
+  bool final = gd_jobs_get(s->jobs, id, &ji, &err) != GD_OK ||
                gd_job_state_final(ji.state);
   gd_job_info_free(&ji);
   if (final && !atomic_exchange(&s->finishing, true))
@@ -554,6 +519,7 @@ static void import_changed(void *ctx) {
 static void import_end(void *arg) {
   import_call *s = arg;
   gd_rpc *R = s->rpc;
+  gd_jobs *jobs;
   gd_err err = {0};
   char m[GD_ERR_MSG_MAX];
   if (rpc_stream_settle(s->call, &err)) {
@@ -587,32 +553,22 @@ static void import_end(void *arg) {
   gd_job_info ji = {0};
   rc = s->spec.oom ? gd_err_set(&err, GD_ENOMEM, "out of memory")
                    : rpc_spec_blob(s->spec.p, s->spec.n, &blob, &blob_len, &err);
-  if (!rc)
-    rc = gd_jobs_submit(s->jobs, s->spec.p, blob, blob_len, &ji, &err);
+  if (!rc && !(s->handle = gd_jobs_listen(s->jobs, import_changed, s)))
+    rc = gd_err_set(&err, GD_ENOMEM, "out of memory to wait for the import's job");
+  if (!rc && (rc = gd_jobs_submit(s->jobs, s->spec.p, blob, blob_len, &ji, &err)))
+    gd_jobs_unlisten(s->jobs, s->handle);
   free(blob);
   if (rc) {
     unlink(s->path);
     import_fail(s, rc, err.msg);
     return;
   }
-  s->job_id = ji.id;
-  gd_job_info_free(&ji);
   atomic_store(&R->import_running, false); /* the rows are in the job's hands */
-  s->handle = gd_jobs_listen(s->jobs, import_changed, s);
-  if (!s->handle) {
-    /* Without a listener the job still runs; the caller follows it. */
-    gd_jobs_get(s->jobs, s->job_id, &ji, &err);
-    unlink(s->path); /* the worker may not have read it: it fails, and says so */
-    gd_call *c = s->call;
-    import_free(s);
-    rpc_fail_code(c, GD_ENOMEM, "out of memory to wait for the import's job");
-    gd_job_info_free(&ji);
-    return;
-  }
-  pthread_mutex_lock(&s->mu);
-  s->armed = true;
-  pthread_mutex_unlock(&s->mu);
-  import_changed(s); /* it may have ended already */
+  jobs = s->jobs;
+  uint64_t handle = s->handle;
+  atomic_store(&s->job_id, ji.id); /* from here a listener call may finish and free s */
+  gd_job_info_free(&ji);
+  gd_jobs_listen_now(jobs, handle); /* it may have ended already */
 }
 
 void rpc_import_read(gd_call *c, gd_read_result rr, const uint8_t *msg, size_t len) {
@@ -637,7 +593,6 @@ void rpc_import_read(gd_call *c, gd_read_result rr, const uint8_t *msg, size_t l
     s->rpc = R;
     s->call = c;
     s->jobs = jobs;
-    pthread_mutex_init(&s->mu, NULL);
     gd_call_set_user(c, s);
     if (R->audit)
       gd_call_set_target(c, "import");

@@ -36,9 +36,8 @@ struct gd_rpc {
   atomic_bool backup_running; /* one backup at a time (handlers.c) */
   atomic_bool bulk_running;   /* one BulkLoad at a time (bulk.c) */
   atomic_bool import_running; /* one ImportSnapshot upload at a time (exchange.c) */
-  atomic_bool ties_running;   /* one ExportTies at a time (exchange.c) */
-  /* The one ExportTies running (exchange.c, under mu): its call and its
-   * worker, for on_cancel. */
+  /* The one ExportTies running (exchange.c, under mu): its call (NULL:
+   * none runs) and its worker (0 once reaped), for on_cancel. */
   struct {
     pthread_mutex_t mu;
     gd_call *call;

@@ -33,6 +33,26 @@ int gd_worker_exit_code(int code) {
   }
 }
 
+int gd_worker_exit_status(int exit_code) {
+  switch (exit_code) {
+  case GD_WORKER_EXIT_OK:
+    return GD_OK;
+  case GD_WORKER_EXIT_INVALID:
+    return GD_EINVALID;
+  case GD_WORKER_EXIT_NOTFOUND:
+    return GD_ENOTFOUND;
+  case GD_WORKER_EXIT_RESOURCE:
+    return GD_ERESOURCE;
+  case GD_WORKER_EXIT_CANCELLED:
+    return GD_ECANCELLED;
+  case GD_WORKER_EXIT_PRECONDITION:
+  case 127: /* a shell's "could not exec" (valgrind's posix_spawn reports it so) */
+    return GD_EPRECONDITION;
+  default:
+    return GD_EINTERNAL;
+  }
+}
+
 static const char *const algo_names[GD_COMM__COUNT] = {
     [GD_COMM_LEIDEN_CPM] = "leiden_cpm",
     [GD_COMM_LEIDEN_MODULARITY] = "leiden_modularity",

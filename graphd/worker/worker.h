@@ -158,6 +158,11 @@
 /* The exit code for a graphd error code. */
 int gd_worker_exit_code(int gd_code);
 
+/* The graphd error code a worker's exit code stands for: the inverse of
+ * gd_worker_exit_code (GD_WORKER_EXIT_FAILED and unknown codes:
+ * GD_EINTERNAL; 127, a shell's "could not exec": GD_EPRECONDITION). */
+int gd_worker_exit_status(int exit_code);
+
 #define GD_WORKER_SPEC_MAX (64 * 1024)
 #define GD_WORKER_NAME_MAX 128
 #define GD_WORKER_FLAGGED_MAX 64
