@@ -571,7 +571,8 @@ static bool cached_list(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n
     *ret_n = n;
     return true;
   }
-  memcpy(c->links + c->nlinks, q->full.v, n * sizeof *c->links);
+  if (n) /* an empty list has no buffer: q->full.v may be NULL */
+    memcpy(c->links + c->nlinks, q->full.v, n * sizeof *c->links);
   ce->loff = c->nlinks;
   ce->ln = n;
   ce->list_at = q->state[1];

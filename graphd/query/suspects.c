@@ -201,7 +201,8 @@ static int linked_copy(gd_arena **arena, const gd_linked *src, gd_linked *dst) {
     dst->steps[h].shared = gd_arena_alloc(arena, (st->nshared + 1) * sizeof *st->shared);
     if (!dst->steps[h].shared)
       return GD_ENOMEM;
-    memcpy(dst->steps[h].shared, st->shared, st->nshared * sizeof *st->shared);
+    if (st->nshared)
+      memcpy(dst->steps[h].shared, st->shared, st->nshared * sizeof *st->shared);
   }
   return GD_OK;
 }

@@ -437,6 +437,20 @@ static void test_entity_cache(void) {
   }
   gd_store_read_end(r);
   gd_store_read_end(old);
+  /* A seller with no links: its list is empty and was never buffered, and
+   * a fresh query still caches it and answers nothing (found by
+   * fuzz_requests: memcpy from a NULL buffer). */
+  static gd_entity_in E[1];
+  E[0] = (gd_entity_in){GD_TYPE_SELLER, gd_str_c("alone"), NULL, 0, NULL, 0, 1};
+  CHECK(upsert(NULL, 0, E, 1) == GD_OK);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  uint64_t alone = id_of(r, GD_TYPE_SELLER, "alone");
+  for (int i = 0; i < 2; i++) {
+    CHECK(gd_query_linked(r, alone, 2, &p, 1000, 0, &a, &err) == GD_OK);
+    CHECK_EQ_U(a.n, 0);
+    gd_linked_result_free(&a);
+  }
+  gd_store_read_end(r);
 }
 
 static void test_setup(void) { build(); }
