@@ -541,7 +541,8 @@ static int parse_args(int argc, char **argv, config *c) {
       if (ok) {
         memcpy(role, optarg, (size_t)(eq - optarg));
         role[eq - optarg] = 0;
-        ok = gd_role_parse(role, &r) == 0 && parse_long(eq + 1, 0, 1L << 40, &v);
+        ok = gd_role_parse(role, &r) == 0 && r <= GD_ROLE_ADMIN && /* partners run no queries */
+             parse_long(eq + 1, 0, 1L << 40, &v);
       }
       if (ok) {
         c->max_hub_cap[r] = v;

@@ -1199,6 +1199,7 @@ static void h_whoami(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   Graphd__V1__WhoAmIReply rep = GRAPHD__V1__WHO_AM_IREPLY__INIT;
   rep.principal = (char *)who;
   rep.role = (char *)gd_role_name(role);
+  rep.brand = (char *)gd_call_brand(c);
   rpc_reply(c, &rep.base);
 }
 
@@ -1339,6 +1340,9 @@ static void h_backup(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
 /* An investigator query: runs on the server's query threads (server.h). */
 #define HEAVY(name, fn, r)                                                                   \
   {.path = SVC name, .kind = GD_RPC_UNARY, .on_request = fn, .role = r, .heavy = true}
+/* Open to partners too (server/auth.h): the handler scopes to the brand. */
+#define PARTNER(name, fn, r)                                                                 \
+  {.path = SVC name, .kind = GD_RPC_UNARY, .on_request = fn, .role = r, .partner = true}
 #define R GD_ROLE_READER
 #define I GD_ROLE_INVESTIGATOR
 #define W GD_ROLE_WRITER
@@ -1390,7 +1394,7 @@ static const gd_method methods[] = {
      .on_written = rpc_reflection_written, .role = R},
     {.path = SVC "GetEntities", .kind = GD_RPC_SERVER_STREAM, .on_request = h_get_entities,
      .on_written = h_entities_written, .role = R},
-    UNARY("WhoAmI", h_whoami, R),
+    PARTNER("WhoAmI", h_whoami, R),
     {.path = SVC "WatchAlerts", .kind = GD_RPC_SERVER_STREAM, .on_request = rpc_watch_alerts,
      .on_written = rpc_alerts_written, .on_cancel = rpc_follow_cancel, .role = I},
     {.path = SVC "BulkLoad", .kind = GD_RPC_CLIENT_STREAM, .on_read = rpc_bulk_load_read,
@@ -1399,6 +1403,11 @@ static const gd_method methods[] = {
      .on_written = rpc_ties_written, .on_cancel = rpc_ties_cancel, .role = R},
     {.path = SVC "ImportSnapshot", .kind = GD_RPC_CLIENT_STREAM, .on_read = rpc_import_read,
      .role = W},
+    /* Cases: partners too, scoped to their brand (cases.c). */
+    PARTNER("CreateCase", rpc_create_case, I),
+    PARTNER("GetCase", rpc_get_case, R),
+    PARTNER("ListCases", rpc_list_cases, R),
+    PARTNER("UpdateCase", rpc_update_case, I),
 };
 #undef R
 #undef I

@@ -98,6 +98,49 @@ static int resolve(gd_rtxn *r, const Graphd__V1__EntityRef *in, gd_arena **a, co
   return GD_OK;
 }
 
+/* ---- where an answer goes ------------------------------------------------- */
+
+/*
+ * An investigation answers its call (the rpc) or, for a query saved into
+ * a case (rpc_investigate_packed), packs its reply into a buffer. Either
+ * way exactly one of sink_reply / sink_fail is called.
+ */
+typedef struct inv_sink {
+  gd_call *c;
+  bool capture;     /* pack into buf instead of answering c */
+  uint8_t *buf;     /* capture: the packed reply (malloc'd) */
+  size_t len;
+  gd_err err;       /* capture: the failure */
+} inv_sink;
+
+static void sink_reply(inv_sink *s, const ProtobufCMessage *m) {
+  if (!s->capture) {
+    rpc_reply(s->c, m);
+    return;
+  }
+  size_t n = protobuf_c_message_get_packed_size(m), max = rpc_ctx(s->c)->lim.max_reply_bytes;
+  if (n > max) {
+    gd_err_set(&s->err, GD_ERESOURCE,
+               "the saved reply of %zu bytes is over the server's maximum message size of %zu "
+               "bytes (--max-message-bytes): ask for fewer results (limit)",
+               n, max);
+    return;
+  }
+  if (!(s->buf = malloc(n ? n : 1))) {
+    gd_err_set(&s->err, GD_ENOMEM, "out of memory packing the reply");
+    return;
+  }
+  protobuf_c_message_pack(m, s->buf);
+  s->len = n;
+}
+
+static void sink_fail(inv_sink *s, const gd_err *err) {
+  if (!s->capture)
+    rpc_fail(s->c, err);
+  else
+    s->err = *err;
+}
+
 /* ---- reply parts ---------------------------------------------------------- */
 
 /*
@@ -219,6 +262,7 @@ static Graphd__V1__LinkedSeller *linked_pb(gd_rtxn *r, ecache *ec, const gd_link
 typedef struct linked_job {
   gd_rpc *rpc;
   gd_call *c;
+  inv_sink *sink;
   Graphd__V1__LinkedSellersRequest *req;
   gd_query_params p;
   unsigned hops;
@@ -235,7 +279,6 @@ static void linked_job_free(linked_job *j) {
  * caller runs it again with that); else true: the reply or the error is
  * sent. */
 static bool linked_run(linked_job *j, uint64_t max_work) {
-  gd_call *c = j->c;
   Graphd__V1__LinkedSellersRequest *req = j->req;
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
@@ -272,10 +315,10 @@ static bool linked_run(linked_job *j, uint64_t max_work) {
   rep.truncated = res.truncated;
   rep.server_work_bound = res.work_bound;
   rep.touched = res.touched;
-  rpc_reply(c, &rep.base);
+  sink_reply(j->sink, &rep.base);
   goto out;
 fail:
-  rpc_fail(c, &err);
+  sink_fail(j->sink, &err);
 out:
   gd_linked_result_free(&res);
   gd_store_read_end(r);
@@ -290,6 +333,34 @@ static void linked_heavy(void *arg) {
   linked_job_free(j);
 }
 
+/* Validates req into j (j->rpc, c, sink, req set). Errors: INVALID_ARGUMENT
+ * naming the field. */
+static int linked_prepare(linked_job *j, gd_err *err) {
+  gd_call *c = j->c;
+  Graphd__V1__LinkedSellersRequest *req = j->req;
+  gd_query_params *p = &j->p;
+  rpc_query_params(c, p);
+  j->hops = req->max_hops ? req->max_hops : 1;
+  if (j->hops > MAX_HOPS_LINKED)
+    return gd_err_set(err, GD_EINVALID, "max_hops: %u is over the maximum of %d",
+                      req->max_hops, MAX_HOPS_LINKED);
+  for (size_t i = 0; i < req->n_via_types; i++) {
+    if (!GD_TYPE_VALID((int)req->via_types[i]))
+      return gd_err_set(err, GD_EINVALID, "via_types[%zu]: unknown entity type %d", i,
+                        (int)req->via_types[i]);
+    p->type_mask |= 1u << req->via_types[i];
+  }
+  if (!isfinite(req->min_score))
+    return gd_err_set(err, GD_EINVALID, "min_score: not a finite number");
+  if (gd_pb_window(req->window, &p->since, &p->until, err, "window") ||
+      conv_caps(c, req->hub_caps, req->n_hub_caps, p, err) ||
+      conv_limit(c, req->limit, "limit", &j->limit, err) ||
+      conv_bound(req->max_touched, DEFAULT_TOUCH_ROWS, MAX_TOUCH_ROWS, "max_touched",
+                 &p->max_touched, err))
+    return err->code;
+  return GD_OK;
+}
+
 void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   Graphd__V1__LinkedSellersRequest *req = (Graphd__V1__LinkedSellersRequest *)rpc_unpack(
       c, &graphd__v1__linked_sellers_request__descriptor, msg, len, has_msg);
@@ -298,38 +369,17 @@ void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
   if (!req)
     return;
   gd_err_clear(&err);
-  if (!(j = calloc(1, sizeof *j))) {
+  if (!(j = calloc(1, sizeof *j + sizeof(inv_sink)))) {
     gd_err_set(&err, GD_ENOMEM, "out of memory");
     goto fail;
   }
   j->rpc = rpc_ctx(c);
   j->c = c;
+  j->sink = (inv_sink *)(j + 1);
+  j->sink->c = c;
   j->req = req;
   gd_query_params *p = &j->p;
-  rpc_query_params(c, p);
-  j->hops = req->max_hops ? req->max_hops : 1;
-  if (j->hops > MAX_HOPS_LINKED) {
-    gd_err_set(&err, GD_EINVALID, "max_hops: %u is over the maximum of %d", req->max_hops,
-               MAX_HOPS_LINKED);
-    goto fail;
-  }
-  for (size_t i = 0; i < req->n_via_types; i++) {
-    if (!GD_TYPE_VALID((int)req->via_types[i])) {
-      gd_err_set(&err, GD_EINVALID, "via_types[%zu]: unknown entity type %d", i,
-                 (int)req->via_types[i]);
-      goto fail;
-    }
-    p->type_mask |= 1u << req->via_types[i];
-  }
-  if (!isfinite(req->min_score)) {
-    gd_err_set(&err, GD_EINVALID, "min_score: not a finite number");
-    goto fail;
-  }
-  if (gd_pb_window(req->window, &p->since, &p->until, &err, "window") ||
-      conv_caps(c, req->hub_caps, req->n_hub_caps, p, &err) ||
-      conv_limit(c, req->limit, "limit", &j->limit, &err) ||
-      conv_bound(req->max_touched, DEFAULT_TOUCH_ROWS, MAX_TOUCH_ROWS, "max_touched",
-                 &p->max_touched, &err))
+  if (linked_prepare(j, &err))
     goto fail;
   if (j->hops == 1) {
     /* (max_work 0: no server bound) */
@@ -349,9 +399,7 @@ fail:
 
 /* ---- FindPaths ------------------------------------------------------------------ */
 
-void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
-  Graphd__V1__FindPathsRequest *req = (Graphd__V1__FindPathsRequest *)rpc_unpack(
-      c, &graphd__v1__find_paths_request__descriptor, msg, len, has_msg);
+static void paths_exec(gd_call *c, const Graphd__V1__FindPathsRequest *req, inv_sink *sink) {
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
   ecache ec = GD_U64MAP_INIT;
@@ -359,8 +407,6 @@ void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   gd_query_params p;
   gd_err err;
   uint64_t from, to;
-  if (!req)
-    return;
   gd_err_clear(&err);
   rpc_query_params(c, &p);
   size_t k = req->k ? req->k : 3;
@@ -427,23 +473,31 @@ void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   rep.truncated = res.truncated;
   rep.server_work_bound = res.work_bound;
   rep.touched = res.touched;
-  rpc_reply(c, &rep.base);
+  sink_reply(sink, &rep.base);
   goto out;
 fail:
-  rpc_fail(c, &err);
+  sink_fail(sink, &err);
 out:
   gd_paths_result_free(&res);
   gd_store_read_end(r);
   gd_u64map_free(&ec);
   gd_arena_free(a);
+}
+
+void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__FindPathsRequest *req = (Graphd__V1__FindPathsRequest *)rpc_unpack(
+      c, &graphd__v1__find_paths_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  inv_sink sink = {.c = c};
+  paths_exec(c, req, &sink);
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 /* ---- RankSuspects ---------------------------------------------------------------- */
 
-void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
-  Graphd__V1__RankSuspectsRequest *req = (Graphd__V1__RankSuspectsRequest *)rpc_unpack(
-      c, &graphd__v1__rank_suspects_request__descriptor, msg, len, has_msg);
+static void suspects_exec(gd_call *c, const Graphd__V1__RankSuspectsRequest *req,
+                          inv_sink *sink) {
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
   ecache ec = GD_U64MAP_INIT;
@@ -452,8 +506,6 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
   gd_err err;
   size_t limit = 0;
   char f[48];
-  if (!req)
-    return;
   gd_err_clear(&err);
   rpc_query_params(c, &p);
   double alpha = req->alpha == 0 ? 0.15 : req->alpha;
@@ -526,14 +578,53 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
   rep.server_work_bound = res.work_bound;
   rep.touched = res.touched;
   rep.seeds = res.seeds;
-  rpc_reply(c, &rep.base);
+  sink_reply(sink, &rep.base);
   goto out;
 fail:
-  rpc_fail(c, &err);
+  sink_fail(sink, &err);
 out:
   gd_suspects_result_free(&res);
   gd_store_read_end(r);
   gd_u64map_free(&ec);
   gd_arena_free(a);
+}
+
+void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
+  Graphd__V1__RankSuspectsRequest *req = (Graphd__V1__RankSuspectsRequest *)rpc_unpack(
+      c, &graphd__v1__rank_suspects_request__descriptor, msg, len, has_msg);
+  if (!req)
+    return;
+  inv_sink sink = {.c = c};
+  suspects_exec(c, req, &sink);
   protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ---- a saved query ------------------------------------------------------------ */
+
+int rpc_investigate_packed(gd_call *c, const ProtobufCMessage *req, uint8_t **ret,
+                           size_t *ret_len, gd_err *err) {
+  inv_sink sink = {.c = c, .capture = true};
+  gd_err_clear(&sink.err);
+  if (req->descriptor == &graphd__v1__linked_sellers_request__descriptor) {
+    linked_job j = {.rpc = rpc_ctx(c), .c = c, .sink = &sink,
+                    .req = (Graphd__V1__LinkedSellersRequest *)req};
+    rpc_query_params(c, &j.p);
+    if (linked_prepare(&j, &sink.err) == GD_OK)
+      linked_run(&j, j.p.max_work);
+  } else if (req->descriptor == &graphd__v1__find_paths_request__descriptor) {
+    paths_exec(c, (const Graphd__V1__FindPathsRequest *)req, &sink);
+  } else if (req->descriptor == &graphd__v1__rank_suspects_request__descriptor) {
+    suspects_exec(c, (const Graphd__V1__RankSuspectsRequest *)req, &sink);
+  } else {
+    return gd_err_set(err, GD_EINTERNAL, "not an investigation request: %s",
+                      req->descriptor->name);
+  }
+  if (sink.err.code) {
+    free(sink.buf);
+    *err = sink.err;
+    return err->code;
+  }
+  *ret = sink.buf;
+  *ret_len = sink.len;
+  return GD_OK;
 }

@@ -144,6 +144,26 @@ void rpc_linked_sellers(gd_call *c, const uint8_t *msg, size_t len, bool has_msg
 void rpc_find_paths(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 
+/*
+ * Runs an investigation request (a LinkedSellersRequest, FindPathsRequest
+ * or RankSuspectsRequest: by its descriptor) as call c's would run: c's
+ * role's hub caps, c's deadline and cancellation, the server's work
+ * bound. Its reply is packed into *ret (malloc'd, *ret_len bytes) instead
+ * of answering c: a query saved into a case (cases.c) keeps it. req stays
+ * the caller's. Runs on the calling thread: call it where a heavy call
+ * runs. Errors: those of the rpc (INVALID_ARGUMENT naming the field,
+ * NOT_FOUND, RESOURCE_EXHAUSTED for a reply over --max-message-bytes, the
+ * call's death), GD_EINTERNAL (req is none of the three).
+ */
+int rpc_investigate_packed(gd_call *c, const ProtobufCMessage *req, uint8_t **ret,
+                           size_t *ret_len, gd_err *err);
+
+/* Cases (cases.c). */
+void rpc_create_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_get_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_list_cases(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_update_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+
 /* Analytics handlers (analytics.c). */
 /* Analytics helpers (analytics.c). rpc_need_jobs: the job manager, or
  * NULL after answering c UNAVAILABLE. rpc_spec_text validates a spec

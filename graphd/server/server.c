@@ -227,6 +227,12 @@ void gd__call_died(gd_call *c) {
 
 const char *gd_call_peer(gd_call *c) { return c->t->peer(c); }
 const char *gd_call_case_id(gd_call *c) { return c->case_id; }
+
+void gd_call_set_case_id(gd_call *c, const char *id) {
+  pthread_mutex_lock(&c->mu);
+  snprintf(c->case_id, sizeof c->case_id, "%s", id);
+  pthread_mutex_unlock(&c->mu);
+}
 int64_t gd_call_start_ms(gd_call *c) { return c->start_ms; }
 
 void gd_call_set_target(gd_call *c, const char *target) {
@@ -243,6 +249,8 @@ const char *gd_call_principal(gd_call *c, gd_role *ret_role) {
     *ret_role = c->role;
   return c->principal;
 }
+
+const char *gd_call_brand(gd_call *c) { return c->brand; }
 
 void gd_call_mark_audited(gd_call *c, bool yes) { c->audited = yes; }
 
@@ -322,12 +330,12 @@ static int authorize(gd_call *c, const gd_method *m) {
   gd_str v = c->t->metadata(c, "authorization");
   bool seen = v.n > 0, ok = false;
   if (v.n > 7 && strncasecmp(v.p, "Bearer ", 7) == 0)
-    ok = gd_auth_check(auth, v.p + 7, v.n - 7, &c->role, c->principal) == GD_OK;
+    ok = gd_auth_check(auth, v.p + 7, v.n - 7, &c->role, c->principal, c->brand) == GD_OK;
   if (!seen && c->srv->opts.tls_client_ca_pem && c->t->cert_cn) {
     /* No bearer token: the verified client certificate's CN stands in. */
     char cn[GD_PRINCIPAL_MAX];
     if (c->t->cert_cn(c, cn, sizeof cn) &&
-        gd_auth_check_cert(auth, cn, strlen(cn), &c->role, c->principal) == GD_OK)
+        gd_auth_check_cert(auth, cn, strlen(cn), &c->role, c->principal, c->brand) == GD_OK)
       ok = seen = true;
   }
   if (m->role == GD_ROLE_NONE)
@@ -340,11 +348,16 @@ static int authorize(gd_call *c, const gd_method *m) {
                    NULL, 0);
     return -1;
   }
-  if (c->role < m->role) {
+  if (!gd_role_allows(c->role, m->role, m->partner)) {
     char msg[400];
     gd_limit_hit(GD_LIMIT_PERMISSION);
-    snprintf(msg, sizeof msg, "%s needs role %s; '%s' has role %s", m->path,
-             gd_role_name(m->role), c->principal, gd_role_name(c->role));
+    if (c->role == GD_ROLE_PARTNER)
+      snprintf(msg, sizeof msg,
+               "%s is not open to partners: '%s' (brand %s) may use the case methods only",
+               m->path, c->principal, c->brand);
+    else
+      snprintf(msg, sizeof msg, "%s needs role %s; '%s' has role %s", m->path,
+               gd_role_name(m->role), c->principal, gd_role_name(c->role));
     gd_call_finish(c, GD_EPERM, msg, NULL, 0);
     return -1;
   }

@@ -86,6 +86,10 @@ typedef struct gd_method {
    * even without a token. Checked before the method runs, only when the
    * server has a token table. */
   gd_role role;
+  /* A partner (a brand-scoped principal, server/auth.h) may call it; the
+   * method then scopes everything to gd_call_brand(c). Partners are
+   * refused every other method, whatever its role. */
+  bool partner;
   /* UNARY only: on_request may take long (an investigator query): it runs
    * on the server's query threads, in arrival order, so the handler
    * threads stay free for everything else; or on the handler thread that
@@ -219,10 +223,18 @@ uint64_t gd_server_active_calls(gd_server *s);
  * the role. */
 const char *gd_call_principal(gd_call *c, gd_role *ret_role);
 
+/* A partner's brand (role GD_ROLE_PARTNER, server/auth.h), else "": a
+ * method open to partners scopes what it reads and changes to it. */
+const char *gd_call_brand(gd_call *c);
+
 /* ---- audit facts (any thread while the call lives) ---- */
 #define GD_CASE_ID_MAX 129
 const char *gd_call_peer(gd_call *c);    /* "ipv4:127.0.0.1:5555" */
 const char *gd_call_case_id(gd_call *c); /* x-case-id metadata (header), "" if none */
+/* Sets the call's case id (copied, cut to GD_CASE_ID_MAX - 1 bytes): a
+ * case method records the case it touched, whatever x-case-id said. Any
+ * thread, before the call is finished. */
+void gd_call_set_case_id(gd_call *c, const char *id);
 const char *gd_call_path(gd_call *c);    /* method path, "" for an unknown one */
 int64_t gd_call_start_ms(gd_call *c);    /* wall clock when accepted, unix ms */
 /* What the call touched, as short text (copied; "" until set). */

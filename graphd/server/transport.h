@@ -55,6 +55,7 @@ struct gd_call {
   void *user;
   gd_role role;
   char principal[GD_PRINCIPAL_MAX];
+  char brand[GD_BRAND_MAX]; /* a partner's brand, else "" */
   char case_id[GD_CASE_ID_MAX];
   const char *case_bad; /* why the case id was refused (static text), or NULL */
   char *target; /* gd_call_set_target, free */

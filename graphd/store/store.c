@@ -136,6 +136,8 @@ static int open_dbis(gd_store *s, gd_err *err) {
       {"prov", 0, &s->prov},
       {"prov_member", MDB_DUPSORT | MDB_DUPFIXED, &s->prov_member},
       {"alert", 0, &s->alert},
+      {"case", 0, &s->cases},
+      {"case_query", 0, &s->case_query},
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
     rc = mdb_dbi_open(txn, t[i].name, t[i].flags | MDB_CREATE, t[i].dbi);

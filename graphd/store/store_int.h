@@ -25,6 +25,7 @@ struct gd_store {
       job; /* snapshot.c */
   MDB_dbi audit;                                                  /* audit.c */
   MDB_dbi dirty, prov, prov_member, alert;                        /* place.c */
+  MDB_dbi cases, case_query;                                      /* case.c */
   _Atomic uint64_t place_max, place_shed;                         /* place.c */
   uint64_t map_size, map_size_max;
   /* Readers hold it shared for the life of a read txn; map growth takes it

@@ -153,7 +153,7 @@ def run_graphd(args, timeout=20):
 @pytest.mark.parametrize("body,msg", [
     ("tok reader x\n", ":1: token must be 16..256"),
     ("aaaaaaaaaaaaaaaaaaaa boss x\n", ":1: unknown role 'boss'"),
-    ("aaaaaaaaaaaaaaaaaaaa reader\n", ":1: expected 'TOKEN ROLE NAME'"),
+    ("aaaaaaaaaaaaaaaaaaaa reader\n", ":1: expected 'TOKEN ROLE NAME [brand=BRAND]'"),
     ("# c\naaaaaaaaaaaaaaaaaaaa reader x\naaaaaaaaaaaaaaaaaaaa admin y\n", ":3: duplicate token"),
 ])
 def test_bad_tokens_file_refuses_to_start(tmp_path, body, msg):

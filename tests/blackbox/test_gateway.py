@@ -100,7 +100,7 @@ def grpc_reply(dm, method, req):
 VOLATILE = {"committed_at", "created_at", "started_at", "ended_at", "time", "peer", "hash",
             "prev_hash", "lmdb_size_bytes", "readers_active", "readers_used", "refused",
             "commits", "committed_requests", "peak_rss_bytes", "timings", "bytes",
-            "progress", "stage"}
+            "progress", "stage", "case_id", "created", "updated", "saved_at"}
 
 
 def scrub(msg):
@@ -205,6 +205,16 @@ def script():
         ("ListAudit", {"method": "/graphd.v1.SellerGraph/SetLabels"}),
         ("VerifyAudit", {}),
         ("WhoAmI", {}),
+        # Cases: @CASE@ is each daemon's own id from the CreateCase before
+        # (ids are random).
+        ("CreateCase", {"title": "ring r0", "brand": "acme", "note": "from the gateway"}),
+        ("UpdateCase", {"caseId": "@CASE@", "addSellers": [seller("r0-s0")],
+                        "saveLinkedSellers": {"seller": seller("r0-s0")}, "saveComment": "c"}),
+        ("GetCase", {"caseId": "@CASE@"}),
+        ("ListCases", {"brand": "acme"}),
+        ("UpdateCase", {"caseId": "@CASE@", "status": "CASE_STATUS_CLOSED"}),
+        ("UpdateCase", {"caseId": "@CASE@", "status": "CASE_STATUS_REFERRED"}),
+        ("GetCase", {"caseId": "12345"}),
         # An alert stream runs until its deadline; its refusals end at once
         # (the events themselves: test_fresh.py compares both transports).
         ("WatchAlerts", {"minRisk": 2}),
@@ -224,8 +234,13 @@ def test_every_rpc_replies_as_over_grpc(daemon_factory, tmp_path):
     g = daemon_factory("--http-listen", "127.0.0.1:0", *extra)
     h = daemon_factory("--http-listen", "127.0.0.1:0", *extra)
     assert h.http_port and g.http_port
+    cases = {}  # side -> its CreateCase's id
     for i, (method, req) in enumerate(steps):
-        if req == {"path": "@BACKUP@"}:
+        if "@CASE@" in json.dumps(req):
+            rg = grpc_reply(g, method, json.loads(json.dumps(req).replace("@CASE@", cases["g"])))
+            rh = http_reply(h.http_port, method,
+                            json.loads(json.dumps(req).replace("@CASE@", cases["h"])))
+        elif req == {"path": "@BACKUP@"}:
             os.makedirs(tmp_path / "bk-grpc")
             os.makedirs(tmp_path / "bk-http")
             rg = grpc_reply(g, method, {"path": str(tmp_path / "bk-grpc")})
@@ -233,6 +248,8 @@ def test_every_rpc_replies_as_over_grpc(daemon_factory, tmp_path):
         else:
             rg = grpc_reply(g, method, req)
             rh = http_reply(h.http_port, method, req)
+        if method == "CreateCase":
+            cases = {"g": str(rg[1][0].case_id), "h": str(rh[1][0].case_id)}
         if method == "WatchJob" and rg[0] == rh[0] == "ok":
             # how many progress messages a watch sees depends on timing; the
             # last (the job's end) does not

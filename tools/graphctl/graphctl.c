@@ -638,6 +638,18 @@ static int set_option(const command *cmd, args *a, const optspec *o,
   case O_COUNT:
   case O_RECONNECT:
     return set_alerts_option(cmd, a, o, opt, v);
+  case O_BRAND:
+  case O_TITLE:
+  case O_STATUS:
+  case O_REOPEN:
+  case O_ASSIGNEE:
+  case O_CLEAR_ASSIGNEE:
+  case O_NOTE:
+  case O_ADD_CLUSTER:
+  case O_REMOVE_CLUSTER:
+  case O_REVISION:
+  case O_COMMENT:
+    return set_case_option(cmd, a, o, opt, v);
   }
   return set_analytics_option(cmd, a, o, opt, v);
 }
@@ -957,6 +969,7 @@ static const command commands[] = {
     {"import", import_opts, run_import, false, import_help},
     {"report", report_opts, run_report, false, report_help},
     {"alerts", alerts_opts, run_alerts, false, alerts_help},
+    {"case", case_opts, run_case, false, case_help},
     {"help", NULL, run_help, false,
      "usage: graphctl help [COMMAND]\n"},
 };
@@ -2689,6 +2702,8 @@ int main(int argc, char **argv) {
   a.add = xcalloc((size_t)argc, sizeof *a.add);
   a.remove = xcalloc((size_t)argc, sizeof *a.remove);
   a.labels = xcalloc((size_t)argc, sizeof *a.labels);
+  a.add_clusters = xcalloc((size_t)argc, sizeof *a.add_clusters);
+  a.rm_clusters = xcalloc((size_t)argc, sizeof *a.rm_clusters);
   const char *env = getenv("GRAPHD_ADDR");
   a.addr = env && *env ? env : DEFAULT_ADDR;
 
@@ -2770,5 +2785,11 @@ int main(int argc, char **argv) {
   free(a.caps);
   free(a.weights);
   free(a.labels);
+  for (size_t i = 0; i < a.nadd_clusters; i++)
+    free(a.add_clusters[i]);
+  for (size_t i = 0; i < a.nrm_clusters; i++)
+    free(a.rm_clusters[i]);
+  free(a.add_clusters);
+  free(a.rm_clusters);
   return rc;
 }

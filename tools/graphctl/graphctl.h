@@ -127,6 +127,18 @@ enum {
   O_FROM_NOW,
   O_COUNT,
   O_RECONNECT,
+  /* case */
+  O_BRAND,
+  O_TITLE,
+  O_STATUS,
+  O_REOPEN,
+  O_ASSIGNEE,
+  O_CLEAR_ASSIGNEE,
+  O_NOTE,
+  O_ADD_CLUSTER,
+  O_REMOVE_CLUSTER,
+  O_REVISION,
+  O_COMMENT,
 };
 
 typedef struct optspec {
@@ -214,6 +226,13 @@ typedef struct args {
   double alert_min_risk;
   uint64_t cluster_id, after_seq;
   long count;
+  /* case */
+  const char *brand, *title, *assignee, *note, *comment;
+  int status; /* graphd.v1.CaseStatus; 0 = unchanged / any */
+  bool reopen, clear_assignee;
+  Graphd__V1__CaseCluster **add_clusters, **rm_clusters;
+  size_t nadd_clusters, nrm_clusters;
+  uint64_t revision;
 } args;
 
 struct command;
@@ -325,6 +344,14 @@ extern const char alerts_help[];
 int set_alerts_option(const command *cmd, args *a, const optspec *o, const char *opt,
                       const char *v);
 int run_alerts(ctl *c, const command *cmd, args *a);
+
+/* ---- cases.c ---- */
+extern const optspec case_opts[];
+extern const char case_help[];
+/* Parses a case option into a (called by set_option). */
+int set_case_option(const command *cmd, args *a, const optspec *o, const char *opt,
+                    const char *v);
+int run_case(ctl *c, const command *cmd, args *a);
 
 /* ---- export.c, report.c ---- */
 extern const optspec export_opts[], report_opts[];
