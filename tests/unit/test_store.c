@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "store/audit.h"
+#include "store/case.h"
 #include "store/place.h"
 #include "store/snapshot.h"
 #include "store/store.h"
@@ -785,6 +786,86 @@ static void test_audit_chain(void) {
   gd_store_close(s);
 }
 
+/* Cases: random ids, header fields read back, views, listing from an id,
+ * saved queries per case in seq order, a missing case named. */
+typedef struct case_seen {
+  uint64_t ids[8];
+  size_t n;
+} case_seen;
+
+static int case_collect(void *ctx, const gd_case_view *c) {
+  case_seen *cs = ctx;
+  cs->ids[cs->n++] = c->id;
+  return cs->n == 8;
+}
+
+typedef struct query_seen {
+  uint32_t seqs[8];
+  size_t n;
+} query_seen;
+
+static int query_collect(void *ctx, uint32_t seq, const void *q, size_t len) {
+  query_seen *qs = ctx;
+  CHECK(len == 3 && memcmp(q, "q", 1) == 0);
+  qs->seqs[qs->n++] = seq;
+  return 0;
+}
+
+static void test_cases(void) {
+  fresh_dir();
+  gd_store *s = open_store(64 << 20);
+  gd_wtxn *t;
+  gd_rtxn *r;
+  gd_err e;
+  uint64_t ids[3];
+  CHECK(gd__wtxn_begin(s, &t, &e) == GD_OK);
+  for (int i = 0; i < 3; i++) {
+    CHECK(gd_store_case_new_id(t, &ids[i], &e) == GD_OK);
+    CHECK(ids[i] > 0 && ids[i] < GD_CASE_ID_LIMIT);
+    gd_case_view c = {.id = ids[i], .revision = 1 + (uint64_t)i, .status = 1 + i,
+                      .nqueries = (uint32_t)i, .brand = gd_str_c(i == 2 ? "globex" : "acme"),
+                      .body = "body", .body_len = 4};
+    CHECK(gd_store_case_put(t, &c, &e) == GD_OK);
+  }
+  CHECK(ids[0] != ids[1] && ids[1] != ids[2]);
+  gd_case_view bad = {.id = ids[0], .brand = GD_STR_NULL};
+  CHECK(gd_store_case_put(t, &bad, &e) == GD_EINVALID);
+  CHECK(gd_store_case_query_put(t, ids[1], 2, "q-2", 3, &e) == GD_OK);
+  CHECK(gd_store_case_query_put(t, ids[1], 1, "q-1", 3, &e) == GD_OK);
+  CHECK(gd_store_case_query_put(t, ids[0], 1, "q-x", 3, &e) == GD_OK);
+  CHECK(gd_store_case_query_put(t, ids[1], 0, "q", 1, &e) == GD_EINVALID);
+  gd_case_view w;
+  CHECK(gd_store_case_get_w(t, ids[2], &w, &e) == GD_OK && w.status == 3);
+  CHECK(gd__wtxn_commit(t, &e) == GD_OK);
+
+  CHECK(gd_store_read_begin(s, &r, NULL) == GD_OK);
+  gd_case_view v;
+  CHECK(gd_store_case_get(r, ids[1], &v, &e) == GD_OK);
+  CHECK(v.id == ids[1] && v.revision == 2 && v.status == 2 && v.nqueries == 1);
+  CHECK(v.brand.n == 4 && memcmp(v.brand.p, "acme", 4) == 0);
+  CHECK(v.body_len == 4 && memcmp(v.body, "body", 4) == 0);
+  CHECK(gd_store_case_get(r, 77, &v, &e) == GD_ENOTFOUND && strstr(e.msg, "case_id") &&
+        strstr(e.msg, "77"));
+  CHECK(gd_store_case_get(r, 0, &v, &e) == GD_ENOTFOUND);
+  case_seen cs = {0};
+  CHECK(gd_store_cases_visit(r, 0, case_collect, &cs, &e) == GD_OK && cs.n == 3);
+  CHECK(cs.ids[0] < cs.ids[1] && cs.ids[1] < cs.ids[2]);
+  case_seen after = {0};
+  CHECK(gd_store_cases_visit(r, cs.ids[0], case_collect, &after, &e) == GD_OK);
+  CHECK(after.n == 2 && after.ids[0] == cs.ids[1]);
+  query_seen qs = {0};
+  CHECK(gd_store_case_queries_visit(r, ids[1], 0, query_collect, &qs, &e) == GD_OK);
+  CHECK(qs.n == 2 && qs.seqs[0] == 1 && qs.seqs[1] == 2);
+  query_seen q2 = {0};
+  CHECK(gd_store_case_queries_visit(r, ids[1], 1, query_collect, &q2, &e) == GD_OK);
+  CHECK(q2.n == 1 && q2.seqs[0] == 2);
+  query_seen none = {0};
+  CHECK(gd_store_case_queries_visit(r, ids[2], 0, query_collect, &none, &e) == GD_OK &&
+        none.n == 0);
+  gd_store_read_end(r);
+  gd_store_close(s);
+}
+
 /* Fresh clustering's tables: marks by writes (only when on), the queue's
  * bound, versioned clears, placements and their inverse, rebase, the
  * bounded alert log. */
@@ -1281,4 +1362,4 @@ static void test_bulk_load(void) {
 TAP_MAIN(T(test_normalize), T(test_bulk_load), T(test_drop_resident), T(test_upsert_and_read), T(test_atomic_and_errors),
          T(test_entities_labels_delete), T(test_links_paging_filters), T(test_map_growth),
          T(test_map_full_at_commit), T(test_group_commit), T(test_audit_chain),
-         T(test_placement_tables))
+         T(test_placement_tables), T(test_cases))
