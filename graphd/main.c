@@ -27,6 +27,7 @@
 #include "jobs/jobs.h"
 #include "metrics/metrics.h"
 #include "rpc/rpc.h"
+#include "rpc/signer.h"
 #include "server/server.h"
 
 #include <openssl/crypto.h>
@@ -63,6 +64,7 @@ typedef struct config {
   long placement_queue, alert_history;
   long max_hub_cap[GD_ROLE_ADMIN + 1];
   const char *tokens;
+  const char *signing_key; /* NULL = <data>/signing-key.pem */
   const char *tls_cert, *tls_key, *tls_client_ca;
   bool insecure_no_auth;
   bool no_audit;
@@ -137,10 +139,14 @@ static void usage(FILE *f) {
         "                           (default 20000000; StartClustering checks it first)\n"
         "  --cluster-max-ties N     ... and in seller-seller ties (default 200000000;\n"
         "                           checked before igraph is called: the job fails)\n"
-        "  --tokens FILE            bearer tokens, 'TOKEN ROLE NAME' per line (roles:\n"
-        "                           reader, investigator, writer, admin); reloaded on\n"
-        "                           SIGHUP. Without it every caller is admin, and graphd\n"
-        "                           listens on loopback only unless --insecure-no-auth\n"
+        "  --tokens FILE            bearer tokens, 'TOKEN ROLE NAME [brand=B]' per line\n"
+        "                           (roles: reader, investigator, writer, admin, partner\n"
+        "                           with brand=B); reloaded on SIGHUP. Without it every\n"
+        "                           caller is admin, and graphd listens on loopback only\n"
+        "                           unless --insecure-no-auth\n"
+        "  --signing-key FILE       Ed25519 key (PEM) that signs evidence packs; made,\n"
+        "                           with FILE.pub, when missing (default\n"
+        "                           DATA/signing-key.pem)\n"
         "  --insecure-no-auth       allow a non-loopback --listen without --tokens\n"
         "  --no-audit               keep no audit trail (benchmarks; not for production)\n"
         "  --placement-queue N      sellers whose ties changed, queued for provisional\n"
@@ -384,7 +390,7 @@ settings:
 static int parse_args(int argc, char **argv, config *c) {
   enum {
     O_DATA = 256, O_LISTEN, O_THREADS, O_MAP, O_MAPMAX, O_MSG, O_BATCH, O_CAP, O_DDL, O_MDL,
-    O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT, O_TOKENS, O_INSECURE, O_TLS_CERT,
+    O_GRACE, O_STREAMS, O_WORKER, O_CMAXS, O_CMAXT, O_TOKENS, O_SIGNING_KEY, O_INSECURE, O_TLS_CERT,
     O_TLS_KEY, O_TLS_CA, O_NO_AUDIT, O_MAXCALLS, O_KA_TIME, O_KA_TIMEOUT, O_MIN_PING,
     O_AUDIT_READS, O_CONFIG, O_CHECK_CONFIG, O_ALLOC, O_LOG_FORMAT, O_LOG_LEVEL,
     O_METRICS_LISTEN, O_HTTP_LISTEN, O_CONSOLE_DIR, O_QUERY_WORK, O_HUB_CAP, O_RESERVED, O_PER_PEER, O_IDLE, O_QTHREADS,
@@ -410,6 +416,7 @@ static int parse_args(int argc, char **argv, config *c) {
       {"cluster-max-sellers", required_argument, NULL, O_CMAXS},
       {"cluster-max-ties", required_argument, NULL, O_CMAXT},
       {"tokens", required_argument, NULL, O_TOKENS},
+      {"signing-key", required_argument, NULL, O_SIGNING_KEY},
       {"insecure-no-auth", no_argument, NULL, O_INSECURE},
       {"no-audit", no_argument, NULL, O_NO_AUDIT},
       {"audit-reads", required_argument, NULL, O_AUDIT_READS},
@@ -509,6 +516,7 @@ static int parse_args(int argc, char **argv, config *c) {
     case O_WORKER: c->worker = optarg; break;
     case O_CMAXS: ok = parse_long(optarg, 1, 1L << 31, &c->cluster_max_sellers); name = "--cluster-max-sellers"; break;
     case O_TOKENS: c->tokens = optarg; break;
+    case O_SIGNING_KEY: c->signing_key = optarg; break;
     case O_INSECURE: c->insecure_no_auth = true; break;
     case O_NO_AUDIT: c->no_audit = true; break;
     case O_AUDIT_READS:
@@ -808,6 +816,7 @@ int main(int argc, char **argv) {
   gd_server *server = NULL;
   gd_auth *auth = NULL;
   gd_jobs *jobs = NULL;
+  gd_signer *signer = NULL;
   gd_metrics *metrics = NULL;
   gd_metrics_http *metrics_http = NULL;
   char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
@@ -942,6 +951,20 @@ int main(int argc, char **argv) {
   if (restored)
     gd_info("restored %zu clustering job record(s)", restored);
   gd_rpc_set_jobs(rpc, jobs);
+  {
+    char kp[4096];
+    const char *path = cfg.signing_key;
+    if (!path) {
+      snprintf(kp, sizeof kp, "%s/signing-key.pem", cfg.data);
+      path = kp;
+    }
+    if (gd_signer_open(path, true, &signer, &err)) {
+      gd_error("%s", err.msg);
+      goto out;
+    }
+    gd_rpc_set_signer(rpc, signer);
+    gd_info("evidence packs signed with key %s (%s)", gd_signer_key_id(signer), path);
+  }
   if (cfg.placement_queue > 0) {
     gd_place_opts po = {.queue_max = (uint64_t)cfg.placement_queue,
                         .alert_history = (uint64_t)cfg.alert_history};
@@ -1068,6 +1091,7 @@ out:
   gd_rpc_place_stop(rpc); /* its last batch commits through the writer */
   gd_writer_stop(writer);
   gd_rpc_free(rpc);
+  gd_signer_free(signer);
   gd_jobs_free(jobs);
   gd_store_close(store);
   gd_metrics_free(metrics);

@@ -10,7 +10,7 @@ set -eu
 pkgs="meson ninja-build pkg-config gcc libc6-dev
       libigraph-dev liblmdb-dev lmdb-utils libprotobuf-c-dev protobuf-c-compiler
       libgrpc-dev libssl-dev libjson-c-dev grpc-proto libprotobuf-dev
-      libmicrohttpd-dev libcurl4-openssl-dev help2man node-d3"
+      libmicrohttpd-dev libcurl4-openssl-dev help2man node-d3 libarchive-dev"
 if [ "${1:-}" = "--test" ]; then
   pkgs="$pkgs protobuf-compiler protobuf-compiler-grpc python3 python3-grpcio
         python3-protobuf python3-pytest python3-igraph valgrind clang

@@ -1408,6 +1408,8 @@ static const gd_method methods[] = {
     PARTNER("GetCase", rpc_get_case, R),
     PARTNER("ListCases", rpc_list_cases, R),
     PARTNER("UpdateCase", rpc_update_case, I),
+    {.path = SVC "ExportCase", .kind = GD_RPC_SERVER_STREAM, .on_request = rpc_export_case,
+     .on_written = rpc_pack_written, .role = R, .partner = true},
 };
 #undef R
 #undef I

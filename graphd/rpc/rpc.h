@@ -81,6 +81,12 @@ typedef struct gd_rpc gd_rpc;
 int gd_rpc_new(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim, gd_rpc **ret,
                gd_err *err);
 
+/* The key that signs evidence packs (rpc/signer.h; borrowed: it must
+ * outlive r). Without one ExportCase is FAILED_PRECONDITION. Before
+ * serving. */
+struct gd_signer;
+void gd_rpc_set_signer(gd_rpc *r, struct gd_signer *s);
+
 /*
  * The method table bound to r (valid while r lives): data, one row per rpc
  * of graphd.v1.SellerGraph plus grpc.health.v1.Health/Check and

@@ -55,6 +55,7 @@ struct gd_rpc {
     pthread_t thread;
   } wb;
   struct rpc_placer *placer; /* gd_rpc_place_start; NULL = placement off (place.c) */
+  struct gd_signer *signer;  /* gd_rpc_set_signer; NULL = ExportCase fails (pack.c) */
   size_t nmethods;
   gd_method methods[]; /* the bound table: every row's ctx is this */
 };
@@ -163,6 +164,9 @@ void rpc_create_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_get_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_list_cases(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_update_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+/* ExportCase (pack.c): a server stream. */
+void rpc_export_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
+void rpc_pack_written(gd_call *c, bool ok);
 
 /* Analytics handlers (analytics.c). */
 /* Analytics helpers (analytics.c). rpc_need_jobs: the job manager, or

@@ -6,7 +6,7 @@
  *      audit   seq (u64 BE, from 1) -> record
  *
  * Record (little-endian): u64 seq, i64 time (unix milliseconds), i32 grpc
- * status, u8 role, 3 zero bytes, then five u16 lengths and the strings
+ * status, u8 role, 7 zero bytes, then five u16 lengths and the strings
  * principal, peer, case_id, method, target (no NULs), then prev[32] (the
  * previous record's hash, zeros for seq 1) and hash[32] =
  * SHA-256(everything before hash). A record is appended in the caller's

@@ -29,7 +29,8 @@ const optspec case_opts[] = {
     {"revision", true, O_REVISION},   {"comment", true, O_COMMENT},
     {"limit", true, O_LIMIT},         {"hops", true, O_HOPS},
     {"k", true, O_K},                 {"max-hops", true, O_MAX_HOPS},
-    {"label", true, O_LABEL},         {NULL, false, 0},
+    {"label", true, O_LABEL},         {"out", true, O_OUT},
+    {"o", true, O_OUT},               {NULL, false, 0},
 };
 
 const char case_help[] =
@@ -44,6 +45,7 @@ const char case_help[] =
     "       graphctl case save ID linked SELLER [--hops N] [--limit N] [--comment C]\n"
     "       graphctl case save ID paths FROM TO [--k N] [--max-hops N] [--comment C]\n"
     "       graphctl case save ID suspects [--label L]... [--limit N] [--comment C]\n"
+    "       graphctl case export ID -o FILE\n"
     "\n"
     "Cases tie a finding together: sellers, entities and clusters (with their\n"
     "snapshot), investigation queries saved with the reply the server computed\n"
@@ -61,6 +63,9 @@ const char case_help[] =
     "           --revision N refuses the change if the case moved past N\n"
     "  save     runs LinkedSellers, FindPaths or RankSuspects as you would and\n"
     "           keeps request and reply in the case\n"
+    "  export   the case's evidence pack (a zip: case.html, case.json, snapshot\n"
+    "           manifests, audit records, each part's SHA-256 in MANIFEST.json,\n"
+    "           signed by the server's key); check it with graphctl verify-pack\n"
     "\n"
     "Unknown case: NOT_FOUND, exit 1. A move the status rules forbid:\n"
     "FAILED_PRECONDITION, exit 1.\n";
@@ -515,7 +520,7 @@ static int case_save(ctl *c, const command *cmd, args *a) {
 
 int run_case(ctl *c, const command *cmd, args *a) {
   if (a->npos < 1)
-    return usage_error(cmd, "expected new, list, show, update or save");
+    return usage_error(cmd, "expected new, list, show, update, save or export");
   const char *sub = a->pos[0];
   if (strcmp(sub, "new") == 0)
     return case_new(c, cmd, a);
@@ -527,5 +532,13 @@ int run_case(ctl *c, const command *cmd, args *a) {
     return case_update(c, cmd, a);
   if (strcmp(sub, "save") == 0)
     return case_save(c, cmd, a);
-  return usage_error(cmd, "unknown case command '%s' (new, list, show, update, save)", sub);
+  if (strcmp(sub, "export") == 0) {
+    uint64_t id;
+    int rc;
+    if ((rc = case_id_arg(cmd, a, &id)) || (rc = no_more_args(cmd, a, 2)))
+      return rc;
+    return case_export(c, cmd, a, id);
+  }
+  return usage_error(cmd, "unknown case command '%s' (new, list, show, update, save, export)",
+                     sub);
 }

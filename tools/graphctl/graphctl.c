@@ -650,6 +650,9 @@ static int set_option(const command *cmd, args *a, const optspec *o,
   case O_REVISION:
   case O_COMMENT:
     return set_case_option(cmd, a, o, opt, v);
+  case O_PUBKEY:
+    a->pubkey = v;
+    return 0;
   }
   return set_analytics_option(cmd, a, o, opt, v);
 }
@@ -970,6 +973,7 @@ static const command commands[] = {
     {"report", report_opts, run_report, false, report_help},
     {"alerts", alerts_opts, run_alerts, false, alerts_help},
     {"case", case_opts, run_case, false, case_help},
+    {"verify-pack", verify_pack_opts, run_verify_pack, false, verify_pack_help},
     {"help", NULL, run_help, false,
      "usage: graphctl help [COMMAND]\n"},
 };

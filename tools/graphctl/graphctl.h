@@ -139,6 +139,7 @@ enum {
   O_REMOVE_CLUSTER,
   O_REVISION,
   O_COMMENT,
+  O_PUBKEY,
 };
 
 typedef struct optspec {
@@ -233,6 +234,7 @@ typedef struct args {
   Graphd__V1__CaseCluster **add_clusters, **rm_clusters;
   size_t nadd_clusters, nrm_clusters;
   uint64_t revision;
+  const char *pubkey; /* verify-pack */
 } args;
 
 struct command;
@@ -352,6 +354,11 @@ extern const char case_help[];
 int set_case_option(const command *cmd, args *a, const optspec *o, const char *opt,
                     const char *v);
 int run_case(ctl *c, const command *cmd, args *a);
+/* pack.c: case export, verify-pack */
+int case_export(ctl *c, const command *cmd, args *a, uint64_t id);
+extern const optspec verify_pack_opts[];
+extern const char verify_pack_help[];
+int run_verify_pack(ctl *c, const command *cmd, args *a);
 
 /* ---- export.c, report.c ---- */
 extern const optspec export_opts[], report_opts[];
