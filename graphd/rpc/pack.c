@@ -502,6 +502,7 @@ static int zip_parts(pack *p, int64_t now_ms, gd_err *err) {
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   int rc = GD_OK;
   if (archive_write_set_format_zip(ar) != ARCHIVE_OK ||
+      archive_write_set_bytes_in_last_block(ar, 1) != ARCHIVE_OK || /* no padding */
       archive_write_open(ar, &p->zip, NULL, zip_write, NULL) != ARCHIVE_OK) {
     rc = gd_err_set(err, GD_EINTERNAL, "zip: %s", archive_error_string(ar));
     archive_write_free(ar);

@@ -353,10 +353,12 @@ int run_verify_pack(ctl *c, const command *cmd, args *a) {
     }
     x->listed = true;
     SHA256(x->data, x->n, got);
-    if (x->n != bytes || memcmp(got, want, 32) != 0) {
-      rc = fail(name, "SHA-256 does not match MANIFEST.json (%zu bytes, the manifest says %" PRIu64
-                      ")",
-                x->n, bytes);
+    if (x->n != bytes) {
+      rc = fail(name, "%zu bytes, MANIFEST.json says %" PRIu64, x->n, bytes);
+      goto out;
+    }
+    if (memcmp(got, want, 32) != 0) {
+      rc = fail(name, "SHA-256 does not match MANIFEST.json");
       goto out;
     }
   }
