@@ -297,3 +297,14 @@ def test_pack_page_in_browser(packd, browser, shot_dir, tmp_path):  # noqa: F811
     browser.save_screenshot(os.path.join(shot_dir, "evidence-pack.png"))
     browser.execute_script("arguments[0].scrollIntoView()", svg)
     browser.save_screenshot(os.path.join(shot_dir, "evidence-pack-drawing.png"))
+
+
+def test_docs_example_verifies(graphctl_bin):
+    """The pack under docs/examples still verifies with today's graphctl."""
+    from conftest import REPO
+    ex = os.path.join(REPO, "docs", "examples")
+    pack = [f for f in os.listdir(ex) if f.startswith("case-") and f.endswith(".zip")]
+    assert len(pack) == 1, pack
+    r = verify(graphctl_bin, os.path.join(ex, pack[0]),
+               os.path.join(ex, "example-signing-key.pub.pem"))
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr
