@@ -135,7 +135,9 @@
   }
 
   /* ---- roles --------------------------------------------------------------- */
-  const ROLE_RANK = { unauthenticated: -1, unknown: 0, reader: 1, investigator: 2, writer: 3, admin: 4 };
+  /* partner (a brand's analyst) is outside the order: it ranks with
+   * unknown, and reaches the case gates only (roleAtLeast). */
+  const ROLE_RANK = { unauthenticated: -1, unknown: 0, partner: 0, reader: 1, investigator: 2, writer: 3, admin: 4 };
   GD.ROLE_RANK = ROLE_RANK;
 
   /* ---- the client ---------------------------------------------------------- */
@@ -171,11 +173,18 @@
       this.caseId = String(c || '').trim();
       storageSet(CASE_KEY, this.caseId);
     },
-    roleAtLeast(r) { return (ROLE_RANK[this.role] || 0) >= ROLE_RANK[r]; },
+    /* r: a role, or a case gate: 'case-read' (reader and up, or a
+     * partner), 'case-write' (investigator and up, or a partner). */
+    roleAtLeast(r) {
+      if (r === 'case-read') return this.role === 'partner' || this.roleAtLeast('reader');
+      if (r === 'case-write') return this.role === 'partner' || this.roleAtLeast('investigator');
+      return (ROLE_RANK[this.role] || 0) >= ROLE_RANK[r];
+    },
 
-    setRole(role, principal) {
+    setRole(role, principal, brand) {
       this.role = role;
       this.principal = principal || '';
+      this.brand = brand || '';
       this._emit('role', this);
     },
 
@@ -312,7 +321,8 @@
     async probeRole() {
       try {
         const r = await this.call('WhoAmI', {}, { quiet: true });
-        this.setRole(ROLE_RANK[r.role] !== undefined ? r.role : 'unknown', r.principal || '');
+        this.setRole(ROLE_RANK[r.role] !== undefined ? r.role : 'unknown', r.principal || '',
+                     r.brand || '');
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
         this.setRole(e.status === 'UNAUTHENTICATED' ? 'unauthenticated' : 'unknown', '');

@@ -51,6 +51,7 @@
     job: null,
     jobAbort: null,
     cluster: null,
+    caseOpen: null, /* the case open in Cases (its last Case message) */
     /* WatchAlerts: gen counts starts and stops (a loop whose gen is no
      * longer current ends); lastSeq is the last event seen (a decimal
      * string), where a reconnection resumes. */
@@ -1694,7 +1695,7 @@
   /* ======================================================================
    * Tabs
    * ==================================================================== */
-  const TABS = ['investigate', 'snapshots', 'alerts', 'audit'];
+  const TABS = ['investigate', 'snapshots', 'alerts', 'cases', 'audit'];
   let snapshotsLoaded = false;
   function switchTab(name) {
     for (const t of TABS) {
@@ -1712,6 +1713,160 @@
       if (!snapshotsLoaded) { snapshotsLoaded = true; loadSnapshots().catch(fail); }
     }
     if (name === 'alerts') { S.alerts.unseen = 0; renderAlertsBadge(); }
+    if (name === 'cases' && !casesLoaded && api.roleAtLeast('case-read')) { casesLoaded = true; loadCases().catch(fail); }
+  }
+  let casesLoaded = false;
+
+
+  /* ======================================================================
+   * Cases: list, open, add what is on screen, notes, status, the pack
+   * ==================================================================== */
+  const CASE_STATUS = { CASE_STATUS_OPEN: 'open', CASE_STATUS_REFERRED: 'referred', CASE_STATUS_CLOSED: 'closed' };
+
+  function caseGates() {
+    const open = !!S.caseOpen;
+    setCtx($('case-add-screen'), open);
+    setCtx($('case-export'), open);
+    setCtx($('case-note-go'), open);
+    setCtx($('case-status-go'), open);
+  }
+
+  async function loadCases() {
+    const req = { limit: 200 };
+    const b = $('case-list-brand').value.trim();
+    const st = $('case-list-status').value;
+    if (b) req.brand = b;
+    if (st) req.status = st;
+    let r;
+    try { r = await api.call('ListCases', req); } catch (e) { return; }
+    const list = GD.clear($('case-list'));
+    const cases = arr(r.cases);
+    if (!cases.length) { list.appendChild(el('p', { className: 'muted' }, 'No case.')); return; }
+    list.appendChild(table(['case', 'title', 'brand', 'status', 'assignee', 'items', 'queries'], cases.map((c) => [
+      btn(GD.id(c.caseId), () => openCase(GD.id(c.caseId)).catch(fail), { className: 'link case-open', title: 'open case ' + GD.id(c.caseId) }),
+      str(c.title), str(c.brand), CASE_STATUS[c.status] || str(c.status), str(c.assignee),
+      String(arr(c.sellers).length + arr(c.entities).length + arr(c.clusters).length), String(num(c.queryCount)),
+    ]), 'cases'));
+  }
+
+  function renderCase(c) {
+    S.caseOpen = c;
+    $('case-title').textContent = 'Case ' + GD.id(c.caseId) + ': ' + str(c.title);
+    const d = GD.clear($('case-detail'));
+    d.appendChild(dl([
+      ['brand', str(c.brand)], ['status', CASE_STATUS[c.status] || str(c.status)],
+      ['assignee', str(c.assignee) || '—'], ['revision', String(num(c.revision))],
+      ['opened', GD.fmtMs(c.created) + ' by ' + str(c.createdBy)],
+      ['changed', GD.fmtMs(c.updated) + ' by ' + str(c.updatedBy)],
+      ['saved queries', String(num(c.queryCount))],
+    ]));
+    if (arr(c.notes).length) {
+      d.appendChild(el('h3', null, 'Notes'));
+      d.appendChild(el('ul', { className: 'case-notes' }, ...arr(c.notes).map((n) =>
+        el('li', null, el('span', { className: 'muted' }, GD.fmtMs(n.time) + ', ' + str(n.author) + ': '), str(n.text)))));
+    }
+    const items = arr(c.sellers).concat(arr(c.entities));
+    d.appendChild(el('h3', null, 'Holds (' + items.length + ' entities, ' + arr(c.clusters).length + ' clusters)'));
+    if (items.length) {
+      d.appendChild(table(['entity', 'id'], items.map((e) => [
+        entityButton(e, { before: () => switchTab('investigate') }), GD.id(e.id)]), 'case-items'));
+    }
+    if (arr(c.clusters).length) {
+      d.appendChild(el('ul', { className: 'case-clusters' }, ...arr(c.clusters).map((k) =>
+        el('li', null, 'cluster ' + GD.id(k.clusterId) + ' of snapshot ' + GD.id(k.snapshotId)))));
+    }
+    const sel = $('case-status');
+    sel.value = c.status || 'CASE_STATUS_OPEN';
+    caseGates();
+  }
+
+  async function openCase(id) {
+    let c;
+    try { c = await api.call('GetCase', { caseId: String(id), maxQueries: 1 }); } catch (e) { return; }
+    renderCase(c);
+    status('case ' + id + ' open');
+  }
+
+  async function updateCase(body) {
+    if (!S.caseOpen) return null;
+    body.caseId = GD.id(S.caseOpen.caseId);
+    body.expectRevision = String(num(S.caseOpen.revision));
+    let c;
+    try { c = await api.call('UpdateCase', body); } catch (e) { return null; }
+    renderCase(c);
+    if ($('case-list').firstChild) loadCases().catch(fail); /* its counts changed */
+    return c;
+  }
+
+  async function newCase(ev) {
+    if (ev) ev.preventDefault();
+    const body = { title: $('case-new-title').value.trim(), brand: $('case-new-brand').value.trim() };
+    const note = $('case-new-note').value.trim();
+    if (note) body.note = note;
+    let c;
+    try { c = await api.call('CreateCase', body); } catch (e) { return null; }
+    renderCase(c);
+    status('opened case ' + GD.id(c.caseId));
+    loadCases().catch(fail);
+    return c;
+  }
+
+  /* The sellers and entities of the Investigate drawing (placeholders
+   * left out), and the cluster open in Snapshots. */
+  function onScreen() {
+    const sellers = [], entities = [];
+    for (const id of S.shown.nodes) {
+      const n = S.nodes.get(id);
+      if (!n || n.placeholder || !/^[0-9]+$/.test(String(id))) continue;
+      (n.type === 'SELLER' ? sellers : entities).push({ id: String(id) });
+    }
+    const clusters = S.cluster ? [{ snapshotId: S.cluster.snap, clusterId: S.cluster.id }] : [];
+    return { sellers: sellers.slice(0, 4000), entities: entities.slice(0, 4000 - Math.min(sellers.length, 4000)), clusters: clusters };
+  }
+
+  async function addOnScreen() {
+    const o = onScreen();
+    if (!o.sellers.length && !o.entities.length && !o.clusters.length) {
+      status('nothing on screen to add: draw something in Investigate, or open a cluster');
+      return null;
+    }
+    const c = await updateCase({ addSellers: o.sellers, addEntities: o.entities, addClusters: o.clusters });
+    if (c) status('added ' + o.sellers.length + ' sellers, ' + o.entities.length + ' entities, ' + o.clusters.length + ' clusters to case ' + GD.id(c.caseId));
+    return c;
+  }
+
+  async function addNote(ev) {
+    if (ev) ev.preventDefault();
+    const t = $('case-note').value.trim();
+    if (!t) return;
+    if (await updateCase({ note: t })) $('case-note').value = '';
+  }
+
+  async function setStatus(ev) {
+    if (ev) ev.preventDefault();
+    const body = { status: $('case-status').value };
+    if ($('case-reopen').checked) body.reopen = true;
+    if (await updateCase(body)) $('case-reopen').checked = false;
+  }
+
+  /* ExportCase: the zip's bytes come base64 in JSON lines; one download. */
+  async function exportPack() {
+    if (!S.caseOpen) return null;
+    const id = GD.id(S.caseOpen.caseId);
+    const parts = [];
+    let name = 'case-' + id + '.zip';
+    try {
+      await api.stream('ExportCase', { caseId: id }, (m) => {
+        if (m.fileName) name = m.fileName;
+        const b = atob(str(m.data));
+        const u = new Uint8Array(b.length);
+        for (let i = 0; i < b.length; i++) u[i] = b.charCodeAt(i);
+        parts.push(u);
+      }, { deadlineMs: 300000 });
+    } catch (e) { return null; }
+    const blob = new Blob(parts, { type: 'application/zip' });
+    status('evidence pack ' + name + ' (' + blob.size + ' bytes): check it with graphctl verify-pack');
+    return GD.download(name, blob);
   }
 
   /* ======================================================================
@@ -1806,6 +1961,15 @@
     $('alerts-clear').addEventListener('click', clearAlerts);
     alertsState('stopped');
 
+    /* cases */
+    $('case-new-form').addEventListener('submit', (ev) => newCase(ev).catch(fail));
+    $('case-list-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadCases().catch(fail); });
+    $('case-add-screen').addEventListener('click', () => addOnScreen().catch(fail));
+    $('case-export').addEventListener('click', () => exportPack().catch(fail));
+    $('case-note-form').addEventListener('submit', (ev) => addNote(ev).catch(fail));
+    $('case-status-form').addEventListener('submit', (ev) => setStatus(ev).catch(fail));
+    caseGates();
+
     /* audit */
     $('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); S.auditPage = ''; loadAudit(false).catch(fail); });
     $('audit-more').addEventListener('click', () => loadAudit(true).catch(fail));
@@ -1836,6 +2000,8 @@
     setLabels: setLabels, startClustering: startClustering, followJob: followJob, openCluster: openCluster,
     loadSnapshots: loadSnapshots, setWindow: setWindow, switchTab: switchTab, clear: clearAll,
     startAlerts: startAlerts, stopAlerts: stopAlerts,
+    loadCases: loadCases, openCase: openCase, newCase: newCase, addOnScreen: addOnScreen,
+    exportPack: exportPack,
     settle: () => { view.settle(); clusterView.settle(); },
   };
 

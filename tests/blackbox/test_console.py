@@ -1065,3 +1065,84 @@ def test_alerts_panel(console_daemon, page):
     assert p.js("return window.__pwned") is None
     assert not [l for l in p.severe_logs() if "WatchAlerts" not in l["message"]], p.severe_logs()
     assert p.csp_violations() == []
+
+
+# ---------------------------------------------------------------------------
+# 8. Cases: open one, add what is on screen, notes, status, the pack; a
+#    partner sees its brand's cases only and none of the graph.
+# ---------------------------------------------------------------------------
+
+PARTNER = ("partner-token-5c2e8a1f0d", "acme-analyst", "acme")
+
+
+def test_case_panel(console_daemon, page, demo, tmp_path, graphctl_bin):
+    tf = tmp_path / "tokens"
+    tf.write_text(open(write_tokens(tmp_path)).read() +
+                  "%s partner %s brand=%s\n" % PARTNER)
+    dm = console_daemon("--tokens", str(tf))
+    demo.load(dm, token=TOKENS["admin"][0])
+    p = page(dm)
+    p.connect(TOKENS["writer"][0])
+    p.wait(lambda: p.text("role") == "role: writer (alice)", "the writer role")
+    # Something on screen: the flagged seller expanded.
+    p.search(demo.flagged)
+    p.click("card-expand")
+    p.idle()
+    on_screen = p.node_keys()
+    assert len(on_screen) > 3, on_screen
+    p.click("tab-cases")
+    p.fill("case-new-title", "Ring around " + demo.flagged)
+    p.fill("case-new-brand", "acme")
+    p.fill("case-new-note", "seen in the console")
+    p.click("case-new-go")
+    p.idle()
+    title = lambda: p.js("return document.getElementById('case-title').textContent")
+    p.wait(lambda: title().startswith("Case "), "the new case")
+    case_id = int(title().split()[1].rstrip(":"))
+    p.click("case-add-screen")
+    p.idle()
+    md = [("authorization", "Bearer " + TOKENS["reader"][0])]
+    c = dm.stub.GetCase(pb.GetCaseRequest(case_id=case_id), metadata=md, timeout=T())
+    held = {str(e.id) for e in list(c.sellers) + list(c.entities)}
+    placeholders = set(p.js("return [...window.graphdConsole.state.nodes.values()]"
+                            ".filter(n => n.placeholder).map(n => n.id)"))
+    assert held == set(on_screen) - placeholders, (held, on_screen)
+    assert demo.flagged in {e.key for e in c.sellers}
+    detail = p.js("return document.getElementById('case-detail').textContent")
+    assert "seen in the console" in detail and demo.flagged in detail
+    p.fill("case-note", "two test buys")
+    p.click("case-note-go")
+    p.idle()
+    Select(p.el("case-status")).select_by_value("CASE_STATUS_REFERRED")
+    p.click("case-status-go")
+    p.idle()
+    c = dm.stub.GetCase(pb.GetCaseRequest(case_id=case_id), metadata=md, timeout=T())
+    assert c.status == pb.CASE_STATUS_REFERRED and c.notes[-1].text == "two test buys"
+    assert c.notes[-1].author == "alice"
+    # The pack, downloaded by the page, verifies.
+    got = p.js("return window.graphdConsole.exportPack()")
+    assert got and got["name"] == "case-%d.zip" % case_id, got
+    path = os.path.join(p.d.download_dir, got["name"])
+    p.wait(lambda: os.path.exists(path) and os.path.getsize(path) == got["size"], "the download")
+    r = subprocess.run([graphctl_bin, "verify-pack", path, "--pubkey",
+                        os.path.join(dm.data_dir, "signing-key.pem.pub")],
+                       capture_output=True, text=True, timeout=T(30))
+    assert r.returncode == 0, r.stderr
+    p.shot("console-8-case")
+
+    # The partner: its brand's case, no graph.
+    dm.stub.CreateCase(pb.CreateCaseRequest(title="other brand", brand="globex"),
+                       metadata=[("authorization", "Bearer " + TOKENS["writer"][0])], timeout=T())
+    p.connect(PARTNER[0])
+    p.wait(lambda: p.text("role") == "role: partner (acme-analyst)", "the partner role")
+    p.click("tab-cases")
+    p.click("case-list-go")
+    p.idle()
+    rows = p.text("case-list")
+    assert "Ring around" in rows and "other brand" not in rows, rows
+    assert p.el("case-add-screen").get_attribute("disabled") is not None
+    p.js("window.graphdConsole.openCase(arguments[0])", str(case_id))
+    p.idle()
+    p.wait(lambda: title().startswith("Case %d" % case_id), "the case, as partner")
+    assert not p.el("case-note-go").get_attribute("disabled")
+    p.shot("console-8-case-partner")
