@@ -51,8 +51,7 @@ static bool status_valid(int s) {
          s <= GRAPHD__V1__CASE_STATUS__CASE_STATUS_CLOSED;
 }
 
-/* Whether the caller may see case v: a partner only its brand's. */
-static bool visible(gd_call *c, const gd_case_view *v) {
+bool rpc_case_visible(gd_call *c, const gd_case_view *v) {
   gd_role role;
   gd_call_principal(c, &role);
   if (role != GD_ROLE_PARTNER)
@@ -67,7 +66,7 @@ static bool is_partner(gd_call *c) {
   return role == GD_ROLE_PARTNER;
 }
 
-static void set_case_id(gd_call *c, uint64_t id) {
+void rpc_case_set_id(gd_call *c, uint64_t id) {
   char b[24];
   snprintf(b, sizeof b, "%llu", (unsigned long long)id);
   gd_call_set_case_id(c, b);
@@ -95,9 +94,7 @@ static int check_note(const char *s, const char *field, gd_err *err) {
   return GD_OK;
 }
 
-/* The body of a case (store/case.h) as a message; free it with
- * protobuf_c_message_free_unpacked(m, NULL). */
-static Graphd__V1__Case *body_unpack(const gd_case_view *v, gd_err *err) {
+Graphd__V1__Case *rpc_case_unpack(const gd_case_view *v, gd_err *err) {
   Graphd__V1__Case *m = graphd__v1__case__unpack(NULL, v->body_len, v->body);
   if (!m) {
     gd_err_set(err, GD_EINTERNAL, "case %llu: body does not parse", (unsigned long long)v->id);
@@ -183,7 +180,7 @@ static int create_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   int rc = gd_store_case_new_id(t, &hdr.id, err);
   if (rc)
     return rc;
-  set_case_id(c, hdr.id);
+  rpc_case_set_id(c, hdr.id);
   Graphd__V1__Case m = GRAPHD__V1__CASE__INIT;
   Graphd__V1__CaseNote note = GRAPHD__V1__CASE_NOTE__INIT, *notes[1] = {&note};
   m.title = req->title;
@@ -298,7 +295,7 @@ void rpc_get_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   if (!req)
     return;
   gd_err_clear(&err);
-  set_case_id(c, req->case_id);
+  rpc_case_set_id(c, req->case_id);
   size_t max = req->max_queries ? req->max_queries : GET_QUERIES_DEFAULT;
   if (max > QUERIES_MAX) {
     gd_err_set(&err, GD_EINVALID, "max_queries: %u is over the maximum of %d", req->max_queries,
@@ -308,11 +305,11 @@ void rpc_get_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   if (gd_store_read_begin(rpc_ctx(c)->store, &r, &err) ||
       gd_store_case_get(r, req->case_id, &v, &err))
     goto fail;
-  if (!visible(c, &v)) {
+  if (!rpc_case_visible(c, &v)) {
     gd_err_set(&err, GD_ENOTFOUND, "case_id: no case %llu", (unsigned long long)req->case_id);
     goto fail;
   }
-  if (!(m = body_unpack(&v, &err)))
+  if (!(m = rpc_case_unpack(&v, &err)))
     goto fail;
   if (!(m->queries = calloc(max + 1, sizeof *m->queries))) {
     gd_err_set(&err, GD_ENOMEM, "out of memory");
@@ -354,7 +351,7 @@ typedef struct list_ctx {
 
 static int list_one(void *ctx, const gd_case_view *v) {
   list_ctx *l = ctx;
-  if (!visible(l->c, v))
+  if (!rpc_case_visible(l->c, v))
     return 0;
   if (l->brand[0] && (strlen(l->brand) != v->brand.n || memcmp(l->brand, v->brand.p, v->brand.n)))
     return 0;
@@ -364,7 +361,7 @@ static int list_one(void *ctx, const gd_case_view *v) {
     l->more = true;
     return 1;
   }
-  if (!(l->v[l->n] = body_unpack(v, l->err))) {
+  if (!(l->v[l->n] = rpc_case_unpack(v, l->err))) {
     l->rc = l->err->code;
     return 1;
   }
@@ -563,7 +560,7 @@ static int update_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   int rc;
   if ((rc = gd_store_case_get_w(t, req->case_id, &v, err)))
     return rc;
-  if (!visible(c, &v))
+  if (!rpc_case_visible(c, &v))
     return gd_err_set(err, GD_ENOTFOUND, "case_id: no case %llu",
                       (unsigned long long)req->case_id);
   if (req->expect_revision && req->expect_revision != v.revision)
@@ -572,7 +569,7 @@ static int update_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
                       (unsigned long long)v.revision, (unsigned long long)req->expect_revision);
   if ((rc = transition(v.status, req->status, req->reopen, err)))
     return rc;
-  if (!(m = body_unpack(&v, err)))
+  if (!(m = rpc_case_unpack(&v, err)))
     return err->code;
   gd_case_view hdr = v; /* v's views die with the put below */
   char brand[GD_BRAND_MAX];
@@ -833,7 +830,7 @@ void rpc_update_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   if (!req)
     return;
   gd_err_clear(&err);
-  set_case_id(c, req->case_id);
+  rpc_case_set_id(c, req->case_id);
   update_op *op = calloc(1, sizeof *op);
   if (!op) {
     protobuf_c_message_free_unpacked(&req->base, NULL);

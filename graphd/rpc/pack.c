@@ -548,22 +548,14 @@ static int build(gd_call *c, uint64_t id, pack *p, gd_err *err) {
   gd_case_view v;
   if ((rc = gd_store_read_begin(R->store, &r, err)) || (rc = gd_store_case_get(r, id, &v, err)))
     goto out;
-  gd_role role;
-  gd_call_principal(c, &role);
-  const char *brand = gd_call_brand(c);
-  if (role == GD_ROLE_PARTNER &&
-      (strlen(brand) != v.brand.n || memcmp(brand, v.brand.p, v.brand.n) != 0)) {
+  if (!rpc_case_visible(c, &v)) {
     rc = gd_err_set(err, GD_ENOTFOUND, "case_id: no case %llu", (unsigned long long)id);
     goto out;
   }
-  if (!(m = graphd__v1__case__unpack(NULL, v.body_len, v.body))) {
-    rc = gd_err_set(err, GD_EINTERNAL, "case %llu: body does not parse", (unsigned long long)id);
+  if (!(m = rpc_case_unpack(&v, err))) {
+    rc = err->code;
     goto out;
   }
-  m->case_id = id;
-  m->revision = v.revision;
-  m->query_count = v.nqueries;
-  m->status = (Graphd__V1__CaseStatus)v.status;
   gather g = {.m = m, .err = err};
   if ((rc = gd_store_case_queries_visit(r, id, 0, gather_query, &g, err)) || (rc = g.rc))
     goto out;
@@ -767,9 +759,7 @@ void rpc_export_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   if (!req)
     return;
   gd_err_clear(&err);
-  char idtext[24];
-  snprintf(idtext, sizeof idtext, "%llu", (unsigned long long)req->case_id);
-  gd_call_set_case_id(c, idtext);
+  rpc_case_set_id(c, req->case_id);
   xstream *s = calloc(1, sizeof *s);
   if (!s) {
     protobuf_c_message_free_unpacked(&req->base, NULL);

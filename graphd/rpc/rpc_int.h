@@ -159,7 +159,16 @@ void rpc_rank_suspects(gd_call *c, const uint8_t *msg, size_t len, bool has_msg)
 int rpc_investigate_packed(gd_call *c, const ProtobufCMessage *req, uint8_t **ret,
                            size_t *ret_len, gd_err *err);
 
-/* Cases (cases.c). */
+/* Cases (cases.c). rpc_case_visible: whether c's caller may see case v
+ * (a partner only its brand's; the caller answers NOT_FOUND otherwise,
+ * as for a missing case). rpc_case_unpack: case v's body as a message,
+ * with id, revision, saved-query count and status from v's header (free
+ * with protobuf_c_message_free_unpacked(m, NULL); NULL with err set:
+ * GD_EINTERNAL). rpc_case_set_id: the call's audit case id becomes id. */
+struct gd_case_view;
+bool rpc_case_visible(gd_call *c, const struct gd_case_view *v);
+Graphd__V1__Case *rpc_case_unpack(const struct gd_case_view *v, gd_err *err);
+void rpc_case_set_id(gd_call *c, uint64_t id);
 void rpc_create_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_get_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_list_cases(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
