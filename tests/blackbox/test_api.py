@@ -16,7 +16,8 @@ IMPLEMENTED = ["Upsert", "Ingest", "GetEntity", "Neighbors", "SetLabels", "Delet
                "WatchJob", "CancelJob", "ListSnapshots", "GetSnapshot", "DeleteSnapshot",
                "ListClusters", "GetCluster", "StreamAssignments", "DiffSnapshots", "ListAudit",
                "VerifyAudit", "Backup", "GetEntities", "WhoAmI", "WatchAlerts", "BulkLoad",
-               "ExportTies", "ImportSnapshot"]
+               "ExportTies", "ImportSnapshot", "CreateCase", "GetCase", "ListCases", "UpdateCase",
+               "ExportCase"]
 UNIMPLEMENTED = []
 
 # ---------------------------------------------------------------- health
