@@ -7,7 +7,8 @@
 #      client, meson install) and the detection quality gates (suite
 #      quality) in a normal build (build/);
 #   2. unit and black-box tests again under AddressSanitizer +
-#      UndefinedBehaviorSanitizer (build-asan/);
+#      UndefinedBehaviorSanitizer (build-asan/), but the black-box files
+#      of suite no_asan;
 #   3. the black-box suite again with the daemon under valgrind memcheck
 #      (any definite leak or memory error fails the daemon's exit code),
 #      in the background from the start, side by side with the rest;
@@ -150,7 +151,8 @@ else
     export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}"
     passed=0
     failed=0
-    run_suites build-asan unit blackbox
+    # Without the no_asan files (tests/blackbox/meson.build says why).
+    NO_SUITE=no_asan run_suites build-asan unit blackbox
     echo "$passed $failed" >"$vdir/asan.counts"
   )
   add_counts "$vdir/asan.counts"

@@ -19,9 +19,28 @@ from test_cases import TOKENS, md, write_tokens
 from test_console import browser, browser_missing, shot_dir  # noqa: F401 (fixtures)
 
 
-@pytest.fixture
-def packd(daemon_factory, tmp_path):
-    d = daemon_factory("--tokens", write_tokens(tmp_path / "tokens"))
+@pytest.fixture(scope="module")
+def packd(tmp_path_factory):
+    """One daemon and one case for the module (a daemon start and a
+    clustering job cost seconds under valgrind); the tests read it, and
+    what they add (another brand's case, exports) changes nothing another
+    test looks at."""
+    from conftest import Daemon, _graphd_bin
+    base = tmp_path_factory.mktemp("pack")
+    os.makedirs(base / "data")
+    os.makedirs(base / "logs")
+    d = Daemon(_graphd_bin(), base / "data", base / "logs",
+               ("--tokens", write_tokens(base / "tokens")), os.environ.get("GRAPHD_WRAPPER"))
+    d.start()
+    try:
+        setup_case(d)
+        yield d
+    finally:
+        rc = d.terminate() if d.running() else d.exit_codes[-1:]
+    assert rc == 0, "graphd exit code %r on SIGTERM at teardown (want 0)\n%s" % (rc, d.log_tail())
+
+
+def setup_case(d):
     s = d.stub
     s.Upsert(pb.UpsertRequest(links=[
         link(SELLER, "ring1", DEVICE, "dev-a"), link(SELLER, "ring2", DEVICE, "dev-a"),
@@ -62,7 +81,6 @@ def packd(daemon_factory, tmp_path):
     d.case_id = c.case_id
     d.pubkey = os.path.join(d.data_dir, "signing-key.pem.pub")
     d.privkey = os.path.join(d.data_dir, "signing-key.pem")
-    return d
 
 
 def export(d, who="reader", case_id=None):
