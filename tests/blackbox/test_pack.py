@@ -206,6 +206,12 @@ def test_wrong_key_fails(packd, graphctl_bin, tmp_path):
     assert man["key_id"] in r.stderr
     r = verify(graphctl_bin, p, tmp_path / "nope.pub")
     assert r.returncode == 66
+    r = verify(graphctl_bin, tmp_path / "nope.zip", pub)
+    assert r.returncode == 66 and "nope.zip" in r.stderr
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not a zip at all")
+    r = verify(graphctl_bin, junk, pub)
+    assert r.returncode == 65 and "junk.zip" in r.stderr
 
 
 def resign(parts, privkey, name, body):

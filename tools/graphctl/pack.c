@@ -102,11 +102,18 @@ static int read_pack(const char *path, vpart *v, size_t *ret_n) {
   struct archive_entry *e;
   size_t n = 0;
   int rc = 0;
+  FILE *probe = fopen(path, "rb");
+  if (!probe) {
+    fprintf(stderr, "graphctl: verify-pack: %s: %s\n", path, strerror(errno));
+    archive_read_free(ar);
+    return EXIT_NOINPUT;
+  }
+  fclose(probe);
   archive_read_support_format_zip(ar);
   if (archive_read_open_filename(ar, path, 1 << 16) != ARCHIVE_OK) {
     fprintf(stderr, "graphctl: verify-pack: %s: %s\n", path, archive_error_string(ar));
     archive_read_free(ar);
-    return errno == ENOENT ? EXIT_NOINPUT : EXIT_DATAERR;
+    return EXIT_DATAERR;
   }
   int r;
   while ((r = archive_read_next_header(ar, &e)) == ARCHIVE_OK) {
