@@ -33,7 +33,7 @@
 #define LIST_MAX 1000
 #define GET_QUERIES_DEFAULT 20
 
-static const char *status_name(int s) {
+const char *rpc_case_status_name(int s) {
   switch (s) {
   case GRAPHD__V1__CASE_STATUS__CASE_STATUS_OPEN:
     return "open";
@@ -143,15 +143,28 @@ static int pack(const ProtobufCMessage *m, uint8_t **ret, size_t *ret_len, gd_er
   return GD_OK;
 }
 
+/* Packs the case a change replies with, inside the change's transaction:
+ * a reply over the server's maximum fails the change itself, so nothing
+ * is written that the caller is told failed. */
+static int pack_reply(gd_call *c, const Graphd__V1__Case *m, uint8_t **ret, size_t *ret_len,
+                      gd_err *err) {
+  size_t n = protobuf_c_message_get_packed_size(&m->base), max = rpc_ctx(c)->lim.max_reply_bytes;
+  if (n > max)
+    return gd_err_set(err, GD_ERESOURCE,
+                      "the case would reply with %zu bytes, over the server's maximum message "
+                      "size of %zu bytes (--max-message-bytes): nothing was changed",
+                      n, max);
+  free(*ret);
+  *ret = NULL;
+  return pack(&m->base, ret, ret_len, err);
+}
+
 /* A finished write op answers its call with the packed case, or fails
  * it. */
 static void answer(gd_call *c, const gd_err *err, uint8_t *reply, size_t len) {
   if (err->code) {
     gd_call_mark_audited(c, false);
     rpc_fail(c, err);
-  } else if (len > rpc_ctx(c)->lim.max_reply_bytes) {
-    rpc_fail_code(c, GD_ERESOURCE, "the case is over the server's maximum message size "
-                                   "(--max-message-bytes)");
   } else {
     gd_call_finish(c, GD_OK, NULL, reply, len);
   }
@@ -198,11 +211,9 @@ static int create_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   m.created_by = m.updated_by = (char *)who;
   if ((rc = body_put(t, &m, &hdr, err)))
     return rc;
-  free(op->reply);
-  op->reply = NULL;
   m.case_id = hdr.id;
   m.revision = 1;
-  if ((rc = pack(&m.base, &op->reply, &op->reply_len, err)))
+  if ((rc = pack_reply(c, &m, &op->reply, &op->reply_len, err)))
     return rc;
   return rpc_audit_txn(t, c, err);
 }
@@ -453,7 +464,7 @@ static int transition(int from, int to, bool reopen, gd_err *err) {
   if (reopen && !(from == CLOSED && to == OPEN))
     return gd_err_set(err, GD_EPRECONDITION,
                       "reopen: only a closed case reopens, with status open (the case is %s)",
-                      status_name(from));
+                      rpc_case_status_name(from));
   if (to == 0 || to == from)
     return GD_OK;
   bool ok = (from == OPEN && (to == REFERRED || to == CLOSED)) ||
@@ -465,7 +476,7 @@ static int transition(int from, int to, bool reopen, gd_err *err) {
     return gd_err_set(err, GD_EPRECONDITION,
                       "status: a closed case opens again only with reopen (closed -> open)");
   return gd_err_set(err, GD_EPRECONDITION, "status: %s -> %s is not allowed%s",
-                    status_name(from), status_name(to),
+                    rpc_case_status_name(from), rpc_case_status_name(to),
                     from == CLOSED ? ": reopen the case first" : "");
 }
 
@@ -666,9 +677,7 @@ static int update_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   n.status = (Graphd__V1__CaseStatus)hdr.status;
   n.n_queries = 0;
   n.queries = NULL;
-  free(op->reply);
-  op->reply = NULL;
-  if ((rc = pack(&n.base, &op->reply, &op->reply_len, err)))
+  if ((rc = pack_reply(c, &n, &op->reply, &op->reply_len, err)))
     goto out;
   rc = rpc_audit_txn(t, c, err);
 out:

@@ -7,7 +7,8 @@
  * the trail's tip), rendered (case.json through the proto3 JSON
  * transcoder, case.html here, audit.jsonl), hashed, listed in
  * MANIFEST.json, signed (rpc/signer.h) and zipped (libarchive) in memory,
- * then streamed in 1 MiB messages.
+ * then streamed in 1 MiB messages. The building runs where heavy calls run
+ * (gd_call_offload).
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/entity.h"
 #include "core/strbuf.h"
 #include "rpc/rpc_int.h"
 #include "rpc/signer.h"
@@ -105,15 +107,6 @@ static void esc(gd_strbuf *b, const char *s) {
   }
 }
 
-static const char *type_name(int t) {
-  static const char *names[] = {"?",      "seller", "address", "payment account",
-                                "device", "phone",  "email",   "ip"};
-  return t >= 0 && (size_t)t < sizeof names / sizeof names[0] ? names[t] : "?";
-}
-
-static const char *status_name(int s) {
-  return s == 1 ? "open" : s == 2 ? "referred" : s == 3 ? "closed" : "?";
-}
 
 static void when(gd_strbuf *b, int64_t ms) {
   time_t t = (time_t)(ms / 1000);
@@ -200,7 +193,7 @@ static void draw_linked(gd_strbuf *b, const Graphd__V1__LinkedSellersReply *r,
                      sx[edges[i].s], sy[edges[i].s], ex[edges[i].e], ey[edges[i].e]);
   for (size_t i = 0; i < ne; i++) {
     gd_strbuf_printf(b, "<rect class=\"ent\" x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\">"
-                        "<title>%s ", ex[i] - 6, ey[i] - 6, type_name(e[i].type));
+                        "<title>%s ", ex[i] - 6, ey[i] - 6, gd_type_name(e[i].type));
     esc(b, e[i].key);
     gd_strbuf_printf(b, "</title></rect><text x=\"%.1f\" y=\"%.1f\">", ex[i] + 8, ey[i] + 4);
     esc(b, e[i].key);
@@ -222,7 +215,7 @@ static void shared_cells(gd_strbuf *b, const Graphd__V1__EvidenceStep *st) {
     const Graphd__V1__SharedEntity *sh = st->shared[j];
     if (!sh->entity)
       continue;
-    gd_strbuf_printf(b, "%s%s <b>", j ? "; " : "", type_name(sh->entity->type));
+    gd_strbuf_printf(b, "%s%s <b>", j ? "; " : "", gd_type_name(sh->entity->type));
     esc(b, sh->entity->key);
     gd_strbuf_printf(b, "</b> (shared by %llu, weight %.3f)",
                      (unsigned long long)sh->entity->seller_count, sh->weight);
@@ -266,7 +259,7 @@ static void html_paths(gd_strbuf *b, const Graphd__V1__SavedQuery *q) {
         gd_strbuf_printf(b, " &mdash;[%llu&times;]&rarr; ",
                          (unsigned long long)(l ? l->count : 0));
       }
-      gd_strbuf_printf(b, "%s <b>", type_name(p->entities[k]->type));
+      gd_strbuf_printf(b, "%s <b>", gd_type_name(p->entities[k]->type));
       esc(b, p->entities[k]->key);
       gd_strbuf_printf(b, "</b>");
     }
@@ -302,7 +295,7 @@ static void html_refs(gd_strbuf *b, const char *what, Graphd__V1__EntityRef **v,
     return;
   gd_strbuf_printf(b, "<h3>%s</h3>\n<ul>\n", what);
   for (size_t i = 0; i < n; i++) {
-    gd_strbuf_printf(b, "<li>%s <b>", type_name(v[i]->type));
+    gd_strbuf_printf(b, "<li>%s <b>", gd_type_name(v[i]->type));
     esc(b, v[i]->key);
     gd_strbuf_printf(b, "</b> (#%llu)</li>\n", (unsigned long long)v[i]->id);
   }
@@ -325,7 +318,7 @@ static void html_case(gd_strbuf *b, const Graphd__V1__Case *k, const char *key_i
   esc(b, k->title);
   gd_strbuf_printf(b, "</h1>\n<p class=\"meta\">Brand <b>");
   esc(b, k->brand);
-  gd_strbuf_printf(b, "</b>; status <b>%s</b>; assignee ", status_name(k->status));
+  gd_strbuf_printf(b, "</b>; status <b>%s</b>; assignee ", rpc_case_status_name(k->status));
   esc(b, k->assignee[0] ? k->assignee : "none");
   gd_strbuf_printf(b, "; revision %llu. Opened ", (unsigned long long)k->revision);
   when(b, k->created);
@@ -698,6 +691,7 @@ out:
 /* ---- the stream --------------------------------------------------------------- */
 
 typedef struct xstream {
+  gd_call *call;
   pack p;
   size_t pos;
   uint64_t id;
@@ -752,13 +746,27 @@ void rpc_pack_written(gd_call *c, bool ok) {
   xs_next(c, s);
 }
 
+/* Builds the pack and sends its first message: on a query thread, where
+ * heavy calls run (it reads the whole audit trail). */
+static void export_build(void *arg) {
+  xstream *s = arg;
+  gd_call *c = s->call;
+  gd_err err;
+  gd_err_clear(&err);
+  if (build(c, s->id, &s->p, &err)) {
+    xs_free(s);
+    rpc_fail(c, &err);
+    return;
+  }
+  gd_call_set_user(c, s);
+  xs_next(c, s);
+}
+
 void rpc_export_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
   Graphd__V1__ExportCaseRequest *req = (Graphd__V1__ExportCaseRequest *)rpc_unpack(
       c, &graphd__v1__export_case_request__descriptor, msg, len, has_msg);
-  gd_err err;
   if (!req)
     return;
-  gd_err_clear(&err);
   rpc_case_set_id(c, req->case_id);
   xstream *s = calloc(1, sizeof *s);
   if (!s) {
@@ -767,14 +775,9 @@ void rpc_export_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     return;
   }
   s->id = req->case_id;
+  s->call = c;
   protobuf_c_message_free_unpacked(&req->base, NULL);
-  if (build(c, s->id, &s->p, &err)) {
-    xs_free(s);
-    rpc_fail(c, &err);
-    return;
-  }
-  gd_call_set_user(c, s);
-  xs_next(c, s);
+  gd_call_offload(c, export_build, s);
 }
 
 void gd_rpc_set_signer(gd_rpc *r, struct gd_signer *s) { r->signer = s; }

@@ -169,6 +169,8 @@ struct gd_case_view;
 bool rpc_case_visible(gd_call *c, const struct gd_case_view *v);
 Graphd__V1__Case *rpc_case_unpack(const struct gd_case_view *v, gd_err *err);
 void rpc_case_set_id(gd_call *c, uint64_t id);
+/* "open", "referred", "closed" for a CaseStatus; "unspecified" else. */
+const char *rpc_case_status_name(int s);
 void rpc_create_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_get_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);
 void rpc_list_cases(gd_call *c, const uint8_t *msg, size_t len, bool has_msg);

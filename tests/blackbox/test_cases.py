@@ -348,3 +348,21 @@ def test_graphctl_case_commands(cased, graphctl_bin, tmp_path):
     assert "NOT_FOUND" in r.stderr
     r = ctl("reader", "case", "update", cid, "--add", "nonsense", ok=False)
     assert r.returncode == 2 and "TYPE:KEY" in r.stderr
+
+
+def test_change_whose_reply_is_too_big_writes_nothing(daemon_factory, tmp_path):
+    d = daemon_factory("--tokens", write_tokens(tmp_path / "tokens"), "--max-message-bytes",
+                       "65536")
+    c = create(d, title="t", brand="acme")
+    rev = c.revision
+    for i in range(40):
+        try:
+            rev = update(d, case_id=c.case_id, note=("n%d " % i) + "x" * 4000).revision
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.details()
+            assert "--max-message-bytes" in e.details() and "nothing was changed" in e.details()
+            break
+    else:
+        pytest.fail("no change was refused for its reply's size")
+    g = get_case(d, "reader", c.case_id)
+    assert g.revision == rev and len(g.notes) == rev - 1

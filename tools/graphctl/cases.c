@@ -14,6 +14,8 @@
  */
 #include "graphctl.h"
 
+#include "core/entity.h"
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,12 +146,6 @@ static const char *status_text(Graphd__V1__CaseStatus s) {
   }
 }
 
-static const char *type_text(Graphd__V1__EntityType t) {
-  static const char *names[] = {"?",      "seller", "address", "payment_account",
-                                "device", "phone",  "email",   "ip"};
-  return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
-}
-
 static const char *when(int64_t ms, char *buf, size_t size) {
   time_t t = (time_t)(ms / 1000);
   struct tm tm;
@@ -178,7 +174,7 @@ static int parse_item(const command *cmd, const char *opt, char *v, Graphd__V1__
 static json_object *ref_json(const Graphd__V1__EntityRef *r) {
   json_object *o = jobj();
   jset(o, "id", json_object_new_uint64(r->id));
-  jset(o, "type", jstr(type_text(r->type)));
+  jset(o, "type", jstr(gd_type_name((int)r->type)));
   jset(o, "key", jstr(r->key));
   return o;
 }
@@ -273,7 +269,7 @@ static void print_case(const Graphd__V1__Case *k) {
     printf("  seller %s (#%" PRIu64 ")\n", safe(k->sellers[i]->key, b, sizeof b),
            k->sellers[i]->id);
   for (size_t i = 0; i < k->n_entities; i++)
-    printf("  %s %s (#%" PRIu64 ")\n", type_text(k->entities[i]->type),
+    printf("  %s %s (#%" PRIu64 ")\n", gd_type_name((int)k->entities[i]->type),
            safe(k->entities[i]->key, b, sizeof b), k->entities[i]->id);
   for (size_t i = 0; i < k->n_clusters; i++)
     printf("  cluster %" PRIu64 " of snapshot %" PRIu64 "\n", k->clusters[i]->cluster_id,
