@@ -94,12 +94,18 @@ void qctx_free(qctx *q) {
 #define GD_ICACHE_MAX 65536
 #define GD_ICACHE_LINKS (1u << 18)
 #define GD_ICACHE_LIST 4096
+#define GD_ICACHE_BYTES (1u << 22) /* brief views' keys and labels */
 
 typedef struct ic_ent {
   uint64_t info_at, list_at; /* txn ids they were read in; 0 = not held */
   int type;
   uint64_t sellers, degree;
   size_t loff, ln;
+  /* The brief view (gd_query_entity_brief), read with the info: times,
+   * and the key and labels back to back in bytes at boff. */
+  bool brief;
+  int64_t first_seen, last_seen;
+  size_t boff, klen, lablen, nlabels;
 } ic_ent;
 
 struct icache {
@@ -109,6 +115,8 @@ struct icache {
   size_t n, cap;
   gd_link *links; /* GD_ICACHE_LINKS */
   size_t nlinks;
+  uint8_t *bytes; /* GD_ICACHE_BYTES */
+  size_t nbytes;
 };
 
 static pthread_key_t icache_key;
@@ -122,6 +130,7 @@ static void icache_free(void *p) {
   gd_u64map_free(&c->idx);
   free(c->v);
   free(c->links);
+  free(c->bytes);
   free(c);
 }
 
@@ -131,6 +140,7 @@ static void icache_clear(struct icache *c) {
   gd_u64map_clear(&c->idx);
   c->n = 0;
   c->nlinks = 0;
+  c->nbytes = 0;
 }
 
 /* This thread's cache for the store of state[0]; NULL (no cache) on out
@@ -142,9 +152,11 @@ static struct icache *icache_get(const uint64_t state[2]) {
   struct icache *c = pthread_getspecific(icache_key);
   if (!c) {
     if (!(c = calloc(1, sizeof *c)) || !(c->links = malloc(GD_ICACHE_LINKS * sizeof *c->links)) ||
-        pthread_setspecific(icache_key, c) != 0) {
-      if (c)
+        !(c->bytes = malloc(GD_ICACHE_BYTES)) || pthread_setspecific(icache_key, c) != 0) {
+      if (c) {
         free(c->links);
+        free(c->bytes);
+      }
       free(c);
       return NULL;
     }
@@ -156,9 +168,8 @@ static struct icache *icache_get(const uint64_t state[2]) {
   return c;
 }
 
-/* The entry of id, made if missing (NULL: no room, or no cache). */
-static ic_ent *icache_ent(qctx *q, uint64_t id, bool make) {
-  struct icache *c = q->ic;
+/* The entry of id in c, made if missing (NULL: no room, or no cache). */
+static ic_ent *icache_ent(struct icache *c, uint64_t id, bool make) {
   if (!c)
     return NULL;
   uint64_t *slot = gd_u64map_get(&c->idx, id);
@@ -177,9 +188,55 @@ static ic_ent *icache_ent(qctx *q, uint64_t id, bool make) {
   return e;
 }
 
-/* Whether what was read at txn `at` is still what q reads. */
+/* Whether what was read at txn `at` is still what r (reading txn id
+ * txn) reads of entity id. */
+static bool icache_fresh(gd_rtxn *r, uint64_t txn, uint64_t id, uint64_t at) {
+  return at && gd_rtxn_version(r, id) <= (at < txn ? at : txn);
+}
+
 static bool icache_valid(const qctx *q, uint64_t id, uint64_t at) {
-  return at && gd_rtxn_version(q->r, id) <= (at < q->state[1] ? at : q->state[1]);
+  return icache_fresh(q->r, q->state[1], id, at);
+}
+
+/* Bytes of v's labels as the record holds them (gd_entity_label). */
+static size_t labels_len(const gd_entity_view *v) {
+  size_t n = 0;
+  for (size_t i = 0; i < v->nlabels; i++)
+    n += 2 + gd_entity_label(v, i).n;
+  return n;
+}
+
+/* Keeps what v (read in txn) says of its entity in c: the info, and the
+ * brief view when its key and labels fit. Returns the entry or NULL. */
+static ic_ent *icache_keep(struct icache *c, uint64_t txn, const gd_entity_view *v) {
+  if (!c)
+    return NULL;
+  size_t lab = labels_len(v), need = v->key.n + lab;
+  if (need <= GD_ICACHE_BYTES && c->nbytes + need > GD_ICACHE_BYTES)
+    icache_clear(c); /* lists go too: they are read again when asked */
+  ic_ent *ce = icache_ent(c, v->id, true);
+  if (!ce)
+    return NULL;
+  ce->info_at = txn;
+  ce->type = v->type;
+  ce->sellers = v->seller_count;
+  ce->degree = v->degree;
+  ce->brief = false;
+  if (need <= GD_ICACHE_BYTES) {
+    if (v->key.n)
+      memcpy(c->bytes + c->nbytes, v->key.p, v->key.n);
+    if (lab)
+      memcpy(c->bytes + c->nbytes + v->key.n, v->labels_raw, lab);
+    ce->brief = true;
+    ce->first_seen = v->first_seen;
+    ce->last_seen = v->last_seen;
+    ce->boff = c->nbytes;
+    ce->klen = v->key.n;
+    ce->lablen = lab;
+    ce->nlabels = v->nlabels;
+    c->nbytes += need;
+  }
+  return ce;
 }
 
 const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
@@ -191,7 +248,7 @@ const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
   }
   if (!fresh)
     return &q->infos[*slot - 1];
-  ic_ent *ce = icache_ent(q, id, false);
+  ic_ent *ce = icache_ent(q->ic, id, false);
   int type;
   uint64_t sellers, degree;
   if (ce && icache_valid(q, id, ce->info_at)) {
@@ -207,12 +264,7 @@ const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
     type = v.type;
     sellers = v.seller_count;
     degree = v.degree;
-    if ((ce = icache_ent(q, id, true))) {
-      ce->info_at = q->state[1];
-      ce->type = type;
-      ce->sellers = sellers;
-      ce->degree = degree;
-    }
+    (void)icache_keep(q->ic, q->state[1], &v);
   }
   if (!qgrow(&q->infos, &q->capinfo, q->ninfo, sizeof *q->infos)) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
@@ -263,12 +315,13 @@ int qctx_sellers(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n, gd_er
 
 /*
  * Corroboration memo, one per thread. c of an entity is a function of the
- * committed state a read transaction sees (gd_rtxn_state) and of the
- * evidence parameters alone, so a value computed by one query is exact for
- * any later query on the same state with the same parameters: an
- * investigator walking a ring meets its warehouse and devices again and
- * again. Any commit names a new state and empties the memo, so it only
- * saves work between writes. A hit charges the work the computation did
+ * graph a read transaction sees (gd_rtxn_graph_state: entities and links)
+ * and of the evidence parameters alone, so a value computed by one query
+ * is exact for any later query on the same graph with the same parameters:
+ * an investigator walking a ring meets its warehouse and devices again and
+ * again. A commit that changes the graph names a new one and empties the
+ * memo, so it saves work between writes; commits of other tables (the
+ * audit records of reads, above all) leave it. A hit charges the work the computation did
  * (rows read into touched, steps into the work bound), so replies,
  * truncation included, are the same whether the value came from the memo
  * or not. At most GD_CMEMO_MAX entries a thread (then it starts over):
@@ -324,13 +377,18 @@ static cmemo *cmemo_get(qctx *q) {
       return NULL;
     }
   }
-  uint64_t st[2];
-  gd_rtxn_state(q->r, st);
+  if (!q->have_gstate) {
+    gd_err e2;
+    if (gd_rtxn_graph_state(q->r, q->gstate, &e2))
+      return NULL; /* compute: exact either way */
+    q->have_gstate = true;
+  }
+  const uint64_t *st = q->gstate;
   if (m->state[0] != st[0] || m->state[1] != st[1] || !ev_same(&m->ev, &q->p->ev) ||
       m->n >= GD_CMEMO_MAX) {
     gd_u64map_clear(&m->idx);
     m->n = 0;
-    memcpy(m->state, st, sizeof st);
+    memcpy(m->state, st, sizeof m->state);
     m->ev = q->p->ev;
   }
   return m;
@@ -535,7 +593,7 @@ static bool cached_list(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n
   struct icache *c = q->ic;
   if (!c)
     return false;
-  ic_ent *ce = icache_ent(q, id, false);
+  ic_ent *ce = icache_ent(c, id, false);
   if (ce && icache_valid(q, id, ce->list_at)) {
     *ret = c->links + ce->loff;
     *ret_n = ce->ln;
@@ -566,7 +624,7 @@ static bool cached_list(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n
   size_t n = q->full.n;
   if (c->nlinks + n > GD_ICACHE_LINKS)
     icache_clear(c); /* qctx_info's entry goes too: it is read again next time */
-  if (!(ce = icache_ent(q, id, true)) || n > GD_ICACHE_LINKS) {
+  if (!(ce = icache_ent(c, id, true)) || n > GD_ICACHE_LINKS) {
     *ret = q->full.v;
     *ret_n = n;
     return true;
@@ -605,4 +663,32 @@ static int links_in(qctx *q, uint64_t id, uint32_t type_mask, int64_t since, int
 
 int qctx_links(qctx *q, uint64_t id, uint32_t type_mask, qlinks *out, gd_err *err) {
   return links_in(q, id, type_mask, q->p->since, q->p->until, out, err);
+}
+
+int gd_query_entity_brief(gd_rtxn *r, uint64_t id, gd_entity_view *ret, gd_err *err) {
+  uint64_t st[2];
+  gd_rtxn_state(r, st);
+  struct icache *c = icache_get(st);
+  ic_ent *ce = icache_ent(c, id, false);
+  if (ce && ce->brief && icache_fresh(r, st[1], id, ce->info_at)) {
+    const uint8_t *b = c->bytes + ce->boff;
+    *ret = (gd_entity_view){.id = id,
+                            .type = ce->type,
+                            .key = {(const char *)b, ce->klen},
+                            .first_seen = ce->first_seen,
+                            .last_seen = ce->last_seen,
+                            .degree = ce->degree,
+                            .seller_count = ce->sellers,
+                            .nlabels = ce->nlabels,
+                            .labels_raw = b + ce->klen};
+    return GD_OK;
+  }
+  gd_ref ref = {id, 0, GD_STR_NULL};
+  int rc = gd_store_get(r, &ref, ret, err);
+  if (rc)
+    return rc;
+  ret->nattrs = 0;
+  ret->attrs_raw = NULL;
+  (void)icache_keep(c, st[1], ret); /* *ret still views the store's record */
+  return GD_OK;
 }

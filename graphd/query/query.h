@@ -88,6 +88,16 @@ typedef struct gd_evidence_info {
 int gd_query_evidence(gd_rtxn *r, uint64_t id, const gd_query_params *p, gd_evidence_info *ret,
                       gd_err *err);
 
+/*
+ * Entity id as gd_store_get reads it in r, without its attributes (nattrs
+ * is 0): what a reply shows of an entity a query met. Served from this
+ * thread's entity cache (common.c) when the cache holds what r would read,
+ * else read and kept. The view's strings point into the store's map or
+ * into the cache: valid until this thread's next call into the query
+ * layer, so copy them before. Errors: GD_ENOTFOUND, GD_EINTERNAL, GD_EIO.
+ */
+int gd_query_entity_brief(gd_rtxn *r, uint64_t id, gd_entity_view *ret, gd_err *err);
+
 /* ---- LinkedSellers ---- */
 
 typedef struct gd_shared {

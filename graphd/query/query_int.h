@@ -57,6 +57,8 @@ typedef struct qctx {
   gd_u64map hub_idx;
   uint64_t population; /* sellers in the store, read on first need */
   uint64_t state[2];   /* gd_rtxn_state: the store's serial, the txn id read */
+  uint64_t gstate[2];  /* gd_rtxn_graph_state, once the memo asks (have_gstate) */
+  bool have_gstate;
   struct icache *ic;   /* this thread's entity cache (common.c); NULL = none */
   qlinks full;         /* scratch: a whole adjacency list read for the cache */
   qlinks_buf *cbuf;    /* corroboration scratch (lazily made) */

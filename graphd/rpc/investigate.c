@@ -152,10 +152,11 @@ static void sink_fail(inv_sink *s, const gd_err *err) {
  */
 typedef gd_u64map ecache; /* id -> Graphd__V1__Entity * (uintptr_t) */
 
-/* A brief Entity (no attributes) for id, read once per reply. */
+/* A brief Entity (no attributes) for id, read once per reply, through the
+ * query layer's entity cache (gd_query_entity_brief: what the query just
+ * met is usually there). */
 static Graphd__V1__Entity *entity_pb(gd_rtxn *r, ecache *c, uint64_t id, gd_arena **a,
                                      gd_err *err) {
-  gd_ref ref = {id, 0, GD_STR_NULL};
   gd_entity_view v;
   Graphd__V1__Entity *e;
   uint64_t *slot = gd_u64map_put(c, id, NULL);
@@ -169,7 +170,7 @@ static Graphd__V1__Entity *entity_pb(gd_rtxn *r, ecache *c, uint64_t id, gd_aren
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
-  if (gd_store_get(r, &ref, &v, err))
+  if (gd_query_entity_brief(r, id, &v, err))
     return NULL;
   if (gd_pb_entity(&v, false, a, e)) {
     gd_err_set(err, GD_ENOMEM, "out of memory");

@@ -217,6 +217,7 @@ int gd_store_open(const gd_store_opts *o, gd_store **ret, gd_err *err) {
   }
   mdb_env_info(s->env, &info);
   atomic_init(&s->ver_floor, (uint64_t)info.me_last_txnid);
+  s->open_txn = (uint64_t)info.me_last_txnid;
   *ret = s;
   return GD_OK;
 
@@ -300,6 +301,19 @@ static void adopt_map_size(gd_store *s) {
 void gd_rtxn_state(const gd_rtxn *r, uint64_t ret[2]) {
   ret[0] = r->s->serial;
   ret[1] = (uint64_t)mdb_txn_id(r->txn);
+}
+
+int gd_rtxn_graph_state(gd_rtxn *r, uint64_t ret[2], gd_err *err) {
+  uint64_t g = 0;
+  int rc = meta_get_u64(r->txn, r->s->meta, "graph.txn", &g);
+  if (rc)
+    return gd__mdb_err(rc, err, "meta graph.txn");
+  ret[0] = r->s->serial;
+  /* Not stamped yet (no write of this version changed the graph): it is
+   * as it was when the store was opened, since only this process writes
+   * it and every such write since would have stamped it. */
+  ret[1] = g ? g : r->s->open_txn;
+  return GD_OK;
 }
 
 uint64_t gd_rtxn_version(const gd_rtxn *r, uint64_t id) {
@@ -506,6 +520,8 @@ static int commit_write_err(gd_store *s, int rc, gd_err *err) {
 int gd__wtxn_commit(gd_wtxn *t, gd_err *err) {
   gd_store *s = t->s;
   int rc = counters_store(t->root, s, &t->c);
+  if (!rc && t->graph)
+    rc = meta_put_u64(t->root, s->meta, "graph.txn", (uint64_t)mdb_txn_id(t->root));
   if (rc) {
     mdb_txn_abort(t->root);
     free(t);

@@ -118,6 +118,19 @@ void gd_store_read_end(gd_rtxn *r);
 void gd_rtxn_state(const gd_rtxn *r, uint64_t ret[2]);
 
 /*
+ * Names the graph r reads: ret[0] is the store's serial, ret[1] the id of
+ * the last committed transaction that changed an entity or a link, as r
+ * sees it (commits that change only other tables, such as the audit
+ * trail, snapshots or cases, leave it). Two read transactions with equal
+ * names read the same entities and links, so a value derived only from
+ * them may be reused between them, whatever else was committed in
+ * between. The graph is written by this process alone (see below), so
+ * before a write of this build has stamped the name the graph is as it
+ * was at gd_store_open. Errors: GD_EIO.
+ */
+int gd_rtxn_graph_state(gd_rtxn *r, uint64_t ret[2], gd_err *err);
+
+/*
  * Entity versions, for caches of what readers read (query/common.c): a
  * bound V such that entity id's record and links did not change in any
  * transaction after V. A value read from a transaction with id R (ret[1]

@@ -34,7 +34,8 @@ struct gd_store {
   pthread_mutex_t pool_mu;
   gd_rtxn *pool[GD__RTXN_POOL];
   int npool;
-  uint64_t serial; /* gd_rtxn_state */
+  uint64_t serial;   /* gd_rtxn_state */
+  uint64_t open_txn; /* the last committed txn id at open (gd_rtxn_graph_state) */
   /* Entity versions (store.h, gd_rtxn_version): GD__VER_SLOTS slots by id
    * hash, each the last transaction id that changed an entity hashing
    * there; ver_floor bounds every entity (the txn at open, a bulk load).
@@ -68,6 +69,8 @@ struct gd_wtxn {
   gd__counters c;  /* current values */
   gd__counters saved; /* values at gd__wtxn_nest, restored on abort */
   int64_t now;
+  bool graph; /* an entity or link was marked changed: the commit stamps
+                 meta "graph.txn" (gd_rtxn_graph_state) */
 };
 
 /* Marks entity id changed by t's transaction (store.h, "Entity
@@ -78,11 +81,13 @@ static inline void gd__ver_mark(gd_wtxn *t, uint64_t id) {
   _Atomic uint64_t *slot = &t->s->ver[gd__ver_slot(id)];
   if (atomic_load_explicit(slot, memory_order_relaxed) < v)
     atomic_store(slot, v);
+  t->graph = true;
 }
 
 /* Marks every entity (a bulk load). */
 static inline void gd__ver_mark_all(gd_wtxn *t) {
   atomic_store(&t->s->ver_floor, (uint64_t)mdb_txn_id(t->root));
+  t->graph = true;
 }
 
 /* Maps an LMDB return code to a gd_errno and fills err. */

@@ -453,6 +453,65 @@ static void test_entity_cache(void) {
   gd_store_read_end(r);
 }
 
+/* gd_query_entity_brief: what gd_store_get reads but the attributes, from
+ * the store or from this thread's cache alike; a write that changes an
+ * entity's record (labels here) is seen by a later read transaction, never
+ * by an earlier one. */
+static bool same_brief(gd_rtxn *r, uint64_t id) {
+  gd_entity_view a, b;
+  gd_err err;
+  gd_ref ref = {id, 0, GD_STR_NULL};
+  CHECK(gd_store_get(r, &ref, &a, &err) == GD_OK);
+  CHECK(gd_query_entity_brief(r, id, &b, &err) == GD_OK);
+  bool same = b.id == id && a.type == b.type && gd_str_eq(a.key, b.key) &&
+              a.first_seen == b.first_seen && a.last_seen == b.last_seen &&
+              a.degree == b.degree && a.seller_count == b.seller_count &&
+              a.nlabels == b.nlabels && b.nattrs == 0;
+  for (size_t i = 0; same && i < a.nlabels; i++)
+    same = gd_str_eq(gd_entity_label(&a, i), gd_entity_label(&b, i));
+  return same;
+}
+
+static bool has_label(gd_rtxn *r, uint64_t id, const char *label) {
+  gd_entity_view v;
+  gd_err err;
+  CHECK(gd_query_entity_brief(r, id, &v, &err) == GD_OK);
+  for (size_t i = 0; i < v.nlabels; i++)
+    if (gd_str_eq(gd_entity_label(&v, i), gd_str_c(label)))
+      return true;
+  return false;
+}
+
+static void test_entity_brief(void) {
+  gd_rtxn *old, *r;
+  gd_err err;
+  gd_entity_view v;
+  CHECK(gd_store_read_begin(st, &old, NULL) == GD_OK);
+  uint64_t ids[] = {id_of(old, GD_TYPE_SELLER, "r1"), id_of(old, GD_TYPE_SELLER, "r2"),
+                    id_of(old, GD_TYPE_DEVICE, "D"), id_of(old, GD_TYPE_ADDRESS, "W"),
+                    id_of(old, GD_TYPE_ADDRESS, "H")};
+  for (int round = 0; round < 2; round++) /* read, then from the cache */
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+      CHECK(same_brief(old, ids[i]));
+  CHECK(gd_query_entity_brief(old, 987654321, &v, &err) == GD_ENOTFOUND);
+  CHECK(!has_label(old, ids[1], "brief-label"));
+
+  static gd_str lab[1];
+  static gd_attr_in at[1];
+  static gd_entity_in E[1];
+  lab[0] = gd_str_c("brief-label");
+  at[0] = (gd_attr_in){gd_str_c("note"), gd_str_c("x")};
+  E[0] = (gd_entity_in){GD_TYPE_SELLER, gd_str_c("r2"), at, 1, lab, 1, 0};
+  CHECK(upsert(NULL, 0, E, 1) == GD_OK);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(has_label(r, ids[1], "brief-label"));   /* the write is seen ... */
+  CHECK(!has_label(old, ids[1], "brief-label")); /* ... by later reads only */
+  CHECK(same_brief(r, ids[1]));
+  CHECK(same_brief(old, ids[1]));
+  gd_store_read_end(r);
+  gd_store_read_end(old);
+}
+
 static void test_setup(void) { build(); }
 
 /* Within max_hops, whatever order the frontier is relaxed in: in round 2,
@@ -489,4 +548,4 @@ static void test_linked_hop_bound(void) {
 }
 
 TAP_MAIN(T(test_setup), T(test_linked), T(test_linked_hop_bound), T(test_paths), T(test_suspects), T(test_memo),
-         T(test_entity_cache), T(teardown))
+         T(test_entity_cache), T(test_entity_brief), T(teardown))

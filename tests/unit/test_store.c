@@ -866,6 +866,55 @@ static void test_cases(void) {
   gd_store_close(s);
 }
 
+/* gd_rtxn_graph_state names the graph, not the commit: a commit of other
+ * tables (a case here; the audit trail, snapshots) keeps the name that
+ * gd_rtxn_state changes, a write to the graph changes both, and the name
+ * survives a reopen. */
+static void graph_state(gd_store *s, uint64_t g[2], uint64_t c[2]) {
+  gd_rtxn *r;
+  gd_err e;
+  CHECK(gd_store_read_begin(s, &r, NULL) == GD_OK);
+  CHECK(gd_rtxn_graph_state(r, g, &e) == GD_OK);
+  gd_rtxn_state(r, c);
+  gd_store_read_end(r);
+}
+
+static void test_graph_state(void) {
+  fresh_dir();
+  gd_store *s = open_store(64 << 20);
+  gd_writer *w;
+  gd_wtxn *t;
+  gd_err e;
+  uint64_t g0[2], c0[2], g1[2], c1[2], g2[2], c2[2], g3[2], c3[2];
+  graph_state(s, g0, c0);
+  CHECK(g0[0] == c0[0] && g0[1] == c0[1]); /* nothing written since the open */
+
+  CHECK(gd__wtxn_begin(s, &t, &e) == GD_OK);
+  uint64_t id;
+  CHECK(gd_store_case_new_id(t, &id, &e) == GD_OK);
+  gd_case_view cv = {.id = id, .revision = 1, .status = 1, .brand = gd_str_c("acme"),
+                     .body = "b", .body_len = 1};
+  CHECK(gd_store_case_put(t, &cv, &e) == GD_OK);
+  CHECK(gd__wtxn_commit(t, &e) == GD_OK);
+  graph_state(s, g1, c1);
+  CHECK(c1[1] > c0[1]);                    /* a new commit ... */
+  CHECK(g1[0] == g0[0] && g1[1] == g0[1]); /* ... of the same graph */
+
+  CHECK(gd_writer_start(s, 0, &w, NULL) == GD_OK);
+  gd_link_in l = {R(GD_TYPE_SELLER, "gs1"), R(GD_TYPE_DEVICE, "gsd"), 5};
+  CHECK(upsert_links(w, &l, 1, NULL) == GD_OK);
+  gd_writer_stop(w);
+  graph_state(s, g2, c2);
+  CHECK(g2[1] == c2[1] && g2[1] > g1[1]); /* the graph changed in that commit */
+
+  gd_store_close(s);
+  s = open_store(64 << 20);
+  graph_state(s, g3, c3);
+  CHECK(g3[0] != g2[0]);   /* another open, another serial */
+  CHECK(g3[1] == g2[1]);   /* the stamp was kept */
+  gd_store_close(s);
+}
+
 /* Fresh clustering's tables: marks by writes (only when on), the queue's
  * bound, versioned clears, placements and their inverse, rebase, the
  * bounded alert log. */
@@ -1362,4 +1411,4 @@ static void test_bulk_load(void) {
 TAP_MAIN(T(test_normalize), T(test_bulk_load), T(test_drop_resident), T(test_upsert_and_read), T(test_atomic_and_errors),
          T(test_entities_labels_delete), T(test_links_paging_filters), T(test_map_growth),
          T(test_map_full_at_commit), T(test_group_commit), T(test_audit_chain),
-         T(test_placement_tables), T(test_cases))
+         T(test_placement_tables), T(test_cases), T(test_graph_state))
