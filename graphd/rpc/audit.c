@@ -120,6 +120,7 @@ static void hook(void *ctx, gd_call *c, int status) {
   a->status = status;
   if (!async)
     a->call = c;
+  a->op.linger = async; /* answered already: it may wait to share a commit */
   gd_writer_submit(R->writer, &a->op);
   if (async)
     gd_call_audit_done(c, true, NULL); /* the reply goes now; the record follows */

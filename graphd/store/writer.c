@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct gd_writer {
   gd_store *s;
@@ -13,6 +14,8 @@ struct gd_writer {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   gd_write_op *head, *tail; /* FIFO */
+  size_t queued, eager;      /* ops queued; of them, ops without linger */
+  int64_t head_at;           /* gd_now_ns when the queue last became non-empty */
   bool stopping;
   atomic_uint_fast64_t pending, commits, requests, grows;
   void (*observe)(void *ctx, size_t ops, int64_t ns); /* gd_writer_observe */
@@ -121,6 +124,18 @@ static void *writer_main(void *arg) {
       pthread_cond_wait(&w->cv, &w->mu);
     if (!w->head && w->stopping)
       break;
+    /* Only ops nobody waits for: let more join them, up to the linger. */
+    while (!w->stopping && w->eager == 0 && w->queued < w->max_group) {
+      int64_t left = w->head_at + GD_WRITER_LINGER_NS - gd_now_ns();
+      if (left <= 0)
+        break;
+      struct timespec ts;
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      int64_t ns = ts.tv_nsec + left;
+      ts.tv_sec += ns / 1000000000;
+      ts.tv_nsec = ns % 1000000000;
+      pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+    }
     /* Take up to max_group ops, and up to GD_WRITER_GROUP_BYTES of input,
      * off the queue. */
     gd_write_op *ops = w->head, *last = ops;
@@ -134,7 +149,12 @@ static void *writer_main(void *arg) {
     w->head = last->next;
     if (!w->head)
       w->tail = NULL;
+    else
+      w->head_at = gd_now_ns(); /* the rest waits from now */
     last->next = NULL;
+    w->queued -= n;
+    for (gd_write_op *op = ops; op; op = op->next)
+      w->eager -= !op->linger;
     pthread_mutex_unlock(&w->mu);
     run_group(w, ops);
     pthread_mutex_lock(&w->mu);
@@ -149,8 +169,12 @@ int gd_writer_start(gd_store *s, unsigned max_group, gd_writer **ret, gd_err *er
     return gd_err_set(err, GD_ENOMEM, "writer: out of memory");
   w->s = s;
   w->max_group = max_group ? max_group : 1024;
+  pthread_condattr_t ca;
   pthread_mutex_init(&w->mu, NULL);
-  pthread_cond_init(&w->cv, NULL);
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the linger's timed wait */
+  pthread_cond_init(&w->cv, &ca);
+  pthread_condattr_destroy(&ca);
   if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
@@ -172,12 +196,20 @@ void gd_writer_submit(gd_writer *w, gd_write_op *op) {
     return;
   }
   atomic_fetch_add(&w->pending, 1);
+  bool was_empty = !w->head;
   if (w->tail)
     w->tail->next = op;
   else
     w->head = op;
   w->tail = op;
-  pthread_cond_signal(&w->cv);
+  if (was_empty)
+    w->head_at = gd_now_ns();
+  w->queued++;
+  w->eager += !op->linger;
+  /* A lingering writer wakes at its deadline: another lingering op need
+   * not wake it before, unless it fills the group. */
+  if (was_empty || !op->linger || w->queued >= w->max_group)
+    pthread_cond_signal(&w->cv);
   pthread_mutex_unlock(&w->mu);
 }
 

@@ -24,6 +24,7 @@
 typedef struct gd_write_op gd_write_op;
 
 #define GD_WRITER_GROUP_BYTES ((size_t)32 << 20)
+#define GD_WRITER_LINGER_NS ((int64_t)5000000) /* 5 ms: gd_write_op.linger */
 
 struct gd_write_op {
   /* Applies the op inside its nested transaction. Returns GD_OK, or an error
@@ -39,6 +40,13 @@ struct gd_write_op {
    * environment back to the previous commit (consistent: LMDB keeps two
    * meta pages); the next full commit makes it durable. */
   bool lazy_sync;
+  /* Set by the submitter: nobody waits for done (an audit record of a read
+   * already answered). While the queue holds only such ops the writer
+   * waits up to GD_WRITER_LINGER_NS from the first one's arrival for more
+   * to share its commit; any other op, a full group or gd_writer_stop ends
+   * the wait at once. A steady read load then commits a few hundred times
+   * a second, not thousands. */
+  bool linger;
   /* Set by the submitter: about how many bytes the op's input takes (0 =
    * small). A group stops growing at GD_WRITER_GROUP_BYTES of them (it
    * always takes one op): LMDB holds a group's dirty pages in memory until

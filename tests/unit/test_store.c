@@ -3,6 +3,7 @@
  * the group-commit writer, reads, paging, deletes, map growth, reopen.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -720,6 +721,89 @@ static void test_group_commit(void) {
     abort();
 }
 
+/* Ops nobody waits for (gd_write_op.linger) wait for company: ten queued
+ * behind a busy writer share one commit, and one alone is held for the
+ * linger before it commits. */
+typedef struct lop {
+  gd_write_op op;
+  pthread_mutex_t *mu;
+  pthread_cond_t *cv;
+  int *gate;         /* apply waits while *gate is 0 (NULL: no wait) */
+  int64_t done_at;
+  _Atomic int *ndone;
+} lop;
+
+static _Atomic int busy_started;
+
+static int lop_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
+  (void)t, (void)err;
+  lop *l = (lop *)op;
+  if (l->gate) {
+    atomic_store(&busy_started, 1);
+    pthread_mutex_lock(l->mu);
+    while (!*l->gate)
+      pthread_cond_wait(l->cv, l->mu);
+    pthread_mutex_unlock(l->mu);
+  }
+  return GD_OK;
+}
+
+static void lop_done(gd_write_op *op, const gd_err *err) {
+  lop *l = (lop *)op;
+  CHECK(err->code == GD_OK);
+  l->done_at = gd_now_ns();
+  atomic_fetch_add(l->ndone, 1);
+}
+
+static size_t groups[16], ngroups;
+static void observe_group(void *ctx, size_t ops, int64_t ns) {
+  (void)ctx, (void)ns;
+  if (ngroups < 16)
+    groups[ngroups++] = ops;
+}
+
+static void test_writer_linger(void) {
+  fresh_dir();
+  gd_store *st = open_store(0);
+  gd_writer *w;
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+  int gate = 0;
+  _Atomic int ndone = 0;
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+  gd_writer_observe(w, observe_group, NULL);
+  lop busy = {{.apply = lop_apply, .done = lop_done}, &mu, &cv, &gate, 0, &ndone};
+  lop l[10];
+  gd_writer_submit(w, &busy.op);
+  while (!atomic_load(&busy_started)) /* the writer took it, and waits in it */
+    usleep(1000);
+  for (int i = 0; i < 10; i++) {
+    l[i] = (lop){{.apply = lop_apply, .done = lop_done, .lazy_sync = true, .linger = true},
+                 &mu, &cv, NULL, 0, &ndone};
+    gd_writer_submit(w, &l[i].op);
+  }
+  pthread_mutex_lock(&mu);
+  gate = 1;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+  while (atomic_load(&ndone) < 11)
+    usleep(1000);
+  CHECK_EQ_U(ngroups, 2);
+  CHECK_EQ_U(groups[0], 1);  /* the busy op: the writer had taken it alone */
+  CHECK_EQ_U(groups[1], 10); /* the ten that queued behind it, one commit */
+
+  lop one = {{.apply = lop_apply, .done = lop_done, .lazy_sync = true, .linger = true},
+             &mu, &cv, NULL, 0, &ndone};
+  int64_t t0 = gd_now_ns();
+  gd_writer_submit(w, &one.op);
+  while (atomic_load(&ndone) < 12)
+    usleep(1000);
+  CHECK(one.done_at - t0 >= GD_WRITER_LINGER_NS); /* held for company first */
+  CHECK_EQ_U(ngroups, 3);
+  gd_writer_stop(w);
+  gd_store_close(st);
+}
+
 /* The audit chain: appends across transactions (one aborted), visit,
  * verify, and tampering detected: a changed byte, a deleted record. */
 static void test_audit_chain(void) {
@@ -1411,4 +1495,5 @@ static void test_bulk_load(void) {
 TAP_MAIN(T(test_normalize), T(test_bulk_load), T(test_drop_resident), T(test_upsert_and_read), T(test_atomic_and_errors),
          T(test_entities_labels_delete), T(test_links_paging_filters), T(test_map_growth),
          T(test_map_full_at_commit), T(test_group_commit), T(test_audit_chain),
-         T(test_placement_tables), T(test_cases), T(test_graph_state))
+         T(test_placement_tables), T(test_cases), T(test_graph_state),
+         T(test_writer_linger))
