@@ -310,8 +310,12 @@ void rpc_list_audit(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     gd_err_set(&err, GD_ENOMEM, "out of memory");
     goto fail;
   }
+  /* A case's records come from the case index (their number, not the
+   * trail's, sets the cost); the other filters apply to them as usual. */
   if (gd_store_read_begin(R->store, &r, &err) ||
-      gd_store_audit_visit(r, after, l_visit, &l, &err))
+      (q->case_id[0] ? gd_store_audit_visit_case(r, q->case_id, strlen(q->case_id), after,
+                                                 l_visit, &l, &err)
+                     : gd_store_audit_visit(r, after, l_visit, &l, &err)))
     goto fail;
   if (l.oom) {
     gd_err_set(&err, GD_ENOMEM, "out of memory");

@@ -449,12 +449,11 @@ typedef struct audit_ctx {
 
 static json_object *jstrn(const char *s, size_t n) { return json_object_new_string_len(s, (int)n); }
 
+/* gd_store_audit_visit_case callback: one record of the case. */
 static int audit_one(void *ctx, const gd_audit_view *v) {
   audit_ctx *a = ctx;
-  a->tip_seq = v->seq;
-  memcpy(a->tip_hash, v->hash, 32);
   if (v->case_id_len != a->case_len || memcmp(v->case_id, a->case_id, a->case_len) != 0)
-    return 0;
+    return 0; /* cannot happen: the index lists the case's records */
   char ph[65], hh[65];
   hex(v->prev, 32, ph);
   hex(v->hash, 32, hh);
@@ -606,7 +605,15 @@ static int build(gd_call *c, uint64_t id, pack *p, gd_err *err) {
   au.case_id = idtext;
   au.case_len = strlen(idtext);
   au.records = json_object_new_array();
-  if ((rc = gd_store_audit_visit(r, 0, audit_one, &au, err)))
+  gd_audit_view last;
+  rc = gd_store_audit_last(r, &last, err);
+  if (rc == GD_OK) {
+    au.tip_seq = last.seq;
+    memcpy(au.tip_hash, last.hash, 32);
+  } else if (rc != GD_ENOTFOUND) {
+    goto out;
+  }
+  if ((rc = gd_store_audit_visit_case(r, au.case_id, au.case_len, 0, audit_one, &au, err)))
     goto out;
   gd_store_read_end(r);
   r = NULL;
@@ -747,7 +754,7 @@ void rpc_pack_written(gd_call *c, bool ok) {
 }
 
 /* Builds the pack and sends its first message: on a query thread, where
- * heavy calls run (it reads the whole audit trail). */
+ * heavy calls run. */
 static void export_build(void *arg) {
   xstream *s = arg;
   gd_call *c = s->call;

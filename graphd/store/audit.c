@@ -46,6 +46,34 @@ static uint16_t cut(const char *s, size_t max) {
   return (uint16_t)n;
 }
 
+/* Adds seq under case_id (len bytes) to audit_case. An LMDB code. */
+static int index_put(MDB_txn *txn, gd_store *s, const char *case_id, size_t len, uint64_t seq) {
+  uint8_t sb[8];
+  MDB_val k = {len, (void *)case_id}, v = {8, sb};
+  gd_be64_put(sb, seq);
+  return mdb_put(txn, s->audit_case, &k, &v, 0);
+}
+
+int gd__audit_index_build(MDB_txn *txn, gd_store *s) {
+  MDB_cursor *cur;
+  MDB_val k, v;
+  int rc = mdb_cursor_open(txn, s->audit, &cur);
+  if (rc)
+    return rc;
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    gd_audit_view a;
+    if (parse(v.mv_data, v.mv_size, &a) != 0) {
+      rc = MDB_CORRUPTED;
+      break;
+    }
+    if (a.case_id_len && (rc = index_put(txn, s, a.case_id, a.case_id_len, a.seq)))
+      break;
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? MDB_SUCCESS : rc;
+}
+
 int gd_store_audit_append(gd_wtxn *t, const gd_audit_in *in, uint64_t *ret_seq, gd_err *err) {
   MDB_cursor *cur;
   MDB_val k, v;
@@ -97,6 +125,8 @@ int gd_store_audit_append(gd_wtxn *t, const gd_audit_in *in, uint64_t *ret_seq, 
   memcpy(q, prev, 32);
   SHA256(p, (size_t)(q + 32 - p), q + 32);
   mdb_cursor_close(cur);
+  if (len[2] && (rc = index_put(t->txn, t->s, str[2], len[2], seq)))
+    return gd__mdb_err(rc, err, "audit case index");
   if (ret_seq)
     *ret_seq = seq;
   return GD_OK;
@@ -128,6 +158,63 @@ int gd_store_audit_visit(gd_rtxn *r, uint64_t after, gd_audit_fn fn, void *ctx, 
   mdb_cursor_close(cur);
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
     return gd__mdb_err(rc, err, "audit records");
+  return GD_OK;
+}
+
+int gd_store_audit_visit_case(gd_rtxn *r, const char *case_id, size_t len, uint64_t after,
+                              gd_audit_fn fn, void *ctx, gd_err *err) {
+  MDB_cursor *cur;
+  MDB_val k = {len, (void *)case_id}, v;
+  uint8_t sb[8], kb[8];
+  if (len == 0 || len > GD_AUDIT_FIELD_MAX)
+    return gd_err_set(err, GD_EINVALID, "case_id: 1 to %d bytes, not %zu", GD_AUDIT_FIELD_MAX,
+                      len);
+  if (after == UINT64_MAX)
+    return GD_OK;
+  int rc = mdb_cursor_open(r->txn, r->s->audit_case, &cur);
+  if (rc)
+    return gd__mdb_err(rc, err, "audit case index");
+  gd_be64_put(sb, after + 1);
+  v = (MDB_val){8, sb};
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
+    uint64_t seq = gd_be64_get(v.mv_data);
+    MDB_val rk, rv;
+    gd_audit_view a;
+    gd__id_key(seq, kb, &rk);
+    int grc = mdb_get(r->txn, r->s->audit, &rk, &rv);
+    if (grc == MDB_NOTFOUND || (grc == MDB_SUCCESS && parse(rv.mv_data, rv.mv_size, &a) != 0)) {
+      mdb_cursor_close(cur);
+      return gd_err_set(err, GD_EINTERNAL, "audit record %llu: %s", (unsigned long long)seq,
+                        grc ? "missing, but indexed" : "does not parse");
+    }
+    if (grc) {
+      rc = grc;
+      break;
+    }
+    if (fn(ctx, &a))
+      break;
+  }
+  mdb_cursor_close(cur);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return gd__mdb_err(rc, err, "audit case index");
+  return GD_OK;
+}
+
+int gd_store_audit_last(gd_rtxn *r, gd_audit_view *ret, gd_err *err) {
+  MDB_cursor *cur;
+  MDB_val k, v;
+  int rc = mdb_cursor_open(r->txn, r->s->audit, &cur);
+  if (rc)
+    return gd__mdb_err(rc, err, "audit cursor");
+  rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+  mdb_cursor_close(cur);
+  if (rc == MDB_NOTFOUND)
+    return gd_err_set(err, GD_ENOTFOUND, "the audit trail is empty");
+  if (rc)
+    return gd__mdb_err(rc, err, "audit tip");
+  if (parse(v.mv_data, v.mv_size, ret) != 0)
+    return gd_err_set(err, GD_EINTERNAL, "audit: the last record does not parse");
   return GD_OK;
 }
 

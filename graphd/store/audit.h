@@ -3,7 +3,11 @@
  * append-only, hash-chained
  * log of every call in LMDB.
  *
- *      audit   seq (u64 BE, from 1) -> record
+ *      audit       seq (u64 BE, from 1) -> record
+ *      audit_case  case_id (its bytes) -> dupsort, dupfixed seqs (u64 BE)
+ *                  of the records that name it; written with the record
+ *                  (a data directory from before the index gets it built
+ *                  once, when the store opens)
  *
  * Record (little-endian): u64 seq, i64 time (unix milliseconds), i32 grpc
  * status, u8 role, 7 zero bytes, then five u16 lengths and the strings
@@ -59,6 +63,18 @@ int gd_store_audit_append(gd_wtxn *t, const gd_audit_in *in, uint64_t *ret_seq, 
  * non-zero. Errors: GD_EINTERNAL (a record does not parse), GD_EIO. */
 typedef int (*gd_audit_fn)(void *ctx, const gd_audit_view *v);
 int gd_store_audit_visit(gd_rtxn *r, uint64_t after, gd_audit_fn fn, void *ctx, gd_err *err);
+
+/* Calls fn with each record of seq > after whose case_id is the len
+ * bytes at case_id (1 .. GD_AUDIT_FIELD_MAX), ascending, until fn returns
+ * non-zero: through audit_case, so the cost is the case's records, not the
+ * trail's. Errors: GD_EINVALID (len), GD_EINTERNAL (a record does not
+ * parse, or the index names a missing record), GD_EIO. */
+int gd_store_audit_visit_case(gd_rtxn *r, const char *case_id, size_t len, uint64_t after,
+                              gd_audit_fn fn, void *ctx, gd_err *err);
+
+/* The last record of the trail (the tip). Errors: GD_ENOTFOUND (no record
+ * yet), GD_EINTERNAL, GD_EIO. */
+int gd_store_audit_last(gd_rtxn *r, gd_audit_view *ret, gd_err *err);
 
 /*
  * Walks the whole chain. *ret_n gets the records checked; on a break

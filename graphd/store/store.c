@@ -132,6 +132,7 @@ static int open_dbis(gd_store *s, gd_err *err) {
       {"snap_link", MDB_DUPSORT | MDB_DUPFIXED, &s->snap_link},
       {"job", 0, &s->job},
       {"audit", 0, &s->audit},
+      {"audit_case", MDB_DUPSORT | MDB_DUPFIXED, &s->audit_case},
       {"dirty", 0, &s->dirty},
       {"prov", 0, &s->prov},
       {"prov_member", MDB_DUPSORT | MDB_DUPFIXED, &s->prov_member},
@@ -156,6 +157,11 @@ static int open_dbis(gd_store *s, gd_err *err) {
   }
   if (!rc && version == 0)
     rc = meta_put_u64(txn, s->meta, "schema_version", GD_SCHEMA_VERSION);
+  uint64_t indexed = 0;
+  if (!rc)
+    rc = meta_get_u64(txn, s->meta, "audit_case.built", &indexed);
+  if (!rc && !indexed && !(rc = gd__audit_index_build(txn, s)))
+    rc = meta_put_u64(txn, s->meta, "audit_case.built", 1);
   if (rc) {
     mdb_txn_abort(txn);
     return gd__mdb_err(rc, err, "meta");

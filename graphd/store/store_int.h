@@ -23,7 +23,7 @@ struct gd_store {
   MDB_dbi meta, ekey, entity, adj, label, request;
   MDB_dbi snap, snap_assign, snap_cluster, snap_member, snap_tie, snap_name, snap_order, snap_link,
       job; /* snapshot.c */
-  MDB_dbi audit;                                                  /* audit.c */
+  MDB_dbi audit, audit_case;                                      /* audit.c */
   MDB_dbi dirty, prov, prov_member, alert;                        /* place.c */
   MDB_dbi cases, case_query;                                      /* case.c */
   _Atomic uint64_t place_max, place_shed;                         /* place.c */
@@ -89,6 +89,11 @@ static inline void gd__ver_mark_all(gd_wtxn *t) {
   atomic_store(&t->s->ver_floor, (uint64_t)mdb_txn_id(t->root));
   t->graph = true;
 }
+
+/* Indexes every audit record that names a case in audit_case, once, in
+ * txn (audit.c): a data directory written before the index existed.
+ * Returns an LMDB code. */
+int gd__audit_index_build(MDB_txn *txn, gd_store *s);
 
 /* Maps an LMDB return code to a gd_errno and fills err. */
 int gd__mdb_err(int rc, gd_err *err, const char *what);

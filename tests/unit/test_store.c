@@ -870,6 +870,82 @@ static void test_audit_chain(void) {
   gd_store_close(s);
 }
 
+/* The case index: a case's records in seq order, from a seq on, none of
+ * another case's or of the records naming none; an aborted transaction
+ * leaves no entry; a data directory from before the index (entries and
+ * the meta mark gone) gets it built when it opens; the tip. */
+typedef struct seqs_seen {
+  uint64_t v[64];
+  size_t n;
+} seqs_seen;
+
+static int seq_collect(void *ctx, const gd_audit_view *a) {
+  seqs_seen *x = ctx;
+  if (x->n < 64)
+    x->v[x->n++] = a->seq;
+  return 0;
+}
+
+static void check_case_index(gd_store *s) {
+  gd_rtxn *r;
+  gd_err e;
+  seqs_seen a = {0}, b = {0}, none = {0};
+  CHECK(gd_store_read_begin(s, &r, NULL) == GD_OK);
+  CHECK(gd_store_audit_visit_case(r, "case-a", 6, 0, seq_collect, &a, &e) == GD_OK);
+  CHECK(a.n == 10);
+  for (size_t i = 0; i < a.n; i++)
+    CHECK_EQ_U(a.v[i], 3 * i + 1); /* seqs 1, 4, 7, ...: every third record */
+  CHECK(gd_store_audit_visit_case(r, "case-a", 6, 7, seq_collect, &b, &e) == GD_OK);
+  CHECK(b.n == 7 && b.v[0] == 10);
+  CHECK(gd_store_audit_visit_case(r, "case-z", 6, 0, seq_collect, &none, &e) == GD_OK);
+  CHECK(none.n == 0);
+  CHECK(gd_store_audit_visit_case(r, "", 0, 0, seq_collect, &none, &e) == GD_EINVALID &&
+        strstr(e.msg, "case_id"));
+  gd_audit_view tip;
+  CHECK(gd_store_audit_last(r, &tip, &e) == GD_OK && tip.seq == 30);
+  gd_store_read_end(r);
+}
+
+static void test_audit_case_index(void) {
+  fresh_dir();
+  gd_store *s = open_store(64 << 20);
+  gd_wtxn *t;
+  gd_rtxn *r;
+  gd_err e;
+  gd_audit_view tip;
+  CHECK(gd_store_read_begin(s, &r, NULL) == GD_OK);
+  CHECK(gd_store_audit_last(r, &tip, &e) == GD_ENOTFOUND);
+  gd_store_read_end(r);
+  for (int round = 0; round < 2; round++) {
+    CHECK(gd__wtxn_begin(s, &t, &e) == GD_OK);
+    for (int i = 0; i < 30; i++) {
+      gd_audit_in in = {.time_ms = i, .principal = "p", .method = "/m",
+                        .case_id = i % 3 == 0 ? "case-a" : i % 3 == 1 ? "case-b" : NULL};
+      CHECK(gd_store_audit_append(t, &in, NULL, &e) == GD_OK);
+    }
+    if (round == 0)
+      gd__wtxn_abort(t);
+    else
+      CHECK(gd__wtxn_commit(t, &e) == GD_OK);
+  }
+  check_case_index(s);
+  /* As written before the index: no entries, no mark. */
+  CHECK(gd__wtxn_begin(s, &t, &e) == GD_OK);
+  CHECK(mdb_drop(t->txn, s->audit_case, 0) == MDB_SUCCESS);
+  MDB_val mk = {strlen("audit_case.built"), "audit_case.built"};
+  CHECK(mdb_del(t->txn, s->meta, &mk, NULL) == MDB_SUCCESS);
+  CHECK(gd__wtxn_commit(t, &e) == GD_OK);
+  seqs_seen gone = {0};
+  CHECK(gd_store_read_begin(s, &r, NULL) == GD_OK);
+  CHECK(gd_store_audit_visit_case(r, "case-a", 6, 0, seq_collect, &gone, &e) == GD_OK);
+  CHECK(gone.n == 0);
+  gd_store_read_end(r);
+  gd_store_close(s);
+  s = open_store(64 << 20);
+  check_case_index(s);
+  gd_store_close(s);
+}
+
 /* Cases: random ids, header fields read back, views, listing from an id,
  * saved queries per case in seq order, a missing case named. */
 typedef struct case_seen {
@@ -1496,4 +1572,4 @@ TAP_MAIN(T(test_normalize), T(test_bulk_load), T(test_drop_resident), T(test_ups
          T(test_entities_labels_delete), T(test_links_paging_filters), T(test_map_growth),
          T(test_map_full_at_commit), T(test_group_commit), T(test_audit_chain),
          T(test_placement_tables), T(test_cases), T(test_graph_state),
-         T(test_writer_linger))
+         T(test_writer_linger), T(test_audit_case_index))
