@@ -63,10 +63,8 @@ int gd__audit_index_build(MDB_txn *txn, gd_store *s) {
   for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
     gd_audit_view a;
-    if (parse(v.mv_data, v.mv_size, &a) != 0) {
-      rc = MDB_CORRUPTED;
-      break;
-    }
+    if (parse(v.mv_data, v.mv_size, &a) != 0)
+      continue; /* tampered: VerifyAudit names it; the index cannot */
     if (a.case_id_len && (rc = index_put(txn, s, a.case_id, a.case_id_len, a.seq)))
       break;
   }
@@ -161,17 +159,40 @@ int gd_store_audit_visit(gd_rtxn *r, uint64_t after, gd_audit_fn fn, void *ctx, 
   return GD_OK;
 }
 
+/* Without the index (not built yet): the whole trail, filtered. */
+typedef struct case_scan {
+  const char *case_id;
+  size_t len;
+  gd_audit_fn fn;
+  void *ctx;
+} case_scan;
+
+static int case_scan_one(void *ctx, const gd_audit_view *a) {
+  case_scan *cs = ctx;
+  if (a->case_id_len != cs->len || memcmp(a->case_id, cs->case_id, cs->len) != 0)
+    return 0;
+  return cs->fn(cs->ctx, a);
+}
+
 int gd_store_audit_visit_case(gd_rtxn *r, const char *case_id, size_t len, uint64_t after,
                               gd_audit_fn fn, void *ctx, gd_err *err) {
   MDB_cursor *cur;
   MDB_val k = {len, (void *)case_id}, v;
   uint8_t sb[8], kb[8];
+  uint64_t built = 0;
   if (len == 0 || len > GD_AUDIT_FIELD_MAX)
     return gd_err_set(err, GD_EINVALID, "case_id: 1 to %d bytes, not %zu", GD_AUDIT_FIELD_MAX,
                       len);
   if (after == UINT64_MAX)
     return GD_OK;
-  int rc = mdb_cursor_open(r->txn, r->s->audit_case, &cur);
+  int rc = gd__meta_u64(r->txn, r->s, "audit_case.built", &built);
+  if (rc)
+    return gd__mdb_err(rc, err, "meta audit_case.built");
+  if (!built) {
+    case_scan cs = {case_id, len, fn, ctx};
+    return gd_store_audit_visit(r, after, case_scan_one, &cs, err);
+  }
+  rc = mdb_cursor_open(r->txn, r->s->audit_case, &cur);
   if (rc)
     return gd__mdb_err(rc, err, "audit case index");
   gd_be64_put(sb, after + 1);

@@ -5,9 +5,11 @@
  *
  *      audit       seq (u64 BE, from 1) -> record
  *      audit_case  case_id (its bytes) -> dupsort, dupfixed seqs (u64 BE)
- *                  of the records that name it; written with the record
- *                  (a data directory from before the index gets it built
- *                  once, when the store opens)
+ *                  of the records that name it; written with the record.
+ *                  A data directory from before the index gets it built
+ *                  once, when the store opens, in a transaction of its own
+ *                  (meta "audit_case.built"); if that fails (a full map),
+ *                  the case's records are found by scanning the trail
  *
  * Record (little-endian): u64 seq, i64 time (unix milliseconds), i32 grpc
  * status, u8 role, 7 zero bytes, then five u16 lengths and the strings
@@ -67,7 +69,7 @@ int gd_store_audit_visit(gd_rtxn *r, uint64_t after, gd_audit_fn fn, void *ctx, 
 /* Calls fn with each record of seq > after whose case_id is the len
  * bytes at case_id (1 .. GD_AUDIT_FIELD_MAX), ascending, until fn returns
  * non-zero: through audit_case, so the cost is the case's records, not the
- * trail's. Errors: GD_EINVALID (len), GD_EINTERNAL (a record does not
+ * trail's (a scan of the trail until the index is built). Errors: GD_EINVALID (len), GD_EINTERNAL (a record does not
  * parse, or the index names a missing record), GD_EIO. */
 int gd_store_audit_visit_case(gd_rtxn *r, const char *case_id, size_t len, uint64_t after,
                               gd_audit_fn fn, void *ctx, gd_err *err);

@@ -90,10 +90,14 @@ static inline void gd__ver_mark_all(gd_wtxn *t) {
   t->graph = true;
 }
 
-/* Indexes every audit record that names a case in audit_case, once, in
- * txn (audit.c): a data directory written before the index existed.
+/* Indexes every audit record that names a case in audit_case, in txn
+ * (audit.c): a data directory written before the index existed; a record
+ * that does not parse is left out (gd_store_audit_verify reports it).
  * Returns an LMDB code. */
 int gd__audit_index_build(MDB_txn *txn, gd_store *s);
+
+/* meta's u64 counter `name` in txn (0 when absent). An LMDB code. */
+int gd__meta_u64(MDB_txn *txn, gd_store *s, const char *name, uint64_t *ret);
 
 /* Maps an LMDB return code to a gd_errno and fills err. */
 int gd__mdb_err(int rc, gd_err *err, const char *what);

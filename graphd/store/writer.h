@@ -42,8 +42,9 @@ struct gd_write_op {
   bool lazy_sync;
   /* Set by the submitter: nobody waits for done (an audit record of a read
    * already answered). While the queue holds only such ops the writer
-   * waits up to GD_WRITER_LINGER_NS from the first one's arrival for more
-   * to share its commit; any other op, a full group or gd_writer_stop ends
+   * waits up to GD_WRITER_LINGER_NS from the first one's arrival (or, for
+   * ops left behind by a full group, from when that group was taken) for
+   * more to share its commit; any other op, a full group or gd_writer_stop ends
    * the wait at once. A steady read load then commits a few hundred times
    * a second, not thousands. */
   bool linger;
