@@ -105,7 +105,7 @@ typedef struct ic_ent {
    * and the key and labels back to back in bytes at boff. */
   bool brief;
   int64_t first_seen, last_seen;
-  size_t boff, klen, lablen, nlabels;
+  size_t boff, klen, nlabels;
 } ic_ent;
 
 struct icache {
@@ -232,7 +232,6 @@ static ic_ent *icache_keep(struct icache *c, uint64_t txn, const gd_entity_view 
     ce->last_seen = v->last_seen;
     ce->boff = c->nbytes;
     ce->klen = v->key.n;
-    ce->lablen = lab;
     ce->nlabels = v->nlabels;
     c->nbytes += need;
   }

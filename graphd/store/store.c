@@ -101,22 +101,19 @@ int gd__meta_u64(MDB_txn *txn, gd_store *s, const char *name, uint64_t *ret) {
 }
 
 /* Builds the audit case index of a data directory written before it
- * existed (audit.h), in a transaction of its own. Best effort: until it is
- * built, gd_store_audit_visit_case scans the trail instead, so a failure
- * (a full map, say) only leaves that slower path. */
+ * existed (audit.h), in a transaction of its own; open_dbis saw it
+ * missing. Best effort: until it is built, gd_store_audit_visit_case
+ * scans the trail instead, so a failure (a full map, say) only leaves
+ * that slower path. */
 static void audit_index_open(gd_store *s) {
   MDB_txn *txn;
-  uint64_t built = 0;
   if (mdb_txn_begin(s->env, NULL, 0, &txn))
     return;
-  int rc = meta_get_u64(txn, s->meta, "audit_case.built", &built);
-  if (!rc && !built && !(rc = gd__audit_index_build(txn, s)))
-    rc = meta_put_u64(txn, s->meta, "audit_case.built", 1);
-  if (!rc && !built)
-    rc = mdb_txn_commit(txn);
+  if (gd__audit_index_build(txn, s) == MDB_SUCCESS &&
+      meta_put_u64(txn, s->meta, "audit_case.built", 1) == MDB_SUCCESS)
+    mdb_txn_commit(txn); /* a failed commit leaves it unbuilt, as before */
   else
     mdb_txn_abort(txn);
-  (void)rc;
 }
 
 /* Dupsort compare for `adj`: rows sort by their 8-byte (type, id) prefix
@@ -128,7 +125,9 @@ static int adj_cmp(const MDB_val *a, const MDB_val *b) {
 
 /* ---- open / close ----------------------------------------------------- */
 
-static int open_dbis(gd_store *s, gd_err *err) {
+/* Opens (creating) the tables and checks the schema version; *ret_indexed
+ * says whether the audit case index is built. */
+static int open_dbis(gd_store *s, bool *ret_indexed, gd_err *err) {
   MDB_txn *txn;
   uint64_t version = 0;
   int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
@@ -180,6 +179,10 @@ static int open_dbis(gd_store *s, gd_err *err) {
   }
   if (!rc && version == 0)
     rc = meta_put_u64(txn, s->meta, "schema_version", GD_SCHEMA_VERSION);
+  uint64_t indexed = 0;
+  if (!rc)
+    rc = meta_get_u64(txn, s->meta, "audit_case.built", &indexed);
+  *ret_indexed = indexed != 0;
   if (rc) {
     mdb_txn_abort(txn);
     return gd__mdb_err(rc, err, "meta");
@@ -233,9 +236,11 @@ int gd_store_open(const gd_store_opts *o, gd_store **ret, gd_err *err) {
     goto fail;
   }
   mdb_reader_check(s->env, &dead);
-  if (open_dbis(s, err))
+  bool indexed;
+  if (open_dbis(s, &indexed, err))
     goto fail;
-  audit_index_open(s);
+  if (!indexed)
+    audit_index_open(s);
   if (!(s->ver = calloc(GD__VER_SLOTS, sizeof *s->ver))) {
     gd_err_set(err, GD_ENOMEM, "store: out of memory");
     goto fail;
