@@ -6,14 +6,7 @@
 
 #define MIN_CAP 64
 
-static size_t slot_of(uint64_t x, size_t cap) {
-  x ^= x >> 33;
-  x *= UINT64_C(0xff51afd7ed558ccd);
-  x ^= x >> 33;
-  x *= UINT64_C(0xc4ceb9fe1a85ec53);
-  x ^= x >> 33;
-  return (size_t)x & (cap - 1);
-}
+static size_t slot_of(uint64_t x, size_t cap) { return gd__u64map_slot(x, cap); }
 
 /* Rehashes into ncap slots (a power of two above twice the entries). */
 static bool rehash(gd_u64map *m, size_t ncap) {

@@ -42,6 +42,27 @@ uint64_t *gd_u64map_put(gd_u64map *m, uint64_t key, bool *ret_new);
 /* The value of key, or NULL when absent (key 0 is never present). */
 uint64_t *gd_u64map_get(const gd_u64map *m, uint64_t key);
 
+/* The home slot of key in a map of cap slots (cap a power of two). */
+static inline size_t gd__u64map_slot(uint64_t x, size_t cap) {
+  x ^= x >> 33;
+  x *= UINT64_C(0xff51afd7ed558ccd);
+  x ^= x >> 33;
+  x *= UINT64_C(0xc4ceb9fe1a85ec53);
+  x ^= x >> 33;
+  return (size_t)x & (cap - 1);
+}
+
+/* Hints that key is looked up soon: starts loading its home slot into
+ * the cache, so that lookups of several keys overlap their misses.
+ * Changes nothing. */
+static inline void gd_u64map_prefetch(const gd_u64map *m, uint64_t key) {
+  if (m->cap) {
+    size_t i = gd__u64map_slot(key, m->cap);
+    __builtin_prefetch(&m->keys[i]);
+    __builtin_prefetch(&m->vals[i]);
+  }
+}
+
 /* Grows the map so n entries fit without another allocation. Returns
  * false on out of memory (the map is unchanged). */
 bool gd_u64map_reserve(gd_u64map *m, size_t n);

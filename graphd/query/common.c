@@ -69,7 +69,6 @@ static void qlinks_buf_free(qlinks_buf *b) {
 void qctx_free(qctx *q) {
   free(q->full.v);
   qlinks_buf_free(q->cbuf);
-  gd_u64map_free(&q->elist_idx);
   free(q->elists);
   free(q->epool);
   gd_u64map_free(&q->info_idx);
@@ -238,8 +237,20 @@ static ic_ent *icache_keep(struct icache *c, uint64_t txn, const gd_entity_view 
   return ce;
 }
 
+void qctx_prefetch(const qctx *q, uint64_t id) {
+  gd_u64map_prefetch(&q->info_idx, id);
+  if (q->ic)
+    gd_u64map_prefetch(&q->ic->idx, id);
+}
+
 const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
   bool fresh;
+  /* Room for a 2-hop query's entities from the start: growing the map
+   * one doubling at a time was a twentieth of such a query. */
+  if (!q->info_idx.cap && !gd_u64map_reserve(&q->info_idx, 256)) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
+  }
   uint64_t *slot = gd_u64map_put(&q->info_idx, id, &fresh);
   if (!slot) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
@@ -282,16 +293,12 @@ const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
   return in;
 }
 
-int qctx_sellers(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n, gd_err *err) {
-  bool fresh;
-  uint64_t *slot = gd_u64map_put(&q->elist_idx, id, &fresh);
-  if (!slot)
-    return gd_err_set(err, GD_ENOMEM, "out of memory");
-  if (fresh) {
+int qctx_sellers(qctx *q, size_t info, const gd_link **ret, size_t *ret_n, gd_err *err) {
+  if (!q->infos[info].elist) {
     if (!q->cbuf && !(q->cbuf = calloc(1, sizeof *q->cbuf)))
       return gd_err_set(err, GD_ENOMEM, "out of memory");
     qlinks *tmp = &q->cbuf->sellers;
-    int rc = qctx_links(q, id, 1u << GD_TYPE_SELLER, tmp, err);
+    int rc = qctx_links(q, q->infos[info].id, 1u << GD_TYPE_SELLER, tmp, err);
     if (rc)
       return rc;
     if (!qgrow(&q->elists, &q->capelists, q->nelists, sizeof *q->elists))
@@ -303,10 +310,9 @@ int qctx_sellers(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n, gd_er
       memcpy(q->epool + q->nepool, tmp->v, tmp->n * sizeof *q->epool);
     q->elists[q->nelists] = (struct qelist){q->nepool, tmp->n};
     q->nepool += tmp->n;
-    slot = gd_u64map_get(&q->elist_idx, id); /* qgrow above does not touch the map */
-    *slot = ++q->nelists;
+    q->infos[info].elist = ++q->nelists;
   }
-  const struct qelist *el = &q->elists[*slot - 1];
+  const struct qelist *el = &q->elists[q->infos[info].elist - 1];
   *ret = q->epool + el->off;
   *ret_n = el->n;
   return GD_OK;
@@ -404,9 +410,10 @@ static void cmemo_put(cmemo *m, uint64_t id, const cmemo_ent *e) {
   *slot = ++m->n;
 }
 
-/* Corroboration of entity id (evidence.h) over its first GD_EV_SAMPLE
- * sellers, over all time. */
-static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
+/* Corroboration of entity infos[info] (evidence.h) over its first
+ * GD_EV_SAMPLE sellers, over all time. */
+static int corroboration(qctx *q, size_t info, double *ret, gd_err *err) {
+  uint64_t id = q->infos[info].id;
   const gd_evidence_params *ev = &q->p->ev;
   int rc;
   *ret = 0;
@@ -422,7 +429,7 @@ static int corroboration(qctx *q, uint64_t id, double *ret, gd_err *err) {
   const gd_link *sl;
   size_t nsl;
   if (!q->p->since && !q->p->until) {
-    if ((rc = qctx_sellers(q, id, &sl, &nsl, err)))
+    if ((rc = qctx_sellers(q, info, &sl, &nsl, err)))
       return rc;
   } else {
     if ((rc = links_in(q, id, 1u << GD_TYPE_SELLER, 0, 0, &b->sellers, err)))
@@ -509,7 +516,7 @@ int qctx_evidence(qctx *q, uint64_t id, const qinfo **ret, gd_err *err) {
   uint64_t n = in->sellers;
   double c = 0;
   if (type != GD_TYPE_SELLER && gd_evidence_needs_corroboration(ev, type, n)) {
-    int rc = corroboration(q, id, &c, err);
+    int rc = corroboration(q, idx, &c, err);
     if (rc)
       return rc;
   }

@@ -12,6 +12,7 @@
  * (at most 3), so the evidence always matches the reported score and hops.
  */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "query/query_int.h"
@@ -28,21 +29,25 @@ typedef struct lnode {
   double round_res;
   unsigned round_hops;
   gd_step *round_steps;
+  /* Evidence gathered while expanding one seller (valid while gen is the
+   * state's): the node's tie to it and the entities they share, a list
+   * of indices into the pool. */
+  uint32_t gen;
+  uint32_t nshared;
+  int32_t head, tail;
+  double tie;
 } lnode;
 
-/* Evidence gathered while expanding one seller: per neighbour seller, its
- * tie and a list of shared entities (indices into a pool). */
-typedef struct acc {
-  uint64_t v;
-  double tie;
-  int32_t head, tail;
-  uint32_t nshared;
-} acc;
-
+/* One entity shared with the seller being expanded, as indices: made
+ * into a gd_shared (shared_of) only for a node whose path improves. */
 typedef struct sh_item {
-  gd_shared s;
-  int32_t next;
+  int32_t next;  /* the node's next item; -1 ends its list */
+  uint32_t info; /* the entity's qinfo (q.infos) */
+  uint32_t ul;   /* the expanded seller's link to it (ulinks.v) */
+  uint32_t row;  /* the node's link to it (q.epool); NO_ROW: a direct link */
 } sh_item;
+
+#define NO_ROW UINT32_MAX
 
 typedef struct lstate {
   qctx q;
@@ -50,53 +55,135 @@ typedef struct lstate {
   lnode *nodes;
   size_t nnodes, capnodes;
   gd_u64map node_idx; /* id -> index + 1 */
-  acc *accs;
+  uint32_t gen;       /* the current gather's */
+  size_t *accs;       /* the nodes the current gather met, in order */
   size_t naccs, capaccs;
-  gd_u64map acc_idx;
   sh_item *pool;
   size_t npool, cappool;
   qlinks ulinks;
+  /* The node of each seller in the query's entity lists (q.epool), so a
+   * list met again (a ring's warehouse, from every member) is walked
+   * without hashing: enode[i] for pool row i, filled for list l once
+   * emapped[l] (l indexes q.elists). */
+  int32_t *enode;
+  size_t capenode;
+  uint8_t *emapped;
+  size_t capemapped;
 } lstate;
 
-static lnode *node_get(lstate *s, uint64_t id, bool *ret_new) {
-  uint64_t *slot = gd_u64map_put(&s->node_idx, id, ret_new);
+/* The index of seller id's node, made if new; -1 on out of memory. */
+static ptrdiff_t node_get(lstate *s, uint64_t id) {
+  bool fresh;
+  uint64_t *slot = gd_u64map_put(&s->node_idx, id, &fresh);
   if (!slot)
-    return NULL;
-  if (!*ret_new)
-    return &s->nodes[*slot - 1];
+    return -1;
+  if (!fresh)
+    return (ptrdiff_t)*slot - 1;
   if (!qgrow(&s->nodes, &s->capnodes, s->nnodes, sizeof *s->nodes))
-    return NULL;
+    return -1; /* the slot stays 0: the next put of id finds it fresh */
   lnode *n = &s->nodes[s->nnodes++];
   memset(n, 0, sizeof *n);
   n->id = id;
   n->res = INFINITY;
   *slot = s->nnodes;
-  return n;
+  return (ptrdiff_t)s->nnodes - 1;
 }
 
-static int add_shared(lstate *s, uint64_t v, const gd_shared *sh, gd_err *err) {
-  bool fresh;
-  uint64_t *slot = gd_u64map_put(&s->acc_idx, v, &fresh);
-  if (!slot)
-    return gd_err_set(err, GD_ENOMEM, "out of memory");
-  if (fresh) {
-    if (!qgrow(&s->accs, &s->capaccs, s->naccs, sizeof *s->accs))
+/* Makes room for n more items (and as many new nodes met) of entity
+ * qinfo `info` through link ul of the seller being expanded, with rows
+ * below `row_end`. */
+static int pool_reserve(lstate *s, size_t n, size_t info, size_t ul, size_t row_end,
+                        gd_err *err) {
+  if (info > UINT32_MAX || ul > UINT32_MAX || row_end > NO_ROW || n > INT32_MAX - s->npool)
+    return gd_err_set(err, GD_ERESOURCE,
+                      "seller %llu: more than 2^31 entity uses in one expansion: query too large",
+                      (unsigned long long)s->q.infos[info].id);
+  while (s->cappool < s->npool + n)
+    if (!qgrow(&s->pool, &s->cappool, s->cappool, sizeof *s->pool))
       return gd_err_set(err, GD_ENOMEM, "out of memory");
-    s->accs[s->naccs] = (acc){v, 0, -1, -1, 0};
-    *slot = ++s->naccs;
+  while (s->capaccs < s->naccs + n)
+    if (!qgrow(&s->accs, &s->capaccs, s->capaccs, sizeof *s->accs))
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+  return GD_OK;
+}
+
+/* Adds what node k shares with the seller being expanded: the entity of
+ * qinfo `info` (weight w), through link ul of that seller and pool row
+ * `row` (NO_ROW for a direct link, `info` being k's seller). Room made
+ * by pool_reserve. */
+static inline void add_shared(lstate *s, size_t k, uint32_t info, uint32_t ul, uint32_t row,
+                              double w) {
+  lnode *a = &s->nodes[k];
+  if (a->gen != s->gen) {
+    s->accs[s->naccs++] = k;
+    a->gen = s->gen;
+    a->tie = 0;
+    a->head = a->tail = -1;
+    a->nshared = 0;
   }
-  if (!qgrow(&s->pool, &s->cappool, s->npool, sizeof *s->pool))
-    return gd_err_set(err, GD_ENOMEM, "out of memory");
-  acc *a = &s->accs[*slot - 1];
   int32_t idx = (int32_t)s->npool++;
-  s->pool[idx] = (sh_item){*sh, -1};
+  s->pool[idx] = (sh_item){-1, info, ul, row};
   if (a->tail >= 0)
     s->pool[a->tail].next = idx;
   else
     a->head = idx;
   a->tail = idx;
   a->nshared++;
-  a->tie += sh->weight;
+  a->tie += w;
+}
+
+/* The evidence an item stands for. */
+static gd_shared shared_of(const lstate *s, const sh_item *it) {
+  const qinfo *in = &s->q.infos[it->info];
+  const gd_link *l = &s->ulinks.v[it->ul];
+  if (it->row == NO_ROW)
+    return (gd_shared){in->id,        GD_TYPE_SELLER, in->sellers,
+                       1.0,           l->first_seen,  l->last_seen,
+                       s->q.p->ev.type_weight[GD_TYPE_SELLER]};
+  const gd_link *m = &s->q.epool[it->row];
+  return (gd_shared){in->id,
+                     in->type,
+                     in->sellers,
+                     in->corroboration,
+                     l->first_seen > m->first_seen ? l->first_seen : m->first_seen,
+                     l->last_seen > m->last_seen ? l->last_seen : m->last_seen,
+                     in->weight};
+}
+
+/* The nodes of the sellers of entity ei (its list, from qctx_sellers, is
+ * sellers[0 .. n)): made on the list's first visit in the query. */
+static int list_nodes(lstate *s, const qinfo *ei, const gd_link *sellers, size_t n,
+                      const int32_t **ret, gd_err *err) {
+  qctx *q = &s->q;
+  size_t li = ei->elist - 1, off = (size_t)(sellers - q->epool);
+  if (q->nelists > s->capemapped) {
+    size_t cap = s->capemapped ? 2 * s->capemapped : 64;
+    while (cap < q->nelists)
+      cap *= 2;
+    uint8_t *m = realloc(s->emapped, cap);
+    if (!m)
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+    memset(m + s->capemapped, 0, cap - s->capemapped);
+    s->emapped = m;
+    s->capemapped = cap;
+  }
+  if (q->nepool > s->capenode) {
+    int32_t *e = realloc(s->enode, q->capepool * sizeof *e);
+    if (!e)
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+    s->enode = e;
+    s->capenode = q->capepool;
+  }
+  if (!s->emapped[li]) {
+    for (size_t j = 0; j < n; j++) {
+      ptrdiff_t k = node_get(s, sellers[j].nbr);
+      if (k < 0 || k > INT32_MAX)
+        return gd_err_set(err, GD_ENOMEM, "out of memory");
+      s->enode[off + j] = (int32_t)k;
+    }
+    s->emapped[li] = 1;
+  }
+  *ret = s->enode + off;
   return GD_OK;
 }
 
@@ -108,20 +195,27 @@ static int gather(lstate *s, uint64_t u, gd_err *err) {
 
   s->naccs = 0;
   s->npool = 0;
-  gd_u64map_clear(&s->acc_idx);
+  s->gen++;
   if ((rc = qctx_links(q, u, q->p->type_mask, &s->ulinks, err)))
     return rc;
+  for (size_t i = 0; i < s->ulinks.n; i++)
+    qctx_prefetch(q, s->ulinks.v[i].nbr);
   for (size_t i = 0; i < s->ulinks.n && !qctx_over(q); i++) {
     const gd_link *l = &s->ulinks.v[i];
     if (l->nbr_type == GD_TYPE_SELLER) {
       const qinfo *vi = qctx_info(q, l->nbr, err);
       if (!vi)
         return err->code;
-      gd_shared sh = {l->nbr,       GD_TYPE_SELLER, vi->sellers,
-                      1.0,          l->first_seen,  l->last_seen,
-                      ev->type_weight[GD_TYPE_SELLER]};
-      if (sh.weight > 0 && (rc = add_shared(s, l->nbr, &sh, err)))
+      double w = ev->type_weight[GD_TYPE_SELLER];
+      if (w <= 0)
+        continue;
+      size_t vinfo = (size_t)(vi - q->infos);
+      ptrdiff_t k = node_get(s, l->nbr);
+      if (k < 0)
+        return gd_err_set(err, GD_ENOMEM, "out of memory");
+      if ((rc = pool_reserve(s, 1, vinfo, i, NO_ROW, err)))
         return rc;
+      add_shared(s, (size_t)k, (uint32_t)vinfo, (uint32_t)i, NO_ROW, w);
       continue;
     }
     const qinfo *ei;
@@ -132,34 +226,28 @@ static int gather(lstate *s, uint64_t u, gd_err *err) {
         return rc;
       continue;
     }
-    double w = ei->weight, ec = ei->corroboration;
+    double w = ei->weight;
     if (w <= 0)
       continue;
-    int etype = ei->type;
-    uint64_t esellers = ei->sellers, eid = ei->id;
+    size_t einfo = (size_t)(ei - q->infos);
     const gd_link *sellers = NULL;
     size_t nsellers = 0;
-    if ((rc = qctx_sellers(q, eid, &sellers, &nsellers, err)))
+    const int32_t *nodes = NULL;
+    if ((rc = qctx_sellers(q, einfo, &sellers, &nsellers, err)))
       return rc;
     /* The list is cached: walking it again for every seller that shares
      * the entity is work too (a raised hub cap makes it most of it). */
     qctx_work(q, nsellers);
     if (qctx_over(q))
       break;
-    for (size_t j = 0; j < nsellers; j++) {
-      const gd_link *m = &sellers[j];
-      if (m->nbr == u)
-        continue;
-      gd_shared sh = {eid,
-                      etype,
-                      esellers,
-                      ec,
-                      l->first_seen > m->first_seen ? l->first_seen : m->first_seen,
-                      l->last_seen > m->last_seen ? l->last_seen : m->last_seen,
-                      w};
-      if ((rc = add_shared(s, m->nbr, &sh, err)))
-        return rc;
-    }
+    if ((rc = list_nodes(s, ei, sellers, nsellers, &nodes, err)))
+      return rc;
+    size_t row0 = (size_t)(sellers - q->epool);
+    if ((rc = pool_reserve(s, nsellers, einfo, i, row0 + nsellers, err)))
+      return rc;
+    for (size_t j = 0; j < nsellers; j++)
+      if (sellers[j].nbr != u)
+        add_shared(s, (size_t)nodes[j], (uint32_t)einfo, (uint32_t)i, (uint32_t)(row0 + j), w);
   }
   return GD_OK;
 }
@@ -175,39 +263,35 @@ static int cmp_shared(const void *a, const void *b) {
 static int relax(lstate *s, size_t ui, uint64_t **next, size_t *nnext, size_t *capnext,
                  gd_err *err) {
   qctx_work(&s->q, s->naccs);
+  const lnode *u = &s->nodes[ui]; /* nothing below grows the array */
+  double ures = u->round_res;
+  unsigned uhops = u->round_hops;
   for (size_t k = 0; k < s->naccs; k++) {
-    acc *a = &s->accs[k];
-    if (a->v == s->start)
+    lnode *n = &s->nodes[s->accs[k]];
+    if (n->id == s->start)
       continue;
-    double ures = s->nodes[ui].round_res;
-    unsigned uhops = s->nodes[ui].round_hops;
-    double cand = ures + 1.0 / a->tie;
-    bool fresh;
-    lnode *n = node_get(s, a->v, &fresh);
-    if (!n)
-      return gd_err_set(err, GD_ENOMEM, "out of memory");
-    lnode *u = &s->nodes[ui]; /* node_get may have moved the array */
+    double cand = ures + 1.0 / n->tie;
     if (!(cand < n->res * (1 - 1e-12)))
       continue;
     gd_step *steps = gd_arena_alloc(s->q.arena, (uhops + 1) * sizeof *steps);
-    gd_shared *sh = gd_arena_alloc(s->q.arena, a->nshared * sizeof *sh);
+    gd_shared *sh = gd_arena_alloc(s->q.arena, n->nshared * sizeof *sh);
     if (!steps || !sh)
       return gd_err_set(err, GD_ENOMEM, "out of memory");
     if (uhops)
       memcpy(steps, u->round_steps, uhops * sizeof *steps);
     size_t m = 0;
-    for (int32_t i = a->head; i >= 0; i = s->pool[i].next)
-      sh[m++] = s->pool[i].s;
+    for (int32_t i = n->head; i >= 0; i = s->pool[i].next)
+      sh[m++] = shared_of(s, &s->pool[i]);
     if (m > 1)
       qsort(sh, m, sizeof *sh, cmp_shared);
-    steps[uhops] = (gd_step){u->id, a->v, a->tie, sh, m};
+    steps[uhops] = (gd_step){u->id, n->id, n->tie, sh, m};
     n->res = cand;
     n->hops = uhops + 1;
     n->steps = steps;
     if (!n->queued) {
       if (!qgrow(next, capnext, *nnext, sizeof **next))
         return gd_err_set(err, GD_ENOMEM, "out of memory");
-      (*next)[(*nnext)++] = a->v;
+      (*next)[(*nnext)++] = n->id;
       n->queued = true;
     }
   }
@@ -259,13 +343,13 @@ int gd__query_linked_in(gd_rtxn *r, uint64_t seller, unsigned max_hops,
                     (unsigned long long)seller, gd_type_name(si->type));
     goto out;
   }
-  bool fresh;
-  lnode *start = node_get(&s, seller, &fresh);
-  if (!start || !(frontier = malloc(sizeof *frontier))) {
+  /* Room for the sellers a 2-hop query meets (a few hundred) at once. */
+  ptrdiff_t start = gd_u64map_reserve(&s.node_idx, 512) ? node_get(&s, seller) : -1;
+  if (start < 0 || !(frontier = malloc(sizeof *frontier))) {
     rc = gd_err_set(err, GD_ENOMEM, "out of memory");
     goto out;
   }
-  start->res = 0;
+  s.nodes[start].res = 0;
   frontier[0] = seller;
   nfront = 1;
   capfront = 1;
@@ -331,8 +415,9 @@ out:
   free(s.accs);
   free(s.pool);
   free(s.ulinks.v);
+  free(s.enode);
+  free(s.emapped);
   gd_u64map_free(&s.node_idx);
-  gd_u64map_free(&s.acc_idx);
   qctx_free(&s.q);
   return rc;
 }

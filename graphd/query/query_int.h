@@ -37,6 +37,7 @@ typedef struct qinfo {
   bool context;         /* not a hub, but weight 0 under the rule */
   double corroboration; /* c (evidence.h); 0 when not needed */
   double weight;        /* what one shared use adds to a tie; 0: not evidence */
+  size_t elist;         /* qctx_sellers: index + 1 into elists; 0 = not read */
 } qinfo;
 
 typedef struct qctx {
@@ -63,8 +64,8 @@ typedef struct qctx {
   qlinks full;         /* scratch: a whole adjacency list read for the cache */
   qlinks_buf *cbuf;    /* corroboration scratch (lazily made) */
   /* Seller lists of entities read so far (in the query's window): a ring's
-   * warehouse is met from every member and weighed once, read once. */
-  gd_u64map elist_idx; /* entity id -> index + 1 into elists */
+   * warehouse is met from every member and weighed once, read once
+   * (indexed by qinfo.elist). */
   struct qelist {
     size_t off, n;
   } *elists;
@@ -75,6 +76,9 @@ typedef struct qctx {
 
 void qctx_init(qctx *q, gd_rtxn *r, const gd_query_params *p, gd_arena **arena);
 void qctx_free(qctx *q);
+
+/* Hints that qctx_info(q, id) comes soon (see gd_u64map_prefetch). */
+void qctx_prefetch(const qctx *q, uint64_t id);
 
 /* Reads (once) and returns the entity's info; NULL with err set if it is
  * missing or on error. The pointer dies at the next qctx_info call. */
@@ -91,10 +95,11 @@ const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err);
 int qctx_evidence(qctx *q, uint64_t id, const qinfo **ret, gd_err *err);
 
 /*
- * The sellers linked to entity id in the query's window, read once per
- * query. The pointer is valid until the next qctx_sellers call.
+ * The sellers linked to entity infos[info].id in the query's window, read
+ * once per query (info: the index of the entity's qinfo, from qctx_info).
+ * The pointer is valid until the next qctx_sellers call.
  */
-int qctx_sellers(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n, gd_err *err);
+int qctx_sellers(qctx *q, size_t info, const gd_link **ret, size_t *ret_n, gd_err *err);
 
 /* Records a hub or context entity met (once per entity). */
 int qctx_hub(qctx *q, const qinfo *in, gd_err *err);

@@ -547,5 +547,154 @@ static void test_linked_hop_bound(void) {
   gd_store_read_end(r);
 }
 
+/*
+ * LinkedSellers against an oracle on a random graph (fixed seed): ties
+ * summed from what the sellers share (entities weighed by
+ * gd_query_evidence; a direct link by type_weight[SELLER]), then a
+ * hop-bounded Bellman-Ford over every pair. For 1 to 3 hops the query
+ * must find exactly the sellers the oracle reaches, each with the
+ * oracle's best resistance, along a path whose every step carries the
+ * oracle's tie and lists exactly the entities the two sellers share,
+ * strongest first. Entities are shared by several sellers, so in 2 and 3
+ * hops each list is met from many sellers (the query walks a list it
+ * already mapped to its nodes again).
+ */
+#define ON 40 /* sellers */
+#define OE 36 /* entities */
+static void test_linked_oracle(void) {
+  static char sk[ON][8], ek[OE][8], own[ON][8];
+  static gd_link_in L[ON * OE + 2 * ON];
+  static const int etypes[] = {GD_TYPE_DEVICE, GD_TYPE_ADDRESS, GD_TYPE_PHONE, GD_TYPE_EMAIL,
+                               GD_TYPE_PAYMENT_ACCOUNT};
+  static bool has[ON][OE], direct[ON][ON];
+  uint64_t rng = 12345;
+#define RND(n) ((rng = rng * 6364136223846793005ULL + 1442695040888963407ULL) >> 33) % (n)
+  size_t n = 0;
+  for (int i = 0; i < ON; i++) { /* each seller's own device: it exists */
+    snprintf(sk[i], sizeof sk[i], "o%d", i);
+    snprintf(own[i], sizeof own[i], "od%d", i);
+    L[n++] = (gd_link_in){R(GD_TYPE_SELLER, sk[i]), R(GD_TYPE_DEVICE, own[i]), 200};
+  }
+  for (int e = 0; e < OE; e++) {
+    snprintf(ek[e], sizeof ek[e], "oe%d", e);
+    int users = 1 + (int)RND(e % 6 == 0 ? 9 : 4);
+    for (int k = 0; k < users; k++) {
+      int v = (int)RND(ON);
+      if (has[v][e])
+        continue;
+      has[v][e] = true;
+      L[n++] = (gd_link_in){R(GD_TYPE_SELLER, sk[v]), R(etypes[e % 5], ek[e]), 200 + (int)RND(50)};
+    }
+  }
+  for (int k = 0; k < 12; k++) {
+    int a = (int)RND(ON), b = (int)RND(ON);
+    if (a == b || direct[a][b])
+      continue;
+    direct[a][b] = direct[b][a] = true;
+    L[n++] = (gd_link_in){R(GD_TYPE_SELLER, sk[a]), R(GD_TYPE_SELLER, sk[b]), 300};
+  }
+#undef RND
+  CHECK(upsert(L, n, NULL, 0) == GD_OK);
+
+  gd_rtxn *r;
+  gd_query_params p;
+  gd_err err;
+  gd_query_params_default(&p);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  static uint64_t sid[ON], eid[OE];
+  static double w[OE], tie[ON][ON];
+  for (int i = 0; i < ON; i++)
+    sid[i] = id_of(r, GD_TYPE_SELLER, sk[i]);
+  for (int e = 0; e < OE; e++) {
+    eid[e] = id_of(r, etypes[e % 5], ek[e]);
+    gd_evidence_info ei;
+    CHECK(gd_query_evidence(r, eid[e], &p, &ei, &err) == GD_OK);
+    w[e] = ei.hub || ei.context ? 0 : ei.weight;
+  }
+  int weighed = 0;
+  for (int e = 0; e < OE; e++)
+    weighed += w[e] > 0;
+  CHECK(weighed > OE / 2);
+  for (int a = 0; a < ON; a++)
+    for (int b = 0; b < ON; b++) {
+      tie[a][b] = a != b && direct[a][b] ? p.ev.type_weight[GD_TYPE_SELLER] : 0;
+      for (int e = 0; e < OE && a != b; e++)
+        if (has[a][e] && has[b][e])
+          tie[a][b] += w[e];
+    }
+
+  for (unsigned hops = 1; hops <= 3; hops++)
+    for (int s0 = 0; s0 < ON; s0++) {
+      double res[ON], prev[ON];
+      for (int v = 0; v < ON; v++)
+        res[v] = v == s0 ? 0 : INFINITY;
+      for (unsigned h = 0; h < hops; h++) {
+        memcpy(prev, res, sizeof res);
+        for (int u = 0; u < ON; u++)
+          for (int v = 0; v < ON; v++)
+            if (isfinite(prev[u]) && tie[u][v] > 0 && prev[u] + 1 / tie[u][v] < res[v])
+              res[v] = prev[u] + 1 / tie[u][v];
+      }
+      gd_linked_result lr;
+      CHECK(gd_query_linked(r, sid[s0], hops, &p, 1000, 0, &lr, &err) == GD_OK);
+      size_t want = 0;
+      for (int v = 0; v < ON; v++)
+        want += v != s0 && isfinite(res[v]);
+      CHECK_EQ_U(lr.n, want);
+      for (size_t i = 0; i < lr.n; i++) {
+        const gd_linked *l = &lr.sellers[i];
+        int v = -1;
+        for (int k = 0; k < ON; k++)
+          if (sid[k] == l->seller)
+            v = k;
+        CHECK(v >= 0 && v != s0 && isfinite(res[v]));
+        if (v < 0 || !isfinite(res[v]))
+          continue;
+        CHECK(fabs(1 / l->score - res[v]) <= 1e-9 * res[v]);
+        CHECK(l->hops >= 1 && l->hops <= hops);
+        double sum = 0;
+        uint64_t at = sid[s0];
+        for (unsigned h = 0; h < l->hops; h++) {
+          const gd_step *st_ = &l->steps[h];
+          int a = -1, b = -1;
+          for (int k = 0; k < ON; k++) {
+            if (sid[k] == st_->from)
+              a = k;
+            if (sid[k] == st_->to)
+              b = k;
+          }
+          CHECK(st_->from == at && a >= 0 && b >= 0);
+          if (a < 0 || b < 0)
+            break;
+          at = st_->to;
+          CHECK(fabs(st_->tie - tie[a][b]) <= 1e-9 * tie[a][b]);
+          sum += 1 / st_->tie;
+          size_t nsh = direct[a][b];
+          for (int e = 0; e < OE; e++)
+            nsh += has[a][e] && has[b][e] && w[e] > 0;
+          CHECK_EQ_U(st_->nshared, nsh);
+          for (size_t k = 0; k < st_->nshared; k++) {
+            const gd_shared *sh = &st_->shared[k];
+            if (k)
+              CHECK(sh->weight <= st_->shared[k - 1].weight);
+            if (sh->type == GD_TYPE_SELLER) {
+              CHECK(direct[a][b] && sh->entity == sid[b]);
+              continue;
+            }
+            int e = -1;
+            for (int z = 0; z < OE; z++)
+              if (eid[z] == sh->entity)
+                e = z;
+            CHECK(e >= 0 && has[a][e] && has[b][e] && sh->weight == w[e]);
+          }
+        }
+        CHECK(at == l->seller);
+        CHECK(fabs(sum - res[v]) <= 1e-9 * res[v]);
+      }
+      gd_linked_result_free(&lr);
+    }
+  gd_store_read_end(r);
+}
+
 TAP_MAIN(T(test_setup), T(test_linked), T(test_linked_hop_bound), T(test_paths), T(test_suspects), T(test_memo),
-         T(test_entity_cache), T(test_entity_brief), T(teardown))
+         T(test_entity_cache), T(test_entity_brief), T(test_linked_oracle), T(teardown))
