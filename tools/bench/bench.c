@@ -105,6 +105,12 @@
  *   is reported as "other" cores: load from other tenants, which on a
  *   shared 2-core box explains most run-to-run spread (tick-based, so it
  *   reads a few hundredths negative on a quiet machine).
+ *   In-process reference (inproc.c; with a daemon this tool spawned on
+ *   --data, once it exited 0): the linked1/linked2 requests run again
+ *   through gd_query_linked in this process, one thread, on the same data
+ *   directory: CPU microseconds per query (median over the repeats) and
+ *   the daemon's CPU per call at the headline point over it, so what the
+ *   service around the query costs is measured, not guessed.
  *
  *   Clients. The client shares the machine with the daemon, so what it
  *   costs per call comes off what the daemon can show.
@@ -662,7 +668,8 @@ static void usage(FILE *f) {
       "        written in-process through the store's group-commit writer.\n"
       "read:   GetEntity, Neighbors, LinkedSellers (1 and 2 hops) and FindPaths of\n"
       "        sampled sellers vs Health/Check (the gRPC floor) and GetEntity, with C\n"
-      "        calls in flight for each C of the list.\n"
+      "        calls in flight for each C of the list; with a daemon it spawned, then\n"
+      "        the same LinkedSellers queries in-process (the query layer alone).\n"
       "all:    generate with sellergen, ingest, then read the loaded data.\n"
       "cluster: generate (default 1000000 sellers) and ingest once, then per repeat a\n"
       "        clustering job (StartClustering + WatchJob, default spec) vs\n"
@@ -3864,6 +3871,8 @@ static json_object *read_phase(const bench_cfg *cfg, const char *workroot, const
       json_object_object_add(j, "daemon_peak_rss_bytes", json_object_new_int64(rss));
       json_object_object_add(j, "daemon_exit", json_object_new_string(ex.desc));
       json_object_object_add(j, "data_dir", json_object_new_string(data_dir));
+      if (ex.exited_ok && read_keys_rpcs(&keys) & (1u << RPC_LINKED1 | 1u << RPC_LINKED2))
+        json_object_object_add(j, "in_process", read_inproc(cfg, data_dir, &keys, j));
     } else {
       j = json_object_new_object();
       json_object_object_add(j, "ok", json_object_new_boolean(false));

@@ -241,6 +241,14 @@ struct ProtobufCMessage;
 size_t read_keys_requests(const read_keys *k, rpc_kind kind,
                           const struct ProtobufCMessage *const **ret);
 
+/* The read mode's in-process reference (inproc.c): k's LinkedSellers
+ * requests run through gd_query_linked in this process on data_dir (the
+ * daemon stopped), one thread; prints a line per rpc and returns its JSON,
+ * with the ratio to daemon_read's (bench_read's JSON, may be NULL)
+ * server CPU per call at the headline point. */
+json_object *read_inproc(const bench_cfg *cfg, const char *data_dir, const read_keys *k,
+                         json_object *daemon_read);
+
 /* One measurement point: a client mode at a number of calls in flight. */
 typedef struct read_point {
   client_mode client;
