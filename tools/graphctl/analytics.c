@@ -618,7 +618,7 @@ static int cancel_outcome(ctl *c, uint64_t id) {
 
 int run_job(ctl *c, const command *cmd, args *a) {
   int rc;
-  uint64_t id;
+  uint64_t id = 0;
   if (a->npos < 1)
     return usage_error(cmd, "job needs a job ID");
   if ((rc = parse_id_arg(cmd, "ID", a->pos[0], false, &id)) || (rc = no_more_args(cmd, a, 1)))

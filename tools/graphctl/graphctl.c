@@ -476,7 +476,7 @@ static int add_cap(const command *cmd, args *a, const char *v) {
                        "--cap: unknown entity type '%s' (expected seller, "
                        "address, payment_account, device, phone, email or ip)",
                        tname);
-  uint64_t n;
+  uint64_t n = 0;
   int rc = parse_u64(cmd, "--cap", eq + 1, &n);
   if (rc)
     return rc;
@@ -1230,7 +1230,7 @@ void print_entity(const Graphd__V1__Entity *e) {
 
 static int run_get(ctl *c, const command *cmd, args *a) {
   Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
-  int used, rc;
+  int used = 0, rc;
   if ((rc = make_ref(cmd, a, &ref, &used)) || (rc = no_more_args(cmd, a, used)))
     return rc;
   Graphd__V1__GetEntityRequest req = GRAPHD__V1__GET_ENTITY_REQUEST__INIT;
@@ -1327,7 +1327,7 @@ static json_object *neighbor_json(const Graphd__V1__Neighbor *nb) {
 
 static int run_neighbors(ctl *c, const command *cmd, args *a) {
   Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
-  int used, rc;
+  int used = 0, rc;
   if ((rc = make_ref(cmd, a, &ref, &used)) || (rc = no_more_args(cmd, a, used)))
     return rc;
   if (a->have_since && a->have_until && a->since > a->until)
@@ -1428,7 +1428,7 @@ static void print_labels(const ctl *c, char **labels, size_t n) {
 
 static int run_label(ctl *c, const command *cmd, args *a) {
   Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
-  int used, rc;
+  int used = 0, rc;
   if ((rc = make_ref(cmd, a, &ref, &used)))
     return rc;
   for (int i = used; i < a->npos; i++) {
@@ -1476,7 +1476,7 @@ static int run_label(ctl *c, const command *cmd, args *a) {
 
 static int run_delete(ctl *c, const command *cmd, args *a) {
   Graphd__V1__EntityRef ref = GRAPHD__V1__ENTITY_REF__INIT;
-  int used, rc;
+  int used = 0, rc;
   if ((rc = make_ref(cmd, a, &ref, &used)) || (rc = no_more_args(cmd, a, used)))
     return rc;
   Graphd__V1__DeleteEntityRequest req = GRAPHD__V1__DELETE_ENTITY_REQUEST__INIT;
@@ -2313,7 +2313,7 @@ static int run_linked(ctl *c, const command *cmd, args *a) {
   Graphd__V1__TimeWindow win = GRAPHD__V1__TIME_WINDOW__INIT;
   Graphd__V1__LinkedSellersRequest req =
       GRAPHD__V1__LINKED_SELLERS_REQUEST__INIT;
-  int used, rc;
+  int used = 0, rc;
   if ((rc = make_ref(cmd, a, &ref, &used)) ||
       (rc = no_more_args(cmd, a, used)) ||
       (rc = make_window(cmd, a, &win, &req.window)))
