@@ -245,12 +245,6 @@ void qctx_prefetch(const qctx *q, uint64_t id) {
 
 const qinfo *qctx_info(qctx *q, uint64_t id, gd_err *err) {
   bool fresh;
-  /* Room for a 2-hop query's entities from the start: growing the map
-   * one doubling at a time was about 3% of such a query. */
-  if (!q->info_idx.cap && !gd_u64map_reserve(&q->info_idx, 256)) {
-    gd_err_set(err, GD_ENOMEM, "out of memory");
-    return NULL;
-  }
   uint64_t *slot = gd_u64map_put(&q->info_idx, id, &fresh);
   if (!slot) {
     gd_err_set(err, GD_ENOMEM, "out of memory");

@@ -110,9 +110,9 @@ json_object *read_inproc(const bench_cfg *cfg, const char *data_dir, const read_
     size_t queries = 0, errors = 0;
     json_object *per = json_object_new_array();
     for (int rep = 0; rep < cfg->repeat && nid; rep++) {
-      double t_warm = 0;
+      double warm_touched = 0;
       size_t e0 = errors;
-      run_pass(st, ids, nid, hops, 0, &t_warm, &errors);
+      run_pass(st, ids, nid, hops, 0, &warm_touched, &errors);
       double t0 = thread_cpu_s(), deadline = t0 + cfg->duration, tq = 0;
       size_t q = 0;
       while (thread_cpu_s() < deadline)
