@@ -12,10 +12,16 @@
  *
  * Two LMDB details the loops rely on:
  * - MDB_GET_MULTIPLE returns the whole leaf page the duplicate cursor is
- *   on, from its first row, and leaves `data` untouched when the key has a
- *   single row (no duplicate sub-database); the caller then still holds
- *   that row from the positioning call. Scans that start in the middle of
- *   a page (GET_BOTH_RANGE) skip the rows before their start themselves.
+ *   on, from its first row. A key with a single row has no duplicate
+ *   sub-database, and then the call is not to be made at all: LMDB 0.9
+ *   leaves the sub-cursor of the previous key initialised when
+ *   MDB_NEXT_NODUP lands on such a key, and GET_MULTIPLE returns that
+ *   key's page (an entity with one seller row read as the previous key's
+ *   sellers: the export lost it or gave it another's sellers, and a seller
+ *   could gain another's direct links). So mdb_cursor_count first; one
+ *   row is the row the positioning call returned. Scans that start in the
+ *   middle of a page (GET_BOTH_RANGE) skip the rows before their start
+ *   themselves.
  * - Direct links are taken from the larger endpoint's list (neighbour id <
  *   own id), where the smaller endpoint's index is already known, so each
  *   undirected link is emitted once without a set.
@@ -103,7 +109,7 @@ static int hash_ints(EVP_MD_CTX *md, const void *a, size_t n, size_t width) {
 #endif
 }
 
-static int export_checksum(gd_graph_export *x) {
+int gd__export_checksum(const gd_graph_export *x, char out[65]) {
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   unsigned char dig[32];
   unsigned int dlen = 0;
@@ -120,7 +126,7 @@ static int export_checksum(gd_graph_export *x) {
   if (!ok)
     return -1;
   for (int i = 0; i < 32; i++)
-    snprintf(x->checksum + 2 * i, 3, "%02x", dig[i]);
+    snprintf(out + 2 * i, 3, "%02x", dig[i]);
   return 0;
 }
 
@@ -157,8 +163,13 @@ static int scan_sellers(exporter *ex, MDB_cursor *ac, MDB_val first, uint64_t id
                         size_t *ret_n) {
   gd_graph_export *x = &ex->x;
   MDB_val k, page = first;
-  size_t added = 0;
-  int rc = mdb_cursor_get(ac, &k, &page, MDB_GET_MULTIPLE);
+  size_t added = 0, dups = 0;
+  /* A key with one row has no duplicate sub-database, and LMDB does not
+   * reset the cursor's sub-cursor when MDB_NEXT_NODUP lands on such a key:
+   * MDB_GET_MULTIPLE would return the previous key's last page. */
+  int rc = mdb_cursor_count(ac, &dups);
+  if (rc == MDB_SUCCESS && dups > 1)
+    rc = mdb_cursor_get(ac, &k, &page, MDB_GET_MULTIPLE);
   while (rc == MDB_SUCCESS) {
     if (page.mv_size % GD__ADJ_ROW)
       return MDB_CORRUPTED;
@@ -192,7 +203,7 @@ static int scan_sellers(exporter *ex, MDB_cursor *ac, MDB_val first, uint64_t id
       }
       added++;
     }
-    rc = mdb_cursor_get(ac, &k, &page, MDB_NEXT_MULTIPLE);
+    rc = dups > 1 ? mdb_cursor_get(ac, &k, &page, MDB_NEXT_MULTIPLE) : MDB_NOTFOUND;
   }
   if (rc != MDB_NOTFOUND)
     return rc;
@@ -396,10 +407,11 @@ int gd_store_export_graph(gd_rtxn *r, int64_t since, int64_t until, gd_graph_exp
     gd_graph_export_free(x);
     return gd_err_set(err, GD_ENOMEM, "export: out of memory");
   }
-  if (export_checksum(x)) {
+  if (gd__export_checksum(x, x->checksum)) {
     gd_graph_export_free(x);
     return gd_err_set(err, GD_EINTERNAL, "export: SHA-256 failed");
   }
+  x->txn = (uint64_t)mdb_txn_id(r->txn);
   *ret = *x;
   return GD_OK;
 
