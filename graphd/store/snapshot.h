@@ -137,6 +137,7 @@ typedef struct gd_graph_export {
   int64_t *link_a, *link_b; /* n_links seller indices each */
   /* Work done, for the manifest: entity records and adjacency rows read. */
   uint64_t records_read, rows_read;
+  uint64_t txn;             /* the LMDB transaction it reflects (image.c) */
   char checksum[65];
 } gd_graph_export;
 
@@ -176,6 +177,84 @@ int gd_store_export_graph(gd_rtxn *r, int64_t since, int64_t until, gd_graph_exp
 
 /* Frees x's arrays and zeroes it. Accepts NULL and a zeroed export. */
 void gd_graph_export_free(gd_graph_export *x);
+
+/* ------------------------------------------------------------------ */
+/* Export images and the graph change log (image.c)                    */
+/*
+ * A clustering job keeps its export (open window only) in a file beside
+ * the data, an image, and names it in its snapshot's manifest. The next
+ * job that starts warm from that snapshot loads the image and re-reads
+ * only what changed since (gd_store_export_patch) instead of the whole
+ * graph. What changed comes from the graph change log, table `glog`: each
+ * commit that marks an entity changed (store_int.h, gd__ver_mark) appends
+ * the ids it marked under its transaction id. The log holds every change
+ * of the commits after meta "glog.floor"; a bulk load, or a log grown past
+ * GD_GLOG_MAX_IDS ids, empties it and moves the floor, so older images
+ * stop being usable (their jobs read the whole graph). Jobs trim it
+ * (gd_store_glog_trim).
+ *
+ * An image is an optimisation, never a source of truth: a missing,
+ * foreign (nonce), stale (floor) or damaged (SHA-256) image makes the job
+ * read the whole graph, and a patched export's checksum is by
+ * construction the one a full read of the same transaction gives
+ * (tests/unit/test_store.c checks it).
+ */
+
+#define GD_GLOG_MAX_IDS (UINT64_C(1) << 24)
+#define GD_IMAGE_DIR "images" /* under the data directory */
+
+/* Which image: the transaction its export reflects, and a random nonce
+ * the job drew (so a file of another timeline, say after a restore from a
+ * backup, never passes for it). */
+typedef struct gd_image_id {
+  uint64_t txn;
+  uint8_t nonce[16];
+} gd_image_id;
+
+/*
+ * Writes x (an open-window export) to `path` with id in its header: the
+ * arrays, raw, after a header with the export's checksum. Written to
+ * path + ".tmp" and renamed, not fsync'd: a torn file fails its checksum
+ * on load. Errors: GD_EINVALID (a windowed export), GD_EIO.
+ */
+int gd_export_image_save(const gd_graph_export *x, const gd_image_id *id, const char *path,
+                         gd_err *err);
+
+/*
+ * Loads the image at `path` into *ret (owned by the caller; zeroed on
+ * failure) and checks it: header, size, id == *want, and the SHA-256 of
+ * its arrays against its checksum. Errors: GD_ENOTFOUND (no file),
+ * GD_EPRECONDITION (another image: id, format or byte order), GD_EINTERNAL
+ * (damaged: size or checksum), GD_ENOMEM, GD_EIO.
+ */
+int gd_export_image_load(const char *path, const gd_image_id *want, gd_graph_export *ret,
+                         gd_err *err);
+
+/* What gd_store_export_patch did. */
+typedef struct gd_patch_stats {
+  uint64_t log_entries; /* change log entries read */
+  uint64_t changed;     /* distinct ids re-read */
+} gd_patch_stats;
+
+/*
+ * Brings x, an open-window export of transaction x->txn (an image), up to
+ * r: reads the change log after x->txn, re-reads each changed entity's
+ * record and seller rows, and rebuilds the arrays around them; then
+ * x->txn is r's transaction and x->checksum that of a full read in r.
+ * records_read and rows_read count the patch's own reads. On failure x is
+ * unchanged.
+ * Errors: GD_EINVALID (a windowed export), GD_EPRECONDITION (the log does
+ * not reach back to x->txn, or x is newer than r), GD_ENOMEM,
+ * GD_EINTERNAL (a corrupt record or row), GD_EIO.
+ */
+int gd_store_export_patch(gd_rtxn *r, gd_graph_export *x, gd_patch_stats *ret,
+                          gd_err *err);
+
+/*
+ * Trims the change log in t: removes the entries of transactions <= txn
+ * (the oldest image still kept). Errors: GD_EMAPFULL, GD_EIO.
+ */
+int gd_store_glog_trim(gd_wtxn *t, uint64_t txn, gd_err *err);
 
 /* ------------------------------------------------------------------ */
 /* Snapshot writes (write transaction)                                 */

@@ -100,6 +100,10 @@ int gd__meta_u64(MDB_txn *txn, gd_store *s, const char *name, uint64_t *ret) {
   return meta_get_u64(txn, s->meta, name, ret);
 }
 
+int gd__meta_put_u64(MDB_txn *txn, gd_store *s, const char *name, uint64_t val) {
+  return meta_put_u64(txn, s->meta, name, val);
+}
+
 /* Builds the audit case index of a data directory written before it
  * existed (audit.h), in a transaction of its own; open_dbis saw it
  * missing. Best effort: until it is built, gd_store_audit_visit_case
@@ -161,6 +165,7 @@ static int open_dbis(gd_store *s, bool *ret_indexed, gd_err *err) {
       {"alert", 0, &s->alert},
       {"case", 0, &s->cases},
       {"case_query", 0, &s->case_query},
+      {"glog", 0, &s->glog},
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
     rc = mdb_dbi_open(txn, t[i].name, t[i].flags | MDB_CREATE, t[i].dbi);
@@ -179,6 +184,13 @@ static int open_dbis(gd_store *s, bool *ret_indexed, gd_err *err) {
   }
   if (!rc && version == 0)
     rc = meta_put_u64(txn, s->meta, "schema_version", GD_SCHEMA_VERSION);
+  /* The graph change log (image.c) holds the changes of the commits after
+   * its floor; a data directory from before the log starts it here. */
+  uint64_t floor = 0;
+  if (!rc)
+    rc = meta_get_u64(txn, s->meta, "glog.floor", &floor);
+  if (!rc && floor == 0)
+    rc = meta_put_u64(txn, s->meta, "glog.floor", (uint64_t)mdb_txn_id(txn));
   uint64_t indexed = 0;
   if (!rc)
     rc = meta_get_u64(txn, s->meta, "audit_case.built", &indexed);
@@ -216,7 +228,7 @@ int gd_store_open(const gd_store_opts *o, gd_store **ret, gd_err *err) {
     gd_err_set(err, GD_EIO, "cannot create data directory %s: %s", o->path, strerror(errno));
     goto fail;
   }
-  if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 24)) ||
+  if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 32)) ||
       (rc = mdb_env_set_maxreaders(s->env, o->max_readers ? o->max_readers : 510))) {
     gd__mdb_err(rc, err, "env");
     goto fail;
@@ -552,6 +564,9 @@ int gd__wtxn_commit(gd_wtxn *t, gd_err *err) {
   int rc = counters_store(t->root, s, &t->c);
   if (!rc && t->graph)
     rc = meta_put_u64(t->root, s->meta, "graph.txn", (uint64_t)mdb_txn_id(t->root));
+  if (!rc && t->graph)
+    rc = gd__glog_commit(t);
+  gd__glog_free(t);
   if (rc) {
     mdb_txn_abort(t->root);
     free(t);
@@ -568,6 +583,7 @@ void gd__wtxn_abort(gd_wtxn *t) {
   if (t->txn != t->root)
     mdb_txn_abort(t->txn);
   mdb_txn_abort(t->root);
+  gd__glog_free(t);
   free(t);
 }
 

@@ -26,6 +26,7 @@ struct gd_store {
   MDB_dbi audit, audit_case;                                      /* audit.c */
   MDB_dbi dirty, prov, prov_member, alert;                        /* place.c */
   MDB_dbi cases, case_query;                                      /* case.c */
+  MDB_dbi glog;                                                   /* image.c */
   _Atomic uint64_t place_max, place_shed;                         /* place.c */
   uint64_t map_size, map_size_max;
   /* Readers hold it shared for the life of a read txn; map growth takes it
@@ -71,7 +72,16 @@ struct gd_wtxn {
   int64_t now;
   bool graph; /* an entity or link was marked changed: the commit stamps
                  meta "graph.txn" (gd_rtxn_graph_state) */
+  /* The ids marked changed, for the graph change log (image.c); unsorted,
+   * repeats allowed. glog_lost: one could not be kept (out of memory), or
+   * every entity changed (a bulk load): the commit resets the log. */
+  uint64_t *glog_ids;
+  size_t glog_n, glog_cap;
+  bool glog_lost;
 };
+
+/* Appends id to t's change list (image.c); on failure sets glog_lost. */
+void gd__glog_grow(gd_wtxn *t, uint64_t id);
 
 /* Marks entity id changed by t's transaction (store.h, "Entity
  * versions"): before the commit, so that no reader sees the change without
@@ -82,13 +92,25 @@ static inline void gd__ver_mark(gd_wtxn *t, uint64_t id) {
   if (atomic_load_explicit(slot, memory_order_relaxed) < v)
     atomic_store(slot, v);
   t->graph = true;
+  if (t->glog_n < t->glog_cap)
+    t->glog_ids[t->glog_n++] = id;
+  else
+    gd__glog_grow(t, id);
 }
 
 /* Marks every entity (a bulk load). */
 static inline void gd__ver_mark_all(gd_wtxn *t) {
   atomic_store(&t->s->ver_floor, (uint64_t)mdb_txn_id(t->root));
   t->graph = true;
+  t->glog_lost = true;
 }
+
+/* Before t's commit: appends the ids t changed to the graph change log, or
+ * resets the log (image.c). Returns an LMDB code. */
+int gd__glog_commit(gd_wtxn *t);
+
+/* Frees t's change list. */
+void gd__glog_free(gd_wtxn *t);
 
 /* Indexes every audit record that names a case in audit_case, in txn
  * (audit.c): a data directory written before the index existed; a record
@@ -98,6 +120,12 @@ int gd__audit_index_build(MDB_txn *txn, gd_store *s);
 
 /* meta's u64 counter `name` in txn (0 when absent). An LMDB code. */
 int gd__meta_u64(MDB_txn *txn, gd_store *s, const char *name, uint64_t *ret);
+/* Sets meta's u64 counter `name` in txn. Returns an LMDB code. */
+int gd__meta_put_u64(MDB_txn *txn, gd_store *s, const char *name, uint64_t val);
+
+/* The SHA-256 of an export's arrays as hex (snapshot.c); -1 on failure. */
+struct gd_graph_export;
+int gd__export_checksum(const struct gd_graph_export *x, char out[65]);
 
 /* Maps an LMDB return code to a gd_errno and fills err. */
 int gd__mdb_err(int rc, gd_err *err, const char *what);

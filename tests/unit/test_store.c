@@ -1579,8 +1579,198 @@ static void test_bulk_load(void) {
   gd_store_close(b);
 }
 
+/* ---- export images and the change log (image.c) ---- */
+
+static bool export_same(const gd_graph_export *a, const gd_graph_export *b) {
+  size_t ns = (size_t)a->n_sellers, ne = (size_t)a->n_entities;
+  return a->n_sellers == b->n_sellers && a->n_entities == b->n_entities &&
+         a->n_incidences == b->n_incidences && a->n_links == b->n_links &&
+         !memcmp(a->seller_ids, b->seller_ids, ns * 8) && !memcmp(a->ent_ids, b->ent_ids, ne * 8) &&
+         !memcmp(a->ent_type, b->ent_type, ne) && !memcmp(a->ent_n, b->ent_n, ne * 8) &&
+         !memcmp(a->ent_off, b->ent_off, (ne + 1) * 8) &&
+         !memcmp(a->ent_sellers, b->ent_sellers, (size_t)a->n_incidences * 8) &&
+         !memcmp(a->link_a, b->link_a, (size_t)a->n_links * 8) &&
+         !memcmp(a->link_b, b->link_b, (size_t)a->n_links * 8) &&
+         strcmp(a->checksum, b->checksum) == 0;
+}
+
+/* One random write: links among sellers "s<k>" and entities of 3 types
+ * ("e<t>-<k>"), now and then a seller-seller link, a delete of a seller or
+ * an entity, or a request that fails (and must leave nothing behind). */
+static void image_random_write(gd_writer *w, unsigned *seed, int round) {
+  static const int types[] = {GD_TYPE_DEVICE, GD_TYPE_PHONE, GD_TYPE_ADDRESS};
+  char sk[16][24], ek[16][24];
+  gd_link_in l[8];
+  int n = 1 + rand_r(seed) % 8;
+  int kind = rand_r(seed) % 10;
+  if (kind == 0 || kind == 1) {
+    sync_op d;
+    sync_init(&d, 2);
+    if (kind == 0) {
+      snprintf(sk[0], sizeof sk[0], "s%d", rand_r(seed) % (60 + round * 4));
+      d.ref = R(GD_TYPE_SELLER, sk[0]);
+    } else {
+      int t = rand_r(seed) % 3;
+      snprintf(ek[0], sizeof ek[0], "e%d-%d", t, rand_r(seed) % 40);
+      d.ref = R(types[t], ek[0]);
+    }
+    int rc = sync_run(w, &d);
+    CHECK(rc == GD_OK || rc == GD_ENOTFOUND);
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    int t = rand_r(seed) % 4;
+    snprintf(sk[2 * i], sizeof sk[0], "s%d", rand_r(seed) % (60 + round * 4));
+    if (t == 3) {
+      snprintf(sk[2 * i + 1], sizeof sk[0], "s%d", rand_r(seed) % (60 + round * 4));
+      if (!strcmp(sk[2 * i], sk[2 * i + 1]))
+        strcat(sk[2 * i + 1], "x");
+      l[i] = (gd_link_in){R(GD_TYPE_SELLER, sk[2 * i]), R(GD_TYPE_SELLER, sk[2 * i + 1]), 5};
+    } else {
+      snprintf(ek[i], sizeof ek[0], "e%d-%d", t, rand_r(seed) % 40);
+      l[i] = (gd_link_in){R(GD_TYPE_SELLER, sk[2 * i]), R(types[t], ek[i]), 5};
+    }
+  }
+  if (kind == 2) /* a link from an entity to itself fails the request */
+    l[n - 1] = (gd_link_in){R(GD_TYPE_SELLER, "bad"), R(GD_TYPE_SELLER, "bad"), 5};
+  sync_op u;
+  sync_init(&u, 0);
+  u.u.links = l;
+  u.u.nlinks = (size_t)n;
+  int rc = sync_run(w, &u);
+  CHECK(kind == 2 ? rc != GD_OK : rc == GD_OK);
+}
+
+/*
+ * gd_store_export_patch against a full read of the same transaction, over
+ * rounds of random writes (new, linked, deleted sellers and entities,
+ * seller-seller links, failed requests): the patched export is the full
+ * one, array for array. Also: the image file round trip and its checks
+ * (nonce, damage), the log's trim, and a bulk load voiding older images.
+ */
+static void test_export_patch(void) {
+  fresh_dir();
+  gd_store *st = open_store(64u << 20);
+  gd_writer *w;
+  gd_err e;
+  gd_rtxn *r;
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+  /* Ids s0 = 1, s1 = 2 (rows: s0, then D), D = 3 (one row: s1). The export
+   * stops in s1's list at D's row and moves to D, a key with one row,
+   * where LMDB's GET_MULTIPLE once returned s1's page: D was read as
+   * shared by s0. */
+  gd_link_in ss = {R(GD_TYPE_SELLER, "s0"), R(GD_TYPE_SELLER, "s1"), 5};
+  gd_link_in sd = {R(GD_TYPE_SELLER, "s1"), R(GD_TYPE_DEVICE, "D"), 5};
+  CHECK(upsert_links(w, &ss, 1, NULL) == GD_OK);
+  CHECK(upsert_links(w, &sd, 1, NULL) == GD_OK);
+  gd_graph_export img, full;
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_export_graph(r, 0, 0, &full, NULL) == GD_OK);
+  gd_store_read_end(r);
+  CHECK(full.n_sellers == 2 && full.n_links == 1 && full.n_entities == 1 &&
+        full.n_incidences == 1);
+  CHECK(full.n_incidences == 1 && full.ent_sellers[0] == 1);
+  gd_graph_export_free(&full);
+  unsigned seed = 7;
+  for (int i = 0; i < 40; i++)
+    image_random_write(w, &seed, 0);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_export_graph(r, 0, 0, &img, NULL) == GD_OK);
+  gd_store_read_end(r);
+  int patched_nonempty = 0;
+  for (int round = 1; round <= 30; round++) {
+    int writes = round % 5 == 0 ? 0 : 1 + (int)(rand_r(&seed) % 12);
+    for (int i = 0; i < writes; i++)
+      image_random_write(w, &seed, round);
+    CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+    CHECK(gd_store_export_graph(r, 0, 0, &full, NULL) == GD_OK);
+    gd_patch_stats ps;
+    int rc = gd_store_export_patch(r, &img, &ps, &e);
+    if (rc)
+      fprintf(stderr, "  (patch: %s)\n", e.msg);
+    CHECK(rc == GD_OK);
+    gd_store_read_end(r);
+    CHECK(export_same(&img, &full));
+    CHECK(img.txn == full.txn);
+    CHECK(writes > 0 || ps.changed == 0);
+    if (!export_same(&img, &full))
+      fprintf(stderr, "  round %d: %lld/%lld sellers %lld/%lld entities %lld/%lld links\n", round,
+              (long long)img.n_sellers, (long long)full.n_sellers, (long long)img.n_entities,
+              (long long)full.n_entities, (long long)img.n_links, (long long)full.n_links);
+    patched_nonempty += ps.changed > 0;
+    gd_graph_export_free(&full);
+  }
+  CHECK(patched_nonempty >= 20);
+  CHECK(img.n_links > 0 && img.n_entities > 10);
+
+  /* The file: a round trip, another nonce, a damaged byte. */
+  char path[300];
+  snprintf(path, sizeof path, "%s/x.img", tmpdir);
+  gd_image_id id = {.txn = img.txn, .nonce = {1, 2, 3}};
+  CHECK(gd_export_image_save(&img, &id, path, &e) == GD_OK);
+  CHECK(gd_export_image_load(path, &id, &full, &e) == GD_OK);
+  CHECK(export_same(&img, &full) && full.txn == img.txn);
+  gd_graph_export_free(&full);
+  gd_image_id other = id;
+  other.nonce[0] = 9;
+  CHECK(gd_export_image_load(path, &other, &full, &e) == GD_EPRECONDITION);
+  CHECK(full.seller_ids == NULL);
+  FILE *f = fopen(path, "r+b");
+  CHECK(f && fseek(f, -3, SEEK_END) == 0 && fputc(0x5a, f) != EOF && fclose(f) == 0);
+  CHECK(gd_export_image_load(path, &id, &full, &e) == GD_EINTERNAL);
+  CHECK(strstr(e.msg, "checksum") != NULL);
+  snprintf(path, sizeof path, "%s/none.img", tmpdir);
+  CHECK(gd_export_image_load(path, &id, &full, &e) == GD_ENOTFOUND);
+
+  /* Trim: entries up to the image's transaction go; the image still
+   * patches; one older than the trim no longer can (it would miss
+   * changes), which the floor does not say, so jobs trim only below the
+   * oldest image they keep. */
+  image_random_write(w, &seed, 31);
+  image_random_write(w, &seed, 31);
+  gd_wtxn *t;
+  CHECK(gd__wtxn_begin(st, &t, &e) == GD_OK);
+  CHECK(gd_store_glog_trim(t, img.txn, &e) == GD_OK);
+  CHECK(gd__wtxn_commit(t, &e) == GD_OK);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  uint64_t held = 0;
+  CHECK(gd__meta_u64(r->txn, st, "glog.ids", &held) == 0 && held > 0);
+  CHECK(gd_store_export_graph(r, 0, 0, &full, NULL) == GD_OK);
+  CHECK(gd_store_export_patch(r, &img, NULL, &e) == GD_OK);
+  CHECK(export_same(&img, &full));
+  gd_graph_export_free(&full);
+  gd_store_read_end(r);
+  gd_graph_export_free(&img);
+  gd_writer_stop(w);
+  gd_store_close(st);
+
+  /* A bulk load empties the log and moves its floor past every image. */
+  fresh_dir();
+  st = open_store(64u << 20);
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_export_graph(r, 0, 0, &img, NULL) == GD_OK);
+  gd_store_read_end(r);
+  gd_bulk *bk;
+  gd_bulk_result br;
+  bool dup;
+  gd_link_in bl = {R(GD_TYPE_SELLER, "b1"), R(GD_TYPE_PHONE, "p1"), 3};
+  gd_upsert bu = {.links = &bl, .nlinks = 1};
+  CHECK(gd_bulk_new(0, &bk, &e) == GD_OK);
+  CHECK(gd_bulk_add(bk, &bu, &dup, &e) == GD_OK);
+  CHECK(bulk_run(w, bk, &br, NULL) == GD_OK);
+  gd_bulk_free(bk);
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_export_patch(r, &img, NULL, &e) == GD_EPRECONDITION);
+  CHECK(strstr(e.msg, "change log starts after") != NULL);
+  gd_store_read_end(r);
+  gd_graph_export_free(&img);
+  gd_writer_stop(w);
+  gd_store_close(st);
+}
+
 TAP_MAIN(T(test_normalize), T(test_bulk_load), T(test_drop_resident), T(test_upsert_and_read), T(test_atomic_and_errors),
          T(test_entities_labels_delete), T(test_links_paging_filters), T(test_map_growth),
          T(test_map_full_at_commit), T(test_group_commit), T(test_audit_chain),
          T(test_placement_tables), T(test_cases), T(test_graph_state),
-         T(test_writer_linger), T(test_audit_case_index))
+         T(test_writer_linger), T(test_audit_case_index), T(test_export_patch))
