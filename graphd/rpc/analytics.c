@@ -662,6 +662,11 @@ static void manifest_fill(const gd_snapshot_view *v, manifest_pb *p) {
     if (ck)
       p->m.input_checksum = (char *)json_object_get_string(ck);
     p->m.sellers = (uint64_t)jint(in, "sellers");
+    json_object *fi = jobj(in, "from_image");
+    if (fi) {
+      p->m.read_from_image = (uint64_t)jint(fi, "snapshot_id");
+      p->m.patched_ids = (uint64_t)jint(fi, "changed_ids");
+    }
   }
   json_object *pr = jobj(r, "projection");
   if (pr) {

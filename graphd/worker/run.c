@@ -4,7 +4,11 @@
  *   open       own LMDB environment, stale reader slots cleared
  *   read       one read transaction: the graph export, the flagged sellers,
  *              the previous snapshot's assignments; then the txn ends, so
- *              the long computation pins no pages
+ *              the long computation pins no pages. A warm job loads the
+ *              previous snapshot's export image and patches it from the
+ *              change log instead of reading the whole graph (store/
+ *              snapshot.h, "Export images"); every open-window job saves
+ *              its own export as an image, on a thread, while it goes on
  *   project    the evidence graph (algorithms/projection.h), tie cap
  *   cluster    gd_comm_run, seeded, with the cancel flag; Leiden warm
  *              from the previous snapshot's membership when the spec's
@@ -17,8 +21,11 @@
  * Nothing is written before the last stage, so any failure or cancel
  * leaves the store as it was.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <json-c/json.h>
+#include <pthread.h>
+#include <sys/random.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,6 +78,17 @@ typedef struct job {
   uint64_t prev_snap;
   bool prev_same_spec; /* the previous snapshot's spec = this one's (warm_start auto) */
   bool warm;           /* Leiden started from the previous membership */
+  gd_image_id prev_image; /* the previous snapshot's image (txn 0: none) */
+  bool from_image;        /* the export is the previous image, patched */
+  gd_patch_stats patch;
+  char image_note[GD_ERR_MSG_MAX]; /* why a warm job read the whole graph */
+  /* This job's image, saved on a thread from the end of the read stage
+   * (the export's arrays are not changed until it is joined). */
+  pthread_t image_thread;
+  bool image_saving, image_saved;
+  gd_image_id image;
+  char image_tmp[4200];
+  gd_err image_err;
   bool ties_only;             /* gd_worker_ties: no previous snapshot */
   uint64_t import_rows;       /* spec import: rows read */
   int64_t import_unassigned;  /* spec import: sellers no row named */
@@ -246,7 +264,35 @@ static int prev_visit(void *ctx, const uint64_t *sellers, const uint64_t *cluste
   return 0;
 }
 
-static int read_previous(job *j, gd_rtxn *r, gd_err *err) {
+/* The hex of n bytes into out (2n + 1 bytes). */
+static void hex_of(const uint8_t *b, size_t n, char *out) {
+  for (size_t i = 0; i < n; i++)
+    snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+/* The image a manifest names ("image": {"txn", "nonce"}), or txn 0. */
+static gd_image_id manifest_image(json_object *m) {
+  gd_image_id id = {0};
+  json_object *im, *t, *n;
+  if (!m || !json_object_object_get_ex(m, "image", &im) ||
+      !json_object_object_get_ex(im, "txn", &t) || !json_object_object_get_ex(im, "nonce", &n))
+    return id;
+  const char *h = json_object_get_string(n);
+  if (!h || strlen(h) != 32)
+    return id;
+  for (int i = 0; i < 16; i++) {
+    unsigned v;
+    if (sscanf(h + 2 * i, "%2x", &v) != 1)
+      return (gd_image_id){0};
+    id.nonce[i] = (uint8_t)v;
+  }
+  id.txn = json_object_get_uint64(t);
+  return id;
+}
+
+/* The previous snapshot's manifest: its id, the id counter, whether its
+ * spec is this job's (warm_start auto), its image. Before the export. */
+static int read_previous_manifest(job *j, gd_rtxn *r, gd_err *err) {
   gd_snapshot_view sv;
   int64_t want = j->spec->previous;
   if (want < 0)
@@ -277,19 +323,140 @@ static int read_previous(job *j, gd_rtxn *r, gd_err *err) {
     j->prev_same_spec = gd_worker_spec_same_for_warm(mine, pspec);
     json_object_put(mine);
   }
+  j->prev_image = manifest_image(m);
   json_object_put(m);
+  return GD_OK;
+}
 
+/* The previous snapshot's assignments aligned with the export's sellers. */
+static int read_previous_assign(job *j, gd_rtxn *r, gd_err *err) {
+  if (!j->prev_snap)
+    return GD_OK;
   if (!(j->prev = malloc((size_t)(j->x.n_sellers ? j->x.n_sellers : 1) * sizeof *j->prev)))
     return gd_err_set(err, GD_ENOMEM, "out of memory for previous assignments");
   for (int64_t i = 0; i < j->x.n_sellers; i++)
     j->prev[i] = -1;
   prev_ctx c = {j, 0, false};
-  if ((rc = gd_store_assignments_visit(r, sv.id, 0, prev_visit, &c, NULL, err)))
-    return gd_err_prefix(err, "previous snapshot %llu", (unsigned long long)sv.id);
+  int rc = gd_store_assignments_visit(r, j->prev_snap, 0, prev_visit, &c, NULL, err);
+  if (rc)
+    return gd_err_prefix(err, "previous snapshot %llu", (unsigned long long)j->prev_snap);
   if (c.bad)
     return gd_err_set(err, GD_EINTERNAL, "previous snapshot %llu: cluster id out of range",
-                      (unsigned long long)sv.id);
+                      (unsigned long long)j->prev_snap);
   return GD_OK;
+}
+
+/* Whether the spec lets this job start warm (warm_decide also needs a
+ * previous membership covering today's sellers, known after the export). */
+static bool warm_allowed(const job *j) {
+  const gd_worker_spec *s = j->spec;
+  if (s->comm.algo != GD_COMM_LEIDEN_CPM && s->comm.algo != GD_COMM_LEIDEN_MODULARITY)
+    return false;
+  if (!j->prev_snap || s->warm_start == GD_WARM_OFF || s->import_path)
+    return false;
+  return s->warm_start == GD_WARM_ON || j->prev_same_spec;
+}
+
+static void image_path(const job *j, const char *name, char *out, size_t n) {
+  snprintf(out, n, "%s/%s/%s", j->o->data_dir, GD_IMAGE_DIR, name);
+}
+
+/*
+ * A warm job's export: the previous snapshot's image patched up to r.
+ * Returns false, with j->image_note saying why, when the job must read the
+ * whole graph instead (no image, another's, damaged, the log reset since).
+ */
+static bool export_from_image(job *j, gd_rtxn *r) {
+  char path[4200], name[64];
+  gd_err e;
+  gd_err_clear(&e);
+  if (!j->prev_image.txn) {
+    snprintf(j->image_note, sizeof j->image_note, "snapshot %llu has no image",
+             (unsigned long long)j->prev_snap);
+    return false;
+  }
+  snprintf(name, sizeof name, "%llu.img", (unsigned long long)j->prev_snap);
+  image_path(j, name, path, sizeof path);
+  int rc = gd_export_image_load(path, &j->prev_image, &j->x, &e);
+  if (!rc && (rc = gd_store_export_patch(r, &j->x, &j->patch, &e)))
+    gd_graph_export_free(&j->x);
+  if (rc) {
+    snprintf(j->image_note, sizeof j->image_note, "%s", e.msg);
+    return false;
+  }
+  return true;
+}
+
+static void *image_save_main(void *arg) {
+  job *j = arg;
+  j->image_saved =
+      gd_export_image_save(&j->x, &j->image, j->image_tmp, &j->image_err) == GD_OK;
+  return NULL;
+}
+
+/* Starts saving the export as this job's image (open window only), under
+ * a temporary name until the snapshot commits. Best effort. */
+static void image_save_start(job *j) {
+  char dir[4200];
+  if (j->ties_only || j->x.since || j->x.until)
+    return;
+  snprintf(dir, sizeof dir, "%s/%s", j->o->data_dir, GD_IMAGE_DIR);
+  if ((mkdir(dir, 0750) != 0 && errno != EEXIST) ||
+      getrandom(j->image.nonce, sizeof j->image.nonce, 0) != (ssize_t)sizeof j->image.nonce) {
+    gd_err_set(&j->image_err, GD_EIO, "image: %s: %s", dir, strerror(errno));
+    return;
+  }
+  j->image.txn = j->x.txn;
+  char hex[33], name[64];
+  hex_of(j->image.nonce, 16, hex);
+  snprintf(name, sizeof name, "job-%s.img", hex);
+  image_path(j, name, j->image_tmp, sizeof j->image_tmp);
+  j->image_saving = pthread_create(&j->image_thread, NULL, image_save_main, j) == 0;
+}
+
+static void image_save_join(job *j) {
+  if (!j->image_saving)
+    return;
+  pthread_join(j->image_thread, NULL);
+  j->image_saving = false;
+  if (!j->image_saved)
+    info(j, "image_saved", 0);
+}
+
+/*
+ * After the commit: this job's image takes the snapshot's name, and the
+ * images of other snapshots than this one and its previous one go, as do
+ * temporary files of jobs that did not finish. Best effort: a missing
+ * image only makes the next job read the whole graph.
+ */
+static void image_settle(job *j, uint64_t snap) {
+  char dir[4200], keep_new[64] = "", keep_prev[64] = "", path[4500];
+  snprintf(dir, sizeof dir, "%s/%s", j->o->data_dir, GD_IMAGE_DIR);
+  if (j->image_saved) {
+    snprintf(keep_new, sizeof keep_new, "%llu.img", (unsigned long long)snap);
+    image_path(j, keep_new, path, sizeof path);
+    if (rename(j->image_tmp, path) != 0)
+      keep_new[0] = 0;
+  }
+  if (j->prev_snap)
+    snprintf(keep_prev, sizeof keep_prev, "%llu.img", (unsigned long long)j->prev_snap);
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  while (d && (de = readdir(d))) {
+    const char *n = de->d_name;
+    size_t len = strlen(n);
+    if (n[0] == '.' || !strcmp(n, keep_new) || !strcmp(n, keep_prev))
+      continue;
+    if ((len > 4 && !strcmp(n + len - 4, ".img")) || (len > 8 && !strcmp(n + len - 8, ".img.tmp"))) {
+      snprintf(path, sizeof path, "%s/%s", dir, n);
+      unlink(path);
+    }
+  }
+  if (d)
+    closedir(d);
+  if (!j->image_saved && j->image_tmp[0])
+    unlink(j->image_tmp);
+  j->image_tmp[0] = 0;
 }
 
 /*
@@ -365,10 +532,20 @@ static int do_read(job *j, gd_err *err) {
   if (rc)
     return rc;
   bool windowed = s->since || s->until;
+  if (!j->ties_only && (rc = read_previous_manifest(j, r, err)))
+    goto out;
   if (windowed && s->ev.rule == GD_EV_CORROBORATED &&
       (rc = read_all_time_corroboration(j, r, err)))
     goto out;
-  if ((rc = gd_store_export_graph(r, s->since, s->until, &j->x, err)))
+  if (!windowed && !j->ties_only && warm_allowed(j)) {
+    j->from_image = export_from_image(j, r);
+    if (j->from_image) {
+      info(j, "image_changed_ids", (long long)j->patch.changed);
+    } else {
+      gd_worker_progress(j->o->progress_fd, j->o->cancel, "info image_unused %s", j->image_note);
+    }
+  }
+  if (!j->from_image && (rc = gd_store_export_graph(r, s->since, s->until, &j->x, err)))
     goto out;
   if (j->corr_all && (rc = map_corroboration(j, err)))
     goto out;
@@ -398,8 +575,7 @@ static int do_read(job *j, gd_err *err) {
     }
     free(ids);
   }
-  if (!j->ties_only)
-    rc = read_previous(j, r, err);
+  rc = read_previous_assign(j, r, err);
   if (!rc && j->prev_snap)
     info(j, "previous_snapshot", (long long)j->prev_snap);
 out:
@@ -408,6 +584,8 @@ out:
    * here on is its arrays. Best effort: a failure only leaves RSS high. */
   if (!rc)
     info(j, "map_pages_dropped", gd_store_drop_resident(j->store, NULL) == GD_OK);
+  if (!rc)
+    image_save_start(j);
   return rc;
 }
 
@@ -423,10 +601,13 @@ static int do_project(job *j, gd_err *err) {
       gd_projection_build(&in, &j->spec->ev, j->spec->min_tie_weight, &j->g, &j->ps, &ae);
   if (st != GD_ALG_OK)
     return alg_err(&ae, st, err, "projection");
-  /* Direct links are in the graph now; summaries need the rest. */
-  free(j->x.link_a);
-  free(j->x.link_b);
-  j->x.link_a = j->x.link_b = NULL;
+  /* Direct links are in the graph now; summaries need the rest (the image
+   * thread needs them all: they go with the export then). */
+  if (!j->image_saving) {
+    free(j->x.link_a);
+    free(j->x.link_b);
+    j->x.link_a = j->x.link_b = NULL;
+  }
   info(j, "ties", j->g.m);
   info(j, "hubs_skipped", j->ps.hubs_skipped);
   if ((uint64_t)j->g.m > j->o->max_ties)
@@ -442,11 +623,7 @@ static int do_project(job *j, gd_err *err) {
  * (read_previous compared them).
  */
 static bool warm_decide(const job *j) {
-  const gd_worker_spec *s = j->spec;
-  if (s->comm.algo != GD_COMM_LEIDEN_CPM && s->comm.algo != GD_COMM_LEIDEN_MODULARITY)
-    return false;
-  if (!j->prev || s->warm_start == GD_WARM_OFF ||
-      (s->warm_start == GD_WARM_AUTO && !j->prev_same_spec))
+  if (!j->prev || !warm_allowed(j))
     return false;
   for (int64_t i = 0; i < j->x.n_sellers; i++)
     if (j->prev[i] >= 0)
@@ -1002,6 +1179,14 @@ static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
   jadd(m, "previous_snapshot_id", j->prev_snap ? json_object_new_uint64(j->prev_snap) : NULL);
   jadd(m, "spec", gd_worker_spec_json(j->spec));
   jadd(m, "warm_started", json_object_new_boolean(j->warm));
+  if (j->image_saved) {
+    char hex[33];
+    json_object *im = json_object_new_object();
+    hex_of(j->image.nonce, 16, hex);
+    jadd(im, "txn", json_object_new_uint64(j->image.txn));
+    jadd(im, "nonce", json_object_new_string(hex));
+    jadd(m, "image", im);
+  }
   if (j->spec->import_path) {
     json_object *im = json_object_new_object();
     jadd(im, "engine", json_object_new_string(j->spec->engine ? j->spec->engine : ""));
@@ -1019,6 +1204,15 @@ static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
   jadd(in, "records_read", json_object_new_uint64(x->records_read));
   jadd(in, "rows_read", json_object_new_uint64(x->rows_read));
   jadd(in, "read_at_ns", jint(j->read_at));
+  if (j->from_image) {
+    json_object *fi = json_object_new_object();
+    jadd(fi, "snapshot_id", json_object_new_uint64(j->prev_snap));
+    jadd(fi, "changed_ids", json_object_new_uint64(j->patch.changed));
+    jadd(fi, "log_entries", json_object_new_uint64(j->patch.log_entries));
+    jadd(in, "from_image", fi);
+  } else if (j->image_note[0]) {
+    jadd(in, "image_unused", json_object_new_string(j->image_note));
+  }
   jadd(m, "input", in);
 
   json_object *pj = json_object_new_object(), *hb = json_object_new_object();
@@ -1283,6 +1477,7 @@ out:
 }
 
 static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
+  image_save_join(j);
   int nrc = read_names(j, err);
   if (nrc)
     return nrc;
@@ -1295,6 +1490,14 @@ static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
     int rc = gd__wtxn_begin(j->store, &t, err);
     if (!rc)
       rc = gd_store_snapshot_next_id(t, &id, err);
+    /* The change log is kept back to the oldest image kept: this job's and
+     * its previous snapshot's (image_settle removes the others). */
+    if (!rc) {
+      uint64_t keep = j->image_saved ? j->image.txn : j->x.txn;
+      if (j->prev_image.txn && j->prev_image.txn < keep)
+        keep = j->prev_image.txn;
+      rc = gd_store_glog_trim(t, keep, err);
+    }
     if (!rc && !(man = manifest_encode(j, id, &mlen)))
       rc = gd_err_set(err, GD_ENOMEM, "out of memory for the manifest");
     if (!rc) {
@@ -1336,6 +1539,7 @@ static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
     gd__wtxn_abort(t);
     if (rc == GD_OK) {
       *ret_id = id;
+      image_settle(j, id);
       return GD_OK;
     }
     if (rc != GD_EMAPFULL || attempt >= 40)
@@ -1348,6 +1552,9 @@ static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
 /* ---- the job ------------------------------------------------------------ */
 
 static void job_free(job *j) {
+  image_save_join(j);
+  if (j->image_saved && j->image_tmp[0])
+    unlink(j->image_tmp); /* a job that did not commit: no snapshot names it */
   gd_graph_export_free(&j->x);
   free(j->flagged);
   free(j->context);

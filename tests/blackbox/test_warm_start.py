@@ -94,6 +94,22 @@ def test_auto_same_spec_is_warm(warm):
     assert stayed >= 0.97, stayed
 
 
+def test_warm_reads_from_the_previous_image(warm):
+    """A warm job reads A's export image patched with the 1% loaded
+    since, not the whole graph; what it read is what a cold job's whole
+    read gives (the same input checksum). A cold job reads the whole
+    graph."""
+    dm, a = warm
+    _, w, _ = job_against_a(dm, a, name="img-warm", warm_start=pb.WARM_START_ON)
+    _, c, _ = job_against_a(dm, a, name="img-cold", warm_start=pb.WARM_START_OFF)
+    assert a.read_from_image == 0 and a.patched_ids == 0
+    assert w.read_from_image == a.id, w
+    assert 0 < w.patched_ids < a.sellers, w.patched_ids
+    assert c.read_from_image == 0 and c.patched_ids == 0
+    assert w.input_checksum == c.input_checksum
+    assert w.sellers == c.sellers and w.ties == c.ties
+
+
 def test_auto_other_resolution_is_cold(warm):
     dm, a = warm
     res = a.spec.resolution * 1.5

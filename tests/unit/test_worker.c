@@ -12,6 +12,7 @@
  *
  * and, for cancel, a generated store of 200k sellers with random links.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -1072,6 +1073,17 @@ static void test_worker_warm_start(void) {
   CHECK(x.n == y.n && x.n && memcmp(x.c, y.c, x.n * sizeof *x.c) == 0);
   alist_free(&x);
   alist_free(&y);
+  /* Its export is the previous job's image (store/snapshot.h), nothing
+   * changed since, and it keeps an image of its own. */
+  CHECK_EQ_U(json_object_get_int64(jget(jget(m, "input", NULL), "from_image", "snapshot_id")),
+             prev);
+  CHECK_EQ_U(json_object_get_int64(jget(jget(m, "input", NULL), "from_image", "changed_ids")), 0);
+  CHECK(jget(m, "image", "nonce") != NULL);
+  json_object *pm;
+  manifest(rings, prev, &pm);
+  CHECK_STR(json_object_get_string(jget(m, "input", "checksum")),
+            json_object_get_string(jget(pm, "input", "checksum")));
+  json_object_put(pm);
   json_object_put(m);
 
   /* The graph changes: ring A gains two members, a new pair appears. */
@@ -1087,10 +1099,35 @@ static void test_worker_warm_start(void) {
   linkset_free(&ls);
   gd_writer_stop(w);
 
-  /* auto, another resolution than the previous snapshot's: cold. */
+  /* on: the previous image patched with what changed reads the same
+   * graph as the full read of the next (cold) job. */
+  m = warm_run("warm_start=on\nname=patched\n", out, sizeof out, &id);
+  CHECK(warm_started(m));
+  CHECK(json_object_get_int64(jget(jget(m, "input", NULL), "from_image", "changed_ids")) >= 7);
+  char patched_sum[65];
+  snprintf(patched_sum, sizeof patched_sum, "%s",
+           json_object_get_string(jget(m, "input", "checksum")));
+  json_object_put(m);
+  /* auto, another resolution than the previous snapshot's: cold, and a
+   * full read. */
   m = warm_run("resolution=0.3\n", out, sizeof out, &id);
   CHECK(!warm_started(m));
+  CHECK(jget(jget(m, "input", NULL), "from_image", NULL) == NULL);
+  CHECK_STR(json_object_get_string(jget(m, "input", "checksum")), patched_sum);
   json_object_put(m);
+  /* Only this snapshot's image and its previous one's are kept. */
+  {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/images", rings_dir);
+    DIR *d = opendir(dir);
+    int n_img = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+      n_img += de->d_name[0] != '.';
+    if (d)
+      closedir(d);
+    CHECK(n_img == 2);
+  }
   /* off: cold, whatever the previous spec. */
   m = warm_run("resolution=0.3\nwarm_start=off\n", out, sizeof out, &id);
   CHECK(!warm_started(m));
@@ -1111,9 +1148,17 @@ static void test_worker_warm_start(void) {
   CHECK(cluster_of(&z, id_of(rings, GD_TYPE_SELLER, "pair0")) ==
         cluster_of(&z, id_of(rings, GD_TYPE_SELLER, "pair1")));
   alist_free(&z);
-  /* on: warm even though the spec differs. */
+  /* on: warm even though the spec differs. A damaged image is not used:
+   * the job says why and reads the whole graph. */
+  {
+    char path[600];
+    snprintf(path, sizeof path, "%s/images/%llu.img", rings_dir, (unsigned long long)id);
+    FILE *f = fopen(path, "r+b");
+    CHECK(f && fseek(f, -1, SEEK_END) == 0 && fputc(0x7f, f) != EOF && fclose(f) == 0);
+  }
   m = warm_run("warm_start=on\nresolution=0.25\n", out, sizeof out, &id);
   CHECK(warm_started(m));
+  CHECK(strstr(json_object_get_string(jget(m, "input", "image_unused")), "checksum") != NULL);
   CHECK_STR(json_object_get_string(jget(m, "spec", "warm_start")), "on");
   json_object_put(m);
   /* on without a previous snapshot: cold. */

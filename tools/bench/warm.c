@@ -135,6 +135,7 @@ typedef struct wjob {
   double wall_s;
   bench_manifest m; /* GetSnapshot's: stages, sellers, clusters, previous, warm_started ... */
   double iterations, stability;
+  double changed_ids; /* input.from_image.changed_ids: the ids its read patched (NAN: a full read) */
   uint64_t job_id, snapshot_id, stayed_manifest;
 } wjob;
 
@@ -145,6 +146,10 @@ static bool manifest_extras(gd_store *store, uint64_t snap, wjob *ret) {
   json_object *m = bench_stored_manifest(store, snap, "warm");
   double stayed;
   bench_json_number(m, "result", "iterations", &ret->iterations);
+  json_object *in = NULL;
+  ret->changed_ids = NAN;
+  if (m && json_object_object_get_ex(m, "input", &in))
+    bench_json_number(in, "from_image", "changed_ids", &ret->changed_ids);
   bool have = bench_json_number(m, "stable_ids", "sellers_stayed", &stayed);
   if (have)
     ret->stayed_manifest = (uint64_t)stayed;
@@ -231,7 +236,7 @@ typedef struct warm_report {
   double ratio_wall[MAX_REPEAT], ratio_cluster[MAX_REPEAT];
 } warm_report;
 
-enum { F_WALL, F_CLUSTER, F_TOTAL, F_ITER, F_STAB, F_OBJ, F_CLUSTERS };
+enum { F_WALL, F_CLUSTER, F_TOTAL, F_ITER, F_STAB, F_OBJ, F_CLUSTERS, F_READ, F_REST, F_CHANGED };
 
 static double field(const wjob *j, int f) {
   if (!j->ok)
@@ -244,6 +249,9 @@ static double field(const wjob *j, int f) {
   case F_STAB: return j->stability;
   case F_OBJ: return j->m.objective;
   case F_CLUSTERS: return (double)j->m.clusters;
+  case F_READ: return j->m.stage_s[S_READ];
+  case F_REST: return j->wall_s - j->m.stage_s[S_TOTAL];
+  case F_CHANGED: return j->changed_ids;
   }
   return NAN;
 }
@@ -392,13 +400,18 @@ json_object *bench_warm(const bench_cfg *cfg, const char *workroot, dataset *d, 
          "%.3f s, %.0f iterations, %s clusters, objective %.6f\n",
          cut, ingest1_s, held, ingest2_s, a.wall_s, a.m.stage_s[S_CLUSTER], a.iterations,
          fmt_count(b1, sizeof b1, (double)a.m.clusters), a.m.objective);
-  printf("  %-5s %10s %10s %10s %10s %10s %12s %10s\n", "", "job s", "cluster s", "worker s",
-         "iterations", "stability", "objective", "clusters");
+  printf("  %-5s %10s %10s %10s %10s %10s %10s %10s %12s %10s %10s\n", "", "job s", "read s",
+         "cluster s", "worker s", "rest s", "iterations", "stability", "objective", "clusters",
+         "patched");
   for (int k = 0; k < 2; k++)
-    printf("  %-5s %10.3f %10.3f %10.3f %10.1f %10.4f %12.6f %10s\n", kind_names[k],
-           med(rep, k, F_WALL), med(rep, k, F_CLUSTER), med(rep, k, F_TOTAL), med(rep, k, F_ITER),
-           med(rep, k, F_STAB), med(rep, k, F_OBJ),
-           fmt_count(b2, sizeof b2, med(rep, k, F_CLUSTERS)));
+    printf("  %-5s %10.3f %10.3f %10.3f %10.3f %10.3f %10.1f %10.4f %12.6f %10s %10.0f\n",
+           kind_names[k], med(rep, k, F_WALL), med(rep, k, F_READ), med(rep, k, F_CLUSTER),
+           med(rep, k, F_TOTAL), med(rep, k, F_REST), med(rep, k, F_ITER), med(rep, k, F_STAB),
+           med(rep, k, F_OBJ), fmt_count(b2, sizeof b2, med(rep, k, F_CLUSTERS)),
+           med(rep, k, F_CHANGED));
+  printf("  (read s: the read stage, a full read or, warm, the previous snapshot's image patched "
+         "with the ids changed since (patched); worker s: open to summarize; rest s: job - worker "
+         "s, the write stage and the worker's start and exit)\n");
   printf("  per repeat (cold/warm): job s");
   for (int r = 0; r < n; r++)
     printf(" %.2f/%.2f", rep->job[r][COLD].wall_s, rep->job[r][WARM].wall_s);
@@ -446,6 +459,9 @@ json_object *bench_warm(const bench_cfg *cfg, const char *workroot, dataset *d, 
     jput(o, "cluster_s_median", jnum(med(rep, k, F_CLUSTER)));
     jput(o, "cluster_s", jarr(rep, k, F_CLUSTER));
     jput(o, "worker_total_s", jarr(rep, k, F_TOTAL));
+    jput(o, "read_s", jarr(rep, k, F_READ));
+    jput(o, "rest_s", jarr(rep, k, F_REST));
+    jput(o, "patched_ids", jarr(rep, k, F_CHANGED));
     jput(o, "iterations_median", jnum(med(rep, k, F_ITER)));
     jput(o, "iterations", jarr(rep, k, F_ITER));
     jput(o, "stability_median", jnum(med(rep, k, F_STAB)));
