@@ -192,6 +192,8 @@ int gd_export_image_save(const gd_graph_export *x, const gd_image_id *id, const 
                          gd_err *err) {
   if (x->since || x->until)
     return gd_err_set(err, GD_EINVALID, "image: only an open-window export is kept");
+  if (strlen(x->checksum) != 64)
+    return gd_err_set(err, GD_EINVALID, "image: the export has no checksum");
   char tmp[4200];
   if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
     return gd_err_set(err, GD_EINVALID, "image: path too long");
@@ -313,19 +315,27 @@ typedef struct chg {
   uint8_t kind; /* 0 gone or not exported, 1 seller, 2 entity */
   uint8_t type;
   uint64_t seller_count;
-  size_t off, n; /* its seller rows' ids in the patcher's row buffer */
+  size_t off, n; /* its seller rows' ids in rows[] */
 } chg;
 
-typedef struct patcher {
-  gd_rtxn *r;
-  chg *c;
+struct gd_graph_changes {
+  uint64_t since, txn; /* the changes of the transactions in (since, txn] */
+  chg *c;              /* by id, ascending */
   size_t nc;
   uint64_t *rows; /* seller neighbours of changed ids, back to back */
   size_t n_rows, cap_rows;
-  uint64_t rows_read;
-} patcher;
+  uint64_t rows_read, log_entries;
+};
 
-static int rows_push(patcher *p, uint64_t id) {
+void gd_graph_changes_free(gd_graph_changes *c) {
+  if (!c)
+    return;
+  free(c->c);
+  free(c->rows);
+  free(c);
+}
+
+static int rows_push(gd_graph_changes *p, uint64_t id) {
   if (p->n_rows == p->cap_rows) {
     size_t nc = p->cap_rows ? p->cap_rows * 2 : 4096;
     uint64_t *n = realloc(p->rows, nc * sizeof *n);
@@ -340,13 +350,12 @@ static int rows_push(patcher *p, uint64_t id) {
 
 /* Reads what c->id is now: its record, and its seller rows (for a seller,
  * only those of smaller ids: the links it emits). An MDB code or -1. */
-static int read_changed(patcher *p, MDB_cursor *ac, chg *c) {
-  gd_store *s = p->r->s;
+static int read_changed(gd_rtxn *r, gd_graph_changes *p, MDB_cursor *ac, chg *c) {
   uint8_t kb[8];
   MDB_val k = {8, kb}, v;
   gd_entity_view e;
   gd_be64_put(kb, c->id);
-  int rc = mdb_get(p->r->txn, s->entity, &k, &v);
+  int rc = mdb_get(r->txn, r->s->entity, &k, &v);
   c->kind = 0;
   c->off = p->n_rows;
   c->n = 0;
@@ -427,6 +436,62 @@ static int log_read(gd_rtxn *r, uint64_t txn, uint64_t **ret, size_t *ret_n,
   return MDB_SUCCESS;
 }
 
+int gd_store_changes_read(gd_rtxn *r, uint64_t since, gd_graph_changes **ret, gd_err *err) {
+  uint64_t floor = 0, *ids = NULL;
+  size_t n_ids = 0;
+  MDB_cursor *ac = NULL;
+  int rc;
+  *ret = NULL;
+  uint64_t now = (uint64_t)mdb_txn_id(r->txn);
+  if ((rc = gd__meta_u64(r->txn, r->s, "glog.floor", &floor)))
+    return gd__mdb_err(rc, err, "meta glog.floor");
+  if (floor > since)
+    return gd_err_set(err, GD_EPRECONDITION,
+                      "changes: the change log starts after transaction %llu (at %llu)",
+                      (unsigned long long)since, (unsigned long long)floor);
+  if (since > now)
+    return gd_err_set(err, GD_EPRECONDITION,
+                      "changes: transaction %llu is newer than the store (%llu)",
+                      (unsigned long long)since, (unsigned long long)now);
+  gd_graph_changes *p = calloc(1, sizeof *p);
+  if (!p)
+    return gd_err_set(err, GD_ENOMEM, "changes: out of memory");
+  p->since = since;
+  p->txn = now;
+  if ((rc = log_read(r, since, &ids, &n_ids, &p->log_entries)))
+    goto fail;
+  if (!(p->c = malloc(n_ids ? n_ids * sizeof *p->c : 8))) {
+    rc = -1;
+    goto fail;
+  }
+  if ((rc = mdb_cursor_open(r->txn, r->s->adj, &ac)))
+    goto fail;
+  for (size_t i = 0; i < n_ids; i++) {
+    p->c[i].id = ids[i];
+    if ((rc = read_changed(r, p, ac, &p->c[i])))
+      goto fail;
+  }
+  p->nc = n_ids;
+  mdb_cursor_close(ac);
+  free(ids);
+  *ret = p;
+  return GD_OK;
+fail:
+  if (ac)
+    mdb_cursor_close(ac);
+  free(ids);
+  gd_graph_changes_free(p);
+  if (rc == -1)
+    return gd_err_set(err, GD_ENOMEM, "changes: out of memory");
+  return gd__mdb_err(rc, err, rc == MDB_CORRUPTED ? "changes: corrupt record" : "changes");
+}
+
+void gd_graph_changes_stats(const gd_graph_changes *c, gd_patch_stats *ret) {
+  ret->log_entries = c->log_entries;
+  ret->changed = c->nc;
+  ret->rows_read = c->rows_read;
+}
+
 static int64_t find_id(const uint64_t *ids, int64_t n, uint64_t id) {
   int64_t lo = 0, hi = n;
   while (lo < hi) {
@@ -449,64 +514,33 @@ static bool in_changed(const chg *c, size_t nc, size_t *pos, uint64_t id) {
 
 static void *xmalloc(size_t n, size_t w) { return malloc(n ? n * w : 8); }
 
-int gd_store_export_patch(gd_rtxn *r, gd_graph_export *x, gd_patch_stats *ret, gd_err *err) {
-  patcher p = {.r = r};
+int gd_graph_export_apply(gd_graph_export *x, const gd_graph_changes *p, gd_err *err) {
   gd_graph_export y;
-  uint64_t *ids = NULL, floor = 0, entries = 0;
   int64_t *remap = NULL;
-  size_t n_ids = 0;
-  MDB_cursor *ac = NULL;
-  int rc;
+  const size_t n_ids = p->nc;
 
   memset(&y, 0, sizeof y);
-  if (ret)
-    memset(ret, 0, sizeof *ret);
   if (x->since || x->until)
     return gd_err_set(err, GD_EINVALID, "patch: only an open-window export can be patched");
-  uint64_t now = (uint64_t)mdb_txn_id(r->txn);
-  if ((rc = gd__meta_u64(r->txn, r->s, "glog.floor", &floor)))
-    return gd__mdb_err(rc, err, "meta glog.floor");
-  if (floor > x->txn)
-    return gd_err_set(err, GD_EPRECONDITION,
-                      "patch: the change log starts after transaction %llu (at %llu)",
-                      (unsigned long long)x->txn, (unsigned long long)floor);
-  if (x->txn > now)
-    return gd_err_set(err, GD_EPRECONDITION,
-                      "patch: the image (transaction %llu) is newer than the store (%llu)",
-                      (unsigned long long)x->txn, (unsigned long long)now);
-  if ((rc = log_read(r, x->txn, &ids, &n_ids, &entries)))
-    goto mdb_fail;
-  if (!(p.c = xmalloc(n_ids, sizeof *p.c))) {
-    rc = -1;
-    goto mdb_fail;
-  }
-  if ((rc = mdb_cursor_open(r->txn, r->s->adj, &ac)))
-    goto mdb_fail;
-  for (size_t i = 0; i < n_ids; i++) {
-    p.c[i].id = ids[i];
-    if ((rc = read_changed(&p, ac, &p.c[i])))
-      goto mdb_fail;
-  }
-  p.nc = n_ids;
-  mdb_cursor_close(ac);
-  ac = NULL;
+  if (x->txn != p->since)
+    return gd_err_set(err, GD_EINVALID,
+                      "patch: the export is of transaction %llu, the changes start at %llu",
+                      (unsigned long long)x->txn, (unsigned long long)p->since);
 
   /* Sellers: a merge of the image's and the changed ids. */
   size_t ns_max = (size_t)x->n_sellers + n_ids;
-  if (!(y.seller_ids = xmalloc(ns_max, 8)) || !(remap = xmalloc((size_t)x->n_sellers, 8))) {
-    rc = -1;
-    goto mdb_fail;
-  }
+  if (!(y.seller_ids = xmalloc(ns_max, 8)) || !(remap = xmalloc((size_t)x->n_sellers, 8)))
+    goto nomem;
   {
     size_t a = 0, b = 0, w = 0;
     while (a < (size_t)x->n_sellers || b < n_ids) {
       uint64_t ia = a < (size_t)x->n_sellers ? x->seller_ids[a] : UINT64_MAX;
-      uint64_t ib = b < n_ids ? p.c[b].id : UINT64_MAX;
+      uint64_t ib = b < n_ids ? p->c[b].id : UINT64_MAX;
       if (ia < ib) {
         remap[a++] = (int64_t)w;
         y.seller_ids[w++] = ia;
       } else {
-        bool seller = p.c[b].kind == 1;
+        bool seller = p->c[b].kind == 1;
         if (ia == ib)
           remap[a++] = seller ? (int64_t)w : -1;
         if (seller)
@@ -517,9 +551,6 @@ int gd_store_export_patch(gd_rtxn *r, gd_graph_export *x, gd_patch_stats *ret, g
     if (w > INT32_MAX) {
       gd_graph_export_free(&y);
       free(remap);
-      free(ids);
-      free(p.c);
-      free(p.rows);
       return gd_err_set(err, GD_ERESOURCE, "patch: more than %d sellers", INT32_MAX);
     }
     y.n_sellers = (int64_t)w;
@@ -530,19 +561,17 @@ int gd_store_export_patch(gd_rtxn *r, gd_graph_export *x, gd_patch_stats *ret, g
   {
     size_t ne_max = (size_t)x->n_entities + n_ids, ni_max = (size_t)x->n_incidences;
     for (size_t i = 0; i < n_ids; i++)
-      if (p.c[i].kind == 2)
-        ni_max += p.c[i].n;
+      if (p->c[i].kind == 2)
+        ni_max += p->c[i].n;
     if (!(y.ent_ids = xmalloc(ne_max, 8)) || !(y.ent_type = xmalloc(ne_max, 1)) ||
         !(y.ent_n = xmalloc(ne_max, 8)) || !(y.ent_off = xmalloc(ne_max + 1, 8)) ||
-        !(y.ent_sellers = xmalloc(ni_max, 8))) {
-      rc = -1;
-      goto mdb_fail;
-    }
+        !(y.ent_sellers = xmalloc(ni_max, 8)))
+      goto nomem;
     size_t a = 0, b = 0, ne = 0, w = 0;
     y.ent_off[0] = 0;
     while (a < (size_t)x->n_entities || b < n_ids) {
       uint64_t ia = a < (size_t)x->n_entities ? x->ent_ids[a] : UINT64_MAX;
-      uint64_t ib = b < n_ids ? p.c[b].id : UINT64_MAX;
+      uint64_t ib = b < n_ids ? p->c[b].id : UINT64_MAX;
       if (ia < ib) {
         for (int64_t i = x->ent_off[a]; i < x->ent_off[a + 1]; i++) {
           int64_t k = remap[x->ent_sellers[i]];
@@ -557,12 +586,12 @@ int gd_store_export_patch(gd_rtxn *r, gd_graph_export *x, gd_patch_stats *ret, g
         }
         a++;
       } else {
-        const chg *c = &p.c[b];
+        const chg *c = &p->c[b];
         if (ia == ib)
           a++;
         if (c->kind == 2) {
           for (size_t i = 0; i < c->n; i++) {
-            int64_t k = find_id(y.seller_ids, y.n_sellers, p.rows[c->off + i]);
+            int64_t k = find_id(y.seller_ids, y.n_sellers, p->rows[c->off + i]);
             if (k >= 0)
               y.ent_sellers[w++] = k;
           }
@@ -585,21 +614,19 @@ int gd_store_export_patch(gd_rtxn *r, gd_graph_export *x, gd_patch_stats *ret, g
   {
     size_t nl_max = (size_t)x->n_links;
     for (size_t i = 0; i < n_ids; i++)
-      if (p.c[i].kind == 1)
-        nl_max += p.c[i].n;
-    if (!(y.link_a = xmalloc(nl_max, 8)) || !(y.link_b = xmalloc(nl_max, 8))) {
-      rc = -1;
-      goto mdb_fail;
-    }
+      if (p->c[i].kind == 1)
+        nl_max += p->c[i].n;
+    if (!(y.link_a = xmalloc(nl_max, 8)) || !(y.link_b = xmalloc(nl_max, 8)))
+      goto nomem;
     size_t a = 0, b = 0, w = 0, pos = 0;
-    while (b < n_ids && p.c[b].kind != 1)
+    while (b < n_ids && p->c[b].kind != 1)
       b++;
     for (;;) {
       /* The next kept link, skipping those whose larger endpoint changed. */
       int64_t ka = -1, kb = -1;
       while (a < (size_t)x->n_links) {
         uint64_t bid = x->seller_ids[x->link_b[a]];
-        if (!in_changed(p.c, n_ids, &pos, bid) && remap[x->link_a[a]] >= 0 &&
+        if (!in_changed(p->c, n_ids, &pos, bid) && remap[x->link_a[a]] >= 0 &&
             remap[x->link_b[a]] >= 0) {
           ka = remap[x->link_a[a]];
           kb = remap[x->link_b[a]];
@@ -607,7 +634,7 @@ int gd_store_export_patch(gd_rtxn *r, gd_graph_export *x, gd_patch_stats *ret, g
         }
         a++;
       }
-      int64_t cb = b < n_ids ? find_id(y.seller_ids, y.n_sellers, p.c[b].id) : -1;
+      int64_t cb = b < n_ids ? find_id(y.seller_ids, y.n_sellers, p->c[b].id) : -1;
       if (ka < 0 && cb < 0)
         break;
       if (ka >= 0 && (cb < 0 || kb < cb)) {
@@ -616,9 +643,9 @@ int gd_store_export_patch(gd_rtxn *r, gd_graph_export *x, gd_patch_stats *ret, g
         a++;
         continue;
       }
-      const chg *c = &p.c[b];
+      const chg *c = &p->c[b];
       for (size_t i = 0; i < c->n; i++) {
-        int64_t k = find_id(y.seller_ids, y.n_sellers, p.rows[c->off + i]);
+        int64_t k = find_id(y.seller_ids, y.n_sellers, p->rows[c->off + i]);
         if (k >= 0) {
           y.link_a[w] = k;
           y.link_b[w++] = cb;
@@ -626,41 +653,42 @@ int gd_store_export_patch(gd_rtxn *r, gd_graph_export *x, gd_patch_stats *ret, g
       }
       do
         b++;
-      while (b < n_ids && p.c[b].kind != 1);
+      while (b < n_ids && p->c[b].kind != 1);
     }
     y.n_links = (int64_t)w;
   }
 
-  if (gd__export_checksum(&y, y.checksum)) {
-    rc = -2;
-    goto mdb_fail;
-  }
-  y.txn = now;
+  y.txn = p->txn;
   y.records_read = n_ids;
-  y.rows_read = p.rows_read;
-  if (ret) {
-    ret->log_entries = entries;
-    ret->changed = n_ids;
-  }
+  y.rows_read = p->rows_read;
   gd_graph_export_free(x);
   *x = y;
   free(remap);
-  free(ids);
-  free(p.c);
-  free(p.rows);
   return GD_OK;
 
-mdb_fail:
-  if (ac)
-    mdb_cursor_close(ac);
+nomem:
   gd_graph_export_free(&y);
   free(remap);
-  free(ids);
-  free(p.c);
-  free(p.rows);
-  if (rc == -1)
-    return gd_err_set(err, GD_ENOMEM, "patch: out of memory");
-  if (rc == -2)
-    return gd_err_set(err, GD_EINTERNAL, "patch: SHA-256 failed");
-  return gd__mdb_err(rc, err, rc == MDB_CORRUPTED ? "patch: corrupt record" : "patch");
+  return gd_err_set(err, GD_ENOMEM, "patch: out of memory");
+}
+
+int gd_graph_export_checksum(gd_graph_export *x, gd_err *err) {
+  return gd__export_checksum(x, x->checksum)
+             ? gd_err_set(err, GD_EINTERNAL, "export: SHA-256 failed")
+             : GD_OK;
+}
+
+int gd_store_export_patch(gd_rtxn *r, gd_graph_export *x, gd_patch_stats *ret, gd_err *err) {
+  gd_graph_changes *c;
+  if (ret)
+    memset(ret, 0, sizeof *ret);
+  if (x->since || x->until)
+    return gd_err_set(err, GD_EINVALID, "patch: only an open-window export can be patched");
+  int rc = gd_store_changes_read(r, x->txn, &c, err);
+  if (rc)
+    return rc;
+  if (!(rc = gd_graph_export_apply(x, c, err)) && ret)
+    gd_graph_changes_stats(c, ret);
+  gd_graph_changes_free(c);
+  return rc ? rc : gd_graph_export_checksum(x, err);
 }

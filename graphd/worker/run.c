@@ -361,14 +361,32 @@ static void image_path(const job *j, const char *name, char *out, size_t n) {
   snprintf(out, n, "%s/%s/%s", j->o->data_dir, GD_IMAGE_DIR, name);
 }
 
+typedef struct image_load {
+  const char *path;
+  const gd_image_id *want;
+  gd_graph_export x;
+  int rc;
+  gd_err err;
+} image_load;
+
+static void *image_load_main(void *arg) {
+  image_load *l = arg;
+  l->rc = gd_export_image_load(l->path, l->want, &l->x, &l->err);
+  return NULL;
+}
+
 /*
- * A warm job's export: the previous snapshot's image patched up to r.
- * Returns false, with j->image_note saying why, when the job must read the
- * whole graph instead (no image, another's, damaged, the log reset since).
+ * A warm job's export: the previous snapshot's image patched up to r. The
+ * image loads (and its SHA-256 is checked) on a thread while this one
+ * reads the changes from the store; the patched export's checksum is left
+ * to the image thread (image_save_main). Returns false, with
+ * j->image_note saying why, when the job must read the whole graph
+ * instead (no image, another's, damaged, the change log reset since).
  */
 static bool export_from_image(job *j, gd_rtxn *r) {
   char path[4200], name[64];
   gd_err e;
+  gd_graph_changes *c = NULL;
   gd_err_clear(&e);
   if (!j->prev_image.txn) {
     snprintf(j->image_note, sizeof j->image_note, "snapshot %llu has no image",
@@ -377,19 +395,33 @@ static bool export_from_image(job *j, gd_rtxn *r) {
   }
   snprintf(name, sizeof name, "%llu.img", (unsigned long long)j->prev_snap);
   image_path(j, name, path, sizeof path);
-  int rc = gd_export_image_load(path, &j->prev_image, &j->x, &e);
-  if (!rc && (rc = gd_store_export_patch(r, &j->x, &j->patch, &e)))
-    gd_graph_export_free(&j->x);
-  if (rc) {
-    snprintf(j->image_note, sizeof j->image_note, "%s", e.msg);
-    return false;
+  image_load l = {.path = path, .want = &j->prev_image};
+  pthread_t t;
+  bool threaded = pthread_create(&t, NULL, image_load_main, &l) == 0;
+  if (!threaded)
+    image_load_main(&l);
+  int rc = gd_store_changes_read(r, j->prev_image.txn, &c, &e);
+  if (threaded)
+    pthread_join(t, NULL);
+  if (!rc && l.rc) {
+    rc = l.rc;
+    e = l.err;
   }
-  return true;
+  if (!rc && !(rc = gd_graph_export_apply(&l.x, c, &e))) {
+    gd_graph_changes_stats(c, &j->patch);
+    j->x = l.x;
+  } else {
+    gd_graph_export_free(&l.x);
+    snprintf(j->image_note, sizeof j->image_note, "%s", e.msg);
+  }
+  gd_graph_changes_free(c);
+  return rc == GD_OK;
 }
 
 static void *image_save_main(void *arg) {
   job *j = arg;
   j->image_saved =
+      (j->x.checksum[0] || gd_graph_export_checksum(&j->x, &j->image_err) == GD_OK) &&
       gd_export_image_save(&j->x, &j->image, j->image_tmp, &j->image_err) == GD_OK;
   return NULL;
 }
@@ -414,13 +446,17 @@ static void image_save_start(job *j) {
   j->image_saving = pthread_create(&j->image_thread, NULL, image_save_main, j) == 0;
 }
 
-static void image_save_join(job *j) {
-  if (!j->image_saving)
-    return;
-  pthread_join(j->image_thread, NULL);
-  j->image_saving = false;
-  if (!j->image_saved)
-    info(j, "image_saved", 0);
+/* Joins the image thread; then the export has its checksum (a patched
+ * export got it there), or an error. */
+static int image_save_join(job *j, gd_err *err) {
+  if (j->image_saving) {
+    pthread_join(j->image_thread, NULL);
+    j->image_saving = false;
+    if (!j->image_saved)
+      gd_worker_progress(j->o->progress_fd, j->o->cancel, "info image_unsaved %s",
+                         j->image_err.msg);
+  }
+  return j->x.checksum[0] ? GD_OK : gd_graph_export_checksum(&j->x, err);
 }
 
 /*
@@ -1477,8 +1513,10 @@ out:
 }
 
 static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
-  image_save_join(j);
-  int nrc = read_names(j, err);
+  int nrc = image_save_join(j, err);
+  if (nrc)
+    return nrc;
+  nrc = read_names(j, err);
   if (nrc)
     return nrc;
   (void)gd_store_drop_resident(j->store, NULL); /* the names' pages: as after the export */
@@ -1552,7 +1590,8 @@ static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
 /* ---- the job ------------------------------------------------------------ */
 
 static void job_free(job *j) {
-  image_save_join(j);
+  if (j->image_saving)
+    pthread_join(j->image_thread, NULL);
   if (j->image_saved && j->image_tmp[0])
     unlink(j->image_tmp); /* a job that did not commit: no snapshot names it */
   gd_graph_export_free(&j->x);
