@@ -86,6 +86,19 @@ static inline int64_t gd_now_unix_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The index of v in a[0 .. n) (ascending), or -1. */
+static inline int64_t gd_u64_index(const uint64_t *a, int64_t n, uint64_t v) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (a[mid] < v)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < n && a[lo] == v ? lo : -1;
+}
+
 /* Monotonic nanoseconds: durations and deadlines. */
 static inline int64_t gd_now_ns(void) {
   struct timespec ts;

@@ -492,18 +492,6 @@ void gd_graph_changes_stats(const gd_graph_changes *c, gd_patch_stats *ret) {
   ret->rows_read = c->rows_read;
 }
 
-static int64_t find_id(const uint64_t *ids, int64_t n, uint64_t id) {
-  int64_t lo = 0, hi = n;
-  while (lo < hi) {
-    int64_t mid = lo + (hi - lo) / 2;
-    if (ids[mid] < id)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo < n && ids[lo] == id ? lo : -1;
-}
-
 /* Whether id is in the sorted changed list (a cursor that only moves
  * forward, for ids asked in ascending order). */
 static bool in_changed(const chg *c, size_t nc, size_t *pos, uint64_t id) {
@@ -591,7 +579,7 @@ int gd_graph_export_apply(gd_graph_export *x, const gd_graph_changes *p, gd_err 
           a++;
         if (c->kind == 2) {
           for (size_t i = 0; i < c->n; i++) {
-            int64_t k = find_id(y.seller_ids, y.n_sellers, p->rows[c->off + i]);
+            int64_t k = gd_u64_index(y.seller_ids, y.n_sellers, p->rows[c->off + i]);
             if (k >= 0)
               y.ent_sellers[w++] = k;
           }
@@ -634,7 +622,7 @@ int gd_graph_export_apply(gd_graph_export *x, const gd_graph_changes *p, gd_err 
         }
         a++;
       }
-      int64_t cb = b < n_ids ? find_id(y.seller_ids, y.n_sellers, p->c[b].id) : -1;
+      int64_t cb = b < n_ids ? gd_u64_index(y.seller_ids, y.n_sellers, p->c[b].id) : -1;
       if (ka < 0 && cb < 0)
         break;
       if (ka >= 0 && (cb < 0 || kb < cb)) {
@@ -645,7 +633,7 @@ int gd_graph_export_apply(gd_graph_export *x, const gd_graph_changes *p, gd_err 
       }
       const chg *c = &p->c[b];
       for (size_t i = 0; i < c->n; i++) {
-        int64_t k = find_id(y.seller_ids, y.n_sellers, p->rows[c->off + i]);
+        int64_t k = gd_u64_index(y.seller_ids, y.n_sellers, p->rows[c->off + i]);
         if (k >= 0) {
           y.link_a[w] = k;
           y.link_b[w++] = cb;

@@ -220,21 +220,8 @@ static int do_open(job *j, gd_err *err) {
   return GD_OK;
 }
 
-/* The index of id in ids[0 .. n) (ascending), or -1. */
-static int64_t id_index(const uint64_t *ids, int64_t n, uint64_t id) {
-  int64_t lo = 0, hi = n;
-  while (lo < hi) {
-    int64_t mid = lo + (hi - lo) / 2;
-    if (ids[mid] < id)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo < n && ids[lo] == id ? lo : -1;
-}
-
 static int64_t seller_index(const gd_graph_export *x, uint64_t id) {
-  return id_index(x->seller_ids, x->n_sellers, id);
+  return gd_u64_index(x->seller_ids, x->n_sellers, id);
 }
 
 typedef struct prev_ctx {
@@ -1402,7 +1389,7 @@ static int link_add(void *ctx, const gd_link *l) {
   }
   j->links[j->n_links++] =
       (gd_snap_link){lv->seller, l->nbr, l->first_seen, l->last_seen, l->count};
-  int64_t e = l->nbr_type == GD_TYPE_SELLER ? -1 : id_index(j->x.ent_ids, j->x.n_entities, l->nbr);
+  int64_t e = l->nbr_type == GD_TYPE_SELLER ? -1 : gd_u64_index(j->x.ent_ids, j->x.n_entities, l->nbr);
   if (e >= 0)
     j->named[e] |= NAMED_DETAIL;
   return 0;

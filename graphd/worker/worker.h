@@ -82,7 +82,17 @@
  *                    changed graph a warm run usually takes two Leiden
  *                    iterations (one repairs the start, one confirms it)
  *                    where a cold one may take more, and keeps a few more
- *                    sellers in their cluster.
+ *                    sellers in their cluster. A warm job also reads the
+ *                    graph from the previous snapshot's export image
+ *                    (store/snapshot.h, "Export images") patched with the
+ *                    change log, not whole; the manifest's
+ *                    input.from_image says so (snapshot, changed_ids), or
+ *                    input.image_unused why not (no image, a damaged one,
+ *                    the log reset by a bulk load). Every open-window job
+ *                    saves its export as an image (manifest "image": txn,
+ *                    nonce; file images/<snapshot id>.img under the data
+ *                    directory; the images of the job's snapshot and of
+ *                    its previous snapshot are kept, others removed).
  *   import           absolute path of a membership file (gd_import_*
  *                    below): the cluster stage takes that membership
  *                    instead of running the algorithm (ImportSnapshot);
@@ -102,7 +112,9 @@
  *   info KEY VALUE        figures as they become known: stale_readers,
  *                         sellers, entities, links, ties, hubs_skipped,
  *                         previous_snapshot, warm_started (0 or 1, before
- *                         the cluster stage), clusters
+ *                         the cluster stage), clusters, image_changed_ids
+ *                         (a warm read from an image), image_unused
+ *                         REASON, image_unsaved REASON
  *   done ID               the snapshot is committed (durable); exit 0
  *   cancelled             cancelled; nothing written
  *   error MESSAGE         failed; nothing written. MESSAGE starts with the

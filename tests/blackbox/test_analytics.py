@@ -453,6 +453,18 @@ def test_worker_outcomes(daemon_factory, tmp_path, body, state, reason):
     assert last.snapshot_id == 0
 
 
+def test_worker_runs_with_huge_pages(daemon_factory, tmp_path, monkeypatch):
+    """The daemon adds glibc.malloc.hugetlb=1 to the worker's
+    GLIBC_TUNABLES (jobs.c, worker_env), after what the daemon's own
+    environment has there."""
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    out = tmp_path / "tunables.txt"
+    dm = daemon_factory("--worker", fake_worker(
+        tmp_path, f'printf "%s" "$GLIBC_TUNABLES" > {out}; exit 1'))
+    run_job(dm.stub, name="env")
+    assert out.read_text() == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+
+
 def test_graphctl_watches_past_the_server_deadline(daemon_factory, tmp_path, graphctl_bin):
     """graphctl sends no deadline on WatchJob; the server cuts such calls
     (here after 1 s) while the job runs on (2 s). graphctl watches again and
