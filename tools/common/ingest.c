@@ -881,8 +881,8 @@ static int json_string(gc_ingest_parser *p, unsigned long line,
 static int json_type_member(gc_ingest_parser *p, unsigned long line,
                             const char *field, json_object *v,
                             gd_etype *ret) {
-  const char *s;
-  size_t len;
+  const char *s = "";
+  size_t len = 0;
   if (json_string(p, line, field, v, false, &s, &len))
     return p->rc;
   char tmp[64];
