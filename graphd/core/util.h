@@ -86,6 +86,12 @@ static inline int64_t gd_now_unix_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* qsort / bsearch order of uint64_t values, ascending. */
+static inline int gd_cmp_u64(const void *pa, const void *pb) {
+  uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+  return (a > b) - (a < b);
+}
+
 /* The index of v in a[0 .. n) (ascending), or -1. */
 static inline int64_t gd_u64_index(const uint64_t *a, int64_t n, uint64_t v) {
   int64_t lo = 0, hi = n;

@@ -246,10 +246,11 @@ static int high_fd(int fd) {
  * fault is dear: at 1M sellers a job ran 1.3-1.5x faster with it, at the
  * same peak RSS (docs/ARCHITECTURE.md, "The clustering worker"). Where
  * THP is off, or glibc older than 2.35, it changes nothing. Returns a
- * malloc'd array (its GLIBC_TUNABLES string malloc'd too), or NULL (out of
- * memory: the worker then runs with environ as it is).
+ * malloc'd array whose strings are environ's but for *ret_tunables, the
+ * GLIBC_TUNABLES entry, malloc'd too; the caller frees both. NULL when out
+ * of memory: the worker then runs with environ as it is.
  */
-static char **worker_env(void) {
+static char **worker_env(char **ret_tunables) {
   static const char add[] = "glibc.malloc.hugetlb=1";
   size_t n = 0;
   while (environ[n])
@@ -274,6 +275,7 @@ static char **worker_env(void) {
   snprintf(t, len, "GLIBC_TUNABLES=%s%s%s", old ? old : "", old && *old ? ":" : "", add);
   env[k++] = t;
   env[k] = NULL;
+  *ret_tunables = t;
   return env;
 }
 
@@ -320,14 +322,11 @@ static int spawn_worker(gd_jobs *j, int in_fd, int pr_fd, int ties_fd, pid_t *re
   sigaddset(&def, SIGPIPE);
   posix_spawnattr_setsigdefault(&sa, &def);
   posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  char **env = worker_env();
+  char *tunables = NULL;
+  char **env = worker_env(&tunables);
   int e = posix_spawn(ret_pid, j->worker, &fa, &sa, argv, env ? env : environ);
-  if (env) {
-    for (char **p = env; *p; p++)
-      if (strncmp(*p, "GLIBC_TUNABLES=", 15) == 0)
-        free(*p);
-    free(env);
-  }
+  free(tunables);
+  free(env);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&sa);
   return e;

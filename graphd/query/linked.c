@@ -298,11 +298,6 @@ static int relax(lstate *s, size_t ui, uint64_t **next, size_t *nnext, size_t *c
   return GD_OK;
 }
 
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return (x > y) - (x < y);
-}
-
 static int cmp_linked(const void *a, const void *b) {
   const gd_linked *x = a, *y = b;
   if (x->score != y->score)
@@ -363,7 +358,7 @@ int gd__query_linked_in(gd_rtxn *r, uint64_t seller, unsigned max_hops,
 
   for (unsigned h = 1; h <= max_hops && nfront && !qctx_over(&s.q); h++) {
     if (nfront > 1)
-      qsort(frontier, nfront, sizeof *frontier, cmp_u64);
+      qsort(frontier, nfront, sizeof *frontier, gd_cmp_u64);
     for (size_t i = 0; i < nfront; i++) {
       lnode *f = &s.nodes[*gd_u64map_get(&s.node_idx, frontier[i]) - 1];
       f->queued = false;

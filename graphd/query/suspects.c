@@ -207,11 +207,6 @@ static int linked_copy(gd_arena **arena, const gd_linked *src, gd_linked *dst) {
   return GD_OK;
 }
 
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return (x > y) - (x < y);
-}
-
 static int cmp_suspect(const void *a, const void *b) {
   const gd_suspect *x = a, *y = b;
   if (x->score != y->score)
@@ -266,7 +261,7 @@ static int group_visit(void *ctx, const uint64_t *sellers, const uint64_t *clust
     uint64_t *slot = gd_u64map_get(&g->s->idx, sellers[i]);
     if (slot && g->s->nodes[*slot - 1].p > 0)
       continue; /* reached: ranked by its mass */
-    if (bsearch(&sellers[i], g->seeds, g->nseeds, sizeof *g->seeds, cmp_u64))
+    if (bsearch(&sellers[i], g->seeds, g->nseeds, sizeof *g->seeds, gd_cmp_u64))
       continue; /* a seed */
     if (!qgrow(&g->out->v, &g->out->cap, g->out->n, sizeof *g->out->v)) {
       g->oom = true;
@@ -346,7 +341,7 @@ int gd_query_suspects(gd_rtxn *r, const gd_str *labels, size_t nlabels, double a
     free(ids);
   }
   if (nseeds > 1)
-    qsort(seeds, nseeds, sizeof *seeds, cmp_u64);
+    qsort(seeds, nseeds, sizeof *seeds, gd_cmp_u64);
   size_t m = 0;
   for (size_t i = 0; i < nseeds; i++) {
     if (m && seeds[m - 1] == seeds[i])
@@ -424,7 +419,7 @@ int gd_query_suspects(gd_rtxn *r, const gd_str *labels, size_t nlabels, double a
     size_t k = 0;
     bool oom = !best;
     for (size_t j = 0; !oom && j < lr.n && k < max_nearest; j++) {
-      if (!bsearch(&lr.sellers[j].seller, seeds, nseeds, sizeof *seeds, cmp_u64))
+      if (!bsearch(&lr.sellers[j].seller, seeds, nseeds, sizeof *seeds, gd_cmp_u64))
         continue;
       if (linked_copy(&ret->arena, &lr.sellers[j], &best[k]))
         oom = true;

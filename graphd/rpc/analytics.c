@@ -1203,11 +1203,6 @@ static int link_visit(void *ctx, const gd_snap_link *l) {
   return 0;
 }
 
-static int cmp_u64(const void *pa, const void *pb) {
-  uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
-  return a < b ? -1 : a > b;
-}
-
 /*
  * Fills rep's links and linked from the links of the page's members
  * (sellers in (after, upto]) that snapshot snap kept for cluster.
@@ -1229,7 +1224,7 @@ static int cluster_links(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t a
   size_t nid = 0;
   for (size_t i = 0; i < lc->n; i++)
     ids[nid++] = lc->l[i].entity;
-  qsort(ids, nid, sizeof *ids, cmp_u64);
+  qsort(ids, nid, sizeof *ids, gd_cmp_u64);
   size_t u = 0;
   for (size_t i = 0; i < nid; i++)
     if (!u || ids[i] != ids[u - 1])
@@ -1253,7 +1248,7 @@ static int cluster_links(gd_rtxn *r, uint64_t snap, uint64_t cluster, uint64_t a
   }
   size_t nl = 0;
   for (size_t i = 0; i < lc->n; i++) {
-    if (!bsearch(&lc->l[i].entity, ids, ne, sizeof *ids, cmp_u64))
+    if (!bsearch(&lc->l[i].entity, ids, ne, sizeof *ids, gd_cmp_u64))
       continue;
     graphd__v1__cluster_link__init(&lv[nl]);
     lv[nl].seller_id = lc->l[i].seller;

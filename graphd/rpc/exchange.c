@@ -36,6 +36,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/fdio.h"
 #include "core/log.h"
 #include "core/strbuf.h"
 #include "rpc/rpc_int.h"
@@ -55,22 +56,6 @@ typedef struct ties_call {
   pid_t pid;
   int tfd, pfd;
 } ties_call;
-
-/* Reads up to n bytes, all of them unless the pipe ends. -1 on error. */
-static ssize_t read_full(int fd, void *buf, size_t n) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(fd, (char *)buf + got, n - got);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0)
-      return -1;
-    if (r == 0)
-      break;
-    got += (size_t)r;
-  }
-  return (ssize_t)got;
-}
 
 /* Sends one batch and waits for it to be written. false: the call died. */
 static bool ties_send(ties_call *t, const uint8_t *buf, size_t n) {
@@ -102,7 +87,7 @@ static void *ties_main(void *arg) {
     snprintf(msg, sizeof msg, "out of memory");
   }
   while (!code) {
-    ssize_t r = read_full(t->tfd, recs, TIES_BATCH * sizeof *recs);
+    ssize_t r = gd_fd_read_full(t->tfd, recs, TIES_BATCH * sizeof *recs);
     if (r < 0) {
       code = GD_EINTERNAL;
       snprintf(msg, sizeof msg, "reading the worker's ties: %s", strerror(errno));

@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fdio.h"
 #include "store/snapshot.h"
 #include "store/store_int.h"
 
@@ -57,15 +58,10 @@ void gd__glog_free(gd_wtxn *t) {
   t->glog_n = t->glog_cap = 0;
 }
 
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return (x > y) - (x < y);
-}
-
 static size_t sort_unique(uint64_t *v, size_t n) {
   if (n < 2)
     return n;
-  qsort(v, n, sizeof *v, cmp_u64);
+  qsort(v, n, sizeof *v, gd_cmp_u64);
   size_t w = 1;
   for (size_t i = 1; i < n; i++)
     if (v[i] != v[w - 1])
@@ -160,34 +156,6 @@ static size_t img_parts(gd_graph_export *x, img_part out[8]) {
 
 static size_t part_bytes(const img_part *p) { return (p->n * p->width + 7) & ~(size_t)7; }
 
-static int write_all(int fd, const void *buf, size_t n) {
-  const uint8_t *p = buf;
-  while (n) {
-    ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return -1;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-static int read_all(int fd, void *buf, size_t n) {
-  uint8_t *p = buf;
-  while (n) {
-    ssize_t r = read(fd, p, n > (1u << 30) ? (1u << 30) : n);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      return -1;
-    p += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
-
 int gd_export_image_save(const gd_graph_export *x, const gd_image_id *id, const char *path,
                          gd_err *err) {
   if (x->since || x->until)
@@ -214,10 +182,10 @@ int gd_export_image_save(const gd_graph_export *x, const gd_image_id *id, const 
   static const uint8_t pad[8];
   img_part parts[8];
   size_t np = img_parts((gd_graph_export *)x, parts);
-  int bad = write_all(fd, &h, sizeof h);
+  int bad = gd_fd_write_all(fd, &h, sizeof h);
   for (size_t i = 0; !bad && i < np; i++) {
     size_t b = parts[i].n * parts[i].width;
-    bad = write_all(fd, *parts[i].p, b) || write_all(fd, pad, part_bytes(&parts[i]) - b);
+    bad = gd_fd_write_all(fd, *parts[i].p, b) || gd_fd_write_all(fd, pad, part_bytes(&parts[i]) - b);
   }
   int e = errno;
   if (close(fd) != 0 && !bad) {
@@ -247,7 +215,7 @@ int gd_export_image_load(const char *path, const gd_image_id *want, gd_graph_exp
   if (fd < 0)
     return gd_err_set(err, errno == ENOENT ? GD_ENOTFOUND : GD_EIO, "image: %s: %s", path,
                       strerror(errno));
-  if (fstat(fd, &sb) != 0 || read_all(fd, &h, sizeof h) != 0) {
+  if (fstat(fd, &sb) != 0 || gd_fd_read_full(fd, &h, sizeof h) != (ssize_t)sizeof h) {
     rc = gd_err_set(err, GD_EINTERNAL, "image: %s: short header", path);
     goto out;
   }
@@ -285,7 +253,7 @@ int gd_export_image_load(const char *path, const gd_image_id *want, gd_graph_exp
       rc = gd_err_set(err, GD_ENOMEM, "image: out of memory (%zu bytes)", b);
       goto out;
     }
-    if (b && read_all(fd, *parts[i].p, b) != 0) {
+    if (b && gd_fd_read_full(fd, *parts[i].p, b) != (ssize_t)b) {
       rc = gd_err_set(err, GD_EIO, "image: reading %s: %s", path, strerror(errno));
       goto out;
     }

@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fdio.h"
 #include "core/u64map.h"
 #include "igraph_bridge.h"
 #include "match.h"
@@ -1667,18 +1668,10 @@ out:
 
 /* Writes all of buf to fd; EPIPE (the reader is gone) is a cancel. */
 static int write_all(int fd, const void *buf, size_t n, gd_err *err) {
-  const char *p = buf;
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0)
-      return errno == EPIPE ? gd_err_set(err, GD_ECANCELLED, "the ties' reader is gone")
-                            : gd_err_set(err, GD_EIO, "writing ties: %s", strerror(errno));
-    p += w;
-    n -= (size_t)w;
-  }
-  return GD_OK;
+  if (gd_fd_write_all(fd, buf, n) == 0)
+    return GD_OK;
+  return errno == EPIPE ? gd_err_set(err, GD_ECANCELLED, "the ties' reader is gone")
+                        : gd_err_set(err, GD_EIO, "writing ties: %s", strerror(errno));
 }
 
 int gd_worker_ties(const gd_worker_opts *o, const gd_worker_spec *spec, int fd,
