@@ -28,6 +28,8 @@
  */
 #include <openssl/evp.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 
 #include "store/snapshot.h"
 #include "store/store_int.h"
@@ -75,6 +77,11 @@ static int grow(size_t *cap, size_t need, void *pa, size_t sa, void *pb, size_t 
 void gd_graph_export_free(gd_graph_export *x) {
   if (!x)
     return;
+  if (x->map) {
+    munmap(x->map, x->map_len);
+    memset(x, 0, sizeof *x);
+    return;
+  }
   free(x->seller_ids);
   free(x->ent_ids);
   free(x->ent_type);

@@ -139,6 +139,11 @@ typedef struct gd_graph_export {
   uint64_t records_read, rows_read;
   uint64_t txn;             /* the LMDB transaction it reflects (image.c) */
   char checksum[65];
+  /* Non-NULL for an export gd_export_image_load made: the arrays point
+   * into this read-only mapping of the image file (map_len bytes), and
+   * must not be written or freed one by one. */
+  void *map;
+  size_t map_len;
 } gd_graph_export;
 
 /*
@@ -175,7 +180,8 @@ typedef struct gd_graph_export {
 int gd_store_export_graph(gd_rtxn *r, int64_t since, int64_t until, gd_graph_export *ret,
                           gd_err *err);
 
-/* Frees x's arrays and zeroes it. Accepts NULL and a zeroed export. */
+/* Frees x's arrays (or unmaps its image) and zeroes it. Accepts NULL and
+ * a zeroed export. */
 void gd_graph_export_free(gd_graph_export *x);
 
 /* ------------------------------------------------------------------ */
@@ -224,7 +230,9 @@ int gd_export_image_save(const gd_graph_export *x, const gd_image_id *id, const 
 /*
  * Loads the image at `path` into *ret (owned by the caller; zeroed on
  * failure) and checks it: header, size, id == *want, and the SHA-256 of
- * its arrays against its checksum. Errors: GD_ENOTFOUND (no file),
+ * its arrays against its checksum. The arrays are a read-only mapping of
+ * the file (ret->map): no copy, and no fresh memory to fault in; input
+ * for gd_graph_export_apply, which makes new arrays. Errors: GD_ENOTFOUND (no file),
  * GD_EPRECONDITION (another image: id, format or byte order), GD_EINTERNAL
  * (damaged: size or checksum), GD_ENOMEM, GD_EIO.
  */
