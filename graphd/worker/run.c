@@ -126,6 +126,18 @@ typedef struct job {
   size_t *name_off, cap_keys;
   gd_snap_detail *name_detail;
   uint8_t *labels;        /* detailed names' labels, back to back */
+  /* Every exported seller's key, read on a thread from the end of the read
+   * stage (seller_keys_start) so the write stage does not wait for them:
+   * seller s's key is sk_keys[sk_off[s] .. sk_off[s + 1]), absent when
+   * sk_gone[s] (deleted before the thread's read). Joined (sk_reading
+   * false) before anyone else uses them; sk_rc and sk_err say how it went. */
+  pthread_t sk_thread;
+  bool sk_reading;
+  char *sk_keys;
+  size_t *sk_off;
+  uint8_t *sk_gone;
+  int sk_rc;
+  gd_err sk_err;
   size_t n_labels, cap_labels;
   int64_t singletons, largest;
   double t_ms[ST__COUNT];
@@ -483,13 +495,89 @@ static void image_settle(job *j, uint64_t snap) {
   j->image_tmp[0] = 0;
 }
 
-/*
- * A windowed run weighs entities by what they are over all time (their
- * seller count and their corroboration, evidence.h), and follows only the
- * window's links: so first the whole graph is exported in the same read
- * transaction, its corroboration computed, and the values kept by entity
- * id (the export is freed before the window's is read).
- */
+/* ---- seller keys --------------------------------------------------------- */
+
+/* The seller-key thread: every exported seller's key, in its own read
+ * transaction, in id order. The map's pages it touched are dropped every
+ * SK_DROP_EVERY sellers and at the end, so the resident set does not grow
+ * by the records table while the job clusters. Stops early on a cancel. */
+#define SK_DROP_EVERY 131072
+static void *seller_keys_main(void *arg) {
+  job *j = arg;
+  const gd_graph_export *x = &j->x;
+  size_t n = (size_t)x->n_sellers, cap = n * 16 + 64, used = 0;
+  gd_rtxn *r = NULL;
+  gd_err *err = &j->sk_err;
+  int rc = GD_OK;
+  if (!(j->sk_keys = malloc(cap)) || !(j->sk_off = malloc((n + 1) * sizeof *j->sk_off)) ||
+      !(j->sk_gone = calloc(n ? n : 1, 1))) {
+    rc = gd_err_set(err, GD_ENOMEM, "out of memory for the sellers' keys");
+    goto out;
+  }
+  if ((rc = gd_store_read_begin(j->store, &r, err)))
+    goto out;
+  j->sk_off[0] = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    gd_ref ref = {.id = x->seller_ids[i]};
+    gd_entity_view v;
+    if ((i & 4095) == 4095 && cancelled(j)) {
+      rc = gd_err_set(err, GD_ECANCELLED, "cancelled");
+      break;
+    }
+    if (i && i % SK_DROP_EVERY == 0)
+      (void)gd_store_drop_resident(j->store, NULL);
+    rc = gd_store_get(r, &ref, &v, err);
+    if (rc == GD_ENOTFOUND) {
+      gd_err_clear(err);
+      rc = GD_OK;
+      j->sk_gone[i] = 1;
+      v.key.n = 0;
+    } else if (rc) {
+      break;
+    }
+    if (used + v.key.n > cap) {
+      size_t ncap = 2 * cap + v.key.n;
+      char *nk = realloc(j->sk_keys, ncap);
+      if (!nk) {
+        rc = gd_err_set(err, GD_ENOMEM, "out of memory for the sellers' keys");
+        break;
+      }
+      j->sk_keys = nk;
+      cap = ncap;
+    }
+    memcpy(j->sk_keys + used, v.key.p, v.key.n);
+    used += v.key.n;
+    j->sk_off[i + 1] = used;
+  }
+out:
+  gd_store_read_end(r);
+  (void)gd_store_drop_resident(j->store, NULL);
+  j->sk_rc = rc;
+  return NULL;
+}
+
+/* Starts the seller-key thread; without one (or when it failed), read_names
+ * reads the keys itself (sk_off NULL). */
+static void seller_keys_start(job *j) {
+  if (j->ties_only || !j->x.n_sellers)
+    return;
+  gd_err_clear(&j->sk_err);
+  j->sk_reading = pthread_create(&j->sk_thread, NULL, seller_keys_main, j) == 0;
+}
+
+/* Joins the seller-key thread. When it failed, its keys are dropped and
+ * read_names reads them itself, so any error is that read's. */
+static void seller_keys_join(job *j) {
+  if (!j->sk_reading)
+    return;
+  pthread_join(j->sk_thread, NULL);
+  j->sk_reading = false;
+  if (j->sk_rc) {
+    free(j->sk_off);
+    j->sk_off = NULL;
+  }
+}
+
 /* The projection's view of an export: the arrays match (snapshot.h). */
 static gd_projection_input projection_input(const gd_graph_export *x) {
   return (gd_projection_input){
@@ -506,6 +594,13 @@ static gd_projection_input projection_input(const gd_graph_export *x) {
   };
 }
 
+/*
+ * A windowed run weighs entities by what they are over all time (their
+ * seller count and their corroboration, evidence.h), and follows only the
+ * window's links: so first the whole graph is exported in the same read
+ * transaction, its corroboration computed, and the values kept by entity
+ * id (the export is freed before the window's is read).
+ */
 static int read_all_time_corroboration(job *j, gd_rtxn *r, gd_err *err) {
   gd_graph_export all;
   int rc = gd_store_export_graph(r, 0, 0, &all, err);
@@ -608,8 +703,10 @@ out:
    * here on is its arrays. Best effort: a failure only leaves RSS high. */
   if (!rc)
     info(j, "map_pages_dropped", gd_store_drop_resident(j->store, NULL) == GD_OK);
-  if (!rc)
+  if (!rc) {
     image_save_start(j);
+    seller_keys_start(j);
+  }
   return rc;
 }
 
@@ -1320,6 +1417,9 @@ static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
 /* Appends entity id's name (its record's type and key, flags; with
  * GD_SNAP_DETAIL also its times, seller count and labels) to j's names; an
  * entity deleted since the export is left out. */
+static int name_put(job *j, uint64_t id, uint8_t type, const char *key, size_t key_len,
+                    const gd_entity_view *detail, uint8_t flags, gd_err *err);
+
 static int name_add(job *j, gd_rtxn *r, uint64_t id, uint8_t flags, gd_err *err) {
   gd_ref ref = {.id = id};
   gd_entity_view v;
@@ -1328,8 +1428,16 @@ static int name_add(job *j, gd_rtxn *r, uint64_t id, uint8_t flags, gd_err *err)
     return GD_OK;
   if (rc)
     return rc;
+  return name_put(j, id, (uint8_t)v.type, v.key.p, v.key.n, flags & GD_SNAP_DETAIL ? &v : NULL,
+                  flags, err);
+}
+
+/* Appends a name: id's type and key, flags; detail (NULL unless flags has
+ * GD_SNAP_DETAIL) gives the times, seller count and labels. */
+static int name_put(job *j, uint64_t id, uint8_t type, const char *key, size_t key_len,
+                    const gd_entity_view *detail, uint8_t flags, gd_err *err) {
   size_t off = j->name_off[j->n_names];
-  while (off + v.key.n > j->cap_keys) {
+  while (off + key_len > j->cap_keys) {
     size_t cap = j->cap_keys ? 2 * j->cap_keys : 1 << 20;
     char *nk = realloc(j->name_keys, cap);
     if (!nk)
@@ -1337,11 +1445,12 @@ static int name_add(job *j, gd_rtxn *r, uint64_t id, uint8_t flags, gd_err *err)
     j->name_keys = nk;
     j->cap_keys = cap;
   }
-  memcpy(j->name_keys + off, v.key.p, v.key.n);
-  if (flags & GD_SNAP_DETAIL) {
+  memcpy(j->name_keys + off, key, key_len);
+  if (detail) {
+    const gd_entity_view *v = detail;
     size_t lb = 0;
-    for (size_t i = 0; i < v.nlabels; i++)
-      lb += 2 + gd_entity_label(&v, i).n;
+    for (size_t i = 0; i < v->nlabels; i++)
+      lb += 2 + gd_entity_label(v, i).n;
     while (j->n_labels + lb > j->cap_labels) {
       size_t cap = j->cap_labels ? 2 * j->cap_labels : 1 << 16;
       uint8_t *nl = realloc(j->labels, cap);
@@ -1351,19 +1460,20 @@ static int name_add(job *j, gd_rtxn *r, uint64_t id, uint8_t flags, gd_err *err)
       j->cap_labels = cap;
     }
     if (lb)
-      memcpy(j->labels + j->n_labels, v.labels_raw, lb);
+      memcpy(j->labels + j->n_labels, v->labels_raw, lb);
     /* labels_raw is set once every name is read (the buffer moves as it
      * grows): read_names. */
     j->name_detail[j->n_names] =
-        (gd_snap_detail){v.first_seen, v.last_seen, v.seller_count, v.nlabels, lb, NULL};
+        (gd_snap_detail){v->first_seen, v->last_seen, v->seller_count, v->nlabels, lb, NULL};
     j->n_labels += lb;
   }
   j->name_ids[j->n_names] = id;
-  j->name_type[j->n_names] = (uint8_t)v.type;
+  j->name_type[j->n_names] = type;
   j->name_flags[j->n_names] = flags;
-  j->name_off[++j->n_names] = off + v.key.n;
+  j->name_off[++j->n_names] = off + key_len;
   return GD_OK;
 }
+
 
 /* ---- kept links ---------------------------------------------------------- */
 
@@ -1482,7 +1592,11 @@ static int read_names(job *j, gd_err *err) {
     }
     if (s < x->n_sellers && (e >= x->n_entities || x->seller_ids[s] < x->ent_ids[e])) {
       uint8_t fl = (j->flagged[s] ? GD_SNAP_FLAGGED : 0) | (j->sdetail[s] ? GD_SNAP_DETAIL : 0);
-      rc = name_add(j, r, x->seller_ids[s], fl, err);
+      if (j->sdetail[s] || !j->sk_off)
+        rc = name_add(j, r, x->seller_ids[s], fl, err);
+      else if (!j->sk_gone[s])
+        rc = name_put(j, x->seller_ids[s], GD_TYPE_SELLER, j->sk_keys + j->sk_off[s],
+                      j->sk_off[s + 1] - j->sk_off[s], NULL, fl, err);
       s++;
     } else {
       rc = name_add(j, r, x->ent_ids[e], j->named[e] & NAMED_DETAIL ? GD_SNAP_DETAIL : 0, err);
@@ -1504,25 +1618,30 @@ static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
   int nrc = image_save_join(j, err);
   if (nrc)
     return nrc;
+  int64_t t = gd_now_ns();
+  seller_keys_join(j);
+  info(j, "write_keys_wait_ms", (long long)((gd_now_ns() - t) / 1000000));
   nrc = read_names(j, err);
   if (nrc)
     return nrc;
   (void)gd_store_drop_resident(j->store, NULL); /* the names' pages: as after the export */
+  info(j, "write_names_ms", (long long)((gd_now_ns() - t) / 1000000));
   for (int attempt = 0;; attempt++) {
-    gd_wtxn *t = NULL;
+    t = gd_now_ns();
+    gd_wtxn *wt = NULL;
     uint64_t id = 0;
     size_t mlen = 0;
     char *man = NULL;
-    int rc = gd__wtxn_begin(j->store, &t, err);
+    int rc = gd__wtxn_begin(j->store, &wt, err);
     if (!rc)
-      rc = gd_store_snapshot_next_id(t, &id, err);
+      rc = gd_store_snapshot_next_id(wt, &id, err);
     /* The change log is kept back to the oldest image kept: this job's and
      * its previous snapshot's (image_settle removes the others). */
     if (!rc) {
       uint64_t keep = j->image_saved ? j->image.txn : j->x.txn;
       if (j->prev_image.txn && j->prev_image.txn < keep)
         keep = j->prev_image.txn;
-      rc = gd_store_glog_trim(t, keep, err);
+      rc = gd_store_glog_trim(wt, keep, err);
     }
     if (!rc && !(man = manifest_encode(j, id, &mlen)))
       rc = gd_err_set(err, GD_ENOMEM, "out of memory for the manifest");
@@ -1555,14 +1674,18 @@ static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
         in.n_order[o] = j->n_order[o];
         in.orders[o] = j->orders[o];
       }
-      rc = gd_store_snapshot_put(t, id, &in, err);
+      rc = gd_store_snapshot_put(wt, id, &in, err);
     }
     free(man);
     if (!rc) {
-      rc = gd__wtxn_commit(t, err); /* frees t */
-      t = NULL;
+      info(j, "write_put_ms", (long long)((gd_now_ns() - t) / 1000000));
+      t = gd_now_ns();
+      rc = gd__wtxn_commit(wt, err); /* frees wt */
+      wt = NULL;
+      if (!rc)
+        info(j, "write_commit_ms", (long long)((gd_now_ns() - t) / 1000000));
     }
-    gd__wtxn_abort(t);
+    gd__wtxn_abort(wt);
     if (rc == GD_OK) {
       *ret_id = id;
       image_settle(j, id);
@@ -1580,6 +1703,11 @@ static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
 static void job_free(job *j) {
   if (j->image_saving)
     pthread_join(j->image_thread, NULL);
+  if (j->sk_reading)
+    pthread_join(j->sk_thread, NULL);
+  free(j->sk_keys);
+  free(j->sk_off);
+  free(j->sk_gone);
   if (j->image_saved && j->image_tmp[0])
     unlink(j->image_tmp); /* a job that did not commit: no snapshot names it */
   gd_graph_export_free(&j->x);

@@ -114,7 +114,13 @@
  *                         previous_snapshot, warm_started (0 or 1, before
  *                         the cluster stage), clusters, image_changed_ids
  *                         (a warm read from an image), image_unused
- *                         REASON, image_unsaved REASON
+ *                         REASON, image_unsaved REASON; in the write
+ *                         stage, milliseconds: write_keys_wait_ms (waiting
+ *                         for the sellers' keys, read on a thread since
+ *                         the read stage), write_names_ms (the rest of the
+ *                         names and the kept links), write_put_ms (the
+ *                         snapshot's rows), write_commit_ms (the commit
+ *                         and its fdatasync)
  *   done ID               the snapshot is committed (durable); exit 0
  *   cancelled             cancelled; nothing written
  *   error MESSAGE         failed; nothing written. MESSAGE starts with the

@@ -871,6 +871,11 @@ static void test_worker_rings(void) {
     named++;
     nflagged += nm.flagged;
     CHECK(nm.type == GD_TYPE_SELLER && nm.key.n > 0);
+    /* The key is the seller's own (read on the worker's key thread). */
+    gd_ref ref = {.id = as.s[i]};
+    gd_entity_view ev;
+    CHECK(gd_store_get(r, &ref, &ev, NULL) == GD_OK && ev.key.n == nm.key.n &&
+          memcmp(ev.key.p, nm.key.p, nm.key.n) == 0);
   }
   CHECK_EQ_U(named, N_RING_SELLERS);
   CHECK_EQ_U(nflagged, 4);
