@@ -390,6 +390,26 @@ json_object *bench_stored_manifest(struct gd_store *store, uint64_t snap, const 
  * null excepted; *ret unchanged otherwise. Returns whether it was there. */
 bool bench_json_number(json_object *o, const char *key, const char *sub, double *ret);
 
+/* The daemon's placement figures (StatsReply). */
+typedef struct bench_stats {
+  uint64_t queued, placements, shed, alerts, links, commits;
+  uint64_t entities; /* entities_total */
+} bench_stats;
+
+/* Stats on c into *ret. Returns false when the call failed, with an
+ * anomaly "Stats failed: CODE: MSG" recorded. */
+bool bench_stats_get(const bench_cfg *cfg, struct gc_client *c, bench_stats *ret);
+
+/*
+ * Polls Stats until placement_queued is 0 in three readings running (20
+ * ms apart), for at most 300 s. *ret_s: from t0 (now_ns) to the first of
+ * them (NAN on failure); *ret_max (may be NULL): the most queued seen.
+ * Returns false, with an anomaly recorded, when a call failed or the
+ * queue did not drain in time.
+ */
+bool bench_wait_drained(const bench_cfg *cfg, struct gc_client *c, int64_t t0, double *ret_s,
+                        uint64_t *ret_max);
+
 /* ---- modes ---- */
 
 /*

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench_int.h"
 #include "client.h"
@@ -155,5 +156,59 @@ bool bench_json_number(json_object *o, const char *key, const char *sub, double 
   if (sub && (!json_object_object_get_ex(x, sub, &x) || !x))
     return false;
   *ret = json_object_get_double(x);
+  return true;
+}
+
+/* ---- the placement queue ------------------------------------------------ */
+
+#define DRAIN_TIMEOUT_MS 300000 /* longest wait for the queue to drain */
+#define DRAIN_POLL_MS 20
+
+bool bench_stats_get(const bench_cfg *cfg, gc_client *c, bench_stats *ret) {
+  Graphd__V1__StatsRequest req = GRAPHD__V1__STATS_REQUEST__INIT;
+  Graphd__V1__StatsReply *rep = NULL;
+  gc_status st;
+  if (gc_unary(c, SVC "Stats", &req.base, &graphd__v1__stats_reply__descriptor,
+               (ProtobufCMessage **)&rep, &st, cfg->call_timeout_ms)) {
+    anomaly("Stats failed: %s: %s", gc_status_code_name(st.code), st.message);
+    return false;
+  }
+  *ret = (bench_stats){rep->placement_queued, rep->placements, rep->placement_shed,
+                       rep->alerts, rep->links, rep->commits, rep->entities_total};
+  graphd__v1__stats_reply__free_unpacked(rep, NULL);
+  return true;
+}
+
+bool bench_wait_drained(const bench_cfg *cfg, gc_client *c, int64_t t0, double *ret_s,
+                        uint64_t *ret_max) {
+  int zeros = 0;
+  int64_t first_zero = 0;
+  uint64_t mx = 0;
+  *ret_s = NAN;
+  for (;;) {
+    bench_stats s;
+    if (!bench_stats_get(cfg, c, &s))
+      return false;
+    int64_t t = now_ns();
+    if (s.queued > mx)
+      mx = s.queued;
+    if (s.queued == 0) {
+      if (!zeros++)
+        first_zero = t;
+      if (zeros >= 3)
+        break;
+    } else {
+      zeros = 0;
+    }
+    if (t - t0 > (int64_t)DRAIN_TIMEOUT_MS * 1000000) {
+      anomaly("the placement queue did not drain within %d s: %" PRIu64 " queued",
+              DRAIN_TIMEOUT_MS / 1000, s.queued);
+      return false;
+    }
+    usleep(DRAIN_POLL_MS * 1000);
+  }
+  *ret_s = (double)(first_zero - t0) / 1e9;
+  if (ret_max)
+    *ret_max = mx;
   return true;
 }

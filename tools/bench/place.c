@@ -151,8 +151,6 @@
 #define WARMUPS 5               /* untimed ones first (--quick: 2) */
 #define PAUSE_MS 20             /* between two single writes */
 #define ALERT_WAIT_MS 5000      /* longest wait for one write's alert */
-#define DRAIN_TIMEOUT_MS 300000 /* longest wait for the queue to drain */
-#define DRAIN_POLL_MS 20
 #define WRITE_CALLS 20 /* the write load: successive Ingest calls */
 #define MAX_CANDIDATES 512 /* ring devices probed */
 #define MAX_DEVICES 256    /* ... kept */
@@ -279,63 +277,6 @@ static bool rd_stop(const bench_cfg *cfg, run_daemon *rd, const char *when) {
 }
 
 /* ---- small rpcs ------------------------------------------------------------ */
-
-typedef struct pstats {
-  uint64_t queued, placements, shed, alerts, links, commits;
-  uint64_t entities; /* entities_total */
-} pstats;
-
-static bool stats_get(const bench_cfg *cfg, gc_client *c, pstats *ret) {
-  Graphd__V1__StatsRequest req = GRAPHD__V1__STATS_REQUEST__INIT;
-  Graphd__V1__StatsReply *rep = NULL;
-  gc_status st;
-  if (gc_unary(c, SVC "Stats", &req.base, &graphd__v1__stats_reply__descriptor,
-               (ProtobufCMessage **)&rep, &st, cfg->call_timeout_ms)) {
-    anomaly("place: Stats failed: %s: %s", gc_status_code_name(st.code), st.message);
-    return false;
-  }
-  *ret = (pstats){rep->placement_queued, rep->placements, rep->placement_shed, rep->alerts,
-                  rep->links, rep->commits, rep->entities_total};
-  graphd__v1__stats_reply__free_unpacked(rep, NULL);
-  return true;
-}
-
-/* Polls Stats until placement_queued is 0 in three readings running.
- * *ret_s: from t0 to the first of them (NAN on failure); *ret_max: the
- * most queued seen. */
-static bool wait_drained(const bench_cfg *cfg, gc_client *c, int64_t t0, double *ret_s,
-                         uint64_t *ret_max) {
-  int zeros = 0;
-  int64_t first_zero = 0;
-  uint64_t mx = 0;
-  *ret_s = NAN;
-  for (;;) {
-    pstats s;
-    if (!stats_get(cfg, c, &s))
-      return false;
-    int64_t t = now_ns();
-    if (s.queued > mx)
-      mx = s.queued;
-    if (s.queued == 0) {
-      if (!zeros++)
-        first_zero = t;
-      if (zeros >= 3)
-        break;
-    } else {
-      zeros = 0;
-    }
-    if (t - t0 > (int64_t)DRAIN_TIMEOUT_MS * 1000000) {
-      anomaly("place: the placement queue did not drain within %d s: %" PRIu64 " queued",
-              DRAIN_TIMEOUT_MS / 1000, s.queued);
-      return false;
-    }
-    usleep(DRAIN_POLL_MS * 1000);
-  }
-  *ret_s = (double)(first_zero - t0) / 1e9;
-  if (ret_max)
-    *ret_max = mx;
-  return true;
-}
 
 /* GetEntity of the entity with id, or else of (type, key). */
 static Graphd__V1__Entity *entity_get_ref(const bench_cfg *cfg, gc_client *c, uint64_t id,
@@ -537,7 +478,7 @@ static bool devices_probe(const bench_cfg *cfg, const char *dir, const char *bas
   run_daemon rd;
   bool ok = rd_start(cfg, data, log, &rd, NULL);
   double ds;
-  ok = ok && wait_drained(cfg, rd.c, now_ns(), &ds, NULL);
+  ok = ok && bench_wait_drained(cfg, rd.c, now_ns(), &ds, NULL);
   char key[64];
   for (size_t i = 0; i < pk->n && ok; i++) {
     gc_status st;
@@ -548,7 +489,7 @@ static bool devices_probe(const bench_cfg *cfg, const char *dir, const char *bas
       ok = false;
     }
   }
-  ok = ok && wait_drained(cfg, rd.c, now_ns(), &ds, NULL);
+  ok = ok && bench_wait_drained(cfg, rd.c, now_ns(), &ds, NULL);
   size_t kept = 0;
   for (size_t i = 0; i < pk->n && ok; i++) {
     gc_status st;
@@ -786,7 +727,7 @@ static void run_latency(const bench_cfg *cfg, const char *dir, const char *base,
     ok = false;
   }
   double ds;
-  ok = ok && wait_drained(cfg, rd.c, now_ns(), &ds, NULL);
+  ok = ok && bench_wait_drained(cfg, rd.c, now_ns(), &ds, NULL);
 
   watcher w = {.n = nw + nu};
   pthread_mutex_init(&w.mu, NULL);
@@ -816,13 +757,13 @@ static void run_latency(const bench_cfg *cfg, const char *dir, const char *base,
   int *missing = xcalloc((size_t)nu, sizeof *missing);
   int nmiss = 0, nal = 0;
   phist h0 = {0}, h1 = {0};
-  pstats s0 = {0}, s1 = {0};
+  bench_stats s0 = {0}, s1 = {0};
   double cpu0 = NAN;
   char key[64];
   for (int i = 0; i < w.n && ok; i++) {
     bool timed = i >= nw;
     if (i == nw) {
-      ok &= scrape(port, &h0) && stats_get(cfg, rd.c, &s0);
+      ok &= scrape(port, &h0) && bench_stats_get(cfg, rd.c, &s0);
       cpu0 = proc_cpu_s(rd.dp.pid);
       if (!ok)
         break;
@@ -866,9 +807,9 @@ static void run_latency(const bench_cfg *cfg, const char *dir, const char *base,
   ret->n = ok ? nu : 0;
   if (ok) {
     double dummy;
-    ok &= wait_drained(cfg, rd.c, now_ns(), &dummy, NULL);
+    ok &= bench_wait_drained(cfg, rd.c, now_ns(), &dummy, NULL);
     ret->daemon_cpu_s = proc_cpu_s(rd.dp.pid) - cpu0;
-    ok = ok && scrape(port, &h1) && stats_get(cfg, rd.c, &s1);
+    ok = ok && scrape(port, &h1) && bench_stats_get(cfg, rd.c, &s1);
   }
   if (ok) {
     ret->alerted = nal;
@@ -1137,8 +1078,8 @@ static void run_agreement(const bench_cfg *cfg, run_daemon *rd, uint64_t base0, 
   uint64_t *placed = NULL, *before = NULL;
   assign a0 = {0}, a1 = {0};
   cpair *pairs = NULL, *sizes = NULL;
-  pstats s;
-  bool ok = stats_get(cfg, rd->c, &s);
+  bench_stats s;
+  bool ok = bench_stats_get(cfg, rd->c, &s);
   uint64_t want = ok && s.entities > base0 ? s.entities - base0 : 0;
   for (uint64_t from = base0 + 1, span; ok && ns.entities < want; from += span) {
     uint64_t found = ns.entities;
@@ -1331,15 +1272,15 @@ static void run_throughput(const bench_cfg *cfg, const char *dir, const char *ba
   }
   bool ok = true;
   double ds;
-  pstats s0 = {0}, s1 = {0}, sr = {0};
+  bench_stats s0 = {0}, s1 = {0}, sr = {0};
   phist h0 = {0}, h1 = {0};
   int port = bench_log_port(log, "metrics on ");
   if (!port) {
     anomaly("place %d: no 'metrics on HOST:PORT' line in %s", r + 1, log);
     ok = false;
   }
-  ok = ok && wait_drained(cfg, rd.c, now_ns(), &ds, NULL) && scrape(port, &h0) &&
-       stats_get(cfg, rd.c, &s0);
+  ok = ok && bench_wait_drained(cfg, rd.c, now_ns(), &ds, NULL) && scrape(port, &h0) &&
+       bench_stats_get(cfg, rd.c, &s0);
   if (ok) {
     /* WRITE_CALLS successive Ingest calls, each durable before the next
      * starts: the placer works on one call's sellers while the next is
@@ -1357,8 +1298,8 @@ static void run_throughput(const bench_cfg *cfg, const char *dir, const char *ba
         continue;
       ok &= bench_ingest_range(cfg, rd.c, d, first + a, b - a, label, "", &secs, &recs);
       ret->records += recs;
-      pstats q;
-      ok = ok && stats_get(cfg, rd.c, &q);
+      bench_stats q;
+      ok = ok && bench_stats_get(cfg, rd.c, &q);
       if (ok && q.queued > qmax)
         qmax = q.queued;
     }
@@ -1369,12 +1310,12 @@ static void run_throughput(const bench_cfg *cfg, const char *dir, const char *ba
     if (ok) {
       ret->links_per_s = (double)n / ret->seconds;
       uint64_t mx = 0;
-      ok = stats_get(cfg, rd.c, &sr) && wait_drained(cfg, rd.c, t_reply, &ret->drain_s, &mx);
+      ok = bench_stats_get(cfg, rd.c, &sr) && bench_wait_drained(cfg, rd.c, t_reply, &ret->drain_s, &mx);
       ret->queued_at_reply = (double)sr.queued;
       ret->queued_max = (double)(qmax > sr.queued ? qmax : sr.queued);
       ret->cpu_drain_s = proc_cpu_s(rd.dp.pid) - cpu1;
     }
-    ok = ok && stats_get(cfg, rd.c, &s1) && scrape(port, &h1);
+    ok = ok && bench_stats_get(cfg, rd.c, &s1) && scrape(port, &h1);
   }
   if (ok) {
     ret->placements = (double)(s1.placements - s0.placements);
