@@ -601,6 +601,12 @@ static int put_names(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const gd_snapshot_i
   }
   if ((rc = appends_after(txn, dbi, id, &append)))
     return gd__mdb_err(rc, err, "snapshot names");
+  /* One cursor for all the puts: it keeps its path to the last leaf, so a
+   * put does not start each descent at the root (each page a descent
+   * visits costs a search of the transaction's dirty-page list). */
+  MDB_cursor *cur;
+  if ((rc = mdb_cursor_open(txn, dbi, &cur)))
+    return gd__mdb_err(rc, err, "snapshot names");
   gd_be64_put(kb, id);
   for (size_t i = 0; i < in->n_names; i++) {
     size_t n = in->name_key_off[i + 1] - in->name_key_off[i];
@@ -611,8 +617,10 @@ static int put_names(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const gd_snapshot_i
     k.mv_data = kb;
     v.mv_size = 2 + n + (d ? DETAIL_BYTES + d->labels_len : 0);
     v.mv_data = NULL;
-    if ((rc = mdb_put(txn, dbi, &k, &v, MDB_RESERVE | (append ? MDB_APPEND : 0))))
+    if ((rc = mdb_cursor_put(cur, &k, &v, MDB_RESERVE | (append ? MDB_APPEND : 0)))) {
+      mdb_cursor_close(cur);
       return gd__mdb_err(rc, err, "snapshot names");
+    }
     uint8_t *p = v.mv_data;
     p[0] = in->name_type[i];
     p[1] = in->name_flags[i];
@@ -631,6 +639,7 @@ static int put_names(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const gd_snapshot_i
     }
     memcpy(p, in->name_keys + in->name_key_off[i], n);
   }
+  mdb_cursor_close(cur);
   return GD_OK;
 }
 
@@ -903,18 +912,21 @@ int gd_store_snapshot_put(gd_wtxn *t, uint64_t id, const gd_snapshot_in *in, gd_
   }
 
   /* Summaries, appended when this is the newest snapshot. */
-  if ((rc = appends_after(txn, s->snap_cluster, id, &append)))
+  if ((rc = appends_after(txn, s->snap_cluster, id, &append)) ||
+      (rc = mdb_cursor_open(txn, s->snap_cluster, &cur)))
     return gd__mdb_err(rc, err, "snapshot clusters");
-  for (size_t i = 0; i < in->n_clusters; i++) {
+  for (size_t i = 0; i < in->n_clusters && !rc; i++) {
     gd_be64_put(kb, id);
     gd_be64_put(kb + 8, in->cluster_ids[i]);
     k.mv_size = 16;
     k.mv_data = kb;
     v.mv_size = in->summary_off[i + 1] - in->summary_off[i];
     v.mv_data = (void *)(in->summary_data + in->summary_off[i]);
-    if ((rc = mdb_put(txn, s->snap_cluster, &k, &v, append ? MDB_APPEND : 0)))
-      return gd__mdb_err(rc, err, "snapshot clusters");
+    rc = mdb_cursor_put(cur, &k, &v, append ? MDB_APPEND : 0); /* one cursor: put_names */
   }
+  mdb_cursor_close(cur);
+  if (rc)
+    return gd__mdb_err(rc, err, "snapshot clusters");
   if (in->member_off && (rc = put_rows(txn, s->snap_member, id, in, 0, err)))
     return rc;
   if (in->tie_off && (rc = put_rows(txn, s->snap_tie, id, in, 1, err)))
