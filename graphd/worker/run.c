@@ -8,15 +8,19 @@
  *              previous snapshot's export image and patches it from the
  *              change log instead of reading the whole graph (store/
  *              snapshot.h, "Export images"); every open-window job saves
- *              its own export as an image, on a thread, while it goes on
+ *              its own export as an image, on a thread, while it goes on;
+ *              another thread reads every seller's key for the snapshot's
+ *              names (seller_keys_main), joined in the write stage
  *   project    the evidence graph (algorithms/projection.h), tie cap
  *   cluster    gd_comm_run, seeded, with the cancel flag; Leiden warm
  *              from the previous snapshot's membership when the spec's
  *              warm_start says so (warm_decide)
  *   match      stable ids against the previous snapshot
  *   summarize  per cluster: size, flagged, risk, cohesion, supply sources
- *   write      one write transaction: id, manifest, assignments, summaries;
- *              durable commit; map growth and retry on MDB_MAP_FULL
+ *   write      the names and kept links that depend on the clustering
+ *              (read_names); then one write transaction: id, manifest,
+ *              assignments, summaries, names; durable commit; map growth
+ *              and retry on MDB_MAP_FULL
  *
  * Nothing is written before the last stage, so any failure or cancel
  * leaves the store as it was.
