@@ -134,14 +134,13 @@ typedef struct job {
    * stage (seller_keys_start) so the write stage does not wait for them:
    * seller s's key is sk_keys[sk_off[s] .. sk_off[s + 1]), absent when
    * sk_gone[s] (deleted before the thread's read). Joined (sk_reading
-   * false) before anyone else uses them; sk_rc and sk_err say how it went. */
+   * false) before anyone else uses them; sk_failed when the thread could
+   * not read them all. */
   pthread_t sk_thread;
-  bool sk_reading;
+  bool sk_reading, sk_failed;
   char *sk_keys;
   size_t *sk_off;
   uint8_t *sk_gone;
-  int sk_rc;
-  gd_err sk_err;
   size_t n_labels, cap_labels;
   int64_t singletons, largest;
   double t_ms[ST__COUNT];
@@ -511,7 +510,7 @@ static void *seller_keys_main(void *arg) {
   const gd_graph_export *x = &j->x;
   size_t n = (size_t)x->n_sellers, cap = n * 16 + 64, used = 0;
   gd_rtxn *r = NULL;
-  gd_err *err = &j->sk_err;
+  gd_err e, *err = &e; /* only that it failed matters: read_names then reads them */
   int rc = GD_OK;
   if (!(j->sk_keys = malloc(cap)) || !(j->sk_off = malloc((n + 1) * sizeof *j->sk_off)) ||
       !(j->sk_gone = calloc(n ? n : 1, 1))) {
@@ -556,7 +555,7 @@ static void *seller_keys_main(void *arg) {
 out:
   gd_store_read_end(r);
   (void)gd_store_drop_resident(j->store, NULL);
-  j->sk_rc = rc;
+  j->sk_failed = rc != GD_OK;
   return NULL;
 }
 
@@ -565,7 +564,6 @@ out:
 static void seller_keys_start(job *j) {
   if (j->ties_only || !j->x.n_sellers)
     return;
-  gd_err_clear(&j->sk_err);
   j->sk_reading = pthread_create(&j->sk_thread, NULL, seller_keys_main, j) == 0;
 }
 
@@ -576,7 +574,7 @@ static void seller_keys_join(job *j) {
     return;
   pthread_join(j->sk_thread, NULL);
   j->sk_reading = false;
-  if (j->sk_rc) {
+  if (j->sk_failed) {
     free(j->sk_off);
     j->sk_off = NULL;
   }
@@ -1418,24 +1416,6 @@ static char *manifest_encode(job *j, uint64_t id, size_t *ret_len) {
   return out;
 }
 
-/* Appends entity id's name (its record's type and key, flags; with
- * GD_SNAP_DETAIL also its times, seller count and labels) to j's names; an
- * entity deleted since the export is left out. */
-static int name_put(job *j, uint64_t id, uint8_t type, const char *key, size_t key_len,
-                    const gd_entity_view *detail, uint8_t flags, gd_err *err);
-
-static int name_add(job *j, gd_rtxn *r, uint64_t id, uint8_t flags, gd_err *err) {
-  gd_ref ref = {.id = id};
-  gd_entity_view v;
-  int rc = gd_store_get(r, &ref, &v, err);
-  if (rc == GD_ENOTFOUND)
-    return GD_OK;
-  if (rc)
-    return rc;
-  return name_put(j, id, (uint8_t)v.type, v.key.p, v.key.n, flags & GD_SNAP_DETAIL ? &v : NULL,
-                  flags, err);
-}
-
 /* Appends a name: id's type and key, flags; detail (NULL unless flags has
  * GD_SNAP_DETAIL) gives the times, seller count and labels. */
 static int name_put(job *j, uint64_t id, uint8_t type, const char *key, size_t key_len,
@@ -1478,6 +1458,20 @@ static int name_put(job *j, uint64_t id, uint8_t type, const char *key, size_t k
   return GD_OK;
 }
 
+/* Appends entity id's name (its record's type and key, flags; with
+ * GD_SNAP_DETAIL also its times, seller count and labels) to j's names; an
+ * entity deleted since the export is left out. */
+static int name_add(job *j, gd_rtxn *r, uint64_t id, uint8_t flags, gd_err *err) {
+  gd_ref ref = {.id = id};
+  gd_entity_view v;
+  int rc = gd_store_get(r, &ref, &v, err);
+  if (rc == GD_ENOTFOUND)
+    return GD_OK;
+  if (rc)
+    return rc;
+  return name_put(j, id, (uint8_t)v.type, v.key.p, v.key.n, flags & GD_SNAP_DETAIL ? &v : NULL,
+                  flags, err);
+}
 
 /* ---- kept links ---------------------------------------------------------- */
 
@@ -1625,6 +1619,7 @@ static int do_write(job *j, uint64_t *ret_id, gd_err *err) {
   int64_t t = gd_now_ns();
   seller_keys_join(j);
   info(j, "write_keys_wait_ms", (long long)((gd_now_ns() - t) / 1000000));
+  t = gd_now_ns();
   nrc = read_names(j, err);
   if (nrc)
     return nrc;
