@@ -35,9 +35,18 @@ typedef struct ecache {
   size_t kcap;
   ent **list;      /* insertion order, for flushing */
   size_t n, list_cap;
+  /* Cursors of the request's transaction, opened on first use: the key
+   * index's puts (resolve) and the entity records' (ecache_flush) come in
+   * key order, and a cursor looks in the page it is on before it searches
+   * from the root. */
+  MDB_cursor *kcur, *ecur;
 } ecache;
 
 static void ecache_free(ecache *c) {
+  if (c->kcur)
+    mdb_cursor_close(c->kcur);
+  if (c->ecur)
+    mdb_cursor_close(c->ecur);
   for (size_t i = 0; i < c->n; i++) {
     free(c->list[i]->rec);
     free(c->list[i]);
@@ -188,8 +197,11 @@ static int cmp_ent_id(const void *a, const void *b) {
 }
 
 static int ecache_flush(gd_wtxn *t, ecache *c, gd_err *err) {
+  int rc;
   if (c->n > 1)
     qsort(c->list, c->n, sizeof *c->list, cmp_ent_id);
+  if (!c->ecur && (rc = mdb_cursor_open(t->txn, t->s->entity, &c->ecur)))
+    return gd__mdb_err(rc, err, "entity cursor");
   for (size_t i = 0; i < c->n; i++) {
     ent *e = c->list[i];
     uint8_t kb[8];
@@ -201,8 +213,7 @@ static int ecache_flush(gd_wtxn *t, ecache *c, gd_err *err) {
     v.mv_size = e->len;
     v.mv_data = e->rec;
     gd__ver_mark(t, e->id);
-    int rc = mdb_put(t->txn, t->s->entity, &k, &v, 0);
-    if (rc)
+    if ((rc = mdb_cursor_put(c->ecur, &k, &v, 0)))
       return gd__mdb_err(rc, err, "entity");
     e->dirty = false;
   }
@@ -229,25 +240,38 @@ static int resolve(gd_wtxn *t, ecache *c, const gd_ref *ref, bool create, int64_
 
   k.mv_size = gd__ekey_encode(ref->type, ref->key, kb);
   k.mv_data = kb;
-  rc = mdb_get(t->txn, t->s->ekey, &k, &v);
-  if (rc == MDB_SUCCESS) {
-    if (v.mv_size != 8)
-      return gd_err_set(err, GD_EINTERNAL, "corrupt key index entry");
-    rc = ent_load(t, c, gd_be64_get(v.mv_data), ret, err);
-    if (rc == GD_OK && !gd_str_eq((*ret)->v.key, ref->key))
-      return gd_err_set(err, GD_EINTERNAL, "key hash collision on a %s key",
-                        gd_type_name(ref->type));
-    return rc;
+  if (!create) {
+    rc = mdb_get(t->txn, t->s->ekey, &k, &v);
+    if (rc == MDB_NOTFOUND)
+      return gd_err_set(err, GD_ENOTFOUND, "no %s with key '%.*s'", gd_type_name(ref->type),
+                        (int)(ref->key.n > 64 ? 64 : ref->key.n), ref->key.p);
+  } else {
+    /* One search either way: the put finds the key already there (and
+     * hands back its id) or inserts it with the next id. */
+    if (ref->key.n > UINT16_MAX)
+      return gd_err_set(err, GD_EINVALID, "key too long");
+    if (!c->kcur && (rc = mdb_cursor_open(t->txn, t->s->ekey, &c->kcur)))
+      return gd__mdb_err(rc, err, "key index cursor");
+    gd_be64_put(ib, t->c.next_id);
+    v.mv_size = 8;
+    v.mv_data = ib;
+    rc = mdb_cursor_put(c->kcur, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST)
+      rc = MDB_SUCCESS;
+    else if (rc == MDB_SUCCESS)
+      goto created;
   }
-  if (rc != MDB_NOTFOUND)
+  if (rc)
     return gd__mdb_err(rc, err, "key index");
-  if (!create)
-    return gd_err_set(err, GD_ENOTFOUND, "no %s with key '%.*s'", gd_type_name(ref->type),
-                      (int)(ref->key.n > 64 ? 64 : ref->key.n), ref->key.p);
-  if (ref->key.n > UINT16_MAX)
-    return gd_err_set(err, GD_EINVALID, "key too long");
+  if (v.mv_size != 8)
+    return gd_err_set(err, GD_EINTERNAL, "corrupt key index entry");
+  rc = ent_load(t, c, gd_be64_get(v.mv_data), ret, err);
+  if (rc == GD_OK && !gd_str_eq((*ret)->v.key, ref->key))
+    return gd_err_set(err, GD_EINTERNAL, "key hash collision on a %s key",
+                      gd_type_name(ref->type));
+  return rc;
 
-  /* New entity. */
+created:; /* New entity: its key is in the index. */
   uint64_t id = t->c.next_id++;
   gd_entity_view nv = {.id = id, .type = ref->type, .key = ref->key,
                        .first_seen = seen, .last_seen = seen};
@@ -255,13 +279,6 @@ static int resolve(gd_wtxn *t, ecache *c, const gd_ref *ref, bool create, int64_
   uint8_t *rec = gd__rec_encode(&nv, NULL, NULL, NULL, &len);
   if (!rec)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
-  gd_be64_put(ib, id);
-  v.mv_size = 8;
-  v.mv_data = ib;
-  if ((rc = mdb_put(t->txn, t->s->ekey, &k, &v, MDB_NOOVERWRITE))) {
-    free(rec);
-    return gd__mdb_err(rc, err, "key index");
-  }
   if ((rc = ent_adopt(c, id, rec, len, ret, err)))
     return rc;
   (*ret)->dirty = true;
