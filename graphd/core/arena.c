@@ -11,7 +11,13 @@ struct gd_arena {
 void *gd_arena_alloc(gd_arena **a, size_t n) {
   n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
   if (!*a || (*a)->cap - (*a)->used < n) {
-    size_t cap = n > 16384 ? n : 16384;
+    /* Blocks double, from 16 KiB to 1 MiB: a large request (an Ingest
+     * message decodes to megabytes) takes a few mallocs, a small one 16 KiB. */
+    size_t cap = *a ? (*a)->cap * 2 : 16384;
+    if (cap > ((size_t)1 << 20))
+      cap = (size_t)1 << 20;
+    if (cap < n)
+      cap = n;
     gd_arena *b = malloc(sizeof *b + cap);
     if (!b)
       return NULL;
