@@ -891,7 +891,7 @@ int main(int argc, char **argv) {
       .max_reply_bytes = (size_t)cfg.max_message_bytes,
       .max_request_alloc = (size_t)cfg.max_request_alloc,
       .ingest_inflight = 256,
-      .ingest_window_bytes = 16 << 20,
+      .ingest_window_bytes = 64 << 20,
       .cluster_max_sellers = (uint64_t)cfg.cluster_max_sellers,
       .max_query_work = (uint64_t)cfg.max_query_work,
       .audit = !cfg.no_audit,

@@ -1478,7 +1478,7 @@ int gd_rpc_new(gd_store *store, gd_writer *writer, const gd_rpc_limits *lim, gd_
   if (r->lim.max_reply_bytes == 0)
     r->lim.max_reply_bytes = 4 << 20;
   if (r->lim.ingest_window_bytes == 0)
-    r->lim.ingest_window_bytes = 16 << 20;
+    r->lim.ingest_window_bytes = 64 << 20;
   atomic_init(&r->serving, 1);
   r->audit = lim->audit;
   r->audit_reads_async = lim->audit_reads_async;

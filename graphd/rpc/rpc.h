@@ -72,7 +72,7 @@ typedef struct gd_rpc gd_rpc;
 /*
  * Makes a context over a store and its writer (both must outlive it):
  * copies lim (0 for ingest_inflight, max_reply_bytes, ingest_window_bytes
- * means 256 messages, 4 MiB, 16 MiB), health SERVING, starts the write
+ * means 256 messages, 4 MiB, 64 MiB), health SERVING, starts the write
  * budget's thread and loads the schema embedded at build time for server
  * reflection (rpc/reflection.h). Free it with gd_rpc_free. Errors:
  * GD_ENOMEM; GD_EINVALID (the embedded schema is broken: a build fault,

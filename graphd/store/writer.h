@@ -23,7 +23,7 @@
 
 typedef struct gd_write_op gd_write_op;
 
-#define GD_WRITER_GROUP_BYTES ((size_t)32 << 20)
+#define GD_WRITER_GROUP_BYTES ((size_t)128 << 20)
 #define GD_WRITER_LINGER_NS ((int64_t)5000000) /* 5 ms: gd_write_op.linger */
 
 struct gd_write_op {
