@@ -3,6 +3,7 @@
 #include "store/store_int.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -13,14 +14,62 @@ struct gd_writer {
   pthread_t thread;
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  gd_write_op *head, *tail; /* FIFO */
+  /* Two FIFOs: ops someone waits on (and lingering ones), and bulk ops
+   * (gd_write_op.bulk), taken after them. */
+  gd_write_op *head, *tail;
+  gd_write_op *bhead, *btail;
   size_t queued, eager;      /* ops queued; of them, ops without linger */
   int64_t head_at;           /* gd_now_ns when the queue last became non-empty */
   bool stopping;
+  bool bulk_passed; /* the last group took none of the bulk ops queued */
+  /* Ops queued that are neither bulk nor lingering: a group of bulk ops
+   * being applied stops at the next op when this is not 0. */
+  atomic_size_t urgent;
   atomic_uint_fast64_t pending, commits, requests, grows;
   void (*observe)(void *ctx, size_t ops, int64_t ns); /* gd_writer_observe */
   void *observe_ctx;
 };
+
+/* Someone waits on op (gd_write_op.bulk). */
+static bool is_urgent(const gd_write_op *op) { return !op->bulk && !op->linger; }
+
+/* Commits t, the transaction of ops. */
+static int commit(gd_writer *w, gd_wtxn *t, gd_write_op *ops, gd_err *err) {
+  int rc;
+  bool lazy = true;
+  for (gd_write_op *op = ops; op && lazy; op = op->next)
+    lazy = op->lazy_sync;
+  if (!lazy)
+    return gd__wtxn_commit(t, err);
+  /* Only this thread changes the flag, between its own transactions. */
+  mdb_env_set_flags(w->s->env, MDB_NOMETASYNC, 1);
+  rc = gd__wtxn_commit(t, err);
+  mdb_env_set_flags(w->s->env, MDB_NOMETASYNC, 0);
+  return rc;
+}
+
+/* Takes up to n ops and `bytes` of input (at least one op) off the FIFO
+ * at *head, appending them at *tail. Called with w->mu held. */
+static size_t take(gd_writer *w, gd_write_op **head, gd_write_op **fifo_tail,
+                   gd_write_op ***tail, size_t n, size_t bytes, bool at_least_one) {
+  size_t took = 0, sum = 0;
+  while (*head && took < n && (sum + (*head)->bytes <= bytes || (at_least_one && !took))) {
+    gd_write_op *op = *head;
+    *head = op->next;
+    op->next = NULL;
+    sum += op->bytes;
+    took++;
+    w->queued--;
+    w->eager -= !op->linger;
+    if (is_urgent(op))
+      atomic_fetch_sub(&w->urgent, 1);
+    **tail = op;
+    *tail = &op->next;
+  }
+  if (!*head)
+    *fifo_tail = NULL;
+  return took;
+}
 
 /* Applies a group: returns GD_OK when committed (individual ops may have
  * failed, with their error in op->err), GD_EMAPFULL when the caller must
@@ -28,18 +77,39 @@ struct gd_writer {
  * take the transaction past LMDB's size limit (MDB_TXN_FULL) and ops
  * before it fit, the group is cut there: the ops before it commit, and
  * *ret_rest gets it and the ops after it, for a group of their own (an op
- * too large on its own fails alone). */
-static int apply_group(gd_writer *w, gd_write_op *ops, gd_write_op **ret_rest, gd_err *err) {
+ * too large on its own fails alone). When an op someone waits on is
+ * queued while bulk ops are applied and the group has run for
+ * GD_WRITER_CUT_NS, the bulk ops not yet applied are cut off (appended to
+ * *ret_rest, with *ret_requeue set: they go back to the queue) and the
+ * queued ops someone waits on are applied in their place, in this
+ * transaction. */
+static int apply_group(gd_writer *w, gd_write_op *ops, gd_write_op **ret_rest,
+                       bool *ret_requeue, gd_err *err) {
   gd_wtxn *t;
+  gd_write_op *bulk_rest = NULL;
+  int64_t t0 = gd_now_ns();
   *ret_rest = NULL;
+  *ret_requeue = false;
   int rc = gd__wtxn_begin(w->s, &t, err);
   if (rc)
     return rc;
   for (gd_write_op *op = ops, *prev = NULL; op; prev = op, op = op->next) {
+    if (prev && op->bulk && !bulk_rest &&
+        atomic_load_explicit(&w->urgent, memory_order_relaxed) &&
+        gd_now_ns() - t0 >= GD_WRITER_CUT_NS) {
+      gd_write_op *u = NULL, **ut = &u;
+      pthread_mutex_lock(&w->mu);
+      take(w, &w->head, &w->tail, &ut, w->max_group, GD_WRITER_GROUP_BYTES, true);
+      pthread_mutex_unlock(&w->mu);
+      bulk_rest = op;
+      prev->next = u;
+      if (!(op = u))
+        break;
+    }
     gd_err_clear(&op->err);
     if ((rc = gd__wtxn_nest(t, err))) {
       gd__wtxn_abort(t);
-      return rc;
+      goto out;
     }
     rc = op->apply(t, op, &op->err);
     if (rc == GD_OK) {
@@ -58,30 +128,66 @@ static int apply_group(gd_writer *w, gd_write_op *ops, gd_write_op **ret_rest, g
     if (rc == GD_EMAPFULL || rc == GD_EIO || rc == GD_ENOMEM) {
       *err = op->err;
       gd__wtxn_abort(t);
-      return rc;
+      goto out;
     }
   }
-  bool lazy = true;
-  for (gd_write_op *op = ops; op && lazy; op = op->next)
-    lazy = op->lazy_sync;
-  if (!lazy)
-    return gd__wtxn_commit(t, err);
-  /* Only this thread changes the flag, between its own transactions. */
-  mdb_env_set_flags(w->s->env, MDB_NOMETASYNC, 1);
-  rc = gd__wtxn_commit(t, err);
-  mdb_env_set_flags(w->s->env, MDB_NOMETASYNC, 0);
+  rc = commit(w, t, ops, err);
+out:
+  if (bulk_rest) {
+    gd_write_op **tail = ret_rest;
+    while (*tail)
+      tail = &(*tail)->next;
+    *tail = bulk_rest;
+    *ret_requeue = true;
+  }
   return rc;
+}
+
+/* Queues ops (a list cut off a group) again at the front of their FIFOs,
+ * in order. Called with w->mu held. */
+static void requeue(gd_writer *w, gd_write_op *ops) {
+  gd_write_op *u = NULL, **ut = &u, *b = NULL, **bt = &b;
+  for (gd_write_op *op = ops, *next; op; op = next) {
+    next = op->next;
+    op->next = NULL;
+    if (op->bulk) {
+      *bt = op;
+      bt = &op->next;
+    } else {
+      *ut = op;
+      ut = &op->next;
+      atomic_fetch_add(&w->urgent, is_urgent(op));
+    }
+    w->queued++;
+    w->eager += !op->linger;
+  }
+  if (!w->head && !w->bhead)
+    w->head_at = gd_now_ns();
+  if (u) {
+    if (!w->head)
+      w->tail = (gd_write_op *)((char *)ut - offsetof(gd_write_op, next));
+    *ut = w->head;
+    w->head = u;
+  }
+  if (b) {
+    if (!w->bhead)
+      w->btail = (gd_write_op *)((char *)bt - offsetof(gd_write_op, next));
+    *bt = w->bhead;
+    w->bhead = b;
+  }
 }
 
 static void run_group(gd_writer *w, gd_write_op *ops) {
   while (ops) {
     gd_err err;
     gd_write_op *rest = NULL, *cut;
+    bool again = false, cut_again;
     int rc;
     gd_err_clear(&err);
     int64_t t0 = gd_now_ns();
     for (;;) {
-      rc = apply_group(w, ops, &cut, &err);
+      rc = apply_group(w, ops, &cut, &cut_again, &err);
+      again = again || cut_again;
       if (cut) { /* cut off (again, on a retry): ahead of what was cut before */
         gd_write_op *tail = cut;
         while (tail->next)
@@ -112,6 +218,12 @@ static void run_group(gd_writer *w, gd_write_op *ops) {
       atomic_fetch_sub(&w->pending, 1);
       op->done(op, e);
     }
+    if (again && rest) { /* cut for an urgent op: back to the queue */
+      pthread_mutex_lock(&w->mu);
+      requeue(w, rest);
+      pthread_mutex_unlock(&w->mu);
+      return;
+    }
     ops = rest; /* what did not fit: a group of its own */
   }
 }
@@ -120,9 +232,9 @@ static void *writer_main(void *arg) {
   gd_writer *w = arg;
   pthread_mutex_lock(&w->mu);
   for (;;) {
-    while (!w->head && !w->stopping)
+    while (!w->head && !w->bhead && !w->stopping)
       pthread_cond_wait(&w->cv, &w->mu);
-    if (!w->head && w->stopping)
+    if (!w->head && !w->bhead && w->stopping)
       break;
     /* Only ops nobody waits for: let more join them, up to the linger. */
     while (!w->stopping && w->eager == 0 && w->queued < w->max_group) {
@@ -136,25 +248,21 @@ static void *writer_main(void *arg) {
       ts.tv_nsec = ns % 1000000000;
       pthread_cond_timedwait(&w->cv, &w->mu, &ts);
     }
-    /* Take up to max_group ops, and up to GD_WRITER_GROUP_BYTES of input,
-     * off the queue. */
-    gd_write_op *ops = w->head, *last = ops;
-    size_t n = 1, bytes = ops->bytes;
-    while (last->next && n < w->max_group &&
-           bytes + last->next->bytes <= GD_WRITER_GROUP_BYTES) {
-      last = last->next;
-      bytes += last->bytes;
-      n++;
+    /* Take up to max_group ops and GD_WRITER_GROUP_BYTES of input: first
+     * the ops someone waits on, then bulk ones, only GD_WRITER_SHARE_BYTES
+     * of them beside the others (at least one when the last group passed
+     * them over, so a steady stream of small writes cannot starve them). */
+    gd_write_op *ops = NULL, **tail = &ops;
+    size_t n = take(w, &w->head, &w->tail, &tail, w->max_group, GD_WRITER_GROUP_BYTES, true);
+    if (w->bhead && n < w->max_group) {
+      size_t nb = take(w, &w->bhead, &w->btail, &tail, w->max_group - n,
+                       n ? GD_WRITER_SHARE_BYTES : GD_WRITER_GROUP_BYTES, !n || w->bulk_passed);
+      w->bulk_passed = nb == 0;
+    } else {
+      w->bulk_passed = w->bhead != NULL;
     }
-    w->head = last->next;
-    if (!w->head)
-      w->tail = NULL;
-    else
+    if (w->head || w->bhead)
       w->head_at = gd_now_ns(); /* the rest waits from now */
-    last->next = NULL;
-    w->queued -= n;
-    for (gd_write_op *op = ops; op; op = op->next)
-      w->eager -= !op->linger;
     pthread_mutex_unlock(&w->mu);
     run_group(w, ops);
     pthread_mutex_lock(&w->mu);
@@ -196,16 +304,19 @@ void gd_writer_submit(gd_writer *w, gd_write_op *op) {
     return;
   }
   atomic_fetch_add(&w->pending, 1);
-  bool was_empty = !w->head;
-  if (w->tail)
-    w->tail->next = op;
+  bool was_empty = !w->head && !w->bhead;
+  gd_write_op **head = op->bulk ? &w->bhead : &w->head, **tail = op->bulk ? &w->btail : &w->tail;
+  if (*tail)
+    (*tail)->next = op;
   else
-    w->head = op;
-  w->tail = op;
+    *head = op;
+  *tail = op;
   if (was_empty)
     w->head_at = gd_now_ns();
   w->queued++;
   w->eager += !op->linger;
+  if (is_urgent(op))
+    atomic_fetch_add(&w->urgent, 1);
   /* A lingering writer wakes at its deadline: another lingering op need
    * not wake it before, unless it fills the group. */
   if (was_empty || !op->linger || w->queued >= w->max_group)

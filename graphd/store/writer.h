@@ -4,7 +4,8 @@
  * A durable LMDB commit costs one fsync (milliseconds), so one commit per
  * request would cap the server at a few hundred writes a second. Every
  * write is instead queued to one writer thread, which takes everything
- * queued, applies each op in its own nested transaction (so each stays
+ * queued (ops someone waits on ahead of bulk ones: gd_write_op.bulk),
+ * applies each op in its own nested transaction (so each stays
  * atomic on its own), commits the group once, and only then calls each op's
  * done callback. A done callback with code GD_OK therefore always means
  * "durable".
@@ -24,6 +25,10 @@
 typedef struct gd_write_op gd_write_op;
 
 #define GD_WRITER_GROUP_BYTES ((size_t)128 << 20)
+/* Bulk input a group takes beside ops someone waits on (gd_write_op.bulk). */
+#define GD_WRITER_SHARE_BYTES ((size_t)8 << 20)
+/* How long a group of bulk ops runs before an op someone waits on cuts it. */
+#define GD_WRITER_CUT_NS ((int64_t)250000000) /* 250 ms */
 #define GD_WRITER_LINGER_NS ((int64_t)5000000) /* 5 ms: gd_write_op.linger */
 
 struct gd_write_op {
@@ -53,6 +58,19 @@ struct gd_write_op {
    * always takes one op): LMDB holds a group's dirty pages in memory until
    * the commit, and they grow with the input. */
   size_t bytes;
+  /* Set by the submitter: the op is one of a stream of many (an Ingest
+   * message), where throughput counts and its caller waits for all of them.
+   * Other ops go ahead of queued bulk ops, and a group that takes them
+   * takes at most GD_WRITER_SHARE_BYTES of bulk input beside them. When an
+   * op someone waits on (neither bulk nor linger) is queued while a group
+   * of bulk ops is applied, once the group has run GD_WRITER_CUT_NS the
+   * bulk ops not yet applied go back to the front of the queue and the
+   * waiting ops are applied in their place, in the same commit. Bulk ops
+   * keep their order among themselves, so an Ingest stream's messages
+   * still apply in order. (At 1M sellers a full group of Ingest messages
+   * takes seconds to apply: a single Upsert queued behind them waited
+   * 6-10 s.) */
+  bool bulk;
   /* Private to the writer. */
   gd_write_op *next;
   gd_err err;

@@ -804,6 +804,116 @@ static void test_writer_linger(void) {
   gd_store_close(st);
 }
 
+/* Bulk ops (gd_write_op.bulk) give way. An op someone waits on, queued
+ * while a group of bulk ops has been applied for GD_WRITER_CUT_NS, joins
+ * that group's transaction after the op in hand, and the bulk ops left go
+ * back to the queue in order. One queued beside bulk ops goes first in the
+ * next group and takes at most GD_WRITER_SHARE_BYTES of bulk input with
+ * it. */
+typedef struct bop {
+  gd_write_op op;
+  pthread_mutex_t *mu;
+  pthread_cond_t *cv;
+  int *gate;               /* apply waits while *gate is 0 (NULL: no wait) */
+  _Atomic int started;
+  int order;               /* place among the done callbacks, from 1 */
+} bop;
+
+static _Atomic int bop_ndone;
+
+static int bop_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
+  (void)t, (void)err;
+  bop *b = (bop *)op;
+  atomic_store(&b->started, 1);
+  if (b->gate) {
+    pthread_mutex_lock(b->mu);
+    while (!*b->gate)
+      pthread_cond_wait(b->cv, b->mu);
+    pthread_mutex_unlock(b->mu);
+  }
+  return GD_OK;
+}
+
+static void bop_done(gd_write_op *op, const gd_err *err) {
+  CHECK(err->code == GD_OK);
+  ((bop *)op)->order = atomic_fetch_add(&bop_ndone, 1) + 1;
+}
+
+static void bop_open(bop *b) {
+  pthread_mutex_lock(b->mu);
+  *b->gate = 1;
+  pthread_cond_broadcast(b->cv);
+  pthread_mutex_unlock(b->mu);
+}
+
+static void test_writer_bulk(void) {
+  fresh_dir();
+  gd_store *st = open_store(0);
+  gd_writer *w;
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+  int gate1 = 0, gate2 = 0;
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+  ngroups = 0;
+  gd_writer_observe(w, observe_group, NULL);
+  bop g = {{.apply = bop_apply, .done = bop_done}, &mu, &cv, &gate1, 0, 0};
+  bop b[4], u = {{.apply = bop_apply, .done = bop_done}, &mu, &cv, NULL, 0, 0};
+  for (int i = 0; i < 4; i++)
+    b[i] = (bop){{.apply = bop_apply, .done = bop_done, .bulk = true,
+                  .bytes = i ? (size_t)5 << 20 : 0},
+                 &mu, &cv, i ? NULL : &gate2, 0, 0};
+  gd_writer_submit(w, &g.op);
+  while (!atomic_load(&g.started)) /* the writer holds g alone */
+    usleep(1000);
+  for (int i = 0; i < 4; i++)
+    gd_writer_submit(w, &b[i].op);
+  bop_open(&g);
+  while (!atomic_load(&b[0].started)) /* b[0..3] are one group, in b[0] */
+    usleep(1000);
+  gd_writer_submit(w, &u.op);
+  usleep(GD_WRITER_CUT_NS / 1000 + 50000); /* the group has run long enough */
+  bop_open(&b[0]);
+  while (atomic_load(&bop_ndone) < 6)
+    usleep(1000);
+  CHECK_EQ_U(g.order, 1);
+  CHECK_EQ_U(b[0].order, 2);
+  CHECK_EQ_U(u.order, 3); /* ahead of the bulk ops queued before it */
+  CHECK_EQ_U(b[1].order, 4);
+  CHECK_EQ_U(b[2].order, 5);
+  CHECK_EQ_U(b[3].order, 6);
+  CHECK_EQ_U(ngroups, 3);
+  CHECK_EQ_U(groups[0], 1); /* g */
+  CHECK_EQ_U(groups[1], 2); /* b[0], then u in the place of the rest */
+  CHECK_EQ_U(groups[2], 3); /* b[1..3], in order */
+
+  /* Queued beside bulk ops: first, with 5 MiB of bulk input of the 8. */
+  gate1 = 0;
+  bop g2 = {{.apply = bop_apply, .done = bop_done}, &mu, &cv, &gate1, 0, 0};
+  bop c[3], u2 = {{.apply = bop_apply, .done = bop_done}, &mu, &cv, NULL, 0, 0};
+  for (int i = 0; i < 3; i++)
+    c[i] = (bop){{.apply = bop_apply, .done = bop_done, .bulk = true, .bytes = (size_t)5 << 20},
+                 &mu, &cv, NULL, 0, 0};
+  gd_writer_submit(w, &g2.op);
+  while (!atomic_load(&g2.started))
+    usleep(1000);
+  for (int i = 0; i < 3; i++)
+    gd_writer_submit(w, &c[i].op);
+  gd_writer_submit(w, &u2.op);
+  bop_open(&g2);
+  while (atomic_load(&bop_ndone) < 11)
+    usleep(1000);
+  CHECK_EQ_U(u2.order, 8);
+  CHECK_EQ_U(c[0].order, 9);
+  CHECK_EQ_U(c[1].order, 10);
+  CHECK_EQ_U(c[2].order, 11);
+  CHECK_EQ_U(ngroups, 6);
+  CHECK_EQ_U(groups[3], 1); /* g2 */
+  CHECK_EQ_U(groups[4], 2); /* u2, c[0] */
+  CHECK_EQ_U(groups[5], 2); /* c[1], c[2] */
+  gd_writer_stop(w);
+  gd_store_close(st);
+}
+
 /* The audit chain: appends across transactions (one aborted), visit,
  * verify, and tampering detected: a changed byte, a deleted record. */
 static void test_audit_chain(void) {
@@ -1793,4 +1903,4 @@ TAP_MAIN(T(test_normalize), T(test_bulk_load), T(test_drop_resident), T(test_ups
          T(test_entities_labels_delete), T(test_links_paging_filters), T(test_map_growth),
          T(test_map_full_at_commit), T(test_group_commit), T(test_audit_chain),
          T(test_placement_tables), T(test_cases), T(test_graph_state),
-         T(test_writer_linger), T(test_audit_case_index), T(test_export_patch))
+         T(test_writer_linger), T(test_writer_bulk), T(test_audit_case_index), T(test_export_patch))
