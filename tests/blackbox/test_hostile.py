@@ -471,6 +471,48 @@ def test_b_write_budget_bounds_memory(daemon_factory, capsys):
         assert peak * 1024 < budget + base, "peak anonymous memory growth %.0f MB" % (peak / 1024)
 
 
+def test_b_single_write_does_not_queue_behind_ingest(daemon_factory, capsys):
+    """A single write sent while a long Ingest stream is queued to the
+    writer is not applied after the whole stream: the writer cuts the
+    stream's group and commits the write first (gd_write_op.bulk). Judged by
+    state, not by time: when the Upsert has answered, part of the stream is
+    still not committed (queued behind the stream, the Upsert would have
+    shared its last commit)."""
+    d = daemon_factory()
+    s = d.stub
+    msgs, per_msg = 40, 10000  # ~20 MB on the wire: the whole stream fits the window
+    reqs = [pb.UpsertRequest(links=[link(SELLER, "q%d-%d" % (k, i), DEVICE, "qd%d-%d" % (k, i))
+                                    for i in range(per_msg)]) for k in range(msgs)]
+    done = {}
+    sent = threading.Event()
+
+    def gen():
+        for r in reqs:
+            yield r
+        sent.set()
+
+    def run():
+        r = s.Ingest(gen(), timeout=T(600))
+        done["ingest"] = (time.monotonic(), r)
+
+    th = threading.Thread(target=run)
+    th.start()
+    assert sent.wait(T(120)), "the Ingest stream was not sent"
+    time.sleep(0.5)  # its messages are queued; the writer is in its first group
+    t0 = time.monotonic()
+    s.Upsert(pb.UpsertRequest(links=[link(SELLER, "single", DEVICE, "single-d")]), timeout=T(600))
+    done["upsert"] = time.monotonic()
+    links_then = s.Stats(pb.StatsRequest(), timeout=T()).links
+    th.join()
+    t_ingest, r = done["ingest"]
+    assert r.messages == msgs
+    assert s.Stats(pb.StatsRequest(), timeout=T()).links == msgs * per_msg + 1
+    report(capsys, "single write during an Ingest of %d x %d links: answered %.2f s after it "
+           "was sent, %.2f s before the Ingest's reply; %d of the stream's links committed then"
+           % (msgs, per_msg, done["upsert"] - t0, t_ingest - done["upsert"], links_then - 1))
+    assert links_then < msgs * per_msg + 1, "the Upsert waited for the whole Ingest stream"
+
+
 def test_a_one_hop_past_the_inline_bound(daemon_factory):
     """A 1-hop LinkedSellers is tried on the handler thread under a small
     work bound (20,000 rows and list steps); one that needs more is run
