@@ -721,95 +721,7 @@ static void test_group_commit(void) {
     abort();
 }
 
-/* Ops nobody waits for (gd_write_op.linger) wait for company: ten queued
- * behind a busy writer share one commit, and one alone is held for the
- * linger before it commits. */
-typedef struct lop {
-  gd_write_op op;
-  pthread_mutex_t *mu;
-  pthread_cond_t *cv;
-  int *gate;         /* apply waits while *gate is 0 (NULL: no wait) */
-  int64_t done_at;
-  _Atomic int *ndone;
-} lop;
-
-static _Atomic int busy_started;
-
-static int lop_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
-  (void)t, (void)err;
-  lop *l = (lop *)op;
-  if (l->gate) {
-    atomic_store(&busy_started, 1);
-    pthread_mutex_lock(l->mu);
-    while (!*l->gate)
-      pthread_cond_wait(l->cv, l->mu);
-    pthread_mutex_unlock(l->mu);
-  }
-  return GD_OK;
-}
-
-static void lop_done(gd_write_op *op, const gd_err *err) {
-  lop *l = (lop *)op;
-  CHECK(err->code == GD_OK);
-  l->done_at = gd_now_ns();
-  atomic_fetch_add(l->ndone, 1);
-}
-
-static size_t groups[16], ngroups;
-static void observe_group(void *ctx, size_t ops, int64_t ns) {
-  (void)ctx, (void)ns;
-  if (ngroups < 16)
-    groups[ngroups++] = ops;
-}
-
-static void test_writer_linger(void) {
-  fresh_dir();
-  gd_store *st = open_store(0);
-  gd_writer *w;
-  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-  pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-  int gate = 0;
-  _Atomic int ndone = 0;
-  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
-  gd_writer_observe(w, observe_group, NULL);
-  lop busy = {{.apply = lop_apply, .done = lop_done}, &mu, &cv, &gate, 0, &ndone};
-  lop l[10];
-  gd_writer_submit(w, &busy.op);
-  while (!atomic_load(&busy_started)) /* the writer took it, and waits in it */
-    usleep(1000);
-  for (int i = 0; i < 10; i++) {
-    l[i] = (lop){{.apply = lop_apply, .done = lop_done, .lazy_sync = true, .linger = true},
-                 &mu, &cv, NULL, 0, &ndone};
-    gd_writer_submit(w, &l[i].op);
-  }
-  pthread_mutex_lock(&mu);
-  gate = 1;
-  pthread_cond_broadcast(&cv);
-  pthread_mutex_unlock(&mu);
-  while (atomic_load(&ndone) < 11)
-    usleep(1000);
-  CHECK_EQ_U(ngroups, 2);
-  CHECK_EQ_U(groups[0], 1);  /* the busy op: the writer had taken it alone */
-  CHECK_EQ_U(groups[1], 10); /* the ten that queued behind it, one commit */
-
-  lop one = {{.apply = lop_apply, .done = lop_done, .lazy_sync = true, .linger = true},
-             &mu, &cv, NULL, 0, &ndone};
-  int64_t t0 = gd_now_ns();
-  gd_writer_submit(w, &one.op);
-  while (atomic_load(&ndone) < 12)
-    usleep(1000);
-  CHECK(one.done_at - t0 >= GD_WRITER_LINGER_NS); /* held for company first */
-  CHECK_EQ_U(ngroups, 3);
-  gd_writer_stop(w);
-  gd_store_close(st);
-}
-
-/* Bulk ops (gd_write_op.bulk) give way. An op someone waits on, queued
- * while a group of bulk ops has been applied for GD_WRITER_CUT_NS, joins
- * that group's transaction after the op in hand, and the bulk ops left go
- * back to the queue in order. One queued beside bulk ops goes first in the
- * next group and takes at most GD_WRITER_SHARE_BYTES of bulk input with
- * it. */
+/* A test op whose apply can be held at a gate; done records its order. */
 typedef struct bop {
   gd_write_op op;
   pthread_mutex_t *mu;
@@ -817,6 +729,7 @@ typedef struct bop {
   int *gate;               /* apply waits while *gate is 0 (NULL: no wait) */
   _Atomic int started;
   int order;               /* place among the done callbacks, from 1 */
+  int64_t done_at;
 } bop;
 
 static _Atomic int bop_ndone;
@@ -836,6 +749,7 @@ static int bop_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
 
 static void bop_done(gd_write_op *op, const gd_err *err) {
   CHECK(err->code == GD_OK);
+  ((bop *)op)->done_at = gd_now_ns();
   ((bop *)op)->order = atomic_fetch_add(&bop_ndone, 1) + 1;
 }
 
@@ -846,6 +760,62 @@ static void bop_open(bop *b) {
   pthread_mutex_unlock(b->mu);
 }
 
+static size_t groups[16], ngroups;
+static void observe_group(void *ctx, size_t ops, int64_t ns) {
+  (void)ctx, (void)ns;
+  if (ngroups < 16)
+    groups[ngroups++] = ops;
+}
+
+/* Ops nobody waits for (gd_write_op.linger) wait for company: ten queued
+ * behind a busy writer share one commit, and one alone is held for the
+ * linger before it commits. */
+static void test_writer_linger(void) {
+  fresh_dir();
+  gd_store *st = open_store(0);
+  gd_writer *w;
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+  int gate = 0;
+  atomic_store(&bop_ndone, 0);
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+  ngroups = 0;
+  gd_writer_observe(w, observe_group, NULL);
+  bop busy = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = &gate};
+  bop l[10];
+  gd_writer_submit(w, &busy.op);
+  while (!atomic_load(&busy.started)) /* the writer took it, and waits in it */
+    usleep(1000);
+  for (int i = 0; i < 10; i++) {
+    l[i] = (bop){{.apply = bop_apply, .done = bop_done, .lazy_sync = true, .linger = true},
+                 .mu = &mu, .cv = &cv, .gate = NULL};
+    gd_writer_submit(w, &l[i].op);
+  }
+  bop_open(&busy);
+  while (atomic_load(&bop_ndone) < 11)
+    usleep(1000);
+  CHECK_EQ_U(ngroups, 2);
+  CHECK_EQ_U(groups[0], 1);  /* the busy op: the writer had taken it alone */
+  CHECK_EQ_U(groups[1], 10); /* the ten that queued behind it, one commit */
+
+  bop one = {{.apply = bop_apply, .done = bop_done, .lazy_sync = true, .linger = true},
+             .mu = &mu, .cv = &cv, .gate = NULL};
+  int64_t t0 = gd_now_ns();
+  gd_writer_submit(w, &one.op);
+  while (atomic_load(&bop_ndone) < 12)
+    usleep(1000);
+  CHECK(one.done_at - t0 >= GD_WRITER_LINGER_NS); /* held for company first */
+  CHECK_EQ_U(ngroups, 3);
+  gd_writer_stop(w);
+  gd_store_close(st);
+}
+
+/* Bulk ops (gd_write_op.bulk) give way. An op someone waits on, queued
+ * while a group of bulk ops has been applied for GD_WRITER_CUT_NS, joins
+ * that group's transaction after the op in hand, and the bulk ops left go
+ * back to the queue in order. One queued beside bulk ops goes first in the
+ * next group and takes at most GD_WRITER_SHARE_BYTES of bulk input with
+ * it. */
 static void test_writer_bulk(void) {
   fresh_dir();
   gd_store *st = open_store(0);
@@ -853,15 +823,16 @@ static void test_writer_bulk(void) {
   pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
   pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
   int gate1 = 0, gate2 = 0;
+  atomic_store(&bop_ndone, 0);
   CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
   ngroups = 0;
   gd_writer_observe(w, observe_group, NULL);
-  bop g = {{.apply = bop_apply, .done = bop_done}, &mu, &cv, &gate1, 0, 0};
-  bop b[4], u = {{.apply = bop_apply, .done = bop_done}, &mu, &cv, NULL, 0, 0};
+  bop g = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = &gate1};
+  bop b[4], u = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = NULL};
   for (int i = 0; i < 4; i++)
     b[i] = (bop){{.apply = bop_apply, .done = bop_done, .bulk = true,
                   .bytes = i ? (size_t)5 << 20 : 0},
-                 &mu, &cv, i ? NULL : &gate2, 0, 0};
+                 .mu = &mu, .cv = &cv, .gate = i ? NULL : &gate2};
   gd_writer_submit(w, &g.op);
   while (!atomic_load(&g.started)) /* the writer holds g alone */
     usleep(1000);
@@ -888,11 +859,11 @@ static void test_writer_bulk(void) {
 
   /* Queued beside bulk ops: first, with 5 MiB of bulk input of the 8. */
   gate1 = 0;
-  bop g2 = {{.apply = bop_apply, .done = bop_done}, &mu, &cv, &gate1, 0, 0};
-  bop c[3], u2 = {{.apply = bop_apply, .done = bop_done}, &mu, &cv, NULL, 0, 0};
+  bop g2 = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = &gate1};
+  bop c[3], u2 = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = NULL};
   for (int i = 0; i < 3; i++)
     c[i] = (bop){{.apply = bop_apply, .done = bop_done, .bulk = true, .bytes = (size_t)5 << 20},
-                 &mu, &cv, NULL, 0, 0};
+                 .mu = &mu, .cv = &cv, .gate = NULL};
   gd_writer_submit(w, &g2.op);
   while (!atomic_load(&g2.started))
     usleep(1000);
