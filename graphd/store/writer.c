@@ -3,8 +3,8 @@
 #include "store/store_int.h"
 
 #include <pthread.h>
-#include <stddef.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <time.h>
 
