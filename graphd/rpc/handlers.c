@@ -529,8 +529,11 @@ static int ingest_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
     rc = rpc_audit_txn_status(t, op->stream->call, 0, tgt, err);
   }
   /* Stop later messages of this stream in the same group, too. (A full map
-   * is not a failure of the message: the group is retried.) */
-  if (rc && rc != GD_EMAPFULL && op->index < atomic_load(&op->stream->fail_from))
+   * or transaction is not a failure of the message: the group is retried,
+   * or cut before it. Too large on its own, it fails alone and ends its
+   * group; ingest_done then stops the later ones.) */
+  if (rc && rc != GD_EMAPFULL && rc != GD_ETXNFULL &&
+      op->index < atomic_load(&op->stream->fail_from))
     atomic_store(&op->stream->fail_from, op->index);
   return rc;
 }

@@ -77,7 +77,7 @@ static size_t take(gd_writer *w, gd_write_op **head, gd_write_op **fifo_tail,
  * take the transaction past LMDB's size limit (MDB_TXN_FULL) and ops
  * before it fit, the group is cut there: the ops before it commit, and
  * *ret_rest gets it and the ops after it, for a group of their own (an op
- * too large on its own fails alone). When an op someone waits on is
+ * too large on its own fails alone, and *ret_rest gets the ops after it). When an op someone waits on is
  * queued while bulk ops are applied and the group has run for
  * GD_WRITER_CUT_NS, the bulk ops not yet applied are cut off (appended to
  * *ret_rest, with *ret_requeue set: they go back to the queue) and the
@@ -119,9 +119,14 @@ static int apply_group(gd_writer *w, gd_write_op *ops, gd_write_op **ret_rest,
         gd_err_set(&op->err, rc, "%s", gd_strerror(rc));
       gd__wtxn_unnest(t, false, NULL);
     }
-    if (rc == GD_ETXNFULL && prev) {
-      prev->next = NULL;
-      *ret_rest = op;
+    if (rc == GD_ETXNFULL) {
+      /* Too large with the ops before it: it goes to the next group.
+       * Too large on its own: it fails, and ends this group, so that its
+       * done callback runs before the ops after it are applied (an Ingest
+       * stream skips its later messages once one failed). */
+      gd_write_op *cut = prev ? op : op->next;
+      (prev ? prev : op)->next = NULL;
+      *ret_rest = cut;
       break;
     }
     /* A full map poisons the whole transaction (MDB_BAD_TXN after it). */

@@ -730,14 +730,23 @@ typedef struct bop {
   _Atomic int started;
   int order;               /* place among the done callbacks, from 1 */
   int64_t done_at;
+  int txnfull;             /* applies fail with GD_ETXNFULL this many times (-1: always) */
+  int code;                /* the done callback's code (checked GD_OK unless txnfull) */
+  _Atomic int applied;     /* applies begun */
 } bop;
 
 static _Atomic int bop_ndone;
 
 static int bop_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
-  (void)t, (void)err;
+  (void)t;
   bop *b = (bop *)op;
   atomic_store(&b->started, 1);
+  atomic_fetch_add(&b->applied, 1);
+  if (b->txnfull) {
+    if (b->txnfull > 0)
+      b->txnfull--;
+    return gd_err_set(err, GD_ETXNFULL, "transaction too large");
+  }
   if (b->gate) {
     pthread_mutex_lock(b->mu);
     while (!*b->gate)
@@ -748,7 +757,9 @@ static int bop_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
 }
 
 static void bop_done(gd_write_op *op, const gd_err *err) {
-  CHECK(err->code == GD_OK);
+  ((bop *)op)->code = err->code;
+  if (!((bop *)op)->txnfull)
+    CHECK(err->code == GD_OK);
   ((bop *)op)->done_at = gd_now_ns();
   ((bop *)op)->order = atomic_fetch_add(&bop_ndone, 1) + 1;
 }
@@ -881,6 +892,50 @@ static void test_writer_bulk(void) {
   CHECK_EQ_U(groups[3], 1); /* g2 */
   CHECK_EQ_U(groups[4], 2); /* u2, c[0] */
   CHECK_EQ_U(groups[5], 2); /* c[1], c[2] */
+  gd_writer_stop(w);
+  gd_store_close(st);
+}
+
+/* A transaction too large (GD_ETXNFULL): with the ops before it, the op
+ * goes to the next group and commits there; on its own, it fails and ends
+ * its group, so its done callback runs before the ops after it apply. */
+static void test_writer_txn_full(void) {
+  fresh_dir();
+  gd_store *st = open_store(0);
+  gd_writer *w;
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+  int gate = 0;
+  atomic_store(&bop_ndone, 0);
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+  ngroups = 0;
+  gd_writer_observe(w, observe_group, NULL);
+  bop g = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = &gate};
+  bop a = {{.apply = bop_apply, .done = bop_done}, .mu = NULL};
+  bop b = {{.apply = bop_apply, .done = bop_done}, .txnfull = 1};
+  bop c = {{.apply = bop_apply, .done = bop_done}, .mu = NULL};
+  bop d = {{.apply = bop_apply, .done = bop_done}, .txnfull = -1};
+  bop e = {{.apply = bop_apply, .done = bop_done}, .mu = NULL};
+  gd_writer_submit(w, &g.op);
+  while (!atomic_load(&g.started))
+    usleep(1000);
+  gd_writer_submit(w, &a.op);
+  gd_writer_submit(w, &b.op);
+  gd_writer_submit(w, &c.op);
+  gd_writer_submit(w, &d.op);
+  gd_writer_submit(w, &e.op);
+  bop_open(&g);
+  while (atomic_load(&bop_ndone) < 6)
+    usleep(1000);
+  CHECK_EQ_U(ngroups, 5);
+  CHECK_EQ_U(groups[0], 1); /* g */
+  CHECK_EQ_U(groups[1], 1); /* a: cut before b */
+  CHECK_EQ_U(groups[2], 2); /* b (fits now), c: cut before d */
+  CHECK_EQ_U(groups[3], 1); /* d alone: too large, fails, ends the group */
+  CHECK_EQ_U(groups[4], 1); /* e */
+  CHECK(a.code == GD_OK && b.code == GD_OK && c.code == GD_OK && e.code == GD_OK);
+  CHECK(d.code == GD_ETXNFULL);
+  CHECK(d.order < e.order && atomic_load(&e.applied) == 1);
   gd_writer_stop(w);
   gd_store_close(st);
 }
@@ -1874,4 +1929,4 @@ TAP_MAIN(T(test_normalize), T(test_bulk_load), T(test_drop_resident), T(test_ups
          T(test_entities_labels_delete), T(test_links_paging_filters), T(test_map_growth),
          T(test_map_full_at_commit), T(test_group_commit), T(test_audit_chain),
          T(test_placement_tables), T(test_cases), T(test_graph_state),
-         T(test_writer_linger), T(test_writer_bulk), T(test_audit_case_index), T(test_export_patch))
+         T(test_writer_linger), T(test_writer_bulk), T(test_writer_txn_full), T(test_audit_case_index), T(test_export_patch))
