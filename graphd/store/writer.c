@@ -71,6 +71,48 @@ static size_t take(gd_writer *w, gd_write_op **head, gd_write_op **fifo_tail,
   return took;
 }
 
+/* A cut for ops someone waits on is due (apply_group). */
+static bool cut_due(gd_writer *w, int64_t t0) {
+  return atomic_load_explicit(&w->urgent, memory_order_relaxed) &&
+         gd_now_ns() - t0 >= GD_WRITER_CUT_NS;
+}
+
+/*
+ * Applies the run of bulk ops from `first` (up to the first op that is not
+ * bulk, or before the first one a cut is due at) in one nested transaction:
+ * LMDB's nested transaction costs a page copy per page it touches and
+ * allocations for its dirty list, per transaction, so a run of Ingest
+ * messages shares one. Returns GD_OK with *ret_last the last op applied.
+ * Otherwise the run is undone and the return is the error: *ret_failed is
+ * the op whose apply failed (the last op when the nested commit failed),
+ * and each op up to it must be applied again alone; a full map, I/O or
+ * memory error poisons the group transaction, as in apply_group.
+ */
+static int apply_run(gd_writer *w, gd_wtxn *t, gd_write_op *first, int64_t t0,
+                     gd_write_op **ret_last, gd_write_op **ret_failed, gd_err *err) {
+  gd_write_op *op = first, *last = NULL;
+  int rc = gd__wtxn_nest(t, err);
+  if (rc)
+    return rc;
+  for (; op && op->bulk && (op == first || !cut_due(w, t0)); op = op->next) {
+    gd_err_clear(&op->err);
+    if ((rc = op->apply(t, op, &op->err)) != GD_OK) {
+      if (op->err.code != rc)
+        gd_err_set(&op->err, rc, "%s", gd_strerror(rc));
+      *err = op->err;
+      *ret_failed = op;
+      gd__wtxn_unnest(t, false, NULL);
+      return rc;
+    }
+    last = op;
+  }
+  *ret_failed = last;
+  if ((rc = gd__wtxn_unnest(t, true, err)))
+    return rc;
+  *ret_last = last;
+  return GD_OK;
+}
+
 /* Applies a group: returns GD_OK when committed (individual ops may have
  * failed, with their error in op->err), GD_EMAPFULL when the caller must
  * grow and retry, or another error that fails every op. When an op would
@@ -93,10 +135,9 @@ static int apply_group(gd_writer *w, gd_write_op *ops, gd_write_op **ret_rest,
   int rc = gd__wtxn_begin(w->s, &t, err);
   if (rc)
     return rc;
+  gd_write_op *solo_until = NULL; /* a run failed at it: each op up to it alone */
   for (gd_write_op *op = ops, *prev = NULL; op; prev = op, op = op->next) {
-    if (prev && op->bulk && !bulk_rest &&
-        atomic_load_explicit(&w->urgent, memory_order_relaxed) &&
-        gd_now_ns() - t0 >= GD_WRITER_CUT_NS) {
+    if (prev && op->bulk && !bulk_rest && cut_due(w, t0)) {
       gd_write_op *u = NULL, **ut = &u;
       pthread_mutex_lock(&w->mu);
       take(w, &w->head, &w->tail, &ut, w->max_group, GD_WRITER_GROUP_BYTES, true);
@@ -105,6 +146,21 @@ static int apply_group(gd_writer *w, gd_write_op *ops, gd_write_op **ret_rest,
       prev->next = u;
       if (!(op = u))
         break;
+    }
+    if (!solo_until && op->bulk && op->next && op->next->bulk) {
+      gd_write_op *last, *failed = NULL;
+      gd_err rerr;
+      rc = apply_run(w, t, op, t0, &last, &failed, &rerr);
+      if (rc == GD_OK) {
+        op = last;
+        continue;
+      }
+      if (rc == GD_EMAPFULL || rc == GD_EIO || rc == GD_ENOMEM) {
+        *err = rerr;
+        gd__wtxn_abort(t);
+        goto out;
+      }
+      solo_until = failed ? failed : op; /* the run again, an op at a time */
     }
     gd_err_clear(&op->err);
     if ((rc = gd__wtxn_nest(t, err))) {
@@ -135,6 +191,8 @@ static int apply_group(gd_writer *w, gd_write_op *ops, gd_write_op **ret_rest,
       gd__wtxn_abort(t);
       goto out;
     }
+    if (op == solo_until)
+      solo_until = NULL;
   }
   rc = commit(w, t, ops, err);
 out:

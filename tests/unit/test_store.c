@@ -940,6 +940,65 @@ static void test_writer_txn_full(void) {
   gd_store_close(st);
 }
 
+/* Bulk ops queued together share one nested transaction; when one of them
+ * fails, each is applied again alone, so the others commit and the failed
+ * one leaves no trace (here: a self-link, refused after its seller was
+ * created). */
+static void test_writer_bulk_run(void) {
+  fresh_dir();
+  gd_store *st = open_store(0);
+  gd_writer *w;
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+  int gate = 0;
+  atomic_store(&bop_ndone, 0);
+  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
+  ngroups = 0;
+  gd_writer_observe(w, observe_group, NULL);
+  bop g = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = &gate};
+  static const char *sk[5] = {"r1", "r2", "r3", "r4", "r5"};
+  gd_link_in links[5];
+  sync_op u[5];
+  for (int i = 0; i < 5; i++) {
+    links[i] = (gd_link_in){R(GD_TYPE_SELLER, sk[i]),
+                            i == 2 ? R(GD_TYPE_SELLER, sk[i]) : R(GD_TYPE_DEVICE, sk[i]), 9};
+    sync_init(&u[i], 0);
+    u[i].op.bulk = true;
+    u[i].u.links = &links[i];
+    u[i].u.nlinks = 1;
+  }
+  gd_writer_submit(w, &g.op);
+  while (!atomic_load(&g.started))
+    usleep(1000);
+  for (int i = 0; i < 5; i++)
+    gd_writer_submit(w, &u[i].op);
+  bop_open(&g);
+  for (int i = 0; i < 5; i++) {
+    pthread_mutex_lock(&u[i].mu);
+    while (!u[i].done)
+      pthread_cond_wait(&u[i].cv, &u[i].mu);
+    pthread_mutex_unlock(&u[i].mu);
+  }
+  CHECK_EQ_U(ngroups, 2);
+  CHECK_EQ_U(groups[1], 5); /* one commit */
+  for (int i = 0; i < 5; i++)
+    CHECK(u[i].code == (i == 2 ? GD_EINVALID : GD_OK));
+  CHECK(strstr(u[2].msg, "same entity") != NULL);
+  gd_entity_view v;
+  for (int i = 0; i < 5; i++)
+    CHECK(get(st, R(GD_TYPE_SELLER, sk[i]), &v) == (i == 2 ? GD_ENOTFOUND : GD_OK));
+  gd_rtxn *r;
+  gd_stats stt;
+  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_stats(r, &stt, NULL) == GD_OK);
+  CHECK_EQ_U(stt.entities[GD_TYPE_SELLER], 4);
+  CHECK_EQ_U(stt.entities_total, 8);
+  CHECK_EQ_U(stt.links, 4);
+  gd_store_read_end(r);
+  gd_writer_stop(w);
+  gd_store_close(st);
+}
+
 /* The audit chain: appends across transactions (one aborted), visit,
  * verify, and tampering detected: a changed byte, a deleted record. */
 static void test_audit_chain(void) {
@@ -1929,4 +1988,4 @@ TAP_MAIN(T(test_normalize), T(test_bulk_load), T(test_drop_resident), T(test_ups
          T(test_entities_labels_delete), T(test_links_paging_filters), T(test_map_growth),
          T(test_map_full_at_commit), T(test_group_commit), T(test_audit_chain),
          T(test_placement_tables), T(test_cases), T(test_graph_state),
-         T(test_writer_linger), T(test_writer_bulk), T(test_writer_txn_full), T(test_audit_case_index), T(test_export_patch))
+         T(test_writer_linger), T(test_writer_bulk), T(test_writer_txn_full), T(test_writer_bulk_run), T(test_audit_case_index), T(test_export_patch))
