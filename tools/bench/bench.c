@@ -49,8 +49,11 @@
  *       gd_writer_start, one gd_write_op per batch calling gd_store_upsert,
  *       all submitted at once; timed from the first submit to the last done
  *       callback. This is the store's durable write rate for the same data,
- *       without gRPC, protobuf or validation. Submitted at once, the ops
- *       usually share one commit; --ref-window N keeps at most N queued
+ *       without gRPC, protobuf or validation. Each op is queued as graphd
+ *       queues an Ingest message: bulk (gd_write_op.bulk), charged the bytes
+ *       graphd charges for the same message (decoded + wire), so the writer
+ *       groups them alike. Submitted at once, the ops fill groups to
+ *       GD_WRITER_GROUP_BYTES; --ref-window N keeps at most N queued
  *       (refilled from the done callbacks) to mimic graphd's Ingest window
  *       and see how much of a gap is commit grouping. The CPU time of this
  *       process over the timed part (the writer thread) is reported too.
@@ -2030,8 +2033,35 @@ typedef struct ref_result {
   bool ok;
 } ref_result;
 
+/* What graphd's Ingest charges a message (gd_write_op.bytes, its write
+ * budget): the bytes protobuf-c allocates to decode it, plus the message
+ * on the wire. */
+static size_t count_alloc_bytes;
+static void *count_alloc(void *data, size_t n) {
+  (void)data;
+  count_alloc_bytes += n;
+  return malloc(n);
+}
+static void count_free(void *data, void *p) {
+  (void)data;
+  free(p);
+}
+static size_t ingest_charge(const Graphd__V1__UpsertRequest *m) {
+  size_t n = protobuf_c_message_get_packed_size(&m->base);
+  uint8_t *buf = xcalloc(n ? n : 1, 1);
+  protobuf_c_message_pack(&m->base, buf);
+  ProtobufCAllocator a = {count_alloc, count_free, NULL};
+  count_alloc_bytes = 0;
+  ProtobufCMessage *u = protobuf_c_message_unpack(&graphd__v1__upsert_request__descriptor, &a, n, buf);
+  if (!u)
+    die("reference: an UpsertRequest does not decode");
+  protobuf_c_message_free_unpacked(u, &a);
+  free(buf);
+  return count_alloc_bytes + n;
+}
+
 static void run_reference(const bench_cfg *cfg, const char *run_dir, const dataset *d,
-                          const store_batches *sb, ref_result *ret) {
+                          const store_batches *sb, const pb_batches *pb, ref_result *ret) {
   memset(ret, 0, sizeof *ret);
   char *dir = xasprintf("%s/ref-data", run_dir);
   gd_store_opts so = {.path = dir};
@@ -2052,6 +2082,9 @@ static void run_reference(const bench_cfg *cfg, const char *run_dir, const datas
   for (size_t i = 0; i < sb->n; i++) {
     ops[i].op.apply = ref_apply;
     ops[i].op.done = ref_done;
+    /* As graphd queues an Ingest message: bulk, charged what it charges. */
+    ops[i].op.bulk = true;
+    ops[i].op.bytes = ingest_charge(&pb->reqs[i]);
     ops[i].ctx = &ctx;
     ops[i].u = &sb->ups[i];
   }
@@ -2336,7 +2369,7 @@ static json_object *bench_ingest(const bench_cfg *cfg, const char *workroot, con
       if ((step == 0) == ref_first) {
         fprintf(stderr, "graphd-bench: ingest %d/%d: reference (store + writer, in-process)...\n",
                 r + 1, cfg->repeat);
-        run_reference(cfg, run_dir, d, &sb, &rep->ref[r]);
+        run_reference(cfg, run_dir, d, &sb, &pb, &rep->ref[r]);
         fprintf(stderr, "graphd-bench:   reference %.0f links/s (%.3f s, %" PRIu64 " commits)\n",
                 rep->ref[r].links_per_s, rep->ref[r].seconds, rep->ref[r].commits);
       } else {
