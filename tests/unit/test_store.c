@@ -778,47 +778,76 @@ static void observe_group(void *ctx, size_t ops, int64_t ns) {
     groups[ngroups++] = ops;
 }
 
+/* A store and a writer for the writer tests, and an op that holds the
+ * writer at a gate (wtest_hold, wtest_release) so that what is submitted
+ * meanwhile queues behind it. */
+typedef struct wtest {
+  gd_store *st;
+  gd_writer *w;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int gate;
+  bop hold;
+} wtest;
+
+static void wtest_start(wtest *t) {
+  fresh_dir();
+  t->st = open_store(0);
+  pthread_mutex_init(&t->mu, NULL);
+  pthread_cond_init(&t->cv, NULL);
+  atomic_store(&bop_ndone, 0);
+  CHECK(gd_writer_start(t->st, 0, &t->w, NULL) == GD_OK);
+  ngroups = 0;
+  gd_writer_observe(t->w, observe_group, NULL);
+}
+
+/* Submits the holding op and waits until the writer is inside it. */
+static void wtest_hold(wtest *t) {
+  t->gate = 0;
+  t->hold = (bop){{.apply = bop_apply, .done = bop_done}, .mu = &t->mu, .cv = &t->cv,
+                  .gate = &t->gate};
+  gd_writer_submit(t->w, &t->hold.op);
+  while (!atomic_load(&t->hold.started))
+    usleep(1000);
+}
+
+static void wtest_wait(int ndone) {
+  while (atomic_load(&bop_ndone) < ndone)
+    usleep(1000);
+}
+
+static void wtest_stop(wtest *t) {
+  gd_writer_stop(t->w);
+  gd_store_close(t->st);
+  pthread_mutex_destroy(&t->mu);
+  pthread_cond_destroy(&t->cv);
+}
+
 /* Ops nobody waits for (gd_write_op.linger) wait for company: ten queued
  * behind a busy writer share one commit, and one alone is held for the
  * linger before it commits. */
 static void test_writer_linger(void) {
-  fresh_dir();
-  gd_store *st = open_store(0);
-  gd_writer *w;
-  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-  pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-  int gate = 0;
-  atomic_store(&bop_ndone, 0);
-  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
-  ngroups = 0;
-  gd_writer_observe(w, observe_group, NULL);
-  bop busy = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = &gate};
+  wtest t;
+  wtest_start(&t);
   bop l[10];
-  gd_writer_submit(w, &busy.op);
-  while (!atomic_load(&busy.started)) /* the writer took it, and waits in it */
-    usleep(1000);
+  wtest_hold(&t);
   for (int i = 0; i < 10; i++) {
-    l[i] = (bop){{.apply = bop_apply, .done = bop_done, .lazy_sync = true, .linger = true},
-                 .mu = &mu, .cv = &cv, .gate = NULL};
-    gd_writer_submit(w, &l[i].op);
+    l[i] = (bop){{.apply = bop_apply, .done = bop_done, .lazy_sync = true, .linger = true}, .mu = NULL};
+    gd_writer_submit(t.w, &l[i].op);
   }
-  bop_open(&busy);
-  while (atomic_load(&bop_ndone) < 11)
-    usleep(1000);
+  bop_open(&t.hold);
+  wtest_wait(11);
   CHECK_EQ_U(ngroups, 2);
   CHECK_EQ_U(groups[0], 1);  /* the busy op: the writer had taken it alone */
   CHECK_EQ_U(groups[1], 10); /* the ten that queued behind it, one commit */
 
-  bop one = {{.apply = bop_apply, .done = bop_done, .lazy_sync = true, .linger = true},
-             .mu = &mu, .cv = &cv, .gate = NULL};
+  bop one = {{.apply = bop_apply, .done = bop_done, .lazy_sync = true, .linger = true}, .mu = NULL};
   int64_t t0 = gd_now_ns();
-  gd_writer_submit(w, &one.op);
-  while (atomic_load(&bop_ndone) < 12)
-    usleep(1000);
+  gd_writer_submit(t.w, &one.op);
+  wtest_wait(12);
   CHECK(one.done_at - t0 >= GD_WRITER_LINGER_NS); /* held for company first */
   CHECK_EQ_U(ngroups, 3);
-  gd_writer_stop(w);
-  gd_store_close(st);
+  wtest_stop(&t);
 }
 
 /* Bulk ops (gd_write_op.bulk) give way. An op someone waits on, queued
@@ -828,107 +857,75 @@ static void test_writer_linger(void) {
  * next group and takes at most GD_WRITER_SHARE_BYTES of bulk input with
  * it. */
 static void test_writer_bulk(void) {
-  fresh_dir();
-  gd_store *st = open_store(0);
-  gd_writer *w;
-  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-  pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-  int gate1 = 0, gate2 = 0;
-  atomic_store(&bop_ndone, 0);
-  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
-  ngroups = 0;
-  gd_writer_observe(w, observe_group, NULL);
-  bop g = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = &gate1};
-  bop b[4], u = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = NULL};
+  wtest t;
+  wtest_start(&t);
+  int gate2 = 0;
+  bop b[4], u = {{.apply = bop_apply, .done = bop_done}, .mu = NULL};
   for (int i = 0; i < 4; i++)
     b[i] = (bop){{.apply = bop_apply, .done = bop_done, .bulk = true,
                   .bytes = i ? (size_t)5 << 20 : 0},
-                 .mu = &mu, .cv = &cv, .gate = i ? NULL : &gate2};
-  gd_writer_submit(w, &g.op);
-  while (!atomic_load(&g.started)) /* the writer holds g alone */
-    usleep(1000);
+                 .mu = &t.mu, .cv = &t.cv, .gate = i ? NULL : &gate2};
+  wtest_hold(&t);
   for (int i = 0; i < 4; i++)
-    gd_writer_submit(w, &b[i].op);
-  bop_open(&g);
+    gd_writer_submit(t.w, &b[i].op);
+  bop_open(&t.hold);
   while (!atomic_load(&b[0].started)) /* b[0..3] are one group, in b[0] */
     usleep(1000);
-  gd_writer_submit(w, &u.op);
+  gd_writer_submit(t.w, &u.op);
   usleep(GD_WRITER_CUT_NS / 1000 + 50000); /* the group has run long enough */
   bop_open(&b[0]);
-  while (atomic_load(&bop_ndone) < 6)
-    usleep(1000);
-  CHECK_EQ_U(g.order, 1);
+  wtest_wait(6);
+  CHECK_EQ_U(t.hold.order, 1);
   CHECK_EQ_U(b[0].order, 2);
   CHECK_EQ_U(u.order, 3); /* ahead of the bulk ops queued before it */
   CHECK_EQ_U(b[1].order, 4);
   CHECK_EQ_U(b[2].order, 5);
   CHECK_EQ_U(b[3].order, 6);
   CHECK_EQ_U(ngroups, 3);
-  CHECK_EQ_U(groups[0], 1); /* g */
+  CHECK_EQ_U(groups[0], 1); /* the holding op */
   CHECK_EQ_U(groups[1], 2); /* b[0], then u in the place of the rest */
   CHECK_EQ_U(groups[2], 3); /* b[1..3], in order */
 
   /* Queued beside bulk ops: first, with 5 MiB of bulk input of the 8. */
-  gate1 = 0;
-  bop g2 = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = &gate1};
-  bop c[3], u2 = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = NULL};
+  bop c[3], u2 = {{.apply = bop_apply, .done = bop_done}, .mu = NULL};
   for (int i = 0; i < 3; i++)
-    c[i] = (bop){{.apply = bop_apply, .done = bop_done, .bulk = true, .bytes = (size_t)5 << 20},
-                 .mu = &mu, .cv = &cv, .gate = NULL};
-  gd_writer_submit(w, &g2.op);
-  while (!atomic_load(&g2.started))
-    usleep(1000);
+    c[i] = (bop){{.apply = bop_apply, .done = bop_done, .bulk = true, .bytes = (size_t)5 << 20}, .mu = NULL};
+  wtest_hold(&t);
   for (int i = 0; i < 3; i++)
-    gd_writer_submit(w, &c[i].op);
-  gd_writer_submit(w, &u2.op);
-  bop_open(&g2);
-  while (atomic_load(&bop_ndone) < 11)
-    usleep(1000);
+    gd_writer_submit(t.w, &c[i].op);
+  gd_writer_submit(t.w, &u2.op);
+  bop_open(&t.hold);
+  wtest_wait(11);
   CHECK_EQ_U(u2.order, 8);
   CHECK_EQ_U(c[0].order, 9);
   CHECK_EQ_U(c[1].order, 10);
   CHECK_EQ_U(c[2].order, 11);
   CHECK_EQ_U(ngroups, 6);
-  CHECK_EQ_U(groups[3], 1); /* g2 */
+  CHECK_EQ_U(groups[3], 1); /* the holding op */
   CHECK_EQ_U(groups[4], 2); /* u2, c[0] */
   CHECK_EQ_U(groups[5], 2); /* c[1], c[2] */
-  gd_writer_stop(w);
-  gd_store_close(st);
+  wtest_stop(&t);
 }
 
 /* A transaction too large (GD_ETXNFULL): with the ops before it, the op
  * goes to the next group and commits there; on its own, it fails and ends
  * its group, so its done callback runs before the ops after it apply. */
 static void test_writer_txn_full(void) {
-  fresh_dir();
-  gd_store *st = open_store(0);
-  gd_writer *w;
-  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-  pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-  int gate = 0;
-  atomic_store(&bop_ndone, 0);
-  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
-  ngroups = 0;
-  gd_writer_observe(w, observe_group, NULL);
-  bop g = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = &gate};
+  wtest t;
+  wtest_start(&t);
   bop a = {{.apply = bop_apply, .done = bop_done}, .mu = NULL};
   bop b = {{.apply = bop_apply, .done = bop_done}, .txnfull = 1};
   bop c = {{.apply = bop_apply, .done = bop_done}, .mu = NULL};
   bop d = {{.apply = bop_apply, .done = bop_done}, .txnfull = -1};
   bop e = {{.apply = bop_apply, .done = bop_done}, .mu = NULL};
-  gd_writer_submit(w, &g.op);
-  while (!atomic_load(&g.started))
-    usleep(1000);
-  gd_writer_submit(w, &a.op);
-  gd_writer_submit(w, &b.op);
-  gd_writer_submit(w, &c.op);
-  gd_writer_submit(w, &d.op);
-  gd_writer_submit(w, &e.op);
-  bop_open(&g);
-  while (atomic_load(&bop_ndone) < 6)
-    usleep(1000);
+  bop *ops[5] = {&a, &b, &c, &d, &e};
+  wtest_hold(&t);
+  for (int i = 0; i < 5; i++)
+    gd_writer_submit(t.w, &ops[i]->op);
+  bop_open(&t.hold);
+  wtest_wait(6);
   CHECK_EQ_U(ngroups, 5);
-  CHECK_EQ_U(groups[0], 1); /* g */
+  CHECK_EQ_U(groups[0], 1); /* the holding op */
   CHECK_EQ_U(groups[1], 1); /* a: cut before b */
   CHECK_EQ_U(groups[2], 2); /* b (fits now), c: cut before d */
   CHECK_EQ_U(groups[3], 1); /* d alone: too large, fails, ends the group */
@@ -936,8 +933,7 @@ static void test_writer_txn_full(void) {
   CHECK(a.code == GD_OK && b.code == GD_OK && c.code == GD_OK && e.code == GD_OK);
   CHECK(d.code == GD_ETXNFULL);
   CHECK(d.order < e.order && atomic_load(&e.applied) == 1);
-  gd_writer_stop(w);
-  gd_store_close(st);
+  wtest_stop(&t);
 }
 
 /* Bulk ops queued together share one nested transaction; when one of them
@@ -945,17 +941,8 @@ static void test_writer_txn_full(void) {
  * one leaves no trace (here: a self-link, refused after its seller was
  * created). */
 static void test_writer_bulk_run(void) {
-  fresh_dir();
-  gd_store *st = open_store(0);
-  gd_writer *w;
-  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-  pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-  int gate = 0;
-  atomic_store(&bop_ndone, 0);
-  CHECK(gd_writer_start(st, 0, &w, NULL) == GD_OK);
-  ngroups = 0;
-  gd_writer_observe(w, observe_group, NULL);
-  bop g = {{.apply = bop_apply, .done = bop_done}, .mu = &mu, .cv = &cv, .gate = &gate};
+  wtest t;
+  wtest_start(&t);
   static const char *sk[5] = {"r1", "r2", "r3", "r4", "r5"};
   gd_link_in links[5];
   sync_op u[5];
@@ -967,12 +954,10 @@ static void test_writer_bulk_run(void) {
     u[i].u.links = &links[i];
     u[i].u.nlinks = 1;
   }
-  gd_writer_submit(w, &g.op);
-  while (!atomic_load(&g.started))
-    usleep(1000);
+  wtest_hold(&t);
   for (int i = 0; i < 5; i++)
-    gd_writer_submit(w, &u[i].op);
-  bop_open(&g);
+    gd_writer_submit(t.w, &u[i].op);
+  bop_open(&t.hold);
   for (int i = 0; i < 5; i++) {
     pthread_mutex_lock(&u[i].mu);
     while (!u[i].done)
@@ -986,17 +971,16 @@ static void test_writer_bulk_run(void) {
   CHECK(strstr(u[2].msg, "same entity") != NULL);
   gd_entity_view v;
   for (int i = 0; i < 5; i++)
-    CHECK(get(st, R(GD_TYPE_SELLER, sk[i]), &v) == (i == 2 ? GD_ENOTFOUND : GD_OK));
+    CHECK(get(t.st, R(GD_TYPE_SELLER, sk[i]), &v) == (i == 2 ? GD_ENOTFOUND : GD_OK));
   gd_rtxn *r;
   gd_stats stt;
-  CHECK(gd_store_read_begin(st, &r, NULL) == GD_OK);
+  CHECK(gd_store_read_begin(t.st, &r, NULL) == GD_OK);
   CHECK(gd_store_stats(r, &stt, NULL) == GD_OK);
   CHECK_EQ_U(stt.entities[GD_TYPE_SELLER], 4);
   CHECK_EQ_U(stt.entities_total, 8);
   CHECK_EQ_U(stt.links, 4);
   gd_store_read_end(r);
-  gd_writer_stop(w);
-  gd_store_close(st);
+  wtest_stop(&t);
 }
 
 /* The audit chain: appends across transactions (one aborted), visit,
