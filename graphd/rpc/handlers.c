@@ -35,7 +35,7 @@ static void sync_done(gd_write_op *op, const gd_err *err) {
 
 int rpc_write_sync(gd_rpc *R, rpc_sync_op *o, int (*apply)(gd_wtxn *t, gd_write_op *op, gd_err *err),
                    gd_err *err) {
-  o->op = (gd_write_op){.apply = apply, .done = sync_done, .bulk = o->bulk};
+  o->op = (gd_write_op){.apply = apply, .done = sync_done, .bulk = o->op.bulk};
   o->done = false;
   pthread_mutex_init(&o->mu, NULL);
   pthread_cond_init(&o->cv, NULL);

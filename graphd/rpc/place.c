@@ -562,7 +562,7 @@ static int pop_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
 /* Submits o and waits for its commit. */
 static int pop_run(rpc_placer *P, pop *o, gd_err *err) {
   o->P = P;
-  o->s.bulk = true; /* placements wait for Ingest, not the other way round */
+  o->s.op.bulk = true; /* placements wait for Ingest, not the other way round */
   return rpc_write_sync(P->R, &o->s, pop_apply, err);
 }
 

@@ -69,8 +69,8 @@ static inline gd_rpc *rpc_ctx(gd_call *c) { return gd_call_ctx(c); }
  * embed it first, then rpc_write_sync submits it through R's writer with
  * `apply` and returns once it is durable (GD_OK) or failed (its error in
  * err). Not from the writer thread, nor from a call's handler in a way
- * that holds up the server's threads for long. Set `bulk` before (the
- * placer does) for gd_write_op.bulk: the op then queues behind Ingest
+ * that holds up the server's threads for long. Set `op.bulk` before (the
+ * placer does; gd_write_op.bulk): the op then queues behind Ingest
  * messages instead of cutting their groups short.
  */
 typedef struct rpc_sync_op {
@@ -78,7 +78,6 @@ typedef struct rpc_sync_op {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   bool done;
-  bool bulk;
   gd_err err;
 } rpc_sync_op;
 int rpc_write_sync(gd_rpc *R, rpc_sync_op *o, int (*apply)(gd_wtxn *t, gd_write_op *op, gd_err *err),

@@ -4,7 +4,6 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -209,33 +208,33 @@ out:
 /* Queues ops (a list cut off a group) again at the front of their FIFOs,
  * in order. Called with w->mu held. */
 static void requeue(gd_writer *w, gd_write_op *ops) {
-  gd_write_op *u = NULL, **ut = &u, *b = NULL, **bt = &b;
+  gd_write_op *u = NULL, *ulast = NULL, *b = NULL, *blast = NULL;
+  if (!w->head && !w->bhead)
+    w->head_at = gd_now_ns();
   for (gd_write_op *op = ops, *next; op; op = next) {
     next = op->next;
     op->next = NULL;
-    if (op->bulk) {
-      *bt = op;
-      bt = &op->next;
-    } else {
-      *ut = op;
-      ut = &op->next;
-      atomic_fetch_add(&w->urgent, is_urgent(op));
-    }
+    gd_write_op **first = op->bulk ? &b : &u, **last = op->bulk ? &blast : &ulast;
+    if (*last)
+      (*last)->next = op;
+    else
+      *first = op;
+    *last = op;
     w->queued++;
     w->eager += !op->linger;
+    if (is_urgent(op))
+      atomic_fetch_add(&w->urgent, 1);
   }
-  if (!w->head && !w->bhead)
-    w->head_at = gd_now_ns();
   if (u) {
+    ulast->next = w->head;
     if (!w->head)
-      w->tail = (gd_write_op *)((char *)ut - offsetof(gd_write_op, next));
-    *ut = w->head;
+      w->tail = ulast;
     w->head = u;
   }
   if (b) {
+    blast->next = w->bhead;
     if (!w->bhead)
-      w->btail = (gd_write_op *)((char *)bt - offsetof(gd_write_op, next));
-    *bt = w->bhead;
+      w->btail = blast;
     w->bhead = b;
   }
 }

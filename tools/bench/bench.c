@@ -718,7 +718,7 @@ static void usage(FILE *f) {
       "  --seed S               sellergen seed, also seeds the key sample (default 1)\n"
       "  --batch N              links per UpsertRequest (default 10000)\n"
       "  --ref-window N         reference: at most N batches queued to the writer at\n"
-      "                         once (graphd's Ingest queues up to 256 messages / 16 MiB\n"
+      "                         once (graphd's Ingest queues up to 256 messages / 64 MiB\n"
       "                         per stream); 0 = all at once (default)\n"
       "  --repeat N             interleaved repeats; medians are reported (default 3)\n"
       "  --addr HOST:PORT       read: a running server\n"
@@ -2036,10 +2036,8 @@ typedef struct ref_result {
 /* What graphd's Ingest charges a message (gd_write_op.bytes, its write
  * budget): the bytes protobuf-c allocates to decode it, plus the message
  * on the wire. */
-static size_t count_alloc_bytes;
 static void *count_alloc(void *data, size_t n) {
-  (void)data;
-  count_alloc_bytes += n;
+  *(size_t *)data += n;
   return malloc(n);
 }
 static void count_free(void *data, void *p) {
@@ -2047,17 +2045,16 @@ static void count_free(void *data, void *p) {
   free(p);
 }
 static size_t ingest_charge(const Graphd__V1__UpsertRequest *m) {
-  size_t n = protobuf_c_message_get_packed_size(&m->base);
+  size_t n = protobuf_c_message_get_packed_size(&m->base), decoded = 0;
   uint8_t *buf = xcalloc(n ? n : 1, 1);
   protobuf_c_message_pack(&m->base, buf);
-  ProtobufCAllocator a = {count_alloc, count_free, NULL};
-  count_alloc_bytes = 0;
+  ProtobufCAllocator a = {count_alloc, count_free, &decoded};
   ProtobufCMessage *u = protobuf_c_message_unpack(&graphd__v1__upsert_request__descriptor, &a, n, buf);
   if (!u)
     die("reference: an UpsertRequest does not decode");
   protobuf_c_message_free_unpacked(u, &a);
   free(buf);
-  return count_alloc_bytes + n;
+  return decoded + n;
 }
 
 static void run_reference(const bench_cfg *cfg, const char *run_dir, const dataset *d,
