@@ -266,3 +266,19 @@ int gd_pb_entity(const gd_entity_view *v, bool with_attrs, gd_arena **a,
   }
   return GD_OK;
 }
+
+int gd_pb_prepack(const ProtobufCMessage *m, uint32_t field, gd_arena **a,
+                  ProtobufCMessageUnknownField *out) {
+  size_t n = protobuf_c_message_get_packed_size(m), h = 0;
+  uint8_t *p = gd_arena_alloc(a, n + 10);
+  if (!p)
+    return GD_ENOMEM;
+  for (uint64_t v = n; h == 0 || v; v >>= 7) /* the length prefix: a base-128 varint */
+    p[h++] = (uint8_t)((v & 0x7f) | (v >> 7 ? 0x80 : 0));
+  protobuf_c_message_pack(m, p + h);
+  out->tag = field;
+  out->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+  out->len = h + n;
+  out->data = p;
+  return GD_OK;
+}

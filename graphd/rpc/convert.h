@@ -42,4 +42,23 @@ int gd_pb_upsert(const Graphd__V1__UpsertRequest *in, size_t max_items, gd_arena
 int gd_pb_entity(const gd_entity_view *v, bool with_attrs, gd_arena **a,
                  Graphd__V1__Entity *out);
 
+/*
+ * A sub-message packed once, to be named by many parents. protobuf-c packs
+ * a message reached through several pointers once per pointer, walking its
+ * descriptor each time (twice: size, then bytes); a reply that names the
+ * same entity on every step of its evidence pays that for each mention.
+ *
+ * Packs m, with its length prefix, into arena memory and describes it in
+ * *out as a length-delimited field number `field` (wire type 2). A parent
+ * whose field `field` is a message field of m's type, left NULL (or, when
+ * repeated, empty), takes it as its unknown_fields (n_unknown_fields 1,
+ * or an array of them, in order, for a repeated field): protobuf-c copies
+ * unknown fields verbatim after the known ones, so the parent's bytes are
+ * a valid encoding of the same message with the field set (parsers accept
+ * fields in any order). Only for messages that are packed, never read
+ * back as structs. Errors: GD_ENOMEM.
+ */
+int gd_pb_prepack(const ProtobufCMessage *m, uint32_t field, gd_arena **a,
+                  ProtobufCMessageUnknownField *out);
+
 #endif

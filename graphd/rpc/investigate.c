@@ -144,40 +144,56 @@ static void sink_fail(inv_sink *s, const gd_err *err) {
 /* ---- reply parts ---------------------------------------------------------- */
 
 /*
- * Replies name the same entities many times (a ring's warehouse is evidence
- * on every step), so each entity is read and converted once per reply: a
- * cache of id -> message (the message in arena memory). protobuf-c
- * packs a message reached through several pointers once per pointer, which
- * is what the reply means.
+ * Replies name the same entities many times: a ring member's 2-hop reply
+ * names about 330 entities, about 100 of them distinct, since a ring's
+ * warehouse is evidence on every step. So each entity is read, converted
+ * and packed once per reply (gd_pb_prepack): a cache of id -> its packed
+ * brief, a field-1 unknown field in arena memory. Every message that
+ * carries an entity brief here (LinkedSeller.seller, SharedEntity.entity,
+ * SkippedHub.entity, Path.entities, Suspect.seller) has it as field 1,
+ * and none of them is read back as a struct: they are only packed.
  */
-typedef gd_u64map ecache; /* id -> Graphd__V1__Entity * (uintptr_t) */
+#define BRIEF_FIELD 1
 
-/* A brief Entity (no attributes) for id, read once per reply, through the
- * query layer's entity cache (gd_query_entity_brief: what the query just
- * met is usually there). */
-static Graphd__V1__Entity *entity_pb(gd_rtxn *r, ecache *c, uint64_t id, gd_arena **a,
-                                     gd_err *err) {
+typedef gd_u64map ecache; /* id -> ProtobufCMessageUnknownField * (uintptr_t) */
+
+/* Entity id's brief (no attributes), packed once per reply, read through
+ * the query layer's entity cache (gd_query_entity_brief: what the query
+ * just met is usually there). */
+static ProtobufCMessageUnknownField *entity_pb(gd_rtxn *r, ecache *c, uint64_t id,
+                                               gd_arena **a, gd_err *err) {
   gd_entity_view v;
-  Graphd__V1__Entity *e;
+  Graphd__V1__Entity e;
+  ProtobufCMessageUnknownField *f;
   uint64_t *slot = gd_u64map_put(c, id, NULL);
   if (!slot) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
   if (*slot)
-    return (Graphd__V1__Entity *)(uintptr_t)*slot;
-  if (!(e = gd_arena_alloc(a, sizeof *e))) {
+    return (ProtobufCMessageUnknownField *)(uintptr_t)*slot;
+  if (!(f = gd_arena_alloc(a, sizeof *f))) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
   if (gd_query_entity_brief(r, id, &v, err))
     return NULL;
-  if (gd_pb_entity(&v, false, a, e)) {
+  if (gd_pb_entity(&v, false, a, &e) || gd_pb_prepack(&e.base, BRIEF_FIELD, a, f)) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
-  *slot = (uintptr_t)e;
-  return e;
+  *slot = (uintptr_t)f;
+  return f;
+}
+
+/* Gives m the entity brief f (from entity_pb) as its field BRIEF_FIELD.
+ * False when f is NULL: entity_pb failed and set the error. */
+static bool put_brief(ProtobufCMessage *m, ProtobufCMessageUnknownField *f) {
+  if (!f)
+    return false;
+  m->unknown_fields = f;
+  m->n_unknown_fields = 1;
+  return true;
 }
 
 static Graphd__V1__SkippedHub **hubs_pb(gd_rtxn *r, ecache *ec, const gd_hub *h, size_t n,
@@ -190,7 +206,7 @@ static Graphd__V1__SkippedHub **hubs_pb(gd_rtxn *r, ecache *ec, const gd_hub *h,
   }
   for (size_t i = 0; i < n; i++) {
     graphd__v1__skipped_hub__init(&hs[i]);
-    if (!(hs[i].entity = entity_pb(r, ec, h[i].entity, a, err)))
+    if (!put_brief(&hs[i].base, entity_pb(r, ec, h[i].entity, a, err)))
       return NULL;
     hs[i].seller_count = h[i].sellers;
     hs[i].hub_cap = h[i].cap;
@@ -212,7 +228,7 @@ static Graphd__V1__LinkedSeller *linked_pb(gd_rtxn *r, ecache *ec, const gd_link
     return NULL;
   }
   graphd__v1__linked_seller__init(ls);
-  if (!(ls->seller = entity_pb(r, ec, l->seller, a, err)))
+  if (!put_brief(&ls->base, entity_pb(r, ec, l->seller, a, err)))
     return NULL;
   ls->hops = l->hops;
   ls->score = l->score;
@@ -230,7 +246,7 @@ static Graphd__V1__LinkedSeller *linked_pb(gd_rtxn *r, ecache *ec, const gd_link
     }
     for (size_t k = 0; k < s->nshared; k++) {
       graphd__v1__shared_entity__init(&se[k]);
-      if (!(se[k].entity = entity_pb(r, ec, s->shared[k].entity, a, err)))
+      if (!put_brief(&se[k].base, entity_pb(r, ec, s->shared[k].entity, a, err)))
         return NULL;
       se[k].first_seen = s->shared[k].first;
       se[k].last_seen = s->shared[k].last;
@@ -446,16 +462,22 @@ static void paths_exec(gd_call *c, const Graphd__V1__FindPathsRequest *req, inv_
   for (size_t i = 0; i < res.n; i++) {
     const gd_path *gp = &res.paths[i];
     graphd__v1__path__init(&ps[i]);
-    ps[i].entities = gd_arena_alloc(&a, (gp->len + 1) * sizeof *ps[i].entities);
+    /* entities (repeated field BRIEF_FIELD): the briefs, in order */
+    ProtobufCMessageUnknownField *ents = gd_arena_alloc(&a, (gp->len + 1) * sizeof *ents);
     ps[i].links = gd_arena_alloc(&a, (gp->len + 1) * sizeof *ps[i].links);
     Graphd__V1__Link *lk = gd_arena_alloc(&a, (gp->len + 1) * sizeof *lk);
-    if (!ps[i].entities || !ps[i].links || !lk) {
+    if (!ents || !ps[i].links || !lk) {
       gd_err_set(&err, GD_ENOMEM, "out of memory");
       goto fail;
     }
-    for (size_t j = 0; j <= gp->len; j++)
-      if (!(ps[i].entities[j] = entity_pb(r, &ec, gp->ids[j], &a, &err)))
+    for (size_t j = 0; j <= gp->len; j++) {
+      ProtobufCMessageUnknownField *f = entity_pb(r, &ec, gp->ids[j], &a, &err);
+      if (!f)
         goto fail;
+      ents[j] = *f;
+    }
+    ps[i].base.unknown_fields = ents;
+    ps[i].base.n_unknown_fields = gp->len + 1;
     for (size_t j = 0; j < gp->len; j++) {
       graphd__v1__link__init(&lk[j]);
       lk[j].first_seen = gp->links[j].first_seen;
@@ -463,7 +485,6 @@ static void paths_exec(gd_call *c, const Graphd__V1__FindPathsRequest *req, inv_
       lk[j].count = gp->links[j].count;
       ps[i].links[j] = &lk[j];
     }
-    ps[i].n_entities = gp->len + 1;
     ps[i].n_links = gp->len;
     rep.paths[i] = &ps[i];
   }
@@ -558,7 +579,7 @@ static void suspects_exec(gd_call *c, const Graphd__V1__RankSuspectsRequest *req
   for (size_t i = 0; i < res.n; i++) {
     const gd_suspect *s = &res.suspects[i];
     graphd__v1__suspect__init(&ss[i]);
-    if (!(ss[i].seller = entity_pb(r, &ec, s->seller, &a, &err)))
+    if (!put_brief(&ss[i].base, entity_pb(r, &ec, s->seller, &a, &err)))
       goto fail;
     ss[i].score = s->score;
     ss[i].nearest_labelled = gd_arena_alloc(&a, (s->nnearest + 1) * sizeof(void *));
