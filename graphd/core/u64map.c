@@ -10,26 +10,19 @@ static size_t slot_of(uint64_t x, size_t cap) { return gd__u64map_slot(x, cap); 
 
 /* Rehashes into ncap slots (a power of two above twice the entries). */
 static bool rehash(gd_u64map *m, size_t ncap) {
-  uint64_t *nk = calloc(ncap, sizeof *nk);
-  uint64_t *nv = malloc(ncap * sizeof *nv);
-  if (!nk || !nv) {
-    free(nk);
-    free(nv);
+  gd_u64slot *ns = calloc(ncap, sizeof *ns);
+  if (!ns)
     return false;
-  }
   for (size_t i = 0; i < m->cap; i++) {
-    if (!m->keys[i])
+    if (!m->slots[i].key)
       continue;
-    size_t j = slot_of(m->keys[i], ncap);
-    while (nk[j])
+    size_t j = slot_of(m->slots[i].key, ncap);
+    while (ns[j].key)
       j = (j + 1) & (ncap - 1);
-    nk[j] = m->keys[i];
-    nv[j] = m->vals[i];
+    ns[j] = m->slots[i];
   }
-  free(m->keys);
-  free(m->vals);
-  m->keys = nk;
-  m->vals = nv;
+  free(m->slots);
+  m->slots = ns;
   m->cap = ncap;
   return true;
 }
@@ -47,27 +40,28 @@ uint64_t *gd_u64map_put(gd_u64map *m, uint64_t key, bool *ret_new) {
   assert(key != 0);
   if (2 * (m->n + 1) > m->cap && !gd_u64map_reserve(m, m->n + 1))
     return NULL;
+  gd_u64slot *sl = m->slots;
   size_t i = slot_of(key, m->cap);
-  while (m->keys[i] && m->keys[i] != key)
+  while (sl[i].key && sl[i].key != key)
     i = (i + 1) & (m->cap - 1);
-  bool fresh = m->keys[i] == 0;
+  bool fresh = sl[i].key == 0;
   if (fresh) {
-    m->keys[i] = key;
-    m->vals[i] = 0;
+    sl[i].key = key;
+    sl[i].val = 0;
     m->n++;
   }
   if (ret_new)
     *ret_new = fresh;
-  return &m->vals[i];
+  return &sl[i].val;
 }
 
 uint64_t *gd_u64map_get(const gd_u64map *m, uint64_t key) {
   if (!m->cap || !key)
     return NULL;
   for (size_t i = slot_of(key, m->cap);; i = (i + 1) & (m->cap - 1)) {
-    if (m->keys[i] == key)
-      return &m->vals[i];
-    if (!m->keys[i])
+    if (m->slots[i].key == key)
+      return &m->slots[i].val;
+    if (!m->slots[i].key)
       return NULL;
   }
 }
@@ -76,35 +70,34 @@ bool gd_u64map_del(gd_u64map *m, uint64_t key) {
   if (!m->cap || !key)
     return false;
   size_t mask = m->cap - 1, i = slot_of(key, m->cap);
-  while (m->keys[i] != key) {
-    if (!m->keys[i])
+  gd_u64slot *sl = m->slots;
+  while (sl[i].key != key) {
+    if (!sl[i].key)
       return false;
     i = (i + 1) & mask;
   }
   /* Backward shift: move later entries of the run into the hole unless
    * their home slot lies cyclically in (hole, their slot]. */
-  for (size_t j = (i + 1) & mask; m->keys[j]; j = (j + 1) & mask) {
-    size_t h = slot_of(m->keys[j], m->cap);
+  for (size_t j = (i + 1) & mask; sl[j].key; j = (j + 1) & mask) {
+    size_t h = slot_of(sl[j].key, m->cap);
     bool stays = j > i ? (h > i && h <= j) : (h > i || h <= j);
     if (!stays) {
-      m->keys[i] = m->keys[j];
-      m->vals[i] = m->vals[j];
+      sl[i] = sl[j];
       i = j;
     }
   }
-  m->keys[i] = 0;
+  sl[i].key = 0;
   m->n--;
   return true;
 }
 
 void gd_u64map_clear(gd_u64map *m) {
   if (m->cap)
-    memset(m->keys, 0, m->cap * sizeof *m->keys);
+    memset(m->slots, 0, m->cap * sizeof *m->slots);
   m->n = 0;
 }
 
 void gd_u64map_free(gd_u64map *m) {
-  free(m->keys);
-  free(m->vals);
+  free(m->slots);
   memset(m, 0, sizeof *m);
 }

@@ -8,13 +8,17 @@
  * the store's write cache, the rpc layer's per-reply entity cache,
  * graphctl's network fetcher and the bench's pair set.
  *
- * Ownership: the map owns its two arrays; gd_u64map_free releases them.
+ * Each slot holds its key and value side by side, so a lookup that hits
+ * reads one cache line, not one in a key array and one in a value array
+ * (the query layer's per-thread entity cache is looked up ~600 times a
+ * 2-hop query, most of them cache misses).
+ *
+ * Ownership: the map owns its slot array; gd_u64map_free releases it.
  * A zeroed struct (GD_U64MAP_INIT) is an empty map that allocates on the
  * first put. Not thread-safe: one owner at a time.
  *
- * Iteration: slots i < cap with keys[i] != 0 hold the entries, in no
- * particular order; vals[i] is the value of keys[i]. Do not put while
- * iterating.
+ * Iteration: slots[i] for i < cap with slots[i].key != 0 hold the
+ * entries, in no particular order. Do not put while iterating.
  */
 #ifndef GD_CORE_U64MAP_H
 #define GD_CORE_U64MAP_H
@@ -23,13 +27,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+typedef struct gd_u64slot {
+  uint64_t key; /* 0 = empty slot */
+  uint64_t val;
+} gd_u64slot;
+
 typedef struct gd_u64map {
-  uint64_t *keys; /* 0 = empty slot */
-  uint64_t *vals;
-  size_t cap, n;  /* slots, entries */
+  gd_u64slot *slots;
+  size_t cap, n; /* slots, entries */
 } gd_u64map;
 
-#define GD_U64MAP_INIT {NULL, NULL, 0, 0}
+#define GD_U64MAP_INIT {NULL, 0, 0}
 
 /*
  * Returns a pointer to the value of key (!= 0), inserting it with value 0
@@ -56,11 +64,8 @@ static inline size_t gd__u64map_slot(uint64_t x, size_t cap) {
  * the cache, so that lookups of several keys overlap their misses.
  * Changes nothing. */
 static inline void gd_u64map_prefetch(const gd_u64map *m, uint64_t key) {
-  if (m->cap) {
-    size_t i = gd__u64map_slot(key, m->cap);
-    __builtin_prefetch(&m->keys[i]);
-    __builtin_prefetch(&m->vals[i]);
-  }
+  if (m->cap)
+    __builtin_prefetch(&m->slots[gd__u64map_slot(key, m->cap)]);
 }
 
 /* Grows the map so n entries fit without another allocation. Returns
@@ -74,7 +79,7 @@ bool gd_u64map_del(gd_u64map *m, uint64_t key);
 /* Removes every entry and keeps the capacity: O(cap). */
 void gd_u64map_clear(gd_u64map *m);
 
-/* Frees the arrays and leaves an empty map. */
+/* Frees the slots and leaves an empty map. */
 void gd_u64map_free(gd_u64map *m);
 
 #endif

@@ -82,7 +82,7 @@ static void test_u64map(void) {
   CHECK(v && !fresh && *v == 21);
   size_t seen = 0;
   for (size_t i = 0; i < m.cap; i++)
-    seen += m.keys[i] != 0;
+    seen += m.slots[i].key != 0;
   CHECK_EQ_U(seen, m.n);
   size_t cap = m.cap;
   gd_u64map_clear(&m);
@@ -90,7 +90,7 @@ static void test_u64map(void) {
   CHECK_EQ_U(m.cap, cap);
   CHECK(gd_u64map_get(&m, 7) == NULL);
   gd_u64map_free(&m);
-  CHECK(m.cap == 0 && m.keys == NULL);
+  CHECK(m.cap == 0 && m.slots == NULL);
   CHECK(gd_u64map_reserve(&m, 1000));
   cap = m.cap;
   for (uint64_t i = 1; i <= 1000; i++)
