@@ -190,7 +190,8 @@ static ic_ent *icache_ent(struct icache *c, uint64_t id, bool make) {
 /* Whether what was read at txn `at` is still what r (reading txn id
  * txn) reads of entity id. */
 static bool icache_fresh(gd_rtxn *r, uint64_t txn, uint64_t id, uint64_t at) {
-  return at && gd_rtxn_version(r, id) <= (at < txn ? at : txn);
+  uint64_t lim = at < txn ? at : txn;
+  return at && (gd_rtxn_version_max(r) <= lim || gd_rtxn_version(r, id) <= lim);
 }
 
 static bool icache_valid(const qctx *q, uint64_t id, uint64_t at) {

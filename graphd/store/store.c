@@ -259,6 +259,7 @@ int gd_store_open(const gd_store_opts *o, gd_store **ret, gd_err *err) {
   }
   mdb_env_info(s->env, &info);
   atomic_init(&s->ver_floor, (uint64_t)info.me_last_txnid);
+  atomic_init(&s->ver_max, 0);
   s->open_txn = (uint64_t)info.me_last_txnid;
   *ret = s;
   return GD_OK;
@@ -356,6 +357,11 @@ int gd_rtxn_graph_state(gd_rtxn *r, uint64_t ret[2], gd_err *err) {
    * it and every such write since would have stamped it. */
   ret[1] = g ? g : r->s->open_txn;
   return GD_OK;
+}
+
+uint64_t gd_rtxn_version_max(const gd_rtxn *r) {
+  uint64_t f = atomic_load(&r->s->ver_floor), v = atomic_load(&r->s->ver_max);
+  return v > f ? v : f;
 }
 
 uint64_t gd_rtxn_version(const gd_rtxn *r, uint64_t id) {

@@ -39,10 +39,11 @@ struct gd_store {
   uint64_t open_txn; /* the last committed txn id at open (gd_rtxn_graph_state) */
   /* Entity versions (store.h, gd_rtxn_version): GD__VER_SLOTS slots by id
    * hash, each the last transaction id that changed an entity hashing
-   * there; ver_floor bounds every entity (the txn at open, a bulk load).
-   * Written by the one writer thread, read by any. */
+   * there; ver_floor bounds every entity (the txn at open, a bulk load);
+   * ver_max is the largest id in any slot. Written by the one writer
+   * thread, read by any. */
   _Atomic uint64_t *ver;
-  _Atomic uint64_t ver_floor;
+  _Atomic uint64_t ver_floor, ver_max;
 };
 
 #define GD__VER_SLOTS (1u << 18)
@@ -89,6 +90,8 @@ void gd__glog_grow(gd_wtxn *t, uint64_t id);
 static inline void gd__ver_mark(gd_wtxn *t, uint64_t id) {
   uint64_t v = (uint64_t)mdb_txn_id(t->root);
   _Atomic uint64_t *slot = &t->s->ver[gd__ver_slot(id)];
+  if (atomic_load_explicit(&t->s->ver_max, memory_order_relaxed) < v)
+    atomic_store(&t->s->ver_max, v); /* first: never below a slot */
   if (atomic_load_explicit(slot, memory_order_relaxed) < v)
     atomic_store(slot, v);
   t->graph = true;
