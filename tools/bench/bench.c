@@ -736,6 +736,10 @@ static void usage(FILE *f) {
       "  --concurrency-list C1,C2,...\n"
       "                         read: measure at each (default 1,16; at most 8 values)\n"
       "  --duration SECONDS     read: per measurement (default 5)\n"
+      "  --warmup SECONDS       read: before the first measurement of each rpc, call it\n"
+      "                         untimed for this long at the highest concurrency, so the\n"
+      "                         daemon's per-thread entity caches warm as the in-process\n"
+      "                         reference's does in its untimed pass (default 0)\n"
       "  --limit N              read: Neighbors limit (default 100)\n"
       "  --rpcs LIST            read: rpcs to measure, of health,get,neighbors,linked1,\n"
       "                         linked2,paths (default: all; security: health,get)\n"
@@ -801,7 +805,7 @@ static uint64_t parse_u64(const char *opt, const char *s, uint64_t min, uint64_t
 static void parse_args(int argc, char **argv, bench_cfg *c) {
   enum {
     O_LINKS = 256, O_SELLERS, O_SEED, O_BATCH, O_REPEAT, O_ADDR, O_DATA, O_KEYS, O_SAMPLE,
-    O_CONC, O_DUR, O_LIMIT, O_CONN, O_GRAPHD, O_SELLERGEN, O_GARG, O_WORKDIR, O_KEEP, O_QUICK,
+    O_CONC, O_DUR, O_WARMUP, O_LIMIT, O_CONN, O_GRAPHD, O_SELLERGEN, O_GARG, O_WORKDIR, O_KEEP, O_QUICK,
     O_CALLTO, O_STEPTO, O_REFWIN, O_CLIENT, O_CTHREADS, O_CLIST, O_RPCS, O_TRUTH,
     O_SGARG, O_PYTHON, O_LEIDENREF, O_JOBTO, O_CONFIGS, O_OPENSSL, O_SCRAPE, O_SIZES, O_NO_INGEST,
   };
@@ -820,6 +824,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       {"client", required_argument, NULL, O_CLIENT},
       {"client-threads", required_argument, NULL, O_CTHREADS},
       {"duration", required_argument, NULL, O_DUR},
+      {"warmup", required_argument, NULL, O_WARMUP},
       {"limit", required_argument, NULL, O_LIMIT},
       {"rpcs", required_argument, NULL, O_RPCS},
       {"truth", required_argument, NULL, O_TRUTH},
@@ -949,6 +954,14 @@ static void parse_args(int argc, char **argv, bench_cfg *c) {
       if (*end || end == optarg || !(d > 0) || d > 86400)
         usage_error("--duration: invalid value '%s' (seconds, > 0)", optarg);
       c->duration = d;
+      break;
+    }
+    case O_WARMUP: {
+      char *end;
+      double d = strtod(optarg, &end);
+      if (*end || end == optarg || !(d >= 0) || d > 86400)
+        usage_error("--warmup: invalid value '%s' (seconds, >= 0)", optarg);
+      c->warmup = d;
       break;
     }
     case O_LIMIT: c->limit = (unsigned)parse_u64("--limit", optarg, 1, 10000000); break;
@@ -3707,6 +3720,24 @@ static json_object *bench_read(const bench_cfg *cfg, const char *addr, pid_t dae
   read_points(cfg, rep);
   bool ok = true;
   char pname[64];
+  if (cfg->warmup > 0) {
+    /* Untimed: each rpc at the point with the most calls in flight. */
+    bench_cfg wc = *cfg;
+    int top = 0;
+    wc.duration = cfg->warmup;
+    for (int p = 1; p < rep->npoints; p++)
+      if (rep->pt[p].conc > rep->pt[top].conc)
+        top = p;
+    for (int k = 0; k < RPC__COUNT; k++) {
+      if (!(rep->rpcs & 1u << k))
+        continue;
+      read_result tmp;
+      memset(&tmp, 0, sizeof tmp);
+      fprintf(stderr, "graphd-bench: read warm-up: %s, %d in flight, %.1f s (untimed)...\n",
+              rpc_names[k], rep->pt[top].conc, cfg->warmup);
+      read_measure(&wc, addr, daemon_pid, keys, &rep->pt[top], (rpc_kind)k, NULL, &tmp);
+    }
+  }
   for (int r = 0; r < cfg->repeat; r++) {
     for (int p = 0; p < rep->npoints; p++) {
       const read_point *pt = &rep->pt[p];
@@ -3745,6 +3776,8 @@ static json_object *bench_read(const bench_cfg *cfg, const char *addr, pid_t dae
          cfg->duration,
          cfg->conn == CONN_OWN ? "one connection per client thread" : "one shared connection",
          cfg->repeat);
+  if (cfg->warmup > 0)
+    printf("      each rpc called untimed for %.1f s first (--warmup)\n", cfg->warmup);
   printf("      GetEntity, Neighbors (limit %u): %zu random sellers\n", cfg->limit, keys->n);
   if (rep->rpcs & (1u << RPC_LINKED1 | 1u << RPC_LINKED2)) {
     if (keys->linked_ring)
@@ -3841,6 +3874,7 @@ static json_object *bench_read(const bench_cfg *cfg, const char *addr, pid_t dae
   json_object_object_add(j, "concurrency_list", jcc);
   json_object_object_add(j, "async_client_threads", json_object_new_int(cfg->client_threads));
   json_object_object_add(j, "duration_s", json_object_new_double(cfg->duration));
+  json_object_object_add(j, "warmup_s", json_object_new_double(cfg->warmup));
   json_object_object_add(j, "repeats", json_object_new_int(cfg->repeat));
   json_object_object_add(j, "conn", json_object_new_string(cfg->conn == CONN_OWN ? "own" : "shared"));
   json_object *jr = json_object_new_array();

@@ -65,6 +65,7 @@ typedef struct bench_cfg {
   int n_clients;
   int client_threads; /* async client threads */
   double duration;
+  double warmup; /* read: untimed seconds per rpc before its first measurement */
   size_t sample;
   unsigned limit;
   unsigned rpcs;     /* --rpcs: bit (1 << rpc_kind) per rpc measured */
