@@ -95,23 +95,34 @@ void qctx_free(qctx *q) {
 #define GD_ICACHE_LIST 4096
 #define GD_ICACHE_BYTES (1u << 22) /* brief views' keys and labels */
 
+/* One cache line an entity (the array is line-aligned): a lookup that
+ * hits costs the index slot's line and this one. */
 typedef struct ic_ent {
   uint64_t info_at, list_at; /* txn ids they were read in; 0 = not held */
-  int type;
   uint64_t sellers, degree;
-  size_t loff, ln;
   /* The brief view (gd_query_entity_brief), read with the info: times,
-   * and the key and labels back to back in bytes at boff. */
-  bool brief;
+   * and the key and labels back to back in bytes at boff (IC_NO_BRIEF:
+   * not held). */
   int64_t first_seen, last_seen;
-  size_t boff, klen, nlabels;
+  uint32_t loff, ln; /* the list: links[loff .. loff + ln) */
+  uint32_t boff;
+  uint16_t klen;
+  uint8_t nlabels; /* <= GD_LABELS_MAX */
+  int8_t type;
 } ic_ent;
+
+#define IC_NO_BRIEF UINT32_MAX
+#define IC_LINE 64
+_Static_assert(sizeof(ic_ent) == IC_LINE, "an entry is one cache line");
+_Static_assert(GD_ICACHE_BYTES < IC_NO_BRIEF && GD_ICACHE_LINKS <= UINT32_MAX &&
+                   GD_LABELS_MAX <= UINT8_MAX && GD_TYPE_MAX <= INT8_MAX,
+               "ic_ent's narrow fields hold what they are given");
 
 struct icache {
   uint64_t serial;
   gd_u64map idx; /* entity id -> index + 1 into v */
-  ic_ent *v;
-  size_t n, cap;
+  ic_ent *v;     /* GD_ICACHE_MAX, line-aligned */
+  size_t n;
   gd_link *links; /* GD_ICACHE_LINKS */
   size_t nlinks;
   uint8_t *bytes; /* GD_ICACHE_BYTES */
@@ -151,10 +162,13 @@ static struct icache *icache_get(const uint64_t state[2]) {
   struct icache *c = pthread_getspecific(icache_key);
   if (!c) {
     if (!(c = calloc(1, sizeof *c)) || !(c->links = malloc(GD_ICACHE_LINKS * sizeof *c->links)) ||
-        !(c->bytes = malloc(GD_ICACHE_BYTES)) || pthread_setspecific(icache_key, c) != 0) {
+        !(c->bytes = malloc(GD_ICACHE_BYTES)) ||
+        !(c->v = aligned_alloc(IC_LINE, GD_ICACHE_MAX * sizeof *c->v)) ||
+        pthread_setspecific(icache_key, c) != 0) {
       if (c) {
         free(c->links);
         free(c->bytes);
+        free(c->v);
       }
       free(c);
       return NULL;
@@ -179,10 +193,11 @@ static ic_ent *icache_ent(struct icache *c, uint64_t id, bool make) {
   if (c->n >= GD_ICACHE_MAX)
     icache_clear(c);
   bool fresh;
-  if (!qgrow(&c->v, &c->cap, c->n, sizeof *c->v) || !(slot = gd_u64map_put(&c->idx, id, &fresh)))
+  if (!(slot = gd_u64map_put(&c->idx, id, &fresh)))
     return NULL;
   ic_ent *e = &c->v[c->n];
   memset(e, 0, sizeof *e);
+  e->boff = IC_NO_BRIEF;
   *slot = ++c->n;
   return e;
 }
@@ -218,21 +233,20 @@ static ic_ent *icache_keep(struct icache *c, uint64_t txn, const gd_entity_view 
   if (!ce)
     return NULL;
   ce->info_at = txn;
-  ce->type = v->type;
+  ce->type = (int8_t)v->type;
   ce->sellers = v->seller_count;
   ce->degree = v->degree;
-  ce->brief = false;
-  if (need <= GD_ICACHE_BYTES) {
+  ce->boff = IC_NO_BRIEF;
+  if (need <= GD_ICACHE_BYTES && v->key.n <= UINT16_MAX) {
     if (v->key.n)
       memcpy(c->bytes + c->nbytes, v->key.p, v->key.n);
     if (lab)
       memcpy(c->bytes + c->nbytes + v->key.n, v->labels_raw, lab);
-    ce->brief = true;
     ce->first_seen = v->first_seen;
     ce->last_seen = v->last_seen;
-    ce->boff = c->nbytes;
-    ce->klen = v->key.n;
-    ce->nlabels = v->nlabels;
+    ce->boff = (uint32_t)c->nbytes;
+    ce->klen = (uint16_t)v->key.n;
+    ce->nlabels = (uint8_t)v->nlabels;
     c->nbytes += need;
   }
   return ce;
@@ -632,8 +646,8 @@ static bool cached_list(qctx *q, uint64_t id, const gd_link **ret, size_t *ret_n
   }
   if (n) /* an empty list has no buffer: q->full.v may be NULL */
     memcpy(c->links + c->nlinks, q->full.v, n * sizeof *c->links);
-  ce->loff = c->nlinks;
-  ce->ln = n;
+  ce->loff = (uint32_t)c->nlinks;
+  ce->ln = (uint32_t)n;
   ce->list_at = q->state[1];
   c->nlinks += n;
   *ret = c->links + ce->loff;
@@ -671,7 +685,7 @@ int gd_query_entity_brief(gd_rtxn *r, uint64_t id, gd_entity_view *ret, gd_err *
   gd_rtxn_state(r, st);
   struct icache *c = icache_get(st);
   ic_ent *ce = icache_ent(c, id, false);
-  if (ce && ce->brief && icache_fresh(r, st[1], id, ce->info_at)) {
+  if (ce && ce->boff != IC_NO_BRIEF && icache_fresh(r, st[1], id, ce->info_at)) {
     const uint8_t *b = c->bytes + ce->boff;
     *ret = (gd_entity_view){.id = id,
                             .type = ce->type,
