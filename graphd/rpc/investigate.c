@@ -6,6 +6,7 @@
  * transaction, strings in an arena) before the transaction ends.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,14 +158,77 @@ static void sink_fail(inv_sink *s, const gd_err *err) {
 
 typedef gd_u64map ecache; /* id -> ProtobufCMessageUnknownField * (uintptr_t) */
 
-/* Entity id's brief (no attributes), packed once per reply, read through
- * the query layer's entity cache (gd_query_entity_brief: what the query
- * just met is usually there). */
+/*
+ * The packed briefs, kept per thread across replies: the same warehouse
+ * and ring members are named by reply after reply. An entry packed from
+ * what a read transaction with id R saw serves a transaction with id T
+ * while the entity's version (store.h, gd_rtxn_version) is <= min(R, T),
+ * the rule of the query layer's entity cache; another store (serial)
+ * empties it. Bounded: BCACHE_BYTES of packed bytes, then it starts over.
+ */
+#define BCACHE_BYTES (1u << 22)
+
+typedef struct bcache {
+  uint64_t serial;
+  gd_u64map idx; /* id -> offset + 1 into bytes of its entry */
+  uint8_t *bytes;
+  size_t n;
+} bcache;
+
+typedef struct bc_ent {
+  uint64_t at; /* txn id it was packed from */
+  uint32_t len; /* then len bytes: the field's data (length prefix + Entity) */
+} bc_ent;
+
+static pthread_key_t bcache_key;
+static pthread_once_t bcache_once = PTHREAD_ONCE_INIT;
+static bool bcache_ok;
+
+static void bcache_free(void *p) {
+  bcache *c = p;
+  if (c) {
+    gd_u64map_free(&c->idx);
+    free(c->bytes);
+    free(c);
+  }
+}
+
+static void bcache_init(void) { bcache_ok = pthread_key_create(&bcache_key, bcache_free) == 0; }
+
+/* This thread's cache for the store of st[0]; NULL (no cache) on out of
+ * memory. */
+static bcache *bcache_get(const uint64_t st[2]) {
+  pthread_once(&bcache_once, bcache_init);
+  if (!bcache_ok)
+    return NULL;
+  bcache *c = pthread_getspecific(bcache_key);
+  if (!c) {
+    if (!(c = calloc(1, sizeof *c)) || !(c->bytes = malloc(BCACHE_BYTES)) ||
+        pthread_setspecific(bcache_key, c) != 0) {
+      if (c)
+        free(c->bytes);
+      free(c);
+      return NULL;
+    }
+  }
+  if (c->serial != st[0]) {
+    gd_u64map_clear(&c->idx);
+    c->n = 0;
+    c->serial = st[0];
+  }
+  return c;
+}
+
+/* Entity id's brief (no attributes), packed once per reply: from this
+ * thread's packed briefs when fresh, else read through the query layer's
+ * entity cache (gd_query_entity_brief: what the query just met is usually
+ * there), packed and kept. */
 static ProtobufCMessageUnknownField *entity_pb(gd_rtxn *r, ecache *c, uint64_t id,
                                                gd_arena **a, gd_err *err) {
   gd_entity_view v;
   Graphd__V1__Entity e;
   ProtobufCMessageUnknownField *f;
+  uint64_t st[2];
   uint64_t *slot = gd_u64map_put(c, id, NULL);
   if (!slot) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
@@ -176,6 +240,25 @@ static ProtobufCMessageUnknownField *entity_pb(gd_rtxn *r, ecache *c, uint64_t i
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
+  gd_rtxn_state(r, st);
+  bcache *bc = bcache_get(st);
+  const uint64_t *hit = bc ? gd_u64map_get(&bc->idx, id) : NULL;
+  if (hit) {
+    bc_ent be;
+    memcpy(&be, bc->bytes + *hit - 1, sizeof be);
+    uint64_t lim = be.at < st[1] ? be.at : st[1];
+    uint8_t *d;
+    if ((gd_rtxn_version_max(r) <= lim || gd_rtxn_version(r, id) <= lim) &&
+        (d = gd_arena_alloc(a, be.len))) {
+      memcpy(d, bc->bytes + *hit - 1 + sizeof be, be.len);
+      *f = (ProtobufCMessageUnknownField){.tag = BRIEF_FIELD,
+                                          .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+                                          .len = be.len,
+                                          .data = d};
+      *slot = (uintptr_t)f;
+      return f;
+    }
+  }
   if (gd_query_entity_brief(r, id, &v, err))
     return NULL;
   if (gd_pb_entity(&v, false, a, &e) || gd_pb_prepack(&e.base, BRIEF_FIELD, a, f)) {
@@ -183,6 +266,21 @@ static ProtobufCMessageUnknownField *entity_pb(gd_rtxn *r, ecache *c, uint64_t i
     return NULL;
   }
   *slot = (uintptr_t)f;
+  size_t need = sizeof(bc_ent) + f->len;
+  if (bc && need <= BCACHE_BYTES) {
+    if (bc->n + need > BCACHE_BYTES) {
+      gd_u64map_clear(&bc->idx);
+      bc->n = 0;
+    }
+    uint64_t *b = gd_u64map_put(&bc->idx, id, NULL);
+    if (b) { /* (no memory for the index: not kept) */
+      bc_ent be = {.at = st[1], .len = (uint32_t)f->len};
+      memcpy(bc->bytes + bc->n, &be, sizeof be);
+      memcpy(bc->bytes + bc->n + sizeof be, f->data, f->len);
+      *b = bc->n + 1;
+      bc->n += need;
+    }
+  }
   return f;
 }
 

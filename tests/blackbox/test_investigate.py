@@ -665,6 +665,45 @@ def test_linked_two_hops(inv, net, query_seller):
     assert n2 > 0, "no 2-hop sellers"
 
 
+def test_linked_briefs_follow_writes(inv):
+    """The entities a reply names (each packed once per reply, and kept
+    packed per thread across replies) show every write made before the
+    call: labels set, seen times moved, a new seller sharing the device.
+    Twenty calls after each write, so that every handler and query thread
+    answers from what it kept, if it kept it wrongly."""
+    s = inv.stub
+    a, b, c, dev = "bf-a", "bf-b", "bf-c", "bf-dev"
+    upsert(s, links=[link(SELLER, a, DEVICE, dev, seen=1000),
+                     link(SELLER, b, DEVICE, dev, seen=1000)])
+
+    def briefs():
+        out = []
+        for _ in range(20):
+            rep = linked(s, a, max_hops=2)
+            ents = {ls.seller.key: ls.seller for ls in rep.sellers}
+            for ls in rep.sellers:
+                for st in ls.evidence:
+                    for sh in st.shared:
+                        ents[sh.entity.key] = sh.entity
+            out.append(ents)
+        return out
+
+    for ents in briefs():
+        assert set(ents) == {b, dev}
+        assert list(ents[b].labels) == [] and ents[dev].last_seen == 1000
+    s.SetLabels(pb.SetLabelsRequest(ref=ref(SELLER, b), add=["bf-flag"]), timeout=T())
+    s.SetLabels(pb.SetLabelsRequest(ref=ref(DEVICE, dev), add=["bf-dev-flag"]), timeout=T())
+    for ents in briefs():
+        assert list(ents[b].labels) == ["bf-flag"], ents[b]
+        assert list(ents[dev].labels) == ["bf-dev-flag"], ents[dev]
+    upsert(s, links=[link(SELLER, b, DEVICE, dev, seen=2000),
+                     link(SELLER, c, DEVICE, dev, seen=3000)])
+    for ents in briefs():
+        assert set(ents) == {b, c, dev}
+        assert ents[b].last_seen == 2000 and ents[dev].last_seen == 3000, ents
+        assert ents[dev].seller_count == 3 and ents[dev].degree == 3, ents[dev]
+
+
 def test_linked_bad_requests(inv, net, query_seller):
     s = inv.stub
     INV = grpc.StatusCode.INVALID_ARGUMENT
