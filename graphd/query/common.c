@@ -202,15 +202,8 @@ static ic_ent *icache_ent(struct icache *c, uint64_t id, bool make) {
   return e;
 }
 
-/* Whether what was read at txn `at` is still what r (reading txn id
- * txn) reads of entity id. */
-static bool icache_fresh(gd_rtxn *r, uint64_t txn, uint64_t id, uint64_t at) {
-  uint64_t lim = at < txn ? at : txn;
-  return at && (gd_rtxn_version_max(r) <= lim || gd_rtxn_version(r, id) <= lim);
-}
-
 static bool icache_valid(const qctx *q, uint64_t id, uint64_t at) {
-  return icache_fresh(q->r, q->state[1], id, at);
+  return gd_rtxn_fresh(q->r, id, at);
 }
 
 /* Bytes of v's labels as the record holds them (gd_entity_label). */
@@ -685,7 +678,7 @@ int gd_query_entity_brief(gd_rtxn *r, uint64_t id, gd_entity_view *ret, gd_err *
   gd_rtxn_state(r, st);
   struct icache *c = icache_get(st);
   ic_ent *ce = icache_ent(c, id, false);
-  if (ce && ce->boff != IC_NO_BRIEF && icache_fresh(r, st[1], id, ce->info_at)) {
+  if (ce && ce->boff != IC_NO_BRIEF && gd_rtxn_fresh(r, id, ce->info_at)) {
     const uint8_t *b = c->bytes + ce->boff;
     *ret = (gd_entity_view){.id = id,
                             .type = ce->type,

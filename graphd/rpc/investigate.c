@@ -162,8 +162,8 @@ typedef gd_u64map ecache; /* id -> ProtobufCMessageUnknownField * (uintptr_t) */
  * The packed briefs, kept per thread across replies: the same warehouse
  * and ring members are named by reply after reply. An entry packed from
  * what a read transaction with id R saw serves a transaction with id T
- * while the entity's version (store.h, gd_rtxn_version) is <= min(R, T),
- * the rule of the query layer's entity cache; another store (serial)
+ * while the entity is unchanged (store.h, gd_rtxn_fresh: the rule of the
+ * query layer's entity cache); another store (serial)
  * empties it. Bounded: BCACHE_BYTES of packed bytes, then it starts over.
  */
 #define BCACHE_BYTES (1u << 22)
@@ -246,10 +246,8 @@ static ProtobufCMessageUnknownField *entity_pb(gd_rtxn *r, ecache *c, uint64_t i
   if (hit) {
     bc_ent be;
     memcpy(&be, bc->bytes + *hit - 1, sizeof be);
-    uint64_t lim = be.at < st[1] ? be.at : st[1];
     uint8_t *d;
-    if ((gd_rtxn_version_max(r) <= lim || gd_rtxn_version(r, id) <= lim) &&
-        (d = gd_arena_alloc(a, be.len))) {
+    if (gd_rtxn_fresh(r, id, be.at) && (d = gd_arena_alloc(a, be.len))) {
       memcpy(d, bc->bytes + *hit - 1 + sizeof be, be.len);
       *f = (ProtobufCMessageUnknownField){.tag = BRIEF_FIELD,
                                           .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,

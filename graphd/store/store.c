@@ -359,9 +359,10 @@ int gd_rtxn_graph_state(gd_rtxn *r, uint64_t ret[2], gd_err *err) {
   return GD_OK;
 }
 
-uint64_t gd_rtxn_version_max(const gd_rtxn *r) {
-  uint64_t f = atomic_load(&r->s->ver_floor), v = atomic_load(&r->s->ver_max);
-  return v > f ? v : f;
+bool gd_rtxn_fresh(const gd_rtxn *r, uint64_t id, uint64_t at) {
+  uint64_t txn = (uint64_t)mdb_txn_id(r->txn), lim = at < txn ? at : txn;
+  uint64_t f = atomic_load(&r->s->ver_floor), m = atomic_load(&r->s->ver_max);
+  return at && ((m > f ? m : f) <= lim || gd_rtxn_version(r, id) <= lim);
 }
 
 uint64_t gd_rtxn_version(const gd_rtxn *r, uint64_t id) {

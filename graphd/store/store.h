@@ -145,12 +145,13 @@ int gd_rtxn_graph_state(gd_rtxn *r, uint64_t ret[2], gd_err *err);
  */
 uint64_t gd_rtxn_version(const gd_rtxn *r, uint64_t id);
 
-/* A bound on gd_rtxn_version of every entity: the last transaction that
- * changed any (or the floor). Cheaper than one entity's: a single word,
- * where an entity's slot is a likely cache miss in a 2 MiB table; while
- * the graph is not written (reads, audit records, jobs) it answers for
- * all of them. Lock-free; any thread. */
-uint64_t gd_rtxn_version_max(const gd_rtxn *r);
+/* Whether a value of entity id read in a transaction with id `at` (0 =
+ * never read) is what r reads: the rule above, V <= min(at, r's id). It
+ * first compares the last transaction that changed any entity, a single
+ * word, and reads the entity's slot (a likely cache miss in a 2 MiB
+ * table) only when that is newer: while the graph is not written (reads,
+ * audit records, jobs) no slot is touched. Lock-free; any thread. */
+bool gd_rtxn_fresh(const gd_rtxn *r, uint64_t id, uint64_t at);
 
 /* A reference to an entity: by id when id != 0, else by (type, key). The
  * key must already be normalised. */
