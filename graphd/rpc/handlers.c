@@ -357,6 +357,11 @@ static upsert_op *upsert_op_new(gd_rpc *R, const uint8_t *msg, size_t len, size_
     upsert_op_free(op);
     return NULL;
   }
+  /* Keys sorted and indexed here, not on the writer thread (without
+   * memory for it the writer does it itself). */
+  void *ix = gd_arena_alloc(&op->arena, gd_upsert_index_size(&op->u));
+  if (ix)
+    gd_upsert_index(&op->u, ix);
   return op;
 }
 

@@ -879,7 +879,7 @@ static int write_entities(gd_wtxn *t, const gd_bulk *b, apply_state *a, uint64_t
       goto out;
     ii = j;
     size_t len;
-    uint8_t *rec = gd__rec_encode(&v, names, values, labels, &len);
+    uint8_t *rec = gd__rec_encode(&v, names, values, labels, NULL, &len);
     if (!rec) {
       rc = gd_err_set(err, GD_ENOMEM, "out of memory");
       goto out;

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "core/fdio.h"
+#include "core/sort.h"
 #include "store/snapshot.h"
 #include "store/store_int.h"
 
@@ -62,7 +63,12 @@ void gd__glog_free(gd_wtxn *t) {
 static size_t sort_unique(uint64_t *v, size_t n) {
   if (n < 2)
     return n;
-  qsort(v, n, sizeof *v, gd_cmp_u64);
+  uint64_t *tmp = malloc(n * sizeof *tmp);
+  if (tmp)
+    gd_sort_u64(v, tmp, n);
+  else
+    qsort(v, n, sizeof *v, gd_cmp_u64);
+  free(tmp);
   size_t w = 1;
   for (size_t i = 1; i < n; i++)
     if (v[i] != v[w - 1])

@@ -102,14 +102,14 @@ gd_str gd_entity_label(const gd_entity_view *e, size_t i) {
 }
 
 uint8_t *gd__rec_encode(const gd_entity_view *e, const gd_str *names, const gd_str *values,
-                        const gd_str *labels, size_t *ret_len) {
+                        const gd_str *labels, gd_arena **a, size_t *ret_len) {
   size_t abytes = 0, lbytes = 0;
   for (size_t i = 0; i < e->nattrs; i++)
     abytes += 4 + names[i].n + values[i].n;
   for (size_t i = 0; i < e->nlabels; i++)
     lbytes += 2 + labels[i].n;
   size_t len = GD__REC_HDR + e->key.n + abytes + lbytes;
-  uint8_t *p = malloc(len), *q;
+  uint8_t *p = a ? gd_arena_alloc(a, len) : malloc(len), *q;
   if (!p)
     return NULL;
   memset(p, 0, GD__REC_HDR);

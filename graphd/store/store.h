@@ -295,7 +295,28 @@ typedef struct gd_upsert {
   size_t nentities;
   const gd_link_in *links;
   size_t nlinks;
+  /* Optional, from gd_upsert_index: the distinct (type, key) pairs the
+   * upsert names, sorted, and for each entity, then each link's a and b,
+   * the index in keys of its key (UINT32_MAX: an endpoint given by id).
+   * NULL: gd_store_upsert builds them itself, on the writer thread. */
+  const gd_ref *const *keys;
+  size_t nkeys;
+  const uint32_t *key_of;
 } gd_upsert;
+
+/* Bytes gd_upsert_index needs for u. */
+size_t gd_upsert_index_size(const gd_upsert *u);
+
+/*
+ * Sorts the (type, key) pairs u names (by type, then key bytes, then
+ * length), drops repeats and maps each entity and link endpoint to its
+ * pair: fills u->keys, u->nkeys and u->key_of, in buf
+ * (gd_upsert_index_size(u) bytes, aligned for a pointer, owned by the
+ * caller and kept as long as u). Touches no transaction: Ingest's decoding
+ * threads call it, so that the writer thread neither sorts nor hashes
+ * keys. Needs fewer than UINT32_MAX entities plus link endpoints.
+ */
+void gd_upsert_index(gd_upsert *u, void *buf);
 
 typedef struct gd_totals {
   uint64_t entities_created, entities_updated;

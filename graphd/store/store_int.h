@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "core/arena.h"
 #include "store/store.h"
 
 #define GD__RTXN_POOL 64
@@ -158,9 +159,11 @@ void gd__adj_row_decode(const void *raw, gd_link *ret);
 /* Entity records (record.c). */
 #define GD__REC_HDR 48
 int gd__rec_decode(const void *raw, size_t len, uint64_t id, gd_entity_view *ret);
-/* Encodes into a malloc'd buffer; returns NULL on allocation failure. */
+/* Encodes into a buffer from *a, or malloc'd when a is NULL; returns NULL
+ * on allocation failure. */
 uint8_t *gd__rec_encode(const gd_entity_view *e, const gd_str *attr_names,
-                        const gd_str *attr_values, const gd_str *labels, size_t *ret_len);
+                        const gd_str *attr_values, const gd_str *labels, gd_arena **a,
+                        size_t *ret_len);
 /* Patches the fixed header fields of an encoded record in place. */
 void gd__rec_patch(uint8_t *rec, int64_t first, int64_t last, uint64_t degree,
                    uint64_t seller_count);

@@ -20,7 +20,7 @@
 
 typedef struct ent {
   uint64_t id;
-  uint8_t *rec; /* owned encoded record */
+  uint8_t *rec; /* encoded record, in the cache's arena */
   size_t len;
   gd_entity_view v; /* decoded from rec; header fields below win */
   int64_t first, last;
@@ -32,6 +32,7 @@ typedef struct ent {
 typedef struct ecache {
   gd_u64map by_id; /* id -> the ent, as uintptr_t */
   ent **kslots;    /* open addressing on (type, key), power-of-two kcap */
+  bool nokeys;     /* no kslots: the caller resolves each key once */
   size_t kcap;
   ent **list;      /* insertion order, for flushing */
   size_t n, list_cap;
@@ -40,6 +41,7 @@ typedef struct ecache {
    * key order, and a cursor looks in the page it is on before it searches
    * from the root. */
   MDB_cursor *kcur, *ecur;
+  gd_arena *arena; /* the ents and their records */
 } ecache;
 
 static void ecache_free(ecache *c) {
@@ -47,10 +49,7 @@ static void ecache_free(ecache *c) {
     mdb_cursor_close(c->kcur);
   if (c->ecur)
     mdb_cursor_close(c->ecur);
-  for (size_t i = 0; i < c->n; i++) {
-    free(c->list[i]->rec);
-    free(c->list[i]);
-  }
+  gd_arena_free(c->arena);
   gd_u64map_free(&c->by_id);
   free(c->kslots);
   free(c->list);
@@ -82,7 +81,7 @@ static void kslot_put(ent **kslots, size_t kcap, ent *e) {
 }
 
 static int ecache_add(ecache *c, ent *e) {
-  if ((c->n + 1) * 2 > c->kcap) {
+  if (!c->nokeys && (c->n + 1) * 2 > c->kcap) {
     size_t ncap = c->kcap ? c->kcap * 2 : 64;
     ent **nk = calloc(ncap, sizeof *nk);
     if (!nk)
@@ -105,25 +104,23 @@ static int ecache_add(ecache *c, ent *e) {
   if (!v)
     return GD_ENOMEM;
   *v = (uintptr_t)e;
-  kslot_put(c->kslots, c->kcap, e);
+  if (!c->nokeys)
+    kslot_put(c->kslots, c->kcap, e);
   c->list[c->n++] = e;
   return GD_OK;
 }
 
-/* Takes ownership of rec (frees it on failure). */
+/* rec is in c's arena. */
 static int ent_adopt(ecache *c, uint64_t id, uint8_t *rec, size_t len, ent **ret,
                      gd_err *err) {
-  ent *e = calloc(1, sizeof *e);
-  if (!e) {
-    free(rec);
+  ent *e = gd_arena_alloc(&c->arena, sizeof *e);
+  if (!e)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
-  }
+  memset(e, 0, sizeof *e);
   e->id = id;
   e->rec = rec;
   e->len = len;
   if (gd__rec_decode(rec, len, id, &e->v)) {
-    free(rec);
-    free(e);
     return gd_err_set(err, GD_EINTERNAL, "entity %llu: corrupt record",
                       (unsigned long long)id);
   }
@@ -131,11 +128,8 @@ static int ent_adopt(ecache *c, uint64_t id, uint8_t *rec, size_t len, ent **ret
   e->last = e->v.last_seen;
   e->degree = e->v.degree;
   e->seller_count = e->v.seller_count;
-  if (ecache_add(c, e)) {
-    free(rec);
-    free(e);
+  if (ecache_add(c, e))
     return gd_err_set(err, GD_ENOMEM, "out of memory");
-  }
   *ret = e;
   return GD_OK;
 }
@@ -154,7 +148,7 @@ static int ent_load(gd_wtxn *t, ecache *c, uint64_t id, ent **ret, gd_err *err) 
     return gd_err_set(err, GD_ENOTFOUND, "no entity with id %llu", (unsigned long long)id);
   if (rc)
     return gd__mdb_err(rc, err, "entity");
-  uint8_t *rec = malloc(v.mv_size);
+  uint8_t *rec = gd_arena_alloc(&c->arena, v.mv_size);
   if (!rec)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   memcpy(rec, v.mv_data, v.mv_size);
@@ -170,7 +164,7 @@ static void ent_seen(ent *e, int64_t seen) {
 }
 
 /* Replaces e's record with one holding the given attributes and labels. */
-static int ent_rewrite(ent *e, const gd_str *names, const gd_str *values, size_t nattrs,
+static int ent_rewrite(ecache *c, ent *e, const gd_str *names, const gd_str *values, size_t nattrs,
                        const gd_str *labels, size_t nlabels, gd_err *err) {
   gd_entity_view nv = e->v;
   size_t len;
@@ -180,11 +174,10 @@ static int ent_rewrite(ent *e, const gd_str *names, const gd_str *values, size_t
   nv.last_seen = e->last;
   nv.degree = e->degree;
   nv.seller_count = e->seller_count;
-  uint8_t *rec = gd__rec_encode(&nv, names, values, labels, &len);
+  uint8_t *rec = gd__rec_encode(&nv, names, values, labels, &c->arena, &len);
   if (!rec)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
-  free(e->rec);
-  e->rec = rec;
+  e->rec = rec; /* the old one goes with the arena */
   e->len = len;
   gd__rec_decode(rec, len, e->id, &e->v);
   e->dirty = true;
@@ -213,7 +206,14 @@ static int ecache_flush(gd_wtxn *t, ecache *c, gd_err *err) {
     v.mv_size = e->len;
     v.mv_data = e->rec;
     gd__ver_mark(t, e->id);
-    if ((rc = mdb_cursor_put(c->ecur, &k, &v, 0)))
+    /* Ids ascend, and one this request created is above every id in the
+     * table: its record goes at the end, with no search. */
+    rc = MDB_KEYEXIST;
+    if (e->created)
+      rc = mdb_cursor_put(c->ecur, &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST)
+      rc = mdb_cursor_put(c->ecur, &k, &v, 0);
+    if (rc)
       return gd__mdb_err(rc, err, "entity");
     e->dirty = false;
   }
@@ -230,6 +230,7 @@ static int resolve(gd_wtxn *t, ecache *c, const gd_ref *ref, bool create, int64_
                    ent **ret, bool *ret_created, gd_err *err) {
   uint8_t kb[GD__EKEY_MAX], ib[8];
   MDB_val k, v;
+  uint64_t id;
   int rc;
 
   *ret_created = false;
@@ -238,6 +239,8 @@ static int resolve(gd_wtxn *t, ecache *c, const gd_ref *ref, bool create, int64_
   if ((*ret = ecache_find_key(c, ref->type, ref->key)))
     return GD_OK;
 
+  if (create && ref->key.n > UINT16_MAX)
+    return gd_err_set(err, GD_EINVALID, "key too long");
   k.mv_size = gd__ekey_encode(ref->type, ref->key, kb);
   k.mv_data = kb;
   if (!create) {
@@ -248,8 +251,6 @@ static int resolve(gd_wtxn *t, ecache *c, const gd_ref *ref, bool create, int64_
   } else {
     /* One search either way: the put finds the key already there (and
      * hands back its id) or inserts it with the next id. */
-    if (ref->key.n > UINT16_MAX)
-      return gd_err_set(err, GD_EINVALID, "key too long");
     if (!c->kcur && (rc = mdb_cursor_open(t->txn, t->s->ekey, &c->kcur)))
       return gd__mdb_err(rc, err, "key index cursor");
     gd_be64_put(ib, t->c.next_id);
@@ -265,18 +266,19 @@ static int resolve(gd_wtxn *t, ecache *c, const gd_ref *ref, bool create, int64_
     return gd__mdb_err(rc, err, "key index");
   if (v.mv_size != 8)
     return gd_err_set(err, GD_EINTERNAL, "corrupt key index entry");
-  rc = ent_load(t, c, gd_be64_get(v.mv_data), ret, err);
+  id = gd_be64_get(v.mv_data);
+  rc = ent_load(t, c, id, ret, err);
   if (rc == GD_OK && !gd_str_eq((*ret)->v.key, ref->key))
     return gd_err_set(err, GD_EINTERNAL, "key hash collision on a %s key",
                       gd_type_name(ref->type));
   return rc;
 
-created:; /* New entity: its key is in the index. */
-  uint64_t id = t->c.next_id++;
+created: /* New entity: its key is in the index. */
+  id = t->c.next_id++;
   gd_entity_view nv = {.id = id, .type = ref->type, .key = ref->key,
                        .first_seen = seen, .last_seen = seen};
   size_t len;
-  uint8_t *rec = gd__rec_encode(&nv, NULL, NULL, NULL, &len);
+  uint8_t *rec = gd__rec_encode(&nv, NULL, NULL, NULL, &c->arena, &len);
   if (!rec)
     return gd_err_set(err, GD_ENOMEM, "out of memory");
   if ((rc = ent_adopt(c, id, rec, len, ret, err)))
@@ -313,7 +315,7 @@ static int cmp_str(const void *a, const void *b) {
  * name; labels in `add` are added and those in `remove` removed. Keeps the
  * label index and counter in step.
  */
-static int ent_modify(gd_wtxn *t, ent *e, const gd_attr_in *attrs, size_t nattrs,
+static int ent_modify(gd_wtxn *t, ecache *c, ent *e, const gd_attr_in *attrs, size_t nattrs,
                       const gd_str *add, size_t nadd, const gd_str *remove, size_t nremove,
                       gd_err *err) {
   size_t na = e->v.nattrs, nl = e->v.nlabels;
@@ -386,7 +388,7 @@ static int ent_modify(gd_wtxn *t, ent *e, const gd_attr_in *attrs, size_t nattrs
   }
   if (nl > 1)
     qsort(labels, nl, sizeof *labels, cmp_str);
-  rc = ent_rewrite(e, names, values, na, labels, nl, err);
+  rc = ent_rewrite(c, e, names, values, na, labels, nl, err);
 out:
   free(names);
   free(values);
@@ -403,11 +405,37 @@ typedef struct half {
   uint32_t count;
 } half;
 
-static int cmp_half(const void *a, const void *b) {
-  const half *x = a, *y = b;
-  if (x->src != y->src)
-    return x->src < y->src ? -1 : 1;
-  return (x->prefix > y->prefix) - (x->prefix < y->prefix);
+/*
+ * Sorts hs by src, then prefix, through tmp (n halves): an LSD
+ * radix sort, a byte per pass, skipping bytes that are the same in every
+ * half (ids are far below 2^56). Stable; about 5x faster than qsort on
+ * the halves of an Ingest message.
+ */
+static void sort_halves(half *hs, half *tmp, size_t n) {
+  half *a = hs, *b = tmp;
+  for (int pass = 0; pass < 16; pass++) {
+    int shift = (pass & 7) * 8;
+    bool src = pass >= 8; /* prefix first: the less significant key */
+    size_t cnt[256] = {0};
+    for (size_t i = 0; i < n; i++)
+      cnt[((src ? a[i].src : a[i].prefix) >> shift) & 0xff]++;
+    uint8_t first = ((src ? a[0].src : a[0].prefix) >> shift) & 0xff;
+    if (cnt[first] == n)
+      continue;
+    size_t pos = 0;
+    for (int v = 0; v < 256; v++) {
+      size_t c = cnt[v];
+      cnt[v] = pos;
+      pos += c;
+    }
+    for (size_t i = 0; i < n; i++)
+      b[cnt[((src ? a[i].src : a[i].prefix) >> shift) & 0xff]++] = a[i];
+    half *x = a;
+    a = b;
+    b = x;
+  }
+  if (a != hs)
+    memcpy(hs, a, n * sizeof *hs);
 }
 
 /* Writes or updates one adjacency row; sets *ret_created when it is new. */
@@ -450,16 +478,84 @@ static int adj_apply(gd_wtxn *t, MDB_cursor *cur, const half *h, bool *ret_creat
   return rc ? gd__mdb_err(rc, err, "adjacency") : GD_OK;
 }
 
+/* Counts a new adjacency row of e (src) toward dst h->prefix. */
+static int half_created(gd_wtxn *t, ent *e, const half *h, gd_totals *tot, gd_err *err) {
+  uint64_t dst = h->prefix & ((UINT64_C(1) << 56) - 1);
+  e->degree++;
+  if ((int)(h->prefix >> 56) == GD_TYPE_SELLER)
+    e->seller_count++;
+  e->dirty = true;
+  /* Totals count observations, so they do not depend on how a load is
+   * cut into requests: the first observation of a new link creates it,
+   * every other one updates it. Each undirected link is counted once. */
+  if (h->src < dst) {
+    tot->links_created++;
+    tot->links_updated += h->count - 1;
+    t->c.links++;
+  }
+  /* A new link gives a seller new ties: place it again (place.h). */
+  return e->v.type == GD_TYPE_SELLER ? gd__place_mark(t, h->src, err) : GD_OK;
+}
+
+/*
+ * Writes the rows of an entity this request created: none of them can be
+ * there yet, and its id is above every id in the table, so they go in as
+ * one append at the end (MDB_APPEND | MDB_MULTIPLE), with no search.
+ * *ret_appended false: the table's end was not where it had to be, and
+ * nothing was written (the caller writes the rows one by one).
+ */
+static int adj_append(gd_wtxn *t, MDB_cursor *cur, const half *hs, size_t n, bool *ret_appended,
+                      gd__adj_row **buf, size_t *cap, gd_err *err) {
+  uint8_t kb[8];
+  MDB_val k, v[2];
+  *ret_appended = false;
+  if (n > *cap) {
+    size_t ncap = *cap ? *cap : 64;
+    while (ncap < n)
+      ncap *= 2;
+    gd__adj_row *nb = realloc(*buf, ncap * sizeof *nb);
+    if (!nb)
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+    *buf = nb;
+    *cap = ncap;
+  }
+  for (size_t i = 0; i < n; i++) {
+    gd__adj_row *r = &(*buf)[i];
+    memset(r, 0, sizeof *r);
+    gd_be64_put(r->prefix, hs[i].prefix);
+    r->count = hs[i].count;
+    r->first_seen = hs[i].first;
+    r->last_seen = hs[i].last;
+  }
+  gd__ver_mark(t, hs[0].src);
+  gd__id_key(hs[0].src, kb, &k);
+  v[0] = (MDB_val){sizeof **buf, *buf};
+  v[1] = (MDB_val){n, NULL};
+  int rc = mdb_cursor_put(cur, &k, v, MDB_APPEND | MDB_MULTIPLE);
+  if (rc == MDB_KEYEXIST && v[1].mv_size == 0)
+    return GD_OK;
+  if (rc)
+    return gd__mdb_err(rc, err, "adjacency");
+  if (v[1].mv_size != n)
+    return gd_err_set(err, GD_EINTERNAL, "adjacency: %zu of %zu rows appended",
+                      (size_t)v[1].mv_size, n);
+  *ret_appended = true;
+  return GD_OK;
+}
+
 static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *tot,
                         gd_err *err) {
   MDB_cursor *cur;
+  gd__adj_row *rows = NULL;
+  size_t rows_cap = 0;
   int rc = mdb_cursor_open(t->txn, t->s->adj, &cur);
   if (rc)
     return gd__mdb_err(rc, err, "adjacency cursor");
   if (n > 1)
-    qsort(hs, n, sizeof *hs, cmp_half);
+    sort_halves(hs, hs + n, n);
+  /* Merge repeated observations of the same pair, in place. */
+  size_t m = 0;
   for (size_t i = 0; i < n;) {
-    /* Merge repeated observations of the same pair. */
     half h = hs[i++];
     while (i < n && hs[i].src == h.src && hs[i].prefix == h.prefix) {
       h.count += hs[i].count;
@@ -469,32 +565,28 @@ static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *to
         h.last = hs[i].last;
       i++;
     }
-    bool created = false;
-    if ((rc = adj_apply(t, cur, &h, &created, err)))
+    hs[m++] = h;
+  }
+  for (size_t i = 0; i < m && rc == GD_OK;) {
+    size_t j = i + 1;
+    while (j < m && hs[j].src == hs[i].src)
+      j++;
+    ent *e = ecache_find(c, hs[i].src);
+    bool appended = false;
+    if (e->created && (rc = adj_append(t, cur, &hs[i], j - i, &appended, &rows, &rows_cap, err)))
       break;
-    uint64_t dst = h.prefix & ((UINT64_C(1) << 56) - 1);
-    bool counted = h.src < dst; /* count each undirected link once */
-    /* Totals count observations, so they do not depend on how a load is
-     * cut into requests: the first observation of a new link creates it,
-     * every other one updates it. */
-    if (created) {
-      ent *e = ecache_find(c, h.src);
-      e->degree++;
-      if ((int)(h.prefix >> 56) == GD_TYPE_SELLER)
-        e->seller_count++;
-      e->dirty = true;
-      /* A new link gives a seller new ties: place it again (place.h). */
-      if (e->v.type == GD_TYPE_SELLER && (rc = gd__place_mark(t, h.src, err)))
+    for (; i < j && rc == GD_OK; i++) {
+      bool created = appended;
+      if (!appended && (rc = adj_apply(t, cur, &hs[i], &created, err)))
         break;
-      if (counted) {
-        tot->links_created++;
-        tot->links_updated += h.count - 1;
-        t->c.links++;
-      }
-    } else if (counted) {
-      tot->links_updated += h.count;
+      uint64_t dst = hs[i].prefix & ((UINT64_C(1) << 56) - 1);
+      if (created)
+        rc = half_created(t, e, &hs[i], tot, err);
+      else if (hs[i].src < dst)
+        tot->links_updated += hs[i].count;
     }
   }
+  free(rows);
   mdb_cursor_close(cur);
   return rc;
 }
@@ -502,61 +594,88 @@ static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *to
 /* ---- upsert ---------------------------------------------------------------- */
 
 
-static int cmp_ref(const void *a, const void *b) {
-  const gd_ref *x = *(const gd_ref *const *)a, *y = *(const gd_ref *const *)b;
+static int ref_cmp(const gd_ref *x, const gd_ref *y) {
   if (x->type != y->type)
     return x->type - y->type;
   size_t n = x->key.n < y->key.n ? x->key.n : y->key.n;
-  int r = memcmp(x->key.p, y->key.p, n);
+  int r = n ? memcmp(x->key.p, y->key.p, n) : 0;
   return r ? r : (x->key.n > y->key.n) - (x->key.n < y->key.n);
+}
+
+typedef struct ref_at {
+  const gd_ref *ref;
+  uint32_t at; /* index in key_of */
+} ref_at;
+
+static int cmp_ref_at(const void *a, const void *b) {
+  const ref_at *x = a, *y = b;
+  int r = ref_cmp(x->ref, y->ref);
+  return r ? r : (x->at > y->at) - (x->at < y->at);
+}
+
+size_t gd_upsert_index_size(const gd_upsert *u) {
+  size_t n = u->nentities + 2 * u->nlinks;
+  return u->nentities * sizeof(gd_ref) + n * (sizeof(ref_at) + sizeof(gd_ref *) + sizeof(uint32_t)) +
+         1;
+}
+
+void gd_upsert_index(gd_upsert *u, void *buf) {
+  size_t ne = u->nentities, n = ne + 2 * u->nlinks, nr = 0, m = 0;
+  gd_ref *erefs = buf;
+  ref_at *tmp = (ref_at *)(erefs + ne);
+  const gd_ref **keys = (const gd_ref **)(tmp + n);
+  uint32_t *key_of = (uint32_t *)(keys + n);
+  for (size_t i = 0; i < ne; i++) {
+    erefs[i] = (gd_ref){0, u->entities[i].type, u->entities[i].key};
+    tmp[nr++] = (ref_at){&erefs[i], (uint32_t)i};
+  }
+  for (size_t i = 0; i < u->nlinks; i++) {
+    const gd_link_in *l = &u->links[i];
+    uint32_t at = (uint32_t)(ne + 2 * i);
+    key_of[at] = key_of[at + 1] = UINT32_MAX;
+    if (!l->a.id)
+      tmp[nr++] = (ref_at){&l->a, at};
+    if (!l->b.id)
+      tmp[nr++] = (ref_at){&l->b, at + 1};
+  }
+  /* The position breaks ties: the same input gives the same order. */
+  if (nr > 1)
+    qsort(tmp, nr, sizeof *tmp, cmp_ref_at);
+  for (size_t i = 0; i < nr; i++) {
+    if (m == 0 || ref_cmp(keys[m - 1], tmp[i].ref) != 0)
+      keys[m++] = tmp[i].ref;
+    key_of[tmp[i].at] = (uint32_t)(m - 1);
+  }
+  u->keys = keys;
+  u->nkeys = m;
+  u->key_of = key_of;
 }
 
 /*
  * Resolves every (type, key) of the request once, in key order, creating
  * what is missing: the ekey lookups and inserts then walk the B-tree
- * sequentially instead of jumping across it once per link endpoint, and
- * later lookups of the same key hit the cache.
+ * sequentially instead of jumping across it once per link endpoint. The
+ * order also fixes the ids of the entities the request creates. ents[i]
+ * gets the entity of u->keys[i].
  */
-static int preresolve(gd_wtxn *t, ecache *c, const gd_upsert *u, uint64_t *ret_created,
-                      gd_err *err) {
-  size_t n = 0;
-  gd_ref *erefs = malloc((u->nentities + 1) * sizeof *erefs);
-  const gd_ref **refs = malloc((u->nentities + 2 * u->nlinks + 1) * sizeof *refs);
-  int rc = GD_OK;
-  if (!erefs || !refs) {
-    rc = gd_err_set(err, GD_ENOMEM, "out of memory");
-    goto out;
-  }
-  for (size_t i = 0; i < u->nentities; i++) {
-    erefs[i] = (gd_ref){0, u->entities[i].type, u->entities[i].key};
-    refs[n++] = &erefs[i];
-  }
-  for (size_t i = 0; i < u->nlinks; i++) {
-    if (!u->links[i].a.id)
-      refs[n++] = &u->links[i].a;
-    if (!u->links[i].b.id)
-      refs[n++] = &u->links[i].b;
-  }
-  if (n > 1)
-    qsort(refs, n, sizeof *refs, cmp_ref);
-  for (size_t i = 0; i < n; i++) {
-    ent *e;
+static int preresolve(gd_wtxn *t, ecache *c, const gd_upsert *u, ent **ents,
+                      uint64_t *ret_created, gd_err *err) {
+  for (size_t i = 0; i < u->nkeys; i++) {
     bool created;
-    if (i > 0 && cmp_ref(&refs[i - 1], &refs[i]) == 0)
-      continue;
-    if ((rc = resolve(t, c, refs[i], true, 0, &e, &created, err)))
-      break;
+    int rc = resolve(t, c, u->keys[i], true, 0, &ents[i], &created, err);
+    if (rc)
+      return rc;
     *ret_created += created;
   }
-out:
-  free(erefs);
-  free(refs);
-  return rc;
+  return GD_OK;
 }
 
 int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_err *err) {
-  ecache c = {0};
+  ecache c = {.nokeys = true}; /* keys are resolved through u->key_of */
   half *hs = NULL;
+  ent **ents = NULL;
+  void *ibuf = NULL;
+  gd_upsert ix;
   int rc = GD_OK;
   MDB_val rk = {u->request_id.n, (void *)u->request_id.p}, rv;
 
@@ -574,17 +693,25 @@ int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_er
       return gd__mdb_err(rc, err, "request index");
   }
 
-  if ((rc = preresolve(t, &c, u, &ret->totals.entities_created, err)))
+  if (!u->key_of) {
+    if (!(ibuf = malloc(gd_upsert_index_size(u))))
+      return gd_err_set(err, GD_ENOMEM, "out of memory");
+    ix = *u;
+    gd_upsert_index(&ix, ibuf);
+    u = &ix;
+  }
+  if (!(ents = malloc((u->nkeys + 1) * sizeof *ents))) {
+    rc = gd_err_set(err, GD_ENOMEM, "out of memory");
+    goto out;
+  }
+  if ((rc = preresolve(t, &c, u, ents, &ret->totals.entities_created, err)))
     goto out;
 
   for (size_t i = 0; i < u->nentities; i++) {
     const gd_entity_in *in = &u->entities[i];
-    gd_ref ref = {0, in->type, in->key};
     int64_t seen = in->seen ? in->seen : t->now;
-    bool created;
-    ent *e;
-    if ((rc = resolve(t, &c, &ref, true, seen, &e, &created, err)) ||
-        (rc = ent_modify(t, e, in->attrs, in->nattrs, in->labels, in->nlabels, NULL, 0, err))) {
+    ent *e = ents[u->key_of[i]];
+    if ((rc = ent_modify(t, &c, e, in->attrs, in->nattrs, in->labels, in->nlabels, NULL, 0, err))) {
       gd_err_prefix(err, "entities[%zu]", i);
       goto out;
     }
@@ -598,7 +725,7 @@ int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_er
   }
 
   if (u->nlinks) {
-    hs = malloc(2 * u->nlinks * sizeof *hs);
+    hs = malloc(4 * u->nlinks * sizeof *hs); /* and as much to sort them */
     if (!hs) {
       rc = gd_err_set(err, GD_ENOMEM, "out of memory for %zu links", u->nlinks);
       goto out;
@@ -607,13 +734,14 @@ int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_er
   for (size_t i = 0; i < u->nlinks; i++) {
     const gd_link_in *l = &u->links[i];
     int64_t seen = l->seen ? l->seen : t->now;
-    ent *a, *b;
+    uint32_t ka = u->key_of[u->nentities + 2 * i], kb = u->key_of[u->nentities + 2 * i + 1];
+    ent *a = ka != UINT32_MAX ? ents[ka] : NULL, *b = kb != UINT32_MAX ? ents[kb] : NULL;
     bool ca, cb;
-    if ((rc = resolve(t, &c, &l->a, true, seen, &a, &ca, err))) {
+    if (!a && (rc = resolve(t, &c, &l->a, true, seen, &a, &ca, err))) {
       gd_err_prefix(err, "links[%zu].a", i);
       goto out;
     }
-    if ((rc = resolve(t, &c, &l->b, true, seen, &b, &cb, err))) {
+    if (!b && (rc = resolve(t, &c, &l->b, true, seen, &b, &cb, err))) {
       gd_err_prefix(err, "links[%zu].b", i);
       goto out;
     }
@@ -645,6 +773,8 @@ int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_er
   ret->committed_at = t->now;
 out:
   free(hs);
+  free(ents);
+  free(ibuf);
   ecache_free(&c);
   return rc;
 }
@@ -660,7 +790,7 @@ int gd_store_set_labels(gd_wtxn *t, const gd_ref *ref, const gd_str *add, size_t
   int rc;
 
   if ((rc = resolve(t, &c, ref, false, 0, &e, &created, err)) ||
-      (rc = ent_modify(t, e, NULL, 0, add, nadd, remove, nremove, err)) ||
+      (rc = ent_modify(t, &c, e, NULL, 0, add, nadd, remove, nremove, err)) ||
       (rc = ecache_flush(t, &c, err)))
     goto out;
 

@@ -1,7 +1,8 @@
 /* Unit tests for graphd/core: error table, UTF-8 validation, byte
- * helpers, the u64 map and the arena. */
+ * helpers, the u64 map, the arena and sorting. */
 #include "core/arena.h"
 #include "core/error.h"
+#include "core/sort.h"
 #include "core/u64map.h"
 #include "core/util.h"
 #include "tap.h"
@@ -154,4 +155,25 @@ static void test_arena_reset(void) {
   gd_arena_free(a);
 }
 
-TAP_MAIN(T(test_error_table), T(test_utf8), T(test_be64), T(test_u64map), T(test_u64map_del), T(test_arena_reset))
+/* gd_sort_u64 against qsort: small, skewed (uniform high bytes) and
+ * spread values, repeats included. */
+static void test_sort_u64(void) {
+  enum { N = 5000 };
+  static uint64_t v[N], w[N], tmp[N];
+  uint64_t x = 88172645463325252ULL;
+  for (int round = 0; round < 4; round++) {
+    size_t n = round == 0 ? 1 : round == 1 ? 17 : N;
+    for (size_t i = 0; i < n; i++) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      v[i] = round == 2 ? x % 1000 : round == 3 ? x : x >> 40;
+      w[i] = v[i];
+    }
+    gd_sort_u64(v, tmp, n);
+    qsort(w, n, sizeof *w, gd_cmp_u64);
+    CHECK(memcmp(v, w, n * sizeof *v) == 0);
+  }
+}
+
+TAP_MAIN(T(test_error_table), T(test_utf8), T(test_be64), T(test_u64map), T(test_u64map_del), T(test_arena_reset), T(test_sort_u64))

@@ -1968,8 +1968,167 @@ static void test_export_patch(void) {
   gd_store_close(st);
 }
 
+/* ---- upserts with their keys indexed ---- */
+
+static int key_cmp(const gd_ref *x, const gd_ref *y) {
+  if (x->type != y->type)
+    return x->type - y->type;
+  size_t n = x->key.n < y->key.n ? x->key.n : y->key.n;
+  int r = memcmp(x->key.p, y->key.p, n);
+  return r ? r : (x->key.n > y->key.n) - (x->key.n < y->key.n);
+}
+
+static bool ref_is(const gd_ref *r, int type, gd_str key) {
+  return r->id == 0 && r->type == type && gd_str_eq(r->key, key);
+}
+
+/* gd_upsert_index: keys sorted and distinct, every entity and endpoint
+ * mapped to its own key, endpoints by id to none. Then the same messages
+ * into two stores, once as they are (gd_store_upsert indexes them on the
+ * writer thread) and once indexed beforehand and queued at once as bulk
+ * ops (so that runs of them share a nested transaction): the stores must
+ * be equal, ids included, which also covers the rows of new entities
+ * appended at the end of the adjacency and entity tables. */
+static void test_upsert_index(void) {
+  static bl_msg ms[BL_MSGS];
+  static sync_op ops[BL_MSGS];
+  static char dir_a[256];
+  static void *ix[BL_MSGS];
+  int codes[BL_MSGS], nfailed = 0;
+  gd_err e;
+  bl_build(ms);
+
+  for (int m = 0; m < BL_MSGS; m++) {
+    gd_upsert *u = &ms[m].u;
+    ix[m] = malloc(gd_upsert_index_size(u));
+    CHECK(ix[m] != NULL);
+    gd_upsert_index(u, ix[m]);
+    int bad = 0;
+    for (size_t i = 1; i < u->nkeys; i++)
+      bad += key_cmp(u->keys[i - 1], u->keys[i]) >= 0;
+    for (size_t i = 0; i < u->nentities; i++)
+      bad += !(u->key_of[i] < u->nkeys &&
+               ref_is(u->keys[u->key_of[i]], u->entities[i].type, u->entities[i].key));
+    for (size_t i = 0; i < u->nlinks; i++) {
+      uint32_t a = u->key_of[u->nentities + 2 * i], b = u->key_of[u->nentities + 2 * i + 1];
+      bad += !(a < u->nkeys && ref_is(u->keys[a], u->links[i].a.type, u->links[i].a.key));
+      bad += !(b < u->nkeys && ref_is(u->keys[b], u->links[i].b.type, u->links[i].b.key));
+    }
+    CHECK_EQ_U(bad, 0);
+  }
+  gd_link_in byid[2] = {{{7, 0, {0}}, R(GD_TYPE_PHONE, "p1"), 1},
+                        {R(GD_TYPE_PHONE, "p1"), R(GD_TYPE_PHONE, "p0"), 1}};
+  gd_upsert iu = {.links = byid, .nlinks = 2};
+  void *ib = malloc(gd_upsert_index_size(&iu));
+  gd_upsert_index(&iu, ib);
+  CHECK_EQ_U(iu.nkeys, 2);
+  CHECK(ref_is(iu.keys[0], GD_TYPE_PHONE, gd_str_c("p0")));
+  CHECK(iu.key_of[0] == UINT32_MAX && iu.key_of[1] == 1 && iu.key_of[2] == 1 &&
+        iu.key_of[3] == 0);
+  free(ib);
+
+  /* A: plain upserts, one at a time. */
+  fresh_dir();
+  strcpy(dir_a, tmpdir);
+  tmpdir[0] = 0; /* keep A's directory */
+  gd_store *a = NULL;
+  gd_store_opts oa = {.path = dir_a};
+  CHECK(gd_store_open(&oa, &a, &e) == GD_OK);
+  gd_writer *wa;
+  CHECK(gd_writer_start(a, 0, &wa, NULL) == GD_OK);
+  for (int m = 0; m < BL_MSGS; m++) {
+    sync_op s;
+    sync_init(&s, 0);
+    s.u = ms[m].u;
+    s.u.keys = NULL;
+    s.u.key_of = NULL;
+    s.u.nkeys = 0;
+    codes[m] = sync_run(wa, &s); /* a message with a self-link fails, in both */
+    nfailed += codes[m] != GD_OK;
+  }
+
+  /* B: indexed, queued together as bulk ops. */
+  fresh_dir();
+  gd_store *b = open_store(64u << 20);
+  gd_writer *wb;
+  CHECK(gd_writer_start(b, 0, &wb, NULL) == GD_OK);
+  for (int m = 0; m < BL_MSGS; m++) {
+    sync_init(&ops[m], 0);
+    ops[m].u = ms[m].u;
+    ops[m].op.bulk = true;
+  }
+  for (int m = 0; m < BL_MSGS; m++)
+    gd_writer_submit(wb, &ops[m].op);
+  int differ = 0;
+  for (int m = 0; m < BL_MSGS; m++) {
+    pthread_mutex_lock(&ops[m].mu);
+    while (!ops[m].done)
+      pthread_cond_wait(&ops[m].cv, &ops[m].mu);
+    pthread_mutex_unlock(&ops[m].mu);
+    differ += ops[m].code != codes[m];
+  }
+  CHECK_EQ_U(differ, 0);
+  CHECK(nfailed <= 2);
+  gd_writer_stats ws;
+  gd_writer_stats_get(wb, &ws);
+  CHECK(ws.commits < BL_MSGS); /* runs shared commits */
+
+  static const int types[3] = {GD_TYPE_SELLER, GD_TYPE_DEVICE, GD_TYPE_ADDRESS};
+  int compared = 0, mism = 0;
+  for (int ti = 0; ti < 3; ti++)
+    for (int k = 0; k < 330; k++) {
+      char key[16], ea[512], eb[512];
+      snprintf(key, sizeof key, "%c%d", "sda"[ti], k);
+      gd_ref ref = R(types[ti], key);
+      uint64_t ida = 0, idb = 0;
+      gd_rtxn *r;
+      CHECK(gd_store_read_begin(a, &r, NULL) == GD_OK);
+      int ra = gd_store_lookup(r, &ref, &ida, NULL);
+      gd_store_read_end(r);
+      CHECK(gd_store_read_begin(b, &r, NULL) == GD_OK);
+      int rb = gd_store_lookup(r, &ref, &idb, NULL);
+      gd_store_read_end(r);
+      CHECK(ra == rb);
+      if (ra != GD_OK || rb != GD_OK)
+        continue;
+      compared++;
+      mism += ida != idb;
+      CHECK(bl_entity(a, types[ti], key, ea, sizeof ea) && bl_entity(b, types[ti], key, eb, sizeof eb));
+      /* first/last seen may hold commit times, which differ: compare the rest */
+      char *pa = strchr(strchr(ea, ' ') + 1, ' '), *pb = strchr(strchr(eb, ' ') + 1, ' ');
+      mism += strcmp(pa, pb) != 0;
+      static bl_nb la[512], lb[512];
+      size_t na = bl_links(a, types[ti], key, la, 512), nb = bl_links(b, types[ti], key, lb, 512);
+      mism += na != nb;
+      for (size_t i = 0; i < na && i < nb; i++)
+        mism += strcmp(la[i].key, lb[i].key) || la[i].count != lb[i].count ||
+                la[i].first != lb[i].first || la[i].last != lb[i].last;
+    }
+  CHECK(compared > 300);
+  CHECK_EQ_U(mism, 0);
+  gd_rtxn *r;
+  gd_stats sa, sb;
+  CHECK(gd_store_read_begin(a, &r, NULL) == GD_OK && gd_store_stats(r, &sa, NULL) == GD_OK);
+  gd_store_read_end(r);
+  CHECK(gd_store_read_begin(b, &r, NULL) == GD_OK && gd_store_stats(r, &sb, NULL) == GD_OK);
+  gd_store_read_end(r);
+  CHECK_EQ_U(sb.links, sa.links);
+  CHECK_EQ_U(sb.entities_total, sa.entities_total);
+
+  for (int m = 0; m < BL_MSGS; m++)
+    free(ix[m]);
+  gd_writer_stop(wa);
+  gd_store_close(a);
+  gd_writer_stop(wb);
+  gd_store_close(b);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir_a);
+  CHECK(system(cmd) == 0);
+}
+
 TAP_MAIN(T(test_normalize), T(test_bulk_load), T(test_drop_resident), T(test_upsert_and_read), T(test_atomic_and_errors),
          T(test_entities_labels_delete), T(test_links_paging_filters), T(test_map_growth),
          T(test_map_full_at_commit), T(test_group_commit), T(test_audit_chain),
          T(test_placement_tables), T(test_cases), T(test_graph_state),
-         T(test_writer_linger), T(test_writer_bulk), T(test_writer_txn_full), T(test_writer_bulk_run), T(test_audit_case_index), T(test_export_patch))
+         T(test_writer_linger), T(test_writer_bulk), T(test_writer_txn_full), T(test_writer_bulk_run), T(test_audit_case_index), T(test_export_patch),
+         T(test_upsert_index))

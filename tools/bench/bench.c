@@ -1660,6 +1660,8 @@ typedef struct store_batches {
   char *pool; /* keys normalised by gd_key_normalize, per raw key */
   size_t *off;
   uint32_t *len;
+  void **index; /* each batch's gd_upsert_index, as graphd's decoding
+                   threads build an Ingest message's */
 } store_batches;
 
 static void store_batches_build(const dataset *d, size_t batch, store_batches *ret) {
@@ -1694,10 +1696,18 @@ static void store_batches_build(const dataset *d, size_t batch, store_batches *r
     size_t first = k * batch, cnt = d->nlinks - first < batch ? d->nlinks - first : batch;
     s.ups[k] = (gd_upsert){.links = &s.links[first], .nlinks = cnt};
   }
+  s.index = xcalloc(s.n, sizeof *s.index);
+  for (size_t k = 0; k < s.n; k++) {
+    s.index[k] = xcalloc(1, gd_upsert_index_size(&s.ups[k]));
+    gd_upsert_index(&s.ups[k], s.index[k]);
+  }
   *ret = s;
 }
 
 static void store_batches_free(store_batches *s) {
+  for (size_t k = 0; s->index && k < s->n; k++)
+    free(s->index[k]);
+  free(s->index);
   free(s->ups);
   free(s->links);
   free(s->pool);
