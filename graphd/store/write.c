@@ -25,12 +25,15 @@ typedef struct ent {
   gd_entity_view v; /* decoded from rec; header fields below win */
   int64_t first, last;
   uint64_t degree, seller_count;
+  uint32_t at; /* index in the cache's list when added */
   bool dirty;
   bool created; /* by this request */
 } ent;
 
 typedef struct ecache {
-  gd_u64map by_id; /* id -> the ent, as uintptr_t */
+  gd_u64map by_id; /* id -> the ent, as uintptr_t (with nokeys: built on
+                      first use, ecache_find) */
+  bool by_id_built;
   ent **kslots;    /* open addressing on (type, key), power-of-two kcap */
   bool nokeys;     /* no kslots: the caller resolves each key once */
   size_t kcap;
@@ -44,12 +47,31 @@ typedef struct ecache {
   gd_arena *arena; /* the ents and their records */
 } ecache;
 
+/* The writer thread's cache memory, kept from one request to the next:
+ * a request takes it, gives it back reset (one block kept). */
+static _Thread_local gd_arena *arena_spare;
+
+static gd_arena *arena_take(void) {
+  gd_arena *a = arena_spare;
+  arena_spare = NULL;
+  return a;
+}
+
+static void arena_put(gd_arena *a) {
+  if (arena_spare) {
+    gd_arena_free(a);
+    return;
+  }
+  gd_arena_reset(&a);
+  arena_spare = a;
+}
+
 static void ecache_free(ecache *c) {
   if (c->kcur)
     mdb_cursor_close(c->kcur);
   if (c->ecur)
     mdb_cursor_close(c->ecur);
-  gd_arena_free(c->arena);
+  arena_put(c->arena);
   gd_u64map_free(&c->by_id);
   free(c->kslots);
   free(c->list);
@@ -57,6 +79,17 @@ static void ecache_free(ecache *c) {
 }
 
 static ent *ecache_find(ecache *c, uint64_t id) {
+  if (c->nokeys && !c->by_id_built) {
+    for (size_t i = 0; i < c->n; i++) {
+      uint64_t *v = gd_u64map_put(&c->by_id, c->list[i]->id, NULL);
+      if (!v) {
+        gd_u64map_free(&c->by_id);
+        return NULL; /* as not cached: loaded again, the key check fails */
+      }
+      *v = (uintptr_t)c->list[i];
+    }
+    c->by_id_built = true;
+  }
   uint64_t *v = gd_u64map_get(&c->by_id, id);
   return v ? (ent *)(uintptr_t)*v : NULL;
 }
@@ -100,12 +133,15 @@ static int ecache_add(ecache *c, ent *e) {
     c->list = nl;
     c->list_cap = ncap;
   }
-  uint64_t *v = gd_u64map_put(&c->by_id, e->id, NULL);
-  if (!v)
-    return GD_ENOMEM;
-  *v = (uintptr_t)e;
+  if (!c->nokeys || c->by_id_built) {
+    uint64_t *v = gd_u64map_put(&c->by_id, e->id, NULL);
+    if (!v)
+      return GD_ENOMEM;
+    *v = (uintptr_t)e;
+  }
   if (!c->nokeys)
     kslot_put(c->kslots, c->kcap, e);
+  e->at = (uint32_t)c->n;
   c->list[c->n++] = e;
   return GD_OK;
 }
@@ -134,10 +170,11 @@ static int ent_adopt(ecache *c, uint64_t id, uint8_t *rec, size_t len, ent **ret
   return GD_OK;
 }
 
-static int ent_load(gd_wtxn *t, ecache *c, uint64_t id, ent **ret, gd_err *err) {
+/* fresh: id cannot be in c (a key resolved once per request, nokeys). */
+static int ent_load(gd_wtxn *t, ecache *c, uint64_t id, bool fresh, ent **ret, gd_err *err) {
   uint8_t kb[8];
   MDB_val k, v;
-  ent *e = ecache_find(c, id);
+  ent *e = fresh ? NULL : ecache_find(c, id);
   if (e) {
     *ret = e;
     return GD_OK;
@@ -235,7 +272,7 @@ static int resolve(gd_wtxn *t, ecache *c, const gd_ref *ref, bool create, int64_
 
   *ret_created = false;
   if (ref->id)
-    return ent_load(t, c, ref->id, ret, err);
+    return ent_load(t, c, ref->id, false, ret, err);
   if ((*ret = ecache_find_key(c, ref->type, ref->key)))
     return GD_OK;
 
@@ -267,7 +304,7 @@ static int resolve(gd_wtxn *t, ecache *c, const gd_ref *ref, bool create, int64_
   if (v.mv_size != 8)
     return gd_err_set(err, GD_EINTERNAL, "corrupt key index entry");
   id = gd_be64_get(v.mv_data);
-  rc = ent_load(t, c, id, ret, err);
+  rc = ent_load(t, c, id, c->nokeys, ret, err);
   if (rc == GD_OK && !gd_str_eq((*ret)->v.key, ref->key))
     return gd_err_set(err, GD_EINTERNAL, "key hash collision on a %s key",
                       gd_type_name(ref->type));
@@ -403,6 +440,7 @@ typedef struct half {
   uint64_t prefix; /* (dst type << 56) | dst id */
   int64_t first, last;
   uint32_t count;
+  uint32_t ei; /* the src entity's index in the cache's list */
 } half;
 
 /*
@@ -571,7 +609,7 @@ static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *to
     size_t j = i + 1;
     while (j < m && hs[j].src == hs[i].src)
       j++;
-    ent *e = ecache_find(c, hs[i].src);
+    ent *e = c->list[hs[i].ei];
     bool appended = false;
     if (e->created && (rc = adj_append(t, cur, &hs[i], j - i, &appended, &rows, &rows_cap, err)))
       break;
@@ -671,7 +709,7 @@ static int preresolve(gd_wtxn *t, ecache *c, const gd_upsert *u, ent **ents,
 }
 
 int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_err *err) {
-  ecache c = {.nokeys = true}; /* keys are resolved through u->key_of */
+  ecache c = {.nokeys = true, .arena = arena_take()}; /* keys resolved through u->key_of */
   half *hs = NULL;
   ent **ents = NULL;
   void *ibuf = NULL;
@@ -753,8 +791,8 @@ int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_er
     }
     ent_seen(a, seen);
     ent_seen(b, seen);
-    hs[2 * i] = (half){a->id, GD_ADJ_POS(b->v.type, b->id), seen, seen, 1};
-    hs[2 * i + 1] = (half){b->id, GD_ADJ_POS(a->v.type, a->id), seen, seen, 1};
+    hs[2 * i] = (half){a->id, GD_ADJ_POS(b->v.type, b->id), seen, seen, 1, a->at};
+    hs[2 * i + 1] = (half){b->id, GD_ADJ_POS(a->v.type, a->id), seen, seen, 1, b->at};
   }
   if (u->nlinks && (rc = apply_halves(t, &c, hs, 2 * u->nlinks, &ret->totals, err)))
     goto out;
@@ -876,7 +914,7 @@ int gd_store_delete(gd_wtxn *t, const gd_ref *ref, uint64_t *ret_links_removed, 
       rc = gd__mdb_err(drc, err, "adjacency");
       goto out;
     }
-    if ((rc = ent_load(t, &c, nbrs[i].nbr, &n, err)))
+    if ((rc = ent_load(t, &c, nbrs[i].nbr, false, &n, err)))
       goto out;
     if (n->degree)
       n->degree--;

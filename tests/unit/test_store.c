@@ -2115,6 +2115,25 @@ static void test_upsert_index(void) {
   CHECK_EQ_U(sb.links, sa.links);
   CHECK_EQ_U(sb.entities_total, sa.entities_total);
 
+  /* One entity named by key (a label) and by id (a link) in one message:
+   * both changes land on the one cached copy. */
+  gd_entity_view v0, v1;
+  CHECK(get(b, R(GD_TYPE_SELLER, "s1"), &v0) == GD_OK);
+  gd_str lab = gd_str_c("by-key");
+  gd_entity_in ein = {.type = GD_TYPE_SELLER, .key = gd_str_c("s1"), .labels = &lab, .nlabels = 1};
+  gd_link_in lk = {{v0.id, 0, {0}}, R(GD_TYPE_PHONE, "p-new"), 1700000000};
+  sync_op s;
+  sync_init(&s, 0);
+  s.u = (gd_upsert){.entities = &ein, .nentities = 1, .links = &lk, .nlinks = 1};
+  void *mix = malloc(gd_upsert_index_size(&s.u));
+  gd_upsert_index(&s.u, mix);
+  CHECK(sync_run(wb, &s) == GD_OK);
+  free(mix);
+  CHECK(get(b, R(GD_TYPE_SELLER, "s1"), &v1) == GD_OK);
+  CHECK_EQ_U(v1.degree, v0.degree + 1);
+  char eb1[512];
+  CHECK(bl_entity(b, GD_TYPE_SELLER, "s1", eb1, sizeof eb1) && strstr(eb1, " #by-key"));
+
   for (int m = 0; m < BL_MSGS; m++)
     free(ix[m]);
   gd_writer_stop(wa);
