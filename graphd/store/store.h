@@ -333,8 +333,9 @@ typedef struct gd_upsert_result {
  * Applies one upsert. On error the caller must abort the (nested)
  * transaction: partial writes are possible.
  * Errors: GD_EINVALID (a link joins an entity to itself, named by index;
- * too many attributes or labels), GD_ENOTFOUND (an endpoint given by id is
- * missing), GD_EMAPFULL (grow and retry), GD_EIO.
+ * too many attributes or labels; UINT32_MAX entities plus link endpoints
+ * or more), GD_ENOTFOUND (an endpoint given by id is missing),
+ * GD_ENOMEM, GD_EMAPFULL (grow and retry), GD_EIO.
  */
 int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_err *err);
 

@@ -732,6 +732,9 @@ int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_er
   }
 
   if (!u->key_of) {
+    if (u->nentities + 2 * u->nlinks >= UINT32_MAX)
+      return gd_err_set(err, GD_EINVALID, "%zu entities and %zu links: too many for one upsert",
+                        u->nentities, u->nlinks);
     if (!(ibuf = malloc(gd_upsert_index_size(u))))
       return gd_err_set(err, GD_ENOMEM, "out of memory");
     ix = *u;
