@@ -29,6 +29,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/sort.h"
 #include "store/store_int.h"
 
 typedef struct blink {
@@ -526,18 +527,8 @@ static int sort_ekeys(const gd_bulk *b, eksort **ret, gd_err *err) {
     size_t cnt[256] = {0};
     for (size_t i = 0; i < n; i++)
       cnt[ek_byte(&a[i], byte)]++;
-    bool uniform = false;
-    for (int v = 0; v < 256; v++)
-      if (cnt[v] == n)
-        uniform = true;
-    if (uniform)
+    if (!gd_radix_offsets(cnt, n))
       continue;
-    size_t pos = 0;
-    for (int v = 0; v < 256; v++) {
-      size_t c = cnt[v];
-      cnt[v] = pos;
-      pos += c;
-    }
     for (size_t i = 0; i < n; i++)
       t[cnt[ek_byte(&a[i], byte)]++] = a[i];
     eksort *s = a;

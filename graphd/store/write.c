@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "core/sort.h"
 #include "core/u64map.h"
 #include "store/store_int.h"
 
@@ -457,15 +458,8 @@ static void sort_halves(half *hs, half *tmp, size_t n) {
     size_t cnt[256] = {0};
     for (size_t i = 0; i < n; i++)
       cnt[((src ? a[i].src : a[i].prefix) >> shift) & 0xff]++;
-    uint8_t first = ((src ? a[0].src : a[0].prefix) >> shift) & 0xff;
-    if (cnt[first] == n)
+    if (!gd_radix_offsets(cnt, n))
       continue;
-    size_t pos = 0;
-    for (int v = 0; v < 256; v++) {
-      size_t c = cnt[v];
-      cnt[v] = pos;
-      pos += c;
-    }
     for (size_t i = 0; i < n; i++)
       b[cnt[((src ? a[i].src : a[i].prefix) >> shift) & 0xff]++] = a[i];
     half *x = a;

@@ -1551,6 +1551,81 @@ static int bulk_run(gd_writer *w, const gd_bulk *b, gd_bulk_result *ret, char *m
   return rc;
 }
 
+/* A store in a directory of its own, kept when fresh_dir() moves on, and
+ * its writer. */
+static gd_store *open_kept(char *dir, gd_writer **w) {
+  gd_err e;
+  gd_store *st = NULL;
+  fresh_dir();
+  strcpy(dir, tmpdir);
+  tmpdir[0] = 0;
+  gd_store_opts o = {.path = dir};
+  CHECK(gd_store_open(&o, &st, &e) == GD_OK);
+  CHECK(gd_writer_start(st, 0, w, NULL) == GD_OK);
+  return st;
+}
+
+static void close_kept(char *dir, gd_store *st, gd_writer *w) {
+  char cmd[300];
+  gd_writer_stop(w);
+  gd_store_close(st);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  CHECK(system(cmd) == 0);
+}
+
+/* Compares every key bl_build can name in a and b: found in both or
+ * neither, the same record (times, counts, attributes, labels), the same
+ * links and, with ids, the same id. Returns the mismatches; *ret_compared
+ * counts the entities found in both. */
+static int bl_compare(gd_store *a, gd_store *b, bool ids, int *ret_compared) {
+  static const int types[3] = {GD_TYPE_SELLER, GD_TYPE_DEVICE, GD_TYPE_ADDRESS};
+  int compared = 0, mism = 0;
+  gd_rtxn *r;
+  gd_stats sa, sb;
+  CHECK(gd_store_read_begin(a, &r, NULL) == GD_OK && gd_store_stats(r, &sa, NULL) == GD_OK);
+  gd_store_read_end(r);
+  CHECK(gd_store_read_begin(b, &r, NULL) == GD_OK && gd_store_stats(r, &sb, NULL) == GD_OK);
+  gd_store_read_end(r);
+  mism += sa.links != sb.links || sa.labels != sb.labels || sa.entities_total != sb.entities_total;
+  for (int ty = 1; ty <= GD_TYPE_MAX; ty++)
+    mism += sa.entities[ty] != sb.entities[ty];
+  for (int ti = 0; ti < 3; ti++)
+    for (int k = 0; k < 330; k++) {
+      char key[16], ea[512], eb[512];
+      snprintf(key, sizeof key, "%c%d", "sda"[ti], k);
+      bool fa = bl_entity(a, types[ti], key, ea, sizeof ea);
+      bool fb = bl_entity(b, types[ti], key, eb, sizeof eb);
+      mism += fa != fb;
+      if (!fa || !fb)
+        continue;
+      compared++;
+      if (strcmp(ea, eb)) {
+        if (mism++ < 3)
+          fprintf(stderr, "  %s: '%s' against '%s'\n", key, ea, eb);
+        continue;
+      }
+      if (ids) {
+        gd_ref ref = R(types[ti], key);
+        uint64_t ida = 0, idb = 0;
+        CHECK(gd_store_read_begin(a, &r, NULL) == GD_OK);
+        CHECK(gd_store_lookup(r, &ref, &ida, NULL) == GD_OK);
+        gd_store_read_end(r);
+        CHECK(gd_store_read_begin(b, &r, NULL) == GD_OK);
+        CHECK(gd_store_lookup(r, &ref, &idb, NULL) == GD_OK);
+        gd_store_read_end(r);
+        mism += ida != idb;
+      }
+      static bl_nb la[512], lb[512];
+      size_t na = bl_links(a, types[ti], key, la, 512), nb = bl_links(b, types[ti], key, lb, 512);
+      mism += na != nb;
+      for (size_t i = 0; i < na && i < nb; i++)
+        mism += strcmp(la[i].key, lb[i].key) || la[i].count != lb[i].count ||
+                la[i].first != lb[i].first || la[i].last != lb[i].last;
+    }
+  *ret_compared = compared;
+  return mism;
+}
+
 static void test_bulk_load(void) {
   static bl_msg ms[BL_MSGS];
   static char dir_a[256];
@@ -1558,14 +1633,8 @@ static void test_bulk_load(void) {
   bl_build(ms);
 
   /* A: the upserts one by one. */
-  fresh_dir();
-  strcpy(dir_a, tmpdir);
-  tmpdir[0] = 0; /* keep A's directory */
-  gd_store *a = NULL;
-  gd_store_opts oa = {.path = dir_a};
-  CHECK(gd_store_open(&oa, &a, &e) == GD_OK);
   gd_writer *wa;
-  CHECK(gd_writer_start(a, 0, &wa, NULL) == GD_OK);
+  gd_store *a = open_kept(dir_a, &wa);
   gd_totals ta = {0};
   uint64_t dups_a = 0;
   for (int m = 0; m < BL_MSGS; m++) {
@@ -1609,42 +1678,7 @@ static void test_bulk_load(void) {
   CHECK(ws.grows >= 1);
 
   /* The same graph, entity by entity, link by link. */
-  gd_rtxn *r;
-  gd_stats sa, sb;
-  CHECK(gd_store_read_begin(a, &r, NULL) == GD_OK && gd_store_stats(r, &sa, NULL) == GD_OK);
-  gd_store_read_end(r);
-  CHECK(gd_store_read_begin(b, &r, NULL) == GD_OK && gd_store_stats(r, &sb, NULL) == GD_OK);
-  gd_store_read_end(r);
-  CHECK_EQ_U(sb.links, sa.links);
-  CHECK_EQ_U(sb.labels, sa.labels);
-  CHECK_EQ_U(sb.entities_total, sa.entities_total);
-  for (int ty = 1; ty <= GD_TYPE_MAX; ty++)
-    CHECK_EQ_U(sb.entities[ty], sa.entities[ty]);
-  static const int types[3] = {GD_TYPE_SELLER, GD_TYPE_DEVICE, GD_TYPE_ADDRESS};
-  int compared = 0, mism = 0;
-  for (int ti = 0; ti < 3; ti++)
-    for (int k = 0; k < 330; k++) {
-      char key[16], ea[512], eb[512];
-      snprintf(key, sizeof key, "%c%d", "sda"[ti], k);
-      bool fa = bl_entity(a, types[ti], key, ea, sizeof ea);
-      bool fb = bl_entity(b, types[ti], key, eb, sizeof eb);
-      CHECK(fa == fb);
-      if (!fa || !fb)
-        continue;
-      compared++;
-      if (strcmp(ea, eb)) {
-        if (mism++ < 3)
-          fprintf(stderr, "  %s: online '%s' bulk '%s'\n", key, ea, eb);
-        continue;
-      }
-      static bl_nb la[512], lb[512];
-      size_t na = bl_links(a, types[ti], key, la, 512), nb = bl_links(b, types[ti], key, lb, 512);
-      CHECK_EQ_U(nb, na);
-      for (size_t i = 0; i < na && i < nb; i++)
-        if (strcmp(la[i].key, lb[i].key) || la[i].count != lb[i].count ||
-            la[i].first != lb[i].first || la[i].last != lb[i].last)
-          mism++;
-    }
+  int compared = 0, mism = bl_compare(a, b, false, &compared);
   CHECK(compared > 300);
   CHECK_EQ_U(mism, 0);
   static char ka[400][16], kb2[400][16];
@@ -1667,11 +1701,7 @@ static void test_bulk_load(void) {
   CHECK(bulk_run(wb, bk, &br, msg) == GD_EPRECONDITION);
   CHECK(strstr(msg, "empty") && strstr(msg, "Ingest"));
   gd_bulk_free(bk);
-  gd_writer_stop(wa);
-  gd_store_close(a);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir_a);
-  CHECK(system(cmd) == 0);
+  close_kept(dir_a, a, wa);
 
   /* Bad input, refused in gd_bulk_add with the field named. */
   gd_link_in bad[2] = {{R(GD_TYPE_SELLER, "x"), R(GD_TYPE_DEVICE, "y"), 5}};
@@ -1715,6 +1745,8 @@ static void test_bulk_load(void) {
   CHECK(gd_bulk_add(bk, &bu, &dup, &e) == GD_OK);
   CHECK(bulk_run(wb, bk, &br, msg) == GD_EINVALID && strstr(msg, "seller 's1'") &&
         strstr(msg, "65 attributes"));
+  gd_rtxn *r;
+  gd_stats sb;
   CHECK(gd_store_read_begin(b, &r, NULL) == GD_OK && gd_store_stats(r, &sb, NULL) == GD_OK);
   gd_store_read_end(r);
   CHECK_EQ_U(sb.entities_total, 0);
@@ -1995,7 +2027,6 @@ static void test_upsert_index(void) {
   static char dir_a[256];
   static void *ix[BL_MSGS];
   int codes[BL_MSGS], nfailed = 0;
-  gd_err e;
   bl_build(ms);
 
   for (int m = 0; m < BL_MSGS; m++) {
@@ -2028,14 +2059,8 @@ static void test_upsert_index(void) {
   free(ib);
 
   /* A: plain upserts, one at a time. */
-  fresh_dir();
-  strcpy(dir_a, tmpdir);
-  tmpdir[0] = 0; /* keep A's directory */
-  gd_store *a = NULL;
-  gd_store_opts oa = {.path = dir_a};
-  CHECK(gd_store_open(&oa, &a, &e) == GD_OK);
   gd_writer *wa;
-  CHECK(gd_writer_start(a, 0, &wa, NULL) == GD_OK);
+  gd_store *a = open_kept(dir_a, &wa);
   for (int m = 0; m < BL_MSGS; m++) {
     sync_op s;
     sync_init(&s, 0);
@@ -2073,47 +2098,9 @@ static void test_upsert_index(void) {
   gd_writer_stats_get(wb, &ws);
   CHECK(ws.commits < BL_MSGS); /* runs shared commits */
 
-  static const int types[3] = {GD_TYPE_SELLER, GD_TYPE_DEVICE, GD_TYPE_ADDRESS};
-  int compared = 0, mism = 0;
-  for (int ti = 0; ti < 3; ti++)
-    for (int k = 0; k < 330; k++) {
-      char key[16], ea[512], eb[512];
-      snprintf(key, sizeof key, "%c%d", "sda"[ti], k);
-      gd_ref ref = R(types[ti], key);
-      uint64_t ida = 0, idb = 0;
-      gd_rtxn *r;
-      CHECK(gd_store_read_begin(a, &r, NULL) == GD_OK);
-      int ra = gd_store_lookup(r, &ref, &ida, NULL);
-      gd_store_read_end(r);
-      CHECK(gd_store_read_begin(b, &r, NULL) == GD_OK);
-      int rb = gd_store_lookup(r, &ref, &idb, NULL);
-      gd_store_read_end(r);
-      CHECK(ra == rb);
-      if (ra != GD_OK || rb != GD_OK)
-        continue;
-      compared++;
-      mism += ida != idb;
-      CHECK(bl_entity(a, types[ti], key, ea, sizeof ea) && bl_entity(b, types[ti], key, eb, sizeof eb));
-      /* first/last seen may hold commit times, which differ: compare the rest */
-      char *pa = strchr(strchr(ea, ' ') + 1, ' '), *pb = strchr(strchr(eb, ' ') + 1, ' ');
-      mism += strcmp(pa, pb) != 0;
-      static bl_nb la[512], lb[512];
-      size_t na = bl_links(a, types[ti], key, la, 512), nb = bl_links(b, types[ti], key, lb, 512);
-      mism += na != nb;
-      for (size_t i = 0; i < na && i < nb; i++)
-        mism += strcmp(la[i].key, lb[i].key) || la[i].count != lb[i].count ||
-                la[i].first != lb[i].first || la[i].last != lb[i].last;
-    }
+  int compared = 0, mism = bl_compare(a, b, true, &compared);
   CHECK(compared > 300);
   CHECK_EQ_U(mism, 0);
-  gd_rtxn *r;
-  gd_stats sa, sb;
-  CHECK(gd_store_read_begin(a, &r, NULL) == GD_OK && gd_store_stats(r, &sa, NULL) == GD_OK);
-  gd_store_read_end(r);
-  CHECK(gd_store_read_begin(b, &r, NULL) == GD_OK && gd_store_stats(r, &sb, NULL) == GD_OK);
-  gd_store_read_end(r);
-  CHECK_EQ_U(sb.links, sa.links);
-  CHECK_EQ_U(sb.entities_total, sa.entities_total);
 
   /* One entity named by key (a label) and by id (a link) in one message:
    * both changes land on the one cached copy. */
@@ -2136,13 +2123,9 @@ static void test_upsert_index(void) {
 
   for (int m = 0; m < BL_MSGS; m++)
     free(ix[m]);
-  gd_writer_stop(wa);
-  gd_store_close(a);
+  close_kept(dir_a, a, wa);
   gd_writer_stop(wb);
   gd_store_close(b);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir_a);
-  CHECK(system(cmd) == 0);
 }
 
 TAP_MAIN(T(test_normalize), T(test_bulk_load), T(test_drop_resident), T(test_upsert_and_read), T(test_atomic_and_errors),
