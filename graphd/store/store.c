@@ -281,6 +281,7 @@ void gd_store_close(gd_store *s) {
   pthread_rwlock_destroy(&s->resize_lock);
   pthread_mutex_destroy(&s->pool_mu);
   free((void *)s->ver);
+  gd_arena_free(s->wcache_spare);
   free(s);
 }
 

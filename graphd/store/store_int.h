@@ -45,6 +45,9 @@ struct gd_store {
    * thread, read by any. */
   _Atomic uint64_t *ver;
   _Atomic uint64_t ver_floor, ver_max;
+  /* The write cache's memory (write.c), kept from one upsert to the next
+   * (reset, one block); the writer thread only; freed at close. */
+  gd_arena *wcache_spare;
 };
 
 #define GD__VER_SLOTS (1u << 18)

@@ -46,25 +46,24 @@ typedef struct ecache {
    * from the root. */
   MDB_cursor *kcur, *ecur;
   gd_arena *arena; /* the ents and their records */
+  gd_arena **home; /* where arena goes when freed (arena_put); NULL: freed */
 } ecache;
 
-/* The writer thread's cache memory, kept from one request to the next:
- * a request takes it, gives it back reset (one block kept). */
-static _Thread_local gd_arena *arena_spare;
-
-static gd_arena *arena_take(void) {
-  gd_arena *a = arena_spare;
-  arena_spare = NULL;
+/* The cache's memory comes from *home and goes back there reset (one
+ * block kept), so that upserts stop calling malloc once warm. */
+static gd_arena *arena_take(gd_arena **home) {
+  gd_arena *a = *home;
+  *home = NULL;
   return a;
 }
 
-static void arena_put(gd_arena *a) {
-  if (arena_spare) {
+static void arena_put(gd_arena **home, gd_arena *a) {
+  if (!home || *home) {
     gd_arena_free(a);
     return;
   }
   gd_arena_reset(&a);
-  arena_spare = a;
+  *home = a;
 }
 
 static void ecache_free(ecache *c) {
@@ -72,7 +71,7 @@ static void ecache_free(ecache *c) {
     mdb_cursor_close(c->kcur);
   if (c->ecur)
     mdb_cursor_close(c->ecur);
-  arena_put(c->arena);
+  arena_put(c->home, c->arena);
   gd_u64map_free(&c->by_id);
   free(c->kslots);
   free(c->list);
@@ -703,7 +702,9 @@ static int preresolve(gd_wtxn *t, ecache *c, const gd_upsert *u, ent **ents,
 }
 
 int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_err *err) {
-  ecache c = {.nokeys = true, .arena = arena_take()}; /* keys resolved through u->key_of */
+  /* Keys are resolved through u->key_of; the memory (taken below, after
+   * the returns that skip `out`) is the last upsert's. */
+  ecache c = {.nokeys = true, .home = &t->s->wcache_spare};
   half *hs = NULL;
   ent **ents = NULL;
   void *ibuf = NULL;
@@ -735,6 +736,7 @@ int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_er
     gd_upsert_index(&ix, ibuf);
     u = &ix;
   }
+  c.arena = arena_take(c.home);
   if (!(ents = malloc((u->nkeys + 1) * sizeof *ents))) {
     rc = gd_err_set(err, GD_ENOMEM, "out of memory");
     goto out;
