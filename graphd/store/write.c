@@ -32,12 +32,9 @@ typedef struct ent {
 } ent;
 
 typedef struct ecache {
-  gd_u64map by_id; /* id -> the ent, as uintptr_t (with nokeys: built on
-                      first use, ecache_find) */
+  gd_u64map by_id; /* id -> the ent, as uintptr_t: built on the first
+                      lookup by id (ecache_find), kept from then on */
   bool by_id_built;
-  ent **kslots;    /* open addressing on (type, key), power-of-two kcap */
-  bool nokeys;     /* no kslots: the caller resolves each key once */
-  size_t kcap;
   ent **list;      /* insertion order, for flushing */
   size_t n, list_cap;
   /* Cursors of the request's transaction, opened on first use: the key
@@ -73,58 +70,27 @@ static void ecache_free(ecache *c) {
     mdb_cursor_close(c->ecur);
   arena_put(c->home, c->arena);
   gd_u64map_free(&c->by_id);
-  free(c->kslots);
   free(c->list);
   memset(c, 0, sizeof *c);
 }
 
-static ent *ecache_find(ecache *c, uint64_t id) {
-  if (c->nokeys && !c->by_id_built) {
+/* Sets *ret to the cached entity id, or NULL. GD_ENOMEM building the map. */
+static int ecache_find(ecache *c, uint64_t id, ent **ret) {
+  if (!c->by_id_built) {
     for (size_t i = 0; i < c->n; i++) {
       uint64_t *v = gd_u64map_put(&c->by_id, c->list[i]->id, NULL);
-      if (!v) {
-        gd_u64map_free(&c->by_id);
-        return NULL; /* as not cached: loaded again, the key check fails */
-      }
+      if (!v)
+        return GD_ENOMEM; /* built again from the start next time */
       *v = (uintptr_t)c->list[i];
     }
     c->by_id_built = true;
   }
   uint64_t *v = gd_u64map_get(&c->by_id, id);
-  return v ? (ent *)(uintptr_t)*v : NULL;
-}
-
-static ent *ecache_find_key(ecache *c, int type, gd_str key) {
-  if (!c->kcap)
-    return NULL;
-  for (size_t i = gd__key_hash(type, key) & (c->kcap - 1);; i = (i + 1) & (c->kcap - 1)) {
-    ent *e = c->kslots[i];
-    if (!e)
-      return NULL;
-    if (e->v.type == type && gd_str_eq(e->v.key, key))
-      return e;
-  }
-}
-
-static void kslot_put(ent **kslots, size_t kcap, ent *e) {
-  size_t i = gd__key_hash(e->v.type, e->v.key) & (kcap - 1);
-  while (kslots[i])
-    i = (i + 1) & (kcap - 1);
-  kslots[i] = e;
+  *ret = v ? (ent *)(uintptr_t)*v : NULL;
+  return GD_OK;
 }
 
 static int ecache_add(ecache *c, ent *e) {
-  if (!c->nokeys && (c->n + 1) * 2 > c->kcap) {
-    size_t ncap = c->kcap ? c->kcap * 2 : 64;
-    ent **nk = calloc(ncap, sizeof *nk);
-    if (!nk)
-      return GD_ENOMEM;
-    for (size_t k = 0; k < c->n; k++)
-      kslot_put(nk, ncap, c->list[k]);
-    free(c->kslots);
-    c->kslots = nk;
-    c->kcap = ncap;
-  }
   if (c->n == c->list_cap) {
     size_t ncap = c->list_cap ? c->list_cap * 2 : 64;
     ent **nl = realloc(c->list, ncap * sizeof *nl);
@@ -133,14 +99,12 @@ static int ecache_add(ecache *c, ent *e) {
     c->list = nl;
     c->list_cap = ncap;
   }
-  if (!c->nokeys || c->by_id_built) {
+  if (c->by_id_built) {
     uint64_t *v = gd_u64map_put(&c->by_id, e->id, NULL);
     if (!v)
       return GD_ENOMEM;
     *v = (uintptr_t)e;
   }
-  if (!c->nokeys)
-    kslot_put(c->kslots, c->kcap, e);
   e->at = (uint32_t)c->n;
   c->list[c->n++] = e;
   return GD_OK;
@@ -170,11 +134,14 @@ static int ent_adopt(ecache *c, uint64_t id, uint8_t *rec, size_t len, ent **ret
   return GD_OK;
 }
 
-/* fresh: id cannot be in c (a key resolved once per request, nokeys). */
+/* fresh: id cannot be in c yet (found through a key: a request resolves
+ * each key once). */
 static int ent_load(gd_wtxn *t, ecache *c, uint64_t id, bool fresh, ent **ret, gd_err *err) {
   uint8_t kb[8];
   MDB_val k, v;
-  ent *e = fresh ? NULL : ecache_find(c, id);
+  ent *e = NULL;
+  if (!fresh && ecache_find(c, id, &e))
+    return gd_err_set(err, GD_ENOMEM, "out of memory");
   if (e) {
     *ret = e;
     return GD_OK;
@@ -262,6 +229,8 @@ static int ecache_flush(gd_wtxn *t, ecache *c, gd_err *err) {
 /*
  * Finds the entity named by ref, creating it (with `seen`) when it is named
  * by (type, key) and missing and `create` is set. *ret_created tells which.
+ * A request resolves each (type, key) once (gd_upsert_index): the cache is
+ * not searched by key.
  */
 static int resolve(gd_wtxn *t, ecache *c, const gd_ref *ref, bool create, int64_t seen,
                    ent **ret, bool *ret_created, gd_err *err) {
@@ -273,8 +242,6 @@ static int resolve(gd_wtxn *t, ecache *c, const gd_ref *ref, bool create, int64_
   *ret_created = false;
   if (ref->id)
     return ent_load(t, c, ref->id, false, ret, err);
-  if ((*ret = ecache_find_key(c, ref->type, ref->key)))
-    return GD_OK;
 
   if (create && ref->key.n > UINT16_MAX)
     return gd_err_set(err, GD_EINVALID, "key too long");
@@ -304,7 +271,10 @@ static int resolve(gd_wtxn *t, ecache *c, const gd_ref *ref, bool create, int64_
   if (v.mv_size != 8)
     return gd_err_set(err, GD_EINTERNAL, "corrupt key index entry");
   id = gd_be64_get(v.mv_data);
-  rc = ent_load(t, c, id, c->nokeys, ret, err);
+  rc = ent_load(t, c, id, true, ret, err);
+  if (rc == GD_ENOTFOUND) /* an id created by this request under another key */
+    return gd_err_set(err, GD_EINTERNAL, "key hash collision on a %s key",
+                      gd_type_name(ref->type));
   if (rc == GD_OK && !gd_str_eq((*ret)->v.key, ref->key))
     return gd_err_set(err, GD_EINTERNAL, "key hash collision on a %s key",
                       gd_type_name(ref->type));
@@ -446,8 +416,7 @@ typedef struct half {
 /*
  * Sorts hs by src, then prefix, through tmp (n halves): an LSD
  * radix sort, a byte per pass, skipping bytes that are the same in every
- * half (ids are far below 2^56). Stable; about 5x faster than qsort on
- * the halves of an Ingest message.
+ * half (ids are far below 2^56). Stable.
  */
 static void sort_halves(half *hs, half *tmp, size_t n) {
   half *a = hs, *b = tmp;
@@ -467,6 +436,15 @@ static void sort_halves(half *hs, half *tmp, size_t n) {
   }
   if (a != hs)
     memcpy(hs, a, n * sizeof *hs);
+}
+
+/* The adjacency row of a half-edge not stored yet. */
+static void half_row(const half *h, gd__adj_row *row) {
+  memset(row, 0, sizeof *row);
+  gd_be64_put(row->prefix, h->prefix);
+  row->count = h->count;
+  row->first_seen = h->first;
+  row->last_seen = h->last;
 }
 
 /* Writes or updates one adjacency row; sets *ret_created when it is new. */
@@ -496,11 +474,7 @@ static int adj_apply(gd_wtxn *t, MDB_cursor *cur, const half *h, bool *ret_creat
     rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
     *ret_created = false;
   } else if (rc == MDB_NOTFOUND) {
-    memset(&row, 0, sizeof row);
-    gd_be64_put(row.prefix, h->prefix);
-    row.count = h->count;
-    row.first_seen = h->first;
-    row.last_seen = h->last;
+    half_row(h, &row);
     v.mv_size = sizeof row;
     v.mv_data = &row;
     rc = mdb_cursor_put(cur, &k, &v, MDB_NODUPDATA);
@@ -536,31 +510,15 @@ static int half_created(gd_wtxn *t, ent *e, const half *h, gd_totals *tot, gd_er
  * nothing was written (the caller writes the rows one by one).
  */
 static int adj_append(gd_wtxn *t, MDB_cursor *cur, const half *hs, size_t n, bool *ret_appended,
-                      gd__adj_row **buf, size_t *cap, gd_err *err) {
+                      gd__adj_row *rows, gd_err *err) {
   uint8_t kb[8];
   MDB_val k, v[2];
   *ret_appended = false;
-  if (n > *cap) {
-    size_t ncap = *cap ? *cap : 64;
-    while (ncap < n)
-      ncap *= 2;
-    gd__adj_row *nb = realloc(*buf, ncap * sizeof *nb);
-    if (!nb)
-      return gd_err_set(err, GD_ENOMEM, "out of memory");
-    *buf = nb;
-    *cap = ncap;
-  }
-  for (size_t i = 0; i < n; i++) {
-    gd__adj_row *r = &(*buf)[i];
-    memset(r, 0, sizeof *r);
-    gd_be64_put(r->prefix, hs[i].prefix);
-    r->count = hs[i].count;
-    r->first_seen = hs[i].first;
-    r->last_seen = hs[i].last;
-  }
+  for (size_t i = 0; i < n; i++)
+    half_row(&hs[i], &rows[i]);
   gd__ver_mark(t, hs[0].src);
   gd__id_key(hs[0].src, kb, &k);
-  v[0] = (MDB_val){sizeof **buf, *buf};
+  v[0] = (MDB_val){sizeof *rows, rows};
   v[1] = (MDB_val){n, NULL};
   int rc = mdb_cursor_put(cur, &k, v, MDB_APPEND | MDB_MULTIPLE);
   if (rc == MDB_KEYEXIST && v[1].mv_size == 0)
@@ -574,11 +532,13 @@ static int adj_append(gd_wtxn *t, MDB_cursor *cur, const half *hs, size_t n, boo
   return GD_OK;
 }
 
+/* hs holds n half-edges and room for n more (the sort's, then the rows'
+ * of an append: a row is smaller than a half-edge). */
 static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *tot,
                         gd_err *err) {
   MDB_cursor *cur;
-  gd__adj_row *rows = NULL;
-  size_t rows_cap = 0;
+  gd__adj_row *rows = (gd__adj_row *)(hs + n);
+  _Static_assert(sizeof(gd__adj_row) <= sizeof(half), "rows fit where the halves' copy was");
   int rc = mdb_cursor_open(t->txn, t->s->adj, &cur);
   if (rc)
     return gd__mdb_err(rc, err, "adjacency cursor");
@@ -604,7 +564,7 @@ static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *to
       j++;
     ent *e = c->list[hs[i].ei];
     bool appended = false;
-    if (e->created && (rc = adj_append(t, cur, &hs[i], j - i, &appended, &rows, &rows_cap, err)))
+    if (e->created && (rc = adj_append(t, cur, &hs[i], j - i, &appended, rows, err)))
       break;
     for (; i < j && rc == GD_OK; i++) {
       bool created = appended;
@@ -617,7 +577,6 @@ static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *to
         tot->links_updated += hs[i].count;
     }
   }
-  free(rows);
   mdb_cursor_close(cur);
   return rc;
 }
@@ -702,9 +661,9 @@ static int preresolve(gd_wtxn *t, ecache *c, const gd_upsert *u, ent **ents,
 }
 
 int gd_store_upsert(gd_wtxn *t, const gd_upsert *u, gd_upsert_result *ret, gd_err *err) {
-  /* Keys are resolved through u->key_of; the memory (taken below, after
-   * the returns that skip `out`) is the last upsert's. */
-  ecache c = {.nokeys = true, .home = &t->s->wcache_spare};
+  /* The memory (taken below, past the returns that skip `out`) is the
+   * last upsert's. */
+  ecache c = {.home = &t->s->wcache_spare};
   half *hs = NULL;
   ent **ents = NULL;
   void *ibuf = NULL;
