@@ -1024,7 +1024,7 @@ int main(int argc, char **argv) {
     sv.call_ctx = metrics;
   }
   if (!cfg.no_audit)
-    gd_rpc_audit_hooks(rpc, &sv.audit, &sv.audit_ready, &sv.audit_ctx);
+    gd_rpc_audit_hooks(rpc, &sv.audit, &sv.audit_now, &sv.audit_ready, &sv.audit_ctx);
   rc = gd_server_start(&sv, methods, nmethods, &server, &port, &err);
   free_pems(&tls_cert, &tls_key, &tls_ca); /* only needed to start */
   if (rc) {

@@ -97,33 +97,48 @@ static aop *aop_copy(gd_call *c, int status) {
   return a;
 }
 
-/* ctx: the gd_rpc (gd_rpc_audit_hooks); c may be a call to an unknown
- * method, so the context comes from ctx, not from the call. */
-static void hook(void *ctx, gd_call *c, int status) {
-  gd_rpc *R = ctx;
-  const gd_method *m = gd_call_method(c);
-  bool async = R->audit_reads_async && status == 0 && m && m->role <= GD_ROLE_READER &&
-               atomic_fetch_add(&R->async_pending, 1) < ASYNC_MAX;
-  if (!async && R->audit_reads_async && status == 0 && m && m->role <= GD_ROLE_READER)
-    atomic_fetch_sub(&R->async_pending, 1); /* counted above, but it waits */
-  aop *a = async ? aop_copy(c, status) : calloc(1, sizeof *a);
-  if (!a && async)
-    atomic_fetch_sub(&R->async_pending, 1);
-  if (!a) {
-    gd_call_audit_done(c, false, "out of memory");
-    return;
-  }
+static void submit(gd_rpc *R, aop *a, int status) {
   a->rpc = R;
   a->op.apply = aop_apply;
   a->op.done = aop_done;
   a->op.lazy_sync = true; /* see writer.h: one fdatasync, never a torn environment */
   a->status = status;
-  if (!async)
-    a->call = c;
-  a->op.linger = async; /* answered already: it may wait to share a commit */
   gd_writer_submit(R->writer, &a->op);
-  if (async)
-    gd_call_audit_done(c, true, NULL); /* the reply goes now; the record follows */
+}
+
+/* The audit_now hook: a successful read under --audit-reads async replies
+ * at once, its record (copied: the call goes on) lingering to share a
+ * commit, unless ASYNC_MAX records wait already. ctx: the gd_rpc. */
+static bool hook_now(void *ctx, gd_call *c, int status) {
+  gd_rpc *R = ctx;
+  const gd_method *m = gd_call_method(c);
+  if (!R->audit_reads_async || status != 0 || !m || m->role > GD_ROLE_READER)
+    return false;
+  if (atomic_fetch_add(&R->async_pending, 1) >= ASYNC_MAX) {
+    atomic_fetch_sub(&R->async_pending, 1); /* too many wait: this one waits too */
+    return false;
+  }
+  aop *a = aop_copy(c, status);
+  if (!a) {
+    atomic_fetch_sub(&R->async_pending, 1); /* the held path tries again, or fails the call */
+    return false;
+  }
+  a->op.linger = true; /* answered already: it may wait to share a commit */
+  submit(R, a, status);
+  return true;
+}
+
+/* The audit hook: the call's finish is held until its record is durable.
+ * ctx: the gd_rpc (gd_rpc_audit_hooks); c may be a call to an unknown
+ * method, so the context comes from ctx, not from the call. */
+static void hook(void *ctx, gd_call *c, int status) {
+  aop *a = calloc(1, sizeof *a);
+  if (!a) {
+    gd_call_audit_done(c, false, "out of memory");
+    return;
+  }
+  a->call = c;
+  submit(ctx, a, status);
 }
 
 static bool ready(void *ctx) {
@@ -132,8 +147,10 @@ static bool ready(void *ctx) {
 }
 
 void gd_rpc_audit_hooks(gd_rpc *r, void (**ret_audit)(void *, gd_call *, int),
-                        bool (**ret_ready)(void *), void **ret_ctx) {
+                        bool (**ret_now)(void *, gd_call *, int), bool (**ret_ready)(void *),
+                        void **ret_ctx) {
   *ret_audit = hook;
+  *ret_now = hook_now;
   *ret_ready = ready;
   *ret_ctx = r;
 }

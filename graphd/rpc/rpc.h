@@ -100,14 +100,16 @@ const gd_method *gd_rpc_methods(gd_rpc *r, size_t *ret_n);
  * to be served. */
 const gd_method *gd_rpc_method_table(size_t *ret_n);
 
-/* The server's audit hooks (gd_server_opts.audit, .audit_ready, and the
- * context to pass them, .audit_ctx = *ret_ctx = r) over the store's audit
- * table: each call's record goes through the writer and the reply waits
- * for it; a record that cannot be written fails the call UNAVAILABLE and
- * every later call too (fail closed). Use them exactly when lim.audit is
- * set. */
+/* The server's audit hooks (gd_server_opts.audit, .audit_now,
+ * .audit_ready, and the context to pass them, .audit_ctx = *ret_ctx = r)
+ * over the store's audit table: each call's record goes through the
+ * writer and the reply waits for it, except a successful read's under
+ * audit_reads_async (audit_now: its record follows the reply); a record
+ * that cannot be written fails the call UNAVAILABLE and every later call
+ * too (fail closed). Use them exactly when lim.audit is set. */
 typedef struct gd_call gd_call;
 void gd_rpc_audit_hooks(gd_rpc *r, void (**ret_audit)(void *ctx, gd_call *c, int grpc_status),
+                        bool (**ret_now)(void *ctx, gd_call *c, int grpc_status),
                         bool (**ret_ready)(void *ctx), void **ret_ctx);
 
 /*

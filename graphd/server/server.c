@@ -286,6 +286,10 @@ void gd_call_finish(gd_call *c, int code, const char *msg, const uint8_t *reply,
     /* Hold the finish until the audit record is durable (or not). */
     int status = gd_err_grpc_status(code);
     c->audit_started = true;
+    if (s->opts.audit_now && s->opts.audit_now(s->opts.audit_ctx, c, status)) {
+      finish_now(c, code, msg, reply, len); /* the record follows on its own */
+      return;
+    }
     c->p_code = code;
     c->p_has_msg = msg != NULL;
     c->p_msg = msg ? strdup(msg) : NULL;

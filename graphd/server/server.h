@@ -173,8 +173,13 @@ typedef struct gd_server_opts {
    * (gd_call_mark_audited: it wrote the record in its own transaction).
    * audit_ready(ctx) is asked when a call starts; false refuses it with
    * UNAVAILABLE (the trail is known to be broken).
+   * audit_now (NULL = never) is asked first: true means it has queued
+   * the call's record and the finish need not wait for it, so it goes
+   * out at once and nothing is held or copied (a successful read under
+   * --audit-reads async); false, the finish is held and audit() called.
    */
   void (*audit)(void *ctx, gd_call *c, int grpc_status);
+  bool (*audit_now)(void *ctx, gd_call *c, int grpc_status);
   bool (*audit_ready)(void *ctx);
   void *audit_ctx;
   /*

@@ -177,12 +177,13 @@ static void test_tables(void) {
     }
     /* The audit hooks are the same code, each over its own context. */
     void (*audit_a)(void *, gd_call *, int), (*audit_b)(void *, gd_call *, int);
+    bool (*now_a)(void *, gd_call *, int), (*now_b)(void *, gd_call *, int);
     bool (*ready_a)(void *), (*ready_b)(void *);
     void *ctx_a = NULL, *ctx_b = NULL;
-    gd_rpc_audit_hooks(a.rpc, &audit_a, &ready_a, &ctx_a);
-    gd_rpc_audit_hooks(b.rpc, &audit_b, &ready_b, &ctx_b);
+    gd_rpc_audit_hooks(a.rpc, &audit_a, &now_a, &ready_a, &ctx_a);
+    gd_rpc_audit_hooks(b.rpc, &audit_b, &now_b, &ready_b, &ctx_b);
     CHECK(ctx_a == a.rpc && ctx_b == b.rpc);
-    CHECK(audit_a == audit_b && ready_a == ready_b);
+    CHECK(audit_a == audit_b && now_a == now_b && ready_a == ready_b);
     CHECK(ready_a(ctx_a) && ready_b(ctx_b));
     CHECK(gd_rpc_jobs_journal(a.rpc) != gd_rpc_jobs_journal(b.rpc));
   }
