@@ -112,7 +112,10 @@ typedef struct gd_shared {
 typedef struct gd_step {
   uint64_t from, to;
   double tie;
-  gd_shared *shared; /* strongest first */
+  /* Strongest first. A list belongs to one step: a path copies the
+   * steps it extends by value, lists included, so two steps with the
+   * same list are the same step (the rpc layer packs each once). */
+  gd_shared *shared;
   size_t nshared;
 } gd_step;
 

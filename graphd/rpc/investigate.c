@@ -155,6 +155,7 @@ static void sink_fail(inv_sink *s, const gd_err *err) {
  * and none of them is read back as a struct: they are only packed.
  */
 #define BRIEF_FIELD 1
+#define EVIDENCE_FIELD 4 /* LinkedSeller.evidence */
 
 typedef gd_u64map ecache; /* id -> ProtobufCMessageUnknownField * (uintptr_t) */
 
@@ -314,47 +315,85 @@ static Graphd__V1__SkippedHub **hubs_pb(gd_rtxn *r, ecache *ec, const gd_hub *h,
   return out;
 }
 
-static Graphd__V1__LinkedSeller *linked_pb(gd_rtxn *r, ecache *ec, const gd_linked *l,
+/*
+ * Steps are packed once per reply too. A 2-hop seller's first step is
+ * its intermediate seller's own step (the query copies a path's earlier
+ * steps by value, sharing their lists of shared entities), so every
+ * seller reached through the same intermediate names it again: about 2
+ * of 5 steps in a 2-hop reply (200k-seller sample). A step's list is its
+ * own (allocated when the step was made), so its address keys the step.
+ * scache: list address -> ProtobufCMessageUnknownField * (uintptr_t).
+ */
+typedef gd_u64map scache;
+
+/* Step s as a packed LinkedSeller.evidence field, from sc when packed
+ * already in this reply. NULL on out of memory (err set). */
+static ProtobufCMessageUnknownField *step_pb(gd_rtxn *r, ecache *ec, scache *sc, const gd_step *s,
+                                            gd_arena **a, gd_err *err) {
+  uint64_t *slot = NULL;
+  if (s->nshared) { /* (no list, no key: packed each time) */
+    if (!(slot = gd_u64map_put(sc, (uint64_t)(uintptr_t)s->shared, NULL))) {
+      gd_err_set(err, GD_ENOMEM, "out of memory");
+      return NULL;
+    }
+    if (*slot)
+      return (ProtobufCMessageUnknownField *)(uintptr_t)*slot;
+  }
+  Graphd__V1__EvidenceStep st = GRAPHD__V1__EVIDENCE_STEP__INIT;
+  ProtobufCMessageUnknownField *f = gd_arena_alloc(a, sizeof *f);
+  st.shared = gd_arena_alloc(a, (s->nshared + 1) * sizeof *st.shared);
+  Graphd__V1__SharedEntity *se = gd_arena_alloc(a, (s->nshared + 1) * sizeof *se);
+  if (!f || !st.shared || !se) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
+  }
+  st.from_seller_id = s->from;
+  st.to_seller_id = s->to;
+  st.tie = s->tie;
+  for (size_t k = 0; k < s->nshared; k++) {
+    graphd__v1__shared_entity__init(&se[k]);
+    if (!put_brief(&se[k].base, entity_pb(r, ec, s->shared[k].entity, a, err)))
+      return NULL;
+    se[k].first_seen = s->shared[k].first;
+    se[k].last_seen = s->shared[k].last;
+    se[k].weight = s->shared[k].weight;
+    se[k].corroboration = s->shared[k].corroboration;
+    st.shared[k] = &se[k];
+  }
+  st.n_shared = s->nshared;
+  if (gd_pb_prepack(&st.base, EVIDENCE_FIELD, a, f)) {
+    gd_err_set(err, GD_ENOMEM, "out of memory");
+    return NULL;
+  }
+  if (slot)
+    *slot = (uintptr_t)f;
+  return f;
+}
+
+/* l as a LinkedSeller: its seller's brief (field 1) and its steps (field
+ * 4, evidence, in order) are packed fields, so the message is only
+ * packed, never read back. */
+static Graphd__V1__LinkedSeller *linked_pb(gd_rtxn *r, ecache *ec, scache *sc, const gd_linked *l,
                                            gd_arena **a, gd_err *err) {
   Graphd__V1__LinkedSeller *ls = gd_arena_alloc(a, sizeof *ls);
-  Graphd__V1__EvidenceStep **steps = gd_arena_alloc(a, (l->hops + 1) * sizeof *steps);
-  Graphd__V1__EvidenceStep *st = gd_arena_alloc(a, (l->hops + 1) * sizeof *st);
-  if (!ls || !steps || !st) {
+  ProtobufCMessageUnknownField *fs = gd_arena_alloc(a, (l->hops + 1) * sizeof *fs), *f;
+  if (!ls || !fs) {
     gd_err_set(err, GD_ENOMEM, "out of memory");
     return NULL;
   }
   graphd__v1__linked_seller__init(ls);
-  if (!put_brief(&ls->base, entity_pb(r, ec, l->seller, a, err)))
+  if (!(f = entity_pb(r, ec, l->seller, a, err)))
     return NULL;
+  fs[0] = *f;
+  for (unsigned i = 0; i < l->hops; i++) {
+    if (!(f = step_pb(r, ec, sc, &l->steps[i], a, err)))
+      return NULL;
+    fs[1 + i] = *f;
+  }
+  ls->base.unknown_fields = fs;
+  ls->base.n_unknown_fields = 1 + l->hops;
   ls->hops = l->hops;
   ls->score = l->score;
-  for (unsigned i = 0; i < l->hops; i++) {
-    const gd_step *s = &l->steps[i];
-    graphd__v1__evidence_step__init(&st[i]);
-    st[i].from_seller_id = s->from;
-    st[i].to_seller_id = s->to;
-    st[i].tie = s->tie;
-    st[i].shared = gd_arena_alloc(a, (s->nshared + 1) * sizeof *st[i].shared);
-    Graphd__V1__SharedEntity *se = gd_arena_alloc(a, (s->nshared + 1) * sizeof *se);
-    if (!st[i].shared || !se) {
-      gd_err_set(err, GD_ENOMEM, "out of memory");
-      return NULL;
-    }
-    for (size_t k = 0; k < s->nshared; k++) {
-      graphd__v1__shared_entity__init(&se[k]);
-      if (!put_brief(&se[k].base, entity_pb(r, ec, s->shared[k].entity, a, err)))
-        return NULL;
-      se[k].first_seen = s->shared[k].first;
-      se[k].last_seen = s->shared[k].last;
-      se[k].weight = s->shared[k].weight;
-      se[k].corroboration = s->shared[k].corroboration;
-      st[i].shared[k] = &se[k];
-    }
-    st[i].n_shared = s->nshared;
-    steps[i] = &st[i];
-  }
-  ls->evidence = steps;
-  ls->n_evidence = l->hops;
   return ls;
 }
 
@@ -396,6 +435,7 @@ static bool linked_run(linked_job *j, uint64_t max_work) {
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
   ecache ec = GD_U64MAP_INIT;
+  scache sc = GD_U64MAP_INIT;
   gd_linked_result res = {0};
   gd_query_params p = j->p;
   gd_err err;
@@ -419,7 +459,7 @@ static bool linked_run(linked_job *j, uint64_t max_work) {
     goto fail;
   }
   for (size_t i = 0; i < res.n; i++)
-    if (!(rep.sellers[i] = linked_pb(r, &ec, &res.sellers[i], &a, &err)))
+    if (!(rep.sellers[i] = linked_pb(r, &ec, &sc, &res.sellers[i], &a, &err)))
       goto fail;
   rep.n_sellers = res.n;
   if (!(rep.skipped_hubs = hubs_pb(r, &ec, res.hubs, res.nhubs, &a, &err)))
@@ -436,6 +476,7 @@ out:
   gd_linked_result_free(&res);
   gd_store_read_end(r);
   gd_u64map_free(&ec);
+  gd_u64map_free(&sc);
   gd_arena_free(a);
   return done;
 }
@@ -619,6 +660,7 @@ static void suspects_exec(gd_call *c, const Graphd__V1__RankSuspectsRequest *req
   gd_arena *a = NULL;
   gd_rtxn *r = NULL;
   ecache ec = GD_U64MAP_INIT;
+  scache sc = GD_U64MAP_INIT;
   gd_suspects_result res = {0};
   gd_query_params p;
   gd_err err;
@@ -684,7 +726,7 @@ static void suspects_exec(gd_call *c, const Graphd__V1__RankSuspectsRequest *req
       goto fail;
     }
     for (size_t j = 0; j < s->nnearest; j++)
-      if (!(ss[i].nearest_labelled[j] = linked_pb(r, &ec, &s->nearest[j], &a, &err)))
+      if (!(ss[i].nearest_labelled[j] = linked_pb(r, &ec, &sc, &s->nearest[j], &a, &err)))
         goto fail;
     ss[i].n_nearest_labelled = s->nnearest;
     ss[i].group_cluster_id = s->group_cluster;
@@ -704,6 +746,7 @@ out:
   gd_suspects_result_free(&res);
   gd_store_read_end(r);
   gd_u64map_free(&ec);
+  gd_u64map_free(&sc);
   gd_arena_free(a);
 }
 

@@ -633,7 +633,7 @@ def test_linked_two_hops(inv, net, query_seller):
         for x in net.one_hop(m) - {q}:
             best[x] = max(best.get(x, 0.0), 1.0 / (1.0 / t1 + 1.0 / net.tie(m, x)))
     assert {x[1] for x in best} == keys
-    n2 = 0
+    n2 = nshared_same = 0
     for ls in rep.sellers:
         x = S(ls.seller.key)
         assert 1 <= ls.hops <= 2 and len(ls.evidence) == ls.hops
@@ -659,10 +659,16 @@ def test_linked_two_hops(inv, net, query_seller):
                 check_evidence_entities(net, m, x, ls.evidence[1].shared)
                 assert close(ls.evidence[0].tie, net.tie(q, m))
                 assert close(ls.evidence[1].tie, net.tie(m, x))
+                if mid.hops == 1:
+                    # the path extends mid's own: the same step (packed
+                    # once per reply), field for field
+                    assert ls.evidence[0] == mid.evidence[0], (x, m)
+                    nshared_same += 1
         else:
             assert close(ls.score, ls.evidence[0].tie)
             assert close(ls.score, net.tie(q, x))
     assert n2 > 0, "no 2-hop sellers"
+    assert nshared_same > 0, "no 2-hop path through a 1-hop seller in the reply"
 
 
 def test_linked_briefs_follow_writes(inv):
