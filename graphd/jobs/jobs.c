@@ -500,6 +500,7 @@ fail:
 
 static void *manager(void *arg) {
   gd_jobs *j = arg;
+  pthread_setname_np(pthread_self(), "gd-jobs"); /* top -H, perf --sort comm */
   pthread_mutex_lock(&j->mu);
   for (;;) {
     job *next = NULL;

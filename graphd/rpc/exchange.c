@@ -73,6 +73,7 @@ static bool ties_send(ties_call *t, const uint8_t *buf, size_t n) {
 
 static void *ties_main(void *arg) {
   ties_call *t = arg;
+  pthread_setname_np(pthread_self(), "gd-ties"); /* top -H, perf --sort comm */
   gd_rpc *R = t->rpc;
   gd_tie_rec *recs = malloc(TIES_BATCH * sizeof *recs);
   uint64_t *a = malloc(TIES_BATCH * sizeof *a), *b = malloc(TIES_BATCH * sizeof *b);

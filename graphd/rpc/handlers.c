@@ -763,6 +763,7 @@ static void h_ingest_cancel(gd_call *c) {
  * parked streams, trims after large peaks. */
 static void *wb_main(void *arg) {
   gd_rpc *R = arg;
+  pthread_setname_np(pthread_self(), "gd-budget"); /* top -H, perf --sort comm */
   pthread_mutex_lock(&R->wb.mu);
   while (!R->wb.stop) {
     if (R->wb.head && wb_fits_locked(R, R->wb.head->parked_est)) {
@@ -1293,6 +1294,7 @@ typedef struct backup_job {
 
 static void *backup_main(void *arg) {
   backup_job *b = arg;
+  pthread_setname_np(pthread_self(), "gd-backup"); /* top -H, perf --sort comm */
   gd_err err = {0};
   uint64_t bytes = 0;
   int64_t t0 = gd_now_ns();

@@ -677,6 +677,7 @@ static int place_batch(rpc_placer *P, bool *ret_more, gd_err *err) {
 
 static void *placer_main(void *arg) {
   rpc_placer *P = arg;
+  pthread_setname_np(pthread_self(), "gd-placer"); /* top -H, perf --sort comm */
   bool more = false;
   for (;;) {
     pthread_mutex_lock(&P->mu);

@@ -391,6 +391,7 @@ static void on_close_done(gcall *g) {
 
 static void *handler_main(void *arg) {
   glisten *l = arg;
+  pthread_setname_np(pthread_self(), "gd-handler"); /* top -H, perf --sort comm */
   for (;;) {
     grpc_event ev = grpc_completion_queue_next(l->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN)

@@ -613,6 +613,7 @@ void gd_call_offload(gd_call *c, void (*fn)(void *arg), void *arg) {
 
 static void *query_main(void *arg) {
   gd_server *s = arg;
+  pthread_setname_np(pthread_self(), "gd-query"); /* top -H, perf --sort comm */
   pthread_mutex_lock(&s->qmu);
   for (;;) {
     while (!s->qhead && !s->qstop)
@@ -646,6 +647,7 @@ static void *query_main(void *arg) {
  * own), and client streams idle past --stream-idle-ms. */
 static void *reaper_main(void *arg) {
   gd_server *s = arg;
+  pthread_setname_np(pthread_self(), "gd-reaper"); /* top -H, perf --sort comm */
   pthread_mutex_lock(&s->mu);
   while (!s->reaper_stop) {
     struct timespec ts;

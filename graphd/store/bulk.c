@@ -914,6 +914,7 @@ typedef struct ek_job {
 
 static void *ek_main(void *arg) {
   ek_job *j = arg;
+  pthread_setname_np(pthread_self(), "gd-bulk-keys"); /* top -H, perf --sort comm */
   const gd_bulk *b = j->b;
   int64_t t0 = gd_now_ns();
   if ((j->rc = sort_ekeys(b, &j->ek, &j->err)))

@@ -292,6 +292,7 @@ static void run_group(gd_writer *w, gd_write_op *ops) {
 
 static void *writer_main(void *arg) {
   gd_writer *w = arg;
+  pthread_setname_np(pthread_self(), "gd-writer"); /* top -H, perf --sort comm */
   pthread_mutex_lock(&w->mu);
   for (;;) {
     while (!w->head && !w->bhead && !w->stopping)

@@ -128,3 +128,21 @@ def test_check_config_reports_each_problem(tmp_path):
     assert rc == 1 and "HOST:PORT" in err, err
     rc, _, err = _check(tmp_path, "--worker", "/nonexistent/graphd-worker", "--check-config")
     assert rc == 1 and "/nonexistent/graphd-worker" in err, err
+
+
+def test_threads_named(daemon_factory):
+    """Each long-lived thread says what it does, so `top -H` and `perf
+    --sort comm` tell the gRPC handlers, the query threads, the writer and
+    the rest apart."""
+    dm = daemon_factory("--threads", "2", "--query-threads", "3")
+    task = "/proc/%d/task" % dm.proc.pid
+    names = []
+    for tid in os.listdir(task):
+        try:
+            with open(os.path.join(task, tid, "comm")) as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    for name, n in (("gd-handler", 2), ("gd-query", 3), ("gd-writer", 1), ("gd-reaper", 1),
+                    ("gd-budget", 1)):
+        assert names.count(name) >= n, (name, sorted(names))
