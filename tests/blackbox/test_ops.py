@@ -4,6 +4,7 @@ structured (JSON Lines) logs with levels."""
 import json
 import os
 import subprocess
+import time
 
 import grpc
 
@@ -133,16 +134,28 @@ def test_check_config_reports_each_problem(tmp_path):
 def test_threads_named(daemon_factory):
     """Each long-lived thread says what it does, so `top -H` and `perf
     --sort comm` tell the gRPC handlers, the query threads, the writer and
-    the rest apart."""
+    the rest apart. A thread names itself when it starts, which under a
+    sanitizer can come after the daemon says it is listening: poll."""
     dm = daemon_factory("--threads", "2", "--query-threads", "3")
     task = "/proc/%d/task" % dm.proc.pid
-    names = []
-    for tid in os.listdir(task):
-        try:
-            with open(os.path.join(task, tid, "comm")) as f:
-                names.append(f.read().strip())
-        except FileNotFoundError:
-            pass  # a thread that ended meanwhile
-    for name, n in (("gd-handler", 2), ("gd-query", 3), ("gd-writer", 1), ("gd-reaper", 1),
-                    ("gd-budget", 1)):
-        assert names.count(name) >= n, (name, sorted(names))
+    want = (("gd-handler", 2), ("gd-query", 3), ("gd-writer", 1), ("gd-reaper", 1),
+            ("gd-budget", 1))
+
+    def names():
+        out = []
+        for tid in os.listdir(task):
+            try:
+                with open(os.path.join(task, tid, "comm")) as f:
+                    out.append(f.read().strip())
+            except FileNotFoundError:
+                pass  # a thread that ended meanwhile
+        return out
+
+    deadline = time.monotonic() + 30
+    while True:
+        got = names()
+        missing = [(n, k) for n, k in want if got.count(n) < k]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not missing, (missing, sorted(got))
