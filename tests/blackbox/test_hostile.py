@@ -498,7 +498,12 @@ def test_b_single_write_does_not_queue_behind_ingest(daemon_factory, capsys):
     th = threading.Thread(target=run)
     th.start()
     assert sent.wait(T(120)), "the Ingest stream was not sent"
-    time.sleep(0.5)  # its messages are queued; the writer is in its first group
+    # The stream is in the daemon once the writer has committed a part of
+    # it: send the write then (a fixed half-second pause here let a release
+    # build's writer apply the whole stream first).
+    deadline = time.monotonic() + T(120)
+    while s.Stats(pb.StatsRequest(), timeout=T()).links == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     t0 = time.monotonic()
     s.Upsert(pb.UpsertRequest(links=[link(SELLER, "single", DEVICE, "single-d")]), timeout=T(600))
     done["upsert"] = time.monotonic()
