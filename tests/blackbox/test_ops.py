@@ -8,7 +8,7 @@ import time
 
 import grpc
 
-from bbutil import ADDRESS, SELLER, T, expect_status, link, upsert
+from bbutil import ADDRESS, SELLER, T, expect_status, health_status, link, upsert
 from conftest import _graphd_bin
 from graphd.v1 import graphd_pb2 as pb
 
@@ -159,3 +159,41 @@ def test_threads_named(daemon_factory):
             break
         time.sleep(0.1)
     assert not missing, (missing, sorted(got))
+
+
+def test_idle_threads_stay_asleep_between_calls(daemon_factory):
+    """One call at a time must not wake the deadline reaper per call: it
+    sleeps on its 50 ms tick, and only shutdown waits for the last call to
+    end. (A wake per call is a context switch that, on a 2-core VM, costs
+    more than Health/Check itself.) Counted, not timed: the reaper's
+    context switches over N sequential calls stay near its ticks."""
+    dm = daemon_factory()
+    task = "/proc/%d/task" % dm.proc.pid
+
+    def reaper_switches():
+        for tid in os.listdir(task):
+            try:
+                with open(os.path.join(task, tid, "comm")) as f:
+                    if f.read().strip() != "gd-reaper":
+                        continue
+                with open(os.path.join(task, tid, "status")) as f:
+                    st = dict(l.split(":", 1) for l in f if ":" in l)
+                return (int(st["voluntary_ctxt_switches"]) +
+                        int(st["nonvoluntary_ctxt_switches"]))
+            except FileNotFoundError:
+                pass
+        return None
+
+    deadline = time.monotonic() + 30  # a sanitizer's daemon names it late
+    while reaper_switches() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    calls = 600
+    before, t0 = reaper_switches(), time.monotonic()
+    assert before is not None, "no gd-reaper thread"
+    for _ in range(calls):
+        health_status(dm)
+    woke, secs = reaper_switches() - before, time.monotonic() - t0
+    ticks = secs / 0.05
+    assert woke <= 2 * ticks + 50, (
+        "the reaper woke %d times over %d sequential calls in %.2f s (%d ticks)"
+        % (woke, calls, secs, ticks))
