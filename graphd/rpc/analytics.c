@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/entity.h"
 #include "evidence.h"
@@ -815,6 +816,14 @@ static void del_done(gd_write_op *op, const gd_err *err) {
     gd_call_mark_audited(d->call, false);
     rpc_fail(d->call, err);
   } else {
+    /* Its export image, if a job kept one: no job can use it now (a job
+     * loads an image only for its previous snapshot, and checks the id
+     * the manifest names), and it can take as much room as the graph.
+     * Best effort: a job started before the delete keeps its mapping. */
+    gd_jobs *jobs = rpc_ctx(d->call)->jobs;
+    char path[4200];
+    if (jobs && gd_image_path(gd_jobs_data_dir(jobs), d->id, path, sizeof path))
+      unlink(path);
     Graphd__V1__DeleteSnapshotReply rep = GRAPHD__V1__DELETE_SNAPSHOT_REPLY__INIT;
     rpc_reply(d->call, &rep.base);
   }

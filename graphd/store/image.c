@@ -163,6 +163,11 @@ static size_t img_parts(gd_graph_export *x, img_part out[8]) {
 
 static size_t part_bytes(const img_part *p) { return (p->n * p->width + 7) & ~(size_t)7; }
 
+bool gd_image_path(const char *data_dir, uint64_t snap, char *out, size_t n) {
+  int k = snprintf(out, n, "%s/%s/%llu.img", data_dir, GD_IMAGE_DIR, (unsigned long long)snap);
+  return k > 0 && (size_t)k < n;
+}
+
 int gd_export_image_save(const gd_graph_export *x, const gd_image_id *id, const char *path,
                          gd_err *err) {
   if (x->since || x->until)

@@ -209,6 +209,10 @@ void gd_graph_export_free(gd_graph_export *x);
 #define GD_GLOG_MAX_IDS (UINT64_C(1) << 24)
 #define GD_IMAGE_DIR "images" /* under the data directory */
 
+/* The path of snapshot snap's image, <data_dir>/images/<snap>.img, into
+ * out (n bytes). Returns false when it does not fit. */
+bool gd_image_path(const char *data_dir, uint64_t snap, char *out, size_t n);
+
 /* Which image: the transaction its export reflects, and a random nonce
  * the job drew (so a file of another timeline, say after a restore from a
  * backup, never passes for it). */

@@ -387,7 +387,7 @@ static void *image_load_main(void *arg) {
  * instead (no image, another's, damaged, the change log reset since).
  */
 static bool export_from_image(job *j, gd_rtxn *r) {
-  char path[4200], name[64];
+  char path[4200];
   gd_err e;
   gd_graph_changes *c = NULL;
   gd_err_clear(&e);
@@ -396,8 +396,7 @@ static bool export_from_image(job *j, gd_rtxn *r) {
              (unsigned long long)j->prev_snap);
     return false;
   }
-  snprintf(name, sizeof name, "%llu.img", (unsigned long long)j->prev_snap);
-  image_path(j, name, path, sizeof path);
+  gd_image_path(j->o->data_dir, j->prev_snap, path, sizeof path);
   image_load l = {.path = path, .want = &j->prev_image};
   pthread_t t;
   bool threaded = pthread_create(&t, NULL, image_load_main, &l) == 0;
@@ -473,7 +472,7 @@ static void image_settle(job *j, uint64_t snap) {
   snprintf(dir, sizeof dir, "%s/%s", j->o->data_dir, GD_IMAGE_DIR);
   if (j->image_saved) {
     snprintf(keep_new, sizeof keep_new, "%llu.img", (unsigned long long)snap);
-    image_path(j, keep_new, path, sizeof path);
+    gd_image_path(j->o->data_dir, snap, path, sizeof path);
     if (rename(j->image_tmp, path) != 0)
       keep_new[0] = 0;
   }

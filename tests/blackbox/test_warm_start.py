@@ -10,6 +10,8 @@ every job's previous snapshot (the one ids are matched against, and the
 one a warm start starts from) is A.
 """
 
+import os
+
 import grpc
 import pytest
 
@@ -108,6 +110,25 @@ def test_warm_reads_from_the_previous_image(warm):
     assert c.read_from_image == 0 and c.patched_ids == 0
     assert w.input_checksum == c.input_checksum
     assert w.sellers == c.sellers and w.ties == c.ties
+
+
+def test_delete_snapshot_removes_its_image(warm):
+    """A job keeps its export image as images/<snapshot id>.img under the
+    data directory (with its previous snapshot's); DeleteSnapshot removes
+    the snapshot's image with it, since no job can load it any more, and
+    leaves the others."""
+    dm, a = warm
+
+    def img(sid):
+        return os.path.join(dm.data_dir, "images", "%d.img" % sid)
+
+    _, seen = run_job(dm.stub, name="img-del")
+    m = seen[-1]
+    assert m.state == pb.JOB_STATE_SUCCEEDED, m.reason
+    assert os.path.exists(img(m.snapshot_id)) and os.path.exists(img(a.id))
+    dm.stub.DeleteSnapshot(pb.SnapshotRequest(snapshot_id=m.snapshot_id), timeout=T())
+    assert not os.path.exists(img(m.snapshot_id))
+    assert os.path.exists(img(a.id))
 
 
 def test_auto_other_resolution_is_cold(warm):
