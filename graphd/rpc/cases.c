@@ -561,6 +561,34 @@ static int merge_clusters(gd_arena **a, Graphd__V1__CaseCluster **old, size_t no
   return GD_OK;
 }
 
+static const char *save_field(const Graphd__V1__UpdateCaseRequest *req);
+
+/* The first field of req that would change a closed case's title,
+ * assignee, items or saved queries, or NULL. A closed case keeps those as
+ * they were when it closed (what was referred or acted on) until it is
+ * reopened; notes may still be added. */
+static const char *closed_field(const Graphd__V1__UpdateCaseRequest *req) {
+  if (req->title[0])
+    return "title";
+  if (req->assignee[0] || req->clear_assignee)
+    return req->clear_assignee ? "clear_assignee" : "assignee";
+  if (req->n_add_sellers)
+    return "add_sellers";
+  if (req->n_remove_sellers)
+    return "remove_sellers";
+  if (req->n_add_entities)
+    return "add_entities";
+  if (req->n_remove_entities)
+    return "remove_entities";
+  if (req->n_add_clusters)
+    return "add_clusters";
+  if (req->n_remove_clusters)
+    return "remove_clusters";
+  if (req->save_case != GRAPHD__V1__UPDATE_CASE_REQUEST__SAVE__NOT_SET)
+    return save_field(req);
+  return NULL;
+}
+
 static int update_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   update_op *op = (update_op *)wop;
   gd_call *c = op->call;
@@ -580,6 +608,14 @@ static int update_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
                       (unsigned long long)v.revision, (unsigned long long)req->expect_revision);
   if ((rc = transition(v.status, req->status, req->reopen, err)))
     return rc;
+  const char *frozen = v.status == GRAPHD__V1__CASE_STATUS__CASE_STATUS_CLOSED && !req->reopen
+                           ? closed_field(req)
+                           : NULL;
+  if (frozen)
+    return gd_err_set(err, GD_EPRECONDITION,
+                      "%s: the case is closed; reopen it first (reopen, status open) to change "
+                      "its title, assignee, items or saved queries (a note may be added)",
+                      frozen);
   if (!(m = rpc_case_unpack(&v, err)))
     return err->code;
   gd_case_view hdr = v; /* v's views die with the put below */

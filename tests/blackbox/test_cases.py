@@ -108,6 +108,34 @@ def test_case_lifecycle(cased):
     assert g.revision == u.revision and g.status == OPEN and g.updated_by == "ivan"
 
 
+def test_closed_case_is_frozen_until_reopened(cased):
+    """A closed case keeps its title, assignee, items and saved queries as
+    they were when it closed: a change is FAILED_PRECONDITION naming the
+    field, and writes nothing. A note may still be added; reopening (in
+    the same request or before) makes it changeable again."""
+    c = create(cased, title="closed ring", brand="acme")
+    update(cased, case_id=c.case_id, add_sellers=[ref(SELLER, "ring1")])
+    closed = update(cased, case_id=c.case_id, status=CLOSED)
+    for kw, field in (
+            (dict(add_sellers=[ref(SELLER, "ring2")]), "add_sellers"),
+            (dict(remove_sellers=[ref(SELLER, "ring1")]), "remove_sellers"),
+            (dict(add_entities=[ref(DEVICE, "dev-a")]), "add_entities"),
+            (dict(title="renamed"), "title"),
+            (dict(assignee="bob"), "assignee"),
+            (dict(clear_assignee=True), "clear_assignee"),
+            (dict(save_linked_sellers=pb.LinkedSellersRequest(seller=ref(SELLER, "ring1"))),
+             "save_linked_sellers")):
+        expect_status(grpc.StatusCode.FAILED_PRECONDITION, update, cased, case_id=c.case_id,
+                      fields=[field, "closed", "reopen"], **kw)
+    g = get_case(cased, "reader", c.case_id)
+    assert g.revision == closed.revision and [s.key for s in g.sellers] == ["ring1"]
+    n = update(cased, case_id=c.case_id, note="referred to brand legal")
+    assert n.status == CLOSED and n.revision == closed.revision + 1
+    u = update(cased, case_id=c.case_id, status=OPEN, reopen=True,
+               add_sellers=[ref(SELLER, "ring2")])
+    assert u.status == OPEN and [s.key for s in u.sellers] == ["ring1", "ring2"]
+
+
 def test_case_bad_input(cased):
     c = create(cased, title="t", brand="acme")
     expect_status(grpc.StatusCode.NOT_FOUND, get_case, cased, "reader", 12345,
