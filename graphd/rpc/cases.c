@@ -572,18 +572,15 @@ static const char *closed_field(const Graphd__V1__UpdateCaseRequest *req) {
     return "title";
   if (req->assignee[0] || req->clear_assignee)
     return req->clear_assignee ? "clear_assignee" : "assignee";
-  if (req->n_add_sellers)
-    return "add_sellers";
-  if (req->n_remove_sellers)
-    return "remove_sellers";
-  if (req->n_add_entities)
-    return "add_entities";
-  if (req->n_remove_entities)
-    return "remove_entities";
-  if (req->n_add_clusters)
-    return "add_clusters";
-  if (req->n_remove_clusters)
-    return "remove_clusters";
+  const struct {
+    size_t n;
+    const char *field;
+  } items[] = {{req->n_add_sellers, "add_sellers"},     {req->n_remove_sellers, "remove_sellers"},
+               {req->n_add_entities, "add_entities"},   {req->n_remove_entities, "remove_entities"},
+               {req->n_add_clusters, "add_clusters"},   {req->n_remove_clusters, "remove_clusters"}};
+  for (size_t i = 0; i < sizeof items / sizeof *items; i++)
+    if (items[i].n)
+      return items[i].field;
   if (req->save_case != GRAPHD__V1__UPDATE_CASE_REQUEST__SAVE__NOT_SET)
     return save_field(req);
   return NULL;
