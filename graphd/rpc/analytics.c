@@ -810,23 +810,31 @@ static int del_apply(gd_wtxn *t, gd_write_op *op, gd_err *err) {
   return rc ? rc : rpc_audit_txn(t, ((del_op *)op)->call, err);
 }
 
+/* After the commit, on a query thread (an unlink of a large file is not
+ * the writer thread's to wait for): the snapshot's export image, if a job
+ * kept one, goes; then the reply. No job can use the image now (a job
+ * loads an image only for its previous snapshot, and checks the id the
+ * manifest names), and it can take as much room as the graph. Best
+ * effort: a job that loaded it before the delete keeps its mapping. */
+static void del_finish(void *arg) {
+  del_op *d = arg;
+  gd_jobs *jobs = rpc_ctx(d->call)->jobs;
+  char path[4200];
+  if (jobs && gd_image_path(gd_jobs_data_dir(jobs), d->id, path, sizeof path))
+    unlink(path);
+  Graphd__V1__DeleteSnapshotReply rep = GRAPHD__V1__DELETE_SNAPSHOT_REPLY__INIT;
+  rpc_reply(d->call, &rep.base);
+  free(d);
+}
+
 static void del_done(gd_write_op *op, const gd_err *err) {
   del_op *d = (del_op *)op;
-  if (err->code) {
-    gd_call_mark_audited(d->call, false);
-    rpc_fail(d->call, err);
-  } else {
-    /* Its export image, if a job kept one: no job can use it now (a job
-     * loads an image only for its previous snapshot, and checks the id
-     * the manifest names), and it can take as much room as the graph.
-     * Best effort: a job started before the delete keeps its mapping. */
-    gd_jobs *jobs = rpc_ctx(d->call)->jobs;
-    char path[4200];
-    if (jobs && gd_image_path(gd_jobs_data_dir(jobs), d->id, path, sizeof path))
-      unlink(path);
-    Graphd__V1__DeleteSnapshotReply rep = GRAPHD__V1__DELETE_SNAPSHOT_REPLY__INIT;
-    rpc_reply(d->call, &rep.base);
+  if (!err->code) {
+    gd_call_defer(d->call, del_finish, d);
+    return;
   }
+  gd_call_mark_audited(d->call, false);
+  rpc_fail(d->call, err);
   free(d);
 }
 

@@ -561,7 +561,30 @@ static int merge_clusters(gd_arena **a, Graphd__V1__CaseCluster **old, size_t no
   return GD_OK;
 }
 
-static const char *save_field(const Graphd__V1__UpdateCaseRequest *req);
+static const char *save_field(const Graphd__V1__UpdateCaseRequest *req) {
+  switch (req->save_case) {
+  case GRAPHD__V1__UPDATE_CASE_REQUEST__SAVE_SAVE_LINKED_SELLERS:
+    return "save_linked_sellers";
+  case GRAPHD__V1__UPDATE_CASE_REQUEST__SAVE_SAVE_FIND_PATHS:
+    return "save_find_paths";
+  default:
+    return "save_rank_suspects";
+  }
+}
+
+/* The saved query of req (its save_* field), or NULL. */
+static const ProtobufCMessage *save_request(const Graphd__V1__UpdateCaseRequest *req) {
+  switch (req->save_case) {
+  case GRAPHD__V1__UPDATE_CASE_REQUEST__SAVE_SAVE_LINKED_SELLERS:
+    return &req->save_linked_sellers->base;
+  case GRAPHD__V1__UPDATE_CASE_REQUEST__SAVE_SAVE_FIND_PATHS:
+    return &req->save_find_paths->base;
+  case GRAPHD__V1__UPDATE_CASE_REQUEST__SAVE_SAVE_RANK_SUSPECTS:
+    return &req->save_rank_suspects->base;
+  default:
+    return NULL;
+  }
+}
 
 /* The first field of req that would change a closed case's title,
  * assignee, items or saved queries, or NULL. A closed case keeps those as
@@ -581,7 +604,7 @@ static const char *closed_field(const Graphd__V1__UpdateCaseRequest *req) {
   for (size_t i = 0; i < sizeof items / sizeof *items; i++)
     if (items[i].n)
       return items[i].field;
-  if (req->save_case != GRAPHD__V1__UPDATE_CASE_REQUEST__SAVE__NOT_SET)
+  if (save_request(req))
     return save_field(req);
   return NULL;
 }
@@ -767,31 +790,6 @@ static int resolve_items(gd_rtxn *r, gd_arena **a, Graphd__V1__EntityRef **refs,
   }
   *ret = v;
   return GD_OK;
-}
-
-static const char *save_field(const Graphd__V1__UpdateCaseRequest *req) {
-  switch (req->save_case) {
-  case GRAPHD__V1__UPDATE_CASE_REQUEST__SAVE_SAVE_LINKED_SELLERS:
-    return "save_linked_sellers";
-  case GRAPHD__V1__UPDATE_CASE_REQUEST__SAVE_SAVE_FIND_PATHS:
-    return "save_find_paths";
-  default:
-    return "save_rank_suspects";
-  }
-}
-
-/* The saved query of req (its save_* field), or NULL. */
-static const ProtobufCMessage *save_request(const Graphd__V1__UpdateCaseRequest *req) {
-  switch (req->save_case) {
-  case GRAPHD__V1__UPDATE_CASE_REQUEST__SAVE_SAVE_LINKED_SELLERS:
-    return &req->save_linked_sellers->base;
-  case GRAPHD__V1__UPDATE_CASE_REQUEST__SAVE_SAVE_FIND_PATHS:
-    return &req->save_find_paths->base;
-  case GRAPHD__V1__UPDATE_CASE_REQUEST__SAVE_SAVE_RANK_SUSPECTS:
-    return &req->save_rank_suspects->base;
-  default:
-    return NULL;
-  }
 }
 
 /* Runs the saved query (on a query thread) and packs it as a SavedQuery

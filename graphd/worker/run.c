@@ -468,27 +468,25 @@ static int image_save_join(job *j, gd_err *err) {
  * image only makes the next job read the whole graph.
  */
 static void image_settle(job *j, uint64_t snap) {
-  char dir[4200], keep_new[64] = "", keep_prev[64] = "", path[4500];
+  char dir[4200], keep_new[4200] = "", keep_prev[4200] = "", path[4500];
   snprintf(dir, sizeof dir, "%s/%s", j->o->data_dir, GD_IMAGE_DIR);
-  if (j->image_saved) {
-    snprintf(keep_new, sizeof keep_new, "%llu.img", (unsigned long long)snap);
-    gd_image_path(j->o->data_dir, snap, path, sizeof path);
-    if (rename(j->image_tmp, path) != 0)
-      keep_new[0] = 0;
-  }
+  if (j->image_saved && gd_image_path(j->o->data_dir, snap, keep_new, sizeof keep_new) &&
+      rename(j->image_tmp, keep_new) != 0)
+    keep_new[0] = 0;
   if (j->prev_snap)
-    snprintf(keep_prev, sizeof keep_prev, "%llu.img", (unsigned long long)j->prev_snap);
+    gd_image_path(j->o->data_dir, j->prev_snap, keep_prev, sizeof keep_prev);
   DIR *d = opendir(dir);
   struct dirent *de;
   while (d && (de = readdir(d))) {
     const char *n = de->d_name;
     size_t len = strlen(n);
-    if (n[0] == '.' || !strcmp(n, keep_new) || !strcmp(n, keep_prev))
+    if (n[0] == '.')
       continue;
-    if ((len > 4 && !strcmp(n + len - 4, ".img")) || (len > 8 && !strcmp(n + len - 8, ".img.tmp"))) {
-      snprintf(path, sizeof path, "%s/%s", dir, n);
+    snprintf(path, sizeof path, "%s/%s", dir, n);
+    if (!strcmp(path, keep_new) || !strcmp(path, keep_prev))
+      continue;
+    if ((len > 4 && !strcmp(n + len - 4, ".img")) || (len > 8 && !strcmp(n + len - 8, ".img.tmp")))
       unlink(path);
-    }
   }
   if (d)
     closedir(d);

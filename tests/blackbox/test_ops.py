@@ -131,29 +131,31 @@ def test_check_config_reports_each_problem(tmp_path):
     assert rc == 1 and "/nonexistent/graphd-worker" in err, err
 
 
+def _threads(pid):
+    """(name, /proc path) of each of pid's threads; one that ends while
+    this reads is left out."""
+    task = "/proc/%d/task" % pid
+    out = []
+    for tid in os.listdir(task):
+        try:
+            with open(os.path.join(task, tid, "comm")) as f:
+                out.append((f.read().strip(), os.path.join(task, tid)))
+        except FileNotFoundError:
+            pass
+    return out
+
+
 def test_threads_named(daemon_factory):
     """Each long-lived thread says what it does, so `top -H` and `perf
     --sort comm` tell the gRPC handlers, the query threads, the writer and
     the rest apart. A thread names itself when it starts, which under a
     sanitizer can come after the daemon says it is listening: poll."""
     dm = daemon_factory("--threads", "2", "--query-threads", "3")
-    task = "/proc/%d/task" % dm.proc.pid
     want = (("gd-handler", 2), ("gd-query", 3), ("gd-writer", 1), ("gd-reaper", 1),
             ("gd-budget", 1))
-
-    def names():
-        out = []
-        for tid in os.listdir(task):
-            try:
-                with open(os.path.join(task, tid, "comm")) as f:
-                    out.append(f.read().strip())
-            except FileNotFoundError:
-                pass  # a thread that ended meanwhile
-        return out
-
     deadline = time.monotonic() + 30
     while True:
-        got = names()
+        got = [name for name, _ in _threads(dm.proc.pid)]
         missing = [(n, k) for n, k in want if got.count(n) < k]
         if not missing or time.monotonic() > deadline:
             break
@@ -168,20 +170,14 @@ def test_idle_threads_stay_asleep_between_calls(daemon_factory):
     more than Health/Check itself.) Counted, not timed: the reaper's
     context switches over N sequential calls stay near its ticks."""
     dm = daemon_factory()
-    task = "/proc/%d/task" % dm.proc.pid
 
     def reaper_switches():
-        for tid in os.listdir(task):
-            try:
-                with open(os.path.join(task, tid, "comm")) as f:
-                    if f.read().strip() != "gd-reaper":
-                        continue
-                with open(os.path.join(task, tid, "status")) as f:
-                    st = dict(l.split(":", 1) for l in f if ":" in l)
-                return (int(st["voluntary_ctxt_switches"]) +
-                        int(st["nonvoluntary_ctxt_switches"]))
-            except FileNotFoundError:
-                pass
+        for name, path in _threads(dm.proc.pid):
+            if name != "gd-reaper":
+                continue
+            with open(os.path.join(path, "status")) as f:
+                st = dict(l.split(":", 1) for l in f if ":" in l)
+            return int(st["voluntary_ctxt_switches"]) + int(st["nonvoluntary_ctxt_switches"])
         return None
 
     deadline = time.monotonic() + 30  # a sanitizer's daemon names it late
