@@ -305,6 +305,10 @@ static void render_writer(gd_metrics *m, gd_strbuf *b) {
   gd_strbuf_printf(b, "graphd_writer_ops_total %llu\n", (unsigned long long)ws.requests);
   sb_head(b, "graphd_writer_map_grows_total", "counter", "LMDB map growths.");
   gd_strbuf_printf(b, "graphd_writer_map_grows_total %llu\n", (unsigned long long)ws.grows);
+  sb_head(b, "graphd_writer_group_retries_total", "counter",
+          "Write groups applied again because they filled the LMDB map.");
+  gd_strbuf_printf(b, "graphd_writer_group_retries_total %llu\n",
+                   (unsigned long long)ws.retries);
   sb_head(b, "graphd_writer_queued_ops", "gauge", "Write ops queued or being applied.");
   gd_strbuf_printf(b, "graphd_writer_queued_ops %llu\n", (unsigned long long)gd_writer_pending(m->writer));
 }

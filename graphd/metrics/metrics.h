@@ -25,7 +25,8 @@
  *   call_duration_seconds{method}       histogram (methods with calls)
  *   calls_in_flight                     gauge
  *   writer_batch_ops, writer_commit_duration_seconds   histograms
- *   writer_commits_total, writer_ops_total, writer_map_grows_total  counters
+ *   writer_commits_total, writer_ops_total, writer_map_grows_total,
+ *   writer_group_retries_total          counters
  *   lmdb_file_bytes, lmdb_map_bytes, lmdb_readers_used, lmdb_readers_max,
  *   lmdb_last_txn_id, entities{type}, links, labels     gauges
  *   jobs{state}                         gauge

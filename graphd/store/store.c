@@ -612,6 +612,22 @@ int gd__store_grow(gd_store *s, gd_err *err) {
   return rc ? gd__mdb_err(rc, err, "grow map") : GD_OK;
 }
 
+unsigned gd__store_grow_ahead(gd_store *s) {
+  unsigned grown = 0;
+  for (;;) {
+    MDB_envinfo info;
+    MDB_stat st;
+    gd_err err;
+    if (mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &st))
+      return grown;
+    uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    if (used <= info.me_mapsize / 2 || s->map_size >= s->map_size_max ||
+        gd__store_grow(s, &err) != GD_OK)
+      return grown;
+    grown++;
+  }
+}
+
 int gd_store_backup(gd_store *s, const char *dir, uint64_t *ret_bytes, gd_err *err) {
   struct stat st;
   if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))

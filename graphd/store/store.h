@@ -432,5 +432,13 @@ void gd__wtxn_abort(gd_wtxn *t);
 /* Grows the map (x2, up to map_size_max) while no transaction is open.
  * Errors: GD_ERESOURCE (at the maximum), GD_EIO. */
 int gd__store_grow(gd_store *s, gd_err *err);
+/* Before a write transaction: grows the map (as gd__store_grow) while
+ * less than half of it lies past the last page in use, so that a group
+ * seldom fills it midway and has to be applied again (at a million
+ * sellers a group is seconds of work). The file does not grow with the
+ * map. Returns the number of growths; a growth that fails (the maximum,
+ * an error) ends it quietly: the full map is then met, and reported, by
+ * the transaction as before. */
+unsigned gd__store_grow_ahead(gd_store *s);
 
 #endif

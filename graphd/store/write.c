@@ -562,6 +562,8 @@ static int apply_halves(gd_wtxn *t, ecache *c, half *hs, size_t n, gd_totals *to
     size_t j = i + 1;
     while (j < m && hs[j].src == hs[i].src)
       j++;
+    if (j < m)
+      gd__ver_prefetch(t, hs[j].src);
     ent *e = c->list[hs[i].ei];
     bool appended = false;
     if (e->created && (rc = adj_append(t, cur, &hs[i], j - i, &appended, rows, err)))
@@ -652,6 +654,12 @@ static int preresolve(gd_wtxn *t, ecache *c, const gd_upsert *u, ent **ents,
                       uint64_t *ret_created, gd_err *err) {
   for (size_t i = 0; i < u->nkeys; i++) {
     bool created;
+    /* The keys are sorted, so their refs and bytes are scattered over the
+     * decoded message: load the next ones while this one is resolved. */
+    if (i + 2 < u->nkeys)
+      __builtin_prefetch(u->keys[i + 2]);
+    if (i + 1 < u->nkeys)
+      __builtin_prefetch(u->keys[i + 1]->key.p);
     int rc = resolve(t, c, u->keys[i], true, 0, &ents[i], &created, err);
     if (rc)
       return rc;

@@ -24,7 +24,7 @@ struct gd_writer {
   /* Ops queued that are neither bulk nor lingering: a group of bulk ops
    * being applied stops at the next op when this is not 0. */
   atomic_size_t urgent;
-  atomic_uint_fast64_t pending, commits, requests, grows;
+  atomic_uint_fast64_t pending, commits, requests, grows, retries;
   void (*observe)(void *ctx, size_t ops, int64_t ns); /* gd_writer_observe */
   void *observe_ctx;
 };
@@ -247,6 +247,7 @@ static void run_group(gd_writer *w, gd_write_op *ops) {
     int rc;
     gd_err_clear(&err);
     int64_t t0 = gd_now_ns();
+    atomic_fetch_add(&w->grows, gd__store_grow_ahead(w->s));
     for (;;) {
       rc = apply_group(w, ops, &cut, &cut_again, &err);
       again = again || cut_again;
@@ -263,6 +264,7 @@ static void run_group(gd_writer *w, gd_write_op *ops) {
       if (rc)
         break;
       atomic_fetch_add(&w->grows, 1);
+      atomic_fetch_add(&w->retries, 1);
     }
     size_t n = 0;
     for (gd_write_op *op = ops; op; op = op->next)
@@ -393,6 +395,7 @@ void gd_writer_stats_get(gd_writer *w, gd_writer_stats *ret) {
   ret->commits = atomic_load(&w->commits);
   ret->requests = atomic_load(&w->requests);
   ret->grows = atomic_load(&w->grows);
+  ret->retries = atomic_load(&w->retries);
 }
 
 void gd_writer_observe(gd_writer *w, void (*fn)(void *ctx, size_t ops, int64_t ns), void *ctx) {

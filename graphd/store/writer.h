@@ -81,7 +81,8 @@ typedef struct gd_writer gd_writer;
 typedef struct gd_writer_stats {
   uint64_t commits;   /* durable group commits */
   uint64_t requests;  /* ops committed (successfully or not) */
-  uint64_t grows;     /* map growths */
+  uint64_t grows;     /* map growths, ahead of a group or after it filled the map */
+  uint64_t retries;   /* groups applied again because they filled the map */
 } gd_writer_stats;
 
 /*

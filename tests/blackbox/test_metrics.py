@@ -246,6 +246,35 @@ def test_metrics_port0_and_jobs(daemon_factory):
     assert sc.get("graphd_calls_total", method=SERVICE + "WatchJob", code="OK") == 1
 
 
+def test_map_grows_ahead_of_groups(daemon_factory):
+    """The writer doubles the map before a group while less than half of it
+    is free, so small writes never fill it: no group is applied twice. One
+    upsert larger than the free half still fills it, and is applied again
+    after the map grew (group_retries)."""
+    from bbutil import ent, stats
+    d = daemon_factory("--metrics-listen", "127.0.0.1:0", "--map-size-mb", "1")
+    m = wait_for(lambda: re.search(r"metrics on 127\.0\.0\.1:(\d+)", d.log_tail(200)),
+                 "the 'metrics on' log line")
+    port = int(m.group(1))
+    s = d.stub
+    # About 2 MB of attributes into an empty 1 MiB map: one group.
+    big = [ent(SELLER, "big-%d" % i, attrs=[("blob", ("%d-" % i) * 500)]) for i in range(1000)]
+    upsert(s, entities=big, timeout=T(60))
+    sc = Scrape(port)
+    assert sc.get("graphd_writer_group_retries_total") >= 1, sc.text
+    retries = sc.get("graphd_writer_group_retries_total")
+    grows = sc.get("graphd_writer_map_grows_total")
+    # Then about 5 MB in 30 small groups: the map grows ahead of them.
+    for b in range(30):
+        upsert(s, entities=[ent(SELLER, "m-%d-%d" % (b, i), attrs=[("blob", ("%d-%d-" % (b, i)) * 200)])
+                            for i in range(100)], timeout=T(60))
+    sc = Scrape(port)
+    assert sc.get("graphd_writer_map_grows_total") > grows, sc.text
+    assert sc.get("graphd_writer_group_retries_total") == retries, sc.text
+    st = stats(s)
+    assert st.entities_total == 1000 + 3000
+
+
 @pytest.mark.parametrize("value", ["nonsense", "127.0.0.1:", "127.0.0.1:70000", ":9464",
                                    "127.0.0.1:-1", "::1:9464", "127.0.0.1:9x"])
 def test_metrics_listen_bad_value(tmp_path, value):
