@@ -88,15 +88,15 @@ struct gd_wtxn {
 /* Appends id to t's change list (image.c); on failure sets glog_lost. */
 void gd__glog_grow(gd_wtxn *t, uint64_t id);
 
-/* Marks entity id changed by t's transaction (store.h, "Entity
- * versions"): before the commit, so that no reader sees the change without
- * the mark. The writer thread only. */
 /* Starts loading id's slot, for a gd__ver_mark some work later: the
  * table is 2 MiB, so a mark is a cache miss. */
 static inline void gd__ver_prefetch(gd_wtxn *t, uint64_t id) {
   __builtin_prefetch(&t->s->ver[gd__ver_slot(id)], 1);
 }
 
+/* Marks entity id changed by t's transaction (store.h, "Entity
+ * versions"): before the commit, so that no reader sees the change without
+ * the mark. The writer thread only. */
 static inline void gd__ver_mark(gd_wtxn *t, uint64_t id) {
   uint64_t v = (uint64_t)mdb_txn_id(t->root);
   _Atomic uint64_t *slot = &t->s->ver[gd__ver_slot(id)];
