@@ -17,8 +17,8 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bbutil import (DEVICE, SELLER, SERVICE, T, expect_status, get, link, pb, raw_unary, ref,
-                    upsert)
+from bbutil import (DEVICE, SELLER, SERVICE, T, ent, expect_status, get, link, pb, raw_unary,
+                    ref, stats, upsert)
 from grpc.health.v1 import health_pb2
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -251,7 +251,6 @@ def test_map_grows_ahead_of_groups(daemon_factory):
     is free, so small writes never fill it: no group is applied twice. One
     upsert larger than the free half still fills it, and is applied again
     after the map grew (group_retries)."""
-    from bbutil import ent, stats
     d = daemon_factory("--metrics-listen", "127.0.0.1:0", "--map-size-mb", "1")
     m = wait_for(lambda: re.search(r"metrics on 127\.0\.0\.1:(\d+)", d.log_tail(200)),
                  "the 'metrics on' log line")
