@@ -75,6 +75,12 @@ struct gd_wtxn {
   gd__counters c;  /* current values */
   gd__counters saved; /* values at gd__wtxn_nest, restored on abort */
   int64_t now;
+  /* The largest seller id in the placement queue, read on the first mark
+   * that finds the queue full (place.c) and raised by each mark after: at
+   * worst too high (rows cleared or a nested transaction undone since), so
+   * a seller above it is not queued. */
+  uint64_t dirty_max;
+  bool dirty_max_read;
   bool graph; /* an entity or link was marked changed: the commit stamps
                  meta "graph.txn" (gd_rtxn_graph_state) */
   /* The ids marked changed, for the graph change log (image.c); unsorted,

@@ -1334,6 +1334,21 @@ static void test_placement_tables(void) {
   CHECK(gd_store_dirty_list(r, 16, sellers, stamps, &n, &e) == GD_OK);
   CHECK_EQ_U(n, 3);
   gd_store_read_end(r);
+  /* Full, in one group: b (queued, below the largest queued id) is marked
+   * again, not shed; a (not queued, below it) and e4 (new, above it) are
+   * shed; e4 again is shed again. */
+  gd_link_in l4[] = {{R(GD_TYPE_SELLER, "b"), R(GD_TYPE_PHONE, "+1666"), 0},
+                     {R(GD_TYPE_SELLER, "a"), R(GD_TYPE_PHONE, "+1666"), 0},
+                     {R(GD_TYPE_SELLER, "e4"), R(GD_TYPE_PHONE, "+1666"), 0},
+                     {R(GD_TYPE_SELLER, "e4"), R(GD_TYPE_EMAIL, "x@y.z"), 0}};
+  int64_t b_stamp = stamps[0];
+  CHECK(upsert_links(w, l4, 4, NULL) == GD_OK);
+  CHECK_EQ_U(gd_store_place_shed(s), 5);
+  CHECK(gd_store_read_begin(s, &r, &e) == GD_OK);
+  CHECK(gd_store_dirty_list(r, 16, sellers, stamps, &n, &e) == GD_OK);
+  CHECK_EQ_U(n, 3);
+  CHECK(stamps[0] > b_stamp); /* b's row, written again */
+  gd_store_read_end(r);
   /* A clear with a stale stamp keeps the row; the right one removes it. */
   CHECK(gd__wtxn_begin(s, &t, &e) == GD_OK);
   CHECK(gd_store_dirty_clear(t, sellers[0], stamps[0] - 1, &e) == GD_OK);
