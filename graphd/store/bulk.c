@@ -618,19 +618,15 @@ static uint64_t estimate_bytes(const gd_bulk *b) {
 }
 
 static int check_map(gd_wtxn *t, const gd_bulk *b, gd_err *err) {
-  MDB_envinfo info;
-  MDB_stat st;
-  int rc = mdb_env_info(t->s->env, &info);
-  if (!rc)
-    rc = mdb_env_stat(t->s->env, &st);
+  uint64_t used, size;
+  int rc = gd__store_map_use(t->s, &used, &size);
   if (rc)
     return gd__mdb_err(rc, err, "environment info");
-  uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
   uint64_t need = estimate_bytes(b);
-  if (used + need > info.me_mapsize)
+  if (used + need > size)
     return gd_err_set(err, GD_EMAPFULL, "the bulk load needs about %llu MiB of map, %llu free",
                       (unsigned long long)(need >> 20),
-                      (unsigned long long)((info.me_mapsize - used) >> 20));
+                      (unsigned long long)((size - used) >> 20));
   return GD_OK;
 }
 

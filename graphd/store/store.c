@@ -449,7 +449,6 @@ int gd_store_stats(gd_rtxn *r, gd_stats *st, gd_err *err) {
   gd_store *s = r->s;
   gd__counters c;
   MDB_envinfo info;
-  MDB_stat ms;
   uint64_t version = 0;
   int rc;
 
@@ -465,9 +464,7 @@ int gd_store_stats(gd_rtxn *r, gd_stats *st, gd_err *err) {
   st->labels = c.labels;
   st->schema_version = (uint32_t)version;
   mdb_env_info(s->env, &info);
-  mdb_env_stat(s->env, &ms);
-  st->file_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
-  st->map_bytes = info.me_mapsize;
+  gd__store_map_use(s, &st->file_bytes, &st->map_bytes);
   reader_slots rs = {0, 0};
   mdb_reader_list(s->env, count_reader, &rs);
   st->readers_used = rs.taken;
@@ -612,17 +609,26 @@ int gd__store_grow(gd_store *s, gd_err *err) {
   return rc ? gd__mdb_err(rc, err, "grow map") : GD_OK;
 }
 
+int gd__store_map_use(gd_store *s, uint64_t *ret_used, uint64_t *ret_size) {
+  MDB_envinfo info;
+  MDB_stat st;
+  int rc = mdb_env_info(s->env, &info);
+  if (!rc)
+    rc = mdb_env_stat(s->env, &st);
+  if (rc)
+    return rc;
+  *ret_used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+  *ret_size = info.me_mapsize;
+  return MDB_SUCCESS;
+}
+
 unsigned gd__store_grow_ahead(gd_store *s) {
   unsigned grown = 0;
   for (;;) {
-    MDB_envinfo info;
-    MDB_stat st;
+    uint64_t used, size;
     gd_err err;
-    if (mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &st))
-      return grown;
-    uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
-    if (used <= info.me_mapsize / 2 || s->map_size >= s->map_size_max ||
-        gd__store_grow(s, &err) != GD_OK)
+    if (gd__store_map_use(s, &used, &size) || used <= size / 2 ||
+        s->map_size >= s->map_size_max || gd__store_grow(s, &err) != GD_OK)
       return grown;
     grown++;
   }

@@ -146,6 +146,10 @@ int gd__meta_put_u64(MDB_txn *txn, gd_store *s, const char *name, uint64_t val);
 struct gd_graph_export;
 int gd__export_checksum(const struct gd_graph_export *x, char out[65]);
 
+/* The bytes of the map in use (up to the last page written) and the map's
+ * size. Reads environment metadata only. Returns an LMDB code. */
+int gd__store_map_use(gd_store *s, uint64_t *ret_used, uint64_t *ret_size);
+
 /* Maps an LMDB return code to a gd_errno and fills err. */
 int gd__mdb_err(int rc, gd_err *err, const char *what);
 
