@@ -609,6 +609,35 @@ static const char *closed_field(const Graphd__V1__UpdateCaseRequest *req) {
   return NULL;
 }
 
+/* Whether req may be applied to case v (as c's caller sees it): GD_OK, or
+ * GD_ENOTFOUND (not visible to the caller), GD_EPRECONDITION
+ * (expect_revision differs, a closed case's frozen field) or GD_EINVALID
+ * (a status move not allowed), naming the field. The writer checks again
+ * when it applies the request; a request with a saved query is checked
+ * before the query runs too, so a refused one costs no query. */
+static int update_check(gd_call *c, const Graphd__V1__UpdateCaseRequest *req,
+                        const gd_case_view *v, gd_err *err) {
+  int rc;
+  if (!rpc_case_visible(c, v))
+    return gd_err_set(err, GD_ENOTFOUND, "case_id: no case %llu",
+                      (unsigned long long)req->case_id);
+  if (req->expect_revision && req->expect_revision != v->revision)
+    return gd_err_set(err, GD_EPRECONDITION,
+                      "expect_revision: the case is at revision %llu, not %llu (changed since)",
+                      (unsigned long long)v->revision, (unsigned long long)req->expect_revision);
+  if ((rc = transition(v->status, req->status, req->reopen, err)))
+    return rc;
+  const char *frozen = v->status == GRAPHD__V1__CASE_STATUS__CASE_STATUS_CLOSED && !req->reopen
+                           ? closed_field(req)
+                           : NULL;
+  if (frozen)
+    return gd_err_set(err, GD_EPRECONDITION,
+                      "%s: the case is closed; reopen it first (reopen, status open) to change "
+                      "its title, assignee, items or saved queries (a note may be added)",
+                      frozen);
+  return GD_OK;
+}
+
 static int update_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   update_op *op = (update_op *)wop;
   gd_call *c = op->call;
@@ -617,25 +646,9 @@ static int update_apply(gd_wtxn *t, gd_write_op *wop, gd_err *err) {
   Graphd__V1__Case *m = NULL;
   gd_case_view v;
   int rc;
-  if ((rc = gd_store_case_get_w(t, req->case_id, &v, err)))
+  if ((rc = gd_store_case_get_w(t, req->case_id, &v, err)) ||
+      (rc = update_check(c, req, &v, err)))
     return rc;
-  if (!rpc_case_visible(c, &v))
-    return gd_err_set(err, GD_ENOTFOUND, "case_id: no case %llu",
-                      (unsigned long long)req->case_id);
-  if (req->expect_revision && req->expect_revision != v.revision)
-    return gd_err_set(err, GD_EPRECONDITION,
-                      "expect_revision: the case is at revision %llu, not %llu (changed since)",
-                      (unsigned long long)v.revision, (unsigned long long)req->expect_revision);
-  if ((rc = transition(v.status, req->status, req->reopen, err)))
-    return rc;
-  const char *frozen = v.status == GRAPHD__V1__CASE_STATUS__CASE_STATUS_CLOSED && !req->reopen
-                           ? closed_field(req)
-                           : NULL;
-  if (frozen)
-    return gd_err_set(err, GD_EPRECONDITION,
-                      "%s: the case is closed; reopen it first (reopen, status open) to change "
-                      "its title, assignee, items or saved queries (a note may be added)",
-                      frozen);
   if (!(m = rpc_case_unpack(&v, err)))
     return err->code;
   gd_case_view hdr = v; /* v's views die with the put below */
@@ -960,6 +973,14 @@ void rpc_update_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     r = NULL;
   }
   if (save_request(req)) {
+    /* Refused now rather than after the query has run (the writer checks
+     * again: the case may change meanwhile). */
+    gd_case_view v;
+    if (gd_store_read_begin(rpc_ctx(c)->store, &r, &err) ||
+        gd_store_case_get(r, req->case_id, &v, &err) || update_check(c, req, &v, &err))
+      goto fail;
+    gd_store_read_end(r);
+    r = NULL;
     gd_call_offload(c, update_heavy, op); /* the query runs where heavy calls run */
     return;
   }

@@ -136,6 +136,28 @@ def test_closed_case_is_frozen_until_reopened(cased):
     assert u.status == OPEN and [s.key for s in u.sellers] == ["ring1", "ring2"]
 
 
+def test_refused_save_runs_no_query(cased):
+    """An update with a saved query that the case refuses (closed, stale
+    expect_revision, no such case) is refused before the query runs: the
+    status is the case's, not the query's. The query here names a seller
+    that does not exist, which the query would report as NOT_FOUND."""
+    ghost = pb.LinkedSellersRequest(seller=ref(SELLER, "ghost"))
+    c = create(cased, title="refused saves", brand="acme")
+    closed = update(cased, case_id=c.case_id, status=CLOSED)
+    expect_status(grpc.StatusCode.FAILED_PRECONDITION, update, cased, case_id=c.case_id,
+                  save_linked_sellers=ghost, fields=["save_linked_sellers", "closed", "reopen"])
+    o = update(cased, case_id=c.case_id, status=OPEN, reopen=True)
+    expect_status(grpc.StatusCode.FAILED_PRECONDITION, update, cased, case_id=c.case_id,
+                  expect_revision=closed.revision, save_linked_sellers=ghost,
+                  fields=["expect_revision", str(o.revision)])
+    expect_status(grpc.StatusCode.NOT_FOUND, update, cased, case_id=98765,
+                  save_linked_sellers=ghost, fields=["case_id", "98765"])
+    # The case accepts it: now the query runs and names the missing seller.
+    expect_status(grpc.StatusCode.NOT_FOUND, update, cased, case_id=c.case_id,
+                  save_linked_sellers=ghost, fields=["save_linked_sellers", "seller"])
+    assert get_case(cased, "reader", c.case_id).revision == o.revision
+
+
 def test_case_bad_input(cased):
     c = create(cased, title="t", brand="acme")
     expect_status(grpc.StatusCode.NOT_FOUND, get_case, cased, "reader", 12345,
