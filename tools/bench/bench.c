@@ -66,6 +66,11 @@
  *       WriteTotals), entities_created == distinct entities, and all equal
  *       to the reference's totals; Stats must count the same links. Then
  *       VmHWM is read from /proc, the daemon gets SIGTERM and must exit 0.
+ *   Both report their writer thread (the thread named gd-writer, in this
+ *   process or the daemon): its CPU time over the timed part, per link
+ *   record, and the time it was runnable but waited for a core
+ *   (/proc/PID/task/TID/schedstat). The rate moves with everything else on
+ *   a shared machine; the writer's CPU per link record much less.
  *   Daemon start-up and shutdown are timed but not part of the rate.
  *
  * Read
@@ -262,6 +267,7 @@
  * passed, 1 when any failed (the report is still printed: see "anomalies"),
  * 2 on usage errors.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -576,10 +582,10 @@ int64_t proc_status_kb(pid_t pid, const char *name) {
   return v;
 }
 
-/* utime + stime of a process, in seconds; NAN if unreadable. */
-double proc_cpu_s(pid_t pid) {
-  char path[64], buf[4096];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+/* utime + stime from a /proc stat file (a process's or a thread's), in
+ * seconds; NAN if unreadable. */
+static double stat_cpu_s(const char *path) {
+  char buf[4096];
   FILE *f = fopen(path, "r");
   if (!f)
     return NAN;
@@ -605,6 +611,60 @@ double proc_cpu_s(pid_t pid) {
   if (field < 15)
     return NAN;
   return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* utime + stime of a process, in seconds; NAN if unreadable. */
+double proc_cpu_s(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  return stat_cpu_s(path);
+}
+
+/* The first thread of pid named comm (graphd names its threads: gd-writer,
+ * gd-query ...), or 0. */
+static pid_t proc_thread(pid_t pid, const char *comm) {
+  char path[300], name[32];
+  snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+  DIR *dir = opendir(path);
+  pid_t found = 0;
+  if (!dir)
+    return 0;
+  for (struct dirent *e; !found && (e = readdir(dir));) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9')
+      continue;
+    snprintf(path, sizeof path, "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+      continue;
+    if (fgets(name, sizeof name, f)) {
+      name[strcspn(name, "\n")] = '\0';
+      if (!strcmp(name, comm))
+        found = (pid_t)atoi(e->d_name);
+    }
+    fclose(f);
+  }
+  closedir(dir);
+  return found;
+}
+
+/* A thread's CPU time (utime + stime) and the time it was runnable but
+ * waited for a core (/proc/.../schedstat, kernels with schedstats), in
+ * seconds; NAN for what cannot be read (tid 0 included). */
+static void thread_sched(pid_t pid, pid_t tid, double *ret_cpu_s, double *ret_wait_s) {
+  char path[80];
+  unsigned long long run_ns, wait_ns;
+  *ret_cpu_s = *ret_wait_s = NAN;
+  if (!tid)
+    return;
+  snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+  *ret_cpu_s = stat_cpu_s(path);
+  snprintf(path, sizeof path, "/proc/%d/task/%d/schedstat", (int)pid, (int)tid);
+  FILE *f = fopen(path, "r");
+  if (f) {
+    if (fscanf(f, "%llu %llu", &run_ns, &wait_ns) == 2)
+      *ret_wait_s = (double)wait_ns / 1e9;
+    fclose(f);
+  }
 }
 
 /* CPU time all CPUs of the machine spent busy (everything but idle and
@@ -2055,6 +2115,7 @@ typedef struct ref_result {
   uint64_t dir_apparent, dir_alloc;
   double open_s, close_s;
   double cpu_s; /* this process, over the timed part: the writer's work */
+  double writer_cpu_s, writer_wait_s; /* its writer thread (thread_sched) */
   bool ok;
 } ref_result;
 
@@ -2112,7 +2173,11 @@ static void run_reference(const bench_cfg *cfg, const char *run_dir, const datas
   }
   ctx.ops = ops;
   size_t first = ctx.windowed && (size_t)cfg->ref_window < sb->n ? (size_t)cfg->ref_window : sb->n;
-  double cpu0 = self_cpu_s();
+  double cpu0 = self_cpu_s(), wcpu0, wwait0, wcpu1, wwait1;
+  pid_t wtid = 0; /* the thread names itself once it runs */
+  for (int i = 0; i < 100 && !(wtid = proc_thread(getpid(), "gd-writer")); i++)
+    usleep(1000);
+  thread_sched(getpid(), wtid, &wcpu0, &wwait0);
   int64_t t0 = now_ns();
   pthread_mutex_lock(&ctx.mu);
   ctx.next = first; /* done callbacks may run before this loop ends */
@@ -2124,6 +2189,11 @@ static void run_reference(const bench_cfg *cfg, const char *run_dir, const datas
     pthread_cond_wait(&ctx.cv, &ctx.mu);
   pthread_mutex_unlock(&ctx.mu);
   ret->cpu_s = self_cpu_s() - cpu0;
+  thread_sched(getpid(), wtid, &wcpu1, &wwait1);
+  ret->writer_cpu_s = wcpu1 - wcpu0;
+  ret->writer_wait_s = wwait1 - wwait0;
+  if (!isfinite(ret->writer_cpu_s))
+    anomaly("reference: no CPU time for its writer thread (no thread named gd-writer)");
   ret->seconds = (double)(ctx.t_done - t0) / 1e9;
   ret->links_per_s = (double)d->nlinks / ret->seconds;
   ret->totals = ctx.totals;
@@ -2157,6 +2227,7 @@ typedef struct graphd_result {
   bool stats_ok;
   int64_t peak_rss, rss_end;
   double daemon_cpu_s, client_cpu_s;
+  double writer_cpu_s, writer_wait_s; /* the daemon's gd-writer thread */
   double start_s;
   daemon_exit exit;
   uint64_t dir_apparent, dir_alloc;
@@ -2180,7 +2251,7 @@ static void run_graphd_ingest(const bench_cfg *cfg, const char *run_dir, const c
                               const dataset *d, const pb_batches *pb, graphd_result *ret) {
   memset(ret, 0, sizeof *ret);
   ret->peak_rss = -1;
-  ret->daemon_cpu_s = NAN;
+  ret->daemon_cpu_s = ret->writer_cpu_s = ret->writer_wait_s = NAN;
   char *log = xasprintf("%s/graphd-ingest.log", run_dir);
   daemon_proc dp;
   if (!daemon_start(cfg, data_dir, log, &dp)) {
@@ -2210,7 +2281,9 @@ static void run_graphd_ingest(const bench_cfg *cfg, const char *run_dir, const c
   if (gc_stream_open(c, SVC "Ingest", &sopts, &s, &st))
     die("gc_stream_open: %s", st.message);
 
-  double cpu0 = self_cpu_s(), dcpu0 = proc_cpu_s(dp.pid);
+  double cpu0 = self_cpu_s(), dcpu0 = proc_cpu_s(dp.pid), wcpu0, wwait0, wcpu1, wwait1;
+  pid_t wtid = proc_thread(dp.pid, "gd-writer");
+  thread_sched(dp.pid, wtid, &wcpu0, &wwait0);
   int64_t t0 = now_ns();
   int code = GRPC_STATUS_OK;
   size_t i;
@@ -2223,6 +2296,12 @@ static void run_graphd_ingest(const bench_cfg *cfg, const char *run_dir, const c
   int64_t t1 = now_ns();
   ret->client_cpu_s = self_cpu_s() - cpu0;
   ret->daemon_cpu_s = proc_cpu_s(dp.pid) - dcpu0;
+  thread_sched(dp.pid, wtid, &wcpu1, &wwait1);
+  ret->writer_cpu_s = wcpu1 - wcpu0;
+  ret->writer_wait_s = wwait1 - wwait0;
+  if (!isfinite(ret->writer_cpu_s))
+    anomaly("graphd Ingest: no CPU time for the daemon's writer thread (no thread named "
+            "gd-writer in /proc/%d/task)", (int)dp.pid);
   uint64_t accepted = gc_stream_messages_sent(s);
   gc_stream_free(s);
   ret->code = code;
@@ -2435,7 +2514,15 @@ static json_object *bench_ingest(const bench_cfg *cfg, const char *workroot, con
   double rss[MAX_REPEAT], gbytes[MAX_REPEAT], galloc[MAX_REPEAT], rbytes[MAX_REPEAT];
   double dcpu[MAX_REPEAT], ccpu[MAX_REPEAT], rcommits[MAX_REPEAT], gcommits[MAX_REPEAT];
   double gstart[MAX_REPEAT], gstop[MAX_REPEAT], rcpu[MAX_REPEAT];
+  double rwcpu[MAX_REPEAT], rwwait[MAX_REPEAT], gwcpu[MAX_REPEAT], gwwait[MAX_REPEAT];
+  double rwus[MAX_REPEAT], gwus[MAX_REPEAT];
   for (int r = 0; r < n; r++) {
+    rwcpu[r] = rep->ref[r].writer_cpu_s;
+    rwwait[r] = rep->ref[r].writer_wait_s;
+    gwcpu[r] = rep->gd[r].code == 0 ? rep->gd[r].writer_cpu_s : NAN;
+    gwwait[r] = rep->gd[r].code == 0 ? rep->gd[r].writer_wait_s : NAN;
+    rwus[r] = rwcpu[r] / (double)d->nlinks * 1e6;
+    gwus[r] = gwcpu[r] / (double)d->nlinks * 1e6;
     ref_lps[r] = rep->ref[r].links_per_s;
     ref_s[r] = rep->ref[r].seconds;
     gd_lps[r] = rep->gd[r].code == 0 ? rep->gd[r].links_per_s : NAN;
@@ -2476,6 +2563,10 @@ static json_object *bench_ingest(const bench_cfg *cfg, const char *workroot, con
   printf("\n");
   printf("  reference: CPU %.2f s (the writer thread; %s)\n", median(rcpu, n),
          cfg->ref_window ? "windowed" : "all batches queued at once");
+  printf("  writer thread: CPU µs a link record  ref %.2f  graphd %.2f  (ratio graphd/ref %.3f);\n"
+         "                 waiting for a core  ref %.2f s  graphd %.2f s  (medians)\n",
+         median(rwus, n), median(gwus, n), median(gwus, n) / median(rwus, n), median(rwwait, n),
+         median(gwwait, n));
   printf("  graphd: peak RSS (VmHWM) %s, data dir %s (%s allocated), daemon CPU %.2f s, "
          "client CPU %.2f s,\n          start %.3f s, SIGTERM->exit %.3f s, exit: %s\n",
          fmt_bytes(b1, sizeof b1, median(rss, n)), fmt_bytes(b2, sizeof b2, median(gbytes, n)),
@@ -2507,6 +2598,9 @@ static json_object *bench_ingest(const bench_cfg *cfg, const char *workroot, con
   json_object_object_add(jr, "seconds", jdouble_array(ref_s, n));
   json_object_object_add(jr, "commits", jdouble_array(rcommits, n));
   json_object_object_add(jr, "cpu_s", jdouble_array(rcpu, n));
+  json_object_object_add(jr, "writer_cpu_s", jdouble_array(rwcpu, n));
+  json_object_object_add(jr, "writer_wait_s", jdouble_array(rwwait, n));
+  json_object_object_add(jr, "writer_cpu_us_per_link_median", json_object_new_double(median(rwus, n)));
   json_object_object_add(jr, "window", json_object_new_int(cfg->ref_window));
   json_object_object_add(jr, "data_dir_bytes", jdouble_array(rbytes, n));
   json_object_object_add(jr, "totals", jtotals(&rep->ref[n - 1].totals));
@@ -2527,6 +2621,9 @@ static json_object *bench_ingest(const bench_cfg *cfg, const char *workroot, con
   json_object_object_add(jg, "data_dir_alloc_bytes", jdouble_array(galloc, n));
   json_object_object_add(jg, "daemon_cpu_s", jdouble_array(dcpu, n));
   json_object_object_add(jg, "client_cpu_s", jdouble_array(ccpu, n));
+  json_object_object_add(jg, "writer_cpu_s", jdouble_array(gwcpu, n));
+  json_object_object_add(jg, "writer_wait_s", jdouble_array(gwwait, n));
+  json_object_object_add(jg, "writer_cpu_us_per_link_median", json_object_new_double(median(gwus, n)));
   json_object_object_add(jg, "start_s", jdouble_array(gstart, n));
   json_object_object_add(jg, "stop_s", jdouble_array(gstop, n));
   json_object *jexit = json_object_new_array();
