@@ -939,9 +939,11 @@ void rpc_update_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
     gd_err_set(&err, GD_EINVALID, "save_comment: no save_* query given");
     goto fail;
   }
+  /* One read transaction for the items and, with a saved query, the case. */
+  if ((nitems || save_request(req)) && gd_store_read_begin(rpc_ctx(c)->store, &r, &err))
+    goto fail;
   if (nitems) {
-    if (gd_store_read_begin(rpc_ctx(c)->store, &r, &err) ||
-        resolve_items(r, &op->arena, req->add_sellers, req->n_add_sellers, true, true, "add_sellers",
+    if (resolve_items(r, &op->arena, req->add_sellers, req->n_add_sellers, true, true, "add_sellers",
                       &op->add_sellers, &err) ||
         resolve_items(r, &op->arena, req->remove_sellers, req->n_remove_sellers, false, false,
                       "remove_sellers", &op->rm_sellers, &err) ||
@@ -969,18 +971,17 @@ void rpc_update_case(gd_call *c, const uint8_t *msg, size_t len, bool has_msg) {
         gd_err_set(&err, GD_EINVALID, "remove_clusters[%zu]: missing", i);
         goto fail;
       }
-    gd_store_read_end(r);
-    r = NULL;
   }
   if (save_request(req)) {
     /* Refused now rather than after the query has run (the writer checks
      * again: the case may change meanwhile). */
     gd_case_view v;
-    if (gd_store_read_begin(rpc_ctx(c)->store, &r, &err) ||
-        gd_store_case_get(r, req->case_id, &v, &err) || update_check(c, req, &v, &err))
+    if (gd_store_case_get(r, req->case_id, &v, &err) || update_check(c, req, &v, &err))
       goto fail;
-    gd_store_read_end(r);
-    r = NULL;
+  }
+  gd_store_read_end(r);
+  r = NULL;
+  if (save_request(req)) {
     gd_call_offload(c, update_heavy, op); /* the query runs where heavy calls run */
     return;
   }

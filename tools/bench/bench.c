@@ -2515,14 +2515,11 @@ static json_object *bench_ingest(const bench_cfg *cfg, const char *workroot, con
   double dcpu[MAX_REPEAT], ccpu[MAX_REPEAT], rcommits[MAX_REPEAT], gcommits[MAX_REPEAT];
   double gstart[MAX_REPEAT], gstop[MAX_REPEAT], rcpu[MAX_REPEAT];
   double rwcpu[MAX_REPEAT], rwwait[MAX_REPEAT], gwcpu[MAX_REPEAT], gwwait[MAX_REPEAT];
-  double rwus[MAX_REPEAT], gwus[MAX_REPEAT];
   for (int r = 0; r < n; r++) {
     rwcpu[r] = rep->ref[r].writer_cpu_s;
     rwwait[r] = rep->ref[r].writer_wait_s;
     gwcpu[r] = rep->gd[r].code == 0 ? rep->gd[r].writer_cpu_s : NAN;
     gwwait[r] = rep->gd[r].code == 0 ? rep->gd[r].writer_wait_s : NAN;
-    rwus[r] = rwcpu[r] / (double)d->nlinks * 1e6;
-    gwus[r] = gwcpu[r] / (double)d->nlinks * 1e6;
     ref_lps[r] = rep->ref[r].links_per_s;
     ref_s[r] = rep->ref[r].seconds;
     gd_lps[r] = rep->gd[r].code == 0 ? rep->gd[r].links_per_s : NAN;
@@ -2541,6 +2538,9 @@ static json_object *bench_ingest(const bench_cfg *cfg, const char *workroot, con
   }
   double m_ref = median(ref_lps, n), m_gd = median(gd_lps, n);
   double m_ratio = median(rep->ratio, n);
+  /* The writer thread's CPU per link record, µs (medians). */
+  double rwus = median(rwcpu, n) / (double)d->nlinks * 1e6;
+  double gwus = median(gwcpu, n) / (double)d->nlinks * 1e6;
 
   char b1[64], b2[64], b3[64], b4[64];
   printf("\nINGEST  %zu link records (%" PRIu64 " distinct links, %zu distinct entities), "
@@ -2565,7 +2565,7 @@ static json_object *bench_ingest(const bench_cfg *cfg, const char *workroot, con
          cfg->ref_window ? "windowed" : "all batches queued at once");
   printf("  writer thread: CPU µs a link record  ref %.2f  graphd %.2f  (ratio graphd/ref %.3f);\n"
          "                 waiting for a core  ref %.2f s  graphd %.2f s  (medians)\n",
-         median(rwus, n), median(gwus, n), median(gwus, n) / median(rwus, n), median(rwwait, n),
+         rwus, gwus, gwus / rwus, median(rwwait, n),
          median(gwwait, n));
   printf("  graphd: peak RSS (VmHWM) %s, data dir %s (%s allocated), daemon CPU %.2f s, "
          "client CPU %.2f s,\n          start %.3f s, SIGTERM->exit %.3f s, exit: %s\n",
@@ -2600,7 +2600,7 @@ static json_object *bench_ingest(const bench_cfg *cfg, const char *workroot, con
   json_object_object_add(jr, "cpu_s", jdouble_array(rcpu, n));
   json_object_object_add(jr, "writer_cpu_s", jdouble_array(rwcpu, n));
   json_object_object_add(jr, "writer_wait_s", jdouble_array(rwwait, n));
-  json_object_object_add(jr, "writer_cpu_us_per_link_median", json_object_new_double(median(rwus, n)));
+  json_object_object_add(jr, "writer_cpu_us_per_link_median", json_object_new_double(rwus));
   json_object_object_add(jr, "window", json_object_new_int(cfg->ref_window));
   json_object_object_add(jr, "data_dir_bytes", jdouble_array(rbytes, n));
   json_object_object_add(jr, "totals", jtotals(&rep->ref[n - 1].totals));
@@ -2623,7 +2623,7 @@ static json_object *bench_ingest(const bench_cfg *cfg, const char *workroot, con
   json_object_object_add(jg, "client_cpu_s", jdouble_array(ccpu, n));
   json_object_object_add(jg, "writer_cpu_s", jdouble_array(gwcpu, n));
   json_object_object_add(jg, "writer_wait_s", jdouble_array(gwwait, n));
-  json_object_object_add(jg, "writer_cpu_us_per_link_median", json_object_new_double(median(gwus, n)));
+  json_object_object_add(jg, "writer_cpu_us_per_link_median", json_object_new_double(gwus));
   json_object_object_add(jg, "start_s", jdouble_array(gstart, n));
   json_object_object_add(jg, "stop_s", jdouble_array(gstop, n));
   json_object *jexit = json_object_new_array();
