@@ -137,7 +137,7 @@ int gd_rtxn_graph_state(gd_rtxn *r, uint64_t ret[2], gd_err *err);
  * of gd_rtxn_state) is therefore the value every transaction with id T
  * reads when V <= min(R, T). Every write marks each entity whose record
  * or links it changes with its transaction's id before it commits (a
- * table of 2^18 slots shared by id hash: a collision only marks more), a
+ * table of 2^18 slots, id mod 2^18: a collision only marks more), a
  * bulk load marks them all, and opening the store marks them all with the
  * last committed id. Only this process's writes are marked: graphd's
  * graph is written by the daemon alone (the clustering worker writes

@@ -38,9 +38,9 @@ struct gd_store {
   int npool;
   uint64_t serial;   /* gd_rtxn_state */
   uint64_t open_txn; /* the last committed txn id at open (gd_rtxn_graph_state) */
-  /* Entity versions (store.h, gd_rtxn_version): GD__VER_SLOTS slots by id
-   * hash, each the last transaction id that changed an entity hashing
-   * there; ver_floor bounds every entity (the txn at open, a bulk load);
+  /* Entity versions (store.h, gd_rtxn_version): GD__VER_SLOTS slots by the
+   * id's low bits, each the last transaction id that changed an entity of
+   * that slot; ver_floor bounds every entity (the txn at open, a bulk load);
    * ver_max is the largest id in any slot. Written by the one writer
    * thread, read by any. */
   _Atomic uint64_t *ver;
@@ -52,10 +52,10 @@ struct gd_store {
 
 #define GD__VER_SLOTS (1u << 18)
 
+/* Ids are dense and given out in order, so the slot is the id's low bits:
+ * spread as evenly as a hash would, and the entities a write creates mark
+ * consecutive slots, where hashed ids took a cache miss each. */
 static inline size_t gd__ver_slot(uint64_t id) {
-  id ^= id >> 33;
-  id *= UINT64_C(0xff51afd7ed558ccd);
-  id ^= id >> 33;
   return (size_t)(id & (GD__VER_SLOTS - 1));
 }
 
