@@ -809,6 +809,13 @@ static void free_pems(char **cert, char **key, char **ca) {
   *cert = *key = *ca = NULL;
 }
 
+/* gd_metrics_set_budget's reader: the rpc context's write budget. */
+static void budget_read(void *ctx, gd_metrics_budget *ret) {
+  gd_budget_stats st;
+  gd_rpc_budget_stats(ctx, &st);
+  *ret = (gd_metrics_budget){st.in_use, st.cap, st.trims};
+}
+
 int main(int argc, char **argv) {
   config cfg;
   gd_store *store = NULL;
@@ -982,6 +989,7 @@ int main(int argc, char **argv) {
   if (metrics) {
     int mport;
     gd_metrics_set_sources(metrics, store, writer, jobs);
+    gd_metrics_set_budget(metrics, budget_read, rpc);
     if (gd_metrics_http_start(metrics, cfg.metrics_listen, &metrics_http, &mport, &err)) {
       gd_error("%s", err.msg);
       goto out;
@@ -1081,8 +1089,8 @@ out:
    * (each step accepts what was never made). Jobs first: queued ones are
    * cancelled, the running worker is signalled and reaped (so job watchers
    * see their job end and the drain is not held by them), before the server
-   * drains and the store closes. Scrapes read the store, the writer and the
-   * jobs: stop serving them first; every hook user (server, writer, jobs)
+   * drains and the store closes. Scrapes read the store, the writer, the
+   * jobs and the rpc context's budget: stop serving them first; every hook user (server, writer, jobs)
    * is done before the registry is freed. The rpc context goes once no
    * call runs and the writer has called back every op that carries it. */
   gd_jobs_stop(jobs);

@@ -95,6 +95,8 @@ struct gd_metrics {
   gd_store *store;
   gd_writer *writer;
   gd_jobs *jobs;
+  void (*budget_read)(void *ctx, gd_metrics_budget *ret); /* gd_metrics_set_budget */
+  void *budget_ctx;
 };
 
 int gd_metrics_new(const gd_metrics_opts *o, gd_metrics **ret, gd_err *err) {
@@ -123,6 +125,12 @@ int gd_metrics_new(const gd_metrics_opts *o, gd_metrics **ret, gd_err *err) {
   snprintf(m->stage_names[MAX_STAGES], GD_JOB_STAGE_MAX, "other");
   *ret = m;
   return GD_OK;
+}
+
+void gd_metrics_set_budget(gd_metrics *m, void (*read)(void *ctx, gd_metrics_budget *ret),
+                           void *ctx) {
+  m->budget_read = read;
+  m->budget_ctx = ctx;
 }
 
 void gd_metrics_set_sources(gd_metrics *m, gd_store *store, gd_writer *writer, gd_jobs *jobs) {
@@ -313,6 +321,23 @@ static void render_writer(gd_metrics *m, gd_strbuf *b) {
   gd_strbuf_printf(b, "graphd_writer_queued_ops %llu\n", (unsigned long long)gd_writer_pending(m->writer));
 }
 
+static void render_budget(gd_metrics *m, gd_strbuf *b) {
+  gd_metrics_budget wb = {0};
+  if (!m->budget_read)
+    return;
+  m->budget_read(m->budget_ctx, &wb);
+  sb_head(b, "graphd_write_budget_bytes", "gauge",
+          "Decoded bytes of Upsert and Ingest messages allowed in flight (--write-budget-bytes; "
+          "0 = no limit).");
+  gd_strbuf_printf(b, "graphd_write_budget_bytes %llu\n", (unsigned long long)wb.cap);
+  sb_head(b, "graphd_write_budget_in_use_bytes", "gauge",
+          "Decoded bytes of Upsert and Ingest messages in flight.");
+  gd_strbuf_printf(b, "graphd_write_budget_in_use_bytes %llu\n", (unsigned long long)wb.in_use);
+  sb_head(b, "graphd_memory_trims_total", "counter",
+          "Times the decoded messages' freed memory went back to the system (malloc_trim).");
+  gd_strbuf_printf(b, "graphd_memory_trims_total %llu\n", (unsigned long long)wb.trims);
+}
+
 static void render_store(gd_metrics *m, gd_strbuf *b) {
   gd_rtxn *r = NULL;
   gd_stats st;
@@ -415,6 +440,7 @@ char *gd_metrics_render(gd_metrics *m, size_t *ret_len) {
     gd_strbuf_printf(&b, "graphd_refused_total{reason=\"%s\"} %llu\n", gd_limit_key((gd_limit)i),
               (unsigned long long)gd_limit_count((gd_limit)i));
   render_writer(m, &b);
+  render_budget(m, &b);
   render_store(m, &b);
   render_jobs(m, &b);
   if (b.oom) {

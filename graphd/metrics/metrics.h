@@ -34,6 +34,8 @@
  *   refused_total{reason}               counter (every key of core/limits.h)
  *   placement_queue gauge, placement_shed_total, placements_total,
  *   alerts_total counters, placement_latency_seconds histogram
+ *   write_budget_bytes, write_budget_in_use_bytes gauges,
+ *   memory_trims_total counter
  *   build_info{version}, start_time_seconds             gauges
  */
 #ifndef GD_METRICS_METRICS_H
@@ -65,6 +67,15 @@ int gd_metrics_new(const gd_metrics_opts *o, gd_metrics **ret, gd_err *err);
  * its series are left out). Set before serving; each must stay valid
  * until gd_metrics_http_stop. */
 void gd_metrics_set_sources(gd_metrics *m, gd_store *store, gd_writer *writer, gd_jobs *jobs);
+
+/* The write budget's figures, read at scrape time: read(ctx, ret) fills
+ * ret (rpc.h gd_rpc_budget_stats through main.c; metrics does not know the
+ * rpc layer). Unset: the series are left out. Set before serving. */
+typedef struct gd_metrics_budget {
+  uint64_t in_use, cap, trims;
+} gd_metrics_budget;
+void gd_metrics_set_budget(gd_metrics *m, void (*read)(void *ctx, gd_metrics_budget *ret),
+                           void *ctx);
 
 /* Frees m (after every hook user and the HTTP server stopped). Accepts
  * NULL. */

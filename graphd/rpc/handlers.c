@@ -241,8 +241,9 @@ static void h_health_check(gd_call *c, const uint8_t *msg, size_t len, bool has_
  * them (decoding off the writer thread) and, after every 64 MiB given
  * back, hands freed memory back to the system (malloc_trim: glibc keeps
  * it in per-thread arenas otherwise, and a message decoded on one thread
- * is freed on the writer's). A message bigger than the whole budget is taken when
- * nothing else is in flight, so it never waits forever.
+ * is freed on the writer's; trims are counted, gd_rpc_budget_stats). A
+ * message bigger than the whole budget is taken when nothing else is in
+ * flight, so it never waits forever.
  */
 #define WB_EXPANSION 16
 #define WB_TRIM_AFTER ((size_t)64 << 20) /* bytes given back that make a trim worth it */
@@ -288,6 +289,14 @@ static void wb_give(gd_rpc *R, size_t n) {
   if (R->wb.head || R->wb.freed >= WB_TRIM_AFTER)
     pthread_cond_signal(&R->wb.cv);
   pthread_mutex_unlock(&R->wb.mu);
+}
+
+void gd_rpc_budget_stats(gd_rpc *R, gd_budget_stats *ret) {
+  pthread_mutex_lock(&R->wb.mu);
+  ret->in_use = R->wb.used;
+  ret->trims = R->wb.trims;
+  pthread_mutex_unlock(&R->wb.mu);
+  ret->cap = R->lim.write_budget_bytes;
 }
 
 static size_t wb_in_use(gd_rpc *R) {
@@ -780,6 +789,7 @@ static void *wb_main(void *arg) {
     }
     if (R->wb.freed >= WB_TRIM_AFTER) {
       R->wb.freed = 0;
+      R->wb.trims++;
       pthread_mutex_unlock(&R->wb.mu);
       malloc_trim(0); /* the decoded messages' memory, back to the system */
       pthread_mutex_lock(&R->wb.mu);

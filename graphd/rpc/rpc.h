@@ -169,6 +169,15 @@ typedef struct gd_place_stats {
 /* Counters since gd_rpc_place_start (all 0 when placement is off). */
 void gd_rpc_place_stats(gd_rpc *r, gd_place_stats *ret);
 
+/* The write budget now: decoded bytes of Upsert and Ingest messages in
+ * flight, the budget (0 = none), and how many times the memory given back
+ * was handed to the system (malloc_trim, after every 64 MiB of writes
+ * done). Any thread. */
+typedef struct gd_budget_stats {
+  uint64_t in_use, cap, trims;
+} gd_budget_stats;
+void gd_rpc_budget_stats(gd_rpc *r, gd_budget_stats *ret);
+
 /*
  * Stops the write budget's thread and frees the reflection index and r.
  * Call it once nothing can use r any more: after the server is shut down

@@ -44,12 +44,13 @@ struct gd_rpc {
     pid_t pid;
   } ties;
   /* The write budget (handlers.c, under mu): bytes in flight, bytes given
-   * back since the last trim, the parked streams in arrival order, and
-   * the thread that resumes them (stop ends it). */
+   * back since the last trim, trims so far, the parked streams in arrival
+   * order, and the thread that resumes them (stop ends it). */
   struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     size_t used, freed;
+    uint64_t trims;
     struct ingest *head, *tail;
     bool stop;
     pthread_t thread;

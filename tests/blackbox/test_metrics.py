@@ -274,6 +274,52 @@ def test_map_grows_ahead_of_groups(daemon_factory):
     assert st.entities_total == 1000 + 3000
 
 
+def test_write_budget_metrics(daemon_factory):
+    """The write budget's gauges: its size (the flag) and the decoded bytes
+    in flight, above 0 during a load and back to 0 after it; and the trims
+    that hand the freed memory back to the system once 64 MiB of writes are
+    done: an Ingest stream of about 120 MiB decoded is followed by one at
+    least. (How many depends on how the frees fall in time: a trim takes
+    all that was given back since the last.)"""
+    budget = 1 << 30
+    d = daemon_factory("--metrics-listen", "127.0.0.1:0", "--write-budget-bytes", str(budget))
+    m = wait_for(lambda: re.search(r"metrics on 127\.0\.0\.1:(\d+)", d.log_tail(200)),
+                 "the 'metrics on' log line")
+    port = int(m.group(1))
+    sc = Scrape(port)
+    assert sc.get("graphd_write_budget_bytes") == budget, sc.text
+    assert sc.get("graphd_write_budget_in_use_bytes") == 0, sc.text
+    assert sc.get("graphd_memory_trims_total") == 0, sc.text
+    # One message of 10,000 links sent 40 times: the same links observed
+    # again, cheap to apply and as large to decode.
+    one = pb.UpsertRequest(links=[link(SELLER, "s-%d" % i, DEVICE, "d-%d" % (i // 2))
+                                  for i in range(10000)])
+    peak = [0]
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            try:
+                peak[0] = max(peak[0], Scrape(port).get("graphd_write_budget_in_use_bytes"))
+            except Exception:
+                pass
+            time.sleep(0.05)
+    w = threading.Thread(target=watch)
+    w.start()
+    try:
+        r = d.stub.Ingest(iter([one] * 40), timeout=T(120))
+    finally:
+        done.set()
+        w.join()
+    assert r.messages == 40
+    assert r.totals.links_created == 10000 and r.totals.links_updated == 390000
+    assert 0 < peak[0] <= budget, peak
+    sc = wait_for(lambda: (lambda x: x if x.get("graphd_memory_trims_total") >= 1 else None)(
+        Scrape(port)), "a trim")
+    assert sc.get("graphd_write_budget_in_use_bytes") == 0, sc.text
+    assert sc.families["graphd_memory_trims"].type == "counter", sc.text
+
+
 @pytest.mark.parametrize("value", ["nonsense", "127.0.0.1:", "127.0.0.1:70000", ":9464",
                                    "127.0.0.1:-1", "::1:9464", "127.0.0.1:9x"])
 def test_metrics_listen_bad_value(tmp_path, value):
