@@ -1090,9 +1090,10 @@ out:
    * cancelled, the running worker is signalled and reaped (so job watchers
    * see their job end and the drain is not held by them), before the server
    * drains and the store closes. Scrapes read the store, the writer, the
-   * jobs and the rpc context's budget: stop serving them first; every hook user (server, writer, jobs)
-   * is done before the registry is freed. The rpc context goes once no
-   * call runs and the writer has called back every op that carries it. */
+   * jobs and the rpc context's budget: stop serving them first; every hook
+   * user (server, writer, jobs) is done before the registry is freed. The
+   * rpc context goes once no call runs and the writer has called back every
+   * op that carries it. */
   gd_jobs_stop(jobs);
   if (server)
     gd_server_shutdown(server, cfg.grace_ms);
